@@ -1,0 +1,127 @@
+# SPDX-License-Identifier: BSD-2-Clause
+# pcapline: one non-recursive build. Every output goes under build/ (build/san with SAN=1).
+#   make deps | all | test | unit | fuzz | bench | demo | install | clean     (V=1: verbose)
+
+VERSION := 0.1.0
+PREFIX ?= /usr/local
+BUILD ?= build
+CC ?= cc
+FUZZ_CC ?= clang
+
+ifeq ($(SAN),1)
+BUILD := build/san
+SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+OPT := -O1
+else
+OPT := -O2
+endif
+
+PKGS := libpcap openssl liblz4 yaml-0.1
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lev
+CFLAGS ?= $(OPT) -g
+CFLAGS += -std=c11 -D_GNU_SOURCE -DPCAPLINE_VERSION='"$(VERSION)"' \
+	-Wall -Wextra -Wshadow -Wformat=2 -Wno-unused-parameter -MMD -MP \
+	-Iproto -Ishared -Isensor -Ireceiver -Ireceiver/store $(PKG_CFLAGS) $(SANFLAGS)
+LDFLAGS += $(SANFLAGS)
+LDLIBS += $(PKG_LIBS)
+
+ifeq ($(V),1)
+Q :=
+else
+Q := @
+endif
+
+LIB_SRC := $(wildcard proto/*.c shared/*.c)
+SENSOR_SRC := $(wildcard sensor/*.c)
+RECEIVER_SRC := $(wildcard receiver/*.c receiver/*/*.c)
+UNIT_SRC := $(wildcard tests/unit/test_*.c)
+FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
+
+LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
+SENSOR_OBJ := $(SENSOR_SRC:%.c=$(BUILD)/obj/%.o)
+RECEIVER_OBJ := $(RECEIVER_SRC:%.c=$(BUILD)/obj/%.o)
+LIB := $(BUILD)/libpcapline.a
+SENSOR := $(BUILD)/pcapline-sensor
+RECEIVER := $(BUILD)/pcapline-receiver
+UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/fuzz/%)
+FUZZ_LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/fuzzobj/%.o)
+
+.PHONY: all deps test unit fuzz fuzz-seeds integration bench demo install clean
+all: $(SENSOR) $(RECEIVER)
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	@[ -n "$(Q)" ] && echo "  CC      $<" || true
+	$(Q)$(CC) $(CFLAGS) -c -o $@ $<
+
+$(LIB): $(LIB_OBJ)
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+$(SENSOR): $(SENSOR_OBJ) $(LIB)
+	@[ -n "$(Q)" ] && echo "  LD      $@" || true
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(RECEIVER): $(RECEIVER_OBJ) $(LIB)
+	@[ -n "$(Q)" ] && echo "  LD      $@" || true
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/tests/%: tests/unit/%.c $(LIB)
+	@mkdir -p $(dir $@)
+	@[ -n "$(Q)" ] && echo "  TEST    $@" || true
+	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIB) $(LDLIBS) -lcmocka
+
+# libFuzzer targets: always clang with ASan/UBSan, objects kept apart from the main build.
+FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE -g -O1 -Iproto -Ishared $(PKG_CFLAGS) \
+	-fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined
+$(BUILD)/fuzzobj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) -c -o $@ $<
+$(BUILD)/fuzz/%: tests/fuzz/%.c $(FUZZ_LIB_OBJ)
+	@mkdir -p $(dir $@)
+	@[ -n "$(Q)" ] && echo "  FUZZ    $@" || true
+	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $^ $(PKG_LIBS)
+
+fuzz: $(FUZZ_BIN)
+	@echo "fuzz targets in $(BUILD)/fuzz; run e.g. $(BUILD)/fuzz/fuzz_frame -max_total_time=600 tests/fuzz/corpus/frame"
+
+deps:
+	@scripts/deps.sh
+
+unit: $(UNIT_BIN)
+	@pass=0; fail=0; for t in $(UNIT_BIN); do \
+		if $$t; then pass=$$((pass+1)); else fail=$$((fail+1)); echo "FAILED: $$t"; fi; \
+	done; echo "unit test programs: $$pass passed, $$fail failed"; [ $$fail -eq 0 ]
+
+fuzz-seeds: $(FUZZ_BIN)
+	@pass=0; fail=0; for f in $(FUZZ_BIN); do n=$${f##*/fuzz_}; \
+		if $$f -runs=0 tests/fuzz/corpus/$$n >$(BUILD)/fuzz/$$n.log 2>&1; then pass=$$((pass+1)); \
+		else fail=$$((fail+1)); echo "FAILED: $$f (see $(BUILD)/fuzz/$$n.log)"; fi; \
+	done; echo "fuzz seed corpora: $$pass passed, $$fail failed"; [ $$fail -eq 0 ]
+
+integration: all
+	@scripts/run-pytest.sh $(BUILD)
+
+test: deps
+	@$(MAKE) --no-print-directory all unit fuzz-seeds
+	@$(MAKE) --no-print-directory integration
+
+bench: deps
+	@$(MAKE) --no-print-directory all
+	@tests/bench/bench.sh $(BUILD)
+
+demo: deps
+	@$(MAKE) --no-print-directory all
+	@scripts/demo.sh $(BUILD)
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)/etc/pcapline
+	install -m 755 $(SENSOR) $(RECEIVER) $(DESTDIR)$(PREFIX)/bin/
+	install -m 755 scripts/pcapline-certs $(DESTDIR)$(PREFIX)/bin/
+	install -m 644 config/sensor.yaml config/receiver.yaml $(DESTDIR)/etc/pcapline/
+
+clean:
+	rm -rf build
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

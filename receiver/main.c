@@ -1,0 +1,266 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
+/*
+ * pcapline-receiver: accepts sensors over mutually authenticated TLS and stores
+ * their packets in per-sensor segment files.
+ */
+#include <getopt.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <ev.h>
+
+#include "config.h"
+#include "log.h"
+#include "session.h"
+#include "store.h"
+#include "tls.h"
+#include "wire.h"
+
+struct receiver_conf {
+	struct cfg_strlist listen;
+	char *ca, *cert, *key, *crl;
+	int tls_min;
+	bool insecure;
+	char *token;
+	char *dir;
+	uint64_t segment_size;
+	uint64_t segment_time;
+	int fsync;
+	char *out;
+	uint64_t max_frame;
+	uint64_t max_batch;
+	int64_t max_sessions;
+	uint64_t heartbeat;
+	int log_level;
+	uint64_t stats_interval;
+};
+
+static const char *const tls_versions[] = {"1.3", "1.2", NULL};
+static const char *const log_levels[] = {"error", "warn", "info", "debug", NULL};
+static const char *const fsync_modes[] = {"batch", "never", NULL};
+
+#define K(path, type, field, ...) {path, type, offsetof(struct receiver_conf, field), __VA_ARGS__}
+static const struct cfg_key receiver_schema[] = {
+	K("listen", CFG_STRLIST, listen, 0, 0, NULL, "addresses to accept sensors on, host:port"),
+	K("tls.ca", CFG_STR, ca, 0, 0, NULL, "CA that signed the sensors' certificates"),
+	K("tls.cert", CFG_STR, cert, 0, 0, NULL, "this receiver's certificate"),
+	K("tls.key", CFG_STR, key, 0, 0, NULL, "this receiver's private key"),
+	K("tls.crl", CFG_STR, crl, 0, 0, NULL, "certificate revocation list (PEM), optional"),
+	K("tls.min_version", CFG_ENUM, tls_min, 0, 0, tls_versions, "lowest TLS version accepted"),
+	K("auth.insecure", CFG_BOOL, insecure, 0, 0, NULL, "plain TCP, identity from HELLO (testing only)"),
+	K("auth.token", CFG_STR, token, 0, 0, NULL, "bearer token sensors must present, optional"),
+	K("storage.dir", CFG_STR, dir, 0, 0, NULL, "repository root (segments under sensors/<id>/segments)"),
+	K("storage.segment_size", CFG_SIZE, segment_size, 1 << 16, 1ll << 40, NULL, "rotate a segment at this size"),
+	K("storage.segment_time", CFG_DURATION, segment_time, 1000, 86400000, NULL, "rotate a segment at this age"),
+	K("storage.fsync", CFG_ENUM, fsync, 0, 0, fsync_modes, "batch: fdatasync before each ACK; never: leave it to the kernel"),
+	K("output.file", CFG_STR, out, 0, 0, NULL, "also write every packet to this one pcap file (- for stdout)"),
+	K("limits.max_frame", CFG_SIZE, max_frame, 1 << 16, 1 << 30, NULL, "largest frame accepted"),
+	K("limits.max_batch", CFG_SIZE, max_batch, 1 << 16, 1 << 30, NULL, "largest decompressed batch accepted"),
+	K("limits.max_sessions", CFG_INT, max_sessions, 1, 1000000, NULL, "connections open at once"),
+	K("session.heartbeat", CFG_DURATION, heartbeat, 100, 600000, NULL, "heartbeat interval; silent peers are dropped after three"),
+	K("log.level", CFG_ENUM, log_level, 0, 0, log_levels, "error, warn, info or debug"),
+	K("log.stats_interval", CFG_DURATION, stats_interval, 1000, 86400000, NULL, "how often per-sensor counters are logged"),
+	{NULL},
+};
+#undef K
+
+static struct {
+	struct receiver_conf conf;
+	struct ev_loop *loop;
+	struct store *store;
+	struct server *srv;
+	SSL_CTX *ssl_ctx;
+	ev_signal sigint, sigterm;
+	ev_timer stats;
+} R;
+
+static void receiver_defaults(struct receiver_conf *c)
+{
+	memset(c, 0, sizeof(*c));
+	c->listen.v = calloc(2, sizeof(char *));
+	if (c->listen.v) {
+		c->listen.v[0] = strdup("0.0.0.0:47800");
+		c->listen.n = c->listen.v[0] ? 1 : 0;
+	}
+	c->dir = strdup("/var/lib/pcapline");
+	c->segment_size = 64u << 20;
+	c->segment_time = 300000;
+	c->max_frame = 16u << 20;
+	c->max_batch = 16u << 20;
+	c->max_sessions = 1024;
+	c->heartbeat = 5000;
+	c->log_level = LOG_LVL_INFO;
+	c->stats_interval = 30000;
+}
+
+static void usage(FILE *out)
+{
+	fprintf(out,
+		"usage: pcapline-receiver [-c FILE] [options]\n"
+		"  -c, --config FILE      YAML configuration (see config/receiver.yaml)\n"
+		"  -l, --listen ADDR      listen (host:port, comma-separated)\n"
+		"  -d, --dir DIR          storage.dir: repository root\n"
+		"  -o, --out FILE         output.file: also write one pcap (- for stdout)\n"
+		"      --ca FILE          tls.ca\n"
+		"      --cert FILE        tls.cert\n"
+		"      --key FILE         tls.key\n"
+		"      --crl FILE         tls.crl\n"
+		"      --insecure         auth.insecure: plain TCP, no TLS\n"
+		"      --log-level LEVEL  log.level\n"
+		"      --check-config     validate the configuration, print it, and exit\n"
+		"  -V, --version          print the version\n"
+		"Every setting can also come from PCAPLINE_<KEY> (e.g. PCAPLINE_STORAGE_DIR).\n");
+}
+
+static void receiver_log_sensor(void *arg, struct store_sensor *ss)
+{
+	const struct store_counters *c = store_sensor_counters(ss);
+	log_info("sensor %s: stored %" PRIu64 " packets / %" PRIu64 " bytes in %" PRIu64 " batches, %" PRIu64
+		 " segments closed; duplicates %" PRIu64 ", rejected batches %" PRIu64
+		 "; sensor reports captured %" PRIu64 ", kernel drops %" PRIu64 ", interface drops %" PRIu64
+		 ", queue drops %" PRIu64 ", spool drops %" PRIu64,
+		 store_sensor_id(ss), c->packets, c->bytes, c->batches, c->segments_closed, c->duplicates,
+		 c->rejected_batches, c->s_captured, c->s_kernel_drops, c->s_if_drops, c->s_queue_drops,
+		 c->s_spool_drops);
+}
+
+static void receiver_on_stats(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	store_foreach(R.store, receiver_log_sensor, NULL);
+}
+
+static void receiver_on_signal(struct ev_loop *loop, ev_signal *w, int revents)
+{
+	log_info("%s: closing sessions and segments", w->signum == SIGINT ? "SIGINT" : "SIGTERM");
+	server_shutdown(R.srv);
+	ev_break(loop, EVBREAK_ALL);
+}
+
+int main(int argc, char **argv)
+{
+	char err[CFG_ERRLEN];
+	const char *config_path = getenv("PCAPLINE_CONFIG");
+	bool check = false;
+	enum { O_CA = 256, O_CERT, O_KEY, O_CRL, O_INSECURE, O_LOG, O_CHECK };
+	static const struct option longopts[] = {
+		{"config", required_argument, NULL, 'c'}, {"listen", required_argument, NULL, 'l'},
+		{"dir", required_argument, NULL, 'd'},    {"out", required_argument, NULL, 'o'},
+		{"ca", required_argument, NULL, O_CA},    {"cert", required_argument, NULL, O_CERT},
+		{"key", required_argument, NULL, O_KEY},  {"crl", required_argument, NULL, O_CRL},
+		{"insecure", no_argument, NULL, O_INSECURE}, {"log-level", required_argument, NULL, O_LOG},
+		{"check-config", no_argument, NULL, O_CHECK}, {"version", no_argument, NULL, 'V'},
+		{"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
+	};
+	struct {
+		const char *path, *value, *flag;
+	} flags[32];
+	size_t n_flags = 0;
+
+	log_init("pcapline-receiver", LOG_LVL_INFO);
+	receiver_defaults(&R.conf);
+	int ch;
+	while ((ch = getopt_long(argc, argv, "c:l:d:o:Vh", longopts, NULL)) != -1) {
+		const char *path = NULL;
+		switch (ch) {
+		case 'c': config_path = optarg; continue;
+		case 'l': path = "listen"; break;
+		case 'd': path = "storage.dir"; break;
+		case 'o': path = "output.file"; break;
+		case O_CA: path = "tls.ca"; break;
+		case O_CERT: path = "tls.cert"; break;
+		case O_KEY: path = "tls.key"; break;
+		case O_CRL: path = "tls.crl"; break;
+		case O_INSECURE: path = "auth.insecure"; optarg = "true"; break;
+		case O_LOG: path = "log.level"; break;
+		case O_CHECK: check = true; continue;
+		case 'V': printf("pcapline-receiver %s\n", PCAPLINE_VERSION); return 0;
+		case 'h': usage(stdout); return 0;
+		default: usage(stderr); return EXIT_CONFIG;
+		}
+		if (n_flags == sizeof(flags) / sizeof(flags[0]))
+			fatalx(EXIT_CONFIG, "too many flags");
+		flags[n_flags].path = path;
+		flags[n_flags].value = optarg;
+		flags[n_flags].flag = argv[optind - 1];
+		n_flags++;
+	}
+	if (optind < argc)
+		fatalx(EXIT_CONFIG, "unexpected argument '%s' (see --help)", argv[optind]);
+	if (cfg_load(receiver_schema, &R.conf, config_path, err, sizeof(err)) != 0)
+		fatalx(EXIT_CONFIG, "%s", err);
+	for (size_t i = 0; i < n_flags; i++) {
+		char origin[64];
+		snprintf(origin, sizeof(origin), "flag %s", flags[i].flag);
+		if (cfg_set(receiver_schema, &R.conf, flags[i].path, flags[i].value, origin, err, sizeof(err)) != 0)
+			fatalx(EXIT_CONFIG, "%s", err);
+	}
+	log_set_level((enum log_level)R.conf.log_level);
+	if (R.conf.listen.n == 0)
+		fatalx(EXIT_CONFIG, "listen: at least one address is required");
+	if ((!R.conf.dir || !*R.conf.dir) && (!R.conf.out || !*R.conf.out))
+		fatalx(EXIT_CONFIG, "storage.dir and output.file are both empty: packets would go nowhere");
+	if (!R.conf.insecure) {
+		struct tls_opts to = {R.conf.ca, R.conf.cert, R.conf.key, R.conf.crl, R.conf.tls_min == 1 ? 12 : 13};
+		R.ssl_ctx = tls_ctx_server(&to, err, sizeof(err));
+		if (!R.ssl_ctx)
+			fatalx(EXIT_CONFIG, "%s", err);
+	}
+	if (check) {
+		cfg_dump(receiver_schema, &R.conf, stdout);
+		printf("configuration OK\n");
+		return 0;
+	}
+
+	struct store_opts so = {
+		.dir = R.conf.dir ? R.conf.dir : "",
+		.single_file = R.conf.out ? R.conf.out : "",
+		.segment_bytes = R.conf.segment_size,
+		.segment_ms = R.conf.segment_time,
+		.fsync = R.conf.fsync == 1 ? STORE_FSYNC_NEVER : STORE_FSYNC_BATCH,
+	};
+	R.store = store_new(&so, err, sizeof(err));
+	if (!R.store)
+		fatalx(EXIT_CONFIG, "%s", err);
+	R.loop = ev_default_loop(EVFLAG_AUTO);
+	struct server_opts sv = {
+		.ssl_ctx = R.ssl_ctx,
+		.token = R.conf.token ? R.conf.token : "",
+		.max_frame = (uint32_t)R.conf.max_frame,
+		.max_raw = (uint32_t)R.conf.max_batch,
+		.max_sessions = (uint32_t)R.conf.max_sessions,
+		.heartbeat_ms = (uint32_t)R.conf.heartbeat,
+		.store = R.store,
+	};
+	R.srv = server_new(R.loop, &sv);
+	if (!R.srv)
+		fatalx(1, "out of memory");
+	for (size_t i = 0; i < R.conf.listen.n; i++)
+		if (server_listen(R.srv, R.conf.listen.v[i], err, sizeof(err)) != 0)
+			fatalx(EXIT_CONFIG, "%s", err);
+	if (R.conf.insecure)
+		log_warnx("auth.insecure is set: sensors are NOT authenticated and traffic is NOT encrypted");
+	signal(SIGPIPE, SIG_IGN);
+	ev_signal_init(&R.sigint, receiver_on_signal, SIGINT);
+	ev_signal_init(&R.sigterm, receiver_on_signal, SIGTERM);
+	ev_signal_start(R.loop, &R.sigint);
+	ev_signal_start(R.loop, &R.sigterm);
+	double si = (double)R.conf.stats_interval / 1000.0;
+	ev_timer_init(&R.stats, receiver_on_stats, si, si);
+	ev_timer_start(R.loop, &R.stats);
+	log_info("listening on %s%s; storing under %s%s%s", R.conf.listen.v[0], R.conf.listen.n > 1 ? " (and more)" : "",
+		 R.conf.dir && *R.conf.dir ? R.conf.dir : "(no repository)", R.conf.out && *R.conf.out ? ", single file " : "",
+		 R.conf.out && *R.conf.out ? R.conf.out : "");
+	ev_run(R.loop, 0);
+
+	store_foreach(R.store, receiver_log_sensor, NULL);
+	server_free(R.srv);
+	store_free(R.store);
+	if (R.ssl_ctx)
+		SSL_CTX_free(R.ssl_ctx);
+	cfg_free(receiver_schema, &R.conf);
+	return 0;
+}

@@ -1,0 +1,618 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
+#include "session.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <openssl/err.h>
+
+#include "log.h"
+#include "tls.h"
+#include "wire.h"
+
+#define SESSION_INBUF_MIN (64 * 1024)
+#define SESSION_OUTBUF 8192
+#define SESSION_SETUP_TIMEOUT_S 10.0
+#define SERVER_MAX_LISTENERS 8
+/* Bytes of input handled per readable event before yielding to other sessions. */
+#define SESSION_READ_BUDGET (8u << 20)
+
+enum session_state { S_HANDSHAKE, S_HELLO, S_STREAM };
+
+struct session {
+	struct session *prev, *next;
+	struct server *srv;
+	int fd;
+	SSL *ssl;
+	ev_io io;
+	enum session_state state;
+	double since, last_rx, last_tx;
+	char peer[INET6_ADDRSTRLEN + 8];
+	char cert_id[PROTO_MAX_ID + 1];
+	struct store_sensor *ss;
+	uint64_t epoch;
+	uint8_t *in;
+	size_t in_len, in_cap;
+	uint8_t out[SESSION_OUTBUF];
+	size_t out_len, out_off, retry_len;
+};
+
+struct server {
+	struct server_opts o;
+	struct ev_loop *loop;
+	int lfd[SERVER_MAX_LISTENERS];
+	ev_io lio[SERVER_MAX_LISTENERS];
+	int n_listeners;
+	struct session *sessions;
+	unsigned n_sessions;
+	uint8_t *dec; /* one decompression buffer: the loop is single-threaded */
+	ev_timer tick;
+	struct log_limit accept_lim, refuse_lim;
+};
+
+static void session_on_io(struct ev_loop *loop, ev_io *w, int revents);
+
+static void session_free(struct session *se)
+{
+	struct server *srv = se->srv;
+	ev_io_stop(srv->loop, &se->io);
+	if (se->ss) {
+		store_sensor_end(se->ss);
+		const struct store_counters *c = store_sensor_counters(se->ss);
+		log_info("sensor %s: session from %s ended: stored %" PRIu64 " batches, %" PRIu64 " packets, %" PRIu64
+			 " bytes; %" PRIu64 " duplicate batches dropped",
+			 se->cert_id, se->peer, c->batches, c->packets, c->bytes, c->duplicates);
+	}
+	if (se->ssl)
+		SSL_free(se->ssl);
+	close(se->fd);
+	if (se->prev)
+		se->prev->next = se->next;
+	else
+		srv->sessions = se->next;
+	if (se->next)
+		se->next->prev = se->prev;
+	srv->n_sessions--;
+	free(se->in);
+	free(se);
+}
+
+/* Writes buffered output; returns 0 or -1 (session must close). */
+static int session_flush(struct session *se)
+{
+	while (se->out_off < se->out_len) {
+		size_t n = se->retry_len ? se->retry_len : se->out_len - se->out_off;
+		ssize_t w;
+		if (se->ssl) {
+			ERR_clear_error();
+			int r = SSL_write(se->ssl, se->out + se->out_off, (int)n);
+			if (r <= 0) {
+				int e = SSL_get_error(se->ssl, r);
+				if (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ) {
+					se->retry_len = n;
+					break;
+				}
+				return -1;
+			}
+			w = r;
+			se->retry_len = 0;
+		} else {
+			w = send(se->fd, se->out + se->out_off, n, MSG_NOSIGNAL);
+			if (w < 0) {
+				if (errno == EAGAIN || errno == EINTR)
+					break;
+				return -1;
+			}
+		}
+		se->out_off += (size_t)w;
+		se->last_tx = ev_now(se->srv->loop);
+	}
+	if (se->out_off == se->out_len)
+		se->out_off = se->out_len = 0;
+	int ev = EV_READ | (se->out_len ? EV_WRITE : 0);
+	if (ev != (se->io.events & (EV_READ | EV_WRITE))) {
+		ev_io_stop(se->srv->loop, &se->io);
+		ev_io_set(&se->io, se->fd, ev);
+		ev_io_start(se->srv->loop, &se->io);
+	}
+	return 0;
+}
+
+static int session_send(struct session *se, uint8_t type, const uint8_t *payload, size_t n)
+{
+	if (se->out_len + PROTO_HDR_LEN + n > sizeof(se->out)) {
+		/* Compact first; if the peer still does not read its ACKs, it is stuck. */
+		if (se->out_off && !se->retry_len) {
+			memmove(se->out, se->out + se->out_off, se->out_len - se->out_off);
+			se->out_len -= se->out_off;
+			se->out_off = 0;
+		}
+		if (se->out_len + PROTO_HDR_LEN + n > sizeof(se->out))
+			return -1;
+	}
+	proto_hdr_encode(se->out + se->out_len, type, 0, (uint32_t)n);
+	memcpy(se->out + se->out_len + PROTO_HDR_LEN, payload, n);
+	se->out_len += PROTO_HDR_LEN + n;
+	return session_flush(se);
+}
+
+/* Logs why, tells the peer (best effort) and frees the session. */
+static void session_close(struct session *se, uint16_t code, const char *why)
+{
+	if (code) {
+		struct proto_error e = {.code = code};
+		snprintf(e.text, sizeof(e.text), "%s", why);
+		uint8_t buf[PROTO_MAX_TEXT + 8];
+		int n = proto_error_encode(&e, buf, sizeof(buf));
+		if (n > 0 && se->state != S_HANDSHAKE)
+			session_send(se, PROTO_ERROR, buf, (size_t)n);
+	}
+	log_warnx("session %s%s%s: closed: %s", se->peer, se->cert_id[0] ? " sensor " : "", se->cert_id, why);
+	session_free(se);
+}
+
+static int session_hello(struct session *se, const uint8_t *p, uint32_t len)
+{
+	struct server *srv = se->srv;
+	struct proto_hello h;
+	char why[400];
+	int rc = proto_hello_decode(p, len, &h);
+	if (rc != 0) {
+		snprintf(why, sizeof(why), "malformed HELLO: %s", proto_strerror(rc));
+		session_close(se, PROTO_ERR_PROTOCOL, why);
+		return -1;
+	}
+	if (se->ssl && strcmp(h.sensor_id, se->cert_id) != 0) {
+		snprintf(why, sizeof(why), "HELLO claims sensor id '%s' but the certificate says '%s'", h.sensor_id,
+			 se->cert_id);
+		session_close(se, PROTO_ERR_AUTH, why);
+		return -1;
+	}
+	if (!se->ssl)
+		snprintf(se->cert_id, sizeof(se->cert_id), "%s", h.sensor_id);
+	if (srv->o.token && *srv->o.token && strcmp(h.token, srv->o.token) != 0) {
+		session_close(se, PROTO_ERR_AUTH, "bearer token refused");
+		return -1;
+	}
+	/* One live session per sensor: a reconnecting sensor replaces its stale one. */
+	for (struct session *o = srv->sessions; o; o = o->next) {
+		if (o != se && o->state == S_STREAM && strcmp(o->cert_id, se->cert_id) == 0) {
+			session_close(o, PROTO_ERR_SHUTDOWN, "replaced by a new session of the same sensor");
+			break;
+		}
+	}
+	se->ss = store_sensor_get(srv->o.store, se->cert_id, why, sizeof(why));
+	if (!se->ss) {
+		session_close(se, PROTO_ERR_STORAGE, why);
+		return -1;
+	}
+	struct proto_welcome w = {
+		.epoch = h.epoch,
+		.next_seq = store_sensor_begin(se->ss, h.epoch, h.ifaces, h.n_ifaces),
+		.max_frame = srv->o.max_frame,
+		.heartbeat_ms = srv->o.heartbeat_ms,
+	};
+	uint8_t buf[64];
+	int n = proto_welcome_encode(&w, buf, sizeof(buf));
+	se->state = S_STREAM;
+	se->epoch = h.epoch;
+	log_info("sensor %s connected from %s (version %s, %u interface(s), epoch %016" PRIx64 ", next batch %" PRIu64 ")",
+		 se->cert_id, se->peer, h.version, h.n_ifaces, h.epoch, w.next_seq);
+	if (n < 0 || session_send(se, PROTO_WELCOME, buf, (size_t)n) != 0) {
+		session_close(se, 0, "cannot send WELCOME");
+		return -1;
+	}
+	return 0;
+}
+
+static int session_batch(struct session *se, const struct proto_hdr *hd, const uint8_t *p)
+{
+	struct server *srv = se->srv;
+	struct proto_batch b;
+	char why[600], err[400];
+	int rc = proto_batch_decode(p, hd->len, srv->o.max_raw, &b);
+	if (rc == 0 && !(hd->flags & PROTO_F_LZ4) && b.data_len != b.raw_len)
+		rc = PROTO_EINVAL;
+	if (rc != 0) {
+		snprintf(why, sizeof(why), "malformed BATCH: %s", proto_strerror(rc));
+		session_close(se, PROTO_ERR_PROTOCOL, why);
+		return -1;
+	}
+	const uint8_t *raw = b.data;
+	if (hd->flags & PROTO_F_LZ4) {
+		rc = proto_lz4_decompress(b.data, b.data_len, srv->dec, b.raw_len);
+		if (rc != 0) {
+			snprintf(why, sizeof(why), "BATCH %" PRIu64 ": %s", b.seq, proto_strerror(rc));
+			session_close(se, PROTO_ERR_PROTOCOL, why);
+			return -1;
+		}
+		raw = srv->dec;
+	}
+	rc = store_batch(se->ss, b.seq, raw, b.raw_len, b.n_records, err, sizeof(err));
+	if (rc < 0) {
+		bool proto = rc <= PROTO_EAGAIN && rc >= PROTO_ETRAILING;
+		snprintf(why, sizeof(why), "%s: %s", proto ? "rejected batch" : "storage failed", err);
+		session_close(se, proto ? PROTO_ERR_PROTOCOL : PROTO_ERR_STORAGE, why);
+		return -1;
+	}
+	struct proto_ack a = {.epoch = se->epoch, .seq = b.seq};
+	uint8_t buf[32];
+	int n = proto_ack_encode(&a, buf, sizeof(buf));
+	if (n < 0 || session_send(se, PROTO_ACK, buf, (size_t)n) != 0) {
+		session_close(se, 0, "sensor does not read acknowledgements");
+		return -1;
+	}
+	return 0;
+}
+
+static int session_frame(struct session *se, const struct proto_hdr *h, const uint8_t *p)
+{
+	char why[300];
+	if (se->state == S_HELLO) {
+		if (h->type != PROTO_HELLO) {
+			snprintf(why, sizeof(why), "expected HELLO, got frame type %u", h->type);
+			session_close(se, PROTO_ERR_PROTOCOL, why);
+			return -1;
+		}
+		return session_hello(se, p, h->len);
+	}
+	switch (h->type) {
+	case PROTO_BATCH:
+		return session_batch(se, h, p);
+	case PROTO_STATS: {
+		struct proto_stats st;
+		int rc = proto_stats_decode(p, h->len, &st);
+		if (rc == 0) {
+			store_sensor_stats(se->ss, &st);
+			return 0;
+		}
+		snprintf(why, sizeof(why), "malformed STATS: %s", proto_strerror(rc));
+		break;
+	}
+	case PROTO_HEARTBEAT: {
+		uint64_t ts;
+		int rc = proto_heartbeat_decode(p, h->len, &ts);
+		if (rc == 0)
+			return 0;
+		snprintf(why, sizeof(why), "malformed HEARTBEAT: %s", proto_strerror(rc));
+		break;
+	}
+	case PROTO_ERROR: {
+		struct proto_error e;
+		if (proto_error_decode(p, h->len, &e) == 0)
+			snprintf(why, sizeof(why), "sensor reported error %u: %s", e.code, e.text);
+		else
+			snprintf(why, sizeof(why), "sensor sent a malformed ERROR");
+		session_close(se, 0, why);
+		return -1;
+	}
+	default:
+		snprintf(why, sizeof(why), "unexpected frame type %u", h->type);
+		break;
+	}
+	session_close(se, PROTO_ERR_PROTOCOL, why);
+	return -1;
+}
+
+/* Reads and handles frames. Returns -1 if the session was closed. */
+static int session_read(struct session *se)
+{
+	struct server *srv = se->srv;
+	char why[300], tb[256];
+	size_t budget = SESSION_READ_BUDGET;
+	while (budget > 0) {
+		if (se->in_len == se->in_cap) {
+			snprintf(why, sizeof(why), "frame larger than the input buffer");
+			session_close(se, PROTO_ERR_LIMIT, why);
+			return -1;
+		}
+		ssize_t r;
+		if (se->ssl) {
+			ERR_clear_error();
+			int n = SSL_read(se->ssl, se->in + se->in_len, (int)(se->in_cap - se->in_len));
+			if (n <= 0) {
+				int e = SSL_get_error(se->ssl, n);
+				if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
+					return 0;
+				if (e == SSL_ERROR_ZERO_RETURN)
+					snprintf(why, sizeof(why), "sensor closed the connection");
+				else if (e == SSL_ERROR_SYSCALL)
+					snprintf(why, sizeof(why), "connection lost: %s", errno ? strerror(errno) : "EOF");
+				else
+					snprintf(why, sizeof(why), "tls: %s", tls_errors(tb, sizeof(tb)));
+				session_close(se, 0, why);
+				return -1;
+			}
+			r = n;
+		} else {
+			r = read(se->fd, se->in + se->in_len, se->in_cap - se->in_len);
+			if (r <= 0) {
+				if (r < 0 && (errno == EAGAIN || errno == EINTR))
+					return 0;
+				session_close(se, 0, r == 0 ? "sensor closed the connection" : strerror(errno));
+				return -1;
+			}
+		}
+		se->in_len += (size_t)r;
+		budget = budget > (size_t)r ? budget - (size_t)r : 0;
+		se->last_rx = ev_now(srv->loop);
+		size_t off = 0;
+		for (;;) {
+			struct proto_hdr h;
+			int rc = proto_hdr_decode(se->in + off, se->in_len - off, srv->o.max_frame, &h);
+			if (rc == PROTO_EAGAIN)
+				break;
+			if (rc != 0) {
+				snprintf(why, sizeof(why), "bad frame header: %s", proto_strerror(rc));
+				session_close(se, rc == PROTO_EVERSION ? PROTO_ERR_VERSION : PROTO_ERR_PROTOCOL, why);
+				return -1;
+			}
+			size_t need = PROTO_HDR_LEN + (size_t)h.len;
+			if (se->in_len - off < need) {
+				if (need > se->in_cap) {
+					uint8_t *ni = realloc(se->in, need);
+					if (!ni) {
+						session_close(se, PROTO_ERR_LIMIT, "out of memory for a frame");
+						return -1;
+					}
+					se->in = ni;
+					se->in_cap = need;
+				}
+				break;
+			}
+			if (session_frame(se, &h, se->in + off + PROTO_HDR_LEN) != 0)
+				return -1;
+			off += need;
+		}
+		if (off) {
+			memmove(se->in, se->in + off, se->in_len - off);
+			se->in_len -= off;
+		}
+	}
+	/* Budget spent: come back on the next loop iteration even if the socket is
+	 * already drained into OpenSSL's buffer. */
+	if (se->ssl && SSL_pending(se->ssl))
+		ev_feed_event(srv->loop, &se->io, EV_READ);
+	return 0;
+}
+
+static void session_handshake(struct session *se)
+{
+	char why[400], tb[256];
+	ERR_clear_error();
+	int r = SSL_accept(se->ssl);
+	if (r == 1) {
+		if (tls_peer_identity(se->ssl, se->cert_id, sizeof(se->cert_id)) != 0) {
+			session_close(se, 0, "client certificate has no usable subject CN");
+			return;
+		}
+		size_t n = strlen(se->cert_id);
+		if (strspn(se->cert_id, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") != n ||
+		    strcmp(se->cert_id, ".") == 0 || strcmp(se->cert_id, "..") == 0) {
+			snprintf(why, sizeof(why), "certificate CN '%s' is not a valid sensor id", se->cert_id);
+			se->cert_id[0] = '\0';
+			session_close(se, 0, why);
+			return;
+		}
+		se->state = S_HELLO;
+		se->since = ev_now(se->srv->loop);
+		log_debug("session %s: TLS established (%s, %s), sensor %s", se->peer, SSL_get_version(se->ssl),
+			  SSL_get_cipher(se->ssl), se->cert_id);
+		return;
+	}
+	int e = SSL_get_error(se->ssl, r);
+	if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+		ev_io_stop(se->srv->loop, &se->io);
+		ev_io_set(&se->io, se->fd, e == SSL_ERROR_WANT_READ ? EV_READ : EV_WRITE);
+		ev_io_start(se->srv->loop, &se->io);
+		return;
+	}
+	long v = SSL_get_verify_result(se->ssl);
+	const char *errs = tls_errors(tb, sizeof(tb));
+	if (v != X509_V_OK)
+		snprintf(why, sizeof(why), "TLS handshake failed: client certificate refused: %s",
+			 X509_verify_cert_error_string(v));
+	else
+		snprintf(why, sizeof(why), "TLS handshake failed: %s",
+			 *errs ? errs : (e == SSL_ERROR_SYSCALL ? "connection closed by peer" : "unknown error"));
+	session_close(se, 0, why);
+}
+
+static void session_on_io(struct ev_loop *loop, ev_io *w, int revents)
+{
+	struct session *se = w->data;
+	if (se->state == S_HANDSHAKE) {
+		session_handshake(se);
+		return; /* freed or waiting; the next event reads HELLO */
+	}
+	if (session_read(se) != 0)
+		return;
+	if (session_flush(se) != 0)
+		session_close(se, 0, "write failed");
+}
+
+static void server_on_accept(struct ev_loop *loop, ev_io *w, int revents)
+{
+	struct server *srv = w->data;
+	for (int i = 0; i < 64; i++) {
+		struct sockaddr_storage sa;
+		socklen_t salen = sizeof(sa);
+		int fd = accept4(w->fd, (struct sockaddr *)&sa, &salen, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd < 0) {
+			if (errno != EAGAIN && errno != EINTR && log_limit_ok(&srv->accept_lim, 3, 10))
+				log_warn("accept");
+			return;
+		}
+		char host[INET6_ADDRSTRLEN] = "?", port[8] = "?";
+		getnameinfo((struct sockaddr *)&sa, salen, host, sizeof(host), port, sizeof(port),
+			    NI_NUMERICHOST | NI_NUMERICSERV);
+		if (srv->n_sessions >= srv->o.max_sessions) {
+			if (log_limit_ok(&srv->refuse_lim, 3, 10))
+				log_warnx("session %s:%s: refused: %u sessions open (limits.max_sessions)", host, port,
+					  srv->n_sessions);
+			close(fd);
+			continue;
+		}
+		struct session *se = calloc(1, sizeof(*se));
+		uint8_t *in = malloc(SESSION_INBUF_MIN);
+		if (!se || !in) {
+			free(se);
+			free(in);
+			close(fd);
+			continue;
+		}
+		se->srv = srv;
+		se->fd = fd;
+		se->in = in;
+		se->in_cap = SESSION_INBUF_MIN;
+		snprintf(se->peer, sizeof(se->peer), "%s:%s", host, port);
+		se->since = se->last_rx = se->last_tx = ev_now(loop);
+		se->state = srv->o.ssl_ctx ? S_HANDSHAKE : S_HELLO;
+		if (srv->o.ssl_ctx) {
+			se->ssl = SSL_new(srv->o.ssl_ctx);
+			if (!se->ssl || SSL_set_fd(se->ssl, fd) != 1) {
+				SSL_free(se->ssl);
+				free(se->in);
+				free(se);
+				close(fd);
+				continue;
+			}
+		}
+		se->next = srv->sessions;
+		if (srv->sessions)
+			srv->sessions->prev = se;
+		srv->sessions = se;
+		srv->n_sessions++;
+		ev_io_init(&se->io, session_on_io, fd, EV_READ);
+		se->io.data = se;
+		ev_io_start(loop, &se->io);
+	}
+}
+
+static void server_on_tick(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct server *srv = w->data;
+	double now = ev_now(loop), hb = srv->o.heartbeat_ms / 1000.0;
+	struct session *se = srv->sessions, *next;
+	for (; se; se = next) {
+		next = se->next;
+		if (se->state != S_STREAM) {
+			if (now - se->since > SESSION_SETUP_TIMEOUT_S)
+				session_close(se, se->state == S_HELLO ? PROTO_ERR_PROTOCOL : 0,
+					      se->state == S_HELLO ? "no HELLO within 10 s" : "TLS handshake timed out");
+			continue;
+		}
+		if (now - se->last_rx > 3 * hb) {
+			char why[96];
+			snprintf(why, sizeof(why), "sensor silent for %.1f s", now - se->last_rx);
+			session_close(se, PROTO_ERR_PROTOCOL, why);
+			continue;
+		}
+		if (now - se->last_tx >= hb) {
+			uint8_t buf[8];
+			int n = proto_heartbeat_encode((uint64_t)(now * 1e9), buf, sizeof(buf));
+			if (n > 0 && session_send(se, PROTO_HEARTBEAT, buf, (size_t)n) != 0)
+				session_close(se, 0, "cannot send heartbeat");
+		}
+	}
+	store_tick(srv->o.store);
+}
+
+struct server *server_new(struct ev_loop *loop, const struct server_opts *o)
+{
+	struct server *srv = calloc(1, sizeof(*srv));
+	if (!srv)
+		return NULL;
+	srv->o = *o;
+	srv->loop = loop;
+	srv->dec = malloc(o->max_raw);
+	if (!srv->dec) {
+		free(srv);
+		return NULL;
+	}
+	ev_timer_init(&srv->tick, server_on_tick, 1., 1.);
+	srv->tick.data = srv;
+	ev_timer_start(loop, &srv->tick);
+	return srv;
+}
+
+int server_listen(struct server *srv, const char *addr, char *err, size_t errlen)
+{
+	char host[256], port[16];
+	const char *colon;
+	if (srv->n_listeners == SERVER_MAX_LISTENERS) {
+		snprintf(err, errlen, "listen: at most %d addresses", SERVER_MAX_LISTENERS);
+		return -1;
+	}
+	if (addr[0] == '[') {
+		const char *rb = strchr(addr, ']');
+		if (!rb || rb[1] != ':')
+			goto bad;
+		snprintf(host, sizeof(host), "%.*s", (int)(rb - addr - 1), addr + 1);
+		colon = rb + 1;
+	} else {
+		colon = strrchr(addr, ':');
+		if (!colon)
+			goto bad;
+		snprintf(host, sizeof(host), "%.*s", (int)(colon - addr), addr);
+	}
+	snprintf(port, sizeof(port), "%s", colon + 1);
+	struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE | AI_NUMERICSERV}, *ai;
+	int rc = getaddrinfo(*host ? host : NULL, port, &hints, &ai);
+	if (rc != 0) {
+		snprintf(err, errlen, "listen: %s: %s", addr, gai_strerror(rc));
+		return -1;
+	}
+	int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	int one = 1;
+	if (fd >= 0)
+		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (fd < 0 || bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, 512) != 0) {
+		snprintf(err, errlen, "listen: %s: %s", addr, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		freeaddrinfo(ai);
+		return -1;
+	}
+	freeaddrinfo(ai);
+	int i = srv->n_listeners++;
+	srv->lfd[i] = fd;
+	ev_io_init(&srv->lio[i], server_on_accept, fd, EV_READ);
+	srv->lio[i].data = srv;
+	ev_io_start(srv->loop, &srv->lio[i]);
+	return 0;
+bad:
+	snprintf(err, errlen, "listen: '%s' is not host:port", addr);
+	return -1;
+}
+
+void server_shutdown(struct server *srv)
+{
+	for (int i = 0; i < srv->n_listeners; i++) {
+		ev_io_stop(srv->loop, &srv->lio[i]);
+		close(srv->lfd[i]);
+	}
+	srv->n_listeners = 0;
+	while (srv->sessions)
+		session_close(srv->sessions, PROTO_ERR_SHUTDOWN, "receiver shutting down");
+	ev_timer_stop(srv->loop, &srv->tick);
+}
+
+unsigned server_session_count(const struct server *srv) { return srv->n_sessions; }
+
+void server_free(struct server *srv)
+{
+	if (!srv)
+		return;
+	server_shutdown(srv);
+	free(srv->dec);
+	free(srv);
+}

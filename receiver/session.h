@@ -1,0 +1,39 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
+/*
+ * Receiver sessions: one per connected sensor. Accepts TCP connections, runs the
+ * TLS handshake, binds the session to the identity in the client certificate,
+ * decodes frames, hands batches to the store and ACKs them once stored. A
+ * malformed frame closes that session only, with the reason logged.
+ */
+#ifndef PCAPLINE_RECEIVER_SESSION_H
+#define PCAPLINE_RECEIVER_SESSION_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <ev.h>
+#include <openssl/ssl.h>
+
+#include "store.h"
+
+struct server_opts {
+	SSL_CTX *ssl_ctx;   /* NULL: plain TCP, identity taken from HELLO (insecure) */
+	const char *token;  /* required bearer token, "" for none */
+	uint32_t max_frame; /* bytes of one frame's payload */
+	uint32_t max_raw;   /* bytes of one decompressed batch */
+	uint32_t max_sessions;
+	uint32_t heartbeat_ms;
+	struct store *store;
+};
+
+struct server;
+
+struct server *server_new(struct ev_loop *loop, const struct server_opts *o);
+/* Listens on "host:port" (or "[v6]:port"). Returns 0 or -1 with err set. */
+int server_listen(struct server *srv, const char *addr, char *err, size_t errlen);
+/* Stops accepting and closes every session (sending ERROR shutdown). */
+void server_shutdown(struct server *srv);
+unsigned server_session_count(const struct server *srv);
+void server_free(struct server *srv);
+
+#endif

@@ -1,0 +1,386 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
+#include "store.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "pcapfile.h"
+
+struct segment {
+	int fd;
+	struct pcapw *w;
+	uint64_t opened_ms; /* monotonic */
+	uint64_t packets;
+	char open_path[512];
+	char final_path[512];
+	bool touched; /* written by the batch being stored */
+};
+
+struct store_sensor {
+	struct store_sensor *next;
+	struct store *store;
+	char id[PROTO_MAX_ID + 1];
+	char seg_dir[400];
+	uint64_t epoch, next_seq;
+	bool have_epoch;
+	uint16_t n_ifaces;
+	struct proto_iface ifaces[PROTO_MAX_IFACES];
+	struct segment seg[PROTO_MAX_IFACES];
+	struct store_counters c;
+};
+
+struct store {
+	struct store_opts o;
+	char dir[300];
+	struct store_sensor *sensors;
+	/* Single-file output. */
+	int single_fd;
+	bool single_owned;
+	struct pcapw *single;
+	uint32_t single_linktype;
+};
+
+static uint64_t store_mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static int store_mkdirs(const char *path)
+{
+	char tmp[512];
+	snprintf(tmp, sizeof(tmp), "%s", path);
+	for (char *p = tmp + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(tmp, 0750) != 0 && errno != EEXIST)
+			return -errno;
+		*p = '/';
+	}
+	if (mkdir(tmp, 0750) != 0 && errno != EEXIST)
+		return -errno;
+	return 0;
+}
+
+struct store *store_new(const struct store_opts *o, char *err, size_t errlen)
+{
+	struct store *s = calloc(1, sizeof(*s));
+	if (!s) {
+		snprintf(err, errlen, "store: out of memory");
+		return NULL;
+	}
+	s->o = *o;
+	s->single_fd = -1;
+	if (o->dir && *o->dir) {
+		snprintf(s->dir, sizeof(s->dir), "%s", o->dir);
+		int rc = store_mkdirs(s->dir);
+		if (rc != 0 || access(s->dir, W_OK) != 0) {
+			snprintf(err, errlen, "storage.dir: cannot create or write %s: %s", s->dir,
+				 strerror(rc ? -rc : errno));
+			free(s);
+			return NULL;
+		}
+	}
+	if (o->single_file && *o->single_file) {
+		if (strcmp(o->single_file, "-") == 0) {
+			s->single_fd = STDOUT_FILENO;
+		} else {
+			s->single_fd = open(o->single_file, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+			s->single_owned = true;
+		}
+		if (s->single_fd < 0) {
+			snprintf(err, errlen, "output.file: cannot open %s: %s", o->single_file, strerror(errno));
+			free(s);
+			return NULL;
+		}
+	}
+	return s;
+}
+
+static void store_sanitize(char *dst, size_t n, const char *src)
+{
+	size_t i = 0;
+	for (; src[i] && i + 1 < n; i++) {
+		char ch = src[i];
+		int ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+			 ch == '.' || ch == '_' || ch == '-';
+		dst[i] = ok ? ch : '_';
+	}
+	dst[i] = '\0';
+	if (i == 0 || dst[0] == '.')
+		dst[0] = '_';
+	if (i == 0 && n > 1)
+		dst[1] = '\0';
+}
+
+struct store_sensor *store_sensor_get(struct store *s, const char *id, char *err, size_t errlen)
+{
+	for (struct store_sensor *ss = s->sensors; ss; ss = ss->next)
+		if (strcmp(ss->id, id) == 0)
+			return ss;
+	struct store_sensor *ss = calloc(1, sizeof(*ss));
+	if (!ss) {
+		snprintf(err, errlen, "store: out of memory");
+		return NULL;
+	}
+	ss->store = s;
+	snprintf(ss->id, sizeof(ss->id), "%s", id);
+	for (int i = 0; i < PROTO_MAX_IFACES; i++)
+		ss->seg[i].fd = -1;
+	if (*s->dir) {
+		/* The id was validated against [A-Za-z0-9._-]; "." and ".." are refused here. */
+		if (strcmp(id, ".") == 0 || strcmp(id, "..") == 0) {
+			snprintf(err, errlen, "store: sensor id '%s' is not a valid directory name", id);
+			free(ss);
+			return NULL;
+		}
+		snprintf(ss->seg_dir, sizeof(ss->seg_dir), "%s/sensors/%s/segments", s->dir, id);
+		int rc = store_mkdirs(ss->seg_dir);
+		if (rc != 0) {
+			snprintf(err, errlen, "store: cannot create %s: %s", ss->seg_dir, strerror(-rc));
+			free(ss);
+			return NULL;
+		}
+	}
+	ss->next = s->sensors;
+	s->sensors = ss;
+	return ss;
+}
+
+static int store_segment_close(struct store_sensor *ss, struct segment *g)
+{
+	if (g->fd < 0)
+		return 0;
+	int rc = pcapw_free(g->w);
+	g->w = NULL;
+	if (rc == 0 && ss->store->o.fsync != STORE_FSYNC_NEVER && fdatasync(g->fd) != 0)
+		rc = -errno;
+	close(g->fd);
+	g->fd = -1;
+	if (rc != 0) {
+		log_warnx("store: %s: %s: segment left as %s", ss->id, strerror(-rc), g->open_path);
+		return rc;
+	}
+	if (rename(g->open_path, g->final_path) != 0) {
+		rc = -errno;
+		log_warn("store: %s: cannot rename %s", ss->id, g->open_path);
+		return rc;
+	}
+	ss->c.segments_closed++;
+	log_debug("store: %s: closed %s (%" PRIu64 " packets)", ss->id, g->final_path, g->packets);
+	return 0;
+}
+
+uint64_t store_sensor_begin(struct store_sensor *ss, uint64_t epoch, const struct proto_iface *ifaces,
+			    uint16_t n_ifaces)
+{
+	store_sensor_end(ss);
+	ss->n_ifaces = n_ifaces;
+	memcpy(ss->ifaces, ifaces, n_ifaces * sizeof(*ifaces));
+	if (!ss->have_epoch || ss->epoch != epoch) {
+		ss->have_epoch = true;
+		ss->epoch = epoch;
+		ss->next_seq = 0;
+	}
+	return ss->next_seq;
+}
+
+void store_sensor_end(struct store_sensor *ss)
+{
+	for (int i = 0; i < PROTO_MAX_IFACES; i++)
+		store_segment_close(ss, &ss->seg[i]);
+}
+
+static int store_segment_open(struct store_sensor *ss, uint16_t iface, uint64_t first_ns, uint64_t seq)
+{
+	struct segment *g = &ss->seg[iface];
+	char ifname[PROTO_MAX_IFNAME + 1];
+	store_sanitize(ifname, sizeof(ifname), ss->ifaces[iface].name);
+	snprintf(g->open_path, sizeof(g->open_path), "%s/.open-%020" PRIu64 "-%" PRIu64 "-%s.pcap", ss->seg_dir,
+		 first_ns, seq, ifname);
+	snprintf(g->final_path, sizeof(g->final_path), "%s/%020" PRIu64 "-%" PRIu64 "-%s.pcap", ss->seg_dir,
+		 first_ns, seq, ifname);
+	g->fd = open(g->open_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+	if (g->fd < 0)
+		return -errno;
+	g->w = pcapw_new(g->fd, ss->ifaces[iface].linktype, ss->ifaces[iface].snaplen);
+	int rc = g->w ? pcapw_header(g->w) : -ENOMEM;
+	if (rc != 0) {
+		pcapw_free(g->w);
+		g->w = NULL;
+		close(g->fd);
+		g->fd = -1;
+		unlink(g->open_path);
+		return rc;
+	}
+	g->opened_ms = store_mono_ms();
+	g->packets = 0;
+	return 0;
+}
+
+static int store_single_write(struct store *s, struct store_sensor *ss, const struct proto_rec *r)
+{
+	uint32_t lt = ss->ifaces[r->iface].linktype;
+	if (!s->single) {
+		s->single = pcapw_new(s->single_fd, lt, PROTO_MAX_SNAPLEN);
+		if (!s->single)
+			return -ENOMEM;
+		s->single_linktype = lt;
+		int rc = pcapw_header(s->single);
+		if (rc != 0)
+			return rc;
+	}
+	if (lt != s->single_linktype) {
+		ss->c.linktype_rejects++;
+		return 0;
+	}
+	return pcapw_write(s->single, r->ts_ns, r->data, r->caplen, r->origlen);
+}
+
+int store_batch(struct store_sensor *ss, uint64_t seq, const uint8_t *raw, uint32_t raw_len,
+		uint32_t n_records, char *err, size_t errlen)
+{
+	struct store *s = ss->store;
+	struct proto_rec_iter it;
+	struct proto_rec r;
+	int rc;
+	uint32_t n = 0;
+
+	if (seq < ss->next_seq) {
+		ss->c.duplicates++;
+		return 1;
+	}
+	if (seq > ss->next_seq) {
+		snprintf(err, errlen, "batch %" PRIu64 " arrived while %" PRIu64 " was expected", seq, ss->next_seq);
+		ss->c.rejected_batches++;
+		return PROTO_EINVAL;
+	}
+	/* Validate everything first: a malformed batch must change nothing. */
+	proto_rec_iter_init(&it, raw, raw_len, ss->n_ifaces, PROTO_MAX_SNAPLEN);
+	while ((rc = proto_rec_next(&it, &r)) == 1) {
+		if (r.caplen > ss->ifaces[r.iface].snaplen) {
+			rc = PROTO_EINVAL;
+			break;
+		}
+		n++;
+	}
+	if (rc == 0 && n != n_records)
+		rc = PROTO_EINVAL;
+	if (rc != 0) {
+		snprintf(err, errlen, "batch %" PRIu64 ": malformed record %u: %s", seq, n, proto_strerror(rc));
+		ss->c.rejected_batches++;
+		return rc;
+	}
+
+	uint64_t bytes = 0;
+	proto_rec_iter_init(&it, raw, raw_len, ss->n_ifaces, PROTO_MAX_SNAPLEN);
+	while (proto_rec_next(&it, &r) == 1) {
+		if (*s->dir) {
+			struct segment *g = &ss->seg[r.iface];
+			if (g->fd < 0 && (rc = store_segment_open(ss, r.iface, r.ts_ns, seq)) != 0) {
+				snprintf(err, errlen, "cannot create segment %s: %s", g->open_path, strerror(-rc));
+				goto fail;
+			}
+			if ((rc = pcapw_write(g->w, r.ts_ns, r.data, r.caplen, r.origlen)) != 0) {
+				snprintf(err, errlen, "cannot write %s: %s", g->open_path, strerror(-rc));
+				goto fail;
+			}
+			g->packets++;
+			g->touched = true;
+		}
+		if (s->single_fd >= 0 && (rc = store_single_write(s, ss, &r)) != 0) {
+			snprintf(err, errlen, "cannot write %s: %s", s->o.single_file, strerror(-rc));
+			goto fail;
+		}
+		bytes += r.caplen;
+	}
+
+	/* Make the batch durable before the caller ACKs it. */
+	for (int i = 0; i < ss->n_ifaces; i++) {
+		struct segment *g = &ss->seg[i];
+		if (!g->touched)
+			continue;
+		g->touched = false;
+		if ((rc = pcapw_flush(g->w)) != 0 ||
+		    (s->o.fsync == STORE_FSYNC_BATCH && fdatasync(g->fd) != 0 && (rc = -errno) != 0)) {
+			snprintf(err, errlen, "cannot write %s: %s", g->open_path, strerror(-rc));
+			goto fail;
+		}
+		if (pcapw_bytes(g->w) >= s->o.segment_bytes)
+			store_segment_close(ss, g);
+	}
+	if (s->single && (rc = pcapw_flush(s->single)) != 0) {
+		snprintf(err, errlen, "cannot write %s: %s", s->o.single_file, strerror(-rc));
+		goto fail;
+	}
+	ss->next_seq = seq + 1;
+	ss->c.batches++;
+	ss->c.packets += n;
+	ss->c.bytes += bytes;
+	return 0;
+fail:
+	ss->c.rejected_batches++;
+	for (int i = 0; i < ss->n_ifaces; i++)
+		ss->seg[i].touched = false;
+	return rc < 0 ? rc : -EIO;
+}
+
+void store_sensor_stats(struct store_sensor *ss, const struct proto_stats *st)
+{
+	for (int i = 0; i < st->n; i++) {
+		uint64_t v = st->s[i].value;
+		switch (st->s[i].id) {
+		case PROTO_ST_CAPTURED: ss->c.s_captured = v; break;
+		case PROTO_ST_KERNEL_DROPS: ss->c.s_kernel_drops = v; break;
+		case PROTO_ST_IF_DROPS: ss->c.s_if_drops = v; break;
+		case PROTO_ST_QUEUE_DROPS: ss->c.s_queue_drops = v; break;
+		case PROTO_ST_SPOOL_DROPS: ss->c.s_spool_drops = v; break;
+		default: break;
+		}
+	}
+}
+
+const struct store_counters *store_sensor_counters(const struct store_sensor *ss) { return &ss->c; }
+const char *store_sensor_id(const struct store_sensor *ss) { return ss->id; }
+
+void store_foreach(struct store *s, void (*fn)(void *arg, struct store_sensor *ss), void *arg)
+{
+	for (struct store_sensor *ss = s->sensors; ss; ss = ss->next)
+		fn(arg, ss);
+}
+
+void store_tick(struct store *s)
+{
+	uint64_t now = store_mono_ms();
+	for (struct store_sensor *ss = s->sensors; ss; ss = ss->next)
+		for (int i = 0; i < PROTO_MAX_IFACES; i++)
+			if (ss->seg[i].fd >= 0 && now - ss->seg[i].opened_ms >= s->o.segment_ms)
+				store_segment_close(ss, &ss->seg[i]);
+}
+
+void store_free(struct store *s)
+{
+	if (!s)
+		return;
+	while (s->sensors) {
+		struct store_sensor *ss = s->sensors;
+		s->sensors = ss->next;
+		store_sensor_end(ss);
+		free(ss);
+	}
+	if (s->single)
+		pcapw_free(s->single);
+	if (s->single_owned && s->single_fd >= 0)
+		close(s->single_fd);
+	free(s);
+}

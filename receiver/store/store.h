@@ -1,0 +1,71 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
+/*
+ * Raw packet storage: per-sensor segment files (classic pcap, nanosecond
+ * timestamps, one file per interface at a time) rotated by size and age, written
+ * under a hidden name and renamed into place when complete; optionally also one
+ * single pcap file for all sensors (a tcpdump -w style output).
+ *
+ *   <dir>/sensors/<sensor-id>/segments/<first-ts-ns>-<seq>-<ifname>.pcap
+ *   <dir>/sensors/<sensor-id>/segments/.open-<first-ts-ns>-<seq>-<ifname>.pcap
+ */
+#ifndef PCAPLINE_RECEIVER_STORE_H
+#define PCAPLINE_RECEIVER_STORE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "wire.h"
+
+enum store_fsync { STORE_FSYNC_BATCH, STORE_FSYNC_NEVER };
+
+struct store_opts {
+	const char *dir;         /* repository root, "" for none */
+	const char *single_file; /* one pcap for everything, "" for none ("-" is stdout) */
+	uint64_t segment_bytes;
+	uint64_t segment_ms;
+	enum store_fsync fsync;
+};
+
+struct store_counters {
+	uint64_t batches, packets, bytes;  /* stored */
+	uint64_t duplicates;               /* batches received again, dropped */
+	uint64_t rejected_batches;         /* malformed or unstorable */
+	uint64_t linktype_rejects;         /* single-file output: other link type */
+	uint64_t segments_closed;
+	/* As last reported by the sensor. */
+	uint64_t s_captured, s_kernel_drops, s_if_drops, s_queue_drops, s_spool_drops;
+};
+
+struct store;
+struct store_sensor;
+
+/* Creates the repository root if needed. NULL with err set on failure. */
+struct store *store_new(const struct store_opts *o, char *err, size_t errlen);
+/* Finds or creates the state of one sensor (identity already validated). */
+struct store_sensor *store_sensor_get(struct store *s, const char *id, char *err, size_t errlen);
+/* Starts a session: remembers its interface table and returns the first sequence
+ * number not yet stored for `epoch` (0 for a new epoch). */
+uint64_t store_sensor_begin(struct store_sensor *ss, uint64_t epoch, const struct proto_iface *ifaces,
+			    uint16_t n_ifaces);
+/* Ends a session: closes (and renames into place) the sensor's open segments. */
+void store_sensor_end(struct store_sensor *ss);
+/*
+ * Stores one decompressed batch. Every record is validated before anything is
+ * written, so a malformed batch changes nothing. Returns 1 for a batch already
+ * stored (a resend: the caller ACKs it again), 0 when stored and durable
+ * per the fsync policy (the caller may ACK), or a negative code: a PROTO_E* value
+ * for malformed records, or -errno for a storage failure; err says which.
+ */
+int store_batch(struct store_sensor *ss, uint64_t seq, const uint8_t *raw, uint32_t raw_len,
+		uint32_t n_records, char *err, size_t errlen);
+void store_sensor_stats(struct store_sensor *ss, const struct proto_stats *st);
+const struct store_counters *store_sensor_counters(const struct store_sensor *ss);
+const char *store_sensor_id(const struct store_sensor *ss);
+/* Calls fn for every sensor known since start. */
+void store_foreach(struct store *s, void (*fn)(void *arg, struct store_sensor *ss), void *arg);
+/* Closes segments older than the rotation age. */
+void store_tick(struct store *s);
+/* Closes everything (segments renamed into place, single file flushed). */
+void store_free(struct store *s);
+
+#endif

@@ -1,0 +1,532 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
+/*
+ * pcapline-sensor: captures packets (live interfaces or a capture file), batches
+ * and compresses them, and streams them over mutually authenticated TLS to a
+ * receiver, keeping every batch until the receiver has stored it.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <netdb.h>
+#include <signal.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+#include <ev.h>
+
+#include "batcher.h"
+#include "capture.h"
+#include "config.h"
+#include "log.h"
+#include "tls.h"
+#include "uplink.h"
+#include "wire.h"
+
+struct sensor_conf {
+	char *id;
+	struct cfg_strlist interfaces;
+	char *filter;
+	int64_t snaplen;
+	bool promisc;
+	uint64_t buffer_size;
+	char *file;
+	bool exclude_uplink;
+	struct cfg_strlist receivers;
+	char *server_name;
+	bool insecure;
+	char *token;
+	uint64_t window;
+	uint64_t drain_timeout;
+	char *ca, *cert, *key;
+	int tls_min;
+	uint64_t batch_bytes;
+	uint64_t batch_delay;
+	int log_level;
+	uint64_t stats_interval;
+};
+
+static const char *const tls_versions[] = {"1.3", "1.2", NULL};
+static const char *const log_levels[] = {"error", "warn", "info", "debug", NULL};
+
+#define K(path, type, field, ...) {path, type, offsetof(struct sensor_conf, field), __VA_ARGS__}
+static const struct cfg_key sensor_schema[] = {
+	K("sensor.id", CFG_STR, id, 0, 0, NULL, "sensor identity; default: the CN of tls.cert"),
+	K("capture.interfaces", CFG_STRLIST, interfaces, 0, 0, NULL, "interfaces to capture on (any, lo, eth0, ...)"),
+	K("capture.filter", CFG_STR, filter, 0, 0, NULL, "BPF filter expression (pcap-filter(7))"),
+	K("capture.snaplen", CFG_INT, snaplen, 1, PROTO_MAX_SNAPLEN, NULL, "bytes kept per packet"),
+	K("capture.promiscuous", CFG_BOOL, promisc, 0, 0, NULL, "put interfaces in promiscuous mode"),
+	K("capture.buffer_size", CFG_SIZE, buffer_size, 1 << 20, 1ll << 31, NULL, "kernel ring buffer per interface"),
+	K("capture.file", CFG_STR, file, 0, 0, NULL, "replay this pcap/pcapng file instead of capturing live"),
+	K("capture.exclude_uplink", CFG_BOOL, exclude_uplink, 0, 0, NULL, "leave the sensor's own uplink traffic out of the capture"),
+	K("uplink.receivers", CFG_STRLIST, receivers, 0, 0, NULL, "receivers as host:port, tried in order"),
+	K("uplink.server_name", CFG_STR, server_name, 0, 0, NULL, "name the receiver certificate must carry; default: the host"),
+	K("uplink.insecure", CFG_BOOL, insecure, 0, 0, NULL, "plain TCP without TLS (testing only)"),
+	K("uplink.token", CFG_STR, token, 0, 0, NULL, "optional bearer token sent in HELLO"),
+	K("uplink.window", CFG_SIZE, window, 1 << 20, 1ll << 34, NULL, "bytes of un-acknowledged batches kept in memory"),
+	K("uplink.drain_timeout", CFG_DURATION, drain_timeout, 0, 3600000, NULL, "on shutdown, wait this long for acknowledgements"),
+	K("tls.ca", CFG_STR, ca, 0, 0, NULL, "CA certificate that signed the receiver's certificate"),
+	K("tls.cert", CFG_STR, cert, 0, 0, NULL, "this sensor's certificate"),
+	K("tls.key", CFG_STR, key, 0, 0, NULL, "this sensor's private key"),
+	K("tls.min_version", CFG_ENUM, tls_min, 0, 0, tls_versions, "lowest TLS version accepted"),
+	K("batch.max_bytes", CFG_SIZE, batch_bytes, 4096, 16 << 20, NULL, "record bytes per batch before compression"),
+	K("batch.max_delay", CFG_DURATION, batch_delay, 1, 10000, NULL, "longest a packet waits in an open batch"),
+	K("log.level", CFG_ENUM, log_level, 0, 0, log_levels, "error, warn, info or debug"),
+	K("log.stats_interval", CFG_DURATION, stats_interval, 1000, 86400000, NULL, "how often counters are logged and sent"),
+	{NULL},
+};
+#undef K
+
+struct sensor {
+	struct sensor_conf conf;
+	const char *config_path;
+	struct ev_loop *loop;
+	struct capture *cap;
+	struct batcher *batcher;
+	struct uplink *uplink;
+	SSL_CTX *ssl_ctx;
+	struct uplink_target *targets;
+	struct proto_hello hello;
+	ev_timer batch_timer, stats_timer, drain_timer;
+	ev_signal sigint, sigterm, sighup;
+	bool stopping;
+	bool paused_for_room;
+	uint64_t queue_drops, queue_drop_batches;
+	struct log_limit drop_lim;
+	int exit_code;
+};
+
+static void sensor_defaults(struct sensor_conf *c)
+{
+	memset(c, 0, sizeof(*c));
+	c->snaplen = PROTO_MAX_SNAPLEN;
+	c->promisc = true;
+	c->buffer_size = 32u << 20;
+	c->exclude_uplink = true;
+	c->window = 32u << 20;
+	c->drain_timeout = 10000;
+	c->batch_bytes = 1u << 20;
+	c->batch_delay = 200;
+	c->log_level = LOG_LVL_INFO;
+	c->stats_interval = 10000;
+}
+
+static void usage(FILE *out)
+{
+	fprintf(out,
+		"usage: pcapline-sensor [-c FILE] [options]\n"
+		"  -c, --config FILE      YAML configuration (see config/sensor.yaml)\n"
+		"  -i, --iface IF[,IF]    capture.interfaces\n"
+		"  -f, --filter EXPR      capture.filter (BPF)\n"
+		"  -r, --file PCAP        capture.file: replay a pcap/pcapng file\n"
+		"  -s, --snaplen N        capture.snaplen\n"
+		"  -t, --to HOST:PORT     uplink.receivers (comma-separated for failover)\n"
+		"      --id ID            sensor.id\n"
+		"      --ca FILE          tls.ca\n"
+		"      --cert FILE        tls.cert\n"
+		"      --key FILE         tls.key\n"
+		"      --insecure         uplink.insecure: plain TCP, no TLS\n"
+		"      --log-level LEVEL  log.level\n"
+		"      --check-config     validate the configuration, print it, and exit\n"
+		"  -V, --version          print the version\n"
+		"Every setting can also come from PCAPLINE_<KEY> (e.g. PCAPLINE_CAPTURE_FILTER).\n");
+}
+
+static void sensor_on_sealed(void *arg, struct batch *b)
+{
+	struct sensor *s = arg;
+	if (uplink_has_room(s->uplink, b->len) || capture_is_file(s->cap) || s->stopping) {
+		/* A file is read no faster than the receiver stores it: it never drops. */
+		uplink_push(s->uplink, b);
+		if (!s->stopping && !uplink_has_room(s->uplink, s->conf.batch_bytes)) {
+			s->paused_for_room = true;
+			if (capture_is_file(s->cap))
+				capture_pause(s->cap);
+		}
+		return;
+	}
+	s->queue_drops += b->n_records;
+	s->queue_drop_batches++;
+	if (log_limit_ok(&s->drop_lim, 3, 10))
+		log_warnx("send window full (%" PRIu64 " bytes un-acknowledged): dropped a batch of %u packets "
+			  "(%" PRIu64 " dropped so far)", s->conf.window, b->n_records, s->queue_drops);
+	free(b);
+}
+
+static void sensor_on_room(void *arg)
+{
+	struct sensor *s = arg;
+	if (s->paused_for_room && uplink_has_room(s->uplink, s->conf.batch_bytes)) {
+		s->paused_for_room = false;
+		if (!s->stopping)
+			capture_resume(s->cap);
+	}
+	if (s->stopping && uplink_idle(s->uplink))
+		ev_break(s->loop, EVBREAK_ALL);
+}
+
+static void sensor_on_packet(void *arg, uint16_t iface, uint64_t ts_ns, const uint8_t *data,
+			     uint32_t caplen, uint32_t origlen)
+{
+	struct sensor *s = arg;
+	batcher_add(s->batcher, iface, ts_ns, data, caplen, origlen);
+}
+
+static void sensor_collect(struct sensor *s, struct proto_stats *ps, struct capture_stats *cs,
+			   struct uplink_stats *us)
+{
+	capture_stats(s->cap, cs);
+	uplink_stats(s->uplink, us);
+	struct proto_stat v[] = {
+		{PROTO_ST_CAPTURED, cs->captured},       {PROTO_ST_KERNEL_DROPS, cs->kernel_drops},
+		{PROTO_ST_IF_DROPS, cs->if_drops},       {PROTO_ST_QUEUE_DROPS, s->queue_drops},
+		{PROTO_ST_SPOOL_DROPS, 0},               {PROTO_ST_BATCHES, batcher_next_seq(s->batcher)},
+		{PROTO_ST_BYTES_SENT, us->bytes_sent},   {PROTO_ST_PKT_BYTES, cs->bytes},
+	};
+	memset(ps, 0, sizeof(*ps));
+	ps->ts_ns = (uint64_t)(ev_now(s->loop) * 1e9);
+	ps->n = sizeof(v) / sizeof(v[0]);
+	memcpy(ps->s, v, sizeof(v));
+}
+
+static void sensor_log_stats(struct sensor *s, const char *when)
+{
+	struct proto_stats ps;
+	struct capture_stats cs;
+	struct uplink_stats us;
+	sensor_collect(s, &ps, &cs, &us);
+	log_info("%s: captured %" PRIu64 " packets (%" PRIu64 " bytes), kernel drops %" PRIu64
+		 ", interface drops %" PRIu64 ", queue drops %" PRIu64 "; batches sent %" PRIu64
+		 " (%" PRIu64 " resent), acknowledged %" PRIu64 " batches / %" PRIu64
+		 " packets, pending %" PRIu64 "; %s",
+		 when, cs.captured, cs.bytes, cs.kernel_drops, cs.if_drops, s->queue_drops, us.batches_sent,
+		 us.resent, us.batches_acked, us.packets_acked, us.pending_batches,
+		 us.connected ? "connected" : "disconnected");
+	uplink_send_stats(s->uplink, &ps);
+}
+
+static void sensor_on_stats(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	sensor_log_stats(w->data, "stats");
+}
+
+static void sensor_begin_stop(struct sensor *s, const char *why)
+{
+	if (s->stopping)
+		return;
+	s->stopping = true;
+	log_info("%s: flushing and waiting up to %.1f s for the receiver to acknowledge", why,
+		 (double)s->conf.drain_timeout / 1000.0);
+	capture_drain(s->cap);
+	capture_pause(s->cap);
+	batcher_flush(s->batcher);
+	if (uplink_idle(s->uplink)) {
+		ev_break(s->loop, EVBREAK_ALL);
+		return;
+	}
+	ev_timer_set(&s->drain_timer, (double)s->conf.drain_timeout / 1000.0, 0.);
+	ev_timer_start(s->loop, &s->drain_timer);
+}
+
+static void sensor_on_batch_timer(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct sensor *s = w->data;
+	uint64_t since = batcher_open_since(s->batcher);
+	if (since && mono_ns() - since >= s->conf.batch_delay * 1000000ull)
+		batcher_flush(s->batcher);
+	if (capture_done(s->cap) && !s->stopping)
+		sensor_begin_stop(s, "end of capture file");
+}
+
+static void sensor_on_drain_timeout(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct sensor *s = w->data;
+	struct uplink_stats us;
+	uplink_stats(s->uplink, &us);
+	log_warnx("shutdown: %" PRIu64 " batches were not acknowledged within %.1f s and are lost",
+		  us.pending_batches, (double)s->conf.drain_timeout / 1000.0);
+	s->exit_code = 1;
+	ev_break(loop, EVBREAK_ALL);
+}
+
+static void sensor_on_signal(struct ev_loop *loop, ev_signal *w, int revents)
+{
+	sensor_begin_stop(w->data, w->signum == SIGINT ? "SIGINT" : "SIGTERM");
+}
+
+static void sensor_on_hup(struct ev_loop *loop, ev_signal *w, int revents)
+{
+	struct sensor *s = w->data;
+	struct sensor_conf nc;
+	char err[CFG_ERRLEN];
+	sensor_defaults(&nc);
+	if (!s->config_path) {
+		log_info("SIGHUP: no configuration file to reload");
+		return;
+	}
+	if (cfg_load(sensor_schema, &nc, s->config_path, err, sizeof(err)) != 0) {
+		log_warnx("SIGHUP: keeping the running configuration: %s", err);
+		cfg_free(sensor_schema, &nc);
+		return;
+	}
+	if (capture_set_filter(s->cap, nc.filter ? nc.filter : "", err, sizeof(err)) != 0) {
+		log_warnx("SIGHUP: keeping the running filter: %s", err);
+	} else {
+		log_info("SIGHUP: filter is now '%s'", nc.filter ? nc.filter : "");
+		free(s->conf.filter);
+		s->conf.filter = nc.filter;
+		nc.filter = NULL;
+	}
+	log_set_level((enum log_level)nc.log_level);
+	cfg_free(sensor_schema, &nc);
+}
+
+/* Splits "host:port" or "[v6]:port". */
+static int sensor_parse_target(const char *s, struct uplink_target *t)
+{
+	const char *colon;
+	memset(t, 0, sizeof(*t));
+	if (s[0] == '[') {
+		const char *rb = strchr(s, ']');
+		if (!rb || rb[1] != ':')
+			return -1;
+		snprintf(t->host, sizeof(t->host), "%.*s", (int)(rb - s - 1), s + 1);
+		colon = rb + 1;
+	} else {
+		colon = strrchr(s, ':');
+		if (!colon || colon == s)
+			return -1;
+		snprintf(t->host, sizeof(t->host), "%.*s", (int)(colon - s), s);
+	}
+	char *end;
+	long port = strtol(colon + 1, &end, 10);
+	if (*end || port < 1 || port > 65535)
+		return -1;
+	snprintf(t->port, sizeof(t->port), "%ld", port);
+	return 0;
+}
+
+/* BPF for the uplink's own packets: every address of every receiver on its port. */
+static char *sensor_exclusion(const struct uplink_target *t, size_t n)
+{
+	size_t cap = 64, len = 0;
+	char *s = calloc(1, cap);
+	for (size_t i = 0; s && i < n; i++) {
+		struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *ai = NULL, *a;
+		if (getaddrinfo(t[i].host, t[i].port, &hints, &ai) != 0)
+			continue;
+		for (a = ai; a; a = a->ai_next) {
+			char host[NI_MAXHOST];
+			if (getnameinfo(a->ai_addr, a->ai_addrlen, host, sizeof(host), NULL, 0, NI_NUMERICHOST))
+				continue;
+			char one[NI_MAXHOST + 64];
+			int m = snprintf(one, sizeof(one), "%s(host %s and tcp port %s)", len ? " or " : "", host,
+					 t[i].port);
+			if (len + (size_t)m + 1 > cap) {
+				cap = (len + (size_t)m + 1) * 2;
+				char *ns = realloc(s, cap);
+				if (!ns) {
+					free(s);
+					freeaddrinfo(ai);
+					return NULL;
+				}
+				s = ns;
+			}
+			memcpy(s + len, one, (size_t)m + 1);
+			len += (size_t)m;
+		}
+		freeaddrinfo(ai);
+	}
+	return s;
+}
+
+static void sensor_flag(struct sensor *s, const char *path, const char *value, const char *flag)
+{
+	char err[CFG_ERRLEN], origin[64];
+	snprintf(origin, sizeof(origin), "flag %s", flag);
+	if (cfg_set(sensor_schema, &s->conf, path, value, origin, err, sizeof(err)) != 0)
+		fatalx(EXIT_CONFIG, "%s", err);
+}
+
+int main(int argc, char **argv)
+{
+	static struct sensor s;
+	char err[CFG_ERRLEN];
+	bool check = false;
+	enum { O_ID = 256, O_CA, O_CERT, O_KEY, O_INSECURE, O_LOG, O_CHECK };
+	static const struct option longopts[] = {
+		{"config", required_argument, NULL, 'c'}, {"iface", required_argument, NULL, 'i'},
+		{"filter", required_argument, NULL, 'f'}, {"file", required_argument, NULL, 'r'},
+		{"snaplen", required_argument, NULL, 's'}, {"to", required_argument, NULL, 't'},
+		{"id", required_argument, NULL, O_ID},   {"ca", required_argument, NULL, O_CA},
+		{"cert", required_argument, NULL, O_CERT}, {"key", required_argument, NULL, O_KEY},
+		{"insecure", no_argument, NULL, O_INSECURE}, {"log-level", required_argument, NULL, O_LOG},
+		{"check-config", no_argument, NULL, O_CHECK}, {"version", no_argument, NULL, 'V'},
+		{"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
+	};
+	struct {
+		const char *path, *value, *flag;
+	} flags[32];
+	size_t n_flags = 0;
+
+	log_init("pcapline-sensor", LOG_LVL_INFO);
+	sensor_defaults(&s.conf);
+	s.config_path = getenv("PCAPLINE_CONFIG");
+	int ch;
+	while ((ch = getopt_long(argc, argv, "c:i:f:r:s:t:Vh", longopts, NULL)) != -1) {
+		const char *path = NULL;
+		switch (ch) {
+		case 'c': s.config_path = optarg; continue;
+		case 'i': path = "capture.interfaces"; break;
+		case 'f': path = "capture.filter"; break;
+		case 'r': path = "capture.file"; break;
+		case 's': path = "capture.snaplen"; break;
+		case 't': path = "uplink.receivers"; break;
+		case O_ID: path = "sensor.id"; break;
+		case O_CA: path = "tls.ca"; break;
+		case O_CERT: path = "tls.cert"; break;
+		case O_KEY: path = "tls.key"; break;
+		case O_INSECURE: path = "uplink.insecure"; optarg = "true"; break;
+		case O_LOG: path = "log.level"; break;
+		case O_CHECK: check = true; continue;
+		case 'V': printf("pcapline-sensor %s\n", PCAPLINE_VERSION); return 0;
+		case 'h': usage(stdout); return 0;
+		default: usage(stderr); return EXIT_CONFIG;
+		}
+		if (n_flags == sizeof(flags) / sizeof(flags[0]))
+			fatalx(EXIT_CONFIG, "too many flags");
+		flags[n_flags].path = path;
+		flags[n_flags].value = optarg;
+		flags[n_flags].flag = argv[optind - 1];
+		n_flags++;
+	}
+	if (optind < argc)
+		fatalx(EXIT_CONFIG, "unexpected argument '%s' (see --help)", argv[optind]);
+	if (cfg_load(sensor_schema, &s.conf, s.config_path, err, sizeof(err)) != 0)
+		fatalx(EXIT_CONFIG, "%s", err);
+	for (size_t i = 0; i < n_flags; i++)
+		sensor_flag(&s, flags[i].path, flags[i].value, flags[i].flag);
+	log_set_level((enum log_level)s.conf.log_level);
+
+	/* Cross-key checks that the schema cannot express. */
+	if (s.conf.receivers.n == 0)
+		fatalx(EXIT_CONFIG, "uplink.receivers: at least one receiver (host:port) is required");
+	if ((!s.conf.file || !*s.conf.file) && s.conf.interfaces.n == 0)
+		fatalx(EXIT_CONFIG, "capture.interfaces: no interface configured (or set capture.file)");
+	s.targets = calloc(s.conf.receivers.n, sizeof(*s.targets));
+	if (!s.targets)
+		fatalx(1, "out of memory");
+	for (size_t i = 0; i < s.conf.receivers.n; i++) {
+		if (sensor_parse_target(s.conf.receivers.v[i], &s.targets[i]) != 0)
+			fatalx(EXIT_CONFIG, "uplink.receivers: '%s' is not host:port", s.conf.receivers.v[i]);
+		snprintf(s.targets[i].server_name, sizeof(s.targets[i].server_name), "%s",
+			 s.conf.server_name && *s.conf.server_name ? s.conf.server_name : s.targets[i].host);
+	}
+	if (!s.conf.insecure) {
+		struct tls_opts to = {s.conf.ca, s.conf.cert, s.conf.key, NULL, s.conf.tls_min == 1 ? 12 : 13};
+		s.ssl_ctx = tls_ctx_client(&to, err, sizeof(err));
+		if (!s.ssl_ctx)
+			fatalx(EXIT_CONFIG, "%s", err);
+	}
+	const char *id = s.conf.id;
+	char cn[PROTO_MAX_ID + 1];
+	if (!id || !*id) {
+		if (s.conf.insecure || tls_cert_identity(s.conf.cert, cn, sizeof(cn)) != 0)
+			fatalx(EXIT_CONFIG, "sensor.id: not set and no certificate CN to take it from");
+		id = cn;
+	}
+	if (strlen(id) > PROTO_MAX_ID || strspn(id, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") != strlen(id))
+		fatalx(EXIT_CONFIG, "sensor.id: '%s' must be 1..%d characters of A-Z a-z 0-9 . _ -", id, PROTO_MAX_ID);
+
+	char *exclude = s.conf.exclude_uplink && !(s.conf.file && *s.conf.file)
+				? sensor_exclusion(s.targets, s.conf.receivers.n)
+				: NULL;
+	struct capture_opts co = {
+		.ifaces = (const char *const *)s.conf.interfaces.v,
+		.n_ifaces = s.conf.interfaces.n,
+		.file = s.conf.file,
+		.filter = s.conf.filter ? s.conf.filter : "",
+		.exclude = exclude ? exclude : "",
+		.snaplen = (uint32_t)s.conf.snaplen,
+		.promisc = s.conf.promisc,
+		.buffer_bytes = s.conf.buffer_size,
+		.cb = sensor_on_packet,
+		.cb_arg = &s,
+	};
+	s.cap = capture_open(&co, err, sizeof(err));
+	if (!s.cap)
+		fatalx(EXIT_CONFIG, "%s", err);
+	if (check) {
+		cfg_dump(sensor_schema, &s.conf, stdout);
+		printf("# sensor id: %s; uplink exclusion: %s\n", id, exclude && *exclude ? exclude : "(none)");
+		printf("configuration OK\n");
+		return 0;
+	}
+
+	snprintf(s.hello.sensor_id, sizeof(s.hello.sensor_id), "%s", id);
+	snprintf(s.hello.version, sizeof(s.hello.version), "%s", PCAPLINE_VERSION);
+	snprintf(s.hello.token, sizeof(s.hello.token), "%s", s.conf.token ? s.conf.token : "");
+	s.hello.caps = PROTO_CAP_LZ4;
+	if (getrandom(&s.hello.epoch, sizeof(s.hello.epoch), 0) != sizeof(s.hello.epoch))
+		fatal(1, "getrandom");
+	s.hello.n_ifaces = (uint16_t)capture_iface_count(s.cap);
+	for (size_t i = 0; i < s.hello.n_ifaces; i++) {
+		capture_iface(s.cap, i, &s.hello.ifaces[i]);
+		log_info("interface %zu: %s, link type %u, snaplen %u", i, s.hello.ifaces[i].name,
+			 s.hello.ifaces[i].linktype, s.hello.ifaces[i].snaplen);
+	}
+	if (exclude && *exclude)
+		log_info("excluding own uplink traffic: %s", exclude);
+
+	s.loop = ev_default_loop(EVFLAG_AUTO);
+	s.batcher = batcher_new((uint32_t)s.conf.batch_bytes, 0, sensor_on_sealed, &s);
+	struct uplink_opts uo = {
+		.targets = s.targets, .n_targets = s.conf.receivers.n, .ssl_ctx = s.ssl_ctx,
+		.hello = &s.hello, .window_bytes = s.conf.window, .on_room = sensor_on_room, .arg = &s,
+	};
+	s.uplink = uplink_new(s.loop, &uo);
+	if (!s.batcher || !s.uplink)
+		fatalx(1, "out of memory");
+	if (s.conf.insecure)
+		log_warnx("uplink.insecure is set: packets travel UNENCRYPTED and the receiver is NOT authenticated");
+
+	double tick = (double)s.conf.batch_delay / 4000.0;
+	ev_timer_init(&s.batch_timer, sensor_on_batch_timer, tick < 0.005 ? 0.005 : tick, tick < 0.005 ? 0.005 : tick);
+	s.batch_timer.data = &s;
+	ev_timer_start(s.loop, &s.batch_timer);
+	double si = (double)s.conf.stats_interval / 1000.0;
+	ev_timer_init(&s.stats_timer, sensor_on_stats, si, si);
+	s.stats_timer.data = &s;
+	ev_timer_start(s.loop, &s.stats_timer);
+	ev_timer_init(&s.drain_timer, sensor_on_drain_timeout, 1., 0.);
+	s.drain_timer.data = &s;
+	ev_signal_init(&s.sigint, sensor_on_signal, SIGINT);
+	ev_signal_init(&s.sigterm, sensor_on_signal, SIGTERM);
+	ev_signal_init(&s.sighup, sensor_on_hup, SIGHUP);
+	s.sigint.data = s.sigterm.data = s.sighup.data = &s;
+	ev_signal_start(s.loop, &s.sigint);
+	ev_signal_start(s.loop, &s.sigterm);
+	ev_signal_start(s.loop, &s.sighup);
+	signal(SIGPIPE, SIG_IGN);
+
+	log_info("sensor %s starting: %zu interface(s), %zu receiver(s), filter '%s'", id,
+		 (size_t)s.hello.n_ifaces, s.conf.receivers.n, s.conf.filter ? s.conf.filter : "");
+	uplink_start(s.uplink);
+	capture_start(s.cap, s.loop);
+	ev_run(s.loop, 0);
+
+	if (capture_file_error(s.cap, err, sizeof(err)) != 0)
+		log_warnx("%s (every complete record before it was sent)", err);
+	sensor_log_stats(&s, "final");
+	uplink_free(s.uplink);
+	batcher_free(s.batcher);
+	capture_close(s.cap);
+	if (s.ssl_ctx)
+		SSL_CTX_free(s.ssl_ctx);
+	free(s.targets);
+	free(exclude);
+	cfg_free(sensor_schema, &s.conf);
+	return s.exit_code;
+}

@@ -1,0 +1,57 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
+/*
+ * Uplink: the sensor's connection to a receiver. Keeps every batch until the
+ * receiver ACKs it (bounded window), reconnects with exponential backoff and
+ * jitter across an ordered list of receivers, and resends what was not ACKed.
+ */
+#ifndef PCAPLINE_SENSOR_UPLINK_H
+#define PCAPLINE_SENSOR_UPLINK_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <ev.h>
+#include <openssl/ssl.h>
+
+#include "batcher.h"
+#include "wire.h"
+
+struct uplink_target {
+	char host[256];
+	char port[16];
+	char server_name[256]; /* name the receiver's certificate must carry */
+};
+
+struct uplink_opts {
+	const struct uplink_target *targets;
+	size_t n_targets;
+	SSL_CTX *ssl_ctx;          /* NULL: plain TCP (insecure) */
+	const struct proto_hello *hello;
+	uint64_t window_bytes;     /* bytes of un-ACKed batches held in memory */
+	void (*on_room)(void *arg); /* called when the window has room again */
+	void *arg;
+};
+
+struct uplink_stats {
+	uint64_t batches_sent, bytes_sent, batches_acked, packets_acked, resent;
+	uint64_t connects, disconnects;
+	uint64_t pending_batches, pending_bytes;
+	bool connected;
+};
+
+struct uplink;
+
+struct uplink *uplink_new(struct ev_loop *loop, const struct uplink_opts *o);
+void uplink_start(struct uplink *u);
+/* True if a batch of len bytes fits the window now. */
+bool uplink_has_room(const struct uplink *u, size_t len);
+/* Queues a sealed batch (ownership moves to the uplink). The caller checks room first. */
+void uplink_push(struct uplink *u, struct batch *b);
+/* Queues a STATS frame (dropped if not connected: the next one supersedes it). */
+void uplink_send_stats(struct uplink *u, const struct proto_stats *st);
+void uplink_stats(const struct uplink *u, struct uplink_stats *out);
+/* True when every queued batch has been ACKed. */
+bool uplink_idle(const struct uplink *u);
+void uplink_free(struct uplink *u);
+
+#endif

@@ -1,0 +1,176 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
+#include "tls.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/x509v3.h>
+
+const char *tls_errors(char *buf, size_t buflen)
+{
+	size_t n = 0;
+	unsigned long e;
+	buf[0] = '\0';
+	while ((e = ERR_get_error()) != 0) {
+		char one[256];
+		ERR_error_string_n(e, one, sizeof(one));
+		/* Keep only the reason part: "error:0A000086:SSL routines::certificate verify failed". */
+		const char *r = strrchr(one, ':');
+		r = r ? r + 1 : one;
+		int m = snprintf(buf + n, buflen - n, "%s%s", n ? "; " : "", r);
+		if (m < 0 || (size_t)m >= buflen - n)
+			break;
+		n += (size_t)m;
+	}
+	return buf;
+}
+
+const char *tls_verify_reason(SSL *ssl)
+{
+	long v = SSL_get_verify_result(ssl);
+	return X509_verify_cert_error_string(v);
+}
+
+static SSL_CTX *tls_ctx_common(const SSL_METHOD *method, const struct tls_opts *o, char *err,
+			       size_t errlen)
+{
+	char why[512];
+	SSL_CTX *ctx = SSL_CTX_new(method);
+	if (!ctx) {
+		snprintf(err, errlen, "tls: cannot create context: %s", tls_errors(why, sizeof(why)));
+		return NULL;
+	}
+	SSL_CTX_set_min_proto_version(ctx, o->min_version == 12 ? TLS1_2_VERSION : TLS1_3_VERSION);
+	SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
+				      SSL_MODE_RELEASE_BUFFERS);
+	/* Renegotiation and compression are attack surface we never need. */
+	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
+
+	if (!o->ca || !*o->ca) {
+		snprintf(err, errlen, "tls: no CA file configured (tls.ca)");
+		goto fail;
+	}
+	if (!o->cert || !*o->cert || !o->key || !*o->key) {
+		snprintf(err, errlen, "tls: certificate and key are required (tls.cert, tls.key)");
+		goto fail;
+	}
+	const char *files[][2] = {{"CA file", o->ca}, {"certificate", o->cert}, {"key", o->key},
+				  {"CRL", o->crl && *o->crl ? o->crl : NULL}};
+	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+		FILE *f = files[i][1] ? fopen(files[i][1], "r") : NULL;
+		if (files[i][1] && !f) {
+			snprintf(err, errlen, "tls: cannot read %s %s: %s", files[i][0], files[i][1], strerror(errno));
+			goto fail;
+		}
+		if (f)
+			fclose(f);
+	}
+	if (SSL_CTX_load_verify_locations(ctx, o->ca, NULL) != 1) {
+		snprintf(err, errlen, "tls: cannot load CA file %s: %s", o->ca, tls_errors(why, sizeof(why)));
+		goto fail;
+	}
+	if (SSL_CTX_use_certificate_chain_file(ctx, o->cert) != 1) {
+		snprintf(err, errlen, "tls: cannot load certificate %s: %s", o->cert,
+			 tls_errors(why, sizeof(why)));
+		goto fail;
+	}
+	if (SSL_CTX_use_PrivateKey_file(ctx, o->key, SSL_FILETYPE_PEM) != 1) {
+		snprintf(err, errlen, "tls: cannot load key %s: %s", o->key, tls_errors(why, sizeof(why)));
+		goto fail;
+	}
+	if (SSL_CTX_check_private_key(ctx) != 1) {
+		snprintf(err, errlen, "tls: key %s does not match certificate %s", o->key, o->cert);
+		goto fail;
+	}
+	if (o->crl && *o->crl) {
+		X509_STORE *store = SSL_CTX_get_cert_store(ctx);
+		X509_LOOKUP *lu = X509_STORE_add_lookup(store, X509_LOOKUP_file());
+		if (!lu || X509_load_crl_file(lu, o->crl, X509_FILETYPE_PEM) <= 0) {
+			snprintf(err, errlen, "tls: cannot load CRL %s: %s", o->crl, tls_errors(why, sizeof(why)));
+			goto fail;
+		}
+		X509_STORE_set_flags(store, X509_V_FLAG_CRL_CHECK | X509_V_FLAG_CRL_CHECK_ALL);
+	}
+	return ctx;
+fail:
+	SSL_CTX_free(ctx);
+	return NULL;
+}
+
+SSL_CTX *tls_ctx_server(const struct tls_opts *o, char *err, size_t errlen)
+{
+	SSL_CTX *ctx = tls_ctx_common(TLS_server_method(), o, err, errlen);
+	if (!ctx)
+		return NULL;
+	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
+	/* Sessions are long-lived; resumption buys nothing and tickets add state. */
+	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+	SSL_CTX_set_num_tickets(ctx, 0);
+	return ctx;
+}
+
+SSL_CTX *tls_ctx_client(const struct tls_opts *o, char *err, size_t errlen)
+{
+	SSL_CTX *ctx = tls_ctx_common(TLS_client_method(), o, err, errlen);
+	if (!ctx)
+		return NULL;
+	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+	return ctx;
+}
+
+int tls_client_expect(SSL *ssl, const char *name)
+{
+	X509_VERIFY_PARAM *vp = SSL_get0_param(ssl);
+	/* An address literal is matched against IP SANs, anything else as a DNS name. */
+	if (X509_VERIFY_PARAM_set1_ip_asc(vp, name) == 1)
+		return 0;
+	if (SSL_set_tlsext_host_name(ssl, name) != 1)
+		return -1;
+	return SSL_set1_host(ssl, name) == 1 ? 0 : -1;
+}
+
+static int tls_x509_cn(X509 *peer, char *out, size_t outlen)
+{
+	int rc = -1;
+	X509_NAME *subj = X509_get_subject_name(peer);
+	int idx = X509_NAME_get_index_by_NID(subj, NID_commonName, -1);
+	if (idx >= 0) {
+		ASN1_STRING *d = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(subj, idx));
+		const unsigned char *s = ASN1_STRING_get0_data(d);
+		int len = ASN1_STRING_length(d);
+		/* A CN with an embedded NUL or longer than the buffer is not an identity. */
+		if (len > 0 && (size_t)len < outlen && memchr(s, '\0', (size_t)len) == NULL) {
+			memcpy(out, s, (size_t)len);
+			out[len] = '\0';
+			rc = 0;
+		}
+	}
+	return rc;
+}
+
+int tls_peer_identity(SSL *ssl, char *out, size_t outlen)
+{
+	X509 *peer = SSL_get1_peer_certificate(ssl);
+	if (!peer)
+		return -1;
+	int rc = tls_x509_cn(peer, out, outlen);
+	X509_free(peer);
+	return rc;
+}
+
+int tls_cert_identity(const char *path, char *out, size_t outlen)
+{
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return -1;
+	X509 *x = PEM_read_X509(f, NULL, NULL, NULL);
+	fclose(f);
+	if (!x)
+		return -1;
+	int rc = tls_x509_cn(x, out, outlen);
+	X509_free(x);
+	return rc;
+}
