@@ -94,6 +94,7 @@ struct sensor {
 	bool stopping;
 	bool paused_for_room;
 	uint64_t queue_drops, queue_drop_batches;
+	uint64_t raw_bytes, frame_bytes; /* batch records before and frames after compression */
 	struct log_limit drop_lim;
 	int exit_code;
 };
@@ -137,6 +138,8 @@ static void usage(FILE *out)
 static void sensor_on_sealed(void *arg, struct batch *b)
 {
 	struct sensor *s = arg;
+	s->raw_bytes += b->raw_len;
+	s->frame_bytes += b->len;
 	if (uplink_has_room(s->uplink, b->len) || capture_is_file(s->cap) || s->stopping) {
 		/* A file is read no faster than the receiver stores it: it never drops. */
 		uplink_push(s->uplink, b);
@@ -183,7 +186,7 @@ static void sensor_collect(struct sensor *s, struct proto_stats *ps, struct capt
 		{PROTO_ST_CAPTURED, cs->captured},       {PROTO_ST_KERNEL_DROPS, cs->kernel_drops},
 		{PROTO_ST_IF_DROPS, cs->if_drops},       {PROTO_ST_QUEUE_DROPS, s->queue_drops},
 		{PROTO_ST_SPOOL_DROPS, 0},               {PROTO_ST_BATCHES, batcher_next_seq(s->batcher)},
-		{PROTO_ST_BYTES_SENT, us->bytes_sent},   {PROTO_ST_PKT_BYTES, cs->bytes},
+		{PROTO_ST_BYTES_RAW, s->raw_bytes},      {PROTO_ST_BYTES_SENT, s->frame_bytes},   {PROTO_ST_PKT_BYTES, cs->bytes},
 	};
 	memset(ps, 0, sizeof(*ps));
 	ps->ts_ns = (uint64_t)(ev_now(s->loop) * 1e9);
@@ -200,10 +203,10 @@ static void sensor_log_stats(struct sensor *s, const char *when)
 	log_info("%s: captured %" PRIu64 " packets (%" PRIu64 " bytes), kernel drops %" PRIu64
 		 ", interface drops %" PRIu64 ", queue drops %" PRIu64 "; batches sent %" PRIu64
 		 " (%" PRIu64 " resent), acknowledged %" PRIu64 " batches / %" PRIu64
-		 " packets, pending %" PRIu64 "; %s",
+		 " packets, pending %" PRIu64 "; batch bytes %" PRIu64 " -> %" PRIu64 " compressed (ratio %.2f); %s",
 		 when, cs.captured, cs.bytes, cs.kernel_drops, cs.if_drops, s->queue_drops, us.batches_sent,
-		 us.resent, us.batches_acked, us.packets_acked, us.pending_batches,
-		 us.connected ? "connected" : "disconnected");
+		 us.resent, us.batches_acked, us.packets_acked, us.pending_batches, s->raw_bytes, s->frame_bytes,
+		 s->frame_bytes ? (double)s->raw_bytes / (double)s->frame_bytes : 0.0, us.connected ? "connected" : "disconnected");
 	uplink_send_stats(s->uplink, &ps);
 }
 
