@@ -48,6 +48,7 @@ UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/fuzz/%)
 FUZZ_LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/fuzzobj/%.o)
 
+.SECONDARY:
 .PHONY: all deps test unit fuzz fuzz-seeds integration bench demo install clean
 all: $(SENSOR) $(RECEIVER)
 

@@ -18,7 +18,7 @@
 #define WIRE_KNOWN_FLAGS PROTO_F_LZ4
 
 /*
- * WELCOME bounds (PROTOCOL.md, "Limits"). The floor lets one record of the largest
+ * WELCOME bounds (PROTOCOL.md, sections 5.2 and 7). The floor lets one record of the largest
  * snaplen travel in one uncompressed batch, so a sensor never has to cut a packet to fit;
  * the ceiling stops a broken receiver from making a sensor allocate gigabytes.
  */
@@ -230,7 +230,7 @@ static inline int wcur_finish(const struct wcur *w)
 }
 
 /*
- * Character classes of the string fields (PROTOCOL.md, "Strings"). Strings become C
+ * Character classes of the string fields (PROTOCOL.md, section 1). Strings become C
  * strings and end up in logs and file names, so NUL, control bytes and non-ASCII are
  * refused instead of being passed on for every consumer to sanitise again.
  */

@@ -32,7 +32,6 @@ struct receiver_conf {
 	int fsync;
 	char *out;
 	uint64_t max_frame;
-	uint64_t max_batch;
 	int64_t max_sessions;
 	uint64_t heartbeat;
 	int log_level;
@@ -58,8 +57,7 @@ static const struct cfg_key receiver_schema[] = {
 	K("storage.segment_time", CFG_DURATION, segment_time, 1000, 86400000, NULL, "rotate a segment at this age"),
 	K("storage.fsync", CFG_ENUM, fsync, 0, 0, fsync_modes, "batch: fdatasync before each ACK; never: leave it to the kernel"),
 	K("output.file", CFG_STR, out, 0, 0, NULL, "also write every packet to this one pcap file (- for stdout)"),
-	K("limits.max_frame", CFG_SIZE, max_frame, 1 << 16, 1 << 30, NULL, "largest frame accepted"),
-	K("limits.max_batch", CFG_SIZE, max_batch, 1 << 16, 1 << 30, NULL, "largest decompressed batch accepted"),
+	K("limits.max_frame", CFG_SIZE, max_frame, 262180, 16777216, NULL, "largest frame accepted; a decompressed batch may be 16 bytes less"),
 	K("limits.max_sessions", CFG_INT, max_sessions, 1, 1000000, NULL, "connections open at once"),
 	K("session.heartbeat", CFG_DURATION, heartbeat, 100, 600000, NULL, "heartbeat interval; silent peers are dropped after three"),
 	K("log.level", CFG_ENUM, log_level, 0, 0, log_levels, "error, warn, info or debug"),
@@ -90,7 +88,6 @@ static void receiver_defaults(struct receiver_conf *c)
 	c->segment_size = 64u << 20;
 	c->segment_time = 300000;
 	c->max_frame = 16u << 20;
-	c->max_batch = 16u << 20;
 	c->max_sessions = 1024;
 	c->heartbeat = 5000;
 	c->log_level = LOG_LVL_INFO;
@@ -121,10 +118,10 @@ static void receiver_log_sensor(void *arg, struct store_sensor *ss)
 	const struct store_counters *c = store_sensor_counters(ss);
 	log_info("sensor %s: stored %" PRIu64 " packets / %" PRIu64 " bytes in %" PRIu64 " batches, %" PRIu64
 		 " segments closed; duplicates %" PRIu64 ", rejected batches %" PRIu64
-		 "; sensor reports captured %" PRIu64 ", kernel drops %" PRIu64 ", interface drops %" PRIu64
+		 ", missing batches %" PRIu64 "; sensor reports captured %" PRIu64 ", kernel drops %" PRIu64 ", interface drops %" PRIu64
 		 ", queue drops %" PRIu64 ", spool drops %" PRIu64,
 		 store_sensor_id(ss), c->packets, c->bytes, c->batches, c->segments_closed, c->duplicates,
-		 c->rejected_batches, c->s_captured, c->s_kernel_drops, c->s_if_drops, c->s_queue_drops,
+		 c->rejected_batches, c->missing_batches, c->s_captured, c->s_kernel_drops, c->s_if_drops, c->s_queue_drops,
 		 c->s_spool_drops);
 }
 
@@ -230,7 +227,7 @@ int main(int argc, char **argv)
 		.ssl_ctx = R.ssl_ctx,
 		.token = R.conf.token ? R.conf.token : "",
 		.max_frame = (uint32_t)R.conf.max_frame,
-		.max_raw = (uint32_t)R.conf.max_batch,
+		.max_raw = (uint32_t)R.conf.max_frame - 16,
 		.max_sessions = (uint32_t)R.conf.max_sessions,
 		.heartbeat_ms = (uint32_t)R.conf.heartbeat,
 		.store = R.store,

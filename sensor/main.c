@@ -13,7 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
+#include <time.h>
 
 #include <ev.h>
 
@@ -185,7 +185,7 @@ static void sensor_collect(struct sensor *s, struct proto_stats *ps, struct capt
 	struct proto_stat v[] = {
 		{PROTO_ST_CAPTURED, cs->captured},       {PROTO_ST_KERNEL_DROPS, cs->kernel_drops},
 		{PROTO_ST_IF_DROPS, cs->if_drops},       {PROTO_ST_QUEUE_DROPS, s->queue_drops},
-		{PROTO_ST_SPOOL_DROPS, 0},               {PROTO_ST_BATCHES, batcher_next_seq(s->batcher)},
+		{PROTO_ST_SPOOL_DROPS, 0},               {PROTO_ST_BATCHES, batcher_next_seq(s->batcher) - 1},
 		{PROTO_ST_BYTES_RAW, s->raw_bytes},      {PROTO_ST_BYTES_SENT, s->frame_bytes},   {PROTO_ST_PKT_BYTES, cs->bytes},
 	};
 	memset(ps, 0, sizeof(*ps));
@@ -472,8 +472,10 @@ int main(int argc, char **argv)
 	snprintf(s.hello.version, sizeof(s.hello.version), "%s", PCAPLINE_VERSION);
 	snprintf(s.hello.token, sizeof(s.hello.token), "%s", s.conf.token ? s.conf.token : "");
 	s.hello.caps = PROTO_CAP_LZ4;
-	if (getrandom(&s.hello.epoch, sizeof(s.hello.epoch), 0) != sizeof(s.hello.epoch))
-		fatal(1, "getrandom");
+	/* A new sequence space per start: the start time in ns never repeats (PROTOCOL.md 6.2). */
+	struct timespec now;
+	clock_gettime(CLOCK_REALTIME, &now);
+	s.hello.epoch = (uint64_t)now.tv_sec * 1000000000ull + (uint64_t)now.tv_nsec;
 	s.hello.n_ifaces = (uint16_t)capture_iface_count(s.cap);
 	for (size_t i = 0; i < s.hello.n_ifaces; i++) {
 		capture_iface(s.cap, i, &s.hello.ifaces[i]);
@@ -484,7 +486,7 @@ int main(int argc, char **argv)
 		log_info("excluding own uplink traffic: %s", exclude);
 
 	s.loop = ev_default_loop(EVFLAG_AUTO);
-	s.batcher = batcher_new((uint32_t)s.conf.batch_bytes, 0, sensor_on_sealed, &s);
+	s.batcher = batcher_new((uint32_t)s.conf.batch_bytes, 1, sensor_on_sealed, &s);
 	struct uplink_opts uo = {
 		.targets = s.targets, .n_targets = s.conf.receivers.n, .ssl_ctx = s.ssl_ctx,
 		.hello = &s.hello, .window_bytes = s.conf.window, .on_room = sensor_on_room, .arg = &s,

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -14,8 +15,27 @@
 #include "log.h"
 #include "pcapfile.h"
 
+/*
+ * Crash safety. After the records of a batch are written (and synced, per policy),
+ * the sensor's state file records the epoch, the next expected sequence number and
+ * the committed length of every open segment; only then is the batch ACKed. On
+ * restart, every hidden open segment is cut back to its committed length and renamed
+ * into place, and one that the state does not list (opened by a batch that was never
+ * committed) is removed. Storage thus holds every ACKed batch exactly once, and a
+ * batch that was not committed is simply sent again by the sensor.
+ *
+ * The state file has two fixed slots written alternately, each with a counter and a
+ * checksum, so that a torn write leaves the previous slot intact.
+ */
+#define STATE_SLOT 16384
+#define CFG_ERRLEN_STORE 512
+#define STATE_MAGIC 0x504c5354u /* "PLST" */
+#define STATE_NAME_MAX 200
+
 struct segment {
 	int fd;
+	uint64_t committed; /* bytes known to be in the file as of the last state write */
+	char base[STATE_NAME_MAX]; /* basename of open_path */
 	struct pcapw *w;
 	uint64_t opened_ms; /* monotonic */
 	uint64_t packets;
@@ -31,6 +51,8 @@ struct store_sensor {
 	char seg_dir[400];
 	uint64_t epoch, next_seq;
 	bool have_epoch;
+	int state_fd;
+	uint64_t state_counter;
 	uint16_t n_ifaces;
 	struct proto_iface ifaces[PROTO_MAX_IFACES];
 	struct segment seg[PROTO_MAX_IFACES];
@@ -91,6 +113,22 @@ struct store *store_new(const struct store_opts *o, char *err, size_t errlen)
 			return NULL;
 		}
 	}
+	if (*s->dir) {
+		/* Recover every sensor's open segments now, not when it reconnects. */
+		char sd[400];
+		snprintf(sd, sizeof(sd), "%s/sensors", s->dir);
+		DIR *d = opendir(sd);
+		struct dirent *de;
+		while (d && (de = readdir(d)) != NULL) {
+			char e2[CFG_ERRLEN_STORE];
+			if (de->d_name[0] == '.' || de->d_type != DT_DIR)
+				continue;
+			if (!store_sensor_get(s, de->d_name, e2, sizeof(e2)))
+				log_warnx("store: %s", e2);
+		}
+		if (d)
+			closedir(d);
+	}
 	if (o->single_file && *o->single_file) {
 		if (strcmp(o->single_file, "-") == 0) {
 			s->single_fd = STDOUT_FILENO;
@@ -105,6 +143,134 @@ struct store *store_new(const struct store_opts *o, char *err, size_t errlen)
 		}
 	}
 	return s;
+}
+
+
+static uint64_t store_fnv64(const uint8_t *p, size_t n)
+{
+	uint64_t h = 0xcbf29ce484222325ull;
+	for (size_t i = 0; i < n; i++) {
+		h ^= p[i];
+		h *= 0x100000001b3ull;
+	}
+	return h;
+}
+
+static void put64(uint8_t *p, uint64_t v) { memcpy(p, &v, 8); }
+static uint64_t get64(const uint8_t *p)
+{
+	uint64_t v;
+	memcpy(&v, p, 8);
+	return v;
+}
+
+/* Slot layout (host byte order, local file): magic u32, n u32, counter u64, checksum u64
+ * of the rest, epoch u64, next_seq u64, have_epoch u64, then n entries of
+ * {u64 committed, char name[STATE_NAME_MAX]}. */
+#define STATE_HDR 48
+#define STATE_ENTRY (8 + STATE_NAME_MAX)
+
+static int store_state_write(struct store_sensor *ss)
+{
+	static uint8_t slot[STATE_SLOT];
+	uint32_t n = 0;
+	memset(slot, 0, sizeof(slot));
+	for (int i = 0; i < PROTO_MAX_IFACES; i++) {
+		struct segment *g = &ss->seg[i];
+		if (g->fd < 0)
+			continue;
+		if (STATE_HDR + (n + 1) * STATE_ENTRY > STATE_SLOT)
+			return -ENOSPC;
+		uint8_t *e = slot + STATE_HDR + n * STATE_ENTRY;
+		put64(e, g->committed);
+		memcpy(e + 8, g->base, STATE_NAME_MAX);
+		n++;
+	}
+	uint32_t magic = STATE_MAGIC;
+	ss->state_counter++;
+	memcpy(slot, &magic, 4);
+	memcpy(slot + 4, &n, 4);
+	put64(slot + 8, ss->state_counter);
+	put64(slot + 24, ss->epoch);
+	put64(slot + 32, ss->next_seq);
+	put64(slot + 40, ss->have_epoch);
+	put64(slot + 16, store_fnv64(slot + 24, STATE_SLOT - 24));
+	off_t off = (off_t)(ss->state_counter % 2) * STATE_SLOT;
+	ssize_t w = pwrite(ss->state_fd, slot, STATE_SLOT, off);
+	if (w != STATE_SLOT)
+		return w < 0 ? -errno : -EIO;
+	if (ss->store->o.fsync == STORE_FSYNC_BATCH && fdatasync(ss->state_fd) != 0)
+		return -errno;
+	return 0;
+}
+
+/* Loads the newest valid slot into ss and returns it in slot (n entries), or -1. */
+static int store_state_read(struct store_sensor *ss, uint8_t *slot, uint32_t *n_out)
+{
+	static uint8_t buf[STATE_SLOT];
+	int best = -1;
+	uint64_t best_counter = 0;
+	for (int i = 0; i < 2; i++) {
+		if (pread(ss->state_fd, buf, STATE_SLOT, (off_t)i * STATE_SLOT) != STATE_SLOT)
+			continue;
+		uint32_t magic, n;
+		memcpy(&magic, buf, 4);
+		memcpy(&n, buf + 4, 4);
+		if (magic != STATE_MAGIC || STATE_HDR + (uint64_t)n * STATE_ENTRY > STATE_SLOT ||
+		    get64(buf + 16) != store_fnv64(buf + 24, STATE_SLOT - 24))
+			continue;
+		if (best < 0 || get64(buf + 8) > best_counter) {
+			best = i;
+			best_counter = get64(buf + 8);
+			memcpy(slot, buf, STATE_SLOT);
+			*n_out = n;
+		}
+	}
+	if (best < 0)
+		return -1;
+	ss->state_counter = best_counter;
+	ss->epoch = get64(slot + 24);
+	ss->next_seq = get64(slot + 32);
+	ss->have_epoch = get64(slot + 40) != 0;
+	return 0;
+}
+
+/* Brings the sensor's segment folder back to its last committed state (see above). */
+static void store_recover(struct store_sensor *ss)
+{
+	static uint8_t slot[STATE_SLOT];
+	uint32_t n = 0;
+	bool have = store_state_read(ss, slot, &n) == 0;
+	DIR *d = opendir(ss->seg_dir);
+	if (!d)
+		return;
+	unsigned kept = 0, removed = 0;
+	struct dirent *de;
+	while ((de = readdir(d)) != NULL) {
+		if (strncmp(de->d_name, ".open-", 6) != 0)
+			continue;
+		char path[700], final[700];
+		snprintf(path, sizeof(path), "%s/%s", ss->seg_dir, de->d_name);
+		snprintf(final, sizeof(final), "%s/%s", ss->seg_dir, de->d_name + 6);
+		int64_t committed = -1;
+		for (uint32_t i = 0; have && i < n; i++) {
+			const uint8_t *e = slot + STATE_HDR + i * STATE_ENTRY;
+			if (strncmp((const char *)e + 8, de->d_name, STATE_NAME_MAX) == 0)
+				committed = (int64_t)get64(e);
+		}
+		if (committed > 24 && truncate(path, committed) == 0 && rename(path, final) == 0) {
+			log_info("store: %s: recovered %s (%" PRId64 " committed bytes)", ss->id, final, committed);
+			kept++;
+		} else {
+			unlink(path);
+			removed++;
+		}
+	}
+	closedir(d);
+	if (have || kept || removed)
+		log_info("store: %s: state loaded (epoch %016" PRIx64 ", next batch %" PRIu64
+			 "); %u open segment(s) recovered, %u holding only unacknowledged data removed",
+			 ss->id, ss->epoch, ss->next_seq, kept, removed);
 }
 
 static void store_sanitize(char *dst, size_t n, const char *src)
@@ -151,6 +317,17 @@ struct store_sensor *store_sensor_get(struct store *s, const char *id, char *err
 			free(ss);
 			return NULL;
 		}
+		char sp[512];
+		snprintf(sp, sizeof(sp), "%s/sensors/%s/state", s->dir, id);
+		ss->state_fd = open(sp, O_RDWR | O_CREAT | O_CLOEXEC, 0640);
+		if (ss->state_fd < 0) {
+			snprintf(err, errlen, "store: cannot open %s: %s", sp, strerror(errno));
+			free(ss);
+			return NULL;
+		}
+		store_recover(ss);
+	} else {
+		ss->state_fd = -1;
 	}
 	ss->next = s->sensors;
 	s->sensors = ss;
@@ -190,7 +367,7 @@ uint64_t store_sensor_begin(struct store_sensor *ss, uint64_t epoch, const struc
 	if (!ss->have_epoch || ss->epoch != epoch) {
 		ss->have_epoch = true;
 		ss->epoch = epoch;
-		ss->next_seq = 0;
+		ss->next_seq = 1;
 	}
 	return ss->next_seq;
 }
@@ -210,6 +387,8 @@ static int store_segment_open(struct store_sensor *ss, uint16_t iface, uint64_t 
 		 first_ns, seq, ifname);
 	snprintf(g->final_path, sizeof(g->final_path), "%s/%020" PRIu64 "-%" PRIu64 "-%s.pcap", ss->seg_dir,
 		 first_ns, seq, ifname);
+	snprintf(g->base, sizeof(g->base), ".open-%020" PRIu64 "-%" PRIu64 "-%s.pcap", first_ns, seq, ifname);
+	g->committed = 0;
 	g->fd = open(g->open_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
 	if (g->fd < 0)
 		return -errno;
@@ -247,6 +426,30 @@ static int store_single_write(struct store *s, struct store_sensor *ss, const st
 	return pcapw_write(s->single, r->ts_ns, r->data, r->caplen, r->origlen);
 }
 
+/* Undoes a batch that failed half-way: every open segment is cut back to what the
+ * last state write committed and closed; the sensor will send the batch again. */
+static void store_rollback(struct store_sensor *ss)
+{
+	for (int i = 0; i < PROTO_MAX_IFACES; i++) {
+		struct segment *g = &ss->seg[i];
+		g->touched = false;
+		if (g->fd < 0)
+			continue;
+		pcapw_free(g->w); /* may fail again: the truncation below is what counts */
+		g->w = NULL;
+		bool keep = g->committed > 24 && ftruncate(g->fd, (off_t)g->committed) == 0;
+		close(g->fd);
+		g->fd = -1;
+		if (keep && rename(g->open_path, g->final_path) == 0) {
+			ss->c.segments_closed++;
+		} else {
+			unlink(g->open_path);
+		}
+	}
+	if (*ss->store->dir && store_state_write(ss) != 0)
+		log_warnx("store: %s: cannot update state after a failed batch", ss->id);
+}
+
 int store_batch(struct store_sensor *ss, uint64_t seq, const uint8_t *raw, uint32_t raw_len,
 		uint32_t n_records, char *err, size_t errlen)
 {
@@ -259,11 +462,6 @@ int store_batch(struct store_sensor *ss, uint64_t seq, const uint8_t *raw, uint3
 	if (seq < ss->next_seq) {
 		ss->c.duplicates++;
 		return 1;
-	}
-	if (seq > ss->next_seq) {
-		snprintf(err, errlen, "batch %" PRIu64 " arrived while %" PRIu64 " was expected", seq, ss->next_seq);
-		ss->c.rejected_batches++;
-		return PROTO_EINVAL;
 	}
 	/* Validate everything first: a malformed batch must change nothing. */
 	proto_rec_iter_init(&it, raw, raw_len, ss->n_ifaces, PROTO_MAX_SNAPLEN);
@@ -305,33 +503,53 @@ int store_batch(struct store_sensor *ss, uint64_t seq, const uint8_t *raw, uint3
 		bytes += r.caplen;
 	}
 
-	/* Make the batch durable before the caller ACKs it. */
+	/* Make the batch durable, then commit it in the state file, then ACK. */
 	for (int i = 0; i < ss->n_ifaces; i++) {
 		struct segment *g = &ss->seg[i];
 		if (!g->touched)
 			continue;
-		g->touched = false;
 		if ((rc = pcapw_flush(g->w)) != 0 ||
 		    (s->o.fsync == STORE_FSYNC_BATCH && fdatasync(g->fd) != 0 && (rc = -errno) != 0)) {
 			snprintf(err, errlen, "cannot write %s: %s", g->open_path, strerror(-rc));
 			goto fail;
 		}
-		if (pcapw_bytes(g->w) >= s->o.segment_bytes)
-			store_segment_close(ss, g);
 	}
 	if (s->single && (rc = pcapw_flush(s->single)) != 0) {
 		snprintf(err, errlen, "cannot write %s: %s", s->o.single_file, strerror(-rc));
 		goto fail;
 	}
+	if (seq > ss->next_seq) {
+		/* The sensor lost these batches (its spool overflowed) or they went to another
+		 * receiver; either way they are not here, and that is counted. */
+		ss->c.missing_batches += seq - ss->next_seq;
+		log_warnx("store: %s: batches %" PRIu64 "..%" PRIu64 " never arrived", ss->id, ss->next_seq, seq - 1);
+	}
+	uint64_t prev_next = ss->next_seq;
 	ss->next_seq = seq + 1;
+	if (*s->dir) {
+		for (int i = 0; i < PROTO_MAX_IFACES; i++)
+			if (ss->seg[i].fd >= 0)
+				ss->seg[i].committed = pcapw_bytes(ss->seg[i].w);
+		if ((rc = store_state_write(ss)) != 0) {
+			ss->next_seq = prev_next;
+			snprintf(err, errlen, "cannot write the state of sensor %s: %s", ss->id, strerror(-rc));
+			goto fail;
+		}
+	}
+	for (int i = 0; i < ss->n_ifaces; i++) {
+		struct segment *g = &ss->seg[i];
+		if (g->touched && pcapw_bytes(g->w) >= s->o.segment_bytes)
+			store_segment_close(ss, g);
+		g->touched = false;
+	}
 	ss->c.batches++;
 	ss->c.packets += n;
 	ss->c.bytes += bytes;
 	return 0;
 fail:
 	ss->c.rejected_batches++;
-	for (int i = 0; i < ss->n_ifaces; i++)
-		ss->seg[i].touched = false;
+	if (*s->dir)
+		store_rollback(ss);
 	return rc < 0 ? rc : -EIO;
 }
 
@@ -376,6 +594,8 @@ void store_free(struct store *s)
 		struct store_sensor *ss = s->sensors;
 		s->sensors = ss->next;
 		store_sensor_end(ss);
+		if (ss->state_fd >= 0)
+			close(ss->state_fd);
 		free(ss);
 	}
 	if (s->single)

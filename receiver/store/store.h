@@ -29,6 +29,7 @@ struct store_opts {
 struct store_counters {
 	uint64_t batches, packets, bytes;  /* stored */
 	uint64_t duplicates;               /* batches received again, dropped */
+	uint64_t missing_batches;          /* sequence numbers skipped by the sensor */
 	uint64_t rejected_batches;         /* malformed or unstorable */
 	uint64_t linktype_rejects;         /* single-file output: other link type */
 	uint64_t segments_closed;
