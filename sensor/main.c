@@ -22,6 +22,7 @@
 #include "config.h"
 #include "log.h"
 #include "tls.h"
+#include "spool.h"
 #include "uplink.h"
 #include "wire.h"
 
@@ -40,6 +41,8 @@ struct sensor_conf {
 	char *token;
 	uint64_t window;
 	uint64_t drain_timeout;
+	char *spool_dir;
+	uint64_t spool_max;
 	char *ca, *cert, *key;
 	int tls_min;
 	uint64_t batch_bytes;
@@ -67,6 +70,8 @@ static const struct cfg_key sensor_schema[] = {
 	K("uplink.token", CFG_STR, token, 0, 0, NULL, "optional bearer token sent in HELLO"),
 	K("uplink.window", CFG_SIZE, window, 1 << 20, 1ll << 34, NULL, "bytes of un-acknowledged batches kept in memory"),
 	K("uplink.drain_timeout", CFG_DURATION, drain_timeout, 0, 3600000, NULL, "on shutdown, wait this long for acknowledgements"),
+	K("spool.dir", CFG_STR, spool_dir, 0, 0, NULL, "keep batches that overflow the window here until ACKed; \"\" = no spool"),
+	K("spool.max_size", CFG_SIZE, spool_max, 1 << 20, 1ll << 50, NULL, "bytes of spool; when full the oldest batch is dropped and counted"),
 	K("tls.ca", CFG_STR, ca, 0, 0, NULL, "CA certificate that signed the receiver's certificate"),
 	K("tls.cert", CFG_STR, cert, 0, 0, NULL, "this sensor's certificate"),
 	K("tls.key", CFG_STR, key, 0, 0, NULL, "this sensor's private key"),
@@ -86,6 +91,7 @@ struct sensor {
 	struct capture *cap;
 	struct batcher *batcher;
 	struct uplink *uplink;
+	struct spool *spool;
 	SSL_CTX *ssl_ctx;
 	struct uplink_target *targets;
 	struct proto_hello hello;
@@ -108,6 +114,7 @@ static void sensor_defaults(struct sensor_conf *c)
 	c->exclude_uplink = true;
 	c->window = 32u << 20;
 	c->drain_timeout = 10000;
+	c->spool_max = 1ull << 30;
 	c->batch_bytes = 1u << 20;
 	c->batch_delay = 200;
 	c->log_level = LOG_LVL_INFO;
@@ -140,6 +147,21 @@ static void sensor_on_sealed(void *arg, struct batch *b)
 	struct sensor *s = arg;
 	s->raw_bytes += b->raw_len;
 	s->frame_bytes += b->len;
+	/* Live capture with a spool: once anything waits on disk, new batches queue behind
+	 * it there, so that batches reach the receiver in sequence order. */
+	if (s->spool && !capture_is_file(s->cap) && !s->stopping &&
+	    (spool_has_waiting(s->spool) || !uplink_has_room(s->uplink, b->len))) {
+		int rc = spool_put(s->spool, b);
+		if (rc != 0) {
+			s->queue_drops += b->n_records;
+			s->queue_drop_batches++;
+			if (log_limit_ok(&s->drop_lim, 3, 10))
+				log_warnx("spool: cannot keep batch %" PRIu64 " (%u packets): %s", b->seq, b->n_records,
+					  strerror(-rc));
+		}
+		free(b);
+		return;
+	}
 	if (uplink_has_room(s->uplink, b->len) || capture_is_file(s->cap) || s->stopping) {
 		/* A file is read no faster than the receiver stores it: it never drops. */
 		uplink_push(s->uplink, b);
@@ -158,9 +180,24 @@ static void sensor_on_sealed(void *arg, struct batch *b)
 	free(b);
 }
 
+/* Moves spooled batches back into the send window while it has room. */
+static void sensor_refill(struct sensor *s)
+{
+	if (!s->spool)
+		return;
+	spool_ack(s->spool, uplink_acked_seq(s->uplink));
+	while (spool_has_waiting(s->spool) && uplink_has_room(s->uplink, s->conf.batch_bytes)) {
+		struct batch *b = spool_take(s->spool);
+		if (!b)
+			break;
+		uplink_push(s->uplink, b);
+	}
+}
+
 static void sensor_on_room(void *arg)
 {
 	struct sensor *s = arg;
+	sensor_refill(s);
 	if (s->paused_for_room && uplink_has_room(s->uplink, s->conf.batch_bytes)) {
 		s->paused_for_room = false;
 		if (!s->stopping)
@@ -185,7 +222,7 @@ static void sensor_collect(struct sensor *s, struct proto_stats *ps, struct capt
 	struct proto_stat v[] = {
 		{PROTO_ST_CAPTURED, cs->captured},       {PROTO_ST_KERNEL_DROPS, cs->kernel_drops},
 		{PROTO_ST_IF_DROPS, cs->if_drops},       {PROTO_ST_QUEUE_DROPS, s->queue_drops},
-		{PROTO_ST_SPOOL_DROPS, 0},               {PROTO_ST_BATCHES, batcher_next_seq(s->batcher) - 1},
+		{PROTO_ST_SPOOL_DROPS, s->spool ? spool_dropped_packets(s->spool) : 0},               {PROTO_ST_BATCHES, batcher_next_seq(s->batcher) - 1},
 		{PROTO_ST_BYTES_RAW, s->raw_bytes},      {PROTO_ST_BYTES_SENT, s->frame_bytes},   {PROTO_ST_PKT_BYTES, cs->bytes},
 	};
 	memset(ps, 0, sizeof(*ps));
@@ -201,13 +238,37 @@ static void sensor_log_stats(struct sensor *s, const char *when)
 	struct uplink_stats us;
 	sensor_collect(s, &ps, &cs, &us);
 	log_info("%s: captured %" PRIu64 " packets (%" PRIu64 " bytes), kernel drops %" PRIu64
-		 ", interface drops %" PRIu64 ", queue drops %" PRIu64 "; batches sent %" PRIu64
+		 ", interface drops %" PRIu64 ", queue drops %" PRIu64 ", spool drops %" PRIu64
+		 " (spool holds %" PRIu64 " batches); batches sent %" PRIu64
 		 " (%" PRIu64 " resent), acknowledged %" PRIu64 " batches / %" PRIu64
 		 " packets, pending %" PRIu64 "; batch bytes %" PRIu64 " -> %" PRIu64 " compressed (ratio %.2f); %s",
-		 when, cs.captured, cs.bytes, cs.kernel_drops, cs.if_drops, s->queue_drops, us.batches_sent,
+		 when, cs.captured, cs.bytes, cs.kernel_drops, cs.if_drops, s->queue_drops,
+		 s->spool ? spool_dropped_packets(s->spool) : 0, s->spool ? spool_count(s->spool) : 0, us.batches_sent,
 		 us.resent, us.batches_acked, us.packets_acked, us.pending_batches, s->raw_bytes, s->frame_bytes,
 		 s->frame_bytes ? (double)s->raw_bytes / (double)s->frame_bytes : 0.0, us.connected ? "connected" : "disconnected");
 	uplink_send_stats(s->uplink, &ps);
+}
+
+static void sensor_spool_one(void *arg, const struct batch *b)
+{
+	struct sensor *s = arg;
+	if (spool_contains(s->spool, b->seq))
+		return;
+	int rc = spool_put(s->spool, b);
+	if (rc != 0)
+		log_warnx("spool: cannot keep batch %" PRIu64 " at exit: %s", b->seq, strerror(-rc));
+}
+
+/* At exit, un-ACKed batches go to the spool so that the next run resends them. */
+static void sensor_spool_rest(struct sensor *s)
+{
+	if (!s->spool)
+		return;
+	spool_ack(s->spool, uplink_acked_seq(s->uplink));
+	uplink_foreach_pending(s->uplink, sensor_spool_one, s);
+	if (spool_count(s->spool))
+		log_info("spool: %" PRIu64 " batches kept in %s for the next run", spool_count(s->spool),
+			 s->conf.spool_dir);
 }
 
 static void sensor_on_stats(struct ev_loop *loop, ev_timer *w, int revents)
@@ -248,9 +309,13 @@ static void sensor_on_drain_timeout(struct ev_loop *loop, ev_timer *w, int reven
 	struct sensor *s = w->data;
 	struct uplink_stats us;
 	uplink_stats(s->uplink, &us);
-	log_warnx("shutdown: %" PRIu64 " batches were not acknowledged within %.1f s and are lost",
-		  us.pending_batches, (double)s->conf.drain_timeout / 1000.0);
-	s->exit_code = 1;
+	if (s->spool)
+		log_warnx("shutdown: %" PRIu64 " batches not acknowledged within %.1f s stay in the spool",
+			  us.pending_batches, (double)s->conf.drain_timeout / 1000.0);
+	else
+		log_warnx("shutdown: %" PRIu64 " batches were not acknowledged within %.1f s and are lost",
+			  us.pending_batches, (double)s->conf.drain_timeout / 1000.0);
+	s->exit_code = s->spool ? 0 : 1;
 	ev_break(loop, EVBREAK_ALL);
 }
 
@@ -476,6 +541,13 @@ int main(int argc, char **argv)
 	struct timespec now;
 	clock_gettime(CLOCK_REALTIME, &now);
 	s.hello.epoch = (uint64_t)now.tv_sec * 1000000000ull + (uint64_t)now.tv_nsec;
+	uint64_t first_seq = 1;
+	if (s.conf.spool_dir && *s.conf.spool_dir) {
+		s.spool = spool_open(s.conf.spool_dir, s.conf.spool_max, s.hello.epoch, &s.hello.epoch, &first_seq,
+				     err, sizeof(err));
+		if (!s.spool)
+			fatalx(EXIT_CONFIG, "%s", err);
+	}
 	s.hello.n_ifaces = (uint16_t)capture_iface_count(s.cap);
 	for (size_t i = 0; i < s.hello.n_ifaces; i++) {
 		capture_iface(s.cap, i, &s.hello.ifaces[i]);
@@ -486,7 +558,7 @@ int main(int argc, char **argv)
 		log_info("excluding own uplink traffic: %s", exclude);
 
 	s.loop = ev_default_loop(EVFLAG_AUTO);
-	s.batcher = batcher_new((uint32_t)s.conf.batch_bytes, 1, sensor_on_sealed, &s);
+	s.batcher = batcher_new((uint32_t)s.conf.batch_bytes, first_seq, sensor_on_sealed, &s);
 	struct uplink_opts uo = {
 		.targets = s.targets, .n_targets = s.conf.receivers.n, .ssl_ctx = s.ssl_ctx,
 		.hello = &s.hello, .window_bytes = s.conf.window, .on_room = sensor_on_room, .arg = &s,
@@ -518,9 +590,11 @@ int main(int argc, char **argv)
 
 	log_info("sensor %s starting: %zu interface(s), %zu receiver(s), filter '%s'", id,
 		 (size_t)s.hello.n_ifaces, s.conf.receivers.n, s.conf.filter ? s.conf.filter : "");
+	sensor_refill(&s);
 	uplink_start(s.uplink);
 	capture_start(s.cap, s.loop);
 	ev_run(s.loop, 0);
+	sensor_spool_rest(&s);
 
 	if (capture_file_error(s.cap, err, sizeof(err)) != 0)
 		log_warnx("%s (every complete record before it was sent)", err);
@@ -528,6 +602,7 @@ int main(int argc, char **argv)
 	uplink_free(s.uplink);
 	batcher_free(s.batcher);
 	capture_close(s.cap);
+	spool_close(s.spool);
 	if (s.ssl_ctx)
 		SSL_CTX_free(s.ssl_ctx);
 	free(s.targets);

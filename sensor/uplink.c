@@ -46,6 +46,7 @@ struct uplink {
 	size_t send_off;
 	uint64_t pending_bytes, pending_batches;
 	uint64_t max_written_seq;
+	uint64_t acked_seq;
 	bool written_any;
 
 	uint8_t ctl[UPLINK_CTLBUF];
@@ -244,6 +245,8 @@ static void uplink_update_watch(struct uplink *u)
 static void uplink_release_acked(struct uplink *u, uint64_t seq)
 {
 	bool freed = false;
+	if (seq > u->acked_seq)
+		u->acked_seq = seq;
 	while (u->head && u->head->seq <= seq) {
 		struct batch *b = u->head;
 		/* A batch ACKed before it was fully written again (after a reconnect the
@@ -595,6 +598,13 @@ void uplink_stats(const struct uplink *u, struct uplink_stats *out)
 }
 
 bool uplink_idle(const struct uplink *u) { return u->head == NULL; }
+uint64_t uplink_acked_seq(const struct uplink *u) { return u->acked_seq; }
+
+void uplink_foreach_pending(const struct uplink *u, void (*fn)(void *arg, const struct batch *b), void *arg)
+{
+	for (const struct batch *b = u->head; b; b = b->next)
+		fn(arg, b);
+}
 
 void uplink_free(struct uplink *u)
 {

@@ -50,6 +50,10 @@ void uplink_push(struct uplink *u, struct batch *b);
 /* Queues a STATS frame (dropped if not connected: the next one supersedes it). */
 void uplink_send_stats(struct uplink *u, const struct proto_stats *st);
 void uplink_stats(const struct uplink *u, struct uplink_stats *out);
+/* Highest sequence number ACKed (or known stored) so far, 0 if none. */
+uint64_t uplink_acked_seq(const struct uplink *u);
+/* Calls fn for every batch not yet ACKed, in sequence order. */
+void uplink_foreach_pending(const struct uplink *u, void (*fn)(void *arg, const struct batch *b), void *arg);
 /* True when every queued batch has been ACKed. */
 bool uplink_idle(const struct uplink *u);
 void uplink_free(struct uplink *u);

@@ -1207,6 +1207,21 @@ static int fail_env_unknown(const struct cfg_key *schema, const char *var, size_
 		    show(sv, var, vlen), npick ? list : "none", nkeys > npick ? ", ..." : "");
 }
 
+/*
+ * The sensor and the receiver may share one environment (a container spec, an
+ * EnvironmentFile), so a PCAPLINE_ variable this program does not know may belong to
+ * the other one. It is an error only when it is one edit (or only letter case) away
+ * from one of this program's names, which is what a misspelling looks like.
+ */
+static bool env_near_known(const struct cfg_key *schema, const char *var, size_t vlen)
+{
+	char name[CFG_ENV_NAME_MAX + 1];
+	for (const struct cfg_key *k = schema; k->path != NULL; k++)
+		if (env_name(k, name) == 0 && edit_distance(var, vlen, name, strlen(name), 2) <= 1)
+			return true;
+	return false;
+}
+
 static int load_env(const struct cfg_key *schema, void *dst, char *err, size_t errlen)
 {
 	char name[CFG_ENV_NAME_MAX + 1], origin[CFG_ENV_NAME_MAX + 16];
@@ -1223,7 +1238,7 @@ static int load_env(const struct cfg_key *schema, void *dst, char *err, size_t e
 		for (const struct cfg_key *k = schema; k->path != NULL && !known; k++)
 			known = env_name(k, name) == 0 && strlen(name) == n &&
 				memcmp(name, *e, n) == 0;
-		if (!known)
+		if (!known && env_near_known(schema, *e, n))
 			return fail_env_unknown(schema, *e, n, err, errlen);
 	}
 	for (const struct cfg_key *k = schema; k->path != NULL; k++) {

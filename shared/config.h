@@ -61,6 +61,8 @@ struct cfg_key {
  * Returns 0, or -1 with a one-line message in err. On error dst may be partly
  * updated; the caller should exit. Files over 1 MiB, YAML aliases/anchors, tags,
  * nesting deeper than 8, duplicate keys, unknown keys and wrong types are errors.
+ * An unknown PCAPLINE_* variable is an error when it is one edit (or letter case) away
+ * from a known name; other unknown ones are ignored (they may be another program's).
  */
 int cfg_load(const struct cfg_key *schema, void *dst, const char *file, char *err, size_t errlen);
 
