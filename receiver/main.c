@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include <ev.h>
 
@@ -116,6 +117,7 @@ static void usage(FILE *out)
 static void receiver_log_sensor(void *arg, struct store_sensor *ss)
 {
 	const struct store_counters *c = store_sensor_counters(ss);
+	store_sensor_write_stats(ss, server_sensor_connected(R.srv, store_sensor_id(ss)));
 	log_info("sensor %s: stored %" PRIu64 " packets / %" PRIu64 " bytes in %" PRIu64 " batches, %" PRIu64
 		 " segments closed; duplicates %" PRIu64 ", rejected batches %" PRIu64
 		 ", missing batches %" PRIu64 "; sensor reports captured %" PRIu64 ", kernel drops %" PRIu64 ", interface drops %" PRIu64
@@ -241,6 +243,12 @@ int main(int argc, char **argv)
 	if (R.conf.insecure)
 		log_warnx("auth.insecure is set: sensors are NOT authenticated and traffic is NOT encrypted");
 	signal(SIGPIPE, SIG_IGN);
+	/* Each session holds one descriptor: allow as many as the hard limit permits. */
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
 	ev_signal_init(&R.sigint, receiver_on_signal, SIGINT);
 	ev_signal_init(&R.sigterm, receiver_on_signal, SIGTERM);
 	ev_signal_start(R.loop, &R.sigint);

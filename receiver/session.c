@@ -55,6 +55,7 @@ struct server {
 	unsigned n_sessions;
 	uint8_t *dec; /* one decompression buffer: the loop is single-threaded */
 	ev_timer tick;
+	ev_timer accept_pause; /* out of descriptors: stop accepting for a moment */
 	struct log_limit accept_lim, refuse_lim;
 };
 
@@ -66,6 +67,7 @@ static void session_free(struct session *se)
 	ev_io_stop(srv->loop, &se->io);
 	if (se->ss) {
 		store_sensor_end(se->ss);
+		store_sensor_write_stats(se->ss, false);
 		const struct store_counters *c = store_sensor_counters(se->ss);
 		log_info("sensor %s: session from %s ended: stored %" PRIu64 " batches, %" PRIu64 " packets, %" PRIu64
 			 " bytes; %" PRIu64 " duplicate batches dropped",
@@ -447,8 +449,18 @@ static void server_on_accept(struct ev_loop *loop, ev_io *w, int revents)
 		socklen_t salen = sizeof(sa);
 		int fd = accept4(w->fd, (struct sockaddr *)&sa, &salen, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd < 0) {
-			if (errno != EAGAIN && errno != EINTR && log_limit_ok(&srv->accept_lim, 3, 10))
+			if (errno == EMFILE || errno == ENFILE) {
+				/* The listener stays readable while the backlog waits: without a pause
+				 * the loop would spin. Existing sessions keep streaming meanwhile. */
+				if (log_limit_ok(&srv->accept_lim, 3, 10))
+					log_warn("accept: pausing new connections for 1 s (%u sessions open)",
+						 srv->n_sessions);
+				for (int k = 0; k < srv->n_listeners; k++)
+					ev_io_stop(loop, &srv->lio[k]);
+				ev_timer_start(loop, &srv->accept_pause);
+			} else if (errno != EAGAIN && errno != EINTR && log_limit_ok(&srv->accept_lim, 3, 10)) {
 				log_warn("accept");
+			}
 			return;
 		}
 		char host[INET6_ADDRSTRLEN] = "?", port[8] = "?";
@@ -497,6 +509,13 @@ static void server_on_accept(struct ev_loop *loop, ev_io *w, int revents)
 	}
 }
 
+static void server_on_accept_pause(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct server *srv = w->data;
+	for (int k = 0; k < srv->n_listeners; k++)
+		ev_io_start(loop, &srv->lio[k]);
+}
+
 static void server_on_tick(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	struct server *srv = w->data;
@@ -538,6 +557,8 @@ struct server *server_new(struct ev_loop *loop, const struct server_opts *o)
 		free(srv);
 		return NULL;
 	}
+	ev_timer_init(&srv->accept_pause, server_on_accept_pause, 1., 0.);
+	srv->accept_pause.data = srv;
 	ev_timer_init(&srv->tick, server_on_tick, 1., 1.);
 	srv->tick.data = srv;
 	ev_timer_start(loop, &srv->tick);
@@ -601,9 +622,18 @@ void server_shutdown(struct server *srv)
 		close(srv->lfd[i]);
 	}
 	srv->n_listeners = 0;
+	ev_timer_stop(srv->loop, &srv->accept_pause);
 	while (srv->sessions)
 		session_close(srv->sessions, PROTO_ERR_SHUTDOWN, "receiver shutting down");
 	ev_timer_stop(srv->loop, &srv->tick);
+}
+
+bool server_sensor_connected(const struct server *srv, const char *id)
+{
+	for (const struct session *se = srv->sessions; se; se = se->next)
+		if (se->state == S_STREAM && strcmp(se->cert_id, id) == 0)
+			return true;
+	return false;
 }
 
 unsigned server_session_count(const struct server *srv) { return srv->n_sessions; }

@@ -33,6 +33,8 @@ struct server *server_new(struct ev_loop *loop, const struct server_opts *o);
 int server_listen(struct server *srv, const char *addr, char *err, size_t errlen);
 /* Stops accepting and closes every session (sending ERROR shutdown). */
 void server_shutdown(struct server *srv);
+/* True if sensor `id` has a streaming session now. */
+bool server_sensor_connected(const struct server *srv, const char *id);
 unsigned server_session_count(const struct server *srv);
 void server_free(struct server *srv);
 

@@ -568,6 +568,41 @@ void store_sensor_stats(struct store_sensor *ss, const struct proto_stats *st)
 	}
 }
 
+int store_sensor_write_stats(struct store_sensor *ss, bool connected)
+{
+	struct store *s = ss->store;
+	if (!*s->dir)
+		return 0;
+	const struct store_counters *c = &ss->c;
+	char path[512], tmp[520];
+	snprintf(path, sizeof(path), "%s/sensors/%s/stats.json", s->dir, ss->id);
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	FILE *f = fopen(tmp, "w");
+	if (!f)
+		return -errno;
+	/* The sensor's own counters say what it captured and lost before the wire; ours
+	 * say what arrived and was stored. Together: captured / shipped / stored / lost. */
+	fprintf(f,
+		"{\"sensor\": \"%s\", \"connected\": %s, \"epoch\": %" PRIu64 ", \"next_batch\": %" PRIu64 ",\n"
+		" \"stored\": {\"batches\": %" PRIu64 ", \"packets\": %" PRIu64 ", \"bytes\": %" PRIu64
+		", \"segments_closed\": %" PRIu64 "},\n"
+		" \"receiver\": {\"duplicate_batches\": %" PRIu64 ", \"rejected_batches\": %" PRIu64
+		", \"missing_batches\": %" PRIu64 ", \"linktype_rejects\": %" PRIu64 "},\n"
+		" \"sensor_reported\": {\"captured\": %" PRIu64 ", \"kernel_drops\": %" PRIu64
+		", \"interface_drops\": %" PRIu64 ", \"queue_drops\": %" PRIu64 ", \"spool_drops\": %" PRIu64 "}}\n",
+		ss->id, connected ? "true" : "false", ss->epoch, ss->next_seq, c->batches, c->packets, c->bytes,
+		c->segments_closed, c->duplicates, c->rejected_batches, c->missing_batches, c->linktype_rejects,
+		c->s_captured, c->s_kernel_drops, c->s_if_drops, c->s_queue_drops, c->s_spool_drops);
+	int rc = ferror(f) ? -EIO : 0;
+	if (fclose(f) != 0 && rc == 0)
+		rc = -errno;
+	if (rc == 0 && rename(tmp, path) != 0)
+		rc = -errno;
+	if (rc != 0)
+		unlink(tmp);
+	return rc;
+}
+
 const struct store_counters *store_sensor_counters(const struct store_sensor *ss) { return &ss->c; }
 const char *store_sensor_id(const struct store_sensor *ss) { return ss->id; }
 

@@ -60,6 +60,8 @@ void store_sensor_end(struct store_sensor *ss);
 int store_batch(struct store_sensor *ss, uint64_t seq, const uint8_t *raw, uint32_t raw_len,
 		uint32_t n_records, char *err, size_t errlen);
 void store_sensor_stats(struct store_sensor *ss, const struct proto_stats *st);
+/* Writes <dir>/sensors/<id>/stats.json (atomically). Returns 0 or -errno. */
+int store_sensor_write_stats(struct store_sensor *ss, bool connected);
 const struct store_counters *store_sensor_counters(const struct store_sensor *ss);
 const char *store_sensor_id(const struct store_sensor *ss);
 /* Calls fn for every sensor known since start. */
