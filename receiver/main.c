@@ -31,9 +31,12 @@ struct receiver_conf {
 	uint64_t segment_size;
 	uint64_t segment_time;
 	int fsync;
+	uint64_t fsync_interval;
 	char *out;
 	uint64_t max_frame;
 	int64_t max_sessions;
+	int64_t max_sensors;
+	uint64_t sensor_rate;
 	uint64_t heartbeat;
 	int log_level;
 	uint64_t stats_interval;
@@ -41,7 +44,7 @@ struct receiver_conf {
 
 static const char *const tls_versions[] = {"1.3", "1.2", NULL};
 static const char *const log_levels[] = {"error", "warn", "info", "debug", NULL};
-static const char *const fsync_modes[] = {"batch", "never", NULL};
+static const char *const fsync_modes[] = {"batch", "interval", "never", NULL};
 
 #define K(path, type, field, ...) {path, type, offsetof(struct receiver_conf, field), __VA_ARGS__}
 static const struct cfg_key receiver_schema[] = {
@@ -56,10 +59,13 @@ static const struct cfg_key receiver_schema[] = {
 	K("storage.dir", CFG_STR, dir, 0, 0, NULL, "repository root (segments under sensors/<id>/segments)"),
 	K("storage.segment_size", CFG_SIZE, segment_size, 1 << 16, 1ll << 40, NULL, "rotate a segment at this size"),
 	K("storage.segment_time", CFG_DURATION, segment_time, 1000, 86400000, NULL, "rotate a segment at this age"),
-	K("storage.fsync", CFG_ENUM, fsync, 0, 0, fsync_modes, "batch: fdatasync before each ACK; never: leave it to the kernel"),
+	K("storage.fsync", CFG_ENUM, fsync, 0, 0, fsync_modes, "batch: fdatasync before each ACK; interval: sync every storage.fsync_interval, ACK then; never: ACK once written"),
+	K("storage.fsync_interval", CFG_DURATION, fsync_interval, 10, 60000, NULL, "sync period of the interval policy"),
 	K("output.file", CFG_STR, out, 0, 0, NULL, "also write every packet to this one pcap file (- for stdout)"),
 	K("limits.max_frame", CFG_SIZE, max_frame, 262180, 16777216, NULL, "largest frame accepted; a decompressed batch may be 16 bytes less"),
 	K("limits.max_sessions", CFG_INT, max_sessions, 1, 1000000, NULL, "connections open at once"),
+	K("limits.max_sensors", CFG_INT, max_sensors, 1, 1000000, NULL, "distinct sensors served (their folders count)"),
+	K("limits.sensor_rate", CFG_SIZE, sensor_rate, 0, 1ll << 40, NULL, "bytes per second stored per sensor, 0 = unlimited; beyond it the receiver reads slower"),
 	K("session.heartbeat", CFG_DURATION, heartbeat, 100, 600000, NULL, "heartbeat interval; silent peers are dropped after three"),
 	K("log.level", CFG_ENUM, log_level, 0, 0, log_levels, "error, warn, info or debug"),
 	K("log.stats_interval", CFG_DURATION, stats_interval, 1000, 86400000, NULL, "how often per-sensor counters are logged"),
@@ -88,8 +94,10 @@ static void receiver_defaults(struct receiver_conf *c)
 	c->dir = strdup("/var/lib/pcapline");
 	c->segment_size = 64u << 20;
 	c->segment_time = 300000;
+	c->fsync_interval = 1000;
 	c->max_frame = 16u << 20;
 	c->max_sessions = 1024;
+	c->max_sensors = 10000;
 	c->heartbeat = 5000;
 	c->log_level = LOG_LVL_INFO;
 	c->stats_interval = 30000;
@@ -219,7 +227,7 @@ int main(int argc, char **argv)
 		.single_file = R.conf.out ? R.conf.out : "",
 		.segment_bytes = R.conf.segment_size,
 		.segment_ms = R.conf.segment_time,
-		.fsync = R.conf.fsync == 1 ? STORE_FSYNC_NEVER : STORE_FSYNC_BATCH,
+		.fsync = (enum store_fsync)R.conf.fsync,
 	};
 	R.store = store_new(&so, err, sizeof(err));
 	if (!R.store)
@@ -231,7 +239,10 @@ int main(int argc, char **argv)
 		.max_frame = (uint32_t)R.conf.max_frame,
 		.max_raw = (uint32_t)R.conf.max_frame - 16,
 		.max_sessions = (uint32_t)R.conf.max_sessions,
+		.max_sensors = (uint32_t)R.conf.max_sensors,
+		.sensor_rate = R.conf.sensor_rate,
 		.heartbeat_ms = (uint32_t)R.conf.heartbeat,
+		.sync_ms = R.conf.fsync == STORE_FSYNC_INTERVAL ? (uint32_t)R.conf.fsync_interval : 0,
 		.store = R.store,
 	};
 	R.srv = server_new(R.loop, &sv);

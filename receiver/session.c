@@ -39,6 +39,12 @@ struct session {
 	char cert_id[PROTO_MAX_ID + 1];
 	struct store_sensor *ss;
 	uint64_t epoch;
+	uint64_t ack_pending; /* stored, waiting for the next sync before its ACK; 0 = none */
+	/* Rate limit: a token bucket in bytes; reading stops while it is empty. */
+	double tokens, tokens_at;
+	bool throttled;
+	uint64_t throttled_count;
+	ev_timer unthrottle;
 	uint8_t *in;
 	size_t in_len, in_cap;
 	uint8_t out[SESSION_OUTBUF];
@@ -55,6 +61,8 @@ struct server {
 	unsigned n_sessions;
 	uint8_t *dec; /* one decompression buffer: the loop is single-threaded */
 	ev_timer tick;
+	ev_timer sync;
+	unsigned n_known_sensors;
 	ev_timer accept_pause; /* out of descriptors: stop accepting for a moment */
 	struct log_limit accept_lim, refuse_lim;
 };
@@ -65,6 +73,7 @@ static void session_free(struct session *se)
 {
 	struct server *srv = se->srv;
 	ev_io_stop(srv->loop, &se->io);
+	ev_timer_stop(srv->loop, &se->unthrottle);
 	if (se->ss) {
 		store_sensor_end(se->ss);
 		store_sensor_write_stats(se->ss, false);
@@ -119,11 +128,13 @@ static int session_flush(struct session *se)
 	}
 	if (se->out_off == se->out_len)
 		se->out_off = se->out_len = 0;
-	int ev = EV_READ | (se->out_len ? EV_WRITE : 0);
-	if (ev != (se->io.events & (EV_READ | EV_WRITE))) {
+	/* A throttled session is not read from: watching EV_READ would spin. */
+	int ev = (se->throttled ? 0 : EV_READ) | (se->out_len ? EV_WRITE : 0);
+	if (ev != (se->io.events & (EV_READ | EV_WRITE)) || !ev_is_active(&se->io) != !ev) {
 		ev_io_stop(se->srv->loop, &se->io);
-		ev_io_set(&se->io, se->fd, ev);
-		ev_io_start(se->srv->loop, &se->io);
+		ev_io_set(&se->io, se->fd, ev ? ev : EV_READ);
+		if (ev)
+			ev_io_start(se->srv->loop, &se->io);
 	}
 	return 0;
 }
@@ -191,6 +202,12 @@ static int session_hello(struct session *se, const uint8_t *p, uint32_t len)
 			break;
 		}
 	}
+	if (srv->o.max_sensors && !store_sensor_known(srv->o.store, se->cert_id) &&
+	    store_sensor_count(srv->o.store) >= srv->o.max_sensors) {
+		snprintf(why, sizeof(why), "refused: %u sensors already known (limits.max_sensors)", srv->o.max_sensors);
+		session_close(se, PROTO_ERR_LIMIT, why);
+		return -1;
+	}
 	se->ss = store_sensor_get(srv->o.store, se->cert_id, why, sizeof(why));
 	if (!se->ss) {
 		session_close(se, PROTO_ERR_STORAGE, why);
@@ -210,6 +227,18 @@ static int session_hello(struct session *se, const uint8_t *p, uint32_t len)
 		 se->cert_id, se->peer, h.version, h.n_ifaces, h.epoch, w.next_seq);
 	if (n < 0 || session_send(se, PROTO_WELCOME, buf, (size_t)n) != 0) {
 		session_close(se, 0, "cannot send WELCOME");
+		return -1;
+	}
+	return 0;
+}
+
+static int session_ack(struct session *se, uint64_t seq)
+{
+	struct proto_ack a = {.epoch = se->epoch, .seq = seq};
+	uint8_t buf[32];
+	int n = proto_ack_encode(&a, buf, sizeof(buf));
+	if (n < 0 || session_send(se, PROTO_ACK, buf, (size_t)n) != 0) {
+		session_close(se, 0, "sensor does not read acknowledgements");
 		return -1;
 	}
 	return 0;
@@ -245,14 +274,27 @@ static int session_batch(struct session *se, const struct proto_hdr *hd, const u
 		session_close(se, proto ? PROTO_ERR_PROTOCOL : PROTO_ERR_STORAGE, why);
 		return -1;
 	}
-	struct proto_ack a = {.epoch = se->epoch, .seq = b.seq};
-	uint8_t buf[32];
-	int n = proto_ack_encode(&a, buf, sizeof(buf));
-	if (n < 0 || session_send(se, PROTO_ACK, buf, (size_t)n) != 0) {
-		session_close(se, 0, "sensor does not read acknowledgements");
-		return -1;
+	if (srv->o.sensor_rate) {
+		double now = ev_now(srv->loop), burst = (double)srv->o.sensor_rate;
+		se->tokens += (now - se->tokens_at) * (double)srv->o.sensor_rate;
+		if (se->tokens > burst)
+			se->tokens = burst;
+		se->tokens_at = now;
+		se->tokens -= (double)b.raw_len;
+		if (se->tokens < 0 && !se->throttled) {
+			/* Stop reading: TCP pushes back, the sensor's window and spool absorb it. */
+			se->throttled = true;
+			se->throttled_count++;
+			session_flush(se);
+			ev_timer_set(&se->unthrottle, -se->tokens / (double)srv->o.sensor_rate, 0.);
+			ev_timer_start(srv->loop, &se->unthrottle);
+		}
 	}
-	return 0;
+	if (store_sensor_needs_sync(se->ss)) {
+		se->ack_pending = b.seq; /* the sync timer ACKs it */
+		return 0;
+	}
+	return session_ack(se, b.seq);
 }
 
 static int session_frame(struct session *se, const struct proto_hdr *h, const uint8_t *p)
@@ -310,7 +352,7 @@ static int session_read(struct session *se)
 	struct server *srv = se->srv;
 	char why[300], tb[256];
 	size_t budget = SESSION_READ_BUDGET;
-	while (budget > 0) {
+	while (budget > 0 && !se->throttled) {
 		if (se->in_len == se->in_cap) {
 			snprintf(why, sizeof(why), "frame larger than the input buffer");
 			session_close(se, PROTO_ERR_LIMIT, why);
@@ -373,6 +415,8 @@ static int session_read(struct session *se)
 			if (session_frame(se, &h, se->in + off + PROTO_HDR_LEN) != 0)
 				return -1;
 			off += need;
+			if (se->throttled)
+				break;
 		}
 		if (off) {
 			memmove(se->in, se->in + off, se->in_len - off);
@@ -381,7 +425,7 @@ static int session_read(struct session *se)
 	}
 	/* Budget spent: come back on the next loop iteration even if the socket is
 	 * already drained into OpenSSL's buffer. */
-	if (se->ssl && SSL_pending(se->ssl))
+	if (se->ssl && SSL_pending(se->ssl) && !se->throttled)
 		ev_feed_event(srv->loop, &se->io, EV_READ);
 	return 0;
 }
@@ -426,6 +470,18 @@ static void session_handshake(struct session *se)
 		snprintf(why, sizeof(why), "TLS handshake failed: %s",
 			 *errs ? errs : (e == SSL_ERROR_SYSCALL ? "connection closed by peer" : "unknown error"));
 	session_close(se, 0, why);
+}
+
+static void session_on_unthrottle(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct session *se = w->data;
+	se->throttled = false;
+	if (session_flush(se) != 0) {
+		session_close(se, 0, "write failed");
+		return;
+	}
+	/* Frames may already sit in our buffer or in OpenSSL's. */
+	ev_feed_event(loop, &se->io, EV_READ);
 }
 
 static void session_on_io(struct ev_loop *loop, ev_io *w, int revents)
@@ -505,7 +561,28 @@ static void server_on_accept(struct ev_loop *loop, ev_io *w, int revents)
 		srv->n_sessions++;
 		ev_io_init(&se->io, session_on_io, fd, EV_READ);
 		se->io.data = se;
+		ev_timer_init(&se->unthrottle, session_on_unthrottle, 1., 0.);
+		se->unthrottle.data = se;
+		se->tokens = (double)srv->o.sensor_rate;
+		se->tokens_at = ev_now(loop);
 		ev_io_start(loop, &se->io);
+	}
+}
+
+static void server_on_sync(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct server *srv = w->data;
+	int rc = store_sync(srv->o.store);
+	if (rc != 0 && log_limit_ok(&srv->accept_lim, 3, 10))
+		log_warnx("store: sync failed: %s (acknowledgements held back)", strerror(-rc));
+	struct session *se = srv->sessions, *next;
+	for (; se; se = next) {
+		next = se->next;
+		if (se->ack_pending && se->ss && !store_sensor_needs_sync(se->ss)) {
+			uint64_t seq = se->ack_pending;
+			se->ack_pending = 0;
+			session_ack(se, seq);
+		}
 	}
 }
 
@@ -556,6 +633,11 @@ struct server *server_new(struct ev_loop *loop, const struct server_opts *o)
 	if (!srv->dec) {
 		free(srv);
 		return NULL;
+	}
+	if (o->sync_ms) {
+		ev_timer_init(&srv->sync, server_on_sync, o->sync_ms / 1000.0, o->sync_ms / 1000.0);
+		srv->sync.data = srv;
+		ev_timer_start(loop, &srv->sync);
 	}
 	ev_timer_init(&srv->accept_pause, server_on_accept_pause, 1., 0.);
 	srv->accept_pause.data = srv;
@@ -623,6 +705,11 @@ void server_shutdown(struct server *srv)
 	}
 	srv->n_listeners = 0;
 	ev_timer_stop(srv->loop, &srv->accept_pause);
+	if (srv->o.sync_ms) {
+		/* Sessions end now: make what they stored durable and ACK it first. */
+		server_on_sync(srv->loop, &srv->sync, 0);
+		ev_timer_stop(srv->loop, &srv->sync);
+	}
 	while (srv->sessions)
 		session_close(srv->sessions, PROTO_ERR_SHUTDOWN, "receiver shutting down");
 	ev_timer_stop(srv->loop, &srv->tick);

@@ -23,6 +23,9 @@ struct server_opts {
 	uint32_t max_raw;   /* bytes of one decompressed batch */
 	uint32_t max_sessions;
 	uint32_t heartbeat_ms;
+	uint32_t sync_ms;   /* fsync policy "interval": period; 0 = ACK at once */
+	uint32_t max_sensors; /* distinct sensor ids served since start */
+	uint64_t sensor_rate; /* stored packet bytes per second per sensor, 0 = unlimited */
 	struct store *store;
 };
 

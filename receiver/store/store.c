@@ -53,6 +53,7 @@ struct store_sensor {
 	bool have_epoch;
 	int state_fd;
 	uint64_t state_counter;
+	bool unsynced; /* interval policy: written and committed, not yet synced */
 	uint16_t n_ifaces;
 	struct proto_iface ifaces[PROTO_MAX_IFACES];
 	struct segment seg[PROTO_MAX_IFACES];
@@ -287,6 +288,22 @@ static void store_sanitize(char *dst, size_t n, const char *src)
 		dst[0] = '_';
 	if (i == 0 && n > 1)
 		dst[1] = '\0';
+}
+
+bool store_sensor_known(const struct store *s, const char *id)
+{
+	for (const struct store_sensor *ss = s->sensors; ss; ss = ss->next)
+		if (strcmp(ss->id, id) == 0)
+			return true;
+	return false;
+}
+
+unsigned store_sensor_count(const struct store *s)
+{
+	unsigned n = 0;
+	for (const struct store_sensor *ss = s->sensors; ss; ss = ss->next)
+		n++;
+	return n;
 }
 
 struct store_sensor *store_sensor_get(struct store *s, const char *id, char *err, size_t errlen)
@@ -542,6 +559,8 @@ int store_batch(struct store_sensor *ss, uint64_t seq, const uint8_t *raw, uint3
 			store_segment_close(ss, g);
 		g->touched = false;
 	}
+	if (s->o.fsync == STORE_FSYNC_INTERVAL)
+		ss->unsynced = true;
 	ss->c.batches++;
 	ss->c.packets += n;
 	ss->c.bytes += bytes;
@@ -610,6 +629,28 @@ void store_foreach(struct store *s, void (*fn)(void *arg, struct store_sensor *s
 {
 	for (struct store_sensor *ss = s->sensors; ss; ss = ss->next)
 		fn(arg, ss);
+}
+
+int store_sensor_needs_sync(const struct store_sensor *ss) { return ss->unsynced; }
+
+int store_sync(struct store *s)
+{
+	int ret = 0;
+	for (struct store_sensor *ss = s->sensors; ss; ss = ss->next) {
+		if (!ss->unsynced)
+			continue;
+		int rc = 0;
+		for (int i = 0; i < PROTO_MAX_IFACES && rc == 0; i++)
+			if (ss->seg[i].fd >= 0 && fdatasync(ss->seg[i].fd) != 0)
+				rc = -errno;
+		if (rc == 0 && ss->state_fd >= 0 && fdatasync(ss->state_fd) != 0)
+			rc = -errno;
+		if (rc == 0)
+			ss->unsynced = false;
+		else
+			ret = rc;
+	}
+	return ret;
 }
 
 void store_tick(struct store *s)

@@ -16,7 +16,7 @@
 
 #include "wire.h"
 
-enum store_fsync { STORE_FSYNC_BATCH, STORE_FSYNC_NEVER };
+enum store_fsync { STORE_FSYNC_BATCH, STORE_FSYNC_INTERVAL, STORE_FSYNC_NEVER };
 
 struct store_opts {
 	const char *dir;         /* repository root, "" for none */
@@ -44,6 +44,8 @@ struct store_sensor;
 struct store *store_new(const struct store_opts *o, char *err, size_t errlen);
 /* Finds or creates the state of one sensor (identity already validated). */
 struct store_sensor *store_sensor_get(struct store *s, const char *id, char *err, size_t errlen);
+bool store_sensor_known(const struct store *s, const char *id);
+unsigned store_sensor_count(const struct store *s);
 /* Starts a session: remembers its interface table and returns the first sequence
  * number not yet stored for `epoch` (0 for a new epoch). */
 uint64_t store_sensor_begin(struct store_sensor *ss, uint64_t epoch, const struct proto_iface *ifaces,
@@ -66,6 +68,12 @@ const struct store_counters *store_sensor_counters(const struct store_sensor *ss
 const char *store_sensor_id(const struct store_sensor *ss);
 /* Calls fn for every sensor known since start. */
 void store_foreach(struct store *s, void (*fn)(void *arg, struct store_sensor *ss), void *arg);
+/* Returns 1 if the batch stored last still needs store_sync() before its ACK
+ * (fsync policy "interval"), else 0. */
+int store_sensor_needs_sync(const struct store_sensor *ss);
+/* Syncs every sensor with written but unsynced data (fsync policy "interval").
+ * Returns 0 or -errno (sensors whose sync failed stay unsynced). */
+int store_sync(struct store *s);
 /* Closes segments older than the rotation age. */
 void store_tick(struct store *s);
 /* Closes everything (segments renamed into place, single file flushed). */
