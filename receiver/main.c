@@ -11,11 +11,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
+#include <errno.h>
 
 #include <ev.h>
 
 #include "config.h"
 #include "log.h"
+#include "privdrop.h"
 #include "session.h"
 #include "store.h"
 #include "tls.h"
@@ -23,6 +26,7 @@
 
 struct receiver_conf {
 	struct cfg_strlist listen;
+	char *user;
 	char *ca, *cert, *key, *crl;
 	int tls_min;
 	bool insecure;
@@ -49,6 +53,7 @@ static const char *const fsync_modes[] = {"batch", "interval", "never", NULL};
 #define K(path, type, field, ...) {path, type, offsetof(struct receiver_conf, field), __VA_ARGS__}
 static const struct cfg_key receiver_schema[] = {
 	K("listen", CFG_STRLIST, listen, 0, 0, NULL, "addresses to accept sensors on, host:port"),
+	K("user", CFG_STR, user, 0, 0, NULL, "after binding, run as this user (storage.dir is given to it); \"\" = stay"),
 	K("tls.ca", CFG_STR, ca, 0, 0, NULL, "CA that signed the sensors' certificates"),
 	K("tls.cert", CFG_STR, cert, 0, 0, NULL, "this receiver's certificate"),
 	K("tls.key", CFG_STR, key, 0, 0, NULL, "this receiver's private key"),
@@ -229,9 +234,6 @@ int main(int argc, char **argv)
 		.segment_ms = R.conf.segment_time,
 		.fsync = (enum store_fsync)R.conf.fsync,
 	};
-	R.store = store_new(&so, err, sizeof(err));
-	if (!R.store)
-		fatalx(EXIT_CONFIG, "%s", err);
 	R.loop = ev_default_loop(EVFLAG_AUTO);
 	struct server_opts sv = {
 		.ssl_ctx = R.ssl_ctx,
@@ -251,6 +253,20 @@ int main(int argc, char **argv)
 	for (size_t i = 0; i < R.conf.listen.n; i++)
 		if (server_listen(R.srv, R.conf.listen.v[i], err, sizeof(err)) != 0)
 			fatalx(EXIT_CONFIG, "%s", err);
+	if (R.conf.user && *R.conf.user) {
+		/* Sockets are bound; the repository is the only thing left that needs access. */
+		if (so.dir[0] && mkdir(so.dir, 0750) != 0 && errno != EEXIST)
+			fatal(EXIT_CONFIG, "storage.dir: cannot create %s", so.dir);
+		if (so.dir[0] && priv_chown_tree(so.dir, R.conf.user, err, sizeof(err)) != 0)
+			fatalx(EXIT_CONFIG, "user: %s", err);
+		if (priv_drop(R.conf.user, err, sizeof(err)) != 0)
+			fatalx(EXIT_CONFIG, "user: %s", err);
+		log_info("running as user %s", R.conf.user);
+	}
+	R.store = store_new(&so, err, sizeof(err));
+	if (!R.store)
+		fatalx(EXIT_CONFIG, "%s", err);
+	server_set_store(R.srv, R.store);
 	if (R.conf.insecure)
 		log_warnx("auth.insecure is set: sensors are NOT authenticated and traffic is NOT encrypted");
 	signal(SIGPIPE, SIG_IGN);

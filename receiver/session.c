@@ -723,6 +723,8 @@ bool server_sensor_connected(const struct server *srv, const char *id)
 	return false;
 }
 
+void server_set_store(struct server *srv, struct store *store) { srv->o.store = store; }
+
 unsigned server_session_count(const struct server *srv) { return srv->n_sessions; }
 
 void server_free(struct server *srv)

@@ -32,6 +32,8 @@ struct server_opts {
 struct server;
 
 struct server *server_new(struct ev_loop *loop, const struct server_opts *o);
+/* Sets the store (after privileges are dropped, before the loop runs). */
+void server_set_store(struct server *srv, struct store *store);
 /* Listens on "host:port" (or "[v6]:port"). Returns 0 or -1 with err set. */
 int server_listen(struct server *srv, const char *addr, char *err, size_t errlen);
 /* Stops accepting and closes every session (sending ERROR shutdown). */

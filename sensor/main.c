@@ -21,6 +21,7 @@
 #include "capture.h"
 #include "config.h"
 #include "log.h"
+#include "privdrop.h"
 #include "tls.h"
 #include "spool.h"
 #include "uplink.h"
@@ -28,6 +29,7 @@
 
 struct sensor_conf {
 	char *id;
+	char *user;
 	struct cfg_strlist interfaces;
 	char *filter;
 	int64_t snaplen;
@@ -57,6 +59,7 @@ static const char *const log_levels[] = {"error", "warn", "info", "debug", NULL}
 #define K(path, type, field, ...) {path, type, offsetof(struct sensor_conf, field), __VA_ARGS__}
 static const struct cfg_key sensor_schema[] = {
 	K("sensor.id", CFG_STR, id, 0, 0, NULL, "sensor identity; default: the CN of tls.cert"),
+	K("sensor.user", CFG_STR, user, 0, 0, NULL, "after opening the capture, run as this user; \"\" = stay"),
 	K("capture.interfaces", CFG_STRLIST, interfaces, 0, 0, NULL, "interfaces to capture on (any, lo, eth0, ...)"),
 	K("capture.filter", CFG_STR, filter, 0, 0, NULL, "BPF filter expression (pcap-filter(7))"),
 	K("capture.snaplen", CFG_INT, snaplen, 1, PROTO_MAX_SNAPLEN, NULL, "bytes kept per packet"),
@@ -557,6 +560,14 @@ int main(int argc, char **argv)
 	if (exclude && *exclude)
 		log_info("excluding own uplink traffic: %s", exclude);
 
+	if (s.conf.user && *s.conf.user) {
+		/* Capture sockets are open and the spool exists: nothing below needs root. */
+		if (s.spool && priv_chown_tree(s.conf.spool_dir, s.conf.user, err, sizeof(err)) != 0)
+			fatalx(EXIT_CONFIG, "sensor.user: %s", err);
+		if (priv_drop(s.conf.user, err, sizeof(err)) != 0)
+			fatalx(EXIT_CONFIG, "sensor.user: %s", err);
+		log_info("running as user %s", s.conf.user);
+	}
 	s.loop = ev_default_loop(EVFLAG_AUTO);
 	s.batcher = batcher_new((uint32_t)s.conf.batch_bytes, first_seq, sensor_on_sealed, &s);
 	struct uplink_opts uo = {
