@@ -12,6 +12,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <openssl/crypto.h>
 #include <openssl/err.h>
 
 #include "log.h"
@@ -191,7 +192,9 @@ static int session_hello(struct session *se, const uint8_t *p, uint32_t len)
 	}
 	if (!se->ssl)
 		snprintf(se->cert_id, sizeof(se->cert_id), "%s", h.sensor_id);
-	if (srv->o.token && *srv->o.token && strcmp(h.token, srv->o.token) != 0) {
+	size_t tl = strlen(srv->o.token ? srv->o.token : "");
+	/* Constant time, so the comparison does not leak how much of a guess was right. */
+	if (tl && (strlen(h.token) != tl || CRYPTO_memcmp(h.token, srv->o.token, tl) != 0)) {
 		session_close(se, PROTO_ERR_AUTH, "bearer token refused");
 		return -1;
 	}

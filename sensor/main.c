@@ -572,7 +572,9 @@ int main(int argc, char **argv)
 	s.batcher = batcher_new((uint32_t)s.conf.batch_bytes, first_seq, sensor_on_sealed, &s);
 	struct uplink_opts uo = {
 		.targets = s.targets, .n_targets = s.conf.receivers.n, .ssl_ctx = s.ssl_ctx,
-		.hello = &s.hello, .window_bytes = s.conf.window, .on_room = sensor_on_room, .arg = &s,
+		.hello = &s.hello, .window_bytes = s.conf.window,
+		/* A batch closes after the record that crosses max_bytes; sent raw if lz4 does not help. */
+		.max_batch_frame = PROTO_HDR_LEN + PROTO_BATCH_HDR_LEN + s.conf.batch_bytes + PROTO_REC_HDR_LEN + PROTO_MAX_SNAPLEN, .on_room = sensor_on_room, .arg = &s,
 	};
 	s.uplink = uplink_new(s.loop, &uo);
 	if (!s.batcher || !s.uplink)

@@ -282,6 +282,13 @@ static int uplink_handle(struct uplink *u, const struct proto_hdr *h, const uint
 			uplink_disconnect(u, "receiver answered for another epoch");
 			return -1;
 		}
+		if (PROTO_HDR_LEN + (uint64_t)w.max_frame < u->o.max_batch_frame) {
+			snprintf(why, sizeof(why), "receiver accepts frames up to %u bytes, but batch.max_bytes "
+				 "needs %" PRIu64 ": lower batch.max_bytes or raise the receiver's limits.max_frame",
+				 w.max_frame, u->o.max_batch_frame - PROTO_HDR_LEN);
+			uplink_disconnect(u, why);
+			return -1;
+		}
 		u->hb_ms = w.heartbeat_ms ? w.heartbeat_ms : UPLINK_DEFAULT_HB_MS;
 		if (w.next_seq > 0)
 			uplink_release_acked(u, w.next_seq - 1);

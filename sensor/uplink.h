@@ -28,6 +28,7 @@ struct uplink_opts {
 	SSL_CTX *ssl_ctx;          /* NULL: plain TCP (insecure) */
 	const struct proto_hello *hello;
 	uint64_t window_bytes;     /* bytes of un-ACKed batches held in memory */
+	uint64_t max_batch_frame;  /* largest BATCH frame we may send */
 	void (*on_room)(void *arg); /* called when the window has room again */
 	void *arg;
 };
