@@ -40,7 +40,8 @@ struct session {
 	char cert_id[PROTO_MAX_ID + 1];
 	struct store_sensor *ss;
 	uint64_t epoch;
-	uint64_t ack_pending; /* stored, waiting for the next sync before its ACK; 0 = none */
+	uint64_t ack_pending;
+	struct store_counters at_start; /* the sensor's counters when this session began */ /* stored, waiting for the next sync before its ACK; 0 = none */
 	/* Rate limit: a token bucket in bytes; reading stops while it is empty. */
 	double tokens, tokens_at;
 	bool throttled;
@@ -78,10 +79,11 @@ static void session_free(struct session *se)
 	if (se->ss) {
 		store_sensor_end(se->ss);
 		store_sensor_write_stats(se->ss, false);
-		const struct store_counters *c = store_sensor_counters(se->ss);
+		const struct store_counters *c = store_sensor_counters(se->ss), *b = &se->at_start;
 		log_info("sensor %s: session from %s ended: stored %" PRIu64 " batches, %" PRIu64 " packets, %" PRIu64
 			 " bytes; %" PRIu64 " duplicate batches dropped",
-			 se->cert_id, se->peer, c->batches, c->packets, c->bytes, c->duplicates);
+			 se->cert_id, se->peer, c->batches - b->batches, c->packets - b->packets, c->bytes - b->bytes,
+			 c->duplicates - b->duplicates);
 	}
 	if (se->ssl)
 		SSL_free(se->ssl);
@@ -169,7 +171,9 @@ static void session_close(struct session *se, uint16_t code, const char *why)
 		if (n > 0 && se->state != S_HANDSHAKE)
 			session_send(se, PROTO_ERROR, buf, (size_t)n);
 	}
-	log_warnx("session %s%s%s: closed: %s", se->peer, se->cert_id[0] ? " sensor " : "", se->cert_id, why);
+	/* A sensor hanging up after its last ACK is the normal end of a session. */
+	log_msg(code == 0 && strcmp(why, "sensor closed the connection") == 0 ? LOG_LVL_INFO : LOG_LVL_WARN,
+		"session %s%s%s: closed: %s", se->peer, se->cert_id[0] ? " sensor " : "", se->cert_id, why);
 	session_free(se);
 }
 
@@ -226,6 +230,7 @@ static int session_hello(struct session *se, const uint8_t *p, uint32_t len)
 	int n = proto_welcome_encode(&w, buf, sizeof(buf));
 	se->state = S_STREAM;
 	se->epoch = h.epoch;
+	se->at_start = *store_sensor_counters(se->ss);
 	log_info("sensor %s connected from %s (version %s, %u interface(s), epoch %016" PRIx64 ", next batch %" PRIu64 ")",
 		 se->cert_id, se->peer, h.version, h.n_ifaces, h.epoch, w.next_seq);
 	if (n < 0 || session_send(se, PROTO_WELCOME, buf, (size_t)n) != 0) {

@@ -243,6 +243,20 @@ struct capture *capture_open(const struct capture_opts *o, char *err, size_t err
 		goto fail;
 	}
 	c->o = *o;
+	if (o->filter && *o->filter) {
+		/* Check the user's expression on its own first, so that an error names only it. */
+		pcap_t *dead = pcap_open_dead(DLT_EN10MB, PROTO_MAX_SNAPLEN);
+		struct bpf_program prog;
+		if (dead && pcap_compile(dead, &prog, o->filter, 1, PCAP_NETMASK_UNKNOWN) != 0) {
+			snprintf(err, errlen, "capture: invalid filter '%s': %s", o->filter, pcap_geterr(dead));
+			pcap_close(dead);
+			goto fail;
+		}
+		if (dead) {
+			pcap_freecode(&prog);
+			pcap_close(dead);
+		}
+	}
 	if (o->file && *o->file) {
 		int e = 0;
 		c->file = pcapr_open(o->file, &e);

@@ -324,7 +324,15 @@ static void sensor_on_drain_timeout(struct ev_loop *loop, ev_timer *w, int reven
 
 static void sensor_on_signal(struct ev_loop *loop, ev_signal *w, int revents)
 {
-	sensor_begin_stop(w->data, w->signum == SIGINT ? "SIGINT" : "SIGTERM");
+	struct sensor *s = w->data;
+	if (s->stopping) {
+		/* A second signal: stop waiting for ACKs (the spool, if any, keeps the rest). */
+		log_warnx("%s again: exiting without waiting for acknowledgements", w->signum == SIGINT ? "SIGINT" : "SIGTERM");
+		s->exit_code = s->spool ? 0 : 1;
+		ev_break(loop, EVBREAK_ALL);
+		return;
+	}
+	sensor_begin_stop(s, w->signum == SIGINT ? "SIGINT" : "SIGTERM");
 }
 
 static void sensor_on_hup(struct ev_loop *loop, ev_signal *w, int revents)
@@ -484,6 +492,8 @@ int main(int argc, char **argv)
 	/* Cross-key checks that the schema cannot express. */
 	if (s.conf.receivers.n == 0)
 		fatalx(EXIT_CONFIG, "uplink.receivers: at least one receiver (host:port) is required");
+	if (s.conf.file && *s.conf.file && s.conf.interfaces.n > 0)
+		log_warnx("capture.file is set: replaying %s, capture.interfaces is not used", s.conf.file);
 	if ((!s.conf.file || !*s.conf.file) && s.conf.interfaces.n == 0)
 		fatalx(EXIT_CONFIG, "capture.interfaces: no interface configured (or set capture.file)");
 	s.targets = calloc(s.conf.receivers.n, sizeof(*s.targets));

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: BSD-2-Clause */
 #include "tls.h"
+#include "log.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -81,6 +82,11 @@ static SSL_CTX *tls_ctx_common(const SSL_METHOD *method, const struct tls_opts *
 		snprintf(err, errlen, "tls: cannot load key %s: %s", o->key, tls_errors(why, sizeof(why)));
 		goto fail;
 	}
+	X509 *own = SSL_CTX_get0_certificate(ctx);
+	if (own && X509_cmp_current_time(X509_get0_notAfter(own)) < 0)
+		log_warnx("tls: certificate %s has expired: peers will refuse it", o->cert);
+	else if (own && X509_cmp_current_time(X509_get0_notBefore(own)) > 0)
+		log_warnx("tls: certificate %s is not valid yet: peers will refuse it", o->cert);
 	if (SSL_CTX_check_private_key(ctx) != 1) {
 		snprintf(err, errlen, "tls: key %s does not match certificate %s", o->key, o->cert);
 		goto fail;

@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,8 +40,8 @@ struct segment {
 	struct pcapw *w;
 	uint64_t opened_ms; /* monotonic */
 	uint64_t packets;
-	char open_path[512];
-	char final_path[512];
+	char open_path[700];
+	char final_path[700];
 	bool touched; /* written by the batch being stored */
 };
 
@@ -146,6 +147,28 @@ struct store *store_new(const struct store_opts *o, char *err, size_t errlen)
 	return s;
 }
 
+
+/* Renames without ever replacing a stored file: if the name is taken (a sensor that
+ * reused an epoch), a numeric suffix is added. */
+static int store_rename(const char *from, const char *to)
+{
+	if (renameat2(AT_FDCWD, from, AT_FDCWD, to, RENAME_NOREPLACE) == 0)
+		return 0;
+	if (errno != EEXIST)
+		return -1;
+	char alt[720];
+	size_t n = strlen(to);
+	if (n < 5)
+		return -1;
+	for (int i = 1; i < 1000; i++) {
+		snprintf(alt, sizeof(alt), "%.*s.%d.pcap", (int)(n - 5), to, i);
+		if (renameat2(AT_FDCWD, from, AT_FDCWD, alt, RENAME_NOREPLACE) == 0)
+			return 0;
+		if (errno != EEXIST)
+			return -1;
+	}
+	return -1;
+}
 
 static uint64_t store_fnv64(const uint8_t *p, size_t n)
 {
@@ -259,7 +282,7 @@ static void store_recover(struct store_sensor *ss)
 			if (strncmp((const char *)e + 8, de->d_name, STATE_NAME_MAX) == 0)
 				committed = (int64_t)get64(e);
 		}
-		if (committed > 24 && truncate(path, committed) == 0 && rename(path, final) == 0) {
+		if (committed > 24 && truncate(path, committed) == 0 && store_rename(path, final) == 0) {
 			log_info("store: %s: recovered %s (%" PRId64 " committed bytes)", ss->id, final, committed);
 			kept++;
 		} else {
@@ -365,7 +388,7 @@ static int store_segment_close(struct store_sensor *ss, struct segment *g)
 		log_warnx("store: %s: %s: segment left as %s", ss->id, strerror(-rc), g->open_path);
 		return rc;
 	}
-	if (rename(g->open_path, g->final_path) != 0) {
+	if (store_rename(g->open_path, g->final_path) != 0) {
 		rc = -errno;
 		log_warn("store: %s: cannot rename %s", ss->id, g->open_path);
 		return rc;
@@ -400,13 +423,15 @@ static int store_segment_open(struct store_sensor *ss, uint16_t iface, uint64_t 
 	struct segment *g = &ss->seg[iface];
 	char ifname[PROTO_MAX_IFNAME + 1];
 	store_sanitize(ifname, sizeof(ifname), ss->ifaces[iface].name);
-	snprintf(g->open_path, sizeof(g->open_path), "%s/.open-%020" PRIu64 "-%" PRIu64 "-%s.pcap", ss->seg_dir,
-		 first_ns, seq, ifname);
-	snprintf(g->final_path, sizeof(g->final_path), "%s/%020" PRIu64 "-%" PRIu64 "-%s.pcap", ss->seg_dir,
-		 first_ns, seq, ifname);
-	snprintf(g->base, sizeof(g->base), ".open-%020" PRIu64 "-%" PRIu64 "-%s.pcap", first_ns, seq, ifname);
+	/* The epoch makes the name unique across sensor runs: sequence numbers restart. */
+	char base[STATE_NAME_MAX];
+	snprintf(base, sizeof(base), ".open-%020" PRIu64 "-%016" PRIx64 "-%" PRIu64 "-%s.pcap", first_ns, ss->epoch,
+		 seq, ifname);
+	memcpy(g->base, base, sizeof(base));
+	snprintf(g->open_path, sizeof(g->open_path), "%s/%s", ss->seg_dir, base);
+	snprintf(g->final_path, sizeof(g->final_path), "%s/%s", ss->seg_dir, base + 6);
 	g->committed = 0;
-	g->fd = open(g->open_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+	g->fd = open(g->open_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
 	if (g->fd < 0)
 		return -errno;
 	g->w = pcapw_new(g->fd, ss->ifaces[iface].linktype, ss->ifaces[iface].snaplen);
@@ -457,7 +482,7 @@ static void store_rollback(struct store_sensor *ss)
 		bool keep = g->committed > 24 && ftruncate(g->fd, (off_t)g->committed) == 0;
 		close(g->fd);
 		g->fd = -1;
-		if (keep && rename(g->open_path, g->final_path) == 0) {
+		if (keep && store_rename(g->open_path, g->final_path) == 0) {
 			ss->c.segments_closed++;
 		} else {
 			unlink(g->open_path);

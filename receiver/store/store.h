@@ -5,8 +5,8 @@
  * under a hidden name and renamed into place when complete; optionally also one
  * single pcap file for all sensors (a tcpdump -w style output).
  *
- *   <dir>/sensors/<sensor-id>/segments/<first-ts-ns>-<seq>-<ifname>.pcap
- *   <dir>/sensors/<sensor-id>/segments/.open-<first-ts-ns>-<seq>-<ifname>.pcap
+ *   <dir>/sensors/<sensor-id>/segments/<first-ts-ns>-<epoch-hex>-<seq>-<ifname>.pcap
+ *   <dir>/sensors/<sensor-id>/segments/.open-<first-ts-ns>-<epoch-hex>-<seq>-<ifname>.pcap
  */
 #ifndef PCAPLINE_RECEIVER_STORE_H
 #define PCAPLINE_RECEIVER_STORE_H

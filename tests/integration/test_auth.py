@@ -1,0 +1,201 @@
+# SPDX-License-Identifier: BSD-2-Clause
+"""Mutual TLS between sensor and receiver: every wrong certificate is refused, both
+ends say why in their logs, and nothing from a refused peer is stored.
+
+Each test starts its own receiver on loopback with its own data directory.
+"""
+import re
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import CERTS_TOOL, DATA, Proc, free_port, tls_args, wait_listening
+
+REPLAY = DATA / "pcaps" / "dns-udp-queries.pcap"  # 38 records, one interface
+
+
+def wait_log(proc, pattern, count=1, timeout=10.0):
+    """Waits until pattern (regex) occurs count times in proc's log; returns the log."""
+    rx = re.compile(pattern)
+    deadline = time.time() + timeout
+    while True:
+        text = proc.text()
+        if len(rx.findall(text)) >= count:
+            return text
+        if time.time() > deadline:
+            raise AssertionError(f"{pattern!r} x{count} not in {proc.log_path.name} within {timeout}s:\n{text}")
+        time.sleep(0.05)
+
+
+def stored_files(data_dir):
+    """Every segment file (open or closed) of any sensor under the repository root."""
+    root = Path(data_dir) / "sensors"
+    return sorted(p for p in root.glob("*/segments/*") if p.is_file()) if root.exists() else []
+
+
+def start_receiver(binary, tmp_path, procs, tls):
+    port = free_port()
+    data_dir = tmp_path / "data"
+    rx = Proc([binary, "-l", f"127.0.0.1:{port}", "-d", data_dir] + tls, tmp_path / "receiver.log")
+    procs.append(rx)
+    wait_listening(port)
+    return rx, port, data_dir
+
+
+def start_sensor(binary, tmp_path, procs, port, tls, name="sensor.log"):
+    # A long drain timeout keeps a refused replay retrying for the whole test
+    # instead of giving up once the file is read; the test ends it by PID.
+    s = Proc([binary, "-r", REPLAY, "-t", f"127.0.0.1:{port}"] + tls, tmp_path / name,
+             env={"PCAPLINE_UPLINK_DRAIN_TIMEOUT": "60s"})
+    procs.append(s)
+    return s
+
+
+# --------------------------------------------------------------------------------
+# Certificates the session's `certs` fixture does not provide.
+
+@pytest.fixture(scope="module")
+def other_ca(tmp_path_factory):
+    """A second, unrelated CA with its own sensor 's1' (same CN as the real one)."""
+    d = tmp_path_factory.mktemp("other-ca")
+    subprocess.run([CERTS_TOOL, d, "ca"], check=True, capture_output=True)
+    subprocess.run([CERTS_TOOL, d, "sensor", "s1"], check=True, capture_output=True)
+    return d
+
+
+CA_CNF = """\
+[ ca ]
+default_ca = CA_default
+[ CA_default ]
+dir = {dir}
+database = {dir}/index.txt
+serial = {dir}/serial
+new_certs_dir = {dir}
+default_md = sha256
+policy = policy_any
+unique_subject = no
+copy_extensions = none
+[ policy_any ]
+commonName = supplied
+[ sensor_ext ]
+extendedKeyUsage = clientAuth
+keyUsage = digitalSignature
+"""
+
+
+@pytest.fixture(scope="module")
+def expired(certs, tmp_path_factory):
+    """Sensor 'old1', signed by the right CA, valid only during 2020."""
+    d = tmp_path_factory.mktemp("expired")
+    (d / "index.txt").write_text("")
+    (d / "serial").write_text("1000\n")
+    (d / "ca.cnf").write_text(CA_CNF.format(dir=d))
+    subprocess.run(["openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                    "-subj", "/CN=old1", "-keyout", d / "old1.key", "-out", d / "old1.csr"],
+                   check=True, capture_output=True)
+    subprocess.run(["openssl", "ca", "-batch", "-notext", "-config", d / "ca.cnf",
+                    "-cert", certs / "ca.crt", "-keyfile", certs / "ca.key",
+                    "-startdate", "20200101000000Z", "-enddate", "20210101000000Z",
+                    "-extensions", "sensor_ext", "-in", d / "old1.csr", "-out", d / "old1.crt"],
+                   check=True, capture_output=True)
+    out = subprocess.run(["openssl", "verify", "-CAfile", certs / "ca.crt", d / "old1.crt"],
+                         capture_output=True, text=True)
+    assert "expired" in out.stdout + out.stderr, out  # right CA, only the dates are wrong
+    return d
+
+
+@pytest.fixture(scope="module")
+def wrong_name(certs, tmp_path_factory):
+    """A receiver certificate from the right CA, valid only for other.example."""
+    d = tmp_path_factory.mktemp("wrong-name")
+    for f in ("ca.crt", "ca.key"):
+        (d / f).write_bytes((certs / f).read_bytes())
+    subprocess.run([CERTS_TOOL, d, "receiver", "other.example"], check=True, capture_output=True)
+    return d
+
+
+# --------------------------------------------------------------------------------
+
+def test_client_without_certificate_is_refused(binaries, certs, procs, tmp_path):
+    _, receiver = binaries
+    rx, port, data_dir = start_receiver(receiver, tmp_path, procs, tls_args(certs, "receiver"))
+    # -ign_eof: keep reading until the server ends the connection, so the alert is seen.
+    r = subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-CAfile", certs / "ca.crt",
+                        "-ign_eof"], stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=20)
+    client = r.stdout + r.stderr
+    assert r.returncode != 0, client
+    assert re.search(r"alert certificate required", client), client
+    log = wait_log(rx, r"TLS handshake failed: peer did not return a certificate")
+    assert "connected from" not in log
+    assert stored_files(data_dir) == []
+    assert rx.p.poll() is None
+
+
+def test_sensor_from_other_ca_is_refused_and_retries(binaries, certs, other_ca, procs, tmp_path):
+    sensor, receiver = binaries
+    rx, port, data_dir = start_receiver(receiver, tmp_path, procs, tls_args(certs, "receiver"))
+    # Trusts the right CA for the receiver, but presents a certificate of another CA.
+    tls = ["--ca", certs / "ca.crt", "--cert", other_ca / "s1.crt", "--key", other_ca / "s1.key"]
+    sx = start_sensor(sensor, tmp_path, procs, port, tls)
+    # Three refused attempts = the first one and at least two retries (with backoff).
+    slog = wait_log(sx, rf"warn: uplink: 127\.0\.0\.1:{port}: .*(unknown ca|certificate)", count=3, timeout=20)
+    rlog = wait_log(rx, r"TLS handshake failed: client certificate refused: unable to get local issuer certificate",
+                    count=3)
+    sx.stop(signal.SIGKILL)
+    slog = sx.text()
+    assert "connected to" not in slog, slog
+    assert "connected from" not in rlog, rlog
+    assert stored_files(data_dir) == []
+    assert rx.p.poll() is None
+
+
+def test_expired_sensor_certificate_is_refused(binaries, certs, expired, procs, tmp_path):
+    sensor, receiver = binaries
+    rx, port, data_dir = start_receiver(receiver, tmp_path, procs, tls_args(certs, "receiver"))
+    tls = ["--ca", certs / "ca.crt", "--cert", expired / "old1.crt", "--key", expired / "old1.key"]
+    sx = start_sensor(sensor, tmp_path, procs, port, tls)
+    slog = wait_log(sx, rf"warn: uplink: 127\.0\.0\.1:{port}: .*certificate expired")
+    rlog = wait_log(rx, r"TLS handshake failed: client certificate refused: certificate has expired")
+    sx.stop(signal.SIGKILL)
+    assert "connected to" not in sx.text(), slog
+    assert "connected from" not in rlog, rlog
+    assert stored_files(data_dir) == []
+    assert rx.p.poll() is None
+
+
+def test_receiver_certificate_for_another_name_is_refused(binaries, certs, wrong_name, procs, tmp_path):
+    sensor, receiver = binaries
+    rx, port, data_dir = start_receiver(receiver, tmp_path, procs, tls_args(wrong_name, "receiver"))
+    sx = start_sensor(sensor, tmp_path, procs, port, tls_args(certs, "s1"))
+    # The sensor connects to 127.0.0.1; the certificate names only other.example.
+    slog = wait_log(sx, rf"warn: uplink: 127\.0\.0\.1:{port}: TLS handshake failed: "
+                        r"receiver certificate: IP address mismatch")
+    rlog = wait_log(rx, r"TLS handshake failed: .*bad certificate")
+    sx.stop(signal.SIGKILL)
+    assert "connected to" not in sx.text(), slog
+    assert "connected from" not in rlog, rlog
+    assert stored_files(data_dir) == []
+    assert rx.p.poll() is None
+
+
+def test_right_certificate_connects(binaries, certs, procs, tmp_path):
+    """Positive control for the refusals above: same set-up, right certificates."""
+    sensor, receiver = binaries
+    rx, port, data_dir = start_receiver(receiver, tmp_path, procs, tls_args(certs, "receiver"))
+    sx = Proc([sensor, "-r", REPLAY, "-t", f"127.0.0.1:{port}"] + tls_args(certs, "s1"), tmp_path / "sensor.log")
+    procs.append(sx)
+    assert sx.wait(30) == 0, sx.text()
+    assert re.search(rf"uplink: connected to 127\.0\.0\.1:{port} \(TLS\)", sx.text()), sx.text()
+    wait_log(rx, r"info: sensor s1 connected from 127\.0\.0\.1:\d+")
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        files = stored_files(data_dir)
+        if files and not any(p.name.startswith(".open-") for p in files):
+            break
+        time.sleep(0.05)
+    assert [p.parent for p in files] == [data_dir / "sensors" / "s1" / "segments"], files
+    assert files[0].name.endswith("-if0.pcap")
+    assert rx.stop() == 0, rx.text()
