@@ -133,10 +133,10 @@ static void receiver_log_sensor(void *arg, struct store_sensor *ss)
 	store_sensor_write_stats(ss, server_sensor_connected(R.srv, store_sensor_id(ss)));
 	log_info("sensor %s: stored %" PRIu64 " packets / %" PRIu64 " bytes in %" PRIu64 " batches, %" PRIu64
 		 " segments closed; duplicates %" PRIu64 ", rejected batches %" PRIu64
-		 ", missing batches %" PRIu64 "; sensor reports captured %" PRIu64 ", kernel drops %" PRIu64 ", interface drops %" PRIu64
+		 ", missing batches %" PRIu64 ", storage errors %" PRIu64 "; sensor reports captured %" PRIu64 ", kernel drops %" PRIu64 ", interface drops %" PRIu64
 		 ", queue drops %" PRIu64 ", spool drops %" PRIu64,
 		 store_sensor_id(ss), c->packets, c->bytes, c->batches, c->segments_closed, c->duplicates,
-		 c->rejected_batches, c->missing_batches, c->s_captured, c->s_kernel_drops, c->s_if_drops, c->s_queue_drops,
+		 c->rejected_batches, c->missing_batches, c->storage_errors, c->s_captured, c->s_kernel_drops, c->s_if_drops, c->s_queue_drops,
 		 c->s_spool_drops);
 }
 

@@ -45,6 +45,8 @@ struct session {
 	/* Rate limit: a token bucket in bytes; reading stops while it is empty. */
 	double tokens, tokens_at;
 	bool throttled;
+	bool stalled; /* storage failing: the batch at the head of the buffer waits */
+	uint64_t stall_retries;
 	uint64_t throttled_count;
 	ev_timer unthrottle;
 	uint8_t *in;
@@ -276,11 +278,29 @@ static int session_batch(struct session *se, const struct proto_hdr *hd, const u
 		raw = srv->dec;
 	}
 	rc = store_batch(se->ss, b.seq, raw, b.raw_len, b.n_records, err, sizeof(err));
-	if (rc < 0) {
-		bool proto = rc <= PROTO_EAGAIN && rc >= PROTO_ETRAILING;
-		snprintf(why, sizeof(why), "%s: %s", proto ? "rejected batch" : "storage failed", err);
-		session_close(se, proto ? PROTO_ERR_PROTOCOL : PROTO_ERR_STORAGE, why);
+	if (rc < 0 && rc <= PROTO_EAGAIN && rc >= PROTO_ETRAILING) {
+		snprintf(why, sizeof(why), "rejected batch: %s", err);
+		session_close(se, PROTO_ERR_PROTOCOL, why);
 		return -1;
+	}
+	if (rc < 0) {
+		/* Storage is failing (a full disk): hold the batch, ACK nothing, stop reading
+		 * (the sensor's window and spool absorb it) and try again in a second. */
+		if (!se->stalled)
+			log_warnx("sensor %s: storage failed: %s; not acknowledging, retrying every second", se->cert_id,
+				  err);
+		se->stalled = true;
+		se->stall_retries++;
+		se->throttled = true;
+		session_flush(se);
+		ev_timer_set(&se->unthrottle, 1.0, 0.);
+		ev_timer_start(srv->loop, &se->unthrottle);
+		return 1;
+	}
+	if (se->stalled) {
+		log_info("sensor %s: storage works again after %" PRIu64 " retries", se->cert_id, se->stall_retries);
+		se->stalled = false;
+		se->stall_retries = 0;
 	}
 	if (srv->o.sensor_rate) {
 		double now = ev_now(srv->loop), burst = (double)srv->o.sensor_rate;
@@ -355,17 +375,64 @@ static int session_frame(struct session *se, const struct proto_hdr *h, const ui
 }
 
 /* Reads and handles frames. Returns -1 if the session was closed. */
+/* Handles every complete frame in the input buffer. Returns -1 if the session was
+ * closed, 1 if it must pause (throttled, or storage failing: the frame that failed
+ * stays in the buffer for the retry), 0 otherwise. */
+static int session_parse(struct session *se)
+{
+	struct server *srv = se->srv;
+	char why[300];
+	size_t off = 0;
+	int ret = 0;
+	while (!se->throttled) {
+		struct proto_hdr h;
+		int rc = proto_hdr_decode(se->in + off, se->in_len - off, srv->o.max_frame, &h);
+		if (rc == PROTO_EAGAIN)
+			break;
+		if (rc != 0) {
+			snprintf(why, sizeof(why), "bad frame header: %s", proto_strerror(rc));
+			session_close(se, rc == PROTO_EVERSION ? PROTO_ERR_VERSION : PROTO_ERR_PROTOCOL, why);
+			return -1;
+		}
+		size_t need = PROTO_HDR_LEN + (size_t)h.len;
+		if (se->in_len - off < need) {
+			if (need > se->in_cap) {
+				uint8_t *ni = realloc(se->in, need);
+				if (!ni) {
+					session_close(se, PROTO_ERR_LIMIT, "out of memory for a frame");
+					return -1;
+				}
+				se->in = ni;
+				se->in_cap = need;
+			}
+			break;
+		}
+		rc = session_frame(se, &h, se->in + off + PROTO_HDR_LEN);
+		if (rc < 0)
+			return -1;
+		if (rc == 0)
+			off += need;
+	}
+	if (se->throttled)
+		ret = 1;
+	if (off) {
+		memmove(se->in, se->in + off, se->in_len - off);
+		se->in_len -= off;
+	}
+	return ret;
+}
+
+/* Reads and handles frames. Returns -1 if the session was closed. */
 static int session_read(struct session *se)
 {
 	struct server *srv = se->srv;
 	char why[300], tb[256];
 	size_t budget = SESSION_READ_BUDGET;
-	while (budget > 0 && !se->throttled) {
-		if (se->in_len == se->in_cap) {
-			snprintf(why, sizeof(why), "frame larger than the input buffer");
-			session_close(se, PROTO_ERR_LIMIT, why);
-			return -1;
-		}
+	/* Frames left from a pause come first. */
+	int rc = session_parse(se);
+	if (rc != 0)
+		return rc < 0 ? -1 : 0;
+	while (budget > 0) {
 		ssize_t r;
 		if (se->ssl) {
 			ERR_clear_error();
@@ -396,44 +463,13 @@ static int session_read(struct session *se)
 		se->in_len += (size_t)r;
 		budget = budget > (size_t)r ? budget - (size_t)r : 0;
 		se->last_rx = ev_now(srv->loop);
-		size_t off = 0;
-		for (;;) {
-			struct proto_hdr h;
-			int rc = proto_hdr_decode(se->in + off, se->in_len - off, srv->o.max_frame, &h);
-			if (rc == PROTO_EAGAIN)
-				break;
-			if (rc != 0) {
-				snprintf(why, sizeof(why), "bad frame header: %s", proto_strerror(rc));
-				session_close(se, rc == PROTO_EVERSION ? PROTO_ERR_VERSION : PROTO_ERR_PROTOCOL, why);
-				return -1;
-			}
-			size_t need = PROTO_HDR_LEN + (size_t)h.len;
-			if (se->in_len - off < need) {
-				if (need > se->in_cap) {
-					uint8_t *ni = realloc(se->in, need);
-					if (!ni) {
-						session_close(se, PROTO_ERR_LIMIT, "out of memory for a frame");
-						return -1;
-					}
-					se->in = ni;
-					se->in_cap = need;
-				}
-				break;
-			}
-			if (session_frame(se, &h, se->in + off + PROTO_HDR_LEN) != 0)
-				return -1;
-			off += need;
-			if (se->throttled)
-				break;
-		}
-		if (off) {
-			memmove(se->in, se->in + off, se->in_len - off);
-			se->in_len -= off;
-		}
+		rc = session_parse(se);
+		if (rc != 0)
+			return rc < 0 ? -1 : 0;
 	}
 	/* Budget spent: come back on the next loop iteration even if the socket is
 	 * already drained into OpenSSL's buffer. */
-	if (se->ssl && SSL_pending(se->ssl) && !se->throttled)
+	if (se->ssl && SSL_pending(se->ssl))
 		ev_feed_event(srv->loop, &se->io, EV_READ);
 	return 0;
 }
@@ -614,6 +650,8 @@ static void server_on_tick(struct ev_loop *loop, ev_timer *w, int revents)
 					      se->state == S_HELLO ? "no HELLO within 10 s" : "TLS handshake timed out");
 			continue;
 		}
+		if (se->throttled)
+			se->last_rx = now; /* we are not reading: the sensor cannot be heard */
 		if (now - se->last_rx > 3 * hb) {
 			char why[96];
 			snprintf(why, sizeof(why), "sensor silent for %.1f s", now - se->last_rx);

@@ -591,7 +591,7 @@ int store_batch(struct store_sensor *ss, uint64_t seq, const uint8_t *raw, uint3
 	ss->c.bytes += bytes;
 	return 0;
 fail:
-	ss->c.rejected_batches++;
+	ss->c.storage_errors++;
 	if (*s->dir)
 		store_rollback(ss);
 	return rc < 0 ? rc : -EIO;
@@ -631,11 +631,11 @@ int store_sensor_write_stats(struct store_sensor *ss, bool connected)
 		" \"stored\": {\"batches\": %" PRIu64 ", \"packets\": %" PRIu64 ", \"bytes\": %" PRIu64
 		", \"segments_closed\": %" PRIu64 "},\n"
 		" \"receiver\": {\"duplicate_batches\": %" PRIu64 ", \"rejected_batches\": %" PRIu64
-		", \"missing_batches\": %" PRIu64 ", \"linktype_rejects\": %" PRIu64 "},\n"
+		", \"missing_batches\": %" PRIu64 ", \"linktype_rejects\": %" PRIu64 ", \"storage_errors\": %" PRIu64 "},\n"
 		" \"sensor_reported\": {\"captured\": %" PRIu64 ", \"kernel_drops\": %" PRIu64
 		", \"interface_drops\": %" PRIu64 ", \"queue_drops\": %" PRIu64 ", \"spool_drops\": %" PRIu64 "}}\n",
 		ss->id, connected ? "true" : "false", ss->epoch, ss->next_seq, c->batches, c->packets, c->bytes,
-		c->segments_closed, c->duplicates, c->rejected_batches, c->missing_batches, c->linktype_rejects,
+		c->segments_closed, c->duplicates, c->rejected_batches, c->missing_batches, c->linktype_rejects, c->storage_errors,
 		c->s_captured, c->s_kernel_drops, c->s_if_drops, c->s_queue_drops, c->s_spool_drops);
 	int rc = ferror(f) ? -EIO : 0;
 	if (fclose(f) != 0 && rc == 0)

@@ -30,7 +30,8 @@ struct store_counters {
 	uint64_t batches, packets, bytes;  /* stored */
 	uint64_t duplicates;               /* batches received again, dropped */
 	uint64_t missing_batches;          /* sequence numbers skipped by the sensor */
-	uint64_t rejected_batches;         /* malformed or unstorable */
+	uint64_t rejected_batches;         /* malformed */
+	uint64_t storage_errors;           /* attempts that failed to write (and were retried) */
 	uint64_t linktype_rejects;         /* single-file output: other link type */
 	uint64_t segments_closed;
 	/* As last reported by the sensor. */
