@@ -70,12 +70,16 @@ struct ts_conv {
 	int64_t offset_sec;  /* if_tsoffset */
 };
 
+/* Granularity of dropping already-read pages (a power of two, page-aligned). */
+#define PCAPR_RELEASE_STEP (4u << 20)
+
 struct pcapr {
 	const uint8_t *base;
 	size_t len;
 	size_t off;          /* next block or record */
 	void *map;           /* owned mapping (pcapr_open), or NULL when borrowed */
 	size_t map_len;
+	size_t released;     /* bytes at the start of the mapping already handed back */
 	bool ng;
 	bool nano;
 	bool swap;           /* file (or current section) byte order differs from ours */
@@ -758,6 +762,19 @@ pcapr_next(struct pcapr *r, struct pcapf_rec *rec)
 
 	if (r->err != 0)
 		return r->err;
+	/*
+	 * Pages already read are dropped from the mapping (the page cache keeps them), so
+	 * that replaying a large file does not grow the process by the size of the file.
+	 * Only bytes before the record about to be read go: the previous record's data is
+	 * no longer borrowed once this call starts.
+	 */
+	if (r->map != NULL && r->off - r->released >= PCAPR_RELEASE_STEP) {
+		size_t upto = r->off & ~(size_t)(PCAPR_RELEASE_STEP - 1);
+		if (upto > r->released) {
+			(void)madvise((uint8_t *)r->map + r->released, upto - r->released, MADV_DONTNEED);
+			r->released = upto;
+		}
+	}
 	rc = r->ng ? ng_next(r, rec) : classic_next(r, rec);
 	if (rc < 0)
 		r->err = rc;
