@@ -16,7 +16,7 @@ else
 OPT := -O2
 endif
 
-PKGS := libpcap openssl liblz4 yaml-0.1
+PKGS := libpcap openssl liblz4 yaml-0.1 sqlite3
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lev
 CFLAGS ?= $(OPT) -g
@@ -34,7 +34,7 @@ endif
 
 LIB_SRC := $(wildcard proto/*.c shared/*.c)
 SENSOR_SRC := $(wildcard sensor/*.c)
-RECEIVER_SRC := $(wildcard receiver/*.c receiver/*/*.c)
+RECEIVER_SRC := $(filter-out receiver/cli/%,$(wildcard receiver/*.c receiver/*/*.c))
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
 
@@ -68,10 +68,34 @@ $(RECEIVER): $(RECEIVER_OBJ) $(LIB)
 	@[ -n "$(Q)" ] && echo "  LD      $@" || true
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
+# A unit test of receiver code lists the receiver objects it needs here.
+$(BUILD)/tests/test_index: $(BUILD)/obj/receiver/store/index.o $(BUILD)/obj/receiver/store/retention.o
+$(BUILD)/tests/test_namelog: $(BUILD)/obj/receiver/store/names.o
+$(BUILD)/tests/test_names: $(BUILD)/obj/sensor/names.o
 $(BUILD)/tests/%: tests/unit/%.c $(LIB)
 	@mkdir -p $(dir $@)
 	@[ -n "$(Q)" ] && echo "  TEST    $@" || true
-	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIB) $(LDLIBS) -lcmocka
+	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(filter %.o,$^) $(LIB) $(LDLIBS) -lcmocka
+
+# pcapline, the repository client (export, snapshot, import): receiver/cli/*.c. Its
+# libraries are kept in CLI_PKGS, apart from PKGS, so that adding sqlite3 or jansson to
+# PKGS elsewhere changes nothing here (pkg-config and the linker take repeats).
+CLI_PKGS := sqlite3 libarchive jansson
+CLI_CFLAGS := $(shell pkg-config --cflags $(CLI_PKGS) 2>/dev/null)
+CLI_LIBS := $(shell pkg-config --libs $(CLI_PKGS) 2>/dev/null || echo -lsqlite3 -larchive -ljansson)
+CLI_SRC := $(wildcard receiver/cli/*.c)
+CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/obj/%.o)
+CLI := $(BUILD)/pcapline
+$(CLI_OBJ): CFLAGS += $(CLI_CFLAGS)
+all: $(CLI)
+
+$(CLI): $(CLI_OBJ) $(LIB)
+	@[ -n "$(Q)" ] && echo "  LD      $@" || true
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(CLI_LIBS) $(LDLIBS)
+
+# The merge unit test links the one CLI module it tests (pattern rule above).
+$(BUILD)/tests/test_merge: $(addprefix $(BUILD)/obj/receiver/cli/,merge.o pcapout.o timearg.o)
+$(BUILD)/tests/test_merge: CFLAGS += -Ireceiver/cli
 
 # libFuzzer targets: always clang with ASan/UBSan, objects kept apart from the main build.
 FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE -g -O1 -Iproto -Ishared $(PKG_CFLAGS) \
@@ -118,7 +142,7 @@ demo: deps
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)/etc/pcapline
-	install -m 755 $(SENSOR) $(RECEIVER) $(DESTDIR)$(PREFIX)/bin/
+	install -m 755 $(SENSOR) $(RECEIVER) $(CLI) $(DESTDIR)$(PREFIX)/bin/
 	install -m 755 scripts/pcapline-certs $(DESTDIR)$(PREFIX)/bin/
 	install -m 644 config/sensor.yaml config/receiver.yaml $(DESTDIR)/etc/pcapline/
 

@@ -31,6 +31,7 @@
 #define ACK_LEN 16
 #define HEARTBEAT_LEN 8
 #define STAT_LEN 10
+#define NAME_LABEL_MAX 63 /* RFC 1035, section 2.3.4 */
 
 const char *proto_strerror(int err)
 {
@@ -222,8 +223,8 @@ static inline void put_bytes(struct wcur *w, const void *src, size_t n)
 		memcpy(q, src, n);
 }
 
-/* Every v1 payload is far below INT_MAX bytes (HELLO, the largest, is 5172), so the
- * length always fits the int return value. */
+/* Every v1 payload that an encoder writes is far below INT_MAX bytes (NAMES, the
+ * largest, is at most 90114), so the length always fits the int return value. */
 static inline int wcur_finish(const struct wcur *w)
 {
 	return w->err ? w->err : (int)(w->p - w->start);
@@ -322,8 +323,8 @@ void proto_hdr_encode(uint8_t out[PROTO_HDR_LEN], uint8_t type, uint16_t flags, 
 	st_u32be(out + 12, 0);
 }
 
-/* NAMES and CONTROL are reserved for a later revision: a v1 peer has no codec for them
- * and must close the session, so they are as unknown here as type 0 or 200. */
+/* CONTROL is reserved for a later revision: a v1 peer has no codec for it and must close
+ * the session, so it is as unknown here as type 0 or 200. */
 static int type_known(uint8_t type)
 {
 	switch (type) {
@@ -332,6 +333,7 @@ static int type_known(uint8_t type)
 	case PROTO_BATCH:
 	case PROTO_ACK:
 	case PROTO_STATS:
+	case PROTO_NAMES:
 	case PROTO_HEARTBEAT:
 	case PROTO_ERROR:
 		return 1;
@@ -649,6 +651,155 @@ int proto_error_decode(const uint8_t *p, size_t n, struct proto_error *m)
 		return rc;
 	if ((rc = cur_str(&c, 0, PROTO_MAX_TEXT, STR_PRINT, m->text)) < 0)
 		return rc;
+	return cur_done(&c);
+}
+
+/* ---- NAMES ------------------------------------------------------------------------ */
+
+/*
+ * Names and namespaces end up in JSON files, logs and (later) pcapng name blocks and
+ * query results, so only host-name characters pass (RFC 952 / RFC 1123 letters, digits
+ * and hyphens, plus '_' for SRV-style labels such as _ldap._tcp), in non-empty labels of
+ * at most 63 bytes. One spelling per name also keeps the encoding canonical.
+ */
+int proto_name_valid(const char *s, size_t len, size_t max)
+{
+	size_t label = 0;
+
+	if (len > max)
+		return 0;
+	for (size_t i = 0; i < len; i++) {
+		char ch = s[i];
+
+		if (ch == '.') {
+			if (label == 0)
+				return 0;
+			label = 0;
+			continue;
+		}
+		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+		      ch == '-' || ch == '_'))
+			return 0;
+		if (++label > NAME_LABEL_MAX)
+			return 0;
+	}
+	return len == 0 || label > 0;
+}
+
+static int name_event_valid(const struct proto_name *e, long name_len, long ns_len)
+{
+	return e->source != 0 && (e->family == 4 || e->family == 6) && e->ttl_s <= PROTO_MAX_TTL &&
+	       name_len >= 1 && ns_len >= 0;
+}
+
+/* Length of a NUL-terminated name field, or -1 when unterminated or outside its class. */
+static long name_field_len(const char *s, size_t size, size_t min, size_t max)
+{
+	const char *nul = memchr(s, '\0', size);
+	size_t len;
+
+	if (!nul)
+		return -1;
+	len = (size_t)(nul - s);
+	if (len < min || !proto_name_valid(s, len, max))
+		return -1;
+	return (long)len;
+}
+
+int proto_names_encode(const struct proto_names *m, uint8_t *out, size_t cap)
+{
+	struct wcur w;
+
+	if (m->n < 1 || m->n > PROTO_MAX_NAMES)
+		return PROTO_EINVAL;
+	for (unsigned i = 0; i < m->n; i++) {
+		const struct proto_name *e = &m->ev[i];
+
+		if (!name_event_valid(e, name_field_len(e->name, sizeof(e->name), 1, PROTO_MAX_NAME),
+				      name_field_len(e->ns, sizeof(e->ns), 0, PROTO_MAX_NS)))
+			return PROTO_EINVAL;
+	}
+	wcur_init(&w, out, cap);
+	put_u16be(&w, m->n);
+	for (unsigned i = 0; i < m->n; i++) {
+		const struct proto_name *e = &m->ev[i];
+		uint8_t *q;
+
+		put_u64be(&w, e->ts_ns);
+		if ((q = wcur_take(&w, 2)) != NULL) {
+			q[0] = e->source;
+			q[1] = e->family;
+		}
+		put_bytes(&w, e->addr, e->family == 4 ? 4 : 16);
+		put_u16be(&w, e->port);
+		put_u32be(&w, e->ttl_s);
+		put_str(&w, e->name, (long)strlen(e->name));
+		put_str(&w, e->ns, (long)strlen(e->ns));
+	}
+	return wcur_finish(&w);
+}
+
+/* Reads a name or namespace: length range first (EINVAL even if the bytes are missing),
+ * then the bytes, then their class. */
+static int cur_name(struct cur *c, size_t min, size_t max, char *out)
+{
+	uint16_t len;
+	const uint8_t *s;
+	int rc;
+
+	if ((rc = cur_u16be(c, &len)) < 0)
+		return rc;
+	if (len < min || len > max)
+		return PROTO_EINVAL;
+	if ((rc = cur_bytes(c, len, &s)) < 0)
+		return rc;
+	if (!proto_name_valid((const char *)s, len, max))
+		return PROTO_EINVAL;
+	if (len)
+		memcpy(out, s, len);
+	out[len] = '\0';
+	return 0;
+}
+
+int proto_names_decode(const uint8_t *p, size_t n, struct proto_names *m)
+{
+	struct cur c;
+	int rc;
+
+	m->n = 0;
+	cur_init(&c, p, n);
+	if ((rc = cur_u16be(&c, &m->n)) < 0)
+		return rc;
+	if (m->n < 1 || m->n > PROTO_MAX_NAMES)
+		return PROTO_EINVAL;
+	for (unsigned i = 0; i < m->n; i++) {
+		struct proto_name *e = &m->ev[i];
+		const uint8_t *b;
+
+		memset(e, 0, sizeof(*e));
+		if ((rc = cur_u64be(&c, &e->ts_ns)) < 0)
+			return rc;
+		if ((rc = cur_bytes(&c, 2, &b)) < 0)
+			return rc;
+		e->source = b[0];
+		e->family = b[1];
+		/* The family sizes the address, so it is checked before the address is read. */
+		if (e->source == 0 || (e->family != 4 && e->family != 6))
+			return PROTO_EINVAL;
+		if ((rc = cur_bytes(&c, e->family == 4 ? 4 : 16, &b)) < 0)
+			return rc;
+		memcpy(e->addr, b, e->family == 4 ? 4 : 16);
+		if ((rc = cur_u16be(&c, &e->port)) < 0)
+			return rc;
+		if ((rc = cur_u32be(&c, &e->ttl_s)) < 0)
+			return rc;
+		if (e->ttl_s > PROTO_MAX_TTL)
+			return PROTO_EINVAL;
+		if ((rc = cur_name(&c, 1, PROTO_MAX_NAME, e->name)) < 0)
+			return rc;
+		if ((rc = cur_name(&c, 0, PROTO_MAX_NS, e->ns)) < 0)
+			return rc;
+	}
 	return cur_done(&c);
 }
 

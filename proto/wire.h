@@ -25,6 +25,12 @@
 #define PROTO_MAX_STATS 64
 #define PROTO_MAX_TEXT 256
 #define PROTO_MAX_SNAPLEN 262144
+#define PROTO_MAX_NAMES 256     /* events per NAMES frame */
+#define PROTO_MAX_NAME 253      /* bytes of a host name, presentation form, no final dot */
+#define PROTO_MAX_NS 63         /* bytes of a namespace */
+#define PROTO_MAX_TTL 0x7fffffffu /* RFC 2181, section 8 */
+/* Largest NAMES payload: 256 events of 8+1+1+16+2+4 fixed bytes and two full strings. */
+#define PROTO_NAMES_MAX_LEN (2 + PROTO_MAX_NAMES * (32 + 2 + PROTO_MAX_NAME + 2 + PROTO_MAX_NS))
 
 enum proto_type {
 	PROTO_HELLO = 1,     /* sensor -> receiver, first frame */
@@ -125,7 +131,9 @@ enum proto_stat_id {
 	PROTO_ST_BATCHES = 6,      /* batches built */
 	PROTO_ST_BYTES_RAW = 7,    /* record bytes before compression */
 	PROTO_ST_BYTES_SENT = 8,   /* batch bytes after compression */
-	PROTO_ST_PKT_BYTES = 9     /* captured packet bytes (caplen sum) */
+	PROTO_ST_PKT_BYTES = 9,    /* captured packet bytes (caplen sum) */
+	PROTO_ST_NAMES_EVENTS = 10, /* name-resolution events produced (mapping changes) */
+	PROTO_ST_NAMES_DROPS = 11  /* name-resolution events dropped: the queue was full */
 };
 
 struct proto_stats {
@@ -148,6 +156,31 @@ enum proto_error_code {
 	PROTO_ERR_SHUTDOWN = 6  /* peer is shutting down */
 };
 
+/* Sources of a name-resolution event. Other values (4..255) are accepted and kept as
+ * "other" so that sensors can add sources without a new version; 0 is invalid. */
+enum proto_name_source {
+	PROTO_NSRC_DNS = 1,    /* a DNS answer seen in the captured traffic */
+	PROTO_NSRC_HOSTS = 2,  /* the sensor's hosts file */
+	PROTO_NSRC_STATIC = 3  /* the sensor's configuration */
+};
+
+/* One name-resolution event: from ts_ns on, addr (and port, if not 0) is called name. */
+struct proto_name {
+	uint64_t ts_ns;
+	uint8_t source;   /* enum proto_name_source */
+	uint8_t family;   /* 4 or 6 */
+	uint8_t addr[16]; /* network byte order; the first 4 bytes for family 4 */
+	uint16_t port;    /* 0: the address as a whole */
+	uint32_t ttl_s;   /* 0..PROTO_MAX_TTL; 0 = none (hosts file, configuration) */
+	char name[PROTO_MAX_NAME + 1]; /* 1..253 bytes of [A-Za-z0-9_-] labels joined by '.' */
+	char ns[PROTO_MAX_NS + 1];     /* 0..63 bytes, same characters; "" = none */
+};
+
+struct proto_names {
+	uint16_t n; /* 1..PROTO_MAX_NAMES */
+	struct proto_name ev[PROTO_MAX_NAMES];
+};
+
 /*
  * Payload encoders write the payload (not the header) into out and return its
  * length, or PROTO_ENOSPC. Payload decoders parse exactly n bytes and return 0
@@ -168,6 +201,14 @@ int proto_stats_decode(const uint8_t *p, size_t n, struct proto_stats *m);
 int proto_heartbeat_encode(uint64_t ts_ns, uint8_t *out, size_t cap);
 int proto_heartbeat_decode(const uint8_t *p, size_t n, uint64_t *ts_ns);
 int proto_error_encode(const struct proto_error *m, uint8_t *out, size_t cap);
+/* NAMES: the encoder needs at most PROTO_NAMES_MAX_LEN bytes. */
+int proto_names_encode(const struct proto_names *m, uint8_t *out, size_t cap);
+int proto_names_decode(const uint8_t *p, size_t n, struct proto_names *m);
+/* 1 if the len bytes at s, len <= max, are labels of [A-Za-z0-9_-] of 1..63 bytes joined
+ * by single dots (no leading, trailing or double dot): the class of NAMES names
+ * (max PROTO_MAX_NAME) and namespaces (max PROTO_MAX_NS). len 0 passes; a name also
+ * needs at least one byte. */
+int proto_name_valid(const char *s, size_t len, size_t max);
 int proto_error_decode(const uint8_t *p, size_t n, struct proto_error *m);
 
 /* One packet record inside a batch's (decompressed) record bytes. */

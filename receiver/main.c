@@ -18,6 +18,7 @@
 
 #include "config.h"
 #include "log.h"
+#include "store/names.h"
 #include "privdrop.h"
 #include "session.h"
 #include "store.h"
@@ -36,6 +37,7 @@ struct receiver_conf {
 	uint64_t segment_time;
 	int fsync;
 	uint64_t fsync_interval;
+	uint64_t max_size, max_age, sensor_max_size, sensor_max_age;
 	char *out;
 	uint64_t max_frame;
 	int64_t max_sessions;
@@ -66,6 +68,10 @@ static const struct cfg_key receiver_schema[] = {
 	K("storage.segment_time", CFG_DURATION, segment_time, 1000, 86400000, NULL, "rotate a segment at this age"),
 	K("storage.fsync", CFG_ENUM, fsync, 0, 0, fsync_modes, "batch: fdatasync before each ACK; interval: sync every storage.fsync_interval, ACK then; never: ACK once written"),
 	K("storage.fsync_interval", CFG_DURATION, fsync_interval, 10, 60000, NULL, "sync period of the interval policy"),
+	K("storage.max_size", CFG_SIZE, max_size, 0, 1ll << 60, NULL, "delete the oldest segments when all sensors' closed segments exceed this, 0 = unlimited"),
+	K("storage.max_age", CFG_DURATION, max_age, 0, 315360000000ll, NULL, "delete segments whose newest packet is older than this, 0 = unlimited"),
+	K("storage.sensor_max_size", CFG_SIZE, sensor_max_size, 0, 1ll << 60, NULL, "the same size bound for each sensor's closed segments, 0 = unlimited"),
+	K("storage.sensor_max_age", CFG_DURATION, sensor_max_age, 0, 315360000000ll, NULL, "the same age bound for each sensor, 0 = unlimited"),
 	K("output.file", CFG_STR, out, 0, 0, NULL, "also write every packet to this one pcap file (- for stdout)"),
 	K("limits.max_frame", CFG_SIZE, max_frame, 262180, 16777216, NULL, "largest frame accepted; a decompressed batch may be 16 bytes less"),
 	K("limits.max_sessions", CFG_INT, max_sessions, 1, 1000000, NULL, "connections open at once"),
@@ -123,6 +129,10 @@ static void usage(FILE *out)
 		"      --insecure         auth.insecure: plain TCP, no TLS\n"
 		"      --log-level LEVEL  log.level\n"
 		"      --check-config     validate the configuration, print it, and exit\n"
+		"      --names-at SENSOR ADDR TIME\n"
+		"                         print the name ADDR (IP, IP:PORT, [IPv6]:PORT) had for SENSOR at\n"
+		"                         TIME (ns since the epoch, or seconds with a '.') in storage.dir's\n"
+		"                         names.jsonl, and exit (1: no name then)\n"
 		"  -V, --version          print the version\n"
 		"Every setting can also come from PCAPLINE_<KEY> (e.g. PCAPLINE_STORAGE_DIR).\n");
 }
@@ -132,10 +142,12 @@ static void receiver_log_sensor(void *arg, struct store_sensor *ss)
 	const struct store_counters *c = store_sensor_counters(ss);
 	store_sensor_write_stats(ss, server_sensor_connected(R.srv, store_sensor_id(ss)));
 	log_info("sensor %s: stored %" PRIu64 " packets / %" PRIu64 " bytes in %" PRIu64 " batches, %" PRIu64
-		 " segments closed; duplicates %" PRIu64 ", rejected batches %" PRIu64
+		 " segments closed; retention deleted %" PRIu64 " segments / %" PRIu64 " packets / %" PRIu64
+		 " bytes; duplicates %" PRIu64 ", rejected batches %" PRIu64
 		 ", missing batches %" PRIu64 ", storage errors %" PRIu64 "; sensor reports captured %" PRIu64 ", kernel drops %" PRIu64 ", interface drops %" PRIu64
 		 ", queue drops %" PRIu64 ", spool drops %" PRIu64,
-		 store_sensor_id(ss), c->packets, c->bytes, c->batches, c->segments_closed, c->duplicates,
+		 store_sensor_id(ss), c->packets, c->bytes, c->batches, c->segments_closed, c->retention_segments,
+		 c->retention_packets, c->retention_bytes, c->duplicates,
 		 c->rejected_batches, c->missing_batches, c->storage_errors, c->s_captured, c->s_kernel_drops, c->s_if_drops, c->s_queue_drops,
 		 c->s_spool_drops);
 }
@@ -143,6 +155,62 @@ static void receiver_log_sensor(void *arg, struct store_sensor *ss)
 static void receiver_on_stats(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	store_foreach(R.store, receiver_log_sensor, NULL);
+}
+
+/* TIME for --names-at: nanoseconds since the Unix epoch ("1700000000123456789"), or
+ * seconds with a fractional part ("1700000000.5", "1700000000."). */
+static int receiver_parse_time(const char *s, uint64_t *ns)
+{
+	uint64_t sec = 0, frac = 0, scale = 1000000000ull;
+	const char *p = s;
+
+	if (*p < '0' || *p > '9')
+		return -1;
+	for (; *p >= '0' && *p <= '9'; p++) {
+		if (sec > (UINT64_MAX - 9) / 10)
+			return -1;
+		sec = sec * 10 + (uint64_t)(*p - '0');
+	}
+	if (*p == '\0') {
+		*ns = sec;
+		return 0;
+	}
+	if (*p++ != '.')
+		return -1;
+	for (; *p >= '0' && *p <= '9'; p++) {
+		if (scale > 1) {
+			scale /= 10;
+			frac += (uint64_t)(*p - '0') * scale;
+		}
+	}
+	if (*p || sec > UINT64_MAX / 1000000000ull - 1)
+		return -1;
+	*ns = sec * 1000000000ull + frac;
+	return 0;
+}
+
+/* --names-at: one lookup in the repository, no daemon. */
+static int receiver_names_at(const char *dir, const char *sensor, const char *addr, const char *when)
+{
+	char name[PROTO_MAX_NAME + 1], ns[PROTO_MAX_NS + 1];
+	uint64_t t;
+	int rc;
+
+	if (receiver_parse_time(when, &t) != 0)
+		fatalx(EXIT_CONFIG, "--names-at: '%s' is not a time (nanoseconds, or seconds with a '.')", when);
+	rc = names_at(dir, sensor, addr, t, name, sizeof(name), ns, sizeof(ns));
+	if (rc == -EINVAL)
+		fatalx(EXIT_CONFIG, "--names-at: '%s' is not a sensor id or '%s' not an address", sensor, addr);
+	if (rc < 0) {
+		log_warnx("--names-at: %s/sensors/%s/names.jsonl: %s", dir, sensor, strerror(-rc));
+		return 1;
+	}
+	if (rc == 0) {
+		log_info("--names-at: %s had no name at %s", addr, when);
+		return 1;
+	}
+	printf("%s\n", name);
+	return 0;
 }
 
 static void receiver_on_signal(struct ev_loop *loop, ev_signal *w, int revents)
@@ -157,7 +225,8 @@ int main(int argc, char **argv)
 	char err[CFG_ERRLEN];
 	const char *config_path = getenv("PCAPLINE_CONFIG");
 	bool check = false;
-	enum { O_CA = 256, O_CERT, O_KEY, O_CRL, O_INSECURE, O_LOG, O_CHECK };
+	const char *names_at_sensor = NULL;
+	enum { O_CA = 256, O_CERT, O_KEY, O_CRL, O_INSECURE, O_LOG, O_CHECK, O_NAMES_AT };
 	static const struct option longopts[] = {
 		{"config", required_argument, NULL, 'c'}, {"listen", required_argument, NULL, 'l'},
 		{"dir", required_argument, NULL, 'd'},    {"out", required_argument, NULL, 'o'},
@@ -165,6 +234,7 @@ int main(int argc, char **argv)
 		{"key", required_argument, NULL, O_KEY},  {"crl", required_argument, NULL, O_CRL},
 		{"insecure", no_argument, NULL, O_INSECURE}, {"log-level", required_argument, NULL, O_LOG},
 		{"check-config", no_argument, NULL, O_CHECK}, {"version", no_argument, NULL, 'V'},
+		{"names-at", required_argument, NULL, O_NAMES_AT},
 		{"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
 	};
 	struct {
@@ -189,6 +259,7 @@ int main(int argc, char **argv)
 		case O_INSECURE: path = "auth.insecure"; optarg = "true"; break;
 		case O_LOG: path = "log.level"; break;
 		case O_CHECK: check = true; continue;
+		case O_NAMES_AT: names_at_sensor = optarg; continue;
 		case 'V': printf("pcapline-receiver %s\n", PCAPLINE_VERSION); return 0;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return EXIT_CONFIG;
@@ -200,7 +271,9 @@ int main(int argc, char **argv)
 		flags[n_flags].flag = argv[optind - 1];
 		n_flags++;
 	}
-	if (optind < argc)
+	if (names_at_sensor && argc - optind != 2)
+		fatalx(EXIT_CONFIG, "--names-at SENSOR ADDR TIME: expected ADDR and TIME after the sensor id");
+	if (!names_at_sensor && optind < argc)
 		fatalx(EXIT_CONFIG, "unexpected argument '%s' (see --help)", argv[optind]);
 	if (cfg_load(receiver_schema, &R.conf, config_path, err, sizeof(err)) != 0)
 		fatalx(EXIT_CONFIG, "%s", err);
@@ -211,6 +284,8 @@ int main(int argc, char **argv)
 			fatalx(EXIT_CONFIG, "%s", err);
 	}
 	log_set_level((enum log_level)R.conf.log_level);
+	if (names_at_sensor)
+		return receiver_names_at(R.conf.dir ? R.conf.dir : "", names_at_sensor, argv[optind], argv[optind + 1]);
 	if (R.conf.listen.n == 0)
 		fatalx(EXIT_CONFIG, "listen: at least one address is required");
 	if ((!R.conf.dir || !*R.conf.dir) && (!R.conf.out || !*R.conf.out))
@@ -233,6 +308,10 @@ int main(int argc, char **argv)
 		.segment_bytes = R.conf.segment_size,
 		.segment_ms = R.conf.segment_time,
 		.fsync = (enum store_fsync)R.conf.fsync,
+		.max_bytes = R.conf.max_size,
+		.max_age_ms = R.conf.max_age,
+		.sensor_max_bytes = R.conf.sensor_max_size,
+		.sensor_max_age_ms = R.conf.sensor_max_age,
 	};
 	R.loop = ev_default_loop(EVFLAG_AUTO);
 	struct server_opts sv = {
@@ -246,7 +325,14 @@ int main(int argc, char **argv)
 		.heartbeat_ms = (uint32_t)R.conf.heartbeat,
 		.sync_ms = R.conf.fsync == STORE_FSYNC_INTERVAL ? (uint32_t)R.conf.fsync_interval : 0,
 		.store = R.store,
+		/* Name histories sync with the packets: per frame, on the sync timer, or at the
+		 * end of the session. */
+		.names = names_store_new(so.dir, R.conf.fsync == STORE_FSYNC_BATCH      ? NAMES_SYNC_WRITE
+						 : R.conf.fsync == STORE_FSYNC_INTERVAL ? NAMES_SYNC_TIMER
+											: NAMES_SYNC_CLOSE),
 	};
+	if (!sv.names)
+		fatalx(1, "out of memory");
 	R.srv = server_new(R.loop, &sv);
 	if (!R.srv)
 		fatalx(1, "out of memory");
@@ -263,6 +349,10 @@ int main(int argc, char **argv)
 			fatalx(EXIT_CONFIG, "user: %s", err);
 		log_info("running as user %s", R.conf.user);
 	}
+	if ((so.max_bytes && so.max_bytes < so.segment_bytes) ||
+	    (so.sensor_max_bytes && so.sensor_max_bytes < so.segment_bytes))
+		log_warnx("storage.max_size or storage.sensor_max_size is below storage.segment_size: "
+			  "segments will be deleted as soon as they are closed");
 	R.store = store_new(&so, err, sizeof(err));
 	if (!R.store)
 		fatalx(EXIT_CONFIG, "%s", err);
@@ -291,6 +381,7 @@ int main(int argc, char **argv)
 	store_foreach(R.store, receiver_log_sensor, NULL);
 	server_free(R.srv);
 	store_free(R.store);
+	names_store_free(sv.names);
 	if (R.ssl_ctx)
 		SSL_CTX_free(R.ssl_ctx);
 	cfg_free(receiver_schema, &R.conf);

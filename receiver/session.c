@@ -22,6 +22,8 @@
 #define SESSION_INBUF_MIN (64 * 1024)
 #define SESSION_OUTBUF 8192
 #define SESSION_SETUP_TIMEOUT_S 10.0
+#define SESSION_SYNC_EARLY (2u << 20) /* interval policy: sync once this much waits */
+#define SESSION_MAX_HELLO 5172 /* largest valid HELLO payload, PROTOCOL.md 7 */
 #define SERVER_MAX_LISTENERS 8
 /* Bytes of input handled per readable event before yielding to other sessions. */
 #define SESSION_READ_BUDGET (8u << 20)
@@ -39,8 +41,10 @@ struct session {
 	char peer[INET6_ADDRSTRLEN + 8];
 	char cert_id[PROTO_MAX_ID + 1];
 	struct store_sensor *ss;
+	struct names_log *names; /* this sensor's names.jsonl */
 	uint64_t epoch;
 	uint64_t ack_pending;
+	uint64_t last_seq; /* last BATCH handled in this session, 0 = none yet */
 	struct store_counters at_start; /* the sensor's counters when this session began */ /* stored, waiting for the next sync before its ACK; 0 = none */
 	/* Rate limit: a token bucket in bytes; reading stops while it is empty. */
 	double tokens, tokens_at;
@@ -73,6 +77,16 @@ struct server {
 
 static void session_on_io(struct ev_loop *loop, ev_io *w, int revents);
 
+/* The ERROR code that answers a decoder result (PROTOCOL.md 6.5). */
+static uint16_t session_error_code(int rc)
+{
+	if (rc == PROTO_EVERSION)
+		return PROTO_ERR_VERSION;
+	if (rc == PROTO_ETOOBIG)
+		return PROTO_ERR_LIMIT;
+	return PROTO_ERR_PROTOCOL;
+}
+
 static void session_free(struct session *se)
 {
 	struct server *srv = se->srv;
@@ -81,12 +95,21 @@ static void session_free(struct session *se)
 	if (se->ss) {
 		store_sensor_end(se->ss);
 		store_sensor_write_stats(se->ss, false);
+		if (se->names) {
+			const struct names_log_counters *nc = names_log_counters(se->names);
+
+			if (nc->written || nc->repeats || nc->lost)
+				log_info("sensor %s: names: %" PRIu64 " events stored, %" PRIu64
+					 " repeats of the mapping in effect skipped, %" PRIu64 " lost to storage errors",
+					 se->cert_id, nc->written, nc->repeats, nc->lost);
+		}
 		const struct store_counters *c = store_sensor_counters(se->ss), *b = &se->at_start;
 		log_info("sensor %s: session from %s ended: stored %" PRIu64 " batches, %" PRIu64 " packets, %" PRIu64
 			 " bytes; %" PRIu64 " duplicate batches dropped",
 			 se->cert_id, se->peer, c->batches - b->batches, c->packets - b->packets, c->bytes - b->bytes,
 			 c->duplicates - b->duplicates);
 	}
+	names_log_close(se->names);
 	if (se->ssl)
 		SSL_free(se->ssl);
 	close(se->fd);
@@ -222,6 +245,7 @@ static int session_hello(struct session *se, const uint8_t *p, uint32_t len)
 		session_close(se, PROTO_ERR_STORAGE, why);
 		return -1;
 	}
+	se->names = names_log_open(srv->o.names, se->cert_id);
 	struct proto_welcome w = {
 		.epoch = h.epoch,
 		.next_seq = store_sensor_begin(se->ss, h.epoch, h.ifaces, h.n_ifaces),
@@ -264,6 +288,12 @@ static int session_batch(struct session *se, const struct proto_hdr *hd, const u
 		rc = PROTO_EINVAL;
 	if (rc != 0) {
 		snprintf(why, sizeof(why), "malformed BATCH: %s", proto_strerror(rc));
+		session_close(se, session_error_code(rc), why);
+		return -1;
+	}
+	if (se->last_seq && b.seq <= se->last_seq) {
+		/* Within one session sequence numbers strictly increase (PROTOCOL.md 6.3). */
+		snprintf(why, sizeof(why), "replayed sequence: BATCH %" PRIu64 " after %" PRIu64, b.seq, se->last_seq);
 		session_close(se, PROTO_ERR_PROTOCOL, why);
 		return -1;
 	}
@@ -318,8 +348,13 @@ static int session_batch(struct session *se, const struct proto_hdr *hd, const u
 			ev_timer_start(srv->loop, &se->unthrottle);
 		}
 	}
+	se->last_seq = b.seq;
 	if (store_sensor_needs_sync(se->ss)) {
 		se->ack_pending = b.seq; /* the sync timer ACKs it */
+		/* Sync early once enough is waiting: ACKs held for a whole interval would
+		 * let the sensors' windows fill up and cap the throughput. */
+		if (store_unsynced_bytes(srv->o.store) >= SESSION_SYNC_EARLY)
+			ev_feed_event(srv->loop, &srv->sync, EV_TIMER);
 		return 0;
 	}
 	return session_ack(se, b.seq);
@@ -348,6 +383,25 @@ static int session_frame(struct session *se, const struct proto_hdr *h, const ui
 		}
 		snprintf(why, sizeof(why), "malformed STATS: %s", proto_strerror(rc));
 		break;
+	}
+	case PROTO_NAMES: {
+		static struct proto_names m; /* 90 KiB; the loop is single-threaded */
+		char err[4200];
+		int rc = proto_names_decode(p, h->len, &m);
+		if (rc != 0) {
+			snprintf(why, sizeof(why), "malformed NAMES: %s", proto_strerror(rc));
+			break;
+		}
+		/* Names are derived data: a storage failure is logged and counted, and the
+		 * session (whose packets may still be stored) goes on. */
+		static struct log_limit names_lim, nodir_lim;
+		if (!se->names) {
+			if (log_limit_ok(&nodir_lim, 1, 3600))
+				log_info("sensor %s: name events not kept: no storage.dir", se->cert_id);
+		} else if (names_log_append(se->names, &m, err, sizeof(err)) < 0 && log_limit_ok(&names_lim, 3, 10)) {
+			log_warnx("sensor %s: cannot store %u name events: %s", se->cert_id, m.n, err);
+		}
+		return 0;
 	}
 	case PROTO_HEARTBEAT: {
 		uint64_t ts;
@@ -386,12 +440,15 @@ static int session_parse(struct session *se)
 	int ret = 0;
 	while (!se->throttled) {
 		struct proto_hdr h;
-		int rc = proto_hdr_decode(se->in + off, se->in_len - off, srv->o.max_frame, &h);
+		/* Before HELLO nothing larger than the largest valid HELLO is accepted
+		 * (PROTOCOL.md 7), so an unidentified peer cannot make us buffer max_frame. */
+		uint32_t max_len = se->state == S_HELLO ? SESSION_MAX_HELLO : srv->o.max_frame;
+		int rc = proto_hdr_decode(se->in + off, se->in_len - off, max_len, &h);
 		if (rc == PROTO_EAGAIN)
 			break;
 		if (rc != 0) {
 			snprintf(why, sizeof(why), "bad frame header: %s", proto_strerror(rc));
-			session_close(se, rc == PROTO_EVERSION ? PROTO_ERR_VERSION : PROTO_ERR_PROTOCOL, why);
+			session_close(se, session_error_code(rc), why);
 			return -1;
 		}
 		size_t need = PROTO_HDR_LEN + (size_t)h.len;
@@ -622,6 +679,7 @@ static void server_on_sync(struct ev_loop *loop, ev_timer *w, int revents)
 	struct session *se = srv->sessions, *next;
 	for (; se; se = next) {
 		next = se->next;
+		names_log_sync(se->names);
 		if (se->ack_pending && se->ss && !store_sensor_needs_sync(se->ss)) {
 			uint64_t seq = se->ack_pending;
 			se->ack_pending = 0;

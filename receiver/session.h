@@ -14,6 +14,7 @@
 #include <ev.h>
 #include <openssl/ssl.h>
 
+#include "store/names.h"
 #include "store.h"
 
 struct server_opts {
@@ -27,6 +28,7 @@ struct server_opts {
 	uint32_t max_sensors; /* distinct sensor ids served since start */
 	uint64_t sensor_rate; /* stored packet bytes per second per sensor, 0 = unlimited */
 	struct store *store;
+	struct names_store *names; /* name-resolution histories; NULL = NAMES frames are dropped */
 };
 
 struct server;

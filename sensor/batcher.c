@@ -10,6 +10,8 @@
 
 struct batcher {
 	uint8_t *raw;
+	uint8_t *zbuf;    /* compression output, reused: a fresh buffer per batch costs page faults */
+	uint32_t zcap;
 	uint32_t cap;     /* allocated bytes of raw */
 	uint32_t max_raw; /* seal threshold */
 	uint32_t len;
@@ -36,7 +38,12 @@ struct batcher *batcher_new(uint32_t max_raw, uint64_t first_seq, batcher_sealed
 	/* Room for one maximal record beyond the threshold so that no record is refused. */
 	b->cap = max_raw + PROTO_REC_HDR_LEN + PROTO_MAX_SNAPLEN;
 	b->raw = malloc(b->cap);
-	if (!b->raw) {
+	int bound = proto_lz4_bound(b->cap);
+	b->zcap = bound > 0 ? (uint32_t)bound : 0;
+	b->zbuf = b->zcap ? malloc(b->zcap) : NULL;
+	if (!b->raw || !b->zbuf) {
+		free(b->raw);
+		free(b->zbuf);
 		free(b);
 		return NULL;
 	}
@@ -50,11 +57,17 @@ void batcher_flush(struct batcher *b)
 {
 	if (b->n == 0)
 		return;
-	int bound = proto_lz4_bound(b->len);
-	size_t cap = PROTO_HDR_LEN + PROTO_BATCH_HDR_LEN + (size_t)(bound > 0 ? bound : 0);
-	if (cap < PROTO_HDR_LEN + PROTO_BATCH_HDR_LEN + b->len)
-		cap = PROTO_HDR_LEN + PROTO_BATCH_HDR_LEN + b->len;
-	struct batch *bt = malloc(sizeof(*bt) + cap);
+	uint16_t flags = 0;
+	const uint8_t *src = b->raw;
+	uint32_t dlen = b->len;
+	int clen = proto_lz4_compress(b->raw, b->len, b->zbuf, b->zcap);
+	if (clen > 0 && (uint32_t)clen < b->len) {
+		flags = PROTO_F_LZ4;
+		src = b->zbuf;
+		dlen = (uint32_t)clen;
+	}
+	/* Otherwise incompressible (encrypted payloads): sent as is, never larger. */
+	struct batch *bt = malloc(sizeof(*bt) + PROTO_HDR_LEN + PROTO_BATCH_HDR_LEN + dlen);
 	if (!bt) {
 		/* Nothing sensible to do without memory: the records are lost and counted
 		 * by the caller as queue drops through the missing batch. */
@@ -63,18 +76,7 @@ void batcher_flush(struct batcher *b)
 		b->since = 0;
 		return;
 	}
-	uint8_t *data = bt->frame + PROTO_HDR_LEN + PROTO_BATCH_HDR_LEN;
-	uint16_t flags = 0;
-	int clen = proto_lz4_compress(b->raw, b->len, data, (uint32_t)(cap - PROTO_HDR_LEN - PROTO_BATCH_HDR_LEN));
-	uint32_t dlen;
-	if (clen > 0 && (uint32_t)clen < b->len) {
-		flags = PROTO_F_LZ4;
-		dlen = (uint32_t)clen;
-	} else {
-		/* Incompressible (encrypted payloads): send as is, never larger. */
-		memcpy(data, b->raw, b->len);
-		dlen = b->len;
-	}
+	memcpy(bt->frame + PROTO_HDR_LEN + PROTO_BATCH_HDR_LEN, src, dlen);
 	proto_batch_hdr_encode(b->seq, b->n, b->len, bt->frame + PROTO_HDR_LEN, PROTO_BATCH_HDR_LEN);
 	proto_hdr_encode(bt->frame, PROTO_BATCH, flags, PROTO_BATCH_HDR_LEN + dlen);
 	bt->next = NULL;
@@ -83,10 +85,6 @@ void batcher_flush(struct batcher *b)
 	bt->raw_len = b->len;
 	bt->first_ns = b->since;
 	bt->len = PROTO_HDR_LEN + PROTO_BATCH_HDR_LEN + dlen;
-	/* Give back the unused compression slack: the window holds many batches. */
-	struct batch *shrunk = realloc(bt, sizeof(*bt) + bt->len);
-	if (shrunk)
-		bt = shrunk;
 	b->len = b->n = 0;
 	b->since = 0;
 	b->cb(b->arg, bt);
@@ -115,5 +113,6 @@ void batcher_free(struct batcher *b)
 	if (!b)
 		return;
 	free(b->raw);
+	free(b->zbuf);
 	free(b);
 }

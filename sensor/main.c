@@ -6,6 +6,7 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <malloc.h>
 #include <inttypes.h>
 #include <netdb.h>
 #include <signal.h>
@@ -21,6 +22,7 @@
 #include "capture.h"
 #include "config.h"
 #include "log.h"
+#include "names.h"
 #include "privdrop.h"
 #include "tls.h"
 #include "spool.h"
@@ -51,7 +53,14 @@ struct sensor_conf {
 	uint64_t batch_delay;
 	int log_level;
 	uint64_t stats_interval;
+	bool names_enabled;
+	char *names_hosts;
+	struct cfg_strlist names_static;
+	struct cfg_strlist names_ports;
 };
+
+/* In-flight bytes for file replay (see uplink_opts below). */
+#define SENSOR_REPLAY_WINDOW (16u << 20)
 
 static const char *const tls_versions[] = {"1.3", "1.2", NULL};
 static const char *const log_levels[] = {"error", "warn", "info", "debug", NULL};
@@ -83,6 +92,10 @@ static const struct cfg_key sensor_schema[] = {
 	K("batch.max_delay", CFG_DURATION, batch_delay, 1, 10000, NULL, "longest a packet waits in an open batch"),
 	K("log.level", CFG_ENUM, log_level, 0, 0, log_levels, "error, warn, info or debug"),
 	K("log.stats_interval", CFG_DURATION, stats_interval, 1000, 86400000, NULL, "how often counters are logged and sent"),
+	K("names.enabled", CFG_BOOL, names_enabled, 0, 0, NULL, "learn names (DNS answers, hosts file, names.static) and send them to the receiver"),
+	K("names.hosts_file", CFG_STR, names_hosts, 0, 0, NULL, "hosts file read at start and on SIGHUP; \"\" = none"),
+	K("names.static", CFG_STRLIST, names_static, 0, 0, NULL, "fixed names: IP=NAME, IP:PORT=NAME, [IPv6]:PORT=NAME, each optionally @NAMESPACE"),
+	K("names.dns_ports", CFG_STRLIST, names_ports, 0, 0, NULL, "UDP/TCP ports whose packets are read as DNS"),
 	{NULL},
 };
 #undef K
@@ -95,6 +108,7 @@ struct sensor {
 	struct batcher *batcher;
 	struct uplink *uplink;
 	struct spool *spool;
+	struct names *names; /* NULL: names.enabled is false */
 	SSL_CTX *ssl_ctx;
 	struct uplink_target *targets;
 	struct proto_hello hello;
@@ -115,13 +129,44 @@ static void sensor_defaults(struct sensor_conf *c)
 	c->promisc = true;
 	c->buffer_size = 32u << 20;
 	c->exclude_uplink = true;
-	c->window = 32u << 20;
+	c->window = 64u << 20;
 	c->drain_timeout = 10000;
 	c->spool_max = 1ull << 30;
 	c->batch_bytes = 1u << 20;
 	c->batch_delay = 200;
 	c->log_level = LOG_LVL_INFO;
 	c->stats_interval = 10000;
+	c->names_enabled = true;
+	c->names_hosts = strdup("/etc/hosts");
+	c->names_ports.v = calloc(2, sizeof(char *));
+	if (c->names_ports.v && (c->names_ports.v[0] = strdup("53")) != NULL)
+		c->names_ports.n = 1;
+}
+
+static struct names_config sensor_names_config(const struct sensor_conf *c)
+{
+	struct names_config nc = {
+		.hosts_file = c->names_hosts,
+		.statics = (const char *const *)c->names_static.v,
+		.n_statics = c->names_static.n,
+		.dns_ports = (const char *const *)c->names_ports.v,
+		.n_dns_ports = c->names_ports.n,
+	};
+	return nc;
+}
+
+static int sensor_names_send(void *arg, const uint8_t *payload, size_t len)
+{
+	struct sensor *s = arg;
+	return uplink_send_names(s->uplink, payload, len);
+}
+
+/* NAMES frames are not acknowledged: every session starts with the full table. */
+static void sensor_on_session(void *arg)
+{
+	struct sensor *s = arg;
+	if (s->names)
+		names_resync(s->names);
 }
 
 static void usage(FILE *out)
@@ -197,6 +242,17 @@ static void sensor_refill(struct sensor *s)
 	}
 }
 
+/* Stopping ends once every batch is acknowledged and, while a session is up to carry
+ * them, every name event sent (without a session they could only be lost anyway). */
+static bool sensor_drained(const struct sensor *s)
+{
+	struct uplink_stats us;
+	if (!uplink_idle(s->uplink))
+		return false;
+	uplink_stats(s->uplink, &us);
+	return !s->names || names_idle(s->names) || !us.connected;
+}
+
 static void sensor_on_room(void *arg)
 {
 	struct sensor *s = arg;
@@ -206,7 +262,7 @@ static void sensor_on_room(void *arg)
 		if (!s->stopping)
 			capture_resume(s->cap);
 	}
-	if (s->stopping && uplink_idle(s->uplink))
+	if (s->stopping && sensor_drained(s))
 		ev_break(s->loop, EVBREAK_ALL);
 }
 
@@ -215,18 +271,24 @@ static void sensor_on_packet(void *arg, uint16_t iface, uint64_t ts_ns, const ui
 {
 	struct sensor *s = arg;
 	batcher_add(s->batcher, iface, ts_ns, data, caplen, origlen);
+	if (s->names)
+		names_packet(s->names, s->hello.ifaces[iface].linktype, ts_ns, data, caplen);
 }
 
 static void sensor_collect(struct sensor *s, struct proto_stats *ps, struct capture_stats *cs,
 			   struct uplink_stats *us)
 {
+	struct names_stats ns = {0};
 	capture_stats(s->cap, cs);
 	uplink_stats(s->uplink, us);
+	if (s->names)
+		names_stats(s->names, &ns);
 	struct proto_stat v[] = {
 		{PROTO_ST_CAPTURED, cs->captured},       {PROTO_ST_KERNEL_DROPS, cs->kernel_drops},
 		{PROTO_ST_IF_DROPS, cs->if_drops},       {PROTO_ST_QUEUE_DROPS, s->queue_drops},
 		{PROTO_ST_SPOOL_DROPS, s->spool ? spool_dropped_packets(s->spool) : 0},               {PROTO_ST_BATCHES, batcher_next_seq(s->batcher) - 1},
 		{PROTO_ST_BYTES_RAW, s->raw_bytes},      {PROTO_ST_BYTES_SENT, s->frame_bytes},   {PROTO_ST_PKT_BYTES, cs->bytes},
+		{PROTO_ST_NAMES_EVENTS, ns.events},      {PROTO_ST_NAMES_DROPS, ns.drops},
 	};
 	memset(ps, 0, sizeof(*ps));
 	ps->ts_ns = (uint64_t)(ev_now(s->loop) * 1e9);
@@ -240,6 +302,14 @@ static void sensor_log_stats(struct sensor *s, const char *when)
 	struct capture_stats cs;
 	struct uplink_stats us;
 	sensor_collect(s, &ps, &cs, &us);
+	if (s->names) {
+		struct names_stats ns;
+		names_stats(s->names, &ns);
+		log_info("%s: names: %" PRIu64 " mappings held, %" PRIu64 " changes (%" PRIu64 " dropped: queue full), %" PRIu64
+			 " events sent; DNS: %" PRIu64 " responses read, %" PRIu64 " malformed, %" PRIu64
+			 " TCP segments without a whole message", when, ns.entries, ns.events, ns.drops, ns.sent,
+			 ns.dns_messages, ns.dns_errors, ns.dns_tcp_split);
+	}
 	log_info("%s: captured %" PRIu64 " packets (%" PRIu64 " bytes), kernel drops %" PRIu64
 		 ", interface drops %" PRIu64 ", queue drops %" PRIu64 ", spool drops %" PRIu64
 		 " (spool holds %" PRIu64 " batches); batches sent %" PRIu64
@@ -288,8 +358,12 @@ static void sensor_begin_stop(struct sensor *s, const char *why)
 		 (double)s->conf.drain_timeout / 1000.0);
 	capture_drain(s->cap);
 	capture_pause(s->cap);
+	/* Names first: the frame then goes out ahead of the last batch, whose ACK proves it
+	 * was read. */
+	if (s->names)
+		names_flush(s->names);
 	batcher_flush(s->batcher);
-	if (uplink_idle(s->uplink)) {
+	if (sensor_drained(s)) {
 		ev_break(s->loop, EVBREAK_ALL);
 		return;
 	}
@@ -305,6 +379,8 @@ static void sensor_on_batch_timer(struct ev_loop *loop, ev_timer *w, int revents
 		batcher_flush(s->batcher);
 	if (capture_done(s->cap) && !s->stopping)
 		sensor_begin_stop(s, "end of capture file");
+	else if (s->stopping && sensor_drained(s))
+		ev_break(loop, EVBREAK_ALL); /* the last name events went out after the last ACK */
 }
 
 static void sensor_on_drain_timeout(struct ev_loop *loop, ev_timer *w, int revents)
@@ -312,6 +388,14 @@ static void sensor_on_drain_timeout(struct ev_loop *loop, ev_timer *w, int reven
 	struct sensor *s = w->data;
 	struct uplink_stats us;
 	uplink_stats(s->uplink, &us);
+	if (uplink_idle(s->uplink) && s->names) {
+		struct names_stats ns;
+		names_stats(s->names, &ns);
+		log_warnx("shutdown: %" PRIu64 " name events were not sent within %.1f s", ns.queued,
+			  (double)s->conf.drain_timeout / 1000.0);
+		ev_break(loop, EVBREAK_ALL);
+		return;
+	}
 	if (s->spool)
 		log_warnx("shutdown: %" PRIu64 " batches not acknowledged within %.1f s stay in the spool",
 			  us.pending_batches, (double)s->conf.drain_timeout / 1000.0);
@@ -359,6 +443,11 @@ static void sensor_on_hup(struct ev_loop *loop, ev_signal *w, int revents)
 		nc.filter = NULL;
 	}
 	log_set_level((enum log_level)nc.log_level);
+	if (s->names) {
+		struct names_config cfg = sensor_names_config(&nc);
+		if (names_load(s->names, &cfg, err, sizeof(err)) != 0)
+			log_warnx("SIGHUP: keeping the running names: %s", err);
+	}
 	cfg_free(sensor_schema, &nc);
 }
 
@@ -451,6 +540,10 @@ int main(int argc, char **argv)
 	size_t n_flags = 0;
 
 	log_init("pcapline-sensor", LOG_LVL_INFO);
+	/* Batches of about a MiB come and go all the time: keep them on the heap for
+	 * reuse instead of a fresh, page-faulting mmap per batch. */
+	mallopt(M_MMAP_THRESHOLD, 32 << 20);
+	mallopt(M_TRIM_THRESHOLD, 64 << 20);
 	sensor_defaults(&s.conf);
 	s.config_path = getenv("PCAPLINE_CONFIG");
 	int ch;
@@ -539,6 +632,16 @@ int main(int argc, char **argv)
 	s.cap = capture_open(&co, err, sizeof(err));
 	if (!s.cap)
 		fatalx(EXIT_CONFIG, "%s", err);
+	if (s.conf.names_enabled) {
+		/* Read the hosts file now, while every file is still readable. */
+		struct names_config nc = sensor_names_config(&s.conf);
+		if (names_check(&nc, err, sizeof(err)) != 0)
+			fatalx(EXIT_CONFIG, "%s", err);
+		if (!(s.names = names_new(sensor_names_send, &s)))
+			fatalx(1, "out of memory");
+		if (names_load(s.names, &nc, err, sizeof(err)) != 0)
+			fatalx(EXIT_CONFIG, "%s", err);
+	}
 	if (check) {
 		cfg_dump(sensor_schema, &s.conf, stdout);
 		printf("# sensor id: %s; uplink exclusion: %s\n", id, exclude && *exclude ? exclude : "(none)");
@@ -549,7 +652,7 @@ int main(int argc, char **argv)
 	snprintf(s.hello.sensor_id, sizeof(s.hello.sensor_id), "%s", id);
 	snprintf(s.hello.version, sizeof(s.hello.version), "%s", PCAPLINE_VERSION);
 	snprintf(s.hello.token, sizeof(s.hello.token), "%s", s.conf.token ? s.conf.token : "");
-	s.hello.caps = PROTO_CAP_LZ4;
+	s.hello.caps = PROTO_CAP_LZ4 | (s.names ? PROTO_CAP_NAMES : 0);
 	/* A new sequence space per start: the start time in ns never repeats (PROTOCOL.md 6.2). */
 	struct timespec now;
 	clock_gettime(CLOCK_REALTIME, &now);
@@ -582,9 +685,15 @@ int main(int argc, char **argv)
 	s.batcher = batcher_new((uint32_t)s.conf.batch_bytes, first_seq, sensor_on_sealed, &s);
 	struct uplink_opts uo = {
 		.targets = s.targets, .n_targets = s.conf.receivers.n, .ssl_ctx = s.ssl_ctx,
-		.hello = &s.hello, .window_bytes = s.conf.window,
+		.hello = &s.hello,
+		/* A replay only pauses when the window is full, so it needs no more in flight
+		 * than keeps the link busy; live capture needs the whole window to ride out
+		 * receiver stalls. */
+		.window_bytes = capture_is_file(s.cap) && s.conf.window > SENSOR_REPLAY_WINDOW ? SENSOR_REPLAY_WINDOW
+											    : s.conf.window,
 		/* A batch closes after the record that crosses max_bytes; sent raw if lz4 does not help. */
-		.max_batch_frame = PROTO_HDR_LEN + PROTO_BATCH_HDR_LEN + s.conf.batch_bytes + PROTO_REC_HDR_LEN + PROTO_MAX_SNAPLEN, .on_room = sensor_on_room, .arg = &s,
+		.max_batch_frame = PROTO_HDR_LEN + PROTO_BATCH_HDR_LEN + s.conf.batch_bytes + PROTO_REC_HDR_LEN + PROTO_MAX_SNAPLEN, .on_room = sensor_on_room,
+		.on_session = sensor_on_session, .arg = &s,
 	};
 	s.uplink = uplink_new(s.loop, &uo);
 	if (!s.batcher || !s.uplink)
@@ -614,6 +723,8 @@ int main(int argc, char **argv)
 	log_info("sensor %s starting: %zu interface(s), %zu receiver(s), filter '%s'", id,
 		 (size_t)s.hello.n_ifaces, s.conf.receivers.n, s.conf.filter ? s.conf.filter : "");
 	sensor_refill(&s);
+	if (s.names)
+		names_start(s.names, s.loop);
 	uplink_start(s.uplink);
 	capture_start(s.cap, s.loop);
 	ev_run(s.loop, 0);
@@ -623,6 +734,7 @@ int main(int argc, char **argv)
 		log_warnx("%s (every complete record before it was sent)", err);
 	sensor_log_stats(&s, "final");
 	uplink_free(s.uplink);
+	names_free(s.names);
 	batcher_free(s.batcher);
 	capture_close(s.cap);
 	spool_close(s.spool);

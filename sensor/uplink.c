@@ -18,7 +18,10 @@
 #include "tls.h"
 
 #define UPLINK_INBUF (64 * 1024)
-#define UPLINK_CTLBUF 8192
+/* Control frames: HELLO, STATS, HEARTBEAT and ERROR fit in the reserve, which NAMES
+ * frames (up to PROTO_NAMES_MAX_LEN) may not use, so that they never crowd those out. */
+#define UPLINK_CTL_RESERVE 8192
+#define UPLINK_CTLBUF (UPLINK_CTL_RESERVE + PROTO_HDR_LEN + PROTO_NAMES_MAX_LEN)
 #define UPLINK_WRITE_CHUNK (256 * 1024)
 #define UPLINK_BACKOFF_MIN_MS 200
 #define UPLINK_BACKOFF_MAX_MS 30000
@@ -51,8 +54,10 @@ struct uplink {
 
 	uint8_t ctl[UPLINK_CTLBUF];
 	size_t ctl_len, ctl_off;
-	/* OpenSSL wants a failed SSL_write retried with the same length. */
+	/* OpenSSL wants a failed SSL_write retried with the same length and the same bytes:
+	 * retry_ctl says whether those are control bytes or batch bytes. */
 	size_t retry_len;
+	bool retry_ctl;
 
 	uint8_t in[UPLINK_INBUF];
 	size_t in_len;
@@ -188,12 +193,14 @@ static int uplink_flush(struct uplink *u)
 		const uint8_t *p;
 		size_t n;
 		bool ctl = false;
-		/* Control frames go between batches, never inside one. */
-		if (u->ctl_off < u->ctl_len && (u->send_off == 0 || u->state != UL_STREAM)) {
+		/* Control frames go between batches, never inside one, nor while a batch write
+		 * waits to be retried (and the other way round). */
+		if (u->ctl_off < u->ctl_len && (u->send_off == 0 || u->state != UL_STREAM) &&
+		    !(u->retry_len && !u->retry_ctl)) {
 			p = u->ctl + u->ctl_off;
 			n = u->ctl_len - u->ctl_off;
 			ctl = true;
-		} else if (u->state == UL_STREAM && u->send) {
+		} else if (u->state == UL_STREAM && u->send && !(u->retry_len && u->retry_ctl)) {
 			p = u->send->frame + u->send_off;
 			n = u->send->len - u->send_off;
 			if (n > UPLINK_WRITE_CHUNK)
@@ -206,8 +213,10 @@ static int uplink_flush(struct uplink *u)
 			uplink_disconnect(u, why);
 			return -1;
 		}
-		if (w == 0)
+		if (w == 0) {
+			u->retry_ctl = ctl;
 			return 0;
+		}
 		u->last_tx = ev_now(u->loop);
 		if (ctl) {
 			u->ctl_off += (size_t)w;
@@ -302,6 +311,8 @@ static int uplink_handle(struct uplink *u, const struct proto_hdr *h, const uint
 		log_info("uplink: connected to %s%s, resuming at batch %" PRIu64 " (%" PRIu64 " pending)",
 			 uplink_target_name(u, name, sizeof(name)), u->ssl ? " (TLS)" : " (INSECURE plain TCP)",
 			 w.next_seq, u->pending_batches);
+		if (u->o.on_session)
+			u->o.on_session(u->o.arg);
 		return 0;
 	}
 	case PROTO_ACK: {
@@ -595,6 +606,18 @@ void uplink_send_stats(struct uplink *u, const struct proto_stats *st)
 		if (uplink_flush(u) == 0)
 			uplink_update_watch(u);
 	}
+}
+
+int uplink_send_names(struct uplink *u, const uint8_t *payload, size_t len)
+{
+	if (u->state != UL_STREAM)
+		return -ENOTCONN;
+	if (len > PROTO_NAMES_MAX_LEN || u->ctl_len + PROTO_HDR_LEN + len > sizeof(u->ctl) - UPLINK_CTL_RESERVE)
+		return -ENOBUFS;
+	uplink_ctl(u, PROTO_NAMES, payload, len);
+	if (uplink_flush(u) == 0)
+		uplink_update_watch(u);
+	return 0;
 }
 
 void uplink_stats(const struct uplink *u, struct uplink_stats *out)

@@ -30,6 +30,7 @@ struct uplink_opts {
 	uint64_t window_bytes;     /* bytes of un-ACKed batches held in memory */
 	uint64_t max_batch_frame;  /* largest BATCH frame we may send */
 	void (*on_room)(void *arg); /* called when the window has room again */
+	void (*on_session)(void *arg); /* called after each WELCOME: a new session began; may be NULL */
 	void *arg;
 };
 
@@ -50,6 +51,12 @@ bool uplink_has_room(const struct uplink *u, size_t len);
 void uplink_push(struct uplink *u, struct batch *b);
 /* Queues a STATS frame (dropped if not connected: the next one supersedes it). */
 void uplink_send_stats(struct uplink *u, const struct proto_stats *st);
+/* Queues one NAMES payload (at most PROTO_NAMES_MAX_LEN bytes). Returns 0 when queued,
+ * -ENOTCONN when no session is streaming, -ENOBUFS when earlier control frames still
+ * fill the buffer: the caller keeps the events and offers them again later. Frames
+ * queued but not written when a connection breaks are lost; on_session tells the
+ * caller to send its state again. */
+int uplink_send_names(struct uplink *u, const uint8_t *payload, size_t len);
 void uplink_stats(const struct uplink *u, struct uplink_stats *out);
 /* Highest sequence number ACKed (or known stored) so far, 0 if none. */
 uint64_t uplink_acked_seq(const struct uplink *u);

@@ -13,8 +13,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "index.h"
 #include "log.h"
 #include "pcapfile.h"
+#include "retention.h"
 
 /*
  * Crash safety. After the records of a batch are written (and synced, per policy),
@@ -27,11 +29,18 @@
  *
  * The state file has two fixed slots written alternately, each with a counter and a
  * checksum, so that a torn write leaves the previous slot intact.
+ *
+ * The index (index.db) gets a row whenever a segment is renamed into place: on close
+ * (from the counts kept while writing), and on recovery or rollback (by reading the
+ * file back). A crash between the rename and the row, or a row whose file retention
+ * had just unlinked, is repaired by the reconcile at the next start.
  */
 #define STATE_SLOT 16384
 #define CFG_ERRLEN_STORE 512
-#define STATE_MAGIC 0x504c5354u /* "PLST" */
+#define STATE_MAGIC 0x504c5332u /* "PLS2" */
 #define STATE_NAME_MAX 200
+#define STATE_MAX_EPOCHS 16
+#define STATE_COUNTERS 8
 
 struct segment {
 	int fd;
@@ -40,6 +49,9 @@ struct segment {
 	struct pcapw *w;
 	uint64_t opened_ms; /* monotonic */
 	uint64_t packets;
+	int64_t min_ns, max_ns; /* packet timestamps, for the index */
+	uint32_t linktype, snaplen;
+	char ifname[PROTO_MAX_IFNAME + 1]; /* as the sensor reported it */
 	char open_path[700];
 	char final_path[700];
 	bool touched; /* written by the batch being stored */
@@ -50,11 +62,18 @@ struct store_sensor {
 	struct store *store;
 	char id[PROTO_MAX_ID + 1];
 	char seg_dir[400];
-	uint64_t epoch, next_seq;
+	uint64_t epoch, next_seq; /* the active epoch, mirrored in epochs[0] */
 	bool have_epoch;
+	/* Sequence state per epoch, most recent first (PROTOCOL.md 6.2): two runs of one
+	 * sensor identity that alternate must not reset each other's numbering. */
+	struct {
+		uint64_t epoch, next_seq;
+	} epochs[STATE_MAX_EPOCHS];
+	unsigned n_epochs;
 	int state_fd;
 	uint64_t state_counter;
 	bool unsynced; /* interval policy: written and committed, not yet synced */
+	uint64_t unsynced_bytes;
 	uint16_t n_ifaces;
 	struct proto_iface ifaces[PROTO_MAX_IFACES];
 	struct segment seg[PROTO_MAX_IFACES];
@@ -65,6 +84,8 @@ struct store {
 	struct store_opts o;
 	char dir[300];
 	struct store_sensor *sensors;
+	struct index *ix;       /* NULL without a repository */
+	struct retention *ret;
 	/* Single-file output. */
 	int single_fd;
 	bool single_owned;
@@ -77,6 +98,13 @@ static uint64_t store_mono_ms(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static int64_t store_wall_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
 static int store_mkdirs(const char *path)
@@ -94,6 +122,57 @@ static int store_mkdirs(const char *path)
 	if (mkdir(tmp, 0750) != 0 && errno != EEXIST)
 		return -errno;
 	return 0;
+}
+
+/* Credits a sensor with a segment retention deleted. */
+static void store_on_retired(void *arg, const struct index_seg *g, const char *why)
+{
+	struct store *s = arg;
+	for (struct store_sensor *ss = s->sensors; ss; ss = ss->next) {
+		if (strcmp(ss->id, g->sensor) == 0) {
+			ss->c.retention_segments++;
+			ss->c.retention_packets += g->packets;
+			ss->c.retention_bytes += g->bytes;
+			return;
+		}
+	}
+}
+
+static void store_retention(struct store *s)
+{
+	if (s->ret)
+		retention_run(s->ret, store_wall_ns(), store_on_retired, s);
+}
+
+static void store_on_indexed(void *arg, const struct index_seg *g)
+{
+	struct store *s = arg;
+	if (s->ret)
+		retention_added(s->ret, g);
+}
+
+/* Indexes a segment just renamed into place. A failed insert is retried by the tick;
+ * its bytes count toward the bounds once the row exists. */
+static void store_index_add(struct store *s, const struct index_seg *g)
+{
+	if (s->ix && index_insert(s->ix, g) == 0)
+		store_on_indexed(s, g);
+}
+
+/* Indexes a segment renamed into place by recovery or rollback, reading it back. */
+static void store_index_scan(struct store_sensor *ss, const char *final_path)
+{
+	struct index_seg g;
+	char rel[INDEX_MAX_PATH];
+	const char *name = strrchr(final_path, '/');
+	snprintf(rel, sizeof(rel), "sensors/%s/segments/%s", ss->id, name ? name + 1 : final_path);
+	int rc = index_scan(ss->store->dir, rel, &g);
+	if (rc != 0) {
+		log_warnx("store: %s: cannot read back %s for the index: %s", ss->id, rel, pcapf_strerror(rc));
+		return;
+	}
+	g.closed_ns = store_wall_ns();
+	store_index_add(ss->store, &g);
 }
 
 struct store *store_new(const struct store_opts *o, char *err, size_t errlen)
@@ -116,6 +195,11 @@ struct store *store_new(const struct store_opts *o, char *err, size_t errlen)
 		}
 	}
 	if (*s->dir) {
+		s->ix = index_open(s->dir, err, errlen);
+		if (!s->ix) {
+			free(s);
+			return NULL;
+		}
 		/* Recover every sensor's open segments now, not when it reconnects. */
 		char sd[400];
 		snprintf(sd, sizeof(sd), "%s/sensors", s->dir);
@@ -130,6 +214,21 @@ struct store *store_new(const struct store_opts *o, char *err, size_t errlen)
 		}
 		if (d)
 			closedir(d);
+		/* Then make the index agree with whatever a crash left behind. */
+		struct index_reconcile_report rep;
+		index_reconcile(s->ix, &rep);
+		struct retention_opts ro = {
+			.max_bytes = o->max_bytes,
+			.max_age_ms = o->max_age_ms,
+			.sensor_max_bytes = o->sensor_max_bytes,
+			.sensor_max_age_ms = o->sensor_max_age_ms,
+		};
+		s->ret = retention_new(s->ix, &ro, err, errlen);
+		if (!s->ret) {
+			store_free(s);
+			return NULL;
+		}
+		store_retention(s);
 	}
 	if (o->single_file && *o->single_file) {
 		if (strcmp(o->single_file, "-") == 0) {
@@ -140,7 +239,7 @@ struct store *store_new(const struct store_opts *o, char *err, size_t errlen)
 		}
 		if (s->single_fd < 0) {
 			snprintf(err, errlen, "output.file: cannot open %s: %s", o->single_file, strerror(errno));
-			free(s);
+			store_free(s);
 			return NULL;
 		}
 	}
@@ -149,8 +248,8 @@ struct store *store_new(const struct store_opts *o, char *err, size_t errlen)
 
 
 /* Renames without ever replacing a stored file: if the name is taken (a sensor that
- * reused an epoch), a numeric suffix is added. */
-static int store_rename(const char *from, const char *to)
+ * reused an epoch), a numeric suffix is added, and `to` (of size tolen) updated. */
+static int store_rename(const char *from, char *to, size_t tolen)
 {
 	if (renameat2(AT_FDCWD, from, AT_FDCWD, to, RENAME_NOREPLACE) == 0)
 		return 0;
@@ -161,9 +260,15 @@ static int store_rename(const char *from, const char *to)
 	if (n < 5)
 		return -1;
 	for (int i = 1; i < 1000; i++) {
-		snprintf(alt, sizeof(alt), "%.*s.%d.pcap", (int)(n - 5), to, i);
-		if (renameat2(AT_FDCWD, from, AT_FDCWD, alt, RENAME_NOREPLACE) == 0)
+		int m = snprintf(alt, sizeof(alt), "%.*s.%d.pcap", (int)(n - 5), to, i);
+		if (m < 0 || (size_t)m >= tolen) {
+			errno = ENAMETOOLONG;
+			return -1;
+		}
+		if (renameat2(AT_FDCWD, from, AT_FDCWD, alt, RENAME_NOREPLACE) == 0) {
+			memcpy(to, alt, (size_t)m + 1);
 			return 0;
+		}
 		if (errno != EEXIST)
 			return -1;
 	}
@@ -188,17 +293,35 @@ static uint64_t get64(const uint8_t *p)
 	return v;
 }
 
-/* Slot layout (host byte order, local file): magic u32, n u32, counter u64, checksum u64
- * of the rest, epoch u64, next_seq u64, have_epoch u64, then n entries of
- * {u64 committed, char name[STATE_NAME_MAX]}. */
-#define STATE_HDR 48
+/* Slot layout (host byte order, local file):
+ *   0 magic u32, 4 n u32, 8 counter u64, 16 checksum u64 of everything after it,
+ *   24 n_epochs u64, 32..48 reserved,
+ *   48 epochs: STATE_MAX_EPOCHS x {epoch u64, next_seq u64}, most recent first,
+ *   then STATE_COUNTERS stored counters u64 (they describe exactly what is committed),
+ *   then n entries of {u64 committed, char name[STATE_NAME_MAX]}. */
+#define STATE_EPOCHS_OFF 48
+#define STATE_COUNTERS_OFF (STATE_EPOCHS_OFF + STATE_MAX_EPOCHS * 16)
+#define STATE_HDR (STATE_COUNTERS_OFF + STATE_COUNTERS * 8)
 #define STATE_ENTRY (8 + STATE_NAME_MAX)
+
+static void store_counters_io(struct store_sensor *ss, uint8_t *p, bool save)
+{
+	uint64_t *v[STATE_COUNTERS] = {&ss->c.batches,         &ss->c.packets,         &ss->c.bytes,
+				       &ss->c.segments_closed, &ss->c.duplicates,      &ss->c.rejected_batches,
+				       &ss->c.missing_batches, &ss->c.storage_errors};
+	for (int i = 0; i < STATE_COUNTERS; i++) {
+		if (save)
+			put64(p + 8 * i, *v[i]);
+		else
+			*v[i] = get64(p + 8 * i);
+	}
+}
 
 static int store_state_write(struct store_sensor *ss)
 {
 	static uint8_t slot[STATE_SLOT];
 	uint32_t n = 0;
-	memset(slot, 0, sizeof(slot));
+	memset(slot, 0, STATE_HDR);
 	for (int i = 0; i < PROTO_MAX_IFACES; i++) {
 		struct segment *g = &ss->seg[i];
 		if (g->fd < 0)
@@ -215,10 +338,16 @@ static int store_state_write(struct store_sensor *ss)
 	memcpy(slot, &magic, 4);
 	memcpy(slot + 4, &n, 4);
 	put64(slot + 8, ss->state_counter);
-	put64(slot + 24, ss->epoch);
-	put64(slot + 32, ss->next_seq);
-	put64(slot + 40, ss->have_epoch);
-	put64(slot + 16, store_fnv64(slot + 24, STATE_SLOT - 24));
+	if (ss->have_epoch)
+		ss->epochs[0].next_seq = ss->next_seq;
+	put64(slot + 24, ss->n_epochs);
+	for (unsigned i = 0; i < ss->n_epochs; i++) {
+		put64(slot + STATE_EPOCHS_OFF + 16 * i, ss->epochs[i].epoch);
+		put64(slot + STATE_EPOCHS_OFF + 16 * i + 8, ss->epochs[i].next_seq);
+	}
+	store_counters_io(ss, slot + STATE_COUNTERS_OFF, true);
+	/* Only the used part is hashed: the rest of the slot is zero and never read. */
+	put64(slot + 16, store_fnv64(slot + 24, STATE_HDR + n * STATE_ENTRY - 24));
 	off_t off = (off_t)(ss->state_counter % 2) * STATE_SLOT;
 	ssize_t w = pwrite(ss->state_fd, slot, STATE_SLOT, off);
 	if (w != STATE_SLOT)
@@ -241,7 +370,7 @@ static int store_state_read(struct store_sensor *ss, uint8_t *slot, uint32_t *n_
 		memcpy(&magic, buf, 4);
 		memcpy(&n, buf + 4, 4);
 		if (magic != STATE_MAGIC || STATE_HDR + (uint64_t)n * STATE_ENTRY > STATE_SLOT ||
-		    get64(buf + 16) != store_fnv64(buf + 24, STATE_SLOT - 24))
+		    get64(buf + 16) != store_fnv64(buf + 24, STATE_HDR + (size_t)n * STATE_ENTRY - 24))
 			continue;
 		if (best < 0 || get64(buf + 8) > best_counter) {
 			best = i;
@@ -253,9 +382,16 @@ static int store_state_read(struct store_sensor *ss, uint8_t *slot, uint32_t *n_
 	if (best < 0)
 		return -1;
 	ss->state_counter = best_counter;
-	ss->epoch = get64(slot + 24);
-	ss->next_seq = get64(slot + 32);
-	ss->have_epoch = get64(slot + 40) != 0;
+	uint64_t ne = get64(slot + 24);
+	ss->n_epochs = ne > STATE_MAX_EPOCHS ? STATE_MAX_EPOCHS : (unsigned)ne;
+	for (unsigned i = 0; i < ss->n_epochs; i++) {
+		ss->epochs[i].epoch = get64(slot + STATE_EPOCHS_OFF + 16 * i);
+		ss->epochs[i].next_seq = get64(slot + STATE_EPOCHS_OFF + 16 * i + 8);
+	}
+	ss->have_epoch = ss->n_epochs > 0;
+	ss->epoch = ss->have_epoch ? ss->epochs[0].epoch : 0;
+	ss->next_seq = ss->have_epoch ? ss->epochs[0].next_seq : 1;
+	store_counters_io(ss, slot + STATE_COUNTERS_OFF, false);
 	return 0;
 }
 
@@ -282,8 +418,9 @@ static void store_recover(struct store_sensor *ss)
 			if (strncmp((const char *)e + 8, de->d_name, STATE_NAME_MAX) == 0)
 				committed = (int64_t)get64(e);
 		}
-		if (committed > 24 && truncate(path, committed) == 0 && store_rename(path, final) == 0) {
+		if (committed > 24 && truncate(path, committed) == 0 && store_rename(path, final, sizeof(final)) == 0) {
 			log_info("store: %s: recovered %s (%" PRId64 " committed bytes)", ss->id, final, committed);
+			store_index_scan(ss, final);
 			kept++;
 		} else {
 			unlink(path);
@@ -366,6 +503,10 @@ struct store_sensor *store_sensor_get(struct store *s, const char *id, char *err
 			return NULL;
 		}
 		store_recover(ss);
+		/* Retention totals are kept across restarts in the index. */
+		if (s->ix)
+			index_retention_get(s->ix, id, &ss->c.retention_segments, &ss->c.retention_packets,
+					    &ss->c.retention_bytes);
 	} else {
 		ss->state_fd = -1;
 	}
@@ -388,13 +529,28 @@ static int store_segment_close(struct store_sensor *ss, struct segment *g)
 		log_warnx("store: %s: %s: segment left as %s", ss->id, strerror(-rc), g->open_path);
 		return rc;
 	}
-	if (store_rename(g->open_path, g->final_path) != 0) {
+	if (store_rename(g->open_path, g->final_path, sizeof(g->final_path)) != 0) {
 		rc = -errno;
 		log_warn("store: %s: cannot rename %s", ss->id, g->open_path);
 		return rc;
 	}
 	ss->c.segments_closed++;
 	log_debug("store: %s: closed %s (%" PRIu64 " packets)", ss->id, g->final_path, g->packets);
+	struct index_seg row = {
+		.linktype = g->linktype,
+		.snaplen = g->snaplen,
+		.min_ns = g->min_ns,
+		.max_ns = g->max_ns,
+		.packets = g->packets,
+		.closed_ns = store_wall_ns(),
+	};
+	struct stat st;
+	row.bytes = stat(g->final_path, &st) == 0 ? (uint64_t)st.st_size : g->committed;
+	snprintf(row.sensor, sizeof(row.sensor), "%s", ss->id);
+	snprintf(row.path, sizeof(row.path), "sensors/%s/segments/%s", ss->id, strrchr(g->final_path, '/') + 1);
+	snprintf(row.iface, sizeof(row.iface), "%s", g->ifname);
+	store_index_add(ss->store, &row);
+	store_retention(ss->store);
 	return 0;
 }
 
@@ -404,11 +560,24 @@ uint64_t store_sensor_begin(struct store_sensor *ss, uint64_t epoch, const struc
 	store_sensor_end(ss);
 	ss->n_ifaces = n_ifaces;
 	memcpy(ss->ifaces, ifaces, n_ifaces * sizeof(*ifaces));
-	if (!ss->have_epoch || ss->epoch != epoch) {
-		ss->have_epoch = true;
-		ss->epoch = epoch;
-		ss->next_seq = 1;
+	if (ss->have_epoch)
+		ss->epochs[0].next_seq = ss->next_seq;
+	/* Bring this epoch to the front (or add it, forgetting the least recent one). */
+	unsigned i = 0;
+	while (i < ss->n_epochs && ss->epochs[i].epoch != epoch)
+		i++;
+	uint64_t next = i < ss->n_epochs ? ss->epochs[i].next_seq : 1;
+	if (i == ss->n_epochs) {
+		if (ss->n_epochs < STATE_MAX_EPOCHS)
+			ss->n_epochs++;
+		i = ss->n_epochs - 1;
 	}
+	memmove(&ss->epochs[1], &ss->epochs[0], i * sizeof(ss->epochs[0]));
+	ss->epochs[0].epoch = epoch;
+	ss->epochs[0].next_seq = next;
+	ss->have_epoch = true;
+	ss->epoch = epoch;
+	ss->next_seq = next;
 	return ss->next_seq;
 }
 
@@ -446,6 +615,12 @@ static int store_segment_open(struct store_sensor *ss, uint16_t iface, uint64_t 
 	}
 	g->opened_ms = store_mono_ms();
 	g->packets = 0;
+	g->min_ns = INT64_MAX;
+	g->max_ns = INT64_MIN;
+	g->linktype = ss->ifaces[iface].linktype;
+	g->snaplen = ss->ifaces[iface].snaplen;
+	memcpy(g->ifname, ss->ifaces[iface].name, sizeof(g->ifname));
+	g->ifname[sizeof(g->ifname) - 1] = '\0';
 	return 0;
 }
 
@@ -482,8 +657,9 @@ static void store_rollback(struct store_sensor *ss)
 		bool keep = g->committed > 24 && ftruncate(g->fd, (off_t)g->committed) == 0;
 		close(g->fd);
 		g->fd = -1;
-		if (keep && store_rename(g->open_path, g->final_path) == 0) {
+		if (keep && store_rename(g->open_path, g->final_path, sizeof(g->final_path)) == 0) {
 			ss->c.segments_closed++;
+			store_index_scan(ss, g->final_path);
 		} else {
 			unlink(g->open_path);
 		}
@@ -501,6 +677,12 @@ int store_batch(struct store_sensor *ss, uint64_t seq, const uint8_t *raw, uint3
 	int rc;
 	uint32_t n = 0;
 
+	if (seq == 0 || seq == UINT64_MAX) {
+		/* Sequence numbers start at 1 (PROTOCOL.md 6.3); the top value would wrap. */
+		snprintf(err, errlen, "batch sequence number %" PRIu64 " is out of range", seq);
+		ss->c.rejected_batches++;
+		return PROTO_EINVAL;
+	}
 	if (seq < ss->next_seq) {
 		ss->c.duplicates++;
 		return 1;
@@ -536,6 +718,10 @@ int store_batch(struct store_sensor *ss, uint64_t seq, const uint8_t *raw, uint3
 				goto fail;
 			}
 			g->packets++;
+			if ((int64_t)r.ts_ns < g->min_ns)
+				g->min_ns = (int64_t)r.ts_ns;
+			if ((int64_t)r.ts_ns > g->max_ns)
+				g->max_ns = (int64_t)r.ts_ns;
 			g->touched = true;
 		}
 		if (s->single_fd >= 0 && (rc = store_single_write(s, ss, &r)) != 0) {
@@ -560,13 +746,14 @@ int store_batch(struct store_sensor *ss, uint64_t seq, const uint8_t *raw, uint3
 		snprintf(err, errlen, "cannot write %s: %s", s->o.single_file, strerror(-rc));
 		goto fail;
 	}
-	if (seq > ss->next_seq) {
-		/* The sensor lost these batches (its spool overflowed) or they went to another
-		 * receiver; either way they are not here, and that is counted. */
-		ss->c.missing_batches += seq - ss->next_seq;
-		log_warnx("store: %s: batches %" PRIu64 "..%" PRIu64 " never arrived", ss->id, ss->next_seq, seq - 1);
-	}
+	/* The counters go into the same state write as the data they describe. */
+	struct store_counters before = ss->c;
 	uint64_t prev_next = ss->next_seq;
+	if (seq > ss->next_seq)
+		ss->c.missing_batches += seq - ss->next_seq;
+	ss->c.batches++;
+	ss->c.packets += n;
+	ss->c.bytes += bytes;
 	ss->next_seq = seq + 1;
 	if (*s->dir) {
 		for (int i = 0; i < PROTO_MAX_IFACES; i++)
@@ -574,21 +761,25 @@ int store_batch(struct store_sensor *ss, uint64_t seq, const uint8_t *raw, uint3
 				ss->seg[i].committed = pcapw_bytes(ss->seg[i].w);
 		if ((rc = store_state_write(ss)) != 0) {
 			ss->next_seq = prev_next;
+			ss->c = before;
 			snprintf(err, errlen, "cannot write the state of sensor %s: %s", ss->id, strerror(-rc));
 			goto fail;
 		}
 	}
+	if (seq > prev_next)
+		/* The sensor lost these batches (its spool overflowed) or they went to another
+		 * receiver; either way they are not here, and that is counted. */
+		log_warnx("store: %s: batches %" PRIu64 "..%" PRIu64 " never arrived", ss->id, prev_next, seq - 1);
 	for (int i = 0; i < ss->n_ifaces; i++) {
 		struct segment *g = &ss->seg[i];
 		if (g->touched && pcapw_bytes(g->w) >= s->o.segment_bytes)
 			store_segment_close(ss, g);
 		g->touched = false;
 	}
-	if (s->o.fsync == STORE_FSYNC_INTERVAL)
+	if (s->o.fsync == STORE_FSYNC_INTERVAL) {
 		ss->unsynced = true;
-	ss->c.batches++;
-	ss->c.packets += n;
-	ss->c.bytes += bytes;
+		ss->unsynced_bytes += bytes;
+	}
 	return 0;
 fail:
 	ss->c.storage_errors++;
@@ -630,12 +821,14 @@ int store_sensor_write_stats(struct store_sensor *ss, bool connected)
 		"{\"sensor\": \"%s\", \"connected\": %s, \"epoch\": %" PRIu64 ", \"next_batch\": %" PRIu64 ",\n"
 		" \"stored\": {\"batches\": %" PRIu64 ", \"packets\": %" PRIu64 ", \"bytes\": %" PRIu64
 		", \"segments_closed\": %" PRIu64 "},\n"
+		" \"retention\": {\"segments\": %" PRIu64 ", \"packets\": %" PRIu64 ", \"bytes\": %" PRIu64 "},\n"
 		" \"receiver\": {\"duplicate_batches\": %" PRIu64 ", \"rejected_batches\": %" PRIu64
 		", \"missing_batches\": %" PRIu64 ", \"linktype_rejects\": %" PRIu64 ", \"storage_errors\": %" PRIu64 "},\n"
 		" \"sensor_reported\": {\"captured\": %" PRIu64 ", \"kernel_drops\": %" PRIu64
 		", \"interface_drops\": %" PRIu64 ", \"queue_drops\": %" PRIu64 ", \"spool_drops\": %" PRIu64 "}}\n",
 		ss->id, connected ? "true" : "false", ss->epoch, ss->next_seq, c->batches, c->packets, c->bytes,
-		c->segments_closed, c->duplicates, c->rejected_batches, c->missing_batches, c->linktype_rejects, c->storage_errors,
+		c->segments_closed, c->retention_segments, c->retention_packets, c->retention_bytes, c->duplicates,
+		c->rejected_batches, c->missing_batches, c->linktype_rejects, c->storage_errors,
 		c->s_captured, c->s_kernel_drops, c->s_if_drops, c->s_queue_drops, c->s_spool_drops);
 	int rc = ferror(f) ? -EIO : 0;
 	if (fclose(f) != 0 && rc == 0)
@@ -658,6 +851,14 @@ void store_foreach(struct store *s, void (*fn)(void *arg, struct store_sensor *s
 
 int store_sensor_needs_sync(const struct store_sensor *ss) { return ss->unsynced; }
 
+uint64_t store_unsynced_bytes(const struct store *s)
+{
+	uint64_t n = 0;
+	for (const struct store_sensor *ss = s->sensors; ss; ss = ss->next)
+		n += ss->unsynced_bytes;
+	return n;
+}
+
 int store_sync(struct store *s)
 {
 	int ret = 0;
@@ -670,10 +871,12 @@ int store_sync(struct store *s)
 				rc = -errno;
 		if (rc == 0 && ss->state_fd >= 0 && fdatasync(ss->state_fd) != 0)
 			rc = -errno;
-		if (rc == 0)
+		if (rc == 0) {
 			ss->unsynced = false;
-		else
+			ss->unsynced_bytes = 0;
+		} else {
 			ret = rc;
+		}
 	}
 	return ret;
 }
@@ -685,6 +888,9 @@ void store_tick(struct store *s)
 		for (int i = 0; i < PROTO_MAX_IFACES; i++)
 			if (ss->seg[i].fd >= 0 && now - ss->seg[i].opened_ms >= s->o.segment_ms)
 				store_segment_close(ss, &ss->seg[i]);
+	if (s->ix && index_pending(s->ix))
+		index_retry(s->ix, store_on_indexed, s);
+	store_retention(s);
 }
 
 void store_free(struct store *s)
@@ -699,6 +905,8 @@ void store_free(struct store *s)
 			close(ss->state_fd);
 		free(ss);
 	}
+	retention_free(s->ret);
+	index_close(s->ix);
 	if (s->single)
 		pcapw_free(s->single);
 	if (s->single_owned && s->single_fd >= 0)

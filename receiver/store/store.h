@@ -7,6 +7,10 @@
  *
  *   <dir>/sensors/<sensor-id>/segments/<first-ts-ns>-<epoch-hex>-<seq>-<ifname>.pcap
  *   <dir>/sensors/<sensor-id>/segments/.open-<first-ts-ns>-<epoch-hex>-<seq>-<ifname>.pcap
+ *   <dir>/index.db      one row per closed segment (index.h), reconciled at start
+ *
+ * Closed segments beyond the size and age bounds are deleted oldest-first
+ * (retention.h) after each segment close and on every store_tick().
  */
 #ifndef PCAPLINE_RECEIVER_STORE_H
 #define PCAPLINE_RECEIVER_STORE_H
@@ -24,6 +28,9 @@ struct store_opts {
 	uint64_t segment_bytes;
 	uint64_t segment_ms;
 	enum store_fsync fsync;
+	/* Retention bounds (0 = unlimited): all sensors together, and each sensor. */
+	uint64_t max_bytes, max_age_ms;
+	uint64_t sensor_max_bytes, sensor_max_age_ms;
 };
 
 struct store_counters {
@@ -34,6 +41,8 @@ struct store_counters {
 	uint64_t storage_errors;           /* attempts that failed to write (and were retried) */
 	uint64_t linktype_rejects;         /* single-file output: other link type */
 	uint64_t segments_closed;
+	/* Deleted by retention, all time: loaded from the index, not reset by a restart. */
+	uint64_t retention_segments, retention_packets, retention_bytes;
 	/* As last reported by the sensor. */
 	uint64_t s_captured, s_kernel_drops, s_if_drops, s_queue_drops, s_spool_drops;
 };
@@ -75,7 +84,10 @@ int store_sensor_needs_sync(const struct store_sensor *ss);
 /* Syncs every sensor with written but unsynced data (fsync policy "interval").
  * Returns 0 or -errno (sensors whose sync failed stay unsynced). */
 int store_sync(struct store *s);
-/* Closes segments older than the rotation age. */
+/* Bytes stored since the last store_sync() (interval policy). */
+uint64_t store_unsynced_bytes(const struct store *s);
+/* Closes segments older than the rotation age, retries index rows that could not be
+ * written, and enforces the retention bounds. Call every second. */
 void store_tick(struct store *s);
 /* Closes everything (segments renamed into place, single file flushed). */
 void store_free(struct store *s);

@@ -86,8 +86,8 @@ static void on_batch(const uint8_t *p, size_t n, uint16_t flags, uint16_t n_ifac
 static uint16_t on_payload(uint8_t type, uint16_t flags, const uint8_t *p, size_t n,
 			   uint16_t n_ifaces)
 {
-	/* Large enough for the largest payload any encoder can produce (HELLO, 5172 bytes). */
-	static uint8_t out[8192];
+	/* Large enough for the largest payload any encoder can produce (NAMES, 90114 bytes). */
+	static uint8_t out[PROTO_NAMES_MAX_LEN];
 
 	switch (type) {
 	case PROTO_HELLO: {
@@ -125,6 +125,18 @@ static uint16_t on_payload(uint8_t type, uint16_t flags, const uint8_t *p, size_
 		if (proto_stats_decode(p, n, &m) == 0)
 			same_bytes(proto_stats_encode(&m, out, sizeof(out)), out, p, n,
 				   "STATS differs");
+		break;
+	}
+	case PROTO_NAMES: {
+		static struct proto_names m;
+
+		if (proto_names_decode(p, n, &m) == 0) {
+			for (unsigned i = 0; i < m.n; i++)
+				must(m.ev[i].name[0] != '\0' && (m.ev[i].family == 4 || m.ev[i].family == 6),
+				     "NAMES limits not enforced");
+			same_bytes(proto_names_encode(&m, out, sizeof(out)), out, p, n,
+				   "NAMES differs");
+		}
 		break;
 	}
 	case PROTO_HEARTBEAT: {

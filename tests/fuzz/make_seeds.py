@@ -1,13 +1,15 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: BSD-2-Clause
-"""Writes the seed corpora of the protocol fuzz targets.
+"""Writes the seed corpora of the protocol and DNS fuzz targets.
 
     tests/fuzz/make_seeds.py [OUTDIR]      (default: tests/fuzz/corpus)
 
 Messages are built here from proto/PROTOCOL.md alone, not with proto/wire.c, so the seeds
 double as a second, independent reading of the specification: fuzz_frame aborts when a
-payload that decodes does not re-encode to the same bytes. Output is deterministic, so
-re-running it leaves the checked-in corpora unchanged.
+payload that decodes does not re-encode to the same bytes. The DNS seeds (fuzz_dns) are
+the DNS packets of the shared captures in tests/data/pcaps, whole frames and bare
+messages, plus hand-made messages for each rule of shared/dns.h. Output is
+deterministic, so re-running it leaves the checked-in corpora unchanged.
 """
 
 import os
@@ -64,6 +66,15 @@ def stats(ts_ns, counters):
     out = struct.pack(">QH", ts_ns, len(counters))
     for cid, value in counters:
         out += struct.pack(">HQ", cid, value)
+    return out
+
+
+def names(events, n=None):
+    """events: (ts_ns, source, family, addr bytes, port, ttl_s, name, ns) tuples."""
+    out = struct.pack(">H", len(events) if n is None else n)
+    for ts_ns, source, family, addr, port, ttl, name, ns in events:
+        out += struct.pack(">QBB", ts_ns, source, family) + addr
+        out += struct.pack(">HI", port, ttl) + lstr(name) + lstr(ns)
     return out
 
 
@@ -133,6 +144,13 @@ def frame_seeds():
             record(TS + 1000, 1, bytes.fromhex("0102"))]
     packet = bytes(range(64)) * 4 + bytes(200)
     big = [record(TS + k, k % 2, packet, origlen=1514) for k in range(8)]
+    v4 = bytes([198, 18, 0, 50])
+    v6 = bytes.fromhex("20010db8000000000000000000000001")
+    ev_dns = (TS, 1, 4, v4, 0, 60, "www.example.com", "")
+    ev_static = (TS + 1000, 3, 6, v6, 443, 0, "api", "prod")
+    label63 = "a" * 63
+    ev_max = (2**64 - 1, 255, 6, bytes(range(16)), 65535, 0x7FFFFFFF,
+              ".".join([label63] * 3 + ["b" * 61]), "_" * 63)
     b_raw = batch(42, recs)
     b_lz4 = batch(43, big, compress=True)
     seeds = {
@@ -146,16 +164,29 @@ def frame_seeds():
         "batch-lz4": frame(BATCH, b_lz4[1], b_lz4[0]),
         "ack": frame(ACK, ack(seq=41)),
         "stats": frame(STATS, stats(TS, [(1, 1000), (2, 3), (0x1234, 7)])),
+        "names": frame(NAMES, names([ev_dns, ev_static])),
+        "names-max": frame(NAMES, names([ev_max] * 256)),
+        "names-hosts": frame(NAMES, names([(TS, 2, 4, bytes([127, 0, 0, 1]), 0, 0, "localhost", ""),
+                                           (TS, 2, 6, bytes(15) + b"\x01", 0, 0, "ip6-localhost", "")])),
         "heartbeat": frame(HEARTBEAT, heartbeat(TS)),
         "error": frame(ERROR, error(3, "bad token")),
     }
     seeds["session"] = b"".join(seeds[k] for k in (
-        "hello", "welcome", "batch-raw", "batch-lz4", "ack", "stats", "heartbeat", "error"))
+        "hello", "welcome", "batch-raw", "batch-lz4", "ack", "stats", "names", "heartbeat",
+        "error"))
     # Malformed frames, one fault each.
     seeds.update({
         "bad-magic": frame(ACK, ack(), magic=0x50434C4F),
         "bad-version": frame(ACK, ack(), version=2),
-        "bad-type-names": frame(NAMES, b"\0\0"),
+        "bad-names-count": frame(NAMES, b"\0\0"),
+        "bad-names-family": frame(NAMES, names([(TS, 1, 5, v4, 0, 60, "x", "")])),
+        "bad-names-source": frame(NAMES, names([(TS, 0, 4, v4, 0, 60, "x", "")])),
+        "bad-names-ttl": frame(NAMES, names([(TS, 1, 4, v4, 0, 0x80000000, "x", "")])),
+        "bad-names-dots": frame(NAMES, names([(TS, 1, 4, v4, 0, 60, "www..example.com", "")])),
+        "bad-names-char": frame(NAMES, names([(TS, 1, 4, v4, 0, 60, "www.exa*mple.com", "")])),
+        "bad-names-ns": frame(NAMES, names([(TS, 1, 4, v4, 0, 60, "x", "n" * 64)])),
+        "bad-names-cut": frame(NAMES, names([ev_dns, ev_static])[:-1]),
+        "bad-names-trailing": frame(NAMES, names([ev_dns]) + b"\0"),
         "bad-type-control": frame(CONTROL, b"\0\0"),
         "bad-type-10": frame(10, b""),
         "bad-reserved": frame(ACK, ack(), reserved=1),
@@ -198,6 +229,140 @@ def batch_seeds():
     return seeds
 
 
+# ---- DNS seeds (fuzz_dns) -------------------------------------------------------------
+
+# fuzz_dns's first byte: 0 a DNS message, 1 DNS over TCP, 2.. a frame of this link type.
+DNS_RAW, DNS_TCP = 0, 1
+LINK_MODE = {0: 2, 1: 3, 101: 4, 12: 5, 228: 6, 229: 7, 108: 8, 113: 9, 276: 10}
+PCAPS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "data", "pcaps")
+DNS_SEEDS_PER_CAPTURE = 24  # DNS packets taken from each capture
+DNS_CAPTURES = ("dns-udp-queries.pcap", "dns-tcp-multi-request.pcap", "tls13-handshake-sni.pcap",
+                "http-ipv6.pcap", "malformed-dns-ip-frags.pcap", "dns-ip-fragmented-v4-v6.pcap")
+
+
+def read_pcap(path):
+    """(linktype, [frame bytes]) of a classic pcap file, either byte order."""
+    with open(path, "rb") as f:
+        b = f.read()
+    magic = b[:4]
+    order = "<" if magic in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1") else ">"
+    linktype = struct.unpack(order + "I", b[20:24])[0] & 0x0FFFFFFF
+    frames, off = [], 24
+    while off + 16 <= len(b):
+        caplen = struct.unpack(order + "I", b[off + 8:off + 12])[0]
+        frames.append(b[off + 16:off + 16 + caplen])
+        off += 16 + caplen
+    return linktype, frames
+
+
+def l4_of_ethernet(frame):
+    """(proto, sport, dport, payload) of an Ethernet frame, or None. Fragments included:
+    the fuzz target sees them refused, and the bare message seeds still get their bytes."""
+    off, etype = 14, struct.unpack(">H", frame[12:14])[0] if len(frame) >= 14 else 0
+    while etype in (0x8100, 0x88A8) and len(frame) >= off + 4:
+        etype = struct.unpack(">H", frame[off + 2:off + 4])[0]
+        off += 4
+    if etype == 0x0800 and len(frame) >= off + 20:
+        proto, start = frame[off + 9], off + (frame[off] & 0x0F) * 4
+    elif etype == 0x86DD and len(frame) >= off + 40:
+        proto, start = frame[off + 6], off + 40
+    else:
+        return None
+    if proto == 17 and len(frame) >= start + 8:
+        sport, dport = struct.unpack(">HH", frame[start:start + 4])
+        return 17, sport, dport, frame[start + 8:]
+    if proto == 6 and len(frame) >= start + 20:
+        sport, dport = struct.unpack(">HH", frame[start:start + 4])
+        return 6, sport, dport, frame[start + (frame[start + 12] >> 4) * 4:]
+    return None
+
+
+def dns_name(name):
+    out = b""
+    for label in name.split(".") if name else []:
+        out += bytes([len(label)]) + label.encode("ascii")
+    return out + b"\0"
+
+
+def dns_msg(question, answers, flags=0x8180):
+    """question: (name, type) or None; answers: (owner bytes, type, rdata bytes)."""
+    out = struct.pack(">HHHHHH", 0x1234, flags, 1 if question else 0, len(answers), 0, 0)
+    if question:
+        out += dns_name(question[0]) + struct.pack(">HH", question[1], 1)
+    for owner, rtype, rdata in answers:
+        out += owner + struct.pack(">HHIH", rtype, 1, 300, len(rdata)) + rdata
+    return out
+
+
+def wrap_ipv4_udp(payload, sport=53, dport=40000):
+    udp = struct.pack(">HHHH", sport, dport, 8 + len(payload), 0) + payload
+    return struct.pack(">BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 0, 0, 64, 17, 0,
+                       bytes([192, 0, 2, 53]), bytes([192, 0, 2, 1])) + udp
+
+
+def dns_seeds():
+    seeds = {}
+    for fname in DNS_CAPTURES:
+        linktype, frames = read_pcap(os.path.join(PCAPS, fname))
+        stem = fname.rsplit(".", 1)[0]
+        taken = 0
+        for i, frame in enumerate(frames, 1):
+            l4 = l4_of_ethernet(frame) if linktype == 1 else None
+            if not l4 or not ({l4[1], l4[2]} & {53, 5353}) or not l4[3]:
+                continue
+            taken += 1
+            if taken > DNS_SEEDS_PER_CAPTURE:
+                break
+            seeds[f"{stem}-{i:03d}-frame"] = bytes([LINK_MODE[linktype]]) + frame
+            seeds[f"{stem}-{i:03d}-msg"] = bytes([DNS_TCP if l4[0] == 6 else DNS_RAW]) + l4[3]
+    def ptr(off):
+        return struct.pack(">H", 0xC000 | off)
+
+    a1, v6 = bytes([192, 0, 2, 1]), bytes.fromhex("20010db8000000000000000000000001")
+    www = dns_msg(("www.example.com", 1), [(ptr(12), 5, dns_name("cdn.example.net")),
+                                           (dns_name("cdn.example.net"), 1, a1)])
+    hand = {
+        "cname-chain": www,
+        "cname-reversed": dns_msg(("a.test", 1), [(dns_name("c.test"), 28, v6),
+                                                  (dns_name("b.test"), 5, dns_name("c.test")),
+                                                  (dns_name("a.test"), 5, dns_name("b.test"))]),
+        "ptr-v4": dns_msg(("4.3.2.10.in-addr.arpa", 12), [(ptr(12), 12, dns_name("host.test"))]),
+        "ptr-v6": dns_msg((".".join("1" + "0" * 23 + "8bd01002") + ".ip6.arpa", 12),
+                          [(ptr(12), 12, dns_name("v6.test"))]),
+        "ptr-rfc2317": dns_msg(("70.2.6.216.in-addr.arpa", 12),
+                               [(ptr(12), 5, dns_name("70.64.2.6.216.in-addr.arpa")),
+                                (dns_name("70.64.2.6.216.in-addr.arpa"), 12, dns_name("up2.com"))]),
+        "mdns-announce": dns_msg(None, [(dns_name("host.local"), 1, a1),
+                                        (dns_name("1.2.0.192.in-addr.arpa"), 12, dns_name("host.local"))],
+                                 flags=0x8400),
+        "bad-pointer-self": dns_msg(("a.test", 1), []) + ptr(24) + struct.pack(">HHIH", 1, 1, 1, 4) + a1,
+        "bad-pointer-loop": dns_msg(None, [])[:5] + b"\x01" + dns_msg(None, [])[6:] + b"\x01a" + ptr(12)
+                            + struct.pack(">HH", 1, 1),
+        "bad-label-type": dns_msg(None, [])[:5] + b"\x01" + dns_msg(None, [])[6:] + b"\x41\x00\x00\x01\x00\x01",
+        "bad-long-name": dns_msg(("a" * 63 + "." + "b" * 63 + "." + "c" * 63 + "." + "d" * 62, 1), []),
+        "nxdomain": dns_msg(("x.test", 1), [], flags=0x8183),
+        "query": dns_msg(("x.test", 1), [], flags=0x0100),
+    }
+    for name, msg in hand.items():
+        seeds["hand-" + name] = bytes([DNS_RAW]) + msg
+    seeds["hand-tcp-two"] = bytes([DNS_TCP]) + (struct.pack(">H", len(www)) + www) * 2 + b"\x00"
+    # The same response behind every link layer the decoder knows.
+    ip = wrap_ipv4_udp(www)
+    ip6 = struct.pack(">IHBB16s16s", 0x60000000, 8 + len(www), 17, 64, v6, v6) + \
+        struct.pack(">HHHH", 53, 40000, 8 + len(www), 0) + www
+    eth = bytes(12)
+    seeds["link-null"] = bytes([LINK_MODE[0]]) + struct.pack("<I", 2) + ip
+    seeds["link-loop-v6"] = bytes([LINK_MODE[108]]) + struct.pack(">I", 30) + ip6
+    seeds["link-ethernet-qinq"] = bytes([LINK_MODE[1]]) + eth + b"\x88\xa8\x00\x01\x81\x00\x00\x02\x08\x00" + ip
+    seeds["link-raw"] = bytes([LINK_MODE[101]]) + ip
+    seeds["link-dlt-raw"] = bytes([LINK_MODE[12]]) + ip6
+    seeds["link-ipv4"] = bytes([LINK_MODE[228]]) + ip
+    seeds["link-ipv6"] = bytes([LINK_MODE[229]]) + ip6
+    seeds["link-sll"] = bytes([LINK_MODE[113]]) + bytes(14) + b"\x08\x00" + ip
+    seeds["link-sll2"] = bytes([LINK_MODE[276]]) + b"\x86\xdd" + bytes(18) + ip6
+    return seeds
+
+
 def write(outdir, name, seeds):
     d = os.path.join(outdir, name)
     os.makedirs(d, exist_ok=True)
@@ -210,6 +375,7 @@ def main():
     outdir = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__), "corpus")
     write(outdir, "frame", frame_seeds())
     write(outdir, "batch", batch_seeds())
+    write(outdir, "dns", dns_seeds())
 
 
 if __name__ == "__main__":

@@ -64,6 +64,14 @@
 #define ERROR_HDR "50434c4e 01 09 0000 0000000d 00000000"
 #define ERROR_PAYLOAD "0003 0009 62616420746f6b656e"
 
+#define NAMES_HDR "50434c4e 01 06 0000 00000054 00000000"
+#define NAMES_EV0_FIXED "17979cfe3d85cd15 01 04 c6120032 0000 0000003c"
+#define NAMES_EV0_STRS "000f 7777772e6578616d706c652e636f6d 0000"
+#define NAMES_EV1                                                                          \
+	"17979cfe3d85d0fd 03 06 20010db8000000000000000000000001 01bb 00000000"            \
+	"0003 617069 0004 70726f64"
+#define NAMES_PAYLOAD "0002" NAMES_EV0_FIXED NAMES_EV0_STRS NAMES_EV1
+
 /* ---- Helpers ------------------------------------------------------------------------ */
 
 static int hexval(char c)
@@ -298,6 +306,39 @@ static int dec_error(const uint8_t *p, size_t n)
 	return proto_error_decode(p, n, &m);
 }
 
+static void ref_names(struct proto_names *m)
+{
+	static const uint8_t v6[16] = {0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
+
+	memset(m, 0, sizeof(*m));
+	m->n = 2;
+	m->ev[0].ts_ns = 1700000000123456789ull;
+	m->ev[0].source = PROTO_NSRC_DNS;
+	m->ev[0].family = 4;
+	memcpy(m->ev[0].addr, "\xc6\x12\x00\x32", 4);
+	m->ev[0].ttl_s = 60;
+	strcpy(m->ev[0].name, "www.example.com");
+	m->ev[1].ts_ns = 1700000000123457789ull;
+	m->ev[1].source = PROTO_NSRC_STATIC;
+	m->ev[1].family = 6;
+	memcpy(m->ev[1].addr, v6, 16);
+	m->ev[1].port = 443;
+	strcpy(m->ev[1].name, "api");
+	strcpy(m->ev[1].ns, "prod");
+}
+
+static struct proto_names names_enc_src;
+static int enc_names(uint8_t *out, size_t cap)
+{
+	return proto_names_encode(&names_enc_src, out, cap);
+}
+static int dec_names(const uint8_t *p, size_t n)
+{
+	static struct proto_names m;
+
+	return proto_names_decode(p, n, &m);
+}
+
 static int enc_batch_hdr(uint8_t *out, size_t cap)
 {
 	return proto_batch_hdr_encode(42, 2, 46, out, cap);
@@ -353,7 +394,7 @@ static void test_hdr_decode_ok(void **state)
 	struct proto_hdr h;
 	size_t n = unhex(HDR_EXAMPLE, buf, sizeof(buf));
 	static const uint8_t types[] = {PROTO_HELLO, PROTO_WELCOME, PROTO_BATCH, PROTO_ACK,
-					PROTO_STATS, PROTO_HEARTBEAT, PROTO_ERROR};
+					PROTO_STATS, PROTO_NAMES, PROTO_HEARTBEAT, PROTO_ERROR};
 
 	(void)state;
 	assert_int_equal(proto_hdr_decode(buf, n, 300, &h), 0);
@@ -406,7 +447,6 @@ static void test_hdr_errors(void **state)
 		{"50434c4e ff 03 0000 00000010 00000000", 1u << 20, PROTO_EVERSION},
 		{"50434c4e 01 00 0000 00000010 00000000", 1u << 20, PROTO_ETYPE},
 		{"50434c4e 01 0a 0000 00000010 00000000", 1u << 20, PROTO_ETYPE},
-		{"50434c4e 01 06 0000 00000010 00000000", 1u << 20, PROTO_ETYPE}, /* NAMES */
 		{"50434c4e 01 08 0000 00000010 00000000", 1u << 20, PROTO_ETYPE}, /* CONTROL */
 		{"50434c4e 01 ff 0000 00000010 00000000", 1u << 20, PROTO_ETYPE},
 		{"50434c4e 01 03 0000 00000010 00000001", 1u << 20, PROTO_EINVAL},
@@ -1212,6 +1252,192 @@ static void test_error(void **state)
 	assert_int_equal(proto_error_encode(&m, out, sizeof(out)), PROTO_EINVAL);
 }
 
+/* ---- NAMES -------------------------------------------------------------------------- */
+
+static void test_names_vector(void **state)
+{
+	static struct proto_names m, d;
+	uint8_t out[512], hdr[PROTO_HDR_LEN];
+	int n;
+
+	(void)state;
+	ref_names(&m);
+	n = proto_names_encode(&m, out, sizeof(out));
+	assert_int_equal(n, 84);
+	assert_bytes_hex(out, (size_t)n, NAMES_PAYLOAD);
+	proto_hdr_encode(hdr, PROTO_NAMES, 0, (uint32_t)n);
+	assert_bytes_hex(hdr, sizeof(hdr), NAMES_HDR);
+	assert_int_equal(proto_names_decode(out, (size_t)n, &d), 0);
+	assert_int_equal(d.n, 2);
+	for (unsigned i = 0; i < 2; i++) {
+		assert_int_equal(d.ev[i].ts_ns, m.ev[i].ts_ns);
+		assert_int_equal(d.ev[i].source, m.ev[i].source);
+		assert_int_equal(d.ev[i].family, m.ev[i].family);
+		assert_memory_equal(d.ev[i].addr, m.ev[i].addr, 16);
+		assert_int_equal(d.ev[i].port, m.ev[i].port);
+		assert_int_equal(d.ev[i].ttl_s, m.ev[i].ttl_s);
+		assert_string_equal(d.ev[i].name, m.ev[i].name);
+		assert_string_equal(d.ev[i].ns, m.ev[i].ns);
+	}
+	names_enc_src = m;
+	sweep_caps(enc_names, NAMES_PAYLOAD);
+	sweep_cuts(dec_names, NAMES_PAYLOAD);
+}
+
+static void test_names_limits(void **state)
+{
+	static struct proto_names m, d;
+	static uint8_t out[PROTO_NAMES_MAX_LEN + 16];
+	int n;
+
+	(void)state;
+	/* The largest payload: 256 IPv6 events with a 253-byte name and a 63-byte namespace. */
+	memset(&m, 0, sizeof(m));
+	m.n = PROTO_MAX_NAMES;
+	for (unsigned i = 0; i < PROTO_MAX_NAMES; i++) {
+		struct proto_name *e = &m.ev[i];
+
+		e->ts_ns = UINT64_MAX - i;
+		e->source = (uint8_t)(i % 255 + 1); /* every source, known or not */
+		e->family = 6;
+		memset(e->addr, (int)i, 16);
+		e->port = (uint16_t)i;
+		e->ttl_s = PROTO_MAX_TTL;
+		/* 63 + 1 + 63 + 1 + 63 + 1 + 61 = 253 */
+		memset(e->name, 'a', PROTO_MAX_NAME);
+		e->name[63] = e->name[127] = e->name[191] = '.';
+		e->name[0] = (char)('0' + i % 10);
+		memset(e->ns, '_', PROTO_MAX_NS);
+	}
+	n = proto_names_encode(&m, out, sizeof(out));
+	assert_int_equal(n, PROTO_NAMES_MAX_LEN);
+	assert_int_equal(n, 90114);
+	assert_int_equal(proto_names_decode(out, (size_t)n, &d), 0);
+	assert_int_equal(d.n, PROTO_MAX_NAMES);
+	assert_string_equal(d.ev[255].name, m.ev[255].name);
+	assert_string_equal(d.ev[255].ns, m.ev[255].ns);
+	assert_int_equal(d.ev[254].source, 255);
+	assert_int_equal(proto_names_encode(&m, out, PROTO_NAMES_MAX_LEN - 1), PROTO_ENOSPC);
+
+	/* The smallest payload: one IPv4 event with a 1-byte name. */
+	assert_int_equal(dec_hex(dec_names, "0001 0000000000000000 01 04 00000000 0000 00000000 0001 61 0000"), 0);
+	assert_int_equal(dec_hex(dec_names, "0001 0000000000000000 01 04 00000000 0000 00000000 0001 5f 0000"), 0);
+
+	/* Encoder refusals mirror the decoder's. */
+	ref_names(&m);
+	m.n = 0;
+	assert_int_equal(proto_names_encode(&m, out, sizeof(out)), PROTO_EINVAL);
+	m.n = PROTO_MAX_NAMES + 1;
+	assert_int_equal(proto_names_encode(&m, out, sizeof(out)), PROTO_EINVAL);
+	ref_names(&m);
+	m.ev[1].source = 0;
+	assert_int_equal(proto_names_encode(&m, out, sizeof(out)), PROTO_EINVAL);
+	ref_names(&m);
+	m.ev[1].family = 10;
+	assert_int_equal(proto_names_encode(&m, out, sizeof(out)), PROTO_EINVAL);
+	ref_names(&m);
+	m.ev[1].ttl_s = PROTO_MAX_TTL + 1;
+	assert_int_equal(proto_names_encode(&m, out, sizeof(out)), PROTO_EINVAL);
+	ref_names(&m);
+	m.ev[1].name[0] = '\0';
+	assert_int_equal(proto_names_encode(&m, out, sizeof(out)), PROTO_EINVAL);
+	ref_names(&m);
+	strcpy(m.ev[1].name, "a b");
+	assert_int_equal(proto_names_encode(&m, out, sizeof(out)), PROTO_EINVAL);
+	ref_names(&m);
+	strcpy(m.ev[1].ns, "prod.");
+	assert_int_equal(proto_names_encode(&m, out, sizeof(out)), PROTO_EINVAL);
+	ref_names(&m);
+	memset(m.ev[1].name, 'x', sizeof(m.ev[1].name)); /* unterminated */
+	assert_int_equal(proto_names_encode(&m, out, sizeof(out)), PROTO_EINVAL);
+	ref_names(&m);
+	memset(m.ev[1].ns, 'x', sizeof(m.ev[1].ns));
+	assert_int_equal(proto_names_encode(&m, out, sizeof(out)), PROTO_EINVAL);
+}
+
+/* The refusals listed in PROTOCOL.md, each a change to event 0 of the vector. */
+static void test_names_invalid(void **state)
+{
+	static const struct {
+		const char *hex;
+		int want;
+	} cases[] = {
+		{"0001" NAMES_EV0_FIXED NAMES_EV0_STRS, 0},
+		{"0000", PROTO_EINVAL},
+		{"0000" NAMES_EV0_FIXED NAMES_EV0_STRS, PROTO_EINVAL},
+		{"0101" NAMES_EV0_FIXED NAMES_EV0_STRS, PROTO_EINVAL}, /* 257 */
+		{"0101", PROTO_EINVAL},
+		{"0001 17979cfe3d85cd15 00 04 c6120032 0000 0000003c" NAMES_EV0_STRS, PROTO_EINVAL},
+		{"0001 17979cfe3d85cd15 01 05 c6120032 0000 0000003c" NAMES_EV0_STRS, PROTO_EINVAL},
+		{"0001 17979cfe3d85cd15 01 00 c6120032 0000 0000003c" NAMES_EV0_STRS, PROTO_EINVAL},
+		{"0001 17979cfe3d85cd15 01 05", PROTO_EINVAL}, /* family before the address */
+		{"0001 17979cfe3d85cd15 01 04 c6120032 0000 80000000" NAMES_EV0_STRS, PROTO_EINVAL},
+		{"0001 17979cfe3d85cd15 01 04 c6120032 0000 ffffffff" NAMES_EV0_STRS, PROTO_EINVAL},
+		{"0001" NAMES_EV0_FIXED "0000 0000", PROTO_EINVAL},
+		{"0001" NAMES_EV0_FIXED "00fe", PROTO_EINVAL},
+		{"0001" NAMES_EV0_FIXED "000f 7777772e2e78616d706c652e636f6d 0000", PROTO_EINVAL}, /* www..xample.com */
+		{"0001" NAMES_EV0_FIXED "000f 2e77772e6578616d706c652e636f6d 0000", PROTO_EINVAL}, /* .ww.example.com */
+		{"0001" NAMES_EV0_FIXED "000f 7777772e6578616d706c652e636f2e 0000", PROTO_EINVAL}, /* www.example.co. */
+		{"0001" NAMES_EV0_FIXED "000f 7777772065786d706c652e636f6d 0000", PROTO_EINVAL}, /* space */
+		{"0001" NAMES_EV0_FIXED "000f 7777772e6578612a6d706c652e636f6d 0000", PROTO_EINVAL}, /* '*' */
+		{"0001" NAMES_EV0_FIXED "000f 7777772e6578616d706c650a636f6d 0000", PROTO_EINVAL}, /* LF */
+		{"0001" NAMES_EV0_FIXED "000f 7777772e6578616d706c65006f6d 0000", PROTO_EINVAL}, /* NUL */
+		{"0001" NAMES_EV0_FIXED "000f 7777772ee578616d706c652e636f6d 0000", PROTO_EINVAL}, /* 0xe5 */
+		{"0001" NAMES_EV0_FIXED "0001 2e 0000", PROTO_EINVAL},
+		{"0001" NAMES_EV0_FIXED NAMES_EV0_STRS "00", PROTO_ETRAILING},
+		{"0001" NAMES_EV0_FIXED "000f 7777772e6578616d706c652e636f6d 0040", PROTO_EINVAL},
+		{"0001" NAMES_EV0_FIXED "000f 7777772e6578616d706c652e636f6d 0001 2d", 0},
+		{"0001" NAMES_EV0_FIXED "000f 7777772e6578616d706c652e636f6d 0001 2e", PROTO_EINVAL},
+		{"0001" NAMES_EV0_FIXED "000f 7777772e6578616d706c652e636f6d 0001", PROTO_ETRUNC},
+		{"0002" NAMES_EV0_FIXED NAMES_EV0_STRS, PROTO_ETRUNC},
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		int rc = dec_hex(dec_names, cases[i].hex);
+
+		if (rc != cases[i].want)
+			fail_msg("case %zu: got %d (%s), want %d", i, rc, proto_strerror(rc), cases[i].want);
+	}
+
+	/* Labels: 63 bytes pass, 64 do not; 253 bytes in all pass, 254 do not. */
+	{
+		char name[300];
+
+		memset(name, 'a', sizeof(name));
+		assert_int_equal(proto_name_valid(name, 63, PROTO_MAX_NAME), 1);
+		assert_int_equal(proto_name_valid(name, 64, PROTO_MAX_NAME), 0);
+		name[63] = '.';
+		name[127] = '.';
+		name[191] = '.';
+		assert_int_equal(proto_name_valid(name, 253, PROTO_MAX_NAME), 1);
+		assert_int_equal(proto_name_valid(name, 254, PROTO_MAX_NAME), 0);
+		assert_int_equal(proto_name_valid(name, 64, PROTO_MAX_NAME), 0); /* trailing dot */
+		assert_int_equal(proto_name_valid("", 0, PROTO_MAX_NS), 1);
+		assert_int_equal(proto_name_valid("_ldap._tcp.dc", 13, PROTO_MAX_NAME), 1);
+		assert_int_equal(proto_name_valid("Kube-System", 11, PROTO_MAX_NS), 1);
+	}
+	/* A 64-byte label on the wire, then 63. The fixed part is 2 + 20 + 2 bytes. */
+	{
+		static uint8_t buf[128];
+		uint8_t *q;
+
+		assert_int_equal(unhex("0001" NAMES_EV0_FIXED "0040", buf, sizeof(buf)), 24);
+		memset(buf + 24, 'a', 64);
+		buf[88] = 0;
+		buf[89] = 0;
+		q = dup_exact(buf, 90);
+		assert_int_equal(dec_names(q, 90), PROTO_EINVAL);
+		free(q);
+		buf[23] = 0x3f;
+		buf[87] = 0;
+		buf[88] = 0;
+		q = dup_exact(buf, 89);
+		assert_int_equal(dec_names(q, 89), 0);
+		free(q);
+	}
+}
+
 /* ---- A whole stream ----------------------------------------------------------------- */
 
 /* Every frame vector back to back, read the way a session reads its socket buffer. */
@@ -1220,10 +1446,10 @@ static void test_frame_stream(void **state)
 	static const char *const stream[] = {
 		HELLO_HDR HELLO_PAYLOAD, WELCOME_HDR WELCOME_PAYLOAD, BATCH_HDR BATCH_PAYLOAD,
 		LZ4_HDR LZ4_PAYLOAD_HDR LZ4_BLOCK, ACK_HDR ACK_PAYLOAD, STATS_HDR STATS_PAYLOAD,
-		HEARTBEAT_HDR HEARTBEAT_PAYLOAD, ERROR_HDR ERROR_PAYLOAD,
+		NAMES_HDR NAMES_PAYLOAD, HEARTBEAT_HDR HEARTBEAT_PAYLOAD, ERROR_HDR ERROR_PAYLOAD,
 	};
-	static const uint8_t want_types[] = {PROTO_HELLO, PROTO_WELCOME, PROTO_BATCH, PROTO_BATCH,
-					     PROTO_ACK, PROTO_STATS, PROTO_HEARTBEAT, PROTO_ERROR};
+	static const uint8_t want_types[] = {PROTO_HELLO, PROTO_WELCOME, PROTO_BATCH, PROTO_BATCH, PROTO_ACK,
+					     PROTO_STATS, PROTO_NAMES, PROTO_HEARTBEAT, PROTO_ERROR};
 	static uint8_t buf[4096];
 	size_t n = 0, off = 0;
 	unsigned seen = 0, records = 0;
@@ -1294,6 +1520,13 @@ static void test_frame_stream(void **state)
 			assert_int_equal(m.n, 2);
 			break;
 		}
+		case PROTO_NAMES: {
+			static struct proto_names m;
+
+			assert_int_equal(proto_names_decode(p, h.len, &m), 0);
+			assert_string_equal(m.ev[1].ns, "prod");
+			break;
+		}
 		case PROTO_HEARTBEAT: {
 			uint64_t ts;
 
@@ -1314,7 +1547,7 @@ static void test_frame_stream(void **state)
 		seen++;
 	}
 	assert_int_equal(off, n);
-	assert_int_equal(seen, 8);
+	assert_int_equal(seen, 9);
 	assert_int_equal(records, 3);
 }
 
@@ -1343,6 +1576,9 @@ int main(void)
 		cmocka_unit_test(test_stats),
 		cmocka_unit_test(test_heartbeat),
 		cmocka_unit_test(test_error),
+		cmocka_unit_test(test_names_vector),
+		cmocka_unit_test(test_names_limits),
+		cmocka_unit_test(test_names_invalid),
 		cmocka_unit_test(test_frame_stream),
 	};
 

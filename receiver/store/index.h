@@ -1,0 +1,129 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
+/*
+ * The repository index: <dir>/index.db, SQLite in WAL mode, one row per closed
+ * segment. The receiver is the only writer; the pcapline CLI reads it concurrently
+ * (busy_timeout 5000 ms on both sides). The schema is a contract with the CLI:
+ *
+ *   meta(key, value)                      ('schema', '1')
+ *   segments(id, sensor, path, iface, linktype, snaplen, min_ns, max_ns, packets,
+ *            bytes, closed_ns)            path relative to <dir>, unique
+ *   retention(sensor, segments, packets, bytes)   totals deleted by retention
+ *
+ * Rows are written when a segment is closed and renamed into place, never per packet
+ * or per batch. The index is derived data: index_reconcile() brings it back in line
+ * with the files after any crash (a file without a row is scanned and added, a row
+ * without a file is removed), so an insert that fails is only logged and retried.
+ *
+ * Only files named sensors/<id>/segments/<name>.pcap (no hidden name, no "..") are
+ * ever indexed, and index_seg_path_ok() is what retention checks before unlinking.
+ */
+#ifndef PCAPLINE_RECEIVER_INDEX_H
+#define PCAPLINE_RECEIVER_INDEX_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define INDEX_SCHEMA "1"
+#define INDEX_MAX_SENSOR 128 /* PROTO_MAX_ID */
+#define INDEX_MAX_PATH 512
+#define INDEX_MAX_IFACE 256
+
+/* One row of the segments table. */
+struct index_seg {
+	int64_t id; /* rowid; ignored by index_insert() */
+	char sensor[INDEX_MAX_SENSOR + 1];
+	char path[INDEX_MAX_PATH]; /* relative to the repository root */
+	char iface[INDEX_MAX_IFACE];
+	uint32_t linktype, snaplen;
+	int64_t min_ns, max_ns;
+	uint64_t packets;
+	uint64_t bytes; /* file size */
+	int64_t closed_ns;
+};
+
+struct index;
+
+/*
+ * Opens (creating if needed) <dir>/index.db and its schema. A file that is not a
+ * database or is corrupt is moved aside to index.db.corrupt-<unix-time> and a new one
+ * is created (index_reconcile() then rebuilds it from the files; the retention totals
+ * of the old one are lost, which is logged). A database with another schema version
+ * is refused. NULL with err set on failure.
+ */
+struct index *index_open(const char *dir, char *err, size_t errlen);
+/* Closes the database. Rows still waiting for a retry are dropped (the next start's
+ * reconcile adds them). Accepts NULL. */
+void index_close(struct index *ix);
+
+/*
+ * Inserts (or, for a path already indexed, replaces) one row. Returns 0, or -1 when
+ * the path is not one index_seg_path_ok() accepts (logged, dropped) or SQLite failed:
+ * the row is then kept in memory (up to a bound) and retried by index_retry(); beyond
+ * the bound only the next start's reconcile adds it.
+ */
+int index_insert(struct index *ix, const struct index_seg *seg);
+/* Retries rows whose insert failed, calling fn (may be NULL) for each one that is now
+ * in the index. Returns how many are still waiting. */
+size_t index_retry(struct index *ix, void (*fn)(void *arg, const struct index_seg *seg), void *arg);
+/* Rows waiting for index_retry(). */
+size_t index_pending(const struct index *ix);
+
+/*
+ * Fills *seg from the file <dir>/<relpath> (read with shared/pcapfile.h): sensor and
+ * interface from the path, link type and snaplen from the header, packet count and
+ * smallest/largest timestamp from the records (a file cut in a record counts the
+ * complete records before the cut), bytes from its size, closed_ns from its mtime.
+ * Returns 0 or a PCAPF_* code / -errno (not a path index_seg_path_ok() accepts: -EINVAL).
+ */
+int index_scan(const char *dir, const char *relpath, struct index_seg *seg);
+
+/* True for "sensors/<id>/segments/<name>.pcap" with no empty, hidden, "." or ".."
+ * component: the only paths the index holds and retention unlinks. */
+bool index_seg_path_ok(const char *relpath);
+
+struct index_reconcile_report {
+	unsigned added;   /* files without a row, scanned and inserted */
+	unsigned removed; /* rows without a file, deleted */
+	unsigned skipped; /* files that are not readable captures, left out (logged) */
+};
+
+/* Makes the rows agree with the files sensors/<id>/segments/<name>.pcap and logs each
+ * fix (the first few by name, then a count). Call at start-up, before anything else
+ * writes. Returns 0 or -1 (SQLite failed: logged; the index may still be incomplete). */
+int index_reconcile(struct index *ix, struct index_reconcile_report *rep);
+
+/* Per-sensor totals of the segments table. */
+struct index_totals {
+	char sensor[INDEX_MAX_SENSOR + 1];
+	uint64_t segments, bytes;
+	int64_t oldest_max_ns; /* smallest max_ns */
+};
+
+/* Calls fn once per sensor that has rows. Returns 0 or -1. */
+int index_totals(struct index *ix, void (*fn)(void *arg, const struct index_totals *t), void *arg);
+/* Totals of one sensor (zeros and oldest_max_ns = INT64_MAX when it has no rows).
+ * Returns 0 or -1. */
+int index_sensor_totals(struct index *ix, const char *sensor, struct index_totals *t);
+
+/*
+ * Fills out[0..n) with up to n rows, oldest first (ordered by max_ns, then id), of one
+ * sensor or of all sensors (sensor NULL). Returns how many, or -1.
+ */
+int index_oldest(struct index *ix, const char *sensor, struct index_seg *out, int n);
+
+/*
+ * Retires one segment: in one transaction, deletes its row, adds it to the retention
+ * table and unlinks <dir>/<path>. A file already gone still counts (the row was
+ * stale). Returns 0; -EINVAL for a path index_seg_path_ok() refuses (the row is
+ * deleted, no file is touched, nothing is counted); unlink's -errno (nothing changes);
+ * or -EIO when SQLite failed (nothing changes, or the file is gone and the row stays
+ * until the next reconcile).
+ */
+int index_retire(struct index *ix, const struct index_seg *seg);
+
+/* Totals of the retention table for one sensor (zeros when none). Returns 0 or -1. */
+int index_retention_get(struct index *ix, const char *sensor, uint64_t *segments, uint64_t *packets,
+			uint64_t *bytes);
+
+#endif

@@ -1,0 +1,294 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
+/*
+ * Unit tests for receiver/store/names.c: the names.jsonl history a receiver keeps per
+ * sensor (appending NAMES frames, leaving out repeats, cutting a torn last line) and
+ * the names_at() lookup behind `pcapline-receiver --names-at`.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "store/names.h"
+
+static char root[256];
+
+static int setup(void **state)
+{
+	char cmd[300];
+
+	(void)state;
+	snprintf(root, sizeof(root), "/tmp/pcapline-test-namelog-XXXXXX");
+	if (!mkdtemp(root))
+		return -1;
+	snprintf(cmd, sizeof(cmd), "%s/sensors", root);
+	mkdir(cmd, 0750);
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	char cmd[300];
+
+	(void)state;
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", root);
+	return system(cmd) == 0 ? 0 : -1;
+}
+
+static char *slurp(const char *sensor)
+{
+	static char buf[65536];
+	char path[512];
+	FILE *f;
+	size_t n;
+
+	snprintf(path, sizeof(path), "%s/sensors/%s/names.jsonl", root, sensor);
+	f = fopen(path, "r");
+	if (!f)
+		return NULL;
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	buf[n] = '\0';
+	fclose(f);
+	return buf;
+}
+
+static void put_file(const char *sensor, const char *text)
+{
+	char path[512];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/sensors/%s", root, sensor);
+	mkdir(path, 0750);
+	snprintf(path, sizeof(path), "%s/sensors/%s/names.jsonl", root, sensor);
+	f = fopen(path, "w");
+	assert_non_null(f);
+	fputs(text, f);
+	fclose(f);
+}
+
+static void ev(struct proto_name *e, uint64_t t, uint8_t src, const char *addr4, uint16_t port, const char *name,
+	       const char *ns)
+{
+	memset(e, 0, sizeof(*e));
+	e->ts_ns = t;
+	e->source = src;
+	e->family = 4;
+	sscanf(addr4, "%hhu.%hhu.%hhu.%hhu", &e->addr[0], &e->addr[1], &e->addr[2], &e->addr[3]);
+	e->port = port;
+	snprintf(e->name, sizeof(e->name), "%s", name);
+	snprintf(e->ns, sizeof(e->ns), "%s", ns);
+}
+
+static void test_addresses(void **state)
+{
+	char out[NAMES_ADDR_LEN];
+	static const uint8_t v6[16] = {0x20, 0x01, 0x0d, 0xb8, [15] = 1};
+	static const struct {
+		const char *in, *out;
+	} ok[] = {
+		{"10.0.0.1", "10.0.0.1"},
+		{"10.0.0.1:80", "10.0.0.1:80"},
+		{"2001:DB8:0:0::1", "2001:db8::1"},
+		{"[2001:db8::1]", "2001:db8::1"},
+		{"[2001:db8::1]:443", "[2001:db8::1]:443"},
+		{"::ffff:10.0.0.1", "::ffff:10.0.0.1"},
+		{"::", "::"},
+	};
+	static const char *const bad[] = {"", "x", "10.0.0", "10.0.0.1:", "10.0.0.1:0", "10.0.0.1:65536",
+					  "10.0.0.1:8a", "[2001:db8::1", "[2001:db8::1]x", "[10.0.0.1]:80",
+					  "2001:db8::1:80x", "10.0.0.1:80:80"};
+
+	(void)state;
+	names_addr_format(4, (const uint8_t *)"\x0a\x00\x00\x01", 0, out);
+	assert_string_equal(out, "10.0.0.1");
+	names_addr_format(6, v6, 53, out);
+	assert_string_equal(out, "[2001:db8::1]:53");
+	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+		if (names_addr_parse(ok[i].in, out) != 0)
+			fail_msg("'%s' refused", ok[i].in);
+		assert_string_equal(out, ok[i].out);
+	}
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		if (names_addr_parse(bad[i], out) == 0)
+			fail_msg("'%s' accepted as '%s'", bad[i], out);
+}
+
+static void test_append_and_repeats(void **state)
+{
+	static struct proto_names m;
+	struct names_store *st = names_store_new(root, NAMES_SYNC_WRITE);
+	struct names_log *l;
+	char err[512];
+
+	(void)state;
+	assert_non_null(st);
+	l = names_log_open(st, "s1");
+	assert_non_null(l);
+	m.n = 4;
+	ev(&m.ev[0], 1000, PROTO_NSRC_DNS, "198.18.0.50", 0, "x.test", "");
+	ev(&m.ev[1], 2000, PROTO_NSRC_DNS, "198.18.0.50", 0, "x.test", ""); /* repeat */
+	ev(&m.ev[2], 3000, PROTO_NSRC_STATIC, "10.0.0.5", 5432, "db", "prod");
+	ev(&m.ev[3], 4000, 9, "198.18.0.50", 0, "y.test", ""); /* an unknown source */
+	assert_int_equal(names_log_append(l, &m, err, sizeof(err)), 3);
+	assert_string_equal(slurp("s1"),
+			    "{\"t\":1000,\"addr\":\"198.18.0.50\",\"name\":\"x.test\",\"ns\":\"\",\"src\":\"dns\"}\n"
+			    "{\"t\":3000,\"addr\":\"10.0.0.5:5432\",\"name\":\"db\",\"ns\":\"prod\",\"src\":\"static\"}\n"
+			    "{\"t\":4000,\"addr\":\"198.18.0.50\",\"name\":\"y.test\",\"ns\":\"\",\"src\":\"other\"}\n");
+	assert_int_equal(names_log_counters(l)->written, 3);
+	assert_int_equal(names_log_counters(l)->repeats, 1);
+	names_log_close(l);
+
+	/* A new session re-announces its table: the mappings in effect are repeats, read back
+	 * from the file; a namespace change is not. */
+	l = names_log_open(st, "s1");
+	m.n = 3;
+	ev(&m.ev[0], 3000, PROTO_NSRC_STATIC, "10.0.0.5", 5432, "db", "prod");
+	ev(&m.ev[1], 4000, PROTO_NSRC_DNS, "198.18.0.50", 0, "y.test", "");
+	ev(&m.ev[2], 5000, PROTO_NSRC_STATIC, "10.0.0.5", 5432, "db", "staging");
+	assert_int_equal(names_log_append(l, &m, err, sizeof(err)), 1);
+	assert_int_equal(names_log_counters(l)->repeats, 2);
+	/* An old mapping coming back (X again) is a change. */
+	m.n = 1;
+	ev(&m.ev[0], 6000, PROTO_NSRC_DNS, "198.18.0.50", 0, "x.test", "");
+	assert_int_equal(names_log_append(l, &m, err, sizeof(err)), 1);
+	assert_int_equal(names_log_sync(l), 0);
+	names_log_close(l);
+	names_store_free(st);
+
+	/* No repository: no history. */
+	st = names_store_new("", NAMES_SYNC_CLOSE);
+	assert_null(names_log_open(st, "s1"));
+	names_store_free(st);
+	st = names_store_new(root, NAMES_SYNC_CLOSE);
+	assert_null(names_log_open(st, "../s1"));
+	assert_null(names_log_open(st, ".hidden"));
+	names_store_free(st);
+	names_log_close(NULL);
+}
+
+static void test_torn_tail(void **state)
+{
+	static struct proto_names m;
+	struct names_store *st = names_store_new(root, NAMES_SYNC_TIMER);
+	struct names_log *l;
+	char err[512];
+
+	(void)state;
+	put_file("s2", "{\"t\":1,\"addr\":\"10.0.0.1\",\"name\":\"a\",\"ns\":\"\",\"src\":\"dns\"}\n"
+		       "{\"t\":2,\"addr\":\"10.0.0.2\",\"name\":\"b\",\"ns\":\"\",\"sr");
+	l = names_log_open(st, "s2");
+	m.n = 2;
+	ev(&m.ev[0], 3, PROTO_NSRC_DNS, "10.0.0.1", 0, "a", ""); /* a repeat of line 1 */
+	ev(&m.ev[1], 4, PROTO_NSRC_DNS, "10.0.0.2", 0, "b", ""); /* the torn line did not count */
+	assert_int_equal(names_log_append(l, &m, err, sizeof(err)), 1);
+	assert_string_equal(slurp("s2"), "{\"t\":1,\"addr\":\"10.0.0.1\",\"name\":\"a\",\"ns\":\"\",\"src\":\"dns\"}\n"
+					 "{\"t\":4,\"addr\":\"10.0.0.2\",\"name\":\"b\",\"ns\":\"\",\"src\":\"dns\"}\n");
+	names_log_close(l);
+	/* A file that is one torn line. */
+	put_file("s3", "{\"t\":1,\"addr\"");
+	l = names_log_open(st, "s3");
+	m.n = 1;
+	assert_int_equal(names_log_append(l, &m, err, sizeof(err)), 1);
+	assert_string_equal(slurp("s3"), "{\"t\":3,\"addr\":\"10.0.0.1\",\"name\":\"a\",\"ns\":\"\",\"src\":\"dns\"}\n");
+	names_log_close(l);
+	names_store_free(st);
+}
+
+static int at(const char *sensor, const char *addr, uint64_t t, char *name)
+{
+	char ns[64];
+
+	name[0] = '\0';
+	return names_at(root, sensor, addr, t, name, 256, ns, sizeof(ns));
+}
+
+static void test_names_at(void **state)
+{
+	char name[256], ns[8], big[70000];
+
+	(void)state;
+	put_file("q",
+		 "{\"t\":100,\"addr\":\"198.18.0.50\",\"name\":\"x.test\",\"ns\":\"\",\"src\":\"dns\"}\n"
+		 "{\"t\":300,\"addr\":\"198.18.0.50\",\"name\":\"y.test\",\"ns\":\"\",\"src\":\"dns\"}\n"
+		 "{\"t\":200,\"addr\":\"198.18.0.50\",\"name\":\"late.test\",\"ns\":\"\",\"src\":\"dns\"}\n"
+		 "{\"t\":300,\"addr\":\"10.0.0.5:5432\",\"name\":\"db\",\"ns\":\"prod\",\"src\":\"static\"}\n"
+		 "{\"t\":100,\"addr\":\"10.0.0.5\",\"name\":\"host5\",\"ns\":\"\",\"src\":\"hosts\"}\n"
+		 "{\"t\":500,\"addr\":\"10.0.0.5:5432\",\"name\":\"\",\"ns\":\"\",\"src\":\"static\"}\n"
+		 "not json\n"
+		 "{\"t\":-1,\"addr\":\"10.9.9.9\",\"name\":\"neg\"}\n"
+		 "{\"t\":1.5,\"addr\":\"10.9.9.9\",\"name\":\"frac\"}\n"
+		 "{\"t\":1,\"t\":2,\"addr\":\"10.9.9.9\",\"name\":\"dup\"}\n"
+		 "{\"t\":1,\"addr\":\"10.9.9.9\"}\n"
+		 "{\"t\":1,\"addr\":\"\",\"name\":\"noaddr\"}\n"
+		 "  { \"x\" : [1, {\"y\": null}, true, \"s\\\"\"] , \"t\" : 1 , \"addr\" : \"2001:DB8::1\" ,"
+		 " \"name\" : \"v6\\u002etest\" }  \n"
+		 "{\"t\":400,\"addr\":\"198.18.0.50\",\"name\":\"z.test\",\"ns\":\"n\",\"src\":\"dns\"}\n"
+		 "{\"t\":400,\"addr\":\"198.18.0.50\",\"name\":\"w.test\",\"ns\":\"n\",\"src\":\"dns\"}\n"
+		 "{\"t\":900,\"addr\":\"198.18.0.50\",\"name\":\"torn\"");
+	assert_int_equal(at("q", "198.18.0.50", 99, name), 0);
+	assert_int_equal(at("q", "198.18.0.50", 100, name), 1);
+	assert_string_equal(name, "x.test");
+	assert_int_equal(at("q", "198.18.0.50", 199, name), 1);
+	assert_string_equal(name, "x.test");
+	assert_int_equal(at("q", "198.18.0.50", 250, name), 1); /* time order, not file order */
+	assert_string_equal(name, "late.test");
+	assert_int_equal(at("q", "198.18.0.50", 300, name), 1);
+	assert_string_equal(name, "y.test");
+	assert_int_equal(at("q", "198.18.0.50", 400, name), 1); /* equal t: the later line */
+	assert_string_equal(name, "w.test");
+	assert_int_equal(at("q", "198.18.0.50", UINT64_MAX, name), 1); /* a torn last line is not read */
+	assert_string_equal(name, "w.test");
+	/* A port falls back to the address; an ended mapping (empty name) too. */
+	assert_int_equal(at("q", "10.0.0.5:5432", 350, name), 1);
+	assert_string_equal(name, "db");
+	assert_int_equal(names_at(root, "q", "10.0.0.5:5432", 350, name, sizeof(name), ns, sizeof(ns)), 1);
+	assert_string_equal(ns, "prod");
+	assert_int_equal(at("q", "10.0.0.5:5432", 600, name), 1);
+	assert_string_equal(name, "host5");
+	assert_int_equal(at("q", "10.0.0.5:80", 150, name), 1);
+	assert_string_equal(name, "host5");
+	assert_int_equal(at("q", "10.0.0.5", 350, name), 1);
+	assert_string_equal(name, "host5");
+	/* Malformed lines are skipped; whitespace, unknown fields and escapes are fine. */
+	assert_int_equal(at("q", "10.9.9.9", 10, name), 0);
+	assert_int_equal(at("q", "2001:db8::1", 10, name), 1);
+	assert_string_equal(name, "v6.test");
+	assert_int_equal(at("q", "[2001:db8:0::1]:99", 10, name), 1);
+	assert_string_equal(name, "v6.test");
+	/* Cut to the caller's buffer. */
+	assert_int_equal(names_at(root, "q", "198.18.0.50", 100, name, 3, ns, sizeof(ns)), 1);
+	assert_string_equal(name, "x.");
+	/* Errors. */
+	assert_int_equal(at("none", "10.0.0.1", 1, name), -ENOENT);
+	assert_int_equal(at("../q", "10.0.0.1", 1, name), -EINVAL);
+	assert_int_equal(at("q", "not-an-ip", 1, name), -EINVAL);
+
+	/* A line longer than any we read, then a good one. */
+	memset(big, 'x', sizeof(big));
+	memcpy(big, "{\"t\":1,\"addr\":\"10.1.1.1\",\"name\":\"", 33);
+	strcpy(big + sizeof(big) - 64, "\"}\n{\"t\":2,\"addr\":\"10.1.1.1\",\"name\":\"ok\"}\n");
+	put_file("long", big);
+	assert_int_equal(at("long", "10.1.1.1", 5, name), 1);
+	assert_string_equal(name, "ok");
+	assert_int_equal(at("long", "10.1.1.1", 1, name), 0);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_addresses),
+		cmocka_unit_test(test_append_and_repeats),
+		cmocka_unit_test(test_torn_tail),
+		cmocka_unit_test(test_names_at),
+	};
+
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
