@@ -1,0 +1,325 @@
+#!/bin/bash
+# SPDX-License-Identifier: BSD-2-Clause
+# File-replay benchmark: pcapline vs `tcpdump -r -w` vs a tcpdump|lz4|openssl shell pipeline
+# over loopback mutual TLS. See tests/bench/README.md.
+#
+#   tests/bench/bench.sh BUILD          (make bench)
+#
+# Env (all optional):
+#   BENCH_SIZE_MB=1000   size of the replayed capture (built once, cached in BUILD/bench/in.pcap)
+#   BENCH_REPS=3         runs per variant; the table shows the median of each figure
+#   BENCH_VARIANTS="tcpdump pipeline pcapline pcapline-nofsync"   (also: pcapline-interval,
+#                        the receiver with storage.fsync: interval)
+#   BENCH_PCAPS=DIR      source captures (default tests/data/pcaps, else ../shared/pcaps)
+#   BENCH_KEEP=0         1 = keep the last run's outputs (BUILD/bench/run, BUILD/bench/repo)
+#   BENCH_SENSOR_ENV="PCAPLINE_K=V ..."    extra settings for pcapline-sensor (listed in the results)
+#   BENCH_RECEIVER_ENV="PCAPLINE_K=V ..."  extra settings for pcapline-receiver
+# PCAPLINE_* variables inherited from the caller are removed, so that the figures do not
+# depend on a stray setting; the pcapline-nofsync variant runs the receiver with
+# PCAPLINE_STORAGE_FSYNC=never.
+set -u
+export LC_ALL=C
+
+HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(cd "$HERE/../.." && pwd)
+BUILD_ARG=${1:?usage: tests/bench/bench.sh BUILD}
+mkdir -p "$BUILD_ARG" || exit 1
+BUILD=$(cd "$BUILD_ARG" && pwd)
+B=$BUILD/bench
+SENSOR=$BUILD/pcapline-sensor
+RECEIVER=$BUILD/pcapline-receiver
+SIZE_MB=${BENCH_SIZE_MB:-1000}
+REPS=${BENCH_REPS:-3}
+VARIANTS=${BENCH_VARIANTS:-"tcpdump pipeline pcapline pcapline-nofsync"}
+KEEP=${BENCH_KEEP:-0}
+IN=$B/in.pcap
+RUN=$B/run
+REPO=$B/repo
+CERTS=$B/certs
+TSV=$B/runs.tsv
+TIMEFMT='%e %U %S %M'
+TIMEOUT_S=${BENCH_TIMEOUT_S:-240}   # per transfer
+
+for v in $(compgen -e | grep '^PCAPLINE_'); do unset "$v"; done
+read -r -a SENSOR_ENV <<< "${BENCH_SENSOR_ENV:-}"
+read -r -a RECEIVER_ENV <<< "${BENCH_RECEIVER_ENV:-}"
+export BENCH_SENSOR_ENV BENCH_RECEIVER_ENV   # for report.py
+
+log() { echo "[bench $(date +%T)] $*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+for t in tcpdump editcap mergecap capinfos lz4 openssl python3 ss /usr/bin/time mkfifo; do
+	command -v "$t" >/dev/null || die "missing tool: $t"
+done
+for b in "$SENSOR" "$RECEIVER"; do [ -x "$b" ] || die "$b is missing: run make all first"; done
+mkdir -p "$B" || exit 1
+
+# ---------- process bookkeeping: every process is started with setsid, so that its PID is
+# also its process group (GNU time and what it runs, or a whole pipeline); cleanup kills
+# those groups by that PID, never anything by name ----------
+PIDS=()
+cleanup() {
+	local p i
+	for p in "${PIDS[@]}"; do
+		kill -TERM -- "-$p" 2>/dev/null || kill -TERM "$p" 2>/dev/null
+	done
+	# a pcapline-sensor drains for up to uplink.drain_timeout after SIGTERM: give it 1 s
+	for i in $(seq 10); do
+		for p in "${PIDS[@]}"; do kill -0 -- "-$p" 2>/dev/null && break; p=; done
+		[ -z "$p" ] && break
+		sleep 0.1
+	done
+	for p in "${PIDS[@]}"; do
+		kill -KILL -- "-$p" 2>/dev/null || kill -KILL "$p" 2>/dev/null
+	done
+	rm -f "$RUN/srv.stdin"
+	rm -rf "$B/build.tmp"
+	if [ "$KEEP" != 1 ]; then rm -rf "$RUN" "$REPO"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+now() { date +%s.%N; }
+free_port() {
+	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+wait_listen() {  # wait_listen PORT PID
+	local i
+	for i in $(seq 200); do
+		[ -n "$(ss -Hltn "sport = :$1" 2>/dev/null)" ] && return 0
+		kill -0 "$2" 2>/dev/null || return 1
+		sleep 0.05
+	done
+	return 1
+}
+# wait_pid PID SECONDS: wait for a background child; 124 on timeout (then it is killed)
+wait_pid() {
+	local pid=$1 t=$(($2 * 10))
+	while kill -0 "$pid" 2>/dev/null && [ $t -gt 0 ]; do sleep 0.1; t=$((t - 1)); done
+	if kill -0 "$pid" 2>/dev/null; then
+		kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null
+		wait "$pid" 2>/dev/null
+		return 124
+	fi
+	wait "$pid"
+}
+# count_pcaps FILE...: "PACKETS CAPLEN_BYTES" summed over classic pcap files
+# (caplen bytes = file size - 24-byte header - 16 bytes per record header)
+count_pcaps() {
+	local f n tn=0 tb=0 sz
+	for f in "$@"; do
+		[ -e "$f" ] || continue
+		n=$(capinfos -c -M -T -r "$f" 2>/dev/null | awk -F'\t' '{print $2}')
+		[ -n "$n" ] || { echo "- -"; return 1; }
+		sz=$(stat -c %s "$f")
+		tn=$((tn + n)); tb=$((tb + sz - 24 - 16 * n))
+	done
+	echo "$tn $tb"
+}
+# time_fields FILE: "USER+SYS MAXRSS_KB" from a GNU time -f '%e %U %S %M' file
+time_fields() { awk 'NF>=4 && $1 ~ /^[0-9.]+$/ {print $2+$3, $4; exit}' "$1" 2>/dev/null; }
+# sum_times FILE...: "CPU_SUM RSS_MAX RSS_SUM" over pipeline stages
+sum_times() {
+	cat "$@" 2>/dev/null | awk 'NF>=4 && $1 ~ /^[0-9.]+$/ {c+=$2+$3; if ($4>m) m=$4; s+=$4; n++}
+		END {if (n) print c, m, s; else print "- - -"}'
+}
+
+# ---------- input capture ----------
+pick_source() {
+	local d
+	for d in ${BENCH_PCAPS:-} "$ROOT/tests/data/pcaps" "$ROOT/../shared/pcaps"; do
+		[ -d "$d" ] || continue
+		if python3 "$HERE/pcaputil.py" linktype "$d"/*.pcap 2>/dev/null | grep -q '^1 '; then
+			echo "$d"; return 0
+		fi
+	done
+	return 1
+}
+
+build_input() {
+	local src files manifest tmp f i n start end delta cursor span unit_sz reps k
+	src=$(pick_source) || die "no Ethernet (linktype 1) pcaps in tests/data/pcaps or ../shared/pcaps"
+	mapfile -t files < <(python3 "$HERE/pcaputil.py" linktype "$src"/*.pcap | awk '$1 == 1 {print $2}' | sort)
+	[ ${#files[@]} -gt 0 ] || die "no linktype-1 pcaps in $src"
+	manifest=$( { echo "builder v1 size_mb=$SIZE_MB"; for f in "${files[@]}"; do echo "$(basename "$f") $(stat -c %s "$f")"; done; } )
+	if [ -s "$IN" ] && [ -s "$IN.manifest" ] && [ "$(cat "$IN.manifest")" = "$manifest" ]; then
+		log "input: cached $IN"
+		return 0
+	fi
+	log "input: building $IN (~$SIZE_MB MB) from ${#files[@]} Ethernet pcaps in $src"
+	rm -f "$IN" "$IN.manifest" "$IN.info"
+	tmp=$B/build.tmp; rm -rf "$tmp"; mkdir -p "$tmp"
+	# 1. each capture as microsecond pcap (editcap keeps the records of a file cut mid-record),
+	#    shifted so that it starts 1 ms after the previous one ends: one "unit" whose
+	#    timestamps increase from file to file.
+	cursor=1700000000.000000 i=0
+	for f in "${files[@]}"; do
+		i=$((i + 1))
+		editcap -F pcap "$f" "$tmp/a$i.pcap" 2>/dev/null
+		read -r start end < <(capinfos -a -e -S -T -r -M "$tmp/a$i.pcap" 2>/dev/null | awk -F'\t' '{print $2, $3}')
+		[ -n "${start:-}" ] && [ "$start" != n/a ] || { rm -f "$tmp/a$i.pcap"; continue; }
+		delta=$(awk -v c="$cursor" -v s="$start" 'BEGIN {printf "%.6f", c - s}')
+		editcap -F pcap -t "$delta" "$tmp/a$i.pcap" "$tmp/u$(printf %03d $i).pcap" 2>/dev/null || die "editcap -t failed on $f"
+		cursor=$(awk -v e="$end" -v d="$delta" 'BEGIN {printf "%.6f", e + d + 0.001}')
+		rm -f "$tmp/a$i.pcap"
+	done
+	mergecap -a -F pcap -w "$tmp/one.pcap" "$tmp"/u*.pcap || die "mergecap failed"
+	rm -f "$tmp"/u*.pcap
+	span=$(awk -v c="$cursor" 'BEGIN {printf "%.6f", c - 1700000000}')
+	unit_sz=$(stat -c %s "$tmp/one.pcap")
+	reps=$(( (SIZE_MB * 1000000 + unit_sz - 1) / unit_sz ))
+	[ "$reps" -ge 1 ] || reps=1
+	# 2. repeat the unit, each copy shifted by the unit's time span
+	for k in $(seq 0 $((reps - 1))); do
+		editcap -F pcap -t "$(awk -v k="$k" -v s="$span" 'BEGIN {printf "%.6f", k * s}')" \
+			"$tmp/one.pcap" "$tmp/r$(printf %05d "$k").pcap" 2>/dev/null || die "editcap failed"
+	done
+	mergecap -a -F pcap -w "$IN.tmp" "$tmp"/r*.pcap || die "mergecap failed"
+	mv "$IN.tmp" "$IN"
+	rm -rf "$tmp"
+	echo "$manifest" > "$IN.manifest"
+	log "input: $reps copies of a ${unit_sz}-byte unit"
+}
+
+input_info() {  # caches "PACKETS CAPLEN_BYTES FILE_BYTES LZ4_BYTES" in $IN.info
+	local key
+	key="$(stat -c '%s %Y' "$IN")"
+	if [ -s "$IN.info" ] && [ "$(head -1 "$IN.info")" = "$key" ]; then
+		sed -n 2p "$IN.info"; return
+	fi
+	log "input: counting packets and measuring lz4 -1 -B4 size"
+	local c l
+	c=$(count_pcaps "$IN")
+	l=$(lz4 -q -1 -B4 -c "$IN" | wc -c)
+	printf '%s\n%s %s %s\n' "$key" "$c" "$(stat -c %s "$IN")" "$l" > "$IN.info"
+	sed -n 2p "$IN.info"
+}
+
+# ---------- variants ----------
+# Every run_* writes one line to $TSV:
+# variant rep wall_s s_cpu s_rss_max s_rss_sum r_cpu r_rss_max r_rss_sum raw_bytes comp_bytes stored_pkts stored_bytes ok
+result() { printf '%s\n' "$*" >> "$TSV"; }
+verdict() {  # verdict PKTS BYTES -> ok|FAIL
+	if [ "$1" = "$IN_PKTS" ] && [ "$2" = "$IN_BYTES" ]; then echo ok; else echo FAIL; fi
+}
+
+run_tcpdump() {
+	local rep=$1 t0 t1 rc cnt s
+	t0=$(now)
+	setsid /usr/bin/time -o "$RUN/s.time" -f "$TIMEFMT" tcpdump -r "$IN" -w "$RUN/out.pcap" 2>"$RUN/s.err" &
+	PIDS+=("$!")
+	wait_pid $! "$TIMEOUT_S"; rc=$?
+	t1=$(now)
+	[ $rc -eq 0 ] || log "tcpdump exited $rc"
+	cnt=$(count_pcaps "$RUN/out.pcap")
+	s=$(time_fields "$RUN/s.time")
+	result "tcpdump $rep $(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.3f", b - a}') ${s% *} ${s#* } ${s#* } - - - $IN_FILE_BYTES $IN_FILE_BYTES $cnt $(verdict $cnt)"
+	rm -f "$RUN/out.pcap"
+}
+
+run_pipeline() {
+	local rep=$1 port t0 t1 rpid spid rc_s rc_r cnt s r
+	port=$(free_port)
+	rm -f "$RUN/srv.stdin"; mkfifo "$RUN/srv.stdin"
+	# Receiver: s_server reads its stdin from a FIFO opened read-write (with EOF on stdin it
+	# drops the session's data); -naccept 1 makes it exit when the client closes.
+	setsid env R="$RUN" C="$CERTS" P="$port" F="$TIMEFMT" bash -c '
+		/usr/bin/time -o "$R/r1.time" -f "$F" openssl s_server -quiet -naccept 1 -accept "127.0.0.1:$P" \
+			-cert "$C/receiver.crt" -key "$C/receiver.key" -CAfile "$C/ca.crt" -Verify 1 -verify_return_error \
+			0<>"$R/srv.stdin" 2>"$R/r1.err" |
+		/usr/bin/time -o "$R/r2.time" -f "$F" lz4 -d -q -c > "$R/out.pcap" 2>"$R/r2.err"' </dev/null &
+	rpid=$!; PIDS+=("$rpid")
+	wait_listen "$port" "$rpid" || { log "pipeline: s_server did not listen"; }
+	t0=$(now)
+	# Sensor: -no_ign_eof closes at EOF; -nocommands stops s_client from reading data that
+	# starts with Q/R/k as commands.
+	setsid env R="$RUN" C="$CERTS" P="$port" F="$TIMEFMT" IN="$IN" bash -c '
+		/usr/bin/time -o "$R/s1.time" -f "$F" tcpdump -r "$IN" -w - 2>"$R/s1.err" |
+		/usr/bin/time -o "$R/s2.time" -f "$F" lz4 -1 -B4 -q -c 2>"$R/s2.err" |
+		/usr/bin/time -o "$R/s3.time" -f "$F" openssl s_client -quiet -no_ign_eof -nocommands \
+			-connect "127.0.0.1:$P" -cert "$C/sensor1.crt" -key "$C/sensor1.key" -CAfile "$C/ca.crt" \
+			-verify_return_error >/dev/null 2>"$R/s3.err"' </dev/null &
+	spid=$!; PIDS+=("$spid")
+	wait_pid "$spid" "$TIMEOUT_S"; rc_s=$?
+	wait_pid "$rpid" 60; rc_r=$?
+	t1=$(now)
+	[ $rc_s -eq 0 ] && [ $rc_r -eq 0 ] || log "pipeline: sensor side exited $rc_s, receiver side $rc_r"
+	rm -f "$RUN/srv.stdin"
+	cnt=$(count_pcaps "$RUN/out.pcap")
+	s=$(sum_times "$RUN"/s[123].time)
+	r=$(sum_times "$RUN"/r[12].time)
+	result "pipeline $rep $(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.3f", b - a}') $s $r $IN_FILE_BYTES $IN_LZ4_BYTES $cnt $(verdict $cnt)"
+	rm -f "$RUN/out.pcap"
+}
+
+# run_pcapline VARIANT REP [ENV=VALUE...]   (extra environment for the receiver only: the
+# sensor refuses PCAPLINE_* settings it does not know)
+run_pcapline() {
+	local variant=$1 rep=$2 port t0 t1 tpid rpid rc_s rc_r cnt s r fr segs
+	shift 2
+	port=$(free_port)
+	rm -rf "$REPO"
+	setsid env "${RECEIVER_ENV[@]}" "$@" /usr/bin/time -o "$RUN/r.time" -f "$TIMEFMT" "$RECEIVER" -l "127.0.0.1:$port" -d "$REPO" \
+		--ca "$CERTS/ca.crt" --cert "$CERTS/receiver.crt" --key "$CERTS/receiver.key" \
+		</dev/null >"$RUN/r.out" 2>"$RUN/r.err" &
+	tpid=$!; PIDS+=("$tpid")
+	wait_listen "$port" "$tpid" || log "$variant: receiver did not listen (see $RUN/r.err)"
+	rpid=$(ps -o pid= --ppid "$tpid" | tr -d ' ')   # the receiver itself, child of GNU time
+	[ -n "$rpid" ] && PIDS+=("$rpid")
+	t0=$(now)
+	setsid env "${SENSOR_ENV[@]}" /usr/bin/time -o "$RUN/s.time" -f "$TIMEFMT" "$SENSOR" -r "$IN" -t "127.0.0.1:$port" \
+		--ca "$CERTS/ca.crt" --cert "$CERTS/sensor1.crt" --key "$CERTS/sensor1.key" \
+		</dev/null >"$RUN/s.out" 2>"$RUN/s.err" &
+	PIDS+=("$!")
+	# The sensor exits once the receiver has acknowledged (stored) every batch.
+	wait_pid $! "$TIMEOUT_S"; rc_s=$?
+	t1=$(now)
+	# stop the receiver (GNU time itself would die on SIGTERM without reporting)
+	[ -n "$rpid" ] && kill -TERM "$rpid" 2>/dev/null
+	wait_pid "$tpid" 30; rc_r=$?
+	[ $rc_s -eq 0 ] && [ $rc_r -eq 0 ] || log "$variant: sensor exited $rc_s, receiver $rc_r"
+	segs=("$REPO"/sensors/*/segments/*.pcap "$REPO"/sensors/*/segments/.open-*.pcap)
+	cnt=$(count_pcaps "${segs[@]}")
+	s=$(time_fields "$RUN/s.time")
+	r=$(time_fields "$RUN/r.time")
+	fr=$(python3 "$HERE/pcaputil.py" final-ratio "$RUN/s.err")
+	result "$variant $rep $(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.3f", b - a}') ${s% *} ${s#* } ${s#* } ${r% *} ${r#* } ${r#* } ${fr% *} $cnt $(verdict $cnt)"
+	cp "$RUN/s.err" "$B/last-$variant-sensor.log"; cp "$RUN/r.err" "$B/last-$variant-receiver.log"
+	[ "$KEEP" = 1 ] || rm -rf "$REPO"
+}
+
+# ---------- main ----------
+build_input
+read -r IN_PKTS IN_BYTES IN_FILE_BYTES IN_LZ4_BYTES < <(input_info)
+[ -n "${IN_LZ4_BYTES:-}" ] || die "cannot read $IN"
+log "input: $IN_PKTS packets, $IN_BYTES caplen bytes, $IN_FILE_BYTES file bytes, lz4 -1 -B4: $IN_LZ4_BYTES bytes"
+"$ROOT/scripts/pcapline-certs" "$CERTS" all >/dev/null || die "pcapline-certs failed"
+
+LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
+awk '{exit !($1 > 0.5)}' /proc/loadavg && log "warning: load average $LOAD0 before the runs: other work on this machine skews the figures"
+rm -rf "$RUN"; mkdir -p "$RUN"
+: > "$TSV"
+for rep in $(seq "$REPS"); do
+	for v in $VARIANTS; do
+		rm -f "$RUN"/*.time
+		PIDS=()   # the previous run's processes have all been waited for
+		sync   # start each run without the previous run's dirty pages pending
+		case $v in
+		tcpdump) run_tcpdump "$rep" ;;
+		pipeline) run_pipeline "$rep" ;;
+		pcapline) run_pcapline pcapline "$rep" ;;
+		pcapline-nofsync) run_pcapline pcapline-nofsync "$rep" PCAPLINE_STORAGE_FSYNC=never ;;
+		pcapline-interval) run_pcapline pcapline-interval "$rep" PCAPLINE_STORAGE_FSYNC=interval ;;
+		*) die "unknown variant $v" ;;
+		esac
+		log "$(tail -1 "$TSV")"
+	done
+done
+
+python3 "$HERE/report.py" --tsv "$TSV" --out "$B/results.md" --input "$IN" \
+	--commit "$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown)" \
+	--load "$LOAD0 before, $(cut -d' ' -f1-3 /proc/loadavg) after" \
+	--in-pkts "$IN_PKTS" --in-bytes "$IN_BYTES" --in-file-bytes "$IN_FILE_BYTES" --in-lz4-bytes "$IN_LZ4_BYTES"
+rc=$?
+grep -q ' FAIL$' "$TSV" && { log "some runs did not store every packet (see $TSV)"; rc=1; }
+exit $rc
