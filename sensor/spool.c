@@ -119,7 +119,8 @@ struct spool *spool_open(const char *dir, uint64_t max_bytes, uint64_t new_epoch
 		}
 	}
 	closedir(d);
-	qsort(sp->e, sp->n, sizeof(*sp->e), spool_cmp);
+	if (sp->n > 1)
+		qsort(sp->e, sp->n, sizeof(*sp->e), spool_cmp);
 
 	char ep[512];
 	snprintf(ep, sizeof(ep), "%s/epoch", dir);
