@@ -28,6 +28,7 @@ BUILD=$(cd "$BUILD_ARG" && pwd)
 B=$BUILD/bench
 SENSOR=$BUILD/pcapline-sensor
 RECEIVER=$BUILD/pcapline-receiver
+CLI=$BUILD/pcapline
 SIZE_MB=${BENCH_SIZE_MB:-1000}
 REPS=${BENCH_REPS:-3}
 VARIANTS=${BENCH_VARIANTS:-"tcpdump pipeline pcapline pcapline-nofsync"}
@@ -285,7 +286,28 @@ run_pcapline() {
 	fr=$(python3 "$HERE/pcaputil.py" final-ratio "$RUN/s.err")
 	result "$variant $rep $(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.3f", b - a}') ${s% *} ${s#* } ${s#* } ${r% *} ${r#* } ${r#* } ${fr% *} $cnt $(verdict $cnt)"
 	cp "$RUN/s.err" "$B/last-$variant-sensor.log"; cp "$RUN/r.err" "$B/last-$variant-receiver.log"
+	[ "$variant" = pcapline ] && [ "$rep" = 1 ] && run_export
 	[ "$KEEP" = 1 ] || rm -rf "$REPO"
+}
+
+# run_export: `pcapline export` of the whole repository just filled (every packet of the
+# input, one sensor), measured like the rest: its memory must stay flat however large
+# the window.
+run_export() {
+	local t0 t1 f rss cpu n
+	t0=$(now)
+	/usr/bin/time -o "$RUN/x.time" -f "$TIMEFMT" "$CLI" -q export --dir "$REPO" --from 0 --to 9000000000 \
+		-o "$RUN/export.tar.gz" >"$RUN/x.out" 2>"$RUN/x.err" || { log "export failed (see $RUN/x.err)"; return; }
+	t1=$(now)
+	f=$(time_fields "$RUN/x.time")
+	n=$(tar -xzOf "$RUN/export.tar.gz" manifest.json |
+		python3 -c 'import json, sys; print(sum(s["packets"] for s in json.load(sys.stdin)["sensors"]))')
+	printf '| `pcapline export` of the whole repository (%s packets, %s MB archive) | %s s | %s CPU s | %s MiB peak RSS | %s |\n' \
+		"$n" "$(($(stat -c %s "$RUN/export.tar.gz") / 1000000))" \
+		"$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.2f", b - a}')" "${f% *}" \
+		"$(awk -v k="${f#* }" 'BEGIN {printf "%.1f", k / 1024}')" \
+		"$([ "$n" = "$IN_PKTS" ] && echo ok || echo FAIL)" >"$B/export.md"
+	rm -f "$RUN/export.tar.gz"
 }
 
 # ---------- main ----------
@@ -321,5 +343,9 @@ python3 "$HERE/report.py" --tsv "$TSV" --out "$B/results.md" --input "$IN" \
 	--load "$LOAD0 before, $(cut -d' ' -f1-3 /proc/loadavg) after" \
 	--in-pkts "$IN_PKTS" --in-bytes "$IN_BYTES" --in-file-bytes "$IN_FILE_BYTES" --in-lz4-bytes "$IN_LZ4_BYTES"
 rc=$?
+if [ -s "$B/export.md" ]; then
+	{ echo; echo "| export | wall | CPU | memory | packets |"; echo "|---|---|---|---|---|"; cat "$B/export.md"; } | tee -a "$B/results.md"
+	grep -q 'FAIL |$' "$B/export.md" && rc=1
+fi
 grep -q ' FAIL$' "$TSV" && { log "some runs did not store every packet (see $TSV)"; rc=1; }
 exit $rc
