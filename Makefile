@@ -64,9 +64,25 @@ $(SENSOR): $(SENSOR_OBJ) $(LIB)
 	@[ -n "$(Q)" ] && echo "  LD      $@" || true
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(RECEIVER): $(RECEIVER_OBJ) $(LIB)
+# The receiver's HTTP API (receiver/api/) serves exports with the CLI's export engine:
+# every receiver/cli module but main.c and the cmd_*.c commands, kept in EXPORT_LIB.
+CLI_PKGS := sqlite3 libarchive jansson
+CLI_CFLAGS := $(shell pkg-config --cflags $(CLI_PKGS) 2>/dev/null)
+CLI_LIBS := $(shell pkg-config --libs $(CLI_PKGS) 2>/dev/null || echo -lsqlite3 -larchive -ljansson)
+CLI_SRC := $(wildcard receiver/cli/*.c)
+CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/obj/%.o)
+EXPORT_OBJ := $(filter-out $(BUILD)/obj/receiver/cli/main.o $(BUILD)/obj/receiver/cli/cmd_%.o,$(CLI_OBJ))
+EXPORT_LIB := $(BUILD)/libpcapline-export.a
+API_OBJ := $(filter $(BUILD)/obj/receiver/api/%,$(RECEIVER_OBJ))
+API_LIBS := $(shell pkg-config --libs libmicrohttpd 2>/dev/null || echo -lmicrohttpd) -lpthread
+$(API_OBJ): CFLAGS += -Ireceiver/cli $(CLI_CFLAGS) $(shell pkg-config --cflags libmicrohttpd 2>/dev/null)
+
+$(EXPORT_LIB): $(EXPORT_OBJ)
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+$(RECEIVER): $(RECEIVER_OBJ) $(EXPORT_LIB) $(LIB)
 	@[ -n "$(Q)" ] && echo "  LD      $@" || true
-	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(API_LIBS) $(CLI_LIBS) $(LDLIBS)
 
 # A unit test of receiver code lists the receiver objects it needs here.
 $(BUILD)/tests/test_index: $(BUILD)/obj/receiver/store/index.o $(BUILD)/obj/receiver/store/retention.o
@@ -77,19 +93,14 @@ $(BUILD)/tests/%: tests/unit/%.c $(LIB)
 	@[ -n "$(Q)" ] && echo "  TEST    $@" || true
 	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(filter %.o,$^) $(LIB) $(LDLIBS) -lcmocka
 
-# pcapline, the repository client (export, snapshot, import): receiver/cli/*.c. Its
-# libraries are kept in CLI_PKGS, apart from PKGS, so that adding sqlite3 or jansson to
-# PKGS elsewhere changes nothing here (pkg-config and the linker take repeats).
-CLI_PKGS := sqlite3 libarchive jansson
-CLI_CFLAGS := $(shell pkg-config --cflags $(CLI_PKGS) 2>/dev/null)
-CLI_LIBS := $(shell pkg-config --libs $(CLI_PKGS) 2>/dev/null || echo -lsqlite3 -larchive -ljansson)
-CLI_SRC := $(wildcard receiver/cli/*.c)
-CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/obj/%.o)
+# pcapline, the repository client (export, snapshot, import): receiver/cli/*.c (CLI_*
+# above). Its libraries are kept in CLI_PKGS, apart from PKGS, so that adding sqlite3 or
+# jansson to PKGS elsewhere changes nothing here (pkg-config and the linker take repeats).
 CLI := $(BUILD)/pcapline
 $(CLI_OBJ): CFLAGS += $(CLI_CFLAGS)
 all: $(CLI)
 
-$(CLI): $(CLI_OBJ) $(LIB)
+$(CLI): $(filter-out $(EXPORT_OBJ),$(CLI_OBJ)) $(EXPORT_LIB) $(LIB)
 	@[ -n "$(Q)" ] && echo "  LD      $@" || true
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(CLI_LIBS) $(LDLIBS)
 

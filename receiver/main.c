@@ -16,6 +16,7 @@
 
 #include <ev.h>
 
+#include "api/api.h"
 #include "config.h"
 #include "log.h"
 #include "store/names.h"
@@ -46,6 +47,7 @@ struct receiver_conf {
 	uint64_t heartbeat;
 	int log_level;
 	uint64_t stats_interval;
+	char *api_listen, *api_token, *api_cert, *api_key;
 };
 
 static const char *const tls_versions[] = {"1.3", "1.2", NULL};
@@ -80,6 +82,10 @@ static const struct cfg_key receiver_schema[] = {
 	K("session.heartbeat", CFG_DURATION, heartbeat, 100, 600000, NULL, "heartbeat interval; silent peers are dropped after three"),
 	K("log.level", CFG_ENUM, log_level, 0, 0, log_levels, "error, warn, info or debug"),
 	K("log.stats_interval", CFG_DURATION, stats_interval, 1000, 86400000, NULL, "how often per-sensor counters are logged"),
+	K("api.listen", CFG_STR, api_listen, 0, 0, NULL, "HTTP API (exports) on host:port; \"\" = no API; off loopback api.token, api.cert and api.key are required"),
+	K("api.token", CFG_STR, api_token, 0, 0, NULL, "bearer token API clients must present, optional on loopback"),
+	K("api.cert", CFG_STR, api_cert, 0, 0, NULL, "PEM certificate: serve the API over HTTPS (with api.key)"),
+	K("api.key", CFG_STR, api_key, 0, 0, NULL, "PEM private key of api.cert"),
 	{NULL},
 };
 #undef K
@@ -89,6 +95,7 @@ static struct {
 	struct ev_loop *loop;
 	struct store *store;
 	struct server *srv;
+	struct api *api;
 	SSL_CTX *ssl_ctx;
 	ev_signal sigint, sigterm;
 	ev_timer stats;
@@ -112,6 +119,7 @@ static void receiver_defaults(struct receiver_conf *c)
 	c->heartbeat = 5000;
 	c->log_level = LOG_LVL_INFO;
 	c->stats_interval = 30000;
+	c->api_listen = strdup("127.0.0.1:47801");
 }
 
 static void usage(FILE *out)
@@ -296,6 +304,11 @@ int main(int argc, char **argv)
 		if (!R.ssl_ctx)
 			fatalx(EXIT_CONFIG, "%s", err);
 	}
+	if (R.conf.api_listen && *R.conf.api_listen && !api_listen_is_loopback(R.conf.api_listen) &&
+	    (!R.conf.api_token || !*R.conf.api_token || !R.conf.api_cert || !*R.conf.api_cert ||
+	     !R.conf.api_key || !*R.conf.api_key))
+		fatalx(EXIT_CONFIG, "api.listen: %s is not a loopback address: api.token, api.cert and api.key are required",
+		       R.conf.api_listen);
 	if (check) {
 		cfg_dump(receiver_schema, &R.conf, stdout);
 		printf("configuration OK\n");
@@ -339,6 +352,21 @@ int main(int argc, char **argv)
 	for (size_t i = 0; i < R.conf.listen.n; i++)
 		if (server_listen(R.srv, R.conf.listen.v[i], err, sizeof(err)) != 0)
 			fatalx(EXIT_CONFIG, "%s", err);
+	if (R.conf.api_listen && *R.conf.api_listen && !so.dir[0])
+		log_warnx("api.listen: no HTTP API, since there is no repository (storage.dir is empty)");
+	if (R.conf.api_listen && *R.conf.api_listen && so.dir[0]) {
+		/* Bound now, served once the store exists; the PEM files are read as root. */
+		struct api_opts ao = {
+			.listen = R.conf.api_listen,
+			.token = R.conf.api_token ? R.conf.api_token : "",
+			.cert = R.conf.api_cert ? R.conf.api_cert : "",
+			.key = R.conf.api_key ? R.conf.api_key : "",
+			.dir = so.dir,
+		};
+		R.api = api_new(&ao, err, sizeof(err));
+		if (!R.api)
+			fatalx(EXIT_CONFIG, "%s", err);
+	}
 	if (R.conf.user && *R.conf.user) {
 		/* Sockets are bound; the repository is the only thing left that needs access. */
 		if (so.dir[0] && mkdir(so.dir, 0750) != 0 && errno != EEXIST)
@@ -360,6 +388,11 @@ int main(int argc, char **argv)
 	if (R.conf.insecure)
 		log_warnx("auth.insecure is set: sensors are NOT authenticated and traffic is NOT encrypted");
 	signal(SIGPIPE, SIG_IGN);
+	/* After SIGPIPE is ignored: an export worker writes into a pipe a client may close. */
+	if (R.api && api_start(R.api, err, sizeof(err)) != 0)
+		fatalx(EXIT_CONFIG, "%s", err);
+	if (R.api)
+		log_info("HTTP API on %s%s", R.conf.api_listen, R.conf.api_cert && *R.conf.api_cert ? " (HTTPS)" : "");
 	/* Each session holds one descriptor: allow as many as the hard limit permits. */
 	struct rlimit rl;
 	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
@@ -378,6 +411,7 @@ int main(int argc, char **argv)
 		 R.conf.out && *R.conf.out ? R.conf.out : "");
 	ev_run(R.loop, 0);
 
+	api_free(R.api);
 	store_foreach(R.store, receiver_log_sensor, NULL);
 	server_free(R.srv);
 	store_free(R.store);

@@ -660,7 +660,9 @@ bundle_export(const struct bundle_opts *o, struct bundle_sensor *sensors, size_t
 		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
-	if (strcmp(o->output, "-") == 0 && isatty(STDOUT_FILENO)) {
+	const char *label = o->output != NULL ? o->output : "output";
+
+	if (o->output != NULL && strcmp(o->output, "-") == 0 && isatty(STDOUT_FILENO)) {
 		snprintf(err, errlen, "-o -: standard output is a terminal; redirect it or name a file");
 		free(st);
 		return -1;
@@ -669,8 +671,10 @@ bundle_export(const struct bundle_opts *o, struct bundle_sensor *sensors, size_t
 	(void)raise_fd_limit();
 	/* The output exists (unnamed) from the start, so that an unwritable target fails
 	 * before the long work, and nothing ever appears under its name half-written. */
-	if ((rc = fsu_out_open(&out, o->output, 0644)) != 0) {
-		snprintf(err, errlen, "%s: %s", o->output, strerror(-rc));
+	if (o->output == NULL)
+		out.fd = o->out_fd;
+	else if ((rc = fsu_out_open(&out, o->output, 0644)) != 0) {
+		snprintf(err, errlen, "%s: %s", label, strerror(-rc));
 		rc = -1;
 		goto out;
 	}
@@ -699,6 +703,8 @@ bundle_export(const struct bundle_opts *o, struct bundle_sensor *sensors, size_t
 	if (archive_write_add_filter_gzip(b.ar) != ARCHIVE_OK ||
 	    archive_write_set_filter_option(b.ar, "gzip", "compression-level", level) != ARCHIVE_OK ||
 	    archive_write_set_format_pax_restricted(b.ar) != ARCHIVE_OK ||
+	    /* libarchive pads the last block of a pipe; a file is not padded. */
+	    archive_write_set_bytes_in_last_block(b.ar, o->output == NULL ? 1 : -1) != ARCHIVE_OK ||
 	    archive_write_open_fd(b.ar, out.fd) != ARCHIVE_OK) {
 		snprintf(err, errlen, "libarchive: %s", archive_error_string(b.ar));
 		goto out;
@@ -716,8 +722,8 @@ bundle_export(const struct bundle_opts *o, struct bundle_sensor *sensors, size_t
 		snprintf(err, errlen, "writing the archive: %s", archive_error_string(b.ar));
 		goto out;
 	}
-	if ((rc = fsu_out_commit(&out)) != 0) {
-		snprintf(err, errlen, "%s: %s", o->output, strerror(-rc));
+	if (o->output != NULL && (rc = fsu_out_commit(&out)) != 0) {
+		snprintf(err, errlen, "%s: %s", label, strerror(-rc));
 		rc = -1;
 		goto out;
 	}
@@ -726,7 +732,7 @@ out:
 	progress_end(&b);
 	if (b.ar != NULL)
 		archive_write_free(b.ar);
-	if (rc != 0)
+	if (rc != 0 && o->output != NULL)
 		fsu_out_abort(&out);
 	free(man);
 	for (size_t i = 0; i < inited; i++)

@@ -39,7 +39,9 @@ struct bundle_sensor {
 struct bundle_opts {
 	uint64_t from_ns, to_ns;
 	const char *filter;         /* BPF expression, NULL or "" for none */
-	const char *output;         /* file, or "-" for standard output */
+	const char *output;         /* file, or "-" for standard output, or NULL: out_fd */
+	int out_fd;                 /* with output NULL: write here (borrowed, not closed); the
+				     * bytes are those a file would get (last block unpadded) */
 	int gzip_level;             /* 1..9 */
 	bool progress;              /* progress lines on stderr */
 	const char *source_kind;    /* "repository" or "snapshot", for the manifest */

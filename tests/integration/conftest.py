@@ -21,6 +21,11 @@ RECEIVER = BUILD / "pcapline-receiver"
 CERTS_TOOL = ROOT / "scripts" / "pcapline-certs"
 DATA = ROOT / "tests" / "data"
 
+# The receiver's HTTP API listens on a fixed port by default; tests that run several
+# receivers at once would collide on it, so it is off unless a test turns it on
+# (test_api.py).
+os.environ.setdefault("PCAPLINE_API_LISTEN", "")
+
 
 def free_port():
     with socket.socket() as s:

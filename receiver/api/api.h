@@ -1,0 +1,41 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
+/*
+ * The receiver's HTTP API (libmicrohttpd): GET /api/v1/export streams the .tar.gz that
+ * `pcapline export` writes for the same window (receiver/cli/bundle.h).
+ *
+ * It runs on libmicrohttpd's own threads (one per connection, API_MAX_CONNECTIONS at
+ * once, plus one export worker per running export), never on the libev loop that stores
+ * packets, and it only reads the repository: its own read-only SQLite connection per
+ * request and the segment files. It shares no structure with the store.
+ */
+#ifndef PCAPLINE_API_H
+#define PCAPLINE_API_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#define API_MAX_CONNECTIONS 16
+
+struct api_opts {
+	const char *listen;   /* host:port */
+	const char *token;    /* bearer token, "" = none */
+	const char *cert;     /* PEM file, "" = plain HTTP */
+	const char *key;      /* PEM file, with cert */
+	const char *dir;      /* storage.dir */
+};
+
+struct api;
+
+/* True when every address host (of host:port) resolves to is a loopback address. */
+bool api_listen_is_loopback(const char *listen);
+
+/* Checks the options (a token and TLS are required off loopback), reads the PEM files
+ * and binds the socket, so that this can run before privileges are dropped. Serves
+ * nothing until api_start(). NULL with a one-line message in err. */
+struct api *api_new(const struct api_opts *o, char *err, size_t errlen);
+/* Starts the daemon's threads. Returns 0 or -1 with a message in err. */
+int api_start(struct api *a, char *err, size_t errlen);
+/* Stops the daemon (running exports are cut off) and frees. Accepts NULL. */
+void api_free(struct api *a);
+
+#endif
