@@ -487,22 +487,22 @@ def test_export_import_export_is_identical(repo, tmp_path):
 def names_fixture(base):
     s = NS
     lines = [
-        {"t": base + 20 * s, "addr": "10.0.0.2", "name": "cache.prod.svc", "ns": "prod", "src": "dns"},
-        {"t": base + 1 * s, "addr": "10.0.0.1", "name": "a.default.svc", "ns": "default", "src": "dns"},
-        {"t": base + 2 * s, "addr": "10.0.0.2", "name": "db.prod.svc", "ns": "prod", "src": "dns"},
-        {"t": base + 5 * s, "addr": "10.0.0.3:8080", "name": "api.prod.svc", "ns": "prod", "src": "static"},
-        {"t": base + 10 * s + s // 2, "addr": "10.0.0.4", "name": "at-from.example", "ns": "", "src": "hosts"},
+        {"t": base + 20 * s, "addr": "198.18.9.2", "name": "cache.prod.svc", "ns": "prod", "src": "dns"},
+        {"t": base + 1 * s, "addr": "198.18.9.1", "name": "a.default.svc", "ns": "default", "src": "dns"},
+        {"t": base + 2 * s, "addr": "198.18.9.2", "name": "db.prod.svc", "ns": "prod", "src": "dns"},
+        {"t": base + 5 * s, "addr": "198.18.9.3:8080", "name": "api.prod.svc", "ns": "prod", "src": "static"},
+        {"t": base + 10 * s + s // 2, "addr": "198.18.9.4", "name": "at-from.example", "ns": "", "src": "hosts"},
         # The same second as `from`, after it: collapses into that second's key.
-        {"t": base + 10 * s + 7 * s // 10, "addr": "10.0.0.1", "name": "b.default.svc", "ns": "default", "src": "dns"},
+        {"t": base + 10 * s + 7 * s // 10, "addr": "198.18.9.1", "name": "b.default.svc", "ns": "default", "src": "dns"},
         {"t": base + 20 * s + s // 2, "addr": "fd00::5", "name": "w\u00e9ird \"q\".ns2", "ns": "ns2", "src": "dns"},
-        {"t": base + 30 * s, "addr": "10.0.0.3:8080", "name": "", "ns": "", "src": "static"},  # ends
-        {"t": base + 40 * s, "addr": "10.0.0.2", "name": "cache.prod.svc", "ns": "prod", "src": "dns"},  # repeat
-        {"t": base + 100 * s, "addr": "10.0.0.1", "name": "at-to.default.svc", "ns": "default", "src": "dns"},
-        {"t": base + 200 * s, "addr": "10.0.0.9", "name": "later.svc", "ns": "", "src": "dns"},
+        {"t": base + 30 * s, "addr": "198.18.9.3:8080", "name": "", "ns": "", "src": "static"},  # ends
+        {"t": base + 40 * s, "addr": "198.18.9.2", "name": "cache.prod.svc", "ns": "prod", "src": "dns"},  # repeat
+        {"t": base + 100 * s, "addr": "198.18.9.1", "name": "at-to.default.svc", "ns": "default", "src": "dns"},
+        {"t": base + 200 * s, "addr": "198.18.9.9", "name": "later.svc", "ns": "", "src": "dns"},
     ]
     text = "".join(json.dumps(l) + "\n" for l in lines)
     text += "{not json\n" + json.dumps({"t": base, "name": "no-addr"}) + "\n"
-    text += json.dumps({"t": base + 50 * s, "addr": "10.0.0.7", "name": "torn", "ns": ""})  # no newline
+    text += json.dumps({"t": base + 50 * s, "addr": "198.18.9.7", "name": "torn", "ns": ""})  # no newline
     return text
 
 
@@ -515,9 +515,9 @@ def names_expected(base):
     at = {"FullAddress": "at-from.example", "Namespace": ""}
     w = {"FullAddress": "w\u00e9ird \"q\".ns2", "Namespace": "ns2"}
     return {
-        str(k + 10): {"10.0.0.1": a1b, "10.0.0.2": db, "10.0.0.3:8080": api, "10.0.0.4": at},
-        str(k + 20): {"10.0.0.1": a1b, "10.0.0.2": cache, "10.0.0.3:8080": api, "10.0.0.4": at, "fd00::5": w},
-        str(k + 30): {"10.0.0.1": a1b, "10.0.0.2": cache, "10.0.0.4": at, "fd00::5": w},
+        str(k + 10): {"198.18.9.1": a1b, "198.18.9.2": db, "198.18.9.3:8080": api, "198.18.9.4": at},
+        str(k + 20): {"198.18.9.1": a1b, "198.18.9.2": cache, "198.18.9.3:8080": api, "198.18.9.4": at, "fd00::5": w},
+        str(k + 30): {"198.18.9.1": a1b, "198.18.9.2": cache, "198.18.9.4": at, "fd00::5": w},
     }
 
 
@@ -550,7 +550,7 @@ def test_name_history_json_and_round_trip(repo, tmp_path):
     out2 = tmp_path / "n2.tar.gz"
     pcapline("export", "--dir", view, "--from", ns_str(t1), "--to", ns_str(t2), "-o", out2)
     assert read_export(out2)[1]["web/name_resolution_history.json"] == files["web/name_resolution_history.json"]
-    # A later window, from both: the state at its start, then the end of 10.0.0.3:8080.
+    # A later window, from both: the state at its start, then the end of 198.18.9.3:8080.
     a, b = base + 25 * NS, base + 35 * NS
     for d in (names_repo, view):
         o = tmp_path / "late.tar.gz"
@@ -588,9 +588,9 @@ def test_import_kubeshark_archive(tmp_path):
     http = (PCAPS / "http-ipv6.pcap").read_bytes()
     k0 = read_capture(dns).recs[0].ts // NS
     history = {
-        str(k0): {"10.0.0.1": {"FullAddress": "a.svc.default", "Namespace": "default"},
-                  "10.0.0.2:53": {"FullAddress": "dns.kube-system", "Namespace": "kube-system"}},
-        str(k0 + 60): {"10.0.0.1": {"FullAddress": "b.svc.default", "Namespace": "default"}},
+        str(k0): {"198.18.9.1": {"FullAddress": "a.svc.default", "Namespace": "default"},
+                  "198.18.9.2:53": {"FullAddress": "dns.kube-system", "Namespace": "kube-system"}},
+        str(k0 + 60): {"198.18.9.1": {"FullAddress": "b.svc.default", "Namespace": "default"}},
     }
     archive = tmp_path / "kubeshark_1700000000.tar.gz"
     tar_gz(archive, [
@@ -666,7 +666,7 @@ HOSTILE = {
                                       ("s1/name_resolution_history.json", b'{"yesterday": {}}')]),
                  [], "not Unix seconds"),
     "bad-json-shape": (lambda p: tar_gz(p, [("s1/name_resolution_history.json",
-                                             b'{"1700000000": {"10.0.0.1": "x"}}')]), [], "FullAddress"),
+                                             b'{"1700000000": {"198.18.9.1": "x"}}')]), [], "FullAddress"),
     "deep": (lambda p: tar_gz(p, [("a/b/c.pcap", small_pcap())]), [], "unexpected path"),
     "manifest-hash": (tampered_manifest, [], "differs from manifest.json"),
     "not-gzip": (lambda p: p.write_bytes(os.urandom(4096)), [], "not a tar archive"),
