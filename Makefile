@@ -46,7 +46,8 @@ SENSOR := $(BUILD)/pcapline-sensor
 RECEIVER := $(BUILD)/pcapline-receiver
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/fuzz/%)
-FUZZ_LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/fuzzobj/%.o)
+# Parsers outside proto/ and shared/ that have a fuzz target are linked in as well.
+FUZZ_LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/fuzzobj/%.o) $(BUILD)/fuzzobj/receiver/l4/l4.o
 
 .SECONDARY:
 .PHONY: all deps test unit fuzz fuzz-seeds integration bench demo install clean
@@ -100,16 +101,21 @@ CLI := $(BUILD)/pcapline
 $(CLI_OBJ): CFLAGS += $(CLI_CFLAGS)
 all: $(CLI)
 
-$(CLI): $(filter-out $(EXPORT_OBJ),$(CLI_OBJ)) $(EXPORT_LIB) $(LIB)
+# The l4 subcommand links the L4 module (connections, TCP reassembly) of the receiver.
+L4_OBJ := $(BUILD)/obj/receiver/l4/l4.o
+$(CLI): $(filter-out $(EXPORT_OBJ),$(CLI_OBJ)) $(L4_OBJ) $(EXPORT_LIB) $(LIB)
 	@[ -n "$(Q)" ] && echo "  LD      $@" || true
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(CLI_LIBS) $(LDLIBS)
+
+$(BUILD)/tests/test_l4: $(L4_OBJ)
+$(BUILD)/tests/test_l4: CFLAGS += -Ireceiver/l4
 
 # The merge unit test links the one CLI module it tests (pattern rule above).
 $(BUILD)/tests/test_merge: $(addprefix $(BUILD)/obj/receiver/cli/,merge.o pcapout.o timearg.o)
 $(BUILD)/tests/test_merge: CFLAGS += -Ireceiver/cli
 
 # libFuzzer targets: always clang with ASan/UBSan, objects kept apart from the main build.
-FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE -g -O1 -Iproto -Ishared $(PKG_CFLAGS) \
+FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE -g -O1 -Iproto -Ishared -Ireceiver/l4 $(PKG_CFLAGS) \
 	-fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined
 $(BUILD)/fuzzobj/%.o: %.c
 	@mkdir -p $(dir $@)

@@ -59,8 +59,9 @@ static int pkt_l4(struct cursor *c, uint8_t proto, struct pkt *out)
 			cursor_limit(c, (size_t)len - 8);
 		}
 	} else if (proto == IPP_TCP) {
-		if (!cursor_u16be(c, &out->sport) || !cursor_u16be(c, &out->dport) || !cursor_skip(c, 8) ||
-		    !cursor_u8(c, &off) || !cursor_skip(c, 7))
+		if (!cursor_u16be(c, &out->sport) || !cursor_u16be(c, &out->dport) ||
+		    !cursor_u32be(c, &out->tcp_seq) || !cursor_u32be(c, &out->tcp_ack) || !cursor_u8(c, &off) ||
+		    !cursor_u8(c, &out->tcp_flags) || !cursor_skip(c, 6))
 			return PKT_ETRUNC;
 		if ((off >> 4) < 5)
 			return PKT_EINVAL;
@@ -106,8 +107,15 @@ static int pkt_ipv4(struct cursor *c, struct pkt *out)
 		cursor_limit(c, (size_t)total - hl);
 	}
 	/* More-fragments set, or an offset: this packet alone does not hold the datagram. */
-	if (frag & 0x3fff)
+	if (frag & 0x3fff) {
+		out->proto = h[9];
+		out->frag_id = (uint16_t)(h[4] << 8 | h[5]);
+		out->frag_off = (uint16_t)((frag & 0x1fff) * 8);
+		out->frag_more = (frag & 0x2000) != 0;
+		out->payload = c->p;
+		out->payload_len = cursor_left(c);
 		return PKT_EFRAG;
+	}
 	return pkt_l4(c, h[9], out);
 }
 
@@ -161,6 +169,16 @@ static int pkt_ipv6(struct cursor *c, struct pkt *out)
 		}
 	}
 	return PKT_EPROTO;
+}
+
+int pkt_decode_l4(uint8_t proto, const uint8_t *p, size_t n, struct pkt *out)
+{
+	struct cursor c;
+
+	cursor_init(&c, p, n);
+	out->payload = NULL;
+	out->payload_len = 0;
+	return pkt_l4(&c, proto, out);
 }
 
 static int pkt_ip(struct cursor *c, struct pkt *out)

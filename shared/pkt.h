@@ -36,11 +36,29 @@ struct pkt {
 	const uint8_t *payload; /* transport payload, borrowed from the packet */
 	size_t payload_len;     /* bytes of it captured (IP and UDP lengths bound it) */
 	bool cut;               /* the capture holds less payload than the headers announce */
+	/* PKT_EFRAG for IPv4 only: the fragment (RFC 791), payload is its part of the
+	 * datagram and proto the datagram's protocol (any, not only TCP and UDP). */
+	uint16_t frag_id;
+	uint16_t frag_off;      /* in bytes */
+	bool frag_more;
+	/* TCP only (RFC 9293, section 3.1): zero for UDP. */
+	uint32_t tcp_seq, tcp_ack;
+	uint8_t tcp_flags;      /* PKT_TCP_* bits */
 };
+
+#define PKT_TCP_FIN 0x01
+#define PKT_TCP_SYN 0x02
+#define PKT_TCP_RST 0x04
+#define PKT_TCP_PSH 0x08
+#define PKT_TCP_ACK 0x10
 
 /* Decodes the n bytes at p, captured with the given link type, down to the transport
  * payload. Returns PKT_OK with *out filled, or a PKT_E* code. */
 int pkt_decode(uint32_t linktype, const uint8_t *p, size_t n, struct pkt *out);
+
+/* Decodes the UDP or TCP header at the start of a (reassembled) IP payload of n bytes;
+ * out->family, src and dst must be set already. Returns PKT_OK or a PKT_E* code. */
+int pkt_decode_l4(uint8_t proto, const uint8_t *p, size_t n, struct pkt *out);
 
 const char *pkt_strerror(int err);
 

@@ -38,6 +38,10 @@ static const struct cli_cmd {
 	 "ARCHIVE.tar.gz --dir VIEWDIR [--max-entry-size SIZE] [--max-entries N] [--segment-size SIZE]",
 	 "load an export (or a Kubeshark export) into a separate view repository that\n"
 	 "`pcapline export --dir VIEWDIR` reads; hostile or corrupt archives change nothing"},
+	{"l4", cmd_l4,
+	 "conns FILE | follow FILE N",
+	 "TCP connections of a pcap/pcapng file (N = Wireshark's tcp.stream), and the reassembled\n"
+	 "byte streams of connection N in the format of `tshark -q -z follow,tcp,raw,N`"},
 };
 
 #define N_CMDS (sizeof(cli_cmds) / sizeof(cli_cmds[0]))

@@ -8,7 +8,8 @@ Messages are built here from proto/PROTOCOL.md alone, not with proto/wire.c, so 
 double as a second, independent reading of the specification: fuzz_frame aborts when a
 payload that decodes does not re-encode to the same bytes. The DNS seeds (fuzz_dns) are
 the DNS packets of the shared captures in tests/data/pcaps, whole frames and bare
-messages, plus hand-made messages for each rule of shared/dns.h. Output is
+messages, plus hand-made messages for each rule of shared/dns.h. The L4 seeds (fuzz_l4)
+are the first frames of the TCP captures with reassembly anomalies. Output is
 deterministic, so re-running it leaves the checked-in corpora unchanged.
 """
 
@@ -371,11 +372,42 @@ def write(outdir, name, seeds):
             f.write(data)
 
 
+# fuzz_l4: TCP captures with reassembly anomalies, as frames of the target's format.
+L4_CAPTURES = ("tcp-ooo-retrans-rst-http.pcap", "tcp-reassembly-gaps-retrans.pcap",
+               "tcp-overlap-partial-vlan.pcap", "tcp-rst-inject.pcap", "tcp-fin-retransmission-rst.pcap",
+               "http-ipv6.pcap", "redis-benchmark-sll.pcap", "ipv4-frag-tcp-http.pcap",
+               "http-sll2-large-segments.pcap", "redis-large-bulk-loopback.pcap")
+L4_MAX_BYTES = 48 << 10  # per seed: the first frames up to this size
+L4_LINKS = {1: 0, 0: 1, 101: 2, 113: 3, 276: 4, 228: 5, 229: 6, 108: 7}
+L4_MAX_FRAMES = 120
+
+
+def l4_seeds():
+    seeds = {}
+    for fname in L4_CAPTURES:
+        path = os.path.join(PCAPS, fname)
+        if not os.path.exists(path):
+            path = os.path.join(PCAPS, "..", fname)
+        linktype, frames = read_pcap(path)
+        body = b""
+        for f in frames[:L4_MAX_FRAMES]:
+            f = f[:0xFFFF]
+            if len(body) + 3 + len(f) > L4_MAX_BYTES:
+                break
+            body += bytes([L4_LINKS[linktype]]) + struct.pack(">H", len(f)) + f
+        stem = fname.rsplit(".", 1)[0]
+        seeds[stem] = b"\x00" + body
+        # Tiny buffers, tables and fragment limits: the limit paths.
+        seeds[stem + "-limits"] = b"\x1f" + body
+    return seeds
+
+
 def main():
     outdir = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__), "corpus")
     write(outdir, "frame", frame_seeds())
     write(outdir, "batch", batch_seeds())
     write(outdir, "dns", dns_seeds())
+    write(outdir, "l4", l4_seeds())
 
 
 if __name__ == "__main__":
