@@ -144,13 +144,13 @@ def test_receiver_keeps_storing_during_an_export(served, binaries, certs, tmp_pa
     data, base, port, rx, n_big = served
     # A slow client: the export of the 40 MB sensor streams for several seconds.
     out = tmp_path / "big.tar.gz"
-    dl = subprocess.Popen(["curl", "-sS", "--limit-rate", "4M", "-o", out, "-w", "%{http_code}",
+    dl = subprocess.Popen(["curl", "-sS", "--limit-rate", "1M", "-o", out, "-w", "%{http_code}",
                            "-H", f"Authorization: Bearer {TOKEN}",
                            f"{base}/api/v1/export?from={T1}&to={T2}&sensor=s3"],
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         time.sleep(1.0)
-        assert dl.poll() is None, "the export finished before the replay started"
+        assert dl.poll() is None, f"the export finished before the replay started: {dl.communicate()}"
         src = PCAPS / "http-1000-requests-one-conn.pcap"
         sx = Proc([binaries[0], "-r", src, "-t", f"127.0.0.1:{port}"] + tls_args(certs, "s2"),
                   tmp_path / "sensor.log")
