@@ -27,6 +27,8 @@ RX=$!; PIDS+=($RX)
 for _ in $(seq 50); do ss -Hltn "sport = :$PORT_RX" | grep -q . && break; sleep 0.1; done
 
 echo "== 3. sensor capturing on lo: HTTP (port $PORT_HTTP) and DNS (port $PORT_DNS)"
+# The demo's DNS server is not on port 53: tell the sensor where to learn names from.
+PCAPLINE_NAMES_DNS_PORTS=$PORT_DNS \
 "$BIN/pcapline-sensor" -i lo -f "tcp port $PORT_HTTP or udp port $PORT_DNS" -t 127.0.0.1:$PORT_RX \
 	--ca "$C/ca.crt" --cert "$C/demo-sensor.crt" --key "$C/demo-sensor.key" 2>"$DEMO/sensor.log" &
 SX=$!; PIDS+=($SX)
@@ -60,6 +62,12 @@ echo "files written: $(echo "$files" | grep -c .)"
 for f in $files; do
 	printf '  %s: %s packets\n' "$f" "$(capinfos -Mc "$f" 2>/dev/null | awk '/Number of packets/ {print $NF}')"
 done
+names=$(find "$DEMO/data" -name names.jsonl | head -1)
+if [ -n "$names" ]; then
+	echo "names learned from DNS: $(grep -c '"src": *"dns"' "$names") (in $names)"
+fi
+"$BIN/pcapline" -q export --dir "$DEMO/data" --from now-10m --to now -o "$DEMO/export.tar.gz" &&
+	echo "export of the last 10 minutes: $DEMO/export.tar.gz ($(tar -tzf "$DEMO/export.tar.gz" | tr '\n' ' '))"
 echo
 echo "Open them in Wireshark:   wireshark $(echo "$files" | head -1)"
 echo "or read them with tshark: tshark -r $(echo "$files" | head -1) | head"
