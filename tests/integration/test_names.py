@@ -113,7 +113,7 @@ def test_hosts_and_static(binaries, certs, procs, tmp_path):
     hosts = tmp_path / "hosts"
     hosts.write_text("127.0.0.1 localhost\n::1 ip6-localhost ip6-loopback\n"
                      "198.18.7.7 Build-Box.lab build\n104.16.126.34 from-hosts.example\n")
-    static = ["104.16.125.34=pinned.example@edge", "10.0.0.5:5432=db@prod", "[2001:db8::1]:443=api"]
+    static = ["104.16.125.34=pinned.example@edge", "198.18.9.5:5432=db@prod", "[2001:db8::1]:443=api"]
     rx, port = start_receiver(receiver, certs, tmp_path, procs)
     sx = Proc([sensor, "-r", PCAPS / "tls13-handshake-sni.pcap", "-t", f"127.0.0.1:{port}"]
               + tls_args(certs, "s1"), tmp_path / "sensor.log", env=names_env(hosts, static))
@@ -126,7 +126,7 @@ def test_hosts_and_static(binaries, certs, procs, tmp_path):
     conf = {(e["addr"], e["name"], e["ns"], e["src"]) for e in got if e["src"] != "dns"}
     assert conf == {
         ("104.16.125.34", "pinned.example", "edge", "static"),
-        ("10.0.0.5:5432", "db", "prod", "static"),
+        ("198.18.9.5:5432", "db", "prod", "static"),
         ("[2001:db8::1]:443", "api", "", "static"),
         ("127.0.0.1", "localhost", "", "hosts"),
         ("::1", "ip6-localhost", "", "hosts"),
@@ -139,11 +139,11 @@ def test_hosts_and_static(binaries, certs, procs, tmp_path):
     assert dns == {("2606:4700::6810:7d22", "enabled.tls13.com"), ("2606:4700::6810:7e22", "enabled.tls13.com")}
     # Lookups by port fall back to the address.
     data = tmp_path / "data"
-    t_conf = by_addr["10.0.0.5:5432"]["t"]
-    assert names_at(receiver, data, "10.0.0.5:5432", t_conf) == (0, "db")
+    t_conf = by_addr["198.18.9.5:5432"]["t"]
+    assert names_at(receiver, data, "198.18.9.5:5432", t_conf) == (0, "db")
     assert names_at(receiver, data, "[2001:db8::1]:443", t_conf) == (0, "api")
     assert names_at(receiver, data, "127.0.0.1:8080", t_conf) == (0, "localhost")
-    assert names_at(receiver, data, "10.0.0.5", t_conf)[0] == 1
+    assert names_at(receiver, data, "198.18.9.5", t_conf)[0] == 1
 
 
 def dns_query(port, name, timeout=2.0):
