@@ -1,8 +1,9 @@
 # SPDX-License-Identifier: BSD-2-Clause
 """Helpers for the live-capture tests in network namespaces: namespaces and veth
 pairs (198.18.0.0/15 only), a classic-pcap reader, the per-sensor segment reader,
-a record-by-record comparison with readable failure messages, and two tiny traffic
-tools that run inside a namespace as `python3 netns.py dns|arp ...`.
+a record-by-record comparison with readable failure messages, and a tiny traffic
+tool that runs inside a namespace as `python3 netns.py arp ...` (the DNS responder is
+scripts/demo_dns.py).
 
 Nothing here kills processes or deletes namespaces it did not create.
 """
@@ -18,6 +19,7 @@ from collections import namedtuple
 from pathlib import Path
 
 HERE = Path(__file__).resolve()
+DNS_RESPONDER = HERE.parents[2] / "scripts" / "demo_dns.py"
 PY = "/usr/bin/python3"
 
 LINKTYPE_ETHERNET = 1
@@ -380,39 +382,6 @@ def compare_records(got, want, linktype, own_mac=None, tcp_ingress_bound_ns=0, r
 # ---- traffic tools (run inside a namespace) --------------------------------------
 
 
-def dns_answer(query, ip):
-    """An authoritative answer with one A record for the question of `query`."""
-    if len(query) < 12:
-        return None
-    qid, flags, qdcount = struct.unpack("!HHH", query[:6])
-    if qdcount != 1 or flags & 0x8000:
-        return None
-    i = 12
-    while i < len(query) and query[i] != 0:
-        i += query[i] + 1
-    end = i + 5
-    if end > len(query):
-        return None
-    header = struct.pack("!HHHHHH", qid, 0x8400 | (flags & 0x0100), 1, 1, 0, 0)
-    answer = struct.pack("!HHHIH", 0xC00C, 1, 1, 60, 4) + socket.inet_aton(ip)
-    return header + query[12:end] + answer
-
-
-def dns_main(addr, port, ip, lifetime):
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.bind((addr, int(port)))
-    s.settimeout(0.5)
-    deadline = time.time() + float(lifetime)
-    while time.time() < deadline:
-        try:
-            q, peer = s.recvfrom(4096)
-        except socket.timeout:
-            continue
-        r = dns_answer(q, ip)
-        if r:
-            s.sendto(r, peer)
-
-
 def arp_main(ifname, src_ip, dst_ip, count):
     """Sends `count` ARP requests who-has dst_ip tell src_ip out of ifname."""
     s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0806))
@@ -429,9 +398,7 @@ def arp_main(ifname, src_ip, dst_ip, count):
 
 if __name__ == "__main__":
     cmd, args = sys.argv[1], sys.argv[2:]
-    if cmd == "dns":
-        dns_main(*args)
-    elif cmd == "arp":
+    if cmd == "arp":
         arp_main(*args)
     else:
         sys.exit(f"unknown command {cmd}")

@@ -122,7 +122,7 @@ def start_receiver(procs, binaries, certs, ns, listen, datadir, log, n_listen=1)
 def start_servers(procs, tmp_path, ns, bind, www, tag=""):
     http = start(procs, [N.PY, "-m", "http.server", HTTP_PORT, "--bind", bind, "--directory", www],
                  tmp_path / f"http{tag}.log", ns)
-    dns = start(procs, [N.PY, N.HERE, "dns", bind, DNS_PORT, DNS_ANSWER, 60], tmp_path / f"dns{tag}.log", ns)
+    dns = start(procs, [N.PY, N.DNS_RESPONDER, bind, DNS_PORT, DNS_ANSWER, 60], tmp_path / f"dns{tag}.log", ns)
     N.wait_for(lambda: N.listening(ns, "tcp", HTTP_PORT) and N.listening(ns, "udp", DNS_PORT), 10,
                "HTTP and DNS servers")
     return http, dns
