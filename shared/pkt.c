@@ -61,7 +61,7 @@ static int pkt_l4(struct cursor *c, uint8_t proto, struct pkt *out)
 	} else if (proto == IPP_TCP) {
 		if (!cursor_u16be(c, &out->sport) || !cursor_u16be(c, &out->dport) ||
 		    !cursor_u32be(c, &out->tcp_seq) || !cursor_u32be(c, &out->tcp_ack) || !cursor_u8(c, &off) ||
-		    !cursor_u8(c, &out->tcp_flags) || !cursor_skip(c, 6))
+		    !cursor_u8(c, &out->tcp_flags) || !cursor_u16be(c, &out->tcp_win) || !cursor_skip(c, 4))
 			return PKT_ETRUNC;
 		if ((off >> 4) < 5)
 			return PKT_EINVAL;
@@ -155,8 +155,15 @@ static int pkt_ipv6(struct cursor *c, struct pkt *out)
 			if (!cursor_bytes(c, 8, &x))
 				return PKT_ETRUNC;
 			/* An atomic fragment (offset 0, no more fragments) is a whole datagram. */
-			if ((x[2] << 8 | x[3]) & 0xfff9)
+			if ((x[2] << 8 | x[3]) & 0xfff9) {
+				out->proto = x[0];
+				out->frag_id = (uint32_t)x[4] << 24 | (uint32_t)x[5] << 16 | (uint32_t)x[6] << 8 | x[7];
+				out->frag_off = (uint16_t)((x[2] << 8 | x[3]) & 0xfff8);
+				out->frag_more = (x[3] & 1) != 0;
+				out->payload = c->p;
+				out->payload_len = cursor_left(c);
 				return PKT_EFRAG;
+			}
 			next = x[0];
 			break;
 		case IPP_AH:

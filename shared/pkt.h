@@ -36,13 +36,15 @@ struct pkt {
 	const uint8_t *payload; /* transport payload, borrowed from the packet */
 	size_t payload_len;     /* bytes of it captured (IP and UDP lengths bound it) */
 	bool cut;               /* the capture holds less payload than the headers announce */
-	/* PKT_EFRAG for IPv4 only: the fragment (RFC 791), payload is its part of the
-	 * datagram and proto the datagram's protocol (any, not only TCP and UDP). */
-	uint16_t frag_id;
+	/* PKT_EFRAG: the fragment (IPv4: RFC 791; IPv6: RFC 8200, section 4.5), payload is
+	 * its part of the datagram and proto the datagram's protocol (any, not only TCP and
+	 * UDP). IPv6 identifications are 32 bits, IPv4 ones 16. */
+	uint32_t frag_id;
 	uint16_t frag_off;      /* in bytes */
 	bool frag_more;
 	/* TCP only (RFC 9293, section 3.1): zero for UDP. */
 	uint32_t tcp_seq, tcp_ack;
+	uint16_t tcp_win;       /* the window field as sent (not scaled) */
 	uint8_t tcp_flags;      /* PKT_TCP_* bits */
 };
 

@@ -39,9 +39,11 @@ static const struct cli_cmd {
 	 "load an export (or a Kubeshark export) into a separate view repository that\n"
 	 "`pcapline export --dir VIEWDIR` reads; hostile or corrupt archives change nothing"},
 	{"l4", cmd_l4,
-	 "conns FILE | follow FILE N",
-	 "TCP connections of a pcap/pcapng file (N = Wireshark's tcp.stream), and the reassembled\n"
-	 "byte streams of connection N in the format of `tshark -q -z follow,tcp,raw,N`"},
+	 "conns [--udp] [OPTS] FILE | follow [OPTS] FILE N | stats [OPTS] FILE\n"
+	 "                  OPTS: --max-conns N, --no-timeouts",
+	 "TCP connections (UDP conversations with --udp) of a pcap/pcapng file (N = Wireshark's\n"
+	 "tcp.stream), the reassembled byte streams of connection N in the format of\n"
+	 "`tshark -q -z follow,tcp,raw,N`, and the L4 pass's counters, CPU time and memory"},
 };
 
 #define N_CMDS (sizeof(cli_cmds) / sizeof(cli_cmds[0]))

@@ -6,7 +6,8 @@
 
 #include "l4.h"
 
-#define KEY_MAX 38
+/* domain (4), family, protocol, then the smaller and the larger endpoint (16 + 2 each) */
+#define KEY_MAX 42
 
 /* An out-of-order piece of one direction: never overlaps its neighbours. */
 struct seg {
@@ -19,22 +20,45 @@ struct seg {
 struct half {
 	bool started;   /* next is valid */
 	bool fin;       /* fin_seq is valid */
+	bool isn_set;   /* isn is valid: the first sequence number this side sent */
+	uint32_t isn;
 	uint32_t next;  /* next stream byte expected */
 	uint32_t fin_seq;
 	struct seg *segs; /* sorted by sequence number, relative to next */
 	size_t buffered;
 };
 
+/* Idle-timeout classes; each domain keeps one list per class, least recent first. */
+enum { CLS_CLOSED, CLS_SHORT, CLS_TCP, NCLS };
+
 struct conn {
 	struct l4_conn_info info;
 	struct half half[2];
+	struct conn *prev, *next; /* in its domain's list of its class */
+	uint64_t hash;
+	uint64_t syn_ns;  /* the client's SYN, for the handshake RTT */
+	bool synack;      /* a SYN+ACK was seen */
+	bool saw_fin_rst;
+	uint8_t cls;
+	uint8_t key[KEY_MAX];
 };
 
-/* An IPv4 datagram being reassembled; seen has one bit per 8-byte block. */
+struct list {
+	struct conn *head, *tail;
+};
+
+struct domain {
+	uint64_t clock; /* newest packet time seen */
+	struct list lists[NCLS];
+};
+
+/* An IP datagram being reassembled; seen has one bit per 8-byte block. */
 #define FRAG_MAX_LEN 65535
 struct frag {
-	uint8_t src[4], dst[4];
-	uint16_t id;
+	uint32_t domain;
+	uint8_t family;
+	uint8_t src[16], dst[16];
+	uint32_t id;
 	uint8_t proto;
 	uint64_t first_ns;
 	size_t total; /* 0 until the last fragment arrived */
@@ -44,10 +68,10 @@ struct frag {
 	uint8_t *data;
 };
 
-/* Open addressing, linear probing; val is an index + 1 (0: empty slot). */
+/* Open addressing, linear probing, backward-shift deletion; c NULL: empty slot. */
 struct hent {
-	uint8_t key[KEY_MAX];
-	uint32_t val;
+	uint64_t hash;
+	struct conn *c;
 };
 struct htab {
 	struct hent *e;
@@ -58,63 +82,115 @@ struct l4 {
 	struct l4_limits lim;
 	struct l4_callbacks cb;
 	struct l4_stats st;
-	struct conn *conns;
-	size_t nconns, capconns;
-	uint64_t nflows, proto_count[2]; /* TCP, UDP */
-	struct htab conn_tab, flow_tab;
+	uint64_t timeout[NCLS];
+	uint64_t next_id, proto_count[2]; /* TCP, UDP */
+	struct htab tab;
+	struct domain *doms;
+	size_t ndoms;
+	struct conn *cur; /* the last packet's connection */
 	struct frag *frags;
 	size_t nfrags, capfrags, frag_bytes;
 };
 
-static uint64_t hash_key(const uint8_t *k)
+/* FNV-1a, then the splitmix64 finalizer so that every bit depends on every input bit. */
+static uint64_t hash_bytes(const uint8_t *k, size_t n)
 {
-	uint64_t h = 1469598103934665603ull; /* FNV-1a */
+	uint64_t h = 1469598103934665603ull;
 
-	for (size_t i = 0; i < KEY_MAX; i++)
+	for (size_t i = 0; i < n; i++)
 		h = (h ^ k[i]) * 1099511628211ull;
+	h ^= h >> 30;
+	h *= 0xbf58476d1ce4e5b9ull;
+	h ^= h >> 27;
+	h *= 0x94d049bb133111ebull;
+	h ^= h >> 31;
 	return h;
 }
 
-/* Returns the slot holding key, or the empty slot where it would go. */
-static struct hent *htab_slot(struct htab *t, const uint8_t *key)
+static struct hent *htab_find(const struct htab *t, uint64_t hash, const uint8_t *key)
 {
-	size_t i = (size_t)hash_key(key) & (t->cap - 1);
+	size_t i;
 
-	while (t->e[i].val != 0 && memcmp(t->e[i].key, key, KEY_MAX) != 0)
-		i = (i + 1) & (t->cap - 1);
-	return &t->e[i];
+	if (t->cap == 0)
+		return NULL;
+	for (i = (size_t)hash & (t->cap - 1); t->e[i].c != NULL; i = (i + 1) & (t->cap - 1))
+		if (t->e[i].hash == hash && memcmp(t->e[i].c->key, key, KEY_MAX) == 0)
+			return &t->e[i];
+	return NULL;
 }
 
-static int htab_grow(struct htab *t)
+static void htab_put(struct htab *t, uint64_t hash, struct conn *c)
 {
-	struct htab n = {.cap = t->cap ? t->cap * 2 : 1024};
+	size_t i = (size_t)hash & (t->cap - 1);
 
+	while (t->e[i].c != NULL)
+		i = (i + 1) & (t->cap - 1);
+	t->e[i].hash = hash;
+	t->e[i].c = c;
+	t->n++;
+}
+
+static int htab_reserve(struct htab *t)
+{
+	struct htab n;
+
+	if ((t->n + 1) * 2 <= t->cap)
+		return 0;
+	n.cap = t->cap ? t->cap * 2 : 1024;
+	n.n = 0;
 	if ((n.e = calloc(n.cap, sizeof(*n.e))) == NULL)
 		return -ENOMEM;
 	for (size_t i = 0; i < t->cap; i++)
-		if (t->e[i].val != 0)
-			*htab_slot(&n, t->e[i].key) = t->e[i];
-	n.n = t->n;
+		if (t->e[i].c != NULL)
+			htab_put(&n, t->e[i].hash, t->e[i].c);
 	free(t->e);
 	*t = n;
 	return 0;
 }
 
-/* Finds key; when absent and val != 0, inserts it. Returns the value (0: absent). */
-static int htab_get(struct htab *t, const uint8_t *key, uint32_t val, uint32_t *out)
+/* Knuth's algorithm R (TAOCP 6.4): shifts later entries of the probe run back. */
+static void htab_del(struct htab *t, struct hent *e)
 {
-	struct hent *s;
+	size_t i = (size_t)(e - t->e), j = i, k;
 
-	if ((t->n + 1) * 2 > t->cap && htab_grow(t) != 0)
-		return -ENOMEM;
-	s = htab_slot(t, key);
-	if (s->val == 0 && val != 0) {
-		memcpy(s->key, key, KEY_MAX);
-		s->val = val;
-		t->n++;
+	t->e[i].c = NULL;
+	t->n--;
+	for (;;) {
+		j = (j + 1) & (t->cap - 1);
+		if (t->e[j].c == NULL)
+			return;
+		k = (size_t)t->e[j].hash & (t->cap - 1);
+		/* Entry j may move to i unless its home k lies cyclically in (i, j]. */
+		if (i <= j ? (i < k && k <= j) : (i < k || k <= j))
+			continue;
+		t->e[i] = t->e[j];
+		t->e[j].c = NULL;
+		i = j;
 	}
-	*out = s->val;
-	return 0;
+}
+
+static void list_del(struct list *ls, struct conn *c)
+{
+	if (c->prev != NULL)
+		c->prev->next = c->next;
+	else
+		ls->head = c->next;
+	if (c->next != NULL)
+		c->next->prev = c->prev;
+	else
+		ls->tail = c->prev;
+	c->prev = c->next = NULL;
+}
+
+static void list_add(struct list *ls, struct conn *c)
+{
+	c->prev = ls->tail;
+	c->next = NULL;
+	if (ls->tail != NULL)
+		ls->tail->next = c;
+	else
+		ls->head = c;
+	ls->tail = c;
 }
 
 /* Sequence-number arithmetic modulo 2^32 (RFC 9293, section 3.4): the signed distance
@@ -134,8 +210,6 @@ struct l4 *l4_new(const struct l4_limits *lim, const struct l4_callbacks *cb)
 		l->lim = *lim;
 	if (l->lim.max_conns == 0)
 		l->lim.max_conns = L4_DEFAULT_MAX_CONNS;
-	if (l->lim.max_conns > UINT32_MAX - 1)
-		l->lim.max_conns = UINT32_MAX - 1;
 	if (l->lim.max_conn_buf == 0)
 		l->lim.max_conn_buf = L4_DEFAULT_MAX_CONN_BUF;
 	if (l->lim.max_buf == 0)
@@ -146,6 +220,15 @@ struct l4 *l4_new(const struct l4_limits *lim, const struct l4_callbacks *cb)
 		l->lim.max_frag_bytes = L4_DEFAULT_MAX_FRAG_BYTES;
 	if (l->lim.frag_timeout_ns == 0)
 		l->lim.frag_timeout_ns = L4_DEFAULT_FRAG_TIMEOUT_NS;
+	if (l->lim.timeout_closed_ns == 0)
+		l->lim.timeout_closed_ns = L4_DEFAULT_TIMEOUT_CLOSED_NS;
+	if (l->lim.timeout_short_ns == 0)
+		l->lim.timeout_short_ns = L4_DEFAULT_TIMEOUT_SHORT_NS;
+	if (l->lim.timeout_tcp_ns == 0)
+		l->lim.timeout_tcp_ns = L4_DEFAULT_TIMEOUT_TCP_NS;
+	l->timeout[CLS_CLOSED] = l->lim.timeout_closed_ns;
+	l->timeout[CLS_SHORT] = l->lim.timeout_short_ns;
+	l->timeout[CLS_TCP] = l->lim.timeout_tcp_ns;
 	if (cb != NULL)
 		l->cb = *cb;
 	return l;
@@ -174,23 +257,6 @@ static void frag_remove(struct l4 *l, size_t i, bool dropped)
 	l->frag_bytes -= f->cap;
 	free(f->data);
 	l->frags[i] = l->frags[--l->nfrags];
-}
-
-void l4_free(struct l4 *l)
-{
-	if (l == NULL)
-		return;
-	while (l->nfrags > 0)
-		frag_remove(l, l->nfrags - 1, true);
-	free(l->frags);
-	for (size_t i = 0; i < l->nconns; i++) {
-		half_clear(l, &l->conns[i].half[0]);
-		half_clear(l, &l->conns[i].half[1]);
-	}
-	free(l->conns);
-	free(l->conn_tab.e);
-	free(l->flow_tab.e);
-	free(l);
 }
 
 static void deliver(struct l4 *l, struct conn *c, int dir, const uint8_t *p, size_t n)
@@ -308,37 +374,56 @@ static void half_end(struct l4 *l, struct conn *c, int dir)
 	}
 }
 
-static int tcp_segment(struct l4 *l, struct conn *c, int dir, const struct pkt *p)
+/* The handshake RTT is Wireshark's tcp.analysis.initial_rtt: from the client's first SYN
+ * to its first ACK after a SYN+ACK. */
+static int tcp_segment(struct l4 *l, struct conn *c, int dir, uint64_t ts_ns, const struct pkt *p)
 {
 	struct half *h = &c->half[dir];
 	struct l4_side *sd = &c->info.side[dir];
 	uint32_t seq = p->tcp_seq;
 	const uint8_t *data = p->payload;
 	size_t n = p->payload_len;
+	uint8_t fl = p->tcp_flags;
 	int64_t off;
 	int rc;
 
-	if (p->tcp_flags & PKT_TCP_RST) {
+	if (!h->isn_set) {
+		h->isn_set = true;
+		h->isn = seq;
+	}
+	if (fl & PKT_TCP_RST) {
+		sd->resets++;
+		c->saw_fin_rst = true;
 		c->info.state = L4_ST_RESET;
 		return 0; /* RFC 9293 3.10.7.4: an RST's payload is diagnostic text, not stream */
 	}
-	if (p->tcp_flags & PKT_TCP_SYN) {
-		/* A repeated SYN changes nothing; a new one on a reused 5-tuple is not
-		 * told apart from the old connection. */
+	if (!(fl & (PKT_TCP_SYN | PKT_TCP_FIN)) && p->tcp_win == 0)
+		sd->zero_windows++;
+	if (fl & PKT_TCP_SYN) {
 		if (!h->started) {
 			h->started = true;
 			h->next = seq + 1;
 		}
-		if ((p->tcp_flags & PKT_TCP_ACK) && c->info.state == L4_ST_SYN_SENT)
-			c->info.state = L4_ST_ESTABLISHED;
+		if (fl & PKT_TCP_ACK) {
+			c->synack = true;
+			if (c->info.state == L4_ST_SYN_SENT)
+				c->info.state = L4_ST_ESTABLISHED;
+		} else if (dir == L4_CLIENT && c->syn_ns == 0) {
+			c->syn_ns = ts_ns;
+		}
 		seq++;
-	} else if (!h->started) {
-		h->started = true;
-		h->next = seq; /* mid-stream pick-up */
+	} else {
+		if (!h->started) {
+			h->started = true;
+			h->next = seq; /* mid-stream pick-up */
+		}
+		if (dir == L4_CLIENT && (fl & PKT_TCP_ACK) && c->synack && c->syn_ns != 0 && c->info.rtt_ns == 0)
+			c->info.rtt_ns = ts_ns > c->syn_ns ? ts_ns - c->syn_ns : 1;
 	}
-	if (p->tcp_flags & PKT_TCP_FIN) {
+	if (fl & PKT_TCP_FIN) {
 		h->fin = true;
 		h->fin_seq = seq + (uint32_t)n;
+		c->saw_fin_rst = true;
 		if (c->info.state != L4_ST_RESET)
 			c->info.state = c->half[!dir].fin ? L4_ST_CLOSED : L4_ST_CLOSING;
 	}
@@ -367,12 +452,13 @@ static int tcp_segment(struct l4 *l, struct conn *c, int dir, const struct pkt *
 	return 0;
 }
 
-/* Key of the 5-tuple with the smaller endpoint first; *swapped when src is the larger. */
-static void make_keys(const struct pkt *p, uint8_t *ckey, uint8_t *fkey, bool *swapped)
+
+/* The key of a packet's 5-tuple in its domain, smaller endpoint first; *swapped when
+ * the source is the larger one. */
+static void make_key(uint32_t domain, const struct pkt *p, uint8_t *key, bool *swapped)
 {
 	size_t al = p->family == 4 ? 4 : 16;
 	uint8_t a[18] = {0}, b[18] = {0};
-	int cmp;
 
 	memcpy(a, p->src, al);
 	a[16] = (uint8_t)(p->sport >> 8);
@@ -380,98 +466,197 @@ static void make_keys(const struct pkt *p, uint8_t *ckey, uint8_t *fkey, bool *s
 	memcpy(b, p->dst, al);
 	b[16] = (uint8_t)(p->dport >> 8);
 	b[17] = (uint8_t)p->dport;
-	cmp = memcmp(a, b, sizeof(a));
-	*swapped = cmp > 0;
-	memset(ckey, 0, KEY_MAX);
-	ckey[0] = p->family;
-	ckey[1] = p->proto;
-	memcpy(ckey + 2, *swapped ? b : a, 18);
-	memcpy(ckey + 20, *swapped ? a : b, 18);
-	memset(fkey, 0, KEY_MAX);
-	fkey[0] = p->family;
-	cmp = memcmp(a, b, 16);
-	memcpy(fkey + 1, cmp > 0 ? b : a, 16);
-	memcpy(fkey + 17, cmp > 0 ? a : b, 16);
+	*swapped = memcmp(a, b, sizeof(a)) > 0;
+	memcpy(key, &domain, 4);
+	key[4] = p->family;
+	key[5] = p->proto;
+	memcpy(key + 6, *swapped ? b : a, 18);
+	memcpy(key + 24, *swapped ? a : b, 18);
 }
 
-static int conn_new(struct l4 *l, const struct pkt *p, uint64_t ts_ns, const uint8_t *fkey, struct conn **out)
+static uint64_t flow_hash(uint32_t domain, const struct l4_conn_info *ci)
+{
+	uint8_t k[37];
+	size_t al = ci->family == 4 ? 4 : 16;
+	int lo = memcmp(ci->ep[0].addr, ci->ep[1].addr, al) > 0;
+
+	memset(k, 0, sizeof(k));
+	memcpy(k, &domain, 4);
+	k[4] = ci->family;
+	memcpy(k + 5, ci->ep[lo].addr, al);
+	memcpy(k + 21, ci->ep[!lo].addr, al);
+	return hash_bytes(k, sizeof(k)) & INT64_MAX;
+}
+
+static uint8_t conn_class(const struct conn *c)
+{
+	if (c->info.state == L4_ST_CLOSED || c->info.state == L4_ST_RESET)
+		return CLS_CLOSED;
+	if (c->info.proto == 17 || c->info.state == L4_ST_SYN_SENT)
+		return CLS_SHORT;
+	return CLS_TCP;
+}
+
+static void end_conn(struct l4 *l, struct conn *c, enum l4_end why)
+{
+	struct hent *e = htab_find(&l->tab, c->hash, c->key);
+
+	half_end(l, c, L4_CLIENT);
+	half_end(l, c, L4_SERVER);
+	if (l->cb.on_end != NULL)
+		l->cb.on_end(l->cb.arg, &c->info, why);
+	list_del(&l->doms[c->info.domain].lists[c->cls], c);
+	if (e != NULL)
+		htab_del(&l->tab, e);
+	half_clear(l, &c->half[0]);
+	half_clear(l, &c->half[1]);
+	if (l->cur == c)
+		l->cur = NULL;
+	free(c);
+	l->st.live--;
+	l->st.ended_idle += why == L4_END_IDLE;
+	l->st.evicted += why == L4_END_EVICTED;
+	l->st.reused += why == L4_END_REUSED;
+}
+
+static void expire(struct l4 *l, struct domain *d)
+{
+	for (int k = 0; k < NCLS; k++) {
+		struct conn *c;
+
+		if (l->timeout[k] == UINT64_MAX)
+			continue;
+		while ((c = d->lists[k].head) != NULL && d->clock > c->info.last_ns &&
+		       d->clock - c->info.last_ns > l->timeout[k])
+			end_conn(l, c, L4_END_IDLE);
+	}
+}
+
+/* Makes room for one connection: the least recently active of the domain, closed ones
+ * first, then half-open and UDP, then established; else of any domain. */
+static void evict_one(struct l4 *l, uint32_t domain)
+{
+	for (int k = 0; k < NCLS; k++)
+		if (l->doms[domain].lists[k].head != NULL) {
+			end_conn(l, l->doms[domain].lists[k].head, L4_END_EVICTED);
+			return;
+		}
+	for (int k = 0; k < NCLS; k++)
+		for (size_t d = 0; d < l->ndoms; d++)
+			if (l->doms[d].lists[k].head != NULL) {
+				end_conn(l, l->doms[d].lists[k].head, L4_END_EVICTED);
+				return;
+			}
+}
+
+static int conn_new(struct l4 *l, uint32_t domain, const struct pkt *p, uint64_t ts_ns, const uint8_t *key,
+		    uint64_t hash, struct conn **out)
 {
 	struct l4_conn_info *ci;
-	uint32_t flow;
+	struct conn *c;
+	size_t al = p->family == 4 ? 4 : 16;
 	int client_is_dst;
-	int rc;
 
-	if (l->nconns == l->capconns) {
-		size_t cap = l->capconns ? l->capconns * 2 : 256;
-		struct conn *v = realloc(l->conns, cap * sizeof(*v));
-
-		if (v == NULL)
-			return -ENOMEM;
-		l->conns = v;
-		l->capconns = cap;
-	}
-	if ((rc = htab_get(&l->flow_tab, fkey, (uint32_t)l->nflows + 1, &flow)) != 0)
-		return rc;
-	if (flow == l->nflows + 1)
-		l->nflows++;
-	*out = &l->conns[l->nconns];
-	memset(*out, 0, sizeof(**out));
-	ci = &(*out)->info;
-	ci->conn_id = l->nconns++;
+	while (l->st.live >= l->lim.max_conns && l->st.live > 0)
+		evict_one(l, domain);
+	if (htab_reserve(&l->tab) != 0 || (c = calloc(1, sizeof(*c))) == NULL)
+		return -ENOMEM;
+	ci = &c->info;
+	ci->conn_id = l->next_id++;
 	ci->proto_index = l->proto_count[p->proto == 17]++;
-	ci->flow_id = flow - 1;
+	ci->domain = domain;
 	ci->family = p->family;
 	ci->proto = p->proto;
 	ci->first_ns = ts_ns;
+	ci->midstream = p->proto == 6 && !(p->tcp_flags & PKT_TCP_SYN);
 	/* The receiver of a lone SYN+ACK is the client. */
 	client_is_dst = p->proto == 6 && (p->tcp_flags & (PKT_TCP_SYN | PKT_TCP_ACK)) == (PKT_TCP_SYN | PKT_TCP_ACK);
-	memcpy(ci->ep[client_is_dst].addr, p->src, p->family == 4 ? 4 : 16);
+	memcpy(ci->ep[client_is_dst].addr, p->src, al);
 	ci->ep[client_is_dst].port = p->sport;
-	memcpy(ci->ep[!client_is_dst].addr, p->dst, p->family == 4 ? 4 : 16);
+	memcpy(ci->ep[!client_is_dst].addr, p->dst, al);
 	ci->ep[!client_is_dst].port = p->dport;
 	ci->state = p->proto == 6 && (p->tcp_flags & (PKT_TCP_SYN | PKT_TCP_ACK)) == PKT_TCP_SYN ?
 			    L4_ST_SYN_SENT : L4_ST_ESTABLISHED;
+	ci->flow_id = flow_hash(domain, ci);
+	memcpy(c->key, key, KEY_MAX);
+	c->hash = hash;
+	c->cls = conn_class(c);
+	htab_put(&l->tab, hash, c);
+	list_add(&l->doms[domain].lists[c->cls], c);
 	l->st.conns++;
+	l->st.live++;
+	*out = c;
 	return 0;
 }
 
-int l4_packet(struct l4 *l, uint64_t ts_ns, const struct pkt *p, size_t origlen)
+static int domain_get(struct l4 *l, uint32_t domain)
 {
-	uint8_t ckey[KEY_MAX], fkey[KEY_MAX];
-	struct conn *c;
+	if (domain >= L4_MAX_DOMAINS)
+		return -EINVAL;
+	if (domain >= l->ndoms) {
+		struct domain *v = realloc(l->doms, (domain + 1) * sizeof(*v));
+
+		if (v == NULL)
+			return -ENOMEM;
+		memset(v + l->ndoms, 0, (domain + 1 - l->ndoms) * sizeof(*v));
+		l->doms = v;
+		l->ndoms = domain + 1;
+	}
+	return 0;
+}
+
+int l4_packet(struct l4 *l, uint32_t domain, uint64_t ts_ns, const struct pkt *p, size_t origlen)
+{
+	uint8_t key[KEY_MAX];
+	struct hent *e;
+	struct conn *c = NULL;
+	struct domain *d;
 	bool swapped;
-	uint32_t idx;
+	uint64_t hash;
 	size_t al = p->family == 4 ? 4 : 16;
+	uint8_t cls;
 	int dir, rc;
 
-	make_keys(p, ckey, fkey, &swapped);
-	if ((rc = htab_get(&l->conn_tab, ckey, 0, &idx)) != 0)
+	l->cur = NULL;
+	if ((rc = domain_get(l, domain)) != 0)
 		return rc;
-	if (idx == 0) {
-		if (l->nconns >= l->lim.max_conns) {
-			l->st.untracked_pkts++;
-			return 0;
-		}
-		if ((rc = conn_new(l, p, ts_ns, fkey, &c)) != 0)
-			return rc;
-		if ((rc = htab_get(&l->conn_tab, ckey, (uint32_t)l->nconns, &idx)) != 0) {
-			l->nconns--;
-			l->st.conns--;
-			l->proto_count[p->proto == 17]--;
-			return rc;
+	d = &l->doms[domain];
+	if (ts_ns > d->clock) {
+		d->clock = ts_ns;
+		expire(l, d);
+	}
+	make_key(domain, p, key, &swapped);
+	hash = hash_bytes(key, KEY_MAX);
+	if ((e = htab_find(&l->tab, hash, key)) != NULL) {
+		c = e->c;
+		/* A new SYN on a used 5-tuple (see l4.h). */
+		if (p->proto == 6 && (p->tcp_flags & (PKT_TCP_SYN | PKT_TCP_ACK)) == PKT_TCP_SYN) {
+			dir = memcmp(c->info.ep[L4_CLIENT].addr, p->src, al) == 0 && c->info.ep[L4_CLIENT].port == p->sport ?
+				      L4_CLIENT : L4_SERVER;
+			if (c->saw_fin_rst || (c->half[dir].isn_set && c->half[dir].isn != p->tcp_seq)) {
+				end_conn(l, c, L4_END_REUSED);
+				c = NULL;
+			}
 		}
 	}
-	c = &l->conns[idx - 1];
+	if (c == NULL && (rc = conn_new(l, domain, p, ts_ns, key, hash, &c)) != 0)
+		return rc;
 	dir = memcmp(c->info.ep[L4_CLIENT].addr, p->src, al) == 0 && c->info.ep[L4_CLIENT].port == p->sport ?
 		      L4_CLIENT : L4_SERVER;
 	c->info.side[dir].pkts++;
 	c->info.side[dir].bytes += origlen;
 	c->info.last_ns = ts_ns;
-	if (p->proto == 17) {
+	l->cur = c;
+	if (p->proto == 17)
 		deliver(l, c, dir, p->payload, p->payload_len);
-		return 0;
-	}
-	return tcp_segment(l, c, dir, p);
+	else if ((rc = tcp_segment(l, c, dir, ts_ns, p)) != 0)
+		return rc;
+	/* Most recently active last, in the list of its (maybe new) class. */
+	cls = conn_class(c);
+	list_del(&d->lists[c->cls], c);
+	c->cls = cls;
+	list_add(&d->lists[cls], c);
+	return 0;
 }
 
 static bool frag_complete(const struct frag *f)
@@ -486,11 +671,11 @@ static bool frag_complete(const struct frag *f)
 	return true;
 }
 
-/* RFC 791, section 3.2 (reassembly), with RFC 815's observation that holes can be kept
+/* RFC 791, section 3.2 (reassembly; RFC 8200, section 4.5 for IPv6), with RFC 815's observation that holes can be kept
  * as a bitmap of 8-byte blocks: fragment offsets count in those. */
-static int fragment(struct l4 *l, uint64_t ts_ns, const struct pkt *pk, size_t origlen)
+static int fragment(struct l4 *l, uint32_t domain, uint64_t ts_ns, const struct pkt *pk, size_t origlen)
 {
-	size_t off = pk->frag_off, n = pk->payload_len, end = off + n, i;
+	size_t off = pk->frag_off, n = pk->payload_len, end = off + n, al = pk->family == 4 ? 4 : 16, i;
 	struct frag *f = NULL;
 	struct pkt out;
 	int rc = 0;
@@ -499,13 +684,14 @@ static int fragment(struct l4 *l, uint64_t ts_ns, const struct pkt *pk, size_t o
 		if (ts_ns - l->frags[i].first_ns > l->lim.frag_timeout_ns && ts_ns > l->frags[i].first_ns)
 			frag_remove(l, i, true);
 	/* A cut fragment cannot be placed; all but the last must fill whole blocks. */
-	if (pk->family != 4 || pk->cut || end > FRAG_MAX_LEN || (pk->frag_more && (n == 0 || n % 8 != 0))) {
+	if (pk->cut || end > FRAG_MAX_LEN || (pk->frag_more && (n == 0 || n % 8 != 0))) {
 		l->st.frag_dropped++;
 		return 0;
 	}
 	for (i = 0; i < l->nfrags && f == NULL; i++)
-		if (l->frags[i].id == pk->frag_id && l->frags[i].proto == pk->proto &&
-		    memcmp(l->frags[i].src, pk->src, 4) == 0 && memcmp(l->frags[i].dst, pk->dst, 4) == 0)
+		if (l->frags[i].id == pk->frag_id && l->frags[i].proto == pk->proto && l->frags[i].domain == domain &&
+		    l->frags[i].family == pk->family && memcmp(l->frags[i].src, pk->src, al) == 0 &&
+		    memcmp(l->frags[i].dst, pk->dst, al) == 0)
 			f = &l->frags[i];
 	if (f == NULL) {
 		if (l->nfrags >= l->lim.max_frag_datagrams) {
@@ -523,8 +709,10 @@ static int fragment(struct l4 *l, uint64_t ts_ns, const struct pkt *pk, size_t o
 		}
 		f = &l->frags[l->nfrags++];
 		memset(f, 0, sizeof(*f));
-		memcpy(f->src, pk->src, 4);
-		memcpy(f->dst, pk->dst, 4);
+		f->domain = domain;
+		f->family = pk->family;
+		memcpy(f->src, pk->src, al);
+		memcpy(f->dst, pk->dst, al);
 		f->id = pk->frag_id;
 		f->proto = pk->proto;
 		f->first_ns = ts_ns;
@@ -573,49 +761,79 @@ static int fragment(struct l4 *l, uint64_t ts_ns, const struct pkt *pk, size_t o
 	out.frag_more = false;
 	l->st.frag_reassembled++;
 	if (pkt_decode_l4(f->proto, f->data, f->total, &out) == PKT_OK)
-		rc = l4_packet(l, ts_ns, &out, origlen);
+		rc = l4_packet(l, domain, ts_ns, &out, origlen);
 	else
 		l->st.decode_errs++;
 	frag_remove(l, (size_t)(f - l->frags), false);
 	return rc;
 }
 
-int l4_frame(struct l4 *l, uint64_t ts_ns, uint32_t linktype, const uint8_t *p, size_t len, size_t origlen)
+int l4_frame(struct l4 *l, uint32_t domain, uint64_t ts_ns, uint32_t linktype, const uint8_t *p, size_t len,
+	     size_t origlen)
 {
 	struct pkt pk;
 	int rc;
 
+	l->cur = NULL;
+	if (domain >= L4_MAX_DOMAINS)
+		return -EINVAL;
 	l->st.pkts++;
 	rc = pkt_decode(linktype, p, len, &pk);
 	if (rc == PKT_EFRAG) {
 		l->st.frag_pkts++;
-		return fragment(l, ts_ns, &pk, origlen);
+		return fragment(l, domain, ts_ns, &pk, origlen);
 	}
 	if (rc != PKT_OK) {
 		l->st.decode_errs++;
 		return rc;
 	}
-	return l4_packet(l, ts_ns, &pk, origlen);
+	return l4_packet(l, domain, ts_ns, &pk, origlen);
+}
+
+struct l4_conn_info *l4_frame_conn(struct l4 *l)
+{
+	return l->cur != NULL ? &l->cur->info : NULL;
 }
 
 void l4_finish(struct l4 *l)
 {
 	while (l->nfrags > 0)
 		frag_remove(l, l->nfrags - 1, true);
-	for (size_t i = 0; i < l->nconns; i++) {
-		half_end(l, &l->conns[i], L4_CLIENT);
-		half_end(l, &l->conns[i], L4_SERVER);
-	}
+	for (size_t d = 0; d < l->ndoms; d++)
+		for (int k = 0; k < NCLS; k++)
+			while (l->doms[d].lists[k].head != NULL)
+				end_conn(l, l->doms[d].lists[k].head, L4_END_FINISH);
 }
 
-size_t l4_conn_count(const struct l4 *l)
+void l4_free(struct l4 *l)
 {
-	return l->nconns;
+	if (l == NULL)
+		return;
+	while (l->nfrags > 0)
+		frag_remove(l, l->nfrags - 1, true);
+	free(l->frags);
+	for (size_t d = 0; d < l->ndoms; d++)
+		for (int k = 0; k < NCLS; k++) {
+			struct conn *c, *n;
+
+			for (c = l->doms[d].lists[k].head; c != NULL; c = n) {
+				n = c->next;
+				half_clear(l, &c->half[0]);
+				half_clear(l, &c->half[1]);
+				free(c);
+			}
+		}
+	free(l->doms);
+	free(l->tab.e);
+	free(l);
 }
 
-const struct l4_conn_info *l4_conn(const struct l4 *l, size_t conn_id)
+void l4_each(const struct l4 *l, void (*fn)(void *arg, const struct l4_conn_info *conn), void *arg)
 {
-	return conn_id < l->nconns ? &l->conns[conn_id].info : NULL;
+	for (size_t d = 0; d < l->ndoms; d++)
+		for (int k = 0; k < NCLS; k++)
+			for (const struct conn *c = l->doms[d].lists[k].head; c != NULL; c = c->next)
+				fn(arg, &c->info);
 }
 
 const struct l4_stats *l4_stats(const struct l4 *l)
@@ -636,6 +854,21 @@ const char *l4_state_name(enum l4_state s)
 		return "CLOSED";
 	case L4_ST_RESET:
 		return "RESET";
+	}
+	return "?";
+}
+
+const char *l4_end_name(enum l4_end why)
+{
+	switch (why) {
+	case L4_END_FINISH:
+		return "end of input";
+	case L4_END_IDLE:
+		return "idle timeout";
+	case L4_END_EVICTED:
+		return "evicted";
+	case L4_END_REUSED:
+		return "port reuse";
 	}
 	return "?";
 }

@@ -7,8 +7,9 @@
  * often as the others.
  *
  * Besides memory errors, the target checks: every byte handed to on_data is counted in
- * its side's delivered total, every gap in gap_bytes, and nothing stays buffered after
- * l4_finish().
+ * its side's delivered total, every gap in gap_bytes, every connection ends exactly once
+ * (on_end, with increasing ids never seen before and the live count back at zero), and
+ * nothing stays buffered after l4_finish(). Frames go to one of four domains.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,6 +23,8 @@ static const uint32_t link_types[] = {1, 0, 101, 113, 276, 228, 229, 108};
 
 struct totals {
 	uint64_t data, gap;
+	uint64_t delivered, gaps, ended;
+	uint8_t seen[4096]; /* ended conn_ids, one bit each */
 };
 
 static void must(int cond, const char *what)
@@ -52,13 +55,29 @@ static void on_gap(void *arg, const struct l4_conn_info *c, int dir, uint64_t le
 	t->gap += len;
 }
 
+static void on_end(void *arg, const struct l4_conn_info *c, enum l4_end why)
+{
+	struct totals *t = arg;
+
+	must(why <= L4_END_REUSED, "end reason");
+	if (c->conn_id < sizeof(t->seen) * 8) {
+		must(!(t->seen[c->conn_id / 8] & (1u << (c->conn_id % 8))), "connection ended twice");
+		t->seen[c->conn_id / 8] |= (uint8_t)(1u << (c->conn_id % 8));
+	}
+	for (int d = 0; d < 2; d++) {
+		t->delivered += c->side[d].delivered;
+		t->gaps += c->side[d].gap_bytes;
+	}
+	t->ended++;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	struct totals t = {0, 0};
-	struct l4_callbacks cb = {on_data, on_gap, &t};
+	static struct totals t;
+	struct l4_callbacks cb = {on_data, on_gap, on_end, &t};
 	struct l4_limits lim = {0, 0, 0};
 	struct l4 *l;
-	uint64_t delivered = 0, gaps = 0, ts = 0;
+	uint64_t ts = 0;
 	size_t off = 1;
 
 	if (size < 1)
@@ -74,6 +93,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		lim.max_frag_bytes = 1 + (size_t)(data[0] >> 4) * 32;
 		lim.frag_timeout_ns = 1 + (data[0] >> 5);
 	}
+	memset(&t, 0, sizeof(t));
+	if (data[0] & 16)
+		lim.timeout_short_ns = lim.timeout_closed_ns = lim.timeout_tcp_ns = 1 + (data[0] >> 5);
 	if ((l = l4_new(&lim, &cb)) == NULL)
 		return 0;
 	while (size - off >= 3) {
@@ -88,23 +110,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if ((copy = malloc(n ? n : 1)) == NULL)
 			break;
 		memcpy(copy, data + off, n);
-		l4_frame(l, ts++, lt, copy, n, n);
+		l4_frame(l, data[off - 3] >> 6, ts++, lt, copy, n, n);
 		free(copy);
 		off += n;
 	}
 	l4_finish(l);
 	must(l4_stats(l)->buffered == 0, "bytes left buffered after l4_finish");
-	for (size_t i = 0; i < l4_conn_count(l); i++) {
-		const struct l4_conn_info *c = l4_conn(l, i);
-
-		must(c->conn_id == i, "conn_id order");
-		for (int d = 0; d < 2; d++) {
-			delivered += c->side[d].delivered;
-			gaps += c->side[d].gap_bytes;
-		}
-	}
-	must(delivered == t.data, "delivered bytes differ from on_data");
-	must(gaps == t.gap && gaps == l4_stats(l)->gap_bytes, "gap bytes differ from on_gap");
+	must(l4_stats(l)->live == 0 && t.ended == l4_stats(l)->conns, "connections not ended exactly once");
+	must(t.delivered == t.data, "delivered bytes differ from on_data");
+	must(t.gaps == t.gap && t.gaps == l4_stats(l)->gap_bytes, "gap bytes differ from on_gap");
 	l4_free(l);
 	return 0;
 }
