@@ -101,9 +101,12 @@ CLI := $(BUILD)/pcapline
 $(CLI_OBJ): CFLAGS += $(CLI_CFLAGS)
 all: $(CLI)
 
-# The l4 subcommand links the L4 module (connections, TCP reassembly) of the receiver.
+# The l4 and reindex subcommands link the receiver's L4 module (connections, TCP
+# reassembly) and dissection path; the export engine (shared with the API) reads the
+# position files the dissection path writes, so the index module comes along.
 L4_OBJ := $(BUILD)/obj/receiver/l4/l4.o
-$(CLI): $(filter-out $(EXPORT_OBJ),$(CLI_OBJ)) $(L4_OBJ) $(EXPORT_LIB) $(LIB)
+DISSECT_OBJ := $(BUILD)/obj/receiver/dissect/dissect.o $(BUILD)/obj/receiver/store/index.o
+$(CLI): $(filter-out $(EXPORT_OBJ),$(CLI_OBJ)) $(DISSECT_OBJ) $(L4_OBJ) $(EXPORT_LIB) $(LIB)
 	@[ -n "$(Q)" ] && echo "  LD      $@" || true
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(CLI_LIBS) $(LDLIBS)
 

@@ -22,6 +22,7 @@
 #include "store/names.h"
 #include "privdrop.h"
 #include "session.h"
+#include "dissect/dissect.h"
 #include "store.h"
 #include "tls.h"
 #include "wire.h"
@@ -48,6 +49,10 @@ struct receiver_conf {
 	int log_level;
 	uint64_t stats_interval;
 	char *api_listen, *api_token, *api_cert, *api_key;
+	bool l4_enabled;
+	int64_t l4_max_conns;
+	uint64_t l4_max_buffer;
+	uint64_t l4_tcp_timeout, l4_short_timeout, l4_closed_timeout;
 };
 
 static const char *const tls_versions[] = {"1.3", "1.2", NULL};
@@ -86,6 +91,12 @@ static const struct cfg_key receiver_schema[] = {
 	K("api.token", CFG_STR, api_token, 0, 0, NULL, "bearer token API clients must present, optional on loopback"),
 	K("api.cert", CFG_STR, api_cert, 0, 0, NULL, "PEM certificate: serve the API over HTTPS (with api.key)"),
 	K("api.key", CFG_STR, api_key, 0, 0, NULL, "PEM private key of api.cert"),
+	K("l4.enabled", CFG_BOOL, l4_enabled, 0, 0, NULL, "dissect stored segments into connections and flows (index.db); off: raw storage only"),
+	K("l4.max_conns", CFG_INT, l4_max_conns, 1000, 100000000, NULL, "connections tracked at once (<= 512 bytes each); beyond, the least recently active is evicted"),
+	K("l4.max_buffer", CFG_SIZE, l4_max_buffer, 1 << 20, 1ll << 40, NULL, "out-of-order TCP bytes buffered in all connections"),
+	K("l4.tcp_timeout", CFG_DURATION, l4_tcp_timeout, 1000, 86400000, NULL, "an established TCP connection ends after this idle time (capture time)"),
+	K("l4.short_timeout", CFG_DURATION, l4_short_timeout, 1000, 86400000, NULL, "the same for half-open TCP and UDP"),
+	K("l4.closed_timeout", CFG_DURATION, l4_closed_timeout, 1000, 86400000, NULL, "the same after FINs both ways or an RST"),
 	{NULL},
 };
 #undef K
@@ -96,6 +107,7 @@ static struct {
 	struct store *store;
 	struct server *srv;
 	struct api *api;
+	struct dissect_worker *dissect;
 	SSL_CTX *ssl_ctx;
 	ev_signal sigint, sigterm;
 	ev_timer stats;
@@ -120,6 +132,12 @@ static void receiver_defaults(struct receiver_conf *c)
 	c->log_level = LOG_LVL_INFO;
 	c->stats_interval = 30000;
 	c->api_listen = strdup("127.0.0.1:47801");
+	c->l4_enabled = true;
+	c->l4_max_conns = L4_DEFAULT_MAX_CONNS;
+	c->l4_max_buffer = L4_DEFAULT_MAX_BUF;
+	c->l4_tcp_timeout = L4_DEFAULT_TIMEOUT_TCP_NS / 1000000;
+	c->l4_short_timeout = L4_DEFAULT_TIMEOUT_SHORT_NS / 1000000;
+	c->l4_closed_timeout = L4_DEFAULT_TIMEOUT_CLOSED_NS / 1000000;
 }
 
 static void usage(FILE *out)
@@ -385,6 +403,19 @@ int main(int argc, char **argv)
 	if (!R.store)
 		fatalx(EXIT_CONFIG, "%s", err);
 	server_set_store(R.srv, R.store);
+	if (R.conf.l4_enabled && so.dir[0]) {
+		/* After the store: the index exists and agrees with the files. */
+		struct l4_limits lim = {
+			.max_conns = (size_t)R.conf.l4_max_conns,
+			.max_buf = (size_t)R.conf.l4_max_buffer,
+			.timeout_tcp_ns = R.conf.l4_tcp_timeout * 1000000,
+			.timeout_short_ns = R.conf.l4_short_timeout * 1000000,
+			.timeout_closed_ns = R.conf.l4_closed_timeout * 1000000,
+		};
+		R.dissect = dissect_worker_start(so.dir, &lim, err, sizeof(err));
+		if (!R.dissect)
+			fatalx(EXIT_CONFIG, "%s", err);
+	}
 	if (R.conf.insecure)
 		log_warnx("auth.insecure is set: sensors are NOT authenticated and traffic is NOT encrypted");
 	signal(SIGPIPE, SIG_IGN);
@@ -415,6 +446,8 @@ int main(int argc, char **argv)
 	store_foreach(R.store, receiver_log_sensor, NULL);
 	server_free(R.srv);
 	store_free(R.store);
+	/* After the store closed its segments: they are dissected before the end. */
+	dissect_worker_stop(R.dissect, 10000);
 	names_store_free(sv.names);
 	if (R.ssl_ctx)
 		SSL_CTX_free(R.ssl_ctx);

@@ -21,6 +21,10 @@ int cmd_export(int argc, char **argv);
 int cmd_snapshot(int argc, char **argv);
 int cmd_import(int argc, char **argv);
 int cmd_l4(int argc, char **argv);
+int cmd_conns(int argc, char **argv);
+int cmd_flows(int argc, char **argv);
+int cmd_pcap(int argc, char **argv);
+int cmd_reindex(int argc, char **argv);
 
 /* Prints the usage of one command (or of all when name is NULL) to stderr, returns
  * EXIT_CONFIG: `return cli_usage("export");` after a bad argument. */

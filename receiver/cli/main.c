@@ -38,6 +38,22 @@ static const struct cli_cmd {
 	 "ARCHIVE.tar.gz --dir VIEWDIR [--max-entry-size SIZE] [--max-entries N] [--segment-size SIZE]",
 	 "load an export (or a Kubeshark export) into a separate view repository that\n"
 	 "`pcapline export --dir VIEWDIR` reads; hostile or corrupt archives change nothing"},
+	{"conns", cmd_conns,
+	 "[--dir DIR] [--sensor S] [--from T --to T] [--flow ID] [--conn ID] [--limit N] [--json]",
+	 "the connections the receiver dissected from the stored packets, newest first: ids,\n"
+	 "endpoints, state, packets and bytes per side, handshake RTT, why they ended"},
+	{"flows", cmd_flows,
+	 "[--dir DIR] [--sensor S] [--from T --to T] [--flow ID] [--limit N] [--json]",
+	 "the flows (all connections between two peers on one sensor interface), with totals\n"
+	 "and packets/s and bits/s over each flow's life"},
+	{"pcap", cmd_pcap,
+	 "--conn ID | --flow ID  -o FILE [--dir DIR]",
+	 "the exact packets of one connection or of one flow, as a pcap (-o - for stdout),\n"
+	 "read from the segments through their position files"},
+	{"reindex", cmd_reindex,
+	 "--from T --to T [--sensor S] [--dir DIR]",
+	 "rebuild the connections and flows of a window (widened to whole connections) from\n"
+	 "the stored segments"},
 	{"l4", cmd_l4,
 	 "conns [--udp] [OPTS] FILE | follow [OPTS] FILE N | stats [OPTS] FILE\n"
 	 "                  OPTS: --max-conns N, --no-timeouts",

@@ -9,6 +9,16 @@
  *            bytes, closed_ns)            path relative to <dir>, unique
  *   retention(sensor, segments, packets, bytes)   totals deleted by retention
  *
+ * and the L4 tables the dissection path (receiver/dissect) fills, derived from the
+ * segments and rebuilt by re-dissecting them (INDEX_L4_SQL below):
+ *   conns, conn_segs (which segments hold a connection's packets), l4_done (segments
+ *   dissected), and the view flows (connections grouped by flow_id).
+ * A deleted segment row takes its l4_done and conn_segs rows with it, and the
+ * connections left without any segment (a trigger). Each dissected segment has a
+ * position file sensors/<id>/l4/<name>.pcap.pos (index_pos_path()) naming the
+ * connection of every record; retention and reconcile delete it with the segment.
+ * These tables came after schema 1 and only add to it, so the version stays "1".
+ *
  * Rows are written when a segment is closed and renamed into place, never per packet
  * or per batch. The index is derived data: index_reconcile() brings it back in line
  * with the files after any crash (a file without a row is scanned and added, a row
@@ -28,6 +38,48 @@
 #define INDEX_MAX_SENSOR 128 /* PROTO_MAX_ID */
 #define INDEX_MAX_PATH 512
 #define INDEX_MAX_IFACE 256
+
+/* The L4 tables (see above); run on every open, by the receiver and the pcapline CLI. */
+#define INDEX_L4_SQL                                                                                       \
+	"CREATE TABLE IF NOT EXISTS conns(\n"                                                             \
+	"  conn_id INTEGER PRIMARY KEY,  -- 63-bit hash of sensor, iface, protocol, endpoints, first packet\n" \
+	"  flow_id INTEGER NOT NULL,     -- 63-bit hash of sensor, iface and the address pair\n"              \
+	"  sensor TEXT NOT NULL, iface TEXT NOT NULL,\n"                                                  \
+	"  proto TEXT NOT NULL,          -- 'tcp' or 'udp'\n"                                               \
+	"  client TEXT NOT NULL, client_port INTEGER NOT NULL,\n"                                          \
+	"  server TEXT NOT NULL, server_port INTEGER NOT NULL,\n"                                          \
+	"  state TEXT NOT NULL,          -- SYN_SENT ESTABLISHED CLOSING CLOSED RESET\n"                    \
+	"  ended TEXT,                   -- NULL while tracked, else why it ended\n"                        \
+	"  first_ns INTEGER NOT NULL, last_ns INTEGER NOT NULL,\n"                                         \
+	"  c_pkts INTEGER NOT NULL, c_bytes INTEGER NOT NULL, s_pkts INTEGER NOT NULL, s_bytes INTEGER NOT NULL,\n" \
+	"  c_payload INTEGER NOT NULL, s_payload INTEGER NOT NULL,  -- stream bytes reassembled\n"          \
+	"  rtt_ns INTEGER NOT NULL,      -- handshake RTT, 0 when not seen\n"                               \
+	"  retrans INTEGER NOT NULL, out_of_order INTEGER NOT NULL, zero_windows INTEGER NOT NULL,\n"       \
+	"  resets INTEGER NOT NULL, gap_bytes INTEGER NOT NULL, bad_overlaps INTEGER NOT NULL,\n"           \
+	"  midstream INTEGER NOT NULL\n"                                                                   \
+	");\n"                                                                                             \
+	"CREATE INDEX IF NOT EXISTS conns_flow ON conns(flow_id);\n"                                       \
+	"CREATE INDEX IF NOT EXISTS conns_time ON conns(sensor, first_ns);\n"                              \
+	"CREATE TABLE IF NOT EXISTS conn_segs(conn_id INTEGER NOT NULL, seg_id INTEGER NOT NULL,\n"        \
+	"  packets INTEGER NOT NULL, PRIMARY KEY(conn_id, seg_id)) WITHOUT ROWID;\n"                        \
+	"CREATE INDEX IF NOT EXISTS conn_segs_seg ON conn_segs(seg_id);\n"                                 \
+	"CREATE TABLE IF NOT EXISTS l4_done(seg_id INTEGER PRIMARY KEY, done_ns INTEGER NOT NULL,\n"       \
+	"  packets INTEGER NOT NULL, in_conns INTEGER NOT NULL);\n"                                        \
+	"CREATE TRIGGER IF NOT EXISTS segments_l4_delete AFTER DELETE ON segments BEGIN\n"                 \
+	"  DELETE FROM conns WHERE conn_id IN (SELECT conn_id FROM conn_segs WHERE seg_id = old.id)\n"     \
+	"    AND NOT EXISTS (SELECT 1 FROM conn_segs c WHERE c.conn_id = conns.conn_id AND c.seg_id <> old.id);\n" \
+	"  DELETE FROM conn_segs WHERE seg_id = old.id;\n"                                                 \
+	"  DELETE FROM l4_done WHERE seg_id = old.id;\n"                                                   \
+	"END;\n"                                                                                           \
+	"CREATE VIEW IF NOT EXISTS flows AS SELECT flow_id, sensor, iface,\n"                              \
+	"  min(min(client, server)) AS peer_a, max(max(client, server)) AS peer_b, count(*) AS conns,\n"  \
+	"  min(first_ns) AS first_ns, max(last_ns) AS last_ns, sum(c_pkts + s_pkts) AS packets,\n"        \
+	"  sum(c_bytes + s_bytes) AS bytes FROM conns GROUP BY flow_id;\n"
+
+/* The position file of a segment: "sensors/<id>/l4/<name>.pos" for
+ * "sensors/<id>/segments/<name>". Returns 0, or -1 for a path index_seg_path_ok()
+ * refuses or that does not fit. */
+int index_pos_path(const char *relpath, char *out, size_t size);
 
 /* One row of the segments table. */
 struct index_seg {

@@ -156,10 +156,18 @@ static void test_schema(void **state)
 	assert_string_equal(dump_rows(f->dir, "SELECT key, value FROM meta"), "schema|1\n");
 	assert_string_equal(dump_rows(f->dir, "PRAGMA journal_mode"), "wal\n");
 	assert_string_equal(dump_rows(f->dir, "SELECT type, name FROM sqlite_master ORDER BY name"),
+			    "table|conn_segs\n"
+			    "index|conn_segs_seg\n"
+			    "table|conns\n"
+			    "index|conns_flow\n"
+			    "index|conns_time\n"
+			    "view|flows\n"
+			    "table|l4_done\n"
 			    "table|meta\n"
 			    "table|retention\n"
 			    "table|segments\n"
 			    "index|segments_end\n"
+			    "trigger|segments_l4_delete\n"
 			    "index|segments_sensor_time\n"
 			    "index|segments_time\n"
 			    "index|sqlite_autoindex_meta_1\n"
@@ -613,6 +621,43 @@ static void test_retention_file_already_gone(void **state)
 	retention_free(r);
 }
 
+/* Retiring a segment takes its L4 rows and position file along: a connection only in
+ * that segment goes, one that also has packets in a kept segment stays. */
+static void test_retire_takes_l4_rows(void **state)
+{
+	struct fixture *f = *state;
+	char a[256], b[256], pos[600], full[1024];
+	open_index(f);
+	add_seg(f, NULL, "s1", 0, 9, a);
+	add_seg(f, NULL, "s1", 10, 19, b);
+	assert_int_equal(index_pos_path(a, pos, sizeof(pos)), 0);
+	assert_non_null(strstr(pos, "/l4/"));
+	snprintf(full, sizeof(full), "%s/sensors/s1/l4", f->dir);
+	assert_int_equal(mkdir(full, 0750), 0);
+	snprintf(full, sizeof(full), "%s/%s", f->dir, pos);
+	FILE *pf = fopen(full, "w");
+	assert_non_null(pf);
+	fclose(pf);
+	assert_int_equal(index_pos_path("snapshots/x/a.pcap", pos, sizeof(pos)), -1);
+	sql(f->dir, "INSERT INTO conns SELECT 1, 7, 's1', 'eth0', 'tcp', '198.18.0.1', 1, '198.18.0.2', 2, 'CLOSED', "
+		    "NULL, 0, 1, 1, 60, 1, 60, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0");
+	sql(f->dir, "INSERT INTO conns SELECT 2, 7, 's1', 'eth0', 'tcp', '198.18.0.1', 3, '198.18.0.2', 2, 'CLOSED', "
+		    "NULL, 0, 1, 1, 60, 1, 60, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0");
+	sql(f->dir, "INSERT INTO conn_segs SELECT 1, id, 2 FROM segments ORDER BY min_ns LIMIT 1");
+	sql(f->dir, "INSERT INTO conn_segs SELECT 2, id, 1 FROM segments");
+	sql(f->dir, "INSERT INTO l4_done SELECT id, 1, 3, 3 FROM segments");
+	struct retention *r = new_retention(f, 1184, 0, 0, 0);
+	struct deleted d = {0};
+	assert_int_equal(retention_run(r, T0, on_deleted, &d), 1);
+	assert_string_equal(d.path[0], a);
+	assert_false(access(full, F_OK) == 0);
+	assert_string_equal(dump_rows(f->dir, "SELECT conn_id FROM conns"), "2\n");
+	assert_string_equal(dump_rows(f->dir, "SELECT count(*) FROM conn_segs"), "1\n");
+	assert_string_equal(dump_rows(f->dir, "SELECT count(*) FROM l4_done"), "1\n");
+	assert_string_equal(dump_rows(f->dir, "SELECT flow_id, conns, packets FROM flows"), "7|1|2\n");
+	retention_free(r);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -628,6 +673,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_retention_per_sensor, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_retention_unbounded_and_guard, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_retention_file_already_gone, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_retire_takes_l4_rows, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

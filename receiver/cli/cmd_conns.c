@@ -1,0 +1,294 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
+/*
+ * The repository's connections and flows (see l4query.h):
+ *   pcapline conns    [--dir D] [--sensor S] [--from T] [--to T] [--flow ID] [--limit N] [--json]
+ *   pcapline flows    [--dir D] [--sensor S] [--from T] [--to T] [--limit N] [--json]
+ *   pcapline pcap     (--conn ID | --flow ID) -o FILE [--dir D]
+ *   pcapline reindex  --from T --to T [--sensor S] [--dir D]
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "dissect/dissect.h"
+#include "l4query.h"
+#include "log.h"
+#include "timearg.h"
+
+enum { OPT_FROM = 256, OPT_TO, OPT_FLOW, OPT_CONN, OPT_LIMIT, OPT_JSON };
+
+struct args {
+	const char *dir, *sensor, *from, *to, *output;
+	uint64_t flow, conn;
+	unsigned limit;
+	bool json;
+};
+
+static int parse_id(const char *s, uint64_t *out)
+{
+	char *end;
+
+	errno = 0;
+	*out = strtoull(s, &end, 10);
+	if (errno != 0 || end == s || *end != '\0' || s[0] == '-' || *out == 0 || *out > INT64_MAX) {
+		log_warnx("'%s' is not a connection or flow id", s);
+		return -1;
+	}
+	return 0;
+}
+
+static int parse_args(const char *cmd, int argc, char **argv, struct args *a)
+{
+	static const struct option opts[] = {
+		{"dir", required_argument, NULL, 'd'},   {"sensor", required_argument, NULL, 's'},
+		{"from", required_argument, NULL, OPT_FROM}, {"to", required_argument, NULL, OPT_TO},
+		{"flow", required_argument, NULL, OPT_FLOW}, {"conn", required_argument, NULL, OPT_CONN},
+		{"limit", required_argument, NULL, OPT_LIMIT}, {"json", no_argument, NULL, OPT_JSON},
+		{"output", required_argument, NULL, 'o'}, {NULL, 0, NULL, 0},
+	};
+	int ch;
+
+	memset(a, 0, sizeof(*a));
+	a->dir = cli_default_dir();
+	optind = 0;
+	while ((ch = getopt_long(argc, argv, "d:s:o:", opts, NULL)) != -1) {
+		switch (ch) {
+		case 'd': a->dir = optarg; break;
+		case 's': a->sensor = optarg; break;
+		case 'o': a->output = optarg; break;
+		case OPT_FROM: a->from = optarg; break;
+		case OPT_TO: a->to = optarg; break;
+		case OPT_JSON: a->json = true; break;
+		case OPT_FLOW:
+			if (parse_id(optarg, &a->flow) != 0)
+				return -1;
+			break;
+		case OPT_CONN:
+			if (parse_id(optarg, &a->conn) != 0)
+				return -1;
+			break;
+		case OPT_LIMIT:
+			a->limit = (unsigned)atoi(optarg);
+			if (a->limit == 0 || a->limit > 10000000) {
+				log_warnx("--limit: 1 .. 10000000");
+				return -1;
+			}
+			break;
+		default:
+			return -1;
+		}
+	}
+	if (optind != argc) {
+		log_warnx("unexpected argument '%s'", argv[optind]);
+		return -1;
+	}
+	(void)cmd;
+	return 0;
+}
+
+/* --from/--to: both or neither (any time). */
+static int window(const struct args *a, uint64_t *from, uint64_t *to)
+{
+	*from = *to = 0;
+	if (a->from == NULL && a->to == NULL)
+		return 0;
+	return cli_window(a->from ? a->from : "0", a->to ? a->to : "now+1000d", from, to);
+}
+
+static int print_json(json_t *v)
+{
+	int rc = json_dumpf(v, stdout, JSON_INDENT(1) | JSON_PRESERVE_ORDER) == 0 && putchar('\n') != EOF ? 0 : EXIT_FAIL;
+
+	json_decref(v);
+	return rc;
+}
+
+static const char *jstr(json_t *o, const char *k)
+{
+	const char *s = json_string_value(json_object_get(o, k));
+
+	return s ? s : "-";
+}
+
+static long long jint(json_t *o, const char *k)
+{
+	return (long long)json_integer_value(json_object_get(o, k));
+}
+
+static void fmt_time(json_t *o, const char *k, char buf[TIMEARG_LEN])
+{
+	timearg_format((uint64_t)jint(o, k), buf);
+}
+
+int cmd_conns(int argc, char **argv)
+{
+	struct args a;
+	struct l4q q = {0};
+	char err[1024];
+	json_t *v;
+	size_t i;
+	json_t *o;
+
+	if (parse_args("conns", argc, argv, &a) != 0 || window(&a, &q.from_ns, &q.to_ns) != 0)
+		return cli_usage("conns");
+	q.sensor = a.sensor;
+	q.flow_id = a.flow;
+	q.conn_id = a.conn;
+	q.limit = a.limit;
+	if ((v = l4q_conns(a.dir, &q, err, sizeof(err))) == NULL) {
+		log_warnx("%s", err);
+		return EXIT_FAIL;
+	}
+	if (a.json)
+		return print_json(v);
+	printf("%-19s %-19s %-10s %-4s %-45s %-45s %-11s %-30s %8s %10s %8s %10s %9s %s\n", "conn_id", "flow_id",
+	       "sensor", "prot", "client", "server", "state", "first", "c_pkts", "c_bytes", "s_pkts", "s_bytes",
+	       "rtt_ms", "ended");
+	json_array_foreach(v, i, o) {
+		char c[64], s[64], t[TIMEARG_LEN];
+
+		snprintf(c, sizeof(c), "%s:%lld", jstr(o, "client"), jint(o, "client_port"));
+		snprintf(s, sizeof(s), "%s:%lld", jstr(o, "server"), jint(o, "server_port"));
+		fmt_time(o, "first_ns", t);
+		printf("%-19lld %-19lld %-10s %-4s %-45s %-45s %-11s %-30s %8lld %10lld %8lld %10lld %9.3f %s\n",
+		       jint(o, "conn_id"), jint(o, "flow_id"), jstr(o, "sensor"), jstr(o, "proto"), c, s, jstr(o, "state"),
+		       t, jint(o, "c_pkts"), jint(o, "c_bytes"), jint(o, "s_pkts"), jint(o, "s_bytes"),
+		       (double)jint(o, "rtt_ns") / 1e6, json_is_null(json_object_get(o, "ended")) ? "(open)" : jstr(o, "ended"));
+	}
+	json_decref(v);
+	return 0;
+}
+
+int cmd_flows(int argc, char **argv)
+{
+	struct args a;
+	struct l4q q = {0};
+	char err[1024];
+	json_t *v, *o;
+	size_t i;
+
+	if (parse_args("flows", argc, argv, &a) != 0 || window(&a, &q.from_ns, &q.to_ns) != 0)
+		return cli_usage("flows");
+	q.sensor = a.sensor;
+	q.flow_id = a.flow;
+	q.limit = a.limit;
+	if ((v = l4q_flows(a.dir, &q, err, sizeof(err))) == NULL) {
+		log_warnx("%s", err);
+		return EXIT_FAIL;
+	}
+	if (a.json)
+		return print_json(v);
+	printf("%-19s %-10s %-39s %-39s %6s %10s %12s %-30s %10s %12s\n", "flow_id", "sensor", "peer_a", "peer_b",
+	       "conns", "packets", "bytes", "first", "pps", "bps");
+	json_array_foreach(v, i, o) {
+		char t[TIMEARG_LEN];
+
+		fmt_time(o, "first_ns", t);
+		printf("%-19lld %-10s %-39s %-39s %6lld %10lld %12lld %-30s %10.1f %12.1f\n", jint(o, "flow_id"),
+		       jstr(o, "sensor"), jstr(o, "peer_a"), jstr(o, "peer_b"), jint(o, "conns"), jint(o, "packets"),
+		       jint(o, "bytes"), t, json_real_value(json_object_get(o, "pps")),
+		       json_real_value(json_object_get(o, "bps")));
+	}
+	json_decref(v);
+	return 0;
+}
+
+static int fd_sink(void *arg, const void *buf, size_t len)
+{
+	int fd = *(int *)arg;
+	const char *p = buf;
+
+	while (len > 0) {
+		ssize_t n = write(fd, p, len);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+int cmd_pcap(int argc, char **argv)
+{
+	struct args a;
+	char err[1024], tmp[4096];
+	uint64_t packets;
+	int fd, rc;
+	bool to_stdout;
+
+	if (parse_args("pcap", argc, argv, &a) != 0)
+		return cli_usage("pcap");
+	if ((a.conn == 0) == (a.flow == 0) || a.output == NULL) {
+		log_warnx("one of --conn ID and --flow ID, and -o FILE, are required");
+		return cli_usage("pcap");
+	}
+	to_stdout = strcmp(a.output, "-") == 0;
+	if (to_stdout) {
+		fd = STDOUT_FILENO;
+	} else {
+		/* Written aside and renamed when complete: no half capture under the name. */
+		snprintf(tmp, sizeof(tmp), "%s.partial", a.output);
+		if ((fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644)) < 0) {
+			log_warn("%s", tmp);
+			return EXIT_FAIL;
+		}
+	}
+	rc = l4q_pcap(a.dir, a.flow != 0, a.flow ? a.flow : a.conn, fd_sink, &fd, &packets, err, sizeof(err));
+	if (!to_stdout) {
+		if (close(fd) != 0 && rc == 0)
+			rc = -errno;
+		if (rc == 0 && rename(tmp, a.output) != 0)
+			rc = -errno;
+		if (rc != 0)
+			unlink(tmp);
+	}
+	if (rc != 0) {
+		log_warnx("%s", rc == -ENOENT || err[0] ? err : strerror(-rc));
+		return EXIT_FAIL;
+	}
+	log_info("%" PRIu64 " packets of %s %" PRIu64 " written to %s", packets, a.flow ? "flow" : "connection",
+		 a.flow ? a.flow : a.conn, to_stdout ? "standard output" : a.output);
+	return 0;
+}
+
+int cmd_reindex(int argc, char **argv)
+{
+	struct args a;
+	struct dissect *d;
+	uint64_t from, to;
+	char err[1024];
+	int n;
+
+	if (parse_args("reindex", argc, argv, &a) != 0)
+		return cli_usage("reindex");
+	if (a.from == NULL || a.to == NULL) {
+		log_warnx("--from and --to are required");
+		return cli_usage("reindex");
+	}
+	if (cli_window(a.from, a.to, &from, &to) != 0)
+		return cli_usage("reindex");
+	if ((d = dissect_open(a.dir, NULL, err, sizeof(err))) == NULL) {
+		log_warnx("%s", err);
+		return EXIT_FAIL;
+	}
+	n = dissect_reindex(d, a.sensor, (int64_t)from, (int64_t)to);
+	if (n < 0) {
+		dissect_close(d, false);
+		log_warnx("reindex failed (see above)");
+		return EXIT_FAIL;
+	}
+	/* Connections still open at the window's end end here. */
+	dissect_close(d, true);
+	log_info("re-dissected %d segment(s)", n);
+	return 0;
+}

@@ -1,0 +1,821 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
+/* The dissection path: see dissect.h. */
+#include "dissect.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
+
+#include "index.h"
+#include "log.h"
+#include "pcapfile.h"
+
+enum {
+	Q_PENDING,
+	Q_SEG_EXISTS,
+	Q_CONN,
+	Q_CONN_SEG,
+	Q_DONE,
+	Q_BEGIN,
+	Q_COMMIT,
+	Q_ROLLBACK,
+	Q_COUNT
+};
+
+static const char *const dissect_sql[Q_COUNT] = {
+	[Q_PENDING] = "SELECT s.id, s.sensor, s.iface, s.path FROM segments s WHERE NOT EXISTS "
+		      "(SELECT 1 FROM l4_done d WHERE d.seg_id = s.id) ORDER BY s.min_ns, s.id LIMIT ?1",
+	[Q_SEG_EXISTS] = "SELECT 1 FROM segments WHERE id = ?1",
+	[Q_CONN] = "INSERT OR REPLACE INTO conns(conn_id, flow_id, sensor, iface, proto, client, client_port, server, "
+		   "server_port, state, ended, first_ns, last_ns, c_pkts, c_bytes, s_pkts, s_bytes, c_payload, s_payload, "
+		   "rtt_ns, retrans, out_of_order, zero_windows, resets, gap_bytes, bad_overlaps, midstream) "
+		   "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, "
+		   "?22, ?23, ?24, ?25, ?26, ?27)",
+	[Q_CONN_SEG] = "INSERT OR REPLACE INTO conn_segs(conn_id, seg_id, packets) VALUES(?1, ?2, ?3)",
+	/* Only for a segment that still exists: a deleted one's id may be given again. */
+	[Q_DONE] = "INSERT OR REPLACE INTO l4_done(seg_id, done_ns, packets, in_conns) SELECT ?1, ?2, ?3, ?4 "
+		   "WHERE EXISTS (SELECT 1 FROM segments WHERE id = ?1)",
+	[Q_BEGIN] = "BEGIN IMMEDIATE",
+	[Q_COMMIT] = "COMMIT",
+	[Q_ROLLBACK] = "ROLLBACK",
+};
+
+/* A sensor interface: one L4 domain. */
+struct dom {
+	char sensor[INDEX_MAX_SENSOR + 1];
+	char iface[INDEX_MAX_IFACE];
+};
+
+/* A connection that ended, kept until the segment's transaction writes it. */
+struct ended {
+	struct l4_conn_info info;
+	enum l4_end why;
+};
+
+struct dissect {
+	char dir[INDEX_MAX_PATH];
+	sqlite3 *db;
+	sqlite3_stmt *st[Q_COUNT];
+	struct l4 *l4;
+	struct dom *doms;
+	size_t ndoms;
+	struct ended *ended;
+	size_t nended, capended;
+	bool oom;
+	const char *finish_why;
+	/* The segment being read: position of every record, then its distinct ids. */
+	uint64_t *pos;
+	size_t npos, cappos;
+	struct dissect_stats stats;
+	struct log_limit warn_lim;
+};
+
+static void db_warn(struct dissect *d, const char *what)
+{
+	if (log_limit_ok(&d->warn_lim, 5, 10))
+		log_warnx("dissect: %s: %s", what, sqlite3_errmsg(d->db));
+}
+
+static int step_done(struct dissect *d, int q, const char *what)
+{
+	int rc;
+
+	while ((rc = sqlite3_step(d->st[q])) == SQLITE_ROW)
+		;
+	sqlite3_reset(d->st[q]);
+	sqlite3_clear_bindings(d->st[q]);
+	if (rc != SQLITE_DONE) {
+		db_warn(d, what);
+		return -1;
+	}
+	return 0;
+}
+
+static void rollback(struct dissect *d)
+{
+	if (!sqlite3_get_autocommit(d->db))
+		step_done(d, Q_ROLLBACK, "ROLLBACK");
+}
+
+/* FNV-1a over a few fields, then the splitmix64 finalizer; 63 bits so that SQLite and
+ * JSON readers see a positive integer. */
+struct hasher {
+	uint64_t h;
+};
+
+static void hash_add(struct hasher *x, const void *p, size_t n)
+{
+	const uint8_t *b = p;
+
+	for (size_t i = 0; i < n; i++)
+		x->h = (x->h ^ b[i]) * 1099511628211ull;
+}
+
+static uint64_t hash_end(struct hasher *x)
+{
+	uint64_t h = x->h;
+
+	h ^= h >> 30;
+	h *= 0xbf58476d1ce4e5b9ull;
+	h ^= h >> 27;
+	h *= 0x94d049bb133111ebull;
+	h ^= h >> 31;
+	h &= INT64_MAX;
+	return h ? h : 1;
+}
+
+static void hash_dom(struct hasher *x, const struct dom *m)
+{
+	x->h = 1469598103934665603ull;
+	hash_add(x, m->sensor, strlen(m->sensor) + 1);
+	hash_add(x, m->iface, strlen(m->iface) + 1);
+}
+
+static uint64_t conn_hash(const struct dom *m, const struct l4_conn_info *c)
+{
+	struct hasher x;
+	size_t al = c->family == 4 ? 4 : 16;
+
+	hash_dom(&x, m);
+	hash_add(&x, &c->proto, 1);
+	for (int s = 0; s < 2; s++) {
+		uint8_t port[2] = {(uint8_t)(c->ep[s].port >> 8), (uint8_t)c->ep[s].port};
+
+		hash_add(&x, &c->family, 1);
+		hash_add(&x, c->ep[s].addr, al);
+		hash_add(&x, port, 2);
+	}
+	for (int i = 0; i < 8; i++) {
+		uint8_t b = (uint8_t)(c->first_ns >> (8 * i));
+
+		hash_add(&x, &b, 1);
+	}
+	return hash_end(&x);
+}
+
+static uint64_t flow_hash(const struct dom *m, const struct l4_conn_info *c)
+{
+	struct hasher x;
+	size_t al = c->family == 4 ? 4 : 16;
+	int lo = memcmp(c->ep[0].addr, c->ep[1].addr, al) > 0;
+
+	hash_dom(&x, m);
+	hash_add(&x, &c->family, 1);
+	hash_add(&x, c->ep[lo].addr, al);
+	hash_add(&x, c->ep[!lo].addr, al);
+	return hash_end(&x);
+}
+
+static void on_end(void *arg, const struct l4_conn_info *c, enum l4_end why)
+{
+	struct dissect *d = arg;
+
+	if (c->user == 0)
+		return;
+	if (d->nended == d->capended) {
+		size_t cap = d->capended ? d->capended * 2 : 256;
+		struct ended *v = realloc(d->ended, cap * sizeof(*v));
+
+		if (v == NULL) {
+			d->oom = true;
+			return;
+		}
+		d->ended = v;
+		d->capended = cap;
+	}
+	d->ended[d->nended].info = *c;
+	d->ended[d->nended].why = why;
+	d->nended++;
+}
+
+struct dissect *dissect_open(const char *dir, const struct l4_limits *limits, char *err, size_t errlen)
+{
+	struct dissect *d = calloc(1, sizeof(*d));
+	struct l4_callbacks cb = {.on_end = on_end};
+	char path[INDEX_MAX_PATH + 16], *msg = NULL;
+	int rc;
+
+	if (d == NULL) {
+		snprintf(err, errlen, "dissect: out of memory");
+		return NULL;
+	}
+	snprintf(d->dir, sizeof(d->dir), "%s", dir);
+	snprintf(path, sizeof(path), "%s/index.db", dir);
+	cb.arg = d;
+	d->finish_why = "end of input";
+	if ((d->l4 = l4_new(limits, &cb)) == NULL) {
+		snprintf(err, errlen, "dissect: out of memory");
+		free(d);
+		return NULL;
+	}
+	rc = sqlite3_open_v2(path, &d->db, SQLITE_OPEN_READWRITE, NULL);
+	if (rc == SQLITE_OK) {
+		sqlite3_busy_timeout(d->db, 5000);
+		rc = sqlite3_exec(d->db, "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;" INDEX_L4_SQL, NULL,
+				  NULL, &msg);
+	}
+	for (int i = 0; rc == SQLITE_OK && i < Q_COUNT; i++)
+		rc = sqlite3_prepare_v3(d->db, dissect_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &d->st[i], NULL);
+	if (rc != SQLITE_OK) {
+		snprintf(err, errlen, "%s: %s", path, msg ? msg : d->db ? sqlite3_errmsg(d->db) : sqlite3_errstr(rc));
+		sqlite3_free(msg);
+		dissect_close(d, false);
+		return NULL;
+	}
+	return d;
+}
+
+static int dom_get(struct dissect *d, const char *sensor, const char *iface, uint32_t *out)
+{
+	for (size_t i = 0; i < d->ndoms; i++)
+		if (strcmp(d->doms[i].sensor, sensor) == 0 && strcmp(d->doms[i].iface, iface) == 0) {
+			*out = (uint32_t)i;
+			return 0;
+		}
+	if (d->ndoms >= L4_MAX_DOMAINS)
+		return -1;
+	struct dom *v = realloc(d->doms, (d->ndoms + 1) * sizeof(*v));
+	if (v == NULL)
+		return -1;
+	d->doms = v;
+	snprintf(v[d->ndoms].sensor, sizeof(v->sensor), "%s", sensor);
+	snprintf(v[d->ndoms].iface, sizeof(v->iface), "%s", iface);
+	*out = (uint32_t)d->ndoms++;
+	return 0;
+}
+
+static int bind_conn(struct dissect *d, const struct l4_conn_info *c, const char *ended)
+{
+	sqlite3_stmt *s = d->st[Q_CONN];
+	const struct dom *m = &d->doms[c->domain];
+	const struct l4_side *cs = &c->side[L4_CLIENT], *ss = &c->side[L4_SERVER];
+	char a[INET6_ADDRSTRLEN], b[INET6_ADDRSTRLEN];
+	int af = c->family == 4 ? AF_INET : AF_INET6;
+
+	inet_ntop(af, c->ep[L4_CLIENT].addr, a, sizeof(a));
+	inet_ntop(af, c->ep[L4_SERVER].addr, b, sizeof(b));
+	sqlite3_bind_int64(s, 1, (sqlite3_int64)c->user);
+	sqlite3_bind_int64(s, 2, (sqlite3_int64)flow_hash(m, c));
+	sqlite3_bind_text(s, 3, m->sensor, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 4, m->iface, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 5, c->proto == 6 ? "tcp" : "udp", -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 6, a, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_int(s, 7, c->ep[L4_CLIENT].port);
+	sqlite3_bind_text(s, 8, b, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_int(s, 9, c->ep[L4_SERVER].port);
+	sqlite3_bind_text(s, 10, c->proto == 6 ? l4_state_name(c->state) : "UDP", -1, SQLITE_STATIC);
+	if (ended != NULL)
+		sqlite3_bind_text(s, 11, ended, -1, SQLITE_STATIC);
+	else
+		sqlite3_bind_null(s, 11);
+	sqlite3_bind_int64(s, 12, (sqlite3_int64)c->first_ns);
+	sqlite3_bind_int64(s, 13, (sqlite3_int64)c->last_ns);
+	sqlite3_bind_int64(s, 14, (sqlite3_int64)cs->pkts);
+	sqlite3_bind_int64(s, 15, (sqlite3_int64)cs->bytes);
+	sqlite3_bind_int64(s, 16, (sqlite3_int64)ss->pkts);
+	sqlite3_bind_int64(s, 17, (sqlite3_int64)ss->bytes);
+	sqlite3_bind_int64(s, 18, (sqlite3_int64)cs->delivered);
+	sqlite3_bind_int64(s, 19, (sqlite3_int64)ss->delivered);
+	sqlite3_bind_int64(s, 20, (sqlite3_int64)c->rtt_ns);
+	sqlite3_bind_int64(s, 21, (sqlite3_int64)(cs->retrans + ss->retrans));
+	sqlite3_bind_int64(s, 22, (sqlite3_int64)(cs->out_of_order + ss->out_of_order));
+	sqlite3_bind_int64(s, 23, (sqlite3_int64)(cs->zero_windows + ss->zero_windows));
+	sqlite3_bind_int64(s, 24, (sqlite3_int64)(cs->resets + ss->resets));
+	sqlite3_bind_int64(s, 25, (sqlite3_int64)(cs->gap_bytes + ss->gap_bytes));
+	sqlite3_bind_int64(s, 26, (sqlite3_int64)(cs->bad_overlaps + ss->bad_overlaps));
+	sqlite3_bind_int(s, 27, c->midstream);
+	if (step_done(d, Q_CONN, "connection row") != 0)
+		return -1;
+	d->stats.rows++;
+	return 0;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* The distinct ids of the segment (sorted) with their packet counts. */
+struct touched {
+	uint64_t *id, *n;
+	size_t len;
+	int rc;
+	struct dissect *d;
+};
+
+static void write_live(void *arg, const struct l4_conn_info *c)
+{
+	struct touched *t = arg;
+
+	if (t->rc == 0 && c->user != 0 && bsearch(&c->user, t->id, t->len, sizeof(uint64_t), cmp_u64) != NULL)
+		t->rc = bind_conn(t->d, c, NULL);
+}
+
+static int write_ended(struct dissect *d)
+{
+	for (size_t i = 0; i < d->nended; i++) {
+		enum l4_end why = d->ended[i].why;
+
+		if (bind_conn(d, &d->ended[i].info, why == L4_END_FINISH ? d->finish_why : l4_end_name(why)) != 0)
+			return -1;
+	}
+	d->nended = 0;
+	return 0;
+}
+
+/* Writes <dir>/<pos> from d->pos, through a hidden file renamed into place. */
+static int write_pos(struct dissect *d, const char *pos_rel)
+{
+	char full[2 * INDEX_MAX_PATH + 32], tmp[2 * INDEX_MAX_PATH + 48], *slash;
+	uint8_t hdr[16];
+	FILE *f;
+	int ok;
+
+	snprintf(full, sizeof(full), "%s/%s", d->dir, pos_rel);
+	slash = strrchr(full, '/');
+	*slash = '\0';
+	if (mkdir(full, 0750) != 0 && errno != EEXIST) {
+		log_warn("dissect: cannot create %s", full);
+		return -1;
+	}
+	snprintf(tmp, sizeof(tmp), "%s/.%s.tmp", full, slash + 1);
+	*slash = '/';
+	if ((f = fopen(tmp, "wb")) == NULL) {
+		log_warn("dissect: cannot write %s", tmp);
+		return -1;
+	}
+	memcpy(hdr, DISSECT_POS_MAGIC, 8);
+	for (int i = 0; i < 8; i++)
+		hdr[8 + i] = (uint8_t)((uint64_t)d->npos >> (8 * i));
+	ok = fwrite(hdr, 1, 16, f) == 16;
+	for (size_t i = 0; ok && i < d->npos; i++) {
+		uint8_t b[8];
+
+		for (int k = 0; k < 8; k++)
+			b[k] = (uint8_t)(d->pos[i] >> (8 * k));
+		ok = fwrite(b, 1, 8, f) == 8;
+	}
+	if (fclose(f) != 0 || !ok || rename(tmp, full) != 0) {
+		log_warn("dissect: cannot write %s", full);
+		unlink(tmp);
+		return -1;
+	}
+	return 0;
+}
+
+static int pos_push(struct dissect *d, uint64_t id)
+{
+	if (d->npos == d->cappos) {
+		size_t cap = d->cappos ? d->cappos * 2 : 4096;
+		uint64_t *v = realloc(d->pos, cap * sizeof(*v));
+
+		if (v == NULL)
+			return -1;
+		d->pos = v;
+		d->cappos = cap;
+	}
+	d->pos[d->npos++] = id;
+	return 0;
+}
+
+/* Commits what one segment produced. 1: done, 0: the segment is gone meanwhile, -1. */
+static int commit_segment(struct dissect *d, int64_t seg_id, uint64_t *ids, size_t n_ids, uint64_t *counts,
+			  uint64_t in_conns)
+{
+	struct touched t = {ids, counts, n_ids, 0, d};
+	struct timespec now;
+	int rc;
+
+	if (step_done(d, Q_BEGIN, "BEGIN") != 0)
+		return -1;
+	sqlite3_bind_int64(d->st[Q_SEG_EXISTS], 1, seg_id);
+	rc = sqlite3_step(d->st[Q_SEG_EXISTS]);
+	sqlite3_reset(d->st[Q_SEG_EXISTS]);
+	if (rc == SQLITE_DONE) {
+		rollback(d);
+		return 0;
+	}
+	if (rc != SQLITE_ROW)
+		goto fail;
+	l4_each(d->l4, write_live, &t);
+	if (t.rc != 0 || write_ended(d) != 0)
+		goto fail;
+	for (size_t i = 0; i < n_ids; i++) {
+		sqlite3_bind_int64(d->st[Q_CONN_SEG], 1, (sqlite3_int64)ids[i]);
+		sqlite3_bind_int64(d->st[Q_CONN_SEG], 2, seg_id);
+		sqlite3_bind_int64(d->st[Q_CONN_SEG], 3, (sqlite3_int64)counts[i]);
+		if (step_done(d, Q_CONN_SEG, "conn_segs row") != 0)
+			goto fail;
+	}
+	clock_gettime(CLOCK_REALTIME, &now);
+	sqlite3_bind_int64(d->st[Q_DONE], 1, seg_id);
+	sqlite3_bind_int64(d->st[Q_DONE], 2, (sqlite3_int64)now.tv_sec * 1000000000 + now.tv_nsec);
+	sqlite3_bind_int64(d->st[Q_DONE], 3, (sqlite3_int64)d->npos);
+	sqlite3_bind_int64(d->st[Q_DONE], 4, (sqlite3_int64)in_conns);
+	if (step_done(d, Q_DONE, "l4_done row") != 0 || step_done(d, Q_COMMIT, "COMMIT") != 0)
+		goto fail;
+	return 1;
+fail:
+	rollback(d);
+	return -1;
+}
+
+/* Dissects one segment. Returns 0 or -1 (logged; the segment is marked done so that a
+ * broken file is not retried forever, and counted as failed). */
+static int dissect_segment(struct dissect *d, int64_t seg_id, const char *sensor, const char *iface,
+			   const char *rel)
+{
+	char full[2 * INDEX_MAX_PATH + 32], pos_rel[INDEX_MAX_PATH + 16];
+	struct pcapf_rec rec;
+	struct pcapr *r = NULL;
+	uint64_t *ids = NULL, *counts = NULL, in_conns = 0;
+	size_t n_ids = 0;
+	uint32_t dom;
+	int err, rc, ret = -1;
+
+	d->npos = 0;
+	d->oom = false;
+	if (index_pos_path(rel, pos_rel, sizeof(pos_rel)) != 0 || dom_get(d, sensor, iface, &dom) != 0) {
+		log_warnx("dissect: %s: not a segment path, or too many interfaces", rel);
+		goto done;
+	}
+	snprintf(full, sizeof(full), "%s/%s", d->dir, rel);
+	if ((r = pcapr_open(full, &err)) == NULL) {
+		if (err == -ENOENT) {
+			/* Deleted by retention since the query: not a failure. */
+			d->stats.failed--;
+		} else {
+			log_warnx("dissect: %s: %s", rel, pcapf_strerror(err));
+		}
+		goto done;
+	}
+	while ((rc = pcapr_next(r, &rec)) == 1) {
+		struct l4_conn_info *c;
+		uint64_t id = 0;
+
+		if (l4_frame(d->l4, dom, rec.ts_ns, pcapr_iface(r, rec.iface)->linktype, rec.data, rec.caplen,
+			     rec.origlen) == -ENOMEM) {
+			log_warnx("dissect: %s: out of memory", rel);
+			goto done;
+		}
+		if ((c = l4_frame_conn(d->l4)) != NULL) {
+			if (c->user == 0)
+				c->user = conn_hash(&d->doms[dom], c);
+			id = c->user;
+			in_conns++;
+		}
+		if (pos_push(d, id) != 0)
+			goto done;
+	}
+	if (rc < 0)
+		log_warnx("dissect: %s: %s (records before it were dissected)", rel, pcapf_strerror(rc));
+	pcapr_close(r);
+	r = NULL;
+	/* The distinct connections of this segment and their packet counts. */
+	if ((ids = malloc((d->npos + 1) * sizeof(*ids))) == NULL || (counts = malloc((d->npos + 1) * sizeof(*counts))) == NULL)
+		goto done;
+	memcpy(ids, d->pos, d->npos * sizeof(*ids));
+	qsort(ids, d->npos, sizeof(*ids), cmp_u64);
+	for (size_t i = 0; i < d->npos; i++) {
+		if (ids[i] == 0)
+			continue;
+		if (n_ids > 0 && ids[n_ids - 1] == ids[i]) {
+			counts[n_ids - 1]++;
+		} else {
+			ids[n_ids] = ids[i];
+			counts[n_ids++] = 1;
+		}
+	}
+	if (d->oom)
+		log_warnx("dissect: out of memory: some ended connections were not written");
+	if (write_pos(d, pos_rel) != 0)
+		goto done;
+	rc = commit_segment(d, seg_id, ids, n_ids, counts, in_conns);
+	if (rc == 0) {
+		/* Retention took the segment meanwhile: drop its position file too. */
+		snprintf(full, sizeof(full), "%s/%s", d->dir, pos_rel);
+		unlink(full);
+		ret = 0;
+	} else if (rc == 1) {
+		d->stats.segments++;
+		d->stats.packets += d->npos;
+		d->stats.in_conns += in_conns;
+		ret = 0;
+	}
+done:
+	pcapr_close(r);
+	free(ids);
+	free(counts);
+	if (ret != 0) {
+		d->stats.failed++;
+		/* Marked done with no connections, so that the next segments go on. */
+		if (step_done(d, Q_BEGIN, "BEGIN") == 0) {
+			sqlite3_bind_int64(d->st[Q_DONE], 1, seg_id);
+			sqlite3_bind_int64(d->st[Q_DONE], 2, 0);
+			sqlite3_bind_int64(d->st[Q_DONE], 3, 0);
+			sqlite3_bind_int64(d->st[Q_DONE], 4, 0);
+			if (step_done(d, Q_DONE, "l4_done row") != 0 || write_ended(d) != 0 ||
+			    step_done(d, Q_COMMIT, "COMMIT") != 0)
+				rollback(d);
+		}
+	}
+	return ret;
+}
+
+struct seg_ref {
+	int64_t id;
+	char sensor[INDEX_MAX_SENSOR + 1];
+	char iface[INDEX_MAX_IFACE];
+	char path[INDEX_MAX_PATH];
+};
+
+static void seg_ref_fill(struct seg_ref *g, sqlite3_stmt *s)
+{
+	const char *v;
+
+	g->id = sqlite3_column_int64(s, 0);
+	v = (const char *)sqlite3_column_text(s, 1);
+	snprintf(g->sensor, sizeof(g->sensor), "%s", v ? v : "");
+	v = (const char *)sqlite3_column_text(s, 2);
+	snprintf(g->iface, sizeof(g->iface), "%s", v ? v : "");
+	v = (const char *)sqlite3_column_text(s, 3);
+	snprintf(g->path, sizeof(g->path), "%s", v ? v : "");
+}
+
+int dissect_pending(struct dissect *d, int max)
+{
+	struct seg_ref *v = calloc((size_t)max, sizeof(*v));
+	sqlite3_stmt *s = d->st[Q_PENDING];
+	int n = 0, rc;
+
+	if (v == NULL)
+		return -1;
+	sqlite3_bind_int(s, 1, max);
+	while (n < max && (rc = sqlite3_step(s)) == SQLITE_ROW)
+		seg_ref_fill(&v[n++], s);
+	sqlite3_reset(s);
+	sqlite3_clear_bindings(s);
+	if (n == 0 && rc != SQLITE_DONE) {
+		db_warn(d, "pending segments");
+		free(v);
+		return -1;
+	}
+	for (int i = 0; i < n; i++)
+		dissect_segment(d, v[i].id, v[i].sensor, v[i].iface, v[i].path);
+	free(v);
+	return n;
+}
+
+int dissect_mark_open_ended(struct dissect *d, const char *why)
+{
+	sqlite3_stmt *s;
+	int rc;
+
+	if (sqlite3_prepare_v2(d->db, "UPDATE conns SET ended = ?1 WHERE ended IS NULL", -1, &s, NULL) != SQLITE_OK) {
+		db_warn(d, "mark");
+		return -1;
+	}
+	sqlite3_bind_text(s, 1, why, -1, SQLITE_STATIC);
+	rc = sqlite3_step(s);
+	sqlite3_finalize(s);
+	if (rc != SQLITE_DONE) {
+		db_warn(d, "mark");
+		return -1;
+	}
+	if (sqlite3_changes(d->db) > 0)
+		log_info("dissect: %d connection(s) open when the receiver stopped marked '%s'", sqlite3_changes(d->db),
+			 why);
+	return 0;
+}
+
+static int exec_sql(struct dissect *d, const char *sql)
+{
+	char *msg = NULL;
+
+	if (sqlite3_exec(d->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+		if (log_limit_ok(&d->warn_lim, 5, 10))
+			log_warnx("dissect: %s", msg ? msg : sqlite3_errmsg(d->db));
+		sqlite3_free(msg);
+		return -1;
+	}
+	return 0;
+}
+
+int dissect_reindex(struct dissect *d, const char *sensor, int64_t from_ns, int64_t to_ns)
+{
+	sqlite3_stmt *s = NULL;
+	struct seg_ref *v = NULL;
+	size_t n = 0, cap = 0;
+	int rc, done = 0;
+
+	if (exec_sql(d, "CREATE TEMP TABLE IF NOT EXISTS rx(seg_id INTEGER PRIMARY KEY); DELETE FROM rx;") != 0 ||
+	    exec_sql(d, "BEGIN IMMEDIATE") != 0)
+		return -1;
+	if (sqlite3_prepare_v2(d->db,
+			       "INSERT OR IGNORE INTO rx SELECT id FROM segments WHERE (?1 IS NULL OR sensor = ?1) "
+			       "AND max_ns >= ?2 AND min_ns < ?3",
+			       -1, &s, NULL) != SQLITE_OK)
+		goto fail;
+	sqlite3_bind_text(s, 1, sensor, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 2, from_ns);
+	sqlite3_bind_int64(s, 3, to_ns);
+	rc = sqlite3_step(s);
+	sqlite3_finalize(s);
+	s = NULL;
+	if (rc != SQLITE_DONE)
+		goto fail;
+	/* Widen to every segment of the connections found, until nothing is added. */
+	for (int round = 0; round < 1000; round++) {
+		if (exec_sql(d, "INSERT OR IGNORE INTO rx SELECT b.seg_id FROM conn_segs a JOIN conn_segs b "
+				"ON a.conn_id = b.conn_id WHERE a.seg_id IN (SELECT seg_id FROM rx)") != 0)
+			goto fail;
+		if (sqlite3_changes(d->db) == 0)
+			break;
+	}
+	if (exec_sql(d, "DELETE FROM conns WHERE conn_id IN (SELECT conn_id FROM conn_segs WHERE seg_id IN "
+			"(SELECT seg_id FROM rx)); DELETE FROM conn_segs WHERE seg_id IN (SELECT seg_id FROM rx);") != 0)
+		goto fail;
+	if (sqlite3_prepare_v2(d->db,
+			       "SELECT s.id, s.sensor, s.iface, s.path FROM segments s JOIN rx ON rx.seg_id = s.id "
+			       "ORDER BY s.min_ns, s.id",
+			       -1, &s, NULL) != SQLITE_OK)
+		goto fail;
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		if (n == cap) {
+			size_t nc = cap ? cap * 2 : 64;
+			struct seg_ref *nv = realloc(v, nc * sizeof(*nv));
+
+			if (nv == NULL)
+				goto fail;
+			v = nv;
+			cap = nc;
+		}
+		seg_ref_fill(&v[n++], s);
+	}
+	sqlite3_finalize(s);
+	s = NULL;
+	if (rc != SQLITE_DONE || exec_sql(d, "COMMIT") != 0)
+		goto fail;
+	for (size_t i = 0; i < n; i++)
+		if (dissect_segment(d, v[i].id, v[i].sensor, v[i].iface, v[i].path) == 0)
+			done++;
+	free(v);
+	return done;
+fail:
+	db_warn(d, "reindex");
+	sqlite3_finalize(s);
+	rollback(d);
+	free(v);
+	return -1;
+}
+
+const struct dissect_stats *dissect_stats(const struct dissect *d)
+{
+	return &d->stats;
+}
+
+const struct l4_stats *dissect_l4_stats(const struct dissect *d)
+{
+	return l4_stats(d->l4);
+}
+
+void dissect_close(struct dissect *d, bool finish)
+{
+	if (d == NULL)
+		return;
+	if (finish && d->l4 != NULL && d->db != NULL) {
+		l4_finish(d->l4);
+		if (step_done(d, Q_BEGIN, "BEGIN") == 0) {
+			if (write_ended(d) != 0 || step_done(d, Q_COMMIT, "COMMIT") != 0)
+				rollback(d);
+		}
+	}
+	for (int i = 0; i < Q_COUNT; i++)
+		sqlite3_finalize(d->st[i]);
+	sqlite3_close(d->db);
+	l4_free(d->l4);
+	free(d->doms);
+	free(d->ended);
+	free(d->pos);
+	free(d);
+}
+
+struct dissect_worker {
+	pthread_t th;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	bool stop;
+	struct timespec drain_until; /* when stopping: pending segments until then */
+	struct dissect *d;
+};
+
+static bool before(const struct timespec *a, const struct timespec *b)
+{
+	return a->tv_sec < b->tv_sec || (a->tv_sec == b->tv_sec && a->tv_nsec < b->tv_nsec);
+}
+
+static void *worker_main(void *arg)
+{
+	struct dissect_worker *w = arg;
+	uint64_t reported = 0;
+
+	for (;;) {
+		struct timespec until;
+		int n;
+
+		pthread_mutex_lock(&w->mu);
+		bool stop = w->stop;
+		struct timespec drain = w->drain_until;
+		pthread_mutex_unlock(&w->mu);
+		if (stop) {
+			/* The segments the store closed on its way out, within the time given. */
+			struct timespec now;
+
+			clock_gettime(CLOCK_MONOTONIC, &now);
+			if (!before(&now, &drain) || dissect_pending(w->d, 4) <= 0)
+				break;
+			continue;
+		}
+		n = dissect_pending(w->d, 4);
+		if (dissect_stats(w->d)->failed != reported) {
+			reported = dissect_stats(w->d)->failed;
+			log_warnx("dissect: %" PRIu64 " segment(s) could not be dissected so far (see above)", reported);
+		}
+		if (n > 0)
+			continue;
+		/* Nothing pending: look again in a quarter of a second. */
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_nsec += 250000000;
+		if (until.tv_nsec >= 1000000000) {
+			until.tv_sec++;
+			until.tv_nsec -= 1000000000;
+		}
+		pthread_mutex_lock(&w->mu);
+		if (!w->stop)
+			pthread_cond_timedwait(&w->cv, &w->mu, &until);
+		pthread_mutex_unlock(&w->mu);
+	}
+	return NULL;
+}
+
+struct dissect_worker *dissect_worker_start(const char *dir, const struct l4_limits *limits, char *err,
+					    size_t errlen)
+{
+	struct dissect_worker *w = calloc(1, sizeof(*w));
+
+	if (w == NULL) {
+		snprintf(err, errlen, "dissect: out of memory");
+		return NULL;
+	}
+	if ((w->d = dissect_open(dir, limits, err, errlen)) == NULL) {
+		free(w);
+		return NULL;
+	}
+	dissect_mark_open_ended(w->d, "receiver stopped");
+	pthread_mutex_init(&w->mu, NULL);
+	pthread_cond_init(&w->cv, NULL);
+	if ((errno = pthread_create(&w->th, NULL, worker_main, w)) != 0) {
+		snprintf(err, errlen, "dissect: cannot start a thread: %s", strerror(errno));
+		dissect_close(w->d, false);
+		free(w);
+		return NULL;
+	}
+	return w;
+}
+
+void dissect_worker_stop(struct dissect_worker *w, unsigned drain_ms)
+{
+	if (w == NULL)
+		return;
+	pthread_mutex_lock(&w->mu);
+	clock_gettime(CLOCK_MONOTONIC, &w->drain_until);
+	w->drain_until.tv_sec += drain_ms / 1000;
+	w->drain_until.tv_nsec += (long)(drain_ms % 1000) * 1000000;
+	if (w->drain_until.tv_nsec >= 1000000000) {
+		w->drain_until.tv_sec++;
+		w->drain_until.tv_nsec -= 1000000000;
+	}
+	w->stop = true;
+	pthread_cond_signal(&w->cv);
+	pthread_mutex_unlock(&w->mu);
+	pthread_join(w->th, NULL);
+	log_info("dissect: %" PRIu64 " segments, %" PRIu64 " packets (%" PRIu64 " in connections), %" PRIu64
+		 " connection rows written, %" PRIu64 " connections evicted at the table limit",
+		 w->d->stats.segments, w->d->stats.packets, w->d->stats.in_conns, w->d->stats.rows, l4_stats(w->d->l4)->evicted);
+	dissect_close(w->d, false);
+	pthread_mutex_destroy(&w->mu);
+	pthread_cond_destroy(&w->cv);
+	free(w);
+}

@@ -1,0 +1,78 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
+/*
+ * The dissection path: stored segments -> L4 (receiver/l4) -> connections in index.db
+ * and a position file per segment. It reads closed segments only, after the store has
+ * indexed them, so it never slows raw storage down; it may lag, and everything it
+ * writes can be rebuilt from the segments (dissect_reindex()).
+ *
+ * Each sensor interface is one L4 domain. A connection's id is a 63-bit hash of its
+ * sensor, interface, protocol, client and server endpoints and first packet time, and
+ * its flow's id a hash of sensor, interface and the address pair: both come out the
+ * same whenever the same packets are dissected again.
+ *
+ * After a segment is read, one transaction writes the rows of every connection it
+ * touched or that ended (INDEX_L4_SQL in store/index.h), which segments hold each
+ * connection, and l4_done; the position file sensors/<id>/l4/<name>.pos is in place
+ * before it:
+ *
+ *   offset 0   8 bytes  magic "PLPOS1\0\0"
+ *   offset 8   u64 LE   number of records in the segment
+ *   offset 16  u64 LE   per record, in file order: its connection's id, 0 for none
+ *
+ * Connections still open when a receiver stops are marked ended = 'receiver stopped'
+ * at the next start; their packets after it form new connections (picked up
+ * mid-stream).
+ */
+#ifndef PCAPLINE_DISSECT_H
+#define PCAPLINE_DISSECT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "l4/l4.h"
+
+#define DISSECT_POS_MAGIC "PLPOS1\0\0"
+
+struct dissect_stats {
+	uint64_t segments;   /* dissected */
+	uint64_t packets;    /* records read */
+	uint64_t in_conns;   /* records that belong to a connection */
+	uint64_t rows;       /* connection rows written */
+	uint64_t failed;     /* segments that could not be read or written (logged) */
+};
+
+struct dissect;
+
+/* Opens <dir>/index.db (adding the L4 tables when missing). limits may be NULL.
+ * NULL with err set on failure. */
+struct dissect *dissect_open(const char *dir, const struct l4_limits *limits, char *err, size_t errlen);
+/* Ends every connection still tracked (rows written with ended = 'end of input' or
+ * the reason given to dissect_mark_open_ended()), then closes. Accepts NULL. */
+void dissect_close(struct dissect *d, bool finish);
+
+/* Marks rows still open from an earlier run as ended with why. Returns 0 or -1. */
+int dissect_mark_open_ended(struct dissect *d, const char *why);
+/* Dissects up to max segments that are not yet, oldest first. Returns how many were
+ * handled (failures included, see stats), or -1 when the index cannot be read. */
+int dissect_pending(struct dissect *d, int max);
+/*
+ * Rebuilds the connections of the segments of [from_ns, to_ns) (of one sensor, or all
+ * for NULL): the window widens to every segment of the connections found in it, their
+ * rows are deleted, and those segments are dissected again in time order. Returns the
+ * number of segments dissected, or -1.
+ */
+int dissect_reindex(struct dissect *d, const char *sensor, int64_t from_ns, int64_t to_ns);
+const struct dissect_stats *dissect_stats(const struct dissect *d);
+const struct l4_stats *dissect_l4_stats(const struct dissect *d);
+
+/* A thread that runs dissect_pending() on dir until dissect_worker_stop(). */
+struct dissect_worker;
+struct dissect_worker *dissect_worker_start(const char *dir, const struct l4_limits *limits, char *err,
+					    size_t errlen);
+/* Stops and joins the thread, after dissecting what is pending for up to drain_ms (the
+ * segments the store closed on its way out); open connections stay open in the index
+ * (the next start marks them). Accepts NULL. */
+void dissect_worker_stop(struct dissect_worker *w, unsigned drain_ms);
+
+#endif
