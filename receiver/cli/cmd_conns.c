@@ -2,6 +2,7 @@
 /*
  * The repository's connections and flows (see l4query.h):
  *   pcapline conns    [--dir D] [--sensor S] [--from T] [--to T] [--flow ID] [--limit N] [--json]
+ *   pcapline conns --stats [--dir D] [--json]     the dissection's counters
  *   pcapline flows    [--dir D] [--sensor S] [--from T] [--to T] [--limit N] [--json]
  *   pcapline pcap     (--conn ID | --flow ID) -o FILE [--dir D]
  *   pcapline reindex  --from T --to T [--sensor S] [--dir D]
@@ -21,13 +22,13 @@
 #include "log.h"
 #include "timearg.h"
 
-enum { OPT_FROM = 256, OPT_TO, OPT_FLOW, OPT_CONN, OPT_LIMIT, OPT_JSON };
+enum { OPT_FROM = 256, OPT_TO, OPT_FLOW, OPT_CONN, OPT_LIMIT, OPT_JSON, OPT_STATS };
 
 struct args {
 	const char *dir, *sensor, *from, *to, *output;
 	uint64_t flow, conn;
 	unsigned limit;
-	bool json;
+	bool json, stats;
 };
 
 static int parse_id(const char *s, uint64_t *out)
@@ -50,7 +51,8 @@ static int parse_args(const char *cmd, int argc, char **argv, struct args *a)
 		{"from", required_argument, NULL, OPT_FROM}, {"to", required_argument, NULL, OPT_TO},
 		{"flow", required_argument, NULL, OPT_FLOW}, {"conn", required_argument, NULL, OPT_CONN},
 		{"limit", required_argument, NULL, OPT_LIMIT}, {"json", no_argument, NULL, OPT_JSON},
-		{"output", required_argument, NULL, 'o'}, {NULL, 0, NULL, 0},
+		{"output", required_argument, NULL, 'o'}, {"stats", no_argument, NULL, OPT_STATS},
+		{NULL, 0, NULL, 0},
 	};
 	int ch;
 
@@ -65,6 +67,7 @@ static int parse_args(const char *cmd, int argc, char **argv, struct args *a)
 		case OPT_FROM: a->from = optarg; break;
 		case OPT_TO: a->to = optarg; break;
 		case OPT_JSON: a->json = true; break;
+		case OPT_STATS: a->stats = true; break;
 		case OPT_FLOW:
 			if (parse_id(optarg, &a->flow) != 0)
 				return -1;
@@ -137,6 +140,20 @@ int cmd_conns(int argc, char **argv)
 
 	if (parse_args("conns", argc, argv, &a) != 0 || window(&a, &q.from_ns, &q.to_ns) != 0)
 		return cli_usage("conns");
+	if (a.stats) {
+		const char *k;
+
+		if ((v = l4q_stats(a.dir, err, sizeof(err))) == NULL) {
+			log_warnx("%s", err);
+			return EXIT_FAIL;
+		}
+		if (a.json)
+			return print_json(v);
+		json_object_foreach(v, k, o)
+			printf("%-26s %lld\n", k, (long long)json_integer_value(o));
+		json_decref(v);
+		return 0;
+	}
 	q.sensor = a.sensor;
 	q.flow_id = a.flow;
 	q.conn_id = a.conn;

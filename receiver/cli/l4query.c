@@ -126,6 +126,37 @@ json_t *l4q_flows(const char *dir, const struct l4q *q, char *err, size_t errlen
 		     q, true, err, errlen);
 }
 
+json_t *l4q_stats(const char *dir, char *err, size_t errlen)
+{
+	sqlite3 *db = open_ro(dir, err, errlen);
+	sqlite3_stmt *st = NULL;
+	json_t *o = NULL;
+	int rc;
+
+	if (db == NULL)
+		return NULL;
+	if (sqlite3_prepare_v2(db,
+			       "SELECT key, value FROM l4_stats UNION ALL SELECT 'pending_segments', count(*) FROM "
+			       "segments s WHERE NOT EXISTS (SELECT 1 FROM l4_done d WHERE d.seg_id = s.id)",
+			       -1, &st, NULL) != SQLITE_OK) {
+		snprintf(err, errlen, "index: %s (has the repository been dissected? see pcapline reindex)",
+			 sqlite3_errmsg(db));
+		goto out;
+	}
+	o = json_object();
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+		json_object_set_new(o, (const char *)sqlite3_column_text(st, 0), json_integer(sqlite3_column_int64(st, 1)));
+	if (rc != SQLITE_DONE) {
+		snprintf(err, errlen, "index: %s", sqlite3_errmsg(db));
+		json_decref(o);
+		o = NULL;
+	}
+out:
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	return o;
+}
+
 struct xseg {
 	char path[INDEX_MAX_PATH];
 	uint32_t linktype, snaplen;

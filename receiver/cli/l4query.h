@@ -32,6 +32,10 @@ json_t *l4q_conns(const char *dir, const struct l4q *q, char *err, size_t errlen
 /* An array of flow objects (flows view, with pps and bps over the flow's life). */
 json_t *l4q_flows(const char *dir, const struct l4q *q, char *err, size_t errlen);
 
+/* An object with the dissection's counters (l4_stats) and pending_segments, the
+ * segments not dissected yet; NULL with err set. */
+json_t *l4q_stats(const char *dir, char *err, size_t errlen);
+
 /*
  * Writes the packets of connection id (flow false) or of every connection of flow id
  * through sink, in capture order: classic pcap with nanosecond timestamps, or pcapng

@@ -39,9 +39,11 @@ static const struct cli_cmd {
 	 "load an export (or a Kubeshark export) into a separate view repository that\n"
 	 "`pcapline export --dir VIEWDIR` reads; hostile or corrupt archives change nothing"},
 	{"conns", cmd_conns,
-	 "[--dir DIR] [--sensor S] [--from T --to T] [--flow ID] [--conn ID] [--limit N] [--json]",
+	 "[--dir DIR] [--sensor S] [--from T --to T] [--flow ID] [--conn ID] [--limit N] [--json]\n"
+	 "                  | --stats [--dir DIR] [--json]",
 	 "the connections the receiver dissected from the stored packets, newest first: ids,\n"
-	 "endpoints, state, packets and bytes per side, handshake RTT, why they ended"},
+	 "endpoints, state, packets and bytes per side, handshake RTT, why they ended;\n"
+	 "--stats: the dissection's counters (evictions, gaps, fragments...) and backlog"},
 	{"flows", cmd_flows,
 	 "[--dir DIR] [--sensor S] [--from T --to T] [--flow ID] [--limit N] [--json]",
 	 "the flows (all connections between two peers on one sensor interface), with totals\n"

@@ -26,6 +26,7 @@ enum {
 	Q_CONN,
 	Q_CONN_SEG,
 	Q_DONE,
+	Q_STAT,
 	Q_BEGIN,
 	Q_COMMIT,
 	Q_ROLLBACK,
@@ -45,6 +46,7 @@ static const char *const dissect_sql[Q_COUNT] = {
 	/* Only for a segment that still exists: a deleted one's id may be given again. */
 	[Q_DONE] = "INSERT OR REPLACE INTO l4_done(seg_id, done_ns, packets, in_conns) SELECT ?1, ?2, ?3, ?4 "
 		   "WHERE EXISTS (SELECT 1 FROM segments WHERE id = ?1)",
+	[Q_STAT] = "INSERT OR REPLACE INTO l4_stats(key, value) VALUES(?1, ?2)",
 	[Q_BEGIN] = "BEGIN IMMEDIATE",
 	[Q_COMMIT] = "COMMIT",
 	[Q_ROLLBACK] = "ROLLBACK",
@@ -73,6 +75,7 @@ struct dissect {
 	size_t nended, capended;
 	bool oom;
 	const char *finish_why;
+	size_t max_conns;
 	/* The segment being read: position of every record, then its distinct ids. */
 	uint64_t *pos;
 	size_t npos, cappos;
@@ -213,6 +216,7 @@ struct dissect *dissect_open(const char *dir, const struct l4_limits *limits, ch
 	snprintf(path, sizeof(path), "%s/index.db", dir);
 	cb.arg = d;
 	d->finish_why = "end of input";
+	d->max_conns = limits && limits->max_conns ? limits->max_conns : L4_DEFAULT_MAX_CONNS;
 	if ((d->l4 = l4_new(limits, &cb)) == NULL) {
 		snprintf(err, errlen, "dissect: out of memory");
 		free(d);
@@ -390,6 +394,44 @@ static int pos_push(struct dissect *d, uint64_t id)
 	return 0;
 }
 
+/* The counters, in the transaction of each segment: what `pcapline conns --stats`
+ * shows while the receiver runs. */
+static int write_stats(struct dissect *d)
+{
+	const struct l4_stats *l = l4_stats(d->l4);
+	const struct {
+		const char *key;
+		uint64_t v;
+	} kv[] = {
+		{"segments", d->stats.segments + 1}, /* this one included */
+		{"packets", d->stats.packets + d->npos},
+		{"failed_segments", d->stats.failed},
+		{"rows_written", d->stats.rows},
+		{"frames_not_decoded", l->decode_errs},
+		{"ip_fragments", l->frag_pkts},
+		{"ip_datagrams_reassembled", l->frag_reassembled},
+		{"ip_fragments_dropped", l->frag_dropped},
+		{"ip_fragment_bad_overlaps", l->frag_bad_overlaps},
+		{"connections", l->conns},
+		{"connections_tracked", l->live},
+		{"ended_idle", l->ended_idle},
+		{"evicted", l->evicted},
+		{"port_reuse", l->reused},
+		{"buffer_limit_gaps", l->buf_flushes},
+		{"gap_bytes", l->gap_bytes},
+		{"buffered_bytes", l->buffered},
+		{"max_conns", d->max_conns},
+	};
+
+	for (size_t i = 0; i < sizeof(kv) / sizeof(kv[0]); i++) {
+		sqlite3_bind_text(d->st[Q_STAT], 1, kv[i].key, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(d->st[Q_STAT], 2, (sqlite3_int64)kv[i].v);
+		if (step_done(d, Q_STAT, "l4_stats row") != 0)
+			return -1;
+	}
+	return 0;
+}
+
 /* Commits what one segment produced. 1: done, 0: the segment is gone meanwhile, -1. */
 static int commit_segment(struct dissect *d, int64_t seg_id, uint64_t *ids, size_t n_ids, uint64_t *counts,
 			  uint64_t in_conns)
@@ -424,7 +466,7 @@ static int commit_segment(struct dissect *d, int64_t seg_id, uint64_t *ids, size
 	sqlite3_bind_int64(d->st[Q_DONE], 2, (sqlite3_int64)now.tv_sec * 1000000000 + now.tv_nsec);
 	sqlite3_bind_int64(d->st[Q_DONE], 3, (sqlite3_int64)d->npos);
 	sqlite3_bind_int64(d->st[Q_DONE], 4, (sqlite3_int64)in_conns);
-	if (step_done(d, Q_DONE, "l4_done row") != 0 || step_done(d, Q_COMMIT, "COMMIT") != 0)
+	if (step_done(d, Q_DONE, "l4_done row") != 0 || write_stats(d) != 0 || step_done(d, Q_COMMIT, "COMMIT") != 0)
 		goto fail;
 	return 1;
 fail:
@@ -558,7 +600,7 @@ int dissect_pending(struct dissect *d, int max)
 {
 	struct seg_ref *v = calloc((size_t)max, sizeof(*v));
 	sqlite3_stmt *s = d->st[Q_PENDING];
-	int n = 0, rc;
+	int n = 0, rc = SQLITE_DONE;
 
 	if (v == NULL)
 		return -1;

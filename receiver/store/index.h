@@ -12,7 +12,8 @@
  * and the L4 tables the dissection path (receiver/dissect) fills, derived from the
  * segments and rebuilt by re-dissecting them (INDEX_L4_SQL below):
  *   conns, conn_segs (which segments hold a connection's packets), l4_done (segments
- *   dissected), and the view flows (connections grouped by flow_id).
+ *   dissected), l4_stats (the dissection's counters since the receiver started, see
+ *   receiver/dissect/dissect.h), and the view flows (connections grouped by flow_id).
  * A deleted segment row takes its l4_done and conn_segs rows with it, and the
  * connections left without any segment (a trigger). Each dissected segment has a
  * position file sensors/<id>/l4/<name>.pcap.pos (index_pos_path()) naming the
@@ -65,6 +66,7 @@
 	"CREATE INDEX IF NOT EXISTS conn_segs_seg ON conn_segs(seg_id);\n"                                 \
 	"CREATE TABLE IF NOT EXISTS l4_done(seg_id INTEGER PRIMARY KEY, done_ns INTEGER NOT NULL,\n"       \
 	"  packets INTEGER NOT NULL, in_conns INTEGER NOT NULL);\n"                                        \
+	"CREATE TABLE IF NOT EXISTS l4_stats(key TEXT PRIMARY KEY, value INTEGER NOT NULL);\n"           \
 	"CREATE TRIGGER IF NOT EXISTS segments_l4_delete AFTER DELETE ON segments BEGIN\n"                 \
 	"  DELETE FROM conns WHERE conn_id IN (SELECT conn_id FROM conn_segs WHERE seg_id = old.id)\n"     \
 	"    AND NOT EXISTS (SELECT 1 FROM conn_segs c WHERE c.conn_id = conns.conn_id AND c.seg_id <> old.id);\n" \

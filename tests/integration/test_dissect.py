@@ -199,6 +199,20 @@ def test_connections_match_tshark(repo):
     assert total[0] == len(read_records(TCP_CAP)) == total[1]
 
 
+def test_dissection_counters(repo):
+    data, _ = repo
+    st = json.loads(cli("conns", "--stats", "--dir", data, "--json").stdout)
+    db = sqlite3.connect(f"file:{data}/index.db?mode=ro", uri=True)
+    segs, pkts = db.execute("SELECT count(*), sum(packets) FROM segments").fetchone()
+    assert st["pending_segments"] == 0
+    assert st["segments"] == segs and st["packets"] == pkts
+    assert st["failed_segments"] == 0 and st["evicted"] == 0 and st["max_conns"] == 262144
+    n = db.execute("SELECT count(*) FROM conns").fetchone()[0]
+    assert st["connections"] == n
+    text = cli("conns", "--stats", "--dir", data).stdout.decode()
+    assert f"pending_segments           0\n" in text
+
+
 def test_udp_conversations_match_tshark(repo):
     data, _ = repo
     got = [c for c in conns_json(data, "--sensor", "s2") if c["proto"] == "udp"]

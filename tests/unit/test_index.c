@@ -163,6 +163,7 @@ static void test_schema(void **state)
 			    "index|conns_time\n"
 			    "view|flows\n"
 			    "table|l4_done\n"
+			    "table|l4_stats\n"
 			    "table|meta\n"
 			    "table|retention\n"
 			    "table|segments\n"
@@ -170,6 +171,7 @@ static void test_schema(void **state)
 			    "trigger|segments_l4_delete\n"
 			    "index|segments_sensor_time\n"
 			    "index|segments_time\n"
+			    "index|sqlite_autoindex_l4_stats_1\n"
 			    "index|sqlite_autoindex_meta_1\n"
 			    "index|sqlite_autoindex_retention_1\n"
 			    "index|sqlite_autoindex_segments_1\n");
