@@ -336,3 +336,46 @@ def test_restart_marks_open_connections(binaries, certs, tmp_path):
         assert len(c) == 1 and c[0]["state"] == "ESTABLISHED"
         assert c[0]["c_pkts"] + c[0]["s_pkts"] == 2000
         assert c[0]["ended"] == (None if run == 0 else "receiver stopped")
+
+
+def test_retention_takes_rows_and_position_files(binaries, certs, tmp_path):
+    """With a 1 MiB bound, retention deletes most segments while the receiver dissects:
+    every row left points at a stored segment, every position file belongs to one and
+    matches its record count, and no connection is left without packets."""
+    sensor_bin, receiver_bin = binaries
+    data = tmp_path / "data"
+    port = free_port()
+    env = {"PCAPLINE_STORAGE_SEGMENT_SIZE": "256k", "PCAPLINE_STORAGE_MAX_SIZE": "1M",
+           "PCAPLINE_LIMITS_SENSOR_RATE": "4M"}
+    rx = Proc([receiver_bin, "-l", f"127.0.0.1:{port}", "-d", data] + tls_args(certs, "receiver"),
+              tmp_path / "receiver.log", env=env)
+    try:
+        wait_listening(port)
+        sx = Proc([sensor_bin, "-r", TCP_CAP, "-t", f"127.0.0.1:{port}"] + tls_args(certs, "s1"),
+                  tmp_path / "sensor.log")
+        assert sx.wait(timeout=120) == 0, sx.text()
+    finally:
+        assert rx.stop() == 0, rx.text()
+    assert "retention" in rx.text()
+    db = sqlite3.connect(f"file:{data}/index.db?mode=ro", uri=True)
+    segs = dict(db.execute("SELECT path, packets FROM segments").fetchall())
+    assert 0 < sum(segs.values()) < len(read_records(TCP_CAP))
+    assert db.execute("SELECT count(*) FROM l4_done").fetchone()[0] == len(segs)
+    assert db.execute("SELECT count(*) FROM conn_segs WHERE seg_id NOT IN (SELECT id FROM segments)"
+                      ).fetchone()[0] == 0
+    assert db.execute("SELECT count(*) FROM conns WHERE conn_id NOT IN (SELECT conn_id FROM conn_segs)"
+                      ).fetchone()[0] == 0
+    pos_files = sorted((data / "sensors" / "s1" / "l4").glob("*.pos"))
+    assert sorted(p.name[:-4] for p in pos_files) == sorted(Path(p).name for p in segs)
+    for p in pos_files:
+        b = p.read_bytes()
+        assert b[:8] == b"PLPOS1\0\0"
+        n = struct.unpack_from("<Q", b, 8)[0]
+        assert n == segs[f"sensors/s1/segments/{p.name[:-4]}"] and len(b) == 16 + 8 * n
+    # Every remaining connection can still be cut out, and holds its counted packets
+    # that are still stored.
+    c = conns_json(data)[0]
+    out = tmp_path / "c.pcap"
+    cli("pcap", "--dir", data, "--conn", c["conn_id"], "-o", out)
+    kept = db.execute("SELECT sum(packets) FROM conn_segs WHERE conn_id = ?", (c["conn_id"],)).fetchone()[0]
+    assert len(read_records(out)) == kept > 0
