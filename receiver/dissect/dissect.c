@@ -27,6 +27,7 @@ enum {
 	Q_CONN_SEG,
 	Q_DONE,
 	Q_STAT,
+	Q_RESERVE,
 	Q_BEGIN,
 	Q_COMMIT,
 	Q_ROLLBACK,
@@ -47,6 +48,7 @@ static const char *const dissect_sql[Q_COUNT] = {
 	[Q_DONE] = "INSERT OR REPLACE INTO l4_done(seg_id, done_ns, packets, in_conns) SELECT ?1, ?2, ?3, ?4 "
 		   "WHERE EXISTS (SELECT 1 FROM segments WHERE id = ?1)",
 	[Q_STAT] = "INSERT OR REPLACE INTO l4_stats(key, value) VALUES(?1, ?2)",
+	[Q_RESERVE] = "UPDATE l4_seq SET next = next + ?1 WHERE id = 0 RETURNING next - ?1",
 	[Q_BEGIN] = "BEGIN IMMEDIATE",
 	[Q_COMMIT] = "COMMIT",
 	[Q_ROLLBACK] = "ROLLBACK",
@@ -64,8 +66,20 @@ struct ended {
 	enum l4_end why;
 };
 
+/* Connection key (hash of sensor, interface, tuple, first packet time) -> the id it had
+ * before a reindex; open addressing, k 0: empty. */
+struct idmap {
+	uint64_t *k, *v;
+	size_t cap, n;
+};
+
+/* Ids reserved at a time from l4_seq. */
+#define ID_BLOCK 65536
+
 struct dissect {
 	char dir[INDEX_MAX_PATH];
+	uint64_t id_next, id_end; /* the reserved block [next, end) */
+	struct idmap old;
 	sqlite3 *db;
 	sqlite3_stmt *st[Q_COUNT];
 	struct l4 *l4;
@@ -179,6 +193,82 @@ static uint64_t flow_hash(const struct dom *m, const struct l4_conn_info *c)
 	return hash_end(&x);
 }
 
+static uint64_t *idmap_slot(const struct idmap *m, uint64_t k)
+{
+	size_t i = (size_t)k & (m->cap - 1);
+
+	while (m->k[i] != 0 && m->k[i] != k)
+		i = (i + 1) & (m->cap - 1);
+	return &m->k[i];
+}
+
+static int idmap_put(struct idmap *m, uint64_t k, uint64_t v)
+{
+	if ((m->n + 1) * 2 > m->cap) {
+		struct idmap n = {NULL, NULL, m->cap ? m->cap * 2 : 4096, 0};
+
+		n.k = calloc(n.cap, sizeof(uint64_t));
+		n.v = calloc(n.cap, sizeof(uint64_t));
+		if (n.k == NULL || n.v == NULL) {
+			free(n.k);
+			free(n.v);
+			return -1;
+		}
+		for (size_t i = 0; i < m->cap; i++)
+			if (m->k[i] != 0) {
+				uint64_t *s = idmap_slot(&n, m->k[i]);
+
+				*s = m->k[i];
+				n.v[s - n.k] = m->v[i];
+				n.n++;
+			}
+		free(m->k);
+		free(m->v);
+		*m = n;
+	}
+	uint64_t *s = idmap_slot(m, k);
+	if (*s == 0)
+		m->n++;
+	*s = k;
+	m->v[s - m->k] = v;
+	return 0;
+}
+
+static void idmap_clear(struct idmap *m)
+{
+	free(m->k);
+	free(m->v);
+	memset(m, 0, sizeof(*m));
+}
+
+/* The id of a connection seen for the first time: the one it had before a reindex, or
+ * the next of the reserved block. 0 when l4_seq cannot be updated (logged). */
+static uint64_t assign_id(struct dissect *d, const struct dom *m, const struct l4_conn_info *c)
+{
+	sqlite3_stmt *s = d->st[Q_RESERVE];
+
+	if (d->old.n > 0) {
+		uint64_t *k = idmap_slot(&d->old, conn_hash(m, c));
+
+		if (*k != 0)
+			return d->old.v[k - d->old.k];
+	}
+	if (d->id_next == d->id_end) {
+		sqlite3_bind_int64(s, 1, ID_BLOCK);
+		if (sqlite3_step(s) != SQLITE_ROW) {
+			db_warn(d, "reserving connection ids");
+			sqlite3_reset(s);
+			return 0;
+		}
+		d->id_next = (uint64_t)sqlite3_column_int64(s, 0);
+		d->id_end = d->id_next + ID_BLOCK;
+		while (sqlite3_step(s) == SQLITE_ROW)
+			;
+		sqlite3_reset(s);
+	}
+	return d->id_next++;
+}
+
 static void on_end(void *arg, const struct l4_conn_info *c, enum l4_end why)
 {
 	struct dissect *d = arg;
@@ -225,7 +315,7 @@ struct dissect *dissect_open(const char *dir, const struct l4_limits *limits, ch
 	rc = sqlite3_open_v2(path, &d->db, SQLITE_OPEN_READWRITE, NULL);
 	if (rc == SQLITE_OK) {
 		sqlite3_busy_timeout(d->db, 5000);
-		rc = sqlite3_exec(d->db, "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;" INDEX_L4_SQL, NULL,
+		rc = sqlite3_exec(d->db, "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA cache_size = -32768;" INDEX_L4_SQL, NULL,
 				  NULL, &msg);
 	}
 	for (int i = 0; rc == SQLITE_OK && i < Q_COUNT; i++)
@@ -336,6 +426,21 @@ static int write_ended(struct dissect *d)
 			return -1;
 	}
 	d->nended = 0;
+	return 0;
+}
+
+/* Connections that ended are written in chunks of this many, so that a flood of short
+ * ones (every one evicted) does not pile up in memory until the segment's end. */
+#define ENDED_CHUNK 4096
+
+static int flush_ended(struct dissect *d)
+{
+	if (step_done(d, Q_BEGIN, "BEGIN") != 0)
+		return -1;
+	if (write_ended(d) != 0 || step_done(d, Q_COMMIT, "COMMIT") != 0) {
+		rollback(d);
+		return -1;
+	}
 	return 0;
 }
 
@@ -513,12 +618,14 @@ static int dissect_segment(struct dissect *d, int64_t seg_id, const char *sensor
 			goto done;
 		}
 		if ((c = l4_frame_conn(d->l4)) != NULL) {
-			if (c->user == 0)
-				c->user = conn_hash(&d->doms[dom], c);
+			if (c->user == 0 && (c->user = assign_id(d, &d->doms[dom], c)) == 0)
+				goto done;
 			id = c->user;
 			in_conns++;
 		}
 		if (pos_push(d, id) != 0)
+			goto done;
+		if (d->nended >= ENDED_CHUNK && flush_ended(d) != 0)
 			goto done;
 	}
 	if (rc < 0)
@@ -655,6 +762,46 @@ static int exec_sql(struct dissect *d, const char *sql)
 	return 0;
 }
 
+/* The ids of the connections about to be rebuilt, by what identifies them. */
+static int remember_ids(struct dissect *d)
+{
+	sqlite3_stmt *s;
+	int rc;
+
+	idmap_clear(&d->old);
+	if (sqlite3_prepare_v2(d->db,
+			       "SELECT conn_id, sensor, iface, proto, client, client_port, server, server_port, first_ns "
+			       "FROM conns WHERE conn_id IN (SELECT conn_id FROM conn_segs WHERE seg_id IN "
+			       "(SELECT seg_id FROM rx))",
+			       -1, &s, NULL) != SQLITE_OK)
+		return -1;
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		struct l4_conn_info c = {0};
+		struct dom m;
+		const char *t;
+
+		snprintf(m.sensor, sizeof(m.sensor), "%s", (const char *)sqlite3_column_text(s, 1));
+		snprintf(m.iface, sizeof(m.iface), "%s", (const char *)sqlite3_column_text(s, 2));
+		t = (const char *)sqlite3_column_text(s, 3);
+		c.proto = t && strcmp(t, "udp") == 0 ? 17 : 6;
+		for (int side = 0; side < 2; side++) {
+			t = (const char *)sqlite3_column_text(s, 4 + 2 * side);
+			if (t && inet_pton(AF_INET, t, c.ep[side].addr) == 1)
+				c.family = 4;
+			else if (t && inet_pton(AF_INET6, t, c.ep[side].addr) == 1)
+				c.family = 6;
+			c.ep[side].port = (uint16_t)sqlite3_column_int(s, 5 + 2 * side);
+		}
+		c.first_ns = (uint64_t)sqlite3_column_int64(s, 8);
+		if (idmap_put(&d->old, conn_hash(&m, &c), (uint64_t)sqlite3_column_int64(s, 0)) != 0) {
+			sqlite3_finalize(s);
+			return -1;
+		}
+	}
+	sqlite3_finalize(s);
+	return rc == SQLITE_DONE ? 0 : -1;
+}
+
 int dissect_reindex(struct dissect *d, const char *sensor, int64_t from_ns, int64_t to_ns)
 {
 	sqlite3_stmt *s = NULL;
@@ -686,6 +833,8 @@ int dissect_reindex(struct dissect *d, const char *sensor, int64_t from_ns, int6
 		if (sqlite3_changes(d->db) == 0)
 			break;
 	}
+	if (remember_ids(d) != 0)
+		goto fail;
 	if (exec_sql(d, "DELETE FROM conns WHERE conn_id IN (SELECT conn_id FROM conn_segs WHERE seg_id IN "
 			"(SELECT seg_id FROM rx)); DELETE FROM conn_segs WHERE seg_id IN (SELECT seg_id FROM rx);") != 0)
 		goto fail;
@@ -751,6 +900,7 @@ void dissect_close(struct dissect *d, bool finish)
 	free(d->doms);
 	free(d->ended);
 	free(d->pos);
+	idmap_clear(&d->old);
 	free(d);
 }
 

@@ -5,10 +5,13 @@
  * indexed them, so it never slows raw storage down; it may lag, and everything it
  * writes can be rebuilt from the segments (dissect_reindex()).
  *
- * Each sensor interface is one L4 domain. A connection's id is a 63-bit hash of its
- * sensor, interface, protocol, client and server endpoints and first packet time, and
- * its flow's id a hash of sensor, interface and the address pair: both come out the
- * same whenever the same packets are dissected again.
+ * Each sensor interface is one L4 domain. Connection ids are numbered in the order
+ * connections are first seen, unique in the repository (each process reserves blocks
+ * of them in l4_seq, so the receiver and a pcapline reindex never hand out the same);
+ * a re-dissected connection keeps its id (same sensor, interface, protocol, endpoints
+ * and first packet time). A flow's id is a 63-bit hash of sensor, interface and the
+ * address pair: the same whenever the same peers are seen. Numbered ids keep the
+ * inserts at the end of the conns table, which a flood of short connections needs.
  *
  * After a segment is read, one transaction writes the rows of every connection it
  * touched or that ended (INDEX_L4_SQL in store/index.h), which segments hold each

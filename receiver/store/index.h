@@ -13,7 +13,8 @@
  * segments and rebuilt by re-dissecting them (INDEX_L4_SQL below):
  *   conns, conn_segs (which segments hold a connection's packets), l4_done (segments
  *   dissected), l4_stats (the dissection's counters since the receiver started, see
- *   receiver/dissect/dissect.h), and the view flows (connections grouped by flow_id).
+ *   receiver/dissect/dissect.h), l4_seq (the next connection id), and the view flows
+ *   (connections grouped by flow_id).
  * A deleted segment row takes its l4_done and conn_segs rows with it, and the
  * connections left without any segment (a trigger). Each dissected segment has a
  * position file sensors/<id>/l4/<name>.pcap.pos (index_pos_path()) naming the
@@ -43,7 +44,7 @@
 /* The L4 tables (see above); run on every open, by the receiver and the pcapline CLI. */
 #define INDEX_L4_SQL                                                                                       \
 	"CREATE TABLE IF NOT EXISTS conns(\n"                                                             \
-	"  conn_id INTEGER PRIMARY KEY,  -- 63-bit hash of sensor, iface, protocol, endpoints, first packet\n" \
+	"  conn_id INTEGER PRIMARY KEY,  -- numbered in order of dissection, from l4_seq\n"                   \
 	"  flow_id INTEGER NOT NULL,     -- 63-bit hash of sensor, iface and the address pair\n"              \
 	"  sensor TEXT NOT NULL, iface TEXT NOT NULL,\n"                                                  \
 	"  proto TEXT NOT NULL,          -- 'tcp' or 'udp'\n"                                               \
@@ -67,6 +68,8 @@
 	"CREATE TABLE IF NOT EXISTS l4_done(seg_id INTEGER PRIMARY KEY, done_ns INTEGER NOT NULL,\n"       \
 	"  packets INTEGER NOT NULL, in_conns INTEGER NOT NULL);\n"                                        \
 	"CREATE TABLE IF NOT EXISTS l4_stats(key TEXT PRIMARY KEY, value INTEGER NOT NULL);\n"           \
+	"CREATE TABLE IF NOT EXISTS l4_seq(id INTEGER PRIMARY KEY CHECK (id = 0), next INTEGER NOT NULL);\n" \
+	"INSERT OR IGNORE INTO l4_seq(id, next) VALUES(0, 1);\n"                                           \
 	"CREATE TRIGGER IF NOT EXISTS segments_l4_delete AFTER DELETE ON segments BEGIN\n"                 \
 	"  DELETE FROM conns WHERE conn_id IN (SELECT conn_id FROM conn_segs WHERE seg_id = old.id)\n"     \
 	"    AND NOT EXISTS (SELECT 1 FROM conn_segs c WHERE c.conn_id = conns.conn_id AND c.seg_id <> old.id);\n" \

@@ -12,6 +12,7 @@ import json
 import sqlite3
 import struct
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -90,7 +91,6 @@ def tshark_streams(path, proto):
 
 
 def wait_dissected(data, timeout=60):
-    import time
     deadline = time.time() + timeout
     while time.time() < deadline:
         try:
@@ -379,3 +379,59 @@ def test_retention_takes_rows_and_position_files(binaries, certs, tmp_path):
     cli("pcap", "--dir", data, "--conn", c["conn_id"], "-o", out)
     kept = db.execute("SELECT sum(packets) FROM conn_segs WHERE conn_id = ?", (c["conn_id"],)).fetchone()[0]
     assert len(read_records(out)) == kept > 0
+
+
+def syn_flood_pcap(path, n):
+    """n TCP SYNs from distinct 198.18.0.0/15 source address/port pairs to one server,
+    Ethernet, 1 us apart: n half-open connections."""
+    eth = bytes.fromhex("020000000002" "020000000001" "0800")
+    recs = bytearray(struct.pack("<IHHiIII", 0xa1b2c3d4, 2, 4, 0, 0, 65535, 1))
+    t0 = 1_700_000_000
+    for i in range(n):
+        src = bytes([198, 18 + ((i >> 24) & 1), (i >> 16) & 0xff, (i >> 8) & 0xff])
+        sport = 1024 + (i & 0xff)
+        ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 40, 0, 0x4000, 64, 6, 0, src, bytes([198, 19, 255, 1]))
+        tcp = struct.pack("!HHIIBBHHH", sport, 80, i, 0, 0x50, 0x02, 65535, 0, 0)
+        frame = eth + ip + tcp
+        recs += struct.pack("<IIII", t0 + i // 1_000_000, i % 1_000_000, len(frame), len(frame)) + frame
+    Path(path).write_bytes(recs)
+
+
+def test_half_open_flood_stays_within_the_connection_cap(binaries, certs, tmp_path):
+    """1,000,000 concurrent half-open connections into a receiver with l4.max_conns
+    100000: every connection is counted, 900,000 evictions are counted, the receiver's
+    peak memory stays within the cap's budget (512 bytes per connection) plus a base,
+    and it goes on dissecting."""
+    sensor_bin, receiver_bin = binaries
+    n, cap = 1_000_000, 100_000
+    flood = tmp_path / "flood.pcap"
+    syn_flood_pcap(flood, n)
+    data = tmp_path / "data"
+    port = free_port()
+    env = {"PCAPLINE_L4_MAX_CONNS": str(cap), "PCAPLINE_STORAGE_SEGMENT_TIME": "1s"}
+    rx = Proc([receiver_bin, "-l", f"127.0.0.1:{port}", "-d", data] + tls_args(certs, "receiver"),
+              tmp_path / "receiver.log", env=env)
+    try:
+        wait_listening(port)
+        sx = Proc([sensor_bin, "-r", flood, "-t", f"127.0.0.1:{port}"] + tls_args(certs, "s1"),
+                  tmp_path / "sensor.log")
+        assert sx.wait(timeout=300) == 0, sx.text()
+        time.sleep(1.5)  # the last segment closes
+        t = time.time()
+        wait_dissected(data, timeout=240)
+        print(f"dissection backlog after the replay: {time.time() - t:.1f} s")
+        status = Path(f"/proc/{rx.p.pid}/status").read_text()
+    finally:
+        assert rx.stop(timeout=120) == 0, rx.text()
+    st = json.loads(cli("conns", "--stats", "--dir", data, "--json").stdout)
+    assert st["packets"] == n and st["connections"] == n
+    assert st["evicted"] == n - cap and st["connections_tracked"] == cap
+    db = sqlite3.connect(f"file:{data}/index.db?mode=ro", uri=True)
+    assert db.execute("SELECT count(*) FROM conns").fetchone()[0] == n
+    assert db.execute("SELECT count(*) FROM conns WHERE ended = 'evicted'").fetchone()[0] == n - cap
+    # Peak RSS so far (the flood was dissected while the sensor ran or at shutdown).
+    hwm_kib = int(next(l for l in status.splitlines() if l.startswith("VmHWM")).split()[1])
+    print(f"receiver peak RSS {hwm_kib / 1024:.1f} MiB")
+    log = rx.text()
+    assert "evicted" in log
+    assert hwm_kib * 1024 < cap * 512 + 160 * 2**20, hwm_kib

@@ -163,6 +163,7 @@ static void test_schema(void **state)
 			    "index|conns_time\n"
 			    "view|flows\n"
 			    "table|l4_done\n"
+			    "table|l4_seq\n"
 			    "table|l4_stats\n"
 			    "table|meta\n"
 			    "table|retention\n"
