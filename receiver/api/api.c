@@ -6,6 +6,12 @@
  * that goes away ends the export with EPIPE. An export that fails after the 200 went out
  * ends the connection without the closing chunk, so the client sees a broken transfer
  * rather than a short archive.
+ *
+ * The capture of one connection or flow (l4query.h) streams the same way. Its response
+ * is queued only once the worker has written its first bytes or has finished, so that an
+ * unknown id is a 404 and a failure before the first bytes a 500, not a broken 200.
+ * Connection and flow lists are small JSON documents (at most API_MAX_ROWS rows), built
+ * whole and sent with a Content-Length.
  */
 #include "api/api.h"
 
@@ -15,6 +21,7 @@
 #include <inttypes.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -33,6 +40,7 @@
 
 #include "bundle.h"
 #include "fsutil.h"
+#include "l4query.h"
 #include "log.h"
 #include "repo.h"
 #include "timearg.h"
@@ -40,6 +48,9 @@
 #define API_MAX_PEM (1 << 20)
 #define API_MAX_SENSORS 1024
 #define API_TIMEOUT_S 60
+/* Rows of one conns/flows answer at most (limit=): l4query builds the whole list in
+ * memory, about 6 KiB a row with its JSON text, so this bounds a request near 60 MiB. */
+#define API_MAX_ROWS 10000
 
 struct api {
 	int fd;                       /* bound listening socket until the daemon owns it */
@@ -303,6 +314,28 @@ static bool api_authorized(const struct api *a, struct MHD_Connection *c)
 	return ok;
 }
 
+/* The window [from, to) of a request, both required, as `pcapline export` takes them.
+ * -1 with a message naming the parameter in err. */
+static int api_window(const char *from, const char *to, uint64_t *from_ns, uint64_t *to_ns, char *err,
+		      size_t errlen)
+{
+	uint64_t now = timearg_now();
+
+	if (from == NULL || timearg_parse(from, now, from_ns) != 0) {
+		snprintf(err, errlen, "from: %s (RFC 3339, Unix seconds, or now-5m)", from ? "not a time" : "required");
+		return -1;
+	}
+	if (to == NULL || timearg_parse(to, now, to_ns) != 0) {
+		snprintf(err, errlen, "to: %s (RFC 3339, Unix seconds, or now-5m)", to ? "not a time" : "required");
+		return -1;
+	}
+	if (*from_ns >= *to_ns || *to_ns > (uint64_t)INT64_MAX) {
+		snprintf(err, errlen, "to: must be after from (the window is [from, to)) and before 2262");
+		return -1;
+	}
+	return 0;
+}
+
 /* Export ----------------------------------------------------------------------------- */
 
 static enum MHD_Result api_on_arg(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
@@ -494,7 +527,6 @@ static enum MHD_Result api_export(struct api *a, struct MHD_Connection *c)
 	struct api_export_req q = {0};
 	struct api_job *j = NULL;
 	char err[1024];
-	uint64_t now = timearg_now();
 	unsigned int status = MHD_HTTP_BAD_REQUEST;
 	int p[2];
 	pthread_t tid;
@@ -513,18 +545,8 @@ static enum MHD_Result api_export(struct api *a, struct MHD_Connection *c)
 		goto fail;
 	}
 	j->rfd = j->o.out_fd = -1;
-	if (q.from == NULL || timearg_parse(q.from, now, &j->o.from_ns) != 0) {
-		snprintf(err, sizeof(err), "from: %s (RFC 3339, Unix seconds, or now-5m)", q.from ? "not a time" : "required");
+	if (api_window(q.from, q.to, &j->o.from_ns, &j->o.to_ns, err, sizeof(err)) != 0)
 		goto fail;
-	}
-	if (q.to == NULL || timearg_parse(q.to, now, &j->o.to_ns) != 0) {
-		snprintf(err, sizeof(err), "to: %s (RFC 3339, Unix seconds, or now-5m)", q.to ? "not a time" : "required");
-		goto fail;
-	}
-	if (j->o.from_ns >= j->o.to_ns || j->o.to_ns > (uint64_t)INT64_MAX) {
-		snprintf(err, sizeof(err), "to: must be after from (the window is [from, to)) and before 2262");
-		goto fail;
-	}
 	if (q.filter != NULL && q.filter[0] != '\0') {
 		if (api_check_filter(q.filter, err, sizeof(err)) != 0)
 			goto fail;
@@ -588,7 +610,347 @@ fail:
 	return api_text(c, status, "%s", err);
 }
 
+/* Connections and flows --------------------------------------------------------------- */
+
+/* The parameters of one conns or flows request, as given. */
+struct api_l4_req {
+	bool flows;                   /* GET /api/v1/flows: no conn parameter */
+	const char *sensor, *from, *to, *flow, *conn, *limit;
+	char err[256];
+};
+
+static enum MHD_Result api_on_l4_arg(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+{
+	struct api_l4_req *q = cls;
+	const char **slot = NULL;
+
+	if (q->err[0] != '\0')
+		return MHD_NO;
+	if (strcmp(key, "sensor") == 0)
+		slot = &q->sensor;
+	else if (strcmp(key, "from") == 0)
+		slot = &q->from;
+	else if (strcmp(key, "to") == 0)
+		slot = &q->to;
+	else if (strcmp(key, "flow") == 0)
+		slot = &q->flow;
+	else if (strcmp(key, "conn") == 0 && !q->flows)
+		slot = &q->conn;
+	else if (strcmp(key, "limit") == 0)
+		slot = &q->limit;
+	if (slot == NULL) {
+		snprintf(q->err, sizeof(q->err), "%.64s: unknown parameter (sensor, from, to, flow, %slimit)", key,
+			 q->flows ? "" : "conn, ");
+		return MHD_NO;
+	}
+	if (*slot != NULL) {
+		snprintf(q->err, sizeof(q->err), "%s: given twice", key);
+		return MHD_NO;
+	}
+	*slot = value != NULL ? value : "";
+	return MHD_YES;
+}
+
+/* A decimal integer in [1, max], digits only. */
+static bool api_parse_uint(const char *s, uint64_t max, uint64_t *out)
+{
+	uint64_t v = 0;
+
+	if (s == NULL || s[0] == '\0')
+		return false;
+	for (; *s != '\0'; s++) {
+		if (*s < '0' || *s > '9' || v > (max - (uint64_t)(*s - '0')) / 10)
+			return false;
+		v = v * 10 + (uint64_t)(*s - '0');
+	}
+	*out = v;
+	return v >= 1;
+}
+
+/* A connection or flow id: 1 .. 2^63-1, like `pcapline pcap --conn/--flow`. */
+static bool api_parse_id(const char *s, uint64_t *out)
+{
+	return api_parse_uint(s, (uint64_t)INT64_MAX, out);
+}
+
+/* Sends v (consumed) as the JSON body of a 200. */
+static enum MHD_Result api_json(struct MHD_Connection *c, json_t *v)
+{
+	char *body = json_dumps(v, JSON_COMPACT | JSON_PRESERVE_ORDER), *nl;
+	struct MHD_Response *r;
+	enum MHD_Result ret;
+	size_t n;
+
+	json_decref(v);
+	if (body == NULL || (nl = realloc(body, (n = strlen(body)) + 2)) == NULL) {
+		free(body);
+		log_warnx("api: out of memory for a JSON answer");
+		return api_text(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
+	}
+	body = nl;
+	body[n++] = '\n';
+	body[n] = '\0';
+	r = MHD_create_response_from_buffer(n, body, MHD_RESPMEM_MUST_FREE);
+	if (r == NULL) {
+		free(body);
+		return MHD_NO;
+	}
+	MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+	ret = MHD_queue_response(c, MHD_HTTP_OK, r);
+	MHD_destroy_response(r);
+	return ret;
+}
+
+/* GET /api/v1/conns and /api/v1/flows: what `pcapline conns|flows --json` prints. */
+static enum MHD_Result api_l4_list(struct api *a, struct MHD_Connection *c, bool flows)
+{
+	struct api_l4_req q = {.flows = flows};
+	struct l4q l = {0};
+	char err[1024];
+	uint64_t v;
+	json_t *res;
+
+	MHD_get_connection_values(c, MHD_GET_ARGUMENT_KIND, api_on_l4_arg, &q);
+	if (q.err[0] != '\0')
+		return api_text(c, MHD_HTTP_BAD_REQUEST, "%s", q.err);
+	if (q.sensor != NULL && !fsu_name_ok(q.sensor))
+		return api_text(c, MHD_HTTP_BAD_REQUEST, "sensor: '%.64s' is not a sensor id (letters, digits, '.', '_', '-')",
+				q.sensor);
+	/* Both or neither: neither is any time. */
+	if ((q.from != NULL || q.to != NULL) && api_window(q.from, q.to, &l.from_ns, &l.to_ns, err, sizeof(err)) != 0)
+		return api_text(c, MHD_HTTP_BAD_REQUEST, "%s", err);
+	if (q.flow != NULL && !api_parse_id(q.flow, &l.flow_id))
+		return api_text(c, MHD_HTTP_BAD_REQUEST, "flow: '%.64s' is not a flow id (1 .. 2^63-1)", q.flow);
+	if (q.conn != NULL && !api_parse_id(q.conn, &l.conn_id))
+		return api_text(c, MHD_HTTP_BAD_REQUEST, "conn: '%.64s' is not a connection id (1 .. 2^63-1)", q.conn);
+	if (q.limit != NULL) {
+		if (!api_parse_uint(q.limit, API_MAX_ROWS, &v))
+			return api_text(c, MHD_HTTP_BAD_REQUEST, "limit: '%.64s' is not 1 .. %d", q.limit, API_MAX_ROWS);
+		l.limit = (unsigned)v;
+	}
+	l.sensor = q.sensor;
+	res = flows ? l4q_flows(a->dir, &l, err, sizeof(err)) : l4q_conns(a->dir, &l, err, sizeof(err));
+	if (res == NULL) {
+		log_warnx("api: %s: %s", flows ? "flows" : "conns", err);
+		return api_text(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "%s", err);
+	}
+	return api_json(c, res);
+}
+
+/* The capture of one connection or flow, shared by its worker (the writer, through
+ * l4q_pcap's sink) and its request (the reader); freed by whichever lets go last. */
+struct api_pcap_job {
+	atomic_int refs;
+	atomic_bool started;          /* the sink has been called: bytes are coming */
+	atomic_bool done;             /* l4q_pcap returned rc, with err set on failure */
+	atomic_int rc;
+	int rfd, wfd;                 /* pipe: the request's end, the worker's end */
+	bool flow;
+	uint64_t id;
+	char *dir;
+	char err[1024];
+};
+
+static void api_pcap_free(struct api_pcap_job *j)
+{
+	if (j->rfd >= 0)
+		close(j->rfd);
+	if (j->wfd >= 0)
+		close(j->wfd);
+	free(j->dir);
+	free(j);
+}
+
+static void api_pcap_put(struct api_pcap_job *j)
+{
+	if (atomic_fetch_sub(&j->refs, 1) == 1)
+		api_pcap_free(j);
+}
+
+/* l4q_pcap's sink: into the pipe, blocking while the client is slower. */
+static int api_pcap_sink(void *arg, const void *buf, size_t len)
+{
+	struct api_pcap_job *j = arg;
+	const char *p = buf;
+
+	atomic_store(&j->started, true);
+	while (len > 0) {
+		ssize_t n = write(j->wfd, p, len);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;      /* EPIPE: the client went away */
+		}
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+static void *api_pcap_worker(void *arg)
+{
+	struct api_pcap_job *j = arg;
+	uint64_t packets;
+	int rc;
+
+	j->err[0] = '\0';
+	rc = l4q_pcap(j->dir, j->flow, j->id, api_pcap_sink, j, &packets, j->err, sizeof(j->err));
+	if (rc != 0 && j->err[0] == '\0')
+		snprintf(j->err, sizeof(j->err), "%s", strerror(-rc));
+	if (rc != 0 && rc != -ENOENT && atomic_load(&j->started))
+		log_warnx("api: capture of %s %" PRIu64 " cut off: %s", j->flow ? "flow" : "connection", j->id, j->err);
+	atomic_store(&j->rc, rc);
+	atomic_store(&j->done, true);
+	close(j->wfd);                /* after done: the reader's end of file means done */
+	j->wfd = -1;
+	api_pcap_put(j);
+	return NULL;
+}
+
+static ssize_t api_pcap_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+	struct api_pcap_job *j = cls;
+	ssize_t r;
+
+	do
+		r = read(j->rfd, buf, max);
+	while (r < 0 && errno == EINTR);
+	if (r > 0)
+		return r;
+	return r == 0 && atomic_load(&j->done) && atomic_load(&j->rc) == 0 ? MHD_CONTENT_READER_END_OF_STREAM
+									    : MHD_CONTENT_READER_END_WITH_ERROR;
+}
+
+static void api_pcap_done(void *cls)
+{
+	struct api_pcap_job *j = cls;
+
+	close(j->rfd);                /* a worker still writing gets EPIPE */
+	j->rfd = -1;
+	api_pcap_put(j);
+}
+
+/* The first query parameter of a request that takes none, as an error into cls. */
+static enum MHD_Result api_on_no_arg(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+{
+	char *err = cls;
+
+	snprintf(err, 128, "%.64s: unknown parameter (the capture takes none)", key);
+	return MHD_NO;
+}
+
+/* GET /api/v1/conns/<id>/pcap and /api/v1/flows/<id>/pcap: what `pcapline pcap` writes. */
+static enum MHD_Result api_pcap(struct api *a, struct MHD_Connection *c, bool flow, const char *idstr)
+{
+	const char *what = flow ? "flow" : "connection";
+	char bad[128] = "";
+	struct api_pcap_job *j;
+	struct pollfd pfd;
+	struct MHD_Response *r;
+	pthread_attr_t attr;
+	pthread_t tid;
+	char disp[96];
+	uint64_t id;
+	int p[2], rc;
+	enum MHD_Result ret;
+
+	if (!api_parse_id(idstr, &id))
+		return api_text(c, MHD_HTTP_BAD_REQUEST, "id: '%.64s' is not a %s id (1 .. 2^63-1)", idstr, what);
+	/* It takes no parameters: any is a mistake worth telling. */
+	MHD_get_connection_values(c, MHD_GET_ARGUMENT_KIND, api_on_no_arg, bad);
+	if (bad[0] != '\0')
+		return api_text(c, MHD_HTTP_BAD_REQUEST, "%s", bad);
+	if ((j = calloc(1, sizeof(*j))) == NULL || (j->dir = strdup(a->dir)) == NULL) {
+		free(j);
+		return api_text(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
+	}
+	j->flow = flow;
+	j->id = id;
+	if (pipe2(p, O_CLOEXEC) != 0) {
+		rc = errno;
+		free(j->dir);
+		free(j);
+		log_warnx("api: pipe: %s", strerror(rc));
+		return api_text(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "pipe: %s", strerror(rc));
+	}
+	j->rfd = p[0];
+	j->wfd = p[1];
+	atomic_init(&j->refs, 2);
+	atomic_init(&j->started, false);
+	atomic_init(&j->done, false);
+	atomic_init(&j->rc, 0);
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	rc = pthread_create(&tid, &attr, api_pcap_worker, j);
+	pthread_attr_destroy(&attr);
+	if (rc != 0) {
+		api_pcap_free(j);
+		log_warnx("api: cannot start a capture thread: %s", strerror(rc));
+		return api_text(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "cannot start the capture thread");
+	}
+	/* Until the first bytes or the end (the worker closes its end: POLLHUP). A worker
+	 * slower than that to start is streamed anyway. */
+	pfd.fd = j->rfd;
+	pfd.events = POLLIN;
+	while (poll(&pfd, 1, API_TIMEOUT_S * 1000) < 0 && errno == EINTR)
+		;
+	if (atomic_load(&j->done) && (rc = atomic_load(&j->rc)) != 0) {
+		unsigned int status = rc == -ENOENT ? MHD_HTTP_NOT_FOUND : MHD_HTTP_INTERNAL_SERVER_ERROR;
+
+		if (status >= 500)
+			log_warnx("api: capture of %s %" PRIu64 ": %s", what, id, j->err);
+		ret = api_text(c, status, "%s", j->err);
+		api_pcap_done(j);
+		return ret;
+	}
+	r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 64 * 1024, api_pcap_read, j, api_pcap_done);
+	if (r == NULL) {
+		api_pcap_done(j);
+		return MHD_NO;
+	}
+	snprintf(disp, sizeof(disp), "attachment; filename=\"%s-%" PRIu64 ".pcap\"", flow ? "flow" : "conn", id);
+	MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "application/vnd.tcpdump.pcap");
+	MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_DISPOSITION, disp);
+	ret = MHD_queue_response(c, MHD_HTTP_OK, r);
+	MHD_destroy_response(r);
+	return ret;
+}
+
 /* Dispatch ---------------------------------------------------------------------------- */
+
+enum api_route { API_NONE, API_EXPORT, API_CONNS, API_FLOWS, API_CONN_PCAP, API_FLOW_PCAP };
+
+/* The endpoint of url; for /api/v1/{conns,flows}/<id>/pcap, <id> as given into id (one
+ * too long for idlen is cut and marked with "...", so that it is refused as an id). */
+static enum api_route api_route(const char *url, char *id, size_t idlen)
+{
+	static const char base[] = "/api/v1/";
+	const char *rest, *slash;
+	bool flows;
+
+	if (strncmp(url, base, sizeof(base) - 1) != 0)
+		return API_NONE;
+	rest = url + sizeof(base) - 1;
+	if (strcmp(rest, "export") == 0)
+		return API_EXPORT;
+	if (strcmp(rest, "conns") == 0)
+		return API_CONNS;
+	if (strcmp(rest, "flows") == 0)
+		return API_FLOWS;
+	if (strncmp(rest, "conns/", 6) != 0 && strncmp(rest, "flows/", 6) != 0)
+		return API_NONE;
+	flows = rest[0] == 'f';
+	rest += 6;
+	slash = strchr(rest, '/');
+	if (slash == NULL || slash == rest || strcmp(slash, "/pcap") != 0)
+		return API_NONE;
+	if ((size_t)(slash - rest) < idlen)
+		snprintf(id, idlen, "%.*s", (int)(slash - rest), rest);
+	else
+		snprintf(id, idlen, "%.*s...", (int)idlen - 4, rest);
+	return flows ? API_FLOW_PCAP : API_CONN_PCAP;
+}
 
 static enum MHD_Result api_on_request(void *cls, struct MHD_Connection *c, const char *url, const char *method,
 				      const char *version, const char *upload_data, size_t *upload_data_size,
@@ -596,13 +958,29 @@ static enum MHD_Result api_on_request(void *cls, struct MHD_Connection *c, const
 {
 	struct api *a = cls;
 
+	enum api_route route;
+	char id[32];
+
 	if (!api_authorized(a, c))
 		return api_text(c, MHD_HTTP_UNAUTHORIZED, "missing or wrong bearer token");
-	if (strcmp(url, "/api/v1/export") != 0)
-		return api_text(c, MHD_HTTP_NOT_FOUND, "%.200s: not found (GET /api/v1/export)", url);
+	if ((route = api_route(url, id, sizeof(id))) == API_NONE)
+		return api_text(c, MHD_HTTP_NOT_FOUND,
+				"%.200s: not found (GET /api/v1/export, /api/v1/conns, /api/v1/flows, "
+				"/api/v1/conns/ID/pcap, /api/v1/flows/ID/pcap)", url);
 	if (strcmp(method, MHD_HTTP_METHOD_GET) != 0)
 		return api_text(c, MHD_HTTP_METHOD_NOT_ALLOWED, "%.32s: only GET", method);
-	return api_export(a, c);
+	switch (route) {
+	case API_CONNS:
+		return api_l4_list(a, c, false);
+	case API_FLOWS:
+		return api_l4_list(a, c, true);
+	case API_CONN_PCAP:
+		return api_pcap(a, c, false, id);
+	case API_FLOW_PCAP:
+		return api_pcap(a, c, true, id);
+	default:
+		return api_export(a, c);
+	}
 }
 
 static void api_on_mhd_log(void *cls, const char *fmt, va_list ap)

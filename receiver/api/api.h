@@ -1,10 +1,13 @@
 /* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * The receiver's HTTP API (libmicrohttpd): GET /api/v1/export streams the .tar.gz that
- * `pcapline export` writes for the same window (receiver/cli/bundle.h).
+ * `pcapline export` writes for the same window (receiver/cli/bundle.h); GET
+ * /api/v1/conns and /api/v1/flows answer what `pcapline conns|flows --json` prints, and
+ * GET /api/v1/conns/<id>/pcap and /api/v1/flows/<id>/pcap stream what `pcapline pcap`
+ * writes (receiver/cli/l4query.h).
  *
  * It runs on libmicrohttpd's own threads (one per connection, API_MAX_CONNECTIONS at
- * once, plus one export worker per running export), never on the libev loop that stores
+ * once, plus one worker per running export or capture), never on the libev loop that stores
  * packets, and it only reads the repository: its own read-only SQLite connection per
  * request and the segment files. It shares no structure with the store.
  */

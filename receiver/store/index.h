@@ -16,7 +16,8 @@
  *   receiver/dissect/dissect.h), l4_seq (the next connection id), and the view flows
  *   (connections grouped by flow_id).
  * A deleted segment row takes its l4_done and conn_segs rows with it, and the
- * connections left without any segment (a trigger). Each dissected segment has a
+ * connections left without any segment (a trigger); one deleted before it was
+ * dissected is counted in l4_stats as retired_before_dissection. Each dissected segment has a
  * position file sensors/<id>/l4/<name>.pcap.pos (index_pos_path()) naming the
  * connection of every record; retention and reconcile delete it with the segment.
  * These tables came after schema 1 and only add to it, so the version stays "1".
@@ -71,6 +72,9 @@
 	"CREATE TABLE IF NOT EXISTS l4_seq(id INTEGER PRIMARY KEY CHECK (id = 0), next INTEGER NOT NULL);\n" \
 	"INSERT OR IGNORE INTO l4_seq(id, next) VALUES(0, 1);\n"                                           \
 	"CREATE TRIGGER IF NOT EXISTS segments_l4_delete AFTER DELETE ON segments BEGIN\n"                 \
+	"  INSERT INTO l4_stats(key, value) SELECT 'retired_before_dissection', 1\n"                        \
+	"    WHERE NOT EXISTS (SELECT 1 FROM l4_done WHERE seg_id = old.id)\n"                              \
+	"    ON CONFLICT(key) DO UPDATE SET value = value + 1;\n"                                           \
 	"  DELETE FROM conns WHERE conn_id IN (SELECT conn_id FROM conn_segs WHERE seg_id = old.id)\n"     \
 	"    AND NOT EXISTS (SELECT 1 FROM conn_segs c WHERE c.conn_id = conns.conn_id AND c.seg_id <> old.id);\n" \
 	"  DELETE FROM conn_segs WHERE seg_id = old.id;\n"                                                 \

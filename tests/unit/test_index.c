@@ -658,6 +658,11 @@ static void test_retire_takes_l4_rows(void **state)
 	assert_string_equal(dump_rows(f->dir, "SELECT count(*) FROM conn_segs"), "1\n");
 	assert_string_equal(dump_rows(f->dir, "SELECT count(*) FROM l4_done"), "1\n");
 	assert_string_equal(dump_rows(f->dir, "SELECT flow_id, conns, packets FROM flows"), "7|1|2\n");
+	assert_string_equal(dump_rows(f->dir, "SELECT * FROM l4_stats"), "");
+	/* A segment retired before it was dissected is counted. */
+	sql(f->dir, "DELETE FROM l4_done");
+	sql(f->dir, "DELETE FROM segments");
+	assert_string_equal(dump_rows(f->dir, "SELECT * FROM l4_stats"), "retired_before_dissection|1\n");
 	retention_free(r);
 }
 
