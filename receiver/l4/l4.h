@@ -26,8 +26,9 @@
  *  - Client: the sender of a SYN without ACK, the receiver of a SYN+ACK, else the
  *    sender of the first packet.
  *  - A SYN without ACK on a known 5-tuple starts a new connection (the old one ends,
- *    L4_END_REUSED) when its sequence number differs from the first one that side sent,
- *    or when the old connection saw a FIN or RST: Wireshark's rule for reused ports.
+ *    L4_END_REUSED) when its sequence number differs from the first one that side sent
+ *    (Wireshark's rule for reused ports), or when the old connection saw a FIN or RST
+ *    (Wireshark 4.0 keeps such a SYN with the same sequence number in the old stream).
  * Connections end on l4_finish(), when a new SYN reuses their 5-tuple, when idle for
  * longer than their timeout in domain time (the newest packet time seen in the domain):
  * timeout_closed after FINs both ways or an RST, timeout_short for half-open TCP and
