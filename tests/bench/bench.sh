@@ -14,6 +14,10 @@
 #   BENCH_KEEP=0         1 = keep the last run's outputs (BUILD/bench/run, BUILD/bench/repo)
 #   BENCH_SENSOR_ENV="PCAPLINE_K=V ..."    extra settings for pcapline-sensor (listed in the results)
 #   BENCH_RECEIVER_ENV="PCAPLINE_K=V ..."  extra settings for pcapline-receiver
+#   BENCH_L4=1           the L4 pass (`pcapline -q l4 stats`, with `tshark -q -z conv,tcp` as the
+#                        peer) after the variants; 0 = skip it, only = nothing else (no variants)
+#   BENCH_L4_SLICE=500000  packets of the input given to both pcapline and tshark (tshark holds
+#                        ~0.5 KB per frame: ~4 GB for the whole input); 0 = the whole input
 # PCAPLINE_* variables inherited from the caller are removed, so that the figures do not
 # depend on a stray setting; the pcapline-nofsync variant runs the receiver with
 # PCAPLINE_STORAGE_FSYNC=never.
@@ -33,11 +37,15 @@ SIZE_MB=${BENCH_SIZE_MB:-1000}
 REPS=${BENCH_REPS:-3}
 VARIANTS=${BENCH_VARIANTS:-"tcpdump pipeline pcapline pcapline-nofsync"}
 KEEP=${BENCH_KEEP:-0}
+L4=${BENCH_L4:-1}
+L4_SLICE=${BENCH_L4_SLICE:-500000}
 IN=$B/in.pcap
 RUN=$B/run
 REPO=$B/repo
 CERTS=$B/certs
 TSV=$B/runs.tsv
+L4TSV=$B/l4.tsv
+RESULTS=$B/results.md
 TIMEFMT='%e %U %S %M'
 TIMEOUT_S=${BENCH_TIMEOUT_S:-240}   # per transfer
 
@@ -49,10 +57,17 @@ export BENCH_SENSOR_ENV BENCH_RECEIVER_ENV   # for report.py
 log() { echo "[bench $(date +%T)] $*" >&2; }
 die() { log "error: $*"; exit 1; }
 
+case $L4 in 0|1|only) ;; *) die "BENCH_L4 must be 0, 1 or only" ;; esac
 for t in tcpdump editcap mergecap capinfos lz4 openssl python3 ss /usr/bin/time mkfifo; do
 	command -v "$t" >/dev/null || die "missing tool: $t"
 done
-for b in "$SENSOR" "$RECEIVER"; do [ -x "$b" ] || die "$b is missing: run make all first"; done
+if [ "$L4" != only ]; then
+	for b in "$SENSOR" "$RECEIVER"; do [ -x "$b" ] || die "$b is missing: run make all first"; done
+fi
+if [ "$L4" != 0 ]; then
+	[ -x "$CLI" ] || die "$CLI is missing: run make all first"
+	command -v tshark >/dev/null || die "missing tool: tshark (the L4 pass's peer; BENCH_L4=0 skips it)"
+fi
 mkdir -p "$B" || exit 1
 
 # ---------- process bookkeeping: every process is started with setsid, so that its PID is
@@ -74,7 +89,7 @@ cleanup() {
 		kill -KILL -- "-$p" 2>/dev/null || kill -KILL "$p" 2>/dev/null
 	done
 	rm -f "$RUN/srv.stdin"
-	rm -rf "$B/build.tmp"
+	rm -rf "$B/build.tmp" "$B/l4"
 	if [ "$KEEP" != 1 ]; then rm -rf "$RUN" "$REPO"; fi
 }
 trap cleanup EXIT
@@ -260,7 +275,8 @@ run_pcapline() {
 	shift 2
 	port=$(free_port)
 	rm -rf "$REPO"
-	setsid env "${RECEIVER_ENV[@]}" "$@" /usr/bin/time -o "$RUN/r.time" -f "$TIMEFMT" "$RECEIVER" -l "127.0.0.1:$port" -d "$REPO" \
+	# Raw storage: the dissection path is measured on its own (run_dissect).
+	setsid env PCAPLINE_L4_ENABLED=false "${RECEIVER_ENV[@]}" "$@" /usr/bin/time -o "$RUN/r.time" -f "$TIMEFMT" "$RECEIVER" -l "127.0.0.1:$port" -d "$REPO" \
 		--ca "$CERTS/ca.crt" --cert "$CERTS/receiver.crt" --key "$CERTS/receiver.key" \
 		</dev/null >"$RUN/r.out" 2>"$RUN/r.err" &
 	tpid=$!; PIDS+=("$tpid")
@@ -286,7 +302,7 @@ run_pcapline() {
 	fr=$(python3 "$HERE/pcaputil.py" final-ratio "$RUN/s.err")
 	result "$variant $rep $(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.3f", b - a}') ${s% *} ${s#* } ${s#* } ${r% *} ${r#* } ${r#* } ${fr% *} $cnt $(verdict $cnt)"
 	cp "$RUN/s.err" "$B/last-$variant-sensor.log"; cp "$RUN/r.err" "$B/last-$variant-receiver.log"
-	[ "$variant" = pcapline ] && [ "$rep" = 1 ] && run_export
+	[ "$variant" = pcapline ] && [ "$rep" = 1 ] && run_export && run_dissect
 	[ "$KEEP" = 1 ] || rm -rf "$REPO"
 }
 
@@ -310,17 +326,110 @@ run_export() {
 	rm -f "$RUN/export.tar.gz"
 }
 
+# run_dissect: the receiver's dissection path over the repository just filled, as
+# `pcapline reindex` runs it (L4, position files, index.db rows): what the receiver's
+# dissection thread does per segment, timed apart from storing.
+run_dissect() {
+	local t0 t1 f pk cn
+	t0=$(now)
+	/usr/bin/time -o "$RUN/d.time" -f "$TIMEFMT" "$CLI" -q reindex --dir "$REPO" --from 0 --to 9000000000 \
+		>"$RUN/d.out" 2>"$RUN/d.err" || { log "reindex failed (see $RUN/d.err)"; return; }
+	t1=$(now)
+	f=$(time_fields "$RUN/d.time")
+	read -r pk cn < <("$CLI" -q conns --stats --dir "$REPO" | awk '{v[$1] = $2} END {print v["packets"] + 0, v["connections"] + 0}')
+	printf '| dissection (`pcapline reindex` of the whole repository: %s packets, %s connections) | %s s | %s CPU s | %s Gbit/s, %s Mpkt/s per CPU s | %s MiB peak RSS | %s |\n' \
+		"$pk" "$cn" "$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.2f", b - a}')" "${f% *}" \
+		"$(awk -v b="$IN_BYTES" -v c="${f% *}" 'BEGIN {printf "%.2f", b * 8 / c / 1e9}')" \
+		"$(awk -v p="$pk" -v c="${f% *}" 'BEGIN {printf "%.2f", p / c / 1e6}')" \
+		"$(awk -v k="${f#* }" 'BEGIN {printf "%.1f", k / 1024}')" \
+		"$([ "$pk" = "$IN_PKTS" ] && echo ok || echo FAIL)" >"$B/dissect.md"
+}
+
+# ---------- L4 pass ----------
+# run_l4 NAME FILE PACKETS REP PEER: `pcapline -q l4 stats FILE` (its own counters: CPU of the
+# pass, peak RSS) and, with PEER=1, `tshark -n -q -z conv,tcp -r FILE` (GNU time: user+sys and
+# %M of the whole process) plus tshark on the file's first frame alone (its start-up cost).
+# One line to $L4TSV:
+#   name rep frames file_bytes cpu rss_kib wall t_cpu t_rss_kib t_wall t0_cpu ok
+# ok: pcapline counted every frame of FILE (PACKETS, from capinfos) and tshark printed its table.
+run_l4() {
+	local name=$1 f=$2 n=$3 rep=$4 peer=$5 rc ok=ok fr fb cpu rss w t t0 tw
+	PIDS=()
+	setsid /usr/bin/time -o "$RUN/l4.time" -f "$TIMEFMT" "$CLI" -q l4 stats "$f" >"$RUN/l4.out" 2>"$RUN/l4.err" </dev/null &
+	PIDS+=("$!")
+	wait_pid $! "$TIMEOUT_S"; rc=$?
+	[ $rc -eq 0 ] || { log "l4 stats on $f exited $rc: $(head -c 300 "$RUN/l4.err")"; ok=FAIL; }
+	read -r fr fb cpu rss < <(awk '{v[$1] = $2} END {print v["frames"] + 0, v["file_bytes"] + 0, v["cpu_seconds"] + 0, v["max_rss_kib"] + 0}' "$RUN/l4.out")
+	[ "$fr" = "$n" ] || { log "l4 stats on $f: $fr frames, the file has $n"; ok=FAIL; }
+	w=$(awk 'NF>=4 && $1 ~ /^[0-9.]+$/ {print $1; exit}' "$RUN/l4.time")
+	t="- -" t0=- tw=-
+	if [ "$peer" = 1 ]; then
+		setsid /usr/bin/time -o "$RUN/t.time" -f "$TIMEFMT" tshark -n -q -z conv,tcp -r "$f" >"$RUN/t.out" 2>"$RUN/t.err" </dev/null &
+		PIDS+=("$!")
+		wait_pid $! "$TIMEOUT_S"; rc=$?
+		grep -q '^TCP Conversations' "$RUN/t.out" ||
+			{ log "tshark on $f exited $rc without its table: $(grep -v '^Running as' "$RUN/t.err" | head -c 300)"; ok=FAIL; }
+		t=$(time_fields "$RUN/t.time")
+		tw=$(awk 'NF>=4 && $1 ~ /^[0-9.]+$/ {print $1; exit}' "$RUN/t.time")
+		editcap -r "$f" "$B/l4/first.pcapng" 1 2>/dev/null
+		/usr/bin/time -o "$RUN/t0.time" -f "$TIMEFMT" tshark -n -q -z conv,tcp -r "$B/l4/first.pcapng" >/dev/null 2>&1 </dev/null
+		t0=$(time_fields "$RUN/t0.time"); t0=${t0% *}
+	fi
+	printf '%s\n' "$name $rep $fr $fb $cpu $rss ${w:--} ${t:-- -} ${tw:--} ${t0:--} $ok" >> "$L4TSV"
+	log "l4: $(tail -1 "$L4TSV")"
+}
+
+# The L4 inputs: every capture of the source directory end to end (`mergecap -a`, pcapng: the
+# link types differ; the pcapng reader validates the whole file when it opens it, so the peak
+# RSS includes the file's size); the first BENCH_L4_SLICE packets of the input, classic pcap like
+# the input (for tshark, whose memory grows with every frame); the whole input (pcapline only,
+# unless the slice is the input).
+run_l4_all() {
+	local src all slice n_all n_slice rep f files=()
+	rm -rf "$B/l4"; mkdir -p "$B/l4"
+	src=$(pick_source) || die "no source captures"
+	for f in "$src"/*.pcap "$src"/*.pcapng; do [ -e "$f" ] && files+=("$f"); done
+	all=$B/l4/all-pcaps.pcapng
+	# mergecap exits 2 when a source is cut mid-record; the records before the cut are kept.
+	mergecap -a -F pcapng -w "$all" "${files[@]}" 2>/dev/null
+	[ -s "$all" ] || die "mergecap of $src failed"
+	n_all=$(capinfos -c -M -T -r "$all" | awk -F'\t' '{print $2}')
+	slice=$IN n_slice=$IN_PKTS
+	if [ "$L4_SLICE" -gt 0 ] && [ "$L4_SLICE" -lt "$IN_PKTS" ]; then
+		slice=$B/l4/slice.pcap n_slice=$L4_SLICE
+		editcap -F pcap -r "$IN" "$slice" "1-$L4_SLICE" || die "editcap of the L4 slice failed"
+	fi
+	log "l4: $n_all packets of $src merged; slice $n_slice packets of $IN"
+	for rep in $(seq "$REPS"); do
+		run_l4 all-pcaps "$all" "$n_all" "$rep" 1
+		if [ "$slice" != "$IN" ]; then
+			run_l4 input-slice "$slice" "$n_slice" "$rep" 1
+			run_l4 input "$IN" "$IN_PKTS" "$rep" 0
+		else
+			run_l4 input "$IN" "$IN_PKTS" "$rep" 1
+		fi
+	done
+	rm -rf "$B/l4"
+}
+
 # ---------- main ----------
 build_input
 read -r IN_PKTS IN_BYTES IN_FILE_BYTES IN_LZ4_BYTES < <(input_info)
 [ -n "${IN_LZ4_BYTES:-}" ] || die "cannot read $IN"
 log "input: $IN_PKTS packets, $IN_BYTES caplen bytes, $IN_FILE_BYTES file bytes, lz4 -1 -B4: $IN_LZ4_BYTES bytes"
-"$ROOT/scripts/pcapline-certs" "$CERTS" all >/dev/null || die "pcapline-certs failed"
+[ "$L4" = only ] || "$ROOT/scripts/pcapline-certs" "$CERTS" all >/dev/null || die "pcapline-certs failed"
 
 LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
 awk '{exit !($1 > 0.5)}' /proc/loadavg && log "warning: load average $LOAD0 before the runs: other work on this machine skews the figures"
 rm -rf "$RUN"; mkdir -p "$RUN"
-: > "$TSV"
+if [ "$L4" = only ]; then
+	# the last full run's results stay; this one's go to l4-results.md
+	VARIANTS= TSV=/dev/null RESULTS=$B/l4-results.md
+else
+	: > "$TSV"
+	rm -f "$B/export.md" "$B/dissect.md"
+fi
+: > "$L4TSV"
 for rep in $(seq "$REPS"); do
 	for v in $VARIANTS; do
 		rm -f "$RUN"/*.time
@@ -338,14 +447,21 @@ for rep in $(seq "$REPS"); do
 	done
 done
 
-python3 "$HERE/report.py" --tsv "$TSV" --out "$B/results.md" --input "$IN" \
+[ "$L4" = 0 ] || run_l4_all
+
+python3 "$HERE/report.py" --tsv "$TSV" --l4-tsv "$L4TSV" --l4-slice "$L4_SLICE" --out "$RESULTS" --input "$IN" \
 	--commit "$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown)" \
 	--load "$LOAD0 before, $(cut -d' ' -f1-3 /proc/loadavg) after" \
 	--in-pkts "$IN_PKTS" --in-bytes "$IN_BYTES" --in-file-bytes "$IN_FILE_BYTES" --in-lz4-bytes "$IN_LZ4_BYTES"
 rc=$?
-if [ -s "$B/export.md" ]; then
-	{ echo; echo "| export | wall | CPU | memory | packets |"; echo "|---|---|---|---|---|"; cat "$B/export.md"; } | tee -a "$B/results.md"
+if [ "$L4" != only ] && [ -s "$B/export.md" ]; then
+	{ echo; echo "| export | wall | CPU | memory | packets |"; echo "|---|---|---|---|---|"; cat "$B/export.md"; } | tee -a "$RESULTS"
 	grep -q 'FAIL |$' "$B/export.md" && rc=1
 fi
+if [ "$L4" != only ] && [ -s "$B/dissect.md" ]; then
+	{ echo; echo "| dissection | wall | CPU | per CPU second | memory | packets |"; echo "|---|---|---|---|---|---|"; cat "$B/dissect.md"; } | tee -a "$RESULTS"
+	grep -q 'FAIL |$' "$B/dissect.md" && rc=1
+fi
 grep -q ' FAIL$' "$TSV" && { log "some runs did not store every packet (see $TSV)"; rc=1; }
+grep -q ' FAIL$' "$L4TSV" && { log "some L4 runs failed (see $L4TSV)"; rc=1; }
 exit $rc

@@ -5,6 +5,9 @@
 runs.tsv columns (space-separated, "-" = not applicable):
   variant rep wall_s s_cpu s_rss_max_kb s_rss_sum_kb r_cpu r_rss_max_kb r_rss_sum_kb
   raw_bytes comp_bytes stored_pkts stored_bytes ok
+l4.tsv columns (the L4 pass, optional):
+  input rep frames file_bytes cpu_s rss_kib wall_s tshark_cpu_s tshark_rss_kib tshark_wall_s
+  tshark_startup_cpu_s ok
 """
 import argparse
 import os
@@ -23,6 +26,7 @@ LABELS = {
     "pcapline-interval": "pcapline, `storage.fsync: interval`",
 }
 PCAPLINE = ("pcapline", "pcapline-nofsync", "pcapline-interval")
+L4_COLS = ["input", "rep", "frames", "bytes", "cpu", "rss", "wall", "t_cpu", "t_rss", "t_wall", "t0_cpu", "ok"]
 
 
 def num(v):
@@ -61,43 +65,65 @@ def machine():
     return f"{os.cpu_count()} CPUs ({model}), {mem} RAM, Linux {platform.release()}"
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--tsv", required=True)
-    ap.add_argument("--out", required=True)
-    ap.add_argument("--input", required=True)
-    ap.add_argument("--in-pkts", type=int, required=True)
-    ap.add_argument("--in-bytes", type=int, required=True)
-    ap.add_argument("--in-file-bytes", type=int, required=True)
-    ap.add_argument("--in-lz4-bytes", type=int, required=True)
-    ap.add_argument("--commit", default="unknown")
-    ap.add_argument("--load", default="")
-    a = ap.parse_args()
-
+def l4_section(path, slice_pkts, w):
+    """The L4 pass: `pcapline -q l4 stats` per input, with tshark's conv,tcp as the peer."""
     runs = {}
-    with open(a.tsv) as f:
-        for line in f:
-            p = line.split()
-            if len(p) != len(COLS):
-                continue
-            r = dict(zip(COLS, p))
-            runs.setdefault(r["variant"], []).append(r)
+    try:
+        with open(path) as f:
+            for line in f:
+                p = line.split()
+                if len(p) == len(L4_COLS):
+                    r = dict(zip(L4_COLS, p))
+                    runs.setdefault(r["input"], []).append(r)
+    except OSError:
+        return
+    if not runs:
+        return
+    labels = {"all-pcaps": "every capture of the source directory, end to end (`mergecap -a`)",
+              "input-slice": f"the input's first {slice_pkts:,} packets",
+              "input": "the whole input"}
+    w("## L4 pass")
+    w("")
+    w("`pcapline -q l4 stats FILE` (connections and TCP reassembly, no output) against "
+      "`tshark -n -q -z conv,tcp -r FILE`. Per core = per CPU second: file bytes × 8 / CPU s, "
+      "frames / CPU s. pcapline's CPU and peak RSS are its own figures (`cpu_seconds`: the pass; "
+      "`max_rss_kib`: VmHWM; for pcapng it includes the file, which the reader validates when it opens "
+      "it); tshark's are GNU time's (user+sys, %M) for the whole process. The "
+      "ratio divides by tshark's CPU less its start-up (tshark on the file's first frame alone, "
+      "shown in parentheses). Medians over the runs.")
+    w("")
+    w("| input | runs ok | frames | file MB | pcapline CPU s | Gbit/s per core | Mpkt/s per core | peak RSS MiB "
+      "| tshark CPU s (start-up) | tshark Gbit/s per core | tshark Mpkt/s per core | tshark peak RSS MiB "
+      "| pcapline / tshark per core |")
+    w("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for name in [n for n in labels if n in runs] + sorted(set(runs) - set(labels)):
+        rows = runs[name]
+        frames, nbytes = num(rows[0]["frames"]) or 0, num(rows[0]["bytes"]) or 0
+        cpu, rss = med(rows, "cpu"), med(rows, "rss")
+        t_cpu, t_rss, t0 = med(rows, "t_cpu"), med(rows, "t_rss"), med(rows, "t0_cpu")
+        nok = sum(1 for r in rows if r["ok"] == "ok")
 
-    gb = a.in_bytes / 1e9
-    out = []
-    w = out.append
-    w(f"# pcapline file-replay benchmark ({time.strftime('%Y-%m-%d %H:%M %Z')})")
+        def per_core(c):
+            if not c or c <= 0:
+                return None, None
+            return nbytes * 8 / c / 1e9, frames / c / 1e6
+        g, p = per_core(cpu)
+        tg, tp = per_core(t_cpu)
+        net = t_cpu - t0 if t_cpu is not None and t0 is not None else t_cpu
+        ratio = net / cpu if net and cpu else None
+        tcell = "—" if t_cpu is None else f"{t_cpu:.2f} ({fmt(t0)})"
+        w(f"| {labels.get(name, name)} | {nok}/{len(rows)} | {int(frames):,} | {nbytes / 1e6:.1f} | {fmt(cpu, 3)} "
+          f"| {fmt(g)} | {fmt(p)} | {fmt(rss / 1024 if rss is not None else None, 1)} | {tcell} | {fmt(tg)} "
+          f"| {fmt(tp)} | {fmt(t_rss / 1024 if t_rss is not None else None, 1)} | {fmt(ratio, 1)} |")
+    if "input" in runs and "input-slice" in runs:
+        w("")
+        w("tshark reads only the slice: it keeps ~0.5 KB per frame (the whole input would take GBs); "
+          "BENCH_L4_SLICE=0 gives it the whole input.")
     w("")
-    w(f"- Machine: {machine()}; load average (1/5/15 min) {a.load}")
-    w(f"- pcapline: commit {a.commit}")
-    w(f"- Input: `{a.input}`: {a.in_pkts:,} packets, {a.in_bytes:,} packet bytes (caplen sum), "
-      f"{a.in_file_bytes:,} file bytes (avg packet {a.in_bytes / max(a.in_pkts, 1):.0f} B); "
-      f"`lz4 -1 -B4` of the file: {a.in_lz4_bytes:,} bytes")
-    for var, who in (("BENCH_SENSOR_ENV", "pcapline-sensor"), ("BENCH_RECEIVER_ENV", "pcapline-receiver")):
-        if os.environ.get(var, "").strip():
-            w(f"- Extra settings for {who}: `{os.environ[var].strip()}`")
-    w("- Each figure is the median over the runs (taken per column); GB = 10^9 packet bytes (caplen sum of the input).")
-    w("")
+
+
+def variants_section(a, runs, gb, w):
+    """The file-replay variants: the table, the ratios and the notes."""
     w("| variant | runs ok | wall s | Mpkt/s | Gbit/s | sensor CPU s/GB | receiver CPU s/GB | total CPU s/GB "
       "| sensor RSS MiB max (sum) | receiver RSS MiB max (sum) | compression |")
     w("|---|---|---|---|---|---|---|---|---|---|---|")
@@ -166,6 +192,53 @@ def main():
       "pipeline stages' %M. Compression = uncompressed / compressed: pcapline from the sensor's final "
       "log line (batch record bytes), pipeline = input file bytes / `lz4 -1 -B4` output. "
       "tcpdump's CPU is listed as sensor side; its ratio row compares it with pcapline's sensor and total CPU.")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--tsv", required=True)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--input", required=True)
+    ap.add_argument("--in-pkts", type=int, required=True)
+    ap.add_argument("--in-bytes", type=int, required=True)
+    ap.add_argument("--in-file-bytes", type=int, required=True)
+    ap.add_argument("--in-lz4-bytes", type=int, required=True)
+    ap.add_argument("--commit", default="unknown")
+    ap.add_argument("--load", default="")
+    ap.add_argument("--l4-tsv", default="")
+    ap.add_argument("--l4-slice", type=int, default=0)
+    a = ap.parse_args()
+
+    runs = {}
+    with open(a.tsv) as f:
+        for line in f:
+            p = line.split()
+            if len(p) != len(COLS):
+                continue
+            r = dict(zip(COLS, p))
+            runs.setdefault(r["variant"], []).append(r)
+
+    gb = a.in_bytes / 1e9
+    out = []
+    w = out.append
+    w(f"# pcapline file-replay benchmark ({time.strftime('%Y-%m-%d %H:%M %Z')})")
+    w("")
+    w(f"- Machine: {machine()}; load average (1/5/15 min) {a.load}")
+    w(f"- pcapline: commit {a.commit}")
+    w(f"- Input: `{a.input}`: {a.in_pkts:,} packets, {a.in_bytes:,} packet bytes (caplen sum), "
+      f"{a.in_file_bytes:,} file bytes (avg packet {a.in_bytes / max(a.in_pkts, 1):.0f} B); "
+      f"`lz4 -1 -B4` of the file: {a.in_lz4_bytes:,} bytes")
+    for var, who in (("BENCH_SENSOR_ENV", "pcapline-sensor"), ("BENCH_RECEIVER_ENV", "pcapline-receiver")):
+        if os.environ.get(var, "").strip():
+            w(f"- Extra settings for {who}: `{os.environ[var].strip()}`")
+    w("- Each figure is the median over the runs (taken per column); GB = 10^9 packet bytes (caplen sum of the input).")
+    w("")
+    if runs:
+        variants_section(a, runs, gb, w)
+    if a.l4_tsv:
+        if runs:
+            w("")
+        l4_section(a.l4_tsv, a.l4_slice, w)
     text = "\n".join(out) + "\n"
     with open(a.out, "w") as f:
         f.write(text)
