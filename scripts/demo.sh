@@ -68,6 +68,15 @@ if [ -n "$names" ]; then
 fi
 "$BIN/pcapline" -q export --dir "$DEMO/data" --from now-10m --to now -o "$DEMO/export.tar.gz" &&
 	echo "export of the last 10 minutes: $DEMO/export.tar.gz ($(tar -tzf "$DEMO/export.tar.gz" | tr '\n' ' '))"
+echo "connections the receiver dissected (pcapline conns):"
+"$BIN/pcapline" -q conns --dir "$DEMO/data" --limit 8 |
+	awk '{printf "  %-8s %-5s %-24s %-3s %-24s %-12s %s\n", $1, $4, $5, (NR == 1 ? "" : "->"), $6, $7, (NR == 1 ? "packets" : $9 + $11)}'
+conn=$("$BIN/pcapline" -q conns --dir "$DEMO/data" --json --limit 1000 |
+	python3 -c 'import json, sys; c = [x for x in json.load(sys.stdin) if x["proto"] == "tcp"]; print(c[0]["conn_id"] if c else "")')
+if [ -n "$conn" ]; then
+	"$BIN/pcapline" -q pcap --dir "$DEMO/data" --conn "$conn" -o "$DEMO/conn-$conn.pcap" &&
+		echo "packets of TCP connection $conn: $DEMO/conn-$conn.pcap ($(capinfos -Mc "$DEMO/conn-$conn.pcap" | awk '/Number of packets/ {print $NF}') packets)"
+fi
 echo
 echo "Open them in Wireshark:   wireshark $(echo "$files" | head -1)"
 echo "or read them with tshark: tshark -r $(echo "$files" | head -1) | head"
