@@ -17,7 +17,9 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#define API_MAX_CONNECTIONS 16
+/* A finished connection holds its slot until its thread has gone, which lags under
+ * load: room for bursts of a few dozen requests. */
+#define API_MAX_CONNECTIONS 64
 
 struct api_opts {
 	const char *listen;   /* host:port */

@@ -129,14 +129,74 @@ static void fmt_time(json_t *o, const char *k, char buf[TIMEARG_LEN])
 	timearg_format((uint64_t)jint(o, k), buf);
 }
 
+struct printer {
+	bool json, flows;
+	size_t n;
+};
+
+/* One row, as the rows come (a list may be longer than memory would hold at once). */
+static int print_row(void *arg, json_t *o)
+{
+	struct printer *p = arg;
+
+	if (p->json) {
+		fputs(p->n++ ? ",\n " : "[\n ", stdout);
+		return json_dumpf(o, stdout, JSON_PRESERVE_ORDER | JSON_COMPACT) == 0 ? 0 : -1;
+	}
+	if (p->n++ == 0 && !p->flows)
+		printf("%-19s %-19s %-10s %-4s %-45s %-45s %-11s %-30s %8s %10s %8s %10s %9s %s\n", "conn_id",
+		       "flow_id", "sensor", "prot", "client", "server", "state", "first", "c_pkts", "c_bytes", "s_pkts",
+		       "s_bytes", "rtt_ms", "ended");
+	if (p->n == 1 && p->flows)
+		printf("%-19s %-10s %-39s %-39s %6s %10s %12s %-30s %10s %12s\n", "flow_id", "sensor", "peer_a",
+		       "peer_b", "conns", "packets", "bytes", "first", "pps", "bps");
+	char t[TIMEARG_LEN];
+
+	fmt_time(o, "first_ns", t);
+	if (p->flows) {
+		printf("%-19lld %-10s %-39s %-39s %6lld %10lld %12lld %-30s %10.1f %12.1f\n", jint(o, "flow_id"),
+		       jstr(o, "sensor"), jstr(o, "peer_a"), jstr(o, "peer_b"), jint(o, "conns"), jint(o, "packets"),
+		       jint(o, "bytes"), t, json_real_value(json_object_get(o, "pps")),
+		       json_real_value(json_object_get(o, "bps")));
+	} else {
+		char c[64], s[64];
+
+		snprintf(c, sizeof(c), "%s:%lld", jstr(o, "client"), jint(o, "client_port"));
+		snprintf(s, sizeof(s), "%s:%lld", jstr(o, "server"), jint(o, "server_port"));
+		printf("%-19lld %-19lld %-10s %-4s %-45s %-45s %-11s %-30s %8lld %10lld %8lld %10lld %9.3f %s\n",
+		       jint(o, "conn_id"), jint(o, "flow_id"), jstr(o, "sensor"), jstr(o, "proto"), c, s,
+		       jstr(o, "state"), t, jint(o, "c_pkts"), jint(o, "c_bytes"), jint(o, "s_pkts"),
+		       jint(o, "s_bytes"), (double)jint(o, "rtt_ns") / 1e6,
+		       json_is_null(json_object_get(o, "ended")) ? "(open)" : jstr(o, "ended"));
+	}
+	return ferror(stdout) ? -1 : 0;
+}
+
+static int list(const struct args *a, bool flows, const struct l4q *q)
+{
+	struct printer p = {a->json, flows, 0};
+	char err[1024] = "";
+	int rc = l4q_each(a->dir, flows, q, print_row, &p, err, sizeof(err));
+
+	if (rc == -1 && err[0] != '\0' && p.n == 0) {
+		log_warnx("%s", err);
+		return EXIT_FAIL;
+	}
+	if (a->json)
+		fputs(p.n ? "\n]\n" : "[]\n", stdout);
+	if (rc != 0 || fflush(stdout) != 0) {
+		log_warnx("%s", err[0] ? err : "cannot write the list");
+		return EXIT_FAIL;
+	}
+	return 0;
+}
+
 int cmd_conns(int argc, char **argv)
 {
 	struct args a;
 	struct l4q q = {0};
 	char err[1024];
-	json_t *v;
-	size_t i;
-	json_t *o;
+	json_t *v, *o;
 
 	if (parse_args("conns", argc, argv, &a) != 0 || window(&a, &q.from_ns, &q.to_ns) != 0)
 		return cli_usage("conns");
@@ -158,62 +218,20 @@ int cmd_conns(int argc, char **argv)
 	q.flow_id = a.flow;
 	q.conn_id = a.conn;
 	q.limit = a.limit;
-	if ((v = l4q_conns(a.dir, &q, err, sizeof(err))) == NULL) {
-		log_warnx("%s", err);
-		return EXIT_FAIL;
-	}
-	if (a.json)
-		return print_json(v);
-	printf("%-19s %-19s %-10s %-4s %-45s %-45s %-11s %-30s %8s %10s %8s %10s %9s %s\n", "conn_id", "flow_id",
-	       "sensor", "prot", "client", "server", "state", "first", "c_pkts", "c_bytes", "s_pkts", "s_bytes",
-	       "rtt_ms", "ended");
-	json_array_foreach(v, i, o) {
-		char c[64], s[64], t[TIMEARG_LEN];
-
-		snprintf(c, sizeof(c), "%s:%lld", jstr(o, "client"), jint(o, "client_port"));
-		snprintf(s, sizeof(s), "%s:%lld", jstr(o, "server"), jint(o, "server_port"));
-		fmt_time(o, "first_ns", t);
-		printf("%-19lld %-19lld %-10s %-4s %-45s %-45s %-11s %-30s %8lld %10lld %8lld %10lld %9.3f %s\n",
-		       jint(o, "conn_id"), jint(o, "flow_id"), jstr(o, "sensor"), jstr(o, "proto"), c, s, jstr(o, "state"),
-		       t, jint(o, "c_pkts"), jint(o, "c_bytes"), jint(o, "s_pkts"), jint(o, "s_bytes"),
-		       (double)jint(o, "rtt_ns") / 1e6, json_is_null(json_object_get(o, "ended")) ? "(open)" : jstr(o, "ended"));
-	}
-	json_decref(v);
-	return 0;
+	return list(&a, false, &q);
 }
 
 int cmd_flows(int argc, char **argv)
 {
 	struct args a;
 	struct l4q q = {0};
-	char err[1024];
-	json_t *v, *o;
-	size_t i;
 
 	if (parse_args("flows", argc, argv, &a) != 0 || window(&a, &q.from_ns, &q.to_ns) != 0)
 		return cli_usage("flows");
 	q.sensor = a.sensor;
 	q.flow_id = a.flow;
 	q.limit = a.limit;
-	if ((v = l4q_flows(a.dir, &q, err, sizeof(err))) == NULL) {
-		log_warnx("%s", err);
-		return EXIT_FAIL;
-	}
-	if (a.json)
-		return print_json(v);
-	printf("%-19s %-10s %-39s %-39s %6s %10s %12s %-30s %10s %12s\n", "flow_id", "sensor", "peer_a", "peer_b",
-	       "conns", "packets", "bytes", "first", "pps", "bps");
-	json_array_foreach(v, i, o) {
-		char t[TIMEARG_LEN];
-
-		fmt_time(o, "first_ns", t);
-		printf("%-19lld %-10s %-39s %-39s %6lld %10lld %12lld %-30s %10.1f %12.1f\n", jint(o, "flow_id"),
-		       jstr(o, "sensor"), jstr(o, "peer_a"), jstr(o, "peer_b"), jint(o, "conns"), jint(o, "packets"),
-		       jint(o, "bytes"), t, json_real_value(json_object_get(o, "pps")),
-		       json_real_value(json_object_get(o, "bps")));
-	}
-	json_decref(v);
-	return 0;
+	return list(&a, true, &q);
 }
 
 static int fd_sink(void *arg, const void *buf, size_t len)

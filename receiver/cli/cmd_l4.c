@@ -208,7 +208,8 @@ static int l4_conns(const struct l4_opts *o)
 		free(cl.v);
 		return EXIT_FAIL;
 	}
-	qsort(cl.v, cl.n, sizeof(*cl.v), by_conn_id);
+	if (cl.n > 0)
+		qsort(cl.v, cl.n, sizeof(*cl.v), by_conn_id);
 	printf("%-6s %-46s %-46s %8s %10s %8s %10s %14s %10s %-11s %s\n", "stream", "client", "server",
 	       "c>s_pkts", "c>s_bytes", "s>c_pkts", "s>c_bytes", "rel_start", "duration", "state",
 	       "retrans ooo gap_bytes bad_overlaps rtt_us zero_win resets midstream");

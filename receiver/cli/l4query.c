@@ -32,13 +32,14 @@ static sqlite3 *open_ro(const char *dir, char *err, size_t errlen)
 	return db;
 }
 
-/* Every row of st as an object keyed by column name. */
-static json_t *rows_json(sqlite3 *db, sqlite3_stmt *st, bool rates, char *err, size_t errlen)
+/* Calls fn with every row of st as an object keyed by column name (borrowed). Returns
+ * 0, fn's non-zero code, or -1 with err set. */
+static int rows_each(sqlite3 *db, sqlite3_stmt *st, bool rates, int (*fn)(void *arg, json_t *row), void *arg,
+		     char *err, size_t errlen)
 {
-	json_t *arr = json_array();
-	int rc;
+	int rc, ret = 0;
 
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+	while (ret == 0 && (rc = sqlite3_step(st)) == SQLITE_ROW) {
 		json_t *o = json_object();
 
 		for (int i = 0; i < sqlite3_column_count(st); i++) {
@@ -70,25 +71,35 @@ static json_t *rows_json(sqlite3 *db, sqlite3_stmt *st, bool rates, char *err, s
 			json_object_set_new(o, "pps", json_real(pk / secs));
 			json_object_set_new(o, "bps", json_real(by * 8 / secs));
 		}
-		json_array_append_new(arr, o);
+		ret = fn(arg, o);
+		json_decref(o);
 	}
-	if (rc != SQLITE_DONE) {
+	if (ret == 0 && rc != SQLITE_DONE) {
 		snprintf(err, errlen, "index: %s", sqlite3_errmsg(db));
-		json_decref(arr);
-		return NULL;
+		return -1;
 	}
-	return arr;
+	return ret;
 }
 
-static json_t *query(const char *dir, const char *sql, const struct l4q *q, bool rates, char *err, size_t errlen)
+static const char conns_sql[] =
+	"SELECT * FROM conns WHERE (?1 IS NULL OR sensor = ?1) AND (?2 = 0 OR last_ns >= ?2) "
+	"AND (?3 = 0 OR first_ns < ?3) AND (?4 = 0 OR flow_id = ?4) AND (?5 = 0 OR conn_id = ?5) "
+	"ORDER BY first_ns DESC, conn_id LIMIT ?6";
+static const char flows_sql[] =
+	"SELECT * FROM flows WHERE (?1 IS NULL OR sensor = ?1) AND (?2 = 0 OR last_ns >= ?2) "
+	"AND (?3 = 0 OR first_ns < ?3) AND (?4 = 0 OR flow_id = ?4) AND ?5 = ?5 "
+	"ORDER BY first_ns DESC, flow_id LIMIT ?6";
+
+int l4q_each(const char *dir, bool flows, const struct l4q *q, int (*fn)(void *arg, json_t *row), void *arg,
+	     char *err, size_t errlen)
 {
 	sqlite3 *db = open_ro(dir, err, errlen);
 	sqlite3_stmt *st = NULL;
-	json_t *res = NULL;
+	int rc = -1;
 
 	if (db == NULL)
-		return NULL;
-	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
+		return -1;
+	if (sqlite3_prepare_v2(db, flows ? flows_sql : conns_sql, -1, &st, NULL) != SQLITE_OK) {
 		/* No L4 tables: a repository no receiver with l4 enabled has dissected. */
 		snprintf(err, errlen, "index: %s (has the repository been dissected? see pcapline reindex)",
 			 sqlite3_errmsg(db));
@@ -101,29 +112,37 @@ static json_t *query(const char *dir, const char *sql, const struct l4q *q, bool
 	sqlite3_bind_int64(st, 4, (sqlite3_int64)q->flow_id);
 	sqlite3_bind_int64(st, 5, (sqlite3_int64)q->conn_id);
 	sqlite3_bind_int64(st, 6, q->limit ? q->limit : 1000);
-	res = rows_json(db, st, rates, err, errlen);
+	rc = rows_each(db, st, flows, fn, arg, err, errlen);
 out:
 	sqlite3_finalize(st);
 	sqlite3_close(db);
-	return res;
+	return rc;
+}
+
+static int append(void *arg, json_t *row)
+{
+	return json_array_append(arg, row) == 0 ? 0 : -1;
+}
+
+static json_t *collect(const char *dir, bool flows, const struct l4q *q, char *err, size_t errlen)
+{
+	json_t *arr = json_array();
+
+	if (arr != NULL && l4q_each(dir, flows, q, append, arr, err, errlen) != 0) {
+		json_decref(arr);
+		return NULL;
+	}
+	return arr;
 }
 
 json_t *l4q_conns(const char *dir, const struct l4q *q, char *err, size_t errlen)
 {
-	return query(dir,
-		     "SELECT * FROM conns WHERE (?1 IS NULL OR sensor = ?1) AND (?2 = 0 OR last_ns >= ?2) "
-		     "AND (?3 = 0 OR first_ns < ?3) AND (?4 = 0 OR flow_id = ?4) AND (?5 = 0 OR conn_id = ?5) "
-		     "ORDER BY first_ns DESC, conn_id LIMIT ?6",
-		     q, false, err, errlen);
+	return collect(dir, false, q, err, errlen);
 }
 
 json_t *l4q_flows(const char *dir, const struct l4q *q, char *err, size_t errlen)
 {
-	return query(dir,
-		     "SELECT * FROM flows WHERE (?1 IS NULL OR sensor = ?1) AND (?2 = 0 OR last_ns >= ?2) "
-		     "AND (?3 = 0 OR first_ns < ?3) AND (?4 = 0 OR flow_id = ?4) AND ?5 = ?5 "
-		     "ORDER BY first_ns DESC, flow_id LIMIT ?6",
-		     q, true, err, errlen);
+	return collect(dir, true, q, err, errlen);
 }
 
 json_t *l4q_stats(const char *dir, char *err, size_t errlen)

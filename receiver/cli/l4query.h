@@ -31,6 +31,10 @@ struct l4q {
 json_t *l4q_conns(const char *dir, const struct l4q *q, char *err, size_t errlen);
 /* An array of flow objects (flows view, with pps and bps over the flow's life). */
 json_t *l4q_flows(const char *dir, const struct l4q *q, char *err, size_t errlen);
+/* The same rows one at a time (borrowed by fn, which returns 0 to go on): for lists too
+ * long to hold. Returns 0, fn's non-zero code, or -1 with err set. */
+int l4q_each(const char *dir, bool flows, const struct l4q *q, int (*fn)(void *arg, json_t *row), void *arg,
+	     char *err, size_t errlen);
 
 /* An object with the dissection's counters (l4_stats) and pending_segments, the
  * segments not dissected yet; NULL with err set. */

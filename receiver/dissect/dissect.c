@@ -635,7 +635,8 @@ static int dissect_segment(struct dissect *d, int64_t seg_id, const char *sensor
 	/* The distinct connections of this segment and their packet counts. */
 	if ((ids = malloc((d->npos + 1) * sizeof(*ids))) == NULL || (counts = malloc((d->npos + 1) * sizeof(*counts))) == NULL)
 		goto done;
-	memcpy(ids, d->pos, d->npos * sizeof(*ids));
+	if (d->npos > 0)
+		memcpy(ids, d->pos, d->npos * sizeof(*ids));
 	qsort(ids, d->npos, sizeof(*ids), cmp_u64);
 	for (size_t i = 0; i < d->npos; i++) {
 		if (ids[i] == 0)
@@ -809,8 +810,10 @@ int dissect_reindex(struct dissect *d, const char *sensor, int64_t from_ns, int6
 	size_t n = 0, cap = 0;
 	int rc, done = 0;
 
+	/* The window is worked out in a read transaction (rx is a temporary table), so the
+	 * receiver writing meanwhile is not held up. */
 	if (exec_sql(d, "CREATE TEMP TABLE IF NOT EXISTS rx(seg_id INTEGER PRIMARY KEY); DELETE FROM rx;") != 0 ||
-	    exec_sql(d, "BEGIN IMMEDIATE") != 0)
+	    exec_sql(d, "BEGIN") != 0)
 		return -1;
 	if (sqlite3_prepare_v2(d->db,
 			       "INSERT OR IGNORE INTO rx SELECT id FROM segments WHERE (?1 IS NULL OR sensor = ?1) "
@@ -835,9 +838,6 @@ int dissect_reindex(struct dissect *d, const char *sensor, int64_t from_ns, int6
 	}
 	if (remember_ids(d) != 0)
 		goto fail;
-	if (exec_sql(d, "DELETE FROM conns WHERE conn_id IN (SELECT conn_id FROM conn_segs WHERE seg_id IN "
-			"(SELECT seg_id FROM rx)); DELETE FROM conn_segs WHERE seg_id IN (SELECT seg_id FROM rx);") != 0)
-		goto fail;
 	if (sqlite3_prepare_v2(d->db,
 			       "SELECT s.id, s.sensor, s.iface, s.path FROM segments s JOIN rx ON rx.seg_id = s.id "
 			       "ORDER BY s.min_ns, s.id",
@@ -859,6 +859,18 @@ int dissect_reindex(struct dissect *d, const char *sensor, int64_t from_ns, int6
 	s = NULL;
 	if (rc != SQLITE_DONE || exec_sql(d, "COMMIT") != 0)
 		goto fail;
+	/* The old rows go one segment per transaction: short write locks, whatever the
+	 * window's size. */
+	for (size_t i = 0; i < n; i++) {
+		char sql[256];
+
+		snprintf(sql, sizeof(sql),
+			 "BEGIN IMMEDIATE; DELETE FROM conns WHERE conn_id IN (SELECT conn_id FROM conn_segs WHERE "
+			 "seg_id = %lld); DELETE FROM conn_segs WHERE seg_id = %lld; COMMIT;",
+			 (long long)v[i].id, (long long)v[i].id);
+		if (exec_sql(d, sql) != 0)
+			goto fail;
+	}
 	for (size_t i = 0; i < n; i++)
 		if (dissect_segment(d, v[i].id, v[i].sensor, v[i].iface, v[i].path) == 0)
 			done++;

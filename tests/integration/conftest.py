@@ -27,6 +27,11 @@ DATA = ROOT / "tests" / "data"
 os.environ.setdefault("PCAPLINE_API_LISTEN", "")
 
 
+def sanitized(binary):
+    """True for a binary built with ASan (make SAN=1): its memory figures are not judged."""
+    return b"__asan_init" in Path(binary).read_bytes()
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import BUILD, DATA, Proc, free_port, tls_args, wait_listening
+from conftest import BUILD, DATA, Proc, free_port, sanitized, tls_args, wait_listening
 
 PCAPLINE = BUILD / "pcapline"
 PCAPS = DATA / "pcaps"
@@ -434,4 +434,6 @@ def test_half_open_flood_stays_within_the_connection_cap(binaries, certs, tmp_pa
     print(f"receiver peak RSS {hwm_kib / 1024:.1f} MiB")
     log = rx.text()
     assert "evicted" in log
+    if sanitized(receiver_bin):
+        pytest.skip(f"peak RSS {hwm_kib} KiB not judged under ASan (its quarantine holds freed memory)")
     assert hwm_kib * 1024 < cap * 512 + 160 * 2**20, hwm_kib

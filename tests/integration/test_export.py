@@ -32,7 +32,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import BUILD, DATA, Proc, free_port, tls_args, wait_listening
+from conftest import BUILD, DATA, Proc, free_port, sanitized, tls_args, wait_listening
 
 PCAPLINE = BUILD / "pcapline"
 PCAPS = DATA / "pcaps"
@@ -838,10 +838,6 @@ def big_repo(binaries, certs, tmp_path_factory):
                            env={"PCAPLINE_STORAGE_SEGMENT_SIZE": "16M"})
     (work / "big.pcap").unlink()
     return data, n, size
-
-
-def sanitized(binary):
-    return b"__asan_init" in Path(binary).read_bytes()
 
 
 def test_large_export_keeps_memory_flat(big_repo, tmp_path):

@@ -16,7 +16,7 @@ from decimal import Decimal
 
 import pytest
 
-from conftest import BUILD
+from conftest import BUILD, sanitized
 
 from scapy.all import IP, TCP, UDP, Ether, IPv6, IPv6ExtHdrFragment, Raw, fragment, fragment6, wrpcap
 
@@ -585,9 +585,11 @@ def test_one_million_half_open(flood, cap):
     assert st["connections"] == 1_000_000
     assert st["evicted"] == 1_000_000 - cap
     assert st["ended_idle"] == st["port_reuse"] == st["fragments"] == 0
-    assert st["max_rss_kib"] < cap * 512 // 1024 + BASE_KIB, st
     # and the connections were really held: at least their 272-byte l4_conn_info each
     assert st["max_rss_kib"] > cap * 272 // 1024, st
+    if sanitized(CLI):
+        pytest.skip(f"peak RSS {st['max_rss_kib']} KiB not judged under ASan (its quarantine holds freed memory)")
+    assert st["max_rss_kib"] < cap * 512 // 1024 + BASE_KIB, st
 
 
 def test_stats_memory_is_its_own(tmp_path):
