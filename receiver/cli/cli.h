@@ -25,6 +25,10 @@ int cmd_conns(int argc, char **argv);
 int cmd_flows(int argc, char **argv);
 int cmd_pcap(int argc, char **argv);
 int cmd_reindex(int argc, char **argv);
+int cmd_follow(int argc, char **argv);
+
+/* `pcapline l4 follow --no-timeouts PATH INDEX`: for cmd_follow. Returns an exit code. */
+int cli_follow_file(const char *path, uint64_t index);
 
 /* Prints the usage of one command (or of all when name is NULL) to stderr, returns
  * EXIT_CONFIG: `return cli_usage("export");` after a bad argument. */

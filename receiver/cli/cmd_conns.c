@@ -6,6 +6,7 @@
  *   pcapline flows    [--dir D] [--sensor S] [--from T] [--to T] [--limit N] [--json]
  *   pcapline pcap     (--conn ID | --flow ID) -o FILE [--dir D]
  *   pcapline reindex  --from T --to T [--sensor S] [--dir D]
+ *   pcapline follow   --conn ID [--dir D]
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -326,4 +327,54 @@ int cmd_reindex(int argc, char **argv)
 	dissect_close(d, true);
 	log_info("re-dissected %d segment(s)", n);
 	return 0;
+}
+
+/* The reassembled streams of one stored TCP connection: its capture (l4q_pcap) into an
+ * unlinked temporary file, then what `pcapline l4 follow` prints for it. */
+int cmd_follow(int argc, char **argv)
+{
+	struct args a;
+	char err[1024] = "", path[64];
+	uint64_t packets;
+	json_t *v;
+	struct l4q q = {0};
+	int fd, rc;
+
+	if (parse_args("follow", argc, argv, &a) != 0 || a.conn == 0 || a.flow != 0) {
+		if (a.conn == 0)
+			log_warnx("--conn ID is required");
+		return cli_usage("follow");
+	}
+	q.conn_id = a.conn;
+	q.limit = 1;
+	if ((v = l4q_conns(a.dir, &q, err, sizeof(err))) == NULL) {
+		log_warnx("%s", err);
+		return EXIT_FAIL;
+	}
+	const char *proto = json_string_value(json_object_get(json_array_get(v, 0), "proto"));
+
+	if (json_array_size(v) == 0 || proto == NULL || strcmp(proto, "tcp") != 0) {
+		log_warnx(json_array_size(v) ? "connection %" PRIu64 " is not TCP: see pcapline pcap"
+					     : "no connection %" PRIu64 " in the index",
+			  a.conn);
+		json_decref(v);
+		return EXIT_FAIL;
+	}
+	json_decref(v);
+	snprintf(path, sizeof(path), "/tmp/pcapline-follow-XXXXXX");
+	if ((fd = mkstemp(path)) < 0) {
+		log_warn("%s", path);
+		return EXIT_FAIL;
+	}
+	unlink(path);
+	rc = l4q_pcap(a.dir, false, a.conn, fd_sink, &fd, &packets, err, sizeof(err));
+	if (rc != 0) {
+		log_warnx("%s", err[0] ? err : strerror(-rc));
+		close(fd);
+		return EXIT_FAIL;
+	}
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	rc = cli_follow_file(path, 0);
+	close(fd);
+	return rc;
 }

@@ -284,6 +284,16 @@ out:
 	return rc;
 }
 
+int cli_follow_file(const char *path, uint64_t index)
+{
+	struct l4_opts o;
+
+	memset(&o, 0, sizeof(o));
+	o.lim.timeout_closed_ns = o.lim.timeout_short_ns = o.lim.timeout_tcp_ns = UINT64_MAX;
+	o.path = path;
+	return l4_follow(&o, index);
+}
+
 static double cpu_seconds(void)
 {
 	struct rusage ru;

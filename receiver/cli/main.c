@@ -52,6 +52,10 @@ static const struct cli_cmd {
 	 "--conn ID | --flow ID  -o FILE [--dir DIR]",
 	 "the exact packets of one connection or of one flow, as a pcap (-o - for stdout),\n"
 	 "read from the segments through their position files"},
+	{"follow", cmd_follow,
+	 "--conn ID [--dir DIR]",
+	 "the reassembled client and server bytes of one stored TCP connection, in the format\n"
+	 "of `tshark -q -z follow,tcp,raw` (gaps marked as tshark marks them)"},
 	{"reindex", cmd_reindex,
 	 "--from T --to T [--sensor S] [--dir DIR]",
 	 "rebuild the connections and flows of a window (widened to whole connections) from\n"

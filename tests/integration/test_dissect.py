@@ -249,6 +249,26 @@ def test_connection_pcap_equals_tshark_stream(repo, tmp_path):
             assert read_records(out) == tshark_extract(cap, f"{proto}.stream == {s}", tmp_path / "t.pcap"), s
 
 
+def test_follow_a_stored_connection(repo):
+    """pcapline follow --conn ID prints what tshark's follow,tcp,raw prints for the same
+    stream of the original capture (but the stream number in its Filter line)."""
+    data, _ = repo
+    streams = tshark_streams(TCP_CAP, "tcp")
+    by_tuple = {(c["client"], c["client_port"], c["server"], c["server_port"]): c
+                for c in conns_json(data, "--sensor", "s1")}
+    for s in sorted(streams)[::125]:
+        ours = cli("follow", "--dir", data, "--conn", by_tuple[streams[s]]["conn_id"]).stdout
+        theirs = subprocess.run(["tshark", "-r", TCP_CAP, "-q", "-z", f"follow,tcp,raw,{s}"], capture_output=True,
+                                check=True).stdout
+        assert ours.replace(b"tcp.stream eq 0\n", f"tcp.stream eq {s}\n".encode()) == theirs, s
+        assert len(ours) > 300
+    udp = next(c for c in conns_json(data, "--sensor", "s2") if c["proto"] == "udp")
+    r = cli("follow", "--dir", data, "--conn", udp["conn_id"], check=False)
+    assert r.returncode == 1 and b"is not TCP" in r.stderr
+    r = cli("follow", "--dir", data, "--conn", "999999999", check=False)
+    assert r.returncode == 1 and b"no connection 999999999" in r.stderr
+
+
 def test_flow_pcap_and_rates(repo, tmp_path):
     data, _ = repo
     flows = json.loads(cli("flows", "--dir", data, "--json", "--sensor", "s1").stdout)
