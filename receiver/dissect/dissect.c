@@ -22,6 +22,7 @@
 
 enum {
 	Q_PENDING,
+	Q_MAX_ID,
 	Q_SEG_EXISTS,
 	Q_CONN,
 	Q_CONN_SEG,
@@ -35,8 +36,11 @@ enum {
 };
 
 static const char *const dissect_sql[Q_COUNT] = {
-	[Q_PENDING] = "SELECT s.id, s.sensor, s.iface, s.path FROM segments s WHERE NOT EXISTS "
+	/* Segments above ?2 only: those below were all done at the last look (see
+	 * dissect_pending()), so a poll does not walk a large index. */
+	[Q_PENDING] = "SELECT s.id, s.sensor, s.iface, s.path FROM segments s WHERE s.id > ?2 AND NOT EXISTS "
 		      "(SELECT 1 FROM l4_done d WHERE d.seg_id = s.id) ORDER BY s.min_ns, s.id LIMIT ?1",
+	[Q_MAX_ID] = "SELECT coalesce(max(id), 0) FROM segments",
 	[Q_SEG_EXISTS] = "SELECT 1 FROM segments WHERE id = ?1",
 	[Q_CONN] = "INSERT OR REPLACE INTO conns(conn_id, flow_id, sensor, iface, proto, client, client_port, server, "
 		   "server_port, state, ended, first_ns, last_ns, c_pkts, c_bytes, s_pkts, s_bytes, c_payload, s_payload, "
@@ -79,6 +83,8 @@ struct idmap {
 struct dissect {
 	char dir[INDEX_MAX_PATH];
 	uint64_t id_next, id_end; /* the reserved block [next, end) */
+	int64_t done_below;       /* every segment id <= this was dissected at the last look */
+	time_t full_look;         /* when the next look from id 0 is due */
 	struct idmap old;
 	sqlite3 *db;
 	sqlite3_stmt *st[Q_COUNT];
@@ -710,9 +716,22 @@ int dissect_pending(struct dissect *d, int max)
 	sqlite3_stmt *s = d->st[Q_PENDING];
 	int n = 0, rc = SQLITE_DONE;
 
+	int64_t top = 0;
+	time_t now = time(NULL);
+
 	if (v == NULL)
 		return -1;
+	/* Every minute from the start: a segment row can come back below the mark (a
+	 * reconcile, an id SQLite gives again). */
+	if (now >= d->full_look) {
+		d->done_below = 0;
+		d->full_look = now + 60;
+	}
+	if (sqlite3_step(d->st[Q_MAX_ID]) == SQLITE_ROW)
+		top = sqlite3_column_int64(d->st[Q_MAX_ID], 0);
+	sqlite3_reset(d->st[Q_MAX_ID]);
 	sqlite3_bind_int(s, 1, max);
+	sqlite3_bind_int64(s, 2, d->done_below);
 	while (n < max && (rc = sqlite3_step(s)) == SQLITE_ROW)
 		seg_ref_fill(&v[n++], s);
 	sqlite3_reset(s);
@@ -722,6 +741,9 @@ int dissect_pending(struct dissect *d, int max)
 		free(v);
 		return -1;
 	}
+	/* All pending ones fitted: once they are done, nothing up to top is left. */
+	if (n < max)
+		d->done_below = top;
 	for (int i = 0; i < n; i++)
 		dissect_segment(d, v[i].id, v[i].sensor, v[i].iface, v[i].path);
 	free(v);
