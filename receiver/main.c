@@ -412,7 +412,8 @@ int main(int argc, char **argv)
 			.timeout_short_ns = R.conf.l4_short_timeout * 1000000,
 			.timeout_closed_ns = R.conf.l4_closed_timeout * 1000000,
 		};
-		R.dissect = dissect_worker_start(so.dir, &lim, err, sizeof(err));
+		R.dissect = dissect_worker_start(so.dir, &lim, (unsigned)((R.conf.stats_interval + 999) / 1000), err,
+						 sizeof(err));
 		if (!R.dissect)
 			fatalx(EXIT_CONFIG, "%s", err);
 	}

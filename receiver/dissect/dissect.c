@@ -944,6 +944,7 @@ struct dissect_worker {
 	pthread_cond_t cv;
 	bool stop;
 	struct timespec drain_until; /* when stopping: pending segments until then */
+	unsigned log_s;               /* counters logged this often (when they changed) */
 	struct dissect *d;
 };
 
@@ -952,10 +953,27 @@ static bool before(const struct timespec *a, const struct timespec *b)
 	return a->tv_sec < b->tv_sec || (a->tv_sec == b->tv_sec && a->tv_nsec < b->tv_nsec);
 }
 
+/* The counters, logged every stats interval when they changed. */
+static void log_counters(struct dissect *d, uint64_t *last_packets)
+{
+	const struct l4_stats *l = l4_stats(d->l4);
+
+	if (d->stats.packets == *last_packets)
+		return;
+	*last_packets = d->stats.packets;
+	log_info("dissect: %" PRIu64 " segments, %" PRIu64 " packets (%" PRIu64 " in connections), %" PRIu64
+		 " connections (%" PRIu64 " tracked, %" PRIu64 " evicted at the table limit, %" PRIu64
+		 " ended idle), %" PRIu64 " frames not decoded, %" PRIu64 " IP fragments dropped, %" PRIu64
+		 " buffer-limit gaps, %" PRIu64 " segments failed",
+		 d->stats.segments, d->stats.packets, d->stats.in_conns, l->conns, l->live, l->evicted, l->ended_idle,
+		 l->decode_errs, l->frag_dropped, l->buf_flushes, d->stats.failed);
+}
+
 static void *worker_main(void *arg)
 {
 	struct dissect_worker *w = arg;
-	uint64_t reported = 0;
+	uint64_t reported = 0, logged = 0;
+	time_t next_log = time(NULL) + w->log_s;
 
 	for (;;) {
 		struct timespec until;
@@ -975,6 +993,10 @@ static void *worker_main(void *arg)
 			continue;
 		}
 		n = dissect_pending(w->d, 4);
+		if (time(NULL) >= next_log) {
+			log_counters(w->d, &logged);
+			next_log = time(NULL) + w->log_s;
+		}
 		if (dissect_stats(w->d)->failed != reported) {
 			reported = dissect_stats(w->d)->failed;
 			log_warnx("dissect: %" PRIu64 " segment(s) could not be dissected so far (see above)", reported);
@@ -996,8 +1018,8 @@ static void *worker_main(void *arg)
 	return NULL;
 }
 
-struct dissect_worker *dissect_worker_start(const char *dir, const struct l4_limits *limits, char *err,
-					    size_t errlen)
+struct dissect_worker *dissect_worker_start(const char *dir, const struct l4_limits *limits, unsigned log_s,
+					    char *err, size_t errlen)
 {
 	struct dissect_worker *w = calloc(1, sizeof(*w));
 
@@ -1010,6 +1032,7 @@ struct dissect_worker *dissect_worker_start(const char *dir, const struct l4_lim
 		return NULL;
 	}
 	dissect_mark_open_ended(w->d, "receiver stopped");
+	w->log_s = log_s ? log_s : 30;
 	pthread_mutex_init(&w->mu, NULL);
 	pthread_cond_init(&w->cv, NULL);
 	if ((errno = pthread_create(&w->th, NULL, worker_main, w)) != 0) {

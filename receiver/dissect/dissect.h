@@ -69,10 +69,11 @@ int dissect_reindex(struct dissect *d, const char *sensor, int64_t from_ns, int6
 const struct dissect_stats *dissect_stats(const struct dissect *d);
 const struct l4_stats *dissect_l4_stats(const struct dissect *d);
 
-/* A thread that runs dissect_pending() on dir until dissect_worker_stop(). */
+/* A thread that runs dissect_pending() on dir until dissect_worker_stop(), logging the
+ * counters every log_s seconds when they changed. */
 struct dissect_worker;
-struct dissect_worker *dissect_worker_start(const char *dir, const struct l4_limits *limits, char *err,
-					    size_t errlen);
+struct dissect_worker *dissect_worker_start(const char *dir, const struct l4_limits *limits, unsigned log_s,
+					    char *err, size_t errlen);
 /* Stops and joins the thread, after dissecting what is pending for up to drain_ms (the
  * segments the store closed on its way out); open connections stay open in the index
  * (the next start marks them). Accepts NULL. */

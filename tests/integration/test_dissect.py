@@ -428,7 +428,8 @@ def test_half_open_flood_stays_within_the_connection_cap(binaries, certs, tmp_pa
     syn_flood_pcap(flood, n)
     data = tmp_path / "data"
     port = free_port()
-    env = {"PCAPLINE_L4_MAX_CONNS": str(cap), "PCAPLINE_STORAGE_SEGMENT_TIME": "1s"}
+    env = {"PCAPLINE_L4_MAX_CONNS": str(cap), "PCAPLINE_STORAGE_SEGMENT_TIME": "1s",
+           "PCAPLINE_LOG_STATS_INTERVAL": "1s"}
     rx = Proc([receiver_bin, "-l", f"127.0.0.1:{port}", "-d", data] + tls_args(certs, "receiver"),
               tmp_path / "receiver.log", env=env)
     try:
@@ -441,6 +442,12 @@ def test_half_open_flood_stays_within_the_connection_cap(binaries, certs, tmp_pa
         wait_dissected(data, timeout=240)
         print(f"dissection backlog after the replay: {time.time() - t:.1f} s")
         status = Path(f"/proc/{rx.p.pid}/status").read_text()
+        # The counters reach the log while the receiver runs, not only at its end.
+        want = f"{n} connections ({cap} tracked, {n - cap} evicted at the table limit"
+        deadline = time.time() + 5
+        while want not in rx.text() and time.time() < deadline:
+            time.sleep(0.2)
+        assert want in rx.text()
     finally:
         assert rx.stop(timeout=120) == 0, rx.text()
     st = json.loads(cli("conns", "--stats", "--dir", data, "--json").stdout)
