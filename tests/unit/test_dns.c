@@ -659,10 +659,10 @@ static void test_ptr(void **state)
 
 	(void)state;
 	m_hdr(&m, 0x8180, 1, 1);
-	m_question(&m, "4.3.2.10.in-addr.arpa", 12);
-	m_rr_name(&m, "4.3.2.10.in-addr.arpa", 12, "Host.Test");
+	m_question(&m, "4.2.18.198.in-addr.arpa", 12);
+	m_rr_name(&m, "4.2.18.198.in-addr.arpa", 12, "Host.Test");
 	assert_int_equal(parse(&m, &c), 1);
-	assert_string_equal(c.lines[0], "0 10.2.3.4 host.test");
+	assert_string_equal(c.lines[0], "0 198.18.2.4 host.test");
 
 	m_hdr(&m, 0x8180, 1, 1);
 	m_question(&m, v6q, 12);
@@ -679,10 +679,10 @@ static void test_ptr(void **state)
 
 	/* No question (mDNS): PTR owners that are reverse names map directly. */
 	m_hdr(&m, 0x8400, 0, 2);
-	m_rr_name(&m, "9.0.0.10.in-addr.arpa", 12, "nine.local");
+	m_rr_name(&m, "9.0.18.198.in-addr.arpa", 12, "nine.local");
 	m_rr_name(&m, "_http._tcp.local", 12, "web._http._tcp.local");
 	assert_int_equal(parse(&m, &c), 1);
-	assert_string_equal(c.lines[0], "0 10.0.0.9 nine.local");
+	assert_string_equal(c.lines[0], "0 198.18.0.9 nine.local");
 }
 
 static void test_reverse_names(void **state)

@@ -17,7 +17,7 @@
 
 #include "l4.h"
 
-static const uint8_t ip_a[4] = {10, 0, 0, 1}, ip_b[4] = {10, 0, 0, 2}, ip_c[4] = {10, 0, 0, 3};
+static const uint8_t ip_a[4] = {198, 18, 0, 1}, ip_b[4] = {198, 18, 0, 2}, ip_c[4] = {198, 18, 0, 3};
 
 struct rec {
 	char out[2][4096];

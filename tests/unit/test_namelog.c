@@ -94,21 +94,21 @@ static void test_addresses(void **state)
 	static const struct {
 		const char *in, *out;
 	} ok[] = {
-		{"10.0.0.1", "10.0.0.1"},
-		{"10.0.0.1:80", "10.0.0.1:80"},
+		{"198.18.0.1", "198.18.0.1"},
+		{"198.18.0.1:80", "198.18.0.1:80"},
 		{"2001:DB8:0:0::1", "2001:db8::1"},
 		{"[2001:db8::1]", "2001:db8::1"},
 		{"[2001:db8::1]:443", "[2001:db8::1]:443"},
-		{"::ffff:10.0.0.1", "::ffff:10.0.0.1"},
+		{"::ffff:198.18.0.1", "::ffff:198.18.0.1"},
 		{"::", "::"},
 	};
-	static const char *const bad[] = {"", "x", "10.0.0", "10.0.0.1:", "10.0.0.1:0", "10.0.0.1:65536",
-					  "10.0.0.1:8a", "[2001:db8::1", "[2001:db8::1]x", "[10.0.0.1]:80",
-					  "2001:db8::1:80x", "10.0.0.1:80:80"};
+	static const char *const bad[] = {"", "x", "198.18.0", "198.18.0.1:", "198.18.0.1:0", "198.18.0.1:65536",
+					  "198.18.0.1:8a", "[2001:db8::1", "[2001:db8::1]x", "[198.18.0.1]:80",
+					  "2001:db8::1:80x", "198.18.0.1:80:80"};
 
 	(void)state;
-	names_addr_format(4, (const uint8_t *)"\x0a\x00\x00\x01", 0, out);
-	assert_string_equal(out, "10.0.0.1");
+	names_addr_format(4, (const uint8_t *)"\xc6\x12\x00\x01", 0, out);
+	assert_string_equal(out, "198.18.0.1");
 	names_addr_format(6, v6, 53, out);
 	assert_string_equal(out, "[2001:db8::1]:53");
 	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
@@ -135,12 +135,12 @@ static void test_append_and_repeats(void **state)
 	m.n = 4;
 	ev(&m.ev[0], 1000, PROTO_NSRC_DNS, "198.18.0.50", 0, "x.test", "");
 	ev(&m.ev[1], 2000, PROTO_NSRC_DNS, "198.18.0.50", 0, "x.test", ""); /* repeat */
-	ev(&m.ev[2], 3000, PROTO_NSRC_STATIC, "10.0.0.5", 5432, "db", "prod");
+	ev(&m.ev[2], 3000, PROTO_NSRC_STATIC, "198.18.0.5", 5432, "db", "prod");
 	ev(&m.ev[3], 4000, 9, "198.18.0.50", 0, "y.test", ""); /* an unknown source */
 	assert_int_equal(names_log_append(l, &m, err, sizeof(err)), 3);
 	assert_string_equal(slurp("s1"),
 			    "{\"t\":1000,\"addr\":\"198.18.0.50\",\"name\":\"x.test\",\"ns\":\"\",\"src\":\"dns\"}\n"
-			    "{\"t\":3000,\"addr\":\"10.0.0.5:5432\",\"name\":\"db\",\"ns\":\"prod\",\"src\":\"static\"}\n"
+			    "{\"t\":3000,\"addr\":\"198.18.0.5:5432\",\"name\":\"db\",\"ns\":\"prod\",\"src\":\"static\"}\n"
 			    "{\"t\":4000,\"addr\":\"198.18.0.50\",\"name\":\"y.test\",\"ns\":\"\",\"src\":\"other\"}\n");
 	assert_int_equal(names_log_counters(l)->written, 3);
 	assert_int_equal(names_log_counters(l)->repeats, 1);
@@ -150,9 +150,9 @@ static void test_append_and_repeats(void **state)
 	 * from the file; a namespace change is not. */
 	l = names_log_open(st, "s1");
 	m.n = 3;
-	ev(&m.ev[0], 3000, PROTO_NSRC_STATIC, "10.0.0.5", 5432, "db", "prod");
+	ev(&m.ev[0], 3000, PROTO_NSRC_STATIC, "198.18.0.5", 5432, "db", "prod");
 	ev(&m.ev[1], 4000, PROTO_NSRC_DNS, "198.18.0.50", 0, "y.test", "");
-	ev(&m.ev[2], 5000, PROTO_NSRC_STATIC, "10.0.0.5", 5432, "db", "staging");
+	ev(&m.ev[2], 5000, PROTO_NSRC_STATIC, "198.18.0.5", 5432, "db", "staging");
 	assert_int_equal(names_log_append(l, &m, err, sizeof(err)), 1);
 	assert_int_equal(names_log_counters(l)->repeats, 2);
 	/* An old mapping coming back (X again) is a change. */
@@ -182,22 +182,22 @@ static void test_torn_tail(void **state)
 	char err[512];
 
 	(void)state;
-	put_file("s2", "{\"t\":1,\"addr\":\"10.0.0.1\",\"name\":\"a\",\"ns\":\"\",\"src\":\"dns\"}\n"
-		       "{\"t\":2,\"addr\":\"10.0.0.2\",\"name\":\"b\",\"ns\":\"\",\"sr");
+	put_file("s2", "{\"t\":1,\"addr\":\"198.18.0.1\",\"name\":\"a\",\"ns\":\"\",\"src\":\"dns\"}\n"
+		       "{\"t\":2,\"addr\":\"198.18.0.2\",\"name\":\"b\",\"ns\":\"\",\"sr");
 	l = names_log_open(st, "s2");
 	m.n = 2;
-	ev(&m.ev[0], 3, PROTO_NSRC_DNS, "10.0.0.1", 0, "a", ""); /* a repeat of line 1 */
-	ev(&m.ev[1], 4, PROTO_NSRC_DNS, "10.0.0.2", 0, "b", ""); /* the torn line did not count */
+	ev(&m.ev[0], 3, PROTO_NSRC_DNS, "198.18.0.1", 0, "a", ""); /* a repeat of line 1 */
+	ev(&m.ev[1], 4, PROTO_NSRC_DNS, "198.18.0.2", 0, "b", ""); /* the torn line did not count */
 	assert_int_equal(names_log_append(l, &m, err, sizeof(err)), 1);
-	assert_string_equal(slurp("s2"), "{\"t\":1,\"addr\":\"10.0.0.1\",\"name\":\"a\",\"ns\":\"\",\"src\":\"dns\"}\n"
-					 "{\"t\":4,\"addr\":\"10.0.0.2\",\"name\":\"b\",\"ns\":\"\",\"src\":\"dns\"}\n");
+	assert_string_equal(slurp("s2"), "{\"t\":1,\"addr\":\"198.18.0.1\",\"name\":\"a\",\"ns\":\"\",\"src\":\"dns\"}\n"
+					 "{\"t\":4,\"addr\":\"198.18.0.2\",\"name\":\"b\",\"ns\":\"\",\"src\":\"dns\"}\n");
 	names_log_close(l);
 	/* A file that is one torn line. */
 	put_file("s3", "{\"t\":1,\"addr\"");
 	l = names_log_open(st, "s3");
 	m.n = 1;
 	assert_int_equal(names_log_append(l, &m, err, sizeof(err)), 1);
-	assert_string_equal(slurp("s3"), "{\"t\":3,\"addr\":\"10.0.0.1\",\"name\":\"a\",\"ns\":\"\",\"src\":\"dns\"}\n");
+	assert_string_equal(slurp("s3"), "{\"t\":3,\"addr\":\"198.18.0.1\",\"name\":\"a\",\"ns\":\"\",\"src\":\"dns\"}\n");
 	names_log_close(l);
 	names_store_free(st);
 }
@@ -219,14 +219,14 @@ static void test_names_at(void **state)
 		 "{\"t\":100,\"addr\":\"198.18.0.50\",\"name\":\"x.test\",\"ns\":\"\",\"src\":\"dns\"}\n"
 		 "{\"t\":300,\"addr\":\"198.18.0.50\",\"name\":\"y.test\",\"ns\":\"\",\"src\":\"dns\"}\n"
 		 "{\"t\":200,\"addr\":\"198.18.0.50\",\"name\":\"late.test\",\"ns\":\"\",\"src\":\"dns\"}\n"
-		 "{\"t\":300,\"addr\":\"10.0.0.5:5432\",\"name\":\"db\",\"ns\":\"prod\",\"src\":\"static\"}\n"
-		 "{\"t\":100,\"addr\":\"10.0.0.5\",\"name\":\"host5\",\"ns\":\"\",\"src\":\"hosts\"}\n"
-		 "{\"t\":500,\"addr\":\"10.0.0.5:5432\",\"name\":\"\",\"ns\":\"\",\"src\":\"static\"}\n"
+		 "{\"t\":300,\"addr\":\"198.18.0.5:5432\",\"name\":\"db\",\"ns\":\"prod\",\"src\":\"static\"}\n"
+		 "{\"t\":100,\"addr\":\"198.18.0.5\",\"name\":\"host5\",\"ns\":\"\",\"src\":\"hosts\"}\n"
+		 "{\"t\":500,\"addr\":\"198.18.0.5:5432\",\"name\":\"\",\"ns\":\"\",\"src\":\"static\"}\n"
 		 "not json\n"
-		 "{\"t\":-1,\"addr\":\"10.9.9.9\",\"name\":\"neg\"}\n"
-		 "{\"t\":1.5,\"addr\":\"10.9.9.9\",\"name\":\"frac\"}\n"
-		 "{\"t\":1,\"t\":2,\"addr\":\"10.9.9.9\",\"name\":\"dup\"}\n"
-		 "{\"t\":1,\"addr\":\"10.9.9.9\"}\n"
+		 "{\"t\":-1,\"addr\":\"198.18.9.9\",\"name\":\"neg\"}\n"
+		 "{\"t\":1.5,\"addr\":\"198.18.9.9\",\"name\":\"frac\"}\n"
+		 "{\"t\":1,\"t\":2,\"addr\":\"198.18.9.9\",\"name\":\"dup\"}\n"
+		 "{\"t\":1,\"addr\":\"198.18.9.9\"}\n"
 		 "{\"t\":1,\"addr\":\"\",\"name\":\"noaddr\"}\n"
 		 "  { \"x\" : [1, {\"y\": null}, true, \"s\\\"\"] , \"t\" : 1 , \"addr\" : \"2001:DB8::1\" ,"
 		 " \"name\" : \"v6\\u002etest\" }  \n"
@@ -247,18 +247,18 @@ static void test_names_at(void **state)
 	assert_int_equal(at("q", "198.18.0.50", UINT64_MAX, name), 1); /* a torn last line is not read */
 	assert_string_equal(name, "w.test");
 	/* A port falls back to the address; an ended mapping (empty name) too. */
-	assert_int_equal(at("q", "10.0.0.5:5432", 350, name), 1);
+	assert_int_equal(at("q", "198.18.0.5:5432", 350, name), 1);
 	assert_string_equal(name, "db");
-	assert_int_equal(names_at(root, "q", "10.0.0.5:5432", 350, name, sizeof(name), ns, sizeof(ns)), 1);
+	assert_int_equal(names_at(root, "q", "198.18.0.5:5432", 350, name, sizeof(name), ns, sizeof(ns)), 1);
 	assert_string_equal(ns, "prod");
-	assert_int_equal(at("q", "10.0.0.5:5432", 600, name), 1);
+	assert_int_equal(at("q", "198.18.0.5:5432", 600, name), 1);
 	assert_string_equal(name, "host5");
-	assert_int_equal(at("q", "10.0.0.5:80", 150, name), 1);
+	assert_int_equal(at("q", "198.18.0.5:80", 150, name), 1);
 	assert_string_equal(name, "host5");
-	assert_int_equal(at("q", "10.0.0.5", 350, name), 1);
+	assert_int_equal(at("q", "198.18.0.5", 350, name), 1);
 	assert_string_equal(name, "host5");
 	/* Malformed lines are skipped; whitespace, unknown fields and escapes are fine. */
-	assert_int_equal(at("q", "10.9.9.9", 10, name), 0);
+	assert_int_equal(at("q", "198.18.9.9", 10, name), 0);
 	assert_int_equal(at("q", "2001:db8::1", 10, name), 1);
 	assert_string_equal(name, "v6.test");
 	assert_int_equal(at("q", "[2001:db8:0::1]:99", 10, name), 1);
@@ -267,18 +267,19 @@ static void test_names_at(void **state)
 	assert_int_equal(names_at(root, "q", "198.18.0.50", 100, name, 3, ns, sizeof(ns)), 1);
 	assert_string_equal(name, "x.");
 	/* Errors. */
-	assert_int_equal(at("none", "10.0.0.1", 1, name), -ENOENT);
-	assert_int_equal(at("../q", "10.0.0.1", 1, name), -EINVAL);
+	assert_int_equal(at("none", "198.18.0.1", 1, name), -ENOENT);
+	assert_int_equal(at("../q", "198.18.0.1", 1, name), -EINVAL);
 	assert_int_equal(at("q", "not-an-ip", 1, name), -EINVAL);
 
 	/* A line longer than any we read, then a good one. */
 	memset(big, 'x', sizeof(big));
-	memcpy(big, "{\"t\":1,\"addr\":\"10.1.1.1\",\"name\":\"", 33);
-	strcpy(big + sizeof(big) - 64, "\"}\n{\"t\":2,\"addr\":\"10.1.1.1\",\"name\":\"ok\"}\n");
+	static const char head[] = "{\"t\":1,\"addr\":\"198.19.1.1\",\"name\":\"";
+	memcpy(big, head, sizeof(head) - 1);
+	strcpy(big + sizeof(big) - 64, "\"}\n{\"t\":2,\"addr\":\"198.19.1.1\",\"name\":\"ok\"}\n");
 	put_file("long", big);
-	assert_int_equal(at("long", "10.1.1.1", 5, name), 1);
+	assert_int_equal(at("long", "198.19.1.1", 5, name), 1);
 	assert_string_equal(name, "ok");
-	assert_int_equal(at("long", "10.1.1.1", 1, name), 0);
+	assert_int_equal(at("long", "198.19.1.1", 1, name), 0);
 }
 
 int main(void)

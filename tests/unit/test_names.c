@@ -184,12 +184,12 @@ static void test_check(void **state)
 {
 	char err[512];
 	static const char *const bad_static[] = {
-		"10.0.0.1",           "x=y",           "10.0.0.1=",       "10.0.0.1=a..b",  "10.0.0.1:0=a",
-		"[::1]:70000=a",      "10.0.0.1=a@",   "10.0.0.1=a@b@c",  "10.0.0.1=a b",   "[::1=a",
-		"10.0.0.1:80:80=a",   "1.2.3=a",       "=a",              "[10.0.0.1]:80=a", "10.0.0.1=-x.",
+		"198.18.0.1",           "x=y",           "198.18.0.1=",       "198.18.0.1=a..b",  "198.18.0.1:0=a",
+		"[::1]:70000=a",      "198.18.0.1=a@",   "198.18.0.1=a@b@c",  "198.18.0.1=a b",   "[::1=a",
+		"198.18.0.1:80:80=a",   "1.2.3=a",       "=a",              "[198.18.0.1]:80=a", "198.18.0.1=-x.",
 	};
 	static const char *const good_static[] = {
-		"10.0.0.1=a", "10.0.0.1:80=Web.Example@Prod", "2001:db8::1=v6", "[2001:db8::1]:443=api@ns-1",
+		"198.18.0.1=a", "198.18.0.1:80=Web.Example@Prod", "2001:db8::1=v6", "[2001:db8::1]:443=api@ns-1",
 		"[2001:db8::2]=x", "192.0.2.1=_svc._tcp.local",
 	};
 	static const char *const bad_ports[] = {"0", "65536", "x", "", "53x", "-1"};
@@ -219,8 +219,8 @@ static void test_check(void **state)
 static void test_configured(void **state)
 {
 	char hosts[] = "/tmp/pcapline-test-hosts-XXXXXX", err[512];
-	static const char *const statics[] = {"10.0.0.1:80=Web.Example@Prod", "[2001:db8::1]:443=api@ns-1",
-					      "10.0.0.9=static9"};
+	static const char *const statics[] = {"198.18.0.1:80=Web.Example@Prod", "[2001:db8::1]:443=api@ns-1",
+					      "198.18.0.9=static9"};
 	int fd = mkstemp(hosts);
 	FILE *f = fdopen(fd, "w");
 	struct names *n = names_new(rx_send, NULL);
@@ -229,8 +229,8 @@ static void test_configured(void **state)
 	(void)state;
 	rx_reset();
 	fputs("# comment\n127.0.0.1\tlocalhost LOCALHOST.localdomain\n::1 ip6-localhost ip6-loopback\n"
-	      "10.0.0.9 hosts9\n10.0.0.7 First\n10.0.0.7 second\nfe80::1%eth0 zoned\n10.0.0.8 bad*name\n"
-	      "not-an-ip x\n10.0.0.10\n   \n",
+	      "198.18.0.9 hosts9\n198.18.0.7 First\n198.18.0.7 second\nfe80::1%eth0 zoned\n198.18.0.8 bad*name\n"
+	      "not-an-ip x\n198.18.0.10\n   \n",
 	      f);
 	fclose(f);
 	{
@@ -240,20 +240,20 @@ static void test_configured(void **state)
 		assert_int_equal(names_load(n, &c, err, sizeof(err)), 0);
 	}
 	flush_all(n);
-	/* The static name wins over the hosts file for 10.0.0.9; the first hosts line for
-	 * 10.0.0.7 wins; names are lower case; unusable lines are skipped. */
+	/* The static name wins over the hosts file for 198.18.0.9; the first hosts line for
+	 * 198.18.0.7 wins; names are lower case; unusable lines are skipped. */
 	assert_int_equal(rx.n, 6);
-	assert_true(rx_has("3 10.0.0.1:80 web.example@prod ttl=0"));
+	assert_true(rx_has("3 198.18.0.1:80 web.example@prod ttl=0"));
 	assert_true(rx_has("3 2001:db8::1:443 api@ns-1 ttl=0"));
-	assert_true(rx_has("3 10.0.0.9:0 static9@ ttl=0"));
+	assert_true(rx_has("3 198.18.0.9:0 static9@ ttl=0"));
 	assert_true(rx_has("2 127.0.0.1:0 localhost@ ttl=0"));
 	assert_true(rx_has("2 ::1:0 ip6-localhost@ ttl=0"));
-	assert_true(rx_has("2 10.0.0.7:0 first@ ttl=0"));
+	assert_true(rx_has("2 198.18.0.7:0 first@ ttl=0"));
 
 	/* DNS does not override configured names. */
 	rx_reset();
-	answer(n, 1000, "dns9.test", "10.0.0.9", 0, 53);
-	answer(n, 1000, "dns7.test", "10.0.0.7", 0, 53);
+	answer(n, 1000, "dns9.test", "198.18.0.9", 0, 53);
+	answer(n, 1000, "dns7.test", "198.18.0.7", 0, 53);
 	flush_all(n);
 	assert_int_equal(rx.n, 0);
 
@@ -271,15 +271,15 @@ static void test_configured(void **state)
 		assert_int_equal(names_load(n, &c, err, sizeof(err)), 0);
 		flush_all(n);
 		assert_int_equal(rx.n, 1);
-		assert_true(rx_has("2 10.0.0.9:0 hosts9@ ttl=0"));
-		/* Without the hosts file, 10.0.0.7 is only learned: DNS replaces it. */
+		assert_true(rx_has("2 198.18.0.9:0 hosts9@ ttl=0"));
+		/* Without the hosts file, 198.18.0.7 is only learned: DNS replaces it. */
 		c.hosts_file = "";
 		assert_int_equal(names_load(n, &c, err, sizeof(err)), 0);
 		rx_reset();
-		answer(n, 2000, "dns7.test", "10.0.0.7", 0, 53);
+		answer(n, 2000, "dns7.test", "198.18.0.7", 0, 53);
 		flush_all(n);
 		assert_int_equal(rx.n, 1);
-		assert_true(rx_has("1 10.0.0.7:0 dns7.test@ ttl=60"));
+		assert_true(rx_has("1 198.18.0.7:0 dns7.test@ ttl=60"));
 		/* A missing hosts file and a bad static entry: refused, nothing changes. */
 		c.hosts_file = "/nonexistent/hosts";
 		assert_int_equal(names_load(n, &c, err, sizeof(err)), -1);
@@ -307,14 +307,14 @@ static void test_dns_changes(void **state)
 	answer(n, 300, "y.test", "198.18.0.50", 0, 15353);    /* another configured port */
 	answer(n, 400, "z.test", "198.18.0.50", 0, 5353);     /* not a DNS port here */
 	answer(n, 500, "x.test", "198.18.0.50", 1, 53);       /* over TCP: back to x */
-	answer(n, 600, "api.prod.svc.cluster.local", "10.96.0.10", 0, 53);
+	answer(n, 600, "api.prod.svc.cluster.local", "198.18.96.10", 0, 53);
 	flush_all(n);
 	assert_int_equal(rx.n, 4);
 	assert_string_equal(rx.lines[0], "1 198.18.0.50:0 x.test@ ttl=60");
 	assert_string_equal(rx.lines[1], "1 198.18.0.50:0 y.test@ ttl=60");
 	assert_string_equal(rx.lines[2], "1 198.18.0.50:0 x.test@ ttl=60");
 	/* Kubernetes service names carry their namespace. */
-	assert_string_equal(rx.lines[3], "1 10.96.0.10:0 api.prod.svc.cluster.local@prod ttl=60");
+	assert_string_equal(rx.lines[3], "1 198.18.96.10:0 api.prod.svc.cluster.local@prod ttl=60");
 	names_stats(n, &st);
 	assert_int_equal(st.events, 4);
 	assert_int_equal(st.dns_messages, 5);
@@ -357,7 +357,7 @@ static void test_queue_bound(void **state)
 	/* Disconnected: events wait; beyond the queue they are dropped and counted. */
 	rx.refuse = true;
 	for (unsigned i = 0; i < NAMES_QUEUE_MAX + 100; i++) {
-		snprintf(addr, sizeof(addr), "10.1.%u.%u", i / 256, i % 256);
+		snprintf(addr, sizeof(addr), "198.19.%u.%u", i / 256, i % 256);
 		answer(n, i, "many.test", addr, 0, 53);
 	}
 	names_flush(n);
@@ -373,7 +373,7 @@ static void test_queue_bound(void **state)
 	flush_all(n);
 	assert_int_equal(rx.n, NAMES_QUEUE_MAX + NAMES_QUEUE_MAX + 100);
 	assert_true(rx.frames >= (NAMES_QUEUE_MAX * 2 + 100) / PROTO_MAX_NAMES);
-	assert_true(rx_has("1 10.1.8.99:0 many.test@ ttl=60")); /* the last one, dropped from the queue */
+	assert_true(rx_has("1 198.19.8.99:0 many.test@ ttl=60")); /* the last one, dropped from the queue */
 	names_stats(n, &st);
 	assert_int_equal(st.queued, 0);
 	names_free(n);
