@@ -16,6 +16,7 @@
 
 #include <sqlite3.h>
 
+#include "hash.h"
 #include "index.h"
 #include "log.h"
 #include "pcapfile.h"
@@ -130,73 +131,47 @@ static void rollback(struct dissect *d)
 		step_done(d, Q_ROLLBACK, "ROLLBACK");
 }
 
-/* FNV-1a over a few fields, then the splitmix64 finalizer; 63 bits so that SQLite and
- * JSON readers see a positive integer. */
-struct hasher {
-	uint64_t h;
-};
-
-static void hash_add(struct hasher *x, const void *p, size_t n)
+/* Ids from shared/hash.h, cut to 63 bits so that SQLite and JSON readers see a positive
+ * integer, and never 0. */
+static uint64_t id63(uint64_t h)
 {
-	const uint8_t *b = p;
-
-	for (size_t i = 0; i < n; i++)
-		x->h = (x->h ^ b[i]) * 1099511628211ull;
-}
-
-static uint64_t hash_end(struct hasher *x)
-{
-	uint64_t h = x->h;
-
-	h ^= h >> 30;
-	h *= 0xbf58476d1ce4e5b9ull;
-	h ^= h >> 27;
-	h *= 0x94d049bb133111ebull;
-	h ^= h >> 31;
-	h &= INT64_MAX;
+	h = hash_end(h) & INT64_MAX;
 	return h ? h : 1;
 }
 
-static void hash_dom(struct hasher *x, const struct dom *m)
+static uint64_t hash_dom(const struct dom *m)
 {
-	x->h = 1469598103934665603ull;
-	hash_add(x, m->sensor, strlen(m->sensor) + 1);
-	hash_add(x, m->iface, strlen(m->iface) + 1);
+	uint64_t h = hash_add(HASH_INIT, m->sensor, strlen(m->sensor) + 1);
+
+	return hash_add(h, m->iface, strlen(m->iface) + 1);
 }
 
 static uint64_t conn_hash(const struct dom *m, const struct l4_conn_info *c)
 {
-	struct hasher x;
+	uint64_t h = hash_add(hash_dom(m), &c->proto, 1);
 	size_t al = c->family == 4 ? 4 : 16;
+	uint8_t t[8];
 
-	hash_dom(&x, m);
-	hash_add(&x, &c->proto, 1);
 	for (int s = 0; s < 2; s++) {
 		uint8_t port[2] = {(uint8_t)(c->ep[s].port >> 8), (uint8_t)c->ep[s].port};
 
-		hash_add(&x, &c->family, 1);
-		hash_add(&x, c->ep[s].addr, al);
-		hash_add(&x, port, 2);
+		h = hash_add(h, &c->family, 1);
+		h = hash_add(h, c->ep[s].addr, al);
+		h = hash_add(h, port, 2);
 	}
-	for (int i = 0; i < 8; i++) {
-		uint8_t b = (uint8_t)(c->first_ns >> (8 * i));
-
-		hash_add(&x, &b, 1);
-	}
-	return hash_end(&x);
+	for (int i = 0; i < 8; i++)
+		t[i] = (uint8_t)(c->first_ns >> (8 * i));
+	return id63(hash_add(h, t, 8));
 }
 
 static uint64_t flow_hash(const struct dom *m, const struct l4_conn_info *c)
 {
-	struct hasher x;
 	size_t al = c->family == 4 ? 4 : 16;
 	int lo = memcmp(c->ep[0].addr, c->ep[1].addr, al) > 0;
+	uint64_t h = hash_add(hash_dom(m), &c->family, 1);
 
-	hash_dom(&x, m);
-	hash_add(&x, &c->family, 1);
-	hash_add(&x, c->ep[lo].addr, al);
-	hash_add(&x, c->ep[!lo].addr, al);
-	return hash_end(&x);
+	h = hash_add(h, c->ep[lo].addr, al);
+	return id63(hash_add(h, c->ep[!lo].addr, al));
 }
 
 static uint64_t *idmap_slot(const struct idmap *m, uint64_t k)

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "hash.h"
 #include "l4.h"
 
 /* domain (4), family, protocol, then the smaller and the larger endpoint (16 + 2 each) */
@@ -92,19 +93,9 @@ struct l4 {
 	size_t nfrags, capfrags, frag_bytes;
 };
 
-/* FNV-1a, then the splitmix64 finalizer so that every bit depends on every input bit. */
 static uint64_t hash_bytes(const uint8_t *k, size_t n)
 {
-	uint64_t h = 1469598103934665603ull;
-
-	for (size_t i = 0; i < n; i++)
-		h = (h ^ k[i]) * 1099511628211ull;
-	h ^= h >> 30;
-	h *= 0xbf58476d1ce4e5b9ull;
-	h ^= h >> 27;
-	h *= 0x94d049bb133111ebull;
-	h ^= h >> 31;
-	return h;
+	return hash_end(hash_add(HASH_INIT, k, n));
 }
 
 static struct hent *htab_find(const struct htab *t, uint64_t hash, const uint8_t *key)
