@@ -771,21 +771,9 @@ static void api_pcap_put(struct api_pcap_job *j)
 static int api_pcap_sink(void *arg, const void *buf, size_t len)
 {
 	struct api_pcap_job *j = arg;
-	const char *p = buf;
 
 	atomic_store(&j->started, true);
-	while (len > 0) {
-		ssize_t n = write(j->wfd, p, len);
-
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;      /* EPIPE: the client went away */
-		}
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
+	return fsu_write_all(j->wfd, buf, len); /* -EPIPE: the client went away */
 }
 
 static void *api_pcap_worker(void *arg)

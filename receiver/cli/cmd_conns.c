@@ -19,6 +19,7 @@
 
 #include "cli.h"
 #include "dissect/dissect.h"
+#include "fsutil.h"
 #include "l4query.h"
 #include "log.h"
 #include "timearg.h"
@@ -237,30 +238,16 @@ int cmd_flows(int argc, char **argv)
 
 static int fd_sink(void *arg, const void *buf, size_t len)
 {
-	int fd = *(int *)arg;
-	const char *p = buf;
-
-	while (len > 0) {
-		ssize_t n = write(fd, p, len);
-
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
+	return fsu_write_all(*(int *)arg, buf, len);
 }
 
 int cmd_pcap(int argc, char **argv)
 {
 	struct args a;
-	char err[1024], tmp[4096];
+	struct fsu_out out = {.fd = -1};
+	char err[1024] = "";
 	uint64_t packets;
-	int fd, rc;
-	bool to_stdout;
+	int rc;
 
 	if (parse_args("pcap", argc, argv, &a) != 0)
 		return cli_usage("pcap");
@@ -268,32 +255,21 @@ int cmd_pcap(int argc, char **argv)
 		log_warnx("one of --conn ID and --flow ID, and -o FILE, are required");
 		return cli_usage("pcap");
 	}
-	to_stdout = strcmp(a.output, "-") == 0;
-	if (to_stdout) {
-		fd = STDOUT_FILENO;
-	} else {
-		/* Written aside and renamed when complete: no half capture under the name. */
-		snprintf(tmp, sizeof(tmp), "%s.partial", a.output);
-		if ((fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644)) < 0) {
-			log_warn("%s", tmp);
-			return EXIT_FAIL;
-		}
+	/* Under no name until complete (fsutil.h): never half a capture under the name. */
+	if ((rc = fsu_out_open(&out, a.output, 0644)) != 0) {
+		log_warnx("%s: %s", a.output, strerror(-rc));
+		return EXIT_FAIL;
 	}
-	rc = l4q_pcap(a.dir, a.flow != 0, a.flow ? a.flow : a.conn, fd_sink, &fd, &packets, err, sizeof(err));
-	if (!to_stdout) {
-		if (close(fd) != 0 && rc == 0)
-			rc = -errno;
-		if (rc == 0 && rename(tmp, a.output) != 0)
-			rc = -errno;
-		if (rc != 0)
-			unlink(tmp);
-	}
+	rc = l4q_pcap(a.dir, a.flow != 0, a.flow ? a.flow : a.conn, fd_sink, &out.fd, &packets, err, sizeof(err));
+	if (rc == 0 && (rc = fsu_out_commit(&out)) != 0)
+		snprintf(err, sizeof(err), "%s: %s", a.output, strerror(-rc));
 	if (rc != 0) {
-		log_warnx("%s", rc == -ENOENT || err[0] ? err : strerror(-rc));
+		fsu_out_abort(&out);
+		log_warnx("%s", err[0] ? err : strerror(-rc));
 		return EXIT_FAIL;
 	}
 	log_info("%" PRIu64 " packets of %s %" PRIu64 " written to %s", packets, a.flow ? "flow" : "connection",
-		 a.flow ? a.flow : a.conn, to_stdout ? "standard output" : a.output);
+		 a.flow ? a.flow : a.conn, strcmp(a.output, "-") == 0 ? "standard output" : a.output);
 	return 0;
 }
 

@@ -171,6 +171,24 @@ fsu_rmtree(const char *path)
 }
 
 int
+fsu_write_all(int fd, const void *buf, size_t len)
+{
+	const char *p = buf;
+
+	while (len > 0) {
+		ssize_t n = write(fd, p, len);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+int
 fsu_copy(const char *src, const char *dst, mode_t mode)
 {
 	int in = -1, out = -1, rc = 0;
@@ -208,16 +226,8 @@ fsu_copy(const char *src, const char *dst, mode_t mode)
 			}
 			if (r == 0)
 				break;
-			for (ssize_t off = 0; off < r;) {
-				ssize_t w = write(out, buf + off, (size_t)(r - off));
-				if (w < 0 && errno == EINTR)
-					continue;
-				if (w < 0) {
-					rc = -errno;
-					goto out;
-				}
-				off += w;
-			}
+			if ((rc = fsu_write_all(out, buf, (size_t)r)) != 0)
+				goto out;
 		}
 		break;
 	}

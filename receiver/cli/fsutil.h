@@ -39,6 +39,8 @@ int fsu_mkdirs(const char *path, mode_t mode);
 /* rm -r of a tree: never follows symbolic links, makes read-only directories
  * writable first. A missing path is not an error. */
 int fsu_rmtree(const char *path);
+/* Writes all len bytes (a short write or EINTR goes on). Returns 0 or -errno. */
+int fsu_write_all(int fd, const void *buf, size_t len);
 /* Copies src to the new file dst (O_EXCL, mode), data synced. */
 int fsu_copy(const char *src, const char *dst, mode_t mode);
 int fsu_fsync_path(const char *path);
