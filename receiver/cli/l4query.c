@@ -2,6 +2,7 @@
 /* Connections, flows and per-connection captures: see l4query.h. */
 #include "l4query.h"
 
+#include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -224,11 +225,10 @@ static const uint8_t *map_pos(const char *dir, const char *rel, size_t *len, cha
 
 static uint64_t get_u64le(const uint8_t *p)
 {
-	uint64_t v = 0;
+	uint64_t v;
 
-	for (int i = 7; i >= 0; i--)
-		v = v << 8 | p[i];
-	return v;
+	memcpy(&v, p, 8);
+	return le64toh(v);
 }
 
 int l4q_pcap(const char *dir, bool flow, uint64_t id, pcapout_sink sink, void *arg, uint64_t *packets, char *err,

@@ -3,6 +3,7 @@
 #include "dissect.h"
 
 #include <arpa/inet.h>
+#include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -429,7 +430,7 @@ static int flush_ended(struct dissect *d)
 static int write_pos(struct dissect *d, const char *pos_rel)
 {
 	char full[2 * INDEX_MAX_PATH + 32], tmp[2 * INDEX_MAX_PATH + 48], *slash;
-	uint8_t hdr[16];
+	uint64_t hdr[2];
 	FILE *f;
 	int ok;
 
@@ -447,16 +448,11 @@ static int write_pos(struct dissect *d, const char *pos_rel)
 		return -1;
 	}
 	memcpy(hdr, DISSECT_POS_MAGIC, 8);
-	for (int i = 0; i < 8; i++)
-		hdr[8 + i] = (uint8_t)((uint64_t)d->npos >> (8 * i));
-	ok = fwrite(hdr, 1, 16, f) == 16;
-	for (size_t i = 0; ok && i < d->npos; i++) {
-		uint8_t b[8];
-
-		for (int k = 0; k < 8; k++)
-			b[k] = (uint8_t)(d->pos[i] >> (8 * k));
-		ok = fwrite(b, 1, 8, f) == 8;
-	}
+	hdr[1] = htole64((uint64_t)d->npos);
+	/* In place: the ids were taken from d->pos before. */
+	for (size_t i = 0; i < d->npos; i++)
+		d->pos[i] = htole64(d->pos[i]);
+	ok = fwrite(hdr, 8, 2, f) == 2 && fwrite(d->pos, 8, d->npos, f) == d->npos;
 	if (fclose(f) != 0 || !ok || rename(tmp, full) != 0) {
 		log_warn("dissect: cannot write %s", full);
 		unlink(tmp);
