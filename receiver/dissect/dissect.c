@@ -882,11 +882,6 @@ const struct dissect_stats *dissect_stats(const struct dissect *d)
 	return &d->stats;
 }
 
-const struct l4_stats *dissect_l4_stats(const struct dissect *d)
-{
-	return l4_stats(d->l4);
-}
-
 void dissect_close(struct dissect *d, bool finish)
 {
 	if (d == NULL)
@@ -1031,9 +1026,9 @@ void dissect_worker_stop(struct dissect_worker *w, unsigned drain_ms)
 	pthread_cond_signal(&w->cv);
 	pthread_mutex_unlock(&w->mu);
 	pthread_join(w->th, NULL);
-	log_info("dissect: %" PRIu64 " segments, %" PRIu64 " packets (%" PRIu64 " in connections), %" PRIu64
-		 " connection rows written, %" PRIu64 " connections evicted at the table limit",
-		 w->d->stats.segments, w->d->stats.packets, w->d->stats.in_conns, w->d->stats.rows, l4_stats(w->d->l4)->evicted);
+	uint64_t never = UINT64_MAX;
+
+	log_counters(w->d, &never); /* once more, changed or not */
 	dissect_close(w->d, false);
 	pthread_mutex_destroy(&w->mu);
 	pthread_cond_destroy(&w->cv);

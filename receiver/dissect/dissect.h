@@ -67,7 +67,6 @@ int dissect_pending(struct dissect *d, int max);
  */
 int dissect_reindex(struct dissect *d, const char *sensor, int64_t from_ns, int64_t to_ns);
 const struct dissect_stats *dissect_stats(const struct dissect *d);
-const struct l4_stats *dissect_l4_stats(const struct dissect *d);
 
 /* A thread that runs dissect_pending() on dir until dissect_worker_stop(), logging the
  * counters every log_s seconds when they changed. */
