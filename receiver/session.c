@@ -537,8 +537,11 @@ static void session_handshake(struct session *se)
 	ERR_clear_error();
 	int r = SSL_accept(se->ssl);
 	if (r == 1) {
-		if (tls_peer_identity(se->ssl, se->cert_id, sizeof(se->cert_id)) != 0) {
-			session_close(se, 0, "client certificate has no usable subject CN");
+		int idr = tls_peer_identity(se->ssl, se->cert_id, sizeof(se->cert_id));
+		if (idr != 0) {
+			snprintf(why, sizeof(why), "client certificate refused: %s", tls_identity_strerror(idr));
+			se->cert_id[0] = '\0';
+			session_close(se, 0, why);
 			return;
 		}
 		size_t n = strlen(se->cert_id);

@@ -607,8 +607,10 @@ int main(int argc, char **argv)
 	const char *id = s.conf.id;
 	char cn[PROTO_MAX_ID + 1];
 	if (!id || !*id) {
-		if (s.conf.insecure || tls_cert_identity(s.conf.cert, cn, sizeof(cn)) != 0)
-			fatalx(EXIT_CONFIG, "sensor.id: not set and no certificate CN to take it from");
+		int idr = s.conf.insecure ? TLS_ID_NO_CERT : tls_cert_identity(s.conf.cert, cn, sizeof(cn));
+		if (idr != 0)
+			fatalx(EXIT_CONFIG, "sensor.id: not set and no identity in the certificate to take it from: %s",
+			       s.conf.insecure ? "uplink.insecure has none" : tls_identity_strerror(idr));
 		id = cn;
 	}
 	if (strlen(id) > PROTO_MAX_ID || strspn(id, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") != strlen(id))

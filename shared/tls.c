@@ -138,30 +138,55 @@ int tls_client_expect(SSL *ssl, const char *name)
 	return SSL_set1_host(ssl, name) == 1 ? 0 : -1;
 }
 
+/*
+ * The identity is the subject's one CN. A subject with two CNs (CN=sensor1/CN=evil2, or a
+ * multi-valued RDN CN=sensor1+CN=evil2) names two identities, and software that reads
+ * the last one would disagree with software that reads the first: refuse it instead of
+ * picking one. Only a plain byte string is taken as is (UTF8String, PrintableString,
+ * IA5String): a BMPString or UniversalString would have to be converted, and any byte
+ * outside printable ASCII is refused here so that no caller ever sees it.
+ */
 static int tls_x509_cn(X509 *peer, char *out, size_t outlen)
 {
-	int rc = -1;
 	X509_NAME *subj = X509_get_subject_name(peer);
 	int idx = X509_NAME_get_index_by_NID(subj, NID_commonName, -1);
-	if (idx >= 0) {
-		ASN1_STRING *d = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(subj, idx));
-		const unsigned char *s = ASN1_STRING_get0_data(d);
-		int len = ASN1_STRING_length(d);
-		/* A CN with an embedded NUL or longer than the buffer is not an identity. */
-		if (len > 0 && (size_t)len < outlen && memchr(s, '\0', (size_t)len) == NULL) {
-			memcpy(out, s, (size_t)len);
-			out[len] = '\0';
-			rc = 0;
-		}
+	if (idx < 0)
+		return TLS_ID_NO_CN;
+	if (X509_NAME_get_index_by_NID(subj, NID_commonName, idx) >= 0)
+		return TLS_ID_MANY_CN;
+	ASN1_STRING *d = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(subj, idx));
+	int type = ASN1_STRING_type(d);
+	if (type != V_ASN1_UTF8STRING && type != V_ASN1_PRINTABLESTRING && type != V_ASN1_IA5STRING)
+		return TLS_ID_BAD_CN;
+	const unsigned char *s = ASN1_STRING_get0_data(d);
+	int len = ASN1_STRING_length(d);
+	if (len <= 0 || (size_t)len >= outlen)
+		return TLS_ID_BAD_CN;
+	for (int i = 0; i < len; i++)
+		if (s[i] < 0x20 || s[i] > 0x7e) /* NUL, controls, DEL, non-ASCII */
+			return TLS_ID_BAD_CN;
+	memcpy(out, s, (size_t)len);
+	out[len] = '\0';
+	return 0;
+}
+
+const char *tls_identity_strerror(int rc)
+{
+	switch (rc) {
+	case TLS_ID_NO_CERT: return "no client certificate";
+	case TLS_ID_NO_CN: return "certificate subject has no CN";
+	case TLS_ID_MANY_CN: return "certificate subject has more than one CN (ambiguous identity)";
+	case TLS_ID_BAD_CN:
+		return "certificate CN is empty, too long, not a text string, or has bytes outside printable ASCII";
+	default: return "certificate unreadable";
 	}
-	return rc;
 }
 
 int tls_peer_identity(SSL *ssl, char *out, size_t outlen)
 {
 	X509 *peer = SSL_get1_peer_certificate(ssl);
 	if (!peer)
-		return -1;
+		return TLS_ID_NO_CERT;
 	int rc = tls_x509_cn(peer, out, outlen);
 	X509_free(peer);
 	return rc;
@@ -171,11 +196,11 @@ int tls_cert_identity(const char *path, char *out, size_t outlen)
 {
 	FILE *f = fopen(path, "r");
 	if (!f)
-		return -1;
+		return TLS_ID_UNREADABLE;
 	X509 *x = PEM_read_X509(f, NULL, NULL, NULL);
 	fclose(f);
 	if (!x)
-		return -1;
+		return TLS_ID_UNREADABLE;
 	int rc = tls_x509_cn(x, out, outlen);
 	X509_free(x);
 	return rc;

@@ -25,13 +25,25 @@ SSL_CTX *tls_ctx_client(const struct tls_opts *o, char *err, size_t errlen);
  * or an IP address literal). Returns 0 or -1. */
 int tls_client_expect(SSL *ssl, const char *name);
 
-/* Copies the peer certificate's identity (the subject CN) into out.
- * Returns 0, or -1 when there is no certificate or no usable CN. */
+/* Why a certificate yields no identity (tls_identity_strerror() says it in words). */
+enum {
+	TLS_ID_NO_CERT = -1,    /* the peer sent none */
+	TLS_ID_NO_CN = -2,      /* the subject has no CN */
+	TLS_ID_MANY_CN = -3,    /* more than one CN: ambiguous, refused */
+	TLS_ID_BAD_CN = -4,     /* empty, too long, not a text string, or not printable ASCII */
+	TLS_ID_UNREADABLE = -5, /* the PEM file cannot be read */
+};
+
+/* Copies the peer certificate's identity (its subject's one CN) into out.
+ * Returns 0 or a TLS_ID_* code. */
 int tls_peer_identity(SSL *ssl, char *out, size_t outlen);
 
-/* Copies the subject CN of the certificate in PEM file `path` into out (a sensor
- * uses it as its default identity). Returns 0 or -1. */
+/* Copies the one subject CN of the certificate in PEM file `path` into out (a sensor
+ * uses it as its default identity). Returns 0 or a TLS_ID_* code. */
 int tls_cert_identity(const char *path, char *out, size_t outlen);
+
+/* The reason for a TLS_ID_* code, for a log line. */
+const char *tls_identity_strerror(int rc);
 
 /* Drains OpenSSL's error queue into buf as one line ("" if empty); returns buf. */
 const char *tls_errors(char *buf, size_t buflen);

@@ -199,3 +199,98 @@ def test_right_certificate_connects(binaries, certs, procs, tmp_path):
     assert [p.parent for p in files] == [data_dir / "sensors" / "s1" / "segments"], files
     assert files[0].name.endswith("-if0.pcap")
     assert rx.stop() == 0, rx.text()
+
+
+# --------------------------------------------------------------------------------
+# Certificates from the right CA whose subject does not name exactly one usable sensor id.
+
+SENSOR_EXT = "extendedKeyUsage=clientAuth\nkeyUsage=digitalSignature\n"
+
+
+def sign_csr(certs, d, name, req_args, cnf=None):
+    """Key + CSR with openssl req (req_args give the subject), signed by the test CA the
+    way pcapline-certs signs: openssl x509 -req keeps the subject exactly as requested."""
+    (d / "sensor.ext").write_text(SENSOR_EXT)
+    subprocess.run(["openssl", "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                    "-keyout", d / f"{name}.key", "-out", d / f"{name}.csr"] + (["-config", cnf] if cnf else [])
+                   + req_args, check=True, capture_output=True)
+    subprocess.run(["openssl", "x509", "-req", "-in", d / f"{name}.csr", "-CA", certs / "ca.crt",
+                    "-CAkey", certs / "ca.key", "-CAcreateserial", "-CAserial", d / "ca.srl", "-days", "2",
+                    "-extfile", d / "sensor.ext", "-out", d / f"{name}.crt"], check=True, capture_output=True)
+
+
+def sign_with_cryptography(certs, d, name, cn):
+    """A certificate whose CN openssl req cannot write (an embedded NUL)."""
+    import datetime
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+    ca_key = serialization.load_pem_private_key((certs / "ca.key").read_bytes(), None)
+    ca = x509.load_pem_x509_certificate((certs / "ca.crt").read_bytes())
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.timezone.utc)
+    crt = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
+           .issuer_name(ca.subject).public_key(key.public_key()).serial_number(x509.random_serial_number())
+           .not_valid_before(now - datetime.timedelta(hours=1)).not_valid_after(now + datetime.timedelta(days=2))
+           .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+           .sign(ca_key, hashes.SHA256()))
+    (d / f"{name}.crt").write_bytes(crt.public_bytes(serialization.Encoding.PEM))
+    (d / f"{name}.key").write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                                      serialization.PrivateFormat.PKCS8,
+                                                      serialization.NoEncryption()))
+
+
+@pytest.fixture(scope="module")
+def odd_cns(certs, tmp_path_factory):
+    d = tmp_path_factory.mktemp("odd-cn")
+    # Two RDNs, each a CN: "CN = s1, CN = evil2" (s1 is a real sensor of this CA).
+    sign_csr(certs, d, "two_cn", ["-subj", "/CN=s1/CN=evil2"])
+    # One multi-valued RDN holding two CNs: "CN = s1 + CN = evil2".
+    sign_csr(certs, d, "multi_rdn", ["-multivalue-rdn", "-subj", "/CN=s1+CN=evil2"])
+    # Raw byte 0xff in a T61String (string_mask nombstr keeps the bytes as given): not UTF-8.
+    (d / "nombstr.cnf").write_text("[req]\ndistinguished_name = dn\nstring_mask = nombstr\n[dn]\n")
+    sign_csr(certs, d, "not_utf8", ["-subj", "/CN=s1\xff"], cnf=d / "nombstr.cnf")
+    sign_with_cryptography(certs, d, "nul_cn", "s1\x00evil2")
+    for name in ("two_cn", "multi_rdn", "not_utf8", "nul_cn"):
+        v = subprocess.run(["openssl", "verify", "-CAfile", certs / "ca.crt", d / f"{name}.crt"],
+                           capture_output=True, text=True)
+        assert v.returncode == 0, (name, v.stdout, v.stderr)  # right CA: only the subject is odd
+    return d
+
+
+@pytest.mark.parametrize("name, reason", [
+    ("two_cn", "certificate subject has more than one CN"),
+    ("multi_rdn", "certificate subject has more than one CN"),
+    ("not_utf8", "certificate CN is empty, too long, not a text string, or has bytes outside printable ASCII"),
+    ("nul_cn", "certificate CN is empty, too long, not a text string, or has bytes outside printable ASCII"),
+])
+def test_certificate_without_one_clear_cn_is_refused(binaries, certs, odd_cns, procs, tmp_path, name, reason):
+    """A certificate of the right CA whose subject holds CN=s1 and a second CN (or a CN
+    that is not clean text) identifies no sensor: the receiver must refuse it with the
+    reason, not take the first CN and store the packets as s1's."""
+    sensor, receiver = binaries
+    rx, port, data_dir = start_receiver(receiver, tmp_path, procs, tls_args(certs, "receiver"))
+    # --id s1: the sensor would otherwise refuse to start without a clear CN (tested below).
+    tls = ["--ca", certs / "ca.crt", "--cert", odd_cns / f"{name}.crt", "--key", odd_cns / f"{name}.key",
+           "--id", "s1"]
+    sx = start_sensor(sensor, tmp_path, procs, port, tls)
+    rlog = wait_log(rx, r"client certificate refused: " + re.escape(reason), count=2, timeout=20)
+    sx.stop(signal.SIGKILL)
+    assert "connected from" not in rlog, rlog
+    assert "sensor s1" not in rlog, rlog
+    assert stored_files(data_dir) == []
+    assert rx.p.poll() is None
+    assert rx.stop() == 0, rx.text()
+    assert stored_files(data_dir) == []
+
+
+def test_sensor_without_one_clear_cn_and_no_id_does_not_start(binaries, certs, odd_cns, procs, tmp_path):
+    """The sensor takes its id from the CN only when there is exactly one."""
+    sensor, _ = binaries
+    tls = ["--ca", certs / "ca.crt", "--cert", odd_cns / "two_cn.crt", "--key", odd_cns / "two_cn.key"]
+    sx = Proc([sensor, "-r", REPLAY, "-t", "127.0.0.1:9"] + tls, tmp_path / "sensor.log")
+    procs.append(sx)
+    assert sx.wait(20) == 2, sx.text()
+    assert "sensor.id: not set and no identity in the certificate to take it from: " \
+           "certificate subject has more than one CN (ambiguous identity)" in sx.text(), sx.text()
