@@ -10,7 +10,7 @@
 #   BENCH_REPS=3         runs per variant; the table shows the median of each figure
 #   BENCH_VARIANTS="tcpdump pipeline pcapline pcapline-nofsync"   (also: pcapline-interval,
 #                        the receiver with storage.fsync: interval)
-#   BENCH_PCAPS=DIR      source captures (default tests/data/pcaps, else ../shared/pcaps)
+#   BENCH_PCAPS=DIR      source captures (default tests/data/pcaps)
 #   BENCH_KEEP=0         1 = keep the last run's outputs (BUILD/bench/run, BUILD/bench/repo)
 #   BENCH_SENSOR_ENV="PCAPLINE_K=V ..."    extra settings for pcapline-sensor (listed in the results)
 #   BENCH_RECEIVER_ENV="PCAPLINE_K=V ..."  extra settings for pcapline-receiver
@@ -143,7 +143,7 @@ sum_times() {
 # ---------- input capture ----------
 pick_source() {
 	local d
-	for d in ${BENCH_PCAPS:-} "$ROOT/tests/data/pcaps" "$ROOT/../shared/pcaps"; do
+	for d in ${BENCH_PCAPS:-} "$ROOT/tests/data/pcaps"; do
 		[ -d "$d" ] || continue
 		if python3 "$HERE/pcaputil.py" linktype "$d"/*.pcap 2>/dev/null | grep -q '^1 '; then
 			echo "$d"; return 0
@@ -154,7 +154,7 @@ pick_source() {
 
 build_input() {
 	local src files manifest tmp f i n start end delta cursor span unit_sz reps k
-	src=$(pick_source) || die "no Ethernet (linktype 1) pcaps in tests/data/pcaps or ../shared/pcaps"
+	src=$(pick_source) || die "no Ethernet (linktype 1) pcaps in ${BENCH_PCAPS:+$BENCH_PCAPS or }tests/data/pcaps"
 	mapfile -t files < <(python3 "$HERE/pcaputil.py" linktype "$src"/*.pcap | awk '$1 == 1 {print $2}' | sort)
 	[ ${#files[@]} -gt 0 ] || die "no linktype-1 pcaps in $src"
 	manifest=$( { echo "builder v1 size_mb=$SIZE_MB"; for f in "${files[@]}"; do echo "$(basename "$f") $(stat -c %s "$f")"; done; } )
