@@ -35,8 +35,14 @@ int cli_follow_file(const char *path, uint64_t index);
 int cli_usage(const char *name);
 
 /* The repository when --dir is not given: $PCAPLINE_STORAGE_DIR, else the receiver's
- * default /var/lib/pcapline. */
+ * default CLI_DEFAULT_DIR. */
+#define CLI_DEFAULT_DIR "/var/lib/pcapline"
 const char *cli_default_dir(void);
+
+/* 0 when dir holds a repository (index.db, sensors/ or snapshots/); else -1 after
+ * saying which directory was looked at, where that came from (--dir, the environment or
+ * the default), and how to point elsewhere. */
+int cli_repo_check(const char *dir);
 
 /* A growable list of strings (owned). */
 struct cli_strv {

@@ -174,6 +174,42 @@ static int print_row(void *arg, json_t *o)
 	return ferror(stdout) ? -1 : 0;
 }
 
+static int keep_first(void *arg, json_t *row)
+{
+	*(uint64_t *)arg = (uint64_t)jint(row, "first_ns");
+	return 0;
+}
+
+/*
+ * An empty list is not an error (exit 0), but it says so on stderr, and for a window
+ * that matched nothing, when the newest row outside it began: a capture replayed from a
+ * file keeps its own timestamps, so a window around the time of the replay finds nothing.
+ */
+static void say_empty(const struct args *a, bool flows, const struct l4q *q)
+{
+	const char *what = flows ? "flows" : "connections";
+	struct l4q any = *q;
+	uint64_t newest = 0;
+	char err[256], t[TIMEARG_LEN], f[TIMEARG_LEN], e[TIMEARG_LEN];
+
+	if (q->from_ns == 0 && q->to_ns == 0) {
+		log_info("no %s%s in %s", what, q->sensor || q->flow_id || q->conn_id ? " match" : " dissected yet",
+			 a->dir);
+		return;
+	}
+	any.from_ns = any.to_ns = 0;
+	any.limit = 1;
+	timearg_format(q->from_ns, f);
+	timearg_format(q->to_ns, e);
+	if (l4q_each(a->dir, flows, &any, keep_first, &newest, err, sizeof(err)) != 0 || newest == 0) {
+		log_info("no %s in [%s, %s), nor at any other time", what, f, e);
+		return;
+	}
+	timearg_format(newest, t);
+	log_info("no %s in [%s, %s); the newest began at %s (packets keep their capture time, also "
+		 "when replayed from a file: widen --from/--to to cover it)", what, f, e, t);
+}
+
 static int list(const struct args *a, bool flows, const struct l4q *q)
 {
 	struct printer p = {a->json, flows, 0};
@@ -190,6 +226,8 @@ static int list(const struct args *a, bool flows, const struct l4q *q)
 		log_warnx("%s", err[0] ? err : "cannot write the list");
 		return EXIT_FAIL;
 	}
+	if (p.n == 0)
+		say_empty(a, flows, q);
 	return 0;
 }
 
@@ -202,6 +240,8 @@ int cmd_conns(int argc, char **argv)
 
 	if (parse_args("conns", argc, argv, &a) != 0 || window(&a, &q.from_ns, &q.to_ns) != 0)
 		return cli_usage("conns");
+	if (cli_repo_check(a.dir) != 0)
+		return EXIT_FAIL;
 	if (a.stats) {
 		const char *k;
 
@@ -230,6 +270,8 @@ int cmd_flows(int argc, char **argv)
 
 	if (parse_args("flows", argc, argv, &a) != 0 || window(&a, &q.from_ns, &q.to_ns) != 0)
 		return cli_usage("flows");
+	if (cli_repo_check(a.dir) != 0)
+		return EXIT_FAIL;
 	q.sensor = a.sensor;
 	q.flow_id = a.flow;
 	q.limit = a.limit;
@@ -255,6 +297,8 @@ int cmd_pcap(int argc, char **argv)
 		log_warnx("one of --conn ID and --flow ID, and -o FILE, are required");
 		return cli_usage("pcap");
 	}
+	if (cli_repo_check(a.dir) != 0)
+		return EXIT_FAIL;
 	/* Under no name until complete (fsutil.h): never half a capture under the name. */
 	if ((rc = fsu_out_open(&out, a.output, 0644)) != 0) {
 		log_warnx("%s: %s", a.output, strerror(-rc));
@@ -289,6 +333,8 @@ int cmd_reindex(int argc, char **argv)
 	}
 	if (cli_window(a.from, a.to, &from, &to) != 0)
 		return cli_usage("reindex");
+	if (cli_repo_check(a.dir) != 0)
+		return EXIT_FAIL;
 	if ((d = dissect_open(a.dir, NULL, err, sizeof(err))) == NULL) {
 		log_warnx("%s", err);
 		return EXIT_FAIL;
@@ -321,6 +367,8 @@ int cmd_follow(int argc, char **argv)
 			log_warnx("--conn ID is required");
 		return cli_usage("follow");
 	}
+	if (cli_repo_check(a.dir) != 0)
+		return EXIT_FAIL;
 	q.conn_id = a.conn;
 	q.limit = 1;
 	if ((v = l4q_conns(a.dir, &q, err, sizeof(err))) == NULL) {

@@ -86,6 +86,8 @@ cmd_export(int argc, char **argv)
 	if (cli_window(from, to, &o.from_ns, &o.to_ns) != 0)
 		goto out;
 	rc = EXIT_FAIL;
+	if (cli_repo_check(dir) != 0)
+		goto out;
 	r = repo_open(dir, err, sizeof(err));
 	if (r == NULL) {
 		log_warnx("%s", err);

@@ -703,6 +703,8 @@ cmd_snapshot(int argc, char **argv)
 			continue;
 		if (snap_parse(argc - 1, argv + 1, &a, subs[i].allowed) != 0)
 			rc = cli_usage("snapshot");
+		else if (cli_repo_check(a.dir) != 0)
+			rc = EXIT_FAIL;
 		else
 			rc = subs[i].run(&a);
 		cli_strv_free(&a.sensors);

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -30,7 +31,7 @@ static const struct cli_cmd {
 	{"snapshot", cmd_snapshot,
 	 "create NAME --from T --to T [--dir DIR] [--sensor S]...\n"
 	 "                  | list [--dir DIR]\n"
-	 "                  | export NAME -o FILE.tar.gz [--dir DIR] [--sensor S]... [--filter BPF]\n"
+	 "                  | export NAME -o FILE.tar.gz [--dir DIR] [--sensor S]... [--filter BPF] [--gzip-level N]\n"
 	 "                  | verify NAME [--dir DIR] | delete NAME [--dir DIR]",
 	 "keep the segments of a window in DIR/snapshots/NAME (read-only, hard-linked when\n"
 	 "possible, manifest with SHA-256); retention never touches snapshots"},
@@ -70,23 +71,79 @@ static const struct cli_cmd {
 
 #define N_CMDS (sizeof(cli_cmds) / sizeof(cli_cmds[0]))
 
-int
-cli_usage(const char *name)
+/*
+ * The usage of one command (name) or of all (NULL) on f. A command's usage explains
+ * only what its own arguments take: times for those with --from/--to, the repository
+ * for those with --dir DIR.
+ */
+static void
+cli_usage_to(FILE *f, const char *name)
 {
+	bool times = name == NULL, dir = name == NULL;
+
 	if (name == NULL)
-		fprintf(stderr, "usage: pcapline [-v | -q] COMMAND ARGS...\n\n");
+		fprintf(f, "usage: pcapline [-v | -q] COMMAND ARGS...   (pcapline COMMAND --help: one command)\n\n");
 	for (size_t i = 0; i < N_CMDS; i++) {
 		if (name != NULL && strcmp(name, cli_cmds[i].name) != 0)
 			continue;
-		fprintf(stderr, "%spcapline %s %s\n", name ? "usage: " : "  ", cli_cmds[i].name,
-			cli_cmds[i].args);
-		fprintf(stderr, "%s\n\n", cli_cmds[i].help);
+		fprintf(f, "%spcapline %s %s\n", name ? "usage: " : "  ", cli_cmds[i].name, cli_cmds[i].args);
+		fprintf(f, "%s\n\n", cli_cmds[i].help);
+		times |= strstr(cli_cmds[i].args, "--from T") != NULL;
+		dir |= strstr(cli_cmds[i].args, "--dir DIR") != NULL;
 	}
-	fprintf(stderr, "Times (T): RFC 3339 (2026-11-24T22:00:00Z, 2026-11-24T22:00:00.123456789Z,\n"
-		"+01:00 offsets), Unix seconds with an optional fraction (1795558496.5), or relative\n"
-		"to now (now, now-5m, now-1h30m; units ns us ms s m h d w). The window is [from, to).\n"
-		"DIR defaults to $PCAPLINE_STORAGE_DIR, else /var/lib/pcapline.\n");
+	if (times)
+		fprintf(f, "Times (T): RFC 3339 (2026-11-24T22:00:00Z, 2026-11-24T22:00:00.123456789Z,\n"
+			"+01:00 offsets), Unix seconds with an optional fraction (1795558496.5), or relative\n"
+			"to now (now, now-5m, now-1h30m; units ns us ms s m h d w). The window is [from, to).\n"
+			"Packets keep the time they were captured at, replayed files included: a window\n"
+			"must cover a replayed capture's own time, not the time it was replayed.\n");
+	if (dir)
+		fprintf(f, "DIR (the receiver's storage.dir) defaults to $PCAPLINE_STORAGE_DIR, else %s.\n",
+			CLI_DEFAULT_DIR);
+	if (name == NULL)
+		fprintf(f, "Global options: -v (debug messages), -q (warnings only), -V (version), -h (this help).\n");
+}
+
+int
+cli_usage(const char *name)
+{
+	cli_usage_to(stderr, name);
 	return EXIT_CONFIG;
+}
+
+/* True when the command's arguments ask for help (before a "--", which ends options). */
+static bool
+cli_wants_help(int argc, char **argv)
+{
+	for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++)
+		if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0)
+			return true;
+	return false;
+}
+
+int
+cli_repo_check(const char *dir)
+{
+	static const char *const marks[] = {"index.db", "sensors", "snapshots"};
+	const char *env = getenv("PCAPLINE_STORAGE_DIR"), *from, *why = NULL;
+	char path[4096];
+	struct stat st;
+
+	if (env != NULL && env[0] != '\0')
+		from = strcmp(dir, env) == 0 ? "from PCAPLINE_STORAGE_DIR" : "given with --dir";
+	else
+		from = strcmp(dir, CLI_DEFAULT_DIR) == 0 ? "the default: no --dir, PCAPLINE_STORAGE_DIR not set"
+							 : "given with --dir";
+	if (stat(dir, &st) != 0)
+		why = strerror(errno);
+	else if (!S_ISDIR(st.st_mode))
+		why = "not a directory";
+	for (size_t i = 0; why == NULL && i < sizeof(marks) / sizeof(marks[0]); i++)
+		if (fsu_path(path, sizeof(path), "%s/%s", dir, marks[i]) == 0 && stat(path, &st) == 0)
+			return 0;
+	log_warnx("no repository in %s (%s): %s; point to the receiver's storage.dir with --dir DIR "
+		  "or PCAPLINE_STORAGE_DIR", dir, from, why ? why : "it has no index.db, sensors/ or snapshots/");
+	return -1;
 }
 
 const char *
@@ -94,7 +151,7 @@ cli_default_dir(void)
 {
 	const char *d = getenv("PCAPLINE_STORAGE_DIR");
 
-	return d != NULL && d[0] != '\0' ? d : "/var/lib/pcapline";
+	return d != NULL && d[0] != '\0' ? d : CLI_DEFAULT_DIR;
 }
 
 bool
@@ -286,8 +343,8 @@ main(int argc, char **argv)
 			printf("pcapline %s\n", PCAPLINE_VERSION);
 			return 0;
 		} else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
-			cli_usage(NULL);
-			return 0;
+			cli_usage_to(stdout, NULL);
+			return fflush(stdout) == 0 ? 0 : EXIT_FAIL;
 		} else {
 			log_warnx("unknown option %s", argv[i]);
 			return cli_usage(NULL);
@@ -296,12 +353,28 @@ main(int argc, char **argv)
 	if (i >= argc)
 		return cli_usage(NULL);
 	if (strcmp(argv[i], "help") == 0) {
-		cli_usage(i + 1 < argc ? argv[i + 1] : NULL);
-		return 0;
+		const char *name = i + 1 < argc ? argv[i + 1] : NULL;
+		bool known = name == NULL;
+
+		for (size_t c = 0; c < N_CMDS; c++)
+			known |= name != NULL && strcmp(name, cli_cmds[c].name) == 0;
+		if (!known) {
+			log_warnx("unknown command '%s'", name);
+			return cli_usage(NULL);
+		}
+		cli_usage_to(stdout, name);
+		return fflush(stdout) == 0 ? 0 : EXIT_FAIL;
 	}
-	for (size_t c = 0; c < N_CMDS; c++)
-		if (strcmp(argv[i], cli_cmds[c].name) == 0)
-			return cli_cmds[c].run(argc - i, argv + i);
+	for (size_t c = 0; c < N_CMDS; c++) {
+		if (strcmp(argv[i], cli_cmds[c].name) != 0)
+			continue;
+		/* Help is asked the same way of every command, whatever else is on the line. */
+		if (cli_wants_help(argc - i, argv + i)) {
+			cli_usage_to(stdout, cli_cmds[c].name);
+			return fflush(stdout) == 0 ? 0 : EXIT_FAIL;
+		}
+		return cli_cmds[c].run(argc - i, argv + i);
+	}
 	log_warnx("unknown command '%s'", argv[i]);
 	return cli_usage(NULL);
 }
