@@ -70,6 +70,9 @@ echo "wireshark-common wireshark-common/install-setuid boolean false" | $SUDO de
 until wait_apt && $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq; do
 	[ $(($(date +%s) - START)) -lt "$TIMEOUT" ] && [ -n "$(lock_holder)" ] || exit 1
 done
+# install's own wait (DPkg::Lock::Timeout) would be silent here (its output is hidden):
+# say it first, and let apt wait only for what races in between.
+wait_apt
 left=$((TIMEOUT - ($(date +%s) - START)))
 [ "$left" -gt 0 ] || left=1
 # shellcheck disable=SC2086
