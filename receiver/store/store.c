@@ -592,17 +592,38 @@ static int store_segment_open(struct store_sensor *ss, uint16_t iface, uint64_t 
 	struct segment *g = &ss->seg[iface];
 	char ifname[PROTO_MAX_IFNAME + 1];
 	store_sanitize(ifname, sizeof(ifname), ss->ifaces[iface].name);
-	/* The epoch makes the name unique across sensor runs: sequence numbers restart. */
-	char base[STATE_NAME_MAX];
-	snprintf(base, sizeof(base), ".open-%020" PRIu64 "-%016" PRIx64 "-%" PRIu64 "-%s.pcap", first_ns, ss->epoch,
-		 seq, ifname);
-	memcpy(g->base, base, sizeof(base));
-	snprintf(g->open_path, sizeof(g->open_path), "%s/%s", ss->seg_dir, base);
-	snprintf(g->final_path, sizeof(g->final_path), "%s/%s", ss->seg_dir, base + 6);
+	/* The epoch makes the name unique across sensor runs (sequence numbers restart),
+	 * the interface index among interfaces of one name (`-i lo,lo`, or a replayed
+	 * pcapng with two "eth0") whose first packets share a timestamp. */
+	char base[STATE_NAME_MAX], name[STATE_NAME_MAX - 6];
+	int len = index_segname_format(name, sizeof(name), first_ns, ss->epoch, seq, iface, ifname);
+	if (len < 0)
+		return len;
 	g->committed = 0;
-	g->fd = open(g->open_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
-	if (g->fd < 0)
-		return -errno;
+	g->fd = -1;
+	/* Should the name still be taken (a file some failure left behind), a numeric
+	 * suffix makes a free one, as store_rename() does: an exclusive create that fails
+	 * the same way on every retry would stall the sensor for good. */
+	for (int i = 0; g->fd < 0; i++) {
+		if (i == 1000)
+			return -EEXIST;
+		int m = i == 0 ? snprintf(base, sizeof(base), ".open-%s", name)
+			       : snprintf(base, sizeof(base), ".open-%.*s.%d.pcap", len - 5, name, i);
+		if (m < 0 || (size_t)m >= sizeof(base))
+			return -ENAMETOOLONG;
+		snprintf(g->open_path, sizeof(g->open_path), "%s/%s", ss->seg_dir, base);
+		g->fd = open(g->open_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
+		int e = g->fd < 0 ? errno : 0;
+		/* The folder removed under a running receiver: make it again. */
+		if (e == ENOENT && (e = -store_mkdirs(ss->seg_dir)) == 0) {
+			g->fd = open(g->open_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
+			e = g->fd < 0 ? errno : 0;
+		}
+		if (e != 0 && e != EEXIST)
+			return -e;
+	}
+	memcpy(g->base, base, sizeof(base));
+	snprintf(g->final_path, sizeof(g->final_path), "%s/%s", ss->seg_dir, base + 6);
 	g->w = pcapw_new(g->fd, ss->ifaces[iface].linktype, ss->ifaces[iface].snaplen);
 	int rc = g->w ? pcapw_header(g->w) : -ENOMEM;
 	if (rc != 0) {

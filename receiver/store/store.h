@@ -5,8 +5,9 @@
  * under a hidden name and renamed into place when complete; optionally also one
  * single pcap file for all sensors (a tcpdump -w style output).
  *
- *   <dir>/sensors/<sensor-id>/segments/<first-ts-ns>-<epoch-hex>-<seq>-<ifname>.pcap
- *   <dir>/sensors/<sensor-id>/segments/.open-<first-ts-ns>-<epoch-hex>-<seq>-<ifname>.pcap
+ *   <dir>/sensors/<sensor-id>/segments/<first-ts-ns>-<epoch-hex>-<seq>.<ifindex>-<ifname>.pcap
+ *   <dir>/sensors/<sensor-id>/segments/.open-<first-ts-ns>-<epoch-hex>-<seq>.<ifindex>-<ifname>.pcap
+ *   (index.h: index_segname_format(), index_segname_parse())
  *   <dir>/index.db      one row per closed segment (index.h), reconciled at start
  *
  * Closed segments beyond the size and age bounds are deleted oldest-first
