@@ -4,6 +4,9 @@
 - Two interfaces with the same name (a pcapng with two IDBs both called eth0, and a
   live sensor on `-i lo,lo`) whose first packets share a timestamp: their open segments
   must not collide; every record is stored exactly once, under its own interface.
+- A record dated after 2106 (past the classic pcap format's 32-bit seconds) among good
+  ones: the good records are stored, the bad one is counted with its reason, the batch
+  is acknowledged and the sensor finishes.
 
 The captures are written here by a tiny pcapng writer; stored records are compared,
 hash by hash, with the source (the test reader of test_replay.py, and tshark).
@@ -24,6 +27,7 @@ from conftest import Proc, free_port, tls_args, wait_listening
 # <first-ts-ns>-<epoch-hex>-<seq>.<ifindex>-<ifname>.pcap
 SEGMENT_RE = re.compile(r"^(\d{20})-([0-9a-f]{16})-(\d+)\.(\d+)-(.+)\.pcap$")
 T0 = 1_700_000_000 * 10**9  # 2023-11-14, nanoseconds
+AFTER_2106 = 7_258_118_400 * 10**9  # 2200-01-01T00:00:00Z: seconds above 2^32 - 1
 
 
 # ---- a minimal pcapng writer ------------------------------------------------------
@@ -205,3 +209,35 @@ def test_live_sensor_on_lo_twice(binaries, certs, procs, tmp_path):
             if p.p.poll() is None:
                 p.stop()
         assert not nss.cleanup()
+
+
+# ---- item: a record the pcap format cannot hold -----------------------------------
+
+def test_record_after_2106_is_counted_not_retried(binaries, certs, procs, tmp_path):
+    """Before the fix the writer's EOVERFLOW was taken for a storage failure: the batch
+    was never acknowledged and retried every second, for ever."""
+    sensor_bin, receiver_bin = binaries
+    capture = tmp_path / "after-2106.pcapng"
+    recs = [(0, T0 + i * 1000, ether_frame(i, 200)) for i in range(100)]
+    recs.insert(50, (0, AFTER_2106, ether_frame(9999, 200)))
+    write_pcapng(capture, [(1, "eth0")], recs)
+    src = replay.read_capture(capture)
+    assert len(src.recs) == 101 and src.recs[50].ts_ns == AFTER_2106
+
+    data_dir = tmp_path / "data"
+    rx, port = start_receiver(procs, certs, receiver_bin, data_dir, tmp_path / "receiver.log")
+    sx = replay_file(procs, certs, sensor_bin, port, capture, tmp_path / "sensor.log")
+    assert re.search(r"acknowledged \d+ batches / 101 packets, pending 0", sx.text()), sx.text()
+    assert rx.stop() == 0, rx.text()
+    log = rx.text()
+    assert "storage failed" not in log, log
+    assert re.search(r"sensor s1: batch \d+: 1 record\(s\) not stored: timestamp beyond pcap range", log), log
+
+    got = stored_by_ifindex(data_dir / "sensors" / "s1" / "segments")
+    want = [key(r) for k, r in enumerate(src.recs) if k != 50]
+    assert [key(r) for r in got[0]] == want
+    st = stats(data_dir)
+    assert st["stored"]["packets"] == 100, st
+    assert st["receiver"]["unstorable_records"] == {"timestamp_beyond_pcap_range": 1}, st
+    assert st["receiver"]["storage_errors"] == 0, st
+    assert re.search(r"unstorable records 1 \(timestamp beyond pcap range 1\)", log), log
