@@ -170,11 +170,13 @@ static void receiver_log_sensor(void *arg, struct store_sensor *ss)
 	log_info("sensor %s: stored %" PRIu64 " packets / %" PRIu64 " bytes in %" PRIu64 " batches, %" PRIu64
 		 " segments closed; retention deleted %" PRIu64 " segments / %" PRIu64 " packets / %" PRIu64
 		 " bytes; duplicates %" PRIu64 ", rejected batches %" PRIu64
-		 ", missing batches %" PRIu64 ", storage errors %" PRIu64 "; sensor reports captured %" PRIu64 ", kernel drops %" PRIu64 ", interface drops %" PRIu64
+		 ", missing batches %" PRIu64 ", storage errors %" PRIu64 ", unstorable records %" PRIu64 " (%s %" PRIu64
+		 "); sensor reports captured %" PRIu64 ", kernel drops %" PRIu64 ", interface drops %" PRIu64
 		 ", queue drops %" PRIu64 ", spool drops %" PRIu64,
 		 store_sensor_id(ss), c->packets, c->bytes, c->batches, c->segments_closed, c->retention_segments,
 		 c->retention_packets, c->retention_bytes, c->duplicates,
-		 c->rejected_batches, c->missing_batches, c->storage_errors, c->s_captured, c->s_kernel_drops, c->s_if_drops, c->s_queue_drops,
+		 c->rejected_batches, c->missing_batches, c->storage_errors, c->unstorable[STORE_UNSTORABLE_TS],
+		 store_unstorable_name(STORE_UNSTORABLE_TS, false), c->unstorable[STORE_UNSTORABLE_TS], c->s_captured, c->s_kernel_drops, c->s_if_drops, c->s_queue_drops,
 		 c->s_spool_drops);
 }
 

@@ -307,13 +307,20 @@ static int session_batch(struct session *se, const struct proto_hdr *hd, const u
 		}
 		raw = srv->dec;
 	}
-	rc = store_batch(se->ss, b.seq, raw, b.raw_len, b.n_records, err, sizeof(err));
-	if (rc < 0 && rc <= PROTO_EAGAIN && rc >= PROTO_ETRAILING) {
+	enum store_result sr = store_batch(se->ss, b.seq, raw, b.raw_len, b.n_records, err, sizeof(err));
+	if (sr == STORE_REJECTED) {
 		snprintf(why, sizeof(why), "rejected batch: %s", err);
 		session_close(se, PROTO_ERR_PROTOCOL, why);
 		return -1;
 	}
-	if (rc < 0) {
+	if (sr == STORE_FAILED) {
+		/* Retrying this batch would fail the same way: say so and end the session
+		 * rather than hold it for ever; the sensor keeps it and backs off. */
+		snprintf(why, sizeof(why), "cannot store batch %" PRIu64 ": %s", b.seq, err);
+		session_close(se, PROTO_ERR_STORAGE, why);
+		return -1;
+	}
+	if (sr == STORE_RETRY) {
 		/* Storage is failing (a full disk): hold the batch, ACK nothing, stop reading
 		 * (the sensor's window and spool absorb it) and try again in a second. */
 		if (!se->stalled)

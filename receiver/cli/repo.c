@@ -11,6 +11,7 @@
 #include <sqlite3.h>
 
 #include "fsutil.h"
+#include "index.h"
 #include "log.h"
 #include "pcapfile.h"
 
@@ -97,36 +98,13 @@ repo_strv_free(char **v, size_t n)
 bool
 repo_parse_segment_name(const char *name, uint64_t *first_ns, char ifname[256])
 {
-	const char *p = name;
-	size_t n = strlen(name);
-	uint64_t ts = 0;
-	int fields = 0;
+	struct index_segname sn;
 
-	if (n < 6 || strcmp(name + n - 5, ".pcap") != 0 || name[0] == '.')
+	/* One parser for the receiver's names, both forms (index.h). */
+	if (!index_segname_parse(name, &sn))
 		return false;
-	/* Three numeric fields (ts, epoch in hex, seq), each followed by '-'. */
-	while (fields < 3) {
-		const char *start = p;
-		while ((*p >= '0' && *p <= '9') || (fields == 1 && ((*p >= 'a' && *p <= 'f'))))
-			p++;
-		if (p == start || *p != '-')
-			return false;
-		if (fields == 0) {
-			for (const char *q = start; q < p; q++) {
-				if (ts > (UINT64_MAX - 9) / 10)
-					return false;
-				ts = ts * 10 + (uint64_t)(*q - '0');
-			}
-		}
-		p++;
-		fields++;
-	}
-	size_t iflen = (size_t)(name + n - 5 - p);
-	if (iflen == 0 || iflen > 255)
-		return false;
-	memcpy(ifname, p, iflen);
-	ifname[iflen] = '\0';
-	*first_ns = ts;
+	snprintf(ifname, 256, "%s", sn.ifname);
+	*first_ns = sn.first_ns;
 	return true;
 }
 

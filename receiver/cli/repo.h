@@ -61,8 +61,9 @@ int repo_seglist_add(struct repo_seglist *l, const struct repo_seg *s);
 void repo_seglist_free(struct repo_seglist *l);
 void repo_strv_free(char **v, size_t n);
 
-/* Parses "<first-ts-ns>-<epoch-hex16>-<seq>-<ifname>.pcap" (the receiver's segment
- * name). Returns true and the interface name (ifname holds 256 bytes). */
+/* Parses a receiver's segment name, "<first-ts-ns>-<epoch-hex16>-<seq>.<ifindex>-<ifname>.pcap"
+ * or the older "<first-ts-ns>-<epoch-hex16>-<seq>-<ifname>.pcap" (index.h). Returns true
+ * and the interface name (ifname holds 256 bytes). */
 bool repo_parse_segment_name(const char *name, uint64_t *first_ns, char ifname[256]);
 
 #endif

@@ -295,7 +295,8 @@ static uint64_t get64(const uint8_t *p)
 
 /* Slot layout (host byte order, local file):
  *   0 magic u32, 4 n u32, 8 counter u64, 16 checksum u64 of everything after it,
- *   24 n_epochs u64, 32..48 reserved,
+ *   24 n_epochs u64, 32 records dropped as unstorable u64 (timestamp beyond the pcap
+ *   range; zero in slots written before it was counted), 40..48 reserved,
  *   48 epochs: STATE_MAX_EPOCHS x {epoch u64, next_seq u64}, most recent first,
  *   then STATE_COUNTERS stored counters u64 (they describe exactly what is committed),
  *   then n entries of {u64 committed, char name[STATE_NAME_MAX]}. */
@@ -346,6 +347,8 @@ static int store_state_write(struct store_sensor *ss)
 		put64(slot + STATE_EPOCHS_OFF + 16 * i + 8, ss->epochs[i].next_seq);
 	}
 	store_counters_io(ss, slot + STATE_COUNTERS_OFF, true);
+	/* Kept apart from the counters above so that earlier state files read the same. */
+	put64(slot + 32, ss->c.unstorable[STORE_UNSTORABLE_TS]);
 	/* Only the used part is hashed: the rest of the slot is zero and never read. */
 	put64(slot + 16, store_fnv64(slot + 24, STATE_HDR + n * STATE_ENTRY - 24));
 	off_t off = (off_t)(ss->state_counter % 2) * STATE_SLOT;
@@ -392,6 +395,7 @@ static int store_state_read(struct store_sensor *ss, uint8_t *slot, uint32_t *n_
 	ss->epoch = ss->have_epoch ? ss->epochs[0].epoch : 0;
 	ss->next_seq = ss->have_epoch ? ss->epochs[0].next_seq : 1;
 	store_counters_io(ss, slot + STATE_COUNTERS_OFF, false);
+	ss->c.unstorable[STORE_UNSTORABLE_TS] = get64(slot + 32);
 	return 0;
 }
 
@@ -592,17 +596,38 @@ static int store_segment_open(struct store_sensor *ss, uint16_t iface, uint64_t 
 	struct segment *g = &ss->seg[iface];
 	char ifname[PROTO_MAX_IFNAME + 1];
 	store_sanitize(ifname, sizeof(ifname), ss->ifaces[iface].name);
-	/* The epoch makes the name unique across sensor runs: sequence numbers restart. */
-	char base[STATE_NAME_MAX];
-	snprintf(base, sizeof(base), ".open-%020" PRIu64 "-%016" PRIx64 "-%" PRIu64 "-%s.pcap", first_ns, ss->epoch,
-		 seq, ifname);
-	memcpy(g->base, base, sizeof(base));
-	snprintf(g->open_path, sizeof(g->open_path), "%s/%s", ss->seg_dir, base);
-	snprintf(g->final_path, sizeof(g->final_path), "%s/%s", ss->seg_dir, base + 6);
+	/* The epoch makes the name unique across sensor runs (sequence numbers restart),
+	 * the interface index among interfaces of one name (`-i lo,lo`, or a replayed
+	 * pcapng with two "eth0") whose first packets share a timestamp. */
+	char base[STATE_NAME_MAX], name[STATE_NAME_MAX - 6];
+	int len = index_segname_format(name, sizeof(name), first_ns, ss->epoch, seq, iface, ifname);
+	if (len < 0)
+		return len;
 	g->committed = 0;
-	g->fd = open(g->open_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
-	if (g->fd < 0)
-		return -errno;
+	g->fd = -1;
+	/* Should the name still be taken (a file some failure left behind), a numeric
+	 * suffix makes a free one, as store_rename() does: an exclusive create that fails
+	 * the same way on every retry would stall the sensor for good. */
+	for (int i = 0; g->fd < 0; i++) {
+		if (i == 1000)
+			return -EEXIST;
+		int m = i == 0 ? snprintf(base, sizeof(base), ".open-%s", name)
+			       : snprintf(base, sizeof(base), ".open-%.*s.%d.pcap", len - 5, name, i);
+		if (m < 0 || (size_t)m >= sizeof(base))
+			return -ENAMETOOLONG;
+		snprintf(g->open_path, sizeof(g->open_path), "%s/%s", ss->seg_dir, base);
+		g->fd = open(g->open_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
+		int e = g->fd < 0 ? errno : 0;
+		/* The folder removed under a running receiver: make it again. */
+		if (e == ENOENT && (e = -store_mkdirs(ss->seg_dir)) == 0) {
+			g->fd = open(g->open_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
+			e = g->fd < 0 ? errno : 0;
+		}
+		if (e != 0 && e != EEXIST)
+			return -e;
+	}
+	memcpy(g->base, base, sizeof(base));
+	snprintf(g->final_path, sizeof(g->final_path), "%s/%s", ss->seg_dir, base + 6);
 	g->w = pcapw_new(g->fd, ss->ifaces[iface].linktype, ss->ifaces[iface].snaplen);
 	int rc = g->w ? pcapw_header(g->w) : -ENOMEM;
 	if (rc != 0) {
@@ -668,24 +693,77 @@ static void store_rollback(struct store_sensor *ss)
 		log_warnx("store: %s: cannot update state after a failed batch", ss->id);
 }
 
-int store_batch(struct store_sensor *ss, uint64_t seq, const uint8_t *raw, uint32_t raw_len,
-		uint32_t n_records, char *err, size_t errlen)
+enum store_result store_errno_result(int neg_errno)
+{
+	switch (-neg_errno) {
+	/* The storage is full, failing or unavailable for now; all of these can pass
+	 * (space freed, a disk replaced, permissions or a mount repaired) while the
+	 * sensor keeps the batch, so the batch is held and tried again. */
+	case ENOSPC:
+	case EDQUOT:
+	case EIO:
+	case ENOMEM:
+	case ENOBUFS:
+	case EAGAIN:
+	case EINTR:
+	case EMFILE:
+	case ENFILE:
+	case EBUSY:
+	case ETIMEDOUT:
+	case ESTALE:
+	case EROFS:
+	case EACCES:
+	case EPERM:
+	case ENOENT:
+		return STORE_RETRY;
+	/* Anything else (EOVERFLOW, EINVAL, EFBIG, ENAMETOOLONG, EEXIST, EPIPE ...) would
+	 * fail the same way on every retry of the same batch. */
+	default:
+		return STORE_FAILED;
+	}
+}
+
+const char *store_unstorable_name(enum store_unstorable why, bool key)
+{
+	switch (why) {
+	case STORE_UNSTORABLE_TS:
+		return key ? "timestamp_beyond_pcap_range" : "timestamp beyond pcap range";
+	default:
+		return "other";
+	}
+}
+
+/* stats.json, the state file and the periodic log name every reason: add it there too. */
+_Static_assert(STORE_UNSTORABLE_N == 1, "a new unstorable reason needs its counter kept and shown");
+
+/* Why the record can never be stored, or -1 when it can. The segments and the
+ * single file are classic pcap: 32-bit unsigned seconds, so nothing after
+ * 2106-02-07T06:28:15Z (pcapw_write() would refuse it with EOVERFLOW every time). */
+static int store_unstorable_why(const struct proto_rec *r)
+{
+	if (r->ts_ns / 1000000000u > UINT32_MAX)
+		return STORE_UNSTORABLE_TS;
+	return -1;
+}
+
+enum store_result store_batch(struct store_sensor *ss, uint64_t seq, const uint8_t *raw, uint32_t raw_len,
+			      uint32_t n_records, char *err, size_t errlen)
 {
 	struct store *s = ss->store;
 	struct proto_rec_iter it;
 	struct proto_rec r;
 	int rc;
-	uint32_t n = 0;
+	uint32_t n = 0, n_bad = 0, bad[STORE_UNSTORABLE_N] = {0}, first_bad = 0;
 
 	if (seq == 0 || seq == UINT64_MAX) {
 		/* Sequence numbers start at 1 (PROTOCOL.md 6.3); the top value would wrap. */
 		snprintf(err, errlen, "batch sequence number %" PRIu64 " is out of range", seq);
 		ss->c.rejected_batches++;
-		return PROTO_EINVAL;
+		return STORE_REJECTED;
 	}
 	if (seq < ss->next_seq) {
 		ss->c.duplicates++;
-		return 1;
+		return STORE_DUPLICATE;
 	}
 	/* Validate everything first: a malformed batch must change nothing. */
 	proto_rec_iter_init(&it, raw, raw_len, ss->n_ifaces, PROTO_MAX_SNAPLEN);
@@ -694,6 +772,12 @@ int store_batch(struct store_sensor *ss, uint64_t seq, const uint8_t *raw, uint3
 			rc = PROTO_EINVAL;
 			break;
 		}
+		int why = store_unstorable_why(&r);
+		if (why >= 0) {
+			if (n_bad++ == 0)
+				first_bad = n;
+			bad[why]++;
+		}
 		n++;
 	}
 	if (rc == 0 && n != n_records)
@@ -701,12 +785,14 @@ int store_batch(struct store_sensor *ss, uint64_t seq, const uint8_t *raw, uint3
 	if (rc != 0) {
 		snprintf(err, errlen, "batch %" PRIu64 ": malformed record %u: %s", seq, n, proto_strerror(rc));
 		ss->c.rejected_batches++;
-		return rc;
+		return STORE_REJECTED;
 	}
 
 	uint64_t bytes = 0;
 	proto_rec_iter_init(&it, raw, raw_len, ss->n_ifaces, PROTO_MAX_SNAPLEN);
 	while (proto_rec_next(&it, &r) == 1) {
+		if (n_bad && store_unstorable_why(&r) >= 0)
+			continue;
 		if (*s->dir) {
 			struct segment *g = &ss->seg[r.iface];
 			if (g->fd < 0 && (rc = store_segment_open(ss, r.iface, r.ts_ns, seq)) != 0) {
@@ -752,7 +838,9 @@ int store_batch(struct store_sensor *ss, uint64_t seq, const uint8_t *raw, uint3
 	if (seq > ss->next_seq)
 		ss->c.missing_batches += seq - ss->next_seq;
 	ss->c.batches++;
-	ss->c.packets += n;
+	ss->c.packets += n - n_bad;
+	for (int i = 0; i < STORE_UNSTORABLE_N; i++)
+		ss->c.unstorable[i] += bad[i];
 	ss->c.bytes += bytes;
 	ss->next_seq = seq + 1;
 	if (*s->dir) {
@@ -770,6 +858,15 @@ int store_batch(struct store_sensor *ss, uint64_t seq, const uint8_t *raw, uint3
 		/* The sensor lost these batches (its spool overflowed) or they went to another
 		 * receiver; either way they are not here, and that is counted. */
 		log_warnx("store: %s: batches %" PRIu64 "..%" PRIu64 " never arrived", ss->id, prev_next, seq - 1);
+	if (n_bad) {
+		/* Acknowledged like the rest of the batch: retrying could never store them. */
+		static struct log_limit lim;
+		for (int i = 0; i < STORE_UNSTORABLE_N; i++)
+			if (bad[i] && log_limit_ok(&lim, 10, 1))
+				log_warnx("sensor %s: batch %" PRIu64 ": %" PRIu32 " record(s) not stored: %s (first: record %" PRIu32
+					  "); counted as unstorable, the rest of the batch stored",
+					  ss->id, seq, bad[i], store_unstorable_name(i, false), first_bad);
+	}
 	for (int i = 0; i < ss->n_ifaces; i++) {
 		struct segment *g = &ss->seg[i];
 		if (g->touched && pcapw_bytes(g->w) >= s->o.segment_bytes)
@@ -780,12 +877,12 @@ int store_batch(struct store_sensor *ss, uint64_t seq, const uint8_t *raw, uint3
 		ss->unsynced = true;
 		ss->unsynced_bytes += bytes;
 	}
-	return 0;
+	return STORE_STORED;
 fail:
 	ss->c.storage_errors++;
 	if (*s->dir)
 		store_rollback(ss);
-	return rc < 0 ? rc : -EIO;
+	return store_errno_result(rc < 0 ? rc : -EIO);
 }
 
 void store_sensor_stats(struct store_sensor *ss, const struct proto_stats *st)
@@ -823,12 +920,14 @@ int store_sensor_write_stats(struct store_sensor *ss, bool connected)
 		", \"segments_closed\": %" PRIu64 "},\n"
 		" \"retention\": {\"segments\": %" PRIu64 ", \"packets\": %" PRIu64 ", \"bytes\": %" PRIu64 "},\n"
 		" \"receiver\": {\"duplicate_batches\": %" PRIu64 ", \"rejected_batches\": %" PRIu64
-		", \"missing_batches\": %" PRIu64 ", \"linktype_rejects\": %" PRIu64 ", \"storage_errors\": %" PRIu64 "},\n"
+		", \"missing_batches\": %" PRIu64 ", \"linktype_rejects\": %" PRIu64 ", \"storage_errors\": %" PRIu64
+		",\n  \"unstorable_records\": {\"%s\": %" PRIu64 "}},\n"
 		" \"sensor_reported\": {\"captured\": %" PRIu64 ", \"kernel_drops\": %" PRIu64
 		", \"interface_drops\": %" PRIu64 ", \"queue_drops\": %" PRIu64 ", \"spool_drops\": %" PRIu64 "}}\n",
 		ss->id, connected ? "true" : "false", ss->epoch, ss->next_seq, c->batches, c->packets, c->bytes,
 		c->segments_closed, c->retention_segments, c->retention_packets, c->retention_bytes, c->duplicates,
 		c->rejected_batches, c->missing_batches, c->linktype_rejects, c->storage_errors,
+		store_unstorable_name(STORE_UNSTORABLE_TS, true), c->unstorable[STORE_UNSTORABLE_TS],
 		c->s_captured, c->s_kernel_drops, c->s_if_drops, c->s_queue_drops, c->s_spool_drops);
 	int rc = ferror(f) ? -EIO : 0;
 	if (fclose(f) != 0 && rc == 0)

@@ -5,8 +5,9 @@
  * under a hidden name and renamed into place when complete; optionally also one
  * single pcap file for all sensors (a tcpdump -w style output).
  *
- *   <dir>/sensors/<sensor-id>/segments/<first-ts-ns>-<epoch-hex>-<seq>-<ifname>.pcap
- *   <dir>/sensors/<sensor-id>/segments/.open-<first-ts-ns>-<epoch-hex>-<seq>-<ifname>.pcap
+ *   <dir>/sensors/<sensor-id>/segments/<first-ts-ns>-<epoch-hex>-<seq>.<ifindex>-<ifname>.pcap
+ *   <dir>/sensors/<sensor-id>/segments/.open-<first-ts-ns>-<epoch-hex>-<seq>.<ifindex>-<ifname>.pcap
+ *   (index.h: index_segname_format(), index_segname_parse())
  *   <dir>/index.db      one row per closed segment (index.h), reconciled at start
  *
  * Closed segments beyond the size and age bounds are deleted oldest-first
@@ -33,12 +34,31 @@ struct store_opts {
 	uint64_t sensor_max_bytes, sensor_max_age_ms;
 };
 
+/* What store_batch() did with a batch: the caller's next step depends only on this. */
+enum store_result {
+	STORE_STORED,    /* stored and durable per the fsync policy (records the pcap format
+			  * cannot hold counted as unstorable, not stored): ACK it */
+	STORE_DUPLICATE, /* stored before (a resend): ACK it again */
+	STORE_REJECTED,  /* malformed: nothing changed; a protocol error, close the session */
+	STORE_RETRY,     /* transient storage failure (disk full, I/O error): nothing kept;
+			  * hold the batch, ACK nothing and try again later */
+	STORE_FAILED,    /* storage failure that retrying the batch cannot cure: nothing
+			  * kept; close the session with the error */
+};
+
+/* Why a well-formed record can never be stored (counted per sensor, never retried). */
+enum store_unstorable {
+	STORE_UNSTORABLE_TS, /* timestamp past the classic pcap range (2106-02-07) */
+	STORE_UNSTORABLE_N
+};
+
 struct store_counters {
 	uint64_t batches, packets, bytes;  /* stored */
 	uint64_t duplicates;               /* batches received again, dropped */
 	uint64_t missing_batches;          /* sequence numbers skipped by the sensor */
 	uint64_t rejected_batches;         /* malformed */
 	uint64_t storage_errors;           /* attempts that failed to write (and were retried) */
+	uint64_t unstorable[STORE_UNSTORABLE_N]; /* well-formed records dropped, by reason; ACKed */
 	uint64_t linktype_rejects;         /* single-file output: other link type */
 	uint64_t segments_closed;
 	/* Deleted by retention, all time: loaded from the index, not reset by a restart. */
@@ -64,13 +84,18 @@ uint64_t store_sensor_begin(struct store_sensor *ss, uint64_t epoch, const struc
 void store_sensor_end(struct store_sensor *ss);
 /*
  * Stores one decompressed batch. Every record is validated before anything is
- * written, so a malformed batch changes nothing. Returns 1 for a batch already
- * stored (a resend: the caller ACKs it again), 0 when stored and durable
- * per the fsync policy (the caller may ACK), or a negative code: a PROTO_E* value
- * for malformed records, or -errno for a storage failure; err says which.
+ * written, so a malformed batch changes nothing; a record the pcap format cannot
+ * hold (store_unstorable) is left out, counted and logged, and the rest stored. On
+ * anything but STORE_STORED and STORE_DUPLICATE err says what went wrong.
  */
-int store_batch(struct store_sensor *ss, uint64_t seq, const uint8_t *raw, uint32_t raw_len,
-		uint32_t n_records, char *err, size_t errlen);
+enum store_result store_batch(struct store_sensor *ss, uint64_t seq, const uint8_t *raw, uint32_t raw_len,
+			      uint32_t n_records, char *err, size_t errlen);
+/* How a storage failure (-errno) is handled: STORE_RETRY when the same batch may be
+ * stored later without any change to it (disk full, I/O error, a storage.dir an
+ * operator can repair), else STORE_FAILED. */
+enum store_result store_errno_result(int neg_errno);
+/* "timestamp beyond pcap range", or "timestamp_beyond_pcap_range" for stats.json. */
+const char *store_unstorable_name(enum store_unstorable why, bool key);
 void store_sensor_stats(struct store_sensor *ss, const struct proto_stats *st);
 /* Writes <dir>/sensors/<id>/stats.json (atomically). Returns 0 or -errno. */
 int store_sensor_write_stats(struct store_sensor *ss, bool connected);

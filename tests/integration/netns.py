@@ -163,11 +163,12 @@ def capinfos_count(path):
     return int(m.group(1))
 
 
-# <first-ts-ns>-<epoch-hex>-<seq>-<ifname>.pcap; also the earlier form without the
-# epoch, <first-ts-ns>-<seq>-<ifname>.pcap. The first timestamp is 20 digits wide
-# and the epoch 16 hex digits, so the two cannot be confused.
+# <first-ts-ns>-<epoch-hex>-<seq>.<ifindex>-<ifname>.pcap; also the earlier forms
+# without the interface index, <first-ts-ns>-<epoch-hex>-<seq>-<ifname>.pcap, and
+# without the epoch, <first-ts-ns>-<seq>-<ifname>.pcap. The first timestamp is 20
+# digits wide and the epoch 16 hex digits, so they cannot be confused.
 SEGMENT_RES = (
-    re.compile(r"^(?P<ts>\d{20})-(?P<epoch>[0-9a-f]{16})-(?P<seq>\d+)-(?P<ifname>.+)\.pcap$"),
+    re.compile(r"^(?P<ts>\d{20})-(?P<epoch>[0-9a-f]{16})-(?P<seq>\d+)(?:\.(?P<ifindex>\d+))?-(?P<ifname>.+)\.pcap$"),
     re.compile(r"^(?P<ts>\d{20})-(?P<seq>\d+)-(?P<ifname>.+)\.pcap$"),
 )
 

@@ -36,7 +36,8 @@ from conftest import BUILD, DATA, Proc, free_port, sanitized, tls_args, wait_lis
 
 PCAPLINE = BUILD / "pcapline"
 PCAPS = DATA / "pcaps"
-SEGMENT_RE = re.compile(r"^(\d+)-([0-9a-f]{16})-(\d+)-(.+)\.pcap$")
+# <first-ts-ns>-<epoch>-<seq>[.<ifindex>]-<ifname>.pcap: import writes no index
+SEGMENT_RE = re.compile(r"^(\d+)-([0-9a-f]{16})-(\d+)(?:\.\d+)?-(.+)\.pcap$")
 NS = 10**9
 RSS_LIMIT_KIB = 32 * 1024
 INDEX_SCHEMA = """

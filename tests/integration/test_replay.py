@@ -28,7 +28,8 @@ TRUNCATED = "truncated-file-cut-mid-packet.pcap"
 TRUNCATED_COMPLETE = 2696
 
 PCAP_NS_MAGIC_LE = b"\x4d\x3c\xb2\xa1"  # 0xa1b23c4d written little-endian
-SEGMENT_RE = re.compile(r"^(\d+)-[0-9a-f]{16}-(\d+)-(.+)\.pcap$")
+# <first-ts-ns>-<epoch>-<seq>.<ifindex>-<ifname>.pcap (groups: ts, seq, ifname)
+SEGMENT_RE = re.compile(r"^(\d+)-[0-9a-f]{16}-(\d+)\.\d+-(.+)\.pcap$")
 
 
 # --------------------------------------------------------------------------------
