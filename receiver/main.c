@@ -43,6 +43,8 @@ struct receiver_conf {
 	char *out;
 	uint64_t max_frame;
 	int64_t max_sessions;
+	int64_t unauth_max, unauth_per_source;
+	uint64_t handshake_timeout;
 	int64_t max_sensors;
 	uint64_t sensor_rate;
 	uint64_t heartbeat;
@@ -82,6 +84,9 @@ static const struct cfg_key receiver_schema[] = {
 	K("output.file", CFG_STR, out, 0, 0, NULL, "also write every packet to this one pcap file (- for stdout)"),
 	K("limits.max_frame", CFG_SIZE, max_frame, 262180, 16777216, NULL, "largest frame accepted; a decompressed batch may be 16 bytes less"),
 	K("limits.max_sessions", CFG_INT, max_sessions, 1, 1000000, NULL, "connections open at once"),
+	K("limits.unauth_max", CFG_INT, unauth_max, 1, 1000000, NULL, "connections not yet authenticated (TLS and HELLO), at most max_sessions; beyond, the oldest is shed"),
+	K("limits.unauth_per_source", CFG_INT, unauth_per_source, 1, 1000000, NULL, "the same from one IPv4 address or IPv6 /64; beyond, its oldest is shed"),
+	K("limits.handshake_timeout", CFG_DURATION, handshake_timeout, 1000, 600000, NULL, "TLS handshake and HELLO must be done within this"),
 	K("limits.max_sensors", CFG_INT, max_sensors, 1, 1000000, NULL, "distinct sensors served (their folders count)"),
 	K("limits.sensor_rate", CFG_SIZE, sensor_rate, 0, 1ll << 40, NULL, "bytes per second stored per sensor, 0 = unlimited; beyond it the receiver reads slower"),
 	K("session.heartbeat", CFG_DURATION, heartbeat, 100, 600000, NULL, "heartbeat interval; silent peers are dropped after three"),
@@ -127,6 +132,9 @@ static void receiver_defaults(struct receiver_conf *c)
 	c->fsync_interval = 1000;
 	c->max_frame = 16u << 20;
 	c->max_sessions = 1024;
+	c->unauth_max = 256;
+	c->unauth_per_source = 64;
+	c->handshake_timeout = 10000;
 	c->max_sensors = 10000;
 	c->heartbeat = 5000;
 	c->log_level = LOG_LVL_INFO;
@@ -351,6 +359,9 @@ int main(int argc, char **argv)
 		.max_frame = (uint32_t)R.conf.max_frame,
 		.max_raw = (uint32_t)R.conf.max_frame - 16,
 		.max_sessions = (uint32_t)R.conf.max_sessions,
+		.unauth_max = (uint32_t)R.conf.unauth_max,
+		.unauth_per_source = (uint32_t)R.conf.unauth_per_source,
+		.setup_ms = (uint32_t)R.conf.handshake_timeout,
 		.max_sensors = (uint32_t)R.conf.max_sensors,
 		.sensor_rate = R.conf.sensor_rate,
 		.heartbeat_ms = (uint32_t)R.conf.heartbeat,
