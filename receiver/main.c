@@ -51,6 +51,8 @@ struct receiver_conf {
 	int log_level;
 	uint64_t stats_interval;
 	char *api_listen, *api_token, *api_cert, *api_key;
+	int64_t api_max_conns, api_max_conns_per_source;
+	uint64_t api_header_timeout, api_idle_timeout;
 	bool l4_enabled;
 	int64_t l4_max_conns;
 	uint64_t l4_max_buffer;
@@ -96,6 +98,10 @@ static const struct cfg_key receiver_schema[] = {
 	K("api.token", CFG_STR, api_token, 0, 0, NULL, "bearer token API clients must present, optional on loopback"),
 	K("api.cert", CFG_STR, api_cert, 0, 0, NULL, "PEM certificate: serve the API over HTTPS (with api.key)"),
 	K("api.key", CFG_STR, api_key, 0, 0, NULL, "PEM private key of api.cert"),
+	K("api.max_connections", CFG_INT, api_max_conns, 1, 10000, NULL, "HTTP connections at once; beyond, the oldest one whose request is not complete yet is shed"),
+	K("api.max_connections_per_source", CFG_INT, api_max_conns_per_source, 1, 10000, NULL, "the same from one IPv4 address or IPv6 /64"),
+	K("api.header_timeout", CFG_DURATION, api_header_timeout, 1000, 600000, NULL, "a request's headers must be complete within this after the connection or the previous request"),
+	K("api.idle_timeout", CFG_DURATION, api_idle_timeout, 1000, 86400000, NULL, "a connection that moves no byte for this long is closed (a slow download that moves is never cut)"),
 	K("l4.enabled", CFG_BOOL, l4_enabled, 0, 0, NULL, "dissect stored segments into connections and flows (index.db); off: raw storage only"),
 	K("l4.max_conns", CFG_INT, l4_max_conns, 1000, 100000000, NULL, "connections tracked at once (<= 512 bytes each); beyond, the least recently active is evicted"),
 	K("l4.max_buffer", CFG_SIZE, l4_max_buffer, 1 << 20, 1ll << 40, NULL, "out-of-order TCP bytes buffered in all connections"),
@@ -140,6 +146,10 @@ static void receiver_defaults(struct receiver_conf *c)
 	c->log_level = LOG_LVL_INFO;
 	c->stats_interval = 30000;
 	c->api_listen = strdup("127.0.0.1:47801");
+	c->api_max_conns = API_MAX_CONNECTIONS;
+	c->api_max_conns_per_source = 32;
+	c->api_header_timeout = 10000;
+	c->api_idle_timeout = 60000;
 	c->l4_enabled = true;
 	c->l4_max_conns = L4_DEFAULT_MAX_CONNS;
 	c->l4_max_buffer = L4_DEFAULT_MAX_BUF;
@@ -391,6 +401,10 @@ int main(int argc, char **argv)
 			.cert = R.conf.api_cert ? R.conf.api_cert : "",
 			.key = R.conf.api_key ? R.conf.api_key : "",
 			.dir = so.dir,
+			.max_conns = (unsigned)R.conf.api_max_conns,
+			.max_conns_per_source = (unsigned)R.conf.api_max_conns_per_source,
+			.header_timeout_ms = (unsigned)R.conf.api_header_timeout,
+			.idle_timeout_s = (unsigned)((R.conf.api_idle_timeout + 999) / 1000),
 		};
 		R.api = api_new(&ao, err, sizeof(err));
 		if (!R.api)

@@ -7,13 +7,20 @@ token), performed as described, with real processes:
   receiver in another namespace: a real sensor started at several moments meanwhile
   connects within 5 s and every packet it replays is stored exactly; the receiver logs
   fewer than 20 warning lines in all for the flood.
+* 100 slowloris clients on the HTTP API (request headers one byte per second per
+  connection, never finished): a well-behaved client's requests keep being answered
+  in under 2 s each, and a sensor replaying meanwhile is stored exactly.
 
 The flood itself runs as tests/integration/flood.py in its own process, bounded in
 connections, rate and time.
 """
+import http.client
+import io
 import json
 import re
 import signal
+import socket
+import tarfile
 import subprocess
 import sys
 import time
@@ -140,3 +147,131 @@ def test_idle_connection_flood_does_not_lock_sensors_out(binaries, certs, tmp_pa
     print(f"flood {t_flood:.0f} s: {counts}; receiver shed {shed} unauthenticated connections, "
           f"{len(warns)} warning lines; sensor replays (capture, s to connect, records stored): {results}")
 
+
+TOKEN = "dos-test-token-0123456789"
+
+
+def export_members(body):
+    """The members of an export archive but its manifest (which carries its creation time)."""
+    with tarfile.open(fileobj=io.BytesIO(body), mode="r:gz") as t:
+        return {m.name: t.extractfile(m).read() for m in t.getmembers()
+                if m.isfile() and m.name != "manifest.json"}
+
+
+def api_get(api_port, path, timeout=5.0):
+    """(status, body, seconds) of one GET on a new connection, as a well-behaved client."""
+    t0 = time.time()
+    c = http.client.HTTPConnection("127.0.0.1", api_port, timeout=timeout)
+    try:
+        c.request("GET", path, headers={"Authorization": f"Bearer {TOKEN}"})
+        r = c.getresponse()
+        body = r.read()
+        return r.status, body, time.time() - t0
+    finally:
+        c.close()
+
+
+def test_slowloris_does_not_stop_the_api(binaries, certs, tmp_path):
+    duration = 20.0
+    port, api_port = free_port(), free_port()
+    datadir = tmp_path / "data"
+    rx = Proc([binaries[1], "-l", f"127.0.0.1:{port}", "-d", datadir] + tls_args(certs, "receiver"),
+              tmp_path / "receiver.log",
+              env={"PCAPLINE_API_LISTEN": f"127.0.0.1:{api_port}", "PCAPLINE_API_TOKEN": TOKEN,
+                   "PCAPLINE_L4_ENABLED": "false"})
+    flood, sx = None, None
+    try:
+        wait_listening(port)
+        wait_listening(api_port)
+        replay_into(binaries, certs, datadir, rx, "s2", CAPTURES[0], tmp_path / "sensor-s2.log",
+                    f"127.0.0.1:{port}")
+        path = "/api/v1/export?from=0&to=4102444800&sensor=s2"
+        status, body, _ = api_get(api_port, path)
+        assert status == 200, (status, body[:200])
+        want_export = export_members(body)
+        assert any(name.startswith("s2/") for name in want_export), list(want_export)
+
+        log_at = len(rx.text())
+        t0 = time.time()
+        flood = Proc(["/usr/bin/python3", FLOOD, "slowloris", "127.0.0.1", api_port, "--count", 100,
+                      "--duration", duration, "--rate", 200], tmp_path / "flood.log")
+        N.wait_for(lambda: "ready" in flood.text(), 10, "100 slowloris connections opened")
+        time.sleep(0.5)   # their request lines are in: now they only trickle
+        latencies, replays, k = [], [], 0
+        sx_log = None
+        while time.time() - t0 < duration - 2:
+            # Ingest meanwhile: back-to-back replays by sensor s1, each checked exactly.
+            if sx is None or sx.p.poll() is not None:
+                if sx is not None:
+                    assert sx.wait(1) == 0, sx.text()
+                    replays.append(stored_exactly(datadir, "s1", before, cap))
+                cap = CAPTURES[k % len(CAPTURES)]
+                before = set(segments(datadir, "s1"))
+                sx_log = tmp_path / f"sensor-s1-{k}.log"
+                sx = Proc([binaries[0], "-r", cap, "-t", f"127.0.0.1:{port}"] + tls_args(certs, "s1"), sx_log)
+                k += 1
+            try:
+                status, body, took = api_get(api_port, path)
+            except (OSError, http.client.HTTPException) as e:
+                raise AssertionError(f"request {len(latencies) + 1} under slowloris failed after "
+                                     f"{time.time() - t0:.1f} s: {e!r}\nreceiver:\n{rx.text()[-2000:]}")
+            assert status == 200 and export_members(body) == want_export, (status, body[:200])
+            assert took < 2.0, f"request {len(latencies) + 1} took {took:.2f} s under slowloris"
+            latencies.append(took)
+            time.sleep(0.2)
+        assert sx.wait(60) == 0, sx.text()
+        replays.append(stored_exactly(datadir, "s1", before, cap))
+        assert flood.wait(duration + 20) == 0, flood.text()
+        counts = json.loads(flood.text().strip().splitlines()[-1])
+        assert rx.p.poll() is None, rx.text()[-3000:]
+        log = rx.text()[log_at:]
+        warns = warn_lines(log)
+        assert len(warns) < 20, f"{len(warns)} warning lines during the slowloris:\n" + "\n".join(warns[:40])
+        assert re.search(r"api: in the last \d+ s: \d+ connections closed without a complete request", log), log
+    finally:
+        for p in (flood, sx):
+            if p is not None and p.p.poll() is None:
+                p.stop(signal.SIGKILL)
+        rc = rx.stop(signal.SIGTERM, timeout=30)
+    assert rc == 0, f"receiver exited {rc}:\n{rx.text()[-3000:]}"
+    print(f"slowloris {counts}: {len(latencies)} API requests answered, max {max(latencies):.2f} s, "
+          f"median {sorted(latencies)[len(latencies) // 2]:.3f} s; {len(replays)} replays stored exactly "
+          f"({sum(replays)} records); {len(warns)} warning lines")
+
+
+def test_api_request_headers_have_a_deadline(binaries, certs, tmp_path):
+    """A client that trickles its request headers (one byte every 0.3 s, so the idle
+    timeout never fires) is closed at api.header_timeout; one that sends its request at
+    once and then reads slowly is not cut (tests/integration/test_api.py streams a
+    large export to a 1 MB/s reader for longer than this timeout)."""
+    port, api_port = free_port(), free_port()
+    rx = Proc([binaries[1], "-l", f"127.0.0.1:{port}", "-d", tmp_path / "data"] + tls_args(certs, "receiver"),
+              tmp_path / "receiver.log",
+              env={"PCAPLINE_API_LISTEN": f"127.0.0.1:{api_port}", "PCAPLINE_API_TOKEN": TOKEN,
+                   "PCAPLINE_API_HEADER_TIMEOUT": "2s", "PCAPLINE_L4_ENABLED": "false"})
+    try:
+        wait_listening(port)
+        wait_listening(api_port)
+        with socket.create_connection(("127.0.0.1", api_port), timeout=0.3) as s:
+            t0 = time.time()
+            s.sendall(b"GET /api/v1/conns HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+            closed_at = None
+            while time.time() - t0 < 15:
+                try:
+                    s.sendall(b"a")
+                    if s.recv(4096) == b"":
+                        closed_at = time.time() - t0
+                        break
+                except socket.timeout:
+                    pass
+                except OSError:
+                    closed_at = time.time() - t0
+                    break
+        assert closed_at is not None, "a trickling client kept its connection for 15 s"
+        assert 1.8 <= closed_at <= 4.5, f"closed after {closed_at:.1f} s (api.header_timeout is 2 s)"
+        N.wait_for(lambda: re.search(r"api: in the last \d+ s: 1 connections closed without a complete request",
+                                     rx.text()), 15, "the summary line")
+    finally:
+        rc = rx.stop(signal.SIGTERM, timeout=30)
+    assert rc == 0, rx.text()[-3000:]
+    print(f"a trickling client was closed after {closed_at:.1f} s")
