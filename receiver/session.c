@@ -710,6 +710,21 @@ static void session_on_unthrottle(struct ev_loop *loop, ev_timer *w, int revents
 static void session_on_io(struct ev_loop *loop, ev_io *w, int revents)
 {
 	struct session *se = w->data;
+	if (!se->in) {
+		/* First event: a connection that never sends anything (a flood) never costs
+		 * the input buffer and the TLS state. */
+		struct server *srv = se->srv;
+		se->in = malloc(SESSION_INBUF_MIN);
+		se->in_cap = se->in ? SESSION_INBUF_MIN : 0;
+		if (se->in && srv->o.ssl_ctx && (!(se->ssl = SSL_new(srv->o.ssl_ctx)) || SSL_set_fd(se->ssl, se->fd) != 1)) {
+			free(se->in);
+			se->in = NULL;
+		}
+		if (!se->in) {
+			session_end_unauth(se, UNAUTH_SHED_TOTAL, "out of memory");
+			return;
+		}
+	}
 	if (se->state == S_HANDSHAKE) {
 		session_handshake(se);
 		return; /* freed or waiting; the next event reads HELLO */
@@ -829,30 +844,15 @@ static void server_on_accept(struct ev_loop *loop, ev_io *w, int revents)
 			continue;
 		}
 		struct session *se = calloc(1, sizeof(*se));
-		uint8_t *in = malloc(SESSION_INBUF_MIN);
-		if (!se || !in) {
-			free(se);
-			free(in);
+		if (!se) {
 			close(fd);
 			continue;
 		}
 		se->srv = srv;
 		se->fd = fd;
-		se->in = in;
-		se->in_cap = SESSION_INBUF_MIN;
 		snprintf(se->peer, sizeof(se->peer), "%s:%s", host, port);
 		se->since = se->last_rx = se->last_tx = ev_now(loop);
-		se->state = srv->o.ssl_ctx ? S_HANDSHAKE : S_HELLO;
-		if (srv->o.ssl_ctx) {
-			se->ssl = SSL_new(srv->o.ssl_ctx);
-			if (!se->ssl || SSL_set_fd(se->ssl, fd) != 1) {
-				SSL_free(se->ssl);
-				free(se->in);
-				free(se);
-				close(fd);
-				continue;
-			}
-		}
+		se->state = srv->o.ssl_ctx ? S_HANDSHAKE : S_HELLO; /* buffer and TLS state: on the first event */
 		se->next = srv->sessions;
 		if (srv->sessions)
 			srv->sessions->prev = se;
@@ -1009,7 +1009,10 @@ int server_listen(struct server *srv, const char *addr, char *err, size_t errlen
 	int one = 1;
 	if (fd >= 0)
 		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (fd < 0 || bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, 512) != 0) {
+	/* A deep backlog (the kernel caps it at net.core.somaxconn): under a flood of
+	 * connections a sensor's SYN waits its turn instead of being dropped and retried
+	 * a second or more later; the accept loop sheds the flood quickly. */
+	if (fd < 0 || bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, 4096) != 0) {
 		snprintf(err, errlen, "listen: %s: %s", addr, strerror(errno));
 		if (fd >= 0)
 			close(fd);
