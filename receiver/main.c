@@ -43,12 +43,16 @@ struct receiver_conf {
 	char *out;
 	uint64_t max_frame;
 	int64_t max_sessions;
+	int64_t unauth_max, unauth_per_source;
+	uint64_t handshake_timeout;
 	int64_t max_sensors;
 	uint64_t sensor_rate;
 	uint64_t heartbeat;
 	int log_level;
 	uint64_t stats_interval;
 	char *api_listen, *api_token, *api_cert, *api_key;
+	int64_t api_max_conns, api_max_conns_per_source;
+	uint64_t api_header_timeout, api_idle_timeout;
 	bool l4_enabled;
 	int64_t l4_max_conns;
 	uint64_t l4_max_buffer;
@@ -82,6 +86,9 @@ static const struct cfg_key receiver_schema[] = {
 	K("output.file", CFG_STR, out, 0, 0, NULL, "also write every packet to this one pcap file (- for stdout)"),
 	K("limits.max_frame", CFG_SIZE, max_frame, 262180, 16777216, NULL, "largest frame accepted; a decompressed batch may be 16 bytes less"),
 	K("limits.max_sessions", CFG_INT, max_sessions, 1, 1000000, NULL, "connections open at once"),
+	K("limits.unauth_max", CFG_INT, unauth_max, 1, 1000000, NULL, "connections not yet authenticated (TLS and HELLO), at most max_sessions; beyond, the oldest is shed"),
+	K("limits.unauth_per_source", CFG_INT, unauth_per_source, 1, 1000000, NULL, "the same from one IPv4 address or IPv6 /64; beyond, its oldest is shed"),
+	K("limits.handshake_timeout", CFG_DURATION, handshake_timeout, 1000, 600000, NULL, "TLS handshake and HELLO must be done within this"),
 	K("limits.max_sensors", CFG_INT, max_sensors, 1, 1000000, NULL, "distinct sensors served (their folders count)"),
 	K("limits.sensor_rate", CFG_SIZE, sensor_rate, 0, 1ll << 40, NULL, "bytes per second stored per sensor, 0 = unlimited; beyond it the receiver reads slower"),
 	K("session.heartbeat", CFG_DURATION, heartbeat, 100, 600000, NULL, "heartbeat interval; silent peers are dropped after three"),
@@ -91,6 +98,10 @@ static const struct cfg_key receiver_schema[] = {
 	K("api.token", CFG_STR, api_token, 0, 0, NULL, "bearer token API clients must present, optional on loopback"),
 	K("api.cert", CFG_STR, api_cert, 0, 0, NULL, "PEM certificate: serve the API over HTTPS (with api.key)"),
 	K("api.key", CFG_STR, api_key, 0, 0, NULL, "PEM private key of api.cert"),
+	K("api.max_connections", CFG_INT, api_max_conns, 1, 10000, NULL, "HTTP connections at once; beyond, the oldest one whose request is not complete yet is shed"),
+	K("api.max_connections_per_source", CFG_INT, api_max_conns_per_source, 1, 10000, NULL, "the same from one IPv4 address or IPv6 /64"),
+	K("api.header_timeout", CFG_DURATION, api_header_timeout, 1000, 600000, NULL, "a request's headers must be complete within this after the connection or the previous request"),
+	K("api.idle_timeout", CFG_DURATION, api_idle_timeout, 1000, 86400000, NULL, "a connection that moves no byte for this long is closed (a slow download that moves is never cut)"),
 	K("l4.enabled", CFG_BOOL, l4_enabled, 0, 0, NULL, "dissect stored segments into connections and flows (index.db); off: raw storage only"),
 	K("l4.max_conns", CFG_INT, l4_max_conns, 1000, 100000000, NULL, "connections tracked at once (<= 512 bytes each); beyond, the least recently active is evicted"),
 	K("l4.max_buffer", CFG_SIZE, l4_max_buffer, 1 << 20, 1ll << 40, NULL, "out-of-order TCP bytes buffered in all connections"),
@@ -127,11 +138,18 @@ static void receiver_defaults(struct receiver_conf *c)
 	c->fsync_interval = 1000;
 	c->max_frame = 16u << 20;
 	c->max_sessions = 1024;
+	c->unauth_max = 256;
+	c->unauth_per_source = 64;
+	c->handshake_timeout = 10000;
 	c->max_sensors = 10000;
 	c->heartbeat = 5000;
 	c->log_level = LOG_LVL_INFO;
 	c->stats_interval = 30000;
 	c->api_listen = strdup("127.0.0.1:47801");
+	c->api_max_conns = API_MAX_CONNECTIONS;
+	c->api_max_conns_per_source = 32;
+	c->api_header_timeout = 10000;
+	c->api_idle_timeout = 60000;
 	c->l4_enabled = true;
 	c->l4_max_conns = L4_DEFAULT_MAX_CONNS;
 	c->l4_max_buffer = L4_DEFAULT_MAX_BUF;
@@ -353,6 +371,9 @@ int main(int argc, char **argv)
 		.max_frame = (uint32_t)R.conf.max_frame,
 		.max_raw = (uint32_t)R.conf.max_frame - 16,
 		.max_sessions = (uint32_t)R.conf.max_sessions,
+		.unauth_max = (uint32_t)R.conf.unauth_max,
+		.unauth_per_source = (uint32_t)R.conf.unauth_per_source,
+		.setup_ms = (uint32_t)R.conf.handshake_timeout,
 		.max_sensors = (uint32_t)R.conf.max_sensors,
 		.sensor_rate = R.conf.sensor_rate,
 		.heartbeat_ms = (uint32_t)R.conf.heartbeat,
@@ -382,6 +403,10 @@ int main(int argc, char **argv)
 			.cert = R.conf.api_cert ? R.conf.api_cert : "",
 			.key = R.conf.api_key ? R.conf.api_key : "",
 			.dir = so.dir,
+			.max_conns = (unsigned)R.conf.api_max_conns,
+			.max_conns_per_source = (unsigned)R.conf.api_max_conns_per_source,
+			.header_timeout_ms = (unsigned)R.conf.api_header_timeout,
+			.idle_timeout_s = (unsigned)((R.conf.api_idle_timeout + 999) / 1000),
 		};
 		R.api = api_new(&ao, err, sizeof(err));
 		if (!R.api)

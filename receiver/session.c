@@ -15,18 +15,21 @@
 #include <openssl/crypto.h>
 #include <openssl/err.h>
 
+#include "hash.h"
 #include "log.h"
 #include "tls.h"
 #include "wire.h"
 
 #define SESSION_INBUF_MIN (64 * 1024)
 #define SESSION_OUTBUF 8192
-#define SESSION_SETUP_TIMEOUT_S 10.0
 #define SESSION_SYNC_EARLY (2u << 20) /* interval policy: sync once this much waits */
 #define SESSION_MAX_HELLO 5172 /* largest valid HELLO payload, PROTOCOL.md 7 */
 #define SERVER_MAX_LISTENERS 8
 /* Bytes of input handled per readable event before yielding to other sessions. */
 #define SESSION_READ_BUDGET (8u << 20)
+/* Unauthenticated connections that end quietly (shed, timed out, closed by the peer)
+ * are summed up in one line this often, so that a flood cannot flood the log. */
+#define SESSION_UNAUTH_SUMMARY_S 10.0
 
 enum session_state { S_HANDSHAKE, S_HELLO, S_STREAM };
 
@@ -39,6 +42,11 @@ struct session {
 	enum session_state state;
 	double since, last_rx, last_tx;
 	char peer[INET6_ADDRSTRLEN + 8];
+	/* Until TLS and HELLO are done: in the server's age-ordered unauthenticated list,
+	 * grouped by source (an IPv4 address, an IPv6 /64) for the per-source bound. */
+	bool unauth;
+	struct session *uprev, *unext;
+	uint8_t src[16];
 	char cert_id[PROTO_MAX_ID + 1];
 	struct store_sensor *ss;
 	struct names_log *names; /* this sensor's names.jsonl */
@@ -73,7 +81,31 @@ struct server {
 	unsigned n_known_sensors;
 	ev_timer accept_pause; /* out of descriptors: stop accepting for a moment */
 	struct log_limit accept_lim, refuse_lim;
+	/* Unauthenticated connections, oldest first; they are bounded apart from the
+	 * sessions so that they cannot take the slots sensors need. */
+	struct session *uhead, *utail;
+	unsigned n_unauth;
+	struct server_src *src_tab; /* scratch: per-source counts when the total is full */
+	size_t src_cap;
+	uint32_t src_gen;
+	struct {
+		uint64_t shed_src, shed_total, timed_out, peer_closed, failed, failed_quiet;
+		char last[200];
+	} uq;                       /* since the last summary line */
+	double uq_at;
+	struct log_limit unauth_lim;
 };
+
+/* One source in the scratch table that picks which unauthenticated connection to shed. */
+struct server_src {
+	uint8_t key[16];
+	uint32_t gen;               /* == server.src_gen: in use */
+	unsigned n;
+	struct session *oldest;
+};
+
+/* How an unauthenticated connection ended, for the summary line. */
+enum unauth_end { UNAUTH_SHED_SRC, UNAUTH_SHED_TOTAL, UNAUTH_TIMED_OUT, UNAUTH_PEER_CLOSED };
 
 static void session_on_io(struct ev_loop *loop, ev_io *w, int revents);
 
@@ -87,9 +119,30 @@ static uint16_t session_error_code(int rc)
 	return PROTO_ERR_PROTOCOL;
 }
 
+/* Takes se off the unauthenticated list: it is authenticated now, or closing. */
+static void session_unauth_unlink(struct session *se)
+{
+	struct server *srv = se->srv;
+
+	if (!se->unauth)
+		return;
+	if (se->uprev)
+		se->uprev->unext = se->unext;
+	else
+		srv->uhead = se->unext;
+	if (se->unext)
+		se->unext->uprev = se->uprev;
+	else
+		srv->utail = se->uprev;
+	se->uprev = se->unext = NULL;
+	se->unauth = false;
+	srv->n_unauth--;
+}
+
 static void session_free(struct session *se)
 {
 	struct server *srv = se->srv;
+	session_unauth_unlink(se);
 	ev_io_stop(srv->loop, &se->io);
 	ev_timer_stop(srv->loop, &se->unthrottle);
 	if (se->ss) {
@@ -196,10 +249,70 @@ static void session_close(struct session *se, uint16_t code, const char *why)
 		if (n > 0 && se->state != S_HANDSHAKE)
 			session_send(se, PROTO_ERROR, buf, (size_t)n);
 	}
+	if (se->unauth) {
+		/* Anyone can open these: a line each would let a flood flood the log. */
+		struct server *srv = se->srv;
+		if (log_limit_ok(&srv->unauth_lim, 10, 10))
+			log_warnx("session %s%s%s: closed: %s", se->peer, se->cert_id[0] ? " sensor " : "", se->cert_id, why);
+		else
+			srv->uq.failed_quiet++;
+		srv->uq.failed++;
+		snprintf(srv->uq.last, sizeof(srv->uq.last), "%s: %s", se->peer, why);
+		session_free(se);
+		return;
+	}
 	/* A sensor hanging up after its last ACK is the normal end of a session. */
 	log_msg(code == 0 && strcmp(why, "sensor closed the connection") == 0 ? LOG_LVL_INFO : LOG_LVL_WARN,
 		"session %s%s%s: closed: %s", se->peer, se->cert_id[0] ? " sensor " : "", se->cert_id, why);
 	session_free(se);
+}
+
+/* Ends an unauthenticated connection that was shed, timed out or closed by its peer:
+ * counted for the summary line, not logged one by one. */
+static void session_end_unauth(struct session *se, enum unauth_end how, const char *why)
+{
+	struct server *srv = se->srv;
+
+	if (how == UNAUTH_SHED_SRC)
+		srv->uq.shed_src++;
+	else if (how == UNAUTH_SHED_TOTAL)
+		srv->uq.shed_total++;
+	else if (how == UNAUTH_TIMED_OUT)
+		srv->uq.timed_out++;
+	else
+		srv->uq.peer_closed++;
+	snprintf(srv->uq.last, sizeof(srv->uq.last), "%s: %s", se->peer, why);
+	log_debug("session %s: closed: %s", se->peer, why);
+	if (se->state == S_HELLO && how != UNAUTH_PEER_CLOSED) {
+		struct proto_error e = {.code = how == UNAUTH_TIMED_OUT ? PROTO_ERR_PROTOCOL : PROTO_ERR_LIMIT};
+		uint8_t buf[PROTO_MAX_TEXT + 8];
+		snprintf(e.text, sizeof(e.text), "%s", why);
+		int n = proto_error_encode(&e, buf, sizeof(buf));
+		if (n > 0)
+			session_send(se, PROTO_ERROR, buf, (size_t)n);
+	}
+	session_free(se);
+}
+
+/* One line per SESSION_UNAUTH_SUMMARY_S at most for what session_end_unauth counted
+ * and for the failures whose own line the rate limit held back. */
+static void server_unauth_summary(struct server *srv, double now, bool force)
+{
+	uint64_t quiet = srv->uq.shed_src + srv->uq.shed_total + srv->uq.timed_out + srv->uq.peer_closed;
+
+	if (!force && now - srv->uq_at < SESSION_UNAUTH_SUMMARY_S)
+		return;
+	if (quiet || srv->uq.failed_quiet)
+		log_msg(quiet == srv->uq.peer_closed && !srv->uq.failed_quiet ? LOG_LVL_INFO : LOG_LVL_WARN,
+			"unauthenticated connections in the last %.0f s: %" PRIu64 " shed (%" PRIu64
+			" over limits.unauth_per_source, %" PRIu64 " over limits.unauth_max or limits.max_sessions), %" PRIu64
+			" timed out, %" PRIu64 " closed by the peer, %" PRIu64 " failed (%" PRIu64
+			" not logged singly); %u open now; last: %s",
+			now - srv->uq_at, srv->uq.shed_src + srv->uq.shed_total, srv->uq.shed_src, srv->uq.shed_total,
+			srv->uq.timed_out, srv->uq.peer_closed, srv->uq.failed, srv->uq.failed_quiet, srv->n_unauth,
+			srv->uq.last);
+	memset(&srv->uq, 0, sizeof(srv->uq));
+	srv->uq_at = now;
 }
 
 static int session_hello(struct session *se, const uint8_t *p, uint32_t len)
@@ -376,7 +489,10 @@ static int session_frame(struct session *se, const struct proto_hdr *h, const ui
 			session_close(se, PROTO_ERR_PROTOCOL, why);
 			return -1;
 		}
-		return session_hello(se, p, h->len);
+		int rc = session_hello(se, p, h->len);
+		if (rc == 0)
+			session_unauth_unlink(se); /* a sensor now: never shed for a newcomer */
+		return rc;
 	}
 	switch (h->type) {
 	case PROTO_BATCH:
@@ -573,7 +689,13 @@ static void session_handshake(struct session *se)
 		return;
 	}
 	long v = SSL_get_verify_result(se->ssl);
+	bool eof = ERR_GET_REASON(ERR_peek_error()) == SSL_R_UNEXPECTED_EOF_WHILE_READING;
 	const char *errs = tls_errors(tb, sizeof(tb));
+	if (v == X509_V_OK && (eof || (!*errs && (e == SSL_ERROR_SYSCALL || e == SSL_ERROR_ZERO_RETURN)))) {
+		/* Gone before saying anything wrong: a port scan, or a flood ending. */
+		session_end_unauth(se, UNAUTH_PEER_CLOSED, "TLS handshake: connection closed by peer");
+		return;
+	}
 	if (v != X509_V_OK)
 		snprintf(why, sizeof(why), "TLS handshake failed: client certificate refused: %s",
 			 X509_verify_cert_error_string(v));
@@ -598,6 +720,21 @@ static void session_on_unthrottle(struct ev_loop *loop, ev_timer *w, int revents
 static void session_on_io(struct ev_loop *loop, ev_io *w, int revents)
 {
 	struct session *se = w->data;
+	if (!se->in) {
+		/* First event: a connection that never sends anything (a flood) never costs
+		 * the input buffer and the TLS state. */
+		struct server *srv = se->srv;
+		se->in = malloc(SESSION_INBUF_MIN);
+		se->in_cap = se->in ? SESSION_INBUF_MIN : 0;
+		if (se->in && srv->o.ssl_ctx && (!(se->ssl = SSL_new(srv->o.ssl_ctx)) || SSL_set_fd(se->ssl, se->fd) != 1)) {
+			free(se->in);
+			se->in = NULL;
+		}
+		if (!se->in) {
+			session_end_unauth(se, UNAUTH_SHED_TOTAL, "out of memory");
+			return;
+		}
+	}
 	if (se->state == S_HANDSHAKE) {
 		session_handshake(se);
 		return; /* freed or waiting; the next event reads HELLO */
@@ -606,6 +743,80 @@ static void session_on_io(struct ev_loop *loop, ev_io *w, int revents)
 		return;
 	if (session_flush(se) != 0)
 		session_close(se, 0, "write failed");
+}
+
+/* The source key of an address: IPv4 (also when mapped into IPv6) whole, IPv6 by its
+ * /64, since one host commonly holds a whole /64. */
+static void server_src_key(const struct sockaddr_storage *sa, uint8_t key[16])
+{
+	memset(key, 0, 16);
+	if (sa->ss_family == AF_INET) {
+		const struct sockaddr_in *s4 = (const struct sockaddr_in *)(const void *)sa;
+		key[10] = key[11] = 0xff;
+		memcpy(key + 12, &s4->sin_addr, 4);
+	} else if (sa->ss_family == AF_INET6) {
+		const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)(const void *)sa;
+		memcpy(key, &s6->sin6_addr, IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr) ? 16 : 8);
+	}
+}
+
+/* The unauthenticated connection to shed when the total is full: the oldest one of the
+ * source that holds the most, so that a flood from a few sources pays for itself and a
+ * sensor's single connection from elsewhere stays. One pass over the list (at most
+ * limits.unauth_max) with a scratch table sized for it. */
+static struct session *server_unauth_victim(struct server *srv)
+{
+	struct server_src *best = NULL;
+
+	if (++srv->src_gen == 0) {
+		memset(srv->src_tab, 0, srv->src_cap * sizeof(*srv->src_tab));
+		srv->src_gen = 1;
+	}
+	for (struct session *u = srv->uhead; u; u = u->unext) {
+		size_t i = (size_t)hash_end(hash_add(HASH_INIT, u->src, 16)) & (srv->src_cap - 1);
+		struct server_src *t;
+		/* The table has twice the room the list can need: a free slot is always found. */
+		for (t = &srv->src_tab[i]; t->gen == srv->src_gen && memcmp(t->key, u->src, 16) != 0;
+		     t = &srv->src_tab[i = (i + 1) & (srv->src_cap - 1)])
+			;
+		if (t->gen != srv->src_gen) {
+			t->gen = srv->src_gen;
+			memcpy(t->key, u->src, 16);
+			t->n = 0;
+			t->oldest = u; /* the list is oldest first */
+		}
+		t->n++;
+		if (!best || t->n > best->n)
+			best = t;
+	}
+	return best ? best->oldest : NULL;
+}
+
+/* Makes room for a new connection from source key src: sheds the oldest unauthenticated
+ * connection of the same source when that source is at limits.unauth_per_source, else
+ * one chosen by server_unauth_victim when unauthenticated connections are at
+ * limits.unauth_max or all sessions at limits.max_sessions. Authenticated sessions are
+ * never shed. False when there is no room (every session is a sensor's). */
+static bool server_make_room(struct server *srv, const uint8_t src[16])
+{
+	struct session *same = NULL;
+	unsigned n_same = 0;
+
+	for (struct session *u = srv->uhead; u; u = u->unext) {
+		if (memcmp(u->src, src, 16) == 0 && n_same++ == 0)
+			same = u;
+	}
+	if (same && n_same >= srv->o.unauth_per_source) {
+		session_end_unauth(same, UNAUTH_SHED_SRC, "shed: too many unauthenticated connections from its source");
+		return true;
+	}
+	if (srv->n_unauth < srv->o.unauth_max && srv->n_sessions < srv->o.max_sessions)
+		return true;
+	struct session *v = server_unauth_victim(srv);
+	if (!v)
+		return false;
+	session_end_unauth(v, UNAUTH_SHED_TOTAL, "shed: too many unauthenticated connections");
+	return true;
 }
 
 static void server_on_accept(struct ev_loop *loop, ev_io *w, int revents)
@@ -631,9 +842,11 @@ static void server_on_accept(struct ev_loop *loop, ev_io *w, int revents)
 			return;
 		}
 		char host[INET6_ADDRSTRLEN] = "?", port[8] = "?";
+		uint8_t src[16];
+		server_src_key(&sa, src);
 		getnameinfo((struct sockaddr *)&sa, salen, host, sizeof(host), port, sizeof(port),
 			    NI_NUMERICHOST | NI_NUMERICSERV);
-		if (srv->n_sessions >= srv->o.max_sessions) {
+		if (!server_make_room(srv, src)) {
 			if (log_limit_ok(&srv->refuse_lim, 3, 10))
 				log_warnx("session %s:%s: refused: %u sessions open (limits.max_sessions)", host, port,
 					  srv->n_sessions);
@@ -641,35 +854,29 @@ static void server_on_accept(struct ev_loop *loop, ev_io *w, int revents)
 			continue;
 		}
 		struct session *se = calloc(1, sizeof(*se));
-		uint8_t *in = malloc(SESSION_INBUF_MIN);
-		if (!se || !in) {
-			free(se);
-			free(in);
+		if (!se) {
 			close(fd);
 			continue;
 		}
 		se->srv = srv;
 		se->fd = fd;
-		se->in = in;
-		se->in_cap = SESSION_INBUF_MIN;
 		snprintf(se->peer, sizeof(se->peer), "%s:%s", host, port);
 		se->since = se->last_rx = se->last_tx = ev_now(loop);
-		se->state = srv->o.ssl_ctx ? S_HANDSHAKE : S_HELLO;
-		if (srv->o.ssl_ctx) {
-			se->ssl = SSL_new(srv->o.ssl_ctx);
-			if (!se->ssl || SSL_set_fd(se->ssl, fd) != 1) {
-				SSL_free(se->ssl);
-				free(se->in);
-				free(se);
-				close(fd);
-				continue;
-			}
-		}
+		se->state = srv->o.ssl_ctx ? S_HANDSHAKE : S_HELLO; /* buffer and TLS state: on the first event */
 		se->next = srv->sessions;
 		if (srv->sessions)
 			srv->sessions->prev = se;
 		srv->sessions = se;
 		srv->n_sessions++;
+		memcpy(se->src, src, sizeof(se->src));
+		se->unauth = true;
+		se->uprev = srv->utail;
+		if (srv->utail)
+			srv->utail->unext = se;
+		else
+			srv->uhead = se;
+		srv->utail = se;
+		srv->n_unauth++;
 		ev_io_init(&se->io, session_on_io, fd, EV_READ);
 		se->io.data = se;
 		ev_timer_init(&se->unthrottle, session_on_unthrottle, 1., 0.);
@@ -708,16 +915,22 @@ static void server_on_accept_pause(struct ev_loop *loop, ev_timer *w, int revent
 static void server_on_tick(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	struct server *srv = w->data;
-	double now = ev_now(loop), hb = srv->o.heartbeat_ms / 1000.0;
-	struct session *se = srv->sessions, *next;
-	for (; se; se = next) {
-		next = se->next;
-		if (se->state != S_STREAM) {
-			if (now - se->since > SESSION_SETUP_TIMEOUT_S)
-				session_close(se, se->state == S_HELLO ? PROTO_ERR_PROTOCOL : 0,
-					      se->state == S_HELLO ? "no HELLO within 10 s" : "TLS handshake timed out");
+	double now = ev_now(loop), hb = srv->o.heartbeat_ms / 1000.0, setup = srv->o.setup_ms / 1000.0;
+	struct session *se, *next;
+	for (se = srv->uhead; se; se = next) {
+		next = se->unext;
+		if (now - se->since <= setup)
 			continue;
-		}
+		char why[64];
+		snprintf(why, sizeof(why), se->state == S_HELLO ? "no HELLO within %.0f s" : "TLS handshake timed out after %.0f s",
+			 setup);
+		session_end_unauth(se, UNAUTH_TIMED_OUT, why);
+	}
+	server_unauth_summary(srv, now, false);
+	for (se = srv->sessions; se; se = next) {
+		next = se->next;
+		if (se->state != S_STREAM)
+			continue;
 		if (se->throttled)
 			se->last_rx = now; /* we are not reading: the sensor cannot be heard */
 		if (now - se->last_rx > 3 * hb) {
@@ -743,11 +956,25 @@ struct server *server_new(struct ev_loop *loop, const struct server_opts *o)
 		return NULL;
 	srv->o = *o;
 	srv->loop = loop;
+	if (srv->o.unauth_max > srv->o.max_sessions)
+		srv->o.unauth_max = srv->o.max_sessions;
+	if (srv->o.unauth_max == 0)
+		srv->o.unauth_max = 1;
+	if (srv->o.unauth_per_source == 0)
+		srv->o.unauth_per_source = 1;
+	if (srv->o.setup_ms == 0)
+		srv->o.setup_ms = 10000;
+	for (srv->src_cap = 4; srv->src_cap < 2 * (size_t)srv->o.unauth_max + 2; srv->src_cap *= 2)
+		;
 	srv->dec = malloc(o->max_raw);
-	if (!srv->dec) {
+	srv->src_tab = calloc(srv->src_cap, sizeof(*srv->src_tab));
+	if (!srv->dec || !srv->src_tab) {
+		free(srv->dec);
+		free(srv->src_tab);
 		free(srv);
 		return NULL;
 	}
+	srv->uq_at = ev_now(loop);
 	if (o->sync_ms) {
 		ev_timer_init(&srv->sync, server_on_sync, o->sync_ms / 1000.0, o->sync_ms / 1000.0);
 		srv->sync.data = srv;
@@ -792,7 +1019,10 @@ int server_listen(struct server *srv, const char *addr, char *err, size_t errlen
 	int one = 1;
 	if (fd >= 0)
 		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (fd < 0 || bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, 512) != 0) {
+	/* A deep backlog (the kernel caps it at net.core.somaxconn): under a flood of
+	 * connections a sensor's SYN waits its turn instead of being dropped and retried
+	 * a second or more later; the accept loop sheds the flood quickly. */
+	if (fd < 0 || bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, 4096) != 0) {
 		snprintf(err, errlen, "listen: %s: %s", addr, strerror(errno));
 		if (fd >= 0)
 			close(fd);
@@ -824,8 +1054,11 @@ void server_shutdown(struct server *srv)
 		server_on_sync(srv->loop, &srv->sync, 0);
 		ev_timer_stop(srv->loop, &srv->sync);
 	}
+	while (srv->uhead)
+		session_free(srv->uhead); /* nothing to tell a peer that never identified itself */
 	while (srv->sessions)
 		session_close(srv->sessions, PROTO_ERR_SHUTDOWN, "receiver shutting down");
+	server_unauth_summary(srv, ev_now(srv->loop), true);
 	ev_timer_stop(srv->loop, &srv->tick);
 }
 
@@ -847,5 +1080,6 @@ void server_free(struct server *srv)
 		return;
 	server_shutdown(srv);
 	free(srv->dec);
+	free(srv->src_tab);
 	free(srv);
 }

@@ -23,6 +23,11 @@ struct server_opts {
 	uint32_t max_frame; /* bytes of one frame's payload */
 	uint32_t max_raw;   /* bytes of one decompressed batch */
 	uint32_t max_sessions;
+	/* Connections before TLS and HELLO are done, bounded apart (at most max_sessions):
+	 * beyond either bound the oldest is shed, never an authenticated session. */
+	uint32_t unauth_max;        /* in all */
+	uint32_t unauth_per_source; /* from one IPv4 address or IPv6 /64 */
+	uint32_t setup_ms;          /* TLS handshake and HELLO must be done within this */
 	uint32_t heartbeat_ms;
 	uint32_t sync_ms;   /* fsync policy "interval": period; 0 = ACK at once */
 	uint32_t max_sensors; /* distinct sensor ids served since start */

@@ -48,12 +48,36 @@
 #define API_MAX_PEM (1 << 20)
 #define API_MAX_SENSORS 1024
 #define API_TIMEOUT_S 60
+/* Connections that end quietly (slow headers, shed) are summed up this often. */
+#define API_SUMMARY_S 10
 /* Rows of one conns/flows answer at most (limit=): l4query builds the whole list in
  * memory, about 6 KiB a row with its JSON text, so this bounds a request near 60 MiB. */
 #define API_MAX_ROWS 10000
 
+/* One open connection, from libmicrohttpd's notification until its close: the guard
+ * against clients that hold connections without ever finishing a request. */
+struct api_conn {
+	struct api_conn *prev, *next; /* api.head, oldest first */
+	int fd;                       /* libmicrohttpd's, valid until the close notification */
+	uint8_t src[16];              /* IPv4 address, or IPv6 /64 */
+	struct timespec since;        /* accepted, or its previous request finished */
+	bool busy;                    /* its request's headers are in: served, never shed */
+	bool shed;                    /* shut down by the guard, closing */
+};
+
 struct api {
 	int fd;                       /* bound listening socket until the daemon owns it */
+	struct api_opts o;
+	pthread_mutex_t mu;           /* the fields below: libmicrohttpd's threads and the guard */
+	struct api_conn *head, *tail;
+	unsigned n_conns;             /* not shed */
+	struct {
+		uint64_t slow, shed_src, shed_total, refused, quiet;
+	} q;                          /* since the last summary line */
+	struct log_limit mhd_lim;
+	pthread_t guard;
+	pthread_cond_t stop_cv;
+	bool guard_running, stopping;
 	struct MHD_Daemon *d;
 	char *dir;
 	unsigned char token_sha[SHA256_DIGEST_LENGTH];
@@ -194,10 +218,19 @@ void api_free(struct api *a)
 {
 	if (a == NULL)
 		return;
+	if (a->guard_running) {
+		pthread_mutex_lock(&a->mu);
+		a->stopping = true;
+		pthread_cond_signal(&a->stop_cv);
+		pthread_mutex_unlock(&a->mu);
+		pthread_join(a->guard, NULL);
+	}
 	if (a->d != NULL)
 		MHD_stop_daemon(a->d);     /* closes the listening socket too */
 	else if (a->fd >= 0)
 		close(a->fd);
+	pthread_mutex_destroy(&a->mu);
+	pthread_cond_destroy(&a->stop_cv);
 	api_wipe_free(a->key_pem);
 	free(a->cert_pem);
 	free(a->dir);
@@ -217,6 +250,18 @@ struct api *api_new(const struct api_opts *o, char *err, size_t errlen)
 		return NULL;
 	}
 	a->fd = -1;
+	pthread_mutex_init(&a->mu, NULL);
+	pthread_cond_init(&a->stop_cv, NULL);
+	a->o = *o;
+	a->o.listen = a->o.token = a->o.cert = a->o.key = a->o.dir = NULL; /* not kept */
+	if (a->o.max_conns == 0)
+		a->o.max_conns = API_MAX_CONNECTIONS;
+	if (a->o.max_conns_per_source == 0 || a->o.max_conns_per_source > a->o.max_conns)
+		a->o.max_conns_per_source = a->o.max_conns;
+	if (a->o.header_timeout_ms == 0)
+		a->o.header_timeout_ms = 10000;
+	if (a->o.idle_timeout_s == 0)
+		a->o.idle_timeout_s = API_TIMEOUT_S;
 	if ((o->cert[0] == '\0') != (o->key[0] == '\0')) {
 		snprintf(err, errlen, "api.cert and api.key: give both or neither");
 		goto fail;
@@ -256,6 +301,198 @@ fail:
 	if (ai != NULL)
 		freeaddrinfo(ai);
 	api_free(a);
+	return NULL;
+}
+
+/* Connection guard --------------------------------------------------------------------
+ *
+ * libmicrohttpd's idle timeout does not end a client that sends its request headers one
+ * byte at a time, and its connection limits refuse newcomers once such clients hold
+ * every slot. So the API keeps its own list: a connection whose request headers are not
+ * complete within api.header_timeout is shut down, and a new connection that finds its
+ * source at api.max_connections_per_source, or all at api.max_connections, sheds the
+ * oldest connection still waiting for its headers (of its source first, else of the
+ * source holding most). A request being served (an export that streams for an hour to
+ * a slow reader) is never cut by either. Shedding is shutdown(2) on the socket:
+ * libmicrohttpd's thread sees the end and closes it as usual. */
+
+static double api_elapsed(const struct timespec *since, const struct timespec *now)
+{
+	return (double)(now->tv_sec - since->tv_sec) + (double)(now->tv_nsec - since->tv_nsec) / 1e9;
+}
+
+static void api_src_key(const struct sockaddr *sa, uint8_t key[16])
+{
+	memset(key, 0, 16);
+	if (sa != NULL && sa->sa_family == AF_INET) {
+		const struct sockaddr_in *s4 = (const struct sockaddr_in *)(const void *)sa;
+		key[10] = key[11] = 0xff;
+		memcpy(key + 12, &s4->sin_addr, 4);
+	} else if (sa != NULL && sa->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)(const void *)sa;
+		memcpy(key, &s6->sin6_addr, IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr) ? 16 : 8);
+	}
+}
+
+/* Called with a->mu held. */
+static void api_shed(struct api *a, struct api_conn *ac)
+{
+	ac->shed = true;
+	a->n_conns--;
+	shutdown(ac->fd, SHUT_RDWR);
+}
+
+/* The connection to shed for a newcomer when all slots are taken: the oldest one still
+ * waiting for its headers, of the source that holds most. NULL if every one is busy.
+ * The list is short (api.max_connections): quadratic is fine. Called with a->mu held. */
+static struct api_conn *api_victim(struct api *a, const struct api_conn *except)
+{
+	struct api_conn *best = NULL;
+	unsigned best_n = 0;
+
+	for (struct api_conn *c = a->head; c != NULL; c = c->next) {
+		unsigned n = 0;
+
+		if (c->shed || c->busy || c == except)
+			continue;
+		for (struct api_conn *d = a->head; d != NULL; d = d->next)
+			n += !d->shed && memcmp(d->src, c->src, 16) == 0;
+		if (n > best_n) {
+			best = c;
+			best_n = n;
+		}
+	}
+	return best;
+}
+
+static void api_on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+			      enum MHD_ConnectionNotificationCode toe)
+{
+	struct api *a = cls;
+	struct api_conn *ac = *socket_context;
+
+	if (toe == MHD_CONNECTION_NOTIFY_CLOSED) {
+		if (ac == NULL)
+			return;
+		pthread_mutex_lock(&a->mu);
+		if (ac->prev != NULL)
+			ac->prev->next = ac->next;
+		else
+			a->head = ac->next;
+		if (ac->next != NULL)
+			ac->next->prev = ac->prev;
+		else
+			a->tail = ac->prev;
+		if (!ac->shed)
+			a->n_conns--;
+		pthread_mutex_unlock(&a->mu);
+		free(ac);
+		*socket_context = NULL;
+		return;
+	}
+	const union MHD_ConnectionInfo *fi = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+	const union MHD_ConnectionInfo *ai = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+	if (fi == NULL || (ac = calloc(1, sizeof(*ac))) == NULL)
+		return;           /* unguarded, still bounded by libmicrohttpd's own limits */
+	ac->fd = fi->connect_fd;
+	api_src_key(ai != NULL ? ai->client_addr : NULL, ac->src);
+	clock_gettime(CLOCK_MONOTONIC, &ac->since);
+	*socket_context = ac;
+
+	pthread_mutex_lock(&a->mu);
+	ac->prev = a->tail;
+	if (a->tail != NULL)
+		a->tail->next = ac;
+	else
+		a->head = ac;
+	a->tail = ac;
+	a->n_conns++;
+	struct api_conn *same = NULL;
+	unsigned n_same = 0;
+	for (struct api_conn *d = a->head; d != NULL; d = d->next) {
+		if (d->shed || memcmp(d->src, ac->src, 16) != 0)
+			continue;
+		n_same++;
+		if (same == NULL && !d->busy && d != ac)
+			same = d;
+	}
+	if (n_same > a->o.max_conns_per_source) {
+		/* Its own source's oldest waiting one, or the newcomer when all are served. */
+		api_shed(a, same != NULL ? same : ac);
+		if (same != NULL)
+			a->q.shed_src++;
+		else
+			a->q.refused++;
+	} else if (a->n_conns > a->o.max_conns) {
+		struct api_conn *v = api_victim(a, ac);
+
+		api_shed(a, v != NULL ? v : ac);
+		if (v != NULL)
+			a->q.shed_total++;
+		else
+			a->q.refused++;
+	}
+	pthread_mutex_unlock(&a->mu);
+}
+
+/* A request's headers are in: its connection is being served. */
+static void api_mark_busy(struct api *a, struct MHD_Connection *c, bool busy)
+{
+	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+	struct api_conn *ac = ci != NULL ? ci->socket_context : NULL;
+
+	if (ac == NULL)
+		return;
+	pthread_mutex_lock(&a->mu);
+	ac->busy = busy;
+	if (!busy)
+		clock_gettime(CLOCK_MONOTONIC, &ac->since); /* the next request's headers: from now */
+	pthread_mutex_unlock(&a->mu);
+}
+
+static void api_on_completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode toe)
+{
+	api_mark_busy(cls, c, false);
+}
+
+/* Every 200 ms: shuts down connections whose request headers are late; every
+ * API_SUMMARY_S at most, one line for what ended quietly. */
+static void *api_guard(void *arg)
+{
+	struct api *a = arg;
+	struct timespec last, now, wake;
+	double limit = a->o.header_timeout_ms / 1000.0;
+
+	clock_gettime(CLOCK_MONOTONIC, &last);
+	pthread_mutex_lock(&a->mu);
+	while (!a->stopping) {
+		clock_gettime(CLOCK_REALTIME, &wake);
+		wake.tv_nsec += 200000000;
+		if (wake.tv_nsec >= 1000000000) {
+			wake.tv_sec++;
+			wake.tv_nsec -= 1000000000;
+		}
+		pthread_cond_timedwait(&a->stop_cv, &a->mu, &wake);
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		for (struct api_conn *c = a->head; c != NULL; c = c->next) {
+			if (!c->shed && !c->busy && api_elapsed(&c->since, &now) > limit) {
+				api_shed(a, c);
+				a->q.slow++;
+			}
+		}
+		if (api_elapsed(&last, &now) >= API_SUMMARY_S || a->stopping) {
+			if (a->q.slow || a->q.shed_src || a->q.shed_total || a->q.refused || a->q.quiet)
+				log_warnx("api: in the last %.0f s: %" PRIu64 " connections closed without a complete request "
+					  "within api.header_timeout, %" PRIu64 " shed for newer ones (%" PRIu64
+					  " over api.max_connections_per_source, %" PRIu64 " over api.max_connections), %" PRIu64
+					  " refused (every slot serving a request), %" PRIu64 " server messages not logged; %u open now",
+					  api_elapsed(&last, &now), a->q.slow, a->q.shed_src + a->q.shed_total, a->q.shed_src,
+					  a->q.shed_total, a->q.refused, a->q.quiet, a->n_conns);
+			memset(&a->q, 0, sizeof(a->q));
+			last = now;
+		}
+	}
+	pthread_mutex_unlock(&a->mu);
 	return NULL;
 }
 
@@ -949,6 +1186,7 @@ static enum MHD_Result api_on_request(void *cls, struct MHD_Connection *c, const
 	enum api_route route;
 	char id[32];
 
+	api_mark_busy(a, c, true);
 	if (!api_authorized(a, c))
 		return api_text(c, MHD_HTTP_UNAUTHORIZED, "missing or wrong bearer token");
 	if ((route = api_route(url, id, sizeof(id))) == API_NONE)
@@ -976,6 +1214,16 @@ static void api_on_mhd_log(void *cls, const char *fmt, va_list ap)
 	char line[512];
 	size_t n;
 
+	struct api *a = cls;
+	bool ok;
+
+	/* libmicrohttpd logs each refused or broken connection: a flood must not flood the log. */
+	pthread_mutex_lock(&a->mu);
+	if (!(ok = log_limit_ok(&a->mhd_lim, 5, 30)))
+		a->q.quiet++;
+	pthread_mutex_unlock(&a->mu);
+	if (!ok)
+		return;
 	vsnprintf(line, sizeof(line), fmt, ap);
 	n = strlen(line);
 	while (n > 0 && line[n - 1] == '\n')
@@ -985,6 +1233,7 @@ static void api_on_mhd_log(void *cls, const char *fmt, va_list ap)
 
 int api_start(struct api *a, char *err, size_t errlen)
 {
+	int rc;
 	unsigned int flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL |
 			     MHD_USE_ERROR_LOG;
 
@@ -998,16 +1247,26 @@ int api_start(struct api *a, char *err, size_t errlen)
 		flags |= MHD_USE_TLS;
 	else
 		tls[0].option = MHD_OPTION_END;
+	/* libmicrohttpd's own limits are a backstop twice ours: a shed connection holds its
+	 * slot there until its thread has gone. */
 	a->d = MHD_start_daemon(flags, 0, NULL, NULL, api_on_request, a,
-				MHD_OPTION_EXTERNAL_LOGGER, api_on_mhd_log, NULL,
+				MHD_OPTION_EXTERNAL_LOGGER, api_on_mhd_log, a,
 				MHD_OPTION_LISTEN_SOCKET, (MHD_socket)a->fd,
-				MHD_OPTION_CONNECTION_LIMIT, (unsigned int)API_MAX_CONNECTIONS,
-				MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)API_TIMEOUT_S,
+				MHD_OPTION_CONNECTION_LIMIT, 2 * a->o.max_conns,
+				MHD_OPTION_PER_IP_CONNECTION_LIMIT, 2 * a->o.max_conns_per_source,
+				MHD_OPTION_CONNECTION_TIMEOUT, a->o.idle_timeout_s,
+				MHD_OPTION_NOTIFY_CONNECTION, api_on_connection, a,
+				MHD_OPTION_NOTIFY_COMPLETED, api_on_completed, a,
 				MHD_OPTION_ARRAY, tls,
 				MHD_OPTION_END);
 	if (a->d == NULL) {
 		snprintf(err, errlen, "api.listen: cannot start the HTTP server (see above)");
 		return -1;
 	}
+	if ((rc = pthread_create(&a->guard, NULL, api_guard, a)) != 0) {
+		snprintf(err, errlen, "api: cannot start the connection guard: %s", strerror(rc));
+		return -1;
+	}
+	a->guard_running = true;
 	return 0;
 }

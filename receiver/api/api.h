@@ -6,8 +6,9 @@
  * GET /api/v1/conns/<id>/pcap and /api/v1/flows/<id>/pcap stream what `pcapline pcap`
  * writes (receiver/cli/l4query.h).
  *
- * It runs on libmicrohttpd's own threads (one per connection, API_MAX_CONNECTIONS at
- * once, plus one worker per running export or capture), never on the libev loop that stores
+ * It runs on libmicrohttpd's own threads (one per connection, api.max_connections at
+ * once, plus one worker per running export or capture, plus a guard that ends slow
+ * requests), never on the libev loop that stores
  * packets, and it only reads the repository: its own read-only SQLite connection per
  * request and the segment files. It shares no structure with the store.
  */
@@ -17,8 +18,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-/* A finished connection holds its slot until its thread has gone, which lags under
- * load: room for bursts of a few dozen requests. */
+/* The default of api.max_connections. */
 #define API_MAX_CONNECTIONS 64
 
 struct api_opts {
@@ -27,6 +27,13 @@ struct api_opts {
 	const char *cert;     /* PEM file, "" = plain HTTP */
 	const char *key;      /* PEM file, with cert */
 	const char *dir;      /* storage.dir */
+	/* Connections (0 = the defaults below). Beyond max_conns_per_source from one IPv4
+	 * address or IPv6 /64, or max_conns in all, the oldest connection whose request
+	 * headers are not complete yet is shed; one being served never is. */
+	unsigned max_conns;            /* API_MAX_CONNECTIONS */
+	unsigned max_conns_per_source; /* max_conns */
+	unsigned header_timeout_ms;    /* request headers complete within this, 10 s */
+	unsigned idle_timeout_s;       /* a connection silent this long is closed, 60 s */
 };
 
 struct api;

@@ -18,7 +18,7 @@ another sensor id, a replayed and a far-ahead sequence number, ...) and checks t
 
 The last test holds 1,000 idle TCP connections open while a real sensor keeps
 replaying: the sensor's data is stored completely, and the receiver closes every idle
-connection after its 10 s handshake timeout with a logged reason.
+connection after its 10 s handshake timeout, counted in the receiver's summary lines.
 
 Where the receiver departs from PROTOCOL.md, the check that shows it raises
 SpecDeviation and the case is marked xfail(strict, raises=SpecDeviation), so that every
@@ -135,7 +135,11 @@ def rx(binaries, certs, tmp_path_factory):
     port = free_port()
     datadir = tmp / "data"
     proc = Proc([binaries[1], "-l", f"127.0.0.1:{port}", "-d", datadir] + tls_args(certs, "receiver"),
-                tmp / "receiver.log", env={"PCAPLINE_LOG_STATS_INTERVAL": "1s"})
+                tmp / "receiver.log", env={"PCAPLINE_LOG_STATS_INTERVAL": "1s",
+                                           # Room for the 1,000 idle connections of the last test
+                                           # (test_dos.py floods beyond the bounds).
+                                           "PCAPLINE_LIMITS_UNAUTH_MAX": "1024",
+                                           "PCAPLINE_LIMITS_UNAUTH_PER_SOURCE": "1024"})
     try:
         wait_listening(port)
         r = Receiver(proc, port, datadir, certs, binaries, tmp)
@@ -475,7 +479,8 @@ def test_thousand_idle_connections_while_a_sensor_streams(rx, certs):
     """1,000 TCP connections that never start TLS, held open while a real sensor
     replays tcp-echo-500-conns.pcap again and again: every replay is stored completely
     and byte-exact, and the receiver closes each idle connection at its 10 s
-    handshake timeout (not before), logging why."""
+    handshake timeout (not before), counting them in its summary lines (test_dos.py
+    floods beyond limits.unauth_max)."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < 4096:
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(4096, hard), hard))
@@ -521,10 +526,15 @@ def test_thousand_idle_connections_while_a_sensor_streams(rx, certs):
     finally:
         for s in socks:
             s.close()
+    # Counted, not logged one by one; the summary line comes at most every 10 s.
+    pat = r"unauthenticated connections in the last \d+ s: \d+ shed .*?, (\d+) timed out"
+    deadline = time.time() + 15
+    while sum(int(n) for n in re.findall(pat, rx.text()[log_before:])) < len(ports) and time.time() < deadline:
+        time.sleep(0.2)
     log = rx.text()[log_before:]
-    timed_out = re.findall(r"session 127\.0\.0\.1:(\d+): closed: TLS handshake timed out", log)
-    assert {int(p) for p in timed_out} >= ports, \
-        f"{len(ports - {int(p) for p in timed_out})} idle connections closed without the reason logged"
+    timed_out = sum(int(n) for n in re.findall(pat, log))
+    assert timed_out >= len(ports), f"{timed_out} of {len(ports)} idle connections counted as timed out:\n{log[-2000:]}"
+    assert "closed: TLS handshake timed out" not in log, "an idle connection was logged on its own"
     assert "refused" not in log, log[-2000:]
     rx.alive()
     rx.assert_unchanged(before)
