@@ -1,0 +1,175 @@
+# SPDX-License-Identifier: BSD-2-Clause
+"""A sensor killed with SIGKILL and restarted on the same spool never reuses a batch
+sequence number, so the receiver never takes a new batch for a duplicate.
+
+The receiver syncs every 8 s (storage.fsync: interval), so ACKs lag; the sensor has a
+1 MiB window and a spool. Burst A overflows into the spool; the spool drains back into
+memory (its files stay until ACKed); burst B goes from memory and is stored; the sensor
+is killed with -9 and restarted on the same spool; burst C follows. Every packet of
+every burst must be stored exactly once, checked against what the sender sent (each
+payload names its burst and number).
+
+The sensor captures on loopback with a filter for the test's own UDP port.
+"""
+import json
+import os
+import re
+import signal
+import struct
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import Proc, free_port, tls_args, wait_listening
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: captures packets on lo")
+
+MAGIC = b"PLRESTRT"
+SIZE = 400  # UDP payload bytes
+
+# Sends `count` datagrams at `pps`: MAGIC, burst tag, number, then bytes derived from
+# both (incompressible, so that batches keep their size, and reproducible).
+PACER = r"""
+import hashlib, socket, struct, sys, time
+port, tag, count, pps, size = int(sys.argv[1]), sys.argv[2].encode(), int(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+t0 = time.monotonic()
+n = 0
+while n < count:
+    due = min(int((time.monotonic() - t0) * pps) + 1, count)
+    while n < due:
+        head = b"PLRESTRT" + tag + struct.pack("!I", n)
+        fill = b""
+        i = 0
+        while len(head) + len(fill) < size:
+            fill += hashlib.sha256(head + struct.pack("!I", i)).digest()
+            i += 1
+        s.sendto((head + fill)[:size], ("127.0.0.1", port))
+        n += 1
+    time.sleep(0.001)
+print(n)
+"""
+
+
+def send_burst(port, tag, count, pps):
+    r = subprocess.run([sys.executable, "-c", PACER, str(port), tag, str(count), str(pps), str(SIZE)],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and int(r.stdout) == count, (r.stdout, r.stderr)
+
+
+def wait_for(pred, timeout, what):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def stored_keys(datadir):
+    """(burst, n) of every test datagram in every segment file, open ones included
+    (the receiver flushes each batch into them), with repetitions."""
+    keys = []
+    seg = Path(datadir) / "sensors" / "s1" / "segments"
+    for p in sorted(seg.iterdir()) if seg.is_dir() else []:
+        b = p.read_bytes()
+        assert len(b) >= 24 and b[:4] in (b"\x4d\x3c\xb2\xa1", b"\xd4\xc3\xb2\xa1"), p
+        off = 24
+        while off + 16 <= len(b):
+            caplen = struct.unpack_from("<I", b, off + 8)[0]
+            if off + 16 + caplen > len(b):
+                break  # a record still being written
+            data = b[off + 16:off + 16 + caplen]
+            i = data.find(MAGIC)
+            if i >= 0:
+                keys.append((data[i + 8:i + 9].decode(), struct.unpack("!I", data[i + 9:i + 13])[0]))
+            off += 16 + caplen
+    return keys
+
+
+def stats_lines(sx):
+    return [tuple(int(x) for x in m) for m in
+            re.findall(r"stats: captured .*?spool holds (\d+) batches\); batches sent (\d+) \(\d+ resent\), "
+                       r"acknowledged (\d+) batches", sx.text())]
+
+
+def acked(sx):
+    lines = stats_lines(sx)
+    return lines[-1][2] if lines else 0
+
+
+def test_killed_sensor_restarted_on_its_spool_loses_nothing(binaries, certs, procs, tmp_path):
+    sensor, receiver = binaries
+    port, udp = free_port(), free_port()
+    datadir, spool = tmp_path / "data", tmp_path / "spool"
+    rx = Proc([receiver, "-l", f"127.0.0.1:{port}", "-d", datadir] + tls_args(certs, "receiver"),
+              tmp_path / "rx.log", env={"PCAPLINE_STORAGE_FSYNC": "interval",
+                                        "PCAPLINE_STORAGE_FSYNC_INTERVAL": "8s"})
+    procs.append(rx)
+    wait_listening(port)
+    env = {"PCAPLINE_SPOOL_DIR": str(spool), "PCAPLINE_UPLINK_WINDOW": "1MiB",
+           "PCAPLINE_BATCH_MAX_BYTES": "64KiB", "PCAPLINE_BATCH_MAX_DELAY": "50ms",
+           "PCAPLINE_CAPTURE_FILTER": f"udp dst port {udp}", "PCAPLINE_NAMES_ENABLED": "false",
+           "PCAPLINE_LOG_STATS_INTERVAL": "1s"}
+    argv = [sensor, "-i", "lo", "-t", f"127.0.0.1:{port}"] + tls_args(certs, "s1")
+
+    def start_sensor(name):
+        sx = Proc(argv, tmp_path / name, env=env)
+        procs.append(sx)
+        wait_for(lambda: "uplink: connected to" in sx.text() or sx.p.poll() is not None, 15, "sensor connected")
+        assert sx.p.poll() is None, sx.text()
+        return sx
+
+    sx1 = start_sensor("sx1.log")
+    # Warm-up: its ACK marks a sync of the receiver; the next one is 8 s later.
+    send_burst(udp, "W", 50, 1000)
+    wait_for(lambda: acked(sx1) > 0, 15, "the first ACK")
+    t_sync = time.time()
+    # A: ~1.6 MB, more than the 1 MiB window: the rest goes to the spool.
+    send_burst(udp, "A", 3500, 5000)
+    wait_for(lambda: stats_lines(sx1) and stats_lines(sx1)[-1][0] > 0, 5, "burst A reaching the spool")
+    # The next sync ACKs the window; the spooled batches come back into memory and are
+    # sent (their files stay until ACKed).
+    before = acked(sx1)
+    wait_for(lambda: acked(sx1) > before, 15, "the second ACK")
+    assert time.time() - t_sync > 5, "ACKs did not lag: the receiver did not sync every 8 s"
+    t_sync = time.time()
+    # B: small, sent from memory and stored, not yet ACKed.
+    send_burst(udp, "B", 300, 2000)
+    wait_for(lambda: sum(1 for k in stored_keys(datadir) if k[0] == "B") == 300, 5, "burst B stored")
+    held = sorted(spool.glob("*.batch"))
+    assert time.time() - t_sync < 7, "too slow to kill the sensor before the next ACK"
+    sx1.stop(signal.SIGKILL)
+    assert held, "nothing left in the spool at the kill: the scenario did not happen"
+
+    sx2 = start_sensor("sx2.log")
+    send_burst(udp, "C", 600, 2000)
+    counts = {}
+
+    def all_stored():
+        counts.clear()
+        for k in stored_keys(datadir):
+            counts[k[0]] = counts.get(k[0], 0) + 1
+        return counts.get("C", 0) >= 600
+
+    try:
+        wait_for(all_stored, 25, "burst C stored")
+    finally:
+        print(f"stored per burst: {counts}; {len(held)} spool files at the kill")
+    assert sx2.stop(signal.SIGTERM, timeout=30) == 0, sx2.text()
+    assert rx.stop(signal.SIGTERM, timeout=20) == 0, rx.text()
+
+    keys = stored_keys(datadir)
+    expected = {("W", n) for n in range(50)} | {("A", n) for n in range(3500)} | \
+               {("B", n) for n in range(300)} | {("C", n) for n in range(600)}
+    dup = len(keys) - len(set(keys))
+    missing = expected - set(keys)
+    assert not missing and dup == 0 and len(keys) == len(expected), \
+        f"{len(missing)} missing (e.g. {sorted(missing)[:5]}), {dup} stored twice\n{rx.text()[-3000:]}"
+    st = json.loads((datadir / "sensors" / "s1" / "stats.json").read_text())
+    assert st["receiver"]["duplicate_batches"] == 0, st
+    assert st["receiver"]["missing_batches"] == 0, st
