@@ -308,6 +308,11 @@ static int session_batch(struct session *se, const struct proto_hdr *hd, const u
 		raw = srv->dec;
 	}
 	rc = store_batch(se->ss, b.seq, raw, b.raw_len, b.n_records, err, sizeof(err));
+	if (rc == STORE_SEQ_REUSED) {
+		snprintf(why, sizeof(why), "rejected batch: %s", err);
+		session_close(se, PROTO_ERR_SEQUENCE, why);
+		return -1;
+	}
 	if (rc < 0 && rc <= PROTO_EAGAIN && rc >= PROTO_ETRAILING) {
 		snprintf(why, sizeof(why), "rejected batch: %s", err);
 		session_close(se, PROTO_ERR_PROTOCOL, why);

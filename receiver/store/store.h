@@ -65,10 +65,13 @@ void store_sensor_end(struct store_sensor *ss);
 /*
  * Stores one decompressed batch. Every record is validated before anything is
  * written, so a malformed batch changes nothing. Returns 1 for a batch already
- * stored (a resend: the caller ACKs it again), 0 when stored and durable
- * per the fsync policy (the caller may ACK), or a negative code: a PROTO_E* value
- * for malformed records, or -errno for a storage failure; err says which.
+ * stored (a resend: the caller ACKs it again), STORE_SEQ_REUSED for a batch whose
+ * number was recently stored with other bytes (counted as rejected; the sensor must
+ * take a new epoch), 0 when stored and durable per the fsync policy (the caller may
+ * ACK), or a negative code: a PROTO_E* value for malformed records, or -errno for a
+ * storage failure; err says which.
  */
+#define STORE_SEQ_REUSED 2
 int store_batch(struct store_sensor *ss, uint64_t seq, const uint8_t *raw, uint32_t raw_len,
 		uint32_t n_records, char *err, size_t errlen);
 void store_sensor_stats(struct store_sensor *ss, const struct proto_stats *st);
