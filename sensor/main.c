@@ -208,8 +208,8 @@ static void sensor_on_epoch_reused(void *arg)
 static void sensor_on_refused(void *arg, const char *why)
 {
 	struct sensor *s = arg;
-	log_msg(LOG_LVL_ERROR, "the receiver refused this sensor: %s; check sensor.id, tls.cert, tls.key, tls.ca, "
-		"uplink.server_name and uplink.token (exiting with status %d)", why, EXIT_CONFIG);
+	log_msg(LOG_LVL_ERROR, "uplink refused: %s; retrying cannot help: check sensor.id, tls.cert, tls.key, "
+		"tls.ca, uplink.server_name and uplink.token (exiting with status %d)", why, EXIT_CONFIG);
 	s->exit_code = EXIT_CONFIG;
 	ev_break(s->loop, EVBREAK_ALL);
 }
