@@ -367,8 +367,8 @@ static int uplink_handle(struct uplink *u, const struct proto_hdr *h, const uint
 				uplink_flush(u);
 			}
 			if (u->state == UL_HELLO) {
-				log_warnx("uplink: %s; moving to a new epoch", e.text);
-				uplink_disconnect(u, e.text);
+				snprintf(why, sizeof(why), "%s; moving to a new epoch", e.text);
+				uplink_disconnect(u, why);
 			}
 			if (u->o.on_epoch_reused)
 				u->o.on_epoch_reused(u->o.arg);

@@ -173,3 +173,82 @@ def test_killed_sensor_restarted_on_its_spool_loses_nothing(binaries, certs, pro
     st = json.loads((datadir / "sensors" / "s1" / "stats.json").read_text())
     assert st["receiver"]["duplicate_batches"] == 0, st
     assert st["receiver"]["missing_batches"] == 0, st
+
+
+@pytest.mark.parametrize("damage", ["older-state", "state-lost"])
+def test_spool_with_unreliable_sequence_state(binaries, certs, procs, tmp_path, damage):
+    """The receiver stored burst P; burst Q waits in the spool of a stopped sensor. Then
+    the spool's sequence state goes wrong: either it is an older copy (the spool put back
+    from a backup: Q's files renamed to the numbers 1.., the state saying so), so that
+    the receiver holds numbers of the epoch the sensor does not know it used (PROTOCOL.md
+    6.3: the WELCOME's next_seq is above the sensor's), or the state file is lost. Either
+    way the sensor must move to a new epoch and resend Q renumbered from 1: every packet
+    of P and Q stored exactly once, none dropped as a duplicate."""
+    sensor, receiver = binaries
+    port, udp = free_port(), free_port()
+    datadir, spool = tmp_path / "data", tmp_path / "spool"
+    env = {"PCAPLINE_SPOOL_DIR": str(spool), "PCAPLINE_BATCH_MAX_BYTES": "64KiB",
+           "PCAPLINE_BATCH_MAX_DELAY": "50ms", "PCAPLINE_CAPTURE_FILTER": f"udp dst port {udp}",
+           "PCAPLINE_NAMES_ENABLED": "false", "PCAPLINE_LOG_STATS_INTERVAL": "1s",
+           "PCAPLINE_UPLINK_DRAIN_TIMEOUT": "1s"}
+    argv = [sensor, "-i", "lo", "-t", f"127.0.0.1:{port}"] + tls_args(certs, "s1")
+
+    def start_rx(name):
+        rx = Proc([receiver, "-l", f"127.0.0.1:{port}", "-d", datadir] + tls_args(certs, "receiver"),
+                  tmp_path / name)
+        procs.append(rx)
+        wait_listening(port)
+        return rx
+
+    def start_sensor(name, connected=True):
+        sx = Proc(argv, tmp_path / name, env=env)
+        procs.append(sx)
+        what = "uplink: connected to" if connected else "sensor s1 starting"
+        wait_for(lambda: what in sx.text() or sx.p.poll() is not None, 15, what)
+        assert sx.p.poll() is None, sx.text()
+        return sx
+
+    rx = start_rx("rx1.log")
+    sx = start_sensor("sx1.log")
+    send_burst(udp, "P", 1500, 5000)
+    wait_for(lambda: re.search(r"acknowledged \d+ batches / 1500 packets, pending 0", sx.text()), 15,
+             "burst P acknowledged")
+    assert rx.stop() == 0
+    send_burst(udp, "Q", 100, 2000)
+    wait_for(lambda: re.search(r"stats: captured 1600 packets", sx.text()), 10, "burst Q captured")
+    assert sx.stop(signal.SIGTERM) == 0, sx.text()
+    held = sorted(spool.glob("*.batch"))
+    assert held, sx.text()
+    k = int(re.search(r"acknowledged (\d+) batches / 1500 packets", sx.text()).group(1))
+    state = (spool / "sequence").read_text()
+    if damage == "older-state":
+        for i, p in enumerate(held, 1):
+            p.rename(spool / f"{i:020d}.batch")
+        m = len(held)
+        assert k > m + 1, (k, m)
+        state = re.sub(r"reserved \d+", f"reserved {m + 1:020d}", state)
+        (spool / "sequence").write_text(re.sub(r"last \d+", f"last {m:020d}", state))
+    else:
+        (spool / "sequence").unlink()
+
+    rx = start_rx("rx2.log")
+    sx = start_sensor("sx2.log", connected=False)
+    wait_for(lambda: re.search(r"acknowledged \d+ batches / 100 packets, pending 0", sx.text()) or
+             sx.p.poll() is not None, 20, "burst Q acknowledged")
+    assert sx.stop(signal.SIGTERM) == 0, sx.text()
+    assert rx.stop() == 0, rx.text()
+    if damage == "older-state":
+        assert re.search(rf"warn: uplink: 127\.0\.0\.1:{port}: epoch reused: receiver holds batches up to {k}, "
+                         rf"this sensor numbered only up to {m}; moving to a new epoch", sx.text()), sx.text()
+        assert f"{m} kept batches renumbered from 1" in sx.text(), sx.text()
+    else:
+        assert f"has no usable sequence state: its {len(held)} batches are sent again under a new epoch" \
+            in sx.text(), sx.text()
+    keys = stored_keys(datadir)
+    expected = {("P", n) for n in range(1500)} | {("Q", n) for n in range(100)}
+    dup = len(keys) - len(set(keys))
+    assert set(keys) == expected and dup == 0, \
+        f"{len(expected - set(keys))} missing, {dup} stored twice\n{rx.text()[-3000:]}"
+    st = json.loads((datadir / "sensors" / "s1" / "stats.json").read_text())
+    assert st["receiver"]["duplicate_batches"] == 0 and st["receiver"]["missing_batches"] == 0, st
+    assert st["stored"]["packets"] == 1600, st
