@@ -167,7 +167,9 @@ static int spool_seq_write(struct spool *sp, bool sync)
 	int rc = 0;
 	bool created = false;
 	if (sp->seq_fd < 0) {
-		sp->seq_fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+		/* Not truncated: rewriting the blocks a file already has needs no free space,
+		 * so a full spool disk does not stop a restart. */
+		sp->seq_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
 		if (sp->seq_fd < 0)
 			rc = -errno;
 		created = sync = true;
@@ -177,7 +179,9 @@ static int spool_seq_write(struct spool *sp, bool sync)
 	if (rc == 0) {
 		ssize_t w = pwrite(sp->seq_fd, buf, SPOOL_SEQ_LEN, 0);
 		if (w != SPOOL_SEQ_LEN)
-			rc = w < 0 ? -errno : -EIO;
+			rc = w < 0 ? -errno : -ENOSPC;
+		else if (created && ftruncate(sp->seq_fd, SPOOL_SEQ_LEN) != 0)
+			rc = -errno;
 	}
 	if (rc == 0 && sync && fdatasync(sp->seq_fd) != 0)
 		rc = -errno;
@@ -439,8 +443,12 @@ int spool_put(struct spool *sp, const struct batch *b)
 		return -errno;
 	uint32_t h[4] = {SPOOL_MAGIC, b->n_records, b->raw_len, (uint32_t)b->len};
 	int rc = 0;
-	if (write(fd, h, sizeof(h)) != (ssize_t)sizeof(h) || write(fd, b->frame, b->len) != (ssize_t)b->len)
-		rc = errno ? -errno : -EIO;
+	ssize_t w1 = write(fd, h, sizeof(h)), w2 = w1 == (ssize_t)sizeof(h) ? write(fd, b->frame, b->len) : 0;
+	/* A short write without an error means the disk is full (errno is stale then). */
+	if (w1 < 0 || w2 < 0)
+		rc = -errno;
+	else if (w1 != (ssize_t)sizeof(h) || w2 != (ssize_t)b->len)
+		rc = -ENOSPC;
 	close(fd);
 	if (rc == 0 && rename(tmp, path) != 0)
 		rc = -errno;
