@@ -411,7 +411,8 @@ static int uplink_handle(struct uplink *u, const struct proto_hdr *h, const uint
 			break;
 		snprintf(why, sizeof(why), "receiver refused the session (code %u): %s", e.code, e.text);
 		if (e.code == PROTO_ERR_SEQUENCE) {
-			log_warnx("uplink: %s; moving to a new epoch", why);
+			snprintf(why, sizeof(why), "receiver refused a batch (code %u): %s; moving to a new epoch", e.code,
+				 e.text);
 			uplink_disconnect(u, why);
 			if (u->o.on_epoch_reused)
 				u->o.on_epoch_reused(u->o.arg);
