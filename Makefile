@@ -89,6 +89,7 @@ $(RECEIVER): $(RECEIVER_OBJ) $(EXPORT_LIB) $(LIB)
 $(BUILD)/tests/test_index: $(BUILD)/obj/receiver/store/index.o $(BUILD)/obj/receiver/store/retention.o
 $(BUILD)/tests/test_namelog: $(BUILD)/obj/receiver/store/names.o
 $(BUILD)/tests/test_names: $(BUILD)/obj/sensor/names.o
+$(BUILD)/tests/test_spool: $(BUILD)/obj/sensor/spool.o
 $(BUILD)/tests/%: tests/unit/%.c $(LIB)
 	@mkdir -p $(dir $@)
 	@[ -n "$(Q)" ] && echo "  TEST    $@" || true
