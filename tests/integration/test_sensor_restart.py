@@ -11,6 +11,7 @@ payload names its burst and number).
 
 The sensor captures on loopback with a filter for the test's own UDP port.
 """
+import hashlib
 import json
 import os
 import re
@@ -54,6 +55,17 @@ print(n)
 """
 
 
+def payload(tag, n):
+    """The datagram PACER sends as number n of burst tag."""
+    head = MAGIC + tag.encode() + struct.pack("!I", n)
+    fill = b""
+    i = 0
+    while len(head) + len(fill) < SIZE:
+        fill += hashlib.sha256(head + struct.pack("!I", i)).digest()
+        i += 1
+    return (head + fill)[:SIZE]
+
+
 def send_burst(port, tag, count, pps):
     r = subprocess.run([sys.executable, "-c", PACER, str(port), tag, str(count), str(pps), str(SIZE)],
                        capture_output=True, text=True, timeout=60)
@@ -70,9 +82,10 @@ def wait_for(pred, timeout, what):
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
-def stored_keys(datadir):
+def stored_keys(datadir, check_bytes=False):
     """(burst, n) of every test datagram in every segment file, open ones included
-    (the receiver flushes each batch into them), with repetitions."""
+    (the receiver flushes each batch into them), with repetitions. With check_bytes,
+    every datagram must be byte for byte what the sender sent under that name."""
     keys = []
     seg = Path(datadir) / "sensors" / "s1" / "segments"
     for p in sorted(seg.iterdir()) if seg.is_dir() else []:
@@ -86,7 +99,10 @@ def stored_keys(datadir):
             data = b[off + 16:off + 16 + caplen]
             i = data.find(MAGIC)
             if i >= 0:
-                keys.append((data[i + 8:i + 9].decode(), struct.unpack("!I", data[i + 9:i + 13])[0]))
+                key = (data[i + 8:i + 9].decode(), struct.unpack("!I", data[i + 9:i + 13])[0])
+                if check_bytes:
+                    assert data[i:] == payload(*key), f"{p.name}: datagram {key} differs from what was sent"
+                keys.append(key)
             off += 16 + caplen
     return keys
 
@@ -163,7 +179,7 @@ def test_killed_sensor_restarted_on_its_spool_loses_nothing(binaries, certs, pro
     assert sx2.stop(signal.SIGTERM, timeout=30) == 0, sx2.text()
     assert rx.stop(signal.SIGTERM, timeout=20) == 0, rx.text()
 
-    keys = stored_keys(datadir)
+    keys = stored_keys(datadir, check_bytes=True)
     expected = {("W", n) for n in range(50)} | {("A", n) for n in range(3500)} | \
                {("B", n) for n in range(300)} | {("C", n) for n in range(600)}
     dup = len(keys) - len(set(keys))
@@ -244,7 +260,7 @@ def test_spool_with_unreliable_sequence_state(binaries, certs, procs, tmp_path, 
     else:
         assert f"has no usable sequence state: its {len(held)} batches are sent again under a new epoch" \
             in sx.text(), sx.text()
-    keys = stored_keys(datadir)
+    keys = stored_keys(datadir, check_bytes=True)
     expected = {("P", n) for n in range(1500)} | {("Q", n) for n in range(100)}
     dup = len(keys) - len(set(keys))
     assert set(keys) == expected and dup == 0, \
