@@ -90,6 +90,7 @@ $(BUILD)/tests/test_index: $(BUILD)/obj/receiver/store/index.o $(BUILD)/obj/rece
 $(BUILD)/tests/test_store: $(addprefix $(BUILD)/obj/receiver/store/,store.o index.o retention.o)
 $(BUILD)/tests/test_namelog: $(BUILD)/obj/receiver/store/names.o
 $(BUILD)/tests/test_names: $(BUILD)/obj/sensor/names.o
+$(BUILD)/tests/test_spool: $(BUILD)/obj/sensor/spool.o
 $(BUILD)/tests/%: tests/unit/%.c $(LIB)
 	@mkdir -p $(dir $@)
 	@[ -n "$(Q)" ] && echo "  TEST    $@" || true

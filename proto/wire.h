@@ -153,7 +153,8 @@ enum proto_error_code {
 	PROTO_ERR_AUTH = 3,     /* identity or token refused */
 	PROTO_ERR_LIMIT = 4,    /* a configured limit was exceeded */
 	PROTO_ERR_STORAGE = 5,  /* receiver cannot store */
-	PROTO_ERR_SHUTDOWN = 6  /* peer is shutting down */
+	PROTO_ERR_SHUTDOWN = 6, /* peer is shutting down */
+	PROTO_ERR_SEQUENCE = 7  /* a batch number was reused for other bytes: take a new epoch */
 };
 
 /* Sources of a name-resolution event. Other values (4..255) are accepted and kept as

@@ -421,6 +421,11 @@ static int session_batch(struct session *se, const struct proto_hdr *hd, const u
 		raw = srv->dec;
 	}
 	enum store_result sr = store_batch(se->ss, b.seq, raw, b.raw_len, b.n_records, err, sizeof(err));
+	if (sr == STORE_SEQ_REUSED) {
+		snprintf(why, sizeof(why), "rejected batch: %s", err);
+		session_close(se, PROTO_ERR_SEQUENCE, why);
+		return -1;
+	}
 	if (sr == STORE_REJECTED) {
 		snprintf(why, sizeof(why), "rejected batch: %s", err);
 		session_close(se, PROTO_ERR_PROTOCOL, why);

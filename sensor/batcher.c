@@ -107,6 +107,7 @@ void batcher_add(struct batcher *b, uint16_t iface, uint64_t ts_ns, const uint8_
 
 uint64_t batcher_open_since(const struct batcher *b) { return b->n ? b->since : 0; }
 uint64_t batcher_next_seq(const struct batcher *b) { return b->seq; }
+void batcher_set_next_seq(struct batcher *b, uint64_t seq) { b->seq = seq; }
 
 void batcher_free(struct batcher *b)
 {

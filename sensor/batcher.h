@@ -35,6 +35,8 @@ void batcher_flush(struct batcher *b);
 /* Monotonic ns when the oldest record of the open batch arrived, 0 if empty. */
 uint64_t batcher_open_since(const struct batcher *b);
 uint64_t batcher_next_seq(const struct batcher *b);
+/* The open batch, and those after it, are numbered from seq (a new epoch). */
+void batcher_set_next_seq(struct batcher *b, uint64_t seq);
 void batcher_free(struct batcher *b);
 
 uint64_t mono_ns(void);

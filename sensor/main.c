@@ -161,6 +161,59 @@ static int sensor_names_send(void *arg, const uint8_t *payload, size_t len)
 	return uplink_send_names(s->uplink, payload, len);
 }
 
+static uint64_t sensor_next_seq(void *arg)
+{
+	struct sensor *s = arg;
+	return batcher_next_seq(s->batcher);
+}
+
+static void sensor_renumbered(void *arg, uint64_t old, uint64_t seq)
+{
+	struct sensor *s = arg;
+	if (s->spool)
+		spool_renumber(s->spool, old, seq);
+}
+
+/* The receiver holds numbers of our epoch that we did not give to the batches it has
+ * (PROTOCOL.md 6.3): continue in a new epoch, every kept batch renumbered from 1. */
+static void sensor_on_epoch_reused(void *arg)
+{
+	struct sensor *s = arg;
+	struct timespec now;
+	clock_gettime(CLOCK_REALTIME, &now);
+	uint64_t old = s->hello.epoch, epoch = (uint64_t)now.tv_sec * 1000000000ull + (uint64_t)now.tv_nsec;
+	if (epoch == old)
+		epoch++;
+	/* The spool records the new epoch first, with every number in use above its
+	 * reservation, so that a crash while renumbering reuses none. */
+	if (s->spool) {
+		spool_ack(s->spool, uplink_acked_seq(s->uplink));
+		int rc = spool_set_epoch(s->spool, epoch, batcher_next_seq(s->batcher) - 1);
+		if (rc != 0)
+			log_warnx("spool: cannot record the new epoch: %s", strerror(-rc));
+	}
+	s->hello.epoch = epoch;
+	uint64_t next = uplink_renumber(s->uplink, 1, sensor_renumbered, s);
+	if (s->spool)
+		next = spool_renumber_waiting(s->spool, next);
+	batcher_set_next_seq(s->batcher, next);
+	if (s->spool)
+		spool_seq_use(s->spool, next - 1);
+	log_warnx("epoch %" PRIu64 " replaced by %" PRIu64 ": %" PRIu64 " kept batches renumbered from 1", old, epoch,
+		  next - 1);
+}
+
+/* Refused before any session was welcomed, for a reason retrying cannot cure: a
+ * start-up error, like a bad configuration. */
+static void sensor_on_refused(void *arg, const char *why)
+{
+	struct sensor *s = arg;
+	log_msg(LOG_LVL_ERROR, "uplink refused: %s; retrying cannot help: check sensor.id, tls.cert, tls.key, "
+		"tls.ca, uplink.server_name and uplink.token (exiting with status %d)", why, EXIT_CONFIG);
+	s->exit_code = EXIT_CONFIG;
+	ev_break(s->loop, EVBREAK_ALL);
+}
+
 /* NAMES frames are not acknowledged: every session starts with the full table. */
 static void sensor_on_session(void *arg)
 {
@@ -195,6 +248,10 @@ static void sensor_on_sealed(void *arg, struct batch *b)
 	struct sensor *s = arg;
 	s->raw_bytes += b->raw_len;
 	s->frame_bytes += b->len;
+	/* The number is on disk before the batch can reach a receiver, so that a restart
+	 * never hands it to another batch (a failure is logged and disables the resume). */
+	if (s->spool)
+		spool_seq_use(s->spool, b->seq);
 	/* Live capture with a spool: once anything waits on disk, new batches queue behind
 	 * it there, so that batches reach the receiver in sequence order. */
 	if (s->spool && !capture_is_file(s->cap) && !s->stopping &&
@@ -695,7 +752,8 @@ int main(int argc, char **argv)
 											    : s.conf.window,
 		/* A batch closes after the record that crosses max_bytes; sent raw if lz4 does not help. */
 		.max_batch_frame = PROTO_HDR_LEN + PROTO_BATCH_HDR_LEN + s.conf.batch_bytes + PROTO_REC_HDR_LEN + PROTO_MAX_SNAPLEN, .on_room = sensor_on_room,
-		.on_session = sensor_on_session, .arg = &s,
+		.on_session = sensor_on_session, .next_seq = sensor_next_seq,
+		.on_epoch_reused = sensor_on_epoch_reused, .on_refused = sensor_on_refused, .arg = &s,
 	};
 	s.uplink = uplink_new(s.loop, &uo);
 	if (!s.batcher || !s.uplink)

@@ -63,6 +63,10 @@ struct uplink {
 	size_t in_len;
 	struct uplink_stats st;
 	struct log_limit lim;
+	/* Permanent refusals (see uplink_opts.on_refused): the next disconnect is one, and
+	 * which receivers refused so far while no session was ever welcomed. */
+	bool permanent, welcomed_once;
+	bool *refused;
 };
 
 static void uplink_on_io(struct ev_loop *loop, ev_io *w, int revents);
@@ -78,7 +82,20 @@ static const char *uplink_target_name(const struct uplink *u, char *buf, size_t 
 static void uplink_disconnect(struct uplink *u, const char *why)
 {
 	char name[300];
-	if (u->state != UL_WAIT) {
+	bool permanent = u->permanent, refused_by_all = false;
+	u->permanent = false;
+	if (permanent && u->state != UL_WAIT) {
+		/* Retrying cannot cure this: say so every time (the backoff spaces it out). */
+		if (u->welcomed_once)
+			log_msg(LOG_LVL_ERROR, "uplink: %s: REFUSED: %s; this needs fixing on the sensor or the receiver, "
+				"retrying with backoff", uplink_target_name(u, name, sizeof(name)), why);
+		u->refused[u->target] = !u->welcomed_once;
+		refused_by_all = !u->welcomed_once;
+		for (size_t i = 0; i < u->o.n_targets; i++)
+			refused_by_all = refused_by_all && u->refused[i];
+		if (!u->welcomed_once && !refused_by_all)
+			log_msg(LOG_LVL_ERROR, "uplink: %s: refused: %s", uplink_target_name(u, name, sizeof(name)), why);
+	} else if (u->state != UL_WAIT) {
 		if (u->state == UL_STREAM)
 			log_warnx("uplink: %s: disconnected: %s (%" PRIu64 " batches un-ACKed, will resend)",
 				  uplink_target_name(u, name, sizeof(name)), why, u->pending_batches);
@@ -111,6 +128,41 @@ static void uplink_disconnect(struct uplink *u, const char *why)
 	}
 	u->state = UL_WAIT;
 	uplink_schedule(u);
+	if (refused_by_all && u->o.on_refused)
+		u->o.on_refused(u->o.arg, why);
+}
+
+/* The next disconnect is for a reason retrying cannot cure. */
+static void uplink_disconnect_permanent(struct uplink *u, const char *why)
+{
+	u->permanent = true;
+	uplink_disconnect(u, why);
+}
+
+/* True if the TLS errors queued say that the receiver refused our certificate (an
+ * alert it sent) or the TLS version: retrying with the same certificate cannot help. */
+static bool uplink_tls_refused(void)
+{
+	unsigned long e[2] = {ERR_peek_error(), ERR_peek_last_error()};
+	for (int i = 0; i < 2; i++) {
+		if (!e[i] || ERR_GET_LIB(e[i]) != ERR_LIB_SSL)
+			continue;
+		switch (ERR_GET_REASON(e[i])) {
+		case SSL_R_SSLV3_ALERT_BAD_CERTIFICATE:
+		case SSL_R_SSLV3_ALERT_UNSUPPORTED_CERTIFICATE:
+		case SSL_R_SSLV3_ALERT_CERTIFICATE_REVOKED:
+		case SSL_R_SSLV3_ALERT_CERTIFICATE_EXPIRED:
+		case SSL_R_SSLV3_ALERT_CERTIFICATE_UNKNOWN:
+		case SSL_R_TLSV1_ALERT_UNKNOWN_CA:
+		case SSL_R_TLSV1_ALERT_ACCESS_DENIED:
+		case SSL_R_TLSV13_ALERT_CERTIFICATE_REQUIRED:
+		case SSL_R_TLSV1_ALERT_PROTOCOL_VERSION:
+			return true;
+		default:
+			break;
+		}
+	}
+	return false;
 }
 
 /* Returns > 0 bytes, 0 would block, -1 closed or failed (reason in why). */
@@ -133,6 +185,8 @@ static ssize_t uplink_read(struct uplink *u, uint8_t *buf, size_t n, char *why, 
 	if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
 		return 0;
 	char tb[256];
+	if (e == SSL_ERROR_SSL && uplink_tls_refused())
+		u->permanent = true; /* TLS 1.3: the refusal of our certificate arrives after the handshake */
 	if (e == SSL_ERROR_ZERO_RETURN)
 		snprintf(why, wn, "closed by receiver");
 	else if (e == SSL_ERROR_SYSCALL)
@@ -295,7 +349,29 @@ static int uplink_handle(struct uplink *u, const struct proto_hdr *h, const uint
 			snprintf(why, sizeof(why), "receiver accepts frames up to %u bytes, but batch.max_bytes "
 				 "needs %" PRIu64 ": lower batch.max_bytes or raise the receiver's limits.max_frame",
 				 w.max_frame, u->o.max_batch_frame - PROTO_HDR_LEN);
-			uplink_disconnect(u, why);
+			uplink_disconnect_permanent(u, why);
+			return -1;
+		}
+		uint64_t ours = u->o.next_seq ? u->o.next_seq(u->o.arg) : 0;
+		if (ours && w.next_seq > ours) {
+			/* The receiver holds numbers of this epoch that we never assigned: another
+			 * run used the epoch. Keeping it would make our new batches look like
+			 * duplicates (PROTOCOL.md 6.3). */
+			struct proto_error e = {.code = PROTO_ERR_PROTOCOL};
+			snprintf(e.text, sizeof(e.text), "epoch reused: receiver holds batches up to %" PRIu64
+				 ", this sensor numbered only up to %" PRIu64, w.next_seq - 1, ours - 1);
+			uint8_t buf[PROTO_MAX_TEXT + 8];
+			int n = proto_error_encode(&e, buf, sizeof(buf));
+			if (n > 0) {
+				uplink_ctl(u, PROTO_ERROR, buf, (size_t)n);
+				uplink_flush(u);
+			}
+			if (u->state == UL_HELLO) {
+				snprintf(why, sizeof(why), "%s; moving to a new epoch", e.text);
+				uplink_disconnect(u, why);
+			}
+			if (u->o.on_epoch_reused)
+				u->o.on_epoch_reused(u->o.arg);
 			return -1;
 		}
 		u->hb_ms = w.heartbeat_ms ? w.heartbeat_ms : UPLINK_DEFAULT_HB_MS;
@@ -307,6 +383,7 @@ static int uplink_handle(struct uplink *u, const struct proto_hdr *h, const uint
 		u->st.connected = true;
 		u->st.connects++;
 		u->attempts = 0;
+		u->welcomed_once = true;
 		char name[300];
 		log_info("uplink: connected to %s%s, resuming at batch %" PRIu64 " (%" PRIu64 " pending)",
 			 uplink_target_name(u, name, sizeof(name)), u->ssl ? " (TLS)" : " (INSECURE plain TCP)",
@@ -333,6 +410,17 @@ static int uplink_handle(struct uplink *u, const struct proto_hdr *h, const uint
 		if ((rc = proto_error_decode(p, h->len, &e)) != 0)
 			break;
 		snprintf(why, sizeof(why), "receiver refused the session (code %u): %s", e.code, e.text);
+		if (e.code == PROTO_ERR_SEQUENCE) {
+			snprintf(why, sizeof(why), "receiver refused a batch (code %u): %s; moving to a new epoch", e.code,
+				 e.text);
+			uplink_disconnect(u, why);
+			if (u->o.on_epoch_reused)
+				u->o.on_epoch_reused(u->o.arg);
+			return -1;
+		}
+		/* Identity, certificate, token or protocol version: the same HELLO would be
+		 * refused again. */
+		u->permanent = e.code == PROTO_ERR_AUTH || e.code == PROTO_ERR_VERSION;
 		uplink_disconnect(u, why);
 		return -1;
 	}
@@ -425,6 +513,8 @@ static void uplink_step(struct uplink *u)
 				return;
 			}
 			long v = SSL_get_verify_result(u->ssl);
+			/* A receiver certificate we do not accept, or an alert refusing ours. */
+			u->permanent = v != X509_V_OK || (e == SSL_ERROR_SSL && uplink_tls_refused());
 			if (v != X509_V_OK)
 				snprintf(why, sizeof(why), "TLS handshake failed: receiver certificate: %s",
 					 X509_verify_cert_error_string(v));
@@ -554,6 +644,11 @@ struct uplink *uplink_new(struct ev_loop *loop, const struct uplink_opts *o)
 	struct uplink *u = calloc(1, sizeof(*u));
 	if (!u)
 		return NULL;
+	u->refused = calloc(o->n_targets ? o->n_targets : 1, sizeof(*u->refused));
+	if (!u->refused) {
+		free(u);
+		return NULL;
+	}
 	u->o = *o;
 	u->loop = loop;
 	u->fd = -1;
@@ -628,6 +723,22 @@ void uplink_stats(const struct uplink *u, struct uplink_stats *out)
 }
 
 bool uplink_idle(const struct uplink *u) { return u->head == NULL; }
+
+uint64_t uplink_renumber(struct uplink *u, uint64_t first, void (*moved)(void *arg, uint64_t old, uint64_t seq),
+			 void *arg)
+{
+	for (struct batch *b = u->head; b; b = b->next) {
+		uint64_t old = b->seq;
+		b->seq = first++;
+		proto_batch_hdr_encode(b->seq, b->n_records, b->raw_len, b->frame + PROTO_HDR_LEN, PROTO_BATCH_HDR_LEN);
+		if (moved)
+			moved(arg, old, b->seq);
+	}
+	u->acked_seq = 0;
+	u->max_written_seq = 0;
+	u->written_any = false;
+	return first;
+}
 uint64_t uplink_acked_seq(const struct uplink *u) { return u->acked_seq; }
 
 void uplink_foreach_pending(const struct uplink *u, void (*fn)(void *arg, const struct batch *b), void *arg)
@@ -654,5 +765,6 @@ void uplink_free(struct uplink *u)
 		u->head = b->next;
 		free(b);
 	}
+	free(u->refused);
 	free(u);
 }

@@ -31,6 +31,16 @@ struct uplink_opts {
 	uint64_t max_batch_frame;  /* largest BATCH frame we may send */
 	void (*on_room)(void *arg); /* called when the window has room again */
 	void (*on_session)(void *arg); /* called after each WELCOME: a new session began; may be NULL */
+	/* The first sequence number not yet assigned in the epoch (PROTOCOL.md 6.3). */
+	uint64_t (*next_seq)(void *arg);
+	/* The receiver holds numbers of this epoch the sensor never assigned, or found a
+	 * number reused for other bytes: the callee moves to a new epoch (hello->epoch) and
+	 * renumbers, with uplink_renumber() among others, before the next connection. */
+	void (*on_epoch_reused)(void *arg);
+	/* Every receiver refused this sensor for a reason retrying cannot cure (identity,
+	 * certificate, token, version) before any session was ever welcomed. why names
+	 * the reason. NULL: keep retrying. */
+	void (*on_refused)(void *arg, const char *why);
 	void *arg;
 };
 
@@ -62,6 +72,11 @@ void uplink_stats(const struct uplink *u, struct uplink_stats *out);
 uint64_t uplink_acked_seq(const struct uplink *u);
 /* Calls fn for every batch not yet ACKed, in sequence order. */
 void uplink_foreach_pending(const struct uplink *u, void (*fn)(void *arg, const struct batch *b), void *arg);
+/* Renumbers every kept batch from first on, in order, for a new epoch (only while
+ * no session is up, i.e. from on_epoch_reused); calls moved(arg, old, new) for each.
+ * Forgets what was ACKed in the old epoch. Returns the next free number. */
+uint64_t uplink_renumber(struct uplink *u, uint64_t first, void (*moved)(void *arg, uint64_t old, uint64_t seq),
+			 void *arg);
 /* True when every queued batch has been ACKed. */
 bool uplink_idle(const struct uplink *u);
 void uplink_free(struct uplink *u);

@@ -44,6 +44,8 @@ enum store_result {
 			  * hold the batch, ACK nothing and try again later */
 	STORE_FAILED,    /* storage failure that retrying the batch cannot cure: nothing
 			  * kept; close the session with the error */
+	STORE_SEQ_REUSED, /* a number recently stored with other bytes: nothing kept, counted
+			   * as rejected; the sensor must take a new epoch (ERROR SEQUENCE) */
 };
 
 /* Why a well-formed record can never be stored (counted per sensor, never retried). */

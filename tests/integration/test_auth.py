@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: BSD-2-Clause
 """Mutual TLS between sensor and receiver: every wrong certificate is refused, both
-ends say why in their logs, and nothing from a refused peer is stored.
+ends say why in their logs, and nothing from a refused peer is stored. A sensor refused
+at start (no session ever welcomed) stops at once with status 2, naming the reason.
 
 Each test starts its own receiver on loopback with its own data directory.
 """
@@ -46,12 +47,24 @@ def start_receiver(binary, tmp_path, procs, tls):
 
 
 def start_sensor(binary, tmp_path, procs, port, tls, name="sensor.log"):
-    # A long drain timeout keeps a refused replay retrying for the whole test
-    # instead of giving up once the file is read; the test ends it by PID.
+    # A long drain timeout: a refused replay must stop because it was refused, not
+    # because the file ended and the drain gave up.
     s = Proc([binary, "-r", REPLAY, "-t", f"127.0.0.1:{port}"] + tls, tmp_path / name,
              env={"PCAPLINE_UPLINK_DRAIN_TIMEOUT": "60s"})
     procs.append(s)
     return s
+
+
+def refused_at_start(sx, reason):
+    """The sensor exits with status 2 within seconds, its last error naming reason."""
+    t0 = time.time()
+    assert sx.wait(15) == 2, sx.text()
+    assert time.time() - t0 < 10, f"a refused sensor must stop at once, took {time.time() - t0:.1f} s"
+    slog = sx.text()
+    assert re.search(r"error: uplink refused: " + reason + r"; retrying cannot help: check .*"
+                     r"\(exiting with status 2\)", slog), slog
+    assert "connected to" not in slog and "lost" not in slog, slog
+    return slog
 
 
 # --------------------------------------------------------------------------------
@@ -134,19 +147,14 @@ def test_client_without_certificate_is_refused(binaries, certs, procs, tmp_path)
     assert rx.p.poll() is None
 
 
-def test_sensor_from_other_ca_is_refused_and_retries(binaries, certs, other_ca, procs, tmp_path):
+def test_sensor_from_other_ca_is_refused_at_start(binaries, certs, other_ca, procs, tmp_path):
     sensor, receiver = binaries
     rx, port, data_dir = start_receiver(receiver, tmp_path, procs, tls_args(certs, "receiver"))
     # Trusts the right CA for the receiver, but presents a certificate of another CA.
     tls = ["--ca", certs / "ca.crt", "--cert", other_ca / "s1.crt", "--key", other_ca / "s1.key"]
     sx = start_sensor(sensor, tmp_path, procs, port, tls)
-    # Three refused attempts = the first one and at least two retries (with backoff).
-    slog = wait_log(sx, rf"warn: uplink: 127\.0\.0\.1:{port}: .*(unknown ca|certificate)", count=3, timeout=20)
-    rlog = wait_log(rx, r"TLS handshake failed: client certificate refused: unable to get local issuer certificate",
-                    count=3)
-    sx.stop(signal.SIGKILL)
-    slog = sx.text()
-    assert "connected to" not in slog, slog
+    refused_at_start(sx, r".*unknown ca")
+    rlog = wait_log(rx, r"TLS handshake failed: client certificate refused: unable to get local issuer certificate")
     assert "connected from" not in rlog, rlog
     assert stored_files(data_dir) == []
     assert rx.p.poll() is None
@@ -157,10 +165,8 @@ def test_expired_sensor_certificate_is_refused(binaries, certs, expired, procs, 
     rx, port, data_dir = start_receiver(receiver, tmp_path, procs, tls_args(certs, "receiver"))
     tls = ["--ca", certs / "ca.crt", "--cert", expired / "old1.crt", "--key", expired / "old1.key"]
     sx = start_sensor(sensor, tmp_path, procs, port, tls)
-    slog = wait_log(sx, rf"warn: uplink: 127\.0\.0\.1:{port}: .*certificate expired")
+    refused_at_start(sx, r".*certificate expired")
     rlog = wait_log(rx, r"TLS handshake failed: client certificate refused: certificate has expired")
-    sx.stop(signal.SIGKILL)
-    assert "connected to" not in sx.text(), slog
     assert "connected from" not in rlog, rlog
     assert stored_files(data_dir) == []
     assert rx.p.poll() is None
@@ -171,11 +177,8 @@ def test_receiver_certificate_for_another_name_is_refused(binaries, certs, wrong
     rx, port, data_dir = start_receiver(receiver, tmp_path, procs, tls_args(wrong_name, "receiver"))
     sx = start_sensor(sensor, tmp_path, procs, port, tls_args(certs, "s1"))
     # The sensor connects to 127.0.0.1; the certificate names only other.example.
-    slog = wait_log(sx, rf"warn: uplink: 127\.0\.0\.1:{port}: TLS handshake failed: "
-                        r"receiver certificate: IP address mismatch")
+    refused_at_start(sx, r"TLS handshake failed: receiver certificate: IP address mismatch")
     rlog = wait_log(rx, r"TLS handshake failed: .*bad certificate")
-    sx.stop(signal.SIGKILL)
-    assert "connected to" not in sx.text(), slog
     assert "connected from" not in rlog, rlog
     assert stored_files(data_dir) == []
     assert rx.p.poll() is None

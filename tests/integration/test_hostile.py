@@ -437,6 +437,55 @@ def test_replayed_and_far_ahead_sequence_numbers(rx, certs):
     rx.assert_unchanged(before)
 
 
+def test_reused_sequence_number_is_refused_not_dropped(rx, certs):
+    """A batch that arrives under a number already stored in its epoch, with other
+    bytes, is a new batch reusing the number (a sensor that lost its sequence state),
+    not a duplicate: dropping and ACKing it would lose it silently. The receiver stores
+    nothing, counts it as rejected, logs it and closes with ERROR code 7 (take a new
+    epoch); the genuine resend of the stored batch is still ACKed as a duplicate."""
+    before = rx.snapshot()
+    s2_before = set(rx.segments("s2"))
+    st0 = rx.stats("s2")["receiver"] if (rx.datadir / "sensors/s2/stats.json").exists() else \
+        {"duplicate_batches": 0, "rejected_batches": 0}
+    ep = new_epoch()
+    b1 = F.batch(1, recs(4, 5000))
+    c = F.Client(rx.port, certs, "s2")
+    assert c.handshake("s2", ep).next_seq == 1
+    c.send(b1)
+    assert c.expect_ack() == (ep, 1)
+    c.close()
+    rx.wait_log(r"sensor s2: session from 127\.0\.0\.1:\d+ ended: stored 1 batches, 4 packets")
+
+    c = F.Client(rx.port, certs, "s2")
+    assert c.handshake("s2", ep).next_seq == 2
+    lport = c.s.getsockname()[1]
+    c.send(F.batch(1, recs(3, 6000)))    # number 1 again, other packets
+    closed, seen = c.wait_closed()
+    c.close()
+    errs = [F.decode_error(f.payload) for f in seen if f.type == F.ERROR]
+    assert closed and [e[0] for e in errs] == [7], f"expected ERROR code 7 and a close, got {errs}, closed={closed}"
+    assert not [f for f in seen if f.type == F.ACK], "the reused number must not be acknowledged"
+    rx.wait_log(rf"session 127\.0\.0\.1:{lport} sensor s2: closed: rejected batch: batch 1 of epoch "
+                rf"{ep:016x} is not the batch stored under that number")
+
+    c = F.Client(rx.port, certs, "s2")
+    assert c.handshake("s2", ep).next_seq == 2
+    c.send(b1)                           # the real resend
+    assert c.expect_ack() == (ep, 1)
+    lport = c.s.getsockname()[1]
+    c.close()
+    rx.wait_log(rf"sensor s2: session from 127\.0\.0\.1:{lport} ended: stored 0 batches, 0 packets.*; "
+                r"1 duplicate batches dropped")
+    st = rx.stats("s2")["receiver"]
+    assert st["rejected_batches"] - st0["rejected_batches"] == 1, st
+    assert st["duplicate_batches"] - st0["duplicate_batches"] == 1, st
+    new = sorted(set(rx.segments("s2")) - s2_before)
+    stored = sorted(r.ts_ns - TS for p in new for r in F_read(p))
+    assert stored == [5000, 5001, 5002, 5003], stored
+    rx.alive()
+    rx.assert_unchanged(before)
+
+
 def test_sequence_state_is_kept_per_epoch(rx, certs):
     """Epoch A stores batch 1, a session of epoch B (the same sensor id) stores its
     own batch 1, then epoch A comes back (two processes with one identity, or a

@@ -160,9 +160,16 @@ static void test_record_after_2106_counted_rest_stored(void **state)
 	assert_int_equal(c->unstorable[STORE_UNSTORABLE_TS], 2);
 	assert_int_equal(c->storage_errors, 0);
 
-	/* The resend of an ACKed batch is a duplicate; a malformed batch changes nothing. */
+	/* The resend of an ACKed batch (the same bytes) is a duplicate; other bytes under
+	 * its number are a reused number, refused; a malformed batch changes nothing. */
 	add_rec(f, T0, 0, 'a');
+	add_rec(f, AFTER_2106, 0, 'b');
+	add_rec(f, T0 + 1, 0, 'c');
+	add_rec(f, AFTER_2106 + 5, 1, 'd');
 	assert_int_equal(store(f, 1, err, sizeof(err)), STORE_DUPLICATE);
+	add_rec(f, T0, 0, 'a');
+	assert_int_equal(store(f, 1, err, sizeof(err)), STORE_SEQ_REUSED);
+	assert_int_equal(c->rejected_batches, 1);
 	add_rec(f, T0 + 2, 0, 'x');
 	f->n = 2; /* claims two records */
 	assert_int_equal(store(f, 2, err, sizeof(err)), STORE_REJECTED);
