@@ -106,7 +106,9 @@ all: $(CLI)
 # position files the dissection path writes, so the index module comes along.
 L4_OBJ := $(BUILD)/obj/receiver/l4/l4.o
 DISSECT_OBJ := $(BUILD)/obj/receiver/dissect/dissect.o $(BUILD)/obj/receiver/store/index.o
-$(CLI): $(filter-out $(EXPORT_OBJ),$(CLI_OBJ)) $(DISSECT_OBJ) $(L4_OBJ) $(EXPORT_LIB) $(LIB)
+# import checks name-history addresses with the receiver's parser.
+NAMES_OBJ := $(BUILD)/obj/receiver/store/names.o
+$(CLI): $(filter-out $(EXPORT_OBJ),$(CLI_OBJ)) $(DISSECT_OBJ) $(NAMES_OBJ) $(L4_OBJ) $(EXPORT_LIB) $(LIB)
 	@[ -n "$(Q)" ] && echo "  LD      $@" || true
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(CLI_LIBS) $(LDLIBS)
 
