@@ -86,7 +86,7 @@ $(RECEIVER): $(RECEIVER_OBJ) $(EXPORT_LIB) $(LIB)
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(API_LIBS) $(CLI_LIBS) $(LDLIBS)
 
 # A unit test of receiver code lists the receiver objects it needs here.
-$(BUILD)/tests/test_index: $(BUILD)/obj/receiver/store/index.o $(BUILD)/obj/receiver/store/retention.o
+$(BUILD)/tests/test_index: $(BUILD)/obj/receiver/store/index.o $(BUILD)/obj/receiver/store/retention.o $(BUILD)/obj/receiver/store/names.o
 $(BUILD)/tests/test_namelog: $(BUILD)/obj/receiver/store/names.o
 $(BUILD)/tests/test_names: $(BUILD)/obj/sensor/names.o
 $(BUILD)/tests/%: tests/unit/%.c $(LIB)

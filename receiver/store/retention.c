@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "names.h"
 
 /* Candidates fetched from the index per query while a bound is exceeded. */
 #define RETENTION_BATCH 32
@@ -15,6 +16,7 @@
 struct rsensor {
 	struct index_totals t;
 	bool dirty; /* rows deleted: oldest_max_ns must be read again */
+	bool trim;  /* rows deleted: its name history may hold lines no packet needs */
 };
 
 struct retention {
@@ -189,6 +191,7 @@ static unsigned retention_pass(struct retention *r, struct rsensor *scope, int64
 				e->t.bytes -= e->t.bytes < g->bytes ? e->t.bytes : g->bytes;
 				e->t.segments -= e->t.segments ? 1 : 0;
 				e->dirty = true;
+				e->trim = true;
 			}
 			r->total_bytes -= r->total_bytes < g->bytes ? r->total_bytes : g->bytes;
 			if (rc == -EINVAL) {
@@ -212,6 +215,29 @@ static unsigned retention_pass(struct retention *r, struct rsensor *scope, int64
 	return deleted;
 }
 
+/* The name history of a sensor whose segments were deleted loses the lines older than
+ * its oldest stored packet (the mapping in effect then stays): it is kept as long as
+ * the packets it names, not for ever. */
+static void retention_trim_names(struct retention *r, struct rsensor *e)
+{
+	int64_t oldest;
+	uint64_t dropped = 0;
+	int rc;
+
+	e->trim = false;
+	if (index_sensor_min_ns(r->ix, e->t.sensor, &oldest) != 0 || oldest == INT64_MAX || oldest <= 0)
+		return; /* no packet left in the index: open segments may still need every name */
+	rc = names_trim(index_dir(r->ix), e->t.sensor, (uint64_t)oldest, &dropped);
+	if (rc == 0 && dropped > 0)
+		log_info("retention: %s: %" PRIu64 " name history lines older than the oldest stored packet "
+			 "dropped", e->t.sensor, dropped);
+	else if (rc != 0 && rc != -ENOENT && log_limit_ok(&r->warn_lim, 3, 60))
+		log_warnx("retention: %s: cannot trim the name history: %s; retrying after the next deletion",
+			  e->t.sensor, strerror(-rc));
+	if (rc != 0 && rc != -ENOENT)
+		e->trim = true;
+}
+
 unsigned retention_run(struct retention *r, int64_t now_ns, retention_fn *fn, void *arg)
 {
 	unsigned deleted = 0;
@@ -223,5 +249,8 @@ unsigned retention_run(struct retention *r, int64_t now_ns, retention_fn *fn, vo
 			deleted += retention_pass(r, &r->s[i], now_ns, fn, arg, &failed);
 	if ((r->o.max_bytes || r->o.max_age_ms) && !failed)
 		deleted += retention_pass(r, NULL, now_ns, fn, arg, &failed);
+	for (size_t i = 0; deleted > 0 && i < r->n; i++)
+		if (r->s[i].trim)
+			retention_trim_names(r, &r->s[i]);
 	return deleted;
 }
