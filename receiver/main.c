@@ -238,7 +238,10 @@ static int receiver_names_at(const char *dir, const char *sensor, const char *ad
 		log_info("--names-at: %s had no name at %s", addr, when);
 		return 1;
 	}
-	printf("%s\n", name);
+	/* An imported name may hold anything; a terminal must not act on it. */
+	char shown[4 * sizeof(name)];
+	log_escape(shown, sizeof(shown), name, strlen(name));
+	printf("%s\n", shown);
 	return 0;
 }
 
@@ -325,6 +328,12 @@ int main(int argc, char **argv)
 		if (!R.ssl_ctx)
 			fatalx(EXIT_CONFIG, "%s", err);
 	}
+	/* A bad port or host is reported as such, not as "not a loopback address". */
+	if (R.conf.api_listen && *R.conf.api_listen && api_listen_check(R.conf.api_listen, err, sizeof(err)) != 0)
+		fatalx(EXIT_CONFIG, "%s", err);
+	if (R.conf.dir && strlen(R.conf.dir) > STORE_DIR_MAX)
+		fatalx(EXIT_CONFIG, "storage.dir: %zu characters, above the limit of %d: %.80s...",
+		       strlen(R.conf.dir), STORE_DIR_MAX, R.conf.dir);
 	if (R.conf.api_listen && *R.conf.api_listen && !api_listen_is_loopback(R.conf.api_listen) &&
 	    (!R.conf.api_token || !*R.conf.api_token || !R.conf.api_cert || !*R.conf.api_cert ||
 	     !R.conf.api_key || !*R.conf.api_key))
