@@ -107,6 +107,7 @@ struct import {
 	 * data is read, and the data read is held to it). */
 	uint64_t expand_limit, declared;
 	char expand_why[160];
+	uint64_t skipped;           /* entries neither a capture nor a name history */
 	/* Every capture's data, one after the other, in one staging file: one file per entry
 	 * made an archive of many small captures cost a file creation each. */
 	int blob_fd;
@@ -480,7 +481,9 @@ read_archive(struct import *im)
 		} else if (depth == 2 && strcmp(file, "name_resolution_history.json") == 0) {
 			it.kind = ITEM_NAMES;
 		} else {
-			if (strcmp(file, "content.json") != 0)
+			/* Named for the first few only: an archive of many such entries must
+			 * not flood the terminal. */
+			if (strcmp(file, "content.json") != 0 && ++im->skipped <= 10)
 				log_warnx("import: entry '%s' is not a capture or name history; skipped", name);
 			it.kind = ITEM_OTHER;
 		}
@@ -526,6 +529,9 @@ read_archive(struct import *im)
 			goto out;
 		}
 	}
+	if (im->skipped > 10)
+		log_warnx("import: %" PRIu64 " more entries that are not a capture or name history skipped",
+			  im->skipped - 10);
 	if (r != ARCHIVE_EOF)
 		rc = refuse(im, NULL, "%s: corrupt, truncated or not a tar archive: %s", im->archive,
 			    archive_error_string(a) ? archive_error_string(a) : "read error");

@@ -329,3 +329,13 @@ def test_import_old_pcap_with_swapped_lengths_reads_like_libpcap(minor, tmp_path
     assert [r.ts for r in got] == [(1700000000 + i) * 10**9 + 7 * i * 1000 for i in range(40)]
     assert [(int(c), int(o)) for c, o, _ in tshark_lengths(exported)] == \
         [(c, o) for c, o, _ in want]
+
+
+def test_import_names_only_the_first_skipped_entries(tmp_path):
+    arch = tmp_path / "skip.tar.gz"
+    tar_gz(arch, [("s1/a.pcap", small_pcap())] + [(f"s1/r{i}\u001b[2J.txt", b"x") for i in range(5000)])
+    p = pcapline("import", arch, "--dir", tmp_path / "view")
+    err = p.stderr.decode()
+    assert err.count("is not a capture or name history; skipped") == 10, err
+    assert "4990 more entries that are not a capture or name history skipped" in err, err
+    assert "\x1b" not in err and "r0\\x1b[2J.txt" in err, err
