@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: BSD-2-Clause */
 #include "retention.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -218,6 +219,42 @@ static unsigned retention_pass(struct retention *r, struct rsensor *scope, int64
 /* The name history of a sensor whose segments were deleted loses the lines older than
  * its oldest stored packet (the mapping in effect then stays): it is kept as long as
  * the packets it names, not for ever. */
+/*
+ * Lowers *oldest to the first packet of every segment file of the sensor, open ones and
+ * those not indexed yet included, whose names start with it ("[.open-]<first ns>-...").
+ * Returns false when a file's name cannot be read that way: then nothing is trimmed.
+ */
+static bool retention_files_oldest(struct retention *r, const char *sensor, int64_t *oldest)
+{
+	char path[1024];
+	struct dirent *de;
+	DIR *d;
+	bool ok = true;
+
+	if ((size_t)snprintf(path, sizeof(path), "%s/sensors/%s/segments", index_dir(r->ix), sensor) >= sizeof(path))
+		return false;
+	if (!(d = opendir(path)))
+		return false;
+	while (ok && (de = readdir(d)) != NULL) {
+		const char *p = de->d_name;
+		char *end;
+		unsigned long long v;
+
+		if (strcmp(p, ".") == 0 || strcmp(p, "..") == 0 || strstr(p, ".pcap") == NULL)
+			continue;
+		if (strncmp(p, ".open-", 6) == 0)
+			p += 6;
+		errno = 0;
+		v = strtoull(p, &end, 10);
+		if (end == p || *end != '-' || errno != 0 || v > INT64_MAX)
+			ok = false;
+		else if ((int64_t)v < *oldest)
+			*oldest = (int64_t)v;
+	}
+	closedir(d);
+	return ok;
+}
+
 static void retention_trim_names(struct retention *r, struct rsensor *e)
 {
 	int64_t oldest;
@@ -225,8 +262,11 @@ static void retention_trim_names(struct retention *r, struct rsensor *e)
 	int rc;
 
 	e->trim = false;
-	if (index_sensor_min_ns(r->ix, e->t.sensor, &oldest) != 0 || oldest == INT64_MAX || oldest <= 0)
-		return; /* no packet left in the index: open segments may still need every name */
+	/* The oldest packet of the index, and of the segments being written: a replay of
+	 * an older capture may be under way. */
+	if (index_sensor_min_ns(r->ix, e->t.sensor, &oldest) != 0 ||
+	    !retention_files_oldest(r, e->t.sensor, &oldest) || oldest == INT64_MAX || oldest <= 0)
+		return;
 	rc = names_trim(index_dir(r->ix), e->t.sensor, (uint64_t)oldest, &dropped);
 	if (rc == 0 && dropped > 0)
 		log_info("retention: %s: %" PRIu64 " name history lines older than the oldest stored packet "
