@@ -22,11 +22,13 @@
  * captured length exceeds its original length, a pcapline manifest.json that does not
  * list exactly the files present with their SHA-256 and size, or JSON of the wrong
  * shape (a name-history key that is not an address) refuses the whole archive with an
- * error naming the entry. Entry
- * names are never used as paths: data is written to files this program names, in a
- * hidden staging folder inside VIEWDIR, and only renamed into place once everything
- * has been validated and converted. A refusal or failure removes the staging folder and
- * leaves VIEWDIR as it was.
+ * error naming the entry. Entry names are never used as paths: data is written to
+ * files this program names, in a hidden staging folder inside VIEWDIR (the captures one
+ * after the other in one file), and only renamed into place once everything has been
+ * validated, converted and synced. A refusal or failure removes the staging folder and
+ * leaves VIEWDIR as it was. Time and memory grow linearly with the entries (a hash
+ * table of their names; captures of a sensor that follow one another in time share
+ * segments).
  */
 #include <dirent.h>
 #include <errno.h>
