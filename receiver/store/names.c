@@ -446,6 +446,7 @@ struct names_win {
 struct names_trim {
 	uint64_t cut;
 	uint64_t idx;                /* ordinal of the current line */
+	uint64_t upto_cut;           /* lines with t <= cut */
 	struct names_win *w;         /* open addressing on addr */
 	size_t cap, n;
 	bool oom;
@@ -519,6 +520,7 @@ static bool names_on_winner(void *arg, const struct jline *jl)
 
 	if (jl->t > tr->cut)
 		return true;
+	tr->upto_cut++;
 	if ((tr->n + 1) * 2 > tr->cap && !names_trim_grow(tr)) {
 		tr->oom = true;
 		return false;
@@ -629,6 +631,17 @@ static int names_rewrite(const char *path, uint64_t cut, uint64_t budget, uint64
 		rc = -ENOMEM;
 	if (rc != 0)
 		goto out;
+	/* Nothing to drop (every line up to the cut is the one in effect there): the file
+	 * stays as it is, unwritten. */
+	size_t keep = 0;
+	for (size_t i = 0; i < tr.cap; i++)
+		keep += tr.w[i].addr && !tr.w[i].empty;
+	if (tr.upto_cut == keep) {
+		struct stat sb;
+		*kept = fstat(fd, &sb) == 0 ? (uint64_t)sb.st_size : 0;
+		*dropped = 0;
+		goto out;
+	}
 	ofd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0640);
 	if (ofd < 0 || !(tr.out = fdopen(ofd, "w"))) {
 		rc = -errno;
@@ -949,18 +962,29 @@ int names_log_append(struct names_log *l, const struct proto_names *m, char *err
 	 * every address stays), down to half the bound so that this is rare; what still
 	 * does not fit is lost and counted. */
 	if (l->st->max_bytes && (uint64_t)l->size + len > l->st->max_bytes) {
-		uint64_t kept = 0, dropped = 0;
+		uint64_t kept = 0, dropped = 0, max = l->st->max_bytes;
+		/* Half the bound, and room for this frame whatever its size. */
+		uint64_t budget = max / 2 < max - (len < max ? len : max) ? max / 2 : len < max ? max - len : 1;
 
 		close(l->fd);
 		l->fd = -1;
-		rc = names_rewrite(l->path, 0, l->st->max_bytes / 2, &kept, &dropped);
+		rc = names_rewrite(l->path, 0, budget, &kept, &dropped);
 		if (rc == 0 && dropped > 0)
 			log_info("%s: storage.names_max_size (%llu bytes) reached: %llu older lines "
 				 "dropped, %llu bytes kept", l->path, (unsigned long long)l->st->max_bytes,
 				 (unsigned long long)dropped, (unsigned long long)kept);
 		if (rc == 0)
 			rc = names_log_ensure_open(l);
-		if (rc == 0 && (uint64_t)l->size + len > l->st->max_bytes)
+		if (rc == 0 && (uint64_t)l->size + len > max) {
+			/* The cut is chosen from the mean line length: if that was not enough,
+			 * keep only the mappings in effect. */
+			close(l->fd);
+			l->fd = -1;
+			rc = names_rewrite(l->path, 0, 1, &kept, &dropped);
+			if (rc == 0)
+				rc = names_log_ensure_open(l);
+		}
+		if (rc == 0 && (uint64_t)l->size + len > max)
 			rc = -ENOSPC;
 		if (rc != 0) {
 			l->c.lost += (uint64_t)lines;
