@@ -339,9 +339,16 @@ static void test_trim(void **state)
 	assert_int_equal(names_at(root, "s3", "198.18.0.4", 9600, name, sizeof(name), ns, sizeof(ns)), 1);
 	assert_string_equal(name, "d.test");
 	names_log_close(l);
-	/* Again: nothing more to drop. A missing history, a bad id. */
+	/* Again: nothing more to drop, and the file is left as it is. A missing history, a
+	 * bad id. */
+	struct stat s1, s2;
+	char path[512];
+	snprintf(path, sizeof(path), "%s/sensors/s3/names.jsonl", root);
+	assert_int_equal(stat(path, &s1), 0);
 	assert_int_equal(names_trim(root, "s3", 5000, &dropped), 0);
 	assert_int_equal(dropped, 0);
+	assert_int_equal(stat(path, &s2), 0);
+	assert_true(s1.st_ino == s2.st_ino);
 	assert_int_equal(names_trim(root, "nobody", 5000, &dropped), -ENOENT);
 	assert_int_equal(names_trim(root, "../s3", 5000, &dropped), -EINVAL);
 	names_store_free(st);
