@@ -73,8 +73,8 @@ enum item_kind { ITEM_PCAP, ITEM_NAMES, ITEM_MANIFEST, ITEM_OTHER };
 
 struct item {
 	enum item_kind kind;
-	char *entry;                /* name in the archive, as written */
 	char *norm;                 /* normalized name: the key of the name table */
+	char *entry;                /* the same string, the name errors show (not owned) */
 	char *sensor;               /* ITEM_PCAP, ITEM_NAMES */
 	char *raw;                  /* JSON: extracted into this file of the staging folder */
 	uint64_t off;               /* ITEM_PCAP: where its data starts in the blob */
@@ -262,7 +262,6 @@ add_item(struct import *im, const struct item *it)
 static void
 item_free(struct item *it)
 {
-	free(it->entry);
 	free(it->norm);
 	free(it->sensor);
 	free(it->raw);
@@ -505,11 +504,10 @@ read_archive(struct import *im)
 		/* The normalized name, folder and file joined again. */
 		if (dir != NULL)
 			file[-1] = '/';
-		it.entry = strdup(name);
-		it.norm = strdup(norm);
+		it.entry = it.norm = strdup(norm);
 		if (dir != NULL && it.kind != ITEM_OTHER)
 			it.sensor = strndup(norm, (size_t)(file - 1 - norm));
-		if (it.entry == NULL || it.norm == NULL ||
+		if (it.norm == NULL ||
 		    (dir != NULL && it.kind != ITEM_OTHER && it.sensor == NULL)) {
 			item_free(&it);
 			rc = refuse(im, name, "out of memory");
