@@ -86,8 +86,8 @@ $(RECEIVER): $(RECEIVER_OBJ) $(EXPORT_LIB) $(LIB)
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(API_LIBS) $(CLI_LIBS) $(LDLIBS)
 
 # A unit test of receiver code lists the receiver objects it needs here.
-$(BUILD)/tests/test_index: $(BUILD)/obj/receiver/store/index.o $(BUILD)/obj/receiver/store/retention.o
-$(BUILD)/tests/test_store: $(addprefix $(BUILD)/obj/receiver/store/,store.o index.o retention.o)
+$(BUILD)/tests/test_index: $(addprefix $(BUILD)/obj/receiver/store/,index.o retention.o names.o)
+$(BUILD)/tests/test_store: $(addprefix $(BUILD)/obj/receiver/store/,store.o index.o retention.o names.o)
 $(BUILD)/tests/test_namelog: $(BUILD)/obj/receiver/store/names.o
 $(BUILD)/tests/test_names: $(BUILD)/obj/sensor/names.o
 $(BUILD)/tests/test_spool: $(BUILD)/obj/sensor/spool.o
@@ -108,7 +108,9 @@ all: $(CLI)
 # position files the dissection path writes, so the index module comes along.
 L4_OBJ := $(BUILD)/obj/receiver/l4/l4.o
 DISSECT_OBJ := $(BUILD)/obj/receiver/dissect/dissect.o $(BUILD)/obj/receiver/store/index.o
-$(CLI): $(filter-out $(EXPORT_OBJ),$(CLI_OBJ)) $(DISSECT_OBJ) $(L4_OBJ) $(EXPORT_LIB) $(LIB)
+# import checks name-history addresses with the receiver's parser.
+NAMES_OBJ := $(BUILD)/obj/receiver/store/names.o
+$(CLI): $(filter-out $(EXPORT_OBJ),$(CLI_OBJ)) $(DISSECT_OBJ) $(NAMES_OBJ) $(L4_OBJ) $(EXPORT_LIB) $(LIB)
 	@[ -n "$(Q)" ] && echo "  LD      $@" || true
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(CLI_LIBS) $(LDLIBS)
 

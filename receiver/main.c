@@ -40,6 +40,7 @@ struct receiver_conf {
 	int fsync;
 	uint64_t fsync_interval;
 	uint64_t max_size, max_age, sensor_max_size, sensor_max_age;
+	uint64_t names_max_size;
 	char *out;
 	uint64_t max_frame;
 	int64_t max_sessions;
@@ -83,6 +84,7 @@ static const struct cfg_key receiver_schema[] = {
 	K("storage.max_age", CFG_DURATION, max_age, 0, 315360000000ll, NULL, "delete segments whose newest packet is older than this, 0 = unlimited"),
 	K("storage.sensor_max_size", CFG_SIZE, sensor_max_size, 0, 1ll << 60, NULL, "the same size bound for each sensor's closed segments, 0 = unlimited"),
 	K("storage.sensor_max_age", CFG_DURATION, sensor_max_age, 0, 315360000000ll, NULL, "the same age bound for each sensor, 0 = unlimited"),
+	K("storage.names_max_size", CFG_SIZE, names_max_size, 65536, 1ll << 40, NULL, "largest names.jsonl of a sensor; beyond it the oldest history goes, the names in effect stay"),
 	K("output.file", CFG_STR, out, 0, 0, NULL, "also write every packet to this one pcap file (- for stdout)"),
 	K("limits.max_frame", CFG_SIZE, max_frame, 262180, 16777216, NULL, "largest frame accepted; a decompressed batch may be 16 bytes less"),
 	K("limits.max_sessions", CFG_INT, max_sessions, 1, 1000000, NULL, "connections open at once"),
@@ -137,6 +139,7 @@ static void receiver_defaults(struct receiver_conf *c)
 	c->segment_time = 300000;
 	c->fsync_interval = 1000;
 	c->max_frame = 16u << 20;
+	c->names_max_size = 64u << 20;
 	c->max_sessions = 1024;
 	c->unauth_max = 256;
 	c->unauth_per_source = 64;
@@ -255,7 +258,10 @@ static int receiver_names_at(const char *dir, const char *sensor, const char *ad
 		log_info("--names-at: %s had no name at %s", addr, when);
 		return 1;
 	}
-	printf("%s\n", name);
+	/* An imported name may hold anything; a terminal must not act on it. */
+	char shown[4 * sizeof(name)];
+	log_escape(shown, sizeof(shown), name, strlen(name));
+	printf("%s\n", shown);
 	return 0;
 }
 
@@ -342,6 +348,12 @@ int main(int argc, char **argv)
 		if (!R.ssl_ctx)
 			fatalx(EXIT_CONFIG, "%s", err);
 	}
+	/* A bad port or host is reported as such, not as "not a loopback address". */
+	if (R.conf.api_listen && *R.conf.api_listen && api_listen_check(R.conf.api_listen, err, sizeof(err)) != 0)
+		fatalx(EXIT_CONFIG, "%s", err);
+	if (R.conf.dir && strlen(R.conf.dir) > STORE_DIR_MAX)
+		fatalx(EXIT_CONFIG, "storage.dir: %zu characters, above the limit of %d: %.80s...",
+		       strlen(R.conf.dir), STORE_DIR_MAX, R.conf.dir);
 	if (R.conf.api_listen && *R.conf.api_listen && !api_listen_is_loopback(R.conf.api_listen) &&
 	    (!R.conf.api_token || !*R.conf.api_token || !R.conf.api_cert || !*R.conf.api_cert ||
 	     !R.conf.api_key || !*R.conf.api_key))
@@ -387,6 +399,7 @@ int main(int argc, char **argv)
 	};
 	if (!sv.names)
 		fatalx(1, "out of memory");
+	names_store_set_max(sv.names, R.conf.names_max_size);
 	R.srv = server_new(R.loop, &sv);
 	if (!R.srv)
 		fatalx(1, "out of memory");

@@ -2,6 +2,7 @@
 #include "log.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,17 +38,53 @@ int log_level_parse(const char *s, enum log_level *out)
 	return -1;
 }
 
-/* One write(2) per line so that lines from several processes do not interleave. */
+size_t log_escape(char *out, size_t outlen, const char *in, size_t inlen)
+{
+	static const char hex[] = "0123456789abcdef";
+	size_t n = 0;
+
+	if (outlen == 0)
+		return 0;
+	for (size_t i = 0; i < inlen; i++) {
+		unsigned char c = (unsigned char)in[i];
+		/* C0 controls, DEL, and the C1 controls as UTF-8 (U+0080..U+009F): a terminal
+		 * acts on them. */
+		bool c1 = c == 0xc2 && i + 1 < inlen && (unsigned char)in[i + 1] >= 0x80 &&
+			  (unsigned char)in[i + 1] <= 0x9f;
+
+		if (c < 0x20 || c == 0x7f || c1) {
+			if (n + 4 >= outlen)
+				break;
+			if (c1)
+				c = (unsigned char)in[++i];
+			out[n++] = '\\';
+			out[n++] = 'x';
+			out[n++] = hex[c >> 4];
+			out[n++] = hex[c & 15];
+		} else {
+			if (n + 1 >= outlen)
+				break;
+			out[n++] = (char)c;
+		}
+	}
+	out[n] = '\0';
+	return n;
+}
+
+/* One write(2) per line so that lines from several processes do not interleave. Control
+ * characters in the message (an archive entry's name, an imported name) are escaped:
+ * a log line must not drive the terminal or forge another line. */
 static void log_vemit(enum log_level level, int with_errno, const char *fmt, va_list ap)
 {
-	char line[2048];
+	char msg[2048], line[2048];
 	int saved = errno;
 	size_t n = (size_t)snprintf(line, sizeof(line), "%s[%d]: %s: ", log_tag, (int)getpid(),
 				    level_names[level]);
 	if (n < sizeof(line)) {
-		int m = vsnprintf(line + n, sizeof(line) - n, fmt, ap);
+		int m = vsnprintf(msg, sizeof(msg), fmt, ap);
 		if (m > 0)
-			n += (size_t)m;
+			n += log_escape(line + n, sizeof(line) - n, msg,
+					(size_t)m < sizeof(msg) ? (size_t)m : sizeof(msg) - 1);
 	}
 	if (with_errno && n < sizeof(line))
 		n += (size_t)snprintf(line + n, sizeof(line) - n, ": %s", strerror(saved));

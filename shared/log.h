@@ -7,6 +7,7 @@
 #define PCAPLINE_SHARED_LOG_H
 
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdnoreturn.h>
 
 enum log_level { LOG_LVL_ERROR, LOG_LVL_WARN, LOG_LVL_INFO, LOG_LVL_DEBUG };
@@ -29,6 +30,11 @@ void log_debug(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Logs and exits with `code`. */
 noreturn void fatal(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 noreturn void fatalx(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Copies inlen bytes of in to out (NUL-terminated, cut to outlen) with control
+ * characters written as \xNN, so that text from peers and files can be shown on a
+ * terminal. Returns the length written. */
+size_t log_escape(char *out, size_t outlen, const char *in, size_t inlen);
 
 /* A token bucket for per-peer or per-packet warnings: returns 1 when a message may be
  * logged now (at most `burst` then one per `per_sec` seconds), else counts it as

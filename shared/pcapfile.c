@@ -83,6 +83,7 @@ struct pcapr {
 	bool ng;
 	bool nano;
 	bool swap;           /* file (or current section) byte order differs from ours */
+	enum { LEN_AS_IS, LEN_SWAPPED, LEN_MAYBE_SWAPPED } lens; /* classic pcap, see classic_open */
 	int err;             /* sticky error, returned by every later pcapr_next() */
 
 	/*
@@ -306,7 +307,7 @@ static int
 classic_open(struct pcapr *r, uint32_t magic_native)
 {
 	const uint8_t *h = r->base;
-	uint16_t major;
+	uint16_t major, minor;
 	uint32_t link;
 
 	if (r->len < PCAP_HDR_LEN)
@@ -314,9 +315,18 @@ classic_open(struct pcapr *r, uint32_t magic_native)
 	r->swap = magic_native != PCAP_MAGIC_US && magic_native != PCAP_MAGIC_NS;
 	r->nano = rd32(h, r->swap) == PCAP_MAGIC_NS;
 	major = rd16(h + 4, r->swap);
+	minor = rd16(h + 6, r->swap);
 	/* Version 2 is the only one in use since 1998; older ones differ in layout. */
 	if (major != 2)
 		return PCAPF_EFORMAT;
+	/*
+	 * Before 2.3 a record header held the original length before the captured one;
+	 * 2.3 exchanged them to match the BPF header, and some 2.3 writers kept the old
+	 * order. libpcap and Wireshark therefore exchange the two fields of every record
+	 * of a 2.0-2.2 file, and those of a 2.3 record whose captured length exceeds its
+	 * original length: read such files as they do, record for record.
+	 */
+	r->lens = minor < 3 ? LEN_SWAPPED : minor == 3 ? LEN_MAYBE_SWAPPED : LEN_AS_IS;
 	link = rd32(h + 20, r->swap);
 	/* The upper 16 bits carry the FCS length and flag (pcap draft, section 4). */
 	r->ifaces[0].linktype = link & 0xffff;
@@ -342,6 +352,12 @@ classic_next(struct pcapr *r, struct pcapf_rec *rec)
 	sub = rd32(p + 4, r->swap);
 	caplen = rd32(p + 8, r->swap);
 	origlen = rd32(p + 12, r->swap);
+	if (r->lens == LEN_SWAPPED || (r->lens == LEN_MAYBE_SWAPPED && caplen > origlen)) {
+		uint32_t t = caplen;
+
+		caplen = origlen;
+		origlen = t;
+	}
 	if (caplen > PCAPF_MAX_CAPLEN)
 		return PCAPF_ETOOBIG;
 	if (caplen > left - PCAP_REC_HDR_LEN)

@@ -146,6 +146,30 @@ static struct addrinfo *api_resolve(const char *listen, char *err, size_t errlen
 	return ai;
 }
 
+int api_listen_check(const char *listen, char *err, size_t errlen)
+{
+	char host[256], port[16];
+	struct addrinfo *ai;
+	char *end;
+	unsigned long p;
+
+	if (api_split(listen, host, sizeof(host), port, sizeof(port)) != 0) {
+		snprintf(err, errlen, "api.listen: '%s' is not host:port", listen);
+		return -1;
+	}
+	/* getaddrinfo() takes "99999" and "-1" modulo 65536: check the number first. */
+	errno = 0;
+	p = strtoul(port, &end, 10);
+	if (port[0] < '0' || port[0] > '9' || *end != '\0' || errno != 0 || p < 1 || p > 65535) {
+		snprintf(err, errlen, "api.listen: '%s': port '%s' is not a number in 1..65535", listen, port);
+		return -1;
+	}
+	if ((ai = api_resolve(listen, err, errlen)) == NULL)
+		return -1;
+	freeaddrinfo(ai);
+	return 0;
+}
+
 bool api_listen_is_loopback(const char *listen)
 {
 	char err[256];

@@ -38,6 +38,9 @@ struct api_opts {
 
 struct api;
 
+/* Checks that listen is host:port with a port in 1..65535 and a host that resolves.
+ * Returns 0, or -1 with the problem, naming api.listen, in err. */
+int api_listen_check(const char *listen, char *err, size_t errlen);
 /* True when every address host (of host:port) resolves to is a loopback address. */
 bool api_listen_is_loopback(const char *listen);
 

@@ -8,18 +8,27 @@
  *               <sensor>/name_resolution_history.json
  *   Kubeshark:  <node>_<ip>/<unix>.pcap, <node>_<ip>/name_resolution_history.json,
  *               optional content.json (top level or per node; ignored)
- * Every folder is a sensor (its name with anything outside [A-Za-z0-9._-] replaced by
- * '_'); every pcap/pcapng in it becomes segments, one per interface, split at
- * --segment-size, named like the receiver's; the JSON becomes names.jsonl.
+ * Every folder is a sensor whose id is the folder's name, which must be a valid sensor
+ * id (letters, digits, '.', '_', '-'; no other character is mapped onto these, so two
+ * folders never merge into one sensor); every pcap/pcapng in it becomes segments, one
+ * per interface, split at --segment-size, named like the receiver's; the JSON becomes
+ * names.jsonl.
  *
  * The archive is untrusted. An absolute path, a ".." component, a link, a device or
  * other special file, an entry above --max-entry-size, more than --max-entries entries,
- * a pcap the reader rejects, a file whose SHA-256 differs from manifest.json, or JSON
- * of the wrong shape refuses the whole archive with an error naming the entry. Entry
- * names are never used as paths: data is written to files this program names, in a
- * hidden staging folder inside VIEWDIR, and only renamed into place once everything
- * has been validated and converted. A refusal or failure removes the staging folder and
- * leaves VIEWDIR as it was.
+ * entries whose data add up to more than the archive may expand to (--max-ratio times
+ * its size plus IMPORT_RATIO_FLOOR, at most --max-total-size and the free space of
+ * VIEWDIR less IMPORT_RESERVE), a pcap the reader rejects or with a record whose
+ * captured length exceeds its original length, a pcapline manifest.json that does not
+ * list exactly the files present with their SHA-256 and size, or JSON of the wrong
+ * shape (a name-history key that is not an address) refuses the whole archive with an
+ * error naming the entry. Entry names are never used as paths: data is written to
+ * files this program names, in a hidden staging folder inside VIEWDIR (the captures one
+ * after the other in one file), and only renamed into place once everything has been
+ * validated, converted and synced. A refusal or failure removes the staging folder and
+ * leaves VIEWDIR as it was. Time and memory grow linearly with the entries (a hash
+ * table of their names; captures of a sensor that follow one another in time share
+ * segments).
  */
 #include <dirent.h>
 #include <errno.h>
@@ -30,6 +39,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
@@ -42,30 +52,41 @@
 
 #include "cli.h"
 #include "fsutil.h"
+#include "hash.h"
 #include "log.h"
 #include "namehist.h"
 #include "pcapfile.h"
 #include "timearg.h"
 
 #define IMPORT_MAX_PATH 1024
+/* Expansion allowed to any archive however small, so that a short capture of very
+ * compressible packets still loads; a gzip bomb gets this far and no further. */
+#define IMPORT_RATIO_FLOOR (16ull << 20)
+/* Left free on the file system of VIEWDIR: a receiver or the index may share it. */
+#define IMPORT_RESERVE (64ull << 20)
 
-enum { OPT_MAX_ENTRY = 256, OPT_MAX_ENTRIES, OPT_MAX_JSON, OPT_SEGMENT };
+enum { OPT_MAX_ENTRY = 256, OPT_MAX_ENTRIES, OPT_MAX_JSON, OPT_SEGMENT, OPT_MAX_RATIO, OPT_MAX_TOTAL };
 
-enum item_kind { ITEM_PCAP, ITEM_NAMES, ITEM_MANIFEST };
+/* ITEM_OTHER: a file that is neither read nor imported, kept so that a manifest can be
+ * checked against every file of the archive. */
+enum item_kind { ITEM_PCAP, ITEM_NAMES, ITEM_MANIFEST, ITEM_OTHER };
 
 struct item {
 	enum item_kind kind;
-	char *entry;                /* name in the archive (normalized) */
+	char *norm;                 /* normalized name: the key of the name table */
+	char *entry;                /* the same string, the name errors show (not owned) */
 	char *sensor;               /* ITEM_PCAP, ITEM_NAMES */
-	char raw[4096];             /* extracted data in the staging folder */
+	char *raw;                  /* JSON: extracted into this file of the staging folder */
+	uint64_t off;               /* ITEM_PCAP: where its data starts in the blob */
 	char sha[FSU_SHA256_HEX];
 	uint64_t size;
+	bool listed;                /* named by manifest.json */
 };
 
 struct import_seg {
 	char *sensor;
 	char *rel;                  /* final path relative to VIEWDIR */
-	char staged[4096];
+	char *staged;
 	char *iface;
 	uint32_t linktype, snaplen;
 	uint64_t min_ns, max_ns, packets, bytes;
@@ -75,12 +96,32 @@ struct import_seg {
 struct import {
 	const char *archive;
 	const char *view;
-	uint64_t max_entry, max_entries, max_json, segment_size;
+	uint64_t max_entry, max_entries, max_json, segment_size, max_ratio, max_total;
 	char *staging;
 	struct item *items;
-	size_t n_items;
+	size_t n_items, cap_items;
+	/* Normalized entry name -> item index + 1 (0: free), open addressing, so that
+	 * duplicates and manifest paths are found in constant time whatever the count. */
+	size_t *names;
+	size_t names_cap;
+	/* Bytes of entry data the archive may expand to, what limits it, and how many
+	 * bytes its entries have declared so far (a header's size is checked before its
+	 * data is read, and the data read is held to it). */
+	uint64_t expand_limit, declared;
+	char expand_why[160];
+	uint64_t skipped;           /* entries neither a capture nor a name history */
+	/* Every capture's data, one after the other, in one staging file: one file per entry
+	 * made an archive of many small captures cost a file creation each. */
+	int blob_fd;
+	uint64_t blob_size;
 	struct import_seg *segs;
-	size_t n_segs;
+	size_t n_segs, cap_segs;
+	/* Segments being written, all of one sensor: captures that follow one another in
+	 * time go on filling them instead of opening a segment each. */
+	struct conv_out *outs;      /* PCAPF_MAX_IFACES of them */
+	size_t n_outs;
+	char *outs_sensor;
+	uint64_t conv_gen;          /* the capture being written, see conv_out.gen */
 	struct cli_strv sensors;
 	uint64_t epoch, seq;
 	char err[1024];
@@ -150,15 +191,126 @@ ends_with(const char *s, const char *suffix)
 	return n >= k && strcmp(s + n - k, suffix) == 0;
 }
 
+/* The slot of norm in the name table: its item's, or the free slot it would take. */
+static size_t *
+name_slot(struct import *im, const char *norm)
+{
+	size_t mask = im->names_cap - 1;
+	size_t i = (size_t)hash_end(hash_add(HASH_INIT, norm, strlen(norm))) & mask;
+
+	while (im->names[i] != 0 && strcmp(im->items[im->names[i] - 1].norm, norm) != 0)
+		i = (i + 1) & mask;
+	return &im->names[i];
+}
+
+static const struct item *
+find_item(struct import *im, const char *norm)
+{
+	size_t idx;
+
+	if (im->names_cap == 0)
+		return NULL;
+	idx = *name_slot(im, norm);
+	return idx != 0 ? &im->items[idx - 1] : NULL;
+}
+
+/* Keeps the table at most half full. */
+static int
+names_grow(struct import *im)
+{
+	size_t cap = im->names_cap ? im->names_cap * 2 : 1024;
+	size_t *old = im->names, ocap = im->names_cap;
+
+	if ((im->names = calloc(cap, sizeof(*im->names))) == NULL) {
+		im->names = old;
+		return -1;
+	}
+	im->names_cap = cap;
+	for (size_t i = 0; i < ocap; i++)
+		if (old[i] != 0)
+			*name_slot(im, im->items[old[i] - 1].norm) = old[i];
+	free(old);
+	return 0;
+}
+
+/* Appends an item (taking its strings) unless its normalized name is already taken:
+ * returns 0, 1 for a duplicate (nothing taken), or -1 when memory is short. */
 static int
 add_item(struct import *im, const struct item *it)
 {
-	struct item *v = realloc(im->items, (im->n_items + 1) * sizeof(*v));
+	size_t *slot;
 
-	if (v == NULL)
+	if ((im->n_items + 1) * 2 > im->names_cap && names_grow(im) != 0)
 		return -1;
-	im->items = v;
+	slot = name_slot(im, it->norm);
+	if (*slot != 0)
+		return 1;
+	if (im->n_items == im->cap_items) {
+		size_t cap = im->cap_items ? im->cap_items * 2 : 64;
+		struct item *v = realloc(im->items, cap * sizeof(*v));
+
+		if (v == NULL)
+			return -1;
+		im->items = v;
+		im->cap_items = cap;
+	}
 	im->items[im->n_items++] = *it;
+	*slot = im->n_items;
+	return 0;
+}
+
+static void
+item_free(struct item *it)
+{
+	free(it->norm);
+	free(it->sensor);
+	free(it->raw);
+}
+
+/*
+ * What the archive may expand to: --max-ratio times its size (plus a floor), at most
+ * --max-total-size and the free space of VIEWDIR less a reserve. Returns 0 or -1.
+ */
+static int
+expand_limit(struct import *im)
+{
+	struct stat st;
+	struct statvfs vfs;
+	uint64_t ratio, free_bytes;
+
+	if (stat(im->archive, &st) != 0)
+		return refuse(im, NULL, "%s: %s", im->archive, strerror(errno));
+	ratio = (uint64_t)st.st_size > (UINT64_MAX - IMPORT_RATIO_FLOOR) / im->max_ratio ?
+		UINT64_MAX : (uint64_t)st.st_size * im->max_ratio + IMPORT_RATIO_FLOOR;
+	im->expand_limit = ratio;
+	snprintf(im->expand_why, sizeof(im->expand_why), "%" PRIu64 " times its %" PRIu64
+		 " bytes plus %llu MiB (--max-ratio)", im->max_ratio, (uint64_t)st.st_size,
+		 IMPORT_RATIO_FLOOR >> 20);
+	if (im->max_total < im->expand_limit) {
+		im->expand_limit = im->max_total;
+		snprintf(im->expand_why, sizeof(im->expand_why), "--max-total-size");
+	}
+	if (statvfs(im->staging, &vfs) == 0) {
+		free_bytes = (uint64_t)vfs.f_bavail * vfs.f_frsize;
+		free_bytes = free_bytes > IMPORT_RESERVE ? free_bytes - IMPORT_RESERVE : 0;
+		if (free_bytes < im->expand_limit) {
+			im->expand_limit = free_bytes;
+			snprintf(im->expand_why, sizeof(im->expand_why), "the free space of %.100s less "
+				 "%llu MiB", im->view, IMPORT_RESERVE >> 20);
+		}
+	}
+	return 0;
+}
+
+/* Accounts for an entry's declared size before any of its data is read. */
+static int
+declare(struct import *im, const char *entry, uint64_t size)
+{
+	if (size > im->expand_limit - im->declared)
+		return refuse(im, entry, "the archive's entries would expand to more than %" PRIu64
+			      " bytes, the limit for this archive (%s); refused before writing them",
+			      im->expand_limit, im->expand_why);
+	im->declared += size;
 	return 0;
 }
 
@@ -167,21 +319,39 @@ static int
 extract(struct import *im, struct archive *a, const char *entry, uint64_t size, struct item *it)
 {
 	struct fsu_sha h;
-	struct statvfs vfs;
 	char buf[1 << 16];
+	const char *dst;
 	uint64_t total = 0;
 	int fd, rc = 0;
 
-	if (statvfs(im->staging, &vfs) == 0 &&
-	    (uint64_t)vfs.f_bavail * vfs.f_frsize < size + (64u << 20))
-		return refuse(im, entry, "%" PRIu64 " bytes do not fit on the file system of %s", size,
-			      im->view);
-	fsu_path(it->raw, sizeof(it->raw), "%s/raw-%zu", im->staging, im->n_items);
-	fd = open(it->raw, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-	if (fd < 0)
-		return refuse(im, entry, "%s: %s", it->raw, strerror(errno));
+	if (it->kind == ITEM_PCAP) {
+		if (im->blob_fd < 0) {
+			if (asprintf(&it->raw, "%s/captures", im->staging) < 0) {
+				it->raw = NULL;
+				return refuse(im, entry, "out of memory");
+			}
+			im->blob_fd = open(it->raw, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+			if (im->blob_fd < 0)
+				return refuse(im, entry, "%s: %s", it->raw, strerror(errno));
+			free(it->raw);
+			it->raw = NULL;
+		}
+		fd = im->blob_fd;
+		it->off = im->blob_size;
+		dst = "the staging file";
+	} else {
+		if (asprintf(&it->raw, "%s/raw-%zu", im->staging, im->n_items) < 0) {
+			it->raw = NULL;
+			return refuse(im, entry, "out of memory");
+		}
+		fd = open(it->raw, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+		if (fd < 0)
+			return refuse(im, entry, "%s: %s", it->raw, strerror(errno));
+		dst = it->raw;
+	}
 	if (fsu_sha_init(&h) != 0) {
-		close(fd);
+		if (fd != im->blob_fd)
+			close(fd);
 		return refuse(im, entry, "SHA-256 unavailable");
 	}
 	for (;;) {
@@ -193,6 +363,8 @@ extract(struct import *im, struct archive *a, const char *entry, uint64_t size, 
 			break;
 		}
 		total += (uint64_t)n;
+		/* The header's size was accounted against the expansion limit: data beyond it
+		 * stops here, before it is written. */
 		if (total > size) {
 			rc = refuse(im, entry, "holds more data than its header says");
 			break;
@@ -203,7 +375,7 @@ extract(struct import *im, struct archive *a, const char *entry, uint64_t size, 
 			if (w < 0 && errno == EINTR)
 				continue;
 			if (w < 0) {
-				rc = refuse(im, entry, "%s: %s", it->raw, strerror(errno));
+				rc = refuse(im, entry, "%s: %s", dst, strerror(errno));
 				break;
 			}
 			off += w;
@@ -211,8 +383,10 @@ extract(struct import *im, struct archive *a, const char *entry, uint64_t size, 
 		if (rc != 0)
 			break;
 	}
-	if (close(fd) != 0 && rc == 0)
-		rc = refuse(im, entry, "%s: %s", it->raw, strerror(errno));
+	if (fd == im->blob_fd)
+		im->blob_size += total;
+	else if (close(fd) != 0 && rc == 0)
+		rc = refuse(im, entry, "%s: %s", dst, strerror(errno));
 	if (rc == 0 && total != size)
 		rc = refuse(im, entry, "archive ends inside the entry (%" PRIu64 " of %" PRIu64 " bytes)",
 			    total, size);
@@ -295,6 +469,11 @@ read_archive(struct import *im)
 				    " (--max-entry-size)", size, im->max_entry);
 			goto out;
 		}
+		/* Skipped data is decompressed all the same: it counts against the limit too. */
+		if (declare(im, name, size) != 0) {
+			rc = -1;
+			goto out;
+		}
 		if (depth == 1 && strcmp(file, "manifest.json") == 0) {
 			it.kind = ITEM_MANIFEST;
 		} else if (depth == 2 && (ends_with(file, ".pcap") || ends_with(file, ".pcapng") ||
@@ -303,40 +482,56 @@ read_archive(struct import *im)
 		} else if (depth == 2 && strcmp(file, "name_resolution_history.json") == 0) {
 			it.kind = ITEM_NAMES;
 		} else {
-			if (strcmp(file, "content.json") != 0)
+			/* Named for the first few only: an archive of many such entries must
+			 * not flood the terminal. */
+			if (strcmp(file, "content.json") != 0 && ++im->skipped <= 10)
 				log_warnx("import: entry '%s' is not a capture or name history; skipped", name);
-			continue;
+			it.kind = ITEM_OTHER;
 		}
-		if (it.kind != ITEM_PCAP && size > im->max_json) {
+		if ((it.kind == ITEM_NAMES || it.kind == ITEM_MANIFEST) && size > im->max_json) {
 			rc = refuse(im, name, "%" PRIu64 " bytes of JSON, above the limit of %" PRIu64
 				    " (--max-json-size)", size, im->max_json);
 			goto out;
 		}
-		for (size_t k = 0; k < im->n_items; k++) {
-			char other[IMPORT_MAX_PATH], *od, *of;
-			if (split_entry(im->items[k].entry, other, sizeof(other), &od, &of) > 0 &&
-			    strcmp(other, norm) == 0 && (od == NULL) == (dir == NULL) &&
-			    (dir == NULL || strcmp(file, of) == 0)) {
-				rc = refuse(im, name, "appears twice in the archive");
-				goto out;
-			}
+		/* The folder's name is the sensor id as it is: mapping other characters onto
+		 * valid ones would let "web 01/" and "web_01/" become one sensor. */
+		if (dir != NULL && it.kind != ITEM_OTHER && !fsu_name_ok(dir)) {
+			rc = refuse(im, name, "folder '%.200s' is not a valid sensor id (1 to %d letters, "
+				    "digits, '.', '_' or '-', not starting with '.'); rename the folder",
+				    dir, FSU_NAME_MAX);
+			goto out;
 		}
-		it.entry = strdup(name);
-		if (dir != NULL) {
-			char id[FSU_NAME_MAX + 1];
-			fsu_sanitize(id, dir);
-			it.sensor = strdup(id);
+		/* The normalized name, folder and file joined again. */
+		if (dir != NULL)
+			file[-1] = '/';
+		it.entry = it.norm = strdup(norm);
+		if (dir != NULL && it.kind != ITEM_OTHER)
+			it.sensor = strndup(norm, (size_t)(file - 1 - norm));
+		if (it.norm == NULL ||
+		    (dir != NULL && it.kind != ITEM_OTHER && it.sensor == NULL)) {
+			item_free(&it);
+			rc = refuse(im, name, "out of memory");
+			goto out;
 		}
-		if (it.entry == NULL || (dir != NULL && it.sensor == NULL) ||
-		    extract(im, a, name, size, &it) != 0 || add_item(im, &it) != 0) {
+		if (find_item(im, it.norm) != NULL) {
+			item_free(&it);
+			rc = refuse(im, name, "appears twice in the archive");
+			goto out;
+		}
+		if ((it.kind != ITEM_OTHER && extract(im, a, name, size, &it) != 0) ||
+		    add_item(im, &it) != 0) {
 			if (im->err[0] == '\0')
 				refuse(im, name, "out of memory");
-			free(it.entry);
-			free(it.sensor);
+			if (it.raw != NULL)
+				(void)unlink(it.raw);
+			item_free(&it);
 			rc = -1;
 			goto out;
 		}
 	}
+	if (im->skipped > 10)
+		log_warnx("import: %" PRIu64 " more entries that are not a capture or name history skipped",
+			  im->skipped - 10);
 	if (r != ARCHIVE_EOF)
 		rc = refuse(im, NULL, "%s: corrupt, truncated or not a tar archive: %s", im->archive,
 			    archive_error_string(a) ? archive_error_string(a) : "read error");
@@ -345,7 +540,11 @@ out:
 	return rc;
 }
 
-/* Checks every file listed in a pcapline manifest.json against what was extracted. */
+/*
+ * Checks a pcapline manifest.json against the archive both ways: every file it lists is
+ * present once with its SHA-256 and size, and every file present is listed (an extra
+ * capture slipped into a genuine export would otherwise be imported as part of it).
+ */
 static int
 check_manifest(struct import *im, const struct item *m)
 {
@@ -370,43 +569,57 @@ check_manifest(struct import *im, const struct item *m)
 	json_array_foreach(files, i, f) {
 		json_t *p = json_object_get(f, "path"), *sha = json_object_get(f, "sha256"),
 		       *bytes = json_object_get(f, "bytes");
-		const struct item *it = NULL;
+		struct item *it;
 
 		if (!json_is_string(p) || !json_is_string(sha) || !json_is_integer(bytes)) {
 			rc = refuse(im, m->entry, "file %zu: path, sha256 or bytes missing", i);
 			break;
 		}
-		for (size_t k = 0; k < im->n_items && it == NULL; k++) {
-			const char *en = im->items[k].entry;
-			while (en[0] == '.' && en[1] == '/')
-				en += 2;
-			if (strcmp(en, json_string_value(p)) == 0)
-				it = &im->items[k];
-		}
-		if (it == NULL) {
+		it = (struct item *)find_item(im, json_string_value(p));
+		if (it == NULL || it->kind == ITEM_MANIFEST) {
 			rc = refuse(im, json_string_value(p), "listed in manifest.json but not in the archive");
 			break;
 		}
-		if (strcmp(it->sha, json_string_value(sha)) != 0 ||
+		if (it->listed) {
+			rc = refuse(im, it->entry, "listed twice in manifest.json");
+			break;
+		}
+		it->listed = true;
+		if (it->kind == ITEM_OTHER || strcmp(it->sha, json_string_value(sha)) != 0 ||
 		    it->size != (uint64_t)json_integer_value(bytes)) {
-			rc = refuse(im, it->entry, "SHA-256 or size differs from manifest.json");
+			rc = refuse(im, it->entry, "%s", it->kind == ITEM_OTHER ?
+				    "listed in manifest.json but not a capture or name history" :
+				    "SHA-256 or size differs from manifest.json");
 			break;
 		}
 	}
+	for (size_t k = 0; rc == 0 && k < im->n_items; k++)
+		if (im->items[k].kind != ITEM_MANIFEST && !im->items[k].listed)
+			rc = refuse(im, im->items[k].entry, "in the archive but not listed in manifest.json");
 	json_decref(root);
 	return rc;
 }
 
 /* Conversion into segments ------------------------------------------------------------ */
 
-struct conv_iface {
-	uint64_t packets;
-	uint32_t max_caplen;
-	uint32_t snaplen;
-	/* Open output. */
+/* A segment being written: the open output for one (interface, link type) of the
+ * current sensor. */
+struct conv_out {
+	char iface[FSU_NAME_MAX + 1];
+	uint32_t linktype, snaplen;
 	int fd;
 	struct pcapw *w;
 	size_t seg;             /* index into im->segs (which realloc moves) */
+	uint64_t gen;           /* taken by this capture: two of its interfaces never share */
+};
+
+/* What the validating pass learns about one interface of a capture. */
+struct conv_iface {
+	uint64_t packets;
+	uint64_t min_ns;
+	uint32_t max_caplen;
+	uint32_t snaplen;
+	struct conv_out *out;   /* during the writing pass */
 };
 
 static int
@@ -419,133 +632,237 @@ add_sensor(struct import *im, const char *sensor)
 }
 
 static int
-close_out(struct import *im, struct conv_iface *ci, const char *entry)
+close_out(struct import *im, struct conv_out *o, const char *entry)
 {
 	struct stat st;
 	int rc = 0;
 
-	if (ci->w == NULL)
+	if (o->w == NULL)
 		return 0;
-	rc = pcapw_free(ci->w);
-	ci->w = NULL;
-	if (rc == 0 && fsync(ci->fd) != 0)
+	/* Synced all at once by commit(): one fsync per segment made an archive of many
+	 * small captures take minutes. */
+	rc = pcapw_free(o->w);
+	o->w = NULL;
+	if (rc == 0 && fstat(o->fd, &st) == 0)
+		im->segs[o->seg].bytes = (uint64_t)st.st_size;
+	if (close(o->fd) != 0 && rc == 0)
 		rc = -errno;
-	if (rc == 0 && fstat(ci->fd, &st) == 0)
-		im->segs[ci->seg].bytes = (uint64_t)st.st_size;
-	if (close(ci->fd) != 0 && rc == 0)
-		rc = -errno;
-	ci->fd = -1;
+	o->fd = -1;
 	if (rc != 0)
-		return refuse(im, entry, "writing %s: %s", im->segs[ci->seg].staged, strerror(-rc));
+		return refuse(im, entry, "writing %s: %s", im->segs[o->seg].staged, strerror(-rc));
 	return 0;
 }
 
+/* Closes every open segment (entry names the capture for an error; NULL after a
+ * failure, when nothing is reported). */
 static int
-open_out(struct import *im, struct conv_iface *ci, const struct item *it, const struct pcapf_iface *ifc,
-	 uint64_t first_ns)
+close_outs(struct import *im, const char *entry)
 {
-	struct import_seg *v = realloc(im->segs, (im->n_segs + 1) * sizeof(*v)), *s;
-	char ifname[FSU_NAME_MAX + 1], base[512], dir[4096];
+	int rc = 0;
+
+	for (size_t i = 0; i < im->n_outs; i++) {
+		if (rc == 0 && entry != NULL)
+			rc = close_out(im, &im->outs[i], entry);
+		else if (im->outs[i].w != NULL) {
+			pcapw_free(im->outs[i].w);
+			close(im->outs[i].fd);
+			im->outs[i].w = NULL;
+		}
+	}
+	im->n_outs = 0;
+	free(im->outs_sensor);
+	im->outs_sensor = NULL;
+	return rc;
+}
+
+static int
+open_out(struct import *im, struct conv_out *o, const struct item *it, uint64_t first_ns)
+{
+	struct import_seg *s;
+	char base[512], dir[4096];
 	int rc;
 
-	if (v == NULL)
-		return refuse(im, it->entry, "out of memory");
-	im->segs = v;
+	if (im->n_segs == im->cap_segs) {
+		size_t cap = im->cap_segs ? im->cap_segs * 2 : 64;
+		struct import_seg *v = realloc(im->segs, cap * sizeof(*v));
+
+		if (v == NULL)
+			return refuse(im, it->entry, "out of memory");
+		im->segs = v;
+		im->cap_segs = cap;
+	}
 	s = &im->segs[im->n_segs];
 	memset(s, 0, sizeof(*s));
-	fsu_sanitize(ifname, ifc->name);
 	snprintf(base, sizeof(base), "%020" PRIu64 "-%016" PRIx64 "-%" PRIu64 "-%s.pcap", first_ns,
-		 im->epoch, im->seq++, ifname);
-	fsu_path(dir, sizeof(dir), "%s/sensors/%s/segments", im->staging, it->sensor);
-	if ((rc = fsu_mkdirs(dir, 0755)) != 0)
-		return refuse(im, it->entry, "%s: %s", dir, strerror(-rc));
-	fsu_path(s->staged, sizeof(s->staged), "%s/%s", dir, base);
-	if (asprintf(&s->rel, "sensors/%s/segments/%s", it->sensor, base) < 0) {
+		 im->epoch, im->seq++, o->iface);
+	if ((rc = fsu_path(dir, sizeof(dir), "%s/sensors/%s/segments", im->staging, it->sensor)) != 0 ||
+	    (rc = fsu_mkdirs(dir, 0755)) != 0)
+		return refuse(im, it->entry, "%s/sensors/%s/segments: %s", im->staging, it->sensor,
+			      strerror(-rc));
+	if (asprintf(&s->staged, "%s/%s", dir, base) < 0)
+		s->staged = NULL;
+	if (asprintf(&s->rel, "sensors/%s/segments/%s", it->sensor, base) < 0)
 		s->rel = NULL;
-		return refuse(im, it->entry, "out of memory");
-	}
 	s->sensor = strdup(it->sensor);
-	s->iface = strdup(ifname);
+	s->iface = strdup(o->iface);
 	im->n_segs++;
-	if (s->sensor == NULL || s->iface == NULL)
+	if (s->staged == NULL || s->rel == NULL || s->sensor == NULL || s->iface == NULL)
 		return refuse(im, it->entry, "out of memory");
-	s->linktype = ifc->linktype;
-	s->snaplen = ci->snaplen;
+	s->linktype = o->linktype;
+	s->snaplen = o->snaplen;
 	s->min_ns = UINT64_MAX;
-	ci->seg = im->n_segs - 1;
-	ci->fd = open(s->staged, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
-	if (ci->fd < 0)
+	o->seg = im->n_segs - 1;
+	o->fd = open(s->staged, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
+	if (o->fd < 0)
 		return refuse(im, it->entry, "%s: %s", s->staged, strerror(errno));
-	ci->w = pcapw_new(ci->fd, ifc->linktype, ci->snaplen);
-	if (ci->w == NULL || (rc = pcapw_header(ci->w)) != 0) {
-		rc = ci->w == NULL ? -errno : rc;
+	o->w = pcapw_new(o->fd, o->linktype, o->snaplen);
+	if (o->w == NULL || (rc = pcapw_header(o->w)) != 0) {
+		rc = o->w == NULL ? -errno : rc;
+		if (o->w == NULL)
+			close(o->fd);
 		return refuse(im, it->entry, "%s: %s", s->staged, strerror(-rc));
 	}
 	return 0;
 }
 
-/* Validates one capture completely, then rewrites it as segments. */
+/*
+ * The output for interface ifc of the capture: the current sensor's open segment for the
+ * same interface name and link type when this capture's packets may follow its own
+ * (snapshot length not larger, no packet older than the segment's newest, so that the
+ * segment stays in time order as far as the captures are), else a new one, opened at
+ * the first packet.
+ */
+static int
+pick_out(struct import *im, const struct item *it, const struct pcapf_iface *ifc, struct conv_iface *c)
+{
+	char ifname[FSU_NAME_MAX + 1];
+	struct conv_out *o = NULL;
+
+	fsu_sanitize(ifname, ifc->name);
+	for (size_t i = 0; i < im->n_outs && o == NULL; i++)
+		if (im->outs[i].gen != im->conv_gen && im->outs[i].linktype == ifc->linktype &&
+		    strcmp(im->outs[i].iface, ifname) == 0)
+			o = &im->outs[i];
+	if (o == NULL) {
+		/* Room was made by convert(): at most PCAPF_MAX_IFACES per capture. */
+		o = &im->outs[im->n_outs++];
+		memset(o, 0, sizeof(*o));
+		o->fd = -1;
+		snprintf(o->iface, sizeof(o->iface), "%s", ifname);
+		o->linktype = ifc->linktype;
+	}
+	o->gen = im->conv_gen;
+	if (o->w != NULL && (c->snaplen > o->snaplen || c->min_ns < im->segs[o->seg].max_ns)) {
+		if (close_out(im, o, it->entry) != 0)
+			return -1;
+	}
+	if (o->w == NULL)
+		o->snaplen = c->snaplen;
+	c->out = o;
+	return 0;
+}
+
+/* Validates one capture completely, then writes it into segments. */
 static int
 convert(struct import *im, const struct item *it)
 {
 	struct conv_iface ci[PCAPF_MAX_IFACES];
 	struct pcapf_rec rec;
 	struct pcapr *r;
-	uint64_t total = 0;
-	size_t n_if;
+	uint64_t total = 0, delta = it->off % (uint64_t)sysconf(_SC_PAGESIZE);
+	size_t n_if, map_len = (size_t)(it->size + delta);
+	void *map = NULL;
+	const uint8_t *data = (const uint8_t *)"";
 	int rc;
 
 	memset(ci, 0, sizeof(ci));
 	for (size_t i = 0; i < PCAPF_MAX_IFACES; i++)
-		ci[i].fd = -1;
-	r = pcapr_open(it->raw, &rc);
-	if (r == NULL)
-		return refuse(im, it->entry, "not a valid capture: %s", pcapf_strerror(rc));
+		ci[i].min_ns = UINT64_MAX;
+	if (it->size > 0) {
+		map = mmap(NULL, map_len, PROT_READ, MAP_PRIVATE, im->blob_fd, (off_t)(it->off - delta));
+		if (map == MAP_FAILED)
+			return refuse(im, it->entry, "reading the staging file: %s", strerror(errno));
+		data = (const uint8_t *)map + delta;
+	}
+	r = pcapr_open_mem(data, (size_t)it->size, &rc);
+	if (r == NULL) {
+		rc = refuse(im, it->entry, "not a valid capture: %s", pcapf_strerror(rc));
+		goto out;
+	}
 	n_if = pcapr_iface_count(r);
 	while ((rc = pcapr_next(r, &rec)) == 1) {
 		if (rec.ts_ns / 1000000000ull > UINT32_MAX) {
 			pcapr_close(r);
-			return refuse(im, it->entry, "record %" PRIu64 ": timestamp after 2106", total + 1);
+			rc = refuse(im, it->entry, "record %" PRIu64 ": timestamp after 2106", total + 1);
+			goto out;
+		}
+		/* No capture holds more of a packet than the packet had: such a record is
+		 * corrupt, and would be stored with a length that every reader distrusts. */
+		if (rec.caplen > rec.origlen) {
+			pcapr_close(r);
+			rc = refuse(im, it->entry, "record %" PRIu64 ": captured length %" PRIu32
+				    " exceeds original length %" PRIu32, total + 1, rec.caplen, rec.origlen);
+			goto out;
 		}
 		ci[rec.iface].packets++;
 		if (rec.caplen > ci[rec.iface].max_caplen)
 			ci[rec.iface].max_caplen = rec.caplen;
+		if (rec.ts_ns < ci[rec.iface].min_ns)
+			ci[rec.iface].min_ns = rec.ts_ns;
 		total++;
 	}
 	pcapr_close(r);
-	if (rc < 0)
-		return refuse(im, it->entry, "corrupt capture after %" PRIu64 " records: %s", total,
-			      pcapf_strerror(rc));
-	if (add_sensor(im, it->sensor) != 0)
-		return refuse(im, it->entry, "out of memory");
+	if (rc < 0) {
+		rc = refuse(im, it->entry, "corrupt capture after %" PRIu64 " records: %s", total,
+			    pcapf_strerror(rc));
+		goto out;
+	}
+	if (add_sensor(im, it->sensor) != 0) {
+		rc = refuse(im, it->entry, "out of memory");
+		goto out;
+	}
+	rc = 0;
 	if (total == 0)
-		return 0;
+		goto out;
 
 	/* Second reading, now known to be sound: write the segments. */
-	r = pcapr_open(it->raw, &rc);
-	if (r == NULL)
-		return refuse(im, it->entry, "not a valid capture: %s", pcapf_strerror(rc));
-	for (size_t i = 0; i < n_if; i++) {
+	r = pcapr_open_mem(data, (size_t)it->size, &rc);
+	if (r == NULL) {
+		rc = refuse(im, it->entry, "not a valid capture: %s", pcapf_strerror(rc));
+		goto out;
+	}
+	rc = 0;
+	if (im->outs == NULL && (im->outs = calloc(PCAPF_MAX_IFACES, sizeof(*im->outs))) == NULL)
+		rc = refuse(im, it->entry, "out of memory");
+	if (rc == 0 && (im->outs_sensor == NULL || strcmp(im->outs_sensor, it->sensor) != 0 ||
+			im->n_outs + n_if > PCAPF_MAX_IFACES)) {
+		rc = close_outs(im, it->entry);
+		if (rc == 0 && (im->outs_sensor = strdup(it->sensor)) == NULL)
+			rc = refuse(im, it->entry, "out of memory");
+	}
+	im->conv_gen++;
+	for (size_t i = 0; rc == 0 && i < n_if; i++) {
 		uint32_t snap = pcapr_iface(r, i)->snaplen;
 		if (snap == 0 || snap > PCAPF_MAX_CAPLEN)
 			snap = PCAPF_MAX_CAPLEN;
 		if (snap < ci[i].max_caplen)
 			snap = ci[i].max_caplen;
 		ci[i].snaplen = snap;
+		if (ci[i].packets > 0)
+			rc = pick_out(im, it, pcapr_iface(r, i), &ci[i]);
 	}
-	rc = 0;
 	while (rc == 0 && pcapr_next(r, &rec) == 1) {
-		struct conv_iface *c = &ci[rec.iface];
+		struct conv_out *o = ci[rec.iface].out;
 		struct import_seg *s;
 
-		if (c->w != NULL && pcapw_bytes(c->w) >= im->segment_size)
-			rc = close_out(im, c, it->entry);
-		if (rc == 0 && c->w == NULL)
-			rc = open_out(im, c, it, pcapr_iface(r, rec.iface), rec.ts_ns);
+		if (o->w != NULL && pcapw_bytes(o->w) >= im->segment_size)
+			rc = close_out(im, o, it->entry);
+		if (rc == 0 && o->w == NULL)
+			rc = open_out(im, o, it, rec.ts_ns);
 		if (rc != 0)
 			break;
-		s = &im->segs[c->seg];
-		int w = pcapw_write(c->w, rec.ts_ns, rec.data, rec.caplen, rec.origlen);
+		s = &im->segs[o->seg];
+		int w = pcapw_write(o->w, rec.ts_ns, rec.data, rec.caplen, rec.origlen);
 		if (w != 0) {
 			rc = refuse(im, it->entry, "writing %s: %s", s->staged, strerror(-w));
 			break;
@@ -557,16 +874,13 @@ convert(struct import *im, const struct item *it)
 			s->max_ns = rec.ts_ns;
 	}
 	pcapr_close(r);
-	for (size_t i = 0; i < n_if; i++) {
-		if (rc == 0)
-			rc = close_out(im, &ci[i], it->entry);
-		else if (ci[i].w != NULL) {
-			pcapw_free(ci[i].w);
-			close(ci[i].fd);
-		}
-	}
-	if (rc == 0)
-		unlink(it->raw);
+out:
+	if (map != NULL)
+		munmap(map, map_len);
+	/* Converted: its staging space can go back (best effort). */
+	if (rc == 0 && it->size > 0)
+		(void)fallocate(im->blob_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)it->off,
+				(off_t)it->size);
 	return rc;
 }
 
@@ -735,6 +1049,15 @@ commit(struct import *im)
 	struct cli_strv names_done = {0};
 	int rc = 0;
 
+	/* Every staged file reaches the disk before any of them is renamed into place. */
+	int sfd = open(im->staging, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (sfd < 0 || syncfs(sfd) != 0) {
+		rc = refuse(im, NULL, "%s: sync: %s", im->staging, strerror(errno));
+		if (sfd >= 0)
+			close(sfd);
+		return rc;
+	}
+	close(sfd);
 	if (index_open(im, &db) != 0)
 		return -1;
 	rc = index_add(im, db, timearg_now());
@@ -814,14 +1137,16 @@ commit(struct import *im)
 static void
 import_free(struct import *im)
 {
-	for (size_t i = 0; i < im->n_items; i++) {
-		free(im->items[i].entry);
-		free(im->items[i].sensor);
-	}
+	for (size_t i = 0; i < im->n_items; i++)
+		item_free(&im->items[i]);
 	free(im->items);
+	free(im->names);
+	free(im->outs);
+	free(im->outs_sensor);
 	for (size_t i = 0; i < im->n_segs; i++) {
 		free(im->segs[i].sensor);
 		free(im->segs[i].rel);
+		free(im->segs[i].staged);
 		free(im->segs[i].iface);
 	}
 	free(im->segs);
@@ -838,12 +1163,15 @@ cmd_import(int argc, char **argv)
 		{"max-entries", required_argument, NULL, OPT_MAX_ENTRIES},
 		{"max-json-size", required_argument, NULL, OPT_MAX_JSON},
 		{"segment-size", required_argument, NULL, OPT_SEGMENT},
+		{"max-ratio", required_argument, NULL, OPT_MAX_RATIO},
+		{"max-total-size", required_argument, NULL, OPT_MAX_TOTAL},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
 	struct import im = {
+		.blob_fd = -1,
 		.max_entry = 64ull << 30, .max_entries = 100000, .max_json = 256u << 20,
-		.segment_size = 64u << 20,
+		.segment_size = 64u << 20, .max_ratio = 100, .max_total = 64ull << 30,
 	};
 	uint64_t packets = 0;
 	int ch, rc;
@@ -867,6 +1195,12 @@ cmd_import(int argc, char **argv)
 			break;
 		case OPT_SEGMENT:
 			dst = &im.segment_size;
+			break;
+		case OPT_MAX_TOTAL:
+			dst = &im.max_total;
+			break;
+		case OPT_MAX_RATIO:
+			dst = &im.max_ratio;
 			break;
 		case 'h':
 			cli_usage("import");
@@ -895,7 +1229,9 @@ cmd_import(int argc, char **argv)
 		free(im.staging);
 		return EXIT_FAIL;
 	}
-	rc = read_archive(&im);
+	rc = expand_limit(&im);
+	if (rc == 0)
+		rc = read_archive(&im);
 	for (size_t i = 0; rc == 0 && i < im.n_items; i++)
 		if (im.items[i].kind == ITEM_MANIFEST)
 			rc = check_manifest(&im, &im.items[i]);
@@ -905,12 +1241,18 @@ cmd_import(int argc, char **argv)
 		else if (im.items[i].kind == ITEM_NAMES && add_sensor(&im, im.items[i].sensor) != 0)
 			rc = refuse(&im, im.items[i].entry, "out of memory");
 	}
+	if (rc == 0)
+		rc = close_outs(&im, im.archive);
+	else
+		(void)close_outs(&im, NULL);
 	if (rc == 0 && im.sensors.n == 0)
 		rc = refuse(&im, NULL, "%s: no sensor folder with a capture or a name history", im.archive);
 	if (rc == 0)
 		rc = stage_names(&im);
 	if (rc == 0)
 		rc = commit(&im);
+	if (im.blob_fd >= 0)
+		close(im.blob_fd);
 	(void)fsu_rmtree(im.staging);
 	if (rc != 0) {
 		log_warnx("import refused, nothing changed in %s: %s", im.view, im.err);

@@ -36,7 +36,8 @@ static const struct cli_cmd {
 	 "keep the segments of a window in DIR/snapshots/NAME (read-only, hard-linked when\n"
 	 "possible, manifest with SHA-256); retention never touches snapshots"},
 	{"import", cmd_import,
-	 "ARCHIVE.tar.gz --dir VIEWDIR [--max-entry-size SIZE] [--max-entries N] [--segment-size SIZE]",
+	 "ARCHIVE.tar.gz --dir VIEWDIR [--max-entry-size SIZE] [--max-entries N] [--max-json-size SIZE]\n"
+	 "                  [--max-ratio N] [--max-total-size SIZE] [--segment-size SIZE]",
 	 "load an export (or a Kubeshark export) into a separate view repository that\n"
 	 "`pcapline export --dir VIEWDIR` reads; hostile or corrupt archives change nothing"},
 	{"conns", cmd_conns,

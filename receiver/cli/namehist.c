@@ -11,6 +11,7 @@
 #include <jansson.h>
 
 #include "log.h"
+#include "store/names.h"
 
 #define NS_PER_SEC 1000000000ull
 #define NAMEHIST_MAX_FIELD 1024
@@ -581,8 +582,16 @@ namehist_from_kubeshark(const char *path, size_t max_bytes, FILE *out, size_t *l
 		}
 		json_object_foreach(keys[i].map, addr, v) {
 			json_t *pv = prev != NULL ? json_object_get(prev, addr) : NULL;
+			char canon[NAMES_ADDR_LEN];
 
-			if (addr[0] == '\0' || strlen(addr) > NAMEHIST_MAX_FIELD || !ks_entry(v, &name, &ns)) {
+			/* The history names addresses; anything else (a host name, free text with
+			 * control characters) is malformed, like a wrong shape. */
+			if (names_addr_parse(addr, canon) != 0) {
+				snprintf(err, errlen, "key %s: '%.60s' is not an address (IP, IP:PORT or "
+					 "[IPv6]:PORT)", keys[i].text, addr);
+				goto out;
+			}
+			if (!ks_entry(v, &name, &ns)) {
 				snprintf(err, errlen, "key %s: entry '%.60s' is not {\"FullAddress\": string, "
 					 "\"Namespace\": string}", keys[i].text, addr);
 				goto out;
@@ -590,7 +599,7 @@ namehist_from_kubeshark(const char *path, size_t max_bytes, FILE *out, size_t *l
 			if (pv != NULL && ks_entry(pv, &pname, &pns) && strcmp(name, pname) == 0 &&
 			    strcmp(ns, pns) == 0)
 				continue;
-			struct nh_line l = {keys[i].sec * NS_PER_SEC, 0, (char *)addr, (char *)name,
+			struct nh_line l = {keys[i].sec * NS_PER_SEC, 0, canon, (char *)name,
 					    (char *)ns, (char *)"static"};
 			put_line(out, &l);
 			count++;
@@ -598,9 +607,11 @@ namehist_from_kubeshark(const char *path, size_t max_bytes, FILE *out, size_t *l
 		if (prev == NULL)
 			continue;
 		json_object_foreach(prev, addr, v) {
-			if (json_object_get(keys[i].map, addr) != NULL)
-				continue;
-			struct nh_line l = {keys[i].sec * NS_PER_SEC, 0, (char *)addr, (char *)"",
+			char canon[NAMES_ADDR_LEN];
+
+			if (json_object_get(keys[i].map, addr) != NULL || names_addr_parse(addr, canon) != 0)
+				continue; /* the second: checked with the key before, cannot happen */
+			struct nh_line l = {keys[i].sec * NS_PER_SEC, 0, canon, (char *)"",
 					    (char *)"", (char *)"static"};
 			put_line(out, &l);
 			count++;

@@ -638,6 +638,31 @@ int index_sensor_totals(struct index *ix, const char *sensor, struct index_total
 	return 0;
 }
 
+const char *index_dir(const struct index *ix) { return ix->dir; }
+
+int index_sensor_min_ns(struct index *ix, const char *sensor, int64_t *min_ns)
+{
+	sqlite3_stmt *st = NULL;
+	int rc;
+
+	/* Rare (after retention deleted something): prepared on the spot. */
+	if (sqlite3_prepare_v2(ix->db, "SELECT MIN(min_ns) FROM segments WHERE sensor = ?", -1, &st, NULL) !=
+	    SQLITE_OK) {
+		index_warn(ix, "oldest packet");
+		return -1;
+	}
+	sqlite3_bind_text(st, 1, sensor, -1, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	*min_ns = rc == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL ? sqlite3_column_int64(st, 0)
+									      : INT64_MAX;
+	sqlite3_finalize(st);
+	if (rc != SQLITE_ROW) {
+		index_warn(ix, "oldest packet");
+		return -1;
+	}
+	return 0;
+}
+
 int index_pos_path(const char *relpath, char *out, size_t size)
 {
 	const char *seg = strstr(relpath, "/segments/");

@@ -187,6 +187,11 @@ int index_totals(struct index *ix, void (*fn)(void *arg, const struct index_tota
 /* Totals of one sensor (zeros and oldest_max_ns = INT64_MAX when it has no rows).
  * Returns 0 or -1. */
 int index_sensor_totals(struct index *ix, const char *sensor, struct index_totals *t);
+/* The repository root the index was opened in. */
+const char *index_dir(const struct index *ix);
+/* The timestamp of the oldest packet in a sensor's indexed segments (INT64_MAX when it
+ * has none). Returns 0 or -1 (logged). */
+int index_sensor_min_ns(struct index *ix, const char *sensor, int64_t *min_ns);
 
 /*
  * Fills out[0..n) with up to n rows, oldest first (ordered by max_ns, then id), of one

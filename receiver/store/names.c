@@ -11,6 +11,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "log.h"
+
 #define NAMES_LINE_MAX 65536   /* longer lines are skipped as malformed */
 #define NAMES_FIELD_MAX 1024   /* longer strings are kept cut (and never match) */
 #define NAMES_JSON_DEPTH 16
@@ -21,6 +23,7 @@
 struct names_store {
 	char *dir;
 	enum names_sync sync;
+	uint64_t max_bytes;        /* storage.names_max_size, 0 = unbounded */
 };
 
 /* The mapping in effect for one address, as far as this session knows. */
@@ -47,6 +50,8 @@ struct names_log {
 /* ---- A small JSON reader for our own lines ---------------------------------------- */
 
 struct jline {
+	const char *raw;  /* the line as written (no newline), for rewriting */
+	size_t raw_len;
 	uint64_t t;
 	char addr[NAMES_FIELD_MAX];
 	char name[NAMES_FIELD_MAX];
@@ -405,9 +410,13 @@ static int names_scan(int fd, off_t from, bool (*fn)(void *arg, const struct jli
 				skip_first = false;
 			} else if (overlong) {
 				overlong = false;
-			} else if (jline_parse(buf + start, i - start, &line) && !fn(arg, &line)) {
-				free(buf);
-				return 0;
+			} else if (jline_parse(buf + start, i - start, &line)) {
+				line.raw = buf + start;
+				line.raw_len = i - start;
+				if (!fn(arg, &line)) {
+					free(buf);
+					return 0;
+				}
 			}
 			start = i + 1;
 		}
@@ -420,6 +429,275 @@ static int names_scan(int fd, off_t from, bool (*fn)(void *arg, const struct jli
 		have -= start;
 	}
 	free(buf);
+	return rc;
+}
+
+/* ---- Trimming --------------------------------------------------------------------- */
+
+/* The line in effect at the cut for one address: the newest with t <= cut (equal t: the
+ * later line), by its ordinal among the file's well-formed lines. */
+struct names_win {
+	char *addr;
+	uint64_t t;
+	uint64_t idx;
+	bool empty; /* an empty name: no mapping, nothing to keep */
+};
+
+struct names_trim {
+	uint64_t cut;
+	uint64_t idx;                /* ordinal of the current line */
+	uint64_t upto_cut;           /* lines with t <= cut */
+	struct names_win *w;         /* open addressing on addr */
+	size_t cap, n;
+	bool oom;
+	/* Choosing the cut for a size budget. */
+	uint64_t *t;                 /* t of every line */
+	uint32_t *len;               /* bytes of every line, newline included */
+	size_t lines, lines_cap;
+	/* Writing. */
+	FILE *out;
+	uint64_t kept_bytes, dropped;
+	int werr;
+};
+
+static uint64_t names_str_hash(const char *s);
+
+static struct names_win *names_win_find(struct names_trim *tr, const char *addr)
+{
+	size_t i = names_str_hash(addr) & (tr->cap - 1);
+
+	while (tr->w[i].addr && strcmp(tr->w[i].addr, addr) != 0)
+		i = (i + 1) & (tr->cap - 1);
+	return &tr->w[i];
+}
+
+static bool names_trim_grow(struct names_trim *tr)
+{
+	struct names_win *old = tr->w;
+	size_t ocap = tr->cap, cap = ocap ? ocap * 2 : 1024;
+
+	if (!(tr->w = calloc(cap, sizeof(*tr->w)))) {
+		tr->w = old;
+		return false;
+	}
+	tr->cap = cap;
+	for (size_t i = 0; i < ocap; i++)
+		if (old[i].addr)
+			*names_win_find(tr, old[i].addr) = old[i];
+	free(old);
+	return true;
+}
+
+static bool names_on_measure(void *arg, const struct jline *jl)
+{
+	struct names_trim *tr = arg;
+
+	if (tr->lines == tr->lines_cap) {
+		size_t cap = tr->lines_cap ? tr->lines_cap * 2 : 4096;
+		uint64_t *t = realloc(tr->t, cap * sizeof(*t));
+		uint32_t *len = t ? realloc(tr->len, cap * sizeof(*len)) : NULL;
+
+		if (t)
+			tr->t = t;
+		if (!t || !len) {
+			tr->oom = true;
+			return false;
+		}
+		tr->len = len;
+		tr->lines_cap = cap;
+	}
+	tr->t[tr->lines] = jl->t;
+	tr->len[tr->lines++] = (uint32_t)jl->raw_len + 1;
+	return true;
+}
+
+static bool names_on_winner(void *arg, const struct jline *jl)
+{
+	struct names_trim *tr = arg;
+	char addr[NAMES_FIELD_MAX];
+	struct names_win *w;
+	uint64_t idx = tr->idx++;
+
+	if (jl->t > tr->cut)
+		return true;
+	tr->upto_cut++;
+	if ((tr->n + 1) * 2 > tr->cap && !names_trim_grow(tr)) {
+		tr->oom = true;
+		return false;
+	}
+	names_line_addr(jl->addr, addr);
+	w = names_win_find(tr, addr);
+	if (!w->addr) {
+		if (!(w->addr = strdup(addr))) {
+			tr->oom = true;
+			return false;
+		}
+		tr->n++;
+	} else if (jl->t < w->t) {
+		return true;
+	}
+	w->t = jl->t;
+	w->idx = idx;
+	w->empty = jl->name[0] == '\0' && !jl->cut;
+	return true;
+}
+
+static bool names_on_keep(void *arg, const struct jline *jl)
+{
+	struct names_trim *tr = arg;
+	uint64_t idx = tr->idx++;
+
+	if (jl->t <= tr->cut) {
+		char addr[NAMES_FIELD_MAX];
+		const struct names_win *w;
+
+		names_line_addr(jl->addr, addr);
+		w = names_win_find(tr, addr);
+		if (!w->addr || w->idx != idx || w->empty) {
+			tr->dropped++;
+			return true;
+		}
+	}
+	if (fwrite(jl->raw, 1, jl->raw_len, tr->out) != jl->raw_len || putc('\n', tr->out) == EOF) {
+		tr->werr = errno ? -errno : -EIO;
+		return false;
+	}
+	tr->kept_bytes += jl->raw_len + 1;
+	return true;
+}
+
+static int names_cmp_desc(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? 1 : x > y ? -1 : 0;
+}
+
+/*
+ * Rewrites the history at path without what no query from the cut on needs: lines with
+ * t <= cut other than the one in effect at the cut for each address (and that one too
+ * when it holds an empty name). With budget set, the cut is chosen instead: the newest
+ * lines that fit in budget bytes stay whole. The new file is written beside the old one,
+ * synced and renamed over it, so a crash leaves one or the other, never a mix. Returns 0
+ * (*kept: bytes of the new file, *dropped: lines left out) or -errno; -ENOENT when there
+ * is no history.
+ */
+static int names_rewrite(const char *path, uint64_t cut, uint64_t budget, uint64_t *kept, uint64_t *dropped)
+{
+	struct names_trim tr = {.cut = cut};
+	char tmp[4096], dir[4096];
+	int fd, ofd = -1, rc;
+
+	if ((size_t)snprintf(tmp, sizeof(tmp), "%s.trim", path) >= sizeof(tmp) ||
+	    (size_t)snprintf(dir, sizeof(dir), "%.*s", (int)(strrchr(path, '/') - path), path) >= sizeof(dir))
+		return -ENAMETOOLONG;
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+		return -errno;
+	if (budget) {
+		uint64_t *ts, sum = 0;
+
+		rc = names_scan(fd, 0, names_on_measure, &tr);
+		if (rc == 0 && tr.oom)
+			rc = -ENOMEM;
+		if (rc != 0)
+			goto out;
+		/* The cut: the t at which the newest lines stop fitting the budget. */
+		tr.cut = 0;
+		if ((ts = malloc((tr.lines + 1) * sizeof(*ts))) == NULL) {
+			rc = -ENOMEM;
+			goto out;
+		}
+		memcpy(ts, tr.t, tr.lines * sizeof(*ts));
+		qsort(ts, tr.lines, sizeof(*ts), names_cmp_desc);
+		/* Lengths by t as well: sort pairs by sorting indices would cost more memory;
+		 * the mean line length is close enough to choose a cut. */
+		for (size_t i = 0; i < tr.lines; i++)
+			sum += tr.len[i];
+		uint64_t mean = tr.lines ? sum / tr.lines + 1 : 1;
+		size_t fit = (size_t)(budget / mean);
+		if (fit < tr.lines)
+			tr.cut = ts[fit];
+		free(ts);
+		if (fit >= tr.lines) {
+			*kept = sum;
+			*dropped = 0;
+			rc = 0;
+			goto out; /* everything fits */
+		}
+	}
+	tr.idx = 0;
+	rc = names_scan(fd, 0, names_on_winner, &tr);
+	if (rc == 0 && tr.oom)
+		rc = -ENOMEM;
+	if (rc != 0)
+		goto out;
+	/* Nothing to drop (every line up to the cut is the one in effect there): the file
+	 * stays as it is, unwritten. */
+	size_t keep = 0;
+	for (size_t i = 0; i < tr.cap; i++)
+		keep += tr.w[i].addr && !tr.w[i].empty;
+	if (tr.upto_cut == keep) {
+		struct stat sb;
+		*kept = fstat(fd, &sb) == 0 ? (uint64_t)sb.st_size : 0;
+		*dropped = 0;
+		goto out;
+	}
+	ofd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0640);
+	if (ofd < 0 || !(tr.out = fdopen(ofd, "w"))) {
+		rc = -errno;
+		if (ofd >= 0)
+			close(ofd);
+		goto out;
+	}
+	tr.idx = 0;
+	rc = names_scan(fd, 0, names_on_keep, &tr);
+	if (rc == 0)
+		rc = tr.werr;
+	if (fflush(tr.out) != 0 && rc == 0)
+		rc = -errno;
+	if (rc == 0 && fsync(fileno(tr.out)) != 0)
+		rc = -errno;
+	if (fclose(tr.out) != 0 && rc == 0)
+		rc = -errno;
+	if (rc == 0 && rename(tmp, path) != 0)
+		rc = -errno;
+	if (rc != 0) {
+		unlink(tmp);
+		goto out;
+	}
+	int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd >= 0) {
+		(void)fsync(dfd); /* the rename itself; the data was synced before it */
+		close(dfd);
+	}
+	*kept = tr.kept_bytes;
+	*dropped = tr.dropped;
+out:
+	close(fd);
+	for (size_t i = 0; i < tr.cap; i++)
+		free(tr.w[i].addr);
+	free(tr.w);
+	free(tr.t);
+	free(tr.len);
+	return rc;
+}
+
+int names_trim(const char *dir, const char *sensor_id, uint64_t before_ns, uint64_t *dropped)
+{
+	char path[4096];
+	uint64_t kept = 0, d = 0;
+	int rc;
+
+	*dropped = 0;
+	if (!dir || !*dir || !names_sensor_id_ok(sensor_id) || before_ns == 0)
+		return -EINVAL;
+	if ((size_t)snprintf(path, sizeof(path), "%s/sensors/%s/names.jsonl", dir, sensor_id) >= sizeof(path))
+		return -ENAMETOOLONG;
+	/* Lines at before_ns - 1 and earlier: the mapping in effect at the oldest packet
+	 * is the newest line up to it, and lines at before_ns itself stay whole. */
+	rc = names_rewrite(path, before_ns - 1, 0, &kept, &d);
+	if (rc == 0)
+		*dropped = d;
 	return rc;
 }
 
@@ -555,12 +833,21 @@ static int names_log_prepare(struct names_log *l)
 static int names_log_ensure_open(struct names_log *l)
 {
 	char dir[4096];
+	struct stat a, b;
 	int rc;
 
+	/* Retention may have rewritten the file (names_trim, a rename over it): writes to
+	 * the old one would be lost, so follow the name. */
+	if (l->fd >= 0 && (stat(l->path, &a) != 0 || fstat(l->fd, &b) != 0 || a.st_ino != b.st_ino ||
+			   a.st_dev != b.st_dev)) {
+		close(l->fd);
+		l->fd = -1;
+	}
 	if (l->fd >= 0)
 		return 0;
 	/* The store creates the sensor's folder; make sure of it anyway. */
-	snprintf(dir, sizeof(dir), "%s/sensors", l->st->dir);
+	if ((size_t)snprintf(dir, sizeof(dir), "%s/sensors", l->st->dir) >= sizeof(dir))
+		return -ENAMETOOLONG;
 	if (mkdir(dir, 0750) != 0 && errno != EEXIST)
 		return -errno;
 	snprintf(dir, sizeof(dir), "%.*s", (int)(strrchr(l->path, '/') - l->path), l->path);
@@ -578,6 +865,23 @@ static int names_log_ensure_open(struct names_log *l)
 		l->fd = -1;
 	}
 	return rc;
+}
+
+/* Forgets the mappings remembered as in effect (they may be ahead of the file) and
+ * closes the file: the next frame opens it again and reads them back from it. */
+static void names_cur_forget(struct names_log *l)
+{
+	for (size_t i = 0; i < l->cur_cap; i++) {
+		free(l->cur[i].addr);
+		free(l->cur[i].name);
+		free(l->cur[i].ns);
+	}
+	if (l->cur)
+		memset(l->cur, 0, l->cur_cap * sizeof(*l->cur));
+	l->cur_n = 0;
+	if (l->fd >= 0)
+		close(l->fd);
+	l->fd = -1;
 }
 
 static const char *names_src(uint8_t source)
@@ -654,6 +958,43 @@ int names_log_append(struct names_log *l, const struct proto_names *m, char *err
 	}
 	if (len == 0)
 		return 0;
+	/* storage.names_max_size: first drop the oldest history (the mapping in effect for
+	 * every address stays), down to half the bound so that this is rare; what still
+	 * does not fit is lost and counted. */
+	if (l->st->max_bytes && (uint64_t)l->size + len > l->st->max_bytes) {
+		uint64_t kept = 0, dropped = 0, max = l->st->max_bytes;
+		/* Half the bound, and room for this frame whatever its size. */
+		uint64_t budget = max / 2 < max - (len < max ? len : max) ? max / 2 : len < max ? max - len : 1;
+
+		close(l->fd);
+		l->fd = -1;
+		rc = names_rewrite(l->path, 0, budget, &kept, &dropped);
+		if (rc == 0 && dropped > 0)
+			log_info("%s: storage.names_max_size (%llu bytes) reached: %llu older lines "
+				 "dropped, %llu bytes kept", l->path, (unsigned long long)l->st->max_bytes,
+				 (unsigned long long)dropped, (unsigned long long)kept);
+		if (rc == 0)
+			rc = names_log_ensure_open(l);
+		if (rc == 0 && (uint64_t)l->size + len > max) {
+			/* The cut is chosen from the mean line length: if that was not enough,
+			 * keep only the mappings in effect. */
+			close(l->fd);
+			l->fd = -1;
+			rc = names_rewrite(l->path, 0, 1, &kept, &dropped);
+			if (rc == 0)
+				rc = names_log_ensure_open(l);
+		}
+		if (rc == 0 && (uint64_t)l->size + len > max)
+			rc = -ENOSPC;
+		if (rc != 0) {
+			l->c.lost += (uint64_t)lines;
+			snprintf(err, errlen, "%s: %s", l->path, rc == -ENOSPC ?
+				 "storage.names_max_size reached by the mappings in effect alone" :
+				 strerror(-rc));
+			names_cur_forget(l);
+			return rc;
+		}
+	}
 	for (size_t off = 0; off < len;) {
 		ssize_t w = write(l->fd, l->buf + off, len - off);
 
@@ -666,15 +1007,7 @@ int names_log_append(struct names_log *l, const struct proto_names *m, char *err
 			rc = w < 0 ? -errno : -EIO;
 			l->c.lost += (uint64_t)lines;
 			snprintf(err, errlen, "%s: %s", l->path, strerror(-rc));
-			for (size_t i = 0; i < l->cur_cap; i++) {
-				free(l->cur[i].addr);
-				free(l->cur[i].name);
-				free(l->cur[i].ns);
-			}
-			memset(l->cur, 0, l->cur_cap * sizeof(*l->cur));
-			l->cur_n = 0;
-			close(l->fd);
-			l->fd = -1;
+			names_cur_forget(l);
 			return rc;
 		}
 		off += (size_t)w;
@@ -711,7 +1044,12 @@ struct names_log *names_log_open(struct names_store *st, const char *sensor_id)
 		return NULL;
 	l->st = st;
 	l->fd = -1;
-	snprintf(l->path, sizeof(l->path), "%s/sensors/%s/names.jsonl", st->dir, sensor_id);
+	if ((size_t)snprintf(l->path, sizeof(l->path), "%s/sensors/%s/names.jsonl", st->dir, sensor_id) >=
+	    sizeof(l->path)) {
+		free(l);
+		errno = ENAMETOOLONG;
+		return NULL;
+	}
 	return l;
 }
 
@@ -745,6 +1083,12 @@ struct names_store *names_store_new(const char *dir, enum names_sync sync)
 		return NULL;
 	}
 	return st;
+}
+
+void names_store_set_max(struct names_store *st, uint64_t max_bytes)
+{
+	if (st)
+		st->max_bytes = max_bytes;
 }
 
 void names_store_free(struct names_store *st)
@@ -808,7 +1152,8 @@ int names_at(const char *dir, const char *sensor_id, const char *addr, uint64_t 
 		snprintf(bare, sizeof(bare), "%.*s", (int)(strchr(canon, ':') - canon), canon);
 		q.bare = bare;
 	}
-	snprintf(path, sizeof(path), "%s/sensors/%s/names.jsonl", dir, sensor_id);
+	if ((size_t)snprintf(path, sizeof(path), "%s/sensors/%s/names.jsonl", dir, sensor_id) >= sizeof(path))
+		return -ENAMETOOLONG;
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return -errno;

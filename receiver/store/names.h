@@ -44,6 +44,20 @@ struct names_log;
  * NULL (errno set) when out of memory. */
 struct names_store *names_store_new(const char *dir, enum names_sync sync);
 void names_store_free(struct names_store *st);
+/* storage.names_max_size: a history about to grow past max_bytes (0 = no bound) first
+ * loses its oldest lines, keeping the mapping in effect for every address, down to half
+ * of it; events that still do not fit are lost and counted. */
+void names_store_set_max(struct names_store *st, uint64_t max_bytes);
+
+/*
+ * Retention: rewrites <dir>/sensors/<sensor_id>/names.jsonl without the history older
+ * than before_ns (the oldest packet still stored), keeping for every address the line
+ * in effect at before_ns, so that every question about a stored packet gets the same
+ * answer. Crash-safe (a new file synced, then renamed over the old one); a session
+ * appending to the file follows the new one. Returns 0 with *dropped lines, or -errno
+ * (-ENOENT: no history).
+ */
+int names_trim(const char *dir, const char *sensor_id, uint64_t before_ns, uint64_t *dropped);
 
 /* The history of one sensor for one session; nothing is opened before the first append.
  * NULL when st keeps no history or memory is short. */

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: BSD-2-Clause */
 #include "retention.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -8,6 +9,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "names.h"
 
 /* Candidates fetched from the index per query while a bound is exceeded. */
 #define RETENTION_BATCH 32
@@ -15,6 +17,7 @@
 struct rsensor {
 	struct index_totals t;
 	bool dirty; /* rows deleted: oldest_max_ns must be read again */
+	bool trim;  /* rows deleted: its name history may hold lines no packet needs */
 };
 
 struct retention {
@@ -189,6 +192,7 @@ static unsigned retention_pass(struct retention *r, struct rsensor *scope, int64
 				e->t.bytes -= e->t.bytes < g->bytes ? e->t.bytes : g->bytes;
 				e->t.segments -= e->t.segments ? 1 : 0;
 				e->dirty = true;
+				e->trim = true;
 			}
 			r->total_bytes -= r->total_bytes < g->bytes ? r->total_bytes : g->bytes;
 			if (rc == -EINVAL) {
@@ -212,6 +216,68 @@ static unsigned retention_pass(struct retention *r, struct rsensor *scope, int64
 	return deleted;
 }
 
+/* The name history of a sensor whose segments were deleted loses the lines older than
+ * its oldest stored packet (the mapping in effect then stays): it is kept as long as
+ * the packets it names, not for ever. */
+/*
+ * Lowers *oldest to the first packet of every segment file of the sensor, open ones and
+ * those not indexed yet included, whose names start with it ("[.open-]<first ns>-...").
+ * Returns false when a file's name cannot be read that way: then nothing is trimmed.
+ */
+static bool retention_files_oldest(struct retention *r, const char *sensor, int64_t *oldest)
+{
+	char path[1024];
+	struct dirent *de;
+	DIR *d;
+	bool ok = true;
+
+	if ((size_t)snprintf(path, sizeof(path), "%s/sensors/%s/segments", index_dir(r->ix), sensor) >= sizeof(path))
+		return false;
+	if (!(d = opendir(path)))
+		return false;
+	while (ok && (de = readdir(d)) != NULL) {
+		const char *p = de->d_name;
+		char *end;
+		unsigned long long v;
+
+		if (strcmp(p, ".") == 0 || strcmp(p, "..") == 0 || strstr(p, ".pcap") == NULL)
+			continue;
+		if (strncmp(p, ".open-", 6) == 0)
+			p += 6;
+		errno = 0;
+		v = strtoull(p, &end, 10);
+		if (end == p || *end != '-' || errno != 0 || v > INT64_MAX)
+			ok = false;
+		else if ((int64_t)v < *oldest)
+			*oldest = (int64_t)v;
+	}
+	closedir(d);
+	return ok;
+}
+
+static void retention_trim_names(struct retention *r, struct rsensor *e)
+{
+	int64_t oldest;
+	uint64_t dropped = 0;
+	int rc;
+
+	e->trim = false;
+	/* The oldest packet of the index, and of the segments being written: a replay of
+	 * an older capture may be under way. */
+	if (index_sensor_min_ns(r->ix, e->t.sensor, &oldest) != 0 ||
+	    !retention_files_oldest(r, e->t.sensor, &oldest) || oldest == INT64_MAX || oldest <= 0)
+		return;
+	rc = names_trim(index_dir(r->ix), e->t.sensor, (uint64_t)oldest, &dropped);
+	if (rc == 0 && dropped > 0)
+		log_info("retention: %s: %" PRIu64 " name history lines older than the oldest stored packet "
+			 "dropped", e->t.sensor, dropped);
+	else if (rc != 0 && rc != -ENOENT && log_limit_ok(&r->warn_lim, 3, 60))
+		log_warnx("retention: %s: cannot trim the name history: %s; retrying after the next deletion",
+			  e->t.sensor, strerror(-rc));
+	if (rc != 0 && rc != -ENOENT)
+		e->trim = true;
+}
+
 unsigned retention_run(struct retention *r, int64_t now_ns, retention_fn *fn, void *arg)
 {
 	unsigned deleted = 0;
@@ -223,5 +289,8 @@ unsigned retention_run(struct retention *r, int64_t now_ns, retention_fn *fn, vo
 			deleted += retention_pass(r, &r->s[i], now_ns, fn, arg, &failed);
 	if ((r->o.max_bytes || r->o.max_age_ms) && !failed)
 		deleted += retention_pass(r, NULL, now_ns, fn, arg, &failed);
+	for (size_t i = 0; deleted > 0 && i < r->n; i++)
+		if (r->s[i].trim)
+			retention_trim_names(r, &r->s[i]);
 	return deleted;
 }

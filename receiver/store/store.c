@@ -192,6 +192,16 @@ struct store *store_new(const struct store_opts *o, char *err, size_t errlen)
 	}
 	s->o = *o;
 	s->single_fd = -1;
+	_Static_assert(sizeof(((struct store *)0)->dir) > STORE_DIR_MAX &&
+			       sizeof(((struct store_sensor *)0)->seg_dir) >
+				       STORE_DIR_MAX + sizeof("/sensors//segments") - 1 + PROTO_MAX_ID,
+		       "STORE_DIR_MAX does not fit the store's path buffers");
+	if (o->dir && strlen(o->dir) > STORE_DIR_MAX) {
+		snprintf(err, errlen, "storage.dir: %zu characters, above the limit of %d: %.80s...",
+			 strlen(o->dir), STORE_DIR_MAX, o->dir);
+		free(s);
+		return NULL;
+	}
 	if (o->dir && *o->dir) {
 		snprintf(s->dir, sizeof(s->dir), "%s", o->dir);
 		int rc = store_mkdirs(s->dir);

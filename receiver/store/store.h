@@ -21,6 +21,11 @@
 
 #include "wire.h"
 
+/* Longest storage.dir, in bytes: the deepest path the store builds,
+ * <dir>/sensors/<id of PROTO_MAX_ID bytes>/segments, must fit its 400-byte buffer. A longer
+ * one is a configuration error, never cut. */
+#define STORE_DIR_MAX 253
+
 enum store_fsync { STORE_FSYNC_BATCH, STORE_FSYNC_INTERVAL, STORE_FSYNC_NEVER };
 
 struct store_opts {

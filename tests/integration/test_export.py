@@ -597,24 +597,24 @@ def test_import_kubeshark_archive(tmp_path):
     tar_gz(archive, [
         ("node-a_10.1.2.3/1700000000.pcap", dns),
         ("node-a_10.1.2.3/name_resolution_history.json", json.dumps(history).encode()),
-        ("node-b_fd00::1/1700000000.pcap", http),
+        ("node-b_198.18.7.2/1700000000.pcap", http),
         ("content.json", json.dumps({"kfl_index": 0, "kfl_query": "dns", "l4_streams": [],
                                      "pcap_file_name": "x", "time": 1}).encode()),
     ])
     view = tmp_path / "view"
     pcapline("import", archive, "--dir", view)
-    assert sorted(os.listdir(view / "sensors")) == ["node-a_10.1.2.3", "node-b_fd00__1"]
+    assert sorted(os.listdir(view / "sensors")) == ["node-a_10.1.2.3", "node-b_198.18.7.2"]
     out = tmp_path / "x.tar.gz"
     pcapline("export", "--dir", view, "--from", "0", "--to", "now", "-o", out)
     man, files = read_export(out)
-    for sensor, raw in (("node-a_10.1.2.3", dns), ("node-b_fd00__1", http)):
+    for sensor, raw in (("node-a_10.1.2.3", dns), ("node-b_198.18.7.2", http)):
         got = read_capture(files[f"{sensor}/{sensor}.pcap"]).recs
         want = read_capture(raw).recs  # one segment: its order is kept
         assert [(r.ts, r.caplen, r.origlen, r.digest) for r in got] == \
             [(r.ts, r.caplen, r.origlen, r.digest) for r in want]
     # Each key was a full map: the same maps come back, the dropped address stays dropped.
     assert json.loads(files["node-a_10.1.2.3/name_resolution_history.json"]) == history
-    assert json.loads(files["node-b_fd00__1/name_resolution_history.json"]) == {}
+    assert json.loads(files["node-b_198.18.7.2/name_resolution_history.json"]) == {}
 
 
 def small_pcap():

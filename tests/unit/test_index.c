@@ -666,6 +666,86 @@ static void test_retire_takes_l4_rows(void **state)
 	retention_free(r);
 }
 
+static void put_names(const char *dir, const char *sensor, const char *text)
+{
+	char p[512];
+	snprintf(p, sizeof(p), "%s/sensors/%s/names.jsonl", dir, sensor);
+	FILE *fp = fopen(p, "w");
+	assert_non_null(fp);
+	fputs(text, fp);
+	fclose(fp);
+}
+
+static char *get_names(const char *dir, const char *sensor)
+{
+	static char buf[4096];
+	char p[512];
+	snprintf(p, sizeof(p), "%s/sensors/%s/names.jsonl", dir, sensor);
+	FILE *fp = fopen(p, "r");
+	assert_non_null(fp);
+	size_t n = fread(buf, 1, sizeof(buf) - 1, fp);
+	buf[n] = '\0';
+	fclose(fp);
+	return buf;
+}
+
+/* When retention deletes a sensor's segments, its name history loses the lines older
+ * than the oldest packet left (in the index, and in segments still being written), the
+ * mapping in effect then staying. */
+static void test_retention_trims_names(void **state)
+{
+	struct fixture *f = *state;
+	char a[256], b[256], c[256], line[4096] = "";
+	struct deleted d = {0};
+	open_index(f);
+	add_seg(f, NULL, "s1", 0, 9, a);
+	add_seg(f, NULL, "s1", 100, 109, b);
+	add_seg(f, NULL, "s1", 200, 209, c);
+	/* Seconds after T0 - 1000 s: 5 and 50 (before b), 150 (inside), 205 (in c). */
+	for (int i = 0; i < 4; i++) {
+		static const int at[] = {5, 50, 150, 205};
+		static const char *const nm[] = {"x1", "x2", "x3", "x4"};
+		size_t n = strlen(line);
+		snprintf(line + n, sizeof(line) - n, "{\"t\":%lld,\"addr\":\"198.18.0.1\",\"name\":\"%s\",\"ns\":\"\"}\n",
+			 (long long)(T0 - 1000 * NS + at[i] * NS), nm[i]);
+	}
+	put_names(f->dir, "s1", line);
+	struct retention *r = new_retention(f, 0, 0, 2 * 1184, 0);
+	assert_int_equal(retention_run(r, T0, on_deleted, &d), 1);
+	assert_string_equal(d.path[0], a);
+	/* Oldest packet left: second 100. x2 was in effect then and stays; x1 goes. */
+	char want[4096];
+	snprintf(want, sizeof(want),
+		 "{\"t\":%lld,\"addr\":\"198.18.0.1\",\"name\":\"x2\",\"ns\":\"\"}\n"
+		 "{\"t\":%lld,\"addr\":\"198.18.0.1\",\"name\":\"x3\",\"ns\":\"\"}\n"
+		 "{\"t\":%lld,\"addr\":\"198.18.0.1\",\"name\":\"x4\",\"ns\":\"\"}\n",
+		 (long long)(T0 - 950 * NS), (long long)(T0 - 850 * NS), (long long)(T0 - 795 * NS));
+	assert_string_equal(get_names(f->dir, "s1"), want);
+	/* A segment being written that starts before every stored one (an older capture
+	 * replayed): its packets need their names, nothing before it is dropped. */
+	char p[512];
+	snprintf(p, sizeof(p), "%s/sensors/s1/segments/.open-%020lld-00000000000000aa-9-eth0.pcap", f->dir,
+		 (long long)(T0 - 1000 * NS + 60 * NS));
+	int fd = open(p, O_WRONLY | O_CREAT, 0640);
+	assert_true(fd >= 0);
+	close(fd);
+	char d2[256];
+	add_seg(f, r, "s1", 300, 309, d2);
+	assert_int_equal(retention_run(r, T0, on_deleted, &d), 1);
+	assert_string_equal(d.path[1], b);
+	assert_string_equal(get_names(f->dir, "s1"), want);
+	/* Once it is gone, the trim goes on: second 300 is now the oldest, x4 in effect. */
+	unlink(p);
+	char e[256];
+	add_seg(f, r, "s1", 400, 409, e);
+	assert_int_equal(retention_run(r, T0, on_deleted, &d), 1);
+	assert_string_equal(d.path[2], c);
+	snprintf(want, sizeof(want), "{\"t\":%lld,\"addr\":\"198.18.0.1\",\"name\":\"x4\",\"ns\":\"\"}\n",
+		 (long long)(T0 - 795 * NS));
+	assert_string_equal(get_names(f->dir, "s1"), want);
+	retention_free(r);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -682,6 +762,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_retention_unbounded_and_guard, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_retention_file_already_gone, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_retire_takes_l4_rows, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_retention_trims_names, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -282,6 +282,137 @@ static void test_names_at(void **state)
 	assert_int_equal(at("long", "198.19.1.1", 1, name), 0);
 }
 
+/* Retention's trim: history older than the oldest stored packet goes, the mapping in
+ * effect at that time stays for every address, and every answer from then on is the
+ * same; a session writing to the file goes on writing to the new one. */
+static void test_trim(void **state)
+{
+	static struct proto_names m;
+	struct names_store *st = names_store_new(root, NAMES_SYNC_WRITE);
+	struct names_log *l;
+	char err[512], name[256], ns[64];
+	uint64_t dropped = 99;
+	static const uint64_t asks[] = {5000, 5001, 6000, 6999, 7000, 9000, 100000};
+	char before[sizeof(asks) / sizeof(asks[0])][3][256];
+	static const char *const addrs[] = {"198.18.0.1", "198.18.0.2", "198.18.0.3"};
+
+	(void)state;
+	put_file("s3", "{\"t\":1000,\"addr\":\"198.18.0.1\",\"name\":\"a1\",\"ns\":\"\"}\n"
+		       "{\"t\":2000,\"addr\":\"198.18.0.1\",\"name\":\"a2\",\"ns\":\"\"}\n"
+		       "{\"t\":3000,\"addr\":\"198.18.0.2\",\"name\":\"b1\",\"ns\":\"\"}\n"
+		       "{\"t\":3500,\"addr\":\"198.18.0.3\",\"name\":\"c1\",\"ns\":\"\"}\n"
+		       "{\"t\":4000,\"addr\":\"198.18.0.3\",\"name\":\"\",\"ns\":\"\"}\n"
+		       "{\"t\":4500,\"addr\":\"198.18.0.1\",\"name\":\"a3\",\"ns\":\"\"}\n"
+		       "{\"t\":4500,\"addr\":\"198.18.0.1\",\"name\":\"a4\",\"ns\":\"\"}\n"
+		       "not json\n"
+		       "{\"t\":5000,\"addr\":\"198.18.0.2\",\"name\":\"b2\",\"ns\":\"\"}\n"
+		       "{\"t\":7000,\"addr\":\"198.18.0.1\",\"name\":\"a5\",\"ns\":\"\"}\n");
+	for (size_t i = 0; i < sizeof(asks) / sizeof(asks[0]); i++)
+		for (size_t k = 0; k < 3; k++)
+			if (names_at(root, "s3", addrs[k], asks[i], before[i][k], 256, ns, sizeof(ns)) != 1)
+				strcpy(before[i][k], "-");
+	/* A live session holds the file open. */
+	l = names_log_open(st, "s3");
+	m.n = 1;
+	ev(&m.ev[0], 8000, PROTO_NSRC_DNS, "198.18.0.9", 0, "z.test", "");
+	assert_int_equal(names_log_append(l, &m, err, sizeof(err)), 1);
+
+	assert_int_equal(names_trim(root, "s3", 5000, &dropped), 0);
+	assert_int_equal(dropped, 5); /* and the malformed line, never counted */
+	assert_string_equal(slurp("s3"),
+			    "{\"t\":3000,\"addr\":\"198.18.0.2\",\"name\":\"b1\",\"ns\":\"\"}\n"
+			    "{\"t\":4500,\"addr\":\"198.18.0.1\",\"name\":\"a4\",\"ns\":\"\"}\n"
+			    "{\"t\":5000,\"addr\":\"198.18.0.2\",\"name\":\"b2\",\"ns\":\"\"}\n"
+			    "{\"t\":7000,\"addr\":\"198.18.0.1\",\"name\":\"a5\",\"ns\":\"\"}\n"
+			    "{\"t\":8000,\"addr\":\"198.18.0.9\",\"name\":\"z.test\",\"ns\":\"\",\"src\":\"dns\"}\n");
+	for (size_t i = 0; i < sizeof(asks) / sizeof(asks[0]); i++)
+		for (size_t k = 0; k < 3; k++) {
+			int rc = names_at(root, "s3", addrs[k], asks[i], name, sizeof(name), ns, sizeof(ns));
+			assert_string_equal(rc == 1 ? name : "-", before[i][k]);
+		}
+	/* The session follows the new file, and its mappings in effect are still known. */
+	m.n = 2;
+	ev(&m.ev[0], 9000, PROTO_NSRC_DNS, "198.18.0.9", 0, "z.test", ""); /* repeat */
+	ev(&m.ev[1], 9500, PROTO_NSRC_DNS, "198.18.0.4", 0, "d.test", "");
+	assert_int_equal(names_log_append(l, &m, err, sizeof(err)), 1);
+	assert_non_null(strstr(slurp("s3"), "\"t\":9500,\"addr\":\"198.18.0.4\""));
+	assert_int_equal(names_at(root, "s3", "198.18.0.4", 9600, name, sizeof(name), ns, sizeof(ns)), 1);
+	assert_string_equal(name, "d.test");
+	names_log_close(l);
+	/* Again: nothing more to drop, and the file is left as it is. A missing history, a
+	 * bad id. */
+	struct stat s1, s2;
+	char path[512];
+	snprintf(path, sizeof(path), "%s/sensors/s3/names.jsonl", root);
+	assert_int_equal(stat(path, &s1), 0);
+	assert_int_equal(names_trim(root, "s3", 5000, &dropped), 0);
+	assert_int_equal(dropped, 0);
+	assert_int_equal(stat(path, &s2), 0);
+	assert_true(s1.st_ino == s2.st_ino);
+	assert_int_equal(names_trim(root, "nobody", 5000, &dropped), -ENOENT);
+	assert_int_equal(names_trim(root, "../s3", 5000, &dropped), -EINVAL);
+	names_store_free(st);
+}
+
+/* storage.names_max_size: the file never grows past the bound; the oldest history goes
+ * first, the mapping in effect for every address stays. */
+static void test_size_bound(void **state)
+{
+	static struct proto_names m;
+	struct names_store *st = names_store_new(root, NAMES_SYNC_CLOSE);
+	struct names_log *l;
+	char err[512], name[256], ns[64], path[512], addr[32];
+	struct stat sb;
+	const uint64_t max = 64 * 1024;
+	uint64_t written = 0;
+
+	(void)state;
+	names_store_set_max(st, max);
+	l = names_log_open(st, "s4");
+	snprintf(path, sizeof(path), "%s/sensors/s4/names.jsonl", root);
+	/* 4000 changes of 20 addresses: about 300 KB unbounded. */
+	for (unsigned i = 0; i < 4000; i++) {
+		char n[64];
+
+		m.n = 1;
+		snprintf(addr, sizeof(addr), "198.18.1.%u", i % 20);
+		snprintf(n, sizeof(n), "host-%u.example.test", i);
+		ev(&m.ev[0], 1000000 + i, PROTO_NSRC_DNS, addr, 0, n, "default");
+		int rc = names_log_append(l, &m, err, sizeof(err));
+		if (rc != 1)
+			fail_msg("event %u: %d %s", i, rc, err);
+		written++;
+		assert_int_equal(stat(path, &sb), 0);
+		assert_true((uint64_t)sb.st_size <= max);
+	}
+	assert_int_equal(names_log_counters(l)->written, written);
+	assert_int_equal(names_log_counters(l)->lost, 0);
+	names_log_close(l);
+	/* The newest mapping of every address is still there, and recent history too. */
+	for (unsigned k = 0; k < 20; k++) {
+		char want[64];
+
+		snprintf(addr, sizeof(addr), "198.18.1.%u", k);
+		snprintf(want, sizeof(want), "host-%u.example.test", 3980 + k);
+		assert_int_equal(names_at(root, "s4", addr, 2000000, name, sizeof(name), ns, sizeof(ns)), 1);
+		assert_string_equal(name, want);
+	}
+	assert_int_equal(names_at(root, "s4", "198.18.1.5", 1000000 + 3965, name, sizeof(name), ns, sizeof(ns)), 1);
+	assert_string_equal(name, "host-3965.example.test");
+	assert_int_equal(names_at(root, "s4", "198.18.1.5", 1000000 + 5, name, sizeof(name), ns, sizeof(ns)), 0);
+
+	/* Mappings in effect alone above the bound: new events are lost, counted, said. */
+	names_store_set_max(st, 300);
+	l = names_log_open(st, "s4");
+	m.n = 1;
+	ev(&m.ev[0], 3000000, PROTO_NSRC_DNS, "198.18.2.1", 0, "new.test", "");
+	assert_int_equal(names_log_append(l, &m, err, sizeof(err)), -ENOSPC);
+	assert_non_null(strstr(err, "storage.names_max_size"));
+	assert_int_equal(names_log_counters(l)->lost, 1);
+	names_log_close(l);
+	names_store_free(st);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -289,6 +420,8 @@ int main(void)
 		cmocka_unit_test(test_append_and_repeats),
 		cmocka_unit_test(test_torn_tail),
 		cmocka_unit_test(test_names_at),
+		cmocka_unit_test(test_trim),
+		cmocka_unit_test(test_size_bound),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);

@@ -841,6 +841,63 @@ test_classic_huge_and_cut_records(void **state)
 	free(b.d);
 }
 
+/*
+ * Before version 2.3 the original length came first in a record header. libpcap and
+ * Wireshark exchange the two fields of every record of a 2.0-2.2 file, and those of a
+ * 2.3 record whose captured length exceeds its original length (checked with tcpdump
+ * and tshark on such files: 60 bytes captured of 100, and a 2.2 record in 2.4 order is
+ * unreadable to both). Each minor version, both byte orders.
+ */
+static void
+test_classic_old_versions_swapped_lengths(void **state)
+{
+	static const struct {
+		uint16_t minor;
+		uint32_t f1, f2;        /* the two length fields as written */
+		uint32_t caplen, origlen;
+	} v[] = {
+		{ 0, 100, 30, 30, 100 },
+		{ 1, 100, 30, 30, 100 },
+		{ 2, 100, 30, 30, 100 },
+		{ 2, 30, 30, 30, 30 },
+		{ 3, 100, 30, 30, 100 },
+		{ 3, 30, 100, 30, 100 },  /* 2.3 in the 2.4 order: kept */
+		{ 4, 30, 100, 30, 100 },
+	};
+	struct fbuf b;
+	struct pcapf_rec rec;
+	struct pcapr *r;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+		for (int be = 0; be < 2; be++) {
+			fb_init(&b);
+			pcap_hdr(&b, be != 0, 0xa1b2c3d4, 2, 65535, 1);
+			b.n -= 18; /* rewrite the minor version */
+			fb_u16(&b, v[i].minor);
+			b.n += 16;
+			for (unsigned k = 0; k < 2; k++) {
+				fb_u32(&b, 1700000000 + k);
+				fb_u32(&b, 5);
+				fb_u32(&b, v[i].f1);
+				fb_u32(&b, v[i].f2);
+				fb_bytes(&b, payload, v[i].caplen);
+			}
+			r = open_buf(&b, 0);
+			for (unsigned k = 0; k < 2; k++) {
+				assert_int_equal(pcapr_next(r, &rec), 1);
+				assert_int_equal(rec.caplen, v[i].caplen);
+				assert_int_equal(rec.origlen, v[i].origlen);
+				assert_int_equal(rec.ts_ns, (1700000000ull + k) * 1000000000ull + 5000);
+				assert_memory_equal(rec.data, payload, v[i].caplen);
+			}
+			assert_int_equal(pcapr_next(r, &rec), 0);
+			pcapr_close(r);
+			free(b.d);
+		}
+	}
+}
+
 static void
 test_pcapng_shb_only(void **state)
 {
@@ -1521,6 +1578,7 @@ main(void)
 		cmocka_unit_test(test_classic_byte_orders),
 		cmocka_unit_test(test_bad_magic_and_short_files),
 		cmocka_unit_test(test_classic_huge_and_cut_records),
+		cmocka_unit_test(test_classic_old_versions_swapped_lengths),
 		cmocka_unit_test(test_pcapng_shb_only),
 		cmocka_unit_test(test_pcapng_bad_shb),
 		cmocka_unit_test(test_pcapng_bad_block_framing),
