@@ -8,9 +8,9 @@
  *               <sensor>/name_resolution_history.json
  *   Kubeshark:  <node>_<ip>/<unix>.pcap, <node>_<ip>/name_resolution_history.json,
  *               optional content.json (top level or per node; ignored)
- * Every folder is a sensor whose id is the folder's name, which must be a valid sensor
- * id (letters, digits, '.', '_', '-'; no other character is mapped onto these, so two
- * folders never merge into one sensor); every pcap/pcapng in it becomes segments, one
+ * Every folder is a sensor whose id is the folder's name (letters, digits, '.', '_',
+ * '-'; any other character becomes '_', and two folders that would become one sensor,
+ * such as "web 01/" and "web_01/", are refused); every pcap/pcapng in it becomes segments, one
  * per interface, split at --segment-size, named like the receiver's; the JSON becomes
  * names.jsonl.
  *
@@ -399,6 +399,68 @@ extract(struct import *im, struct archive *a, const char *entry, uint64_t size, 
 	return 0;
 }
 
+/* The folder of an item's normalized name ("web 01/x.pcap" -> "web 01"), its length. */
+static size_t
+item_folder_len(const struct item *it)
+{
+	const char *slash = strchr(it->norm, '/');
+
+	return slash != NULL ? (size_t)(slash - it->norm) : strlen(it->norm);
+}
+
+static int
+cmp_item_sensor(const void *a, const void *b)
+{
+	const struct item *x = *(const struct item *const *)a, *y = *(const struct item *const *)b;
+	int c = strcmp(x->sensor, y->sensor);
+	size_t lx = item_folder_len(x), ly = item_folder_len(y);
+
+	if (c != 0)
+		return c;
+	c = memcmp(x->norm, y->norm, lx < ly ? lx : ly);
+	return c != 0 ? c : (lx > ly) - (lx < ly);
+}
+
+/*
+ * Two folders must never become one sensor: a folder whose name is not a valid id
+ * is imported under its name with '_' for every other character, unless another
+ * folder already has (or maps to) that id. Sorting by id makes it O(n log n).
+ * Returns 0, or -1 after refusing.
+ */
+static int
+check_sensor_ids(struct import *im)
+{
+	const struct item **v;
+	size_t n = 0;
+	int rc = 0;
+
+	v = malloc((im->n_items ? im->n_items : 1) * sizeof(*v));
+	if (v == NULL)
+		return refuse(im, NULL, "out of memory");
+	for (size_t i = 0; i < im->n_items; i++)
+		if (im->items[i].sensor != NULL)
+			v[n++] = &im->items[i];
+	qsort(v, n, sizeof(*v), cmp_item_sensor);
+	for (size_t i = 0; i < n; i++) {
+		size_t l = item_folder_len(v[i]);
+		bool first = i == 0 || cmp_item_sensor(&v[i - 1], &v[i]) != 0;
+
+		if (i > 0 && strcmp(v[i - 1]->sensor, v[i]->sensor) == 0 && first) {
+			size_t lp = item_folder_len(v[i - 1]);
+
+			rc = refuse(im, NULL, "folders '%.*s' and '%.*s' would both become sensor '%s'; "
+				    "rename one of them", (int)(lp > 200 ? 200 : lp), v[i - 1]->norm,
+				    (int)(l > 200 ? 200 : l), v[i]->norm, v[i]->sensor);
+			break;
+		}
+		if (first && (l != strlen(v[i]->sensor) || memcmp(v[i]->norm, v[i]->sensor, l) != 0))
+			log_warnx("import: folder '%.*s' is not a valid sensor id; imported as sensor '%s'",
+				  (int)(l > 200 ? 200 : l), v[i]->norm, v[i]->sensor);
+	}
+	free(v);
+	return rc;
+}
+
 /* Reads the archive into the staging folder, refusing anything hostile. */
 static int
 read_archive(struct import *im)
@@ -493,20 +555,27 @@ read_archive(struct import *im)
 				    " (--max-json-size)", size, im->max_json);
 			goto out;
 		}
-		/* The folder's name is the sensor id as it is: mapping other characters onto
-		 * valid ones would let "web 01/" and "web_01/" become one sensor. */
-		if (dir != NULL && it.kind != ITEM_OTHER && !fsu_name_ok(dir)) {
-			rc = refuse(im, name, "folder '%.200s' is not a valid sensor id (1 to %d letters, "
-				    "digits, '.', '_' or '-', not starting with '.'); rename the folder",
-				    dir, FSU_NAME_MAX);
-			goto out;
-		}
 		/* The normalized name, folder and file joined again. */
 		if (dir != NULL)
 			file[-1] = '/';
 		it.entry = it.norm = strdup(norm);
-		if (dir != NULL && it.kind != ITEM_OTHER)
-			it.sensor = strndup(norm, (size_t)(file - 1 - norm));
+		/* A folder that is not a valid sensor id (Kubeshark's "<node>_<ipv6>") becomes
+		 * one with '_' for each other character; check_sensor_ids() refuses two
+		 * folders that would become the same sensor ("web 01/" and "web_01/"). */
+		if (dir != NULL && it.kind != ITEM_OTHER) {
+			char id[FSU_NAME_MAX + 1], folder[FSU_NAME_MAX + 1];
+			size_t fl = (size_t)(file - 1 - norm);
+
+			if (fl > FSU_NAME_MAX) {
+				item_free(&it);
+				rc = refuse(im, name, "folder name longer than %d characters, the longest "
+					    "sensor id; rename the folder", FSU_NAME_MAX);
+				goto out;
+			}
+			snprintf(folder, sizeof(folder), "%.*s", (int)(fl < FSU_NAME_MAX ? fl : FSU_NAME_MAX), norm);
+			fsu_sanitize(id, folder);
+			it.sensor = strdup(id);
+		}
 		if (it.norm == NULL ||
 		    (dir != NULL && it.kind != ITEM_OTHER && it.sensor == NULL)) {
 			item_free(&it);
@@ -532,6 +601,8 @@ read_archive(struct import *im)
 	if (im->skipped > 10)
 		log_warnx("import: %" PRIu64 " more entries that are not a capture or name history skipped",
 			  im->skipped - 10);
+	if (rc == 0 && r == ARCHIVE_EOF)
+		rc = check_sensor_ids(im);
 	if (r != ARCHIVE_EOF)
 		rc = refuse(im, NULL, "%s: corrupt, truncated or not a tar archive: %s", im->archive,
 			    archive_error_string(a) ? archive_error_string(a) : "read error");

@@ -257,25 +257,33 @@ def test_import_history_addresses_are_canonical(tmp_path):
 
 
 # --------------------------------------------------------------------------------
-# (e) Folders are sensor ids as they are: two never merge into one.
+# (e) Folders become sensor ids ('_' for characters an id cannot hold); two never
+# merge into one.
 
 def test_import_folders_never_merge_into_one_sensor(tmp_path):
     view = tmp_path / "view"
     view.mkdir()
     a = pcap_bytes([(1700000000, 0, 60, 60, b"\xaa" * 60)])
     b = pcap_bytes([(1700000001, 0, 60, 60, b"\xbb" * 60)])
-    bad = tmp_path / "bad.tar.gz"
-    tar_gz(bad, [("web 01/a.pcap", a), ("web_01/b.pcap", b)])
-    assert_refused(bad, view, "folder 'web 01' is not a valid sensor id")
-    assert os.listdir(view) == []
-    for folder in ("node_fd00::1", ".hidden", "x" * 129, "caf\u00e9"):
-        arch = tmp_path / "f.tar.gz"
-        tar_gz(arch, [(f"{folder}/a.pcap", a)])
-        assert_refused(arch, view, "is not a valid sensor id")
+    for pair in (("web 01", "web_01"), ("web 01", "web:01"), ("node_fd00::1", "node_fd00__1")):
+        bad = tmp_path / "bad.tar.gz"
+        tar_gz(bad, [(f"{pair[0]}/a.pcap", a), (f"{pair[1]}/b.pcap", b)])
+        err = assert_refused(bad, view, "would both become sensor")
+        assert f"'{pair[0]}'" in err and f"'{pair[1]}'" in err, err
+        assert os.listdir(view) == []
+    arch = tmp_path / "f.tar.gz"
+    tar_gz(arch, [("x" * 129 + "/a.pcap", a)])
+    assert_refused(arch, view, "folder name longer than 128 characters")
+    # Kubeshark names its folders <node>_<ip>: an IPv6 node imports under '_'s, and
+    # says so.
     ok = tmp_path / "ok.tar.gz"
-    tar_gz(ok, [("web_01/b.pcap", b), ("web-01/a.pcap", a)])
-    pcapline("import", ok, "--dir", view)
-    assert sorted(os.listdir(view / "sensors")) == ["web-01", "web_01"]
+    tar_gz(ok, [("web_01/b.pcap", b), ("web-01/a.pcap", a), ("node_fd00::1/a.pcap", a),
+                (".hidden/b.pcap", b)])
+    p = pcapline("import", ok, "--dir", view)
+    err = p.stderr.decode(errors="replace")
+    assert "folder 'node_fd00::1' is not a valid sensor id; imported as sensor 'node_fd00__1'" in err, err
+    assert "imported as sensor '_hidden'" in err, err
+    assert sorted(os.listdir(view / "sensors")) == ["_hidden", "node_fd00__1", "web-01", "web_01"]
 
 
 # --------------------------------------------------------------------------------
