@@ -24,9 +24,12 @@
  * the sensor's state file records the epoch, the next expected sequence number and
  * the committed length of every open segment; only then is the batch ACKed. On
  * restart, every hidden open segment is cut back to its committed length and renamed
- * into place, and one that the state does not list (opened by a batch that was never
- * committed) is removed. Storage thus holds every ACKed batch exactly once, and a
- * batch that was not committed is simply sent again by the sensor.
+ * into place, and one that the state does not list and whose first batch (named in
+ * the file name) was never committed is removed. Storage thus holds every ACKed batch
+ * exactly once, and a batch that was not committed is simply sent again by the sensor.
+ * A segment that fails to close (sync, truncation or rename) keeps its fd and its
+ * state entry until a retry succeeds (struct segment), so no later state write drops
+ * it and no recovery mistakes it for uncommitted data.
  *
  * The state file has two fixed slots written alternately, each with a counter and a
  * checksum, so that a torn write leaves the previous slot intact.
@@ -45,11 +48,22 @@
 /* Batches remembered per sensor to tell a resend from a reused number (a power of 2). */
 #define STORE_RECENT 256
 
+/*
+ * A segment is free (fd < 0), open for writing (fd >= 0, w set), or finished (fd >= 0,
+ * w NULL): no longer written, but not yet cut to `committed`, synced and renamed into
+ * place because that failed (a full or failing disk). A finished segment keeps its fd
+ * and its entry in the state file until store_segment_finish() succeeds, so that no
+ * state write and no recovery ever takes its committed (acknowledged) data for
+ * uncommitted; the sensor is held (STORE_RETRY) while one is pending.
+ */
 struct segment {
 	int fd;
 	uint64_t committed; /* bytes known to be in the file as of the last state write */
 	char base[STATE_NAME_MAX]; /* basename of open_path */
 	struct pcapw *w;
+	bool adopted; /* taken over by recovery: counts unknown, read back for the index */
+	uint64_t synced; /* bytes known on disk (fdatasync succeeded after they were written) */
+	bool sync_lost;  /* a sync failed: bytes from `synced` on must be written again */
 	uint64_t opened_ms; /* monotonic */
 	uint64_t packets;
 	int64_t min_ns, max_ns; /* packet timestamps, for the index */
@@ -76,6 +90,7 @@ struct store_sensor {
 	int state_fd;
 	uint64_t state_counter;
 	bool unsynced; /* interval policy: written and committed, not yet synced */
+	bool state_lost; /* a sync of the state file failed: write it again before the next */
 	uint64_t unsynced_bytes;
 	uint16_t n_ifaces;
 	struct proto_iface ifaces[PROTO_MAX_IFACES];
@@ -293,6 +308,138 @@ static int store_rename(const char *from, char *to, size_t tolen)
 	return -1;
 }
 
+/*
+ * Syncs the first `upto` bytes of a segment. Linux reports a failed writeback (a full
+ * thin disk: ENOSPC; a failing one: EIO) to one fdatasync() only and leaves the pages
+ * clean, so the next fdatasync() succeeds without writing them. After a failure the
+ * bytes not known synced are therefore written again, from the page cache that still
+ * holds them, before the next try. Returns 0 or -errno.
+ */
+static int store_seg_sync(struct segment *g, uint64_t upto)
+{
+	if (g->synced > upto)
+		g->synced = upto;
+	if (g->sync_lost) {
+		static uint8_t buf[65536];
+		for (uint64_t off = g->synced; off < upto;) {
+			size_t want = upto - off < sizeof(buf) ? (size_t)(upto - off) : sizeof(buf);
+			ssize_t r = pread(g->fd, buf, want, (off_t)off);
+			if (r < 0 && errno == EINTR)
+				continue;
+			if (r < 0)
+				return -errno;
+			if (r == 0)
+				break; /* shorter than committed (see store_segment_finish()) */
+			ssize_t w = pwrite(g->fd, buf, (size_t)r, (off_t)off);
+			if (w < 0 && errno == EINTR)
+				continue;
+			if (w <= 0)
+				return w < 0 ? -errno : -EIO;
+			off += (uint64_t)w;
+		}
+	}
+	if (fdatasync(g->fd) != 0) {
+		int rc = -errno;
+		g->sync_lost = true;
+		return rc;
+	}
+	g->sync_lost = false;
+	g->synced = upto;
+	return 0;
+}
+
+/* Failures to put a segment into place are retried every second: log a few. */
+static struct log_limit store_finish_lim;
+
+/*
+ * Puts a finished segment (w NULL) into place: cut back to what the state file
+ * committed (a failed batch may have written more, a failed flush part of a record),
+ * synced unless fsync is "never" (under "interval" this is the only sync its last
+ * batches get before their ACK), renamed. Until all of that succeeds the segment
+ * keeps its fd and its state entry, and the caller retries later. A segment that
+ * never had a batch committed is removed. Returns 0 or -errno.
+ */
+static int store_segment_finish(struct store_sensor *ss, struct segment *g)
+{
+	struct store *s = ss->store;
+	struct stat st;
+	int rc = 0;
+	if (g->fd < 0)
+		return 0;
+	if (g->committed <= 24) {
+		if (unlink(g->open_path) != 0 && errno != ENOENT) {
+			rc = -errno;
+			if (log_limit_ok(&store_finish_lim, 10, 1))
+				log_warnx("store: %s: cannot remove %s (nothing of it committed): %s", ss->id, g->open_path,
+					  strerror(-rc));
+			return rc;
+		}
+		close(g->fd);
+		g->fd = -1;
+		return 0;
+	}
+	if (fstat(g->fd, &st) != 0)
+		rc = -errno;
+	/* Never longer: a state that claims more than the file holds is not made true
+	 * with zeros (readers stop at a cut record). */
+	else if ((uint64_t)st.st_size > g->committed && ftruncate(g->fd, (off_t)g->committed) != 0)
+		rc = -errno;
+	else if (s->o.fsync != STORE_FSYNC_NEVER && (rc = store_seg_sync(g, g->committed)) != 0)
+		;
+	else if (store_rename(g->open_path, g->final_path, sizeof(g->final_path)) != 0)
+		rc = errno ? -errno : -EIO;
+	if (rc != 0) {
+		if (log_limit_ok(&store_finish_lim, 10, 1))
+			log_warnx("store: %s: cannot put %s into place: %s; kept open with its %" PRIu64
+				  " committed bytes, retrying", ss->id, g->open_path, strerror(-rc), g->committed);
+		return rc;
+	}
+	close(g->fd);
+	g->fd = -1;
+	ss->c.segments_closed++;
+	log_debug("store: %s: closed %s (%" PRIu64 " bytes)", ss->id, g->final_path, g->committed);
+	if (g->adopted) {
+		g->adopted = false;
+		store_index_scan(ss, g->final_path);
+	} else {
+		struct index_seg row = {
+			.linktype = g->linktype,
+			.snaplen = g->snaplen,
+			.min_ns = g->min_ns,
+			.max_ns = g->max_ns,
+			.packets = g->packets,
+			.closed_ns = store_wall_ns(),
+			.bytes = g->committed,
+		};
+		snprintf(row.sensor, sizeof(row.sensor), "%s", ss->id);
+		snprintf(row.path, sizeof(row.path), "sensors/%s/segments/%s", ss->id,
+			 strrchr(g->final_path, '/') + 1);
+		snprintf(row.iface, sizeof(row.iface), "%s", g->ifname);
+		store_index_add(s, &row);
+	}
+	store_retention(s);
+	return 0;
+}
+
+/* Retries every finished segment of the sensor. Returns 0 when none is left, else the
+ * first error (with the segment's name in err). */
+static int store_finish_pending(struct store_sensor *ss, char *err, size_t errlen)
+{
+	int ret = 0;
+	for (int i = 0; i < PROTO_MAX_IFACES; i++) {
+		struct segment *g = &ss->seg[i];
+		if (g->fd < 0 || g->w)
+			continue;
+		int rc = store_segment_finish(ss, g);
+		if (rc != 0 && ret == 0) {
+			ret = rc;
+			if (err)
+				snprintf(err, errlen, "cannot put segment %s into place: %s", g->open_path, strerror(-rc));
+		}
+	}
+	return ret;
+}
+
 static uint64_t store_fnv64(const uint8_t *p, size_t n)
 {
 	uint64_t h = 0xcbf29ce484222325ull;
@@ -417,7 +564,72 @@ static int store_state_read(struct store_sensor *ss, uint8_t *slot, uint32_t *n_
 	return 0;
 }
 
-/* Brings the sensor's segment folder back to its last committed state (see above). */
+/* For an open segment the state file does not list: the length of its committed
+ * data, or -1 when it holds none. It is unlisted because the batch that opened it was
+ * never committed (then its name's epoch is not in the state, or its sequence number
+ * not below the next expected one), or because the state was written without it while
+ * it held committed data (a version that forgot a segment it failed to put into place,
+ * or a rename the disk lost in a power cut): then everything in it was committed, as
+ * segments are only ever closed at a commit, and every whole record is kept. */
+static int64_t store_recover_unlisted(struct store_sensor *ss, const char *name, const char *path)
+{
+	struct index_segname sn;
+	if (!index_segname_parse(name + 6, &sn))
+		return -1;
+	unsigned i = 0;
+	while (i < ss->n_epochs && ss->epochs[i].epoch != sn.epoch)
+		i++;
+	if (i == ss->n_epochs || sn.seq >= ss->epochs[i].next_seq)
+		return -1;
+	int err = 0;
+	struct pcapr *r = pcapr_open(path, &err);
+	if (!r)
+		return -1; /* not even a whole header: no record to keep */
+	struct pcapf_rec rec;
+	uint64_t end = pcapr_offset(r);
+	while (pcapr_next(r, &rec) == 1)
+		end = pcapr_offset(r);
+	pcapr_close(r);
+	log_warnx("store: %s: %s is not in the state file but its first batch was committed: keeping its %" PRIu64
+		  " bytes of whole records", ss->id, name, end);
+	return (int64_t)end;
+}
+
+/* Takes over an open segment found at start with `committed` bytes to keep: it is
+ * tracked like one this process finished, and put into place now or, if the storage
+ * fails, by store_tick(). Returns 0 when in place, 1 when held, -1 when not taken. */
+static int store_recover_adopt(struct store_sensor *ss, const char *base, const char *path, const char *final,
+			       uint64_t committed)
+{
+	struct segment *g = NULL;
+	for (int i = 0; i < PROTO_MAX_IFACES && !g; i++)
+		if (ss->seg[i].fd < 0)
+			g = &ss->seg[i];
+	int fd = g ? open(path, O_RDWR | O_CLOEXEC) : -1;
+	if (fd < 0) {
+		/* Left as it is (never removed): the next start tries again. */
+		log_warnx("store: %s: cannot take over %s: %s", ss->id, path, g ? strerror(errno) : "too many");
+		return -1;
+	}
+	memset(g, 0, sizeof(*g));
+	g->fd = fd;
+	g->committed = committed;
+	g->adopted = true;
+	/* Whether its last sync failed in the process that wrote it is unknown (the
+	 * failure was reported there): all of it is written again before the sync. */
+	g->sync_lost = true;
+	g->opened_ms = store_mono_ms();
+	snprintf(g->base, sizeof(g->base), "%s", base);
+	snprintf(g->open_path, sizeof(g->open_path), "%s", path);
+	snprintf(g->final_path, sizeof(g->final_path), "%s", final);
+	if (store_segment_finish(ss, g) != 0)
+		return 1;
+	log_info("store: %s: recovered %s (%" PRIu64 " committed bytes)", ss->id, final, committed);
+	return 0;
+}
+
+/* Brings the sensor's segment folder back to its last committed state (see above).
+ * Nothing that holds committed data is ever removed here. */
 static void store_recover(struct store_sensor *ss)
 {
 	static uint8_t slot[STATE_SLOT];
@@ -426,34 +638,48 @@ static void store_recover(struct store_sensor *ss)
 	DIR *d = opendir(ss->seg_dir);
 	if (!d)
 		return;
-	unsigned kept = 0, removed = 0;
+	unsigned kept = 0, removed = 0, held = 0;
 	struct dirent *de;
 	while ((de = readdir(d)) != NULL) {
-		if (strncmp(de->d_name, ".open-", 6) != 0)
+		if (strncmp(de->d_name, ".open-", 6) != 0 || strlen(de->d_name) >= STATE_NAME_MAX)
 			continue;
 		char path[700], final[700];
 		snprintf(path, sizeof(path), "%s/%s", ss->seg_dir, de->d_name);
 		snprintf(final, sizeof(final), "%s/%s", ss->seg_dir, de->d_name + 6);
 		int64_t committed = -1;
+		bool listed = false;
 		for (uint32_t i = 0; have && i < n; i++) {
 			const uint8_t *e = slot + STATE_HDR + i * STATE_ENTRY;
-			if (strncmp((const char *)e + 8, de->d_name, STATE_NAME_MAX) == 0)
+			if (strncmp((const char *)e + 8, de->d_name, STATE_NAME_MAX) == 0) {
 				committed = (int64_t)get64(e);
+				listed = true;
+			}
 		}
-		if (committed > 24 && truncate(path, committed) == 0 && store_rename(path, final, sizeof(final)) == 0) {
-			log_info("store: %s: recovered %s (%" PRId64 " committed bytes)", ss->id, final, committed);
-			store_index_scan(ss, final);
-			kept++;
-		} else {
+		if (!listed)
+			committed = store_recover_unlisted(ss, de->d_name, path);
+		if (committed <= 24) {
 			unlink(path);
 			removed++;
+			continue;
 		}
+		int rc = store_recover_adopt(ss, de->d_name, path, final, (uint64_t)committed);
+		if (rc == 0)
+			kept++;
+		else if (rc > 0)
+			held++;
 	}
 	closedir(d);
-	if (have || kept || removed)
+	if (have || kept || removed || held)
 		log_info("store: %s: state loaded (epoch %016" PRIx64 ", next batch %" PRIu64
-			 "); %u open segment(s) recovered, %u holding only unacknowledged data removed",
-			 ss->id, ss->epoch, ss->next_seq, kept, removed);
+			 "); %u open segment(s) recovered, %u holding only unacknowledged data removed", ss->id,
+			 ss->epoch, ss->next_seq, kept, removed);
+	if (held) {
+		/* Listed in the state from now on; the sensor is held until they are in place. */
+		log_warnx("store: %s: %u open segment(s) with committed data cannot be put into place yet; retrying",
+			  ss->id, held);
+		if (store_state_write(ss) != 0)
+			log_warnx("store: %s: cannot update state", ss->id);
+	}
 }
 
 static void store_sanitize(char *dst, size_t n, const char *src)
@@ -537,43 +763,19 @@ struct store_sensor *store_sensor_get(struct store *s, const char *id, char *err
 	return ss;
 }
 
+/* Stops writing a segment and puts it into place. Every close comes right after a
+ * commit (or a rollback to one), so what the writer still holds is never needed: the
+ * file is cut to `committed` anyway. On failure the segment stays finished and
+ * tracked (store_segment_finish()). */
 static int store_segment_close(struct store_sensor *ss, struct segment *g)
 {
 	if (g->fd < 0)
 		return 0;
-	int rc = pcapw_free(g->w);
-	g->w = NULL;
-	if (rc == 0 && ss->store->o.fsync != STORE_FSYNC_NEVER && fdatasync(g->fd) != 0)
-		rc = -errno;
-	close(g->fd);
-	g->fd = -1;
-	if (rc != 0) {
-		log_warnx("store: %s: %s: segment left as %s", ss->id, strerror(-rc), g->open_path);
-		return rc;
+	if (g->w) {
+		pcapw_free(g->w);
+		g->w = NULL;
 	}
-	if (store_rename(g->open_path, g->final_path, sizeof(g->final_path)) != 0) {
-		rc = -errno;
-		log_warn("store: %s: cannot rename %s", ss->id, g->open_path);
-		return rc;
-	}
-	ss->c.segments_closed++;
-	log_debug("store: %s: closed %s (%" PRIu64 " packets)", ss->id, g->final_path, g->packets);
-	struct index_seg row = {
-		.linktype = g->linktype,
-		.snaplen = g->snaplen,
-		.min_ns = g->min_ns,
-		.max_ns = g->max_ns,
-		.packets = g->packets,
-		.closed_ns = store_wall_ns(),
-	};
-	struct stat st;
-	row.bytes = stat(g->final_path, &st) == 0 ? (uint64_t)st.st_size : g->committed;
-	snprintf(row.sensor, sizeof(row.sensor), "%s", ss->id);
-	snprintf(row.path, sizeof(row.path), "sensors/%s/segments/%s", ss->id, strrchr(g->final_path, '/') + 1);
-	snprintf(row.iface, sizeof(row.iface), "%s", g->ifname);
-	store_index_add(ss->store, &row);
-	store_retention(ss->store);
-	return 0;
+	return store_segment_finish(ss, g);
 }
 
 uint64_t store_sensor_begin(struct store_sensor *ss, uint64_t epoch, const struct proto_iface *ifaces,
@@ -634,11 +836,11 @@ static int store_segment_open(struct store_sensor *ss, uint16_t iface, uint64_t 
 		if (m < 0 || (size_t)m >= sizeof(base))
 			return -ENAMETOOLONG;
 		snprintf(g->open_path, sizeof(g->open_path), "%s/%s", ss->seg_dir, base);
-		g->fd = open(g->open_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
+		g->fd = open(g->open_path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
 		int e = g->fd < 0 ? errno : 0;
 		/* The folder removed under a running receiver: make it again. */
 		if (e == ENOENT && (e = -store_mkdirs(ss->seg_dir)) == 0) {
-			g->fd = open(g->open_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
+			g->fd = open(g->open_path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
 			e = g->fd < 0 ? errno : 0;
 		}
 		if (e != 0 && e != EEXIST)
@@ -657,6 +859,9 @@ static int store_segment_open(struct store_sensor *ss, uint16_t iface, uint64_t 
 		return rc;
 	}
 	g->opened_ms = store_mono_ms();
+	g->adopted = false;
+	g->synced = 0;
+	g->sync_lost = false;
 	g->packets = 0;
 	g->min_ns = INT64_MAX;
 	g->max_ns = INT64_MIN;
@@ -687,25 +892,13 @@ static int store_single_write(struct store *s, struct store_sensor *ss, const st
 }
 
 /* Undoes a batch that failed half-way: every open segment is cut back to what the
- * last state write committed and closed; the sensor will send the batch again. */
+ * last state write committed and put into place (or, if that fails too, kept
+ * finished and tracked); the sensor will send the batch again. */
 static void store_rollback(struct store_sensor *ss)
 {
 	for (int i = 0; i < PROTO_MAX_IFACES; i++) {
-		struct segment *g = &ss->seg[i];
-		g->touched = false;
-		if (g->fd < 0)
-			continue;
-		pcapw_free(g->w); /* may fail again: the truncation below is what counts */
-		g->w = NULL;
-		bool keep = g->committed > 24 && ftruncate(g->fd, (off_t)g->committed) == 0;
-		close(g->fd);
-		g->fd = -1;
-		if (keep && store_rename(g->open_path, g->final_path, sizeof(g->final_path)) == 0) {
-			ss->c.segments_closed++;
-			store_index_scan(ss, g->final_path);
-		} else {
-			unlink(g->open_path);
-		}
+		ss->seg[i].touched = false;
+		store_segment_close(ss, &ss->seg[i]);
 	}
 	if (*ss->store->dir && store_state_write(ss) != 0)
 		log_warnx("store: %s: cannot update state after a failed batch", ss->id);
@@ -833,6 +1026,13 @@ enum store_result store_batch(struct store_sensor *ss, uint64_t seq, const uint8
 		return STORE_REJECTED;
 	}
 
+	/* A segment that could not be put into place holds committed data: it goes first,
+	 * and until it is in place nothing new is stored (the sensor keeps the batch). */
+	if (*s->dir && (rc = store_finish_pending(ss, err, errlen)) != 0) {
+		ss->c.storage_errors++;
+		return store_errno_result(rc);
+	}
+
 	uint64_t bytes = 0;
 	proto_rec_iter_init(&it, raw, raw_len, ss->n_ifaces, PROTO_MAX_SNAPLEN);
 	while (proto_rec_next(&it, &r) == 1) {
@@ -868,7 +1068,7 @@ enum store_result store_batch(struct store_sensor *ss, uint64_t seq, const uint8
 		if (!g->touched)
 			continue;
 		if ((rc = pcapw_flush(g->w)) != 0 ||
-		    (s->o.fsync == STORE_FSYNC_BATCH && fdatasync(g->fd) != 0 && (rc = -errno) != 0)) {
+		    (s->o.fsync == STORE_FSYNC_BATCH && (rc = store_seg_sync(g, pcapw_durable_bytes(g->w))) != 0)) {
 			snprintf(err, errlen, "cannot write %s: %s", g->open_path, strerror(-rc));
 			goto fail;
 		}
@@ -889,10 +1089,16 @@ enum store_result store_batch(struct store_sensor *ss, uint64_t seq, const uint8
 	ss->c.bytes += bytes;
 	ss->next_seq = seq + 1;
 	if (*s->dir) {
-		for (int i = 0; i < PROTO_MAX_IFACES; i++)
-			if (ss->seg[i].fd >= 0)
+		uint64_t was[PROTO_MAX_IFACES];
+		for (int i = 0; i < PROTO_MAX_IFACES; i++) {
+			was[i] = ss->seg[i].committed;
+			if (ss->seg[i].fd >= 0 && ss->seg[i].w)
 				ss->seg[i].committed = pcapw_bytes(ss->seg[i].w);
+		}
 		if ((rc = store_state_write(ss)) != 0) {
+			/* Not committed: the rollback cuts back to what was. */
+			for (int i = 0; i < PROTO_MAX_IFACES; i++)
+				ss->seg[i].committed = was[i];
 			ss->next_seq = prev_next;
 			ss->c = before;
 			snprintf(err, errlen, "cannot write the state of sensor %s: %s", ss->id, strerror(-rc));
@@ -1012,12 +1218,21 @@ int store_sync(struct store *s)
 	for (struct store_sensor *ss = s->sensors; ss; ss = ss->next) {
 		if (!ss->unsynced)
 			continue;
-		int rc = 0;
+		/* A finished segment not yet in place counts as unsynced until it is (its
+		 * last batches' ACKs wait for that sync). */
+		int rc = store_finish_pending(ss, NULL, 0);
 		for (int i = 0; i < PROTO_MAX_IFACES && rc == 0; i++)
-			if (ss->seg[i].fd >= 0 && fdatasync(ss->seg[i].fd) != 0)
-				rc = -errno;
-		if (rc == 0 && ss->state_fd >= 0 && fdatasync(ss->state_fd) != 0)
+			if (ss->seg[i].fd >= 0 && ss->seg[i].w)
+				rc = store_seg_sync(&ss->seg[i], pcapw_durable_bytes(ss->seg[i].w));
+		/* The state, like a segment, is written again after a failed sync. */
+		if (rc == 0 && ss->state_fd >= 0 && ss->state_lost)
+			rc = store_state_write(ss);
+		if (rc == 0 && ss->state_fd >= 0 && fdatasync(ss->state_fd) != 0) {
 			rc = -errno;
+			ss->state_lost = true;
+		}
+		if (rc == 0)
+			ss->state_lost = false;
 		if (rc == 0) {
 			ss->unsynced = false;
 			ss->unsynced_bytes = 0;
@@ -1031,10 +1246,14 @@ int store_sync(struct store *s)
 void store_tick(struct store *s)
 {
 	uint64_t now = store_mono_ms();
-	for (struct store_sensor *ss = s->sensors; ss; ss = ss->next)
-		for (int i = 0; i < PROTO_MAX_IFACES; i++)
-			if (ss->seg[i].fd >= 0 && now - ss->seg[i].opened_ms >= s->o.segment_ms)
-				store_segment_close(ss, &ss->seg[i]);
+	for (struct store_sensor *ss = s->sensors; ss; ss = ss->next) {
+		for (int i = 0; i < PROTO_MAX_IFACES; i++) {
+			struct segment *g = &ss->seg[i];
+			/* Finished ones that failed to go into place are retried here too. */
+			if (g->fd >= 0 && (!g->w || now - g->opened_ms >= s->o.segment_ms))
+				store_segment_close(ss, g);
+		}
+	}
 	if (s->ix && index_pending(s->ix))
 		index_retry(s->ix, store_on_indexed, s);
 	store_retention(s);
@@ -1048,6 +1267,11 @@ void store_free(struct store *s)
 		struct store_sensor *ss = s->sensors;
 		s->sensors = ss->next;
 		store_sensor_end(ss);
+		/* Segments that still could not be put into place stay listed in the state
+		 * file: the next start takes them over. */
+		for (int i = 0; i < PROTO_MAX_IFACES; i++)
+			if (ss->seg[i].fd >= 0)
+				close(ss->seg[i].fd);
 		if (ss->state_fd >= 0)
 			close(ss->state_fd);
 		free(ss);

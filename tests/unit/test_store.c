@@ -11,6 +11,7 @@
 #include <inttypes.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -253,6 +254,128 @@ static void test_full_disk_is_retried(void **state)
 	f->st = keep;
 }
 
+/* Takes (make) or frees every name store_rename() may give <name>'s segment: the name
+ * itself and its 999 numbered variants. */
+static void block_names(const struct fixture *f, const char *name, bool make)
+{
+	char path[600];
+	size_t n = strlen(name);
+	for (int i = 0; i < 1000; i++) {
+		if (i == 0)
+			snprintf(path, sizeof(path), "%s/sensors/s1/segments/%s", f->dir, name);
+		else
+			snprintf(path, sizeof(path), "%s/sensors/s1/segments/%.*s.%d.pcap", f->dir, (int)(n - 5), name, i);
+		if (make) {
+			int fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0640);
+			assert_true(fd >= 0);
+			close(fd);
+		} else {
+			assert_int_equal(unlink(path), 0);
+		}
+	}
+}
+
+/* A segment whose close fails holds committed (acknowledged) batches: it stays
+ * tracked, nothing new is stored until it is in place, and the tick retries it. Before,
+ * it was forgotten and the next start removed it as uncommitted. */
+static void test_failed_close_keeps_committed_data(void **state)
+{
+	struct fixture *f = *state;
+	char err[512] = "", name[256], path[600];
+	uint64_t ts[4];
+	uint8_t fills[4];
+
+	index_segname_format(name, sizeof(name), T0, EPOCH, 1, 0, "eth0");
+	block_names(f, name, true);
+	add_rec(f, T0, 0, 'a');
+	assert_int_equal(store(f, 1, err, sizeof(err)), STORE_STORED);
+	store_sensor_end(f->ss); /* the rename fails: every name is taken */
+	snprintf(path, sizeof(path), "%s/sensors/s1/segments/.open-%s", f->dir, name);
+	assert_int_equal(access(path, F_OK), 0);
+
+	/* The next session stores nothing while it is not in place; a name clash does not
+	 * pass by itself, so that is a failure, not a retry. */
+	begin(f, 2);
+	add_rec(f, T0 + 5, 0, 'b');
+	assert_int_equal(store(f, 2, err, sizeof(err)), STORE_FAILED);
+	assert_non_null(strstr(err, "into place"));
+	assert_int_equal(store_sensor_counters(f->ss)->batches, 1);
+
+	/* Names free again: the tick puts it into place, and the batch is stored. */
+	block_names(f, name, false);
+	store_tick(f->st);
+	assert_int_equal(access(path, F_OK), -1);
+	assert_int_equal(read_segment(f, name, ts, fills, 4), 1);
+	assert_true(ts[0] == T0 && fills[0] == 'a');
+	add_rec(f, T0 + 5, 0, 'b');
+	assert_int_equal(store(f, 2, err, sizeof(err)), STORE_STORED);
+	store_sensor_end(f->ss);
+	index_segname_format(name, sizeof(name), T0 + 5, EPOCH, 2, 0, "eth0");
+	assert_int_equal(read_segment(f, name, ts, fills, 4), 1);
+	assert_int_equal(fills[0], 'b');
+	assert_int_equal(store_sensor_counters(f->ss)->packets, 2);
+}
+
+static void copy_file(const char *from, const char *to)
+{
+	uint8_t buf[4096];
+	int in = open(from, O_RDONLY), out = open(to, O_WRONLY | O_CREAT | O_EXCL, 0640);
+	assert_true(in >= 0 && out >= 0);
+	ssize_t n = read(in, buf, sizeof(buf));
+	assert_true(n > 0 && n < (ssize_t)sizeof(buf));
+	assert_int_equal(write(out, buf, (size_t)n), n);
+	close(in);
+	close(out);
+}
+
+/* The recovery removes an open segment only when it holds no committed batch: one that
+ * the state file does not list but whose first batch was committed is kept (its whole
+ * records), one opened by an uncommitted batch or an unknown epoch is removed. */
+static void test_recovery_keeps_unlisted_committed_segment(void **state)
+{
+	struct fixture *f = *state;
+	char err[512] = "", name1[256], name2[256], p1[600], f1[600], p3[600], px[600];
+	uint64_t ts[4];
+	uint8_t fills[4];
+
+	add_rec(f, T0, 0, 'a');
+	assert_int_equal(store(f, 1, err, sizeof(err)), STORE_STORED);
+	store_sensor_end(f->ss);
+	add_rec(f, T0 + 5, 0, 'b');
+	assert_int_equal(store(f, 2, err, sizeof(err)), STORE_STORED); /* the state now lists only this one */
+	store_free(f->st);
+
+	/* Segment 1 as a version that forgot a segment it failed to close left it, with the
+	 * start of a record its failed flush wrote. */
+	index_segname_format(name1, sizeof(name1), T0, EPOCH, 1, 0, "eth0");
+	snprintf(f1, sizeof(f1), "%s/sensors/s1/segments/%s", f->dir, name1);
+	snprintf(p1, sizeof(p1), "%s/sensors/s1/segments/.open-%s", f->dir, name1);
+	assert_int_equal(rename(f1, p1), 0);
+	int fd = open(p1, O_WRONLY | O_APPEND);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, "0123456789", 10), 10);
+	close(fd);
+	/* What a crash leaves of batch 3 (never committed) and of a new epoch's first batch. */
+	char n3[256], nx[256];
+	index_segname_format(n3, sizeof(n3), T0 + 9, EPOCH, 3, 0, "eth0");
+	index_segname_format(nx, sizeof(nx), T0 + 9, EPOCH + 1, 1, 0, "eth0");
+	snprintf(p3, sizeof(p3), "%s/sensors/s1/segments/.open-%s", f->dir, n3);
+	snprintf(px, sizeof(px), "%s/sensors/s1/segments/.open-%s", f->dir, nx);
+	copy_file(p1, p3);
+	copy_file(p1, px);
+
+	f->st = open_store(f, f->dir, "");
+	begin(f, 3);
+	assert_int_equal(access(p1, F_OK), -1);
+	assert_int_equal(access(p3, F_OK), -1);
+	assert_int_equal(access(px, F_OK), -1);
+	assert_int_equal(read_segment(f, name1, ts, fills, 4), 1); /* cut to its whole record */
+	assert_true(ts[0] == T0 && fills[0] == 'a');
+	index_segname_format(name2, sizeof(name2), T0 + 5, EPOCH, 2, 0, "eth0");
+	assert_int_equal(read_segment(f, name2, ts, fills, 4), 1);
+	assert_int_equal(fills[0], 'b');
+}
+
 static void test_segment_names(void **state)
 {
 	struct index_segname sn;
@@ -295,6 +418,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_record_after_2106_counted_rest_stored, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_same_name_same_timestamp, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_full_disk_is_retried, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_failed_close_keeps_committed_data, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_recovery_keeps_unlisted_committed_segment, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
