@@ -34,6 +34,7 @@ enum {
 	Q_FAILED,
 	Q_UNFAIL,
 	Q_SEG_CLEAN,
+	Q_LATER,
 	Q_BEGIN,
 	Q_COMMIT,
 	Q_ROLLBACK,
@@ -43,7 +44,7 @@ enum {
 static const char *const dissect_sql[Q_COUNT] = {
 	/* Segments above ?2 only: those below were all done at the last look (see
 	 * dissect_pending()), so a poll does not walk a large index. */
-	[Q_PENDING] = "SELECT s.id, s.sensor, s.iface, s.path, s.packets FROM segments s WHERE s.id > ?2 AND NOT EXISTS "
+	[Q_PENDING] = "SELECT s.id, s.sensor, s.iface, s.path, s.packets, s.min_ns FROM segments s WHERE s.id > ?2 AND NOT EXISTS "
 		      "(SELECT 1 FROM l4_done d WHERE d.seg_id = s.id) ORDER BY s.min_ns, s.id LIMIT ?1",
 	[Q_MAX_ID] = "SELECT coalesce(max(id), 0) FROM segments",
 	[Q_SEG_EXISTS] = "SELECT 1 FROM segments WHERE id = ?1",
@@ -67,6 +68,9 @@ static const char *const dissect_sql[Q_COUNT] = {
 	/* Links written for connections that ended before the segment was complete (see
 	 * flush_ended()), without a packet of it. */
 	[Q_SEG_CLEAN] = "DELETE FROM conn_segs WHERE seg_id = ?1 AND packets = 0",
+	/* A later segment of the same interface dissected already (see dissect_pending()). */
+	[Q_LATER] = "SELECT 1 FROM segments s WHERE s.sensor = ?1 AND s.iface = ?2 AND s.min_ns > ?3 AND EXISTS "
+		    "(SELECT 1 FROM l4_done d WHERE d.seg_id = s.id) LIMIT 1",
 	[Q_BEGIN] = "BEGIN IMMEDIATE",
 	[Q_COMMIT] = "COMMIT",
 	[Q_ROLLBACK] = "ROLLBACK",
@@ -98,6 +102,7 @@ struct seg_ref {
 	char iface[INDEX_MAX_IFACE];
 	char path[INDEX_MAX_PATH];
 	uint64_t packets;
+	int64_t min_ns;
 };
 
 /* Retries of a segment whose dissection failed for a reason that may pass (full disk,
@@ -138,7 +143,7 @@ struct dissect {
 	 * they write); else it is read again. Later segments wait for it, so that every
 	 * connection sees its packets once and in order, as a dissection without the
 	 * failure would. */
-	bool holding, held_fed;
+	bool holding, held_fed, held_late;
 	struct seg_ref held;
 	uint64_t held_in_conns;
 	unsigned attempts;
@@ -874,6 +879,34 @@ static int dissect_segment(struct dissect *d, const struct seg_ref *g)
 	return rc;
 }
 
+/* True when a later segment of g's interface was dissected already: g was indexed late
+ * (the index could not be written when it was closed, and the next start's reconcile
+ * added it), so the tracker sees its packets after newer ones. */
+static bool seg_is_late(struct dissect *d, const struct seg_ref *g)
+{
+	sqlite3_stmt *s = d->st[Q_LATER];
+	bool late;
+
+	sqlite3_bind_text(s, 1, g->sensor, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 2, g->iface, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 3, g->min_ns);
+	late = sqlite3_step(s) == SQLITE_ROW;
+	sqlite3_reset(s);
+	sqlite3_clear_bindings(s);
+	return late;
+}
+
+/* A segment dissected after later ones: its connections may be cut or picked up
+ * mid-stream. Kept in l4_failed (counted, and reindex rebuilds its interface). */
+static void flag_late(struct dissect *d, const struct seg_ref *g)
+{
+	snprintf(d->why, sizeof(d->why), "dissected after later segments of its interface (indexed late)");
+	log_warnx("dissect: %s: %s: its connections may be cut; pcapline reindex over its time rebuilds them",
+		  g->path, d->why);
+	d->stats.failed++;
+	record_failure(d, g->id, true);
+}
+
 /* Tries the held segment again once its time has come. Returns 1 when it is done (or
  * given up) now, 0 when it is still held. */
 static int retry_held(struct dissect *d)
@@ -883,14 +916,22 @@ static int retry_held(struct dissect *d)
 	clock_gettime(CLOCK_MONOTONIC, &now);
 	if (before(&now, &d->retry_at))
 		return 0;
-	if (!d->held_fed)
-		return dissect_segment(d, &d->held) != 1;
+	if (!d->held_fed) {
+		struct seg_ref g = d->held;
+		int rc = dissect_segment(d, &g);
+
+		if (rc == 0 && d->held_late)
+			flag_late(d, &g);
+		return rc != 1;
+	}
 	if (seg_commit(d, &d->held, d->held_in_conns) != 0) {
 		hold(d, &d->held, true, d->held_in_conns);
 		return 0;
 	}
 	log_info("dissect: %s: dissected after %u failed attempt(s)", d->held.path, d->attempts);
 	d->holding = false;
+	if (d->held_late)
+		flag_late(d, &d->held);
 	return 1;
 }
 
@@ -906,6 +947,7 @@ static void seg_ref_fill(struct seg_ref *g, sqlite3_stmt *s)
 	v = (const char *)sqlite3_column_text(s, 3);
 	snprintf(g->path, sizeof(g->path), "%s", v ? v : "");
 	g->packets = (uint64_t)sqlite3_column_int64(s, 4);
+	g->min_ns = sqlite3_column_int64(s, 5);
 }
 
 int dissect_pending(struct dissect *d, int max)
@@ -942,8 +984,15 @@ int dissect_pending(struct dissect *d, int max)
 		free(v);
 		return -1;
 	}
-	for (int i = 0; i < n && !held; i++)
-		held = dissect_segment(d, &v[i]) == 1;
+	for (int i = 0; i < n && !held; i++) {
+		bool late = seg_is_late(d, &v[i]);
+		int r = dissect_segment(d, &v[i]);
+
+		held = r == 1;
+		if (r == 0 && late)
+			flag_late(d, &v[i]);
+		d->held_late = held && late;
+	}
 	/* All pending ones fitted and are done: nothing up to top is left. */
 	if (n < max && !held)
 		d->done_below = top;
@@ -1140,7 +1189,7 @@ static int reindex(struct dissect *d, const char *seed, bool own, const char *se
 	if (remember_ids(d) != 0)
 		goto fail;
 	if (sqlite3_prepare_v2(d->db,
-			       "SELECT s.id, s.sensor, s.iface, s.path, s.packets FROM segments s JOIN rx ON "
+			       "SELECT s.id, s.sensor, s.iface, s.path, s.packets, s.min_ns FROM segments s JOIN rx ON "
 			       "rx.seg_id = s.id ORDER BY s.min_ns, s.id",
 			       -1, &s, NULL) != SQLITE_OK)
 		goto fail;

@@ -71,7 +71,9 @@ int dissect_mark_open_ended(struct dissect *d, const char *why);
  * would have written them; it is in l4_failed (`pcapline conns --stats`:
  * failed_segments) until it succeeds, and not marked done, so that a restart dissects it
  * too. One that cannot succeed (out of memory in the middle, too many interfaces) is
- * marked done without its rows and stays in l4_failed until a reindex rebuilds it.
+ * marked done without its rows and stays in l4_failed until a reindex rebuilds it, as
+ * does a segment dissected after a later one of its interface (indexed late: its row
+ * was added by the reconcile of a later start).
  * Returns how many were handled (failures included), 0 while a held segment waits for its
  * retry, or -1 when the index cannot be read.
  */

@@ -349,3 +349,55 @@ def test_restart_mends_a_segment_that_died_half_written(lab):
     assert (conns, pkts, linked, evicted) == (n, n, n, n - cap)
     assert "the last run stopped in the middle of a segment" in rx.text()
     assert rx.stop() == 0, rx.text()
+
+
+def test_segment_indexed_late_is_flagged_and_reindex_mends_it(binaries, certs, tmp_path):
+    """A segment whose index row could not be written when it was closed (a full disk,
+    then a crash) is added by the next start's reconcile, after later segments were
+    dissected: it is dissected out of order, counted in failed_segments and named in
+    the log, and a reindex of any window of its interface gives tshark's connections."""
+    data = tmp_path / "data"
+
+    def receiver_run(i, until):
+        port = free_port()
+        rx = Proc([binaries[1], "-l", f"127.0.0.1:{port}", "-d", data] + tls_args(certs, "receiver"),
+                  tmp_path / f"receiver{i}.log", env={"PCAPLINE_STORAGE_SEGMENT_SIZE": "64k"})
+        try:
+            wait_listening(port)
+            if i == 0:
+                sx = Proc([binaries[0], "-r", TCP_CAP, "-t", f"127.0.0.1:{port}"] + tls_args(certs, "s1"),
+                          tmp_path / "sensor.log")
+                assert sx.wait(timeout=120) == 0, sx.text()
+            poll(until, 30, f"receiver run {i}", lambda: totals(data))
+        finally:
+            assert rx.stop() == 0, rx.text()
+        return rx.text()
+
+    receiver_run(0, lambda: all_dissected(data))
+    # As if the row of the third segment had never been written: its file is away
+    # while the rest is dissected from scratch.
+    db = sqlite3.connect(data / "index.db")
+    seg_id, path = db.execute("SELECT id, path FROM segments ORDER BY min_ns, id LIMIT 1 OFFSET 2").fetchone()
+    db.execute("DELETE FROM segments WHERE id = ?", (seg_id,))
+    db.executescript("DELETE FROM conns; DELETE FROM conn_segs; DELETE FROM l4_done; DELETE FROM l4_stats;")
+    db.commit()
+    db.close()
+    for p in (data / "sensors" / "s1" / "l4").iterdir():
+        p.unlink()
+    away = tmp_path / "away.pcap"
+    (data / path).rename(away)
+    receiver_run(1, lambda: all_dissected(data))
+    away.rename(data / path)
+    # Read once the receiver has exited: the flag is written right after the segment.
+    text = receiver_run(2, lambda: all_dissected(data))
+    flagged = stats(data).get("failed_segments", 0)
+    db = sqlite3.connect(f"file:{data}/index.db?mode=ro", uri=True)
+    lo = db.execute("SELECT max(min_ns) FROM segments").fetchone()[0]
+    db.close()
+    # A window over the newest segment only: the interface is rebuilt whole.
+    for _ in range(2):
+        cli("reindex", "--dir", data, "--sensor", "s1", "--from", ts(lo), "--to", ts(lo + 10**6))
+        assert_like_tshark(data)
+        assert stats(data)["failed_segments"] == 0
+    assert flagged == 1
+    assert re.search(r"dissect: .*: dissected after later segments of its interface", text), text
