@@ -68,9 +68,9 @@ static const char *const dissect_sql[Q_COUNT] = {
 	/* Links written for connections that ended before the segment was complete (see
 	 * flush_ended()), without a packet of it. */
 	[Q_SEG_CLEAN] = "DELETE FROM conn_segs WHERE seg_id = ?1 AND packets = 0",
-	/* A later segment of the same interface dissected already (see dissect_pending()). */
-	[Q_LATER] = "SELECT 1 FROM segments s WHERE s.sensor = ?1 AND s.iface = ?2 AND s.min_ns > ?3 AND EXISTS "
-		    "(SELECT 1 FROM l4_done d WHERE d.seg_id = s.id) LIMIT 1",
+	/* The newest dissected segment of an interface (see seg_is_late()). */
+	[Q_LATER] = "SELECT max(s.min_ns) FROM segments s WHERE s.sensor = ?1 AND s.iface = ?2 AND EXISTS "
+		    "(SELECT 1 FROM l4_done d WHERE d.seg_id = s.id)",
 	[Q_BEGIN] = "BEGIN IMMEDIATE",
 	[Q_COMMIT] = "COMMIT",
 	[Q_ROLLBACK] = "ROLLBACK",
@@ -80,6 +80,8 @@ static const char *const dissect_sql[Q_COUNT] = {
 struct dom {
 	char sensor[INDEX_MAX_SENSOR + 1];
 	char iface[INDEX_MAX_IFACE];
+	bool newest_known;
+	int64_t newest; /* min_ns of its newest dissected segment (see seg_is_late()) */
 };
 
 /* A connection that ended, kept until the segment's transaction writes it. */
@@ -387,6 +389,7 @@ static int dom_get(struct dissect *d, const char *sensor, const char *iface, uin
 	d->doms = v;
 	snprintf(v[d->ndoms].sensor, sizeof(v->sensor), "%s", sensor);
 	snprintf(v[d->ndoms].iface, sizeof(v->iface), "%s", iface);
+	v[d->ndoms].newest_known = false;
 	*out = (uint32_t)d->ndoms++;
 	return 0;
 }
@@ -881,19 +884,38 @@ static int dissect_segment(struct dissect *d, const struct seg_ref *g)
 
 /* True when a later segment of g's interface was dissected already: g was indexed late
  * (the index could not be written when it was closed, and the next start's reconcile
- * added it), so the tracker sees its packets after newer ones. */
+ * added it), so the tracker sees its packets after newer ones. The newest is looked up
+ * once per interface and process, then followed in memory: a backlog of many segments
+ * costs no query each. */
 static bool seg_is_late(struct dissect *d, const struct seg_ref *g)
 {
 	sqlite3_stmt *s = d->st[Q_LATER];
-	bool late;
+	struct dom *m;
+	uint32_t i;
 
-	sqlite3_bind_text(s, 1, g->sensor, -1, SQLITE_STATIC);
-	sqlite3_bind_text(s, 2, g->iface, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(s, 3, g->min_ns);
-	late = sqlite3_step(s) == SQLITE_ROW;
-	sqlite3_reset(s);
-	sqlite3_clear_bindings(s);
-	return late;
+	if (dom_get(d, g->sensor, g->iface, &i) != 0)
+		return false;
+	m = &d->doms[i];
+	if (!m->newest_known) {
+		sqlite3_bind_text(s, 1, g->sensor, -1, SQLITE_STATIC);
+		sqlite3_bind_text(s, 2, g->iface, -1, SQLITE_STATIC);
+		m->newest = INT64_MIN;
+		if (sqlite3_step(s) == SQLITE_ROW && sqlite3_column_type(s, 0) != SQLITE_NULL)
+			m->newest = sqlite3_column_int64(s, 0);
+		m->newest_known = true;
+		sqlite3_reset(s);
+		sqlite3_clear_bindings(s);
+	}
+	return g->min_ns < m->newest;
+}
+
+/* After segment g is done. */
+static void seg_done(struct dissect *d, const struct seg_ref *g)
+{
+	uint32_t i;
+
+	if (dom_get(d, g->sensor, g->iface, &i) == 0 && d->doms[i].newest_known && g->min_ns > d->doms[i].newest)
+		d->doms[i].newest = g->min_ns;
 }
 
 /* A segment dissected after later ones: its connections may be cut or picked up
@@ -920,6 +942,8 @@ static int retry_held(struct dissect *d)
 		struct seg_ref g = d->held;
 		int rc = dissect_segment(d, &g);
 
+		if (rc == 0)
+			seg_done(d, &g);
 		if (rc == 0 && d->held_late)
 			flag_late(d, &g);
 		return rc != 1;
@@ -930,6 +954,7 @@ static int retry_held(struct dissect *d)
 	}
 	log_info("dissect: %s: dissected after %u failed attempt(s)", d->held.path, d->attempts);
 	d->holding = false;
+	seg_done(d, &d->held);
 	if (d->held_late)
 		flag_late(d, &d->held);
 	return 1;
@@ -989,6 +1014,8 @@ int dissect_pending(struct dissect *d, int max)
 		int r = dissect_segment(d, &v[i]);
 
 		held = r == 1;
+		if (r == 0)
+			seg_done(d, &v[i]);
 		if (r == 0 && late)
 			flag_late(d, &v[i]);
 		d->held_late = held && late;
