@@ -155,9 +155,18 @@ json_t *l4q_stats(const char *dir, char *err, size_t errlen)
 
 	if (db == NULL)
 		return NULL;
+	/* failed_segments: those in l4_failed now, retried or waiting for a reindex, so that
+	 * a failure stays visible until it is mended (a repository no receiver of this
+	 * version has opened yet has no l4_failed: none is known). */
 	if (sqlite3_prepare_v2(db,
-			       "SELECT key, value FROM l4_stats UNION ALL SELECT 'pending_segments', count(*) FROM "
-			       "segments s WHERE NOT EXISTS (SELECT 1 FROM l4_done d WHERE d.seg_id = s.id)",
+			       "SELECT key, value FROM l4_stats WHERE key <> 'failed_segments' UNION ALL SELECT "
+			       "'pending_segments', count(*) FROM segments s WHERE NOT EXISTS (SELECT 1 FROM l4_done d "
+			       "WHERE d.seg_id = s.id) UNION ALL SELECT 'failed_segments', count(*) FROM l4_failed",
+			       -1, &st, NULL) != SQLITE_OK &&
+	    sqlite3_prepare_v2(db,
+			       "SELECT key, value FROM l4_stats WHERE key <> 'failed_segments' UNION ALL SELECT "
+			       "'pending_segments', count(*) FROM segments s WHERE NOT EXISTS (SELECT 1 FROM l4_done d "
+			       "WHERE d.seg_id = s.id) UNION ALL SELECT 'failed_segments', 0",
 			       -1, &st, NULL) != SQLITE_OK) {
 		snprintf(err, errlen, "index: %s (has the repository been dissected? see pcapline reindex)",
 			 sqlite3_errmsg(db));

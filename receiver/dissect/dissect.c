@@ -31,6 +31,10 @@ enum {
 	Q_DONE,
 	Q_STAT,
 	Q_RESERVE,
+	Q_FAILED,
+	Q_UNFAIL,
+	Q_SEG_CLEAN,
+	Q_LATER,
 	Q_BEGIN,
 	Q_COMMIT,
 	Q_ROLLBACK,
@@ -40,7 +44,7 @@ enum {
 static const char *const dissect_sql[Q_COUNT] = {
 	/* Segments above ?2 only: those below were all done at the last look (see
 	 * dissect_pending()), so a poll does not walk a large index. */
-	[Q_PENDING] = "SELECT s.id, s.sensor, s.iface, s.path FROM segments s WHERE s.id > ?2 AND NOT EXISTS "
+	[Q_PENDING] = "SELECT s.id, s.sensor, s.iface, s.path, s.packets, s.min_ns FROM segments s WHERE s.id > ?2 AND NOT EXISTS "
 		      "(SELECT 1 FROM l4_done d WHERE d.seg_id = s.id) ORDER BY s.min_ns, s.id LIMIT ?1",
 	[Q_MAX_ID] = "SELECT coalesce(max(id), 0) FROM segments",
 	[Q_SEG_EXISTS] = "SELECT 1 FROM segments WHERE id = ?1",
@@ -49,12 +53,24 @@ static const char *const dissect_sql[Q_COUNT] = {
 		   "rtt_ns, retrans, out_of_order, zero_windows, resets, gap_bytes, bad_overlaps, midstream) "
 		   "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, "
 		   "?22, ?23, ?24, ?25, ?26, ?27)",
-	[Q_CONN_SEG] = "INSERT OR REPLACE INTO conn_segs(conn_id, seg_id, packets) VALUES(?1, ?2, ?3)",
+	[Q_CONN_SEG] = "INSERT INTO conn_segs(conn_id, seg_id, packets) VALUES(?1, ?2, ?3) ON CONFLICT(conn_id, seg_id) "
+		       "DO UPDATE SET packets = excluded.packets",
 	/* Only for a segment that still exists: a deleted one's id may be given again. */
 	[Q_DONE] = "INSERT OR REPLACE INTO l4_done(seg_id, done_ns, packets, in_conns) SELECT ?1, ?2, ?3, ?4 "
 		   "WHERE EXISTS (SELECT 1 FROM segments WHERE id = ?1)",
 	[Q_STAT] = "INSERT OR REPLACE INTO l4_stats(key, value) VALUES(?1, ?2)",
 	[Q_RESERVE] = "UPDATE l4_seq SET next = next + ?1 WHERE id = 0 RETURNING next - ?1",
+	/* Best effort: on a full disk this fails too, and the segment is still retried. */
+	[Q_FAILED] = "INSERT INTO l4_failed(seg_id, attempts, last_ns, error, permanent) SELECT ?1, 1, ?2, ?3, ?4 "
+		     "WHERE EXISTS (SELECT 1 FROM segments WHERE id = ?1) ON CONFLICT(seg_id) DO UPDATE SET "
+		     "attempts = attempts + 1, last_ns = ?2, error = ?3, permanent = ?4",
+	[Q_UNFAIL] = "DELETE FROM l4_failed WHERE seg_id = ?1",
+	/* Links written for connections that ended before the segment was complete (see
+	 * flush_ended()), without a packet of it. */
+	[Q_SEG_CLEAN] = "DELETE FROM conn_segs WHERE seg_id = ?1 AND packets = 0",
+	/* The newest dissected segment of an interface (see seg_is_late()). */
+	[Q_LATER] = "SELECT max(s.min_ns) FROM segments s WHERE s.sensor = ?1 AND s.iface = ?2 AND EXISTS "
+		    "(SELECT 1 FROM l4_done d WHERE d.seg_id = s.id)",
 	[Q_BEGIN] = "BEGIN IMMEDIATE",
 	[Q_COMMIT] = "COMMIT",
 	[Q_ROLLBACK] = "ROLLBACK",
@@ -64,6 +80,8 @@ static const char *const dissect_sql[Q_COUNT] = {
 struct dom {
 	char sensor[INDEX_MAX_SENSOR + 1];
 	char iface[INDEX_MAX_IFACE];
+	bool newest_known;
+	int64_t newest; /* min_ns of its newest dissected segment (see seg_is_late()) */
 };
 
 /* A connection that ended, kept until the segment's transaction writes it. */
@@ -78,6 +96,24 @@ struct idmap {
 	uint64_t *k, *v;
 	size_t cap, n;
 };
+
+/* A segment to dissect, as the segments table has it. */
+struct seg_ref {
+	int64_t id;
+	char sensor[INDEX_MAX_SENSOR + 1];
+	char iface[INDEX_MAX_IFACE];
+	char path[INDEX_MAX_PATH];
+	uint64_t packets;
+	int64_t min_ns;
+};
+
+/* Retries of a segment whose dissection failed for a reason that may pass (full disk,
+ * I/O error, locked database): after 0.5 s, doubling up to 15 s. */
+#define RETRY_FIRST_MS 500
+#define RETRY_MAX_MS 15000
+
+/* Connections that ended are written in chunks of this many (see flush_ended()). */
+#define ENDED_CHUNK 4096
 
 /* Ids reserved at a time from l4_seq. */
 #define ID_BLOCK 65536
@@ -101,12 +137,27 @@ struct dissect {
 	/* The segment being read: position of every record, then its distinct ids. */
 	uint64_t *pos;
 	size_t npos, cappos;
+	int64_t cur_seg;    /* the segment being read */
+	uint64_t seg_min_ns; /* its smallest timestamp so far */
+	size_t flush_at;    /* ended connections written when this many are waiting */
+	/* A segment whose dissection failed for a reason that may pass. fed: its records
+	 * are in the tracker and only its writes are retried (d->pos and d->ended hold what
+	 * they write); else it is read again. Later segments wait for it, so that every
+	 * connection sees its packets once and in order, as a dissection without the
+	 * failure would. */
+	bool holding, held_fed, held_late;
+	struct seg_ref held;
+	uint64_t held_in_conns;
+	unsigned attempts;
+	struct timespec retry_at; /* CLOCK_MONOTONIC */
+	char why[1024];           /* what the last failure was */
 	struct dissect_stats stats;
 	struct log_limit warn_lim;
 };
 
 static void db_warn(struct dissect *d, const char *what)
 {
+	snprintf(d->why, sizeof(d->why), "%s: %s", what, sqlite3_errmsg(d->db));
 	if (log_limit_ok(&d->warn_lim, 5, 10))
 		log_warnx("dissect: %s: %s", what, sqlite3_errmsg(d->db));
 }
@@ -223,31 +274,42 @@ static void idmap_clear(struct idmap *m)
 	memset(m, 0, sizeof(*m));
 }
 
+/* Makes sure that at least need ids are reserved. Before a segment is read, with its
+ * record count: a write that fails (a full disk) then fails before the tracker has seen
+ * any of its records, and the segment can simply be read again. Returns 0 or -1 (logged). */
+static int reserve_ids(struct dissect *d, uint64_t need)
+{
+	sqlite3_stmt *s = d->st[Q_RESERVE];
+	uint64_t n = need > ID_BLOCK ? need : ID_BLOCK;
+
+	if (d->id_end - d->id_next >= need)
+		return 0;
+	sqlite3_bind_int64(s, 1, (sqlite3_int64)n);
+	if (sqlite3_step(s) != SQLITE_ROW) {
+		db_warn(d, "reserving connection ids");
+		sqlite3_reset(s);
+		return -1;
+	}
+	d->id_next = (uint64_t)sqlite3_column_int64(s, 0);
+	d->id_end = d->id_next + n;
+	while (sqlite3_step(s) == SQLITE_ROW)
+		;
+	sqlite3_reset(s);
+	return 0;
+}
+
 /* The id of a connection seen for the first time: the one it had before a reindex, or
  * the next of the reserved block. 0 when l4_seq cannot be updated (logged). */
 static uint64_t assign_id(struct dissect *d, const struct dom *m, const struct l4_conn_info *c)
 {
-	sqlite3_stmt *s = d->st[Q_RESERVE];
-
 	if (d->old.n > 0) {
 		uint64_t *k = idmap_slot(&d->old, conn_hash(m, c));
 
 		if (*k != 0)
 			return d->old.v[k - d->old.k];
 	}
-	if (d->id_next == d->id_end) {
-		sqlite3_bind_int64(s, 1, ID_BLOCK);
-		if (sqlite3_step(s) != SQLITE_ROW) {
-			db_warn(d, "reserving connection ids");
-			sqlite3_reset(s);
-			return 0;
-		}
-		d->id_next = (uint64_t)sqlite3_column_int64(s, 0);
-		d->id_end = d->id_next + ID_BLOCK;
-		while (sqlite3_step(s) == SQLITE_ROW)
-			;
-		sqlite3_reset(s);
-	}
+	if (reserve_ids(d, 1) != 0)
+		return 0;
 	return d->id_next++;
 }
 
@@ -288,6 +350,7 @@ struct dissect *dissect_open(const char *dir, const struct l4_limits *limits, ch
 	snprintf(path, sizeof(path), "%s/index.db", dir);
 	cb.arg = d;
 	d->finish_why = "end of input";
+	d->flush_at = ENDED_CHUNK;
 	d->max_conns = limits && limits->max_conns ? limits->max_conns : L4_DEFAULT_MAX_CONNS;
 	if ((d->l4 = l4_new(limits, &cb)) == NULL) {
 		snprintf(err, errlen, "dissect: out of memory");
@@ -326,6 +389,7 @@ static int dom_get(struct dissect *d, const char *sensor, const char *iface, uin
 	d->doms = v;
 	snprintf(v[d->ndoms].sensor, sizeof(v->sensor), "%s", sensor);
 	snprintf(v[d->ndoms].iface, sizeof(v->iface), "%s", iface);
+	v[d->ndoms].newest_known = false;
 	*out = (uint32_t)d->ndoms++;
 	return 0;
 }
@@ -399,6 +463,8 @@ static void write_live(void *arg, const struct l4_conn_info *c)
 		t->rc = bind_conn(t->d, c, NULL);
 }
 
+/* Binds the connections waiting in d->ended. They are forgotten (nended = 0) only once
+ * the transaction that writes them has committed. */
 static int write_ended(struct dissect *d)
 {
 	for (size_t i = 0; i < d->nended; i++) {
@@ -407,54 +473,76 @@ static int write_ended(struct dissect *d)
 		if (bind_conn(d, &d->ended[i].info, why == L4_END_FINISH ? d->finish_why : l4_end_name(why)) != 0)
 			return -1;
 	}
-	d->nended = 0;
 	return 0;
 }
 
-/* Connections that ended are written in chunks of this many, so that a flood of short
- * ones (every one evicted) does not pile up in memory until the segment's end. */
-#define ENDED_CHUNK 4096
-
-static int flush_ended(struct dissect *d)
+/*
+ * Writes the connections that ended so far in the segment being read, so that a flood
+ * of short ones does not pile up in memory until the segment's end. Each that may have
+ * packets in that segment (its last one is not older than the segment's oldest so far)
+ * is linked to it by a conn_segs row without packets (the segment's own transaction
+ * writes the counts and drops the links of those that had none): should the process
+ * die before it, the links still name the connections whose rows count packets of the
+ * unfinished segment.
+ * A failure (a full disk) is not fatal: they are kept and written with the segment.
+ */
+static void flush_ended(struct dissect *d)
 {
-	if (step_done(d, Q_BEGIN, "BEGIN") != 0)
-		return -1;
-	if (write_ended(d) != 0 || step_done(d, Q_COMMIT, "COMMIT") != 0) {
-		rollback(d);
-		return -1;
+	if (step_done(d, Q_BEGIN, "BEGIN") != 0 || write_ended(d) != 0)
+		goto fail;
+	for (size_t i = 0; i < d->nended; i++) {
+		if (d->ended[i].info.last_ns < d->seg_min_ns)
+			continue;
+		sqlite3_bind_int64(d->st[Q_CONN_SEG], 1, (sqlite3_int64)d->ended[i].info.user);
+		sqlite3_bind_int64(d->st[Q_CONN_SEG], 2, d->cur_seg);
+		sqlite3_bind_int64(d->st[Q_CONN_SEG], 3, 0);
+		if (step_done(d, Q_CONN_SEG, "conn_segs row") != 0)
+			goto fail;
 	}
-	return 0;
+	if (step_done(d, Q_COMMIT, "COMMIT") != 0)
+		goto fail;
+	d->nended = 0;
+	d->flush_at = ENDED_CHUNK;
+	return;
+fail:
+	rollback(d);
+	d->flush_at = d->nended + ENDED_CHUNK;
 }
 
-/* Writes <dir>/<pos> from d->pos, through a hidden file renamed into place. */
+/* Writes <dir>/<pos> from d->pos, through a hidden file renamed into place. Returns 0
+ * or -1 (d->why says why). */
 static int write_pos(struct dissect *d, const char *pos_rel)
 {
 	char full[2 * INDEX_MAX_PATH + 32], tmp[2 * INDEX_MAX_PATH + 48], *slash;
 	uint64_t hdr[2];
 	FILE *f;
-	int ok;
+	int ok, closed;
 
 	snprintf(full, sizeof(full), "%s/%s", d->dir, pos_rel);
 	slash = strrchr(full, '/');
 	*slash = '\0';
 	if (mkdir(full, 0750) != 0 && errno != EEXIST) {
-		log_warn("dissect: cannot create %s", full);
+		snprintf(d->why, sizeof(d->why), "cannot create the folder of %s: %s", pos_rel, strerror(errno));
 		return -1;
 	}
 	snprintf(tmp, sizeof(tmp), "%s/.%s.tmp", full, slash + 1);
 	*slash = '/';
 	if ((f = fopen(tmp, "wb")) == NULL) {
-		log_warn("dissect: cannot write %s", tmp);
+		snprintf(d->why, sizeof(d->why), "cannot write %s: %s", pos_rel, strerror(errno));
 		return -1;
 	}
 	memcpy(hdr, DISSECT_POS_MAGIC, 8);
 	hdr[1] = htole64((uint64_t)d->npos);
-	/* In place: the ids were taken from d->pos before. */
+	/* In place, and back afterwards: a failed write is retried from d->pos. */
 	for (size_t i = 0; i < d->npos; i++)
 		d->pos[i] = htole64(d->pos[i]);
+	errno = 0;
 	ok = fwrite(hdr, 8, 2, f) == 2 && fwrite(d->pos, 8, d->npos, f) == d->npos;
-	if (fclose(f) != 0 || !ok || rename(tmp, full) != 0) {
-		log_warn("dissect: cannot write %s", full);
+	closed = fclose(f);
+	for (size_t i = 0; i < d->npos; i++)
+		d->pos[i] = le64toh(d->pos[i]);
+	if (closed != 0 || !ok || rename(tmp, full) != 0) {
+		snprintf(d->why, sizeof(d->why), "cannot write %s: %s", pos_rel, strerror(errno ? errno : EIO));
 		unlink(tmp);
 		return -1;
 	}
@@ -477,7 +565,7 @@ static int pos_push(struct dissect *d, uint64_t id)
 }
 
 /* The counters, in the transaction of each segment: what `pcapline conns --stats`
- * shows while the receiver runs. */
+ * shows while the receiver runs (with failed_segments, counted from l4_failed). */
 static int write_stats(struct dissect *d)
 {
 	const struct l4_stats *l = l4_stats(d->l4);
@@ -487,7 +575,7 @@ static int write_stats(struct dissect *d)
 	} kv[] = {
 		{"segments", d->stats.segments + 1}, /* this one included */
 		{"packets", d->stats.packets + d->npos},
-		{"failed_segments", d->stats.failed},
+		{"failed_attempts", d->stats.failed},
 		{"rows_written", d->stats.rows},
 		{"frames_not_decoded", l->decode_errs},
 		{"ip_fragments", l->frag_pkts},
@@ -531,10 +619,15 @@ static int commit_segment(struct dissect *d, int64_t seg_id, uint64_t *ids, size
 		rollback(d);
 		return 0;
 	}
-	if (rc != SQLITE_ROW)
+	if (rc != SQLITE_ROW) {
+		db_warn(d, "segment row");
 		goto fail;
+	}
 	l4_each(d->l4, write_live, &t);
 	if (t.rc != 0 || write_ended(d) != 0)
+		goto fail;
+	sqlite3_bind_int64(d->st[Q_SEG_CLEAN], 1, seg_id);
+	if (step_done(d, Q_SEG_CLEAN, "conn_segs links") != 0)
 		goto fail;
 	for (size_t i = 0; i < n_ids; i++) {
 		sqlite3_bind_int64(d->st[Q_CONN_SEG], 1, (sqlite3_int64)ids[i]);
@@ -548,70 +641,103 @@ static int commit_segment(struct dissect *d, int64_t seg_id, uint64_t *ids, size
 	sqlite3_bind_int64(d->st[Q_DONE], 2, (sqlite3_int64)now.tv_sec * 1000000000 + now.tv_nsec);
 	sqlite3_bind_int64(d->st[Q_DONE], 3, (sqlite3_int64)d->npos);
 	sqlite3_bind_int64(d->st[Q_DONE], 4, (sqlite3_int64)in_conns);
-	if (step_done(d, Q_DONE, "l4_done row") != 0 || write_stats(d) != 0 || step_done(d, Q_COMMIT, "COMMIT") != 0)
+	if (step_done(d, Q_DONE, "l4_done row") != 0)
 		goto fail;
+	sqlite3_bind_int64(d->st[Q_UNFAIL], 1, seg_id);
+	if (step_done(d, Q_UNFAIL, "l4_failed row") != 0 || write_stats(d) != 0 ||
+	    step_done(d, Q_COMMIT, "COMMIT") != 0)
+		goto fail;
+	d->nended = 0;
 	return 1;
 fail:
 	rollback(d);
 	return -1;
 }
 
-/* Dissects one segment. Returns 0 or -1 (logged; the segment is marked done so that a
- * broken file is not retried forever, and counted as failed). */
-static int dissect_segment(struct dissect *d, int64_t seg_id, const char *sensor, const char *iface,
-			   const char *rel)
+/*
+ * Reads segment g into the tracker; d->pos gets the connection of each record. Returns
+ * 0; 1 when it could not be read and the tracker has not seen any of it (d->why: read
+ * again later); 2 when the file is gone (retention took it); -1 when the tracker has
+ * seen part of it or it can never be read (d->why).
+ */
+static int seg_read(struct dissect *d, const struct seg_ref *g, uint64_t *in_conns)
 {
 	char full[2 * INDEX_MAX_PATH + 32], pos_rel[INDEX_MAX_PATH + 16];
 	struct pcapf_rec rec;
-	struct pcapr *r = NULL;
-	uint64_t *ids = NULL, *counts = NULL, in_conns = 0;
-	size_t n_ids = 0;
+	struct pcapr *r;
 	uint32_t dom;
-	int err, rc, ret = -1;
+	int err, rc;
 
 	d->npos = 0;
 	d->oom = false;
-	if (index_pos_path(rel, pos_rel, sizeof(pos_rel)) != 0 || dom_get(d, sensor, iface, &dom) != 0) {
-		log_warnx("dissect: %s: not a segment path, or too many interfaces", rel);
-		goto done;
+	d->cur_seg = g->id;
+	d->seg_min_ns = UINT64_MAX;
+	*in_conns = 0;
+	if (index_pos_path(g->path, pos_rel, sizeof(pos_rel)) != 0 || dom_get(d, g->sensor, g->iface, &dom) != 0) {
+		snprintf(d->why, sizeof(d->why), "not a segment path, or too many interfaces");
+		return -1;
 	}
-	snprintf(full, sizeof(full), "%s/%s", d->dir, rel);
+	snprintf(full, sizeof(full), "%s/%s", d->dir, g->path);
 	if ((r = pcapr_open(full, &err)) == NULL) {
-		if (err == -ENOENT) {
-			/* Deleted by retention since the query: not a failure. */
-			d->stats.failed--;
-		} else {
-			log_warnx("dissect: %s: %s", rel, pcapf_strerror(err));
-		}
-		goto done;
+		if (err == -ENOENT)
+			return 2;
+		snprintf(d->why, sizeof(d->why), "%s", pcapf_strerror(err));
+		return 1;
+	}
+	/* Ids for every record at most: no write between the first record and the end. */
+	if (reserve_ids(d, g->packets + 1) != 0) {
+		pcapr_close(r);
+		return 1;
 	}
 	while ((rc = pcapr_next(r, &rec)) == 1) {
 		struct l4_conn_info *c;
 		uint64_t id = 0;
 
+		if (rec.ts_ns < d->seg_min_ns)
+			d->seg_min_ns = rec.ts_ns;
 		if (l4_frame(d->l4, dom, rec.ts_ns, pcapr_iface(r, rec.iface)->linktype, rec.data, rec.caplen,
-			     rec.origlen) == -ENOMEM) {
-			log_warnx("dissect: %s: out of memory", rel);
-			goto done;
-		}
+			     rec.origlen) == -ENOMEM)
+			goto oom;
 		if ((c = l4_frame_conn(d->l4)) != NULL) {
-			if (c->user == 0 && (c->user = assign_id(d, &d->doms[dom], c)) == 0)
-				goto done;
+			if (c->user == 0 && (c->user = assign_id(d, &d->doms[dom], c)) == 0) {
+				pcapr_close(r);
+				return -1;
+			}
 			id = c->user;
-			in_conns++;
+			(*in_conns)++;
 		}
 		if (pos_push(d, id) != 0)
-			goto done;
-		if (d->nended >= ENDED_CHUNK && flush_ended(d) != 0)
-			goto done;
+			goto oom;
+		if (d->nended >= d->flush_at)
+			flush_ended(d);
 	}
 	if (rc < 0)
-		log_warnx("dissect: %s: %s (records before it were dissected)", rel, pcapf_strerror(rc));
+		log_warnx("dissect: %s: %s (records before it were dissected)", g->path, pcapf_strerror(rc));
 	pcapr_close(r);
-	r = NULL;
+	return 0;
+oom:
+	snprintf(d->why, sizeof(d->why), "out of memory");
+	pcapr_close(r);
+	return -1;
+}
+
+/* Writes what reading segment g produced: its position file, then one transaction.
+ * Returns 0 (done, or the segment is gone meanwhile) or -1 (d->why; can be retried). */
+static int seg_commit(struct dissect *d, const struct seg_ref *g, uint64_t in_conns)
+{
+	char full[2 * INDEX_MAX_PATH + 32], pos_rel[INDEX_MAX_PATH + 16];
+	uint64_t *ids = NULL, *counts = NULL;
+	size_t n_ids = 0;
+	int rc, ret = -1;
+
+	if (index_pos_path(g->path, pos_rel, sizeof(pos_rel)) != 0)
+		return -1;
 	/* The distinct connections of this segment and their packet counts. */
-	if ((ids = malloc((d->npos + 1) * sizeof(*ids))) == NULL || (counts = malloc((d->npos + 1) * sizeof(*counts))) == NULL)
+	if ((ids = malloc((d->npos + 1) * sizeof(*ids))) == NULL ||
+	    (counts = malloc((d->npos + 1) * sizeof(*counts))) == NULL) {
+		snprintf(d->why, sizeof(d->why), "out of memory");
 		goto done;
+	}
 	if (d->npos > 0)
 		memcpy(ids, d->pos, d->npos * sizeof(*ids));
 	qsort(ids, d->npos, sizeof(*ids), cmp_u64);
@@ -629,7 +755,7 @@ static int dissect_segment(struct dissect *d, int64_t seg_id, const char *sensor
 		log_warnx("dissect: out of memory: some ended connections were not written");
 	if (write_pos(d, pos_rel) != 0)
 		goto done;
-	rc = commit_segment(d, seg_id, ids, n_ids, counts, in_conns);
+	rc = commit_segment(d, g->id, ids, n_ids, counts, in_conns);
 	if (rc == 0) {
 		/* Retention took the segment meanwhile: drop its position file too. */
 		snprintf(full, sizeof(full), "%s/%s", d->dir, pos_rel);
@@ -642,31 +768,197 @@ static int dissect_segment(struct dissect *d, int64_t seg_id, const char *sensor
 		ret = 0;
 	}
 done:
-	pcapr_close(r);
 	free(ids);
 	free(counts);
-	if (ret != 0) {
-		d->stats.failed++;
-		/* Marked done with no connections, so that the next segments go on. */
-		if (step_done(d, Q_BEGIN, "BEGIN") == 0) {
-			sqlite3_bind_int64(d->st[Q_DONE], 1, seg_id);
-			sqlite3_bind_int64(d->st[Q_DONE], 2, 0);
-			sqlite3_bind_int64(d->st[Q_DONE], 3, 0);
-			sqlite3_bind_int64(d->st[Q_DONE], 4, 0);
-			if (step_done(d, Q_DONE, "l4_done row") != 0 || write_ended(d) != 0 ||
-			    step_done(d, Q_COMMIT, "COMMIT") != 0)
-				rollback(d);
-		}
-	}
 	return ret;
 }
 
-struct seg_ref {
-	int64_t id;
-	char sensor[INDEX_MAX_SENSOR + 1];
-	char iface[INDEX_MAX_IFACE];
-	char path[INDEX_MAX_PATH];
-};
+/* Records a failure of segment seg_id in l4_failed (d->why), best effort: on a full disk
+ * this fails too, and the segment is still retried. */
+static void record_failure(struct dissect *d, int64_t seg_id, bool permanent)
+{
+	struct timespec now;
+	char why[sizeof(d->why)];
+
+	memcpy(why, d->why, sizeof(why));
+	clock_gettime(CLOCK_REALTIME, &now);
+	sqlite3_bind_int64(d->st[Q_FAILED], 1, seg_id);
+	sqlite3_bind_int64(d->st[Q_FAILED], 2, (sqlite3_int64)now.tv_sec * 1000000000 + now.tv_nsec);
+	sqlite3_bind_text(d->st[Q_FAILED], 3, why, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_int(d->st[Q_FAILED], 4, permanent);
+	step_done(d, Q_FAILED, "l4_failed row");
+}
+
+static void ts_add_ms(struct timespec *t, unsigned ms)
+{
+	t->tv_sec += ms / 1000;
+	t->tv_nsec += (long)(ms % 1000) * 1000000;
+	if (t->tv_nsec >= 1000000000) {
+		t->tv_sec++;
+		t->tv_nsec -= 1000000000;
+	}
+}
+
+static bool before(const struct timespec *a, const struct timespec *b)
+{
+	return a->tv_sec < b->tv_sec || (a->tv_sec == b->tv_sec && a->tv_nsec < b->tv_nsec);
+}
+
+/* Holds segment g for a retry with backoff after a failure that may pass (d->why).
+ * fed: the tracker has seen its records, only the writes are retried. */
+static void hold(struct dissect *d, const struct seg_ref *g, bool fed, uint64_t in_conns)
+{
+	unsigned ms;
+
+	if (!d->holding || d->held.id != g->id)
+		d->attempts = 0;
+	if (g != &d->held)
+		d->held = *g;
+	d->holding = true;
+	d->held_fed = fed;
+	d->held_in_conns = in_conns;
+	d->attempts++;
+	d->stats.failed++;
+	ms = d->attempts > 5 ? RETRY_MAX_MS : RETRY_FIRST_MS << (d->attempts - 1);
+	if (ms > RETRY_MAX_MS)
+		ms = RETRY_MAX_MS;
+	clock_gettime(CLOCK_MONOTONIC, &d->retry_at);
+	ts_add_ms(&d->retry_at, ms);
+	if (log_limit_ok(&d->warn_lim, 5, 10))
+		log_warnx("dissect: %s: %s; retried in %.1f s (attempt %u), later segments wait for it", g->path,
+			  d->why, ms / 1000.0, d->attempts);
+	record_failure(d, g->id, false);
+}
+
+/* Marks segment g done without its rows after a failure that a retry cannot mend (the
+ * tracker has seen part of it, or it can never be read), and records it in l4_failed:
+ * counted until `pcapline reindex` rebuilds it. */
+static void give_up(struct dissect *d, const struct seg_ref *g)
+{
+	int64_t id = g->id;
+
+	d->stats.failed++;
+	log_warnx("dissect: %s: %s; marked failed until a reindex rebuilds it", g->path, d->why);
+	if (d->holding && d->held.id == id)
+		d->holding = false;
+	if (step_done(d, Q_BEGIN, "BEGIN") != 0)
+		return;
+	sqlite3_bind_int64(d->st[Q_DONE], 1, id);
+	sqlite3_bind_int64(d->st[Q_DONE], 2, 0);
+	sqlite3_bind_int64(d->st[Q_DONE], 3, 0);
+	sqlite3_bind_int64(d->st[Q_DONE], 4, 0);
+	if (step_done(d, Q_DONE, "l4_done row") != 0 || write_ended(d) != 0) {
+		rollback(d);
+		return;
+	}
+	record_failure(d, id, true);
+	if (step_done(d, Q_COMMIT, "COMMIT") != 0)
+		rollback(d);
+	else
+		d->nended = 0;
+}
+
+/* Dissects segment g. Returns 0 (done, or gone), 1 (failed for a reason that may pass:
+ * held for a retry) or -1 (given up, see give_up()). */
+static int dissect_segment(struct dissect *d, const struct seg_ref *g)
+{
+	uint64_t in_conns = 0;
+	int rc = seg_read(d, g, &in_conns);
+
+	if (rc == 2)
+		rc = 0;
+	else if (rc == 1)
+		hold(d, g, false, 0);
+	else if (rc < 0)
+		give_up(d, g);
+	else if (seg_commit(d, g, in_conns) != 0) {
+		hold(d, g, true, in_conns);
+		rc = 1;
+	}
+	if (rc == 0 && d->holding && d->held.id == g->id) {
+		log_info("dissect: %s: dissected after %u failed attempt(s)", g->path, d->attempts);
+		d->holding = false;
+	}
+	return rc;
+}
+
+/* True when a later segment of g's interface was dissected already: g was indexed late
+ * (the index could not be written when it was closed, and the next start's reconcile
+ * added it), so the tracker sees its packets after newer ones. The newest is looked up
+ * once per interface and process, then followed in memory: a backlog of many segments
+ * costs no query each. */
+static bool seg_is_late(struct dissect *d, const struct seg_ref *g)
+{
+	sqlite3_stmt *s = d->st[Q_LATER];
+	struct dom *m;
+	uint32_t i;
+
+	if (dom_get(d, g->sensor, g->iface, &i) != 0)
+		return false;
+	m = &d->doms[i];
+	if (!m->newest_known) {
+		sqlite3_bind_text(s, 1, g->sensor, -1, SQLITE_STATIC);
+		sqlite3_bind_text(s, 2, g->iface, -1, SQLITE_STATIC);
+		m->newest = INT64_MIN;
+		if (sqlite3_step(s) == SQLITE_ROW && sqlite3_column_type(s, 0) != SQLITE_NULL)
+			m->newest = sqlite3_column_int64(s, 0);
+		m->newest_known = true;
+		sqlite3_reset(s);
+		sqlite3_clear_bindings(s);
+	}
+	return g->min_ns < m->newest;
+}
+
+/* After segment g is done. */
+static void seg_done(struct dissect *d, const struct seg_ref *g)
+{
+	uint32_t i;
+
+	if (dom_get(d, g->sensor, g->iface, &i) == 0 && d->doms[i].newest_known && g->min_ns > d->doms[i].newest)
+		d->doms[i].newest = g->min_ns;
+}
+
+/* A segment dissected after later ones: its connections may be cut or picked up
+ * mid-stream. Kept in l4_failed (counted, and reindex rebuilds its interface). */
+static void flag_late(struct dissect *d, const struct seg_ref *g)
+{
+	snprintf(d->why, sizeof(d->why), "dissected after later segments of its interface (indexed late)");
+	log_warnx("dissect: %s: %s: its connections may be cut; pcapline reindex over its time rebuilds them",
+		  g->path, d->why);
+	d->stats.failed++;
+	record_failure(d, g->id, true);
+}
+
+/* Tries the held segment again once its time has come. Returns 1 when it is done (or
+ * given up) now, 0 when it is still held. */
+static int retry_held(struct dissect *d)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	if (before(&now, &d->retry_at))
+		return 0;
+	if (!d->held_fed) {
+		struct seg_ref g = d->held;
+		int rc = dissect_segment(d, &g);
+
+		if (rc == 0)
+			seg_done(d, &g);
+		if (rc == 0 && d->held_late)
+			flag_late(d, &g);
+		return rc != 1;
+	}
+	if (seg_commit(d, &d->held, d->held_in_conns) != 0) {
+		hold(d, &d->held, true, d->held_in_conns);
+		return 0;
+	}
+	log_info("dissect: %s: dissected after %u failed attempt(s)", d->held.path, d->attempts);
+	d->holding = false;
+	seg_done(d, &d->held);
+	if (d->held_late)
+		flag_late(d, &d->held);
+	return 1;
+}
 
 static void seg_ref_fill(struct seg_ref *g, sqlite3_stmt *s)
 {
@@ -679,18 +971,23 @@ static void seg_ref_fill(struct seg_ref *g, sqlite3_stmt *s)
 	snprintf(g->iface, sizeof(g->iface), "%s", v ? v : "");
 	v = (const char *)sqlite3_column_text(s, 3);
 	snprintf(g->path, sizeof(g->path), "%s", v ? v : "");
+	g->packets = (uint64_t)sqlite3_column_int64(s, 4);
+	g->min_ns = sqlite3_column_int64(s, 5);
 }
 
 int dissect_pending(struct dissect *d, int max)
 {
-	struct seg_ref *v = calloc((size_t)max, sizeof(*v));
+	struct seg_ref *v;
 	sqlite3_stmt *s = d->st[Q_PENDING];
 	int n = 0, rc = SQLITE_DONE;
-
+	bool held = false;
 	int64_t top = 0;
 	time_t now = time(NULL);
 
-	if (v == NULL)
+	/* A held segment first: nothing after it is dissected before it. */
+	if (d->holding)
+		return retry_held(d);
+	if ((v = calloc((size_t)max, sizeof(*v))) == NULL)
 		return -1;
 	/* Every minute from the start: a segment row can come back below the mark (a
 	 * reconcile, an id SQLite gives again). */
@@ -712,11 +1009,20 @@ int dissect_pending(struct dissect *d, int max)
 		free(v);
 		return -1;
 	}
-	/* All pending ones fitted: once they are done, nothing up to top is left. */
-	if (n < max)
+	for (int i = 0; i < n && !held; i++) {
+		bool late = seg_is_late(d, &v[i]);
+		int r = dissect_segment(d, &v[i]);
+
+		held = r == 1;
+		if (r == 0)
+			seg_done(d, &v[i]);
+		if (r == 0 && late)
+			flag_late(d, &v[i]);
+		d->held_late = held && late;
+	}
+	/* All pending ones fitted and are done: nothing up to top is left. */
+	if (n < max && !held)
 		d->done_below = top;
-	for (int i = 0; i < n; i++)
-		dissect_segment(d, v[i].id, v[i].sensor, v[i].iface, v[i].path);
 	free(v);
 	return n;
 }
@@ -766,7 +1072,8 @@ static int remember_ids(struct dissect *d)
 	if (sqlite3_prepare_v2(d->db,
 			       "SELECT conn_id, sensor, iface, proto, client, client_port, server, server_port, first_ns "
 			       "FROM conns WHERE conn_id IN (SELECT conn_id FROM conn_segs WHERE seg_id IN "
-			       "(SELECT seg_id FROM rx))",
+			       "(SELECT seg_id FROM rx)) OR EXISTS (SELECT 1 FROM rxd WHERE rxd.sensor = conns.sensor "
+			       "AND rxd.iface = conns.iface)",
 			       -1, &s, NULL) != SQLITE_OK)
 		return -1;
 	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
@@ -796,26 +1103,97 @@ static int remember_ids(struct dissect *d)
 	return rc == SQLITE_DONE ? 0 : -1;
 }
 
-int dissect_reindex(struct dissect *d, const char *sensor, int64_t from_ns, int64_t to_ns)
+/* Segments of a sensor interface whose rows cannot say where their connections' packets
+ * are: marked done without their rows (l4_failed, permanent), done with fewer packets
+ * than they hold, not dissected (yet, and no connection linked to them: see
+ * flush_ended()) while a segment after them is to be rebuilt, or connections without any
+ * segment (left by a failed dissection of an older receiver). ?1 sensor, ?2 interface. */
+#define DAMAGED_DOMAIN                                                                                          \
+	"(EXISTS (SELECT 1 FROM l4_failed f JOIN segments x ON x.id = f.seg_id WHERE x.sensor = ?1 AND "       \
+	"x.iface = ?2 AND f.permanent = 1) OR EXISTS (SELECT 1 FROM l4_done dn JOIN segments x ON x.id = dn.seg_id WHERE "          \
+	"x.sensor = ?1 AND x.iface = ?2 AND dn.packets <> x.packets) OR EXISTS (SELECT 1 FROM segments x "     \
+	"WHERE x.sensor = ?1 AND x.iface = ?2 AND NOT EXISTS (SELECT 1 FROM l4_done dn WHERE dn.seg_id = x.id) " \
+	"AND NOT EXISTS (SELECT 1 FROM conn_segs cs WHERE cs.seg_id = x.id) AND x.min_ns <= (SELECT max(y.min_ns) FROM segments y JOIN rx ON rx.seg_id = y.id WHERE y.sensor = ?1 " \
+	"AND y.iface = ?2)) OR EXISTS (SELECT 1 FROM conns c WHERE c.sensor = ?1 AND c.iface = ?2 AND "        \
+	"NOT EXISTS (SELECT 1 FROM conn_segs cs WHERE cs.conn_id = c.conn_id)))"
+
+/* Marks the domains of rx that DAMAGED_DOMAIN finds in rxd. Returns 0 or -1. */
+static int find_damaged(struct dissect *d)
+{
+	sqlite3_stmt *q = NULL, *ins = NULL;
+	int rc;
+
+	if (sqlite3_prepare_v2(d->db, "SELECT DISTINCT s.sensor, s.iface FROM segments s JOIN rx ON rx.seg_id = s.id",
+			       -1, &q, NULL) != SQLITE_OK ||
+	    sqlite3_prepare_v2(d->db, "INSERT OR IGNORE INTO rxd(sensor, iface) SELECT ?1, ?2 WHERE " DAMAGED_DOMAIN,
+			       -1, &ins, NULL) != SQLITE_OK) {
+		sqlite3_finalize(q);
+		return -1;
+	}
+	while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+		sqlite3_bind_value(ins, 1, sqlite3_column_value(q, 0));
+		sqlite3_bind_value(ins, 2, sqlite3_column_value(q, 1));
+		if (sqlite3_step(ins) != SQLITE_DONE)
+			break;
+		sqlite3_reset(ins);
+		if (sqlite3_changes(d->db) > 0)
+			log_warnx("dissect: sensor %s interface %s: the dissection of some segments failed or is not "
+				  "complete; all of its segments are dissected again",
+				  sqlite3_column_text(q, 0), sqlite3_column_text(q, 1));
+	}
+	sqlite3_finalize(q);
+	sqlite3_finalize(ins);
+	return rc == SQLITE_DONE ? 0 : -1;
+}
+
+/* Gives the held segment its retries here and now (the CLI has no later). Returns 0 when
+ * it is done, 1 when it is still failing. */
+static int retry_now(struct dissect *d)
+{
+	while (d->holding && d->attempts < 4) {
+		while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &d->retry_at, NULL) == EINTR)
+			;
+		retry_held(d);
+	}
+	return d->holding ? 1 : 0;
+}
+
+/* The segments of a window (?1 sensor or NULL, [?2, ?3)). */
+#define SEED_WINDOW                                                                                    \
+	"INSERT OR IGNORE INTO rx SELECT id FROM segments WHERE (?1 IS NULL OR sensor = ?1) AND max_ns >= ?2 " \
+	"AND min_ns < ?3"
+/* Segments not dissected to the end that connections are linked to already: a process
+ * that died after flush_ended() wrote some of their rows. */
+#define SEED_UNFINISHED                                                                                \
+	"INSERT OR IGNORE INTO rx SELECT s.id FROM segments s WHERE NOT EXISTS (SELECT 1 FROM l4_done dn "     \
+	"WHERE dn.seg_id = s.id) AND EXISTS (SELECT 1 FROM conn_segs cs WHERE cs.seg_id = s.id)"
+
+/* dissect_reindex() of the segments seed (SEED_*) finds. own: the receiver's own
+ * dissection (dissect_repair()), which no other process runs beside: the segments are
+ * also marked not done, in one transaction with their rows, so that what a failure
+ * leaves is simply dissected (held, retried) in order by dissect_pending(). */
+static int reindex(struct dissect *d, const char *seed, bool own, const char *sensor, int64_t from_ns,
+		   int64_t to_ns)
 {
 	sqlite3_stmt *s = NULL;
 	struct seg_ref *v = NULL;
-	size_t n = 0, cap = 0;
+	size_t n = 0, cap = 0, i;
 	int rc, done = 0;
 
 	/* The window is worked out in a read transaction (rx is a temporary table), so the
 	 * receiver writing meanwhile is not held up. */
-	if (exec_sql(d, "CREATE TEMP TABLE IF NOT EXISTS rx(seg_id INTEGER PRIMARY KEY); DELETE FROM rx;") != 0 ||
+	if (exec_sql(d, "CREATE TEMP TABLE IF NOT EXISTS rx(seg_id INTEGER PRIMARY KEY); DELETE FROM rx; "
+			"CREATE TEMP TABLE IF NOT EXISTS rxd(sensor TEXT, iface TEXT, PRIMARY KEY(sensor, iface)); "
+			"DELETE FROM rxd;") != 0 ||
 	    exec_sql(d, "BEGIN") != 0)
 		return -1;
-	if (sqlite3_prepare_v2(d->db,
-			       "INSERT OR IGNORE INTO rx SELECT id FROM segments WHERE (?1 IS NULL OR sensor = ?1) "
-			       "AND max_ns >= ?2 AND min_ns < ?3",
-			       -1, &s, NULL) != SQLITE_OK)
+	if (sqlite3_prepare_v2(d->db, seed, -1, &s, NULL) != SQLITE_OK)
 		goto fail;
-	sqlite3_bind_text(s, 1, sensor, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(s, 2, from_ns);
-	sqlite3_bind_int64(s, 3, to_ns);
+	if (sqlite3_bind_parameter_count(s) == 3) {
+		sqlite3_bind_text(s, 1, sensor, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(s, 2, from_ns);
+		sqlite3_bind_int64(s, 3, to_ns);
+	}
 	rc = sqlite3_step(s);
 	sqlite3_finalize(s);
 	s = NULL;
@@ -829,11 +1207,17 @@ int dissect_reindex(struct dissect *d, const char *sensor, int64_t from_ns, int6
 		if (sqlite3_changes(d->db) == 0)
 			break;
 	}
+	/* Where the links cannot be trusted, the whole interface: rebuilding only part of
+	 * it would count again the packets that rows outside the window already hold. */
+	if (find_damaged(d) != 0 ||
+	    exec_sql(d, "INSERT OR IGNORE INTO rx SELECT s.id FROM segments s JOIN rxd ON rxd.sensor = s.sensor "
+			"AND rxd.iface = s.iface") != 0)
+		goto fail;
 	if (remember_ids(d) != 0)
 		goto fail;
 	if (sqlite3_prepare_v2(d->db,
-			       "SELECT s.id, s.sensor, s.iface, s.path FROM segments s JOIN rx ON rx.seg_id = s.id "
-			       "ORDER BY s.min_ns, s.id",
+			       "SELECT s.id, s.sensor, s.iface, s.path, s.packets, s.min_ns FROM segments s JOIN rx ON "
+			       "rx.seg_id = s.id ORDER BY s.min_ns, s.id",
 			       -1, &s, NULL) != SQLITE_OK)
 		goto fail;
 	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
@@ -852,21 +1236,55 @@ int dissect_reindex(struct dissect *d, const char *sensor, int64_t from_ns, int6
 	s = NULL;
 	if (rc != SQLITE_DONE || exec_sql(d, "COMMIT") != 0)
 		goto fail;
-	/* The old rows go one segment per transaction: short write locks, whatever the
-	 * window's size. */
-	for (size_t i = 0; i < n; i++) {
-		char sql[256];
+	/* Every row of a damaged interface goes (those without any segment too), then the
+	 * old rows one segment per transaction: short write locks, whatever the window's
+	 * size. */
+	if (exec_sql(d, own ? "BEGIN IMMEDIATE" : "BEGIN IMMEDIATE; DELETE FROM conns WHERE EXISTS (SELECT 1 FROM "
+			"rxd WHERE rxd.sensor = conns.sensor AND rxd.iface = conns.iface); COMMIT;") != 0)
+		goto fail;
+	if (own && exec_sql(d, "DELETE FROM conns WHERE EXISTS (SELECT 1 FROM rxd WHERE rxd.sensor = conns.sensor "
+			       "AND rxd.iface = conns.iface)") != 0)
+		goto fail;
+	for (i = 0; i < n; i++) {
+		char sql[320];
 
 		snprintf(sql, sizeof(sql),
-			 "BEGIN IMMEDIATE; DELETE FROM conns WHERE conn_id IN (SELECT conn_id FROM conn_segs WHERE "
-			 "seg_id = %lld); DELETE FROM conn_segs WHERE seg_id = %lld; COMMIT;",
-			 (long long)v[i].id, (long long)v[i].id);
+			 "%sDELETE FROM conns WHERE conn_id IN (SELECT conn_id FROM conn_segs WHERE seg_id = %lld); "
+			 "DELETE FROM conn_segs WHERE seg_id = %lld; %s",
+			 own ? "" : "BEGIN IMMEDIATE; ", (long long)v[i].id, (long long)v[i].id,
+			 own ? "DELETE FROM l4_done WHERE seg_id = " : "COMMIT;");
+		if (own)
+			snprintf(sql + strlen(sql), sizeof(sql) - strlen(sql), "%lld", (long long)v[i].id);
 		if (exec_sql(d, sql) != 0)
 			goto fail;
 	}
-	for (size_t i = 0; i < n; i++)
-		if (dissect_segment(d, v[i].id, v[i].sensor, v[i].iface, v[i].path) == 0)
+	if (own && exec_sql(d, "COMMIT") != 0)
+		goto fail;
+	for (i = 0; i < n; i++) {
+		rc = dissect_segment(d, &v[i]);
+		if (rc == 1 && (own || (rc = retry_now(d)) != 0))
+			break;
+		if (rc == 0)
 			done++;
+	}
+	if (i < n && own) {
+		log_warnx("dissect: repair stopped at %s: %s; it and the %zu segment(s) after it are dissected as "
+			  "pending ones",
+			  v[i].path, d->why, n - i - 1);
+		free(v);
+		return -1;
+	}
+	if (i < n) {
+		/* Their rows are gone: kept in l4_failed, so that the next reindex rebuilds the
+		 * interfaces and conns --stats counts them meanwhile. */
+		log_warnx("dissect: reindex stopped at %s: %s; %zu segment(s) left without rows: run it again", v[i].path,
+			  d->why, n - i);
+		d->holding = false;
+		for (; i < n; i++)
+			record_failure(d, v[i].id, true);
+		free(v);
+		return -1;
+	}
 	free(v);
 	return done;
 fail:
@@ -875,6 +1293,22 @@ fail:
 	rollback(d);
 	free(v);
 	return -1;
+}
+
+int dissect_reindex(struct dissect *d, const char *sensor, int64_t from_ns, int64_t to_ns)
+{
+	return reindex(d, SEED_WINDOW, false, sensor, from_ns, to_ns);
+}
+
+int dissect_repair(struct dissect *d)
+{
+	int n = reindex(d, SEED_UNFINISHED, true, NULL, 0, 0);
+
+	if (n > 0)
+		log_info("dissect: the last run stopped in the middle of a segment: %d segment(s) of the connections "
+			 "it had written dissected again",
+			 n);
+	return n;
 }
 
 const struct dissect_stats *dissect_stats(const struct dissect *d)
@@ -891,6 +1325,8 @@ void dissect_close(struct dissect *d, bool finish)
 		if (step_done(d, Q_BEGIN, "BEGIN") == 0) {
 			if (write_ended(d) != 0 || step_done(d, Q_COMMIT, "COMMIT") != 0)
 				rollback(d);
+			else
+				d->nended = 0;
 		}
 	}
 	for (int i = 0; i < Q_COUNT; i++)
@@ -914,11 +1350,6 @@ struct dissect_worker {
 	struct dissect *d;
 };
 
-static bool before(const struct timespec *a, const struct timespec *b)
-{
-	return a->tv_sec < b->tv_sec || (a->tv_sec == b->tv_sec && a->tv_nsec < b->tv_nsec);
-}
-
 /* The counters, logged every stats interval when they changed. */
 static void log_counters(struct dissect *d, uint64_t *last_packets)
 {
@@ -930,16 +1361,20 @@ static void log_counters(struct dissect *d, uint64_t *last_packets)
 	log_info("dissect: %" PRIu64 " segments, %" PRIu64 " packets (%" PRIu64 " in connections), %" PRIu64
 		 " connections (%" PRIu64 " tracked, %" PRIu64 " evicted at the table limit, %" PRIu64
 		 " ended idle), %" PRIu64 " frames not decoded, %" PRIu64 " IP fragments dropped, %" PRIu64
-		 " buffer-limit gaps, %" PRIu64 " segments failed",
+		 " buffer-limit gaps, %" PRIu64 " failed attempts%s",
 		 d->stats.segments, d->stats.packets, d->stats.in_conns, l->conns, l->live, l->evicted, l->ended_idle,
-		 l->decode_errs, l->frag_dropped, l->buf_flushes, d->stats.failed);
+		 l->decode_errs, l->frag_dropped, l->buf_flushes, d->stats.failed,
+		 d->holding ? " (a segment waits for a retry)" : "");
 }
 
 static void *worker_main(void *arg)
 {
 	struct dissect_worker *w = arg;
-	uint64_t reported = 0, logged = 0;
+	uint64_t logged = 0;
 	time_t next_log = time(NULL) + w->log_s;
+
+	/* In the thread: it may read many segments, and the receiver does not wait. */
+	dissect_repair(w->d);
 
 	for (;;) {
 		struct timespec until;
@@ -962,10 +1397,6 @@ static void *worker_main(void *arg)
 		if (time(NULL) >= next_log) {
 			log_counters(w->d, &logged);
 			next_log = time(NULL) + w->log_s;
-		}
-		if (dissect_stats(w->d)->failed != reported) {
-			reported = dissect_stats(w->d)->failed;
-			log_warnx("dissect: %" PRIu64 " segment(s) could not be dissected so far (see above)", reported);
 		}
 		if (n > 0)
 			continue;

@@ -25,6 +25,13 @@
  * Connections still open when a receiver stops are marked ended = 'receiver stopped'
  * at the next start; their packets after it form new connections (picked up
  * mid-stream).
+ *
+ * Invariant that reindex relies on: every packet counted in a connection's row lies in
+ * a segment that conn_segs links to it. A write that fails therefore never lets the
+ * tracker move past the segment (dissect_pending() holds it), connections that ended
+ * mid-segment are written with links to it (dissect_repair() mends them after a crash),
+ * and what breaks the invariant anyway (a segment given up, an older receiver's
+ * failures) is found by dissect_reindex(), which then rebuilds the whole interface.
  */
 #ifndef PCAPLINE_DISSECT_H
 #define PCAPLINE_DISSECT_H
@@ -42,7 +49,7 @@ struct dissect_stats {
 	uint64_t packets;    /* records read */
 	uint64_t in_conns;   /* records that belong to a connection */
 	uint64_t rows;       /* connection rows written */
-	uint64_t failed;     /* segments that could not be read or written (logged) */
+	uint64_t failed;     /* failed attempts (logged): retried, or given up (l4_failed) */
 };
 
 struct dissect;
@@ -56,16 +63,40 @@ void dissect_close(struct dissect *d, bool finish);
 
 /* Marks rows still open from an earlier run as ended with why. Returns 0 or -1. */
 int dissect_mark_open_ended(struct dissect *d, const char *why);
-/* Dissects up to max segments that are not yet, oldest first. Returns how many were
- * handled (failures included, see stats), or -1 when the index cannot be read. */
+/*
+ * Dissects up to max segments that are not yet, oldest first. A segment that fails for a
+ * reason that may pass (a full disk: its position file or its rows cannot be written) is
+ * held and tried again with backoff (0.5 s doubling to 15 s), and no later segment is
+ * dissected before it, so that the rows end up as a dissection without the failure
+ * would have written them; it is in l4_failed (`pcapline conns --stats`:
+ * failed_segments) until it succeeds, and not marked done, so that a restart dissects it
+ * too. One that cannot succeed (out of memory in the middle, too many interfaces) is
+ * marked done without its rows and stays in l4_failed until a reindex rebuilds it, as
+ * does a segment dissected after a later one of its interface (indexed late: its row
+ * was added by the reconcile of a later start).
+ * Returns how many were handled (failures included), 0 while a held segment waits for its
+ * retry, or -1 when the index cannot be read.
+ */
 int dissect_pending(struct dissect *d, int max);
 /*
  * Rebuilds the connections of the segments of [from_ns, to_ns) (of one sensor, or all
  * for NULL): the window widens to every segment of the connections found in it, their
- * rows are deleted, and those segments are dissected again in time order. Returns the
- * number of segments dissected, or -1.
+ * rows are deleted, and those segments are dissected again in time order. A sensor
+ * interface whose dissection failed or has gaps (l4_failed rows, segments done with
+ * fewer packets than they hold or not done before a done one, connections linked to no
+ * segment) is rebuilt whole, so that running it over any window, any number of times,
+ * gives the rows of a clean dissection and never counts a packet twice. Returns the
+ * number of segments dissected, or -1 (the segments left without rows are recorded in
+ * l4_failed, and the next run rebuilds them).
  */
 int dissect_reindex(struct dissect *d, const char *sensor, int64_t from_ns, int64_t to_ns);
+/*
+ * Mends what a process that died in the middle of a segment left (connections that
+ * ended in it were written, with links to it, before the segment was done): their
+ * segments are dissected again as dissect_reindex() does, and the tracker goes on from
+ * there. The receiver runs it when it starts. Returns the segments dissected, or -1.
+ */
+int dissect_repair(struct dissect *d);
 const struct dissect_stats *dissect_stats(const struct dissect *d);
 
 /* A thread that runs dissect_pending() on dir until dissect_worker_stop(), logging the

@@ -12,7 +12,9 @@
  * and the L4 tables the dissection path (receiver/dissect) fills, derived from the
  * segments and rebuilt by re-dissecting them (INDEX_L4_SQL below):
  *   conns, conn_segs (which segments hold a connection's packets), l4_done (segments
- *   dissected), l4_stats (the dissection's counters since the receiver started, see
+ *   dissected), l4_failed (segments whose dissection failed and is retried, or that
+ *   were marked done without their rows: `pcapline conns --stats` counts them until
+ *   they succeed), l4_stats (the dissection's counters since the receiver started, see
  *   receiver/dissect/dissect.h), l4_seq (the next connection id), and the view flows
  *   (connections grouped by flow_id).
  * A deleted segment row takes its l4_done and conn_segs rows with it, and the
@@ -69,6 +71,9 @@
 	"CREATE TABLE IF NOT EXISTS l4_done(seg_id INTEGER PRIMARY KEY, done_ns INTEGER NOT NULL,\n"       \
 	"  packets INTEGER NOT NULL, in_conns INTEGER NOT NULL);\n"                                        \
 	"CREATE TABLE IF NOT EXISTS l4_stats(key TEXT PRIMARY KEY, value INTEGER NOT NULL);\n"           \
+	"CREATE TABLE IF NOT EXISTS l4_failed(seg_id INTEGER PRIMARY KEY, attempts INTEGER NOT NULL,\n"   \
+	"  last_ns INTEGER NOT NULL, error TEXT NOT NULL,\n"                                                \
+	"  permanent INTEGER NOT NULL);  -- 0: retried, 1: marked done without its rows\n"                  \
 	"CREATE TABLE IF NOT EXISTS l4_seq(id INTEGER PRIMARY KEY CHECK (id = 0), next INTEGER NOT NULL);\n" \
 	"INSERT OR IGNORE INTO l4_seq(id, next) VALUES(0, 1);\n"                                           \
 	"CREATE TRIGGER IF NOT EXISTS segments_l4_delete AFTER DELETE ON segments BEGIN\n"                 \
@@ -79,6 +84,9 @@
 	"    AND NOT EXISTS (SELECT 1 FROM conn_segs c WHERE c.conn_id = conns.conn_id AND c.seg_id <> old.id);\n" \
 	"  DELETE FROM conn_segs WHERE seg_id = old.id;\n"                                                 \
 	"  DELETE FROM l4_done WHERE seg_id = old.id;\n"                                                   \
+	"END;\n"                                                                                           \
+	"CREATE TRIGGER IF NOT EXISTS segments_l4_failed_delete AFTER DELETE ON segments BEGIN\n"          \
+	"  DELETE FROM l4_failed WHERE seg_id = old.id;\n"                                                 \
 	"END;\n"                                                                                           \
 	"CREATE VIEW IF NOT EXISTS flows AS SELECT flow_id, sensor, iface,\n"                              \
 	"  min(min(client, server)) AS peer_a, max(max(client, server)) AS peer_b, count(*) AS conns,\n"  \
