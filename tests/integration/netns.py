@@ -99,13 +99,16 @@ def link_mac(ns, ifname):
     return m.group(1)
 
 
-def wait_for(pred, timeout, what, interval=0.05):
+def wait_for(pred, timeout, what, detail=lambda: "", interval=0.05):
+    """pred()'s first true value, polled every interval for at most timeout seconds;
+    else TimeoutError naming what, and detail() (the state that was waited on)."""
     deadline = time.time() + timeout
     while time.time() < deadline:
-        if pred():
-            return
+        v = pred()
+        if v:
+            return v
         time.sleep(interval)
-    raise TimeoutError(f"timed out after {timeout} s waiting for {what}")
+    raise TimeoutError(f"timed out after {timeout} s waiting for {what} {detail()}".rstrip())
 
 
 def listening(ns, proto, port, count=1):

@@ -13,6 +13,7 @@ import sqlite3
 import struct
 import subprocess
 import time
+from functools import lru_cache
 from pathlib import Path
 
 import pytest
@@ -158,14 +159,11 @@ def conv_table(path, proto):
     return res
 
 
-def test_connections_match_tshark(repo):
-    data, _ = repo
-    got = conns_json(data, "--sensor", "s1")
+@lru_cache(maxsize=1)
+def tshark_conns():
+    """{(client, cport, server, sport): {c_pkts, c_bytes, s_pkts, s_bytes}} of TCP_CAP,
+    from tshark's per-stream frame list."""
     streams = tshark_streams(TCP_CAP, "tcp")
-    assert len(got) == len(streams) == 500
-    by_tuple = {(c["client"], c["client_port"], c["server"], c["server_port"]): c for c in got}
-    assert len(by_tuple) == 500
-    # Frames and exact byte counts per direction, from tshark's per-stream frame list.
     out = subprocess.run(["tshark", "-r", TCP_CAP, "-Y", "tcp", "-T", "fields", "-e", "tcp.stream", "-e", "ip.src",
                           "-e", "tcp.srcport", "-e", "frame.len"], capture_output=True, check=True,
                          text=True).stdout
@@ -177,6 +175,18 @@ def test_connections_match_tshark(repo):
         w = want.setdefault(cl, {"c_pkts": 0, "c_bytes": 0, "s_pkts": 0, "s_bytes": 0})
         w[f"{side}_pkts"] += 1
         w[f"{side}_bytes"] += int(flen)
+    return want
+
+
+def test_connections_match_tshark(repo):
+    data, _ = repo
+    got = conns_json(data, "--sensor", "s1")
+    streams = tshark_streams(TCP_CAP, "tcp")
+    assert len(got) == len(streams) == 500
+    by_tuple = {(c["client"], c["client_port"], c["server"], c["server_port"]): c for c in got}
+    assert len(by_tuple) == 500
+    # Frames and exact byte counts per direction, from tshark's per-stream frame list.
+    want = tshark_conns()
     for t, w in want.items():
         c = by_tuple[t]
         assert {k: c[k] for k in w} == w, t

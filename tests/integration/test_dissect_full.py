@@ -20,13 +20,13 @@ import signal
 import sqlite3
 import subprocess
 import time
-from functools import lru_cache
 from pathlib import Path
 
 import pytest
 
 from conftest import Proc, free_port, tls_args, wait_listening
-from test_dissect import PCAPLINE, TCP_CAP, cli, conns_json, read_records, syn_flood_pcap, tshark_streams
+from netns import wait_for
+from test_dissect import PCAPLINE, TCP_CAP, cli, conns_json, read_records, syn_flood_pcap, tshark_conns
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: mounts tmpfs")
 
@@ -57,16 +57,6 @@ def fill(folder):
 def ts(ns):
     """A time argument for the CLI, to the nanosecond."""
     return f"{ns // 10**9}.{ns % 10**9:09d}"
-
-
-def poll(cond, timeout, what, detail=lambda: ""):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        v = cond()
-        if v:
-            return v
-        time.sleep(0.2)
-    raise AssertionError(f"{what}: not within {timeout} s {detail()}")
 
 
 def stats(data):
@@ -100,24 +90,6 @@ def rows(data, cols=COLS):
 # The receiver keeps a connection tracked (ended NULL) after its last packet, where the
 # CLI's reindex ends it ('end of input'): compared without it between the two.
 NOT_ENDED = tuple(k for k in COLS if k != "ended")
-
-
-@lru_cache(maxsize=1)
-def tshark_conns():
-    """{(client, cport, server, sport): {c_pkts, c_bytes, s_pkts, s_bytes}} of TCP_CAP."""
-    streams = tshark_streams(TCP_CAP, "tcp")
-    out = subprocess.run(["tshark", "-r", TCP_CAP, "-Y", "tcp", "-T", "fields", "-e", "tcp.stream", "-e", "ip.src",
-                          "-e", "tcp.srcport", "-e", "frame.len"], capture_output=True, check=True,
-                         text=True).stdout
-    want = {}
-    for line in out.splitlines():
-        s, src, sport, flen = line.split("\t")
-        cl = streams[int(s)]
-        side = "c" if (src, int(sport)) == (cl[0], cl[1]) else "s"
-        w = want.setdefault(cl, {"c_pkts": 0, "c_bytes": 0, "s_pkts": 0, "s_bytes": 0})
-        w[f"{side}_pkts"] += 1
-        w[f"{side}_bytes"] += int(flen)
-    return want
 
 
 def waiting_while_full(st):
@@ -182,10 +154,10 @@ class Lab:
 
     def wait_failing(self):
         """Until the dissection has failed on the full folder. Returns the counters then."""
-        poll(lambda: re.search(r"dissect: .*No space left on device", self.rx.text()), 30, "a dissection failure")
+        wait_for(lambda: re.search(r"dissect: .*No space left on device", self.rx.text()), 30, "a dissection failure")
         # Every packet in a closed, indexed segment (the last one closes as the session ends).
         want = len(read_records(self.cap))
-        poll(lambda: db_totals(self.data)[1] == want, 15, "every packet indexed", lambda: totals(self.data))
+        wait_for(lambda: db_totals(self.data)[1] == want, 15, "every packet indexed", lambda: totals(self.data))
         assert db_totals(self.data)[0] >= 2
         return dict(stats(self.data), data=self.data)
 
@@ -229,9 +201,9 @@ def test_failed_dissection_is_retried_while_running(lab):
     lab.fill_repository()
     run("mount", "-o", "remount,size=64m", lab.l4)
     (lab.l4 / "filler").unlink()
-    poll(lambda: "disk is full" in rx.text() or db_totals(lab.data)[2] > 0, 20, "a retry")
+    wait_for(lambda: "disk is full" in rx.text() or db_totals(lab.data)[2] > 0, 20, "a retry")
     (lab.mnt / "filler").unlink()
-    poll(lambda: all_dissected(lab.data), 45, "every segment dissected after the disk got room",
+    wait_for(lambda: all_dissected(lab.data), 45, "every segment dissected after the disk got room",
          lambda: totals(lab.data))
     got = assert_like_tshark(lab.data)
     waiting_while_full(full)
@@ -273,7 +245,7 @@ def test_failed_dissection_is_retried_after_kill9(lab):
     assert rx.p.returncode == -signal.SIGKILL
     lab.make_room()
     rx = lab.start_receiver()
-    poll(lambda: all_dissected(lab.data), 45, "every segment dissected after the restart",
+    wait_for(lambda: all_dissected(lab.data), 45, "every segment dissected after the restart",
          lambda: totals(lab.data))
     assert_like_tshark(lab.data)
     waiting_while_full(full)
@@ -341,7 +313,7 @@ def test_restart_mends_a_segment_that_died_half_written(lab):
     rx.stop(signal.SIGKILL)
     lab.make_room()
     rx = lab.start_receiver()
-    poll(lambda: all_dissected(lab.data), 45, "every segment dissected after the restart",
+    wait_for(lambda: all_dissected(lab.data), 45, "every segment dissected after the restart",
          lambda: totals(lab.data))
     db = sqlite3.connect(f"file:{lab.data}/index.db?mode=ro", uri=True)
     conns, pkts = db.execute("SELECT count(*), sum(c_pkts + s_pkts) FROM conns").fetchone()
@@ -370,7 +342,7 @@ def test_segment_indexed_late_is_flagged_and_reindex_mends_it(binaries, certs, t
                 sx = Proc([binaries[0], "-r", TCP_CAP, "-t", f"127.0.0.1:{port}"] + tls_args(certs, "s1"),
                           tmp_path / "sensor.log")
                 assert sx.wait(timeout=120) == 0, sx.text()
-            poll(until, 30, f"receiver run {i}", lambda: totals(data))
+            wait_for(until, 30, f"receiver run {i}", lambda: totals(data))
         finally:
             assert rx.stop() == 0, rx.text()
         return rx.text()

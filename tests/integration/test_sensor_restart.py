@@ -25,6 +25,7 @@ from pathlib import Path
 import pytest
 
 from conftest import Proc, free_port, tls_args, wait_listening
+from netns import wait_for
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: captures packets on lo")
 
@@ -70,16 +71,6 @@ def send_burst(port, tag, count, pps):
     r = subprocess.run([sys.executable, "-c", PACER, str(port), tag, str(count), str(pps), str(SIZE)],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and int(r.stdout) == count, (r.stdout, r.stderr)
-
-
-def wait_for(pred, timeout, what):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def stored_keys(datadir, check_bytes=False):
