@@ -55,6 +55,7 @@
 #include "shared/hash.h"
 #include "shared/log.h"
 #include "receiver/repo/namehist.h"
+#include "receiver/repo/segname.h"
 #include "shared/pcapfile.h"
 #include "receiver/repo/timearg.h"
 
@@ -764,8 +765,9 @@ open_out(struct import *im, struct conv_out *o, const struct item *it, uint64_t 
 	}
 	s = &im->segs[im->n_segs];
 	memset(s, 0, sizeof(*s));
-	snprintf(base, sizeof(base), "%020" PRIu64 "-%016" PRIx64 "-%" PRIu64 "-%s.pcap", first_ns,
-		 im->epoch, im->seq++, o->iface);
+	/* The older form: an imported capture has no sensor interface index (segname.h). */
+	if ((rc = segname_format(base, sizeof(base), first_ns, im->epoch, im->seq++, -1, o->iface)) < 0)
+		return refuse(im, it->entry, "segment name for %s: %s", o->iface, strerror(-rc));
 	if ((rc = fsu_path(dir, sizeof(dir), "%s/sensors/%s/segments", im->staging, it->sensor)) != 0 ||
 	    (rc = fsu_mkdirs(dir, 0755)) != 0)
 		return refuse(im, it->entry, "%s/sensors/%s/segments: %s", im->staging, it->sensor,

@@ -16,6 +16,7 @@
 
 #include "shared/log.h"
 #include "shared/pcapfile.h"
+#include "receiver/repo/segname.h"
 
 /* The schema is the contract with the CLI (see index.h): change it only together with
  * INDEX_SCHEMA and the CLI. */
@@ -314,63 +315,6 @@ bool index_seg_path_ok(const char *p)
 	return nl > 5 && index_component_ok(name, nl) && strcmp(name + nl - 5, ".pcap") == 0;
 }
 
-int index_segname_format(char *buf, size_t n, uint64_t first_ns, uint64_t epoch, uint64_t seq, unsigned ifindex,
-			 const char *ifname)
-{
-	int m = snprintf(buf, n, "%020" PRIu64 "-%016" PRIx64 "-%" PRIu64 ".%u-%s.pcap", first_ns, epoch, seq, ifindex,
-			 ifname);
-	return m < 0 || (size_t)m >= n ? -ENAMETOOLONG : m;
-}
-
-/* Reads decimal (or hex) digits into *v; returns the end, or NULL when there are none
- * or the value does not fit in 64 bits. */
-static const char *index_segname_num(const char *p, bool hex, uint64_t *v)
-{
-	const char *start = p;
-	*v = 0;
-	for (;; p++) {
-		unsigned d;
-		if (*p >= '0' && *p <= '9')
-			d = (unsigned)(*p - '0');
-		else if (hex && *p >= 'a' && *p <= 'f')
-			d = (unsigned)(*p - 'a' + 10);
-		else
-			break;
-		if (*v > (UINT64_MAX - d) / (hex ? 16 : 10))
-			return NULL;
-		*v = *v * (hex ? 16 : 10) + d;
-	}
-	return p == start ? NULL : p;
-}
-
-bool index_segname_parse(const char *name, struct index_segname *out)
-{
-	size_t n = strlen(name);
-	uint64_t idx = 0;
-	const char *p = name;
-
-	if (n < 6 || name[0] == '.' || strcmp(name + n - 5, ".pcap") != 0)
-		return false;
-	if (!(p = index_segname_num(p, false, &out->first_ns)) || *p++ != '-' ||
-	    !(p = index_segname_num(p, true, &out->epoch)) || *p++ != '-' ||
-	    !(p = index_segname_num(p, false, &out->seq)))
-		return false;
-	out->ifindex = -1;
-	if (*p == '.') {
-		if (!(p = index_segname_num(p + 1, false, &idx)) || idx > INT32_MAX)
-			return false;
-		out->ifindex = (int)idx;
-	}
-	if (*p++ != '-')
-		return false;
-	size_t iflen = (size_t)(name + n - 5 - p);
-	if (p > name + n - 5 || iflen == 0 || iflen >= sizeof(out->ifname))
-		return false;
-	memcpy(out->ifname, p, iflen);
-	out->ifname[iflen] = '\0';
-	return true;
-}
-
 int index_scan(const char *dir, const char *relpath, struct index_seg *g)
 {
 	char full[2 * INDEX_MAX_PATH + 2];
@@ -389,8 +333,8 @@ int index_scan(const char *dir, const char *relpath, struct index_seg *g)
 	/* The interface name as sanitised for the file name (the name the sensor reported
 	 * is not stored anywhere else); another name keeps what follows its third '-'. */
 	const char *name = strrchr(relpath, '/') + 1, *ifn = name;
-	struct index_segname sn;
-	if (index_segname_parse(name, &sn)) {
+	struct segname sn;
+	if (segname_parse(name, &sn)) {
 		snprintf(g->iface, sizeof(g->iface), "%s", sn.ifname);
 	} else {
 		for (int dashes = 0; dashes < 3 && ifn; dashes++) {

@@ -147,27 +147,6 @@ size_t index_pending(const struct index *ix);
  */
 int index_scan(const char *dir, const char *relpath, struct index_seg *seg);
 
-/*
- * Segment file names: <first-ts-ns>-<epoch-hex>-<seq>.<ifindex>-<ifname>.pcap, the
- * first timestamp 20 digits, the epoch 16 hex digits, the interface index that of the
- * sensor's HELLO and the interface name made path-safe. Two interfaces of one sensor
- * may have the same name and the same first timestamp; the index keeps them apart.
- * Repositories written before the index was part of the name hold
- * <first-ts-ns>-<epoch-hex>-<seq>-<ifname>.pcap: a '.' right after the sequence number
- * tells the two forms apart without doubt, whatever the interface is called.
- */
-struct index_segname {
-	uint64_t first_ns, epoch, seq;
-	int ifindex; /* -1 in the older form */
-	char ifname[INDEX_MAX_IFACE];
-};
-
-/* Writes the name (no directory) into buf. Returns its length, or -ENAMETOOLONG. */
-int index_segname_format(char *buf, size_t n, uint64_t first_ns, uint64_t epoch, uint64_t seq, unsigned ifindex,
-			 const char *ifname);
-/* Parses a closed segment's name (either form). Returns true when it is one. */
-bool index_segname_parse(const char *name, struct index_segname *out);
-
 /* True for "sensors/<id>/segments/<name>.pcap" with no empty, hidden, "." or ".."
  * component: the only paths the index holds and retention unlinks. */
 bool index_seg_path_ok(const char *relpath);

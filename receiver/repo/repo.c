@@ -12,6 +12,7 @@
 
 #include "shared/fsutil.h"
 #include "receiver/repo/index.h"
+#include "receiver/repo/segname.h"
 #include "shared/log.h"
 #include "shared/pcapfile.h"
 
@@ -98,10 +99,10 @@ repo_strv_free(char **v, size_t n)
 bool
 repo_parse_segment_name(const char *name, uint64_t *first_ns, char ifname[256])
 {
-	struct index_segname sn;
+	struct segname sn;
 
-	/* One parser for the receiver's names, both forms (index.h). */
-	if (!index_segname_parse(name, &sn))
+	/* One parser for the receiver's names, both forms (segname.h). */
+	if (!segname_parse(name, &sn))
 		return false;
 	snprintf(ifname, 256, "%s", sn.ifname);
 	*first_ns = sn.first_ns;

@@ -15,6 +15,7 @@
 
 #include "shared/hash.h"
 #include "receiver/repo/index.h"
+#include "receiver/repo/segname.h"
 #include "shared/log.h"
 #include "shared/pcapfile.h"
 #include "receiver/store/retention.h"
@@ -573,8 +574,8 @@ static int store_state_read(struct store_sensor *ss, uint8_t *slot, uint32_t *n_
  * segments are only ever closed at a commit, and every whole record is kept. */
 static int64_t store_recover_unlisted(struct store_sensor *ss, const char *name, const char *path)
 {
-	struct index_segname sn;
-	if (!index_segname_parse(name + 6, &sn))
+	struct segname sn;
+	if (!segname_parse(name + 6, &sn))
 		return -1;
 	unsigned i = 0;
 	while (i < ss->n_epochs && ss->epochs[i].epoch != sn.epoch)
@@ -820,7 +821,7 @@ static int store_segment_open(struct store_sensor *ss, uint16_t iface, uint64_t 
 	 * the interface index among interfaces of one name (`-i lo,lo`, or a replayed
 	 * pcapng with two "eth0") whose first packets share a timestamp. */
 	char base[STATE_NAME_MAX], name[STATE_NAME_MAX - 6];
-	int len = index_segname_format(name, sizeof(name), first_ns, ss->epoch, seq, iface, ifname);
+	int len = segname_format(name, sizeof(name), first_ns, ss->epoch, seq, iface, ifname);
 	if (len < 0)
 		return len;
 	g->committed = 0;
