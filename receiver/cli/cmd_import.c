@@ -54,6 +54,7 @@
 #include "shared/fsutil.h"
 #include "shared/hash.h"
 #include "shared/log.h"
+#include "receiver/repo/index.h"
 #include "receiver/repo/namehist.h"
 #include "receiver/repo/segname.h"
 #include "shared/pcapfile.h"
@@ -959,15 +960,6 @@ out:
 
 /* Commit ---------------------------------------------------------------------------------- */
 
-static const char *const index_schema =
-	"CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
-	"INSERT OR IGNORE INTO meta(key, value) VALUES('schema', '1');"
-	"CREATE TABLE IF NOT EXISTS segments(id INTEGER PRIMARY KEY, sensor TEXT NOT NULL,"
-	" path TEXT NOT NULL UNIQUE, iface TEXT NOT NULL, linktype INTEGER NOT NULL,"
-	" snaplen INTEGER NOT NULL, min_ns INTEGER NOT NULL, max_ns INTEGER NOT NULL,"
-	" packets INTEGER NOT NULL, bytes INTEGER NOT NULL, closed_ns INTEGER NOT NULL);"
-	"CREATE INDEX IF NOT EXISTS segments_sensor_time ON segments(sensor, min_ns);";
-
 /* True when VIEWDIR holds segments but no index: creating one would hide them. */
 static bool
 has_unindexed_segments(const char *view)
@@ -1002,9 +994,9 @@ has_unindexed_segments(const char *view)
 }
 
 static int
-index_open(struct import *im, sqlite3 **db)
+import_index_open(struct import *im, sqlite3 **db)
 {
-	char path[4096];
+	char path[4096], err[1024] = "";
 	char *msg = NULL;
 
 	*db = NULL;
@@ -1018,9 +1010,16 @@ index_open(struct import *im, sqlite3 **db)
 		goto fail;
 	sqlite3_busy_timeout(*db, 5000);
 	if (sqlite3_exec(*db, "PRAGMA journal_mode=WAL", NULL, NULL, &msg) != SQLITE_OK ||
-	    sqlite3_exec(*db, "BEGIN IMMEDIATE", NULL, NULL, &msg) != SQLITE_OK ||
-	    sqlite3_exec(*db, index_schema, NULL, NULL, &msg) != SQLITE_OK)
+	    sqlite3_exec(*db, "BEGIN IMMEDIATE", NULL, NULL, &msg) != SQLITE_OK)
 		goto fail;
+	/* The receiver's schema code: a new index is the one the receiver creates, an older
+	 * one is migrated (within this transaction), a newer one refused. */
+	if (index_schema_apply(*db, path, err, sizeof(err)) != 0) {
+		refuse(im, NULL, "%s", err);
+		sqlite3_close(*db);
+		*db = NULL;
+		return -1;
+	}
 	return 0;
 fail:
 	refuse(im, NULL, "%s: %s", path, msg ? msg : (*db ? sqlite3_errmsg(*db) : "cannot open"));
@@ -1131,7 +1130,7 @@ commit(struct import *im)
 		return rc;
 	}
 	close(sfd);
-	if (index_open(im, &db) != 0)
+	if (import_index_open(im, &db) != 0)
 		return -1;
 	rc = index_add(im, db, timearg_now());
 	for (size_t i = 0; rc == 0 && i < im->n_segs; i++) {

@@ -360,8 +360,13 @@ struct dissect *dissect_open(const char *dir, const struct l4_limits *limits, ch
 	rc = sqlite3_open_v2(path, &d->db, SQLITE_OPEN_READWRITE, NULL);
 	if (rc == SQLITE_OK) {
 		sqlite3_busy_timeout(d->db, 5000);
-		rc = sqlite3_exec(d->db, "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA cache_size = -32768;" INDEX_L4_SQL, NULL,
+		rc = sqlite3_exec(d->db, "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA cache_size = -32768;", NULL,
 				  NULL, &msg);
+	}
+	/* The L4 tables are part of the index schema (receiver/repo/index.c owns it). */
+	if (rc == SQLITE_OK && index_schema_apply(d->db, path, err, errlen) != 0) {
+		dissect_close(d, false);
+		return NULL;
 	}
 	for (int i = 0; rc == SQLITE_OK && i < Q_COUNT; i++)
 		rc = sqlite3_prepare_v3(d->db, dissect_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &d->st[i], NULL);

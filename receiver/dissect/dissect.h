@@ -14,7 +14,7 @@
  * inserts at the end of the conns table, which a flood of short connections needs.
  *
  * After a segment is read, one transaction writes the rows of every connection it
- * touched or that ended (INDEX_L4_SQL in receiver/repo/index.h), which segments hold each
+ * touched or that ended (the L4 tables of receiver/repo/index.h), which segments hold each
  * connection, and l4_done; the position file sensors/<id>/l4/<name>.pos is in place
  * before it:
  *

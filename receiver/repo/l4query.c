@@ -30,6 +30,10 @@ static sqlite3 *open_ro(const char *dir, char *err, size_t errlen)
 		return NULL;
 	}
 	sqlite3_busy_timeout(db, 5000);
+	if (index_schema_check(db, path, err, errlen) == -EPROTONOSUPPORT) {
+		sqlite3_close(db);
+		return NULL;
+	}
 	return db;
 }
 
