@@ -16,6 +16,7 @@
 
 #include "shared/log.h"
 #include "shared/pcapfile.h"
+#include "receiver/repo/posfile.h"
 #include "receiver/repo/segname.h"
 
 /*
@@ -164,8 +165,6 @@ struct index {
 	size_t n_pending;
 	struct log_limit warn_lim;
 };
-
-static void index_unlink_pos(struct index *ix, const char *relpath);
 
 static void index_warn(struct index *ix, const char *what)
 {
@@ -632,7 +631,7 @@ static int index_reconcile_rows(struct index *ix, struct index_reconcile_report 
 		}
 		ids[n++] = sqlite3_column_int64(st, 0);
 		if (rel && index_seg_path_ok(rel))
-			index_unlink_pos(ix, rel);
+			posfile_unlink(ix->dir, rel);
 		if (rep->removed++ < INDEX_LOG_FIXES)
 			log_info("index: %s is gone: row removed", rel ? rel : "(null path)");
 	}
@@ -776,29 +775,6 @@ int index_sensor_min_ns(struct index *ix, const char *sensor, int64_t *min_ns)
 	return 0;
 }
 
-int index_pos_path(const char *relpath, char *out, size_t size)
-{
-	const char *seg = strstr(relpath, "/segments/");
-	int n;
-
-	if (!index_seg_path_ok(relpath) || seg == NULL)
-		return -1;
-	n = snprintf(out, size, "%.*s/l4/%s.pos", (int)(seg - relpath), relpath, seg + strlen("/segments/"));
-	return n < 0 || (size_t)n >= size ? -1 : 0;
-}
-
-/* Deletes the position file of a segment, if any. */
-static void index_unlink_pos(struct index *ix, const char *relpath)
-{
-	char pos[INDEX_MAX_PATH + 16], full[2 * INDEX_MAX_PATH + 32];
-
-	if (index_pos_path(relpath, pos, sizeof(pos)) != 0)
-		return;
-	snprintf(full, sizeof(full), "%s/%s", ix->dir, pos);
-	if (unlink(full) != 0 && errno != ENOENT)
-		log_warn("index: cannot delete %s", full);
-}
-
 int index_retire(struct index *ix, const struct index_seg *g)
 {
 	bool ok = index_seg_path_ok(g->path);
@@ -825,7 +801,7 @@ int index_retire(struct index *ix, const struct index_seg *g)
 	if (index_commit(ix) != 0)
 		goto fail;
 	if (ok)
-		index_unlink_pos(ix, g->path);
+		posfile_unlink(ix->dir, g->path);
 	return ok ? 0 : -EINVAL;
 fail:
 	index_rollback(ix);

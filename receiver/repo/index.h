@@ -22,7 +22,7 @@
  * A deleted segment row takes its l4_done and conn_segs rows with it, and the
  * connections left without any segment (a trigger); one deleted before it was
  * dissected is counted in l4_stats as retired_before_dissection. Each dissected segment has a
- * position file sensors/<id>/l4/<name>.pcap.pos (index_pos_path()) naming the
+ * position file sensors/<id>/l4/<name>.pcap.pos (receiver/repo/posfile.h) naming the
  * connection of every record; retention and reconcile delete it with the segment.
  *
  * Schema versions: every change to a table, index, trigger or view is a new version and
@@ -72,11 +72,6 @@ int index_schema_apply(struct sqlite3 *db, const char *path, char *err, size_t e
  * as it is: versions only add to what readers use. Returns 0, or -EIO.
  */
 int index_schema_check(struct sqlite3 *db, const char *path, char *err, size_t errlen);
-
-/* The position file of a segment: "sensors/<id>/l4/<name>.pos" for
- * "sensors/<id>/segments/<name>". Returns 0, or -1 for a path index_seg_path_ok()
- * refuses or that does not fit. */
-int index_pos_path(const char *relpath, char *out, size_t size);
 
 /* One row of the segments table. */
 struct index_seg {
