@@ -46,52 +46,31 @@ line_free(struct nh_line *l)
 	free(l);
 }
 
-/* A string field: present (or optional and then ""), a string, at most the limit. */
-static bool
-str_field(json_t *o, const char *key, bool required, char **out)
-{
-	json_t *v = json_object_get(o, key);
-	const char *s;
-
-	if (v == NULL && !required) {
-		*out = strdup("");
-		return *out != NULL;
-	}
-	if (!json_is_string(v) || json_string_length(v) > NAMEHIST_MAX_FIELD)
-		return false;
-	s = json_string_value(v);
-	if (strlen(s) != json_string_length(v))
-		return false; /* an embedded NUL */
-	*out = strdup(s);
-	return *out != NULL;
-}
-
-/* Parses one names.jsonl line. NULL when malformed. */
+/* Parses one names.jsonl line (receiver/repo/names.h). NULL when malformed, or when a
+ * string is longer than NAMES_FIELD_MAX (names.c keeps those cut; here they are errors). */
 static struct nh_line *
 parse_line(const char *buf, size_t len, uint64_t seq)
 {
-	json_error_t jerr;
-	json_t *o = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &jerr), *t;
+	struct names_line *nl = malloc(sizeof(*nl));
 	struct nh_line *l = NULL;
 
-	if (!json_is_object(o))
-		goto out;
-	t = json_object_get(o, "t");
-	if (!json_is_integer(t) || json_integer_value(t) < 0)
+	if (nl == NULL || !names_line_parse(buf, len, nl) || nl->cut)
 		goto out;
 	l = calloc(1, sizeof(*l));
 	if (l == NULL)
 		goto out;
-	l->t = (uint64_t)json_integer_value(t);
+	l->t = nl->t;
 	l->seq = seq;
-	if (!str_field(o, "addr", true, &l->addr) || l->addr[0] == '\0' ||
-	    !str_field(o, "name", true, &l->name) || !str_field(o, "ns", false, &l->ns) ||
-	    !str_field(o, "src", false, &l->src)) {
+	l->addr = strdup(nl->addr);
+	l->name = strdup(nl->name);
+	l->ns = strdup(nl->ns);
+	l->src = strdup(nl->src);
+	if (l->addr == NULL || l->name == NULL || l->ns == NULL || l->src == NULL) {
 		line_free(l);
 		l = NULL;
 	}
 out:
-	json_decref(o);
+	free(nl);
 	return l;
 }
 
@@ -182,7 +161,7 @@ cmp_addr(const void *a, const void *b)
  * err set, or fn's negative code. A missing file has no lines.
  */
 static int
-each_line(const char *path, size_t *lines, size_t *bad, int (*fn)(void *arg, struct nh_line *l),
+each_line(const char *path, size_t *lines, size_t *bad, size_t *first_bad, int (*fn)(void *arg, struct nh_line *l),
 	  void *arg, char *err, size_t errlen)
 {
 	FILE *f = fopen(path, "re");
@@ -207,7 +186,8 @@ each_line(const char *path, size_t *lines, size_t *bad, int (*fn)(void *arg, str
 		(*lines)++;
 		l = (size_t)n <= NAMEHIST_MAX_LINE ? parse_line(buf, (size_t)n - 1, *lines) : NULL;
 		if (l == NULL) {
-			(*bad)++;
+			if ((*bad)++ == 0)
+				*first_bad = *lines;
 			continue;
 		}
 		if ((rc = fn(arg, l)) != 0)
@@ -257,6 +237,7 @@ struct namehist *
 namehist_load(const char *path, uint64_t from_ns, uint64_t to_ns, char *err, size_t errlen)
 {
 	struct load_ctx c = {0};
+	size_t first_bad = 0;
 	int rc;
 
 	c.h = calloc(1, sizeof(*c.h));
@@ -266,7 +247,7 @@ namehist_load(const char *path, uint64_t from_ns, uint64_t to_ns, char *err, siz
 	}
 	c.h->from = from_ns;
 	c.h->to = to_ns;
-	rc = each_line(path, &c.h->lines, &c.h->bad, load_one, &c, err, errlen);
+	rc = each_line(path, &c.h->lines, &c.h->bad, &first_bad, load_one, &c, err, errlen);
 	if (rc == 0 && c.table.n > 0) {
 		c.h->initial = malloc(c.table.n * sizeof(*c.h->initial));
 		if (c.h->initial == NULL)
@@ -292,7 +273,8 @@ namehist_load(const char *path, uint64_t from_ns, uint64_t to_ns, char *err, siz
 	if (c.h->n_changes > 1)
 		qsort(c.h->changes, c.h->n_changes, sizeof(*c.h->changes), cmp_time);
 	if (c.h->bad > 0)
-		log_warnx("%s: %zu of %zu lines malformed, skipped", path, c.h->bad, c.h->lines);
+		log_warnx("%s: %zu of %zu lines malformed, skipped (the first: line %zu)", path, c.h->bad, c.h->lines,
+			  first_bad);
 	return c.h;
 }
 
@@ -320,23 +302,6 @@ size_t
 namehist_bad_lines(const struct namehist *h)
 {
 	return h->bad;
-}
-
-/* A JSON string literal; the text is valid UTF-8 already (jansson checked it). */
-static void
-put_str(FILE *f, const char *s)
-{
-	fputc('"', f);
-	for (; *s != '\0'; s++) {
-		unsigned char c = (unsigned char)*s;
-		if (c == '"' || c == '\\')
-			fprintf(f, "\\%c", c);
-		else if (c < 0x20)
-			fprintf(f, "\\u%04x", c);
-		else
-			fputc(c, f);
-	}
-	fputc('"', f);
 }
 
 /* The map in effect: lines with a non-empty name, sorted by address. */
@@ -391,21 +356,27 @@ state_apply(struct nh_state *s, const struct nh_line *l)
 	return 1;
 }
 
-static void
+/* One key of the Kubeshark file: "<key>":{"<addr>":{"FullAddress":...,"Namespace":...},...}
+ * (the strings were read by jansson, so they are UTF-8). Returns 0 or -errno. */
+static int
 put_map(FILE *f, uint64_t key, const struct nh_state *s, bool first)
 {
-	fprintf(f, "%s\"%" PRIu64 "\":{", first ? "\n" : ",\n", key);
-	for (size_t i = 0; i < s->n; i++) {
-		if (i > 0)
-			fputc(',', f);
-		put_str(f, s->v[i]->addr);
-		fputs(":{\"FullAddress\":", f);
-		put_str(f, s->v[i]->name);
-		fputs(",\"Namespace\":", f);
-		put_str(f, s->v[i]->ns);
-		fputc('}', f);
+	json_t *map = json_object();
+	int rc = map == NULL ? -ENOMEM : 0;
+
+	for (size_t i = 0; rc == 0 && i < s->n; i++) {
+		json_t *e = json_pack("{s:s,s:s}", "FullAddress", s->v[i]->name, "Namespace", s->v[i]->ns);
+
+		if (e == NULL || json_object_set_new(map, s->v[i]->addr, e) != 0)
+			rc = -EINVAL;
 	}
-	fputc('}', f);
+	if (rc == 0) {
+		fprintf(f, "%s\"%" PRIu64 "\":", first ? "\n" : ",\n", key);
+		if (json_dumpf(map, f, JSON_COMPACT) != 0)
+			rc = -EIO;
+	}
+	json_decref(map);
+	return rc;
 }
 
 int
@@ -415,6 +386,7 @@ namehist_write_kubeshark(const struct namehist *h, FILE *out, size_t *keys)
 	uint64_t key = h->from / NS_PER_SEC;
 	bool pending = false;
 	size_t n_keys = 0;
+	int rc = 0;
 
 	s.v = malloc((h->n_initial + h->n_changes + 1) * sizeof(*s.v));
 	if (s.v == NULL)
@@ -430,34 +402,43 @@ namehist_write_kubeshark(const struct namehist *h, FILE *out, size_t *keys)
 
 		/* A later second starts: the map of the previous one is final. */
 		if (k != key && pending) {
-			put_map(out, key, &s, n_keys++ == 0);
+			if ((rc = put_map(out, key, &s, n_keys++ == 0)) != 0)
+				break;
 			pending = false;
 		}
 		if (state_apply(&s, l))
 			pending = true;
 		key = k;
 	}
-	if (pending)
-		put_map(out, key, &s, n_keys++ == 0);
+	if (rc == 0 && pending)
+		rc = put_map(out, key, &s, n_keys++ == 0);
 	fputs(n_keys > 0 ? "\n}\n" : "}\n", out);
 	free(s.v);
 	if (keys != NULL)
 		*keys = n_keys;
-	return ferror(out) ? -EIO : 0;
+	return rc != 0 ? rc : ferror(out) ? -EIO : 0;
 }
 
-static void
+/* One names.jsonl line, written by the module that owns the format. Returns 0 or -errno
+ * (-EINVAL, -ERANGE: a line no reader could take back, not written). */
+static int
 put_line(FILE *f, const struct nh_line *l)
 {
-	fprintf(f, "{\"t\":%" PRIu64 ",\"addr\":", l->t);
-	put_str(f, l->addr);
-	fputs(",\"name\":", f);
-	put_str(f, l->name);
-	fputs(",\"ns\":", f);
-	put_str(f, l->ns);
-	fputs(",\"src\":", f);
-	put_str(f, l->src);
-	fputs("}\n", f);
+	char small[512], *buf = small;
+	int n = names_line_format(l->t, l->addr, l->name, l->ns, l->src, small, sizeof(small));
+
+	if (n < 0)
+		return n;
+	if ((size_t)n >= sizeof(small)) {
+		if ((buf = malloc((size_t)n + 1)) == NULL)
+			return -ENOMEM;
+		n = names_line_format(l->t, l->addr, l->name, l->ns, l->src, buf, (size_t)n + 1);
+	}
+	if (n > 0 && fwrite(buf, 1, (size_t)n, f) != (size_t)n)
+		n = -EIO;
+	if (buf != small)
+		free(buf);
+	return n < 0 ? n : 0;
 }
 
 int
@@ -471,14 +452,15 @@ namehist_write_jsonl(const struct namehist *h, FILE *out, size_t *lines)
 		memcpy(v, h->initial, h->n_initial * sizeof(*v));
 		qsort(v, h->n_initial, sizeof(*v), cmp_time);
 	}
-	for (size_t i = 0; i < h->n_initial; i++)
-		put_line(out, v[i]);
-	for (size_t i = 0; i < h->n_changes; i++)
-		put_line(out, h->changes[i]);
+	int rc = 0;
+	for (size_t i = 0; rc == 0 && i < h->n_initial; i++)
+		rc = put_line(out, v[i]);
+	for (size_t i = 0; rc == 0 && i < h->n_changes; i++)
+		rc = put_line(out, h->changes[i]);
 	free(v);
 	if (lines != NULL)
 		*lines = h->n_initial + h->n_changes;
-	return ferror(out) ? -EIO : 0;
+	return rc != 0 ? rc : ferror(out) ? -EIO : 0;
 }
 
 /* Kubeshark import ------------------------------------------------------------------ */
@@ -527,7 +509,7 @@ namehist_from_kubeshark(const char *path, size_t max_bytes, FILE *out, size_t *l
 	struct stat st;
 	const char *k;
 	size_t n = 0, count = 0;
-	int rc = -1;
+	int rc = -1, e;
 
 	if (stat(path, &st) != 0 || (uint64_t)st.st_size > max_bytes) {
 		snprintf(err, errlen, "larger than %zu bytes", max_bytes);
@@ -555,12 +537,17 @@ namehist_from_kubeshark(const char *path, size_t max_bytes, FILE *out, size_t *l
 			snprintf(err, errlen, "key '%.40s' is not Unix seconds", k);
 			goto out;
 		}
+		/* Below, sec * 10^9 must be a time names.jsonl holds (at most 2^63-1 ns). */
 		for (; *p != '\0'; p++) {
 			if (*p < '0' || *p > '9') {
 				snprintf(err, errlen, "key '%.40s' is not Unix seconds", k);
 				goto out;
 			}
 			sec = sec * 10 + (uint64_t)(*p - '0');
+		}
+		if (sec > (uint64_t)INT64_MAX / NS_PER_SEC) {
+			snprintf(err, errlen, "key '%.40s' is not Unix seconds (after the year 2262)", k);
+			goto out;
 		}
 		if (!json_is_object(val)) {
 			snprintf(err, errlen, "value of key %s is not an object", k);
@@ -601,7 +588,10 @@ namehist_from_kubeshark(const char *path, size_t max_bytes, FILE *out, size_t *l
 				continue;
 			struct nh_line l = {keys[i].sec * NS_PER_SEC, 0, canon, (char *)name,
 					    (char *)ns, (char *)"static"};
-			put_line(out, &l);
+			if ((e = put_line(out, &l)) != 0) {
+				snprintf(err, errlen, "key %s: '%.60s': %s", keys[i].text, addr, strerror(-e));
+				goto out;
+			}
 			count++;
 		}
 		if (prev == NULL)
@@ -613,7 +603,10 @@ namehist_from_kubeshark(const char *path, size_t max_bytes, FILE *out, size_t *l
 				continue; /* the second: checked with the key before, cannot happen */
 			struct nh_line l = {keys[i].sec * NS_PER_SEC, 0, canon, (char *)"",
 					    (char *)"", (char *)"static"};
-			put_line(out, &l);
+			if ((e = put_line(out, &l)) != 0) {
+				snprintf(err, errlen, "key %s: '%.60s': %s", keys[i].text, addr, strerror(-e));
+				goto out;
+			}
 			count++;
 		}
 	}
@@ -672,14 +665,14 @@ namehist_merge_jsonl(const char *const *paths, size_t n, FILE *out, char *err, s
 	int rc = 0;
 
 	for (size_t i = 0; i < n && rc == 0; i++) {
-		size_t lines = 0, bad = 0;
+		size_t lines = 0, bad = 0, first_bad = 0;
 
 		c.base = (uint64_t)i << 40;
-		rc = each_line(paths[i], &lines, &bad, collect, &c, err, errlen);
+		rc = each_line(paths[i], &lines, &bad, &first_bad, collect, &c, err, errlen);
 		if (rc == -ENOMEM)
 			snprintf(err, errlen, "out of memory");
 		if (bad > 0)
-			log_warnx("%s: %zu malformed lines dropped", paths[i], bad);
+			log_warnx("%s: %zu malformed lines dropped (the first: line %zu)", paths[i], bad, first_bad);
 	}
 	if (rc == 0) {
 		if (c.n > 1)
@@ -694,10 +687,12 @@ namehist_merge_jsonl(const char *const *paths, size_t n, FILE *out, char *err, s
 					break;
 				}
 			}
-			if (!dup)
-				put_line(out, c.v[i]);
+			if (!dup && (rc = put_line(out, c.v[i])) != 0) {
+				snprintf(err, errlen, "write: %s", strerror(-rc));
+				break;
+			}
 		}
-		if (ferror(out)) {
+		if (rc == 0 && ferror(out)) {
 			snprintf(err, errlen, "write: %s", strerror(errno));
 			rc = -1;
 		}

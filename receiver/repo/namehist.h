@@ -7,8 +7,10 @@
  * "<fqdn>", "ns": "<namespace>", "src": "dns|hosts|static"}: from time t on, addr
  * resolves to name, until a line for the same addr with a later t (equal t: the later
  * line). An empty name ends the mapping (addr resolves to nothing from t on). A last
- * line without its newline is being written and is ignored; malformed lines are
- * counted, reported once, and skipped.
+ * line without its newline is being written and is ignored; malformed lines (and here
+ * also lines with a string longer than NAMES_FIELD_MAX) are counted, reported once with
+ * the number of the first, and skipped. Lines are parsed and written by the module that
+ * owns the format (receiver/repo/names.h); the Kubeshark file is written with jansson.
  *
  * name_resolution_history.json (Kubeshark's shape):
  *   {"<unix seconds>": {"<addr>": {"FullAddress": "<name>", "Namespace": "<ns>"}}}
