@@ -13,6 +13,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
 #include "shared/hash.h"
 #include "receiver/repo/index.h"
 #include "receiver/repo/segname.h"
@@ -1164,27 +1166,37 @@ int store_sensor_write_stats(struct store_sensor *ss, bool connected)
 	char path[512], tmp[520];
 	snprintf(path, sizeof(path), "%s/sensors/%s/stats.json", s->dir, ss->id);
 	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-	FILE *f = fopen(tmp, "w");
-	if (!f)
-		return -errno;
 	/* The sensor's own counters say what it captured and lost before the wire; ours
 	 * say what arrived and was stored. Together: captured / shipped / stored / lost. */
-	fprintf(f,
-		"{\"sensor\": \"%s\", \"connected\": %s, \"epoch\": %" PRIu64 ", \"next_batch\": %" PRIu64 ",\n"
-		" \"stored\": {\"batches\": %" PRIu64 ", \"packets\": %" PRIu64 ", \"bytes\": %" PRIu64
-		", \"segments_closed\": %" PRIu64 "},\n"
-		" \"retention\": {\"segments\": %" PRIu64 ", \"packets\": %" PRIu64 ", \"bytes\": %" PRIu64 "},\n"
-		" \"receiver\": {\"duplicate_batches\": %" PRIu64 ", \"rejected_batches\": %" PRIu64
-		", \"missing_batches\": %" PRIu64 ", \"linktype_rejects\": %" PRIu64 ", \"storage_errors\": %" PRIu64
-		",\n  \"unstorable_records\": {\"%s\": %" PRIu64 "}},\n"
-		" \"sensor_reported\": {\"captured\": %" PRIu64 ", \"kernel_drops\": %" PRIu64
-		", \"interface_drops\": %" PRIu64 ", \"queue_drops\": %" PRIu64 ", \"spool_drops\": %" PRIu64 "}}\n",
-		ss->id, connected ? "true" : "false", ss->epoch, ss->next_seq, c->batches, c->packets, c->bytes,
-		c->segments_closed, c->retention_segments, c->retention_packets, c->retention_bytes, c->duplicates,
-		c->rejected_batches, c->missing_batches, c->linktype_rejects, c->storage_errors,
-		store_unstorable_name(STORE_UNSTORABLE_TS, true), c->unstorable[STORE_UNSTORABLE_TS],
-		c->s_captured, c->s_kernel_drops, c->s_if_drops, c->s_queue_drops, c->s_spool_drops);
-	int rc = ferror(f) ? -EIO : 0;
+	json_t *o = json_pack(
+		"{s:s, s:b, s:I, s:I,"
+		" s:{s:I, s:I, s:I, s:I},"
+		" s:{s:I, s:I, s:I},"
+		" s:{s:I, s:I, s:I, s:I, s:I, s:{s:I}},"
+		" s:{s:I, s:I, s:I, s:I, s:I}}",
+		"sensor", ss->id, "connected", connected, "epoch", (json_int_t)ss->epoch, "next_batch",
+		(json_int_t)ss->next_seq,
+		"stored", "batches", (json_int_t)c->batches, "packets", (json_int_t)c->packets, "bytes",
+		(json_int_t)c->bytes, "segments_closed", (json_int_t)c->segments_closed,
+		"retention", "segments", (json_int_t)c->retention_segments, "packets", (json_int_t)c->retention_packets,
+		"bytes", (json_int_t)c->retention_bytes,
+		"receiver", "duplicate_batches", (json_int_t)c->duplicates, "rejected_batches",
+		(json_int_t)c->rejected_batches, "missing_batches", (json_int_t)c->missing_batches, "linktype_rejects",
+		(json_int_t)c->linktype_rejects, "storage_errors", (json_int_t)c->storage_errors, "unstorable_records",
+		store_unstorable_name(STORE_UNSTORABLE_TS, true), (json_int_t)c->unstorable[STORE_UNSTORABLE_TS],
+		"sensor_reported", "captured", (json_int_t)c->s_captured, "kernel_drops", (json_int_t)c->s_kernel_drops,
+		"interface_drops", (json_int_t)c->s_if_drops, "queue_drops", (json_int_t)c->s_queue_drops, "spool_drops",
+		(json_int_t)c->s_spool_drops);
+	if (!o)
+		return -ENOMEM;
+	FILE *f = fopen(tmp, "w");
+	if (!f) {
+		int e = errno;
+		json_decref(o);
+		return -e;
+	}
+	int rc = json_dumpf(o, f, JSON_INDENT(1)) != 0 || fputc('\n', f) == EOF || ferror(f) ? -EIO : 0;
+	json_decref(o);
 	if (fclose(f) != 0 && rc == 0)
 		rc = -errno;
 	if (rc == 0 && rename(tmp, path) != 0)
