@@ -456,7 +456,7 @@ def test_export_import_export_is_identical(repo, tmp_path):
             assert SEGMENT_RE.match(f.name), f.name
             assert read_capture(f).fmt == "pcap"
     with sqlite3.connect(view / "index.db") as c:
-        assert c.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone() == ("1",)
+        assert c.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone() == ("2",)
     pcapline("export", "--dir", view, "--from", t1, "--to", t2, "-o", second)
     m1, f1 = read_export(first)
     m2, f2 = read_export(second)

@@ -23,6 +23,7 @@
 #include <sqlite3.h>
 
 #include "receiver/repo/index.h"
+#include "receiver/repo/posfile.h"
 #include "shared/pcapfile.h"
 #include "receiver/store/retention.h"
 
@@ -767,7 +768,7 @@ static void test_retire_takes_l4_rows(void **state)
 	open_index(f);
 	add_seg(f, NULL, "s1", 0, 9, a);
 	add_seg(f, NULL, "s1", 10, 19, b);
-	assert_int_equal(index_pos_path(a, pos, sizeof(pos)), 0);
+	assert_int_equal(posfile_path(a, pos, sizeof(pos)), 0);
 	assert_non_null(strstr(pos, "/l4/"));
 	snprintf(full, sizeof(full), "%s/sensors/s1/l4", f->dir);
 	assert_int_equal(mkdir(full, 0750), 0);
@@ -775,7 +776,7 @@ static void test_retire_takes_l4_rows(void **state)
 	FILE *pf = fopen(full, "w");
 	assert_non_null(pf);
 	fclose(pf);
-	assert_int_equal(index_pos_path("snapshots/x/a.pcap", pos, sizeof(pos)), -1);
+	assert_int_equal(posfile_path("snapshots/x/a.pcap", pos, sizeof(pos)), -1);
 	sql(f->dir, "INSERT INTO conns SELECT 1, 7, 's1', 'eth0', 'tcp', '198.18.0.1', 1, '198.18.0.2', 2, 'CLOSED', "
 		    "NULL, 0, 1, 1, 60, 1, 60, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0");
 	sql(f->dir, "INSERT INTO conns SELECT 2, 7, 's1', 'eth0', 'tcp', '198.18.0.1', 3, '198.18.0.2', 2, 'CLOSED', "
