@@ -46,19 +46,14 @@ line_free(struct nh_line *l)
 	free(l);
 }
 
-/* Parses one names.jsonl line (receiver/repo/names.h). NULL when malformed, or when a
- * string is longer than NAMES_FIELD_MAX (names.c keeps those cut; here they are errors). */
+/* A copy of one line read by names.c, at input position seq. NULL when out of memory. */
 static struct nh_line *
-parse_line(const char *buf, size_t len, uint64_t seq)
+line_copy(const struct names_line *nl, uint64_t seq)
 {
-	struct names_line *nl = malloc(sizeof(*nl));
-	struct nh_line *l = NULL;
+	struct nh_line *l = calloc(1, sizeof(*l));
 
-	if (nl == NULL || !names_line_parse(buf, len, nl) || nl->cut)
-		goto out;
-	l = calloc(1, sizeof(*l));
 	if (l == NULL)
-		goto out;
+		return NULL;
 	l->t = nl->t;
 	l->seq = seq;
 	l->addr = strdup(nl->addr);
@@ -67,10 +62,8 @@ parse_line(const char *buf, size_t len, uint64_t seq)
 	l->src = strdup(nl->src);
 	if (l->addr == NULL || l->name == NULL || l->ns == NULL || l->src == NULL) {
 		line_free(l);
-		l = NULL;
+		return NULL;
 	}
-out:
-	free(nl);
 	return l;
 }
 
@@ -160,45 +153,52 @@ cmp_addr(const void *a, const void *b)
  * Calls fn for every complete, well-formed line of a names.jsonl file. Returns 0, -1 with
  * err set, or fn's negative code. A missing file has no lines.
  */
+struct each_ctx {
+	int (*fn)(void *arg, struct nh_line *l);
+	void *arg;
+	size_t cut, first_cut;
+};
+
+static int
+each_one(void *arg, const struct names_line *nl, size_t lineno)
+{
+	struct each_ctx *c = arg;
+	struct nh_line *l;
+
+	/* names.c keeps an overlong string cut; here it is a malformed line. */
+	if (nl->cut) {
+		if (c->cut++ == 0)
+			c->first_cut = lineno;
+		return 0;
+	}
+	if ((l = line_copy(nl, lineno)) == NULL)
+		return -ENOMEM;
+	return c->fn(c->arg, l);
+}
+
+/* Calls fn with every well-formed line of path (read by names.c: a missing file is an
+ * empty history, a torn last line is left out, memory stays bounded), adding to the
+ * counts. Returns 0, fn's -ENOMEM, or -1 with err set. */
 static int
 each_line(const char *path, size_t *lines, size_t *bad, size_t *first_bad, int (*fn)(void *arg, struct nh_line *l),
 	  void *arg, char *err, size_t errlen)
 {
-	FILE *f = fopen(path, "re");
-	char *buf = NULL;
-	size_t cap = 0;
-	ssize_t n;
-	int rc = 0;
+	struct each_ctx c = {fn, arg, 0, 0};
+	struct names_counts n;
+	int rc = names_file_read(path, each_one, &c, &n);
 
-	if (f == NULL) {
-		if (errno == ENOENT)
-			return 0;
-		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+	*lines += n.lines;
+	*bad += n.bad + c.cut;
+	if (n.bad && c.cut)
+		*first_bad = n.first_bad < c.first_cut ? n.first_bad : c.first_cut;
+	else if (n.bad || c.cut)
+		*first_bad = n.bad ? n.first_bad : c.first_cut;
+	if (rc == -ENOENT)
+		return 0;
+	if (rc != 0 && rc != -ENOMEM) {
+		snprintf(err, errlen, "%s: %s", path, strerror(-rc));
 		return -1;
 	}
-	while ((n = getline(&buf, &cap, f)) > 0) {
-		struct nh_line *l;
-
-		if (buf[n - 1] != '\n')
-			break; /* being appended right now */
-		if (n == 1)
-			continue;
-		(*lines)++;
-		l = (size_t)n <= NAMEHIST_MAX_LINE ? parse_line(buf, (size_t)n - 1, *lines) : NULL;
-		if (l == NULL) {
-			if ((*bad)++ == 0)
-				*first_bad = *lines;
-			continue;
-		}
-		if ((rc = fn(arg, l)) != 0)
-			break;
-	}
-	if (rc == 0 && ferror(f)) {
-		snprintf(err, errlen, "%s: %s", path, strerror(errno));
-		rc = -1;
-	}
-	free(buf);
-	fclose(f);
 	return rc;
 }
 

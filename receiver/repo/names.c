@@ -199,10 +199,22 @@ static bool names_sensor_id_ok(const char *id)
 
 /* ---- Reading a history file ------------------------------------------------------- */
 
+/* A malformed line: counted as a line, and the first one's number kept. */
+static void names_count_bad(struct names_counts *n)
+{
+	if (!n)
+		return;
+	n->lines++;
+	if (n->bad++ == 0)
+		n->first_bad = n->lines;
+}
+
 /* Calls fn for every well-formed line of fd from byte `from` (a line start, or the
  * first line start after it) to the end; lines longer than NAMES_LINE_MAX and a last
- * line without its newline are skipped. Returns 0 or -errno. */
-static int names_scan(int fd, off_t from, bool (*fn)(void *arg, const struct names_line *l), void *arg)
+ * line without its newline are skipped. With n, counts the lines (empty ones are none)
+ * and the malformed ones, and fn gets line numbers (from=0 only). Returns 0 or -errno. */
+static int names_scan_n(int fd, off_t from, bool (*fn)(void *arg, const struct names_line *l, size_t lineno),
+			void *arg, struct names_counts *n)
 {
 	char *buf = malloc(NAMES_LINE_MAX);
 	struct names_line *line = malloc(sizeof(*line)); /* about 4 KiB: not on a thread's stack */
@@ -237,10 +249,19 @@ static int names_scan(int fd, off_t from, bool (*fn)(void *arg, const struct nam
 				skip_first = false;
 			} else if (overlong) {
 				overlong = false;
-			} else if (names_line_parse(buf + start, i - start, line) && !fn(arg, line)) {
-				free(buf);
-				free(line);
-				return 0;
+				names_count_bad(n);
+			} else if (i > start) { /* an empty line is none */
+				if (!names_line_parse(buf + start, i - start, line)) {
+					names_count_bad(n);
+				} else {
+					if (n)
+						n->lines++;
+					if (!fn(arg, line, n ? n->lines : 0)) {
+						free(buf);
+						free(line);
+						return 0;
+					}
+				}
 			}
 			start = i + 1;
 		}
@@ -255,6 +276,52 @@ static int names_scan(int fd, off_t from, bool (*fn)(void *arg, const struct nam
 	free(buf);
 	free(line);
 	return rc;
+}
+
+struct names_scan_plain {
+	bool (*fn)(void *arg, const struct names_line *l);
+	void *arg;
+};
+
+static bool names_scan_plain_one(void *arg, const struct names_line *l, size_t lineno)
+{
+	struct names_scan_plain *p = arg;
+
+	return p->fn(p->arg, l);
+}
+
+static int names_scan(int fd, off_t from, bool (*fn)(void *arg, const struct names_line *l), void *arg)
+{
+	struct names_scan_plain p = {fn, arg};
+
+	return names_scan_n(fd, from, names_scan_plain_one, &p, NULL);
+}
+
+struct names_read_ctx {
+	int (*fn)(void *arg, const struct names_line *l, size_t lineno);
+	void *arg;
+	int rc;
+};
+
+static bool names_read_one(void *arg, const struct names_line *l, size_t lineno)
+{
+	struct names_read_ctx *c = arg;
+
+	return (c->rc = c->fn(c->arg, l, lineno)) == 0;
+}
+
+int names_file_read(const char *path, int (*fn)(void *arg, const struct names_line *l, size_t lineno), void *arg,
+		    struct names_counts *n)
+{
+	struct names_read_ctx c = {fn, arg, 0};
+	int fd = open(path, O_RDONLY | O_CLOEXEC), rc;
+
+	memset(n, 0, sizeof(*n));
+	if (fd < 0)
+		return -errno;
+	rc = names_scan_n(fd, 0, names_read_one, &c, n);
+	close(fd);
+	return rc != 0 ? rc : c.rc;
 }
 
 /* ---- Trimming --------------------------------------------------------------------- */

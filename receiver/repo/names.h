@@ -112,6 +112,23 @@ bool names_line_parse(const char *s, size_t n, struct names_line *l);
 int names_line_format(uint64_t t, const char *addr, const char *name, const char *ns, const char *src, char *buf,
 		      size_t cap);
 
+/* What names_file_read() saw. */
+struct names_counts {
+	size_t lines;     /* complete, non-empty lines */
+	size_t bad;       /* malformed ones among them (longer than NAMES_LINE_MAX included) */
+	size_t first_bad; /* line number of the first malformed one, 0 when none */
+};
+
+/*
+ * Reads a history file, the one reader of the file's lines: calls fn with every
+ * well-formed line and its number (1 for the first line), until fn returns non-zero.
+ * A last line without its newline is being written and is left out; empty lines are no
+ * lines. Memory stays bounded (one line of NAMES_LINE_MAX) whatever the file holds.
+ * Returns 0, fn's code, or -errno (-ENOENT: no history). n is filled either way.
+ */
+int names_file_read(const char *path, int (*fn)(void *arg, const struct names_line *l, size_t lineno), void *arg,
+		    struct names_counts *n);
+
 /* The canonical addr string of an event. */
 void names_addr_format(uint8_t family, const uint8_t *addr, uint16_t port, char out[NAMES_ADDR_LEN]);
 /* Canonicalises a user's address ("10.0.0.1", "10.0.0.1:80", "2001:DB8::1",
