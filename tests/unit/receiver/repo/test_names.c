@@ -5,6 +5,7 @@
  * history with malformed, overlong and torn lines read by names_at() and namehist_load().
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <ftw.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -195,12 +196,46 @@ static void test_history_with_bad_lines(void **state)
 	nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
 }
 
+/* Kubeshark keys are seconds; one whose nanoseconds do not fit a names.jsonl time is
+ * refused instead of wrapping around into another time. */
+static void test_kubeshark_key_range(void **state)
+{
+	char path[] = "/tmp/pcapline-test-ks-XXXXXX", err[256] = "", *out = NULL;
+	size_t outlen = 0, lines = 0;
+	int fd = mkstemp(path);
+	FILE *o;
+
+	assert_true(fd >= 0);
+	static const char far[] = "{\"99999999999\":{\"10.0.0.1\":{\"FullAddress\":\"far\"}}}";
+	assert_int_equal(write(fd, far, sizeof(far) - 1), (ssize_t)sizeof(far) - 1);
+	close(fd);
+	o = open_memstream(&out, &outlen);
+	assert_int_equal(namehist_from_kubeshark(path, 1 << 20, o, &lines, err, sizeof(err)), -1);
+	fclose(o);
+	assert_string_equal(err, "key '99999999999' is not Unix seconds (after the year 2262)");
+	assert_int_equal(outlen, 0);
+	free(out);
+
+	static const char last[] = "{\"9223372036\":{\"10.0.0.1\":{\"FullAddress\":\"last\"}}}";
+	fd = open(path, O_WRONLY | O_TRUNC);
+	assert_int_equal(write(fd, last, sizeof(last) - 1), (ssize_t)sizeof(last) - 1);
+	close(fd);
+	o = open_memstream(&out, &outlen);
+	assert_int_equal(namehist_from_kubeshark(path, 1 << 20, o, &lines, err, sizeof(err)), 0);
+	fclose(o);
+	assert_string_equal(out, "{\"t\":9223372036000000000,\"addr\":\"10.0.0.1\",\"name\":\"last\",\"ns\":\"\","
+				 "\"src\":\"static\"}\n");
+	free(out);
+	unlink(path);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_format_bytes),
 		cmocka_unit_test(test_parse_limits),
 		cmocka_unit_test(test_history_with_bad_lines),
+		cmocka_unit_test(test_kubeshark_key_range),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
