@@ -357,7 +357,9 @@ state_apply(struct nh_state *s, const struct nh_line *l)
 }
 
 /* One key of the Kubeshark file: "<key>":{"<addr>":{"FullAddress":...,"Namespace":...},...}
- * (the strings were read by jansson, so they are UTF-8). Returns 0 or -errno. */
+ * (the strings were read by jansson, so they are UTF-8). The top-level object is streamed
+ * key by key, so that memory holds one map at a time; each map is written by jansson.
+ * Returns 0 or -errno. */
 static int
 put_map(FILE *f, uint64_t key, const struct nh_state *s, bool first)
 {
