@@ -99,9 +99,11 @@
 
 /*
  * The forward migrations: index_migrations[v] takes a database from version v - 1 to v.
- * A change to the schema adds a step here (never edits one that shipped) and raises
- * INDEX_SCHEMA_VERSION; index_schema_apply() then runs every step above a database's
- * version, in one transaction, and writes the new version last.
+ * A change to the schema adds a step here and raises INDEX_SCHEMA_VERSION; it never edits
+ * a step that shipped, nor INDEX_BASE_SQL or INDEX_L4_SQL (they are the tables of version
+ * 2: a new database runs every step, so they must stay what step 3 expects to find).
+ * index_schema_apply() runs every step above a database's version, in one transaction,
+ * and writes the new version last.
  */
 static const char *const index_migrations[INDEX_SCHEMA_VERSION + 1] = {
 	/* 0 -> 1: an empty database (or one without meta) gets the tables of version 1. */
