@@ -13,7 +13,8 @@
 #include "receiver/repo/index.h"
 #include "shared/log.h"
 
-int posfile_path(const char *seg_rel, char *out, size_t size)
+int
+posfile_path(const char *seg_rel, char *out, size_t size)
 {
 	const char *seg = strstr(seg_rel, "/segments/");
 	int n;
@@ -24,7 +25,8 @@ int posfile_path(const char *seg_rel, char *out, size_t size)
 	return n < 0 || (size_t)n >= size ? -1 : 0;
 }
 
-int posfile_write(const char *dir, const char *pos_rel, const uint64_t *ids, size_t n, char *err, size_t errlen)
+int
+posfile_write(const char *dir, const char *pos_rel, const uint64_t *ids, size_t n, char *err, size_t errlen)
 {
 	char full[4096 + INDEX_MAX_PATH], tmp[4096 + INDEX_MAX_PATH + 16], *slash;
 	uint64_t buf[512];
@@ -32,7 +34,7 @@ int posfile_write(const char *dir, const char *pos_rel, const uint64_t *ids, siz
 	int ok, closed, e;
 
 	if ((size_t)snprintf(full, sizeof(full), "%s/%s", dir, pos_rel) >= sizeof(full) ||
-	    (slash = strrchr(full, '/')) == NULL) {
+		(slash = strrchr(full, '/')) == NULL) {
 		snprintf(err, errlen, "cannot write %s: %s", pos_rel, strerror(ENAMETOOLONG));
 		return -ENAMETOOLONG;
 	}
@@ -73,7 +75,8 @@ int posfile_write(const char *dir, const char *pos_rel, const uint64_t *ids, siz
 	return 0;
 }
 
-void posfile_unlink(const char *dir, const char *seg_rel)
+void
+posfile_unlink(const char *dir, const char *seg_rel)
 {
 	char pos[INDEX_MAX_PATH + 16], full[4096 + INDEX_MAX_PATH + 32];
 
@@ -84,7 +87,8 @@ void posfile_unlink(const char *dir, const char *seg_rel)
 		log_warn("index: cannot delete %s", full);
 }
 
-int posfile_open(const char *dir, const char *seg_rel, struct posfile *pf, char *err, size_t errlen)
+int
+posfile_open(const char *dir, const char *seg_rel, struct posfile *pf, char *err, size_t errlen)
 {
 	char pos[INDEX_MAX_PATH + 16], full[4096 + INDEX_MAX_PATH];
 	struct stat sb;
@@ -97,10 +101,10 @@ int posfile_open(const char *dir, const char *seg_rel, struct posfile *pf, char 
 		return -1;
 	}
 	snprintf(full, sizeof(full), "%s/%s", dir, pos);
-	if ((fd = open(full, O_RDONLY | O_CLOEXEC)) < 0 || fstat(fd, &sb) != 0 || sb.st_size < POSFILE_HEADER ||
-	    (sb.st_size - POSFILE_HEADER) % 8 != 0) {
-		snprintf(err, errlen, "%s: missing or damaged position file (re-index this window: pcapline reindex)",
-			 pos);
+	if ((fd = open(full, O_RDONLY | O_CLOEXEC)) < 0 || fstat(fd, &sb) != 0 ||
+		sb.st_size < POSFILE_HEADER || (sb.st_size - POSFILE_HEADER) % 8 != 0) {
+		snprintf(err, errlen,
+			"%s: missing or damaged position file (re-index this window: pcapline reindex)", pos);
 		if (fd >= 0)
 			close(fd);
 		return -1;
@@ -110,7 +114,8 @@ int posfile_open(const char *dir, const char *seg_rel, struct posfile *pf, char 
 	if (m == MAP_FAILED || memcmp(m, POSFILE_MAGIC, 8) != 0) {
 		if (m != MAP_FAILED)
 			munmap(m, (size_t)sb.st_size);
-		snprintf(err, errlen, "%s: not a position file (re-index this window: pcapline reindex)", pos);
+		snprintf(
+			err, errlen, "%s: not a position file (re-index this window: pcapline reindex)", pos);
 		return -1;
 	}
 	pf->map = m;
@@ -121,7 +126,8 @@ int posfile_open(const char *dir, const char *seg_rel, struct posfile *pf, char 
 	return 0;
 }
 
-uint64_t posfile_get(const struct posfile *pf, uint64_t i)
+uint64_t
+posfile_get(const struct posfile *pf, uint64_t i)
 {
 	uint64_t v;
 
@@ -129,7 +135,8 @@ uint64_t posfile_get(const struct posfile *pf, uint64_t i)
 	return le64toh(v);
 }
 
-void posfile_close(struct posfile *pf)
+void
+posfile_close(struct posfile *pf)
 {
 	if (pf->map != NULL)
 		munmap((void *)pf->map, pf->len);

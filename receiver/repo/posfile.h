@@ -17,7 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define POSFILE_MAGIC "PLPOS1\0\0"
+#define POSFILE_MAGIC  "PLPOS1\0\0"
 #define POSFILE_HEADER 16
 
 /* The position file of a segment: "sensors/<id>/l4/<name>.pos" for
@@ -28,7 +28,8 @@ int posfile_path(const char *seg_rel, char *out, size_t size);
 /* Writes <dir>/<pos_rel> with the connection ids of n records: a hidden temporary file
  * renamed into place, its folder created when missing. Returns 0, or -errno with a
  * reason naming the file in err. */
-int posfile_write(const char *dir, const char *pos_rel, const uint64_t *ids, size_t n, char *err, size_t errlen);
+int
+posfile_write(const char *dir, const char *pos_rel, const uint64_t *ids, size_t n, char *err, size_t errlen);
 
 /* Deletes the position file of segment seg_rel (relative to dir), if any; a failure other
  * than "not there" is logged. */
@@ -38,7 +39,7 @@ void posfile_unlink(const char *dir, const char *seg_rel);
 struct posfile {
 	const uint8_t *map;
 	size_t len;
-	uint64_t records; /* ids the file holds */
+	uint64_t records;      /* ids the file holds */
 	uint64_t header_count; /* what its header says the segment holds */
 };
 

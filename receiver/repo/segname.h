@@ -33,7 +33,7 @@ struct segname {
 /* Writes the name (no directory) into buf: the older form when ifindex < 0. ifname must
  * be path-safe already. Returns its length, or -ENAMETOOLONG. */
 int segname_format(char *buf, size_t n, uint64_t first_ns, uint64_t epoch, uint64_t seq, int ifindex,
-		   const char *ifname);
+	const char *ifname);
 /* Parses a closed segment's name (either form). Returns true when it is one. */
 bool segname_parse(const char *name, struct segname *out);
 

@@ -22,7 +22,8 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static void must(int cond, const char *what)
+static void
+must(int cond, const char *what)
 {
 	if (!cond) {
 		fprintf(stderr, "fuzz_kubeshark: %s\n", what);
@@ -30,7 +31,8 @@ static void must(int cond, const char *what)
 	}
 }
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static char path[64];
 	static struct names_line l;
@@ -52,8 +54,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		o = open_memstream(&out, &outlen);
 		must(o != NULL, "open_memstream");
 		must(namehist_from_kubeshark(path, size - 1, o, &lines, err, sizeof(err)) != 0 &&
-			     strstr(err, "larger than") != NULL,
-		     "a file above the bound accepted");
+				strstr(err, "larger than") != NULL,
+			"a file above the bound accepted");
 		fclose(o);
 		must(outlen == 0, "a file above the bound converted");
 		free(out);
@@ -72,9 +74,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	for (char *p = out, *nl; p < out + outlen; p = nl + 1) {
 		nl = memchr(p, '\n', (size_t)(out + outlen - p));
 		must(nl != NULL, "a line without its newline");
-		must(names_line_parse(p, (size_t)(nl - p), &l) && !l.cut, "a line written does not read back");
+		must(names_line_parse(p, (size_t)(nl - p), &l) && !l.cut,
+			"a line written does not read back");
 		must(l.t % 1000000000ull == 0 && l.t >= last_t, "lines not in time order of whole seconds");
-		must(names_addr_parse(l.addr, canon) == 0 && strcmp(canon, l.addr) == 0, "an address not canonical");
+		must(names_addr_parse(l.addr, canon) == 0 && strcmp(canon, l.addr) == 0,
+			"an address not canonical");
 		must(strcmp(l.src, "static") == 0, "src is not static");
 		last_t = l.t;
 		seen++;

@@ -27,7 +27,8 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static void must(int cond, const char *what)
+static void
+must(int cond, const char *what)
 {
 	if (!cond) {
 		fprintf(stderr, "fuzz_names: %s\n", what);
@@ -38,7 +39,8 @@ static void must(int cond, const char *what)
 static char dir[64];
 static FILE *devnull;
 
-static void setup(void)
+static void
+setup(void)
 {
 	char p[128];
 
@@ -55,7 +57,8 @@ static void setup(void)
 	must(devnull != NULL, "/dev/null");
 }
 
-static void one_line(const uint8_t *data, size_t size)
+static void
+one_line(const uint8_t *data, size_t size)
 {
 	static struct names_line l, back;
 	static char buf[6 * 5 * (NAMES_FIELD_MAX + 1) + 128];
@@ -65,8 +68,8 @@ static void one_line(const uint8_t *data, size_t size)
 		return;
 	must(l.addr[0] != '\0', "an empty addr accepted");
 	must(strlen(l.addr) <= NAMES_FIELD_MAX && strlen(l.name) <= NAMES_FIELD_MAX &&
-		     strlen(l.ns) <= NAMES_FIELD_MAX && strlen(l.src) <= NAMES_FIELD_MAX,
-	     "a string beyond NAMES_FIELD_MAX");
+			strlen(l.ns) <= NAMES_FIELD_MAX && strlen(l.src) <= NAMES_FIELD_MAX,
+		"a string beyond NAMES_FIELD_MAX");
 	must(l.t <= INT64_MAX, "t above 2^63-1");
 	if (l.cut)
 		return; /* a cut string may end inside a UTF-8 sequence */
@@ -75,11 +78,12 @@ static void one_line(const uint8_t *data, size_t size)
 	must(buf[n - 1] == '\n', "no newline");
 	must(names_line_parse(buf, (size_t)n - 1, &back), "a line written does not read back");
 	must(back.t == l.t && strcmp(back.addr, l.addr) == 0 && strcmp(back.name, l.name) == 0 &&
-		     strcmp(back.ns, l.ns) == 0 && strcmp(back.src, l.src) == 0 && !back.cut,
-	     "a line written reads back different");
+			strcmp(back.ns, l.ns) == 0 && strcmp(back.src, l.src) == 0 && !back.cut,
+		"a line written reads back different");
 }
 
-static void history(const uint8_t *data, size_t size)
+static void
+history(const uint8_t *data, size_t size)
 {
 	char path[160], err[256], name[64], ns[64];
 	struct namehist *h;
@@ -102,7 +106,8 @@ static void history(const uint8_t *data, size_t size)
 	must(rc == 0 || rc == 1, "names_at failed on a readable file");
 }
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	setup();
 	one_line(data, size);

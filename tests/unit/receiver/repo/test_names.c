@@ -22,27 +22,38 @@
 #include "receiver/repo/namehist.h"
 #include "receiver/repo/names.h"
 
-static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw) { return remove(path); }
+static int
+rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+	return remove(path);
+}
 
-static bool parse(const char *s, struct names_line *l) { return names_line_parse(s, strlen(s), l); }
+static bool
+parse(const char *s, struct names_line *l)
+{
+	return names_line_parse(s, strlen(s), l);
+}
 
-static void test_format_bytes(void **state)
+static void
+test_format_bytes(void **state)
 {
 	char buf[256];
 
 	/* The bytes the receiver wrote before jansson did it, key order included. */
-	assert_int_equal(names_line_format(1700000000123456789ull, "10.0.0.1:53", "db.example", "prod", "dns", buf,
-					   sizeof(buf)),
-			 91);
+	assert_int_equal(names_line_format(1700000000123456789ull, "10.0.0.1:53", "db.example", "prod", "dns",
+				 buf, sizeof(buf)),
+		91);
 	assert_string_equal(buf,
-			    "{\"t\":1700000000123456789,\"addr\":\"10.0.0.1:53\",\"name\":\"db.example\",\"ns\":\"prod\","
-			    "\"src\":\"dns\"}\n");
+		"{\"t\":1700000000123456789,\"addr\":\"10.0.0.1:53\",\"name\":\"db.example\",\"ns\":\"prod\","
+		"\"src\":\"dns\"}\n");
 	assert_int_equal(names_line_format(0, "::1", "", "", "", buf, sizeof(buf)), 48);
 	assert_string_equal(buf, "{\"t\":0,\"addr\":\"::1\",\"name\":\"\",\"ns\":\"\",\"src\":\"\"}\n");
 	/* Escapes that read back as written. */
-	assert_true(names_line_format(5, "1.2.3.4", "a\"b\\c\x01", "n\xc3\xa9", "static", buf, sizeof(buf)) > 0);
-	assert_string_equal(buf, "{\"t\":5,\"addr\":\"1.2.3.4\",\"name\":\"a\\\"b\\\\c\\u0001\",\"ns\":\"n\xc3\xa9\","
-				 "\"src\":\"static\"}\n");
+	assert_true(
+		names_line_format(5, "1.2.3.4", "a\"b\\c\x01", "n\xc3\xa9", "static", buf, sizeof(buf)) > 0);
+	assert_string_equal(buf,
+		"{\"t\":5,\"addr\":\"1.2.3.4\",\"name\":\"a\\\"b\\\\c\\u0001\",\"ns\":\"n\xc3\xa9\","
+		"\"src\":\"static\"}\n");
 	struct names_line l;
 	assert_true(names_line_parse(buf, strlen(buf) - 1, &l));
 	assert_string_equal(l.name, "a\"b\\c\x01");
@@ -52,13 +63,15 @@ static void test_format_bytes(void **state)
 	assert_int_equal(names_line_format(1, "1.2.3.4", "a", "", "dns", buf, 10), 56);
 	assert_int_equal(buf[10], 'x');
 	/* What no reader could take back is refused. */
-	assert_int_equal(names_line_format((uint64_t)INT64_MAX + 1, "1.2.3.4", "a", "", "dns", buf, sizeof(buf)),
-			 -ERANGE);
+	assert_int_equal(
+		names_line_format((uint64_t)INT64_MAX + 1, "1.2.3.4", "a", "", "dns", buf, sizeof(buf)),
+		-ERANGE);
 	assert_true(names_line_format(INT64_MAX, "1.2.3.4", "a", "", "dns", buf, sizeof(buf)) > 0);
 	assert_int_equal(names_line_format(1, "1.2.3.4", "\xff", "", "dns", buf, sizeof(buf)), -EINVAL);
 }
 
-static void test_parse_limits(void **state)
+static void
+test_parse_limits(void **state)
 {
 	struct names_line l;
 
@@ -67,7 +80,8 @@ static void test_parse_limits(void **state)
 	assert_string_equal(l.ns, "");
 	assert_string_equal(l.src, "");
 	/* Unknown keys, nested as deep as they like, are skipped. */
-	assert_true(parse("{\"x\":[[[[{\"y\":[1,2,{}]}]]]],\"t\":1,\"addr\":\"a\",\"name\":\"\",\"ns\":\"n\"}", &l));
+	assert_true(parse(
+		"{\"x\":[[[[{\"y\":[1,2,{}]}]]]],\"t\":1,\"addr\":\"a\",\"name\":\"\",\"ns\":\"n\"}", &l));
 	assert_true(parse(" {\"t\":9223372036854775807,\"addr\":\"a\",\"name\":\"b\"} ", &l));
 	assert_true(l.t == INT64_MAX);
 
@@ -76,21 +90,21 @@ static void test_parse_limits(void **state)
 		"[]",
 		"{}",
 		"null",
-		"{\"addr\":\"a\",\"name\":\"b\"}",                     /* no t */
-		"{\"t\":1,\"name\":\"b\"}",                             /* no addr */
-		"{\"t\":1,\"addr\":\"a\"}",                             /* no name */
-		"{\"t\":1,\"addr\":\"\",\"name\":\"b\"}",               /* empty addr */
+		"{\"addr\":\"a\",\"name\":\"b\"}",        /* no t */
+		"{\"t\":1,\"name\":\"b\"}",               /* no addr */
+		"{\"t\":1,\"addr\":\"a\"}",               /* no name */
+		"{\"t\":1,\"addr\":\"\",\"name\":\"b\"}", /* empty addr */
 		"{\"t\":-1,\"addr\":\"a\",\"name\":\"b\"}",
 		"{\"t\":1.5,\"addr\":\"a\",\"name\":\"b\"}",
 		"{\"t\":\"1\",\"addr\":\"a\",\"name\":\"b\"}",
 		"{\"t\":9223372036854775808,\"addr\":\"a\",\"name\":\"b\"}", /* above 2^63-1 */
-		"{\"t\":1,\"t\":2,\"addr\":\"a\",\"name\":\"b\"}",      /* a key twice */
-		"{\"t\":1,\"addr\":\"a\",\"name\":\"b\\u0000c\"}",      /* a NUL */
-		"{\"t\":1,\"addr\":\"a\",\"name\":\"\xff\"}",           /* not UTF-8 */
-		"{\"t\":1,\"addr\":\"a\",\"name\":\"\\ud800\"}",        /* a lone surrogate */
-		"{\"t\":1,\"addr\":\"a\",\"name\":\"b\"} x",            /* trailing text */
-		"{\"t\":1,\"addr\":\"a\",\"name\":\"b\"",               /* cut short */
-		"{\"t\":1,\"addr\":\"a\",\"name\":\"b\",\"src\":5}",    /* src not a string */
+		"{\"t\":1,\"t\":2,\"addr\":\"a\",\"name\":\"b\"}",           /* a key twice */
+		"{\"t\":1,\"addr\":\"a\",\"name\":\"b\\u0000c\"}",           /* a NUL */
+		"{\"t\":1,\"addr\":\"a\",\"name\":\"\xff\"}",                /* not UTF-8 */
+		"{\"t\":1,\"addr\":\"a\",\"name\":\"\\ud800\"}",             /* a lone surrogate */
+		"{\"t\":1,\"addr\":\"a\",\"name\":\"b\"} x",                 /* trailing text */
+		"{\"t\":1,\"addr\":\"a\",\"name\":\"b\"",                    /* cut short */
+		"{\"t\":1,\"addr\":\"a\",\"name\":\"b\",\"src\":5}",         /* src not a string */
 		"{\"t\":1,\"addr\":\"a\",\"name\":null}",
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
@@ -121,7 +135,8 @@ static void test_parse_limits(void **state)
 	free(line);
 }
 
-static void write_file(const char *path, const char *text, size_t n)
+static void
+write_file(const char *path, const char *text, size_t n)
 {
 	FILE *f = fopen(path, "w");
 	assert_non_null(f);
@@ -131,7 +146,8 @@ static void write_file(const char *path, const char *text, size_t n)
 
 /* A history with every kind of bad line: names_at() and namehist_load() skip them,
  * count them where they report, and answer from the good ones. */
-static void test_history_with_bad_lines(void **state)
+static void
+test_history_with_bad_lines(void **state)
 {
 	char dir[] = "/tmp/pcapline-test-names-XXXXXX", p[256], name[64], ns[64], err[256];
 	size_t big = NAMES_LINE_MAX + 10;
@@ -151,7 +167,8 @@ static void test_history_with_bad_lines(void **state)
 	w += sprintf(w, "\"}\n");
 	w += sprintf(w, "{\"t\":200,\"addr\":\"10.0.0.1\",\"name\":\"two\",\"t\":1}\n"); /* a key twice */
 	w += sprintf(w, "\n");
-	w += sprintf(w, "{\"t\":300,\"addr\":\"10.0.0.1\",\"name\":\"three\",\"ns\":\"c\",\"src\":\"hosts\"}\n");
+	w += sprintf(
+		w, "{\"t\":300,\"addr\":\"10.0.0.1\",\"name\":\"three\",\"ns\":\"c\",\"src\":\"hosts\"}\n");
 	w += sprintf(w, "{\"t\":400,\"addr\":\"10.0.0.1\",\"name\":\"torn"); /* being appended */
 	snprintf(p, sizeof(p), "%s/sensors/s1/names.jsonl", dir);
 	write_file(p, text, (size_t)(w - text));
@@ -179,8 +196,9 @@ static void test_history_with_bad_lines(void **state)
 	rewind(out);
 	char got[512] = "";
 	assert_true(fread(got, 1, sizeof(got) - 1, out) > 0);
-	assert_string_equal(got, "{\"t\":100,\"addr\":\"10.0.0.1\",\"name\":\"one\",\"ns\":\"a\",\"src\":\"dns\"}\n"
-				 "{\"t\":300,\"addr\":\"10.0.0.1\",\"name\":\"three\",\"ns\":\"c\",\"src\":\"hosts\"}\n");
+	assert_string_equal(got,
+		"{\"t\":100,\"addr\":\"10.0.0.1\",\"name\":\"one\",\"ns\":\"a\",\"src\":\"dns\"}\n"
+		"{\"t\":300,\"addr\":\"10.0.0.1\",\"name\":\"three\",\"ns\":\"c\",\"src\":\"hosts\"}\n");
 	fclose(out);
 	out = tmpfile();
 	size_t keys = 0;
@@ -189,7 +207,8 @@ static void test_history_with_bad_lines(void **state)
 	rewind(out);
 	memset(got, 0, sizeof(got));
 	assert_true(fread(got, 1, sizeof(got) - 1, out) > 0);
-	assert_string_equal(got, "{\n\"0\":{\"10.0.0.1\":{\"FullAddress\":\"three\",\"Namespace\":\"c\"}}\n}\n");
+	assert_string_equal(
+		got, "{\n\"0\":{\"10.0.0.1\":{\"FullAddress\":\"three\",\"Namespace\":\"c\"}}\n}\n");
 	fclose(out);
 	namehist_free(h);
 	free(text);
@@ -198,7 +217,8 @@ static void test_history_with_bad_lines(void **state)
 
 /* Kubeshark keys are seconds; one whose nanoseconds do not fit a names.jsonl time is
  * refused instead of wrapping around into another time. */
-static void test_kubeshark_key_range(void **state)
+static void
+test_kubeshark_key_range(void **state)
 {
 	char path[] = "/tmp/pcapline-test-ks-XXXXXX", err[256] = "", *out = NULL;
 	size_t outlen = 0, lines = 0;
@@ -223,13 +243,15 @@ static void test_kubeshark_key_range(void **state)
 	o = open_memstream(&out, &outlen);
 	assert_int_equal(namehist_from_kubeshark(path, 1 << 20, o, &lines, err, sizeof(err)), 0);
 	fclose(o);
-	assert_string_equal(out, "{\"t\":9223372036000000000,\"addr\":\"10.0.0.1\",\"name\":\"last\",\"ns\":\"\","
-				 "\"src\":\"static\"}\n");
+	assert_string_equal(out,
+		"{\"t\":9223372036000000000,\"addr\":\"10.0.0.1\",\"name\":\"last\",\"ns\":\"\","
+		"\"src\":\"static\"}\n");
 	free(out);
 	unlink(path);
 }
 
-int main(void)
+int
+main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_format_bytes),

@@ -20,9 +20,14 @@
 #define SEG "sensors/s1/segments/01700000000000000000-00000000000000aa-1.0-eth0.pcap"
 #define POS "sensors/s1/l4/01700000000000000000-00000000000000aa-1.0-eth0.pcap.pos"
 
-static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw) { return remove(path); }
+static int
+rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+	return remove(path);
+}
 
-static void test_path(void **state)
+static void
+test_path(void **state)
 {
 	char out[512];
 
@@ -33,7 +38,8 @@ static void test_path(void **state)
 	assert_int_equal(posfile_path(SEG, out, 20), -1);
 }
 
-static void write_raw(const char *dir, const void *p, size_t n)
+static void
+write_raw(const char *dir, const void *p, size_t n)
 {
 	char full[512];
 
@@ -44,7 +50,8 @@ static void write_raw(const char *dir, const void *p, size_t n)
 	fclose(f);
 }
 
-static void test_round_trip_and_damage(void **state)
+static void
+test_round_trip_and_damage(void **state)
 {
 	char dir[] = "/tmp/pcapline-test-posfile-XXXXXX", p[512], err[256] = "";
 	uint64_t ids[1500];
@@ -79,7 +86,8 @@ static void test_round_trip_and_damage(void **state)
 	/* Too short, not a multiple of 8, another magic, missing: refused, named. */
 	write_raw(dir, "PLPOS1\0\0\1", 9);
 	assert_int_equal(posfile_open(dir, SEG, &pf, err, sizeof(err)), -1);
-	assert_string_equal(err, POS ": missing or damaged position file (re-index this window: pcapline reindex)");
+	assert_string_equal(
+		err, POS ": missing or damaged position file (re-index this window: pcapline reindex)");
 	write_raw(dir, "PLPOS1\0\0\1\0\0\0\0\0\0\0\1\2\3", 19);
 	assert_int_equal(posfile_open(dir, SEG, &pf, err, sizeof(err)), -1);
 	write_raw(dir, "PLPOS2\0\0\0\0\0\0\0\0\0\0", 16);
@@ -101,7 +109,8 @@ static void test_round_trip_and_damage(void **state)
 	nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
 }
 
-int main(void)
+int
+main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_path),

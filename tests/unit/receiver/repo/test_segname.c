@@ -13,10 +13,11 @@
 
 #include "receiver/repo/segname.h"
 
-#define T0_NS 1700000000000000000ull
+#define T0_NS   1700000000000000000ull
 #define EPOCH_X 0x1122334455667788ull
 
-static void test_segment_names(void **state)
+static void
+test_segment_names(void **state)
 {
 	struct segname sn;
 	char name[256];
@@ -50,7 +51,8 @@ static void test_segment_names(void **state)
 	assert_int_equal(segname_format(small, sizeof(small), T0_NS, EPOCH_X, 1, 0, "eth0"), -ENAMETOOLONG);
 }
 
-static void test_older_form_round_trip(void **state)
+static void
+test_older_form_round_trip(void **state)
 {
 	struct segname sn;
 	char name[256];
@@ -62,10 +64,11 @@ static void test_older_form_round_trip(void **state)
 	assert_true(sn.first_ns == T0_NS && sn.epoch == EPOCH_X && sn.seq == 7 && sn.ifindex == -1);
 	assert_string_equal(sn.ifname, "1-x");
 	/* The largest values both fields hold. */
-	assert_true(segname_format(name, sizeof(name), UINT64_MAX, UINT64_MAX, UINT64_MAX, INT32_MAX, "e") > 0);
+	assert_true(
+		segname_format(name, sizeof(name), UINT64_MAX, UINT64_MAX, UINT64_MAX, INT32_MAX, "e") > 0);
 	assert_true(segname_parse(name, &sn));
 	assert_true(sn.first_ns == UINT64_MAX && sn.epoch == UINT64_MAX && sn.seq == UINT64_MAX &&
-		    sn.ifindex == INT32_MAX);
+		sn.ifindex == INT32_MAX);
 	/* An interface index above INT32_MAX, an interface name that does not fit. */
 	assert_false(segname_parse("01700000000000000000-1122334455667788-1.2147483648-e.pcap", &sn));
 	char longname[300 + 60], ifname[301];
@@ -75,7 +78,8 @@ static void test_older_form_round_trip(void **state)
 	assert_false(segname_parse(longname, &sn));
 }
 
-int main(void)
+int
+main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_segment_names),
