@@ -974,27 +974,41 @@ static uint64_t store_batch_digest(const uint8_t *p, uint32_t n)
 	return hash_end(h);
 }
 
-enum store_result store_batch(struct store_sensor *ss, uint64_t seq, const uint8_t *raw, uint32_t raw_len,
-			      uint32_t n_records, char *err, size_t errlen)
+/* What store_batch_check() learnt about a batch that the later steps need. */
+struct store_scan {
+	uint32_t n;                          /* records */
+	uint32_t n_bad, first_bad;           /* unstorable ones, and the first of them */
+	uint32_t bad[STORE_UNSTORABLE_N];    /* by reason */
+	uint64_t digest;                     /* of the record bytes, for the recent ring */
+};
+
+/*
+ * Step 1: is this a batch to store? Checks the sequence number, tells a resend
+ * (STORE_DUPLICATE) from a number reused with other bytes (STORE_SEQ_REUSED), and
+ * validates every record before anything is written, so that a malformed batch
+ * changes nothing (STORE_REJECTED). STORE_STORED means: go on and store it.
+ */
+static enum store_result store_batch_check(struct store_sensor *ss, uint64_t seq, const uint8_t *raw,
+					   uint32_t raw_len, uint32_t n_records, struct store_scan *v, char *err,
+					   size_t errlen)
 {
-	struct store *s = ss->store;
 	struct proto_rec_iter it;
 	struct proto_rec r;
 	int rc;
-	uint32_t n = 0, n_bad = 0, bad[STORE_UNSTORABLE_N] = {0}, first_bad = 0;
 
+	memset(v, 0, sizeof(*v));
 	if (seq == 0 || seq == UINT64_MAX) {
 		/* Sequence numbers start at 1 (PROTOCOL.md 6.3); the top value would wrap. */
 		snprintf(err, errlen, "batch sequence number %" PRIu64 " is out of range", seq);
 		ss->c.rejected_batches++;
 		return STORE_REJECTED;
 	}
-	uint64_t digest = store_batch_digest(raw, raw_len);
+	v->digest = store_batch_digest(raw, raw_len);
 	if (seq < ss->next_seq) {
 		/* A duplicate is a batch we have, not a new one under a number already used
 		 * (PROTOCOL.md 6.3): dropping that would lose it silently. */
 		if (ss->recent[seq % STORE_RECENT].seq == seq && ss->recent[seq % STORE_RECENT].epoch == ss->epoch &&
-		    ss->recent[seq % STORE_RECENT].digest != digest) {
+		    ss->recent[seq % STORE_RECENT].digest != v->digest) {
 			ss->c.rejected_batches++;
 			snprintf(err, errlen, "batch %" PRIu64 " of epoch %016" PRIx64 " is not the batch stored under that "
 				 "number: the sensor reused it and must take a new epoch", seq, ss->epoch);
@@ -1003,7 +1017,6 @@ enum store_result store_batch(struct store_sensor *ss, uint64_t seq, const uint8
 		ss->c.duplicates++;
 		return STORE_DUPLICATE;
 	}
-	/* Validate everything first: a malformed batch must change nothing. */
 	proto_rec_iter_init(&it, raw, raw_len, ss->n_ifaces, PROTO_MAX_SNAPLEN);
 	while ((rc = proto_rec_next(&it, &r)) == 1) {
 		if (r.caplen > ss->ifaces[r.iface].snaplen) {
@@ -1012,41 +1025,47 @@ enum store_result store_batch(struct store_sensor *ss, uint64_t seq, const uint8
 		}
 		int why = store_unstorable_why(&r);
 		if (why >= 0) {
-			if (n_bad++ == 0)
-				first_bad = n;
-			bad[why]++;
+			if (v->n_bad++ == 0)
+				v->first_bad = v->n;
+			v->bad[why]++;
 		}
-		n++;
+		v->n++;
 	}
-	if (rc == 0 && n != n_records)
+	if (rc == 0 && v->n != n_records)
 		rc = PROTO_EINVAL;
 	if (rc != 0) {
-		snprintf(err, errlen, "batch %" PRIu64 ": malformed record %u: %s", seq, n, proto_strerror(rc));
+		snprintf(err, errlen, "batch %" PRIu64 ": malformed record %u: %s", seq, v->n, proto_strerror(rc));
 		ss->c.rejected_batches++;
 		return STORE_REJECTED;
 	}
+	return STORE_STORED;
+}
 
-	/* A segment that could not be put into place holds committed data: it goes first,
-	 * and until it is in place nothing new is stored (the sensor keeps the batch). */
-	if (*s->dir && (rc = store_finish_pending(ss, err, errlen)) != 0) {
-		ss->c.storage_errors++;
-		return store_errno_result(rc);
-	}
+/* Step 2: writes every storable record to its interface's segment (opened on first
+ * use) and to the single file. Returns 0 or -errno with err set; *bytes gets the
+ * packet bytes written. */
+static int store_batch_write(struct store_sensor *ss, uint64_t seq, const uint8_t *raw, uint32_t raw_len,
+			     const struct store_scan *v, uint64_t *bytes, char *err, size_t errlen)
+{
+	struct store *s = ss->store;
+	struct proto_rec_iter it;
+	struct proto_rec r;
+	int rc;
 
-	uint64_t bytes = 0;
+	*bytes = 0;
 	proto_rec_iter_init(&it, raw, raw_len, ss->n_ifaces, PROTO_MAX_SNAPLEN);
 	while (proto_rec_next(&it, &r) == 1) {
-		if (n_bad && store_unstorable_why(&r) >= 0)
+		if (v->n_bad && store_unstorable_why(&r) >= 0)
 			continue;
 		if (*s->dir) {
 			struct segment *g = &ss->seg[r.iface];
 			if (g->fd < 0 && (rc = store_segment_open(ss, r.iface, r.ts_ns, seq)) != 0) {
 				snprintf(err, errlen, "cannot create segment %s: %s", g->open_path, strerror(-rc));
-				goto fail;
+				return rc;
 			}
 			if ((rc = pcapw_write(g->w, r.ts_ns, r.data, r.caplen, r.origlen)) != 0) {
 				snprintf(err, errlen, "cannot write %s: %s", g->open_path, strerror(-rc));
-				goto fail;
+				return rc;
 			}
 			g->packets++;
 			if ((int64_t)r.ts_ns < g->min_ns)
@@ -1057,12 +1076,22 @@ enum store_result store_batch(struct store_sensor *ss, uint64_t seq, const uint8
 		}
 		if (s->single_fd >= 0 && (rc = store_single_write(s, ss, &r)) != 0) {
 			snprintf(err, errlen, "cannot write %s: %s", s->o.single_file, strerror(-rc));
-			goto fail;
+			return rc;
 		}
-		bytes += r.caplen;
+		*bytes += r.caplen;
 	}
+	return 0;
+}
 
-	/* Make the batch durable, then commit it in the state file, then ACK. */
+/* Step 3: makes the batch durable (per the fsync policy), then commits it, with the
+ * counters that describe it, in the state file: after this it may be ACKed. Returns 0
+ * or -errno with err set and nothing committed. */
+static int store_batch_commit(struct store_sensor *ss, uint64_t seq, const struct store_scan *v, uint64_t bytes,
+			      char *err, size_t errlen)
+{
+	struct store *s = ss->store;
+	int rc;
+
 	for (int i = 0; i < ss->n_ifaces; i++) {
 		struct segment *g = &ss->seg[i];
 		if (!g->touched)
@@ -1070,12 +1099,12 @@ enum store_result store_batch(struct store_sensor *ss, uint64_t seq, const uint8
 		if ((rc = pcapw_flush(g->w)) != 0 ||
 		    (s->o.fsync == STORE_FSYNC_BATCH && (rc = store_seg_sync(g, pcapw_durable_bytes(g->w))) != 0)) {
 			snprintf(err, errlen, "cannot write %s: %s", g->open_path, strerror(-rc));
-			goto fail;
+			return rc;
 		}
 	}
 	if (s->single && (rc = pcapw_flush(s->single)) != 0) {
 		snprintf(err, errlen, "cannot write %s: %s", s->o.single_file, strerror(-rc));
-		goto fail;
+		return rc;
 	}
 	/* The counters go into the same state write as the data they describe. */
 	struct store_counters before = ss->c;
@@ -1083,9 +1112,9 @@ enum store_result store_batch(struct store_sensor *ss, uint64_t seq, const uint8
 	if (seq > ss->next_seq)
 		ss->c.missing_batches += seq - ss->next_seq;
 	ss->c.batches++;
-	ss->c.packets += n - n_bad;
+	ss->c.packets += v->n - v->n_bad;
 	for (int i = 0; i < STORE_UNSTORABLE_N; i++)
-		ss->c.unstorable[i] += bad[i];
+		ss->c.unstorable[i] += v->bad[i];
 	ss->c.bytes += bytes;
 	ss->next_seq = seq + 1;
 	if (*s->dir) {
@@ -1102,22 +1131,31 @@ enum store_result store_batch(struct store_sensor *ss, uint64_t seq, const uint8
 			ss->next_seq = prev_next;
 			ss->c = before;
 			snprintf(err, errlen, "cannot write the state of sensor %s: %s", ss->id, strerror(-rc));
-			goto fail;
+			return rc;
 		}
 	}
 	if (seq > prev_next)
 		/* The sensor lost these batches (its spool overflowed) or they went to another
 		 * receiver; either way they are not here, and that is counted. */
 		log_warnx("store: %s: batches %" PRIu64 "..%" PRIu64 " never arrived", ss->id, prev_next, seq - 1);
-	if (n_bad) {
+	if (v->n_bad) {
 		/* Acknowledged like the rest of the batch: retrying could never store them. */
 		static struct log_limit lim;
 		for (int i = 0; i < STORE_UNSTORABLE_N; i++)
-			if (bad[i] && log_limit_ok(&lim, 10, 1))
+			if (v->bad[i] && log_limit_ok(&lim, 10, 1))
 				log_warnx("sensor %s: batch %" PRIu64 ": %" PRIu32 " record(s) not stored: %s (first: record %" PRIu32
 					  "); counted as unstorable, the rest of the batch stored",
-					  ss->id, seq, bad[i], store_unstorable_name(i, false), first_bad);
+					  ss->id, seq, v->bad[i], store_unstorable_name(i, false), v->first_bad);
 	}
+	return 0;
+}
+
+/* Step 4: closes the segments this batch filled (renamed into place, indexed) and
+ * remembers the batch for telling resends from reused numbers. */
+static void store_batch_rotate(struct store_sensor *ss, uint64_t seq, const struct store_scan *v, uint64_t bytes)
+{
+	struct store *s = ss->store;
+
 	for (int i = 0; i < ss->n_ifaces; i++) {
 		struct segment *g = &ss->seg[i];
 		if (g->touched && pcapw_bytes(g->w) >= s->o.segment_bytes)
@@ -1130,13 +1168,35 @@ enum store_result store_batch(struct store_sensor *ss, uint64_t seq, const uint8
 	}
 	ss->recent[seq % STORE_RECENT].epoch = ss->epoch;
 	ss->recent[seq % STORE_RECENT].seq = seq;
-	ss->recent[seq % STORE_RECENT].digest = digest;
+	ss->recent[seq % STORE_RECENT].digest = v->digest;
+}
+
+enum store_result store_batch(struct store_sensor *ss, uint64_t seq, const uint8_t *raw, uint32_t raw_len,
+			      uint32_t n_records, char *err, size_t errlen)
+{
+	struct store *s = ss->store;
+	struct store_scan v;
+	uint64_t bytes;
+	int rc;
+
+	enum store_result sr = store_batch_check(ss, seq, raw, raw_len, n_records, &v, err, errlen);
+	if (sr != STORE_STORED)
+		return sr;
+	/* A segment that could not be put into place holds committed data: it goes first,
+	 * and until it is in place nothing new is stored (the sensor keeps the batch). */
+	if (*s->dir && (rc = store_finish_pending(ss, err, errlen)) != 0) {
+		ss->c.storage_errors++;
+		return store_errno_result(rc);
+	}
+	if ((rc = store_batch_write(ss, seq, raw, raw_len, &v, &bytes, err, errlen)) != 0 ||
+	    (rc = store_batch_commit(ss, seq, &v, bytes, err, errlen)) != 0) {
+		ss->c.storage_errors++;
+		if (*s->dir)
+			store_rollback(ss);
+		return store_errno_result(rc < 0 ? rc : -EIO);
+	}
+	store_batch_rotate(ss, seq, &v, bytes);
 	return STORE_STORED;
-fail:
-	ss->c.storage_errors++;
-	if (*s->dir)
-		store_rollback(ss);
-	return store_errno_result(rc < 0 ? rc : -EIO);
 }
 
 void store_sensor_stats(struct store_sensor *ss, const struct proto_stats *st)
