@@ -187,7 +187,7 @@ static void usage(FILE *out)
 static void receiver_log_sensor(void *arg, struct store_sensor *ss)
 {
 	const struct store_counters *c = store_sensor_counters(ss);
-	store_sensor_write_stats(ss, server_sensor_connected(R.srv, store_sensor_id(ss)));
+	store_sensor_write_stats(ss, store_sensor_connected(ss));
 	log_info("sensor %s: stored %" PRIu64 " packets / %" PRIu64 " bytes in %" PRIu64 " batches, %" PRIu64
 		 " segments closed; retention deleted %" PRIu64 " segments / %" PRIu64 " packets / %" PRIu64
 		 " bytes; duplicates %" PRIu64 ", rejected batches %" PRIu64
@@ -201,9 +201,16 @@ static void receiver_log_sensor(void *arg, struct store_sensor *ss)
 		 c->s_spool_drops);
 }
 
-static void receiver_on_stats(struct ev_loop *loop, ev_timer *w, int revents)
+/* On the store worker (stats.json files are written there, off the loop). */
+static void receiver_log_all(void *arg)
 {
 	store_foreach(R.store, receiver_log_sensor, NULL);
+	store_write_stats(R.store);
+}
+
+static void receiver_on_stats(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	server_store_call(R.srv, receiver_log_all, NULL);
 }
 
 /* TIME for --names-at: nanoseconds since the Unix epoch ("1700000000123456789"), or
@@ -484,8 +491,9 @@ int main(int argc, char **argv)
 	ev_run(R.loop, 0);
 
 	api_free(R.api);
-	store_foreach(R.store, receiver_log_sensor, NULL);
+	/* The store worker stops with the server: the store is this thread's again. */
 	server_free(R.srv);
+	receiver_log_all(NULL);
 	store_free(R.store);
 	/* After the store closed its segments: they are dissected before the end. */
 	dissect_worker_stop(R.dissect, 10000);

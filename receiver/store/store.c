@@ -3,8 +3,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <stdio.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +15,7 @@
 
 #include "hash.h"
 #include "index.h"
+#include "lathist.h"
 #include "log.h"
 #include "pcapfile.h"
 #include "retention.h"
@@ -96,6 +97,8 @@ struct store_sensor {
 	struct proto_iface ifaces[PROTO_MAX_IFACES];
 	struct segment seg[PROTO_MAX_IFACES];
 	struct store_counters c;
+	bool connected; /* between store_sensor_begin() and store_sensor_end() */
+	struct lathist ack_lat; /* under store.lat_mu */
 	/* Digest of each recently stored batch, at seq % STORE_RECENT (in memory only:
 	 * resends follow a reconnect within seconds). */
 	struct {
@@ -114,6 +117,10 @@ struct store {
 	bool single_owned;
 	struct pcapw *single;
 	uint32_t single_linktype;
+	/* ACK latencies come from the loop thread while the worker writes stats.json: this
+	 * lock guards only the histograms, never any I/O. */
+	pthread_mutex_t lat_mu;
+	struct lathist ack_lat;
 };
 
 static uint64_t store_mono_ms(void)
@@ -178,6 +185,9 @@ static void store_on_indexed(void *arg, const struct index_seg *g)
  * its bytes count toward the bounds once the row exists. */
 static void store_index_add(struct store *s, const struct index_seg *g)
 {
+	/* Rows deferred by a locked database go first, so that they keep their order. */
+	if (s->ix && index_pending(s->ix))
+		index_retry(s->ix, store_on_indexed, s);
 	if (s->ix && index_insert(s->ix, g) == 0)
 		store_on_indexed(s, g);
 }
@@ -207,6 +217,7 @@ struct store *store_new(const struct store_opts *o, char *err, size_t errlen)
 	}
 	s->o = *o;
 	s->single_fd = -1;
+	pthread_mutex_init(&s->lat_mu, NULL);
 	_Static_assert(sizeof(((struct store *)0)->dir) > STORE_DIR_MAX &&
 			       sizeof(((struct store_sensor *)0)->seg_dir) >
 				       STORE_DIR_MAX + sizeof("/sensors//segments") - 1 + PROTO_MAX_ID,
@@ -262,6 +273,9 @@ struct store *store_new(const struct store_opts *o, char *err, size_t errlen)
 			return NULL;
 		}
 		store_retention(s);
+		/* Start-up is done: from now on no ingest write waits on another writer's
+		 * transaction (the dissection path's): it is deferred instead. */
+		index_set_nowait(s->ix);
 	}
 	if (o->single_file && *o->single_file) {
 		if (strcmp(o->single_file, "-") == 0) {
@@ -802,11 +816,13 @@ uint64_t store_sensor_begin(struct store_sensor *ss, uint64_t epoch, const struc
 	ss->have_epoch = true;
 	ss->epoch = epoch;
 	ss->next_seq = next;
+	ss->connected = true;
 	return ss->next_seq;
 }
 
 void store_sensor_end(struct store_sensor *ss)
 {
+	ss->connected = false;
 	for (int i = 0; i < PROTO_MAX_IFACES; i++)
 		store_segment_close(ss, &ss->seg[i]);
 }
@@ -1214,6 +1230,61 @@ void store_sensor_stats(struct store_sensor *ss, const struct proto_stats *st)
 	}
 }
 
+/* The ingest latency lines of stats.json, for one sensor's histogram or all. */
+static void store_latency_json(struct store *s, const struct lathist *h, FILE *f)
+{
+	struct lathist copy;
+	struct index_wait iw = {0};
+	pthread_mutex_lock(&s->lat_mu);
+	copy = *h;
+	pthread_mutex_unlock(&s->lat_mu);
+	if (s->ix)
+		index_wait_get(s->ix, &iw);
+	fprintf(f, " \"ack_latency_us\": ");
+	lathist_json(&copy, f);
+	fprintf(f, ",\n \"index_wait_us_max\": %" PRIu64 ", \"index_busy_deferred\": %" PRIu64 "\n", iw.max_us,
+		iw.busy);
+}
+
+void store_ack_latency(struct store_sensor *ss, uint64_t us)
+{
+	struct store *s = ss->store;
+	pthread_mutex_lock(&s->lat_mu);
+	lathist_add(&ss->ack_lat, us);
+	lathist_add(&s->ack_lat, us);
+	pthread_mutex_unlock(&s->lat_mu);
+}
+
+bool store_sensor_connected(const struct store_sensor *ss) { return ss->connected; }
+
+int store_write_stats(struct store *s)
+{
+	if (!*s->dir)
+		return 0;
+	char path[400], tmp[420];
+	unsigned n = 0, up = 0;
+	for (const struct store_sensor *ss = s->sensors; ss; ss = ss->next) {
+		n++;
+		up += ss->connected;
+	}
+	snprintf(path, sizeof(path), "%s/stats.json", s->dir);
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	FILE *f = fopen(tmp, "w");
+	if (!f)
+		return -errno;
+	fprintf(f, "{\"sensors\": %u, \"connected\": %u,\n", n, up);
+	store_latency_json(s, &s->ack_lat, f);
+	fprintf(f, "}\n");
+	int rc = ferror(f) ? -EIO : 0;
+	if (fclose(f) != 0 && rc == 0)
+		rc = -errno;
+	if (rc == 0 && rename(tmp, path) != 0)
+		rc = -errno;
+	if (rc != 0)
+		unlink(tmp);
+	return rc;
+}
+
 int store_sensor_write_stats(struct store_sensor *ss, bool connected)
 {
 	struct store *s = ss->store;
@@ -1237,12 +1308,14 @@ int store_sensor_write_stats(struct store_sensor *ss, bool connected)
 		", \"missing_batches\": %" PRIu64 ", \"linktype_rejects\": %" PRIu64 ", \"storage_errors\": %" PRIu64
 		",\n  \"unstorable_records\": {\"%s\": %" PRIu64 "}},\n"
 		" \"sensor_reported\": {\"captured\": %" PRIu64 ", \"kernel_drops\": %" PRIu64
-		", \"interface_drops\": %" PRIu64 ", \"queue_drops\": %" PRIu64 ", \"spool_drops\": %" PRIu64 "}}\n",
+		", \"interface_drops\": %" PRIu64 ", \"queue_drops\": %" PRIu64 ", \"spool_drops\": %" PRIu64 "},\n",
 		ss->id, connected ? "true" : "false", ss->epoch, ss->next_seq, c->batches, c->packets, c->bytes,
 		c->segments_closed, c->retention_segments, c->retention_packets, c->retention_bytes, c->duplicates,
 		c->rejected_batches, c->missing_batches, c->linktype_rejects, c->storage_errors,
 		store_unstorable_name(STORE_UNSTORABLE_TS, true), c->unstorable[STORE_UNSTORABLE_TS],
 		c->s_captured, c->s_kernel_drops, c->s_if_drops, c->s_queue_drops, c->s_spool_drops);
+	store_latency_json(s, &ss->ack_lat, f);
+	fprintf(f, "}\n");
 	int rc = ferror(f) ? -EIO : 0;
 	if (fclose(f) != 0 && rc == 0)
 		rc = -errno;
@@ -1342,5 +1415,6 @@ void store_free(struct store *s)
 		pcapw_free(s->single);
 	if (s->single_owned && s->single_fd >= 0)
 		close(s->single_fd);
+	pthread_mutex_destroy(&s->lat_mu);
 	free(s);
 }

@@ -12,6 +12,10 @@
  *
  * Closed segments beyond the size and age bounds are deleted oldest-first
  * (retention.h) after each segment close and on every store_tick().
+ *
+ * Not thread-safe: the receiver calls all of this from its store worker thread
+ * (worker.h), never from the event loop; store_ack_latency() alone may be called from
+ * another thread.
  */
 #ifndef PCAPLINE_RECEIVER_STORE_H
 #define PCAPLINE_RECEIVER_STORE_H
@@ -106,6 +110,14 @@ const char *store_unstorable_name(enum store_unstorable why, bool key);
 void store_sensor_stats(struct store_sensor *ss, const struct proto_stats *st);
 /* Writes <dir>/sensors/<id>/stats.json (atomically). Returns 0 or -errno. */
 int store_sensor_write_stats(struct store_sensor *ss, bool connected);
+/* Writes <dir>/stats.json: receiver-wide ACK latency and index lock waits. 0 or -errno. */
+int store_write_stats(struct store *s);
+/* Records the time from a batch frame read whole to its ACK queued (microseconds).
+ * The only store call that is safe from another thread than the store's: it takes
+ * a lock that guards the histograms alone. */
+void store_ack_latency(struct store_sensor *ss, uint64_t us);
+/* Between store_sensor_begin() and store_sensor_end(). */
+bool store_sensor_connected(const struct store_sensor *ss);
 const struct store_counters *store_sensor_counters(const struct store_sensor *ss);
 const char *store_sensor_id(const struct store_sensor *ss);
 /* Calls fn for every sensor known since start. */
