@@ -33,6 +33,9 @@
  * are summed up in one line this often, so that a flood cannot flood the log. */
 #define SESSION_UNAUTH_SUMMARY_S 10.0
 
+/* Jobs (STATS, NAMES, ...) one session may have with the worker before its input
+ * waits: a sensor that floods small frames cannot queue unbounded memory. */
+#define SESSION_MAX_JOBS 8
 /* Reads remembered per session to date a frame by the read that completed it. */
 #define SESSION_RX_MARKS 32
 
@@ -188,12 +191,21 @@ static void session_unauth_unlink(struct session *se)
 	srv->n_unauth--;
 }
 
+/* Input waits: rate limit or storage failure (throttled), a BATCH or BEGIN with the
+ * worker (busy), or too many jobs there. */
+static bool session_paused(const struct session *se)
+{
+	return se->throttled || se->busy || se->inflight >= SESSION_MAX_JOBS;
+}
+
 static uint64_t session_now_ns(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
+
+static void session_resume(struct session *se);
 
 /* Frees what is left of a closed session once the worker has none of its jobs. */
 static void session_release(struct session *se)
@@ -247,8 +259,11 @@ static void session_job_free_done(struct worker_job *wj)
 {
 	struct session *se = ((struct session_job *)wj)->se;
 	free(wj);
-	se->inflight--;
-	session_release(se);
+	bool was_full = se->inflight-- == SESSION_MAX_JOBS;
+	if (se->dead)
+		session_release(se);
+	else if (was_full && !session_paused(se))
+		session_resume(se);
 }
 
 static void session_free(struct session *se)
@@ -324,7 +339,7 @@ static int session_flush(struct session *se)
 		se->out_off = se->out_len = 0;
 	/* A throttled session, or one whose batch the worker has, is not read from:
 	 * watching EV_READ would spin. */
-	int ev = (se->throttled || se->busy ? 0 : EV_READ) | (se->out_len ? EV_WRITE : 0);
+	int ev = (session_paused(se) ? 0 : EV_READ) | (se->out_len ? EV_WRITE : 0);
 	if (ev != (se->io.events & (EV_READ | EV_WRITE)) || !ev_is_active(&se->io) != !ev) {
 		ev_io_stop(se->srv->loop, &se->io);
 		ev_io_set(&se->io, se->fd, ev ? ev : EV_READ);
@@ -466,7 +481,6 @@ static void session_begin_run(struct worker_job *wj)
 	se->at_start = *store_sensor_counters(se->ss);
 }
 
-static void session_resume(struct session *se);
 static void session_consume_head(struct session *se);
 
 static void session_begin_done(struct worker_job *wj)
@@ -949,7 +963,7 @@ static int session_parse(struct session *se)
 	char why[300];
 	size_t off = 0;
 	int ret = 0;
-	while (!se->throttled && !se->busy) {
+	while (!session_paused(se)) {
 		struct proto_hdr h;
 		/* Before HELLO nothing larger than the largest valid HELLO is accepted
 		 * (PROTOCOL.md 7), so an unidentified peer cannot make us buffer max_frame. */
@@ -983,7 +997,7 @@ static int session_parse(struct session *se)
 		if (rc == 0)
 			off += need;
 	}
-	if (se->throttled || se->busy)
+	if (session_paused(se))
 		ret = 1;
 	if (off) {
 		/* What the worker holds (busy) is now at the head; session_consume_head()
@@ -1014,7 +1028,7 @@ static void session_resume(struct session *se)
 		session_close(se, 0, "write failed");
 		return;
 	}
-	if (!se->throttled && !se->busy)
+	if (!session_paused(se))
 		ev_feed_event(se->srv->loop, &se->io, EV_READ);
 }
 
@@ -1353,7 +1367,7 @@ static void server_on_tick(struct ev_loop *loop, ev_timer *w, int revents)
 		next = se->next;
 		if (se->state != S_STREAM)
 			continue;
-		if (se->throttled || se->busy)
+		if (session_paused(se))
 			se->last_rx = now; /* we are not reading: the sensor cannot be heard */
 		if (now - se->last_rx > 3 * hb) {
 			char why[96];
