@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: BSD-2-Clause
 # pcapline: one non-recursive build. Every output goes under build/ (build/san with SAN=1).
-#   make deps | all | test | unit | fuzz | bench | demo | install | clean     (V=1: verbose)
+#   make deps | all | test | unit | fuzz | bench | demo | install | format | clean  (V=1: verbose)
 
 VERSION := 0.1.0
 PREFIX ?= /usr/local
@@ -16,118 +16,95 @@ else
 OPT := -O2
 endif
 
-PKGS := libpcap openssl liblz4 yaml-0.1 sqlite3
+PKGS := libpcap openssl liblz4 yaml-0.1 sqlite3 libarchive jansson libmicrohttpd
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lev
+PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -lpcap -lssl -lcrypto -llz4 -lyaml -lsqlite3 -larchive -ljansson -lmicrohttpd) -lev -lpthread
+# CFLAGS and LDFLAGS belong to the user (make CFLAGS=-O0); what the build needs is kept
+# in PL_CFLAGS and always applied. Includes are full paths from the top: "shared/log.h".
 CFLAGS ?= $(OPT) -g
-CFLAGS += -std=c11 -D_GNU_SOURCE -DPCAPLINE_VERSION='"$(VERSION)"' \
+PL_CFLAGS := -std=c11 -D_GNU_SOURCE -DPCAPLINE_VERSION='"$(VERSION)"' \
 	-Wall -Wextra -Wshadow -Wformat=2 -Wno-unused-parameter -MMD -MP \
-	-Iproto -Ishared -Isensor -Ireceiver -Ireceiver/store $(PKG_CFLAGS) $(SANFLAGS)
-LDFLAGS += $(SANFLAGS)
+	-I. $(PKG_CFLAGS) $(SANFLAGS)
+PL_LDFLAGS := $(SANFLAGS)
 LDLIBS += $(PKG_LIBS)
 
 ifeq ($(V),1)
 Q :=
 else
-Q := @
+Q :=@
 endif
 
-LIB_SRC := $(wildcard proto/*.c shared/*.c)
-SENSOR_SRC := $(wildcard sensor/*.c)
-RECEIVER_SRC := $(filter-out receiver/cli/%,$(wildcard receiver/*.c receiver/*/*.c))
-UNIT_SRC := $(wildcard tests/unit/test_*.c)
-FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
+# One static library per folder (build/lib/lib<folder>.a, '/' -> '_'); the programs'
+# main.c files stay out of them. A program links the libraries it needs as one group,
+# so their order does not matter.
+LIB_DIRS := proto shared sensor receiver/ingest receiver/store receiver/repo receiver/l4 \
+	receiver/dissect receiver/api receiver/cli
+libname = $(BUILD)/lib/lib$(subst /,_,$(1)).a
+dir_src = $(filter-out $(1)/main.c,$(wildcard $(1)/*.c))
+$(foreach d,$(LIB_DIRS),$(eval $(call libname,$(d)): $(patsubst %.c,$(BUILD)/obj/%.o,$(call dir_src,$(d)))))
+LIBS_OF = $(foreach d,$(1),$(call libname,$(d)))
 
-LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
-SENSOR_OBJ := $(SENSOR_SRC:%.c=$(BUILD)/obj/%.o)
-RECEIVER_OBJ := $(RECEIVER_SRC:%.c=$(BUILD)/obj/%.o)
-LIB := $(BUILD)/libpcapline.a
 SENSOR := $(BUILD)/pcapline-sensor
 RECEIVER := $(BUILD)/pcapline-receiver
+CLI := $(BUILD)/pcapline
+SENSOR_LIBS := $(call LIBS_OF,sensor proto shared)
+RECEIVER_LIBS := $(call LIBS_OF,receiver/ingest receiver/store receiver/dissect receiver/l4 \
+	receiver/api receiver/repo proto shared)
+CLI_LIBS := $(call LIBS_OF,receiver/cli receiver/repo receiver/dissect receiver/l4 proto shared)
+ALL_LIBS := $(call LIBS_OF,$(LIB_DIRS))
+
+# Unit tests mirror the tree: tests/unit/<folder>/test_<module>.c -> build/tests/<folder>/.
+UNIT_SRC := $(shell find tests/unit -name 'test_*.c' | sort)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/fuzz/%)
-# Parsers outside proto/ and shared/ that have a fuzz target are linked in as well.
-FUZZ_LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/fuzzobj/%.o) $(BUILD)/fuzzobj/receiver/l4/l4.o
 
 .SECONDARY:
-.PHONY: all deps test unit fuzz fuzz-seeds integration bench demo install clean
-all: $(SENSOR) $(RECEIVER)
+.PHONY: all deps test unit fuzz fuzz-seeds integration bench demo install clean format format-check
+all: $(SENSOR) $(RECEIVER) $(CLI)
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	@[ -n "$(Q)" ] && echo "  CC      $<" || true
-	$(Q)$(CC) $(CFLAGS) -c -o $@ $<
+	$(Q)$(CC) $(PL_CFLAGS) $(CFLAGS) -c -o $@ $<
 
-$(LIB): $(LIB_OBJ)
+$(BUILD)/lib/%.a:
+	@mkdir -p $(dir $@)
 	$(Q)rm -f $@ && ar rcs $@ $^
 
-$(SENSOR): $(SENSOR_OBJ) $(LIB)
+link = $(CC) $(PL_LDFLAGS) $(LDFLAGS) -o $@ $(filter %.o,$^) -Wl,--start-group $(filter %.a,$^) -Wl,--end-group $(LDLIBS)
+
+$(SENSOR): $(BUILD)/obj/sensor/main.o $(SENSOR_LIBS)
 	@[ -n "$(Q)" ] && echo "  LD      $@" || true
-	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(Q)$(link)
 
-# The receiver's HTTP API (receiver/api/) serves exports with the CLI's export engine:
-# every receiver/cli module but main.c and the cmd_*.c commands, kept in EXPORT_LIB.
-CLI_PKGS := sqlite3 libarchive jansson
-CLI_CFLAGS := $(shell pkg-config --cflags $(CLI_PKGS) 2>/dev/null)
-CLI_LIBS := $(shell pkg-config --libs $(CLI_PKGS) 2>/dev/null || echo -lsqlite3 -larchive -ljansson)
-CLI_SRC := $(wildcard receiver/cli/*.c)
-CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/obj/%.o)
-EXPORT_OBJ := $(filter-out $(BUILD)/obj/receiver/cli/main.o $(BUILD)/obj/receiver/cli/cmd_%.o,$(CLI_OBJ))
-EXPORT_LIB := $(BUILD)/libpcapline-export.a
-API_OBJ := $(filter $(BUILD)/obj/receiver/api/%,$(RECEIVER_OBJ))
-API_LIBS := $(shell pkg-config --libs libmicrohttpd 2>/dev/null || echo -lmicrohttpd) -lpthread
-$(API_OBJ): CFLAGS += -Ireceiver/cli $(CLI_CFLAGS) $(shell pkg-config --cflags libmicrohttpd 2>/dev/null)
-
-$(EXPORT_LIB): $(EXPORT_OBJ)
-	$(Q)rm -f $@ && ar rcs $@ $^
-
-$(RECEIVER): $(RECEIVER_OBJ) $(EXPORT_LIB) $(LIB)
+$(RECEIVER): $(BUILD)/obj/receiver/main.o $(RECEIVER_LIBS)
 	@[ -n "$(Q)" ] && echo "  LD      $@" || true
-	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(API_LIBS) $(CLI_LIBS) $(LDLIBS)
+	$(Q)$(link)
 
-# A unit test of receiver code lists the receiver objects it needs here.
-$(BUILD)/tests/test_index: $(addprefix $(BUILD)/obj/receiver/store/,index.o retention.o names.o)
-$(BUILD)/tests/test_store: $(addprefix $(BUILD)/obj/receiver/store/,store.o index.o retention.o names.o)
-$(BUILD)/tests/test_namelog: $(BUILD)/obj/receiver/store/names.o
-$(BUILD)/tests/test_names: $(BUILD)/obj/sensor/names.o
-$(BUILD)/tests/test_spool: $(BUILD)/obj/sensor/spool.o
-$(BUILD)/tests/%: tests/unit/%.c $(LIB)
+$(CLI): $(BUILD)/obj/receiver/cli/main.o $(CLI_LIBS)
+	@[ -n "$(Q)" ] && echo "  LD      $@" || true
+	$(Q)$(link)
+
+# A unit test links every folder library; the linker takes only what the module uses.
+$(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(ALL_LIBS)
 	@mkdir -p $(dir $@)
 	@[ -n "$(Q)" ] && echo "  TEST    $@" || true
-	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(filter %.o,$^) $(LIB) $(LDLIBS) -lcmocka
-
-# pcapline, the repository client (export, snapshot, import): receiver/cli/*.c (CLI_*
-# above). Its libraries are kept in CLI_PKGS, apart from PKGS, so that adding sqlite3 or
-# jansson to PKGS elsewhere changes nothing here (pkg-config and the linker take repeats).
-CLI := $(BUILD)/pcapline
-$(CLI_OBJ): CFLAGS += $(CLI_CFLAGS)
-all: $(CLI)
-
-# The l4 and reindex subcommands link the receiver's L4 module (connections, TCP
-# reassembly) and dissection path; the export engine (shared with the API) reads the
-# position files the dissection path writes, so the index module comes along.
-L4_OBJ := $(BUILD)/obj/receiver/l4/l4.o
-DISSECT_OBJ := $(BUILD)/obj/receiver/dissect/dissect.o $(BUILD)/obj/receiver/store/index.o
-# import checks name-history addresses with the receiver's parser.
-NAMES_OBJ := $(BUILD)/obj/receiver/store/names.o
-$(CLI): $(filter-out $(EXPORT_OBJ),$(CLI_OBJ)) $(DISSECT_OBJ) $(NAMES_OBJ) $(L4_OBJ) $(EXPORT_LIB) $(LIB)
-	@[ -n "$(Q)" ] && echo "  LD      $@" || true
-	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(CLI_LIBS) $(LDLIBS)
-
-$(BUILD)/tests/test_l4: $(L4_OBJ)
-$(BUILD)/tests/test_l4: CFLAGS += -Ireceiver/l4
-
-# The merge unit test links the one CLI module it tests (pattern rule above).
-$(BUILD)/tests/test_merge: $(addprefix $(BUILD)/obj/receiver/cli/,merge.o pcapout.o timearg.o)
-$(BUILD)/tests/test_merge: CFLAGS += -Ireceiver/cli
+	$(Q)$(link) -lcmocka
 
 # libFuzzer targets: always clang with ASan/UBSan, objects kept apart from the main build.
-FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE -g -O1 -Iproto -Ishared -Ireceiver/l4 $(PKG_CFLAGS) \
+# The parsers they reach are compiled again from these folders.
+FUZZ_DIRS := proto shared receiver/l4 receiver/repo
+FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE -DPCAPLINE_VERSION='"$(VERSION)"' -g -O1 -I. $(PKG_CFLAGS) \
 	-fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined
+FUZZ_LIB_OBJ := $(foreach d,$(FUZZ_DIRS),$(patsubst %.c,$(BUILD)/fuzzobj/%.o,$(call dir_src,$(d))))
 $(BUILD)/fuzzobj/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) -c -o $@ $<
-$(BUILD)/fuzz/%: tests/fuzz/%.c $(FUZZ_LIB_OBJ)
+$(BUILD)/fuzz/libfuzzparsers.a: $(FUZZ_LIB_OBJ)
+	@mkdir -p $(dir $@)
+	$(Q)rm -f $@ && ar rcs $@ $^
+$(BUILD)/fuzz/%: tests/fuzz/%.c $(BUILD)/fuzz/libfuzzparsers.a
 	@mkdir -p $(dir $@)
 	@[ -n "$(Q)" ] && echo "  FUZZ    $@" || true
 	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $^ $(PKG_LIBS)
@@ -169,6 +146,14 @@ install: all
 	install -m 755 $(SENSOR) $(RECEIVER) $(CLI) $(DESTDIR)$(PREFIX)/bin/
 	install -m 755 scripts/pcapline-certs $(DESTDIR)$(PREFIX)/bin/
 	install -m 644 config/sensor.yaml config/receiver.yaml $(DESTDIR)/etc/pcapline/
+
+# The tree is formatted with .clang-format; format-check lists files that are not.
+FORMAT_SRC = $(shell git ls-files '*.c' '*.h' 2>/dev/null || find proto shared sensor receiver tests -name '*.[ch]')
+format:
+	@clang-format -i $(FORMAT_SRC)
+format-check:
+	@bad=0; for f in $(FORMAT_SRC); do clang-format $$f | cmp -s - $$f || { echo "not formatted: $$f (make format)"; bad=$$((bad+1)); }; done; \
+		echo "format check: $$bad files not formatted"; [ $$bad -eq 0 ]
 
 clean:
 	rm -rf build

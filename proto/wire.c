@@ -1,14 +1,14 @@
 /* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * pcapline wire protocol v1 codecs. The byte layout is specified in proto/PROTOCOL.md;
- * this file, that document and the vectors in tests/unit/test_proto.c change together.
+ * this file, that document and the vectors in tests/unit/proto/test_wire.c change together.
  *
  * Every byte from the network is read through the bounds-checked cursor below, never by
  * casting to a struct, so neither padding, alignment nor host byte order can leak into the
  * encoding (the discipline of tcpdump's GET_BE_U_2 accessors). Encoders apply the same
  * validity rules as decoders, so that we never emit a frame that a peer would reject.
  */
-#include "wire.h"
+#include "proto/wire.h"
 
 #include <limits.h>
 #include <lz4.h>

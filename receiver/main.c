@@ -16,16 +16,16 @@
 
 #include <ev.h>
 
-#include "api/api.h"
-#include "config.h"
-#include "log.h"
-#include "store/names.h"
-#include "privdrop.h"
-#include "session.h"
-#include "dissect/dissect.h"
-#include "store.h"
-#include "tls.h"
-#include "wire.h"
+#include "receiver/api/api.h"
+#include "shared/config.h"
+#include "shared/log.h"
+#include "receiver/repo/names.h"
+#include "shared/privdrop.h"
+#include "receiver/ingest/session.h"
+#include "receiver/dissect/dissect.h"
+#include "receiver/store/store.h"
+#include "shared/tls.h"
+#include "proto/wire.h"
 
 struct receiver_conf {
 	struct cfg_strlist listen;

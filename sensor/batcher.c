@@ -1,12 +1,12 @@
 /* SPDX-License-Identifier: BSD-2-Clause */
-#include "batcher.h"
+#include "sensor/batcher.h"
 
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-#include "log.h"
-#include "wire.h"
+#include "shared/log.h"
+#include "proto/wire.h"
 
 struct batcher {
 	uint8_t *raw;

@@ -5,7 +5,7 @@
  * (pcapng files may mix link types, which libpcap cannot) and filtered with
  * pcap_offline_filter() using one compiled program per link type.
  */
-#include "capture.h"
+#include "sensor/capture.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -14,8 +14,8 @@
 
 #include <pcap/pcap.h>
 
-#include "log.h"
-#include "pcapfile.h"
+#include "shared/log.h"
+#include "shared/pcapfile.h"
 
 /* Records read from a file per idle callback: large enough to amortise the loop,
  * small enough to keep the loop responsive to ACKs and timers. */

@@ -12,7 +12,7 @@
 
 #include <ev.h>
 
-#include "wire.h"
+#include "proto/wire.h"
 
 /* Called once per packet that passed the filter. data is borrowed for the call only. */
 typedef void (*capture_cb)(void *arg, uint16_t iface, uint64_t ts_ns, const uint8_t *data,

@@ -18,16 +18,16 @@
 
 #include <ev.h>
 
-#include "batcher.h"
-#include "capture.h"
-#include "config.h"
-#include "log.h"
-#include "names.h"
-#include "privdrop.h"
-#include "tls.h"
-#include "spool.h"
-#include "uplink.h"
-#include "wire.h"
+#include "sensor/batcher.h"
+#include "sensor/capture.h"
+#include "shared/config.h"
+#include "shared/log.h"
+#include "sensor/names.h"
+#include "shared/privdrop.h"
+#include "shared/tls.h"
+#include "sensor/spool.h"
+#include "sensor/uplink.h"
+#include "proto/wire.h"
 
 struct sensor_conf {
 	char *id;

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: BSD-2-Clause */
-#include "names.h"
+#include "sensor/names.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -11,10 +11,10 @@
 #include <sys/random.h>
 #include <time.h>
 
-#include "dns.h"
-#include "log.h"
-#include "pkt.h"
-#include "wire.h"
+#include "shared/dns.h"
+#include "shared/log.h"
+#include "shared/pkt.h"
+#include "proto/wire.h"
 
 #define NAMES_BUCKETS 16384           /* power of two */
 #define NAMES_FRAMES_PER_FLUSH 4      /* frames offered to the uplink per flush */

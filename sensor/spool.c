@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: BSD-2-Clause */
-#include "spool.h"
+#include "sensor/spool.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -11,8 +11,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "log.h"
-#include "wire.h"
+#include "shared/log.h"
+#include "proto/wire.h"
 
 /* A spool file is a 16-byte header {u32 magic, u32 n_records, u32 raw_len, u32 frame
  * length} in host byte order (the spool never leaves this machine), then the frame. */

@@ -13,7 +13,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "batcher.h"
+#include "sensor/batcher.h"
 
 struct spool;
 

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: BSD-2-Clause */
-#include "uplink.h"
+#include "sensor/uplink.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -14,8 +14,8 @@
 
 #include <openssl/err.h>
 
-#include "log.h"
-#include "tls.h"
+#include "shared/log.h"
+#include "shared/tls.h"
 
 #define UPLINK_INBUF (64 * 1024)
 /* Control frames: HELLO, STATS, HEARTBEAT and ERROR fit in the reserve, which NAMES

@@ -13,8 +13,8 @@
 #include <ev.h>
 #include <openssl/ssl.h>
 
-#include "batcher.h"
-#include "wire.h"
+#include "sensor/batcher.h"
+#include "proto/wire.h"
 
 struct uplink_target {
 	char host[256];

@@ -10,7 +10,7 @@
  * events against the schema and stores values. Parsing twice is cheap for a file
  * capped at 1 MiB, and unlike buffering events its memory does not grow with the input.
  */
-#include "config.h"
+#include "shared/config.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -4,12 +4,12 @@
  * name is decoded into a fixed buffer with its wire length, pointer count and pointer
  * direction bounded, so that no message can make it loop, recurse or allocate.
  */
-#include "dns.h"
+#include "shared/dns.h"
 
 #include <stdbool.h>
 #include <string.h>
 
-#include "cursor.h"
+#include "shared/cursor.h"
 
 #define DNS_HDR_LEN 12
 #define DNS_MAX_WIRE_NAME 255 /* RFC 1035, section 3.1 */

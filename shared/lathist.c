@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: BSD-2-Clause */
-#include "lathist.h"
+#include "shared/lathist.h"
 
 #include <inttypes.h>
 

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: BSD-2-Clause */
-#include "log.h"
+#include "shared/log.h"
 
 #include <errno.h>
 #include <stdbool.h>

@@ -10,7 +10,7 @@
  * cast to a struct, because a capture file is untrusted input (it may come from a
  * sensor we do not control, or be cut short by a crash).
  */
-#include "pcapfile.h"
+#include "shared/pcapfile.h"
 
 #include <byteswap.h>
 #include <errno.h>

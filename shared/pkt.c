@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: BSD-2-Clause */
-#include "pkt.h"
+#include "shared/pkt.h"
 
-#include "cursor.h"
+#include "shared/cursor.h"
 
 #define PKT_MAX_VLAN 8     /* stacked 802.1Q/802.1ad tags followed */
 #define PKT_MAX_V6_EXT 8   /* IPv6 extension headers followed */

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: BSD-2-Clause */
-#include "privdrop.h"
+#include "shared/privdrop.h"
 
 #include <errno.h>
 #include <ftw.h>

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: BSD-2-Clause */
-#include "tls.h"
-#include "log.h"
+#include "shared/tls.h"
+#include "shared/log.h"
 
 #include <errno.h>
 #include <stdio.h>

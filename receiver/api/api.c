@@ -13,7 +13,7 @@
  * Connection and flow lists are small JSON documents (at most API_MAX_ROWS rows), built
  * whole and sent with a Content-Length.
  */
-#include "api/api.h"
+#include "receiver/api/api.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -38,12 +38,12 @@
 #include <openssl/sha.h>
 #include <pcap/pcap.h>
 
-#include "bundle.h"
-#include "fsutil.h"
-#include "l4query.h"
-#include "log.h"
-#include "repo.h"
-#include "timearg.h"
+#include "receiver/repo/bundle.h"
+#include "shared/fsutil.h"
+#include "receiver/repo/l4query.h"
+#include "shared/log.h"
+#include "receiver/repo/repo.h"
+#include "receiver/repo/timearg.h"
 
 #define API_MAX_PEM (1 << 20)
 #define API_MAX_SENSORS 1024

@@ -1,10 +1,10 @@
 /* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * The receiver's HTTP API (libmicrohttpd): GET /api/v1/export streams the .tar.gz that
- * `pcapline export` writes for the same window (receiver/cli/bundle.h); GET
+ * `pcapline export` writes for the same window (receiver/repo/bundle.h); GET
  * /api/v1/conns and /api/v1/flows answer what `pcapline conns|flows --json` prints, and
  * GET /api/v1/conns/<id>/pcap and /api/v1/flows/<id>/pcap stream what `pcapline pcap`
- * writes (receiver/cli/l4query.h).
+ * writes (receiver/repo/l4query.h).
  *
  * It runs on libmicrohttpd's own threads (one per connection, api.max_connections at
  * once, plus one worker per running export or capture, plus a guard that ends slow

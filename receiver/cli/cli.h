@@ -12,8 +12,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "bundle.h"
-#include "repo.h"
+#include "receiver/repo/bundle.h"
+#include "receiver/repo/repo.h"
 
 #define EXIT_FAIL 1
 

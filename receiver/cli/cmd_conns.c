@@ -17,12 +17,12 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "cli.h"
-#include "dissect/dissect.h"
-#include "fsutil.h"
-#include "l4query.h"
-#include "log.h"
-#include "timearg.h"
+#include "receiver/cli/cli.h"
+#include "receiver/dissect/dissect.h"
+#include "shared/fsutil.h"
+#include "receiver/repo/l4query.h"
+#include "shared/log.h"
+#include "receiver/repo/timearg.h"
 
 enum { OPT_FROM = 256, OPT_TO, OPT_FLOW, OPT_CONN, OPT_LIMIT, OPT_JSON, OPT_STATS };
 

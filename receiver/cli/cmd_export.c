@@ -8,8 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cli.h"
-#include "log.h"
+#include "receiver/cli/cli.h"
+#include "shared/log.h"
 
 enum { OPT_FROM = 256, OPT_TO, OPT_FILTER, OPT_LEVEL };
 

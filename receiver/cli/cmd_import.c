@@ -50,13 +50,13 @@
 #include <jansson.h>
 #include <sqlite3.h>
 
-#include "cli.h"
-#include "fsutil.h"
-#include "hash.h"
-#include "log.h"
-#include "namehist.h"
-#include "pcapfile.h"
-#include "timearg.h"
+#include "receiver/cli/cli.h"
+#include "shared/fsutil.h"
+#include "shared/hash.h"
+#include "shared/log.h"
+#include "receiver/repo/namehist.h"
+#include "shared/pcapfile.h"
+#include "receiver/repo/timearg.h"
 
 #define IMPORT_MAX_PATH 1024
 /* Expansion allowed to any archive however small, so that a short capture of very

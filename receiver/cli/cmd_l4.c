@@ -20,10 +20,10 @@
 #include <sys/stat.h>
 #include <time.h>
 
-#include "cli.h"
-#include "l4/l4.h"
-#include "log.h"
-#include "pcapfile.h"
+#include "receiver/cli/cli.h"
+#include "receiver/l4/l4.h"
+#include "shared/log.h"
+#include "shared/pcapfile.h"
 
 struct follow {
 	uint64_t index;

@@ -25,11 +25,11 @@
 
 #include <jansson.h>
 
-#include "cli.h"
-#include "fsutil.h"
-#include "log.h"
-#include "namehist.h"
-#include "timearg.h"
+#include "receiver/cli/cli.h"
+#include "shared/fsutil.h"
+#include "shared/log.h"
+#include "receiver/repo/namehist.h"
+#include "receiver/repo/timearg.h"
 
 #define SNAP_MANIFEST "manifest.json"
 #define SNAP_MAX_MANIFEST (256u << 20)

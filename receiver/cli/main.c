@@ -11,10 +11,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "cli.h"
-#include "fsutil.h"
-#include "log.h"
-#include "timearg.h"
+#include "receiver/cli/cli.h"
+#include "shared/fsutil.h"
+#include "shared/log.h"
+#include "receiver/repo/timearg.h"
 
 bool cli_quiet;
 

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: BSD-2-Clause */
 /* The dissection path: see dissect.h. */
-#include "dissect.h"
+#include "receiver/dissect/dissect.h"
 
 #include <arpa/inet.h>
 #include <endian.h>
@@ -17,10 +17,10 @@
 
 #include <sqlite3.h>
 
-#include "hash.h"
-#include "index.h"
-#include "log.h"
-#include "pcapfile.h"
+#include "shared/hash.h"
+#include "receiver/repo/index.h"
+#include "shared/log.h"
+#include "shared/pcapfile.h"
 
 enum {
 	Q_PENDING,

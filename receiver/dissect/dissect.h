@@ -14,7 +14,7 @@
  * inserts at the end of the conns table, which a flood of short connections needs.
  *
  * After a segment is read, one transaction writes the rows of every connection it
- * touched or that ended (INDEX_L4_SQL in store/index.h), which segments hold each
+ * touched or that ended (INDEX_L4_SQL in receiver/repo/index.h), which segments hold each
  * connection, and l4_done; the position file sensors/<id>/l4/<name>.pos is in place
  * before it:
  *
@@ -40,7 +40,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "l4/l4.h"
+#include "receiver/l4/l4.h"
 
 #define DISSECT_POS_MAGIC "PLPOS1\0\0"
 

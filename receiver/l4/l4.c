@@ -4,8 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "hash.h"
-#include "l4.h"
+#include "shared/hash.h"
+#include "receiver/l4/l4.h"
 
 /* domain (4), family, protocol, then the smaller and the larger endpoint (16 + 2 each) */
 #define KEY_MAX 42

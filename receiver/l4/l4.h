@@ -49,7 +49,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "pkt.h"
+#include "shared/pkt.h"
 
 enum { L4_CLIENT = 0, L4_SERVER = 1 };
 

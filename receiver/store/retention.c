@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: BSD-2-Clause */
-#include "retention.h"
+#include "receiver/store/retention.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -8,8 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "log.h"
-#include "names.h"
+#include "shared/log.h"
+#include "receiver/repo/names.h"
 
 /* Candidates fetched from the index per query while a bound is exceeded. */
 #define RETENTION_BATCH 32

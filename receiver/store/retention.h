@@ -18,7 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "index.h"
+#include "receiver/repo/index.h"
 
 struct retention_opts {
 	uint64_t max_bytes;         /* storage.max_size: all sensors together, 0 = unlimited */

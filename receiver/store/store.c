@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: BSD-2-Clause */
-#include "store.h"
+#include "receiver/store/store.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -13,12 +13,12 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "hash.h"
-#include "index.h"
-#include "lathist.h"
-#include "log.h"
-#include "pcapfile.h"
-#include "retention.h"
+#include "shared/hash.h"
+#include "receiver/repo/index.h"
+#include "shared/lathist.h"
+#include "shared/log.h"
+#include "shared/pcapfile.h"
+#include "receiver/store/retention.h"
 
 /*
  * Crash safety. After the records of a batch are written (and synced, per policy),

@@ -23,7 +23,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "wire.h"
+#include "proto/wire.h"
 
 /* Longest storage.dir, in bytes: the deepest path the store builds,
  * <dir>/sensors/<id of PROTO_MAX_ID bytes>/segments, must fit its 400-byte buffer. A longer

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: BSD-2-Clause */
-#include "worker.h"
+#include "receiver/store/worker.h"
 
 #include <pthread.h>
 #include <signal.h>

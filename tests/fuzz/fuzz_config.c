@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "config.h"
+#include "shared/config.h"
 
 struct fcfg {
 	char *name;

@@ -19,9 +19,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "dns.h"
-#include "pkt.h"
-#include "wire.h"
+#include "shared/dns.h"
+#include "shared/pkt.h"
+#include "proto/wire.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "wire.h"
+#include "proto/wire.h"
 
 #define FUZZ_MAX_LEN (1u << 20)
 #define FUZZ_MAX_RAW (1u << 20)

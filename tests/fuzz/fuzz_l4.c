@@ -15,7 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "l4.h"
+#include "receiver/l4/l4.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -7,7 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "pcapfile.h"
+#include "shared/pcapfile.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -1,0 +1,425 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
+/*
+ * Tests for receiver/store/store.c: what store_batch() answers for each kind of
+ * batch and failure (the caller ACKs, closes or retries on that answer alone), the
+ * segment names of two interfaces with one name, and the name parser shared with the
+ * CLI (index.c). Real files in a temporary repository; /dev/full for a full disk.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <inttypes.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "receiver/repo/index.h"
+#include "shared/pcapfile.h"
+#include "receiver/store/store.h"
+#include "proto/wire.h"
+
+#define NS UINT64_C(1000000000)
+#define T0 (UINT64_C(1700000000) * NS)
+#define AFTER_2106 (UINT64_C(7258118400) * NS) /* 2200-01-01: seconds above UINT32_MAX */
+#define EPOCH UINT64_C(0x1122334455667788)
+
+struct fixture {
+	char dir[64];
+	struct store *st;
+	struct store_sensor *ss;
+	uint8_t raw[4096];
+	uint32_t len, n;
+};
+
+static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+	return remove(path);
+}
+
+static struct store *open_store(struct fixture *f, const char *dir, const char *single)
+{
+	struct store_opts o = {
+		.dir = dir,
+		.single_file = single,
+		.segment_bytes = 64u << 20,
+		.segment_ms = 300000,
+		.fsync = STORE_FSYNC_NEVER,
+	};
+	char err[512] = "";
+	struct store *s = store_new(&o, err, sizeof(err));
+	if (!s)
+		fail_msg("store_new: %s", err);
+	return s;
+}
+
+/* A sensor "s1" with two interfaces, both called eth0 (Ethernet, snaplen 65535). */
+static void begin(struct fixture *f, uint64_t next_seq)
+{
+	struct proto_iface ifs[2] = {{.linktype = 1, .snaplen = 65535}, {.linktype = 1, .snaplen = 65535}};
+	char err[512] = "";
+	snprintf(ifs[0].name, sizeof(ifs[0].name), "eth0");
+	snprintf(ifs[1].name, sizeof(ifs[1].name), "eth0");
+	f->ss = store_sensor_get(f->st, "s1", err, sizeof(err));
+	assert_non_null(f->ss);
+	assert_int_equal(store_sensor_begin(f->ss, EPOCH, ifs, 2), next_seq);
+}
+
+static int setup(void **state)
+{
+	struct fixture *f = calloc(1, sizeof(*f));
+	assert_non_null(f);
+	snprintf(f->dir, sizeof(f->dir), "/tmp/pcapline-test-store-XXXXXX");
+	assert_non_null(mkdtemp(f->dir));
+	f->st = open_store(f, f->dir, "");
+	begin(f, 1);
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fixture *f = *state;
+	store_free(f->st);
+	nftw(f->dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	free(f);
+	return 0;
+}
+
+static void add_rec(struct fixture *f, uint64_t ts, uint16_t iface, uint8_t fill)
+{
+	uint8_t data[60];
+	memset(data, fill, sizeof(data));
+	assert_true(f->len + PROTO_REC_HDR_LEN + sizeof(data) <= sizeof(f->raw));
+	proto_rec_hdr_encode(f->raw + f->len, ts, iface, sizeof(data), sizeof(data));
+	memcpy(f->raw + f->len + PROTO_REC_HDR_LEN, data, sizeof(data));
+	f->len += PROTO_REC_HDR_LEN + sizeof(data);
+	f->n++;
+}
+
+static enum store_result store(struct fixture *f, uint64_t seq, char *err, size_t errlen)
+{
+	enum store_result r = store_batch(f->ss, seq, f->raw, f->len, f->n, err, errlen);
+	f->len = f->n = 0;
+	return r;
+}
+
+/* Records of <dir>/sensors/s1/segments/<name>, their first bytes in fills[]. */
+static int read_segment(const struct fixture *f, const char *name, uint64_t *ts, uint8_t *fills, int max)
+{
+	char path[512];
+	int rc = 0, n = 0;
+	struct pcapf_rec rec;
+	snprintf(path, sizeof(path), "%s/sensors/s1/segments/%s", f->dir, name);
+	struct pcapr *r = pcapr_open(path, &rc);
+	if (!r)
+		fail_msg("%s: %s", path, pcapf_strerror(rc));
+	while ((rc = pcapr_next(r, &rec)) == 1 && n < max) {
+		ts[n] = rec.ts_ns;
+		fills[n++] = rec.data[0];
+	}
+	pcapr_close(r);
+	assert_int_equal(rc, 0);
+	return n;
+}
+
+static void test_errno_classification(void **state)
+{
+	/* Transient: the same batch may be stored later. -EIO is numerically
+	 * PROTO_ETOOBIG, -EPERM PROTO_EAGAIN and -ENOENT PROTO_EMAGIC: none of them is a
+	 * protocol error. */
+	static const int retry[] = {ENOSPC, EDQUOT, EIO, ENOMEM, EAGAIN, EINTR, EMFILE, ENFILE, EROFS, EACCES, EPERM, ENOENT};
+	static const int fatal[] = {EOVERFLOW, EINVAL, EFBIG, ENAMETOOLONG, EEXIST, EPIPE, EBADF, ENOTDIR};
+	for (size_t i = 0; i < sizeof(retry) / sizeof(retry[0]); i++)
+		assert_int_equal(store_errno_result(-retry[i]), STORE_RETRY);
+	for (size_t i = 0; i < sizeof(fatal) / sizeof(fatal[0]); i++)
+		assert_int_equal(store_errno_result(-fatal[i]), STORE_FAILED);
+	assert_string_equal(store_unstorable_name(STORE_UNSTORABLE_TS, true), "timestamp_beyond_pcap_range");
+	assert_string_equal(store_unstorable_name(STORE_UNSTORABLE_TS, false), "timestamp beyond pcap range");
+}
+
+static void test_record_after_2106_counted_rest_stored(void **state)
+{
+	struct fixture *f = *state;
+	char err[512] = "";
+	add_rec(f, T0, 0, 'a');
+	add_rec(f, AFTER_2106, 0, 'b');
+	add_rec(f, T0 + 1, 0, 'c');
+	add_rec(f, AFTER_2106 + 5, 1, 'd'); /* the only record of interface 1: no file */
+	assert_int_equal(store(f, 1, err, sizeof(err)), STORE_STORED);
+	const struct store_counters *c = store_sensor_counters(f->ss);
+	assert_int_equal(c->batches, 1);
+	assert_int_equal(c->packets, 2);
+	assert_int_equal(c->unstorable[STORE_UNSTORABLE_TS], 2);
+	assert_int_equal(c->storage_errors, 0);
+
+	/* The resend of an ACKed batch (the same bytes) is a duplicate; other bytes under
+	 * its number are a reused number, refused; a malformed batch changes nothing. */
+	add_rec(f, T0, 0, 'a');
+	add_rec(f, AFTER_2106, 0, 'b');
+	add_rec(f, T0 + 1, 0, 'c');
+	add_rec(f, AFTER_2106 + 5, 1, 'd');
+	assert_int_equal(store(f, 1, err, sizeof(err)), STORE_DUPLICATE);
+	add_rec(f, T0, 0, 'a');
+	assert_int_equal(store(f, 1, err, sizeof(err)), STORE_SEQ_REUSED);
+	assert_int_equal(c->rejected_batches, 1);
+	add_rec(f, T0 + 2, 0, 'x');
+	f->n = 2; /* claims two records */
+	assert_int_equal(store(f, 2, err, sizeof(err)), STORE_REJECTED);
+	assert_non_null(strstr(err, "malformed record"));
+	assert_int_equal(c->packets, 2);
+	assert_int_equal(c->unstorable[STORE_UNSTORABLE_TS], 2);
+
+	/* The count is committed with the batch: it survives a restart. */
+	store_free(f->st);
+	f->st = open_store(f, f->dir, "");
+	begin(f, 2);
+	c = store_sensor_counters(f->ss);
+	assert_int_equal(c->unstorable[STORE_UNSTORABLE_TS], 2);
+	assert_int_equal(c->packets, 2);
+
+	char name[256];
+	uint64_t ts[4];
+	uint8_t fills[4];
+	index_segname_format(name, sizeof(name), T0, EPOCH, 1, 0, "eth0");
+	assert_int_equal(read_segment(f, name, ts, fills, 4), 2);
+	assert_true(ts[0] == T0 && fills[0] == 'a' && ts[1] == T0 + 1 && fills[1] == 'c');
+	index_segname_format(name, sizeof(name), AFTER_2106 + 5, EPOCH, 1, 1, "eth0");
+	char path[512];
+	snprintf(path, sizeof(path), "%s/sensors/s1/segments/%s", f->dir, name);
+	assert_int_equal(access(path, F_OK), -1);
+}
+
+static void test_same_name_same_timestamp(void **state)
+{
+	struct fixture *f = *state;
+	char err[512] = "", name[256], path[512];
+	uint64_t ts[4];
+	uint8_t fills[4];
+
+	add_rec(f, T0, 0, 'a');
+	add_rec(f, T0, 1, 'b');
+	assert_int_equal(store(f, 1, err, sizeof(err)), STORE_STORED);
+	store_sensor_end(f->ss); /* closes both segments */
+
+	/* A file a failure left under exactly the next open name: a suffix is taken. */
+	index_segname_format(name, sizeof(name), T0 + 7, EPOCH, 2, 0, "eth0");
+	snprintf(path, sizeof(path), "%s/sensors/s1/segments/.open-%s", f->dir, name);
+	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0640);
+	assert_true(fd >= 0);
+	close(fd);
+	add_rec(f, T0 + 7, 0, 'c');
+	assert_int_equal(store(f, 2, err, sizeof(err)), STORE_STORED);
+	store_sensor_end(f->ss);
+	unlink(path);
+
+	index_segname_format(name, sizeof(name), T0, EPOCH, 1, 0, "eth0");
+	assert_int_equal(read_segment(f, name, ts, fills, 4), 1);
+	assert_int_equal(fills[0], 'a');
+	index_segname_format(name, sizeof(name), T0, EPOCH, 1, 1, "eth0");
+	assert_int_equal(read_segment(f, name, ts, fills, 4), 1);
+	assert_int_equal(fills[0], 'b');
+	snprintf(name, sizeof(name), "%020" PRIu64 "-%016" PRIx64 "-2.0-eth0.1.pcap", T0 + 7, EPOCH);
+	assert_int_equal(read_segment(f, name, ts, fills, 4), 1);
+	assert_int_equal(fills[0], 'c');
+	assert_int_equal(store_sensor_counters(f->ss)->packets, 3);
+}
+
+static void test_full_disk_is_retried(void **state)
+{
+	struct fixture *f = *state;
+	char err[512] = "";
+	struct store *keep = f->st;
+	/* No repository, a single output file on a device that is always full. */
+	f->st = open_store(f, "", "/dev/full");
+	begin(f, 1);
+	add_rec(f, T0, 0, 'a');
+	assert_int_equal(store(f, 1, err, sizeof(err)), STORE_RETRY);
+	assert_non_null(strstr(err, strerror(ENOSPC)));
+	const struct store_counters *c = store_sensor_counters(f->ss);
+	assert_int_equal(c->storage_errors, 1);
+	assert_int_equal(c->batches, 0);
+	/* Nothing was kept: the same batch is still expected. */
+	add_rec(f, T0, 0, 'a');
+	assert_int_equal(store(f, 1, err, sizeof(err)), STORE_RETRY);
+	store_free(f->st);
+	f->st = keep;
+}
+
+/* Takes (make) or frees every name store_rename() may give <name>'s segment: the name
+ * itself and its 999 numbered variants. */
+static void block_names(const struct fixture *f, const char *name, bool make)
+{
+	char path[600];
+	size_t n = strlen(name);
+	for (int i = 0; i < 1000; i++) {
+		if (i == 0)
+			snprintf(path, sizeof(path), "%s/sensors/s1/segments/%s", f->dir, name);
+		else
+			snprintf(path, sizeof(path), "%s/sensors/s1/segments/%.*s.%d.pcap", f->dir, (int)(n - 5), name, i);
+		if (make) {
+			int fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0640);
+			assert_true(fd >= 0);
+			close(fd);
+		} else {
+			assert_int_equal(unlink(path), 0);
+		}
+	}
+}
+
+/* A segment whose close fails holds committed (acknowledged) batches: it stays
+ * tracked, nothing new is stored until it is in place, and the tick retries it. Before,
+ * it was forgotten and the next start removed it as uncommitted. */
+static void test_failed_close_keeps_committed_data(void **state)
+{
+	struct fixture *f = *state;
+	char err[512] = "", name[256], path[600];
+	uint64_t ts[4];
+	uint8_t fills[4];
+
+	index_segname_format(name, sizeof(name), T0, EPOCH, 1, 0, "eth0");
+	block_names(f, name, true);
+	add_rec(f, T0, 0, 'a');
+	assert_int_equal(store(f, 1, err, sizeof(err)), STORE_STORED);
+	store_sensor_end(f->ss); /* the rename fails: every name is taken */
+	snprintf(path, sizeof(path), "%s/sensors/s1/segments/.open-%s", f->dir, name);
+	assert_int_equal(access(path, F_OK), 0);
+
+	/* The next session stores nothing while it is not in place; a name clash does not
+	 * pass by itself, so that is a failure, not a retry. */
+	begin(f, 2);
+	add_rec(f, T0 + 5, 0, 'b');
+	assert_int_equal(store(f, 2, err, sizeof(err)), STORE_FAILED);
+	assert_non_null(strstr(err, "into place"));
+	assert_int_equal(store_sensor_counters(f->ss)->batches, 1);
+
+	/* Names free again: the tick puts it into place, and the batch is stored. */
+	block_names(f, name, false);
+	store_tick(f->st);
+	assert_int_equal(access(path, F_OK), -1);
+	assert_int_equal(read_segment(f, name, ts, fills, 4), 1);
+	assert_true(ts[0] == T0 && fills[0] == 'a');
+	add_rec(f, T0 + 5, 0, 'b');
+	assert_int_equal(store(f, 2, err, sizeof(err)), STORE_STORED);
+	store_sensor_end(f->ss);
+	index_segname_format(name, sizeof(name), T0 + 5, EPOCH, 2, 0, "eth0");
+	assert_int_equal(read_segment(f, name, ts, fills, 4), 1);
+	assert_int_equal(fills[0], 'b');
+	assert_int_equal(store_sensor_counters(f->ss)->packets, 2);
+}
+
+static void copy_file(const char *from, const char *to)
+{
+	uint8_t buf[4096];
+	int in = open(from, O_RDONLY), out = open(to, O_WRONLY | O_CREAT | O_EXCL, 0640);
+	assert_true(in >= 0 && out >= 0);
+	ssize_t n = read(in, buf, sizeof(buf));
+	assert_true(n > 0 && n < (ssize_t)sizeof(buf));
+	assert_int_equal(write(out, buf, (size_t)n), n);
+	close(in);
+	close(out);
+}
+
+/* The recovery removes an open segment only when it holds no committed batch: one that
+ * the state file does not list but whose first batch was committed is kept (its whole
+ * records), one opened by an uncommitted batch or an unknown epoch is removed. */
+static void test_recovery_keeps_unlisted_committed_segment(void **state)
+{
+	struct fixture *f = *state;
+	char err[512] = "", name1[256], name2[256], p1[600], f1[600], p3[600], px[600];
+	uint64_t ts[4];
+	uint8_t fills[4];
+
+	add_rec(f, T0, 0, 'a');
+	assert_int_equal(store(f, 1, err, sizeof(err)), STORE_STORED);
+	store_sensor_end(f->ss);
+	add_rec(f, T0 + 5, 0, 'b');
+	assert_int_equal(store(f, 2, err, sizeof(err)), STORE_STORED); /* the state now lists only this one */
+	store_free(f->st);
+
+	/* Segment 1 as a version that forgot a segment it failed to close left it, with the
+	 * start of a record its failed flush wrote. */
+	index_segname_format(name1, sizeof(name1), T0, EPOCH, 1, 0, "eth0");
+	snprintf(f1, sizeof(f1), "%s/sensors/s1/segments/%s", f->dir, name1);
+	snprintf(p1, sizeof(p1), "%s/sensors/s1/segments/.open-%s", f->dir, name1);
+	assert_int_equal(rename(f1, p1), 0);
+	int fd = open(p1, O_WRONLY | O_APPEND);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, "0123456789", 10), 10);
+	close(fd);
+	/* What a crash leaves of batch 3 (never committed) and of a new epoch's first batch. */
+	char n3[256], nx[256];
+	index_segname_format(n3, sizeof(n3), T0 + 9, EPOCH, 3, 0, "eth0");
+	index_segname_format(nx, sizeof(nx), T0 + 9, EPOCH + 1, 1, 0, "eth0");
+	snprintf(p3, sizeof(p3), "%s/sensors/s1/segments/.open-%s", f->dir, n3);
+	snprintf(px, sizeof(px), "%s/sensors/s1/segments/.open-%s", f->dir, nx);
+	copy_file(p1, p3);
+	copy_file(p1, px);
+
+	f->st = open_store(f, f->dir, "");
+	begin(f, 3);
+	assert_int_equal(access(p1, F_OK), -1);
+	assert_int_equal(access(p3, F_OK), -1);
+	assert_int_equal(access(px, F_OK), -1);
+	assert_int_equal(read_segment(f, name1, ts, fills, 4), 1); /* cut to its whole record */
+	assert_true(ts[0] == T0 && fills[0] == 'a');
+	index_segname_format(name2, sizeof(name2), T0 + 5, EPOCH, 2, 0, "eth0");
+	assert_int_equal(read_segment(f, name2, ts, fills, 4), 1);
+	assert_int_equal(fills[0], 'b');
+}
+
+static void test_segment_names(void **state)
+{
+	struct index_segname sn;
+	char name[256];
+
+	assert_true(index_segname_format(name, sizeof(name), T0, EPOCH, 42, 3, "eth0.100") > 0);
+	assert_string_equal(name, "01700000000000000000-1122334455667788-42.3-eth0.100.pcap");
+	assert_true(index_segname_parse(name, &sn));
+	assert_true(sn.first_ns == T0 && sn.epoch == EPOCH && sn.seq == 42 && sn.ifindex == 3);
+	assert_string_equal(sn.ifname, "eth0.100");
+
+	/* The form without the index: an interface name that starts like one stays whole. */
+	assert_true(index_segname_parse("01700000000000000000-1122334455667788-42-1-x.pcap", &sn));
+	assert_true(sn.ifindex == -1 && sn.seq == 42);
+	assert_string_equal(sn.ifname, "1-x");
+	assert_true(index_segname_parse("01700000000000000000-1122334455667788-42-eth0.pcap", &sn));
+	assert_string_equal(sn.ifname, "eth0");
+
+	static const char *bad[] = {
+		".open-01700000000000000000-1122334455667788-42.0-eth0.pcap",
+		"01700000000000000000-1122334455667788-42.0-.pcap",
+		"01700000000000000000-1122334455667788-42.-eth0.pcap",
+		"01700000000000000000-1122334455667788-42.0-eth0.pcapng",
+		"x-1122334455667788-42.0-eth0.pcap",
+		"99999999999999999999-1122334455667788-42.0-eth0.pcap", /* above 2^64 */
+		"01700000000000000000-1122334455667788-42",
+		"",
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		assert_false(index_segname_parse(bad[i], &sn));
+	char small[20];
+	assert_int_equal(index_segname_format(small, sizeof(small), T0, EPOCH, 1, 0, "eth0"), -ENAMETOOLONG);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_errno_classification),
+		cmocka_unit_test(test_segment_names),
+		cmocka_unit_test_setup_teardown(test_record_after_2106_counted_rest_stored, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_same_name_same_timestamp, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_full_disk_is_retried, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_failed_close_keeps_committed_data, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_recovery_keeps_unlisted_committed_segment, setup, teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
