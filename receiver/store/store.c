@@ -1099,11 +1099,19 @@ static int store_batch_write(struct store_sensor *ss, uint64_t seq, const uint8_
 	return 0;
 }
 
-/* Step 3: makes the batch durable (per the fsync policy), then commits it, with the
- * counters that describe it, in the state file: after this it may be ACKed. Returns 0
- * or -errno with err set and nothing committed. */
-static int store_batch_commit(struct store_sensor *ss, uint64_t seq, const struct store_scan *v, uint64_t bytes,
-			      char *err, size_t errlen)
+/* One batch of a run being stored (store_batches()). */
+struct store_run_item {
+	uint64_t seq;
+	uint64_t bytes;
+	struct store_scan v;
+};
+
+/* Step 3: makes a run of written batches durable (per the fsync policy: one flush and
+ * one sync per segment for the whole run), then commits them, with the counters that
+ * describe them, in one state write: after this they may be ACKed. Returns 0 or -errno
+ * with err set and nothing committed. */
+static int store_batch_commit(struct store_sensor *ss, const struct store_run_item *run, unsigned n, char *err,
+			      size_t errlen)
 {
 	struct store *s = ss->store;
 	int rc;
@@ -1125,14 +1133,17 @@ static int store_batch_commit(struct store_sensor *ss, uint64_t seq, const struc
 	/* The counters go into the same state write as the data they describe. */
 	struct store_counters before = ss->c;
 	uint64_t prev_next = ss->next_seq;
-	if (seq > ss->next_seq)
-		ss->c.missing_batches += seq - ss->next_seq;
-	ss->c.batches++;
-	ss->c.packets += v->n - v->n_bad;
-	for (int i = 0; i < STORE_UNSTORABLE_N; i++)
-		ss->c.unstorable[i] += v->bad[i];
-	ss->c.bytes += bytes;
-	ss->next_seq = seq + 1;
+	for (unsigned k = 0; k < n; k++) {
+		const struct store_run_item *it = &run[k];
+		if (it->seq > ss->next_seq)
+			ss->c.missing_batches += it->seq - ss->next_seq;
+		ss->c.batches++;
+		ss->c.packets += it->v.n - it->v.n_bad;
+		for (int i = 0; i < STORE_UNSTORABLE_N; i++)
+			ss->c.unstorable[i] += it->v.bad[i];
+		ss->c.bytes += it->bytes;
+		ss->next_seq = it->seq + 1;
+	}
 	if (*s->dir) {
 		uint64_t was[PROTO_MAX_IFACES];
 		for (int i = 0; i < PROTO_MAX_IFACES; i++) {
@@ -1150,25 +1161,30 @@ static int store_batch_commit(struct store_sensor *ss, uint64_t seq, const struc
 			return rc;
 		}
 	}
-	if (seq > prev_next)
-		/* The sensor lost these batches (its spool overflowed) or they went to another
-		 * receiver; either way they are not here, and that is counted. */
-		log_warnx("store: %s: batches %" PRIu64 "..%" PRIu64 " never arrived", ss->id, prev_next, seq - 1);
-	if (v->n_bad) {
-		/* Acknowledged like the rest of the batch: retrying could never store them. */
-		static struct log_limit lim;
-		for (int i = 0; i < STORE_UNSTORABLE_N; i++)
-			if (v->bad[i] && log_limit_ok(&lim, 10, 1))
-				log_warnx("sensor %s: batch %" PRIu64 ": %" PRIu32 " record(s) not stored: %s (first: record %" PRIu32
-					  "); counted as unstorable, the rest of the batch stored",
-					  ss->id, seq, v->bad[i], store_unstorable_name(i, false), v->first_bad);
+	uint64_t next = prev_next;
+	for (unsigned k = 0; k < n; k++) {
+		const struct store_run_item *it = &run[k];
+		if (it->seq > next)
+			/* The sensor lost these batches (its spool overflowed) or they went to
+			 * another receiver; either way they are not here, and that is counted. */
+			log_warnx("store: %s: batches %" PRIu64 "..%" PRIu64 " never arrived", ss->id, next, it->seq - 1);
+		next = it->seq + 1;
+		if (it->v.n_bad) {
+			/* Acknowledged like the rest of the batch: retrying could never store them. */
+			static struct log_limit lim;
+			for (int i = 0; i < STORE_UNSTORABLE_N; i++)
+				if (it->v.bad[i] && log_limit_ok(&lim, 10, 1))
+					log_warnx("sensor %s: batch %" PRIu64 ": %" PRIu32 " record(s) not stored: %s (first: record %" PRIu32
+						  "); counted as unstorable, the rest of the batch stored",
+						  ss->id, it->seq, it->v.bad[i], store_unstorable_name(i, false), it->v.first_bad);
+		}
 	}
 	return 0;
 }
 
-/* Step 4: closes the segments this batch filled (renamed into place, indexed) and
- * remembers the batch for telling resends from reused numbers. */
-static void store_batch_rotate(struct store_sensor *ss, uint64_t seq, const struct store_scan *v, uint64_t bytes)
+/* Step 4: closes the segments the run filled (renamed into place, indexed) and
+ * remembers its batches for telling resends from reused numbers. */
+static void store_batch_rotate(struct store_sensor *ss, const struct store_run_item *run, unsigned n)
 {
 	struct store *s = ss->store;
 
@@ -1178,41 +1194,112 @@ static void store_batch_rotate(struct store_sensor *ss, uint64_t seq, const stru
 			store_segment_close(ss, g);
 		g->touched = false;
 	}
-	if (s->o.fsync == STORE_FSYNC_INTERVAL) {
-		ss->unsynced = true;
-		ss->unsynced_bytes += bytes;
+	for (unsigned k = 0; k < n; k++) {
+		const struct store_run_item *it = &run[k];
+		if (s->o.fsync == STORE_FSYNC_INTERVAL) {
+			ss->unsynced = true;
+			ss->unsynced_bytes += it->bytes;
+		}
+		ss->recent[it->seq % STORE_RECENT].epoch = ss->epoch;
+		ss->recent[it->seq % STORE_RECENT].seq = it->seq;
+		ss->recent[it->seq % STORE_RECENT].digest = it->v.digest;
 	}
-	ss->recent[seq % STORE_RECENT].epoch = ss->epoch;
-	ss->recent[seq % STORE_RECENT].seq = seq;
-	ss->recent[seq % STORE_RECENT].digest = v->digest;
+}
+
+/* True when a segment the run wrote is full: the run is committed there, so that
+ * segments end where they would if every batch were stored on its own. */
+static bool store_run_full(const struct store_sensor *ss)
+{
+	for (int i = 0; i < ss->n_ifaces; i++) {
+		const struct segment *g = &ss->seg[i];
+		if (g->touched && g->w && pcapw_bytes(g->w) >= ss->store->o.segment_bytes)
+			return true;
+	}
+	return false;
+}
+
+unsigned store_batches(struct store_sensor *ss, struct store_batch_in *b, unsigned n, char *err, size_t errlen)
+{
+	struct store *s = ss->store;
+	struct store_run_item run[STORE_BATCHES_MAX];
+	unsigned idx[STORE_BATCHES_MAX], nrun = 0;
+	bool checked_pending = false;
+	int rc;
+
+	if (n > STORE_BATCHES_MAX)
+		n = STORE_BATCHES_MAX;
+	for (unsigned i = 0; i < n; i++)
+		b[i].sr = STORE_NOT_TRIED;
+	for (unsigned i = 0; i <= n; i++) {
+		enum store_result sr = STORE_STORED;
+		if (i < n) {
+			struct store_run_item *it = &run[nrun];
+			sr = store_batch_check(ss, b[i].seq, b[i].raw, b[i].raw_len, b[i].n_records, &it->v, err, errlen);
+			if (sr == STORE_DUPLICATE) {
+				b[i].sr = sr;
+				continue;
+			}
+			/* A segment that could not be put into place holds committed data: it goes
+			 * first, and until it is in place nothing new is stored (the sensor keeps
+			 * the batch). */
+			if (sr == STORE_STORED && !checked_pending && *s->dir) {
+				checked_pending = true;
+				if ((rc = store_finish_pending(ss, err, errlen)) != 0) {
+					ss->c.storage_errors++;
+					sr = store_errno_result(rc);
+				}
+			}
+			if (sr == STORE_STORED) {
+				it->seq = b[i].seq;
+				if ((rc = store_batch_write(ss, b[i].seq, b[i].raw, b[i].raw_len, &it->v, &it->bytes, err,
+							    errlen)) != 0) {
+					/* Undoes this batch and the uncommitted ones before it. */
+					ss->c.storage_errors++;
+					if (*s->dir)
+						store_rollback(ss);
+					sr = store_errno_result(rc < 0 ? rc : -EIO);
+					for (unsigned k = 0; k < nrun; k++)
+						b[idx[k]].sr = sr;
+					b[i].sr = sr;
+					return nrun ? idx[0] : i;
+				}
+				idx[nrun++] = i;
+				b[i].sr = STORE_STORED; /* once committed */
+				if (i + 1 < n && !store_run_full(ss))
+					continue;
+			}
+		}
+		/* Commit what was written before this point (the end, a full segment, or a
+		 * batch that is not stored). */
+		if (nrun) {
+			char cerr[400];
+			if ((rc = store_batch_commit(ss, run, nrun, cerr, sizeof(cerr))) != 0) {
+				ss->c.storage_errors++;
+				if (*s->dir)
+					store_rollback(ss);
+				enum store_result fr = store_errno_result(rc < 0 ? rc : -EIO);
+				for (unsigned k = 0; k < nrun; k++)
+					b[idx[k]].sr = fr;
+				snprintf(err, errlen, "%s", cerr);
+				return idx[0];
+			}
+			store_batch_rotate(ss, run, nrun);
+			nrun = 0;
+		}
+		if (sr != STORE_STORED) {
+			b[i].sr = sr;
+			return i;
+		}
+	}
+	return n;
 }
 
 enum store_result store_batch(struct store_sensor *ss, uint64_t seq, const uint8_t *raw, uint32_t raw_len,
 			      uint32_t n_records, char *err, size_t errlen)
 {
-	struct store *s = ss->store;
-	struct store_scan v;
-	uint64_t bytes;
-	int rc;
-
-	enum store_result sr = store_batch_check(ss, seq, raw, raw_len, n_records, &v, err, errlen);
-	if (sr != STORE_STORED)
-		return sr;
-	/* A segment that could not be put into place holds committed data: it goes first,
-	 * and until it is in place nothing new is stored (the sensor keeps the batch). */
-	if (*s->dir && (rc = store_finish_pending(ss, err, errlen)) != 0) {
-		ss->c.storage_errors++;
-		return store_errno_result(rc);
-	}
-	if ((rc = store_batch_write(ss, seq, raw, raw_len, &v, &bytes, err, errlen)) != 0 ||
-	    (rc = store_batch_commit(ss, seq, &v, bytes, err, errlen)) != 0) {
-		ss->c.storage_errors++;
-		if (*s->dir)
-			store_rollback(ss);
-		return store_errno_result(rc < 0 ? rc : -EIO);
-	}
-	store_batch_rotate(ss, seq, &v, bytes);
-	return STORE_STORED;
+	struct store_batch_in b = {.seq = seq, .raw = raw, .raw_len = raw_len, .n_records = n_records};
+	store_batches(ss, &b, 1, err, errlen);
+	return b.sr;
 }
 
 void store_sensor_stats(struct store_sensor *ss, const struct proto_stats *st)

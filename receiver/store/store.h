@@ -55,6 +55,7 @@ enum store_result {
 			  * kept; close the session with the error */
 	STORE_SEQ_REUSED, /* a number recently stored with other bytes: nothing kept, counted
 			   * as rejected; the sensor must take a new epoch (ERROR SEQUENCE) */
+	STORE_NOT_TRIED,  /* store_batches(): after a batch that was not stored; untouched */
 };
 
 /* Why a well-formed record can never be stored (counted per sensor, never retried). */
@@ -101,6 +102,25 @@ void store_sensor_end(struct store_sensor *ss);
  */
 enum store_result store_batch(struct store_sensor *ss, uint64_t seq, const uint8_t *raw, uint32_t raw_len,
 			      uint32_t n_records, char *err, size_t errlen);
+/* Most batches store_batches() takes at once. */
+#define STORE_BATCHES_MAX 16
+struct store_batch_in {
+	uint64_t seq;
+	const uint8_t *raw;
+	uint32_t raw_len, n_records;
+	enum store_result sr; /* out */
+};
+/*
+ * Stores consecutive batches of one sensor (a group commit): each is checked and
+ * written as store_batch() does, but the writes are made durable and committed with
+ * one sync per segment and one state write for as many batches as possible (a run
+ * ends where a segment fills up, so segments end where they would batch by batch).
+ * Each b[i].sr says what happened to batch i, as store_batch() would have; batches
+ * after the first that was neither stored nor a duplicate are STORE_NOT_TRIED (a
+ * failed write also undoes the uncommitted batches before it, which then carry the
+ * failure). Returns the index of the first such batch (err says why), n if none.
+ */
+unsigned store_batches(struct store_sensor *ss, struct store_batch_in *b, unsigned n, char *err, size_t errlen);
 /* How a storage failure (-errno) is handled: STORE_RETRY when the same batch may be
  * stored later without any change to it (disk full, I/O error, a storage.dir an
  * operator can repair), else STORE_FAILED. */
