@@ -53,15 +53,28 @@ enum session_state { S_HANDSHAKE, S_HELLO, S_BEGIN, S_STREAM };
 
 struct session;
 
-/* BATCH: one decompressed batch to store. Lives in its session. */
+/* Raw bytes one group of batches may hold before it is handed over (beyond one batch). */
+#define SESSION_GROUP_BYTES (4u << 20)
+
+/* BATCH: consecutive batches of one session, decompressed into one arena, stored with
+ * one sync and one state write (store_batches()). A session has two: one with the
+ * worker, one being filled from the input meanwhile. */
 struct batch_job {
 	struct worker_job wj; /* first: the worker hands this pointer back */
 	struct session *se;
-	uint64_t seq;
-	const uint8_t *raw;
-	uint32_t raw_len, n_records;
+	unsigned n;
+	struct {
+		uint64_t seq;
+		uint32_t raw_len, n_records;
+		size_t raw_off;   /* in arena */
+		size_t frame_len; /* bytes of its frame in the session's input */
+		uint64_t t;       /* when its frame was read whole (ns, monotonic) */
+	} b[STORE_BATCHES_MAX];
+	uint8_t *arena;
+	size_t arena_len, arena_cap;
 	/* Out. */
-	enum store_result sr;
+	struct store_batch_in in[STORE_BATCHES_MAX];
+	unsigned fail; /* first batch neither stored nor a duplicate, n if none */
 	bool needs_sync;
 	uint64_t unsynced; /* all sensors' bytes waiting for the interval sync */
 	char err[400];
@@ -93,11 +106,16 @@ struct session {
 	 * when the last one returns. busy: a BEGIN or BATCH is out, input waits. */
 	unsigned inflight;
 	bool busy, dead, begun;
-	size_t head_len;   /* bytes of the frame at the head of `in` that the worker has */
-	uint64_t head_t;   /* when it was read whole (ns, monotonic) */
-	struct batch_job bj;
-	uint8_t *raw;      /* decompressed batch, for the worker */
-	size_t raw_cap;
+	size_t head_len;   /* bytes of the HELLO at the head of `in` that the worker has */
+	/* Batch groups: gj[cur] is with the worker when group_busy, gj[!cur] fills up.
+	 * Their frames stay at the head of `in` (held bytes, in order) until the worker
+	 * is done with them: a batch storage could not take is parsed again from there. */
+	struct batch_job gj[2];
+	unsigned cur;
+	bool group_busy;
+	bool barrier;      /* a frame waits for every group to come back */
+	size_t held;
+	uint64_t last_queued; /* last BATCH put into a group, 0 = none since last_seq */
 	/* Input bytes appended and consumed since the start, and when the last reads
 	 * ended, to date each frame by the read that completed it (ACK latency). */
 	uint64_t rx_total, rx_consumed;
@@ -191,11 +209,18 @@ static void session_unauth_unlink(struct session *se)
 	srv->n_unauth--;
 }
 
-/* Input waits: rate limit or storage failure (throttled), a BATCH or BEGIN with the
- * worker (busy), or too many jobs there. */
+static bool session_group_full(const struct batch_job *g)
+{
+	return g->n == STORE_BATCHES_MAX || g->arena_len >= SESSION_GROUP_BYTES;
+}
+
+/* Input waits: rate limit or storage failure (throttled), BEGIN with the worker
+ * (busy), too many jobs there, a frame that must wait for the batches before it
+ * (barrier), or both batch groups taken. */
 static bool session_paused(const struct session *se)
 {
-	return se->throttled || se->busy || se->inflight >= SESSION_MAX_JOBS;
+	return se->throttled || se->busy || se->inflight >= SESSION_MAX_JOBS || se->barrier ||
+	       (se->group_busy && session_group_full(&se->gj[!se->cur]));
 }
 
 static uint64_t session_now_ns(void)
@@ -213,7 +238,8 @@ static void session_release(struct session *se)
 	if (!se->dead || se->inflight)
 		return;
 	free(se->in);
-	free(se->raw);
+	free(se->gj[0].arena);
+	free(se->gj[1].arena);
 	free(se);
 }
 
@@ -576,8 +602,8 @@ static int session_hello(struct session *se, const uint8_t *p, uint32_t len)
 	return 1;
 }
 
-/* Queues an ACK; the batch it names was read whole at t (ns). */
-static int session_ack(struct session *se, uint64_t seq, uint64_t t)
+/* Queues an ACK (cumulative: every batch up to seq). */
+static int session_ack(struct session *se, uint64_t seq)
 {
 	struct proto_ack a = {.epoch = se->epoch, .seq = seq};
 	uint8_t buf[32];
@@ -586,7 +612,6 @@ static int session_ack(struct session *se, uint64_t seq, uint64_t t)
 		session_close(se, 0, "sensor does not read acknowledgements");
 		return -1;
 	}
-	store_ack_latency(se->ss, (session_now_ns() - t) / 1000);
 	return 0;
 }
 
@@ -638,7 +663,9 @@ static void server_sync_done(struct worker_job *wj)
 			continue;
 		uint64_t seq = se->ack_pending;
 		se->ack_pending = 0;
-		session_ack(se, seq, se->ack_pending_t);
+		/* One sample per ACK here, from the oldest batch it covers. */
+		store_ack_latency(se->ss, (session_now_ns() - se->ack_pending_t) / 1000);
+		session_ack(se, seq);
 	}
 	free(j->logs);
 	free(j->failed);
@@ -668,12 +695,44 @@ static void session_batch_run(struct worker_job *wj)
 {
 	struct batch_job *j = (struct batch_job *)wj;
 	struct session *se = j->se;
-	j->sr = store_batch(se->ss, j->seq, j->raw, j->raw_len, j->n_records, j->err, sizeof(j->err));
+	for (unsigned i = 0; i < j->n; i++)
+		j->in[i] = (struct store_batch_in){.seq = j->b[i].seq,
+						    .raw = j->arena + j->b[i].raw_off,
+						    .raw_len = j->b[i].raw_len,
+						    .n_records = j->b[i].n_records};
+	j->fail = store_batches(se->ss, j->in, j->n, j->err, sizeof(j->err));
 	j->needs_sync = store_sensor_needs_sync(se->ss);
 	j->unsynced = store_unsynced_bytes(se->srv->o.store);
 }
 
-/* A batch is back from the worker: ACK it, hold it, or close, as store_batch() says. */
+static void session_batch_done(struct worker_job *wj);
+
+/* Hands the filling group to the worker. */
+static void session_group_submit(struct session *se)
+{
+	struct batch_job *j = &se->gj[!se->cur];
+	se->cur = !se->cur;
+	j->se = se;
+	j->wj.run = session_batch_run;
+	j->wj.done = session_batch_done;
+	se->group_busy = true;
+	se->inflight++;
+	worker_submit(se->srv->w, &j->wj);
+}
+
+/* Drops the frame at the head of the input (a batch the worker is done with). */
+static void session_consume(struct session *se, size_t n)
+{
+	if (n > se->in_len)
+		n = se->in_len;
+	memmove(se->in, se->in + n, se->in_len - n);
+	se->in_len -= n;
+	se->rx_consumed += n;
+	se->held -= n < se->held ? n : se->held;
+}
+
+/* A group is back from the worker: ACK what it stored, then hold, close or go on as
+ * the first batch it did not store says (store_batch() results). */
 static void session_batch_done(struct worker_job *wj)
 {
 	struct batch_job *j = (struct batch_job *)wj;
@@ -681,33 +740,74 @@ static void session_batch_done(struct worker_job *wj)
 	struct server *srv = se->srv;
 	char why[600];
 	se->inflight--;
-	se->busy = false;
+	se->group_busy = false;
 	if (se->dead) {
 		session_release(se);
 		return;
 	}
-	enum store_result sr = j->sr;
-	if (sr == STORE_SEQ_REUSED) {
-		snprintf(why, sizeof(why), "rejected batch: %s", j->err);
-		session_close(se, PROTO_ERR_SEQUENCE, why);
-		return;
+	uint64_t acked = 0;
+	for (unsigned i = 0; i < j->fail; i++) {
+		session_consume(se, j->b[i].frame_len);
+		se->last_seq = j->b[i].seq;
+		if (srv->o.sensor_rate) {
+			double now = ev_now(srv->loop), burst = (double)srv->o.sensor_rate;
+			se->tokens += (now - se->tokens_at) * (double)srv->o.sensor_rate;
+			if (se->tokens > burst)
+				se->tokens = burst;
+			se->tokens_at = now;
+			se->tokens -= (double)j->b[i].raw_len;
+			if (se->tokens < 0 && !se->throttled) {
+				/* Stop reading: TCP pushes back, the sensor's window and spool absorb it. */
+				se->throttled = true;
+				se->throttled_count++;
+				ev_timer_set(&se->unthrottle, -se->tokens / (double)srv->o.sensor_rate, 0.);
+				ev_timer_start(srv->loop, &se->unthrottle);
+			}
+		}
+		if (j->needs_sync) {
+			if (!se->ack_pending)
+				se->ack_pending_t = j->b[i].t; /* the oldest batch the sync will ACK */
+			se->ack_pending = j->b[i].seq;     /* the sync ACKs it */
+		} else {
+			/* ACKs are cumulative: one frame for the group, a latency sample for each. */
+			store_ack_latency(se->ss, (session_now_ns() - j->b[i].t) / 1000);
+			acked = j->b[i].seq;
+		}
 	}
-	if (sr == STORE_REJECTED) {
-		snprintf(why, sizeof(why), "rejected batch: %s", j->err);
-		session_close(se, PROTO_ERR_PROTOCOL, why);
+	if (acked && session_ack(se, acked) != 0)
 		return;
-	}
-	if (sr == STORE_FAILED) {
-		/* Retrying this batch would fail the same way: say so and end the session
-		 * rather than hold it for ever; the sensor keeps it and backs off. */
-		snprintf(why, sizeof(why), "cannot store batch %" PRIu64 ": %s", j->seq, j->err);
-		session_close(se, PROTO_ERR_STORAGE, why);
-		return;
-	}
-	if (sr == STORE_RETRY) {
+	if (j->needs_sync && j->fail && j->unsynced >= SESSION_SYNC_EARLY)
+		/* Sync early once enough is waiting: ACKs held for a whole interval would
+		 * let the sensors' windows fill up and cap the throughput. */
+		server_sync_start(srv);
+	unsigned n = j->n, fail = j->fail;
+	uint64_t fseq = fail < n ? j->b[fail].seq : 0;
+	j->n = 0;
+	j->arena_len = 0;
+	if (fail < n) {
+		enum store_result sr = j->in[fail].sr;
+		/* What was parsed after the failed batch is parsed again when its turn comes. */
+		struct batch_job *next = &se->gj[!se->cur];
+		next->n = 0;
+		next->arena_len = 0;
+		se->held = 0;
+		se->barrier = false;
+		se->last_queued = 0;
+		if (sr == STORE_SEQ_REUSED || sr == STORE_REJECTED) {
+			snprintf(why, sizeof(why), "rejected batch: %s", j->err);
+			session_close(se, sr == STORE_SEQ_REUSED ? PROTO_ERR_SEQUENCE : PROTO_ERR_PROTOCOL, why);
+			return;
+		}
+		if (sr != STORE_RETRY) {
+			/* Retrying this batch would fail the same way: say so and end the session
+			 * rather than hold it for ever; the sensor keeps it and backs off. */
+			snprintf(why, sizeof(why), "cannot store batch %" PRIu64 ": %s", fseq, j->err);
+			session_close(se, PROTO_ERR_STORAGE, why);
+			return;
+		}
 		/* Storage is failing (a full disk): hold the batch (it stays at the head of
-		 * the input), ACK nothing, stop reading (the sensor's window and spool absorb
-		 * it) and try again in a second. */
+		 * the input), ACK nothing more, stop reading (the sensor's window and spool
+		 * absorb it) and try again in a second. */
 		if (!se->stalled)
 			log_warnx("sensor %s: storage failed: %s; not acknowledging, retrying every second", se->cert_id,
 				  j->err);
@@ -722,97 +822,86 @@ static void session_batch_done(struct worker_job *wj)
 		ev_timer_start(srv->loop, &se->unthrottle);
 		return;
 	}
-	session_consume_head(se);
 	if (se->stalled) {
 		log_info("sensor %s: storage works again after %" PRIu64 " retries", se->cert_id, se->stall_retries);
 		se->stalled = false;
 		se->stall_retries = 0;
 	}
-	if (srv->o.sensor_rate) {
-		double now = ev_now(srv->loop), burst = (double)srv->o.sensor_rate;
-		se->tokens += (now - se->tokens_at) * (double)srv->o.sensor_rate;
-		if (se->tokens > burst)
-			se->tokens = burst;
-		se->tokens_at = now;
-		se->tokens -= (double)j->raw_len;
-		if (se->tokens < 0 && !se->throttled) {
-			/* Stop reading: TCP pushes back, the sensor's window and spool absorb it. */
-			se->throttled = true;
-			se->throttled_count++;
-			ev_timer_set(&se->unthrottle, -se->tokens / (double)srv->o.sensor_rate, 0.);
-			ev_timer_start(srv->loop, &se->unthrottle);
-		}
-	}
-	se->last_seq = j->seq;
-	if (j->needs_sync) {
-		se->ack_pending = j->seq; /* the sync ACKs it */
-		se->ack_pending_t = se->head_t;
-		/* Sync early once enough is waiting: ACKs held for a whole interval would
-		 * let the sensors' windows fill up and cap the throughput. */
-		if (j->unsynced >= SESSION_SYNC_EARLY)
-			server_sync_start(srv);
-	} else if (session_ack(se, j->seq, se->head_t) != 0) {
-		return;
-	}
+	if (se->gj[!se->cur].n && !srv->stopping)
+		session_group_submit(se);
+	else
+		se->barrier = false; /* every batch before it is done */
 	session_resume(se);
 }
 
-/* Checks a BATCH frame on the loop (decoding, order, decompression) and hands it to
- * the worker. Returns 1 (input waits for it) or -1 (closed). */
-static int session_batch(struct session *se, const struct proto_hdr *hd, const uint8_t *p)
+/* Checks a BATCH frame on the loop (decoding, order, decompression) and adds it to the
+ * group being filled. Returns 0 (added), -1 (closed), or 1 when the frame is bad but
+ * batches before it are not done yet: it is parsed again after them, and fails then,
+ * so that everything before it is stored and ACKed first, as it always was. */
+static int session_batch(struct session *se, const struct proto_hdr *hd, const uint8_t *p, size_t frame_len,
+			 uint64_t t)
 {
 	struct server *srv = se->srv;
 	struct proto_batch b;
+	struct batch_job *g = &se->gj[!se->cur];
+	bool later = se->group_busy || g->n; /* batches before this one are not done */
+	uint64_t last = se->last_queued ? se->last_queued : se->last_seq;
 	char why[600];
 	int rc = proto_batch_decode(p, hd->len, srv->o.max_raw, &b);
 	if (rc == 0 && !(hd->flags & PROTO_F_LZ4) && b.data_len != b.raw_len)
 		rc = PROTO_EINVAL;
 	if (rc != 0) {
+		if (later)
+			return 1;
 		snprintf(why, sizeof(why), "malformed BATCH: %s", proto_strerror(rc));
 		session_close(se, session_error_code(rc), why);
 		return -1;
 	}
-	if (se->last_seq && b.seq <= se->last_seq) {
+	if (last && b.seq <= last) {
+		if (later)
+			return 1;
 		/* Within one session sequence numbers strictly increase (PROTOCOL.md 6.3). */
 		snprintf(why, sizeof(why), "replayed sequence: BATCH %" PRIu64 " after %" PRIu64, b.seq, se->last_seq);
 		session_close(se, PROTO_ERR_PROTOCOL, why);
 		return -1;
 	}
-	/* The worker reads the batch from the session's own buffer: `in` moves as frames
-	 * before it are consumed. The frame itself stays in `in` until the worker is done,
-	 * for the retry of a batch that storage could not take. */
-	if (se->raw_cap < b.raw_len) {
-		uint8_t *nr = realloc(se->raw, b.raw_len ? b.raw_len : 1);
-		if (!nr) {
+	/* The worker reads the batch from the group's arena: `in` moves as frames before
+	 * it are consumed. */
+	if (g->arena_cap - g->arena_len < b.raw_len) {
+		size_t cap = g->arena_cap * 2 > g->arena_len + b.raw_len ? g->arena_cap * 2 : g->arena_len + b.raw_len;
+		uint8_t *na = realloc(g->arena, cap ? cap : 1);
+		if (!na) {
+			if (later)
+				return 1;
 			session_close(se, PROTO_ERR_LIMIT, "out of memory for a batch");
 			return -1;
 		}
-		se->raw = nr;
-		se->raw_cap = b.raw_len;
+		g->arena = na;
+		g->arena_cap = cap;
 	}
+	uint8_t *raw = g->arena + g->arena_len;
 	if (hd->flags & PROTO_F_LZ4) {
-		rc = proto_lz4_decompress(b.data, b.data_len, se->raw, b.raw_len);
+		rc = proto_lz4_decompress(b.data, b.data_len, raw, b.raw_len);
 		if (rc != 0) {
+			if (later)
+				return 1;
 			snprintf(why, sizeof(why), "BATCH %" PRIu64 ": %s", b.seq, proto_strerror(rc));
 			session_close(se, PROTO_ERR_PROTOCOL, why);
 			return -1;
 		}
 	} else if (b.raw_len) {
-		memcpy(se->raw, b.data, b.raw_len);
+		memcpy(raw, b.data, b.raw_len);
 	}
-	struct batch_job *j = &se->bj;
-	memset(j, 0, sizeof(*j));
-	j->se = se;
-	j->seq = b.seq;
-	j->raw = se->raw;
-	j->raw_len = b.raw_len;
-	j->n_records = b.n_records;
-	j->wj.run = session_batch_run;
-	j->wj.done = session_batch_done;
-	se->busy = true;
-	se->inflight++;
-	worker_submit(srv->w, &j->wj);
-	return 1;
+	unsigned i = g->n++;
+	g->b[i].seq = b.seq;
+	g->b[i].raw_len = b.raw_len;
+	g->b[i].n_records = b.n_records;
+	g->b[i].raw_off = g->arena_len;
+	g->b[i].frame_len = frame_len;
+	g->b[i].t = t;
+	g->arena_len += b.raw_len;
+	se->last_queued = b.seq;
+	return 0;
 }
 
 /* STATS: the sensor's own counters, kept with the store's. */
@@ -874,8 +963,6 @@ static int session_frame(struct session *se, const struct proto_hdr *h, const ui
 		return rc;
 	}
 	switch (h->type) {
-	case PROTO_BATCH:
-		return session_batch(se, h, p);
 	case PROTO_STATS: {
 		struct stats_job *j = calloc(1, sizeof(*j));
 		if (!j) {
@@ -961,8 +1048,9 @@ static int session_parse(struct session *se)
 {
 	struct server *srv = se->srv;
 	char why[300];
-	size_t off = 0;
-	int ret = 0;
+	/* Frames before `held` are with a batch group; frames before `done` are handled
+	 * (only ever before any held one: a frame after batches waits for them). */
+	size_t off = se->held, done = 0;
 	while (!session_paused(se)) {
 		struct proto_hdr h;
 		/* Before HELLO nothing larger than the largest valid HELLO is accepted
@@ -971,6 +1059,11 @@ static int session_parse(struct session *se)
 		int rc = proto_hdr_decode(se->in + off, se->in_len - off, max_len, &h);
 		if (rc == PROTO_EAGAIN)
 			break;
+		bool later = se->group_busy || se->gj[!se->cur].n;
+		if (rc != 0 && later) {
+			se->barrier = true; /* fails once the batches before it are done */
+			break;
+		}
 		if (rc != 0) {
 			snprintf(why, sizeof(why), "bad frame header: %s", proto_strerror(rc));
 			session_close(se, session_error_code(rc), why);
@@ -978,35 +1071,56 @@ static int session_parse(struct session *se)
 		}
 		size_t need = PROTO_HDR_LEN + (size_t)h.len;
 		if (se->in_len - off < need) {
-			if (need > se->in_cap) {
-				uint8_t *ni = realloc(se->in, need);
+			if (off + need > se->in_cap) {
+				uint8_t *ni = realloc(se->in, off + need);
 				if (!ni) {
 					session_close(se, PROTO_ERR_LIMIT, "out of memory for a frame");
 					return -1;
 				}
 				se->in = ni;
-				se->in_cap = need;
+				se->in_cap = off + need;
 			}
 			break;
 		}
-		se->head_t = session_rx_time(se, se->rx_consumed + off + need);
+		uint64_t t = session_rx_time(se, se->rx_consumed + off + need);
+		if (se->state == S_STREAM && h.type == PROTO_BATCH) {
+			if (session_group_full(&se->gj[!se->cur])) {
+				if (se->group_busy)
+					break;
+				session_group_submit(se);
+			}
+			rc = session_batch(se, &h, se->in + off + PROTO_HDR_LEN, need, t);
+			if (rc < 0)
+				return -1;
+			if (rc > 0) {
+				se->barrier = true;
+				break;
+			}
+			off += need;
+			se->held = off - done;
+			continue;
+		}
+		if (later) {
+			/* STATS, NAMES, ERROR...: after the batches before them. */
+			se->barrier = true;
+			break;
+		}
 		se->head_len = need;
 		rc = session_frame(se, &h, se->in + off + PROTO_HDR_LEN);
 		if (rc < 0)
 			return -1;
 		if (rc == 0)
-			off += need;
+			done = off += need;
 	}
-	if (session_paused(se))
-		ret = 1;
-	if (off) {
-		/* What the worker holds (busy) is now at the head; session_consume_head()
-		 * drops it when it is done. */
-		memmove(se->in, se->in + off, se->in_len - off);
-		se->in_len -= off;
-		se->rx_consumed += off;
+	if (done) {
+		/* Handled frames go; the batch frames after them move to the head. */
+		memmove(se->in, se->in + done, se->in_len - done);
+		se->in_len -= done;
+		se->rx_consumed += done;
 	}
-	return ret;
+	if (!se->group_busy && se->gj[!se->cur].n)
+		session_group_submit(se);
+	return session_paused(se) ? 1 : 0;
 }
 
 /* Drops the frame the worker was given, now that it is done with it. */
@@ -1044,6 +1158,16 @@ static int session_read(struct session *se)
 		return rc < 0 ? -1 : 0;
 	while (budget > 0) {
 		ssize_t r;
+		if (se->in_cap - se->in_len < SESSION_INBUF_MIN / 4) {
+			/* Frames with a batch group stay in the buffer: make room to read on. */
+			uint8_t *ni = realloc(se->in, se->in_len + SESSION_INBUF_MIN);
+			if (!ni) {
+				session_close(se, PROTO_ERR_LIMIT, "out of memory for input");
+				return -1;
+			}
+			se->in = ni;
+			se->in_cap = se->in_len + SESSION_INBUF_MIN;
+		}
 		if (se->ssl) {
 			ERR_clear_error();
 			int n = SSL_read(se->ssl, se->in + se->in_len, (int)(se->in_cap - se->in_len));
