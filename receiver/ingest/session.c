@@ -720,7 +720,7 @@ static void session_group_submit(struct session *se)
 	worker_submit(se->srv->w, &j->wj);
 }
 
-/* Drops the frame at the head of the input (a batch the worker is done with). */
+/* Drops n bytes of frames at the head of the input (batches the worker is done with). */
 static void session_consume(struct session *se, size_t n)
 {
 	if (n > se->in_len)
@@ -746,8 +746,9 @@ static void session_batch_done(struct worker_job *wj)
 		return;
 	}
 	uint64_t acked = 0;
+	size_t done_len = 0;
 	for (unsigned i = 0; i < j->fail; i++) {
-		session_consume(se, j->b[i].frame_len);
+		done_len += j->b[i].frame_len;
 		se->last_seq = j->b[i].seq;
 		if (srv->o.sensor_rate) {
 			double now = ev_now(srv->loop), burst = (double)srv->o.sensor_rate;
@@ -774,6 +775,7 @@ static void session_batch_done(struct worker_job *wj)
 			acked = j->b[i].seq;
 		}
 	}
+	session_consume(se, done_len);
 	if (acked && session_ack(se, acked) != 0)
 		return;
 	if (j->needs_sync && j->fail && j->unsynced >= SESSION_SYNC_EARLY)
@@ -1160,13 +1162,15 @@ static int session_read(struct session *se)
 		ssize_t r;
 		if (se->in_cap - se->in_len < SESSION_INBUF_MIN / 4) {
 			/* Frames with a batch group stay in the buffer: make room to read on. */
-			uint8_t *ni = realloc(se->in, se->in_len + SESSION_INBUF_MIN);
+			size_t cap = se->in_cap * 2 > se->in_len + SESSION_INBUF_MIN ? se->in_cap * 2
+										 : se->in_len + SESSION_INBUF_MIN;
+			uint8_t *ni = realloc(se->in, cap);
 			if (!ni) {
 				session_close(se, PROTO_ERR_LIMIT, "out of memory for input");
 				return -1;
 			}
 			se->in = ni;
-			se->in_cap = se->in_len + SESSION_INBUF_MIN;
+			se->in_cap = cap;
 		}
 		if (se->ssl) {
 			ERR_clear_error();
