@@ -98,6 +98,10 @@ struct store_sensor {
 	struct segment seg[PROTO_MAX_IFACES];
 	struct store_counters c;
 	bool connected; /* between store_sensor_begin() and store_sensor_end() */
+	/* Where the time of the group being stored goes (us), for the slow-storage warning. */
+	struct {
+		uint64_t write, seg_sync, state, rotate;
+	} took;
 	struct lathist ack_lat; /* under store.lat_mu */
 	/* Digest of each recently stored batch, at seq % STORE_RECENT (in memory only:
 	 * resends follow a reconnect within seconds). */
@@ -128,6 +132,13 @@ static uint64_t store_mono_ms(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static uint64_t store_mono_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
 }
 
 static int64_t store_wall_ns(void)
@@ -1116,6 +1127,7 @@ static int store_batch_commit(struct store_sensor *ss, const struct store_run_it
 	struct store *s = ss->store;
 	int rc;
 
+	uint64_t t0 = store_mono_us();
 	for (int i = 0; i < ss->n_ifaces; i++) {
 		struct segment *g = &ss->seg[i];
 		if (!g->touched)
@@ -1126,6 +1138,8 @@ static int store_batch_commit(struct store_sensor *ss, const struct store_run_it
 			return rc;
 		}
 	}
+	uint64_t t1 = store_mono_us();
+	ss->took.seg_sync += t1 - t0;
 	if (s->single && (rc = pcapw_flush(s->single)) != 0) {
 		snprintf(err, errlen, "cannot write %s: %s", s->o.single_file, strerror(-rc));
 		return rc;
@@ -1151,7 +1165,9 @@ static int store_batch_commit(struct store_sensor *ss, const struct store_run_it
 			if (ss->seg[i].fd >= 0 && ss->seg[i].w)
 				ss->seg[i].committed = pcapw_bytes(ss->seg[i].w);
 		}
-		if ((rc = store_state_write(ss)) != 0) {
+		rc = store_state_write(ss);
+		ss->took.state += store_mono_us() - t1;
+		if (rc != 0) {
 			/* Not committed: the rollback cuts back to what was. */
 			for (int i = 0; i < PROTO_MAX_IFACES; i++)
 				ss->seg[i].committed = was[i];
@@ -1187,6 +1203,7 @@ static int store_batch_commit(struct store_sensor *ss, const struct store_run_it
 static void store_batch_rotate(struct store_sensor *ss, const struct store_run_item *run, unsigned n)
 {
 	struct store *s = ss->store;
+	uint64_t t0 = store_mono_us();
 
 	for (int i = 0; i < ss->n_ifaces; i++) {
 		struct segment *g = &ss->seg[i];
@@ -1194,6 +1211,7 @@ static void store_batch_rotate(struct store_sensor *ss, const struct store_run_i
 			store_segment_close(ss, g);
 		g->touched = false;
 	}
+	ss->took.rotate += store_mono_us() - t0;
 	for (unsigned k = 0; k < n; k++) {
 		const struct store_run_item *it = &run[k];
 		if (s->o.fsync == STORE_FSYNC_INTERVAL) {
@@ -1218,7 +1236,37 @@ static bool store_run_full(const struct store_sensor *ss)
 	return false;
 }
 
+static unsigned store_batches_run(struct store_sensor *ss, struct store_batch_in *b, unsigned n, char *err,
+				  size_t errlen);
+
+/* A group that takes longer than this is logged with where its time went. */
+#define STORE_SLOW_US 500000
+
 unsigned store_batches(struct store_sensor *ss, struct store_batch_in *b, unsigned n, char *err, size_t errlen)
+{
+	memset(&ss->took, 0, sizeof(ss->took));
+	uint64_t t0 = store_mono_us();
+	unsigned r = store_batches_run(ss, b, n, err, errlen);
+	uint64_t us = store_mono_us() - t0;
+	if (us >= STORE_SLOW_US) {
+		/* The sensor's window fills while its ACKs wait: say what the disk did. */
+		static struct log_limit lim;
+		uint64_t raw = 0;
+		for (unsigned i = 0; i < n; i++)
+			raw += b[i].raw_len;
+		uint64_t other = us - (ss->took.seg_sync + ss->took.state + ss->took.rotate);
+		if (log_limit_ok(&lim, 5, 60))
+			log_warnx("store: %s: slow storage: %u batch(es), %" PRIu64 " KiB, took %" PRIu64
+				  " ms (segment flush and sync %" PRIu64 " ms, state %" PRIu64 " ms, segment close %" PRIu64
+				  " ms, checks and writes %" PRIu64 " ms)",
+				  ss->id, n, raw >> 10, us / 1000, ss->took.seg_sync / 1000, ss->took.state / 1000,
+				  ss->took.rotate / 1000, other / 1000);
+	}
+	return r;
+}
+
+static unsigned store_batches_run(struct store_sensor *ss, struct store_batch_in *b, unsigned n, char *err,
+				  size_t errlen)
 {
 	struct store *s = ss->store;
 	struct store_run_item run[STORE_BATCHES_MAX];
