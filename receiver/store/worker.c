@@ -15,7 +15,6 @@ struct worker {
 	pthread_cond_t idle_cv; /* the queue ran empty */
 	struct worker_job *head, *tail;          /* to run */
 	struct worker_job *done_head, *done_tail; /* run, for the loop */
-	unsigned backlog; /* submitted, not yet handed back */
 	bool running;     /* a job is being run */
 	bool stop;
 };
@@ -62,9 +61,6 @@ static void worker_dispatch(struct worker *w)
 	pthread_mutex_unlock(&w->mu);
 	while (j) {
 		struct worker_job *next = j->next;
-		pthread_mutex_lock(&w->mu);
-		w->backlog--;
-		pthread_mutex_unlock(&w->mu);
 		j->done(j);
 		j = next;
 	}
@@ -110,17 +106,8 @@ void worker_submit(struct worker *w, struct worker_job *j)
 	else
 		w->head = j;
 	w->tail = j;
-	w->backlog++;
 	pthread_cond_signal(&w->cv);
 	pthread_mutex_unlock(&w->mu);
-}
-
-unsigned worker_backlog(struct worker *w)
-{
-	pthread_mutex_lock(&w->mu);
-	unsigned n = w->backlog;
-	pthread_mutex_unlock(&w->mu);
-	return n;
 }
 
 void worker_drain(struct worker *w)

@@ -30,8 +30,6 @@ void worker_submit(struct worker *w, struct worker_job *j);
 /* Waits until every submitted job has run and calls their done() here, again until no
  * done() submitted more. For shutdown only: this waits on storage. */
 void worker_drain(struct worker *w);
-/* Jobs queued or running, not yet handed back. */
-unsigned worker_backlog(struct worker *w);
 /* Drains, stops the thread and frees. Accepts NULL. */
 void worker_free(struct worker *w);
 
