@@ -12,6 +12,8 @@
  */
 #include "shared/pcapfile.h"
 
+#include "shared/cursor.h"
+
 #include <byteswap.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -161,48 +163,6 @@ rd64(const uint8_t *p, bool swap)
 
 	memcpy(&v, p, sizeof(v));
 	return swap ? bswap_64(v) : v;
-}
-
-/* A cursor over one block body; every read fails rather than run past `end`. */
-struct cur {
-	const uint8_t *p;
-	const uint8_t *end;
-	bool swap;
-};
-
-static size_t
-cur_left(const struct cur *c)
-{
-	return (size_t)(c->end - c->p);
-}
-
-static bool
-cur_u16(struct cur *c, uint16_t *v)
-{
-	if (cur_left(c) < 2)
-		return false;
-	*v = rd16(c->p, c->swap);
-	c->p += 2;
-	return true;
-}
-
-static bool
-cur_u32(struct cur *c, uint32_t *v)
-{
-	if (cur_left(c) < 4)
-		return false;
-	*v = rd32(c->p, c->swap);
-	c->p += 4;
-	return true;
-}
-
-static bool
-cur_skip(struct cur *c, size_t n)
-{
-	if (cur_left(c) < n)
-		return false;
-	c->p += n;
-	return true;
 }
 
 static size_t
@@ -379,7 +339,8 @@ classic_next(struct pcapr *r, struct pcapf_rec *rec)
 struct ng_block {
 	uint32_t type;
 	size_t total;        /* whole block, framing included */
-	struct cur body;     /* between the leading and trailing lengths */
+	struct cursor body;  /* between the leading and trailing lengths */
+	bool swap;           /* the section's byte order differs from ours */
 };
 
 /*
@@ -428,23 +389,22 @@ ng_frame(const uint8_t *base, size_t len, size_t off, bool *swap, struct ng_bloc
 	}
 	b->type = type;
 	b->total = total;
-	b->body.p = p + 8;
-	b->body.end = p + total - 4;
-	b->body.swap = sw;
+	cursor_init(&b->body, p + 8, total - NG_FRAME_LEN);
+	b->swap = sw;
 	*swap = sw;
 	return 0;
 }
 
 /* Parses an Interface Description Block (section 4.2) into table slot idx. */
 static int
-ng_parse_idb(struct pcapr *r, struct cur *c, size_t idx)
+ng_parse_idb(struct pcapr *r, struct cursor *c, bool swap, size_t idx)
 {
 	struct pcapf_iface *ifc = &r->ifaces[idx];
 	struct ts_conv *tc = &r->conv[idx];
 	uint16_t link, reserved;
 	uint32_t snaplen;
 
-	if (!cur_u16(c, &link) || !cur_u16(c, &reserved) || !cur_u32(c, &snaplen))
+	if (!cursor_u16x(c, swap, &link) || !cursor_u16x(c, swap, &reserved) || !cursor_u32x(c, swap, &snaplen))
 		return PCAPF_EFORMAT;
 	ifc->linktype = link;
 	ifc->snaplen = snaplen;
@@ -453,16 +413,16 @@ ng_parse_idb(struct pcapr *r, struct cur *c, size_t idx)
 	ts_conv_set(tc, 6); /* The default resolution is microseconds. */
 
 	/* Options (section 3.5); a block may also end without opt_endofopt. */
-	while (cur_left(c) > 0) {
+	while (cursor_left(c) > 0) {
 		uint16_t code, olen;
 		const uint8_t *val;
 
-		if (!cur_u16(c, &code) || !cur_u16(c, &olen))
+		if (!cursor_u16x(c, swap, &code) || !cursor_u16x(c, swap, &olen))
 			return PCAPF_EFORMAT;
 		if (code == NG_OPT_ENDOFOPT)
 			break;
 		val = c->p;
-		if (!cur_skip(c, pad4(olen)))
+		if (!cursor_skip(c, pad4(olen)))
 			return PCAPF_EFORMAT;
 		switch (code) {
 		case NG_OPT_IF_NAME:
@@ -476,7 +436,7 @@ ng_parse_idb(struct pcapr *r, struct cur *c, size_t idx)
 		case NG_OPT_IF_TSOFFSET:
 			if (olen != 8)
 				return PCAPF_EFORMAT;
-			tc->offset_sec = (int64_t)rd64(val, c->swap);
+			tc->offset_sec = (int64_t)rd64(val, swap);
 			break;
 		default:
 			break;
@@ -506,7 +466,7 @@ ng_scan(struct pcapr *r)
 		if (rc == 0 && b.type == NG_BT_IDB) {
 			if (r->n_ifaces == PCAPF_MAX_IFACES)
 				return PCAPF_EIFACES;
-			rc = ng_parse_idb(r, &b.body, r->n_ifaces);
+			rc = ng_parse_idb(r, &b.body, b.swap, r->n_ifaces);
 			if (rc == 0)
 				r->n_ifaces++;
 		}
@@ -537,24 +497,25 @@ ng_iface(const struct pcapr *r, uint32_t local, uint32_t *global)
 static int
 ng_packet(struct pcapr *r, struct ng_block *b, struct pcapf_rec *rec)
 {
-	struct cur *c = &b->body;
+	struct cursor *c = &b->body;
+	bool swap = b->swap;
 	uint32_t local, hi, lo, caplen, origlen;
 
 	if (b->type == NG_BT_EPB) {
-		if (!cur_u32(c, &local))
+		if (!cursor_u32x(c, swap, &local))
 			return PCAPF_EFORMAT;
 	} else {
 		uint16_t id16, drops;
-		if (!cur_u16(c, &id16) || !cur_u16(c, &drops))
+		if (!cursor_u16x(c, swap, &id16) || !cursor_u16x(c, swap, &drops))
 			return PCAPF_EFORMAT;
 		local = id16;
 	}
-	if (!cur_u32(c, &hi) || !cur_u32(c, &lo) || !cur_u32(c, &caplen) ||
-	    !cur_u32(c, &origlen))
+	if (!cursor_u32x(c, swap, &hi) || !cursor_u32x(c, swap, &lo) || !cursor_u32x(c, swap, &caplen) ||
+	    !cursor_u32x(c, swap, &origlen))
 		return PCAPF_EFORMAT;
 	if (caplen > PCAPF_MAX_CAPLEN)
 		return PCAPF_ETOOBIG;
-	if (caplen > cur_left(c))
+	if (caplen > cursor_left(c))
 		return PCAPF_EFORMAT;
 	if (ng_iface(r, local, &rec->iface) != 0)
 		return PCAPF_EFORMAT;
@@ -572,16 +533,17 @@ ng_packet(struct pcapr *r, struct ng_block *b, struct pcapf_rec *rec)
 static int
 ng_simple(struct pcapr *r, struct ng_block *b, struct pcapf_rec *rec)
 {
-	struct cur *c = &b->body;
+	struct cursor *c = &b->body;
+	bool swap = b->swap;
 	uint32_t origlen, caplen, snaplen;
 	size_t room;
 
-	if (!cur_u32(c, &origlen))
+	if (!cursor_u32x(c, swap, &origlen))
 		return PCAPF_EFORMAT;
 	if (ng_iface(r, 0, &rec->iface) != 0)
 		return PCAPF_EFORMAT;
 	snaplen = r->ifaces[rec->iface].snaplen;
-	room = cur_left(c);
+	room = cursor_left(c);
 	caplen = origlen;
 	/* A snaplen of 0 means "no limit" (section 4.2). */
 	if (snaplen != 0 && caplen > snaplen)
