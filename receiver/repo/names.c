@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "shared/hash.h"
 #include "shared/log.h"
 
 #define NAMES_LINE_MAX 65536   /* longer lines are skipped as malformed */
@@ -705,11 +706,7 @@ int names_trim(const char *dir, const char *sensor_id, uint64_t before_ns, uint6
 
 static uint64_t names_str_hash(const char *s)
 {
-	uint64_t h = 1469598103934665603ull;
-
-	for (; *s; s++)
-		h = (h ^ (uint8_t)*s) * 1099511628211ull;
-	return h;
+	return hash_end(hash_add(HASH_INIT, s, strlen(s)));
 }
 
 static struct names_cur *names_cur_find(struct names_log *l, const char *addr, bool *found)

@@ -440,15 +440,9 @@ static int store_finish_pending(struct store_sensor *ss, char *err, size_t errle
 	return ret;
 }
 
-static uint64_t store_fnv64(const uint8_t *p, size_t n)
-{
-	uint64_t h = 0xcbf29ce484222325ull;
-	for (size_t i = 0; i < n; i++) {
-		h ^= p[i];
-		h *= 0x100000001b3ull;
-	}
-	return h;
-}
+/* The state file's checksum is plain FNV-1a (no finalizer): files written by earlier
+ * releases must still verify. */
+static uint64_t store_fnv64(const uint8_t *p, size_t n) { return hash_add(HASH_INIT, p, n); }
 
 static void put64(uint8_t *p, uint64_t v) { memcpy(p, &v, 8); }
 static uint64_t get64(const uint8_t *p)
