@@ -207,27 +207,33 @@ enum str_class {
 	STR_GRAPH  /* 0x21..0x7e: token, interface name */
 };
 
-static int id_char(uint8_t ch)
+bool proto_sensor_id_char(char ch)
 {
 	return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
 	       ch == '.' || ch == '_' || ch == '-';
 }
 
-static int str_valid(const uint8_t *s, size_t n, enum str_class cls)
+bool proto_sensor_id_ok(const char *s, size_t n)
 {
 	/* The sensor id names a directory on the receiver: "." and ".." would escape or alias
 	 * it, and a leading dot would hide it, so ids may not start with a dot. */
-	if (cls == STR_ID && n > 0 && s[0] == '.')
-		return 0;
+	if (s == NULL || n < 1 || n > PROTO_MAX_ID || s[0] == '.')
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!proto_sensor_id_char(s[i]))
+			return false;
+	return true;
+}
+
+static int str_valid(const uint8_t *s, size_t n, enum str_class cls)
+{
+	/* Empty ids never get here: the callers' minimum length for STR_ID is 1. */
+	if (cls == STR_ID)
+		return proto_sensor_id_ok((const char *)s, n);
 	for (size_t i = 0; i < n; i++) {
 		uint8_t ch = s[i];
-		int ok;
 
-		if (cls == STR_ID)
-			ok = id_char(ch);
-		else
-			ok = ch >= (cls == STR_PRINT ? 0x20 : 0x21) && ch <= 0x7e;
-		if (!ok)
+		if (ch < (cls == STR_PRINT ? 0x20 : 0x21) || ch > 0x7e)
 			return 0;
 	}
 	return 1;

@@ -670,8 +670,9 @@ int main(int argc, char **argv)
 			       s.conf.insecure ? "uplink.insecure has none" : tls_identity_strerror(idr));
 		id = cn;
 	}
-	if (strlen(id) > PROTO_MAX_ID || strspn(id, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") != strlen(id))
-		fatalx(EXIT_CONFIG, "sensor.id: '%s' must be 1..%d characters of A-Z a-z 0-9 . _ -", id, PROTO_MAX_ID);
+	if (!proto_sensor_id_ok(id, strlen(id)))
+		fatalx(EXIT_CONFIG, "sensor.id: '%s' must be 1..%d characters of A-Z a-z 0-9 . _ -, not starting with '.'",
+		       id, PROTO_MAX_ID);
 
 	char *exclude = s.conf.exclude_uplink && !(s.conf.file && *s.conf.file)
 				? sensor_exclusion(s.targets, s.conf.receivers.n)

@@ -14,24 +14,15 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static bool
-name_char(char c)
-{
-	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-	       c == '.' || c == '_' || c == '-';
-}
+#include "proto/wire.h"
+
+/* Snapshot and folder names follow the sensor id rule, which the protocol owns. */
+_Static_assert(FSU_NAME_MAX == PROTO_MAX_ID, "names and sensor ids have one length limit");
 
 bool
 fsu_name_ok(const char *s)
 {
-	size_t n = 0;
-
-	if (s == NULL || s[0] == '\0' || s[0] == '.')
-		return false;
-	for (; s[n] != '\0'; n++)
-		if (n >= FSU_NAME_MAX || !name_char(s[n]))
-			return false;
-	return true;
+	return s != NULL && proto_sensor_id_ok(s, strnlen(s, FSU_NAME_MAX + 1));
 }
 
 bool
@@ -62,7 +53,7 @@ fsu_sanitize(char *dst, const char *src)
 	size_t n = 0;
 
 	for (; src[n] != '\0' && n < FSU_NAME_MAX; n++)
-		dst[n] = name_char(src[n]) ? src[n] : '_';
+		dst[n] = proto_sensor_id_char(src[n]) ? src[n] : '_';
 	dst[n] = '\0';
 	if (n == 0)
 		strcpy(dst, "_");

@@ -672,9 +672,7 @@ static void session_handshake(struct session *se)
 			session_close(se, 0, why);
 			return;
 		}
-		size_t n = strlen(se->cert_id);
-		if (strspn(se->cert_id, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") != n ||
-		    strcmp(se->cert_id, ".") == 0 || strcmp(se->cert_id, "..") == 0) {
+		if (!proto_sensor_id_ok(se->cert_id, strlen(se->cert_id))) {
 			snprintf(why, sizeof(why), "certificate CN '%s' is not a valid sensor id", se->cert_id);
 			se->cert_id[0] = '\0';
 			session_close(se, 0, why);

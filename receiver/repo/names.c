@@ -367,11 +367,7 @@ static void names_line_addr(const char *addr, char out[NAMES_FIELD_MAX])
 
 static bool names_sensor_id_ok(const char *id)
 {
-	size_t n = strlen(id);
-
-	if (n < 1 || n > PROTO_MAX_ID || id[0] == '.')
-		return false;
-	return strspn(id, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") == n;
+	return id && proto_sensor_id_ok(id, strlen(id));
 }
 
 /* ---- Reading a history file ------------------------------------------------------- */
