@@ -21,6 +21,7 @@
 #include "sensor/batcher.h"
 #include "sensor/capture.h"
 #include "shared/config.h"
+#include "shared/hostport.h"
 #include "shared/log.h"
 #include "sensor/names.h"
 #include "shared/privdrop.h"
@@ -508,28 +509,16 @@ static void sensor_on_hup(struct ev_loop *loop, ev_signal *w, int revents)
 	cfg_free(sensor_schema, &nc);
 }
 
-/* Splits "host:port" or "[v6]:port". */
-static int sensor_parse_target(const char *s, struct uplink_target *t)
+/* One receiver of uplink.receivers: "host:port" or "[v6]:port". */
+static int sensor_parse_target(const char *s, struct uplink_target *t, char *err, size_t errlen)
 {
-	const char *colon;
+	struct hostport hp;
+
 	memset(t, 0, sizeof(*t));
-	if (s[0] == '[') {
-		const char *rb = strchr(s, ']');
-		if (!rb || rb[1] != ':')
-			return -1;
-		snprintf(t->host, sizeof(t->host), "%.*s", (int)(rb - s - 1), s + 1);
-		colon = rb + 1;
-	} else {
-		colon = strrchr(s, ':');
-		if (!colon || colon == s)
-			return -1;
-		snprintf(t->host, sizeof(t->host), "%.*s", (int)(colon - s), s);
-	}
-	char *end;
-	long port = strtol(colon + 1, &end, 10);
-	if (*end || port < 1 || port > 65535)
+	if (hostport_parse(s, 0, "uplink.receivers", &hp, err, errlen) != 0)
 		return -1;
-	snprintf(t->port, sizeof(t->port), "%ld", port);
+	snprintf(t->host, sizeof(t->host), "%s", hp.host);
+	snprintf(t->port, sizeof(t->port), "%s", hp.port);
 	return 0;
 }
 
@@ -650,8 +639,8 @@ int main(int argc, char **argv)
 	if (!s.targets)
 		fatalx(1, "out of memory");
 	for (size_t i = 0; i < s.conf.receivers.n; i++) {
-		if (sensor_parse_target(s.conf.receivers.v[i], &s.targets[i]) != 0)
-			fatalx(EXIT_CONFIG, "uplink.receivers: '%s' is not host:port", s.conf.receivers.v[i]);
+		if (sensor_parse_target(s.conf.receivers.v[i], &s.targets[i], err, sizeof(err)) != 0)
+			fatalx(EXIT_CONFIG, "%s", err);
 		snprintf(s.targets[i].server_name, sizeof(s.targets[i].server_name), "%s",
 			 s.conf.server_name && *s.conf.server_name ? s.conf.server_name : s.targets[i].host);
 	}
