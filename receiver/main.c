@@ -18,6 +18,7 @@
 
 #include "receiver/api/api.h"
 #include "shared/config.h"
+#include "shared/fsutil.h"
 #include "shared/log.h"
 #include "receiver/repo/names.h"
 #include "shared/privdrop.h"
@@ -427,8 +428,9 @@ int main(int argc, char **argv)
 	}
 	if (R.conf.user && *R.conf.user) {
 		/* Sockets are bound; the repository is the only thing left that needs access. */
-		if (so.dir[0] && mkdir(so.dir, 0750) != 0 && errno != EEXIST)
-			fatal(EXIT_CONFIG, "storage.dir: cannot create %s", so.dir);
+		int mrc = so.dir[0] ? fsu_mkdirs(so.dir, 0750) : 0;
+		if (mrc != 0)
+			fatalx(EXIT_CONFIG, "storage.dir: cannot create %s: %s", so.dir, strerror(-mrc));
 		if (so.dir[0] && priv_chown_tree(so.dir, R.conf.user, err, sizeof(err)) != 0)
 			fatalx(EXIT_CONFIG, "user: %s", err);
 		if (priv_drop(R.conf.user, err, sizeof(err)) != 0)

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "proto/wire.h"
@@ -95,8 +96,17 @@ fsu_mkdirs(const char *path, mode_t mode)
 			return -errno;
 		*p = '/';
 	}
-	if (mkdir(tmp, mode) != 0 && errno != EEXIST)
-		return -errno;
+	if (mkdir(tmp, mode) != 0) {
+		struct stat st;
+
+		if (errno != EEXIST)
+			return -errno;
+		/* A file in the way is not the folder the caller asked for. */
+		if (stat(tmp, &st) != 0)
+			return -errno;
+		if (!S_ISDIR(st.st_mode))
+			return -ENOTDIR;
+	}
 	return 0;
 }
 
@@ -173,8 +183,38 @@ fsu_write_all(int fd, const void *buf, size_t len)
 				continue;
 			return -errno;
 		}
+		if (n == 0)
+			return -EIO; /* No progress and no error: do not spin. */
 		p += n;
 		len -= (size_t)n;
+	}
+	return 0;
+}
+
+int
+fsu_writev_all(int fd, struct iovec *iov, int iovcnt, size_t *done)
+{
+	*done = 0;
+	while (iovcnt > 0) {
+		ssize_t n = writev(fd, iov, iovcnt);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (n == 0)
+			return -EIO;
+		*done += (size_t)n;
+		while (iovcnt > 0 && (size_t)n >= iov->iov_len) {
+			n -= (ssize_t)iov->iov_len;
+			iov++;
+			iovcnt--;
+		}
+		if (iovcnt > 0) {
+			iov->iov_base = (uint8_t *)iov->iov_base + n;
+			iov->iov_len -= (size_t)n;
+		}
 	}
 	return 0;
 }

@@ -13,6 +13,7 @@
 #include "shared/pcapfile.h"
 
 #include "shared/cursor.h"
+#include "shared/fsutil.h"
 
 #include <byteswap.h>
 #include <errno.h>
@@ -832,38 +833,6 @@ pcapw_new(int fd, uint32_t linktype, uint32_t snaplen)
 	return w;
 }
 
-/*
- * Writes all of iov, resuming after short writes and EINTR. Returns 0 or -errno;
- * *done counts the bytes that reached fd either way.
- */
-static int
-write_all(int fd, struct iovec *iov, int iovcnt, size_t *done)
-{
-	*done = 0;
-	while (iovcnt > 0) {
-		ssize_t n = writev(fd, iov, iovcnt);
-
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		if (n == 0)
-			return -EIO; /* No progress and no error: do not spin. */
-		*done += (size_t)n;
-		while (iovcnt > 0 && (size_t)n >= iov->iov_len) {
-			n -= (ssize_t)iov->iov_len;
-			iov++;
-			iovcnt--;
-		}
-		if (iovcnt > 0) {
-			iov->iov_base = (uint8_t *)iov->iov_base + n;
-			iov->iov_len -= (size_t)n;
-		}
-	}
-	return 0;
-}
-
 int
 pcapw_flush(struct pcapw *w)
 {
@@ -877,7 +846,7 @@ pcapw_flush(struct pcapw *w)
 		return 0;
 	iov.iov_base = w->buf;
 	iov.iov_len = w->used;
-	rc = write_all(w->fd, &iov, 1, &done);
+	rc = fsu_writev_all(w->fd, &iov, 1, &done);
 	if (rc != 0) {
 		/*
 		 * Part of the buffer may be on disk, ending mid-record. The writer stops
@@ -964,7 +933,7 @@ pcapw_write(struct pcapw *w, uint64_t ts_ns, const uint8_t *data, uint32_t caple
 		iov[0].iov_len = sizeof(hdr);
 		iov[1].iov_base = (void *)data;
 		iov[1].iov_len = caplen;
-		rc = write_all(w->fd, iov, 2, &done);
+		rc = fsu_writev_all(w->fd, iov, 2, &done);
 		if (rc != 0) {
 			w->err = rc;
 			return rc;

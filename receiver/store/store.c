@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "shared/fsutil.h"
 #include "shared/hash.h"
 #include "receiver/repo/index.h"
 #include "shared/log.h"
@@ -130,22 +131,7 @@ static int64_t store_wall_ns(void)
 	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-static int store_mkdirs(const char *path)
-{
-	char tmp[512];
-	snprintf(tmp, sizeof(tmp), "%s", path);
-	for (char *p = tmp + 1; *p; p++) {
-		if (*p != '/')
-			continue;
-		*p = '\0';
-		if (mkdir(tmp, 0750) != 0 && errno != EEXIST)
-			return -errno;
-		*p = '/';
-	}
-	if (mkdir(tmp, 0750) != 0 && errno != EEXIST)
-		return -errno;
-	return 0;
-}
+static int store_mkdirs(const char *path) { return fsu_mkdirs(path, 0750); }
 
 /* Credits a sensor with a segment retention deleted. */
 static void store_on_retired(void *arg, const struct index_seg *g, const char *why)
