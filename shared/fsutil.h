@@ -5,8 +5,8 @@
  * and output files that appear under their final name only when complete.
  * Functions returning int return 0 or -errno.
  */
-#ifndef PCAPLINE_CLI_FSUTIL_H
-#define PCAPLINE_CLI_FSUTIL_H
+#ifndef PCAPLINE_SHARED_FSUTIL_H
+#define PCAPLINE_SHARED_FSUTIL_H
 
 #include <stdbool.h>
 #include <stddef.h>
