@@ -6,9 +6,11 @@
 #include <stdio.h>
 #include <string.h>
 
-static int hostport_fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int
+hostport_fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
-static int hostport_fail(char *err, size_t errlen, const char *fmt, ...)
+static int
+hostport_fail(char *err, size_t errlen, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -20,8 +22,9 @@ static int hostport_fail(char *err, size_t errlen, const char *fmt, ...)
 	return -EINVAL;
 }
 
-int hostport_parse(const char *s, unsigned flags, const char *setting, struct hostport *hp, char *err,
-		   size_t errlen)
+int
+hostport_parse(
+	const char *s, unsigned flags, const char *setting, struct hostport *hp, char *err, size_t errlen)
 {
 	const char *host, *colon, *port;
 	size_t host_len;
@@ -53,10 +56,11 @@ int hostport_parse(const char *s, unsigned flags, const char *setting, struct ho
 	if (*port == '\0')
 		return hostport_fail(err, errlen, "%s: '%s' is not host:port", setting, s);
 	if (host_len == 0 && !(flags & HOSTPORT_LISTEN))
-		return hostport_fail(err, errlen, "%s: '%s' is not host:port (the host is empty)", setting, s);
+		return hostport_fail(
+			err, errlen, "%s: '%s' is not host:port (the host is empty)", setting, s);
 	if (host_len > HOSTPORT_HOST_MAX)
-		return hostport_fail(err, errlen, "%s: '%.64s...': the host is longer than %d bytes", setting, s,
-				     HOSTPORT_HOST_MAX);
+		return hostport_fail(err, errlen, "%s: '%.64s...': the host is longer than %d bytes", setting,
+			s, HOSTPORT_HOST_MAX);
 	/* Digits only: strtoul() would take " 80", "+80" and "-1", and getaddrinfo() takes
 	 * "99999" modulo 65536, so the number is checked here, digit by digit. */
 	for (const char *p = port; *p; p++) {
@@ -67,8 +71,8 @@ int hostport_parse(const char *s, unsigned flags, const char *setting, struct ho
 		v = v * 10 + (unsigned long)(*p - '0');
 	}
 	if (v < lo || v > 65535)
-		return hostport_fail(err, errlen, "%s: '%s': port '%s' is not a number in %u..65535", setting, s,
-				     port, lo);
+		return hostport_fail(err, errlen, "%s: '%s': port '%s' is not a number in %u..65535", setting,
+			s, port, lo);
 	memcpy(hp->host, host, host_len);
 	hp->host[host_len] = '\0';
 	hp->port_num = (uint16_t)v;

@@ -29,7 +29,7 @@ struct hostport {
  * Parses s into *hp. Returns 0, or -EINVAL with err set to a message that starts with
  * "<setting>: '<s>'" (err may be NULL).
  */
-int hostport_parse(const char *s, unsigned flags, const char *setting, struct hostport *hp, char *err,
-		   size_t errlen);
+int hostport_parse(
+	const char *s, unsigned flags, const char *setting, struct hostport *hp, char *err, size_t errlen);
 
 #endif

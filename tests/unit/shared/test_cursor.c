@@ -17,9 +17,10 @@
 
 #include "shared/cursor.h"
 
-static const uint8_t bytes[] = {0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08, 0x09};
+static const uint8_t bytes[] = { 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08, 0x09 };
 
-static uint8_t *dup_exact(const uint8_t *p, size_t n)
+static uint8_t *
+dup_exact(const uint8_t *p, size_t n)
 {
 	uint8_t *b = malloc(n ? n : 1);
 
@@ -28,7 +29,8 @@ static uint8_t *dup_exact(const uint8_t *p, size_t n)
 	return b;
 }
 
-static void test_byte_orders(void **state)
+static void
+test_byte_orders(void **state)
 {
 	uint8_t *b = dup_exact(bytes, sizeof(bytes));
 	struct cursor c;
@@ -72,7 +74,8 @@ static void test_byte_orders(void **state)
 }
 
 /* At every length short of what a reader needs, it fails and the cursor stays put. */
-static void test_truncation_consumes_nothing(void **state)
+static void
+test_truncation_consumes_nothing(void **state)
 {
 	for (size_t n = 0; n < 8; n++) {
 		uint8_t *b = dup_exact(bytes, n);
@@ -109,7 +112,8 @@ static void test_truncation_consumes_nothing(void **state)
 }
 
 /* An empty input may be a null pointer: no arithmetic on it, every reader fails. */
-static void test_null_empty(void **state)
+static void
+test_null_empty(void **state)
 {
 	struct cursor c;
 	uint8_t u8;
@@ -123,7 +127,8 @@ static void test_null_empty(void **state)
 	assert_false(cursor_skip(&c, 1));
 }
 
-static void test_limit(void **state)
+static void
+test_limit(void **state)
 {
 	uint8_t *b = dup_exact(bytes, sizeof(bytes));
 	struct cursor c;
@@ -141,7 +146,8 @@ static void test_limit(void **state)
 	free(b);
 }
 
-int main(void)
+int
+main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_byte_orders),

@@ -28,7 +28,8 @@ struct tmpdir {
 	char path[PATH_MAX];
 };
 
-static int setup(void **state)
+static int
+setup(void **state)
 {
 	struct tmpdir *t = calloc(1, sizeof(*t));
 	const char *base = getenv("TMPDIR");
@@ -42,7 +43,8 @@ static int setup(void **state)
 	return 0;
 }
 
-static int teardown(void **state)
+static int
+teardown(void **state)
 {
 	struct tmpdir *t = *state;
 
@@ -52,7 +54,8 @@ static int teardown(void **state)
 	return 0;
 }
 
-static void test_mkdirs(void **state)
+static void
+test_mkdirs(void **state)
 {
 	struct tmpdir *t = *state;
 	char p[PATH_MAX], f[PATH_MAX];
@@ -80,7 +83,8 @@ static void test_mkdirs(void **state)
 }
 
 /* fsu_path never leaves a truncated path behind. */
-static void test_path(void **state)
+static void
+test_path(void **state)
 {
 	char small[8];
 
@@ -98,7 +102,8 @@ struct drain {
 };
 
 /* Reads the pipe in small pieces, so that the writer sees short writes. */
-static void *drain_run(void *arg)
+static void *
+drain_run(void *arg)
 {
 	struct drain *d = arg;
 
@@ -112,11 +117,12 @@ static void *drain_run(void *arg)
 	return NULL;
 }
 
-static void check_through_pipe(int vector)
+static void
+check_through_pipe(int vector)
 {
 	size_t len = 1u << 20;
 	uint8_t *src = malloc(len);
-	struct drain d = {.cap = len + 1};
+	struct drain d = { .cap = len + 1 };
 	pthread_t th;
 	int pfd[2];
 
@@ -133,8 +139,8 @@ static void check_through_pipe(int vector)
 	if (!vector) {
 		assert_int_equal(fsu_write_all(pfd[1], src, len), 0);
 	} else {
-		struct iovec iov[3] = {
-			{src, 1}, {src + 1, len / 2 - 1}, {src + len / 2, len - len / 2}};
+		struct iovec iov[3] = { { src, 1 }, { src + 1, len / 2 - 1 },
+			{ src + len / 2, len - len / 2 } };
 		size_t done = 0;
 
 		assert_int_equal(fsu_writev_all(pfd[1], iov, 3, &done), 0);
@@ -149,18 +155,20 @@ static void check_through_pipe(int vector)
 	free(src);
 }
 
-static void test_write_all_short_writes(void **state)
+static void
+test_write_all_short_writes(void **state)
 {
 	check_through_pipe(0);
 	check_through_pipe(1);
 }
 
 /* Errors come back as -errno, and *done says how much got through. */
-static void test_write_errors(void **state)
+static void
+test_write_errors(void **state)
 {
 	int pfd[2];
-	uint8_t b[16] = {0};
-	struct iovec iov = {b, sizeof(b)};
+	uint8_t b[16] = { 0 };
+	struct iovec iov = { b, sizeof(b) };
 	size_t done = 99;
 
 	assert_int_equal(fsu_write_all(-1, b, sizeof(b)), -EBADF);
@@ -176,7 +184,8 @@ static void test_write_errors(void **state)
 	assert_int_equal(fsu_write_all(-1, b, 0), 0);
 }
 
-static void test_names(void **state)
+static void
+test_names(void **state)
 {
 	char out[FSU_NAME_MAX + 1], big[FSU_NAME_MAX + 2];
 
@@ -198,7 +207,8 @@ static void test_names(void **state)
 	assert_string_equal(out, "_");
 }
 
-int main(void)
+int
+main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_mkdirs, setup, teardown),

@@ -16,7 +16,8 @@
 
 #include "shared/hostport.h"
 
-static void ok(const char *s, unsigned flags, const char *host, const char *port)
+static void
+ok(const char *s, unsigned flags, const char *host, const char *port)
 {
 	struct hostport hp;
 	char err[256] = "";
@@ -27,7 +28,8 @@ static void ok(const char *s, unsigned flags, const char *host, const char *port
 	assert_string_equal(hp.port, port);
 }
 
-static void bad(const char *s, unsigned flags, const char *msg)
+static void
+bad(const char *s, unsigned flags, const char *msg)
 {
 	struct hostport hp;
 	char err[256] = "";
@@ -37,7 +39,8 @@ static void bad(const char *s, unsigned flags, const char *msg)
 		fail_msg("'%s': got '%s', want '%s'", s, err, msg);
 }
 
-static void test_accepted(void **state)
+static void
+test_accepted(void **state)
 {
 	ok("127.0.0.1:47800", 0, "127.0.0.1", "47800");
 	ok("receiver.example:1", 0, "receiver.example", "1");
@@ -53,7 +56,8 @@ static void test_accepted(void **state)
 	ok("0.0.0.0:47800", HOSTPORT_LISTEN | HOSTPORT_PORT0, "0.0.0.0", "47800");
 }
 
-static void test_refused(void **state)
+static void
+test_refused(void **state)
 {
 	char longhost[400];
 
@@ -87,7 +91,8 @@ static void test_refused(void **state)
 	ok(longhost, 0, host255, "80");
 }
 
-static void test_null(void **state)
+static void
+test_null(void **state)
 {
 	struct hostport hp;
 	char err[128];
@@ -98,7 +103,8 @@ static void test_null(void **state)
 	assert_int_equal(hostport_parse("x", 0, "api.listen", &hp, NULL, 0), -EINVAL);
 }
 
-int main(void)
+int
+main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_accepted),
