@@ -17,6 +17,7 @@
 #include <openssl/err.h>
 
 #include "shared/hash.h"
+#include "shared/hostport.h"
 #include "shared/log.h"
 #include "shared/tls.h"
 #include "proto/wire.h"
@@ -1227,9 +1228,7 @@ static void session_handshake(struct session *se)
 			session_close(se, 0, why);
 			return;
 		}
-		size_t n = strlen(se->cert_id);
-		if (strspn(se->cert_id, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") != n ||
-		    strcmp(se->cert_id, ".") == 0 || strcmp(se->cert_id, "..") == 0) {
+		if (!proto_sensor_id_ok(se->cert_id, strlen(se->cert_id))) {
 			snprintf(why, sizeof(why), "certificate CN '%s' is not a valid sensor id", se->cert_id);
 			se->cert_id[0] = '\0';
 			session_close(se, 0, why);
@@ -1560,27 +1559,16 @@ struct server *server_new(struct ev_loop *loop, const struct server_opts *o)
 
 int server_listen(struct server *srv, const char *addr, char *err, size_t errlen)
 {
-	char host[256], port[16];
-	const char *colon;
+	struct hostport hp;
 	if (srv->n_listeners == SERVER_MAX_LISTENERS) {
 		snprintf(err, errlen, "listen: at most %d addresses", SERVER_MAX_LISTENERS);
 		return -1;
 	}
-	if (addr[0] == '[') {
-		const char *rb = strchr(addr, ']');
-		if (!rb || rb[1] != ':')
-			goto bad;
-		snprintf(host, sizeof(host), "%.*s", (int)(rb - addr - 1), addr + 1);
-		colon = rb + 1;
-	} else {
-		colon = strrchr(addr, ':');
-		if (!colon)
-			goto bad;
-		snprintf(host, sizeof(host), "%.*s", (int)(colon - addr), addr);
-	}
-	snprintf(port, sizeof(port), "%s", colon + 1);
+	/* Port 0 lets the kernel pick one (tests read it back from the log). */
+	if (hostport_parse(addr, HOSTPORT_LISTEN | HOSTPORT_PORT0, "listen", &hp, err, errlen) != 0)
+		return -1;
 	struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE | AI_NUMERICSERV}, *ai;
-	int rc = getaddrinfo(*host ? host : NULL, port, &hints, &ai);
+	int rc = getaddrinfo(*hp.host ? hp.host : NULL, hp.port, &hints, &ai);
 	if (rc != 0) {
 		snprintf(err, errlen, "listen: %s: %s", addr, gai_strerror(rc));
 		return -1;
@@ -1606,9 +1594,6 @@ int server_listen(struct server *srv, const char *addr, char *err, size_t errlen
 	srv->lio[i].data = srv;
 	ev_io_start(srv->loop, &srv->lio[i]);
 	return 0;
-bad:
-	snprintf(err, errlen, "listen: '%s' is not host:port", addr);
-	return -1;
 }
 
 void server_shutdown(struct server *srv)

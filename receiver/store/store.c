@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "shared/fsutil.h"
 #include "shared/hash.h"
 #include "receiver/repo/index.h"
 #include "shared/lathist.h"
@@ -148,22 +149,7 @@ static int64_t store_wall_ns(void)
 	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-static int store_mkdirs(const char *path)
-{
-	char tmp[512];
-	snprintf(tmp, sizeof(tmp), "%s", path);
-	for (char *p = tmp + 1; *p; p++) {
-		if (*p != '/')
-			continue;
-		*p = '\0';
-		if (mkdir(tmp, 0750) != 0 && errno != EEXIST)
-			return -errno;
-		*p = '/';
-	}
-	if (mkdir(tmp, 0750) != 0 && errno != EEXIST)
-		return -errno;
-	return 0;
-}
+static int store_mkdirs(const char *path) { return fsu_mkdirs(path, 0750); }
 
 /* Credits a sensor with a segment retention deleted. */
 static void store_on_retired(void *arg, const struct index_seg *g, const char *why)
@@ -465,15 +451,9 @@ static int store_finish_pending(struct store_sensor *ss, char *err, size_t errle
 	return ret;
 }
 
-static uint64_t store_fnv64(const uint8_t *p, size_t n)
-{
-	uint64_t h = 0xcbf29ce484222325ull;
-	for (size_t i = 0; i < n; i++) {
-		h ^= p[i];
-		h *= 0x100000001b3ull;
-	}
-	return h;
-}
+/* The state file's checksum is plain FNV-1a (no finalizer): files written by earlier
+ * releases must still verify. */
+static uint64_t store_fnv64(const uint8_t *p, size_t n) { return hash_add(HASH_INIT, p, n); }
 
 static void put64(uint8_t *p, uint64_t v) { memcpy(p, &v, 8); }
 static uint64_t get64(const uint8_t *p)
