@@ -460,7 +460,8 @@ run_fanin() {
 	[ "$mode" = on ] && l4=true
 	port=$(free_port)
 	rm -rf "$FREPO"
-	setsid env PCAPLINE_L4_ENABLED=$l4 PCAPLINE_STORAGE_SEGMENT_SIZE=4MiB "${RECEIVER_ENV[@]}" \
+	# No HTTP API: its fixed default port may be taken by another receiver on this machine.
+	setsid env PCAPLINE_L4_ENABLED=$l4 PCAPLINE_STORAGE_SEGMENT_SIZE=4MiB PCAPLINE_API_LISTEN= "${RECEIVER_ENV[@]}" \
 		/usr/bin/time -o "$RUN/fr.time" -f "$TIMEFMT" "$RECEIVER" -l "127.0.0.1:$port" -d "$FREPO" \
 		--ca "$CERTS/ca.crt" --cert "$CERTS/receiver.crt" --key "$CERTS/receiver.key" \
 		</dev/null >"$RUN/fr.out" 2>"$RUN/fr.err" &
