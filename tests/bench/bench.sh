@@ -94,7 +94,7 @@ mkdir -p "$B" || exit 1
 # those groups by that PID, never anything by name ----------
 PIDS=()
 cleanup() {
-	local p i
+	local p= i
 	for p in "${PIDS[@]}"; do
 		kill -TERM -- "-$p" 2>/dev/null || kill -TERM "$p" 2>/dev/null
 	done
