@@ -13,7 +13,8 @@ Judged:
 - every sensor exits 0, acknowledged for its whole capture;
 - every sensor's folder holds exactly its capture's packets: capinfos over its segment
   files equals capinfos of the input, its stats.json counts the same with no duplicate,
-  rejected or missing batch;
+  rejected or missing batch (and, where the receiver times its ACKs, one ACK latency
+  sample per batch the sensor saw acknowledged);
 - every packet is stored exactly once: the sensor's capture in a final `pcapline export`
   equals the input record by record (timestamp, lengths, SHA-256 of the bytes, as a
   multiset: the export is merged by time) and capinfos reads it whole;
@@ -216,12 +217,14 @@ def test_fifty_sensors_dissection_and_export_at_once(binaries, certs, tmp_path):
         exporter.stop_after.set()
         exporter.join(90)
         assert not exporter.is_alive(), "an export did not finish in 90 s"
+        acked = {}
         for sid, sx in sxs.items():
-            m = re.search(r"final: captured (\d+) packets .*acknowledged \d+ batches / (\d+) packets, pending 0",
+            m = re.search(r"final: captured (\d+) packets .*acknowledged (\d+) batches / (\d+) packets, pending 0",
                           sx.text())
             n = sum(want[sid].values())
-            assert m and int(m.group(1)) == int(m.group(2)) == n, \
+            assert m and int(m.group(1)) == int(m.group(3)) == n, \
                 f"{sid} ({inputs[sid].name}): {n} records in the file:\n{sx.text()}"
+            acked[sid] = int(m.group(2))
         assert rx.p.poll() is None, rx.text()
 
         # Every export taken while the sensors sent is whole and holds only their packets.
@@ -280,6 +283,10 @@ def test_fifty_sensors_dissection_and_export_at_once(binaries, certs, tmp_path):
         assert s["sensor"] == sid and s["stored"]["packets"] == n, (sid, s)
         r = s["receiver"]
         assert r["duplicate_batches"] == r["rejected_batches"] == r["missing_batches"] == r["storage_errors"] == 0, s
+        # A receiver that times its ACKs counts one sample per ACK the sensor saw.
+        lat = s.get("ack_latency_us")
+        if lat is not None:
+            assert lat["count"] == acked[sid] and 0 <= lat["p50"] <= lat["p99"] <= lat["max"], (sid, acked[sid], lat)
 
     # The dissection counted every stored packet.
     l4 = json.loads(st.stdout)
