@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "receiver/repo/index.h"
+#include "shared/fsutil.h"
 #include "shared/log.h"
 
 int
@@ -39,10 +40,9 @@ posfile_write(const char *dir, const char *pos_rel, const uint64_t *ids, size_t 
 		return -ENAMETOOLONG;
 	}
 	*slash = '\0';
-	if (mkdir(full, 0750) != 0 && errno != EEXIST) {
-		e = errno;
-		snprintf(err, errlen, "cannot create the folder of %s: %s", pos_rel, strerror(e));
-		return -e;
+	if ((e = fsu_mkdirs(full, 0750)) != 0) {
+		snprintf(err, errlen, "cannot create the folder of %s: %s", pos_rel, strerror(-e));
+		return e;
 	}
 	snprintf(tmp, sizeof(tmp), "%s/.%s.tmp", full, slash + 1);
 	*slash = '/';

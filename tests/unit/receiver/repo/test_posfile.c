@@ -102,10 +102,13 @@ test_round_trip_and_damage(void **state)
 	assert_int_equal(posfile_open(dir, SEG, &pf, err, sizeof(err)), -1);
 	posfile_unlink(dir, SEG); /* already gone: nothing to say */
 
-	/* A folder that cannot be made. */
+	/* A folder that cannot be made: a file holds its name. */
 	snprintf(p, sizeof(p), "%s/sensors/s2", dir);
-	assert_int_equal(posfile_write(dir, "sensors/s2/l4/x.pos", ids, 1, err, sizeof(err)), -ENOENT);
-	assert_non_null(strstr(err, "sensors/s2/l4/x.pos"));
+	FILE *f = fopen(p, "w");
+	assert_non_null(f);
+	fclose(f);
+	assert_int_equal(posfile_write(dir, "sensors/s2/l4/x.pos", ids, 1, err, sizeof(err)), -ENOTDIR);
+	assert_non_null(strstr(err, "cannot create the folder of sensors/s2/l4/x.pos"));
 	nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
 }
 
