@@ -529,7 +529,11 @@ namehist_from_kubeshark(const char *path, size_t max_bytes, FILE *out, size_t *l
 	size_t n = 0, count = 0;
 	int rc = -1;
 
-	if (stat(path, &st) != 0 || (uint64_t)st.st_size > max_bytes) {
+	if (stat(path, &st) != 0) {
+		snprintf(err, errlen, "%s", strerror(errno));
+		return -1;
+	}
+	if ((uint64_t)st.st_size > max_bytes) {
 		snprintf(err, errlen, "larger than %zu bytes", max_bytes);
 		return -1;
 	}
@@ -561,6 +565,11 @@ namehist_from_kubeshark(const char *path, size_t max_bytes, FILE *out, size_t *l
 				goto out;
 			}
 			sec = sec * 10 + (uint64_t)(*p - '0');
+		}
+		/* names.jsonl holds t in ns as a JSON integer, which readers take as int64. */
+		if (sec > (uint64_t)INT64_MAX / NS_PER_SEC) {
+			snprintf(err, errlen, "key '%.40s' is not Unix seconds before 2262-04-11", k);
+			goto out;
 		}
 		if (!json_is_object(val)) {
 			snprintf(err, errlen, "value of key %s is not an object", k);
