@@ -401,20 +401,31 @@ teardown(void **state)
 	return fsu_rmtree(dir);
 }
 
+/* Empties the directory after each test, so that a failure leaves nothing behind for
+ * the next one. */
+static int
+empty_dir(void **state)
+{
+	(void)state;
+	if (fsu_rmtree(dir) != 0)
+		return -1;
+	return mkdir(dir, 0700);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_name_ok),
-		cmocka_unit_test(test_relpath_ok),
-		cmocka_unit_test(test_sanitize),
-		cmocka_unit_test(test_path),
-		cmocka_unit_test(test_mkdirs),
-		cmocka_unit_test(test_rmtree),
-		cmocka_unit_test(test_make_readonly),
-		cmocka_unit_test(test_write_all_and_copy),
-		cmocka_unit_test(test_sha256),
-		cmocka_unit_test(test_out_commit_and_abort),
+		cmocka_unit_test_teardown(test_name_ok, empty_dir),
+		cmocka_unit_test_teardown(test_relpath_ok, empty_dir),
+		cmocka_unit_test_teardown(test_sanitize, empty_dir),
+		cmocka_unit_test_teardown(test_path, empty_dir),
+		cmocka_unit_test_teardown(test_mkdirs, empty_dir),
+		cmocka_unit_test_teardown(test_rmtree, empty_dir),
+		cmocka_unit_test_teardown(test_make_readonly, empty_dir),
+		cmocka_unit_test_teardown(test_write_all_and_copy, empty_dir),
+		cmocka_unit_test_teardown(test_sha256, empty_dir),
+		cmocka_unit_test_teardown(test_out_commit_and_abort, empty_dir),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
