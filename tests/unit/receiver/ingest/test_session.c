@@ -114,8 +114,12 @@ listening_port(void)
 	return 0;
 }
 
+struct limits {
+	uint32_t setup_ms, unauth_per_source, max_sensors;
+};
+
 static struct rig *
-rig_new(bool tls, const char *token)
+rig_new_limits(bool tls, const char *token, const struct limits *lim)
 {
 	struct rig *r = calloc(1, sizeof(*r));
 	struct store_opts so = {.single_file = "", .segment_bytes = 64u << 20, .segment_ms = 300000,
@@ -158,10 +162,11 @@ rig_new(bool tls, const char *token)
 			.max_raw = 4u << 20,
 			.max_sessions = 16,
 			.unauth_max = 16,
-			.unauth_per_source = 16,
-			.setup_ms = 10000,
+			.unauth_per_source = lim ? lim->unauth_per_source : 16,
+			.setup_ms = lim ? lim->setup_ms : 10000,
 			.heartbeat_ms = HEARTBEAT_MS,
 			.sync_ms = 0,
+			.max_sensors = lim ? lim->max_sensors : 0,
 			.store = r->store,
 		};
 		r->srv = server_new(r->loop, &o);
@@ -172,6 +177,12 @@ rig_new(bool tls, const char *token)
 	r->port = listening_port();
 	rig_resume(r);
 	return r;
+}
+
+static struct rig *
+rig_new(bool tls, const char *token)
+{
+	return rig_new_limits(tls, token, NULL);
 }
 
 /* Stops the server and closes the store (segments renamed into place). */
@@ -690,6 +701,50 @@ test_tls_identity(void **state)
 	free(b);
 }
 
+static void
+test_limits(void **state)
+{
+	struct rig *r = *state;
+	struct cl c1, c2, c3, a, b;
+
+	(void)state;
+	/* Two connections without HELLO from one source are the most it may hold: a third
+	 * sheds the oldest. */
+	cl_connect(r, &c1);
+	cl_connect(r, &c2);
+	cl_connect(r, &c3);
+	expect_error(&c1, PROTO_ERR_LIMIT, "shed: too many unauthenticated connections from its source");
+	cl_close(&c1);
+	/* A sensor is never shed, and one limit on distinct sensors holds. */
+	cl_connect(r, &a);
+	send_hello(&a, "a", "", EPOCH);
+	(void)expect_welcome(&a);
+	expect_error(&c2, PROTO_ERR_LIMIT, "shed");
+	cl_close(&c2);
+	cl_connect(r, &b);
+	send_hello(&b, "b", "", EPOCH);
+	expect_error(&b, PROTO_ERR_LIMIT, "refused: 1 sensors already known (limits.max_sensors)");
+	cl_close(&b);
+	/* The last one never says HELLO: ended after setup_ms (checked every second). */
+	expect_error(&c3, PROTO_ERR_PROTOCOL, "no HELLO within");
+	cl_close(&c3);
+	/* Sensor a was not disturbed: the same id is welcome again. */
+	rig_pause(r);
+	assert_true(server_sensor_connected(r->srv, "a"));
+	assert_int_equal(server_session_count(r->srv), 1);
+	rig_resume(r);
+	cl_close(&a);
+}
+
+static int
+limits_rig(void **state)
+{
+	static const struct limits lim = {.setup_ms = 300, .unauth_per_source = 2, .max_sensors = 1};
+
+	*state = rig_new_limits(false, "", &lim);
+	return 0;
+}
+
 static int
 plain_rig(void **state)
 {
@@ -748,6 +803,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_bad_input_closes_session_only, plain_rig, rig_teardown),
 		cmocka_unit_test_setup_teardown(test_token, token_rig, rig_teardown),
 		cmocka_unit_test_setup_teardown(test_tls_identity, tls_rig, rig_teardown),
+		cmocka_unit_test_setup_teardown(test_limits, limits_rig, rig_teardown),
 	};
 
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
