@@ -21,8 +21,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <openssl/ssl.h>
 
 #include <archive.h>
 #include <archive_entry.h>
@@ -34,6 +37,7 @@
 #include "receiver/repo/index.h"
 #include "shared/fsutil.h"
 #include "shared/pcapfile.h"
+#include "shared/tls.h"
 
 #define PCAPS "tests/data/pcaps"
 #define MYSQL "mysql-6-conns-port20130.pcap"
@@ -41,6 +45,7 @@
 #define TOKEN "s3cret-token"
 
 static char dir[] = "/tmp/pcapline-test-api-XXXXXX";
+static char certs[1100];
 static char listen_addr[64];
 static uint16_t port;
 static struct api *api;
@@ -143,6 +148,16 @@ setup(void **state)
 	assert_int_equal(dissect_pending(d, 10), 2);
 	dissect_close(d, true);
 
+	snprintf(certs, sizeof(certs), "%s/certs", dir);
+	{
+		char cmd[4096];
+
+		snprintf(cmd, sizeof(cmd),
+			 "scripts/pcapline-certs %s ca >/dev/null && scripts/pcapline-certs %s receiver 127.0.0.1 "
+			 ">/dev/null",
+			 certs, certs);
+		assert_int_equal(system(cmd), 0);
+	}
 	/* Bind can lose a race for the port with another process: try a few. */
 	for (int tries = 0; tries < 20 && api == NULL; tries++) {
 		struct api_opts o = {.listen = listen_addr, .token = TOKEN, .cert = "", .key = "", .dir = dir};
@@ -475,6 +490,91 @@ test_listen_checks(void **state)
 	api_free(NULL);
 }
 
+static void
+test_tls(void **state)
+{
+	char err[512] = "", crt[1200], key[1200], ca[1200], lis[64], req[256], buf[65536];
+	struct api *t = NULL;
+	uint16_t tport = 0;
+	SSL_CTX *ctx;
+	SSL *ssl;
+	int fd, n, got = 0;
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	json_t *j;
+	json_error_t jerr;
+	char *body;
+
+	(void)state;
+	snprintf(crt, sizeof(crt), "%s/receiver.crt", certs);
+	snprintf(key, sizeof(key), "%s/receiver.key", certs);
+	snprintf(ca, sizeof(ca), "%s/ca.crt", certs);
+	/* Half a TLS configuration, or a file that is not there: refused, naming it. */
+	{
+		struct api_opts o = {.listen = "127.0.0.1:1", .token = "", .cert = crt, .key = "", .dir = dir};
+
+		assert_null(api_new(&o, err, sizeof(err)));
+		assert_non_null(strstr(err, "api.cert and api.key: give both or neither"));
+		o.key = "/nonexistent/receiver.key";
+		assert_null(api_new(&o, err, sizeof(err)));
+		assert_non_null(strstr(err, "api.key"));
+	}
+	for (int tries = 0; tries < 20 && t == NULL; tries++) {
+		struct api_opts o = {.listen = lis, .token = TOKEN, .cert = crt, .key = key, .dir = dir};
+
+		tport = free_port();
+		snprintf(lis, sizeof(lis), "127.0.0.1:%u", tport);
+		t = api_new(&o, err, sizeof(err));
+	}
+	if (t == NULL)
+		fail_msg("api_new: %s", err);
+	if (api_start(t, err, sizeof(err)) != 0)
+		fail_msg("api_start: %s", err);
+	ctx = SSL_CTX_new(TLS_client_method());
+	assert_non_null(ctx);
+	assert_int_equal(SSL_CTX_load_verify_locations(ctx, ca, NULL), 1);
+	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+	fd = socket(AF_INET, SOCK_STREAM, 0);
+	sa.sin_port = htons(tport);
+	assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	ssl = SSL_new(ctx);
+	SSL_set_fd(ssl, fd);
+	assert_int_equal(tls_client_expect(ssl, "127.0.0.1"), 0);
+	assert_int_equal(SSL_connect(ssl), 1);
+	snprintf(req, sizeof(req), "GET /api/v1/conns HTTP/1.0\r\nAuthorization: Bearer %s\r\n\r\n", TOKEN);
+	assert_int_equal(SSL_write(ssl, req, (int)strlen(req)), (int)strlen(req));
+	while (got < (int)sizeof(buf) - 1 && (n = SSL_read(ssl, buf + got, (int)sizeof(buf) - 1 - got)) > 0)
+		got += n;
+	buf[got] = '\0';
+	SSL_free(ssl);
+	close(fd);
+	SSL_CTX_free(ctx);
+	assert_int_equal(strncmp(buf, "HTTP/1.0 200", 12) == 0 || strncmp(buf, "HTTP/1.1 200", 12) == 0, 1);
+	body = strstr(buf, "\r\n\r\n");
+	assert_non_null(body);
+	j = json_loads(body + 4, 0, &jerr);
+	assert_non_null(j);
+	assert_int_equal(json_array_size(j), 7);
+	json_decref(j);
+	/* Plain HTTP to the TLS port gets no answer. */
+	{
+		int pfd = socket(AF_INET, SOCK_STREAM, 0);
+		struct timeval tv = {.tv_sec = 15};
+		ssize_t k;
+
+		setsockopt(pfd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+		assert_int_equal(connect(pfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+		snprintf(req, sizeof(req), "GET /api/v1/conns HTTP/1.0\r\nAuthorization: Bearer %s\r\n\r\n", TOKEN);
+		assert_int_equal(write(pfd, req, strlen(req)), (ssize_t)strlen(req));
+		k = read(pfd, buf, sizeof(buf) - 1);
+		if (k > 0) {
+			buf[k] = '\0';
+			assert_null(strstr(buf, "200"));
+		}
+		close(pfd);
+	}
+	api_free(t);
+}
+
 int
 main(void)
 {
@@ -485,6 +585,7 @@ main(void)
 		cmocka_unit_test(test_conns_and_pcap),
 		cmocka_unit_test(test_export),
 		cmocka_unit_test(test_listen_checks),
+		cmocka_unit_test(test_tls),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
