@@ -601,6 +601,37 @@ test_kubeshark_layout(void **state)
 }
 
 static void
+test_expansion_bomb(void **state)
+{
+	/* 40 MiB of zero bytes (a pcap header, then zeros) gzip to a few tens of KiB: far
+	 * above --max-ratio 100 times the archive plus the 16 MiB floor. Refused from the
+	 * declared sizes, before any of it is written. */
+	size_t len = 40u << 20;
+	uint8_t *zeros = calloc(1, len);
+	struct stat st;
+
+	(void)state;
+	assert_non_null(zeros);
+	memcpy(zeros, (const uint8_t[]){0x4d, 0x3c, 0xb2, 0xa1, 2, 0, 4, 0}, 8);
+	write_tar(at("bomb.tar.gz"), true, (const struct tent[]){{"s1/big.pcap", 'f', zeros, len}}, 1);
+	free(zeros);
+	assert_int_equal(stat(at("bomb.tar.gz"), &st), 0);
+	assert_true(st.st_size < (1 << 20));
+	refused(at("bomb.tar.gz"), (const char *const[]){"s1/big.pcap", "would expand to more than", NULL});
+	/* --max-total-size bounds it too, whatever the ratio. */
+	{
+		char msg[4096];
+
+		assert_int_equal(run_import(msg, sizeof(msg), "--max-ratio", "100000", "--max-total-size", "1M", "--dir",
+					    view, at("bomb.tar.gz"), NULL),
+				 EXIT_FAIL);
+		assert_non_null(strstr(msg, "would expand to more than 1048576 bytes"));
+		assert_int_equal(fsu_rmtree(view), 0);
+	}
+	unlink(at("bomb.tar.gz"));
+}
+
+static void
 test_usage(void **state)
 {
 	char msg[4096];
@@ -624,6 +655,7 @@ main(void)
 		cmocka_unit_test_teardown(test_refused_archives, clean_view),
 		cmocka_unit_test_teardown(test_manifest_checked, clean_view),
 		cmocka_unit_test_teardown(test_kubeshark_layout, clean_view),
+		cmocka_unit_test_teardown(test_expansion_bomb, clean_view),
 		cmocka_unit_test_teardown(test_usage, clean_view),
 	};
 
