@@ -335,6 +335,38 @@ test_reindex_same_rows(void **state)
 }
 
 static void
+test_restart_marks_open(void **state)
+{
+	char err[256] = "";
+	struct dissect *d = dissect_open(dir, NULL, err, sizeof(err));
+	sqlite3 *db;
+	int64_t open_rows, total;
+
+	(void)state;
+	assert_non_null(d);
+	/* Rebuilt, then closed as a receiver that stops does: connections still open stay
+	 * open in the index. */
+	assert_int_equal(dissect_reindex(d, NULL, 0, INT64_MAX), 4);
+	dissect_close(d, false);
+	db = db_open();
+	open_rows = q_int(db, "SELECT count(*) FROM conns WHERE ended IS NULL");
+	total = q_int(db, "SELECT count(*) FROM conns");
+	sqlite3_close(db);
+	/* The MySQL connections never end in their capture. */
+	assert_true(open_rows >= 6);
+	/* The next start marks them, and only them. */
+	d = dissect_open(dir, NULL, err, sizeof(err));
+	assert_non_null(d);
+	assert_int_equal(dissect_mark_open_ended(d, "receiver stopped"), 0);
+	dissect_close(d, false);
+	db = db_open();
+	assert_int_equal(q_int(db, "SELECT count(*) FROM conns WHERE ended IS NULL"), 0);
+	assert_int_equal(q_int(db, "SELECT count(*) FROM conns WHERE ended = 'receiver stopped'"), open_rows);
+	assert_int_equal(q_int(db, "SELECT count(*) FROM conns"), total);
+	sqlite3_close(db);
+}
+
+static void
 test_open_errors(void **state)
 {
 	char err[256] = "";
@@ -354,6 +386,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_dissect_matches_tshark),
 		cmocka_unit_test(test_reindex_same_rows),
+		cmocka_unit_test(test_restart_marks_open),
 		cmocka_unit_test(test_open_errors),
 	};
 
