@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: BSD-2-Clause
 # pcapline: one non-recursive build. Every output goes under build/ (build/san with SAN=1).
-#   make deps | all | test | unit | fuzz | bench | demo | install | clean     (V=1: verbose)
+#   make deps | all | test | unit | fuzz | bench | demo | install | format | clean  (V=1: verbose)
 
 VERSION := 0.1.0
 PREFIX ?= /usr/local
@@ -60,7 +60,7 @@ FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/fuzz/%)
 
 .SECONDARY:
-.PHONY: all deps test unit fuzz fuzz-seeds integration bench demo install clean
+.PHONY: all deps test unit fuzz fuzz-seeds integration bench demo install clean format format-check
 all: $(SENSOR) $(RECEIVER) $(CLI)
 
 $(BUILD)/obj/%.o: %.c
@@ -154,6 +154,14 @@ install: all
 	install -m 755 $(SENSOR) $(RECEIVER) $(CLI) $(DESTDIR)$(PREFIX)/bin/
 	install -m 755 scripts/pcapline-certs $(DESTDIR)$(PREFIX)/bin/
 	install -m 644 config/sensor.yaml config/receiver.yaml $(DESTDIR)/etc/pcapline/
+
+# The tree is formatted with .clang-format; format-check lists files that are not.
+FORMAT_SRC = $(shell git ls-files '*.c' '*.h' 2>/dev/null || find proto shared sensor receiver tests -name '*.[ch]')
+format:
+	@clang-format -i $(FORMAT_SRC)
+format-check:
+	@bad=0; for f in $(FORMAT_SRC); do clang-format $$f | cmp -s - $$f || { echo "not formatted: $$f (make format)"; bad=$$((bad+1)); }; done; \
+		echo "format check: $$bad files not formatted"; [ $$bad -eq 0 ]
 
 clean:
 	rm -rf build

@@ -3,12 +3,14 @@
  * pcapline wire protocol v1 codecs. The byte layout is specified in proto/PROTOCOL.md;
  * this file, that document and the vectors in tests/unit/proto/test_wire.c change together.
  *
- * Every byte from the network is read through the bounds-checked cursor below, never by
+ * Every byte from the network is read through the bounds-checked cursor (shared/cursor.h), never by
  * casting to a struct, so neither padding, alignment nor host byte order can leak into the
  * encoding (the discipline of tcpdump's GET_BE_U_2 accessors). Encoders apply the same
  * validity rules as decoders, so that we never emit a frame that a peer would reject.
  */
 #include "proto/wire.h"
+
+#include "shared/cursor.h"
 
 #include <limits.h>
 #include <lz4.h>
@@ -96,67 +98,31 @@ static inline void st_u64be(uint8_t *p, uint64_t v)
 }
 
 /*
- * Read cursor over [p, end). Readers return 0 or PROTO_ETRUNC and consume nothing on
- * failure. Lengths are compared before any pointer arithmetic so that a hostile length
- * can never form a pointer past the end of the input.
+ * Reads go through the project's one bounds-checked cursor (shared/cursor.h, pure, no
+ * I/O); these adapters only turn its "false, nothing consumed" into PROTO_ETRUNC.
  */
-struct cur {
-	const uint8_t *p;
-	const uint8_t *end;
-};
-
-static inline void cur_init(struct cur *c, const uint8_t *p, size_t n)
+static inline int cur_bytes(struct cursor *c, size_t n, const uint8_t **out)
 {
-	/* Adding 0 to a null pointer is undefined in C11, and empty inputs may be NULL. */
-	c->p = p;
-	c->end = n ? p + n : p;
+	return cursor_bytes(c, n, out) ? 0 : PROTO_ETRUNC;
 }
 
-/* Two null pointers may not be subtracted in C11, hence the equality test first. */
-static inline size_t cur_left(const struct cur *c)
+static inline int cur_u16be(struct cursor *c, uint16_t *v)
 {
-	return c->p == c->end ? 0 : (size_t)(c->end - c->p);
+	return cursor_u16be(c, v) ? 0 : PROTO_ETRUNC;
 }
 
-static inline int cur_bytes(struct cur *c, size_t n, const uint8_t **out)
+static inline int cur_u32be(struct cursor *c, uint32_t *v)
 {
-	if (cur_left(c) < n)
-		return PROTO_ETRUNC;
-	*out = c->p;
-	if (n)
-		c->p += n;
-	return 0;
+	return cursor_u32be(c, v) ? 0 : PROTO_ETRUNC;
 }
 
-static inline int cur_u16be(struct cur *c, uint16_t *v)
+static inline int cur_u64be(struct cursor *c, uint64_t *v)
 {
-	if (cur_left(c) < 2)
-		return PROTO_ETRUNC;
-	*v = ld_u16be(c->p);
-	c->p += 2;
-	return 0;
-}
-
-static inline int cur_u32be(struct cur *c, uint32_t *v)
-{
-	if (cur_left(c) < 4)
-		return PROTO_ETRUNC;
-	*v = ld_u32be(c->p);
-	c->p += 4;
-	return 0;
-}
-
-static inline int cur_u64be(struct cur *c, uint64_t *v)
-{
-	if (cur_left(c) < 8)
-		return PROTO_ETRUNC;
-	*v = ld_u64be(c->p);
-	c->p += 8;
-	return 0;
+	return cursor_u64be(c, v) ? 0 : PROTO_ETRUNC;
 }
 
 /* A decoder has consumed its last field: anything left is an error, not padding. */
-static inline int cur_done(const struct cur *c) { return cur_left(c) ? PROTO_ETRAILING : 0; }
+static inline int cur_done(const struct cursor *c) { return cursor_left(c) ? PROTO_ETRAILING : 0; }
 
 /*
  * Write cursor with a sticky error: once a write would overflow, nothing more is written
@@ -241,27 +207,33 @@ enum str_class {
 	STR_GRAPH  /* 0x21..0x7e: token, interface name */
 };
 
-static int id_char(uint8_t ch)
+bool proto_sensor_id_char(char ch)
 {
 	return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
 	       ch == '.' || ch == '_' || ch == '-';
 }
 
-static int str_valid(const uint8_t *s, size_t n, enum str_class cls)
+bool proto_sensor_id_ok(const char *s, size_t n)
 {
 	/* The sensor id names a directory on the receiver: "." and ".." would escape or alias
 	 * it, and a leading dot would hide it, so ids may not start with a dot. */
-	if (cls == STR_ID && n > 0 && s[0] == '.')
-		return 0;
+	if (s == NULL || n < 1 || n > PROTO_MAX_ID || s[0] == '.')
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!proto_sensor_id_char(s[i]))
+			return false;
+	return true;
+}
+
+static int str_valid(const uint8_t *s, size_t n, enum str_class cls)
+{
+	/* Empty ids never get here: the callers' minimum length for STR_ID is 1. */
+	if (cls == STR_ID)
+		return proto_sensor_id_ok((const char *)s, n);
 	for (size_t i = 0; i < n; i++) {
 		uint8_t ch = s[i];
-		int ok;
 
-		if (cls == STR_ID)
-			ok = id_char(ch);
-		else
-			ok = ch >= (cls == STR_PRINT ? 0x20 : 0x21) && ch <= 0x7e;
-		if (!ok)
+		if (ch < (cls == STR_PRINT ? 0x20 : 0x21) || ch > 0x7e)
 			return 0;
 	}
 	return 1;
@@ -270,7 +242,7 @@ static int str_valid(const uint8_t *s, size_t n, enum str_class cls)
 /* Reads a u16 length and that many bytes into a NUL-terminated field of at least max+1
  * bytes. A length outside [min, max] is EINVAL even when the bytes are missing, because
  * the length alone already proves the frame invalid. */
-static int cur_str(struct cur *c, size_t min, size_t max, enum str_class cls, char *out)
+static int cur_str(struct cursor *c, size_t min, size_t max, enum str_class cls, char *out)
 {
 	uint16_t len;
 	const uint8_t *s;
@@ -412,11 +384,11 @@ int proto_hello_encode(const struct proto_hello *m, uint8_t *out, size_t cap)
 
 int proto_hello_decode(const uint8_t *p, size_t n, struct proto_hello *m)
 {
-	struct cur c;
+	struct cursor c;
 	int rc;
 
 	memset(m, 0, sizeof(*m));
-	cur_init(&c, p, n);
+	cursor_init(&c, p, n);
 	if ((rc = cur_str(&c, 1, PROTO_MAX_ID, STR_ID, m->sensor_id)) < 0)
 		return rc;
 	if ((rc = cur_str(&c, 0, PROTO_MAX_VERSION, STR_PRINT, m->version)) < 0)
@@ -499,11 +471,11 @@ int proto_batch_hdr_encode(uint64_t seq, uint32_t n_records, uint32_t raw_len, u
 
 int proto_batch_decode(const uint8_t *p, size_t n, uint32_t max_raw, struct proto_batch *m)
 {
-	struct cur c;
+	struct cursor c;
 	size_t data_len;
 	int rc;
 
-	cur_init(&c, p, n);
+	cursor_init(&c, p, n);
 	if ((rc = cur_u64be(&c, &m->seq)) < 0)
 		return rc;
 	if ((rc = cur_u32be(&c, &m->n_records)) < 0)
@@ -516,7 +488,7 @@ int proto_batch_decode(const uint8_t *p, size_t n, uint32_t max_raw, struct prot
 		return PROTO_ETOOBIG;
 	if (m->n_records == 0 || (uint64_t)m->n_records * PROTO_REC_HDR_LEN > m->raw_len)
 		return PROTO_EINVAL;
-	data_len = cur_left(&c);
+	data_len = cursor_left(&c);
 	/* No valid data is empty: raw data holds at least one record header, and an lz4 block
 	 * is at least one byte. */
 	if (data_len == 0)
@@ -582,11 +554,11 @@ int proto_stats_encode(const struct proto_stats *m, uint8_t *out, size_t cap)
 
 int proto_stats_decode(const uint8_t *p, size_t n, struct proto_stats *m)
 {
-	struct cur c;
+	struct cursor c;
 	int rc;
 
 	memset(m, 0, sizeof(*m));
-	cur_init(&c, p, n);
+	cursor_init(&c, p, n);
 	if ((rc = cur_u64be(&c, &m->ts_ns)) < 0)
 		return rc;
 	if ((rc = cur_u16be(&c, &m->n)) < 0)
@@ -642,11 +614,11 @@ int proto_error_encode(const struct proto_error *m, uint8_t *out, size_t cap)
 
 int proto_error_decode(const uint8_t *p, size_t n, struct proto_error *m)
 {
-	struct cur c;
+	struct cursor c;
 	int rc;
 
 	memset(m, 0, sizeof(*m));
-	cur_init(&c, p, n);
+	cursor_init(&c, p, n);
 	if ((rc = cur_u16be(&c, &m->code)) < 0)
 		return rc;
 	if ((rc = cur_str(&c, 0, PROTO_MAX_TEXT, STR_PRINT, m->text)) < 0)
@@ -741,7 +713,7 @@ int proto_names_encode(const struct proto_names *m, uint8_t *out, size_t cap)
 
 /* Reads a name or namespace: length range first (EINVAL even if the bytes are missing),
  * then the bytes, then their class. */
-static int cur_name(struct cur *c, size_t min, size_t max, char *out)
+static int cur_name(struct cursor *c, size_t min, size_t max, char *out)
 {
 	uint16_t len;
 	const uint8_t *s;
@@ -763,11 +735,11 @@ static int cur_name(struct cur *c, size_t min, size_t max, char *out)
 
 int proto_names_decode(const uint8_t *p, size_t n, struct proto_names *m)
 {
-	struct cur c;
+	struct cursor c;
 	int rc;
 
 	m->n = 0;
-	cur_init(&c, p, n);
+	cursor_init(&c, p, n);
 	if ((rc = cur_u16be(&c, &m->n)) < 0)
 		return rc;
 	if (m->n < 1 || m->n > PROTO_MAX_NAMES)
@@ -826,12 +798,12 @@ void proto_rec_iter_init(struct proto_rec_iter *it, const uint8_t *p, size_t n, 
 
 int proto_rec_next(struct proto_rec_iter *it, struct proto_rec *r)
 {
-	struct cur c = {it->p, it->end};
+	struct cursor c = {it->p, it->end};
 	const uint8_t *h, *data;
 	uint32_t caplen, origlen;
 	uint16_t iface;
 
-	if (cur_left(&c) == 0)
+	if (cursor_left(&c) == 0)
 		return 0;
 	if (cur_bytes(&c, PROTO_REC_HDR_LEN, &h) < 0)
 		return PROTO_ETRUNC;

@@ -9,6 +9,7 @@
 #ifndef PCAPLINE_PROTO_WIRE_H
 #define PCAPLINE_PROTO_WIRE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -63,6 +64,16 @@ enum proto_err {
 };
 
 const char *proto_strerror(int err);
+
+/*
+ * The one sensor id rule (PROTOCOL.md, section 1), for HELLO, certificates, configs,
+ * requests and folder names alike: 1..PROTO_MAX_ID bytes among A-Z a-z 0-9 '.' '_' '-',
+ * not starting with '.' (an id names a directory: never ".", ".." or hidden).
+ * s need not be NUL-terminated.
+ */
+bool proto_sensor_id_ok(const char *s, size_t n);
+/* One character of a sensor id (anywhere but first for '.'). */
+bool proto_sensor_id_char(char c);
 
 struct proto_hdr {
 	uint8_t version;

@@ -18,6 +18,7 @@
 
 #include "receiver/api/api.h"
 #include "shared/config.h"
+#include "shared/fsutil.h"
 #include "shared/log.h"
 #include "receiver/repo/names.h"
 #include "shared/privdrop.h"
@@ -122,6 +123,7 @@ static struct {
 	struct api *api;
 	struct dissect_worker *dissect;
 	SSL_CTX *ssl_ctx;
+	struct names_store *names;
 	ev_signal sigint, sigterm;
 	ev_timer stats;
 } R;
@@ -187,7 +189,7 @@ static void usage(FILE *out)
 static void receiver_log_sensor(void *arg, struct store_sensor *ss)
 {
 	const struct store_counters *c = store_sensor_counters(ss);
-	store_sensor_write_stats(ss, server_sensor_connected(R.srv, store_sensor_id(ss)));
+	store_sensor_write_stats(ss, store_sensor_connected(ss));
 	log_info("sensor %s: stored %" PRIu64 " packets / %" PRIu64 " bytes in %" PRIu64 " batches, %" PRIu64
 		 " segments closed; retention deleted %" PRIu64 " segments / %" PRIu64 " packets / %" PRIu64
 		 " bytes; duplicates %" PRIu64 ", rejected batches %" PRIu64
@@ -201,9 +203,16 @@ static void receiver_log_sensor(void *arg, struct store_sensor *ss)
 		 c->s_spool_drops);
 }
 
-static void receiver_on_stats(struct ev_loop *loop, ev_timer *w, int revents)
+/* On the store worker (stats.json files are written there, off the loop). */
+static void receiver_log_all(void *arg)
 {
 	store_foreach(R.store, receiver_log_sensor, NULL);
+	store_write_stats(R.store);
+}
+
+static void receiver_on_stats(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	server_store_call(R.srv, receiver_log_all, NULL);
 }
 
 /* TIME for --names-at: nanoseconds since the Unix epoch ("1700000000123456789"), or
@@ -272,12 +281,12 @@ static void receiver_on_signal(struct ev_loop *loop, ev_signal *w, int revents)
 	ev_break(loop, EVBREAK_ALL);
 }
 
-int main(int argc, char **argv)
+/* Defaults, then the config file, then the command-line flags over it. --names-at
+ * SENSOR leaves the sensor id in *names_at_sensor (a query, not a daemon). */
+static void receiver_load_config(int argc, char **argv, bool *check, const char **names_at_sensor)
 {
 	char err[CFG_ERRLEN];
 	const char *config_path = getenv("PCAPLINE_CONFIG");
-	bool check = false;
-	const char *names_at_sensor = NULL;
 	enum { O_CA = 256, O_CERT, O_KEY, O_CRL, O_INSECURE, O_LOG, O_CHECK, O_NAMES_AT };
 	static const struct option longopts[] = {
 		{"config", required_argument, NULL, 'c'}, {"listen", required_argument, NULL, 'l'},
@@ -294,7 +303,6 @@ int main(int argc, char **argv)
 	} flags[32];
 	size_t n_flags = 0;
 
-	log_init("pcapline-receiver", LOG_LVL_INFO);
 	receiver_defaults(&R.conf);
 	int ch;
 	while ((ch = getopt_long(argc, argv, "c:l:d:o:Vh", longopts, NULL)) != -1) {
@@ -310,11 +318,11 @@ int main(int argc, char **argv)
 		case O_CRL: path = "tls.crl"; break;
 		case O_INSECURE: path = "auth.insecure"; optarg = "true"; break;
 		case O_LOG: path = "log.level"; break;
-		case O_CHECK: check = true; continue;
-		case O_NAMES_AT: names_at_sensor = optarg; continue;
-		case 'V': printf("pcapline-receiver %s\n", PCAPLINE_VERSION); return 0;
-		case 'h': usage(stdout); return 0;
-		default: usage(stderr); return EXIT_CONFIG;
+		case O_CHECK: *check = true; continue;
+		case O_NAMES_AT: *names_at_sensor = optarg; continue;
+		case 'V': printf("pcapline-receiver %s\n", PCAPLINE_VERSION); exit(0);
+		case 'h': usage(stdout); exit(0);
+		default: usage(stderr); exit(EXIT_CONFIG);
 		}
 		if (n_flags == sizeof(flags) / sizeof(flags[0]))
 			fatalx(EXIT_CONFIG, "too many flags");
@@ -323,9 +331,9 @@ int main(int argc, char **argv)
 		flags[n_flags].flag = argv[optind - 1];
 		n_flags++;
 	}
-	if (names_at_sensor && argc - optind != 2)
+	if (*names_at_sensor && argc - optind != 2)
 		fatalx(EXIT_CONFIG, "--names-at SENSOR ADDR TIME: expected ADDR and TIME after the sensor id");
-	if (!names_at_sensor && optind < argc)
+	if (!*names_at_sensor && optind < argc)
 		fatalx(EXIT_CONFIG, "unexpected argument '%s' (see --help)", argv[optind]);
 	if (cfg_load(receiver_schema, &R.conf, config_path, err, sizeof(err)) != 0)
 		fatalx(EXIT_CONFIG, "%s", err);
@@ -336,8 +344,13 @@ int main(int argc, char **argv)
 			fatalx(EXIT_CONFIG, "%s", err);
 	}
 	log_set_level((enum log_level)R.conf.log_level);
-	if (names_at_sensor)
-		return receiver_names_at(R.conf.dir ? R.conf.dir : "", names_at_sensor, argv[optind], argv[optind + 1]);
+}
+
+/* Cross-key checks that the schema cannot express, and the TLS server context. */
+static void receiver_check_config(void)
+{
+	char err[CFG_ERRLEN];
+
 	if (R.conf.listen.n == 0)
 		fatalx(EXIT_CONFIG, "listen: at least one address is required");
 	if ((!R.conf.dir || !*R.conf.dir) && (!R.conf.out || !*R.conf.out))
@@ -359,12 +372,17 @@ int main(int argc, char **argv)
 	     !R.conf.api_key || !*R.conf.api_key))
 		fatalx(EXIT_CONFIG, "api.listen: %s is not a loopback address: api.token, api.cert and api.key are required",
 		       R.conf.api_listen);
-	if (check) {
-		cfg_dump(receiver_schema, &R.conf, stdout);
-		printf("configuration OK\n");
-		return 0;
-	}
+}
 
+static int receiver_print_config(void)
+{
+	cfg_dump(receiver_schema, &R.conf, stdout);
+	printf("configuration OK\n");
+	return 0;
+}
+
+static struct store_opts receiver_store_opts(void)
+{
 	struct store_opts so = {
 		.dir = R.conf.dir ? R.conf.dir : "",
 		.single_file = R.conf.out ? R.conf.out : "",
@@ -376,6 +394,15 @@ int main(int argc, char **argv)
 		.sensor_max_bytes = R.conf.sensor_max_size,
 		.sensor_max_age_ms = R.conf.sensor_max_age,
 	};
+	return so;
+}
+
+/* The event loop, the sensor listeners and the API's socket: everything that binds,
+ * while we may still be root. */
+static void receiver_open_listeners(const struct store_opts *so)
+{
+	char err[CFG_ERRLEN];
+
 	R.loop = ev_default_loop(EVFLAG_AUTO);
 	struct server_opts sv = {
 		.ssl_ctx = R.ssl_ctx,
@@ -393,12 +420,13 @@ int main(int argc, char **argv)
 		.store = R.store,
 		/* Name histories sync with the packets: per frame, on the sync timer, or at the
 		 * end of the session. */
-		.names = names_store_new(so.dir, R.conf.fsync == STORE_FSYNC_BATCH      ? NAMES_SYNC_WRITE
-						 : R.conf.fsync == STORE_FSYNC_INTERVAL ? NAMES_SYNC_TIMER
-											: NAMES_SYNC_CLOSE),
+		.names = names_store_new(so->dir, R.conf.fsync == STORE_FSYNC_BATCH      ? NAMES_SYNC_WRITE
+						  : R.conf.fsync == STORE_FSYNC_INTERVAL ? NAMES_SYNC_TIMER
+											 : NAMES_SYNC_CLOSE),
 	};
 	if (!sv.names)
 		fatalx(1, "out of memory");
+	R.names = sv.names;
 	names_store_set_max(sv.names, R.conf.names_max_size);
 	R.srv = server_new(R.loop, &sv);
 	if (!R.srv)
@@ -406,16 +434,16 @@ int main(int argc, char **argv)
 	for (size_t i = 0; i < R.conf.listen.n; i++)
 		if (server_listen(R.srv, R.conf.listen.v[i], err, sizeof(err)) != 0)
 			fatalx(EXIT_CONFIG, "%s", err);
-	if (R.conf.api_listen && *R.conf.api_listen && !so.dir[0])
+	if (R.conf.api_listen && *R.conf.api_listen && !so->dir[0])
 		log_warnx("api.listen: no HTTP API, since there is no repository (storage.dir is empty)");
-	if (R.conf.api_listen && *R.conf.api_listen && so.dir[0]) {
+	if (R.conf.api_listen && *R.conf.api_listen && so->dir[0]) {
 		/* Bound now, served once the store exists; the PEM files are read as root. */
 		struct api_opts ao = {
 			.listen = R.conf.api_listen,
 			.token = R.conf.api_token ? R.conf.api_token : "",
 			.cert = R.conf.api_cert ? R.conf.api_cert : "",
 			.key = R.conf.api_key ? R.conf.api_key : "",
-			.dir = so.dir,
+			.dir = so->dir,
 			.max_conns = (unsigned)R.conf.api_max_conns,
 			.max_conns_per_source = (unsigned)R.conf.api_max_conns_per_source,
 			.header_timeout_ms = (unsigned)R.conf.api_header_timeout,
@@ -425,25 +453,39 @@ int main(int argc, char **argv)
 		if (!R.api)
 			fatalx(EXIT_CONFIG, "%s", err);
 	}
-	if (R.conf.user && *R.conf.user) {
-		/* Sockets are bound; the repository is the only thing left that needs access. */
-		if (so.dir[0] && mkdir(so.dir, 0750) != 0 && errno != EEXIST)
-			fatal(EXIT_CONFIG, "storage.dir: cannot create %s", so.dir);
-		if (so.dir[0] && priv_chown_tree(so.dir, R.conf.user, err, sizeof(err)) != 0)
-			fatalx(EXIT_CONFIG, "user: %s", err);
-		if (priv_drop(R.conf.user, err, sizeof(err)) != 0)
-			fatalx(EXIT_CONFIG, "user: %s", err);
-		log_info("running as user %s", R.conf.user);
-	}
-	if ((so.max_bytes && so.max_bytes < so.segment_bytes) ||
-	    (so.sensor_max_bytes && so.sensor_max_bytes < so.segment_bytes))
+}
+
+static void receiver_drop_privileges(const struct store_opts *so)
+{
+	char err[CFG_ERRLEN];
+
+	if (!R.conf.user || !*R.conf.user)
+		return;
+	/* Sockets are bound; the repository is the only thing left that needs access. */
+	int mrc = so->dir[0] ? fsu_mkdirs(so->dir, 0750) : 0;
+	if (mrc != 0)
+		fatalx(EXIT_CONFIG, "storage.dir: cannot create %s: %s", so->dir, strerror(-mrc));
+	if (so->dir[0] && priv_chown_tree(so->dir, R.conf.user, err, sizeof(err)) != 0)
+		fatalx(EXIT_CONFIG, "user: %s", err);
+	if (priv_drop(R.conf.user, err, sizeof(err)) != 0)
+		fatalx(EXIT_CONFIG, "user: %s", err);
+	log_info("running as user %s", R.conf.user);
+}
+
+/* The store (repository and/or single file), then the dissection worker on it. */
+static void receiver_open_store(const struct store_opts *so)
+{
+	char err[CFG_ERRLEN];
+
+	if ((so->max_bytes && so->max_bytes < so->segment_bytes) ||
+	    (so->sensor_max_bytes && so->sensor_max_bytes < so->segment_bytes))
 		log_warnx("storage.max_size or storage.sensor_max_size is below storage.segment_size: "
 			  "segments will be deleted as soon as they are closed");
-	R.store = store_new(&so, err, sizeof(err));
+	R.store = store_new(so, err, sizeof(err));
 	if (!R.store)
 		fatalx(EXIT_CONFIG, "%s", err);
 	server_set_store(R.srv, R.store);
-	if (R.conf.l4_enabled && so.dir[0]) {
+	if (R.conf.l4_enabled && so->dir[0]) {
 		/* After the store: the index exists and agrees with the files. */
 		struct l4_limits lim = {
 			.max_conns = (size_t)R.conf.l4_max_conns,
@@ -452,11 +494,17 @@ int main(int argc, char **argv)
 			.timeout_short_ns = R.conf.l4_short_timeout * 1000000,
 			.timeout_closed_ns = R.conf.l4_closed_timeout * 1000000,
 		};
-		R.dissect = dissect_worker_start(so.dir, &lim, (unsigned)((R.conf.stats_interval + 999) / 1000), err,
+		R.dissect = dissect_worker_start(so->dir, &lim, (unsigned)((R.conf.stats_interval + 999) / 1000), err,
 						 sizeof(err));
 		if (!R.dissect)
 			fatalx(EXIT_CONFIG, "%s", err);
 	}
+}
+
+static void receiver_start_api(void)
+{
+	char err[CFG_ERRLEN];
+
 	if (R.conf.insecure)
 		log_warnx("auth.insecure is set: sensors are NOT authenticated and traffic is NOT encrypted");
 	signal(SIGPIPE, SIG_IGN);
@@ -465,6 +513,11 @@ int main(int argc, char **argv)
 		fatalx(EXIT_CONFIG, "%s", err);
 	if (R.api)
 		log_info("HTTP API on %s%s", R.conf.api_listen, R.conf.api_cert && *R.conf.api_cert ? " (HTTPS)" : "");
+}
+
+/* Descriptor limit, signals and the stats timer; then serves until INT or TERM. */
+static void receiver_run(void)
+{
 	/* Each session holds one descriptor: allow as many as the hard limit permits. */
 	struct rlimit rl;
 	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
@@ -482,16 +535,41 @@ int main(int argc, char **argv)
 		 R.conf.dir && *R.conf.dir ? R.conf.dir : "(no repository)", R.conf.out && *R.conf.out ? ", single file " : "",
 		 R.conf.out && *R.conf.out ? R.conf.out : "");
 	ev_run(R.loop, 0);
+}
 
+static void receiver_shutdown(void)
+{
 	api_free(R.api);
-	store_foreach(R.store, receiver_log_sensor, NULL);
+	/* The store worker stops with the server: the store is this thread's again. */
 	server_free(R.srv);
+	receiver_log_all(NULL);
 	store_free(R.store);
 	/* After the store closed its segments: they are dissected before the end. */
 	dissect_worker_stop(R.dissect, 10000);
-	names_store_free(sv.names);
+	names_store_free(R.names);
 	if (R.ssl_ctx)
 		SSL_CTX_free(R.ssl_ctx);
 	cfg_free(receiver_schema, &R.conf);
+}
+
+int main(int argc, char **argv)
+{
+	bool check = false;
+	const char *names_at_sensor = NULL;
+
+	log_init("pcapline-receiver", LOG_LVL_INFO);
+	receiver_load_config(argc, argv, &check, &names_at_sensor);
+	if (names_at_sensor)
+		return receiver_names_at(R.conf.dir ? R.conf.dir : "", names_at_sensor, argv[optind], argv[optind + 1]);
+	receiver_check_config();
+	if (check)
+		return receiver_print_config();
+	struct store_opts so = receiver_store_opts();
+	receiver_open_listeners(&so);
+	receiver_drop_privileges(&so);
+	receiver_open_store(&so);
+	receiver_start_api();
+	receiver_run();
+	receiver_shutdown();
 	return 0;
 }

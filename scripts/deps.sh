@@ -6,7 +6,7 @@
 # boot of a cloud machine, say), it waits for them, saying who holds them, for at most
 # DEPS_LOCK_TIMEOUT seconds (600 by default). `deps.sh --wait-apt` only does that wait.
 set -eu
-PKGS="build-essential pkg-config clang libclang-rt-14-dev
+PKGS="build-essential pkg-config clang libclang-rt-14-dev clang-format
 libpcap-dev libssl-dev liblz4-dev libev-dev libyaml-dev libarchive-dev libsqlite3-dev
 libjansson-dev libmicrohttpd-dev libcmocka-dev
 openssl lz4 tcpdump tshark wireshark-common tcpreplay curl dnsutils

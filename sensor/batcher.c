@@ -10,8 +10,6 @@
 
 struct batcher {
 	uint8_t *raw;
-	uint8_t *zbuf;    /* compression output, reused: a fresh buffer per batch costs page faults */
-	uint32_t zcap;
 	uint32_t cap;     /* allocated bytes of raw */
 	uint32_t max_raw; /* seal threshold */
 	uint32_t len;
@@ -38,12 +36,8 @@ struct batcher *batcher_new(uint32_t max_raw, uint64_t first_seq, batcher_sealed
 	/* Room for one maximal record beyond the threshold so that no record is refused. */
 	b->cap = max_raw + PROTO_REC_HDR_LEN + PROTO_MAX_SNAPLEN;
 	b->raw = malloc(b->cap);
-	int bound = proto_lz4_bound(b->cap);
-	b->zcap = bound > 0 ? (uint32_t)bound : 0;
-	b->zbuf = b->zcap ? malloc(b->zcap) : NULL;
-	if (!b->raw || !b->zbuf) {
+	if (!b->raw || proto_lz4_bound(b->cap) <= 0) {
 		free(b->raw);
-		free(b->zbuf);
 		free(b);
 		return NULL;
 	}
@@ -58,16 +52,13 @@ void batcher_flush(struct batcher *b)
 	if (b->n == 0)
 		return;
 	uint16_t flags = 0;
-	const uint8_t *src = b->raw;
-	uint32_t dlen = b->len;
-	int clen = proto_lz4_compress(b->raw, b->len, b->zbuf, b->zcap);
-	if (clen > 0 && (uint32_t)clen < b->len) {
-		flags = PROTO_F_LZ4;
-		src = b->zbuf;
-		dlen = (uint32_t)clen;
-	}
-	/* Otherwise incompressible (encrypted payloads): sent as is, never larger. */
-	struct batch *bt = malloc(sizeof(*bt) + PROTO_HDR_LEN + PROTO_BATCH_HDR_LEN + dlen);
+	const size_t hdr = PROTO_HDR_LEN + PROTO_BATCH_HDR_LEN;
+	/* lz4 writes straight into the frame, which therefore has room for its worst case
+	 * (a little above the raw size); the slack is given back below, in place. */
+	size_t room = (size_t)proto_lz4_bound(b->len);
+	if (room < b->len)
+		room = b->len;
+	struct batch *bt = malloc(sizeof(*bt) + hdr + room);
 	if (!bt) {
 		/* Nothing sensible to do without memory: the records are lost and counted
 		 * by the caller as queue drops through the missing batch. */
@@ -76,7 +67,20 @@ void batcher_flush(struct batcher *b)
 		b->since = 0;
 		return;
 	}
-	memcpy(bt->frame + PROTO_HDR_LEN + PROTO_BATCH_HDR_LEN, src, dlen);
+	uint32_t dlen = b->len;
+	int clen = proto_lz4_compress(b->raw, b->len, bt->frame + hdr, (uint32_t)room);
+	if (clen > 0 && (uint32_t)clen < b->len) {
+		flags = PROTO_F_LZ4;
+		dlen = (uint32_t)clen;
+	} else {
+		/* Incompressible (encrypted payloads): sent as is, never larger. */
+		memcpy(bt->frame + hdr, b->raw, b->len);
+	}
+	if (dlen < room) {
+		struct batch *small = realloc(bt, sizeof(*bt) + hdr + dlen);
+		if (small)
+			bt = small;
+	}
 	proto_batch_hdr_encode(b->seq, b->n, b->len, bt->frame + PROTO_HDR_LEN, PROTO_BATCH_HDR_LEN);
 	proto_hdr_encode(bt->frame, PROTO_BATCH, flags, PROTO_BATCH_HDR_LEN + dlen);
 	bt->next = NULL;
@@ -114,6 +118,5 @@ void batcher_free(struct batcher *b)
 	if (!b)
 		return;
 	free(b->raw);
-	free(b->zbuf);
 	free(b);
 }

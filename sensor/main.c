@@ -21,6 +21,7 @@
 #include "sensor/batcher.h"
 #include "sensor/capture.h"
 #include "shared/config.h"
+#include "shared/hostport.h"
 #include "shared/log.h"
 #include "sensor/names.h"
 #include "shared/privdrop.h"
@@ -120,6 +121,8 @@ struct sensor {
 	uint64_t raw_bytes, frame_bytes; /* batch records before and frames after compression */
 	struct log_limit drop_lim;
 	int exit_code;
+	char id[PROTO_MAX_ID + 1];
+	char *exclude;   /* BPF excluding the uplink's own packets, or NULL */
 };
 
 static void sensor_defaults(struct sensor_conf *c)
@@ -508,28 +511,16 @@ static void sensor_on_hup(struct ev_loop *loop, ev_signal *w, int revents)
 	cfg_free(sensor_schema, &nc);
 }
 
-/* Splits "host:port" or "[v6]:port". */
-static int sensor_parse_target(const char *s, struct uplink_target *t)
+/* One receiver of uplink.receivers: "host:port" or "[v6]:port". */
+static int sensor_parse_target(const char *s, struct uplink_target *t, char *err, size_t errlen)
 {
-	const char *colon;
+	struct hostport hp;
+
 	memset(t, 0, sizeof(*t));
-	if (s[0] == '[') {
-		const char *rb = strchr(s, ']');
-		if (!rb || rb[1] != ':')
-			return -1;
-		snprintf(t->host, sizeof(t->host), "%.*s", (int)(rb - s - 1), s + 1);
-		colon = rb + 1;
-	} else {
-		colon = strrchr(s, ':');
-		if (!colon || colon == s)
-			return -1;
-		snprintf(t->host, sizeof(t->host), "%.*s", (int)(colon - s), s);
-	}
-	char *end;
-	long port = strtol(colon + 1, &end, 10);
-	if (*end || port < 1 || port > 65535)
+	if (hostport_parse(s, 0, "uplink.receivers", &hp, err, errlen) != 0)
 		return -1;
-	snprintf(t->port, sizeof(t->port), "%ld", port);
+	snprintf(t->host, sizeof(t->host), "%s", hp.host);
+	snprintf(t->port, sizeof(t->port), "%s", hp.port);
 	return 0;
 }
 
@@ -575,11 +566,10 @@ static void sensor_flag(struct sensor *s, const char *path, const char *value, c
 		fatalx(EXIT_CONFIG, "%s", err);
 }
 
-int main(int argc, char **argv)
+/* Defaults, then the config file, then the command-line flags over it. */
+static void sensor_load_config(struct sensor *s, int argc, char **argv, bool *check)
 {
-	static struct sensor s;
 	char err[CFG_ERRLEN];
-	bool check = false;
 	enum { O_ID = 256, O_CA, O_CERT, O_KEY, O_INSECURE, O_LOG, O_CHECK };
 	static const struct option longopts[] = {
 		{"config", required_argument, NULL, 'c'}, {"iface", required_argument, NULL, 'i'},
@@ -596,18 +586,13 @@ int main(int argc, char **argv)
 	} flags[32];
 	size_t n_flags = 0;
 
-	log_init("pcapline-sensor", LOG_LVL_INFO);
-	/* Batches of about a MiB come and go all the time: keep them on the heap for
-	 * reuse instead of a fresh, page-faulting mmap per batch. */
-	mallopt(M_MMAP_THRESHOLD, 32 << 20);
-	mallopt(M_TRIM_THRESHOLD, 64 << 20);
-	sensor_defaults(&s.conf);
-	s.config_path = getenv("PCAPLINE_CONFIG");
+	sensor_defaults(&s->conf);
+	s->config_path = getenv("PCAPLINE_CONFIG");
 	int ch;
 	while ((ch = getopt_long(argc, argv, "c:i:f:r:s:t:Vh", longopts, NULL)) != -1) {
 		const char *path = NULL;
 		switch (ch) {
-		case 'c': s.config_path = optarg; continue;
+		case 'c': s->config_path = optarg; continue;
 		case 'i': path = "capture.interfaces"; break;
 		case 'f': path = "capture.filter"; break;
 		case 'r': path = "capture.file"; break;
@@ -619,10 +604,10 @@ int main(int argc, char **argv)
 		case O_KEY: path = "tls.key"; break;
 		case O_INSECURE: path = "uplink.insecure"; optarg = "true"; break;
 		case O_LOG: path = "log.level"; break;
-		case O_CHECK: check = true; continue;
-		case 'V': printf("pcapline-sensor %s\n", PCAPLINE_VERSION); return 0;
-		case 'h': usage(stdout); return 0;
-		default: usage(stderr); return EXIT_CONFIG;
+		case O_CHECK: *check = true; continue;
+		case 'V': printf("pcapline-sensor %s\n", PCAPLINE_VERSION); exit(0);
+		case 'h': usage(stdout); exit(0);
+		default: usage(stderr); exit(EXIT_CONFIG);
 		}
 		if (n_flags == sizeof(flags) / sizeof(flags[0]))
 			fatalx(EXIT_CONFIG, "too many flags");
@@ -633,175 +618,252 @@ int main(int argc, char **argv)
 	}
 	if (optind < argc)
 		fatalx(EXIT_CONFIG, "unexpected argument '%s' (see --help)", argv[optind]);
-	if (cfg_load(sensor_schema, &s.conf, s.config_path, err, sizeof(err)) != 0)
+	if (cfg_load(sensor_schema, &s->conf, s->config_path, err, sizeof(err)) != 0)
 		fatalx(EXIT_CONFIG, "%s", err);
 	for (size_t i = 0; i < n_flags; i++)
-		sensor_flag(&s, flags[i].path, flags[i].value, flags[i].flag);
-	log_set_level((enum log_level)s.conf.log_level);
+		sensor_flag(s, flags[i].path, flags[i].value, flags[i].flag);
+	log_set_level((enum log_level)s->conf.log_level);
+}
 
-	/* Cross-key checks that the schema cannot express. */
-	if (s.conf.receivers.n == 0)
+/* Cross-key checks that the schema cannot express, and the receivers to connect to. */
+static void sensor_check_config(struct sensor *s)
+{
+	char err[CFG_ERRLEN];
+
+	if (s->conf.receivers.n == 0)
 		fatalx(EXIT_CONFIG, "uplink.receivers: at least one receiver (host:port) is required");
-	if (s.conf.file && *s.conf.file && s.conf.interfaces.n > 0)
-		log_warnx("capture.file is set: replaying %s, capture.interfaces is not used", s.conf.file);
-	if ((!s.conf.file || !*s.conf.file) && s.conf.interfaces.n == 0)
+	if (s->conf.file && *s->conf.file && s->conf.interfaces.n > 0)
+		log_warnx("capture.file is set: replaying %s, capture.interfaces is not used", s->conf.file);
+	if ((!s->conf.file || !*s->conf.file) && s->conf.interfaces.n == 0)
 		fatalx(EXIT_CONFIG, "capture.interfaces: no interface configured (or set capture.file)");
-	s.targets = calloc(s.conf.receivers.n, sizeof(*s.targets));
-	if (!s.targets)
+	s->targets = calloc(s->conf.receivers.n, sizeof(*s->targets));
+	if (!s->targets)
 		fatalx(1, "out of memory");
-	for (size_t i = 0; i < s.conf.receivers.n; i++) {
-		if (sensor_parse_target(s.conf.receivers.v[i], &s.targets[i]) != 0)
-			fatalx(EXIT_CONFIG, "uplink.receivers: '%s' is not host:port", s.conf.receivers.v[i]);
-		snprintf(s.targets[i].server_name, sizeof(s.targets[i].server_name), "%s",
-			 s.conf.server_name && *s.conf.server_name ? s.conf.server_name : s.targets[i].host);
+	for (size_t i = 0; i < s->conf.receivers.n; i++) {
+		if (sensor_parse_target(s->conf.receivers.v[i], &s->targets[i], err, sizeof(err)) != 0)
+			fatalx(EXIT_CONFIG, "%s", err);
+		snprintf(s->targets[i].server_name, sizeof(s->targets[i].server_name), "%s",
+			 s->conf.server_name && *s->conf.server_name ? s->conf.server_name : s->targets[i].host);
 	}
-	if (!s.conf.insecure) {
-		struct tls_opts to = {s.conf.ca, s.conf.cert, s.conf.key, NULL, s.conf.tls_min == 1 ? 12 : 13};
-		s.ssl_ctx = tls_ctx_client(&to, err, sizeof(err));
-		if (!s.ssl_ctx)
+}
+
+/* The TLS client context, and the sensor id: sensor.id, or else the certificate's CN. */
+static void sensor_init_identity(struct sensor *s)
+{
+	char err[CFG_ERRLEN];
+
+	if (!s->conf.insecure) {
+		struct tls_opts to = {s->conf.ca, s->conf.cert, s->conf.key, NULL, s->conf.tls_min == 1 ? 12 : 13};
+		s->ssl_ctx = tls_ctx_client(&to, err, sizeof(err));
+		if (!s->ssl_ctx)
 			fatalx(EXIT_CONFIG, "%s", err);
 	}
-	const char *id = s.conf.id;
+	const char *id = s->conf.id;
 	char cn[PROTO_MAX_ID + 1];
 	if (!id || !*id) {
-		int idr = s.conf.insecure ? TLS_ID_NO_CERT : tls_cert_identity(s.conf.cert, cn, sizeof(cn));
+		int idr = s->conf.insecure ? TLS_ID_NO_CERT : tls_cert_identity(s->conf.cert, cn, sizeof(cn));
 		if (idr != 0)
 			fatalx(EXIT_CONFIG, "sensor.id: not set and no identity in the certificate to take it from: %s",
-			       s.conf.insecure ? "uplink.insecure has none" : tls_identity_strerror(idr));
+			       s->conf.insecure ? "uplink.insecure has none" : tls_identity_strerror(idr));
 		id = cn;
 	}
-	if (strlen(id) > PROTO_MAX_ID || strspn(id, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") != strlen(id))
-		fatalx(EXIT_CONFIG, "sensor.id: '%s' must be 1..%d characters of A-Z a-z 0-9 . _ -", id, PROTO_MAX_ID);
+	if (!proto_sensor_id_ok(id, strlen(id)))
+		fatalx(EXIT_CONFIG, "sensor.id: '%s' must be 1..%d characters of A-Z a-z 0-9 . _ -, not starting with '.'",
+		       id, PROTO_MAX_ID);
+	snprintf(s->id, sizeof(s->id), "%s", id);
+}
 
-	char *exclude = s.conf.exclude_uplink && !(s.conf.file && *s.conf.file)
-				? sensor_exclusion(s.targets, s.conf.receivers.n)
-				: NULL;
+/* Opens the interfaces (or the file to replay) and reads the hosts file, while every
+ * file is still readable. */
+static void sensor_open_capture(struct sensor *s)
+{
+	char err[CFG_ERRLEN];
+
+	s->exclude = s->conf.exclude_uplink && !(s->conf.file && *s->conf.file)
+			     ? sensor_exclusion(s->targets, s->conf.receivers.n)
+			     : NULL;
 	struct capture_opts co = {
-		.ifaces = (const char *const *)s.conf.interfaces.v,
-		.n_ifaces = s.conf.interfaces.n,
-		.file = s.conf.file,
-		.filter = s.conf.filter ? s.conf.filter : "",
-		.exclude = exclude ? exclude : "",
-		.snaplen = (uint32_t)s.conf.snaplen,
-		.promisc = s.conf.promisc,
-		.buffer_bytes = s.conf.buffer_size,
+		.ifaces = (const char *const *)s->conf.interfaces.v,
+		.n_ifaces = s->conf.interfaces.n,
+		.file = s->conf.file,
+		.filter = s->conf.filter ? s->conf.filter : "",
+		.exclude = s->exclude ? s->exclude : "",
+		.snaplen = (uint32_t)s->conf.snaplen,
+		.promisc = s->conf.promisc,
+		.buffer_bytes = s->conf.buffer_size,
 		.cb = sensor_on_packet,
-		.cb_arg = &s,
+		.cb_arg = s,
 	};
-	s.cap = capture_open(&co, err, sizeof(err));
-	if (!s.cap)
+	s->cap = capture_open(&co, err, sizeof(err));
+	if (!s->cap)
 		fatalx(EXIT_CONFIG, "%s", err);
-	if (s.conf.names_enabled) {
-		/* Read the hosts file now, while every file is still readable. */
-		struct names_config nc = sensor_names_config(&s.conf);
+	if (s->conf.names_enabled) {
+		struct names_config nc = sensor_names_config(&s->conf);
 		if (names_check(&nc, err, sizeof(err)) != 0)
 			fatalx(EXIT_CONFIG, "%s", err);
-		if (!(s.names = names_new(sensor_names_send, &s)))
+		if (!(s->names = names_new(sensor_names_send, s)))
 			fatalx(1, "out of memory");
-		if (names_load(s.names, &nc, err, sizeof(err)) != 0)
+		if (names_load(s->names, &nc, err, sizeof(err)) != 0)
 			fatalx(EXIT_CONFIG, "%s", err);
 	}
-	if (check) {
-		cfg_dump(sensor_schema, &s.conf, stdout);
-		printf("# sensor id: %s; uplink exclusion: %s\n", id, exclude && *exclude ? exclude : "(none)");
-		printf("configuration OK\n");
-		return 0;
-	}
+}
 
-	snprintf(s.hello.sensor_id, sizeof(s.hello.sensor_id), "%s", id);
-	snprintf(s.hello.version, sizeof(s.hello.version), "%s", PCAPLINE_VERSION);
-	snprintf(s.hello.token, sizeof(s.hello.token), "%s", s.conf.token ? s.conf.token : "");
-	s.hello.caps = PROTO_CAP_LZ4 | (s.names ? PROTO_CAP_NAMES : 0);
+static int sensor_print_config(const struct sensor *s)
+{
+	cfg_dump(sensor_schema, &s->conf, stdout);
+	printf("# sensor id: %s; uplink exclusion: %s\n", s->id, s->exclude && *s->exclude ? s->exclude : "(none)");
+	printf("configuration OK\n");
+	return 0;
+}
+
+/* The HELLO to send, and the spool, which may continue an earlier epoch. Returns the
+ * first sequence number to assign. */
+static uint64_t sensor_init_session(struct sensor *s)
+{
+	char err[CFG_ERRLEN];
+
+	snprintf(s->hello.sensor_id, sizeof(s->hello.sensor_id), "%s", s->id);
+	snprintf(s->hello.version, sizeof(s->hello.version), "%s", PCAPLINE_VERSION);
+	snprintf(s->hello.token, sizeof(s->hello.token), "%s", s->conf.token ? s->conf.token : "");
+	s->hello.caps = PROTO_CAP_LZ4 | (s->names ? PROTO_CAP_NAMES : 0);
 	/* A new sequence space per start: the start time in ns never repeats (PROTOCOL.md 6.2). */
 	struct timespec now;
 	clock_gettime(CLOCK_REALTIME, &now);
-	s.hello.epoch = (uint64_t)now.tv_sec * 1000000000ull + (uint64_t)now.tv_nsec;
+	s->hello.epoch = (uint64_t)now.tv_sec * 1000000000ull + (uint64_t)now.tv_nsec;
 	uint64_t first_seq = 1;
-	if (s.conf.spool_dir && *s.conf.spool_dir) {
-		s.spool = spool_open(s.conf.spool_dir, s.conf.spool_max, s.hello.epoch, &s.hello.epoch, &first_seq,
-				     err, sizeof(err));
-		if (!s.spool)
+	if (s->conf.spool_dir && *s->conf.spool_dir) {
+		s->spool = spool_open(s->conf.spool_dir, s->conf.spool_max, s->hello.epoch, &s->hello.epoch, &first_seq,
+				      err, sizeof(err));
+		if (!s->spool)
 			fatalx(EXIT_CONFIG, "%s", err);
 	}
-	s.hello.n_ifaces = (uint16_t)capture_iface_count(s.cap);
-	for (size_t i = 0; i < s.hello.n_ifaces; i++) {
-		capture_iface(s.cap, i, &s.hello.ifaces[i]);
-		log_info("interface %zu: %s, link type %u, snaplen %u", i, s.hello.ifaces[i].name,
-			 s.hello.ifaces[i].linktype, s.hello.ifaces[i].snaplen);
+	s->hello.n_ifaces = (uint16_t)capture_iface_count(s->cap);
+	for (size_t i = 0; i < s->hello.n_ifaces; i++) {
+		capture_iface(s->cap, i, &s->hello.ifaces[i]);
+		log_info("interface %zu: %s, link type %u, snaplen %u", i, s->hello.ifaces[i].name,
+			 s->hello.ifaces[i].linktype, s->hello.ifaces[i].snaplen);
 	}
-	if (exclude && *exclude)
-		log_info("excluding own uplink traffic: %s", exclude);
+	if (s->exclude && *s->exclude)
+		log_info("excluding own uplink traffic: %s", s->exclude);
+	return first_seq;
+}
 
-	if (s.conf.user && *s.conf.user) {
-		/* Capture sockets are open and the spool exists: nothing below needs root. */
-		if (s.spool && priv_chown_tree(s.conf.spool_dir, s.conf.user, err, sizeof(err)) != 0)
-			fatalx(EXIT_CONFIG, "sensor.user: %s", err);
-		if (priv_drop(s.conf.user, err, sizeof(err)) != 0)
-			fatalx(EXIT_CONFIG, "sensor.user: %s", err);
-		log_info("running as user %s", s.conf.user);
-	}
-	s.loop = ev_default_loop(EVFLAG_AUTO);
-	s.batcher = batcher_new((uint32_t)s.conf.batch_bytes, first_seq, sensor_on_sealed, &s);
+static void sensor_drop_privileges(struct sensor *s)
+{
+	char err[CFG_ERRLEN];
+
+	if (!s->conf.user || !*s->conf.user)
+		return;
+	/* Capture sockets are open and the spool exists: nothing below needs root. */
+	if (s->spool && priv_chown_tree(s->conf.spool_dir, s->conf.user, err, sizeof(err)) != 0)
+		fatalx(EXIT_CONFIG, "sensor.user: %s", err);
+	if (priv_drop(s->conf.user, err, sizeof(err)) != 0)
+		fatalx(EXIT_CONFIG, "sensor.user: %s", err);
+	log_info("running as user %s", s->conf.user);
+}
+
+/* The event loop, the batcher and the uplink. */
+static void sensor_start_pipeline(struct sensor *s, uint64_t first_seq)
+{
+	s->loop = ev_default_loop(EVFLAG_AUTO);
+	s->batcher = batcher_new((uint32_t)s->conf.batch_bytes, first_seq, sensor_on_sealed, s);
 	struct uplink_opts uo = {
-		.targets = s.targets, .n_targets = s.conf.receivers.n, .ssl_ctx = s.ssl_ctx,
-		.hello = &s.hello,
+		.targets = s->targets, .n_targets = s->conf.receivers.n, .ssl_ctx = s->ssl_ctx,
+		.hello = &s->hello,
 		/* A replay only pauses when the window is full, so it needs no more in flight
 		 * than keeps the link busy; live capture needs the whole window to ride out
 		 * receiver stalls. */
-		.window_bytes = capture_is_file(s.cap) && s.conf.window > SENSOR_REPLAY_WINDOW ? SENSOR_REPLAY_WINDOW
-											    : s.conf.window,
+		.window_bytes = capture_is_file(s->cap) && s->conf.window > SENSOR_REPLAY_WINDOW ? SENSOR_REPLAY_WINDOW
+											      : s->conf.window,
 		/* A batch closes after the record that crosses max_bytes; sent raw if lz4 does not help. */
-		.max_batch_frame = PROTO_HDR_LEN + PROTO_BATCH_HDR_LEN + s.conf.batch_bytes + PROTO_REC_HDR_LEN + PROTO_MAX_SNAPLEN, .on_room = sensor_on_room,
+		.max_batch_frame = PROTO_HDR_LEN + PROTO_BATCH_HDR_LEN + s->conf.batch_bytes + PROTO_REC_HDR_LEN + PROTO_MAX_SNAPLEN, .on_room = sensor_on_room,
 		.on_session = sensor_on_session, .next_seq = sensor_next_seq,
-		.on_epoch_reused = sensor_on_epoch_reused, .on_refused = sensor_on_refused, .arg = &s,
+		.on_epoch_reused = sensor_on_epoch_reused, .on_refused = sensor_on_refused, .arg = s,
 	};
-	s.uplink = uplink_new(s.loop, &uo);
-	if (!s.batcher || !s.uplink)
+	s->uplink = uplink_new(s->loop, &uo);
+	if (!s->batcher || !s->uplink)
 		fatalx(1, "out of memory");
-	if (s.conf.insecure)
+	if (s->conf.insecure)
 		log_warnx("uplink.insecure is set: packets travel UNENCRYPTED and the receiver is NOT authenticated");
+}
 
-	double tick = (double)s.conf.batch_delay / 4000.0;
-	ev_timer_init(&s.batch_timer, sensor_on_batch_timer, tick < 0.005 ? 0.005 : tick, tick < 0.005 ? 0.005 : tick);
-	s.batch_timer.data = &s;
-	ev_timer_start(s.loop, &s.batch_timer);
-	double si = (double)s.conf.stats_interval / 1000.0;
-	ev_timer_init(&s.stats_timer, sensor_on_stats, si, si);
-	s.stats_timer.data = &s;
-	ev_timer_start(s.loop, &s.stats_timer);
-	ev_timer_init(&s.drain_timer, sensor_on_drain_timeout, 1., 0.);
-	s.drain_timer.data = &s;
-	ev_signal_init(&s.sigint, sensor_on_signal, SIGINT);
-	ev_signal_init(&s.sigterm, sensor_on_signal, SIGTERM);
-	ev_signal_init(&s.sighup, sensor_on_hup, SIGHUP);
-	s.sigint.data = s.sigterm.data = s.sighup.data = &s;
-	ev_signal_start(s.loop, &s.sigint);
-	ev_signal_start(s.loop, &s.sigterm);
-	ev_signal_start(s.loop, &s.sighup);
+/* Batch and stats timers, and the signals that stop (INT, TERM) or reload (HUP). */
+static void sensor_init_timers(struct sensor *s)
+{
+	double tick = (double)s->conf.batch_delay / 4000.0;
+	ev_timer_init(&s->batch_timer, sensor_on_batch_timer, tick < 0.005 ? 0.005 : tick, tick < 0.005 ? 0.005 : tick);
+	s->batch_timer.data = s;
+	ev_timer_start(s->loop, &s->batch_timer);
+	double si = (double)s->conf.stats_interval / 1000.0;
+	ev_timer_init(&s->stats_timer, sensor_on_stats, si, si);
+	s->stats_timer.data = s;
+	ev_timer_start(s->loop, &s->stats_timer);
+	ev_timer_init(&s->drain_timer, sensor_on_drain_timeout, 1., 0.);
+	s->drain_timer.data = s;
+	ev_signal_init(&s->sigint, sensor_on_signal, SIGINT);
+	ev_signal_init(&s->sigterm, sensor_on_signal, SIGTERM);
+	ev_signal_init(&s->sighup, sensor_on_hup, SIGHUP);
+	s->sigint.data = s->sigterm.data = s->sighup.data = s;
+	ev_signal_start(s->loop, &s->sigint);
+	ev_signal_start(s->loop, &s->sigterm);
+	ev_signal_start(s->loop, &s->sighup);
 	signal(SIGPIPE, SIG_IGN);
+}
 
-	log_info("sensor %s starting: %zu interface(s), %zu receiver(s), filter '%s'", id,
-		 (size_t)s.hello.n_ifaces, s.conf.receivers.n, s.conf.filter ? s.conf.filter : "");
-	sensor_refill(&s);
-	if (s.names)
-		names_start(s.names, s.loop);
-	uplink_start(s.uplink);
-	capture_start(s.cap, s.loop);
-	ev_run(s.loop, 0);
-	sensor_spool_rest(&s);
+/* Runs until capture ends or a signal stops it, then spools what is still unsent. */
+static void sensor_run(struct sensor *s)
+{
+	log_info("sensor %s starting: %zu interface(s), %zu receiver(s), filter '%s'", s->id,
+		 (size_t)s->hello.n_ifaces, s->conf.receivers.n, s->conf.filter ? s->conf.filter : "");
+	sensor_refill(s);
+	if (s->names)
+		names_start(s->names, s->loop);
+	uplink_start(s->uplink);
+	capture_start(s->cap, s->loop);
+	ev_run(s->loop, 0);
+	sensor_spool_rest(s);
+}
 
-	if (capture_file_error(s.cap, err, sizeof(err)) != 0)
+static void sensor_shutdown(struct sensor *s)
+{
+	char err[CFG_ERRLEN];
+
+	if (capture_file_error(s->cap, err, sizeof(err)) != 0)
 		log_warnx("%s (every complete record before it was sent)", err);
-	sensor_log_stats(&s, "final");
-	uplink_free(s.uplink);
-	names_free(s.names);
-	batcher_free(s.batcher);
-	capture_close(s.cap);
-	spool_close(s.spool);
-	if (s.ssl_ctx)
-		SSL_CTX_free(s.ssl_ctx);
-	free(s.targets);
-	free(exclude);
-	cfg_free(sensor_schema, &s.conf);
+	sensor_log_stats(s, "final");
+	uplink_free(s->uplink);
+	names_free(s->names);
+	batcher_free(s->batcher);
+	capture_close(s->cap);
+	spool_close(s->spool);
+	if (s->ssl_ctx)
+		SSL_CTX_free(s->ssl_ctx);
+	free(s->targets);
+	free(s->exclude);
+	cfg_free(sensor_schema, &s->conf);
+}
+
+int main(int argc, char **argv)
+{
+	static struct sensor s;
+	bool check = false;
+
+	log_init("pcapline-sensor", LOG_LVL_INFO);
+	/* Batches of about a MiB come and go all the time: keep them on the heap for
+	 * reuse instead of a fresh, page-faulting mmap per batch. */
+	mallopt(M_MMAP_THRESHOLD, 32 << 20);
+	mallopt(M_TRIM_THRESHOLD, 64 << 20);
+	sensor_load_config(&s, argc, argv, &check);
+	sensor_check_config(&s);
+	sensor_init_identity(&s);
+	sensor_open_capture(&s);
+	if (check)
+		return sensor_print_config(&s);
+	uint64_t first_seq = sensor_init_session(&s);
+	sensor_drop_privileges(&s);
+	sensor_start_pipeline(&s, first_seq);
+	sensor_init_timers(&s);
+	sensor_run(&s);
+	sensor_shutdown(&s);
 	return s.exit_code;
 }

@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "shared/fsutil.h"
 #include "shared/log.h"
 #include "proto/wire.h"
 
@@ -114,12 +115,7 @@ static void spool_boot_id(char *out)
 
 static int spool_sync_dir(const struct spool *sp)
 {
-	int fd = open(sp->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	int rc = fsync(fd) == 0 ? 0 : -errno;
-	close(fd);
-	return rc;
+	return fsu_fsync_path(sp->dir);
 }
 
 /* Reads "<key> <20 digits>\n" at *p and advances it. Returns 0 or -1. */
@@ -267,8 +263,9 @@ struct spool *spool_open(const char *dir, uint64_t max_bytes, uint64_t new_epoch
 	sp->max_bytes = max_bytes;
 	sp->seq_fd = -1;
 	spool_boot_id(sp->boot);
-	if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
-		snprintf(err, errlen, "spool.dir: cannot create %s: %s", dir, strerror(errno));
+	int mrc = fsu_mkdirs(dir, 0700);
+	if (mrc != 0) {
+		snprintf(err, errlen, "spool.dir: cannot create %s: %s", dir, strerror(-mrc));
 		goto fail;
 	}
 	DIR *d = opendir(dir);
@@ -445,13 +442,10 @@ int spool_put(struct spool *sp, const struct batch *b)
 	if (fd < 0)
 		return -errno;
 	uint32_t h[4] = {SPOOL_MAGIC, b->n_records, b->raw_len, (uint32_t)b->len};
-	int rc = 0;
-	ssize_t w1 = write(fd, h, sizeof(h)), w2 = w1 == (ssize_t)sizeof(h) ? write(fd, b->frame, b->len) : 0;
-	/* A short write without an error means the disk is full (errno is stale then). */
-	if (w1 < 0 || w2 < 0)
-		rc = -errno;
-	else if (w1 != (ssize_t)sizeof(h) || w2 != (ssize_t)b->len)
-		rc = -ENOSPC;
+	/* A short write goes on, so a full disk shows as ENOSPC from the next write. */
+	int rc = fsu_write_all(fd, h, sizeof(h));
+	if (rc == 0)
+		rc = fsu_write_all(fd, b->frame, b->len);
 	close(fd);
 	if (rc == 0 && rename(tmp, path) != 0)
 		rc = -errno;

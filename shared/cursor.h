@@ -3,14 +3,17 @@
  * A bounds-checked read cursor over untrusted bytes (packets, DNS messages): every
  * reader fails on truncation and consumes nothing then, so that no length taken from
  * the input can form a pointer past its end (the discipline of tcpdump's GET_BE_U_2).
- * Header only: the readers are small enough to inline into every parser.
+ * Header only: the readers are small enough to inline into every parser. Pure (no I/O,
+ * no allocation), so proto/ may use it: this is the one read cursor of the project.
  */
 #ifndef PCAPLINE_SHARED_CURSOR_H
 #define PCAPLINE_SHARED_CURSOR_H
 
+#include <byteswap.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 struct cursor {
 	const uint8_t *p;
@@ -82,6 +85,47 @@ static inline bool cursor_u32be(struct cursor *c, uint32_t *v)
 	if (cursor_left(c) < 4)
 		return false;
 	*v = (uint32_t)c->p[0] << 24 | (uint32_t)c->p[1] << 16 | (uint32_t)c->p[2] << 8 | c->p[3];
+	c->p += 4;
+	return true;
+}
+
+static inline bool cursor_u64be(struct cursor *c, uint64_t *v)
+{
+	uint64_t x = 0;
+
+	if (cursor_left(c) < 8)
+		return false;
+	for (int i = 0; i < 8; i++)
+		x = x << 8 | c->p[i];
+	*v = x;
+	c->p += 8;
+	return true;
+}
+
+/*
+ * Readers for formats whose byte order is announced by the file (pcap, pcapng): host
+ * order, byte-swapped when swap is set. memcpy keeps unaligned reads defined.
+ */
+static inline bool cursor_u16x(struct cursor *c, bool swap, uint16_t *v)
+{
+	uint16_t x;
+
+	if (cursor_left(c) < 2)
+		return false;
+	memcpy(&x, c->p, sizeof(x));
+	*v = swap ? bswap_16(x) : x;
+	c->p += 2;
+	return true;
+}
+
+static inline bool cursor_u32x(struct cursor *c, bool swap, uint32_t *v)
+{
+	uint32_t x;
+
+	if (cursor_left(c) < 4)
+		return false;
+	memcpy(&x, c->p, sizeof(x));
+	*v = swap ? bswap_32(x) : x;
 	c->p += 4;
 	return true;
 }

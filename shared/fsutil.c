@@ -12,26 +12,18 @@
 #include <string.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
-static bool
-name_char(char c)
-{
-	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-	       c == '.' || c == '_' || c == '-';
-}
+#include "proto/wire.h"
+
+/* Snapshot and folder names follow the sensor id rule, which the protocol owns. */
+_Static_assert(FSU_NAME_MAX == PROTO_MAX_ID, "names and sensor ids have one length limit");
 
 bool
 fsu_name_ok(const char *s)
 {
-	size_t n = 0;
-
-	if (s == NULL || s[0] == '\0' || s[0] == '.')
-		return false;
-	for (; s[n] != '\0'; n++)
-		if (n >= FSU_NAME_MAX || !name_char(s[n]))
-			return false;
-	return true;
+	return s != NULL && proto_sensor_id_ok(s, strnlen(s, FSU_NAME_MAX + 1));
 }
 
 bool
@@ -62,7 +54,7 @@ fsu_sanitize(char *dst, const char *src)
 	size_t n = 0;
 
 	for (; src[n] != '\0' && n < FSU_NAME_MAX; n++)
-		dst[n] = name_char(src[n]) ? src[n] : '_';
+		dst[n] = proto_sensor_id_char(src[n]) ? src[n] : '_';
 	dst[n] = '\0';
 	if (n == 0)
 		strcpy(dst, "_");
@@ -109,7 +101,7 @@ fsu_mkdirs(const char *path, mode_t mode)
 
 		if (errno != EEXIST)
 			return -errno;
-		/* Like mkdir -p: a file by that name is not the directory asked for. */
+		/* A file in the way is not the folder the caller asked for. */
 		if (stat(tmp, &st) != 0)
 			return -errno;
 		if (!S_ISDIR(st.st_mode))
@@ -191,8 +183,38 @@ fsu_write_all(int fd, const void *buf, size_t len)
 				continue;
 			return -errno;
 		}
+		if (n == 0)
+			return -EIO; /* No progress and no error: do not spin. */
 		p += n;
 		len -= (size_t)n;
+	}
+	return 0;
+}
+
+int
+fsu_writev_all(int fd, struct iovec *iov, int iovcnt, size_t *done)
+{
+	*done = 0;
+	while (iovcnt > 0) {
+		ssize_t n = writev(fd, iov, iovcnt);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (n == 0)
+			return -EIO;
+		*done += (size_t)n;
+		while (iovcnt > 0 && (size_t)n >= iov->iov_len) {
+			n -= (ssize_t)iov->iov_len;
+			iov++;
+			iovcnt--;
+		}
+		if (iovcnt > 0) {
+			iov->iov_base = (uint8_t *)iov->iov_base + n;
+			iov->iov_len -= (size_t)n;
+		}
 	}
 	return 0;
 }

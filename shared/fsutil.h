@@ -1,17 +1,18 @@
 /* SPDX-License-Identifier: BSD-2-Clause */
 /*
- * File-system helpers for the pcapline command: names that are safe as one path
- * component, directory trees, copies, SHA-256 of files, and output files that appear
- * under their final name only when complete.
+ * File-system helpers for every program: names that are safe as one path component,
+ * directory trees (mkdir -p), write-all loops, fsync by name, copies, SHA-256 of files,
+ * and output files that appear under their final name only when complete.
  * Functions returning int return 0 or -errno.
  */
-#ifndef PCAPLINE_CLI_FSUTIL_H
-#define PCAPLINE_CLI_FSUTIL_H
+#ifndef PCAPLINE_SHARED_FSUTIL_H
+#define PCAPLINE_SHARED_FSUTIL_H
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 
 #include <openssl/evp.h>
 
@@ -39,10 +40,16 @@ int fsu_mkdirs(const char *path, mode_t mode);
 /* rm -r of a tree: never follows symbolic links, makes read-only directories
  * writable first. A missing path is not an error. */
 int fsu_rmtree(const char *path);
-/* Writes all len bytes (a short write or EINTR goes on). Returns 0 or -errno. */
+/* Writes all len bytes (a short write or EINTR goes on; a write of 0 bytes is -EIO).
+ * Returns 0 or -errno. */
 int fsu_write_all(int fd, const void *buf, size_t len);
+/* Same for an iovec array, which it consumes (iov is modified). *done counts the bytes
+ * that reached fd either way, so that a caller can cut a partial record. */
+int fsu_writev_all(int fd, struct iovec *iov, int iovcnt, size_t *done);
 /* Copies src to the new file dst (O_EXCL, mode), data synced. */
 int fsu_copy(const char *src, const char *dst, mode_t mode);
+/* fsync of a file or directory by name (a directory: to make renames and creations
+ * in it durable). */
 int fsu_fsync_path(const char *path);
 /* chmod a-w of every file and directory below and including path (bottom up). */
 int fsu_make_readonly(const char *path);

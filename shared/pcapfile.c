@@ -12,6 +12,9 @@
  */
 #include "shared/pcapfile.h"
 
+#include "shared/cursor.h"
+#include "shared/fsutil.h"
+
 #include <byteswap.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -101,9 +104,12 @@ struct pcapr {
 };
 
 struct pcapw {
-	int fd;
+	int fd;              /* output, or -1 with sink */
+	pcapw_sink sink;
+	void *sink_arg;
 	uint32_t linktype;
-	uint32_t snaplen;
+	uint32_t snaplen;    /* classic pcap: records are clipped to it (0: never) */
+	bool ng;             /* pcapng: the stream began with pcapw_ng_section() */
 	int err;             /* sticky: once a write fails, every later call returns it */
 	size_t used;
 	uint64_t durable;    /* bytes of flushes that completed */
@@ -161,48 +167,6 @@ rd64(const uint8_t *p, bool swap)
 
 	memcpy(&v, p, sizeof(v));
 	return swap ? bswap_64(v) : v;
-}
-
-/* A cursor over one block body; every read fails rather than run past `end`. */
-struct cur {
-	const uint8_t *p;
-	const uint8_t *end;
-	bool swap;
-};
-
-static size_t
-cur_left(const struct cur *c)
-{
-	return (size_t)(c->end - c->p);
-}
-
-static bool
-cur_u16(struct cur *c, uint16_t *v)
-{
-	if (cur_left(c) < 2)
-		return false;
-	*v = rd16(c->p, c->swap);
-	c->p += 2;
-	return true;
-}
-
-static bool
-cur_u32(struct cur *c, uint32_t *v)
-{
-	if (cur_left(c) < 4)
-		return false;
-	*v = rd32(c->p, c->swap);
-	c->p += 4;
-	return true;
-}
-
-static bool
-cur_skip(struct cur *c, size_t n)
-{
-	if (cur_left(c) < n)
-		return false;
-	c->p += n;
-	return true;
 }
 
 static size_t
@@ -379,7 +343,8 @@ classic_next(struct pcapr *r, struct pcapf_rec *rec)
 struct ng_block {
 	uint32_t type;
 	size_t total;        /* whole block, framing included */
-	struct cur body;     /* between the leading and trailing lengths */
+	struct cursor body;  /* between the leading and trailing lengths */
+	bool swap;           /* the section's byte order differs from ours */
 };
 
 /*
@@ -428,23 +393,22 @@ ng_frame(const uint8_t *base, size_t len, size_t off, bool *swap, struct ng_bloc
 	}
 	b->type = type;
 	b->total = total;
-	b->body.p = p + 8;
-	b->body.end = p + total - 4;
-	b->body.swap = sw;
+	cursor_init(&b->body, p + 8, total - NG_FRAME_LEN);
+	b->swap = sw;
 	*swap = sw;
 	return 0;
 }
 
 /* Parses an Interface Description Block (section 4.2) into table slot idx. */
 static int
-ng_parse_idb(struct pcapr *r, struct cur *c, size_t idx)
+ng_parse_idb(struct pcapr *r, struct cursor *c, bool swap, size_t idx)
 {
 	struct pcapf_iface *ifc = &r->ifaces[idx];
 	struct ts_conv *tc = &r->conv[idx];
 	uint16_t link, reserved;
 	uint32_t snaplen;
 
-	if (!cur_u16(c, &link) || !cur_u16(c, &reserved) || !cur_u32(c, &snaplen))
+	if (!cursor_u16x(c, swap, &link) || !cursor_u16x(c, swap, &reserved) || !cursor_u32x(c, swap, &snaplen))
 		return PCAPF_EFORMAT;
 	ifc->linktype = link;
 	ifc->snaplen = snaplen;
@@ -453,16 +417,16 @@ ng_parse_idb(struct pcapr *r, struct cur *c, size_t idx)
 	ts_conv_set(tc, 6); /* The default resolution is microseconds. */
 
 	/* Options (section 3.5); a block may also end without opt_endofopt. */
-	while (cur_left(c) > 0) {
+	while (cursor_left(c) > 0) {
 		uint16_t code, olen;
 		const uint8_t *val;
 
-		if (!cur_u16(c, &code) || !cur_u16(c, &olen))
+		if (!cursor_u16x(c, swap, &code) || !cursor_u16x(c, swap, &olen))
 			return PCAPF_EFORMAT;
 		if (code == NG_OPT_ENDOFOPT)
 			break;
 		val = c->p;
-		if (!cur_skip(c, pad4(olen)))
+		if (!cursor_skip(c, pad4(olen)))
 			return PCAPF_EFORMAT;
 		switch (code) {
 		case NG_OPT_IF_NAME:
@@ -476,7 +440,7 @@ ng_parse_idb(struct pcapr *r, struct cur *c, size_t idx)
 		case NG_OPT_IF_TSOFFSET:
 			if (olen != 8)
 				return PCAPF_EFORMAT;
-			tc->offset_sec = (int64_t)rd64(val, c->swap);
+			tc->offset_sec = (int64_t)rd64(val, swap);
 			break;
 		default:
 			break;
@@ -506,7 +470,7 @@ ng_scan(struct pcapr *r)
 		if (rc == 0 && b.type == NG_BT_IDB) {
 			if (r->n_ifaces == PCAPF_MAX_IFACES)
 				return PCAPF_EIFACES;
-			rc = ng_parse_idb(r, &b.body, r->n_ifaces);
+			rc = ng_parse_idb(r, &b.body, b.swap, r->n_ifaces);
 			if (rc == 0)
 				r->n_ifaces++;
 		}
@@ -537,24 +501,25 @@ ng_iface(const struct pcapr *r, uint32_t local, uint32_t *global)
 static int
 ng_packet(struct pcapr *r, struct ng_block *b, struct pcapf_rec *rec)
 {
-	struct cur *c = &b->body;
+	struct cursor *c = &b->body;
+	bool swap = b->swap;
 	uint32_t local, hi, lo, caplen, origlen;
 
 	if (b->type == NG_BT_EPB) {
-		if (!cur_u32(c, &local))
+		if (!cursor_u32x(c, swap, &local))
 			return PCAPF_EFORMAT;
 	} else {
 		uint16_t id16, drops;
-		if (!cur_u16(c, &id16) || !cur_u16(c, &drops))
+		if (!cursor_u16x(c, swap, &id16) || !cursor_u16x(c, swap, &drops))
 			return PCAPF_EFORMAT;
 		local = id16;
 	}
-	if (!cur_u32(c, &hi) || !cur_u32(c, &lo) || !cur_u32(c, &caplen) ||
-	    !cur_u32(c, &origlen))
+	if (!cursor_u32x(c, swap, &hi) || !cursor_u32x(c, swap, &lo) || !cursor_u32x(c, swap, &caplen) ||
+	    !cursor_u32x(c, swap, &origlen))
 		return PCAPF_EFORMAT;
 	if (caplen > PCAPF_MAX_CAPLEN)
 		return PCAPF_ETOOBIG;
-	if (caplen > cur_left(c))
+	if (caplen > cursor_left(c))
 		return PCAPF_EFORMAT;
 	if (ng_iface(r, local, &rec->iface) != 0)
 		return PCAPF_EFORMAT;
@@ -572,16 +537,17 @@ ng_packet(struct pcapr *r, struct ng_block *b, struct pcapf_rec *rec)
 static int
 ng_simple(struct pcapr *r, struct ng_block *b, struct pcapf_rec *rec)
 {
-	struct cur *c = &b->body;
+	struct cursor *c = &b->body;
+	bool swap = b->swap;
 	uint32_t origlen, caplen, snaplen;
 	size_t room;
 
-	if (!cur_u32(c, &origlen))
+	if (!cursor_u32x(c, swap, &origlen))
 		return PCAPF_EFORMAT;
 	if (ng_iface(r, 0, &rec->iface) != 0)
 		return PCAPF_EFORMAT;
 	snaplen = r->ifaces[rec->iface].snaplen;
-	room = cur_left(c);
+	room = cursor_left(c);
 	caplen = origlen;
 	/* A snaplen of 0 means "no limit" (section 4.2). */
 	if (snaplen != 0 && caplen > snaplen)
@@ -839,8 +805,25 @@ pcapr_close(struct pcapr *r)
 }
 
 /* ---------------------------------------------------------------------------------
- * Writer.
+ * Writer: one buffer, one record layout, two outputs (a file descriptor or a sink).
  */
+
+static struct pcapw *
+pcapw_alloc(void)
+{
+	struct pcapw *w = calloc(1, sizeof(*w));
+
+	if (w == NULL)
+		return NULL;
+	w->buf = malloc(PCAPW_BUF_SIZE);
+	if (w->buf == NULL) {
+		free(w);
+		errno = ENOMEM;
+		return NULL;
+	}
+	w->fd = -1;
+	return w;
+}
 
 struct pcapw *
 pcapw_new(int fd, uint32_t linktype, uint32_t snaplen)
@@ -856,49 +839,60 @@ pcapw_new(int fd, uint32_t linktype, uint32_t snaplen)
 		errno = EINVAL;
 		return NULL;
 	}
-	w = calloc(1, sizeof(*w));
+	w = pcapw_alloc();
 	if (w == NULL)
 		return NULL;
-	w->buf = malloc(PCAPW_BUF_SIZE);
-	if (w->buf == NULL) {
-		free(w);
-		return NULL;
-	}
 	w->fd = fd;
 	w->linktype = linktype;
 	w->snaplen = snaplen;
 	return w;
 }
 
+struct pcapw *
+pcapw_new_sink(pcapw_sink sink, void *arg)
+{
+	struct pcapw *w;
+
+	if (sink == NULL) {
+		errno = EINVAL;
+		return NULL;
+	}
+	w = pcapw_alloc();
+	if (w == NULL)
+		return NULL;
+	w->sink = sink;
+	w->sink_arg = arg;
+	return w;
+}
+
 /*
- * Writes all of iov, resuming after short writes and EINTR. Returns 0 or -errno;
- * *done counts the bytes that reached fd either way.
+ * Hands all of iov to the output. Returns 0 or -errno (a sink's own code); on
+ * success the bytes count as durable. iov may be consumed.
  */
 static int
-write_all(int fd, struct iovec *iov, int iovcnt, size_t *done)
+out_iov(struct pcapw *w, struct iovec *iov, int iovcnt)
 {
-	*done = 0;
-	while (iovcnt > 0) {
-		ssize_t n = writev(fd, iov, iovcnt);
+	size_t total = 0, done;
+	int rc = 0;
 
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		if (n == 0)
-			return -EIO; /* No progress and no error: do not spin. */
-		*done += (size_t)n;
-		while (iovcnt > 0 && (size_t)n >= iov->iov_len) {
-			n -= (ssize_t)iov->iov_len;
-			iov++;
-			iovcnt--;
-		}
-		if (iovcnt > 0) {
-			iov->iov_base = (uint8_t *)iov->iov_base + n;
-			iov->iov_len -= (size_t)n;
-		}
+	for (int i = 0; i < iovcnt; i++)
+		total += iov[i].iov_len;
+	if (w->sink == NULL) {
+		rc = fsu_writev_all(w->fd, iov, iovcnt, &done);
+	} else {
+		for (int i = 0; rc == 0 && i < iovcnt; i++)
+			if (iov[i].iov_len > 0)
+				rc = w->sink(w->sink_arg, iov[i].iov_base, iov[i].iov_len);
 	}
+	if (rc != 0) {
+		/*
+		 * Part of the bytes may be out, ending mid-record. The writer stops here;
+		 * pcapw_durable_bytes() tells the caller where to truncate.
+		 */
+		w->err = rc;
+		return rc;
+	}
+	w->durable += total;
 	return 0;
 }
 
@@ -906,7 +900,6 @@ int
 pcapw_flush(struct pcapw *w)
 {
 	struct iovec iov;
-	size_t done;
 	int rc;
 
 	if (w->err != 0)
@@ -915,16 +908,9 @@ pcapw_flush(struct pcapw *w)
 		return 0;
 	iov.iov_base = w->buf;
 	iov.iov_len = w->used;
-	rc = write_all(w->fd, &iov, 1, &done);
-	if (rc != 0) {
-		/*
-		 * Part of the buffer may be on disk, ending mid-record. The writer stops
-		 * here; pcapw_durable_bytes() tells the caller where to truncate.
-		 */
-		w->err = rc;
+	rc = out_iov(w, &iov, 1);
+	if (rc != 0)
 		return rc;
-	}
-	w->durable += w->used;
 	w->used = 0;
 	return 0;
 }
@@ -941,80 +927,191 @@ wr16(uint8_t *p, uint16_t v)
 	memcpy(p, &v, sizeof(v));
 }
 
-int
-pcapw_header(struct pcapw *w)
+/*
+ * Appends the pieces of one record or block: through the buffer, or, when they are
+ * larger than the buffer (only a record of nearly PCAPF_MAX_CAPLEN), straight out
+ * after the buffer, since copying would not batch anything. Nothing is partially
+ * buffered: all pieces fit, or the buffer is flushed first.
+ */
+static int
+put_iov(struct pcapw *w, struct iovec *iov, int iovcnt)
 {
-	uint8_t *h;
+	size_t need = 0;
+	int rc;
 
 	if (w->err != 0)
 		return w->err;
-	/* The header belongs at the start of what this writer produces, never later. */
-	if (w->durable != 0 || w->used != 0)
+	for (int i = 0; i < iovcnt; i++)
+		need += iov[i].iov_len;
+	if (need > PCAPW_BUF_SIZE - w->used && (rc = pcapw_flush(w)) != 0)
+		return rc;
+	if (need > PCAPW_BUF_SIZE)
+		return out_iov(w, iov, iovcnt);
+	for (int i = 0; i < iovcnt; i++) {
+		if (iov[i].iov_len > 0)
+			memcpy(w->buf + w->used, iov[i].iov_base, iov[i].iov_len);
+		w->used += iov[i].iov_len;
+	}
+	return 0;
+}
+
+static int
+put_one(struct pcapw *w, const void *p, size_t n)
+{
+	struct iovec iov = {(void *)p, n};
+
+	return put_iov(w, &iov, 1);
+}
+
+/* Headers belong at the start of what this writer produces, never later. */
+static bool
+at_start(const struct pcapw *w)
+{
+	return w->durable == 0 && w->used == 0;
+}
+
+int
+pcapw_pcap_header(struct pcapw *w, uint32_t linktype, uint32_t snaplen)
+{
+	uint8_t h[PCAP_HDR_LEN];
+
+	if (w->err != 0)
+		return w->err;
+	if (!at_start(w))
 		return -EINVAL;
-	h = w->buf;
+	w->ng = false;
+	w->linktype = linktype;
+	w->snaplen = snaplen;
 	wr32(h, PCAP_MAGIC_NS);
 	wr16(h + 4, 2);
 	wr16(h + 6, 4);
 	wr32(h + 8, 0);  /* thiszone: timestamps are UTC */
 	wr32(h + 12, 0); /* sigfigs: unused by every reader */
-	wr32(h + 16, w->snaplen);
-	wr32(h + 20, w->linktype);
-	w->used = PCAP_HDR_LEN;
-	return 0;
+	wr32(h + 16, snaplen);
+	wr32(h + 20, linktype);
+	return put_one(w, h, sizeof(h));
+}
+
+int
+pcapw_header(struct pcapw *w)
+{
+	return pcapw_pcap_header(w, w->linktype, w->snaplen);
+}
+
+/* A pcapng option: code, length, value padded to 4 bytes. Returns bytes used. */
+static size_t
+ng_opt(uint8_t *p, uint16_t code, const void *val, uint16_t len)
+{
+	size_t padded = ((size_t)len + 3) & ~(size_t)3;
+
+	wr16(p, code);
+	wr16(p + 2, len);
+	if (len > 0)
+		memcpy(p + 4, val, len);
+	memset(p + 4 + len, 0, padded - len);
+	return 4 + padded;
+}
+
+int
+pcapw_ng_section(struct pcapw *w, const char *appl)
+{
+	uint8_t b[512];
+	size_t n = 8, alen = appl != NULL ? strnlen(appl, 256) : 0;
+	uint64_t section_len = UINT64_MAX; /* unknown: the stream is written once */
+
+	if (w->err != 0)
+		return w->err;
+	if (!at_start(w))
+		return -EINVAL;
+	w->ng = true;
+	wr32(b, NG_BT_SHB);
+	wr32(b + n, NG_BOM);
+	wr16(b + n + 4, 1);
+	wr16(b + n + 6, 0);
+	memcpy(b + n + 8, &section_len, 8);
+	n += NG_SHB_MIN_BODY;
+	if (alen > 0)
+		n += ng_opt(b + n, 4 /* shb_userappl */, appl, (uint16_t)alen);
+	n += ng_opt(b + n, NG_OPT_ENDOFOPT, "", 0);
+	n += 4;
+	wr32(b + 4, (uint32_t)n);
+	wr32(b + n - 4, (uint32_t)n);
+	return put_one(w, b, n);
+}
+
+int
+pcapw_ng_iface(struct pcapw *w, uint32_t linktype, uint32_t snaplen, const char *name)
+{
+	uint8_t b[512];
+	size_t n = 8, nlen = name != NULL ? strnlen(name, 256) : 0;
+	uint8_t resol = 9;
+
+	if (w->err != 0)
+		return w->err;
+	if (!w->ng || linktype > 0xffff)
+		return -EINVAL;
+	wr32(b, NG_BT_IDB);
+	wr16(b + n, (uint16_t)linktype);
+	wr16(b + n + 2, 0);
+	wr32(b + n + 4, snaplen);
+	n += 8;
+	if (nlen > 0)
+		n += ng_opt(b + n, NG_OPT_IF_NAME, name, (uint16_t)nlen);
+	n += ng_opt(b + n, NG_OPT_IF_TSRESOL, &resol, 1);
+	n += ng_opt(b + n, NG_OPT_ENDOFOPT, "", 0);
+	n += 4;
+	wr32(b + 4, (uint32_t)n);
+	wr32(b + n - 4, (uint32_t)n);
+	return put_one(w, b, n);
+}
+
+int
+pcapw_write_if(struct pcapw *w, uint32_t iface, uint64_t ts_ns, const uint8_t *data, uint32_t caplen,
+	       uint32_t origlen)
+{
+	static const uint8_t zero[4];
+	uint8_t hdr[28];
+	uint32_t total;
+	size_t pad;
+
+	if (w->err != 0)
+		return w->err;
+	if (data == NULL && caplen != 0)
+		return -EINVAL;
+	if (!w->ng) {
+		uint64_t sec = ts_ns / NSEC_PER_SEC;
+
+		/* Seconds are 32 bits unsigned in pcap: the format ends in 2106. */
+		if (sec > UINT32_MAX)
+			return -EOVERFLOW;
+		if (w->snaplen != 0 && caplen > w->snaplen)
+			caplen = w->snaplen;
+		wr32(hdr, (uint32_t)sec);
+		wr32(hdr + 4, (uint32_t)(ts_ns % NSEC_PER_SEC));
+		wr32(hdr + 8, caplen);
+		wr32(hdr + 12, origlen);
+		struct iovec iov[2] = {{hdr, PCAP_REC_HDR_LEN}, {(void *)data, caplen}};
+		return put_iov(w, iov, 2);
+	}
+	/* Enhanced Packet Block (pcapng section 4.3), nanosecond ticks (if_tsresol 9). */
+	pad = (4 - (caplen & 3)) & 3;
+	total = (uint32_t)(28 + caplen + pad + 4);
+	wr32(hdr, NG_BT_EPB);
+	wr32(hdr + 4, total);
+	wr32(hdr + 8, iface);
+	wr32(hdr + 12, (uint32_t)(ts_ns >> 32));
+	wr32(hdr + 16, (uint32_t)ts_ns);
+	wr32(hdr + 20, caplen);
+	wr32(hdr + 24, origlen);
+	struct iovec iov[4] = {{hdr, 28}, {(void *)data, caplen}, {(void *)zero, pad}, {&total, 4}};
+	return put_iov(w, iov, 4);
 }
 
 int
 pcapw_write(struct pcapw *w, uint64_t ts_ns, const uint8_t *data, uint32_t caplen,
 	    uint32_t origlen)
 {
-	uint8_t hdr[PCAP_REC_HDR_LEN];
-	uint64_t sec = ts_ns / NSEC_PER_SEC;
-	size_t need;
-	int rc;
-
-	if (w->err != 0)
-		return w->err;
-	if (data == NULL && caplen != 0)
-		return -EINVAL;
-	/* Seconds are 32 bits unsigned in pcap: the format ends in 2106. */
-	if (sec > UINT32_MAX)
-		return -EOVERFLOW;
-	if (caplen > w->snaplen)
-		caplen = w->snaplen;
-	wr32(hdr, (uint32_t)sec);
-	wr32(hdr + 4, (uint32_t)(ts_ns % NSEC_PER_SEC));
-	wr32(hdr + 8, caplen);
-	wr32(hdr + 12, origlen);
-	need = PCAP_REC_HDR_LEN + (size_t)caplen;
-
-	if (need > PCAPW_BUF_SIZE - w->used) {
-		rc = pcapw_flush(w);
-		if (rc != 0)
-			return rc;
-	}
-	if (need > PCAPW_BUF_SIZE) {
-		/* Only a record of nearly PCAPF_MAX_CAPLEN gets here: copying it would
-		 * not batch anything, so it goes out directly, buffer already empty. */
-		struct iovec iov[2];
-		size_t done;
-
-		iov[0].iov_base = hdr;
-		iov[0].iov_len = sizeof(hdr);
-		iov[1].iov_base = (void *)data;
-		iov[1].iov_len = caplen;
-		rc = write_all(w->fd, iov, 2, &done);
-		if (rc != 0) {
-			w->err = rc;
-			return rc;
-		}
-		w->durable += need;
-		return 0;
-	}
-	memcpy(w->buf + w->used, hdr, sizeof(hdr));
-	if (caplen != 0)
-		memcpy(w->buf + w->used + sizeof(hdr), data, caplen);
-	w->used += need;
-	return 0;
+	return pcapw_write_if(w, 0, ts_ns, data, caplen, origlen);
 }
 
 uint64_t
@@ -1029,6 +1126,15 @@ pcapw_durable_bytes(const struct pcapw *w)
 	return w->durable;
 }
 
+void
+pcapw_discard(struct pcapw *w)
+{
+	if (w == NULL)
+		return;
+	free(w->buf);
+	free(w);
+}
+
 int
 pcapw_free(struct pcapw *w)
 {
@@ -1037,7 +1143,6 @@ pcapw_free(struct pcapw *w)
 	if (w == NULL)
 		return 0;
 	rc = pcapw_flush(w);
-	free(w->buf);
-	free(w);
+	pcapw_discard(w);
 	return rc;
 }

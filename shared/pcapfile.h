@@ -2,7 +2,8 @@
 /*
  * Capture files: a reader for classic pcap (micro- and nanosecond magic, either byte
  * order) and pcapng (any number of sections and interfaces, per-interface if_tsresol
- * and if_tsoffset), and a writer for classic pcap with nanosecond timestamps.
+ * and if_tsoffset), and a writer for classic pcap or pcapng with nanosecond timestamps,
+ * to a file descriptor or a callback sink.
  */
 #ifndef PCAPLINE_SHARED_PCAPFILE_H
 #define PCAPLINE_SHARED_PCAPFILE_H
@@ -73,28 +74,59 @@ void pcapr_close(struct pcapr *r);
 struct pcapw;
 
 /*
- * Writes classic pcap (magic 0xa1b23c4d, nanosecond timestamps, host byte order) to
- * fd, which the writer does not own and never closes. Writes are buffered; nothing
- * is partially written: a record either fits the buffer or the buffer is flushed
- * first. snaplen must be 1..PCAPF_MAX_CAPLEN. Returns NULL with errno set.
+ * The one capture writer. Classic pcap (magic 0xa1b23c4d, nanosecond timestamps) or
+ * pcapng (nanosecond interfaces, if_tsresol 9), both in host byte order, written to a
+ * file descriptor or handed to a callback sink (exports, live outputs). Writes are
+ * buffered; nothing is partially buffered: a record either fits the buffer or the
+ * buffer is handed out first.
  *
- * Errors are sticky: after a failed write(2) every call returns the same -errno.
- * A write that fails part way (a full disk) may still have left the start of a
+ * Errors are sticky: after a failed write(2) or sink call every call returns the same
+ * code. A write that fails part way (a full disk) may still have left the start of a
  * record in the file; the caller must then truncate the file back to where this
  * writer started plus pcapw_durable_bytes() to keep it readable.
  */
+
+/* Receives buffered bytes; returns 0 or a negative code, which the writer returns too
+ * (and keeps). */
+typedef int (*pcapw_sink)(void *arg, const void *buf, size_t len);
+
+/*
+ * A classic pcap writer on fd, which the writer does not own and never closes.
+ * snaplen must be 1..PCAPF_MAX_CAPLEN. Returns NULL with errno set.
+ */
 struct pcapw *pcapw_new(int fd, uint32_t linktype, uint32_t snaplen);
-/* Writes the 24-byte global header. Returns 0 or -errno. */
+/*
+ * A writer into sink; the format follows from the first call: pcapw_pcap_header() or
+ * pcapw_ng_section(). Returns NULL with errno set.
+ */
+struct pcapw *pcapw_new_sink(pcapw_sink sink, void *arg);
+/* Writes the 24-byte global header with pcapw_new()'s link type and snaplen.
+ * Returns 0 or -errno; -EINVAL when anything was written before. */
 int pcapw_header(struct pcapw *w);
-/* Appends one record; caplen is clipped to the writer's snaplen. Returns 0 or -errno. */
+/* Same with these values, which the writer takes on; records are then clipped to
+ * snaplen (0: never). */
+int pcapw_pcap_header(struct pcapw *w, uint32_t linktype, uint32_t snaplen);
+/* pcapng Section Header Block (section length unknown); appl names the writing
+ * program (shb_userappl). -EINVAL when anything was written before. */
+int pcapw_ng_section(struct pcapw *w, const char *appl);
+/* pcapng Interface Description Block (if_name, if_tsresol 9); interfaces are numbered
+ * from 0 in the order of these calls. */
+int pcapw_ng_iface(struct pcapw *w, uint32_t linktype, uint32_t snaplen, const char *name);
+/* Appends one record; in classic pcap, caplen is clipped to the snaplen. Returns 0,
+ * -EOVERFLOW for a timestamp that classic pcap cannot hold (after 2106), or -errno. */
 int pcapw_write(struct pcapw *w, uint64_t ts_ns, const uint8_t *data, uint32_t caplen, uint32_t origlen);
+/* Same for pcapng interface iface (ignored in classic pcap): an Enhanced Packet Block. */
+int pcapw_write_if(struct pcapw *w, uint32_t iface, uint64_t ts_ns, const uint8_t *data, uint32_t caplen,
+		   uint32_t origlen);
 /* Writes out buffered bytes (handles short writes and EINTR). Returns 0 or -errno. */
 int pcapw_flush(struct pcapw *w);
-/* Bytes written to fd so far, plus buffered bytes. */
+/* Bytes written out so far, plus buffered bytes. */
 uint64_t pcapw_bytes(const struct pcapw *w);
-/* Bytes completely written to fd by successful flushes: always a record boundary. */
+/* Bytes completely written out by successful flushes: always a record boundary. */
 uint64_t pcapw_durable_bytes(const struct pcapw *w);
 /* Flushes and frees (not the fd). Returns the flush result. Accepts NULL. */
 int pcapw_free(struct pcapw *w);
+/* Frees without writing out what is buffered (after an error). Accepts NULL. */
+void pcapw_discard(struct pcapw *w);
 
 #endif

@@ -41,6 +41,7 @@
 #include "receiver/repo/bundle.h"
 #include "shared/fsutil.h"
 #include "receiver/repo/l4query.h"
+#include "shared/hostport.h"
 #include "shared/log.h"
 #include "receiver/repo/repo.h"
 #include "receiver/repo/timearg.h"
@@ -106,39 +107,15 @@ struct api_job {
 	char *dir;
 };
 
-static int api_split(const char *addr, char *host, size_t hostlen, char *port, size_t portlen)
-{
-	const char *colon;
-
-	if (addr[0] == '[') {
-		const char *rb = strchr(addr, ']');
-		if (!rb || rb[1] != ':')
-			return -1;
-		snprintf(host, hostlen, "%.*s", (int)(rb - addr - 1), addr + 1);
-		colon = rb + 1;
-	} else {
-		colon = strrchr(addr, ':');
-		if (!colon)
-			return -1;
-		snprintf(host, hostlen, "%.*s", (int)(colon - addr), addr);
-	}
-	if (colon[1] == '\0')
-		return -1;
-	snprintf(port, portlen, "%s", colon + 1);
-	return 0;
-}
-
 static struct addrinfo *api_resolve(const char *listen, char *err, size_t errlen)
 {
-	char host[256], port[16];
+	struct hostport hp;
 	struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE | AI_NUMERICSERV}, *ai;
 	int rc;
 
-	if (api_split(listen, host, sizeof(host), port, sizeof(port)) != 0) {
-		snprintf(err, errlen, "api.listen: '%s' is not host:port", listen);
+	if (hostport_parse(listen, HOSTPORT_LISTEN, "api.listen", &hp, err, errlen) != 0)
 		return NULL;
-	}
-	rc = getaddrinfo(*host ? host : NULL, port, &hints, &ai);
+	rc = getaddrinfo(*hp.host ? hp.host : NULL, hp.port, &hints, &ai);
 	if (rc != 0) {
 		snprintf(err, errlen, "api.listen: %s: %s", listen, gai_strerror(rc));
 		return NULL;
@@ -148,22 +125,9 @@ static struct addrinfo *api_resolve(const char *listen, char *err, size_t errlen
 
 int api_listen_check(const char *listen, char *err, size_t errlen)
 {
-	char host[256], port[16];
 	struct addrinfo *ai;
-	char *end;
-	unsigned long p;
 
-	if (api_split(listen, host, sizeof(host), port, sizeof(port)) != 0) {
-		snprintf(err, errlen, "api.listen: '%s' is not host:port", listen);
-		return -1;
-	}
-	/* getaddrinfo() takes "99999" and "-1" modulo 65536: check the number first. */
-	errno = 0;
-	p = strtoul(port, &end, 10);
-	if (port[0] < '0' || port[0] > '9' || *end != '\0' || errno != 0 || p < 1 || p > 65535) {
-		snprintf(err, errlen, "api.listen: '%s': port '%s' is not a number in 1..65535", listen, port);
-		return -1;
-	}
+	/* api_resolve() parses (and checks the port) before it resolves. */
 	if ((ai = api_resolve(listen, err, errlen)) == NULL)
 		return -1;
 	freeaddrinfo(ai);

@@ -370,18 +370,10 @@ extract(struct import *im, struct archive *a, const char *entry, uint64_t size, 
 			break;
 		}
 		fsu_sha_update(&h, buf, (size_t)n);
-		for (la_ssize_t off = 0; off < n;) {
-			ssize_t w = write(fd, buf + off, (size_t)(n - off));
-			if (w < 0 && errno == EINTR)
-				continue;
-			if (w < 0) {
-				rc = refuse(im, entry, "%s: %s", dst, strerror(errno));
-				break;
-			}
-			off += w;
-		}
-		if (rc != 0)
+		if ((rc = fsu_write_all(fd, buf, (size_t)n)) != 0) {
+			rc = refuse(im, entry, "%s: %s", dst, strerror(-rc));
 			break;
+		}
 	}
 	if (fd == im->blob_fd)
 		im->blob_size += total;

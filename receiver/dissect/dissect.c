@@ -17,6 +17,7 @@
 
 #include <sqlite3.h>
 
+#include "shared/fsutil.h"
 #include "shared/hash.h"
 #include "receiver/repo/index.h"
 #include "shared/log.h"
@@ -516,13 +517,13 @@ static int write_pos(struct dissect *d, const char *pos_rel)
 	char full[2 * INDEX_MAX_PATH + 32], tmp[2 * INDEX_MAX_PATH + 48], *slash;
 	uint64_t hdr[2];
 	FILE *f;
-	int ok, closed;
+	int ok, closed, rc;
 
 	snprintf(full, sizeof(full), "%s/%s", d->dir, pos_rel);
 	slash = strrchr(full, '/');
 	*slash = '\0';
-	if (mkdir(full, 0750) != 0 && errno != EEXIST) {
-		snprintf(d->why, sizeof(d->why), "cannot create the folder of %s: %s", pos_rel, strerror(errno));
+	if ((rc = fsu_mkdirs(full, 0750)) != 0) {
+		snprintf(d->why, sizeof(d->why), "cannot create the folder of %s: %s", pos_rel, strerror(-rc));
 		return -1;
 	}
 	snprintf(tmp, sizeof(tmp), "%s/.%s.tmp", full, slash + 1);

@@ -10,15 +10,18 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <openssl/crypto.h>
 #include <openssl/err.h>
 
 #include "shared/hash.h"
+#include "shared/hostport.h"
 #include "shared/log.h"
 #include "shared/tls.h"
 #include "proto/wire.h"
+#include "receiver/store/worker.h"
 
 #define SESSION_INBUF_MIN (64 * 1024)
 #define SESSION_OUTBUF 8192
@@ -31,7 +34,52 @@
  * are summed up in one line this often, so that a flood cannot flood the log. */
 #define SESSION_UNAUTH_SUMMARY_S 10.0
 
-enum session_state { S_HANDSHAKE, S_HELLO, S_STREAM };
+/* Jobs (STATS, NAMES, ...) one session may have with the worker before its input
+ * waits: a sensor that floods small frames cannot queue unbounded memory. */
+#define SESSION_MAX_JOBS 8
+/* Reads remembered per session to date a frame by the read that completed it. */
+#define SESSION_RX_MARKS 32
+
+/*
+ * Threads. Everything here runs on the libev loop except the run() of the jobs below,
+ * which the store worker (worker.h) runs, one at a time, in submission order. A
+ * session has at most one BATCH (or its BEGIN) with the worker: its input waits
+ * meanwhile (`busy`, no EV_READ, the frame kept at the head of `in`), exactly as if
+ * the store were called in line, so the order of batches, ACKs and errors per sensor
+ * is what it always was; other sessions go on being read and decoded. The store and
+ * names objects (ss, names) are touched by the worker only; at_start, ss and names
+ * are written by the BEGIN job and read on the loop only after it came back.
+ */
+enum session_state { S_HANDSHAKE, S_HELLO, S_BEGIN, S_STREAM };
+
+struct session;
+
+/* Raw bytes one group of batches may hold before it is handed over (beyond one batch). */
+#define SESSION_GROUP_BYTES (4u << 20)
+
+/* BATCH: consecutive batches of one session, decompressed into one arena, stored with
+ * one sync and one state write (store_batches()). A session has two: one with the
+ * worker, one being filled from the input meanwhile. */
+struct batch_job {
+	struct worker_job wj; /* first: the worker hands this pointer back */
+	struct session *se;
+	unsigned n;
+	struct {
+		uint64_t seq;
+		uint32_t raw_len, n_records;
+		size_t raw_off;   /* in arena */
+		size_t frame_len; /* bytes of its frame in the session's input */
+		uint64_t t;       /* when its frame was read whole (ns, monotonic) */
+	} b[STORE_BATCHES_MAX];
+	uint8_t *arena;
+	size_t arena_len, arena_cap;
+	/* Out. */
+	struct store_batch_in in[STORE_BATCHES_MAX];
+	unsigned fail; /* first batch neither stored nor a duplicate, n if none */
+	bool needs_sync;
+	uint64_t unsynced; /* all sensors' bytes waiting for the interval sync */
+	char err[400];
+};
 
 struct session {
 	struct session *prev, *next;
@@ -53,7 +101,29 @@ struct session {
 	uint64_t epoch;
 	uint64_t ack_pending;
 	uint64_t last_seq; /* last BATCH handled in this session, 0 = none yet */
-	struct store_counters at_start; /* the sensor's counters when this session began */ /* stored, waiting for the next sync before its ACK; 0 = none */
+	struct store_counters at_start; /* the sensor's counters when this session began */
+	uint64_t ack_pending_t; /* when the batch ack_pending names was read (ns) */
+	/* Store worker jobs of this session not yet back; a closed session (dead) is freed
+	 * when the last one returns. busy: a BEGIN or BATCH is out, input waits. */
+	unsigned inflight;
+	bool busy, dead, begun;
+	size_t head_len;   /* bytes of the HELLO at the head of `in` that the worker has */
+	/* Batch groups: gj[cur] is with the worker when group_busy, gj[!cur] fills up.
+	 * Their frames stay at the head of `in` (held bytes, in order) until the worker
+	 * is done with them: a batch storage could not take is parsed again from there. */
+	struct batch_job gj[2];
+	unsigned cur;
+	bool group_busy;
+	bool barrier;      /* a frame waits for every group to come back */
+	size_t held;
+	uint64_t last_queued; /* last BATCH put into a group, 0 = none since last_seq */
+	/* Input bytes appended and consumed since the start, and when the last reads
+	 * ended, to date each frame by the read that completed it (ACK latency). */
+	uint64_t rx_total, rx_consumed;
+	struct {
+		uint64_t end, t;
+	} rx_mark[SESSION_RX_MARKS];
+	unsigned rx_mark_n;
 	/* Rate limit: a token bucket in bytes; reading stops while it is empty. */
 	double tokens, tokens_at;
 	bool throttled;
@@ -75,7 +145,8 @@ struct server {
 	int n_listeners;
 	struct session *sessions;
 	unsigned n_sessions;
-	uint8_t *dec; /* one decompression buffer: the loop is single-threaded */
+	struct worker *w; /* the store worker: every store and names call runs there */
+	bool tick_busy, sync_busy, stopping;
 	ev_timer tick;
 	ev_timer sync;
 	unsigned n_known_sensors;
@@ -139,12 +210,55 @@ static void session_unauth_unlink(struct session *se)
 	srv->n_unauth--;
 }
 
-static void session_free(struct session *se)
+static bool session_group_full(const struct batch_job *g)
 {
-	struct server *srv = se->srv;
-	session_unauth_unlink(se);
-	ev_io_stop(srv->loop, &se->io);
-	ev_timer_stop(srv->loop, &se->unthrottle);
+	return g->n == STORE_BATCHES_MAX || g->arena_len >= SESSION_GROUP_BYTES;
+}
+
+/* Input waits: rate limit or storage failure (throttled), BEGIN with the worker
+ * (busy), too many jobs there, a frame that must wait for the batches before it
+ * (barrier), or both batch groups taken. */
+static bool session_paused(const struct session *se)
+{
+	return se->throttled || se->busy || se->inflight >= SESSION_MAX_JOBS || se->barrier ||
+	       (se->group_busy && session_group_full(&se->gj[!se->cur]));
+}
+
+static uint64_t session_now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static void session_resume(struct session *se);
+
+/* Frees what is left of a closed session once the worker has none of its jobs. */
+static void session_release(struct session *se)
+{
+	if (!se->dead || se->inflight)
+		return;
+	free(se->in);
+	free(se->gj[0].arena);
+	free(se->gj[1].arena);
+	free(se);
+}
+
+/* The start of every session job but BATCH (which lives in the session). */
+struct session_job {
+	struct worker_job wj; /* first: the worker hands this pointer back */
+	struct session *se;
+};
+
+/* END: the session is over; on the worker, after everything it submitted. */
+struct end_job {
+	struct session_job h;
+};
+
+static void session_end_run(struct worker_job *wj)
+{
+	struct session *se = ((struct session_job *)wj)->se;
+	struct store *store = se->srv->o.store;
 	if (se->ss) {
 		store_sensor_end(se->ss);
 		store_sensor_write_stats(se->ss, false);
@@ -161,11 +275,52 @@ static void session_free(struct session *se)
 			 " bytes; %" PRIu64 " duplicate batches dropped",
 			 se->cert_id, se->peer, c->batches - b->batches, c->packets - b->packets, c->bytes - b->bytes,
 			 c->duplicates - b->duplicates);
+		store_write_stats(store);
 	}
 	names_log_close(se->names);
+	se->names = NULL;
+}
+
+/* Done for jobs whose only result is that they ran. */
+static void session_job_free_done(struct worker_job *wj)
+{
+	struct session *se = ((struct session_job *)wj)->se;
+	free(wj);
+	bool was_full = se->inflight-- == SESSION_MAX_JOBS;
+	if (se->dead)
+		session_release(se);
+	else if (was_full && !session_paused(se))
+		session_resume(se);
+}
+
+static void session_free(struct session *se)
+{
+	struct server *srv = se->srv;
+	session_unauth_unlink(se);
+	ev_io_stop(srv->loop, &se->io);
+	ev_timer_stop(srv->loop, &se->unthrottle);
+	if (se->begun) {
+		/* After its BEGIN and any batch still out: ends the sensor's segments, writes
+		 * its stats.json and closes its names log, all off the loop. */
+		struct end_job *j = calloc(1, sizeof(*j));
+		if (!j) {
+			/* Cannot hand it over: wait for the worker (rare; a daemon out of memory). */
+			worker_drain(srv->w);
+			struct end_job tmp = {.h.se = se};
+			session_end_run(&tmp.h.wj);
+		} else {
+			j->h.se = se;
+			j->h.wj.run = session_end_run;
+			j->h.wj.done = session_job_free_done;
+			se->inflight++;
+			worker_submit(srv->w, &j->h.wj);
+		}
+	}
 	if (se->ssl)
 		SSL_free(se->ssl);
+	se->ssl = NULL;
 	close(se->fd);
+	se->fd = -1;
 	if (se->prev)
 		se->prev->next = se->next;
 	else
@@ -173,8 +328,8 @@ static void session_free(struct session *se)
 	if (se->next)
 		se->next->prev = se->prev;
 	srv->n_sessions--;
-	free(se->in);
-	free(se);
+	se->dead = true;
+	session_release(se);
 }
 
 /* Writes buffered output; returns 0 or -1 (session must close). */
@@ -209,8 +364,9 @@ static int session_flush(struct session *se)
 	}
 	if (se->out_off == se->out_len)
 		se->out_off = se->out_len = 0;
-	/* A throttled session is not read from: watching EV_READ would spin. */
-	int ev = (se->throttled ? 0 : EV_READ) | (se->out_len ? EV_WRITE : 0);
+	/* A throttled session, or one whose batch the worker has, is not read from:
+	 * watching EV_READ would spin. */
+	int ev = (session_paused(se) ? 0 : EV_READ) | (se->out_len ? EV_WRITE : 0);
 	if (ev != (se->io.events & (EV_READ | EV_WRITE)) || !ev_is_active(&se->io) != !ev) {
 		ev_io_stop(se->srv->loop, &se->io);
 		ev_io_set(&se->io, se->fd, ev ? ev : EV_READ);
@@ -315,6 +471,85 @@ static void server_unauth_summary(struct server *srv, double now, bool force)
 	srv->uq_at = now;
 }
 
+/* BEGIN: finds or creates the sensor's store state and starts its session. */
+struct begin_job {
+	struct worker_job wj;
+	struct session *se;
+	uint64_t epoch;
+	uint16_t n_ifaces;
+	struct proto_iface ifaces[PROTO_MAX_IFACES];
+	char version[PROTO_MAX_VERSION + 1];
+	/* Out. */
+	uint16_t code; /* 0, or the ERROR code that refuses the session */
+	char why[400];
+	uint64_t next_seq;
+};
+
+static void session_begin_run(struct worker_job *wj)
+{
+	struct begin_job *j = (struct begin_job *)wj;
+	struct session *se = j->se;
+	struct server *srv = se->srv;
+	struct store *store = srv->o.store;
+	if (srv->o.max_sensors && !store_sensor_known(store, se->cert_id) &&
+	    store_sensor_count(store) >= srv->o.max_sensors) {
+		snprintf(j->why, sizeof(j->why), "refused: %u sensors already known (limits.max_sensors)",
+			 srv->o.max_sensors);
+		j->code = PROTO_ERR_LIMIT;
+		return;
+	}
+	se->ss = store_sensor_get(store, se->cert_id, j->why, sizeof(j->why));
+	if (!se->ss) {
+		j->code = PROTO_ERR_STORAGE;
+		return;
+	}
+	se->names = names_log_open(srv->o.names, se->cert_id);
+	j->next_seq = store_sensor_begin(se->ss, j->epoch, j->ifaces, j->n_ifaces);
+	se->at_start = *store_sensor_counters(se->ss);
+}
+
+static void session_consume_head(struct session *se);
+
+static void session_begin_done(struct worker_job *wj)
+{
+	struct begin_job *j = (struct begin_job *)wj;
+	struct session *se = j->se;
+	struct server *srv = se->srv;
+	se->inflight--;
+	se->busy = false;
+	if (se->dead) {
+		free(j);
+		session_release(se);
+		return;
+	}
+	if (j->code) {
+		session_close(se, j->code, j->why);
+		free(j);
+		return;
+	}
+	struct proto_welcome w = {
+		.epoch = j->epoch,
+		.next_seq = j->next_seq,
+		.max_frame = srv->o.max_frame,
+		.heartbeat_ms = srv->o.heartbeat_ms,
+	};
+	uint8_t buf[64];
+	int n = proto_welcome_encode(&w, buf, sizeof(buf));
+	se->state = S_STREAM;
+	se->epoch = j->epoch;
+	session_consume_head(se);
+	log_info("sensor %s connected from %s (version %s, %u interface(s), epoch %016" PRIx64 ", next batch %" PRIu64 ")",
+		 se->cert_id, se->peer, j->version, j->n_ifaces, j->epoch, w.next_seq);
+	free(j);
+	if (n < 0 || session_send(se, PROTO_WELCOME, buf, (size_t)n) != 0) {
+		session_close(se, 0, "cannot send WELCOME");
+		return;
+	}
+	session_resume(se);
+}
+
+/* Checks HELLO and hands the sensor's start to the worker. Returns 1 (input waits for
+ * the BEGIN job) or -1 (closed). */
 static int session_hello(struct session *se, const uint8_t *p, uint32_t len)
 {
 	struct server *srv = se->srv;
@@ -340,45 +575,35 @@ static int session_hello(struct session *se, const uint8_t *p, uint32_t len)
 		session_close(se, PROTO_ERR_AUTH, "bearer token refused");
 		return -1;
 	}
-	/* One live session per sensor: a reconnecting sensor replaces its stale one. */
+	/* One live session per sensor: a reconnecting sensor replaces its stale one (whose
+	 * end the worker then handles before this one's start). */
 	for (struct session *o = srv->sessions; o; o = o->next) {
-		if (o != se && o->state == S_STREAM && strcmp(o->cert_id, se->cert_id) == 0) {
+		if (o != se && (o->state == S_STREAM || o->state == S_BEGIN) && strcmp(o->cert_id, se->cert_id) == 0) {
 			session_close(o, PROTO_ERR_SHUTDOWN, "replaced by a new session of the same sensor");
 			break;
 		}
 	}
-	if (srv->o.max_sensors && !store_sensor_known(srv->o.store, se->cert_id) &&
-	    store_sensor_count(srv->o.store) >= srv->o.max_sensors) {
-		snprintf(why, sizeof(why), "refused: %u sensors already known (limits.max_sensors)", srv->o.max_sensors);
-		session_close(se, PROTO_ERR_LIMIT, why);
+	struct begin_job *j = calloc(1, sizeof(*j));
+	if (!j) {
+		session_close(se, PROTO_ERR_LIMIT, "out of memory");
 		return -1;
 	}
-	se->ss = store_sensor_get(srv->o.store, se->cert_id, why, sizeof(why));
-	if (!se->ss) {
-		session_close(se, PROTO_ERR_STORAGE, why);
-		return -1;
-	}
-	se->names = names_log_open(srv->o.names, se->cert_id);
-	struct proto_welcome w = {
-		.epoch = h.epoch,
-		.next_seq = store_sensor_begin(se->ss, h.epoch, h.ifaces, h.n_ifaces),
-		.max_frame = srv->o.max_frame,
-		.heartbeat_ms = srv->o.heartbeat_ms,
-	};
-	uint8_t buf[64];
-	int n = proto_welcome_encode(&w, buf, sizeof(buf));
-	se->state = S_STREAM;
-	se->epoch = h.epoch;
-	se->at_start = *store_sensor_counters(se->ss);
-	log_info("sensor %s connected from %s (version %s, %u interface(s), epoch %016" PRIx64 ", next batch %" PRIu64 ")",
-		 se->cert_id, se->peer, h.version, h.n_ifaces, h.epoch, w.next_seq);
-	if (n < 0 || session_send(se, PROTO_WELCOME, buf, (size_t)n) != 0) {
-		session_close(se, 0, "cannot send WELCOME");
-		return -1;
-	}
-	return 0;
+	j->se = se;
+	j->epoch = h.epoch;
+	j->n_ifaces = h.n_ifaces;
+	memcpy(j->ifaces, h.ifaces, h.n_ifaces * sizeof(h.ifaces[0]));
+	snprintf(j->version, sizeof(j->version), "%s", h.version);
+	j->wj.run = session_begin_run;
+	j->wj.done = session_begin_done;
+	se->state = S_BEGIN;
+	se->begun = true;
+	se->busy = true;
+	se->inflight++;
+	worker_submit(srv->w, &j->wj);
+	return 1;
 }
 
+/* Queues an ACK (cumulative: every batch up to seq). */
 static int session_ack(struct session *se, uint64_t seq)
 {
 	struct proto_ack a = {.epoch = se->epoch, .seq = seq};
@@ -391,98 +616,339 @@ static int session_ack(struct session *se, uint64_t seq)
 	return 0;
 }
 
-static int session_batch(struct session *se, const struct proto_hdr *hd, const uint8_t *p)
+/* The interval sync, with the names logs of the sessions open when it was asked for
+ * (their END jobs, if they close meanwhile, come after this one). */
+struct sync_job {
+	struct worker_job wj;
+	struct server *srv;
+	int rc;
+	size_t n_logs, n_failed;
+	struct names_log **logs;
+	const struct store_sensor **failed; /* still unsynced after it: their ACKs wait */
+};
+
+static void server_sync_collect(void *arg, struct store_sensor *ss)
 {
+	struct sync_job *j = arg;
+	if (store_sensor_needs_sync(ss) && j->failed)
+		j->failed[j->n_failed++] = ss;
+}
+
+static void server_sync_run(struct worker_job *wj)
+{
+	struct sync_job *j = (struct sync_job *)wj;
+	struct store *store = j->srv->o.store;
+	j->rc = store_sync(store);
+	for (size_t i = 0; i < j->n_logs; i++)
+		names_log_sync(j->logs[i]);
+	j->failed = calloc(store_sensor_count(store) + 1, sizeof(*j->failed));
+	store_foreach(store, server_sync_collect, j);
+}
+
+static void server_sync_done(struct worker_job *wj)
+{
+	struct sync_job *j = (struct sync_job *)wj;
+	struct server *srv = j->srv;
+	srv->sync_busy = false;
+	if (j->rc != 0 && log_limit_ok(&srv->accept_lim, 3, 10))
+		log_warnx("store: sync failed: %s (acknowledgements held back)", strerror(-j->rc));
+	struct session *se = srv->sessions, *next;
+	for (; se; se = next) {
+		next = se->next;
+		if (!se->ack_pending || se->state != S_STREAM)
+			continue;
+		bool failed = !j->failed; /* not known: hold every ACK for the next sync */
+		for (size_t i = 0; j->failed && i < j->n_failed; i++)
+			failed |= j->failed[i] == se->ss;
+		if (failed)
+			continue;
+		uint64_t seq = se->ack_pending;
+		se->ack_pending = 0;
+		/* One sample per ACK here, from the oldest batch it covers. */
+		store_ack_latency(se->ss, (session_now_ns() - se->ack_pending_t) / 1000);
+		session_ack(se, seq);
+	}
+	free(j->logs);
+	free(j->failed);
+	free(j);
+}
+
+/* Asks the worker for the interval sync, unless one is already out. */
+static void server_sync_start(struct server *srv)
+{
+	if (srv->sync_busy)
+		return;
+	struct sync_job *j = calloc(1, sizeof(*j));
+	if (!j)
+		return; /* the next timer tries again */
+	j->srv = srv;
+	j->wj.run = server_sync_run;
+	j->wj.done = server_sync_done;
+	j->logs = calloc(srv->n_sessions + 1, sizeof(*j->logs));
+	for (struct session *se = srv->sessions; j->logs && se; se = se->next)
+		if (se->state == S_STREAM && se->names)
+			j->logs[j->n_logs++] = se->names;
+	srv->sync_busy = true;
+	worker_submit(srv->w, &j->wj);
+}
+
+static void session_batch_run(struct worker_job *wj)
+{
+	struct batch_job *j = (struct batch_job *)wj;
+	struct session *se = j->se;
+	for (unsigned i = 0; i < j->n; i++)
+		j->in[i] = (struct store_batch_in){.seq = j->b[i].seq,
+						    .raw = j->arena + j->b[i].raw_off,
+						    .raw_len = j->b[i].raw_len,
+						    .n_records = j->b[i].n_records};
+	j->fail = store_batches(se->ss, j->in, j->n, j->err, sizeof(j->err));
+	j->needs_sync = store_sensor_needs_sync(se->ss);
+	j->unsynced = store_unsynced_bytes(se->srv->o.store);
+}
+
+static void session_batch_done(struct worker_job *wj);
+
+/* Hands the filling group to the worker. */
+static void session_group_submit(struct session *se)
+{
+	struct batch_job *j = &se->gj[!se->cur];
+	se->cur = !se->cur;
+	j->se = se;
+	j->wj.run = session_batch_run;
+	j->wj.done = session_batch_done;
+	se->group_busy = true;
+	se->inflight++;
+	worker_submit(se->srv->w, &j->wj);
+}
+
+/* Drops n bytes of frames at the head of the input (batches the worker is done with). */
+static void session_consume(struct session *se, size_t n)
+{
+	if (n > se->in_len)
+		n = se->in_len;
+	memmove(se->in, se->in + n, se->in_len - n);
+	se->in_len -= n;
+	se->rx_consumed += n;
+	se->held -= n < se->held ? n : se->held;
+}
+
+/* A group is back from the worker: ACK what it stored, then hold, close or go on as
+ * the first batch it did not store says (store_batch() results). */
+static void session_batch_done(struct worker_job *wj)
+{
+	struct batch_job *j = (struct batch_job *)wj;
+	struct session *se = j->se;
 	struct server *srv = se->srv;
-	struct proto_batch b;
-	char why[600], err[400];
-	int rc = proto_batch_decode(p, hd->len, srv->o.max_raw, &b);
-	if (rc == 0 && !(hd->flags & PROTO_F_LZ4) && b.data_len != b.raw_len)
-		rc = PROTO_EINVAL;
-	if (rc != 0) {
-		snprintf(why, sizeof(why), "malformed BATCH: %s", proto_strerror(rc));
-		session_close(se, session_error_code(rc), why);
-		return -1;
+	char why[600];
+	se->inflight--;
+	se->group_busy = false;
+	if (se->dead) {
+		session_release(se);
+		return;
 	}
-	if (se->last_seq && b.seq <= se->last_seq) {
-		/* Within one session sequence numbers strictly increase (PROTOCOL.md 6.3). */
-		snprintf(why, sizeof(why), "replayed sequence: BATCH %" PRIu64 " after %" PRIu64, b.seq, se->last_seq);
-		session_close(se, PROTO_ERR_PROTOCOL, why);
-		return -1;
-	}
-	const uint8_t *raw = b.data;
-	if (hd->flags & PROTO_F_LZ4) {
-		rc = proto_lz4_decompress(b.data, b.data_len, srv->dec, b.raw_len);
-		if (rc != 0) {
-			snprintf(why, sizeof(why), "BATCH %" PRIu64 ": %s", b.seq, proto_strerror(rc));
-			session_close(se, PROTO_ERR_PROTOCOL, why);
-			return -1;
+	uint64_t acked = 0;
+	size_t done_len = 0;
+	for (unsigned i = 0; i < j->fail; i++) {
+		done_len += j->b[i].frame_len;
+		se->last_seq = j->b[i].seq;
+		if (srv->o.sensor_rate) {
+			double now = ev_now(srv->loop), burst = (double)srv->o.sensor_rate;
+			se->tokens += (now - se->tokens_at) * (double)srv->o.sensor_rate;
+			if (se->tokens > burst)
+				se->tokens = burst;
+			se->tokens_at = now;
+			se->tokens -= (double)j->b[i].raw_len;
+			if (se->tokens < 0 && !se->throttled) {
+				/* Stop reading: TCP pushes back, the sensor's window and spool absorb it. */
+				se->throttled = true;
+				se->throttled_count++;
+				ev_timer_set(&se->unthrottle, -se->tokens / (double)srv->o.sensor_rate, 0.);
+				ev_timer_start(srv->loop, &se->unthrottle);
+			}
 		}
-		raw = srv->dec;
+		if (j->needs_sync) {
+			if (!se->ack_pending)
+				se->ack_pending_t = j->b[i].t; /* the oldest batch the sync will ACK */
+			se->ack_pending = j->b[i].seq;     /* the sync ACKs it */
+		} else {
+			/* ACKs are cumulative: one frame for the group, a latency sample for each. */
+			store_ack_latency(se->ss, (session_now_ns() - j->b[i].t) / 1000);
+			acked = j->b[i].seq;
+		}
 	}
-	enum store_result sr = store_batch(se->ss, b.seq, raw, b.raw_len, b.n_records, err, sizeof(err));
-	if (sr == STORE_SEQ_REUSED) {
-		snprintf(why, sizeof(why), "rejected batch: %s", err);
-		session_close(se, PROTO_ERR_SEQUENCE, why);
-		return -1;
-	}
-	if (sr == STORE_REJECTED) {
-		snprintf(why, sizeof(why), "rejected batch: %s", err);
-		session_close(se, PROTO_ERR_PROTOCOL, why);
-		return -1;
-	}
-	if (sr == STORE_FAILED) {
-		/* Retrying this batch would fail the same way: say so and end the session
-		 * rather than hold it for ever; the sensor keeps it and backs off. */
-		snprintf(why, sizeof(why), "cannot store batch %" PRIu64 ": %s", b.seq, err);
-		session_close(se, PROTO_ERR_STORAGE, why);
-		return -1;
-	}
-	if (sr == STORE_RETRY) {
-		/* Storage is failing (a full disk): hold the batch, ACK nothing, stop reading
-		 * (the sensor's window and spool absorb it) and try again in a second. */
+	session_consume(se, done_len);
+	if (acked && session_ack(se, acked) != 0)
+		return;
+	if (j->needs_sync && j->fail && j->unsynced >= SESSION_SYNC_EARLY)
+		/* Sync early once enough is waiting: ACKs held for a whole interval would
+		 * let the sensors' windows fill up and cap the throughput. */
+		server_sync_start(srv);
+	unsigned n = j->n, fail = j->fail;
+	uint64_t fseq = fail < n ? j->b[fail].seq : 0;
+	j->n = 0;
+	j->arena_len = 0;
+	if (fail < n) {
+		enum store_result sr = j->in[fail].sr;
+		/* What was parsed after the failed batch is parsed again when its turn comes. */
+		struct batch_job *next = &se->gj[!se->cur];
+		next->n = 0;
+		next->arena_len = 0;
+		se->held = 0;
+		se->barrier = false;
+		se->last_queued = 0;
+		if (sr == STORE_SEQ_REUSED || sr == STORE_REJECTED) {
+			snprintf(why, sizeof(why), "rejected batch: %s", j->err);
+			session_close(se, sr == STORE_SEQ_REUSED ? PROTO_ERR_SEQUENCE : PROTO_ERR_PROTOCOL, why);
+			return;
+		}
+		if (sr != STORE_RETRY) {
+			/* Retrying this batch would fail the same way: say so and end the session
+			 * rather than hold it for ever; the sensor keeps it and backs off. */
+			snprintf(why, sizeof(why), "cannot store batch %" PRIu64 ": %s", fseq, j->err);
+			session_close(se, PROTO_ERR_STORAGE, why);
+			return;
+		}
+		/* Storage is failing (a full disk): hold the batch (it stays at the head of
+		 * the input), ACK nothing more, stop reading (the sensor's window and spool
+		 * absorb it) and try again in a second. */
 		if (!se->stalled)
 			log_warnx("sensor %s: storage failed: %s; not acknowledging, retrying every second", se->cert_id,
-				  err);
+				  j->err);
 		se->stalled = true;
 		se->stall_retries++;
 		se->throttled = true;
-		session_flush(se);
+		if (session_flush(se) != 0) {
+			session_close(se, 0, "write failed");
+			return;
+		}
 		ev_timer_set(&se->unthrottle, 1.0, 0.);
 		ev_timer_start(srv->loop, &se->unthrottle);
-		return 1;
+		return;
 	}
 	if (se->stalled) {
 		log_info("sensor %s: storage works again after %" PRIu64 " retries", se->cert_id, se->stall_retries);
 		se->stalled = false;
 		se->stall_retries = 0;
 	}
-	if (srv->o.sensor_rate) {
-		double now = ev_now(srv->loop), burst = (double)srv->o.sensor_rate;
-		se->tokens += (now - se->tokens_at) * (double)srv->o.sensor_rate;
-		if (se->tokens > burst)
-			se->tokens = burst;
-		se->tokens_at = now;
-		se->tokens -= (double)b.raw_len;
-		if (se->tokens < 0 && !se->throttled) {
-			/* Stop reading: TCP pushes back, the sensor's window and spool absorb it. */
-			se->throttled = true;
-			se->throttled_count++;
-			session_flush(se);
-			ev_timer_set(&se->unthrottle, -se->tokens / (double)srv->o.sensor_rate, 0.);
-			ev_timer_start(srv->loop, &se->unthrottle);
+	if (se->gj[!se->cur].n && !srv->stopping)
+		session_group_submit(se);
+	else
+		se->barrier = false; /* every batch before it is done */
+	session_resume(se);
+}
+
+/* Checks a BATCH frame on the loop (decoding, order, decompression) and adds it to the
+ * group being filled. Returns 0 (added), -1 (closed), or 1 when the frame is bad but
+ * batches before it are not done yet: it is parsed again after them, and fails then,
+ * so that everything before it is stored and ACKed first, as it always was. */
+static int session_batch(struct session *se, const struct proto_hdr *hd, const uint8_t *p, size_t frame_len,
+			 uint64_t t)
+{
+	struct server *srv = se->srv;
+	struct proto_batch b;
+	struct batch_job *g = &se->gj[!se->cur];
+	bool later = se->group_busy || g->n; /* batches before this one are not done */
+	uint64_t last = se->last_queued ? se->last_queued : se->last_seq;
+	char why[600];
+	int rc = proto_batch_decode(p, hd->len, srv->o.max_raw, &b);
+	if (rc == 0 && !(hd->flags & PROTO_F_LZ4) && b.data_len != b.raw_len)
+		rc = PROTO_EINVAL;
+	if (rc != 0) {
+		if (later)
+			return 1;
+		snprintf(why, sizeof(why), "malformed BATCH: %s", proto_strerror(rc));
+		session_close(se, session_error_code(rc), why);
+		return -1;
+	}
+	if (last && b.seq <= last) {
+		if (later)
+			return 1;
+		/* Within one session sequence numbers strictly increase (PROTOCOL.md 6.3). */
+		snprintf(why, sizeof(why), "replayed sequence: BATCH %" PRIu64 " after %" PRIu64, b.seq, se->last_seq);
+		session_close(se, PROTO_ERR_PROTOCOL, why);
+		return -1;
+	}
+	/* The worker reads the batch from the group's arena: `in` moves as frames before
+	 * it are consumed. */
+	if (g->arena_cap - g->arena_len < b.raw_len) {
+		size_t cap = g->arena_cap * 2 > g->arena_len + b.raw_len ? g->arena_cap * 2 : g->arena_len + b.raw_len;
+		uint8_t *na = realloc(g->arena, cap ? cap : 1);
+		if (!na) {
+			if (later)
+				return 1;
+			session_close(se, PROTO_ERR_LIMIT, "out of memory for a batch");
+			return -1;
 		}
+		g->arena = na;
+		g->arena_cap = cap;
 	}
-	se->last_seq = b.seq;
-	if (store_sensor_needs_sync(se->ss)) {
-		se->ack_pending = b.seq; /* the sync timer ACKs it */
-		/* Sync early once enough is waiting: ACKs held for a whole interval would
-		 * let the sensors' windows fill up and cap the throughput. */
-		if (store_unsynced_bytes(srv->o.store) >= SESSION_SYNC_EARLY)
-			ev_feed_event(srv->loop, &srv->sync, EV_TIMER);
-		return 0;
+	uint8_t *raw = g->arena + g->arena_len;
+	if (hd->flags & PROTO_F_LZ4) {
+		rc = proto_lz4_decompress(b.data, b.data_len, raw, b.raw_len);
+		if (rc != 0) {
+			if (later)
+				return 1;
+			snprintf(why, sizeof(why), "BATCH %" PRIu64 ": %s", b.seq, proto_strerror(rc));
+			session_close(se, PROTO_ERR_PROTOCOL, why);
+			return -1;
+		}
+	} else if (b.raw_len) {
+		memcpy(raw, b.data, b.raw_len);
 	}
-	return session_ack(se, b.seq);
+	unsigned i = g->n++;
+	g->b[i].seq = b.seq;
+	g->b[i].raw_len = b.raw_len;
+	g->b[i].n_records = b.n_records;
+	g->b[i].raw_off = g->arena_len;
+	g->b[i].frame_len = frame_len;
+	g->b[i].t = t;
+	g->arena_len += b.raw_len;
+	se->last_queued = b.seq;
+	return 0;
+}
+
+/* STATS: the sensor's own counters, kept with the store's. */
+struct stats_job {
+	struct session_job h;
+	struct proto_stats st;
+};
+
+static void session_stats_run(struct worker_job *wj)
+{
+	struct stats_job *j = (struct stats_job *)wj;
+	store_sensor_stats(j->h.se->ss, &j->st);
+}
+
+/* NAMES: appended to the sensor's names.jsonl (synced per the fsync policy). */
+struct names_job {
+	struct session_job h;
+	struct proto_names m; /* 90 KiB, so the job is allocated per frame */
+};
+
+static void session_names_run(struct worker_job *wj)
+{
+	struct names_job *j = (struct names_job *)wj;
+	struct session *se = j->h.se;
+	char err[4200];
+	/* Names are derived data: a storage failure is logged and counted, and the
+	 * session (whose packets may still be stored) goes on. */
+	static struct log_limit names_lim, nodir_lim;
+	if (!se->names) {
+		if (log_limit_ok(&nodir_lim, 1, 3600))
+			log_info("sensor %s: name events not kept: no storage.dir", se->cert_id);
+	} else if (names_log_append(se->names, &j->m, err, sizeof(err)) < 0 && log_limit_ok(&names_lim, 3, 10)) {
+		log_warnx("sensor %s: cannot store %u name events: %s", se->cert_id, j->m.n, err);
+	}
+}
+
+/* Hands a session job to the worker. */
+static void session_submit(struct session *se, struct session_job *h, void (*run)(struct worker_job *))
+{
+	h->se = se;
+	h->wj.run = run;
+	h->wj.done = session_job_free_done;
+	se->inflight++;
+	worker_submit(se->srv->w, &h->wj);
 }
 
 static int session_frame(struct session *se, const struct proto_hdr *h, const uint8_t *p)
@@ -495,40 +961,39 @@ static int session_frame(struct session *se, const struct proto_hdr *h, const ui
 			return -1;
 		}
 		int rc = session_hello(se, p, h->len);
-		if (rc == 0)
+		if (rc >= 0)
 			session_unauth_unlink(se); /* a sensor now: never shed for a newcomer */
 		return rc;
 	}
 	switch (h->type) {
-	case PROTO_BATCH:
-		return session_batch(se, h, p);
 	case PROTO_STATS: {
-		struct proto_stats st;
-		int rc = proto_stats_decode(p, h->len, &st);
+		struct stats_job *j = calloc(1, sizeof(*j));
+		if (!j) {
+			snprintf(why, sizeof(why), "out of memory");
+			break;
+		}
+		int rc = proto_stats_decode(p, h->len, &j->st);
 		if (rc == 0) {
-			store_sensor_stats(se->ss, &st);
+			session_submit(se, &j->h, session_stats_run);
 			return 0;
 		}
+		free(j);
 		snprintf(why, sizeof(why), "malformed STATS: %s", proto_strerror(rc));
 		break;
 	}
 	case PROTO_NAMES: {
-		static struct proto_names m; /* 90 KiB; the loop is single-threaded */
-		char err[4200];
-		int rc = proto_names_decode(p, h->len, &m);
+		struct names_job *j = malloc(sizeof(*j));
+		if (!j) {
+			snprintf(why, sizeof(why), "out of memory");
+			break;
+		}
+		int rc = proto_names_decode(p, h->len, &j->m);
 		if (rc != 0) {
+			free(j);
 			snprintf(why, sizeof(why), "malformed NAMES: %s", proto_strerror(rc));
 			break;
 		}
-		/* Names are derived data: a storage failure is logged and counted, and the
-		 * session (whose packets may still be stored) goes on. */
-		static struct log_limit names_lim, nodir_lim;
-		if (!se->names) {
-			if (log_limit_ok(&nodir_lim, 1, 3600))
-				log_info("sensor %s: name events not kept: no storage.dir", se->cert_id);
-		} else if (names_log_append(se->names, &m, err, sizeof(err)) < 0 && log_limit_ok(&names_lim, 3, 10)) {
-			log_warnx("sensor %s: cannot store %u name events: %s", se->cert_id, m.n, err);
-		}
+		session_submit(se, &j->h, session_names_run);
 		return 0;
 	}
 	case PROTO_HEARTBEAT: {
@@ -556,7 +1021,29 @@ static int session_frame(struct session *se, const struct proto_hdr *h, const ui
 	return -1;
 }
 
-/* Reads and handles frames. Returns -1 if the session was closed. */
+/* Remembers that input up to rx_total was in at time t (ns). */
+static void session_rx_mark(struct session *se, uint64_t t)
+{
+	unsigned i = se->rx_mark_n++ % SESSION_RX_MARKS;
+	se->rx_mark[i].end = se->rx_total;
+	se->rx_mark[i].t = t;
+}
+
+/* When the input up to byte `end` (counted since the start) was in: the time of the
+ * first remembered read that reached it (of the oldest remembered, if it is older). */
+static uint64_t session_rx_time(const struct session *se, uint64_t end)
+{
+	unsigned n = se->rx_mark_n < SESSION_RX_MARKS ? se->rx_mark_n : SESSION_RX_MARKS;
+	uint64_t t = 0;
+	for (unsigned k = 0; k < n; k++) {
+		unsigned i = (se->rx_mark_n - 1 - k) % SESSION_RX_MARKS; /* newest first */
+		if (se->rx_mark[i].end < end)
+			break;
+		t = se->rx_mark[i].t;
+	}
+	return t ? t : (n ? se->rx_mark[(se->rx_mark_n - n) % SESSION_RX_MARKS].t : session_now_ns());
+}
+
 /* Handles every complete frame in the input buffer. Returns -1 if the session was
  * closed, 1 if it must pause (throttled, or storage failing: the frame that failed
  * stays in the buffer for the retry), 0 otherwise. */
@@ -564,9 +1051,10 @@ static int session_parse(struct session *se)
 {
 	struct server *srv = se->srv;
 	char why[300];
-	size_t off = 0;
-	int ret = 0;
-	while (!se->throttled) {
+	/* Frames before `held` are with a batch group; frames before `done` are handled
+	 * (only ever before any held one: a frame after batches waits for them). */
+	size_t off = se->held, done = 0;
+	while (!session_paused(se)) {
 		struct proto_hdr h;
 		/* Before HELLO nothing larger than the largest valid HELLO is accepted
 		 * (PROTOCOL.md 7), so an unidentified peer cannot make us buffer max_frame. */
@@ -574,6 +1062,11 @@ static int session_parse(struct session *se)
 		int rc = proto_hdr_decode(se->in + off, se->in_len - off, max_len, &h);
 		if (rc == PROTO_EAGAIN)
 			break;
+		bool later = se->group_busy || se->gj[!se->cur].n;
+		if (rc != 0 && later) {
+			se->barrier = true; /* fails once the batches before it are done */
+			break;
+		}
 		if (rc != 0) {
 			snprintf(why, sizeof(why), "bad frame header: %s", proto_strerror(rc));
 			session_close(se, session_error_code(rc), why);
@@ -581,30 +1074,79 @@ static int session_parse(struct session *se)
 		}
 		size_t need = PROTO_HDR_LEN + (size_t)h.len;
 		if (se->in_len - off < need) {
-			if (need > se->in_cap) {
-				uint8_t *ni = realloc(se->in, need);
+			if (off + need > se->in_cap) {
+				uint8_t *ni = realloc(se->in, off + need);
 				if (!ni) {
 					session_close(se, PROTO_ERR_LIMIT, "out of memory for a frame");
 					return -1;
 				}
 				se->in = ni;
-				se->in_cap = need;
+				se->in_cap = off + need;
 			}
 			break;
 		}
+		uint64_t t = session_rx_time(se, se->rx_consumed + off + need);
+		if (se->state == S_STREAM && h.type == PROTO_BATCH) {
+			if (session_group_full(&se->gj[!se->cur])) {
+				if (se->group_busy)
+					break;
+				session_group_submit(se);
+			}
+			rc = session_batch(se, &h, se->in + off + PROTO_HDR_LEN, need, t);
+			if (rc < 0)
+				return -1;
+			if (rc > 0) {
+				se->barrier = true;
+				break;
+			}
+			off += need;
+			se->held = off - done;
+			continue;
+		}
+		if (later) {
+			/* STATS, NAMES, ERROR...: after the batches before them. */
+			se->barrier = true;
+			break;
+		}
+		se->head_len = need;
 		rc = session_frame(se, &h, se->in + off + PROTO_HDR_LEN);
 		if (rc < 0)
 			return -1;
 		if (rc == 0)
-			off += need;
+			done = off += need;
 	}
-	if (se->throttled)
-		ret = 1;
-	if (off) {
-		memmove(se->in, se->in + off, se->in_len - off);
-		se->in_len -= off;
+	if (done) {
+		/* Handled frames go; the batch frames after them move to the head. */
+		memmove(se->in, se->in + done, se->in_len - done);
+		se->in_len -= done;
+		se->rx_consumed += done;
 	}
-	return ret;
+	if (!se->group_busy && se->gj[!se->cur].n)
+		session_group_submit(se);
+	return session_paused(se) ? 1 : 0;
+}
+
+/* Drops the frame the worker was given, now that it is done with it. */
+static void session_consume_head(struct session *se)
+{
+	size_t n = se->head_len <= se->in_len ? se->head_len : se->in_len;
+	memmove(se->in, se->in + n, se->in_len - n);
+	se->in_len -= n;
+	se->rx_consumed += n;
+	se->head_len = 0;
+}
+
+/* Input may go on: frames already buffered (ours or OpenSSL's) come first. */
+static void session_resume(struct session *se)
+{
+	if (se->srv->stopping || se->dead)
+		return;
+	if (session_flush(se) != 0) {
+		session_close(se, 0, "write failed");
+		return;
+	}
+	if (!session_paused(se))
+		ev_feed_event(se->srv->loop, &se->io, EV_READ);
 }
 
 /* Reads and handles frames. Returns -1 if the session was closed. */
@@ -619,6 +1161,18 @@ static int session_read(struct session *se)
 		return rc < 0 ? -1 : 0;
 	while (budget > 0) {
 		ssize_t r;
+		if (se->in_cap - se->in_len < SESSION_INBUF_MIN / 4) {
+			/* Frames with a batch group stay in the buffer: make room to read on. */
+			size_t cap = se->in_cap * 2 > se->in_len + SESSION_INBUF_MIN ? se->in_cap * 2
+										 : se->in_len + SESSION_INBUF_MIN;
+			uint8_t *ni = realloc(se->in, cap);
+			if (!ni) {
+				session_close(se, PROTO_ERR_LIMIT, "out of memory for input");
+				return -1;
+			}
+			se->in = ni;
+			se->in_cap = cap;
+		}
 		if (se->ssl) {
 			ERR_clear_error();
 			int n = SSL_read(se->ssl, se->in + se->in_len, (int)(se->in_cap - se->in_len));
@@ -646,6 +1200,8 @@ static int session_read(struct session *se)
 			}
 		}
 		se->in_len += (size_t)r;
+		se->rx_total += (uint64_t)r;
+		session_rx_mark(se, session_now_ns());
 		budget = budget > (size_t)r ? budget - (size_t)r : 0;
 		se->last_rx = ev_now(srv->loop);
 		rc = session_parse(se);
@@ -672,9 +1228,7 @@ static void session_handshake(struct session *se)
 			session_close(se, 0, why);
 			return;
 		}
-		size_t n = strlen(se->cert_id);
-		if (strspn(se->cert_id, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") != n ||
-		    strcmp(se->cert_id, ".") == 0 || strcmp(se->cert_id, "..") == 0) {
+		if (!proto_sensor_id_ok(se->cert_id, strlen(se->cert_id))) {
 			snprintf(why, sizeof(why), "certificate CN '%s' is not a valid sensor id", se->cert_id);
 			se->cert_id[0] = '\0';
 			session_close(se, 0, why);
@@ -894,20 +1448,24 @@ static void server_on_accept(struct ev_loop *loop, ev_io *w, int revents)
 
 static void server_on_sync(struct ev_loop *loop, ev_timer *w, int revents)
 {
-	struct server *srv = w->data;
-	int rc = store_sync(srv->o.store);
-	if (rc != 0 && log_limit_ok(&srv->accept_lim, 3, 10))
-		log_warnx("store: sync failed: %s (acknowledgements held back)", strerror(-rc));
-	struct session *se = srv->sessions, *next;
-	for (; se; se = next) {
-		next = se->next;
-		names_log_sync(se->names);
-		if (se->ack_pending && se->ss && !store_sensor_needs_sync(se->ss)) {
-			uint64_t seq = se->ack_pending;
-			se->ack_pending = 0;
-			session_ack(se, seq);
-		}
-	}
+	server_sync_start(w->data);
+}
+
+/* TICK: segment age, index retries, retention; one at a time. */
+struct tick_job {
+	struct worker_job wj;
+	struct server *srv;
+};
+
+static void server_tick_run(struct worker_job *wj)
+{
+	store_tick(((struct tick_job *)wj)->srv->o.store);
+}
+
+static void server_tick_done(struct worker_job *wj)
+{
+	((struct tick_job *)wj)->srv->tick_busy = false;
+	free(wj);
 }
 
 static void server_on_accept_pause(struct ev_loop *loop, ev_timer *w, int revents)
@@ -936,7 +1494,7 @@ static void server_on_tick(struct ev_loop *loop, ev_timer *w, int revents)
 		next = se->next;
 		if (se->state != S_STREAM)
 			continue;
-		if (se->throttled)
+		if (session_paused(se))
 			se->last_rx = now; /* we are not reading: the sensor cannot be heard */
 		if (now - se->last_rx > 3 * hb) {
 			char why[96];
@@ -951,7 +1509,14 @@ static void server_on_tick(struct ev_loop *loop, ev_timer *w, int revents)
 				session_close(se, 0, "cannot send heartbeat");
 		}
 	}
-	store_tick(srv->o.store);
+	struct tick_job *j = srv->tick_busy ? NULL : calloc(1, sizeof(*j));
+	if (j) {
+		j->srv = srv;
+		j->wj.run = server_tick_run;
+		j->wj.done = server_tick_done;
+		srv->tick_busy = true;
+		worker_submit(srv->w, &j->wj);
+	}
 }
 
 struct server *server_new(struct ev_loop *loop, const struct server_opts *o)
@@ -971,10 +1536,9 @@ struct server *server_new(struct ev_loop *loop, const struct server_opts *o)
 		srv->o.setup_ms = 10000;
 	for (srv->src_cap = 4; srv->src_cap < 2 * (size_t)srv->o.unauth_max + 2; srv->src_cap *= 2)
 		;
-	srv->dec = malloc(o->max_raw);
 	srv->src_tab = calloc(srv->src_cap, sizeof(*srv->src_tab));
-	if (!srv->dec || !srv->src_tab) {
-		free(srv->dec);
+	srv->w = srv->src_tab ? worker_new(loop) : NULL;
+	if (!srv->w) {
 		free(srv->src_tab);
 		free(srv);
 		return NULL;
@@ -995,27 +1559,16 @@ struct server *server_new(struct ev_loop *loop, const struct server_opts *o)
 
 int server_listen(struct server *srv, const char *addr, char *err, size_t errlen)
 {
-	char host[256], port[16];
-	const char *colon;
+	struct hostport hp;
 	if (srv->n_listeners == SERVER_MAX_LISTENERS) {
 		snprintf(err, errlen, "listen: at most %d addresses", SERVER_MAX_LISTENERS);
 		return -1;
 	}
-	if (addr[0] == '[') {
-		const char *rb = strchr(addr, ']');
-		if (!rb || rb[1] != ':')
-			goto bad;
-		snprintf(host, sizeof(host), "%.*s", (int)(rb - addr - 1), addr + 1);
-		colon = rb + 1;
-	} else {
-		colon = strrchr(addr, ':');
-		if (!colon)
-			goto bad;
-		snprintf(host, sizeof(host), "%.*s", (int)(colon - addr), addr);
-	}
-	snprintf(port, sizeof(port), "%s", colon + 1);
+	/* Port 0 lets the kernel pick one (tests read it back from the log). */
+	if (hostport_parse(addr, HOSTPORT_LISTEN | HOSTPORT_PORT0, "listen", &hp, err, errlen) != 0)
+		return -1;
 	struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE | AI_NUMERICSERV}, *ai;
-	int rc = getaddrinfo(*host ? host : NULL, port, &hints, &ai);
+	int rc = getaddrinfo(*hp.host ? hp.host : NULL, hp.port, &hints, &ai);
 	if (rc != 0) {
 		snprintf(err, errlen, "listen: %s: %s", addr, gai_strerror(rc));
 		return -1;
@@ -1041,9 +1594,6 @@ int server_listen(struct server *srv, const char *addr, char *err, size_t errlen
 	srv->lio[i].data = srv;
 	ev_io_start(srv->loop, &srv->lio[i]);
 	return 0;
-bad:
-	snprintf(err, errlen, "listen: '%s' is not host:port", addr);
-	return -1;
 }
 
 void server_shutdown(struct server *srv)
@@ -1054,17 +1604,51 @@ void server_shutdown(struct server *srv)
 	}
 	srv->n_listeners = 0;
 	ev_timer_stop(srv->loop, &srv->accept_pause);
+	/* Batches the worker has are stored and ACKed first; no more input is read. Here
+	 * (and only here) the loop waits on storage. */
+	srv->stopping = true;
+	worker_drain(srv->w);
 	if (srv->o.sync_ms) {
 		/* Sessions end now: make what they stored durable and ACK it first. */
-		server_on_sync(srv->loop, &srv->sync, 0);
+		server_sync_start(srv);
+		worker_drain(srv->w);
 		ev_timer_stop(srv->loop, &srv->sync);
 	}
 	while (srv->uhead)
 		session_free(srv->uhead); /* nothing to tell a peer that never identified itself */
 	while (srv->sessions)
 		session_close(srv->sessions, PROTO_ERR_SHUTDOWN, "receiver shutting down");
+	worker_drain(srv->w);
 	server_unauth_summary(srv, ev_now(srv->loop), true);
 	ev_timer_stop(srv->loop, &srv->tick);
+}
+
+/* CALL: a function of the caller's, run on the worker (it may use the store). */
+struct call_job {
+	struct worker_job wj;
+	void (*fn)(void *arg);
+	void *arg;
+};
+
+static void server_call_run(struct worker_job *wj)
+{
+	struct call_job *j = (struct call_job *)wj;
+	j->fn(j->arg);
+}
+
+static void server_call_done(struct worker_job *wj) { free(wj); }
+
+int server_store_call(struct server *srv, void (*fn)(void *arg), void *arg)
+{
+	struct call_job *j = calloc(1, sizeof(*j));
+	if (!j)
+		return -ENOMEM;
+	j->fn = fn;
+	j->arg = arg;
+	j->wj.run = server_call_run;
+	j->wj.done = server_call_done;
+	worker_submit(srv->w, &j->wj);
+	return 0;
 }
 
 bool server_sensor_connected(const struct server *srv, const char *id)
@@ -1084,7 +1668,7 @@ void server_free(struct server *srv)
 	if (!srv)
 		return;
 	server_shutdown(srv);
-	free(srv->dec);
+	worker_free(srv->w);
 	free(srv->src_tab);
 	free(srv);
 }

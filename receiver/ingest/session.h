@@ -3,7 +3,8 @@
  * Receiver sessions: one per connected sensor. Accepts TCP connections, runs the
  * TLS handshake, binds the session to the identity in the client certificate,
  * decodes frames, hands batches to the store and ACKs them once stored. A
- * malformed frame closes that session only, with the reason logged.
+ * malformed frame closes that session only, with the reason logged. Every store call
+ * runs on the store worker thread (store/worker.h), never on the loop.
  */
 #ifndef PCAPLINE_RECEIVER_SESSION_H
 #define PCAPLINE_RECEIVER_SESSION_H
@@ -48,6 +49,10 @@ void server_shutdown(struct server *srv);
 /* True if sensor `id` has a streaming session now. */
 bool server_sensor_connected(const struct server *srv, const char *id);
 unsigned server_session_count(const struct server *srv);
+/* Runs fn(arg) on the store worker, after everything submitted so far: the one place
+ * where the store may be used from outside the sessions while the loop runs (for
+ * stats). Returns 0 or -ENOMEM. */
+int server_store_call(struct server *srv, void (*fn)(void *arg), void *arg);
 void server_free(struct server *srv);
 
 #endif

@@ -20,7 +20,7 @@
 #include "shared/log.h"
 #include "receiver/repo/merge.h"
 #include "receiver/repo/namehist.h"
-#include "receiver/repo/pcapout.h"
+#include "shared/pcapfile.h"
 #include "receiver/repo/timearg.h"
 
 #define NS_PER_SEC 1000000000ull
@@ -309,18 +309,18 @@ output_error(struct bundle *b, const struct bundle_sensor *in, int rc)
 
 /* Runs the merge of one sensor into sink. Returns 0 or -1 with b->err set. */
 static int
-run_pcap(struct bundle *b, struct bundle_state *st, pcapout_sink sink, void *arg)
+run_pcap(struct bundle *b, struct bundle_state *st, pcapw_sink sink, void *arg)
 {
 	const struct bundle_sensor *in = st->in;
 	const bool filtering = b->o->filter != NULL && b->o->filter[0] != '\0';
-	struct pcapout *out = NULL;
+	struct pcapw *out = NULL;
 	struct merge *m = NULL;
 	struct merge_rec mr;
 	char appl[64];
 	uint64_t packets = 0, first = 0, last = 0;
 	int rc = -1, orc, mrc;
 
-	out = pcapout_new(sink, arg);
+	out = pcapw_new_sink(sink, arg);
 	m = merge_new(st->mi, in->segs.n, b->o->from_ns, b->o->to_ns);
 	if (out == NULL || m == NULL) {
 		snprintf(b->err, b->errlen, "out of memory");
@@ -328,11 +328,11 @@ run_pcap(struct bundle *b, struct bundle_state *st, pcapout_sink sink, void *arg
 	}
 	if (st->ng) {
 		snprintf(appl, sizeof(appl), "pcapline %s", PCAPLINE_VERSION);
-		orc = pcapout_ng_section(out, appl);
+		orc = pcapw_ng_section(out, appl);
 		for (size_t i = 0; orc == 0 && i < st->n_idb; i++)
-			orc = pcapout_ng_iface(out, st->idb[i].linktype, st->idb[i].snaplen, st->idb[i].iface);
+			orc = pcapw_ng_iface(out, st->idb[i].linktype, st->idb[i].snaplen, st->idb[i].iface);
 	} else {
-		orc = pcapout_pcap_header(out, st->linktype, st->snaplen);
+		orc = pcapw_pcap_header(out, st->linktype, st->snaplen);
 	}
 	if (orc != 0) {
 		output_error(b, in, orc);
@@ -356,7 +356,7 @@ run_pcap(struct bundle *b, struct bundle_state *st, pcapout_sink sink, void *arg
 			if (pcap_offline_filter(prog, &h, mr.rec.data) == 0)
 				continue;
 		}
-		orc = pcapout_record(out, st->seg_idb[mr.input], mr.rec.ts_ns, mr.rec.data,
+		orc = pcapw_write_if(out, st->seg_idb[mr.input], mr.rec.ts_ns, mr.rec.data,
 				     mr.rec.caplen, mr.rec.origlen);
 		if (orc == -EOVERFLOW) {
 			snprintf(b->err, b->errlen, "%s: timestamp %" PRIu64 " ns is after 2106, beyond "
@@ -378,7 +378,7 @@ run_pcap(struct bundle *b, struct bundle_state *st, pcapout_sink sink, void *arg
 			 pcapf_strerror(mrc));
 		goto out;
 	}
-	if ((orc = pcapout_flush(out)) != 0) {
+	if ((orc = pcapw_flush(out)) != 0) {
 		output_error(b, in, orc);
 		goto out;
 	}
@@ -391,7 +391,7 @@ run_pcap(struct bundle *b, struct bundle_state *st, pcapout_sink sink, void *arg
 	rc = 0;
 out:
 	merge_free(m);
-	pcapout_free(out);
+	pcapw_discard(out);
 	return rc;
 }
 

@@ -86,7 +86,7 @@ static const char *const index_sql[ST_COUNT] = {
 
 /* Rows whose insert failed, kept for index_retry(); beyond this the next start's
  * reconcile is what adds them. */
-#define INDEX_PENDING_MAX 256
+#define INDEX_PENDING_MAX 4096
 /* Fixes named one by one in the log by index_reconcile(); the rest are counted. */
 #define INDEX_LOG_FIXES 10
 
@@ -97,12 +97,61 @@ struct index {
 	struct index_seg *pending;
 	size_t n_pending;
 	struct log_limit warn_lim;
+	bool nowait;      /* index_set_nowait() */
+	bool hit_busy;    /* the statement being stepped found the database locked */
+	struct index_wait wait;
 };
+
+static uint64_t index_mono_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
+/* No-wait mode: give up at the first sign of a lock (the caller defers the write). */
+static int index_on_busy(void *arg, int tries)
+{
+	struct index *ix = arg;
+	ix->hit_busy = true;
+	return 0;
+}
+
+void index_set_nowait(struct index *ix)
+{
+	ix->nowait = true;
+	sqlite3_busy_handler(ix->db, index_on_busy, ix);
+}
+
+void index_wait_get(const struct index *ix, struct index_wait *out) { *out = ix->wait; }
+
+/* Starts timing one ingest write, for index_wait_us_max. */
+static uint64_t index_wait_start(struct index *ix)
+{
+	ix->hit_busy = false;
+	return index_mono_us();
+}
+
+/* Ends it: the whole call counts as waiting when it met a lock. */
+static void index_wait_end(struct index *ix, uint64_t t0)
+{
+	if (!ix->hit_busy)
+		return;
+	uint64_t us = index_mono_us() - t0;
+	ix->wait.busy++;
+	if (us > ix->wait.max_us)
+		ix->wait.max_us = us;
+	ix->hit_busy = false;
+}
 
 static void index_unlink_pos(struct index *ix, const char *relpath);
 
 static void index_warn(struct index *ix, const char *what)
 {
+	/* A locked database in no-wait mode is expected (counted in index_wait): the write
+	 * is simply tried again. */
+	if (ix->nowait && (sqlite3_errcode(ix->db) == SQLITE_BUSY || sqlite3_errcode(ix->db) == SQLITE_LOCKED))
+		return;
 	if (log_limit_ok(&ix->warn_lim, 5, 10))
 		log_warnx("index: %s: %s", what, sqlite3_errmsg(ix->db));
 }
@@ -262,7 +311,10 @@ int index_insert(struct index *ix, const struct index_seg *seg)
 		log_warnx("index: '%s' is not a segment path: not indexed", seg->path);
 		return -1;
 	}
-	if (index_insert_now(ix, seg) == 0)
+	uint64_t t0 = index_wait_start(ix);
+	int rc = index_insert_now(ix, seg);
+	index_wait_end(ix, t0);
+	if (rc == 0)
 		return 0;
 	if (ix->n_pending < INDEX_PENDING_MAX) {
 		struct index_seg *p = realloc(ix->pending, (ix->n_pending + 1) * sizeof(*p));
@@ -278,7 +330,10 @@ size_t index_retry(struct index *ix, void (*fn)(void *arg, const struct index_se
 {
 	size_t k = 0;
 	for (size_t i = 0; i < ix->n_pending; i++) {
-		if (index_insert_now(ix, &ix->pending[i]) == 0) {
+		uint64_t t0 = index_wait_start(ix);
+		int rc = index_insert_now(ix, &ix->pending[i]);
+		index_wait_end(ix, t0);
+		if (rc == 0) {
 			if (fn)
 				fn(arg, &ix->pending[i]);
 		} else {
@@ -686,7 +741,17 @@ static void index_unlink_pos(struct index *ix, const char *relpath)
 		log_warn("index: cannot delete %s", full);
 }
 
+static int index_retire_now(struct index *ix, const struct index_seg *g);
+
 int index_retire(struct index *ix, const struct index_seg *g)
+{
+	uint64_t t0 = index_wait_start(ix);
+	int rc = index_retire_now(ix, g);
+	index_wait_end(ix, t0);
+	return rc;
+}
+
+static int index_retire_now(struct index *ix, const struct index_seg *g)
 {
 	bool ok = index_seg_path_ok(g->path);
 	if (index_begin(ix) != 0)

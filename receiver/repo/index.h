@@ -137,6 +137,18 @@ int index_insert(struct index *ix, const struct index_seg *seg);
 size_t index_retry(struct index *ix, void (*fn)(void *arg, const struct index_seg *seg), void *arg);
 /* Rows waiting for index_retry(). */
 size_t index_pending(const struct index *ix);
+/*
+ * From now on, a write that finds the database locked (another writer, such as the
+ * dissection path or a reindex, is in a transaction) fails at once instead of waiting
+ * up to 5 s: an insert is kept for index_retry(), a retention deletion is tried again
+ * later. Storage then never waits on anyone else's transaction. Call after start-up.
+ */
+void index_set_nowait(struct index *ix);
+struct index_wait {
+	uint64_t max_us;   /* longest time one ingest write spent on a locked database */
+	uint64_t busy;     /* writes that found it locked (deferred, never lost) */
+};
+void index_wait_get(const struct index *ix, struct index_wait *out);
 
 /*
  * Fills *seg from the file <dir>/<relpath> (read with shared/pcapfile.h): sensor and

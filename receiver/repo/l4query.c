@@ -240,7 +240,7 @@ static uint64_t get_u64le(const uint8_t *p)
 	return le64toh(v);
 }
 
-int l4q_pcap(const char *dir, bool flow, uint64_t id, pcapout_sink sink, void *arg, uint64_t *packets, char *err,
+int l4q_pcap(const char *dir, bool flow, uint64_t id, pcapw_sink sink, void *arg, uint64_t *packets, char *err,
 	     size_t errlen)
 {
 	sqlite3 *db = open_ro(dir, err, errlen);
@@ -248,7 +248,7 @@ int l4q_pcap(const char *dir, bool flow, uint64_t id, pcapout_sink sink, void *a
 	uint64_t *ids = NULL;
 	struct xseg *segs = NULL;
 	size_t nids = 0, nsegs = 0, cap = 0;
-	struct pcapout *out = NULL;
+	struct pcapw *out = NULL;
 	bool ng = false;
 	uint32_t snaplen = 0;
 	int rc = -EIO;
@@ -316,12 +316,12 @@ int l4q_pcap(const char *dir, bool flow, uint64_t id, pcapout_sink sink, void *a
 	st = NULL;
 	sqlite3_close(db);
 	db = NULL;
-	if ((out = pcapout_new(sink, arg)) == NULL)
+	if ((out = pcapw_new_sink(sink, arg)) == NULL)
 		goto nomem;
 	if (ng)
-		rc = pcapout_ng_section(out, "pcapline");
+		rc = pcapw_ng_section(out, "pcapline");
 	else
-		rc = pcapout_pcap_header(out, nsegs ? segs[0].linktype : 1, snaplen ? snaplen : 262144);
+		rc = pcapw_pcap_header(out, nsegs ? segs[0].linktype : 1, snaplen ? snaplen : 262144);
 	if (rc != 0)
 		goto out;
 	for (size_t i = 0; i < nsegs; i++) {
@@ -344,7 +344,7 @@ int l4q_pcap(const char *dir, bool flow, uint64_t id, pcapout_sink sink, void *a
 			rc = -EIO;
 			goto out;
 		}
-		if (ng && (rc = pcapout_ng_iface(out, segs[i].linktype, segs[i].snaplen, segs[i].path)) != 0) {
+		if (ng && (rc = pcapw_ng_iface(out, segs[i].linktype, segs[i].snaplen, segs[i].path)) != 0) {
 			pcapr_close(r);
 			munmap((void *)pos, plen);
 			goto out;
@@ -362,7 +362,7 @@ int l4q_pcap(const char *dir, bool flow, uint64_t id, pcapout_sink sink, void *a
 			cid = get_u64le(pos + 16 + 8 * n++);
 			if (cid == 0 || bsearch(&cid, ids, nids, sizeof(*ids), cmp_u64) == NULL)
 				continue;
-			rc = pcapout_record(out, ng ? (uint32_t)i : 0, rec.ts_ns, rec.data, rec.caplen, rec.origlen);
+			rc = pcapw_write_if(out, ng ? (uint32_t)i : 0, rec.ts_ns, rec.data, rec.caplen, rec.origlen);
 			(*packets)++;
 		}
 		pcapr_close(r);
@@ -370,7 +370,7 @@ int l4q_pcap(const char *dir, bool flow, uint64_t id, pcapout_sink sink, void *a
 		if (rc != 0)
 			goto out;
 	}
-	rc = pcapout_flush(out);
+	rc = pcapw_flush(out);
 	goto out;
 dberr:
 	snprintf(err, errlen, "index: %s (has the repository been dissected? see pcapline reindex)",
@@ -381,7 +381,7 @@ nomem:
 	snprintf(err, errlen, "out of memory");
 	rc = -ENOMEM;
 out:
-	pcapout_free(out);
+	pcapw_discard(out);
 	sqlite3_finalize(st);
 	sqlite3_close(db);
 	free(ids);

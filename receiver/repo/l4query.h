@@ -14,7 +14,7 @@
 
 #include <jansson.h>
 
-#include "receiver/repo/pcapout.h"
+#include "shared/pcapfile.h"
 
 struct l4q {
 	const char *sensor;   /* NULL: every sensor */
@@ -47,7 +47,7 @@ json_t *l4q_stats(const char *dir, char *err, size_t errlen);
  * unknown id; another negative code with err set (a segment or position file missing
  * or damaged: re-index the window; the sink's code).
  */
-int l4q_pcap(const char *dir, bool flow, uint64_t id, pcapout_sink sink, void *arg, uint64_t *packets, char *err,
+int l4q_pcap(const char *dir, bool flow, uint64_t id, pcapw_sink sink, void *arg, uint64_t *packets, char *err,
 	     size_t errlen);
 
 #endif

@@ -10,6 +10,7 @@
 
 #include <jansson.h>
 
+#include "shared/hash.h"
 #include "shared/log.h"
 #include "receiver/repo/names.h"
 
@@ -104,13 +105,7 @@ struct nh_table {
 static uint64_t
 hash_str(const char *s)
 {
-	uint64_t h = 0xcbf29ce484222325ull;
-
-	for (; *s != '\0'; s++) {
-		h ^= (unsigned char)*s;
-		h *= 0x100000001b3ull;
-	}
-	return h;
+	return hash_end(hash_add(HASH_INIT, s, strlen(s)));
 }
 
 static int

@@ -11,6 +11,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "shared/fsutil.h"
+#include "shared/hash.h"
 #include "shared/log.h"
 
 #define NAMES_LINE_MAX 65536   /* longer lines are skipped as malformed */
@@ -366,11 +368,7 @@ static void names_line_addr(const char *addr, char out[NAMES_FIELD_MAX])
 
 static bool names_sensor_id_ok(const char *id)
 {
-	size_t n = strlen(id);
-
-	if (n < 1 || n > PROTO_MAX_ID || id[0] == '.')
-		return false;
-	return strspn(id, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") == n;
+	return id && proto_sensor_id_ok(id, strlen(id));
 }
 
 /* ---- Reading a history file ------------------------------------------------------- */
@@ -665,11 +663,7 @@ static int names_rewrite(const char *path, uint64_t cut, uint64_t budget, uint64
 		unlink(tmp);
 		goto out;
 	}
-	int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd >= 0) {
-		(void)fsync(dfd); /* the rename itself; the data was synced before it */
-		close(dfd);
-	}
+	(void)fsu_fsync_path(dir); /* the rename itself; the data was synced before it */
 	*kept = tr.kept_bytes;
 	*dropped = tr.dropped;
 out:
@@ -705,11 +699,7 @@ int names_trim(const char *dir, const char *sensor_id, uint64_t before_ns, uint6
 
 static uint64_t names_str_hash(const char *s)
 {
-	uint64_t h = 1469598103934665603ull;
-
-	for (; *s; s++)
-		h = (h ^ (uint8_t)*s) * 1099511628211ull;
-	return h;
+	return hash_end(hash_add(HASH_INIT, s, strlen(s)));
 }
 
 static struct names_cur *names_cur_find(struct names_log *l, const char *addr, bool *found)
@@ -846,13 +836,10 @@ static int names_log_ensure_open(struct names_log *l)
 	if (l->fd >= 0)
 		return 0;
 	/* The store creates the sensor's folder; make sure of it anyway. */
-	if ((size_t)snprintf(dir, sizeof(dir), "%s/sensors", l->st->dir) >= sizeof(dir))
+	if ((size_t)snprintf(dir, sizeof(dir), "%.*s", (int)(strrchr(l->path, '/') - l->path), l->path) >= sizeof(dir))
 		return -ENAMETOOLONG;
-	if (mkdir(dir, 0750) != 0 && errno != EEXIST)
-		return -errno;
-	snprintf(dir, sizeof(dir), "%.*s", (int)(strrchr(l->path, '/') - l->path), l->path);
-	if (mkdir(dir, 0750) != 0 && errno != EEXIST)
-		return -errno;
+	if ((rc = fsu_mkdirs(dir, 0750)) != 0)
+		return rc;
 	l->fd = open(l->path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
 	if (l->fd < 0)
 		return -errno;
@@ -995,22 +982,14 @@ int names_log_append(struct names_log *l, const struct proto_names *m, char *err
 			return rc;
 		}
 	}
-	for (size_t off = 0; off < len;) {
-		ssize_t w = write(l->fd, l->buf + off, len - off);
-
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0) {
-			/* A partial line left behind is cut when the file is opened again, which
-			 * the next frame does (re-reading the mappings in effect, since the
-			 * ones remembered here may be ahead of the file). */
-			rc = w < 0 ? -errno : -EIO;
-			l->c.lost += (uint64_t)lines;
-			snprintf(err, errlen, "%s: %s", l->path, strerror(-rc));
-			names_cur_forget(l);
-			return rc;
-		}
-		off += (size_t)w;
+	if ((rc = fsu_write_all(l->fd, l->buf, len)) != 0) {
+		/* A partial line left behind is cut when the file is opened again, which
+		 * the next frame does (re-reading the mappings in effect, since the
+		 * ones remembered here may be ahead of the file). */
+		l->c.lost += (uint64_t)lines;
+		snprintf(err, errlen, "%s: %s", l->path, strerror(-rc));
+		names_cur_forget(l);
+		return rc;
 	}
 	l->size += (off_t)len;
 	l->c.written += (uint64_t)lines;

@@ -3,8 +3,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <stdio.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,8 +13,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "shared/fsutil.h"
 #include "shared/hash.h"
 #include "receiver/repo/index.h"
+#include "shared/lathist.h"
 #include "shared/log.h"
 #include "shared/pcapfile.h"
 #include "receiver/store/retention.h"
@@ -96,6 +98,12 @@ struct store_sensor {
 	struct proto_iface ifaces[PROTO_MAX_IFACES];
 	struct segment seg[PROTO_MAX_IFACES];
 	struct store_counters c;
+	bool connected; /* between store_sensor_begin() and store_sensor_end() */
+	/* Where the time of the group being stored goes (us), for the slow-storage warning. */
+	struct {
+		uint64_t write, seg_sync, state, rotate;
+	} took;
+	struct lathist ack_lat; /* under store.lat_mu */
 	/* Digest of each recently stored batch, at seq % STORE_RECENT (in memory only:
 	 * resends follow a reconnect within seconds). */
 	struct {
@@ -114,6 +122,10 @@ struct store {
 	bool single_owned;
 	struct pcapw *single;
 	uint32_t single_linktype;
+	/* ACK latencies come from the loop thread while the worker writes stats.json: this
+	 * lock guards only the histograms, never any I/O. */
+	pthread_mutex_t lat_mu;
+	struct lathist ack_lat;
 };
 
 static uint64_t store_mono_ms(void)
@@ -123,6 +135,13 @@ static uint64_t store_mono_ms(void)
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
+static uint64_t store_mono_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
 static int64_t store_wall_ns(void)
 {
 	struct timespec ts;
@@ -130,22 +149,7 @@ static int64_t store_wall_ns(void)
 	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-static int store_mkdirs(const char *path)
-{
-	char tmp[512];
-	snprintf(tmp, sizeof(tmp), "%s", path);
-	for (char *p = tmp + 1; *p; p++) {
-		if (*p != '/')
-			continue;
-		*p = '\0';
-		if (mkdir(tmp, 0750) != 0 && errno != EEXIST)
-			return -errno;
-		*p = '/';
-	}
-	if (mkdir(tmp, 0750) != 0 && errno != EEXIST)
-		return -errno;
-	return 0;
-}
+static int store_mkdirs(const char *path) { return fsu_mkdirs(path, 0750); }
 
 /* Credits a sensor with a segment retention deleted. */
 static void store_on_retired(void *arg, const struct index_seg *g, const char *why)
@@ -178,6 +182,9 @@ static void store_on_indexed(void *arg, const struct index_seg *g)
  * its bytes count toward the bounds once the row exists. */
 static void store_index_add(struct store *s, const struct index_seg *g)
 {
+	/* Rows deferred by a locked database go first, so that they keep their order. */
+	if (s->ix && index_pending(s->ix))
+		index_retry(s->ix, store_on_indexed, s);
 	if (s->ix && index_insert(s->ix, g) == 0)
 		store_on_indexed(s, g);
 }
@@ -207,6 +214,7 @@ struct store *store_new(const struct store_opts *o, char *err, size_t errlen)
 	}
 	s->o = *o;
 	s->single_fd = -1;
+	pthread_mutex_init(&s->lat_mu, NULL);
 	_Static_assert(sizeof(((struct store *)0)->dir) > STORE_DIR_MAX &&
 			       sizeof(((struct store_sensor *)0)->seg_dir) >
 				       STORE_DIR_MAX + sizeof("/sensors//segments") - 1 + PROTO_MAX_ID,
@@ -262,6 +270,9 @@ struct store *store_new(const struct store_opts *o, char *err, size_t errlen)
 			return NULL;
 		}
 		store_retention(s);
+		/* Start-up is done: from now on no ingest write waits on another writer's
+		 * transaction (the dissection path's): it is deferred instead. */
+		index_set_nowait(s->ix);
 	}
 	if (o->single_file && *o->single_file) {
 		if (strcmp(o->single_file, "-") == 0) {
@@ -440,15 +451,9 @@ static int store_finish_pending(struct store_sensor *ss, char *err, size_t errle
 	return ret;
 }
 
-static uint64_t store_fnv64(const uint8_t *p, size_t n)
-{
-	uint64_t h = 0xcbf29ce484222325ull;
-	for (size_t i = 0; i < n; i++) {
-		h ^= p[i];
-		h *= 0x100000001b3ull;
-	}
-	return h;
-}
+/* The state file's checksum is plain FNV-1a (no finalizer): files written by earlier
+ * releases must still verify. */
+static uint64_t store_fnv64(const uint8_t *p, size_t n) { return hash_add(HASH_INIT, p, n); }
 
 static void put64(uint8_t *p, uint64_t v) { memcpy(p, &v, 8); }
 static uint64_t get64(const uint8_t *p)
@@ -802,11 +807,13 @@ uint64_t store_sensor_begin(struct store_sensor *ss, uint64_t epoch, const struc
 	ss->have_epoch = true;
 	ss->epoch = epoch;
 	ss->next_seq = next;
+	ss->connected = true;
 	return ss->next_seq;
 }
 
 void store_sensor_end(struct store_sensor *ss)
 {
+	ss->connected = false;
 	for (int i = 0; i < PROTO_MAX_IFACES; i++)
 		store_segment_close(ss, &ss->seg[i]);
 }
@@ -974,27 +981,41 @@ static uint64_t store_batch_digest(const uint8_t *p, uint32_t n)
 	return hash_end(h);
 }
 
-enum store_result store_batch(struct store_sensor *ss, uint64_t seq, const uint8_t *raw, uint32_t raw_len,
-			      uint32_t n_records, char *err, size_t errlen)
+/* What store_batch_check() learnt about a batch that the later steps need. */
+struct store_scan {
+	uint32_t n;                          /* records */
+	uint32_t n_bad, first_bad;           /* unstorable ones, and the first of them */
+	uint32_t bad[STORE_UNSTORABLE_N];    /* by reason */
+	uint64_t digest;                     /* of the record bytes, for the recent ring */
+};
+
+/*
+ * Step 1: is this a batch to store? Checks the sequence number, tells a resend
+ * (STORE_DUPLICATE) from a number reused with other bytes (STORE_SEQ_REUSED), and
+ * validates every record before anything is written, so that a malformed batch
+ * changes nothing (STORE_REJECTED). STORE_STORED means: go on and store it.
+ */
+static enum store_result store_batch_check(struct store_sensor *ss, uint64_t seq, const uint8_t *raw,
+					   uint32_t raw_len, uint32_t n_records, struct store_scan *v, char *err,
+					   size_t errlen)
 {
-	struct store *s = ss->store;
 	struct proto_rec_iter it;
 	struct proto_rec r;
 	int rc;
-	uint32_t n = 0, n_bad = 0, bad[STORE_UNSTORABLE_N] = {0}, first_bad = 0;
 
+	memset(v, 0, sizeof(*v));
 	if (seq == 0 || seq == UINT64_MAX) {
 		/* Sequence numbers start at 1 (PROTOCOL.md 6.3); the top value would wrap. */
 		snprintf(err, errlen, "batch sequence number %" PRIu64 " is out of range", seq);
 		ss->c.rejected_batches++;
 		return STORE_REJECTED;
 	}
-	uint64_t digest = store_batch_digest(raw, raw_len);
+	v->digest = store_batch_digest(raw, raw_len);
 	if (seq < ss->next_seq) {
 		/* A duplicate is a batch we have, not a new one under a number already used
 		 * (PROTOCOL.md 6.3): dropping that would lose it silently. */
 		if (ss->recent[seq % STORE_RECENT].seq == seq && ss->recent[seq % STORE_RECENT].epoch == ss->epoch &&
-		    ss->recent[seq % STORE_RECENT].digest != digest) {
+		    ss->recent[seq % STORE_RECENT].digest != v->digest) {
 			ss->c.rejected_batches++;
 			snprintf(err, errlen, "batch %" PRIu64 " of epoch %016" PRIx64 " is not the batch stored under that "
 				 "number: the sensor reused it and must take a new epoch", seq, ss->epoch);
@@ -1003,7 +1024,6 @@ enum store_result store_batch(struct store_sensor *ss, uint64_t seq, const uint8
 		ss->c.duplicates++;
 		return STORE_DUPLICATE;
 	}
-	/* Validate everything first: a malformed batch must change nothing. */
 	proto_rec_iter_init(&it, raw, raw_len, ss->n_ifaces, PROTO_MAX_SNAPLEN);
 	while ((rc = proto_rec_next(&it, &r)) == 1) {
 		if (r.caplen > ss->ifaces[r.iface].snaplen) {
@@ -1012,41 +1032,47 @@ enum store_result store_batch(struct store_sensor *ss, uint64_t seq, const uint8
 		}
 		int why = store_unstorable_why(&r);
 		if (why >= 0) {
-			if (n_bad++ == 0)
-				first_bad = n;
-			bad[why]++;
+			if (v->n_bad++ == 0)
+				v->first_bad = v->n;
+			v->bad[why]++;
 		}
-		n++;
+		v->n++;
 	}
-	if (rc == 0 && n != n_records)
+	if (rc == 0 && v->n != n_records)
 		rc = PROTO_EINVAL;
 	if (rc != 0) {
-		snprintf(err, errlen, "batch %" PRIu64 ": malformed record %u: %s", seq, n, proto_strerror(rc));
+		snprintf(err, errlen, "batch %" PRIu64 ": malformed record %u: %s", seq, v->n, proto_strerror(rc));
 		ss->c.rejected_batches++;
 		return STORE_REJECTED;
 	}
+	return STORE_STORED;
+}
 
-	/* A segment that could not be put into place holds committed data: it goes first,
-	 * and until it is in place nothing new is stored (the sensor keeps the batch). */
-	if (*s->dir && (rc = store_finish_pending(ss, err, errlen)) != 0) {
-		ss->c.storage_errors++;
-		return store_errno_result(rc);
-	}
+/* Step 2: writes every storable record to its interface's segment (opened on first
+ * use) and to the single file. Returns 0 or -errno with err set; *bytes gets the
+ * packet bytes written. */
+static int store_batch_write(struct store_sensor *ss, uint64_t seq, const uint8_t *raw, uint32_t raw_len,
+			     const struct store_scan *v, uint64_t *bytes, char *err, size_t errlen)
+{
+	struct store *s = ss->store;
+	struct proto_rec_iter it;
+	struct proto_rec r;
+	int rc;
 
-	uint64_t bytes = 0;
+	*bytes = 0;
 	proto_rec_iter_init(&it, raw, raw_len, ss->n_ifaces, PROTO_MAX_SNAPLEN);
 	while (proto_rec_next(&it, &r) == 1) {
-		if (n_bad && store_unstorable_why(&r) >= 0)
+		if (v->n_bad && store_unstorable_why(&r) >= 0)
 			continue;
 		if (*s->dir) {
 			struct segment *g = &ss->seg[r.iface];
 			if (g->fd < 0 && (rc = store_segment_open(ss, r.iface, r.ts_ns, seq)) != 0) {
 				snprintf(err, errlen, "cannot create segment %s: %s", g->open_path, strerror(-rc));
-				goto fail;
+				return rc;
 			}
 			if ((rc = pcapw_write(g->w, r.ts_ns, r.data, r.caplen, r.origlen)) != 0) {
 				snprintf(err, errlen, "cannot write %s: %s", g->open_path, strerror(-rc));
-				goto fail;
+				return rc;
 			}
 			g->packets++;
 			if ((int64_t)r.ts_ns < g->min_ns)
@@ -1057,12 +1083,31 @@ enum store_result store_batch(struct store_sensor *ss, uint64_t seq, const uint8
 		}
 		if (s->single_fd >= 0 && (rc = store_single_write(s, ss, &r)) != 0) {
 			snprintf(err, errlen, "cannot write %s: %s", s->o.single_file, strerror(-rc));
-			goto fail;
+			return rc;
 		}
-		bytes += r.caplen;
+		*bytes += r.caplen;
 	}
+	return 0;
+}
 
-	/* Make the batch durable, then commit it in the state file, then ACK. */
+/* One batch of a run being stored (store_batches()). */
+struct store_run_item {
+	uint64_t seq;
+	uint64_t bytes;
+	struct store_scan v;
+};
+
+/* Step 3: makes a run of written batches durable (per the fsync policy: one flush and
+ * one sync per segment for the whole run), then commits them, with the counters that
+ * describe them, in one state write: after this they may be ACKed. Returns 0 or -errno
+ * with err set and nothing committed. */
+static int store_batch_commit(struct store_sensor *ss, const struct store_run_item *run, unsigned n, char *err,
+			      size_t errlen)
+{
+	struct store *s = ss->store;
+	int rc;
+
+	uint64_t t0 = store_mono_us();
 	for (int i = 0; i < ss->n_ifaces; i++) {
 		struct segment *g = &ss->seg[i];
 		if (!g->touched)
@@ -1070,24 +1115,29 @@ enum store_result store_batch(struct store_sensor *ss, uint64_t seq, const uint8
 		if ((rc = pcapw_flush(g->w)) != 0 ||
 		    (s->o.fsync == STORE_FSYNC_BATCH && (rc = store_seg_sync(g, pcapw_durable_bytes(g->w))) != 0)) {
 			snprintf(err, errlen, "cannot write %s: %s", g->open_path, strerror(-rc));
-			goto fail;
+			return rc;
 		}
 	}
+	uint64_t t1 = store_mono_us();
+	ss->took.seg_sync += t1 - t0;
 	if (s->single && (rc = pcapw_flush(s->single)) != 0) {
 		snprintf(err, errlen, "cannot write %s: %s", s->o.single_file, strerror(-rc));
-		goto fail;
+		return rc;
 	}
 	/* The counters go into the same state write as the data they describe. */
 	struct store_counters before = ss->c;
 	uint64_t prev_next = ss->next_seq;
-	if (seq > ss->next_seq)
-		ss->c.missing_batches += seq - ss->next_seq;
-	ss->c.batches++;
-	ss->c.packets += n - n_bad;
-	for (int i = 0; i < STORE_UNSTORABLE_N; i++)
-		ss->c.unstorable[i] += bad[i];
-	ss->c.bytes += bytes;
-	ss->next_seq = seq + 1;
+	for (unsigned k = 0; k < n; k++) {
+		const struct store_run_item *it = &run[k];
+		if (it->seq > ss->next_seq)
+			ss->c.missing_batches += it->seq - ss->next_seq;
+		ss->c.batches++;
+		ss->c.packets += it->v.n - it->v.n_bad;
+		for (int i = 0; i < STORE_UNSTORABLE_N; i++)
+			ss->c.unstorable[i] += it->v.bad[i];
+		ss->c.bytes += it->bytes;
+		ss->next_seq = it->seq + 1;
+	}
 	if (*s->dir) {
 		uint64_t was[PROTO_MAX_IFACES];
 		for (int i = 0; i < PROTO_MAX_IFACES; i++) {
@@ -1095,48 +1145,189 @@ enum store_result store_batch(struct store_sensor *ss, uint64_t seq, const uint8
 			if (ss->seg[i].fd >= 0 && ss->seg[i].w)
 				ss->seg[i].committed = pcapw_bytes(ss->seg[i].w);
 		}
-		if ((rc = store_state_write(ss)) != 0) {
+		rc = store_state_write(ss);
+		ss->took.state += store_mono_us() - t1;
+		if (rc != 0) {
 			/* Not committed: the rollback cuts back to what was. */
 			for (int i = 0; i < PROTO_MAX_IFACES; i++)
 				ss->seg[i].committed = was[i];
 			ss->next_seq = prev_next;
 			ss->c = before;
 			snprintf(err, errlen, "cannot write the state of sensor %s: %s", ss->id, strerror(-rc));
-			goto fail;
+			return rc;
 		}
 	}
-	if (seq > prev_next)
-		/* The sensor lost these batches (its spool overflowed) or they went to another
-		 * receiver; either way they are not here, and that is counted. */
-		log_warnx("store: %s: batches %" PRIu64 "..%" PRIu64 " never arrived", ss->id, prev_next, seq - 1);
-	if (n_bad) {
-		/* Acknowledged like the rest of the batch: retrying could never store them. */
-		static struct log_limit lim;
-		for (int i = 0; i < STORE_UNSTORABLE_N; i++)
-			if (bad[i] && log_limit_ok(&lim, 10, 1))
-				log_warnx("sensor %s: batch %" PRIu64 ": %" PRIu32 " record(s) not stored: %s (first: record %" PRIu32
-					  "); counted as unstorable, the rest of the batch stored",
-					  ss->id, seq, bad[i], store_unstorable_name(i, false), first_bad);
+	uint64_t next = prev_next;
+	for (unsigned k = 0; k < n; k++) {
+		const struct store_run_item *it = &run[k];
+		if (it->seq > next)
+			/* The sensor lost these batches (its spool overflowed) or they went to
+			 * another receiver; either way they are not here, and that is counted. */
+			log_warnx("store: %s: batches %" PRIu64 "..%" PRIu64 " never arrived", ss->id, next, it->seq - 1);
+		next = it->seq + 1;
+		if (it->v.n_bad) {
+			/* Acknowledged like the rest of the batch: retrying could never store them. */
+			static struct log_limit lim;
+			for (int i = 0; i < STORE_UNSTORABLE_N; i++)
+				if (it->v.bad[i] && log_limit_ok(&lim, 10, 1))
+					log_warnx("sensor %s: batch %" PRIu64 ": %" PRIu32 " record(s) not stored: %s (first: record %" PRIu32
+						  "); counted as unstorable, the rest of the batch stored",
+						  ss->id, it->seq, it->v.bad[i], store_unstorable_name(i, false), it->v.first_bad);
+		}
 	}
+	return 0;
+}
+
+/* Step 4: closes the segments the run filled (renamed into place, indexed) and
+ * remembers its batches for telling resends from reused numbers. */
+static void store_batch_rotate(struct store_sensor *ss, const struct store_run_item *run, unsigned n)
+{
+	struct store *s = ss->store;
+	uint64_t t0 = store_mono_us();
+
 	for (int i = 0; i < ss->n_ifaces; i++) {
 		struct segment *g = &ss->seg[i];
 		if (g->touched && pcapw_bytes(g->w) >= s->o.segment_bytes)
 			store_segment_close(ss, g);
 		g->touched = false;
 	}
-	if (s->o.fsync == STORE_FSYNC_INTERVAL) {
-		ss->unsynced = true;
-		ss->unsynced_bytes += bytes;
+	ss->took.rotate += store_mono_us() - t0;
+	for (unsigned k = 0; k < n; k++) {
+		const struct store_run_item *it = &run[k];
+		if (s->o.fsync == STORE_FSYNC_INTERVAL) {
+			ss->unsynced = true;
+			ss->unsynced_bytes += it->bytes;
+		}
+		ss->recent[it->seq % STORE_RECENT].epoch = ss->epoch;
+		ss->recent[it->seq % STORE_RECENT].seq = it->seq;
+		ss->recent[it->seq % STORE_RECENT].digest = it->v.digest;
 	}
-	ss->recent[seq % STORE_RECENT].epoch = ss->epoch;
-	ss->recent[seq % STORE_RECENT].seq = seq;
-	ss->recent[seq % STORE_RECENT].digest = digest;
-	return STORE_STORED;
-fail:
-	ss->c.storage_errors++;
-	if (*s->dir)
-		store_rollback(ss);
-	return store_errno_result(rc < 0 ? rc : -EIO);
+}
+
+/* True when a segment the run wrote is full: the run is committed there, so that
+ * segments end where they would if every batch were stored on its own. */
+static bool store_run_full(const struct store_sensor *ss)
+{
+	for (int i = 0; i < ss->n_ifaces; i++) {
+		const struct segment *g = &ss->seg[i];
+		if (g->touched && g->w && pcapw_bytes(g->w) >= ss->store->o.segment_bytes)
+			return true;
+	}
+	return false;
+}
+
+static unsigned store_batches_run(struct store_sensor *ss, struct store_batch_in *b, unsigned n, char *err,
+				  size_t errlen);
+
+/* A group that takes longer than this is logged with where its time went. */
+#define STORE_SLOW_US 500000
+
+unsigned store_batches(struct store_sensor *ss, struct store_batch_in *b, unsigned n, char *err, size_t errlen)
+{
+	memset(&ss->took, 0, sizeof(ss->took));
+	uint64_t t0 = store_mono_us();
+	unsigned r = store_batches_run(ss, b, n, err, errlen);
+	uint64_t us = store_mono_us() - t0;
+	if (us >= STORE_SLOW_US) {
+		/* The sensor's window fills while its ACKs wait: say what the disk did. */
+		static struct log_limit lim;
+		uint64_t raw = 0;
+		for (unsigned i = 0; i < n; i++)
+			raw += b[i].raw_len;
+		uint64_t other = us - (ss->took.seg_sync + ss->took.state + ss->took.rotate);
+		if (log_limit_ok(&lim, 5, 60))
+			log_warnx("store: %s: slow storage: %u batch(es), %" PRIu64 " KiB, took %" PRIu64
+				  " ms (segment flush and sync %" PRIu64 " ms, state %" PRIu64 " ms, segment close %" PRIu64
+				  " ms, checks and writes %" PRIu64 " ms)",
+				  ss->id, n, raw >> 10, us / 1000, ss->took.seg_sync / 1000, ss->took.state / 1000,
+				  ss->took.rotate / 1000, other / 1000);
+	}
+	return r;
+}
+
+static unsigned store_batches_run(struct store_sensor *ss, struct store_batch_in *b, unsigned n, char *err,
+				  size_t errlen)
+{
+	struct store *s = ss->store;
+	struct store_run_item run[STORE_BATCHES_MAX];
+	unsigned idx[STORE_BATCHES_MAX], nrun = 0;
+	bool checked_pending = false;
+	int rc;
+
+	if (n > STORE_BATCHES_MAX)
+		n = STORE_BATCHES_MAX;
+	for (unsigned i = 0; i < n; i++)
+		b[i].sr = STORE_NOT_TRIED;
+	for (unsigned i = 0; i <= n; i++) {
+		enum store_result sr = STORE_STORED;
+		if (i < n) {
+			struct store_run_item *it = &run[nrun];
+			sr = store_batch_check(ss, b[i].seq, b[i].raw, b[i].raw_len, b[i].n_records, &it->v, err, errlen);
+			if (sr == STORE_DUPLICATE) {
+				b[i].sr = sr;
+				continue;
+			}
+			/* A segment that could not be put into place holds committed data: it goes
+			 * first, and until it is in place nothing new is stored (the sensor keeps
+			 * the batch). */
+			if (sr == STORE_STORED && !checked_pending && *s->dir) {
+				checked_pending = true;
+				if ((rc = store_finish_pending(ss, err, errlen)) != 0) {
+					ss->c.storage_errors++;
+					sr = store_errno_result(rc);
+				}
+			}
+			if (sr == STORE_STORED) {
+				it->seq = b[i].seq;
+				if ((rc = store_batch_write(ss, b[i].seq, b[i].raw, b[i].raw_len, &it->v, &it->bytes, err,
+							    errlen)) != 0) {
+					/* Undoes this batch and the uncommitted ones before it. */
+					ss->c.storage_errors++;
+					if (*s->dir)
+						store_rollback(ss);
+					sr = store_errno_result(rc < 0 ? rc : -EIO);
+					for (unsigned k = 0; k < nrun; k++)
+						b[idx[k]].sr = sr;
+					b[i].sr = sr;
+					return nrun ? idx[0] : i;
+				}
+				idx[nrun++] = i;
+				b[i].sr = STORE_STORED; /* once committed */
+				if (i + 1 < n && !store_run_full(ss))
+					continue;
+			}
+		}
+		/* Commit what was written before this point (the end, a full segment, or a
+		 * batch that is not stored). */
+		if (nrun) {
+			char cerr[400];
+			if ((rc = store_batch_commit(ss, run, nrun, cerr, sizeof(cerr))) != 0) {
+				ss->c.storage_errors++;
+				if (*s->dir)
+					store_rollback(ss);
+				enum store_result fr = store_errno_result(rc < 0 ? rc : -EIO);
+				for (unsigned k = 0; k < nrun; k++)
+					b[idx[k]].sr = fr;
+				snprintf(err, errlen, "%s", cerr);
+				return idx[0];
+			}
+			store_batch_rotate(ss, run, nrun);
+			nrun = 0;
+		}
+		if (sr != STORE_STORED) {
+			b[i].sr = sr;
+			return i;
+		}
+	}
+	return n;
+}
+
+enum store_result store_batch(struct store_sensor *ss, uint64_t seq, const uint8_t *raw, uint32_t raw_len,
+			      uint32_t n_records, char *err, size_t errlen)
+{
+	struct store_batch_in b = {.seq = seq, .raw = raw, .raw_len = raw_len, .n_records = n_records};
+	store_batches(ss, &b, 1, err, errlen);
+	return b.sr;
 }
 
 void store_sensor_stats(struct store_sensor *ss, const struct proto_stats *st)
@@ -1152,6 +1343,61 @@ void store_sensor_stats(struct store_sensor *ss, const struct proto_stats *st)
 		default: break;
 		}
 	}
+}
+
+/* The ingest latency lines of stats.json, for one sensor's histogram or all. */
+static void store_latency_json(struct store *s, const struct lathist *h, FILE *f)
+{
+	struct lathist copy;
+	struct index_wait iw = {0};
+	pthread_mutex_lock(&s->lat_mu);
+	copy = *h;
+	pthread_mutex_unlock(&s->lat_mu);
+	if (s->ix)
+		index_wait_get(s->ix, &iw);
+	fprintf(f, " \"ack_latency_us\": ");
+	lathist_json(&copy, f);
+	fprintf(f, ",\n \"index_wait_us_max\": %" PRIu64 ", \"index_busy_deferred\": %" PRIu64 "\n", iw.max_us,
+		iw.busy);
+}
+
+void store_ack_latency(struct store_sensor *ss, uint64_t us)
+{
+	struct store *s = ss->store;
+	pthread_mutex_lock(&s->lat_mu);
+	lathist_add(&ss->ack_lat, us);
+	lathist_add(&s->ack_lat, us);
+	pthread_mutex_unlock(&s->lat_mu);
+}
+
+bool store_sensor_connected(const struct store_sensor *ss) { return ss->connected; }
+
+int store_write_stats(struct store *s)
+{
+	if (!*s->dir)
+		return 0;
+	char path[400], tmp[420];
+	unsigned n = 0, up = 0;
+	for (const struct store_sensor *ss = s->sensors; ss; ss = ss->next) {
+		n++;
+		up += ss->connected;
+	}
+	snprintf(path, sizeof(path), "%s/stats.json", s->dir);
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	FILE *f = fopen(tmp, "w");
+	if (!f)
+		return -errno;
+	fprintf(f, "{\"sensors\": %u, \"connected\": %u,\n", n, up);
+	store_latency_json(s, &s->ack_lat, f);
+	fprintf(f, "}\n");
+	int rc = ferror(f) ? -EIO : 0;
+	if (fclose(f) != 0 && rc == 0)
+		rc = -errno;
+	if (rc == 0 && rename(tmp, path) != 0)
+		rc = -errno;
+	if (rc != 0)
+		unlink(tmp);
+	return rc;
 }
 
 int store_sensor_write_stats(struct store_sensor *ss, bool connected)
@@ -1177,12 +1423,14 @@ int store_sensor_write_stats(struct store_sensor *ss, bool connected)
 		", \"missing_batches\": %" PRIu64 ", \"linktype_rejects\": %" PRIu64 ", \"storage_errors\": %" PRIu64
 		",\n  \"unstorable_records\": {\"%s\": %" PRIu64 "}},\n"
 		" \"sensor_reported\": {\"captured\": %" PRIu64 ", \"kernel_drops\": %" PRIu64
-		", \"interface_drops\": %" PRIu64 ", \"queue_drops\": %" PRIu64 ", \"spool_drops\": %" PRIu64 "}}\n",
+		", \"interface_drops\": %" PRIu64 ", \"queue_drops\": %" PRIu64 ", \"spool_drops\": %" PRIu64 "},\n",
 		ss->id, connected ? "true" : "false", ss->epoch, ss->next_seq, c->batches, c->packets, c->bytes,
 		c->segments_closed, c->retention_segments, c->retention_packets, c->retention_bytes, c->duplicates,
 		c->rejected_batches, c->missing_batches, c->linktype_rejects, c->storage_errors,
 		store_unstorable_name(STORE_UNSTORABLE_TS, true), c->unstorable[STORE_UNSTORABLE_TS],
 		c->s_captured, c->s_kernel_drops, c->s_if_drops, c->s_queue_drops, c->s_spool_drops);
+	store_latency_json(s, &ss->ack_lat, f);
+	fprintf(f, "}\n");
 	int rc = ferror(f) ? -EIO : 0;
 	if (fclose(f) != 0 && rc == 0)
 		rc = -errno;
@@ -1282,5 +1530,6 @@ void store_free(struct store *s)
 		pcapw_free(s->single);
 	if (s->single_owned && s->single_fd >= 0)
 		close(s->single_fd);
+	pthread_mutex_destroy(&s->lat_mu);
 	free(s);
 }

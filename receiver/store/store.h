@@ -12,6 +12,10 @@
  *
  * Closed segments beyond the size and age bounds are deleted oldest-first
  * (retention.h) after each segment close and on every store_tick().
+ *
+ * Not thread-safe: the receiver calls all of this from its store worker thread
+ * (worker.h), never from the event loop; store_ack_latency() alone may be called from
+ * another thread.
  */
 #ifndef PCAPLINE_RECEIVER_STORE_H
 #define PCAPLINE_RECEIVER_STORE_H
@@ -51,6 +55,7 @@ enum store_result {
 			  * kept; close the session with the error */
 	STORE_SEQ_REUSED, /* a number recently stored with other bytes: nothing kept, counted
 			   * as rejected; the sensor must take a new epoch (ERROR SEQUENCE) */
+	STORE_NOT_TRIED,  /* store_batches(): after a batch that was not stored; untouched */
 };
 
 /* Why a well-formed record can never be stored (counted per sensor, never retried). */
@@ -97,6 +102,25 @@ void store_sensor_end(struct store_sensor *ss);
  */
 enum store_result store_batch(struct store_sensor *ss, uint64_t seq, const uint8_t *raw, uint32_t raw_len,
 			      uint32_t n_records, char *err, size_t errlen);
+/* Most batches store_batches() takes at once. */
+#define STORE_BATCHES_MAX 16
+struct store_batch_in {
+	uint64_t seq;
+	const uint8_t *raw;
+	uint32_t raw_len, n_records;
+	enum store_result sr; /* out */
+};
+/*
+ * Stores consecutive batches of one sensor (a group commit): each is checked and
+ * written as store_batch() does, but the writes are made durable and committed with
+ * one sync per segment and one state write for as many batches as possible (a run
+ * ends where a segment fills up, so segments end where they would batch by batch).
+ * Each b[i].sr says what happened to batch i, as store_batch() would have; batches
+ * after the first that was neither stored nor a duplicate are STORE_NOT_TRIED (a
+ * failed write also undoes the uncommitted batches before it, which then carry the
+ * failure). Returns the index of the first such batch (err says why), n if none.
+ */
+unsigned store_batches(struct store_sensor *ss, struct store_batch_in *b, unsigned n, char *err, size_t errlen);
 /* How a storage failure (-errno) is handled: STORE_RETRY when the same batch may be
  * stored later without any change to it (disk full, I/O error, a storage.dir an
  * operator can repair), else STORE_FAILED. */
@@ -106,6 +130,14 @@ const char *store_unstorable_name(enum store_unstorable why, bool key);
 void store_sensor_stats(struct store_sensor *ss, const struct proto_stats *st);
 /* Writes <dir>/sensors/<id>/stats.json (atomically). Returns 0 or -errno. */
 int store_sensor_write_stats(struct store_sensor *ss, bool connected);
+/* Writes <dir>/stats.json: receiver-wide ACK latency and index lock waits. 0 or -errno. */
+int store_write_stats(struct store *s);
+/* Records the time from a batch frame read whole to its ACK queued (microseconds).
+ * The only store call that is safe from another thread than the store's: it takes
+ * a lock that guards the histograms alone. */
+void store_ack_latency(struct store_sensor *ss, uint64_t us);
+/* Between store_sensor_begin() and store_sensor_end(). */
+bool store_sensor_connected(const struct store_sensor *ss);
 const struct store_counters *store_sensor_counters(const struct store_sensor *ss);
 const char *store_sensor_id(const struct store_sensor *ss);
 /* Calls fn for every sensor known since start. */

@@ -18,6 +18,11 @@
 #                        peer) after the variants; 0 = skip it, only = nothing else (no variants)
 #   BENCH_L4_SLICE=500000  packets of the input given to both pcapline and tshark (tshark holds
 #                        ~0.5 KB per frame: ~4 GB for the whole input); 0 = the whole input
+#   BENCH_FANIN=1        the fan-in scenario (BENCH_FANIN_SENSORS sensors into one receiver, dissection
+#                        off and on, BENCH_REPS times each) after the L4 pass; 0 = skip it, only =
+#                        nothing else
+#   BENCH_FANIN_SENSORS=50  sensors (each its own certificate, CN fan01..)
+#   BENCH_FANIN_PKTS=100000 packets each sensor replays (the first ones of the input)
 # PCAPLINE_* variables inherited from the caller are removed, so that the figures do not
 # depend on a stray setting; the pcapline-nofsync variant runs the receiver with
 # PCAPLINE_STORAGE_FSYNC=never.
@@ -39,12 +44,18 @@ VARIANTS=${BENCH_VARIANTS:-"tcpdump pipeline pcapline pcapline-nofsync"}
 KEEP=${BENCH_KEEP:-0}
 L4=${BENCH_L4:-1}
 L4_SLICE=${BENCH_L4_SLICE:-500000}
+FANIN=${BENCH_FANIN:-1}
+FANIN_SENSORS=${BENCH_FANIN_SENSORS:-50}
+FANIN_PKTS=${BENCH_FANIN_PKTS:-100000}
 IN=$B/in.pcap
 RUN=$B/run
 REPO=$B/repo
 CERTS=$B/certs
 TSV=$B/runs.tsv
 L4TSV=$B/l4.tsv
+FANIN_TSV=$B/fanin.tsv
+FANIN_IN=$B/fanin.pcap
+FREPO=$B/fanin-repo
 RESULTS=$B/results.md
 TIMEFMT='%e %U %S %M'
 TIMEOUT_S=${BENCH_TIMEOUT_S:-240}   # per transfer
@@ -58,6 +69,14 @@ log() { echo "[bench $(date +%T)] $*" >&2; }
 die() { log "error: $*"; exit 1; }
 
 case $L4 in 0|1|only) ;; *) die "BENCH_L4 must be 0, 1 or only" ;; esac
+case $FANIN in 0|1|only) ;; *) die "BENCH_FANIN must be 0, 1 or only" ;; esac
+[ "$L4" = only ] && [ "$FANIN" = only ] && die "BENCH_L4=only and BENCH_FANIN=only exclude each other"
+# BENCH_L4=only runs the L4 pass alone, BENCH_FANIN=only the fan-in alone
+[ "$L4" = only ] && FANIN=0
+[ "$FANIN" = only ] && L4=0
+case $FANIN_SENSORS in ''|*[!0-9]*|0) die "BENCH_FANIN_SENSORS must be 1..99" ;; esac
+[ "$FANIN_SENSORS" -le 99 ] || die "BENCH_FANIN_SENSORS must be 1..99"
+case $FANIN_PKTS in ''|*[!0-9]*|0) die "BENCH_FANIN_PKTS must be a positive number" ;; esac
 for t in tcpdump editcap mergecap capinfos lz4 openssl python3 ss /usr/bin/time mkfifo; do
 	command -v "$t" >/dev/null || die "missing tool: $t"
 done
@@ -75,7 +94,7 @@ mkdir -p "$B" || exit 1
 # those groups by that PID, never anything by name ----------
 PIDS=()
 cleanup() {
-	local p i
+	local p= i
 	for p in "${PIDS[@]}"; do
 		kill -TERM -- "-$p" 2>/dev/null || kill -TERM "$p" 2>/dev/null
 	done
@@ -90,7 +109,7 @@ cleanup() {
 	done
 	rm -f "$RUN/srv.stdin"
 	rm -rf "$B/build.tmp" "$B/l4"
-	if [ "$KEEP" != 1 ]; then rm -rf "$RUN" "$REPO"; fi
+	if [ "$KEEP" != 1 ]; then rm -rf "$RUN" "$REPO" "$FREPO"; fi
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -412,19 +431,140 @@ run_l4_all() {
 	rm -rf "$B/l4"
 }
 
+# ---------- fan-in ----------
+# FANIN_SENSORS sensors, each with its own certificate, replay the same FANIN_PKTS packets
+# (the first of the input) into one receiver at once: once with l4.enabled false, once
+# true, 4 MiB segments in both (so that segments close, and are dissected, while the sensors
+# send). Storage throughput is stored packets (bytes) / the time from the receiver's resume
+# to the last sensor's exit (a sensor exits once every batch of it is acknowledged, i.e.
+# stored). ACK latency and the index wait come from the receiver's stats.json (fanin.py).
+
+# fanin_input: BUILD/bench/fanin.pcap, the first FANIN_PKTS packets of the input (cached)
+fanin_input() {
+	local key
+	key="$(stat -c '%s %Y' "$IN") $FANIN_PKTS"
+	if ! [ -s "$FANIN_IN" ] || [ "$(cat "$FANIN_IN.key" 2>/dev/null)" != "$key" ]; then
+		rm -f "$FANIN_IN" "$FANIN_IN.key"
+		editcap -F pcap -r "$IN" "$FANIN_IN.tmp" "1-$FANIN_PKTS" || die "editcap of the fan-in input failed"
+		mv "$FANIN_IN.tmp" "$FANIN_IN"
+		echo "$key" > "$FANIN_IN.key"
+	fi
+	read -r FIN_PKTS FIN_BYTES < <(count_pcaps "$FANIN_IN")
+	[ -n "${FIN_BYTES:-}" ] && [ "$FIN_BYTES" != - ] || die "cannot read $FANIN_IN"
+}
+
+# run_fanin off|on REP: one line to $FANIN_TSV (columns: see fanin.py)
+run_fanin() {
+	local mode=$1 rep=$2 l4=false port t0 t1 tpid rpid i p sid rc=0 r alive left cnt st dis rt spread pids=()
+	local -A fin=()
+	[ "$mode" = on ] && l4=true
+	port=$(free_port)
+	rm -rf "$FREPO"
+	# No HTTP API: its fixed default port may be taken by another receiver on this machine.
+	setsid env PCAPLINE_L4_ENABLED=$l4 PCAPLINE_STORAGE_SEGMENT_SIZE=4MiB PCAPLINE_API_LISTEN= "${RECEIVER_ENV[@]}" \
+		/usr/bin/time -o "$RUN/fr.time" -f "$TIMEFMT" "$RECEIVER" -l "127.0.0.1:$port" -d "$FREPO" \
+		--ca "$CERTS/ca.crt" --cert "$CERTS/receiver.crt" --key "$CERTS/receiver.key" \
+		</dev/null >"$RUN/fr.out" 2>"$RUN/fr.err" &
+	tpid=$!; PIDS+=("$tpid")
+	wait_listen "$port" "$tpid" || log "fanin $mode: receiver did not listen (see $RUN/fr.err)"
+	rpid=$(ps -o pid= --ppid "$tpid" | tr -d ' ')   # the receiver itself, child of GNU time
+	[ -n "$rpid" ] && PIDS+=("$rpid")
+	# The receiver is paused while the sensors start and connect, so that every session
+	# starts at once when it resumes.
+	[ -n "$rpid" ] && kill -STOP "$rpid"
+	# A replaying sensor waits uplink.drain_timeout (10 s) at the end of its file for its
+	# ACKs, then gives up (exit 1, batches lost): here it waits as long as the run may take,
+	# so that a slow receiver shows as time, not as a failed run.
+	for i in $(seq "$FANIN_SENSORS"); do
+		sid=$(printf 'fan%02d' "$i")
+		setsid env PCAPLINE_UPLINK_DRAIN_TIMEOUT="${TIMEOUT_S}s" "${SENSOR_ENV[@]}" "$SENSOR" -r "$FANIN_IN" -t "127.0.0.1:$port" \
+			--ca "$CERTS/ca.crt" --cert "$CERTS/$sid.crt" --key "$CERTS/$sid.key" \
+			</dev/null >/dev/null 2>"$RUN/fs-$sid.err" &
+		pids+=("$!"); PIDS+=("$!")
+	done
+	for i in $(seq 200); do   # at most 10 s
+		[ "$(ss -Htn state established "dport = :$port" 2>/dev/null | wc -l)" -ge "$FANIN_SENSORS" ] && break
+		sleep 0.05
+	done
+	[ -n "$rpid" ] && kill -CONT "$rpid"
+	t0=$(now)
+	# Every sensor exits once all its batches are acknowledged: poll every 20 ms, bounded;
+	# when each one exited tells how evenly the receiver served them.
+	left=$((TIMEOUT_S * 50))
+	while [ $left -gt 0 ]; do
+		alive=0
+		for p in "${pids[@]}"; do
+			[ -n "${fin[$p]:-}" ] && continue
+			if kill -0 "$p" 2>/dev/null; then alive=1; else fin[$p]=${EPOCHREALTIME:-$(now)}; fi
+		done
+		[ $alive = 0 ] && break
+		sleep 0.02
+		left=$((left - 1))
+	done
+	t1=$(now)
+	# "FIRST MEDIAN" seconds from the resume to a sensor's exit
+	spread=$(printf '%s\n' "${fin[@]}" | sort -n | awk -v t0="$t0" '{v[NR] = $1 - t0}
+		END {if (NR) printf "%.3f %.3f", v[1], v[int((NR + 1) / 2)]; else print "- -"}')
+	dis=$(python3 "$HERE/fanin.py" dissected "$FREPO")
+	for p in "${pids[@]}"; do
+		kill -0 "$p" 2>/dev/null && { kill -KILL -- "-$p" 2>/dev/null; rc=124; }
+		wait "$p"; r=$?
+		[ $r -eq 0 ] || [ $rc -ne 0 ] || rc=$r
+	done
+	[ $rc -eq 0 ] || log "fanin $mode: a sensor exited $rc (see $RUN/fs-*.err)"
+	[ -n "$rpid" ] && kill -TERM "$rpid" 2>/dev/null
+	wait_pid "$tpid" 60 || log "fanin $mode: receiver exited $? (see $B/last-fanin-$mode-receiver.log)"
+	cnt=$(python3 "$HERE/fanin.py" count "$FREPO" "$FANIN_SENSORS" "$FIN_PKTS" "$FIN_BYTES")
+	st=$(python3 "$HERE/fanin.py" stats "$FREPO")
+	rt=$(time_fields "$RUN/fr.time")
+	read -r -a cnt <<< "$cnt"
+	[ "${cnt[2]:-}" = ok ] && [ $rc -eq 0 ] || { log "fanin $mode: ${cnt[*]}"; cnt[2]=FAIL; }
+	printf '%s\n' "$mode $rep $FANIN_SENSORS $(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.3f", b - a}') $spread ${cnt[0]:--} ${cnt[1]:--} ${rt:-- -} $st $dis ${cnt[2]}" >> "$FANIN_TSV"
+	cp "$RUN/fr.err" "$B/last-fanin-$mode-receiver.log"
+	cp "$RUN/fs-fan01.err" "$B/last-fanin-$mode-sensor.log"
+	rm -f "$RUN"/fs-*.err
+	[ "$KEEP" = 1 ] || rm -rf "$FREPO"
+}
+
+run_fanin_all() {
+	local i rep m order
+	fanin_input
+	for i in $(seq "$FANIN_SENSORS"); do
+		"$ROOT/scripts/pcapline-certs" "$CERTS" sensor "$(printf 'fan%02d' "$i")" >/dev/null || die "pcapline-certs failed"
+	done
+	log "fanin: $FANIN_SENSORS sensors x $FIN_PKTS packets ($FIN_BYTES packet bytes) each"
+	: > "$FANIN_TSV"
+	for rep in $(seq "$REPS"); do
+		# the order alternates, so that a drift of the machine's load hits both alike
+		if [ $((rep % 2)) = 1 ]; then order="off on"; else order="on off"; fi
+		for m in $order; do
+			PIDS=()
+			sync
+			run_fanin "$m" "$rep"
+			log "fanin: $(tail -1 "$FANIN_TSV")"
+		done
+	done
+}
+
 # ---------- main ----------
 build_input
 read -r IN_PKTS IN_BYTES IN_FILE_BYTES IN_LZ4_BYTES < <(input_info)
 [ -n "${IN_LZ4_BYTES:-}" ] || die "cannot read $IN"
 log "input: $IN_PKTS packets, $IN_BYTES caplen bytes, $IN_FILE_BYTES file bytes, lz4 -1 -B4: $IN_LZ4_BYTES bytes"
 [ "$L4" = only ] || "$ROOT/scripts/pcapline-certs" "$CERTS" all >/dev/null || die "pcapline-certs failed"
+ONLY=
+[ "${BENCH_L4:-1}" = only ] && ONLY=l4
+[ "$FANIN" = only ] && ONLY=fanin
 
 LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
 awk '{exit !($1 > 0.5)}' /proc/loadavg && log "warning: load average $LOAD0 before the runs: other work on this machine skews the figures"
 rm -rf "$RUN"; mkdir -p "$RUN"
-if [ "$L4" = only ]; then
+if [ "$ONLY" = l4 ]; then
 	# the last full run's results stay; this one's go to l4-results.md
 	VARIANTS= TSV=/dev/null RESULTS=$B/l4-results.md
+elif [ "$ONLY" = fanin ]; then
+	# the same: this one's go to fanin-results.md
+	VARIANTS= TSV=/dev/null L4TSV=/dev/null RESULTS=$B/fanin-results.md
 else
 	: > "$TSV"
 	rm -f "$B/export.md" "$B/dissect.md"
@@ -448,20 +588,31 @@ for rep in $(seq "$REPS"); do
 done
 
 [ "$L4" = 0 ] || run_l4_all
+[ "$FANIN" = 0 ] || run_fanin_all
 
+rc=0
+if [ "$ONLY" = fanin ]; then
+	printf '# pcapline fan-in benchmark\n\ncommit %s, %s, load average %s before, %s after\n' \
+		"$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown)" "$(date -u '+%F %T UTC')" \
+		"$LOAD0" "$(cut -d' ' -f1-3 /proc/loadavg)" | tee "$RESULTS"
+else
 python3 "$HERE/report.py" --tsv "$TSV" --l4-tsv "$L4TSV" --l4-slice "$L4_SLICE" --out "$RESULTS" --input "$IN" \
 	--commit "$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown)" \
 	--load "$LOAD0 before, $(cut -d' ' -f1-3 /proc/loadavg) after" \
 	--in-pkts "$IN_PKTS" --in-bytes "$IN_BYTES" --in-file-bytes "$IN_FILE_BYTES" --in-lz4-bytes "$IN_LZ4_BYTES"
 rc=$?
-if [ "$L4" != only ] && [ -s "$B/export.md" ]; then
+fi
+if [ -z "$ONLY" ] && [ -s "$B/export.md" ]; then
 	{ echo; echo "| export | wall | CPU | memory | packets |"; echo "|---|---|---|---|---|"; cat "$B/export.md"; } | tee -a "$RESULTS"
 	grep -q 'FAIL |$' "$B/export.md" && rc=1
 fi
-if [ "$L4" != only ] && [ -s "$B/dissect.md" ]; then
+if [ -z "$ONLY" ] && [ -s "$B/dissect.md" ]; then
 	{ echo; echo "| dissection | wall | CPU | per CPU second | memory | packets |"; echo "|---|---|---|---|---|---|"; cat "$B/dissect.md"; } | tee -a "$RESULTS"
 	grep -q 'FAIL |$' "$B/dissect.md" && rc=1
 fi
 grep -q ' FAIL$' "$TSV" && { log "some runs did not store every packet (see $TSV)"; rc=1; }
 grep -q ' FAIL$' "$L4TSV" && { log "some L4 runs failed (see $L4TSV)"; rc=1; }
+if [ "$FANIN" != 0 ]; then
+	python3 "$HERE/fanin.py" report "$FANIN_TSV" "$RESULTS" || { log "fan-in: a run or a bar failed (see $FANIN_TSV)"; rc=1; }
+fi
 exit $rc

@@ -148,6 +148,32 @@ def test_not_a_capture_file(binaries, certs):
                          str(manifest), "pcap")
 
 
+# One host:port parser for uplink.receivers, listen and api.listen: a port is digits in
+# 1..65535 (0 for listen: any free port), never taken modulo 65536 as getaddrinfo() does.
+@pytest.mark.parametrize("who,arg,needles", [
+    ("receiver", "127.0.0.1:99999", ["listen: '127.0.0.1:99999'", "port '99999' is not a number in 0..65535"]),
+    ("receiver", "127.0.0.1:-1", ["listen: '127.0.0.1:-1'", "port '-1' is not a number in 0..65535"]),
+    ("receiver", "127.0.0.1", ["listen: '127.0.0.1' is not host:port"]),
+    ("sensor", "127.0.0.1:+80", ["uplink.receivers: '127.0.0.1:+80'", "port '+80' is not a number in 1..65535"]),
+    ("sensor", "[]:80", ["uplink.receivers: '[]:80' is not host:port (the host is empty)"]),
+    ("sensor", "127.0.0.1", ["uplink.receivers: '127.0.0.1' is not host:port"]),
+])
+def test_bad_host_port(binaries, certs, tmp_path, who, arg, needles):
+    if who == "receiver":
+        argv = [RECEIVER, "-l", arg, "-d", tmp_path / "data"] + tls_args(certs, "receiver")
+    else:
+        argv = [SENSOR, "-r", DATA / "pcaps" / "amqp-0-9-1.pcap", "-t", arg, "--check-config"] + tls_args(certs, "s1")
+    assert_startup_error(argv, *needles)
+
+
+# One sensor id rule: a leading '.' (a hidden folder on the receiver) is refused at
+# start-up, not only later in HELLO.
+def test_sensor_id_leading_dot(binaries, certs):
+    assert_startup_error([SENSOR, "-r", DATA / "pcaps" / "amqp-0-9-1.pcap", "-t", "127.0.0.1:9", "--id", ".hidden",
+                          "--check-config"] + tls_args(certs, "s1"),
+                         "sensor.id: '.hidden'", "not starting with '.'")
+
+
 # --------------------------------------------------------------------------------
 # --check-config.
 

@@ -1551,6 +1551,30 @@ static void test_frame_stream(void **state)
 	assert_int_equal(records, 3);
 }
 
+/* The one sensor id rule, used by HELLO, certificates, configs, requests and folders. */
+static void test_sensor_id_rule(void **state)
+{
+	static const char *good[] = {"a", "sensor-1", "edge_01.dc2", "A.B-C_D", "0", "x.."};
+	static const char *bad[] = {"", ".", "..", ".hidden", "a/b", "a b", "a:b", "\xc3\xa9",
+				    "a\nb", "a\\b", "*"};
+	char big[PROTO_MAX_ID + 2];
+
+	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++)
+		assert_true(proto_sensor_id_ok(good[i], strlen(good[i])));
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		assert_false(proto_sensor_id_ok(bad[i], strlen(bad[i])));
+	assert_false(proto_sensor_id_ok(NULL, 0));
+	/* Not NUL-terminated input: only n bytes count; an embedded NUL is refused. */
+	assert_true(proto_sensor_id_ok("ab/", 2));
+	assert_false(proto_sensor_id_ok("a\0b", 3));
+	memset(big, 'x', sizeof(big));
+	assert_true(proto_sensor_id_ok(big, PROTO_MAX_ID));
+	assert_false(proto_sensor_id_ok(big, PROTO_MAX_ID + 1));
+	assert_true(proto_sensor_id_char('.'));
+	assert_false(proto_sensor_id_char('/'));
+	assert_false(proto_sensor_id_char('\0'));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1580,6 +1604,7 @@ int main(void)
 		cmocka_unit_test(test_names_limits),
 		cmocka_unit_test(test_names_invalid),
 		cmocka_unit_test(test_frame_stream),
+		cmocka_unit_test(test_sensor_id_rule),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

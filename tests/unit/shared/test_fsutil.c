@@ -1,40 +1,236 @@
 /* SPDX-License-Identifier: BSD-2-Clause */
 /*
- * Tests for shared/fsutil.c: the name and relative-path checks that keep every file
- * the pcapline command writes below its root, path formatting that never truncates,
- * directory trees (created, made read-only, removed without following links), copies,
- * SHA-256 against known digests, and output files that appear under their final name
- * only when committed. Real files in a temporary directory.
+ * Unit tests for shared/fsutil.c, the one home of mkdir -p, write-all loops, fsync by
+ * name and names that are safe as a path component: real files in a fresh temporary
+ * folder, short writes forced through a pipe whose reader drains it in pieces; also
+ * relative-path checks, trees (made read-only, removed without following links),
+ * copies, SHA-256 against known digests, and output files that appear under their
+ * final name only when committed.
  */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stdbool.h>
-#include <stddef.h>
-#include <stdint.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
-
-#include <cmocka.h>
 
 #include "shared/fsutil.h"
 
-static char dir[] = "/tmp/pcapline-test-fsutil-XXXXXX";
+struct tmpdir {
+	char path[PATH_MAX];
+};
+
+static int
+setup(void **state)
+{
+	struct tmpdir *t = calloc(1, sizeof(*t));
+	const char *base = getenv("TMPDIR");
+
+	if (!t)
+		return -1;
+	snprintf(t->path, sizeof(t->path), "%s/test_fsutil.XXXXXX", base && *base ? base : "/tmp");
+	if (!mkdtemp(t->path))
+		return -1;
+	*state = t;
+	return 0;
+}
+
+static int
+teardown(void **state)
+{
+	struct tmpdir *t = *state;
+
+	assert_int_equal(fsu_rmtree(t->path), 0);
+	assert_int_equal(access(t->path, F_OK), -1);
+	free(t);
+	return 0;
+}
+
+static void
+test_mkdirs(void **state)
+{
+	struct tmpdir *t = *state;
+	char p[PATH_MAX], f[PATH_MAX];
+	struct stat st;
+
+	assert_int_equal(fsu_path(p, sizeof(p), "%s/a/b/c", t->path), 0);
+	assert_int_equal(fsu_mkdirs(p, 0750), 0);
+	assert_int_equal(stat(p, &st), 0);
+	assert_true(S_ISDIR(st.st_mode));
+	/* Again: existing folders are not an error. A trailing '/' is fine too. */
+	assert_int_equal(fsu_mkdirs(p, 0750), 0);
+	assert_int_equal(fsu_path(f, sizeof(f), "%s/", p), 0);
+	assert_int_equal(fsu_mkdirs(f, 0750), 0);
+	/* A file in the way is reported, not replaced. */
+	assert_int_equal(fsu_path(f, sizeof(f), "%s/file", p), 0);
+	int fd = open(f, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	assert_true(fd >= 0);
+	close(fd);
+	assert_int_equal(fsu_mkdirs(f, 0750), -ENOTDIR);
+	assert_int_equal(fsu_path(p, sizeof(p), "%s/sub", f), 0);
+	assert_int_equal(fsu_mkdirs(p, 0750), -ENOTDIR);
+	assert_int_equal(fsu_mkdirs("", 0750), -ENAMETOOLONG);
+	assert_int_equal(fsu_fsync_path(t->path), 0);
+	assert_int_equal(fsu_fsync_path(f), 0);
+}
+
+/* fsu_path never leaves a truncated path behind. */
+static void
+test_path(void **state)
+{
+	char small[8];
+
+	assert_int_equal(fsu_path(small, sizeof(small), "%s", "1234567"), 0);
+	assert_string_equal(small, "1234567");
+	assert_int_equal(fsu_path(small, sizeof(small), "%s", "12345678"), -ENAMETOOLONG);
+	assert_string_equal(small, "");
+}
+
+struct drain {
+	int fd;
+	size_t total;
+	uint8_t *buf;
+	size_t cap;
+};
+
+/* Reads the pipe in small pieces, so that the writer sees short writes. */
+static void *
+drain_run(void *arg)
+{
+	struct drain *d = arg;
+
+	for (;;) {
+		ssize_t n = read(d->fd, d->buf + d->total, d->cap - d->total < 777 ? d->cap - d->total : 777);
+		if (n <= 0)
+			break;
+		d->total += (size_t)n;
+		usleep(100);
+	}
+	return NULL;
+}
+
+static void
+check_through_pipe(int vector)
+{
+	size_t len = 1u << 20;
+	uint8_t *src = malloc(len);
+	struct drain d = { .cap = len + 1 };
+	pthread_t th;
+	int pfd[2];
+
+	assert_non_null(src);
+	d.buf = malloc(d.cap);
+	assert_non_null(d.buf);
+	for (size_t i = 0; i < len; i++)
+		src[i] = (uint8_t)(i * 131 + 7);
+	assert_int_equal(pipe(pfd), 0);
+	/* The smallest pipe buffer: every write is cut short many times. */
+	(void)fcntl(pfd[1], F_SETPIPE_SZ, 4096);
+	d.fd = pfd[0];
+	assert_int_equal(pthread_create(&th, NULL, drain_run, &d), 0);
+	if (!vector) {
+		assert_int_equal(fsu_write_all(pfd[1], src, len), 0);
+	} else {
+		struct iovec iov[3] = { { src, 1 }, { src + 1, len / 2 - 1 },
+			{ src + len / 2, len - len / 2 } };
+		size_t done = 0;
+
+		assert_int_equal(fsu_writev_all(pfd[1], iov, 3, &done), 0);
+		assert_int_equal(done, len);
+	}
+	close(pfd[1]);
+	pthread_join(th, NULL);
+	close(pfd[0]);
+	assert_int_equal(d.total, len);
+	assert_memory_equal(d.buf, src, len);
+	free(d.buf);
+	free(src);
+}
+
+static void
+test_write_all_short_writes(void **state)
+{
+	check_through_pipe(0);
+	check_through_pipe(1);
+}
+
+/* Errors come back as -errno, and *done says how much got through. */
+static void
+test_write_errors(void **state)
+{
+	int pfd[2];
+	uint8_t b[16] = { 0 };
+	struct iovec iov = { b, sizeof(b) };
+	size_t done = 99;
+
+	assert_int_equal(fsu_write_all(-1, b, sizeof(b)), -EBADF);
+	assert_int_equal(fsu_writev_all(-1, &iov, 1, &done), -EBADF);
+	assert_int_equal(done, 0);
+	assert_int_equal(pipe(pfd), 0);
+	close(pfd[0]);
+	/* SIGPIPE is ignored by the daemons; here too, so the write returns EPIPE. */
+	signal(SIGPIPE, SIG_IGN);
+	assert_int_equal(fsu_write_all(pfd[1], b, sizeof(b)), -EPIPE);
+	close(pfd[1]);
+	/* Nothing to write is no write at all. */
+	assert_int_equal(fsu_write_all(-1, b, 0), 0);
+}
+
+static void
+test_names(void **state)
+{
+	char out[FSU_NAME_MAX + 1], big[FSU_NAME_MAX + 2];
+
+	assert_true(fsu_name_ok("sensor-1"));
+	assert_false(fsu_name_ok(".hidden"));
+	assert_false(fsu_name_ok("a/b"));
+	assert_false(fsu_name_ok(""));
+	assert_false(fsu_name_ok(NULL));
+	memset(big, 'x', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	assert_false(fsu_name_ok(big));
+	big[FSU_NAME_MAX] = '\0';
+	assert_true(fsu_name_ok(big));
+	fsu_sanitize(out, "node_fd00::1");
+	assert_string_equal(out, "node_fd00__1");
+	fsu_sanitize(out, ".x/y");
+	assert_string_equal(out, "_x_y");
+	fsu_sanitize(out, "");
+	assert_string_equal(out, "_");
+}
+
+/* Names, relative paths, trees, copies, digests and output files. */
+
+/* The test's fresh folder (setup), for the helpers below. */
+static char dir[PATH_MAX];
+
+static void
+use_dir(void **state)
+{
+	snprintf(dir, sizeof(dir), "%s", ((struct tmpdir *)*state)->path);
+	umask(022);
+}
 
 static char *
 at(const char *rel)
 {
-	static char buf[8][PATH_MAX];
+	static char buf[8][2 * PATH_MAX];
 	static int k;
 	char *p = buf[k++ % 8];
 
-	snprintf(p, PATH_MAX, "%s/%s", dir, rel);
+	snprintf(p, 2 * PATH_MAX, "%s/%s", dir, rel);
 	return p;
 }
 
@@ -90,7 +286,7 @@ test_name_ok(void **state)
 {
 	char longest[FSU_NAME_MAX + 2];
 
-	(void)state;
+	use_dir(state);
 	assert_true(fsu_name_ok("s1"));
 	assert_true(fsu_name_ok("sensor-01.dc_2"));
 	assert_true(fsu_name_ok("a.."));
@@ -115,7 +311,7 @@ test_name_ok(void **state)
 static void
 test_relpath_ok(void **state)
 {
-	(void)state;
+	use_dir(state);
 	assert_true(fsu_relpath_ok("a"));
 	assert_true(fsu_relpath_ok("sensors/s1/segments/x.pcap"));
 	assert_true(fsu_relpath_ok("a/.hidden/..."));
@@ -138,7 +334,7 @@ test_sanitize(void **state)
 	char out[FSU_NAME_MAX + 1];
 	char in[300];
 
-	(void)state;
+	use_dir(state);
 	fsu_sanitize(out, "eth0");
 	assert_string_equal(out, "eth0");
 	fsu_sanitize(out, "a/b c:d");
@@ -160,11 +356,11 @@ test_sanitize(void **state)
 }
 
 static void
-test_path(void **state)
+test_path_limits(void **state)
 {
 	char buf[8];
 
-	(void)state;
+	use_dir(state);
 	assert_int_equal(fsu_path(buf, sizeof(buf), "%s/%d", "ab", 12), 0);
 	assert_string_equal(buf, "ab/12");
 	/* 7 characters and the NUL fit exactly; 8 do not, and leave buf empty. */
@@ -176,12 +372,12 @@ test_path(void **state)
 }
 
 static void
-test_mkdirs(void **state)
+test_mkdirs_slashes_and_length(void **state)
 {
 	struct stat st;
 	char longp[PATH_MAX + 10];
 
-	(void)state;
+	use_dir(state);
 	assert_int_equal(fsu_mkdirs(at("a/b/c"), 0750), 0);
 	assert_int_equal(stat(at("a/b/c"), &st), 0);
 	assert_true(S_ISDIR(st.st_mode));
@@ -206,7 +402,7 @@ test_mkdirs(void **state)
 static void
 test_rmtree(void **state)
 {
-	(void)state;
+	use_dir(state);
 	assert_int_equal(fsu_mkdirs(at("t/x/y"), 0755), 0);
 	assert_int_equal(fsu_mkdirs(at("keep"), 0755), 0);
 	put(at("t/f1"), "1", 1);
@@ -237,7 +433,7 @@ test_make_readonly(void **state)
 {
 	struct stat st;
 
-	(void)state;
+	use_dir(state);
 	assert_int_equal(fsu_mkdirs(at("ro/sub"), 0755), 0);
 	put(at("ro/sub/f"), "data", 4);
 	assert_int_equal(chmod(at("ro/sub/f"), 0640), 0);
@@ -262,7 +458,7 @@ test_write_all_and_copy(void **state)
 	static uint8_t back[sizeof(big) + 1];
 	struct stat st;
 
-	(void)state;
+	use_dir(state);
 	for (size_t i = 0; i < sizeof(big); i++)
 		big[i] = (uint8_t)(i * 7 + (i >> 9));
 	put(at("src"), big, sizeof(big));
@@ -303,7 +499,7 @@ test_sha256(void **state)
 	char hex[FSU_SHA256_HEX];
 	uint64_t size = 99;
 
-	(void)state;
+	use_dir(state);
 	/* FIPS 180-2 test vectors. */
 	assert_int_equal(fsu_sha_init(&h), 0);
 	fsu_sha_update(&h, "a", 1);
@@ -348,7 +544,7 @@ test_out_commit_and_abort(void **state)
 	struct fsu_out o;
 	char buf[64];
 
-	(void)state;
+	use_dir(state);
 	put(at("target"), "old contents", 12);
 	assert_int_equal(fsu_out_open(&o, at("target"), 0644), 0);
 	assert_true(o.fd >= 0);
@@ -386,47 +582,26 @@ test_out_commit_and_abort(void **state)
 	assert_int_equal(unlink(at("target")), 0);
 }
 
-static int
-setup(void **state)
-{
-	(void)state;
-	umask(022);
-	return mkdtemp(dir) == NULL ? -1 : 0;
-}
-
-static int
-teardown(void **state)
-{
-	(void)state;
-	return fsu_rmtree(dir);
-}
-
-/* Empties the directory after each test, so that a failure leaves nothing behind for
- * the next one. */
-static int
-empty_dir(void **state)
-{
-	(void)state;
-	if (fsu_rmtree(dir) != 0)
-		return -1;
-	return mkdir(dir, 0700);
-}
-
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_teardown(test_name_ok, empty_dir),
-		cmocka_unit_test_teardown(test_relpath_ok, empty_dir),
-		cmocka_unit_test_teardown(test_sanitize, empty_dir),
-		cmocka_unit_test_teardown(test_path, empty_dir),
-		cmocka_unit_test_teardown(test_mkdirs, empty_dir),
-		cmocka_unit_test_teardown(test_rmtree, empty_dir),
-		cmocka_unit_test_teardown(test_make_readonly, empty_dir),
-		cmocka_unit_test_teardown(test_write_all_and_copy, empty_dir),
-		cmocka_unit_test_teardown(test_sha256, empty_dir),
-		cmocka_unit_test_teardown(test_out_commit_and_abort, empty_dir),
+		cmocka_unit_test_setup_teardown(test_mkdirs, setup, teardown),
+		cmocka_unit_test(test_path),
+		cmocka_unit_test(test_write_all_short_writes),
+		cmocka_unit_test(test_write_errors),
+		cmocka_unit_test(test_names),
+		cmocka_unit_test_setup_teardown(test_name_ok, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_relpath_ok, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_sanitize, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_path_limits, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_mkdirs_slashes_and_length, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_rmtree, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_make_readonly, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_write_all_and_copy, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_sha256, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_out_commit_and_abort, setup, teardown),
 	};
 
-	return cmocka_run_group_tests(tests, setup, teardown);
+	return cmocka_run_group_tests(tests, NULL, NULL);
 }

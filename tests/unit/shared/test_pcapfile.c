@@ -1566,6 +1566,211 @@ test_writer_short_write_then_truncate(void **state)
 	unlink(path);
 }
 
+/* ---------------------------------------------------------------------------------
+ * The sink writer: the same writer handing its bytes to a callback (exports, live
+ * outputs) instead of a file descriptor.
+ */
+
+struct membuf {
+	uint8_t *p;
+	size_t len, cap;
+	unsigned calls;
+	size_t max_chunk;
+	unsigned fail_at;    /* call number that fails with -EPIPE (0: never) */
+};
+
+static int
+mem_sink(void *arg, const void *buf, size_t len)
+{
+	struct membuf *m = arg;
+
+	m->calls++;
+	if (m->fail_at != 0 && m->calls >= m->fail_at)
+		return -EPIPE;
+	if (m->len + len > m->cap) {
+		m->cap = (m->len + len) * 2;
+		m->p = realloc(m->p, m->cap);
+		assert_non_null(m->p);
+	}
+	memcpy(m->p + m->len, buf, len);
+	m->len += len;
+	if (len > m->max_chunk)
+		m->max_chunk = len;
+	return 0;
+}
+
+static uint32_t
+sink_len(unsigned i)
+{
+	return i % 1000 == 500 ? PCAPF_MAX_CAPLEN : i % 97 == 0 ? 60000 : i % 1500;
+}
+
+/* The same records through a file and through a sink: the same bytes. */
+static void
+test_writer_sink_matches_fd(void **state)
+{
+	char path[] = "/tmp/test_pcapfile.XXXXXX";
+	int fd = tmpfile_fd(path);
+	uint8_t *big = malloc(PCAPF_MAX_CAPLEN), *file;
+	struct membuf m = {0};
+	struct pcapw *wf, *ws;
+	struct stat st;
+	const unsigned n = 2500;
+
+	(void)state;
+	assert_non_null(big);
+	wf = pcapw_new(fd, 1, PCAPF_MAX_CAPLEN);
+	ws = pcapw_new_sink(mem_sink, &m);
+	assert_non_null(wf);
+	assert_non_null(ws);
+	assert_int_equal(pcapw_header(wf), 0);
+	assert_int_equal(pcapw_pcap_header(ws, 1, PCAPF_MAX_CAPLEN), 0);
+	assert_int_equal(pcapw_pcap_header(ws, 1, PCAPF_MAX_CAPLEN), -EINVAL);
+	for (unsigned i = 0; i < n; i++) {
+		uint32_t len = sink_len(i);
+
+		fill(big, len, i);
+		assert_int_equal(pcapw_write(wf, 1700000000000000000ull + i * 7ull, big, len, len + 1), 0);
+		assert_int_equal(pcapw_write(ws, 1700000000000000000ull + i * 7ull, big, len, len + 1), 0);
+		assert_int_equal(pcapw_bytes(ws), pcapw_bytes(wf));
+	}
+	assert_int_equal(pcapw_write(ws, (uint64_t)UINT32_MAX * 1000000000ull + 1000000000ull, big, 1, 1),
+			 -EOVERFLOW);
+	assert_int_equal(pcapw_free(wf), 0);
+	assert_int_equal(pcapw_flush(ws), 0);
+	assert_int_equal(pcapw_durable_bytes(ws), m.len);
+	assert_int_equal(pcapw_free(ws), 0);
+	assert_int_equal(fstat(fd, &st), 0);
+	assert_int_equal((uint64_t)st.st_size, m.len);
+	file = malloc(m.len);
+	assert_non_null(file);
+	assert_int_equal(pread(fd, file, m.len, 0), (ssize_t)m.len);
+	assert_memory_equal(file, m.p, m.len);
+	/* Buffered: a few hundred calls for 100+ MB, none larger than a record. */
+	assert_true(m.calls < m.len / 65536 + 64);
+	assert_true(m.max_chunk <= 256u * 1024);
+	close(fd);
+	unlink(path);
+	free(file);
+	free(m.p);
+	free(big);
+}
+
+/*
+ * pcapng into a sink: the exact bytes of a section and an interface (pcapng sections
+ * 4.1 and 4.2), then records on two interfaces that read back with their interface,
+ * timestamp and every byte, a full-size one included.
+ */
+static void
+test_writer_sink_pcapng(void **state)
+{
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+	/* 8 + 16 (byte-order magic, version 1.0, section length unknown) + 8
+	 * (shb_userappl "pl1", padded) + 4 (opt_endofopt) + 4 = 40 bytes. */
+	static const uint8_t shb[40] = {
+		0x0a, 0x0d, 0x0d, 0x0a, 40, 0, 0, 0, 0x4d, 0x3c, 0x2b, 0x1a, 1, 0, 0, 0,
+		0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+		4, 0, 3, 0, 'p', 'l', '1', 0,
+		0, 0, 0, 0, 40, 0, 0, 0 };
+	/* The end-of-options marker ends the block: 8 + 8 + 8 (if_name "eth0") +
+	 * 8 (if_tsresol 9) + 4 (opt_endofopt) + 4 = 40 bytes. */
+	static const uint8_t idb[40] = {
+		1, 0, 0, 0, 40, 0, 0, 0, 113, 0, 0, 0, 0xdc, 0x05, 0, 0,
+		2, 0, 4, 0, 'e', 't', 'h', '0',
+		9, 0, 1, 0, 9, 0, 0, 0,
+		0, 0, 0, 0, 40, 0, 0, 0 };
+#endif
+	uint8_t *big = malloc(PCAPF_MAX_CAPLEN);
+	struct membuf m = {0};
+	struct pcapw *w = pcapw_new_sink(mem_sink, &m);
+	struct pcapr *r;
+	struct pcapf_rec rec;
+	uint64_t expect = 0;
+	const unsigned n = 1200;
+	int err;
+
+	(void)state;
+	assert_non_null(big);
+	assert_non_null(w);
+	assert_int_equal(pcapw_ng_iface(w, 1, 1500, "x"), -EINVAL); /* no section yet */
+	assert_int_equal(pcapw_ng_section(w, "pl1"), 0);
+	assert_int_equal(pcapw_ng_iface(w, 113, 1500, "eth0"), 0);
+	assert_int_equal(pcapw_ng_iface(w, 1, PCAPF_MAX_CAPLEN, NULL), 0);
+	assert_int_equal(pcapw_ng_iface(w, 0x10000, 1500, "bad"), -EINVAL);
+	assert_int_equal(pcapw_flush(w), 0);
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+	assert_memory_equal(m.p, shb, sizeof(shb));
+	assert_memory_equal(m.p + sizeof(shb), idb, sizeof(idb));
+#endif
+	expect = m.len;
+	for (unsigned i = 0; i < n; i++) {
+		uint32_t len = i == 600 ? PCAPF_MAX_CAPLEN : i % 1400;
+
+		fill(big, len, i);
+		/* pcapng holds 64-bit timestamps: no end in 2106. */
+		assert_int_equal(pcapw_write_if(w, len > 1500 ? 1 : i & 1, (1ull << 62) + i, big, len, len + 2), 0);
+		expect += 28 + ((len + 3) & ~3u) + 4;
+		assert_int_equal(pcapw_bytes(w), expect);
+	}
+	assert_int_equal(pcapw_free(w), 0);
+	assert_int_equal(m.len, expect);
+
+	r = pcapr_open_mem(m.p, m.len, &err);
+	assert_non_null(r);
+	assert_true(pcapr_is_pcapng(r));
+	assert_int_equal(pcapr_iface_count(r), 2);
+	assert_int_equal(pcapr_iface(r, 0)->linktype, 113);
+	assert_int_equal(pcapr_iface(r, 0)->snaplen, 1500);
+	assert_string_equal(pcapr_iface(r, 0)->name, "eth0");
+	assert_int_equal(pcapr_iface(r, 1)->snaplen, PCAPF_MAX_CAPLEN);
+	for (unsigned i = 0; i < n; i++) {
+		uint32_t len = i == 600 ? PCAPF_MAX_CAPLEN : i % 1400;
+
+		assert_int_equal(pcapr_next(r, &rec), 1);
+		assert_int_equal(rec.iface, len > 1500 ? 1 : i & 1);
+		assert_int_equal(rec.ts_ns, (1ull << 62) + i);
+		assert_int_equal(rec.caplen, len);
+		assert_int_equal(rec.origlen, len + 2);
+		fill(big, len, i);
+		assert_memory_equal(rec.data, big, len);
+	}
+	assert_int_equal(pcapr_next(r, &rec), 0);
+	pcapr_close(r);
+	free(m.p);
+	free(big);
+}
+
+/* A failing sink stops the writer for good; what it accepted ends on a record. */
+static void
+test_writer_sink_error_sticky(void **state)
+{
+	uint8_t rec[1000];
+	struct membuf m = {.fail_at = 3};
+	struct pcapw *w = pcapw_new_sink(mem_sink, &m);
+	unsigned calls;
+	int rc = 0;
+
+	(void)state;
+	assert_null(pcapw_new_sink(NULL, NULL));
+	assert_non_null(w);
+	fill(rec, sizeof(rec), 1);
+	assert_int_equal(pcapw_pcap_header(w, 1, 65535), 0);
+	for (unsigned i = 0; i < 2000 && rc == 0; i++)
+		rc = pcapw_write(w, 1000000000ull * i, rec, sizeof(rec), sizeof(rec));
+	assert_int_equal(rc, -EPIPE);
+	assert_int_equal(m.calls, 3);
+	assert_int_equal(pcapw_durable_bytes(w), m.len);
+	assert_int_equal((m.len - 24) % (16 + sizeof(rec)), 0);
+	calls = m.calls;
+	assert_int_equal(pcapw_write(w, 0, rec, 10, 10), -EPIPE);
+	assert_int_equal(pcapw_flush(w), -EPIPE);
+	assert_int_equal(m.calls, calls);
+	/* Discarding hands nothing more to the sink. */
+	pcapw_discard(w);
+	assert_int_equal(m.calls, calls);
+	free(m.p);
+}
+
 int
 main(void)
 {
@@ -1592,6 +1797,9 @@ main(void)
 		cmocka_unit_test(test_writer_snaplen_and_args),
 		cmocka_unit_test(test_writer_full_disk),
 		cmocka_unit_test(test_writer_short_write_then_truncate),
+		cmocka_unit_test(test_writer_sink_matches_fd),
+		cmocka_unit_test(test_writer_sink_pcapng),
+		cmocka_unit_test(test_writer_sink_error_sticky),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * Tests for receiver/repo/merge.c (the k-way merge behind `pcapline export`), with the
- * byte stream it feeds (pcapout.c) and the time arguments that choose its window
+ * byte stream it feeds (the sink writer of shared/pcapfile.c) and the time arguments that choose its window
  * (timearg.c): exact order and counts over small generated segments, hand-made equal
  * timestamps, window edges, lazy opening, out-of-order and corrupt inputs, and a
  * randomized comparison against a stable sort.
@@ -22,7 +22,6 @@
 
 #include "receiver/repo/merge.h"
 #include "shared/pcapfile.h"
-#include "receiver/repo/pcapout.h"
 #include "receiver/repo/timearg.h"
 
 #define MAX_INPUTS 32
@@ -442,7 +441,7 @@ test_random_against_stable_sort(void **state)
 	}
 }
 
-/* pcapout: the merged stream, written as pcap and as pcapng, reads back the same. ---- */
+/* The sink writer: the merged stream, written as pcap and as pcapng, reads back the same. ---- */
 
 struct membuf {
 	uint8_t *p;
@@ -474,7 +473,7 @@ check_stream(bool ng)
 	struct merge_input in[2];
 	char *paths[2];
 	struct membuf mb = {0};
-	struct pcapout *o = pcapout_new(mem_sink, &mb);
+	struct pcapw *o = pcapw_new_sink(mem_sink, &mb);
 	struct merge *m;
 	struct merge_rec r;
 	struct pcapr *rd;
@@ -483,24 +482,24 @@ check_stream(bool ng)
 
 	make_inputs(in, paths, ts, lens, 2);
 	if (ng) {
-		assert_int_equal(pcapout_ng_section(o, "test"), 0);
-		assert_int_equal(pcapout_ng_iface(o, 1, 65535, "eth0"), 0);
-		assert_int_equal(pcapout_ng_iface(o, 1, 65535, "a-rather-long-interface-name"), 0);
+		assert_int_equal(pcapw_ng_section(o, "test"), 0);
+		assert_int_equal(pcapw_ng_iface(o, 1, 65535, "eth0"), 0);
+		assert_int_equal(pcapw_ng_iface(o, 1, 65535, "a-rather-long-interface-name"), 0);
 	} else {
-		assert_int_equal(pcapout_pcap_header(o, 1, 65535), 0);
+		assert_int_equal(pcapw_pcap_header(o, 1, 65535), 0);
 	}
 	m = merge_new(in, 2, 0, UINT64_MAX);
 	while ((rc = merge_next(m, &r)) == 1) {
-		assert_int_equal(pcapout_record(o, (uint32_t)r.input, r.rec.ts_ns, r.rec.data,
+		assert_int_equal(pcapw_write_if(o, (uint32_t)r.input, r.rec.ts_ns, r.rec.data,
 						r.rec.caplen, r.rec.origlen), 0);
 	}
 	assert_int_equal(rc, 0);
 	merge_free(m);
 	/* Classic pcap has 32-bit seconds: it ends in 2106, pcapng does not. */
-	assert_int_equal(pcapout_record(o, 1, late, NULL, 0, 0), ng ? 0 : -EOVERFLOW);
-	assert_int_equal(pcapout_flush(o), 0);
-	assert_int_equal(pcapout_bytes(o), mb.len);
-	pcapout_free(o);
+	assert_int_equal(pcapw_write_if(o, 1, late, NULL, 0, 0), ng ? 0 : -EOVERFLOW);
+	assert_int_equal(pcapw_flush(o), 0);
+	assert_int_equal(pcapw_bytes(o), mb.len);
+	pcapw_discard(o);
 
 	rd = pcapr_open_mem(mb.p, mb.len, &rc);
 	assert_non_null(rd);

@@ -410,12 +410,79 @@ static void test_segment_names(void **state)
 	assert_int_equal(index_segname_format(small, sizeof(small), T0, EPOCH, 1, 0, "eth0"), -ENAMETOOLONG);
 }
 
+/* A batch of `n` 60-byte records on interface 0 filled with `fill`, at T0 + seq * 10. */
+static uint32_t make_batch(uint8_t *raw, size_t cap, uint64_t seq, uint32_t n, uint8_t fill)
+{
+	uint32_t len = 0;
+	for (uint32_t i = 0; i < n; i++) {
+		uint8_t data[60];
+		memset(data, fill, sizeof(data));
+		assert_true(len + PROTO_REC_HDR_LEN + sizeof(data) <= cap);
+		proto_rec_hdr_encode(raw + len, T0 + seq * 10 + i, 0, sizeof(data), sizeof(data));
+		memcpy(raw + len + PROTO_REC_HDR_LEN, data, sizeof(data));
+		len += PROTO_REC_HDR_LEN + sizeof(data);
+	}
+	return len;
+}
+
+/* A group commit answers batch by batch what store_batch() would have, stops at the
+ * first batch it does not store, and commits everything before it. */
+static void test_group_commit(void **state)
+{
+	struct fixture *f = *state;
+	static uint8_t raw[5][1024];
+	char err[512] = "";
+	struct store_batch_in b[5];
+	for (int i = 0; i < 3; i++) {
+		b[i] = (struct store_batch_in){.seq = (uint64_t)i + 1, .raw = raw[i], .n_records = 2};
+		b[i].raw_len = make_batch(raw[i], sizeof(raw[i]), b[i].seq, 2, (uint8_t)('a' + i));
+	}
+	assert_int_equal(store_batches(f->ss, b, 3, err, sizeof(err)), 3);
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(b[i].sr, STORE_STORED);
+	const struct store_counters *c = store_sensor_counters(f->ss);
+	assert_int_equal(c->batches, 3);
+	assert_int_equal(c->packets, 6);
+
+	/* A resend of batch 2 (duplicate), batch 5 (4 never came), a malformed batch 6, and
+	 * batch 7 that must not be touched. */
+	b[0] = (struct store_batch_in){.seq = 2, .raw = raw[1], .raw_len = b[1].raw_len, .n_records = 2};
+	b[1] = (struct store_batch_in){.seq = 5, .raw = raw[3], .n_records = 1};
+	b[1].raw_len = make_batch(raw[3], sizeof(raw[3]), 5, 1, 'e');
+	b[2] = (struct store_batch_in){.seq = 6, .raw = raw[4], .n_records = 3}; /* holds 2 */
+	b[2].raw_len = make_batch(raw[4], sizeof(raw[4]), 6, 2, 'f');
+	b[3] = (struct store_batch_in){.seq = 7, .raw = raw[0], .raw_len = b[0].raw_len, .n_records = 2};
+	assert_int_equal(store_batches(f->ss, b, 4, err, sizeof(err)), 2);
+	assert_int_equal(b[0].sr, STORE_DUPLICATE);
+	assert_int_equal(b[1].sr, STORE_STORED);
+	assert_int_equal(b[2].sr, STORE_REJECTED);
+	assert_non_null(strstr(err, "malformed record"));
+	assert_int_equal(b[3].sr, STORE_NOT_TRIED);
+	assert_int_equal(c->batches, 4);
+	assert_int_equal(c->packets, 7);
+	assert_int_equal(c->duplicates, 1);
+	assert_int_equal(c->missing_batches, 1);
+	assert_int_equal(c->rejected_batches, 1);
+
+	/* Committed: a restart resumes after batch 5, and the segment holds a a b b c c e. */
+	store_free(f->st);
+	f->st = open_store(f, f->dir, "");
+	begin(f, 6);
+	char name[256];
+	uint64_t ts[8];
+	uint8_t fills[8];
+	index_segname_format(name, sizeof(name), T0 + 10, EPOCH, 1, 0, "eth0");
+	assert_int_equal(read_segment(f, name, ts, fills, 8), 7);
+	assert_memory_equal(fills, "aabbcce", 7);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_errno_classification),
 		cmocka_unit_test(test_segment_names),
 		cmocka_unit_test_setup_teardown(test_record_after_2106_counted_rest_stored, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_group_commit, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_same_name_same_timestamp, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_full_disk_is_retried, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_failed_close_keeps_committed_data, setup, teardown),
