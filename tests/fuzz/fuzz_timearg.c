@@ -57,7 +57,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		must(timearg_parse(s, NOW, &again) == 0 && again == out, "parse not repeatable");
 		timearg_format(out, buf);
 		must(strlen(buf) == 30 && buf[4] == '-' && buf[10] == 'T' && buf[29] == 'Z',
-		     "formatted time is not RFC 3339 with nine fraction digits");
+			"formatted time is not RFC 3339 with nine fraction digits");
 		must(timearg_parse(buf, 0, &again) == 0, "formatted time does not parse");
 		must(again == out, "formatted time parses to another time");
 		/* A relative time follows now by exactly the change in now; an absolute one
@@ -67,7 +67,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				must(later == out + 1000, "relative time does not follow now");
 		} else {
 			must(timearg_parse(s, NOW + 1000, &later) == 0 && later == out,
-			     "absolute time depends on now");
+				"absolute time depends on now");
 		}
 	}
 	free(s);

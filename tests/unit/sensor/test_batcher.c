@@ -115,7 +115,7 @@ check_recs(const struct batch *b, uint32_t first, uint32_t n)
 static void
 test_seal_by_size(void **state)
 {
-	struct sealed s = {0};
+	struct sealed s = { 0 };
 	/* 8 records of 120 bytes fit in 1000; the 9th seals the batch before it. */
 	struct batcher *b = batcher_new(1000, 7, on_sealed, &s);
 
@@ -139,7 +139,7 @@ test_seal_by_size(void **state)
 	assert_int_equal(batcher_next_seq(b), 10);
 	/* Exactly max_raw fits: 1000 / 125 = 8 records of 105 bytes of data. */
 	{
-		uint8_t data[105] = {0};
+		uint8_t data[105] = { 0 };
 		for (int i = 0; i < 9; i++)
 			batcher_add(b, 0, 1, data, sizeof(data), sizeof(data));
 		assert_int_equal(s.n, 4);
@@ -153,7 +153,7 @@ test_seal_by_size(void **state)
 static void
 test_compression_choice(void **state)
 {
-	struct sealed s = {0};
+	struct sealed s = { 0 };
 	struct batcher *b = batcher_new(1 << 20, 1, on_sealed, &s);
 	struct proto_batch pb;
 	uint16_t flags;
@@ -200,7 +200,8 @@ test_compression_choice(void **state)
 	batcher_flush(b);
 	assert_int_equal(s.n, 3);
 	raw = open_batch(s.b[2], &pb, &flags);
-	assert_true(s.b[2]->len <= PROTO_HDR_LEN + PROTO_BATCH_HDR_LEN + 50 * (PROTO_REC_HDR_LEN + sizeof(data)));
+	assert_true(
+		s.b[2]->len <= PROTO_HDR_LEN + PROTO_BATCH_HDR_LEN + 50 * (PROTO_REC_HDR_LEN + sizeof(data)));
 	assert_memory_equal(raw + pb.raw_len - sizeof(data), data, sizeof(data));
 	free(raw);
 	batcher_free(b);
@@ -210,14 +211,14 @@ test_compression_choice(void **state)
 static void
 test_record_limits(void **state)
 {
-	struct sealed s = {0};
+	struct sealed s = { 0 };
 	struct batcher *b = batcher_new(100, 1, on_sealed, &s);
 	uint8_t *big = calloc(1, PROTO_MAX_SNAPLEN + 1000);
 	struct proto_batch pb;
 	struct proto_rec_iter it;
 	struct proto_rec r;
 	uint16_t flags;
-	uint8_t *raw, small[10] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10};
+	uint8_t *raw, small[10] = { 1, 2, 3, 4, 5, 6, 7, 8, 9, 10 };
 
 	(void)state;
 	assert_non_null(big);
@@ -265,7 +266,7 @@ test_record_limits(void **state)
 static void
 test_age_and_epochs(void **state)
 {
-	struct sealed s = {0};
+	struct sealed s = { 0 };
 	struct batcher *b = batcher_new(4096, 100, on_sealed, &s);
 	uint64_t before, since;
 

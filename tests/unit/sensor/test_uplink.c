@@ -37,7 +37,7 @@
 #include "shared/tls.h"
 
 #define EPOCH UINT64_C(0x00c0ffee00c0ffee)
-#define T0 UINT64_C(1700000000000000000)
+#define T0    UINT64_C(1700000000000000000)
 
 static char certs[] = "/tmp/pcapline-test-uplink-certs-XXXXXX";
 
@@ -120,7 +120,7 @@ init_hello(const char *id, const char *token)
 	hello.caps = PROTO_CAP_LZ4;
 	hello.epoch = EPOCH;
 	hello.n_ifaces = 1;
-	hello.ifaces[0] = (struct proto_iface){.linktype = 1, .snaplen = 65535};
+	hello.ifaces[0] = (struct proto_iface){ .linktype = 1, .snaplen = 65535 };
 	snprintf(hello.ifaces[0].name, sizeof(hello.ifaces[0].name), "eth0");
 }
 
@@ -167,13 +167,13 @@ static void
 test_window_offline(void **state)
 {
 	struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
-	struct uplink_target t = {.host = "127.0.0.1", .port = "9"};
-	struct seen s = {0};
+	struct uplink_target t = { .host = "127.0.0.1", .port = "9" };
+	struct seen s = { 0 };
 	struct batch *b[3];
 	struct uplink_opts o;
 	struct uplink *u;
 	struct uplink_stats st;
-	struct order ord = {0};
+	struct order ord = { 0 };
 
 	(void)state;
 	init_hello("s1", "");
@@ -207,7 +207,7 @@ test_window_offline(void **state)
 	assert_int_equal(ord.seq[2], 3);
 	/* Not connected: NAMES wait, STATS are dropped. */
 	assert_int_equal(uplink_send_names(u, (const uint8_t *)"\0\0", 2), -ENOTCONN);
-	uplink_send_stats(u, &(struct proto_stats){.n = 0});
+	uplink_send_stats(u, &(struct proto_stats){ .n = 0 });
 	/* A new epoch renumbers every kept batch in order, frames included. */
 	ord.n = 0;
 	assert_int_equal(uplink_renumber(u, 100, collect_moved, &ord), 103);
@@ -219,8 +219,9 @@ test_window_offline(void **state)
 		struct proto_batch pb;
 
 		assert_int_equal(b[i]->seq, 100 + (uint64_t)i);
-		assert_int_equal(proto_batch_decode(b[i]->frame + PROTO_HDR_LEN, b[i]->len - PROTO_HDR_LEN, 1 << 20, &pb),
-				 0);
+		assert_int_equal(proto_batch_decode(b[i]->frame + PROTO_HDR_LEN, b[i]->len - PROTO_HDR_LEN,
+					 1 << 20, &pb),
+			0);
 		assert_int_equal(pb.seq, 100 + (uint64_t)i);
 		assert_int_equal(pb.n_records, 10);
 	}
@@ -253,7 +254,7 @@ find_port(char out[16])
 		if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &acc, &alen) != 0 || !acc)
 			continue;
 		if (getsockname(fd, (struct sockaddr *)&sa, &len) == 0 && sa.sin_family == AF_INET &&
-		    sa.sin_addr.s_addr == htonl(INADDR_LOOPBACK)) {
+			sa.sin_addr.s_addr == htonl(INADDR_LOOPBACK)) {
 			snprintf(out, 16, "%u", ntohs(sa.sin_port));
 			return;
 		}
@@ -264,8 +265,10 @@ find_port(char out[16])
 static void
 rx_start(struct rx *r, struct ev_loop *loop, bool tls, const char *token, uint32_t max_frame)
 {
-	struct store_opts so = {.single_file = "", .segment_bytes = 64u << 20, .segment_ms = 300000,
-				.fsync = STORE_FSYNC_NEVER};
+	struct store_opts so = { .single_file = "",
+		.segment_bytes = 64u << 20,
+		.segment_ms = 300000,
+		.fsync = STORE_FSYNC_NEVER };
 	char err[512] = "";
 
 	snprintf(r->dir, sizeof(r->dir), "/tmp/pcapline-test-uplink-XXXXXX");
@@ -276,7 +279,7 @@ rx_start(struct rx *r, struct ev_loop *loop, bool tls, const char *token, uint32
 	r->sctx = NULL;
 	if (tls) {
 		char ca[256], crt[256], key[256];
-		struct tls_opts to = {.ca = ca, .cert = crt, .key = key, .min_version = 13};
+		struct tls_opts to = { .ca = ca, .cert = crt, .key = key, .min_version = 13 };
 
 		snprintf(ca, sizeof(ca), "%s/ca.crt", certs);
 		snprintf(crt, sizeof(crt), "%s/receiver.crt", certs);
@@ -285,10 +288,17 @@ rx_start(struct rx *r, struct ev_loop *loop, bool tls, const char *token, uint32
 		if (r->sctx == NULL)
 			fail_msg("%s", err);
 	}
-	r->srv = server_new(loop, &(struct server_opts){.ssl_ctx = r->sctx, .token = token, .max_frame = max_frame,
-							.max_raw = 4u << 20, .max_sessions = 8, .unauth_max = 8,
-							.unauth_per_source = 8, .setup_ms = 10000,
-							.heartbeat_ms = 30000, .store = r->store});
+	r->srv = server_new(loop,
+		&(struct server_opts){ .ssl_ctx = r->sctx,
+			.token = token,
+			.max_frame = max_frame,
+			.max_raw = 4u << 20,
+			.max_sessions = 8,
+			.unauth_max = 8,
+			.unauth_per_source = 8,
+			.setup_ms = 10000,
+			.heartbeat_ms = 30000,
+			.store = r->store });
 	assert_non_null(r->srv);
 	if (server_listen(r->srv, "127.0.0.1:0", err, sizeof(err)) != 0)
 		fail_msg("%s", err);
@@ -361,7 +371,7 @@ on_deadline(struct ev_loop *loop, ev_timer *w, int revents)
 static void
 run_until(struct ev_loop *loop, bool (*cond)(void *), void *arg, double limit_s, const char *what)
 {
-	struct waiter x = {.cond = cond, .arg = arg};
+	struct waiter x = { .cond = cond, .arg = arg };
 
 	if (cond(arg))
 		return;
@@ -399,7 +409,7 @@ static SSL_CTX *
 client_ctx(void)
 {
 	char ca[256], crt[256], key[256], err[512] = "";
-	struct tls_opts co = {.ca = ca, .cert = crt, .key = key, .min_version = 13};
+	struct tls_opts co = { .ca = ca, .cert = crt, .key = key, .min_version = 13 };
 	SSL_CTX *c;
 
 	snprintf(ca, sizeof(ca), "%s/ca.crt", certs);
@@ -418,7 +428,7 @@ stream(bool tls, bool dead_first)
 	struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
 	struct rx r;
 	struct uplink_target t[2];
-	struct seen s = {.next_seq = 9};
+	struct seen s = { .next_seq = 9 };
 	struct uplink_opts o;
 	struct uplink *u;
 	struct uplink_stats st;
@@ -431,18 +441,18 @@ stream(bool tls, bool dead_first)
 		/* A receiver that is not there: the uplink moves on to the next one at once. */
 		char dead[16];
 		int fd = socket(AF_INET, SOCK_STREAM, 0);
-		struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+		struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
 		socklen_t len = sizeof(sa);
 
 		assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
 		assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
 		snprintf(dead, sizeof(dead), "%u", ntohs(sa.sin_port));
 		close(fd);
-		t[nt] = (struct uplink_target){.host = "127.0.0.1"};
+		t[nt] = (struct uplink_target){ .host = "127.0.0.1" };
 		snprintf(t[nt].port, sizeof(t[nt].port), "%s", dead);
 		nt++;
 	}
-	t[nt] = (struct uplink_target){.host = "127.0.0.1", .server_name = "127.0.0.1"};
+	t[nt] = (struct uplink_target){ .host = "127.0.0.1", .server_name = "127.0.0.1" };
 	snprintf(t[nt].port, sizeof(t[nt].port), "%s", r.port);
 	nt++;
 	o = opts(t, nt, &s, 1 << 20);
@@ -472,12 +482,13 @@ stream(bool tls, bool dead_first)
 	assert_int_equal(s.refused + s.epoch_reused, 0);
 	/* Once streaming, NAMES can be queued. */
 	{
-		struct proto_names nm = {.n = 1};
+		struct proto_names nm = { .n = 1 };
 		uint8_t buf[1024];
 		int n;
 
-		nm.ev[0] = (struct proto_name){.ts_ns = T0, .source = PROTO_NSRC_STATIC, .family = 4,
-					       .addr = {10, 0, 0, 1}};
+		nm.ev[0] = (struct proto_name){
+			.ts_ns = T0, .source = PROTO_NSRC_STATIC, .family = 4, .addr = { 10, 0, 0, 1 }
+		};
 		snprintf(nm.ev[0].name, sizeof(nm.ev[0].name), "db.example");
 		n = proto_names_encode(&nm, buf, sizeof(buf));
 		assert_true(n > 0);
@@ -516,8 +527,8 @@ test_refused_by_token(void **state)
 {
 	struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
 	struct rx r;
-	struct uplink_target t = {.host = "127.0.0.1"};
-	struct seen s = {0};
+	struct uplink_target t = { .host = "127.0.0.1" };
+	struct seen s = { 0 };
 	struct uplink_opts o;
 	struct uplink *u;
 	struct uplink_stats st;
@@ -546,8 +557,8 @@ test_frame_limit_refused(void **state)
 {
 	struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
 	struct rx r;
-	struct uplink_target t = {.host = "127.0.0.1"};
-	struct seen s = {0};
+	struct uplink_target t = { .host = "127.0.0.1" };
+	struct seen s = { 0 };
 	struct uplink_opts o;
 	struct uplink *u;
 
@@ -572,8 +583,8 @@ test_epoch_reused(void **state)
 {
 	struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
 	struct rx r;
-	struct uplink_target t = {.host = "127.0.0.1"};
-	struct seen s = {.next_seq = 4};
+	struct uplink_target t = { .host = "127.0.0.1" };
+	struct seen s = { .next_seq = 4 };
 	struct uplink_opts o;
 	struct uplink *u;
 
@@ -613,9 +624,10 @@ group_setup(void **state)
 	if (mkdtemp(certs) == NULL)
 		return -1;
 	snprintf(cmd, sizeof(cmd),
-		 "scripts/pcapline-certs %s ca >/dev/null && scripts/pcapline-certs %s receiver 127.0.0.1 >/dev/null "
-		 "&& scripts/pcapline-certs %s sensor s1 >/dev/null",
-		 certs, certs, certs);
+		"scripts/pcapline-certs %s ca >/dev/null && scripts/pcapline-certs %s receiver 127.0.0.1 "
+		">/dev/null "
+		"&& scripts/pcapline-certs %s sensor s1 >/dev/null",
+		certs, certs, certs);
 	return system(cmd) == 0 ? 0 : -1;
 }
 

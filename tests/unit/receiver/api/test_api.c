@@ -41,7 +41,7 @@
 
 #define PCAPS "tests/data/pcaps"
 #define MYSQL "mysql-6-conns-port20130.pcap"
-#define RST "tcp-rst-inject.pcap"
+#define RST   "tcp-rst-inject.pcap"
 #define TOKEN "s3cret-token"
 
 static char dir[] = "/tmp/pcapline-test-api-XXXXXX";
@@ -94,8 +94,9 @@ copy_segment(const char *capture, uint64_t seq)
 	assert_non_null(r);
 	while ((rc = pcapr_next(r, &rec)) == 1) {
 		if (w == NULL) {
-			snprintf(rel, sizeof(rel), "sensors/s1/segments/%020" PRIu64 "-0000000000000001-%" PRIu64 ".0-eth0.pcap",
-				 rec.ts_ns, seq);
+			snprintf(rel, sizeof(rel),
+				"sensors/s1/segments/%020" PRIu64 "-0000000000000001-%" PRIu64 ".0-eth0.pcap",
+				rec.ts_ns, seq);
 			fd = open(at(rel), O_WRONLY | O_CREAT | O_EXCL, 0644);
 			assert_true(fd >= 0);
 			w = pcapw_new(fd, pcapr_iface(r, 0)->linktype, 65535);
@@ -114,7 +115,7 @@ copy_segment(const char *capture, uint64_t seq)
 static uint16_t
 free_port(void)
 {
-	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
 	socklen_t len = sizeof(sa);
 	int fd = socket(AF_INET, SOCK_STREAM, 0);
 
@@ -130,7 +131,7 @@ setup(void **state)
 {
 	char err[512] = "";
 	struct index *ix;
-	struct index_reconcile_report rep = {0};
+	struct index_reconcile_report rep = { 0 };
 	struct dissect *d;
 
 	(void)state;
@@ -153,14 +154,17 @@ setup(void **state)
 		char cmd[4096];
 
 		snprintf(cmd, sizeof(cmd),
-			 "scripts/pcapline-certs %s ca >/dev/null && scripts/pcapline-certs %s receiver 127.0.0.1 "
-			 ">/dev/null",
-			 certs, certs);
+			"scripts/pcapline-certs %s ca >/dev/null && scripts/pcapline-certs %s receiver "
+			"127.0.0.1 "
+			">/dev/null",
+			certs, certs);
 		assert_int_equal(system(cmd), 0);
 	}
 	/* Bind can lose a race for the port with another process: try a few. */
 	for (int tries = 0; tries < 20 && api == NULL; tries++) {
-		struct api_opts o = {.listen = listen_addr, .token = TOKEN, .cert = "", .key = "", .dir = dir};
+		struct api_opts o = {
+			.listen = listen_addr, .token = TOKEN, .cert = "", .key = "", .dir = dir
+		};
 
 		port = free_port();
 		snprintf(listen_addr, sizeof(listen_addr), "127.0.0.1:%u", port);
@@ -192,8 +196,9 @@ struct reply {
 static void
 http_raw(const char *request, struct reply *r)
 {
-	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port),
-				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	struct sockaddr_in sa = {
+		.sin_family = AF_INET, .sin_port = htons(port), .sin_addr.s_addr = htonl(INADDR_LOOPBACK)
+	};
 	int fd = socket(AF_INET, SOCK_STREAM, 0);
 	size_t cap = 1 << 16, n = 0;
 	uint8_t *buf = malloc(cap);
@@ -205,7 +210,7 @@ http_raw(const char *request, struct reply *r)
 	assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
 	assert_int_equal(write(fd, request, strlen(request)), (ssize_t)strlen(request));
 	for (;;) {
-		struct pollfd p = {.fd = fd, .events = POLLIN};
+		struct pollfd p = { .fd = fd, .events = POLLIN };
 		ssize_t k;
 
 		assert_true(time(NULL) < deadline);
@@ -244,7 +249,7 @@ get(const char *path, const char *token, struct reply *r)
 	char req[2048];
 
 	snprintf(req, sizeof(req), "GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n%s%s%s\r\n", path,
-		 token ? "Authorization: Bearer " : "", token ? token : "", token ? "\r\n" : "");
+		token ? "Authorization: Bearer " : "", token ? token : "", token ? "\r\n" : "");
 	http_raw(req, r);
 }
 
@@ -296,7 +301,9 @@ test_routes_and_methods(void **state)
 	expect("/api/v1/conns/", 404, "not found");
 	expect("/api/v1/conns/1/pcap/x", 404, "not found");
 	expect("/api/v1/connsx", 404, "not found");
-	http_raw("POST /api/v1/conns HTTP/1.0\r\nAuthorization: Bearer " TOKEN "\r\nContent-Length: 0\r\n\r\n", &r);
+	http_raw("POST /api/v1/conns HTTP/1.0\r\nAuthorization: Bearer " TOKEN
+		 "\r\nContent-Length: 0\r\n\r\n",
+		&r);
 	assert_int_equal(r.status, 405);
 	assert_non_null(strstr(r.headers, "Allow: GET"));
 	free(r.body);
@@ -312,7 +319,8 @@ test_parameters_refused(void **state)
 	expect("/api/v1/conns?limit=0", 400, "limit: '0' is not 1 .. ");
 	expect("/api/v1/conns?limit=abc", 400, "limit: 'abc'");
 	expect("/api/v1/conns?limit=99999999999999999999999", 400, "limit:");
-	expect("/api/v1/conns?bogus=1", 400, "bogus: unknown parameter (sensor, from, to, flow, conn, limit)");
+	expect("/api/v1/conns?bogus=1", 400,
+		"bogus: unknown parameter (sensor, from, to, flow, conn, limit)");
 	expect("/api/v1/flows?conn=1", 400, "conn: unknown parameter (sensor, from, to, flow, limit)");
 	expect("/api/v1/conns?sensor=..", 400, "sensor: '..' is not a sensor id");
 	expect("/api/v1/conns?sensor=s1&sensor=s1", 400, "sensor: given twice");
@@ -354,18 +362,19 @@ test_conns_and_pcap(void **state)
 {
 	json_t *all = get_json("/api/v1/conns"), *row, *two, *flows;
 	long tcp = cmd_number("tshark -r %s/%s -q -z conv,tcp 2>/dev/null | grep -c '<->'", PCAPS, MYSQL) +
-		   cmd_number("tshark -r %s/%s -q -z conv,tcp 2>/dev/null | grep -c '<->'", PCAPS, RST);
+		cmd_number("tshark -r %s/%s -q -z conv,tcp 2>/dev/null | grep -c '<->'", PCAPS, RST);
 	uint64_t sum = 0;
 	size_t i;
 
 	(void)state;
 	assert_true(json_is_array(all));
 	assert_int_equal(json_array_size(all), tcp);
-	json_array_foreach(all, i, row) {
+	json_array_foreach(all, i, row)
+	{
 		assert_string_equal(json_string_value(json_object_get(row, "sensor")), "s1");
 		assert_string_equal(json_string_value(json_object_get(row, "proto")), "tcp");
 		sum += (uint64_t)(json_integer_value(json_object_get(row, "c_pkts")) +
-				  json_integer_value(json_object_get(row, "s_pkts")));
+			json_integer_value(json_object_get(row, "s_pkts")));
 	}
 	/* Every packet of both captures is TCP and in a connection. */
 	assert_int_equal(sum, total_packets);
@@ -387,11 +396,12 @@ test_conns_and_pcap(void **state)
 		struct pcapr *p;
 		struct pcapf_rec rec;
 		int rc = 0;
-		uint64_t n = 0, want = (uint64_t)(json_integer_value(json_object_get(row, "c_pkts")) +
-						  json_integer_value(json_object_get(row, "s_pkts")));
+		uint64_t n = 0,
+			 want = (uint64_t)(json_integer_value(json_object_get(row, "c_pkts")) +
+				 json_integer_value(json_object_get(row, "s_pkts")));
 
 		snprintf(path, sizeof(path), "/api/v1/conns/%" JSON_INTEGER_FORMAT "/pcap",
-			 json_integer_value(json_object_get(row, "conn_id")));
+			json_integer_value(json_object_get(row, "conn_id")));
 		get(path, TOKEN, &r);
 		assert_int_equal(r.status, 200);
 		assert_non_null(strstr(r.headers, "application/vnd.tcpdump.pcap"));
@@ -405,7 +415,7 @@ test_conns_and_pcap(void **state)
 		free(r.body);
 		/* Same connection by the conn parameter. */
 		snprintf(path, sizeof(path), "/api/v1/conns?conn=%" JSON_INTEGER_FORMAT,
-			 json_integer_value(json_object_get(row, "conn_id")));
+			json_integer_value(json_object_get(row, "conn_id")));
 		two = get_json(path);
 		assert_int_equal(json_array_size(two), 1);
 		assert_true(json_equal(json_array_get(two, 0), row));
@@ -460,7 +470,7 @@ static void
 test_listen_checks(void **state)
 {
 	char err[256] = "";
-	struct api_opts o = {.token = "", .cert = "", .key = "", .dir = "/tmp"};
+	struct api_opts o = { .token = "", .cert = "", .key = "", .dir = "/tmp" };
 
 	(void)state;
 	assert_int_equal(api_listen_check("127.0.0.1:8080", err, sizeof(err)), 0);
@@ -499,7 +509,7 @@ test_tls(void **state)
 	SSL_CTX *ctx;
 	SSL *ssl;
 	int fd, n, got = 0;
-	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
 	json_t *j;
 	json_error_t jerr;
 	char *body;
@@ -510,7 +520,9 @@ test_tls(void **state)
 	snprintf(ca, sizeof(ca), "%s/ca.crt", certs);
 	/* Half a TLS configuration, or a file that is not there: refused, naming it. */
 	{
-		struct api_opts o = {.listen = "127.0.0.1:1", .token = "", .cert = crt, .key = "", .dir = dir};
+		struct api_opts o = {
+			.listen = "127.0.0.1:1", .token = "", .cert = crt, .key = "", .dir = dir
+		};
 
 		assert_null(api_new(&o, err, sizeof(err)));
 		assert_non_null(strstr(err, "api.cert and api.key: give both or neither"));
@@ -519,7 +531,7 @@ test_tls(void **state)
 		assert_non_null(strstr(err, "api.key"));
 	}
 	for (int tries = 0; tries < 20 && t == NULL; tries++) {
-		struct api_opts o = {.listen = lis, .token = TOKEN, .cert = crt, .key = key, .dir = dir};
+		struct api_opts o = { .listen = lis, .token = TOKEN, .cert = crt, .key = key, .dir = dir };
 
 		tport = free_port();
 		snprintf(lis, sizeof(lis), "127.0.0.1:%u", tport);
@@ -558,12 +570,13 @@ test_tls(void **state)
 	/* Plain HTTP to the TLS port gets no answer. */
 	{
 		int pfd = socket(AF_INET, SOCK_STREAM, 0);
-		struct timeval tv = {.tv_sec = 15};
+		struct timeval tv = { .tv_sec = 15 };
 		ssize_t k;
 
 		setsockopt(pfd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 		assert_int_equal(connect(pfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-		snprintf(req, sizeof(req), "GET /api/v1/conns HTTP/1.0\r\nAuthorization: Bearer %s\r\n\r\n", TOKEN);
+		snprintf(req, sizeof(req), "GET /api/v1/conns HTTP/1.0\r\nAuthorization: Bearer %s\r\n\r\n",
+			TOKEN);
 		assert_int_equal(write(pfd, req, strlen(req)), (ssize_t)strlen(req));
 		k = read(pfd, buf, sizeof(buf) - 1);
 		if (k > 0) {

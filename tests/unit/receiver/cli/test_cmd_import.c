@@ -35,9 +35,9 @@
 #include "shared/log.h"
 #include "shared/pcapfile.h"
 
-#define NS UINT64_C(1000000000)
-#define T0 (UINT64_C(1700000000) * NS)
-#define END ((uint64_t)INT64_MAX)
+#define NS    UINT64_C(1000000000)
+#define T0    (UINT64_C(1700000000) * NS)
+#define END   ((uint64_t)INT64_MAX)
 #define PCAPS "tests/data/pcaps"
 
 static char dir[] = "/tmp/pcapline-test-import-XXXXXX";
@@ -101,8 +101,12 @@ export_repo(const char *root, const char *out)
 	size_t n = 0;
 	struct repo *r = repo_open(root, err, sizeof(err));
 	struct bundle_sensor s[8];
-	struct bundle_opts o = {.from_ns = 0, .to_ns = END, .output = out, .gzip_level = 1,
-				.source_kind = "repository", .source_name = root};
+	struct bundle_opts o = { .from_ns = 0,
+		.to_ns = END,
+		.output = out,
+		.gzip_level = 1,
+		.source_kind = "repository",
+		.source_name = root };
 
 	assert_non_null(r);
 	assert_int_equal(repo_sensors(r, 0, END, &names, &n, err, sizeof(err)), 0);
@@ -127,10 +131,11 @@ export_repo(const char *root, const char *out)
 static int
 setup(void **state)
 {
-	static const uint64_t ts[] = {T0 + 1, T0 + 2, T0 + 3, T0 + 4, T0 + 5, T0 + 6, T0 + 7, T0 + 8, T0 + 9};
+	static const uint64_t ts[] = { T0 + 1, T0 + 2, T0 + 3, T0 + 4, T0 + 5, T0 + 6, T0 + 7, T0 + 8,
+		T0 + 9 };
 	char err[256] = "", p[1200];
 	struct index *ix;
-	struct index_reconcile_report rep = {0};
+	struct index_reconcile_report rep = { 0 };
 	struct pcapr *r;
 	struct pcapf_rec rec;
 	struct pcapw *w;
@@ -145,10 +150,12 @@ setup(void **state)
 	snprintf(archive, sizeof(archive), "%s/export.tar.gz", dir);
 	assert_int_equal(fsu_mkdirs(at("src/sensors/s1/segments"), 0755), 0);
 	assert_int_equal(fsu_mkdirs(at("src/sensors/s2/segments"), 0755), 0);
-	write_pcap(at("src/sensors/s1/segments/01700000000000000001-0000000000000001-1.0-eth0.pcap"), ts, 9, 80);
+	write_pcap(
+		at("src/sensors/s1/segments/01700000000000000001-0000000000000001-1.0-eth0.pcap"), ts, 9, 80);
 	r = pcapr_open(PCAPS "/dns-udp-queries.pcap", &rc);
 	assert_non_null(r);
-	snprintf(p, sizeof(p), "%s/sensors/s2/segments/01112172466496046000-0000000000000001-1.0-eth0.pcap", src);
+	snprintf(p, sizeof(p), "%s/sensors/s2/segments/01112172466496046000-0000000000000001-1.0-eth0.pcap",
+		src);
 	fd = open(p, O_WRONLY | O_CREAT | O_TRUNC, 0644);
 	assert_true(fd >= 0);
 	w = pcapw_new(fd, 1, 65535);
@@ -163,7 +170,8 @@ setup(void **state)
 	pcapr_close(r);
 	f = fopen(at("src/sensors/s1/names.jsonl"), "w");
 	assert_non_null(f);
-	fprintf(f, "{\"t\":%" PRIu64 ",\"addr\":\"10.0.0.1\",\"name\":\"db\",\"ns\":\"prod\",\"src\":\"dns\"}\n",
+	fprintf(f,
+		"{\"t\":%" PRIu64 ",\"addr\":\"10.0.0.1\",\"name\":\"db\",\"ns\":\"prod\",\"src\":\"dns\"}\n",
 		T0 + 2 * NS);
 	fclose(f);
 	ix = index_open(src, err, sizeof(err));
@@ -229,7 +237,8 @@ listing(const char *path, char *out, size_t len)
 	out[0] = '\0';
 	for (int i = 0; i < n; i++) {
 		if (strcmp(v[i]->d_name, ".") != 0 && strcmp(v[i]->d_name, "..") != 0)
-			snprintf(out + strlen(out), len - strlen(out), "%s%s", out[0] ? "," : "", v[i]->d_name);
+			snprintf(out + strlen(out), len - strlen(out), "%s%s", out[0] ? "," : "",
+				v[i]->d_name);
 		free(v[i]);
 	}
 	if (n >= 0)
@@ -242,7 +251,7 @@ test_roundtrip(void **state)
 	char msg[4096], err[256] = "", **names = NULL, *a;
 	size_t n = 0, la;
 	struct repo *r;
-	struct repo_seglist l = {0};
+	struct repo_seglist l = { 0 };
 
 	(void)state;
 	if (run_import(msg, sizeof(msg), "--dir", view, archive, NULL) != 0)
@@ -276,8 +285,9 @@ test_roundtrip(void **state)
 	/* The history came back as names.jsonl. */
 	a = (char *)slurp(at("view/sensors/s1/names.jsonl"), &la);
 	a[la] = '\0';
-	assert_string_equal(a, "{\"t\":1700000002000000000,\"addr\":\"10.0.0.1\",\"name\":\"db\",\"ns\":\"prod\","
-			       "\"src\":\"static\"}\n");
+	assert_string_equal(a,
+		"{\"t\":1700000002000000000,\"addr\":\"10.0.0.1\",\"name\":\"db\",\"ns\":\"prod\","
+		"\"src\":\"static\"}\n");
 	free(a);
 
 	/* Exported again, the view gives the same captures, byte for byte. */
@@ -286,17 +296,19 @@ test_roundtrip(void **state)
 		char cmd[4096];
 
 		snprintf(cmd, sizeof(cmd),
-			 "set -e; cd %s; mkdir -p x1 x2; tar -xzf export.tar.gz -C x1; tar -xzf again.tar.gz -C x2; "
-			 "cmp x1/s1/s1.pcap x2/s1/s1.pcap; cmp x1/s2/s2.pcap x2/s2/s2.pcap; "
-			 "cmp x1/s1/name_resolution_history.json x2/s1/name_resolution_history.json",
-			 dir);
+			"set -e; cd %s; mkdir -p x1 x2; tar -xzf export.tar.gz -C x1; tar -xzf again.tar.gz "
+			"-C x2; "
+			"cmp x1/s1/s1.pcap x2/s1/s1.pcap; cmp x1/s2/s2.pcap x2/s2/s2.pcap; "
+			"cmp x1/s1/name_resolution_history.json x2/s1/name_resolution_history.json",
+			dir);
 		assert_int_equal(system(cmd), 0);
 	}
 	/* The same records as the public capture it came from (which has microsecond
 	 * timestamps: compared as nanoseconds). */
 	{
 		int e1 = 0, e2 = 0, r1, r2;
-		struct pcapr *x = pcapr_open(at("x1/s2/s2.pcap"), &e1), *y = pcapr_open(PCAPS "/dns-udp-queries.pcap", &e2);
+		struct pcapr *x = pcapr_open(at("x1/s2/s2.pcap"), &e1),
+			     *y = pcapr_open(PCAPS "/dns-udp-queries.pcap", &e2);
 		struct pcapf_rec p1, p2;
 		uint64_t k = 0;
 
@@ -409,74 +421,83 @@ test_refused_archives(void **state)
 		int fd = open(at("junk.tar"), O_WRONLY | O_CREAT | O_TRUNC, 0644);
 		assert_int_equal(fsu_write_all(fd, junk, sizeof(junk)), 0);
 		close(fd);
-		refused(at("junk.tar"), (const char *const[]){"junk.tar", "not a tar archive", NULL});
+		refused(at("junk.tar"), (const char *const[]){ "junk.tar", "not a tar archive", NULL });
 	}
 	/* A missing file. */
-	refused(at("missing.tar"), (const char *const[]){"missing.tar", NULL});
+	refused(at("missing.tar"), (const char *const[]){ "missing.tar", NULL });
 
 	/* A capture to put into hand-made archives. */
-	write_pcap(at("one.pcap"), (const uint64_t[]){T0}, 1, 80);
+	write_pcap(at("one.pcap"), (const uint64_t[]){ T0 }, 1, 80);
 	good = slurp(at("one.pcap"), &glen);
 
 	/* Paths that leave the view, links, special files. */
-	write_tar(at("a.tar"), false, (const struct tent[]){{"../evil/x.pcap", 'f', good, glen}}, 1);
-	refused(at("a.tar"), (const char *const[]){"../evil/x.pcap", NULL});
-	write_tar(at("a.tar"), true, (const struct tent[]){{"/abs/x.pcap", 'f', good, glen}}, 1);
-	refused(at("a.tar"), (const char *const[]){"/abs/x.pcap", "absolute path refused", NULL});
+	write_tar(at("a.tar"), false, (const struct tent[]){ { "../evil/x.pcap", 'f', good, glen } }, 1);
+	refused(at("a.tar"), (const char *const[]){ "../evil/x.pcap", NULL });
+	write_tar(at("a.tar"), true, (const struct tent[]){ { "/abs/x.pcap", 'f', good, glen } }, 1);
+	refused(at("a.tar"), (const char *const[]){ "/abs/x.pcap", "absolute path refused", NULL });
 	write_tar(at("a.tar"), false,
-		  (const struct tent[]){{"s1/x.pcap", 'f', good, glen}, {"s1/y.pcap", 'l', "/etc/passwd", 0}}, 2);
-	refused(at("a.tar"), (const char *const[]){"s1/y.pcap", "symbolic link refused", NULL});
+		(const struct tent[]){
+			{ "s1/x.pcap", 'f', good, glen }, { "s1/y.pcap", 'l', "/etc/passwd", 0 } },
+		2);
+	refused(at("a.tar"), (const char *const[]){ "s1/y.pcap", "symbolic link refused", NULL });
 	write_tar(at("a.tar"), false,
-		  (const struct tent[]){{"s1/x.pcap", 'f', good, glen}, {"s1/y.pcap", 'h', "s1/x.pcap", 0}}, 2);
-	refused(at("a.tar"), (const char *const[]){"s1/y.pcap", "hard link", NULL});
-	write_tar(at("a.tar"), false, (const struct tent[]){{"s1/dev", 'c', NULL, 0}}, 1);
-	refused(at("a.tar"), (const char *const[]){"s1/dev", "refused", NULL});
+		(const struct tent[]){
+			{ "s1/x.pcap", 'f', good, glen }, { "s1/y.pcap", 'h', "s1/x.pcap", 0 } },
+		2);
+	refused(at("a.tar"), (const char *const[]){ "s1/y.pcap", "hard link", NULL });
+	write_tar(at("a.tar"), false, (const struct tent[]){ { "s1/dev", 'c', NULL, 0 } }, 1);
+	refused(at("a.tar"), (const char *const[]){ "s1/dev", "refused", NULL });
 	/* The same entry twice. */
 	write_tar(at("a.tar"), false,
-		  (const struct tent[]){{"s1/x.pcap", 'f', good, glen}, {"s1/x.pcap", 'f', good, glen}}, 2);
-	refused(at("a.tar"), (const char *const[]){"s1/x.pcap", "appears twice", NULL});
+		(const struct tent[]){ { "s1/x.pcap", 'f', good, glen }, { "s1/x.pcap", 'f', good, glen } },
+		2);
+	refused(at("a.tar"), (const char *const[]){ "s1/x.pcap", "appears twice", NULL });
 	/* Two folders that would become one sensor. */
 	write_tar(at("a.tar"), false,
-		  (const struct tent[]){{"web 01/x.pcap", 'f', good, glen}, {"web_01/x.pcap", 'f', good, glen}}, 2);
-	refused(at("a.tar"), (const char *const[]){"would both become sensor 'web_01'", NULL});
+		(const struct tent[]){
+			{ "web 01/x.pcap", 'f', good, glen }, { "web_01/x.pcap", 'f', good, glen } },
+		2);
+	refused(at("a.tar"), (const char *const[]){ "would both become sensor 'web_01'", NULL });
 
 	/* A capture whose record claims more captured than original bytes. */
-	write_pcap(at("lie.pcap"), (const uint64_t[]){T0, T0 + 1}, 2, 40);
+	write_pcap(at("lie.pcap"), (const uint64_t[]){ T0, T0 + 1 }, 2, 40);
 	bad = slurp(at("lie.pcap"), &blen);
-	write_tar(at("a.tar"), false, (const struct tent[]){{"s1/lie.pcap", 'f', bad, blen}}, 1);
-	refused(at("a.tar"), (const char *const[]){"s1/lie.pcap", "record 1", NULL});
+	write_tar(at("a.tar"), false, (const struct tent[]){ { "s1/lie.pcap", 'f', bad, blen } }, 1);
+	refused(at("a.tar"), (const char *const[]){ "s1/lie.pcap", "record 1", NULL });
 	free(bad);
 	/* A capture cut in its first record; a file that is no capture. */
-	write_tar(at("a.tar"), false, (const struct tent[]){{"s1/cut.pcap", 'f', good, 24 + 10}}, 1);
-	refused(at("a.tar"), (const char *const[]){"s1/cut.pcap", NULL});
-	write_tar(at("a.tar"), false, (const struct tent[]){{"s1/j.pcap", 'f', junk, sizeof(junk)}}, 1);
-	refused(at("a.tar"), (const char *const[]){"s1/j.pcap", "not a valid capture", NULL});
+	write_tar(at("a.tar"), false, (const struct tent[]){ { "s1/cut.pcap", 'f', good, 24 + 10 } }, 1);
+	refused(at("a.tar"), (const char *const[]){ "s1/cut.pcap", NULL });
+	write_tar(at("a.tar"), false, (const struct tent[]){ { "s1/j.pcap", 'f', junk, sizeof(junk) } }, 1);
+	refused(at("a.tar"), (const char *const[]){ "s1/j.pcap", "not a valid capture", NULL });
 	/* A global header alone is a capture without records; nothing else: no sensor. */
-	write_tar(at("a.tar"), false, (const struct tent[]){{"readme.txt", 'f', "hi", 2}}, 1);
-	refused(at("a.tar"), (const char *const[]){"no sensor folder", NULL});
+	write_tar(at("a.tar"), false, (const struct tent[]){ { "readme.txt", 'f', "hi", 2 } }, 1);
+	refused(at("a.tar"), (const char *const[]){ "no sensor folder", NULL });
 
 	/* A name history of the wrong shape. */
 	write_tar(at("a.tar"), false,
-		  (const struct tent[]){{"s1/x.pcap", 'f', good, glen},
-					{"s1/name_resolution_history.json", 'f', "{\"1\": {\"not-an-ip\": {}}}", 24}},
-		  2);
-	refused(at("a.tar"), (const char *const[]){"s1/name_resolution_history.json", "not an address", NULL});
+		(const struct tent[]){ { "s1/x.pcap", 'f', good, glen },
+			{ "s1/name_resolution_history.json", 'f', "{\"1\": {\"not-an-ip\": {}}}", 24 } },
+		2);
+	refused(at("a.tar"),
+		(const char *const[]){ "s1/name_resolution_history.json", "not an address", NULL });
 
 	/* Limits. */
 	write_tar(at("a.tar"), false,
-		  (const struct tent[]){{"s1/a.pcap", 'f', good, glen}, {"s1/b.pcap", 'f', good, glen},
-					{"s1/c.pcap", 'f', good, glen}},
-		  3);
+		(const struct tent[]){ { "s1/a.pcap", 'f', good, glen }, { "s1/b.pcap", 'f', good, glen },
+			{ "s1/c.pcap", 'f', good, glen } },
+		3);
 	{
 		char msg[4096];
 
-		assert_int_equal(run_import(msg, sizeof(msg), "--max-entries", "2", "--dir", view, at("a.tar"), NULL),
-				 EXIT_FAIL);
+		assert_int_equal(
+			run_import(msg, sizeof(msg), "--max-entries", "2", "--dir", view, at("a.tar"), NULL),
+			EXIT_FAIL);
 		assert_non_null(strstr(msg, "more than 2 entries (--max-entries)"));
 		assert_int_equal(fsu_rmtree(view), 0);
-		assert_int_equal(run_import(msg, sizeof(msg), "--max-entry-size", "100", "--dir", view, at("a.tar"),
-					    NULL),
-				 EXIT_FAIL);
+		assert_int_equal(run_import(msg, sizeof(msg), "--max-entry-size", "100", "--dir", view,
+					 at("a.tar"), NULL),
+			EXIT_FAIL);
 		assert_non_null(strstr(msg, "above the limit of 100"));
 		assert_int_equal(fsu_rmtree(view), 0);
 		/* Within the limits the same archive loads: three captures of one sensor. */
@@ -514,8 +535,8 @@ test_manifest_checked(void **state)
 
 		data[n] = malloc(len + 1);
 		assert_int_equal(archive_read_data(a, data[n], len), (la_ssize_t)len);
-		e[n] = (struct tent){strdup(archive_entry_pathname(ae)),
-				     archive_entry_filetype(ae) == AE_IFDIR ? 'd' : 'f', data[n], len};
+		e[n] = (struct tent){ strdup(archive_entry_pathname(ae)),
+			archive_entry_filetype(ae) == AE_IFDIR ? 'd' : 'f', data[n], len };
 		n++;
 	}
 	archive_read_free(a);
@@ -533,21 +554,22 @@ test_manifest_checked(void **state)
 	/* One byte of a packet changed. */
 	data[2][e[2].len - 1] ^= 0xff;
 	write_tar(at("m.tar"), true, e, n);
-	refused(at("m.tar"), (const char *const[]){"s1/s1.pcap", NULL});
+	refused(at("m.tar"), (const char *const[]){ "s1/s1.pcap", NULL });
 	data[2][e[2].len - 1] ^= 0xff;
 	/* A file the manifest does not list. */
-	e[n] = (struct tent){"s1/extra.pcap", 'f', data[2], e[2].len};
+	e[n] = (struct tent){ "s1/extra.pcap", 'f', data[2], e[2].len };
 	write_tar(at("m.tar"), true, e, n + 1);
-	refused(at("m.tar"), (const char *const[]){"s1/extra.pcap", "not listed in manifest.json", NULL});
+	refused(at("m.tar"), (const char *const[]){ "s1/extra.pcap", "not listed in manifest.json", NULL });
 	/* A listed file missing. */
 	write_tar(at("m.tar"), true, e, n - 1);
-	refused(at("m.tar"), (const char *const[]){"s2/name_resolution_history.json",
-						   "listed in manifest.json but not in the archive", NULL});
+	refused(at("m.tar"),
+		(const char *const[]){ "s2/name_resolution_history.json",
+			"listed in manifest.json but not in the archive", NULL });
 	/* A manifest that is not JSON. */
 	e[0].data = "{";
 	e[0].len = 1;
 	write_tar(at("m.tar"), true, e, n);
-	refused(at("m.tar"), (const char *const[]){"manifest.json", "not valid JSON", NULL});
+	refused(at("m.tar"), (const char *const[]){ "manifest.json", "not valid JSON", NULL });
 	for (size_t i = 0; i < n; i++) {
 		free((char *)e[i].name);
 		free(data[i]);
@@ -562,19 +584,19 @@ test_kubeshark_layout(void **state)
 	uint8_t *cap;
 	size_t clen, n = 0, tl;
 	struct repo *r;
-	struct repo_seglist l = {0};
+	struct repo_seglist l = { 0 };
 	static const char hist[] = "{\"1700000000\": {\"10.1.2.3\": {\"FullAddress\": \"api.default\", "
 				   "\"Namespace\": \"default\"}}}";
 
 	(void)state;
-	write_pcap(at("k.pcap"), (const uint64_t[]){T0, T0 + 5, T0 + 9}, 3, 100);
+	write_pcap(at("k.pcap"), (const uint64_t[]){ T0, T0 + 5, T0 + 9 }, 3, 100);
 	cap = slurp(at("k.pcap"), &clen);
 	write_tar(at("ks.tar.gz"), true,
-		  (const struct tent[]){{"worker-1_10.0.0.7/", 'd', NULL, 0},
-					{"worker-1_10.0.0.7/1700000000.pcap", 'f', cap, clen},
-					{"worker-1_10.0.0.7/name_resolution_history.json", 'f', hist, sizeof(hist) - 1},
-					{"content.json", 'f', "{}", 2}},
-		  4);
+		(const struct tent[]){ { "worker-1_10.0.0.7/", 'd', NULL, 0 },
+			{ "worker-1_10.0.0.7/1700000000.pcap", 'f', cap, clen },
+			{ "worker-1_10.0.0.7/name_resolution_history.json", 'f', hist, sizeof(hist) - 1 },
+			{ "content.json", 'f', "{}", 2 } },
+		4);
 	if (run_import(msg, sizeof(msg), "--dir", view, at("ks.tar.gz"), NULL) != 0)
 		fail_msg("%s", msg);
 	r = repo_open(view, err, sizeof(err));
@@ -592,8 +614,9 @@ test_kubeshark_layout(void **state)
 	repo_free(r);
 	t = (char *)slurp(at("view/sensors/worker-1_10.0.0.7/names.jsonl"), &tl);
 	t[tl] = '\0';
-	assert_string_equal(t, "{\"t\":1700000000000000000,\"addr\":\"10.1.2.3\",\"name\":\"api.default\",\"ns\":"
-			       "\"default\",\"src\":\"static\"}\n");
+	assert_string_equal(t,
+		"{\"t\":1700000000000000000,\"addr\":\"10.1.2.3\",\"name\":\"api.default\",\"ns\":"
+		"\"default\",\"src\":\"static\"}\n");
 	free(t);
 	free(cap);
 	unlink(at("k.pcap"));
@@ -612,19 +635,19 @@ test_expansion_bomb(void **state)
 
 	(void)state;
 	assert_non_null(zeros);
-	memcpy(zeros, (const uint8_t[]){0x4d, 0x3c, 0xb2, 0xa1, 2, 0, 4, 0}, 8);
-	write_tar(at("bomb.tar.gz"), true, (const struct tent[]){{"s1/big.pcap", 'f', zeros, len}}, 1);
+	memcpy(zeros, (const uint8_t[]){ 0x4d, 0x3c, 0xb2, 0xa1, 2, 0, 4, 0 }, 8);
+	write_tar(at("bomb.tar.gz"), true, (const struct tent[]){ { "s1/big.pcap", 'f', zeros, len } }, 1);
 	free(zeros);
 	assert_int_equal(stat(at("bomb.tar.gz"), &st), 0);
 	assert_true(st.st_size < (1 << 20));
-	refused(at("bomb.tar.gz"), (const char *const[]){"s1/big.pcap", "would expand to more than", NULL});
+	refused(at("bomb.tar.gz"), (const char *const[]){ "s1/big.pcap", "would expand to more than", NULL });
 	/* --max-total-size bounds it too, whatever the ratio. */
 	{
 		char msg[4096];
 
-		assert_int_equal(run_import(msg, sizeof(msg), "--max-ratio", "100000", "--max-total-size", "1M", "--dir",
-					    view, at("bomb.tar.gz"), NULL),
-				 EXIT_FAIL);
+		assert_int_equal(run_import(msg, sizeof(msg), "--max-ratio", "100000", "--max-total-size",
+					 "1M", "--dir", view, at("bomb.tar.gz"), NULL),
+			EXIT_FAIL);
 		assert_non_null(strstr(msg, "would expand to more than 1048576 bytes"));
 		assert_int_equal(fsu_rmtree(view), 0);
 	}
@@ -641,10 +664,10 @@ test_usage(void **state)
 	assert_non_null(strstr(msg, "--dir"));
 	assert_int_equal(run_import(msg, sizeof(msg), "--dir", view, NULL), EXIT_CONFIG);
 	assert_int_equal(run_import(msg, sizeof(msg), "--dir", view, "--max-entries", "lots", archive, NULL),
-			 EXIT_CONFIG);
+		EXIT_CONFIG);
 	assert_non_null(strstr(msg, "'lots' is not a size"));
 	assert_int_equal(run_import(msg, sizeof(msg), "--dir", view, "--max-entries", "0", archive, NULL),
-			 EXIT_CONFIG);
+		EXIT_CONFIG);
 }
 
 int

@@ -31,9 +31,9 @@
 #include "shared/pcapfile.h"
 
 #define PCAPS "tests/data/pcaps"
-#define ECHO "tcp-echo-500-conns.pcap"
+#define ECHO  "tcp-echo-500-conns.pcap"
 #define MYSQL "mysql-6-conns-port20130.pcap"
-#define DNS "dns-udp-queries.pcap"
+#define DNS   "dns-udp-queries.pcap"
 
 static char dir[] = "/tmp/pcapline-test-dissect-XXXXXX";
 static char echo_a[512], echo_b[512]; /* the two halves of ECHO (relative paths) */
@@ -88,7 +88,7 @@ tshark_packets(const char *capture, const char *filter)
  */
 static uint64_t
 copy_segment(const char *sensor, const char *capture, uint64_t seq, uint64_t skip, uint64_t max, char *rel,
-	     size_t rlen)
+	size_t rlen)
 {
 	char p[1024];
 	struct pcapr *r;
@@ -106,8 +106,9 @@ copy_segment(const char *sensor, const char *capture, uint64_t seq, uint64_t ski
 		if (i++ < skip)
 			continue;
 		if (w == NULL) {
-			snprintf(rel, rlen, "sensors/%s/segments/%020" PRIu64 "-0000000000000001-%" PRIu64 ".0-eth0.pcap",
-				 sensor, rec.ts_ns, seq);
+			snprintf(rel, rlen,
+				"sensors/%s/segments/%020" PRIu64 "-0000000000000001-%" PRIu64 ".0-eth0.pcap",
+				sensor, rec.ts_ns, seq);
 			fd = open(at(rel), O_WRONLY | O_CREAT | O_EXCL, 0644);
 			assert_true(fd >= 0);
 			w = pcapw_new(fd, pcapr_iface(r, 0)->linktype, 262144);
@@ -130,7 +131,7 @@ setup(void **state)
 {
 	char rel[512], err[256] = "";
 	struct index *ix;
-	struct index_reconcile_report rep = {0};
+	struct index_reconcile_report rep = { 0 };
 	uint64_t total = (uint64_t)cmd_number("capinfos -T -r -c %s/%s | cut -f2", PCAPS, ECHO);
 
 	(void)state;
@@ -251,8 +252,9 @@ test_dissect_matches_tshark(void **state)
 	assert_int_equal(dissect_pending(d, 2), 2);
 	assert_int_equal(dissect_pending(d, 2), 0);
 	s = dissect_stats(d);
-	total_records = (uint64_t)cmd_number("capinfos -T -r -c %s/%s %s/%s %s/%s | awk '{s+=$2} END {print s}'",
-					     PCAPS, ECHO, PCAPS, MYSQL, PCAPS, DNS);
+	total_records = (uint64_t)cmd_number(
+		"capinfos -T -r -c %s/%s %s/%s %s/%s | awk '{s+=$2} END {print s}'", PCAPS, ECHO, PCAPS,
+		MYSQL, PCAPS, DNS);
 	assert_int_equal(s->segments, 4);
 	assert_int_equal(s->packets, total_records);
 	assert_int_equal(s->failed, 0);
@@ -261,46 +263,61 @@ test_dissect_matches_tshark(void **state)
 	db = db_open();
 	/* Connections per sensor and protocol: what tshark calls conversations. The echo
 	 * connections cross the cut between s2's two segments and are still one each. */
-	assert_int_equal(q_int(db, "SELECT count(*) FROM conns WHERE sensor = 's2' AND proto = 'tcp'"), echo_tcp);
-	assert_int_equal(q_int(db, "SELECT count(*) FROM conns WHERE sensor = 's1' AND proto = 'tcp'"), mysql_tcp);
+	assert_int_equal(
+		q_int(db, "SELECT count(*) FROM conns WHERE sensor = 's2' AND proto = 'tcp'"), echo_tcp);
+	assert_int_equal(
+		q_int(db, "SELECT count(*) FROM conns WHERE sensor = 's1' AND proto = 'tcp'"), mysql_tcp);
 	/* UDP has no connection to end: a quiet flow may be cut by the timeout, so count
 	 * the distinct endpoint pairs. */
-	assert_int_equal(q_int(db, "SELECT count(*) FROM (SELECT DISTINCT client, client_port, server, server_port "
-				   "FROM conns WHERE sensor = 's1' AND proto = 'udp')"),
-			 dns_udp);
+	assert_int_equal(
+		q_int(db,
+			"SELECT count(*) FROM (SELECT DISTINCT client, client_port, server, server_port "
+			"FROM conns WHERE sensor = 's1' AND proto = 'udp')"),
+		dns_udp);
 	/* Every TCP packet of the echo capture is in exactly one connection row. */
-	assert_int_equal(q_int(db, "SELECT sum(c_pkts + s_pkts) FROM conns WHERE sensor = 's2'"), echo_tcp_packets);
-	assert_int_equal(q_int(db, "SELECT sum(c_pkts + s_pkts) FROM conns WHERE sensor = 's1' AND proto = 'tcp'"),
-			 tshark_packets(MYSQL, "tcp"));
-	assert_int_equal(q_int(db, "SELECT sum(c_pkts + s_pkts) FROM conns WHERE sensor = 's1' AND proto = 'udp'"),
-			 tshark_packets(DNS, "udp"));
+	assert_int_equal(
+		q_int(db, "SELECT sum(c_pkts + s_pkts) FROM conns WHERE sensor = 's2'"), echo_tcp_packets);
+	assert_int_equal(
+		q_int(db, "SELECT sum(c_pkts + s_pkts) FROM conns WHERE sensor = 's1' AND proto = 'tcp'"),
+		tshark_packets(MYSQL, "tcp"));
+	assert_int_equal(
+		q_int(db, "SELECT sum(c_pkts + s_pkts) FROM conns WHERE sensor = 's1' AND proto = 'udp'"),
+		tshark_packets(DNS, "udp"));
 	/* The MySQL capture starts mid-stream (no handshakes): all six are marked so. */
-	assert_int_equal(q_int(db, "SELECT count(*) FROM conns WHERE sensor = 's1' AND proto = 'tcp' AND midstream = 1"),
-			 6);
+	assert_int_equal(
+		q_int(db,
+			"SELECT count(*) FROM conns WHERE sensor = 's1' AND proto = 'tcp' AND midstream = 1"),
+		6);
 	/* Segments: all done; connections that span the cut are linked to both halves. */
 	assert_int_equal(q_int(db, "SELECT count(*) FROM l4_done"), 4);
 	assert_int_equal(q_int(db, "SELECT count(*) FROM l4_failed"), 0);
-	assert_true(q_int(db, "SELECT count(*) FROM (SELECT conn_id FROM conn_segs GROUP BY conn_id "
-			      "HAVING count(*) = 2)") > 0);
-	assert_int_equal(q_int(db, "SELECT count(*) FROM conns c WHERE NOT EXISTS "
-				   "(SELECT 1 FROM conn_segs s WHERE s.conn_id = c.conn_id)"),
-			 0);
+	assert_true(q_int(db,
+			    "SELECT count(*) FROM (SELECT conn_id FROM conn_segs GROUP BY conn_id "
+			    "HAVING count(*) = 2)") > 0);
+	assert_int_equal(q_int(db,
+				 "SELECT count(*) FROM conns c WHERE NOT EXISTS "
+				 "(SELECT 1 FROM conn_segs s WHERE s.conn_id = c.conn_id)"),
+		0);
 	/* Per segment, the packets linked to connections are the records its position file
 	 * names a connection for, and l4_done says the same. */
 	assert_int_equal(read_pos(echo_a, &in_a), echo_a_n);
 	assert_int_equal(read_pos(echo_b, &in_b), echo_b_n);
 	assert_int_equal(in_a + in_b, echo_tcp_packets);
-	assert_int_equal(q_intf(db,
-				"SELECT sum(cs.packets) FROM conn_segs cs JOIN segments g ON g.id = cs.seg_id "
-				"WHERE g.path = '%s'",
-				echo_a),
-			 in_a);
-	assert_int_equal(q_intf(db, "SELECT in_conns FROM l4_done JOIN segments g ON g.id = seg_id WHERE g.path = '%s'",
-				echo_b),
-			 in_b);
+	assert_int_equal(
+		q_intf(db,
+			"SELECT sum(cs.packets) FROM conn_segs cs JOIN segments g ON g.id = cs.seg_id "
+			"WHERE g.path = '%s'",
+			echo_a),
+		in_a);
+	assert_int_equal(
+		q_intf(db,
+			"SELECT in_conns FROM l4_done JOIN segments g ON g.id = seg_id WHERE g.path = '%s'",
+			echo_b),
+		in_b);
 	/* Connection ids are unique and numbered from 1 in order of first sight. */
 	assert_int_equal(q_int(db, "SELECT min(conn_id) FROM conns"), 1);
-	assert_int_equal(q_int(db, "SELECT count(DISTINCT conn_id) FROM conns"), q_int(db, "SELECT count(*) FROM conns"));
+	assert_int_equal(q_int(db, "SELECT count(DISTINCT conn_id) FROM conns"),
+		q_int(db, "SELECT count(*) FROM conns"));
 	/* finish = true ended every connection still tracked. */
 	assert_int_equal(q_int(db, "SELECT count(*) FROM conns WHERE ended IS NULL"), 0);
 	sqlite3_close(db);

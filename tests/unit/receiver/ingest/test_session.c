@@ -41,8 +41,8 @@
 #include "shared/pcapfile.h"
 #include "shared/tls.h"
 
-#define EPOCH UINT64_C(0x0123456789abcdef)
-#define MAX_FRAME (1u << 20)
+#define EPOCH        UINT64_C(0x0123456789abcdef)
+#define MAX_FRAME    (1u << 20)
 #define HEARTBEAT_MS 30000
 
 struct rig {
@@ -107,7 +107,7 @@ listening_port(void)
 		if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &acc, &alen) != 0 || !acc)
 			continue;
 		if (getsockname(fd, (struct sockaddr *)&sa, &len) == 0 && sa.sin_family == AF_INET &&
-		    sa.sin_addr.s_addr == htonl(INADDR_LOOPBACK))
+			sa.sin_addr.s_addr == htonl(INADDR_LOOPBACK))
 			return ntohs(sa.sin_port);
 	}
 	fail_msg("no listening socket on 127.0.0.1");
@@ -122,8 +122,10 @@ static struct rig *
 rig_new_limits(bool tls, const char *token, const struct limits *lim)
 {
 	struct rig *r = calloc(1, sizeof(*r));
-	struct store_opts so = {.single_file = "", .segment_bytes = 64u << 20, .segment_ms = 300000,
-				.fsync = STORE_FSYNC_NEVER};
+	struct store_opts so = { .single_file = "",
+		.segment_bytes = 64u << 20,
+		.segment_ms = 300000,
+		.fsync = STORE_FSYNC_NEVER };
 	char err[512] = "";
 
 	assert_non_null(r);
@@ -135,8 +137,8 @@ rig_new_limits(bool tls, const char *token, const struct limits *lim)
 		fail_msg("store_new: %s", err);
 	if (tls) {
 		char ca[256], crt[256], key[256], scrt[256], skey[256];
-		struct tls_opts to = {.ca = ca, .cert = crt, .key = key, .min_version = 13};
-		struct tls_opts co = {.ca = ca, .cert = scrt, .key = skey, .min_version = 13};
+		struct tls_opts to = { .ca = ca, .cert = crt, .key = key, .min_version = 13 };
+		struct tls_opts co = { .ca = ca, .cert = scrt, .key = skey, .min_version = 13 };
 
 		snprintf(ca, sizeof(ca), "%s/ca.crt", certs);
 		snprintf(crt, sizeof(crt), "%s/receiver.crt", certs);
@@ -222,9 +224,10 @@ struct cl {
 static void
 cl_connect(struct rig *r, struct cl *c)
 {
-	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(r->port),
-				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	struct timeval tv = {.tv_sec = 15};
+	struct sockaddr_in sa = {
+		.sin_family = AF_INET, .sin_port = htons(r->port), .sin_addr.s_addr = htonl(INADDR_LOOPBACK)
+	};
+	struct timeval tv = { .tv_sec = 15 };
 
 	c->ssl = NULL;
 	c->fd = socket(AF_INET, SOCK_STREAM, 0);
@@ -312,16 +315,16 @@ read_frame(struct cl *c, struct proto_hdr *h, uint8_t *buf, size_t cap)
 static void
 send_hello(struct cl *c, const char *id, const char *token, uint64_t epoch)
 {
-	struct proto_hello h = {.caps = PROTO_CAP_LZ4, .epoch = epoch, .n_ifaces = 2};
+	struct proto_hello h = { .caps = PROTO_CAP_LZ4, .epoch = epoch, .n_ifaces = 2 };
 	uint8_t buf[8192];
 	int n;
 
 	snprintf(h.sensor_id, sizeof(h.sensor_id), "%s", id);
 	snprintf(h.version, sizeof(h.version), "test");
 	snprintf(h.token, sizeof(h.token), "%s", token);
-	h.ifaces[0] = (struct proto_iface){.linktype = 1, .snaplen = 65535};
+	h.ifaces[0] = (struct proto_iface){ .linktype = 1, .snaplen = 65535 };
 	snprintf(h.ifaces[0].name, sizeof(h.ifaces[0].name), "eth0");
-	h.ifaces[1] = (struct proto_iface){.linktype = 1, .snaplen = 65535};
+	h.ifaces[1] = (struct proto_iface){ .linktype = 1, .snaplen = 65535 };
 	snprintf(h.ifaces[1].name, sizeof(h.ifaces[1].name), "eth1");
 	n = proto_hello_encode(&h, buf, sizeof(buf));
 	assert_true(n > 0);
@@ -400,7 +403,7 @@ on_sealed(void *arg, struct batch *b)
 static struct batch *
 make_batch(uint64_t seq, uint64_t base, unsigned n, uint8_t fill)
 {
-	struct sealed s = {0};
+	struct sealed s = { 0 };
 	struct batcher *bt = batcher_new(1 << 20, seq, on_sealed, &s);
 	uint8_t data[64];
 
@@ -592,7 +595,8 @@ test_bad_input_closes_session_only(void **state)
 			proto_rec_hdr_encode(rec + k * (PROTO_REC_HDR_LEN + 64), T0 + 6, 0, 64, 64);
 			memset(rec + k * (PROTO_REC_HDR_LEN + 64) + PROTO_REC_HDR_LEN, 0xee, 64);
 		}
-		proto_batch_hdr_encode(6, 2, 2 * (PROTO_REC_HDR_LEN + 64), frame + PROTO_HDR_LEN, PROTO_BATCH_HDR_LEN);
+		proto_batch_hdr_encode(
+			6, 2, 2 * (PROTO_REC_HDR_LEN + 64), frame + PROTO_HDR_LEN, PROTO_BATCH_HDR_LEN);
 		proto_hdr_encode(frame, PROTO_BATCH, PROTO_F_LZ4, sizeof(frame) - PROTO_HDR_LEN);
 		cl_write(&c, frame, sizeof(frame));
 		expect_error(&c, PROTO_ERR_PROTOCOL, "BATCH 6");
@@ -604,9 +608,9 @@ test_bad_input_closes_session_only(void **state)
 	send_hello(&c, "s1", "", EPOCH);
 	(void)expect_welcome(&c);
 	{
-		struct sealed s = {0};
+		struct sealed s = { 0 };
 		struct batcher *bt = batcher_new(1 << 20, 7, on_sealed, &s);
-		uint8_t d[64] = {0};
+		uint8_t d[64] = { 0 };
 
 		batcher_add(bt, 9, T0 + 7, d, sizeof(d), 1514);
 		batcher_flush(bt);
@@ -676,12 +680,13 @@ test_tls_identity(void **state)
 	/* A client without a certificate does not get through the handshake. */
 	{
 		SSL_CTX *bare = SSL_CTX_new(TLS_client_method());
-		struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(r->port),
-					 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+		struct sockaddr_in sa = { .sin_family = AF_INET,
+			.sin_port = htons(r->port),
+			.sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
 		int fd = socket(AF_INET, SOCK_STREAM, 0);
 		SSL *ssl;
 		char byte;
-		struct timeval tv = {.tv_sec = 15};
+		struct timeval tv = { .tv_sec = 15 };
 
 		setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 		SSL_CTX_set_verify(bare, SSL_VERIFY_NONE, NULL);
@@ -739,7 +744,7 @@ test_limits(void **state)
 static int
 limits_rig(void **state)
 {
-	static const struct limits lim = {.setup_ms = 300, .unauth_per_source = 2, .max_sensors = 1};
+	static const struct limits lim = { .setup_ms = 300, .unauth_per_source = 2, .max_sensors = 1 };
 
 	*state = rig_new_limits(false, "", &lim);
 	return 0;
@@ -782,9 +787,10 @@ group_setup(void **state)
 	if (mkdtemp(certs) == NULL)
 		return -1;
 	snprintf(cmd, sizeof(cmd),
-		 "scripts/pcapline-certs %s ca >/dev/null && scripts/pcapline-certs %s receiver 127.0.0.1 >/dev/null "
-		 "&& scripts/pcapline-certs %s sensor s1 >/dev/null",
-		 certs, certs, certs);
+		"scripts/pcapline-certs %s ca >/dev/null && scripts/pcapline-certs %s receiver 127.0.0.1 "
+		">/dev/null "
+		"&& scripts/pcapline-certs %s sensor s1 >/dev/null",
+		certs, certs, certs);
 	return system(cmd) == 0 ? 0 : -1;
 }
 

@@ -34,9 +34,9 @@
 #include "shared/fsutil.h"
 #include "shared/pcapfile.h"
 
-#define NS UINT64_C(1000000000)
-#define T0 (UINT64_C(1700000000) * NS)
-#define END ((uint64_t)INT64_MAX)
+#define NS    UINT64_C(1000000000)
+#define T0    (UINT64_C(1700000000) * NS)
+#define END   ((uint64_t)INT64_MAX)
 #define EPOCH UINT64_C(0x00000000000000cd)
 #define PCAPS "tests/data/pcaps"
 
@@ -61,14 +61,14 @@ seg_rel(const char *sensor, uint64_t first, uint64_t seq, unsigned ifindex, cons
 	char *p = buf[k++ % 4];
 
 	snprintf(p, 512, "sensors/%s/segments/%020" PRIu64 "-%016" PRIx64 "-%" PRIu64 ".%u-%s.pcap", sensor,
-		 first, EPOCH, seq, ifindex, ifname);
+		first, EPOCH, seq, ifindex, ifname);
 	return p;
 }
 
 /* A generated segment: records of 80 bytes whose first byte is tag[i]. */
 static void
 gen_segment(const char *sensor, unsigned ifindex, const char *ifname, const uint64_t *ts, const uint8_t *tag,
-	    size_t n)
+	size_t n)
 {
 	char d[256];
 	int fd;
@@ -76,7 +76,8 @@ gen_segment(const char *sensor, unsigned ifindex, const char *ifname, const uint
 
 	snprintf(d, sizeof(d), "sensors/%s/segments", sensor);
 	assert_int_equal(fsu_mkdirs(at(d), 0755), 0);
-	fd = open(at(seg_rel(sensor, ts[0], ifindex + 1, ifindex, ifname)), O_WRONLY | O_CREAT | O_EXCL, 0644);
+	fd = open(
+		at(seg_rel(sensor, ts[0], ifindex + 1, ifindex, ifname)), O_WRONLY | O_CREAT | O_EXCL, 0644);
 	assert_true(fd >= 0);
 	w = pcapw_new(fd, 1, 65535);
 	assert_non_null(w);
@@ -112,7 +113,8 @@ capture_segment(const char *sensor, unsigned ifindex, const char *ifname, const 
 	assert_non_null(r);
 	snprintf(d, sizeof(d), "sensors/%s/segments", sensor);
 	assert_int_equal(fsu_mkdirs(at(d), 0755), 0);
-	fd = open(at(seg_rel(sensor, first, ifindex + 1, ifindex, ifname)), O_WRONLY | O_CREAT | O_EXCL, 0644);
+	fd = open(
+		at(seg_rel(sensor, first, ifindex + 1, ifindex, ifname)), O_WRONLY | O_CREAT | O_EXCL, 0644);
 	assert_true(fd >= 0);
 	w = pcapw_new(fd, pcapr_iface(r, 0)->linktype, pcapr_iface(r, 0)->snaplen);
 	assert_non_null(w);
@@ -152,10 +154,10 @@ cmd_number(const char *fmt, ...)
  * s2: dns-udp-queries.pcap on eth0 (Ethernet) and redis-benchmark-sll.pcap on any
  * (Linux cooked): two link types, so a pcapng.
  */
-static const uint64_t s1_a_ts[] = {T0 + 1 * NS, T0 + 3 * NS, T0 + 5 * NS, T0 + 7 * NS, T0 + 9 * NS};
-static const uint8_t s1_a_tag[] = {1, 3, 5, 7, 9};
-static const uint64_t s1_b_ts[] = {T0 + 2 * NS, T0 + 4 * NS, T0 + 6 * NS, T0 + 8 * NS};
-static const uint8_t s1_b_tag[] = {2, 4, 6, 8};
+static const uint64_t s1_a_ts[] = { T0 + 1 * NS, T0 + 3 * NS, T0 + 5 * NS, T0 + 7 * NS, T0 + 9 * NS };
+static const uint8_t s1_a_tag[] = { 1, 3, 5, 7, 9 };
+static const uint64_t s1_b_ts[] = { T0 + 2 * NS, T0 + 4 * NS, T0 + 6 * NS, T0 + 8 * NS };
+static const uint8_t s1_b_tag[] = { 2, 4, 6, 8 };
 static uint64_t s2_dns, s2_redis;
 
 static int
@@ -163,7 +165,7 @@ setup(void **state)
 {
 	char err[256] = "";
 	struct index *ix;
-	struct index_reconcile_report rep = {0};
+	struct index_reconcile_report rep = { 0 };
 	FILE *f;
 
 	(void)state;
@@ -174,12 +176,16 @@ setup(void **state)
 	s2_dns = capture_segment("s2", 0, "eth0", "dns-udp-queries.pcap");
 	s2_redis = capture_segment("s2", 1, "any", "redis-benchmark-sll.pcap");
 	assert_int_equal(s2_dns, cmd_number("capinfos -T -r -c %s/dns-udp-queries.pcap | cut -f2", PCAPS));
-	assert_int_equal(s2_redis, cmd_number("capinfos -T -r -c %s/redis-benchmark-sll.pcap | cut -f2", PCAPS));
+	assert_int_equal(
+		s2_redis, cmd_number("capinfos -T -r -c %s/redis-benchmark-sll.pcap | cut -f2", PCAPS));
 	f = fopen(at("sensors/s1/names.jsonl"), "w");
 	assert_non_null(f);
-	fprintf(f, "{\"t\":%" PRIu64 ",\"addr\":\"10.0.0.1\",\"name\":\"db\",\"ns\":\"prod\",\"src\":\"dns\"}\n",
+	fprintf(f,
+		"{\"t\":%" PRIu64 ",\"addr\":\"10.0.0.1\",\"name\":\"db\",\"ns\":\"prod\",\"src\":\"dns\"}\n",
 		T0);
-	fprintf(f, "{\"t\":%" PRIu64 ",\"addr\":\"10.0.0.1\",\"name\":\"db2\",\"ns\":\"prod\",\"src\":\"dns\"}\n",
+	fprintf(f,
+		"{\"t\":%" PRIu64
+		",\"addr\":\"10.0.0.1\",\"name\":\"db2\",\"ns\":\"prod\",\"src\":\"dns\"}\n",
 		T0 + 4 * NS);
 	fclose(f);
 	ix = index_open(dir, err, sizeof(err));
@@ -300,7 +306,8 @@ manifest_file(json_t *man, const struct entry *e, size_t n, const char *path)
 	char hex[FSU_SHA256_HEX];
 	const struct entry *x = find(e, n, path);
 
-	json_array_foreach(files, i, f) {
+	json_array_foreach(files, i, f)
+	{
 		if (strcmp(json_string_value(json_object_get(f, "path")), path) != 0)
 			continue;
 		assert_int_equal(json_integer_value(json_object_get(f, "bytes")), x->size);
@@ -312,8 +319,8 @@ manifest_file(json_t *man, const struct entry *e, size_t n, const char *path)
 	return NULL;
 }
 
-static int
-export(uint64_t from, uint64_t to, const char *filter, const char *output, char *err, size_t errlen)
+static int export(
+	uint64_t from, uint64_t to, const char *filter, const char *output, char *err, size_t errlen)
 {
 	struct bundle_sensor s[4];
 	struct repo *r;
@@ -369,8 +376,8 @@ test_full_export(void **state)
 	assert_int_equal(json_integer_value(json_object_get(json_object_get(man, "window"), "from_ns")), 0);
 	assert_int_equal(json_integer_value(json_object_get(json_object_get(man, "window"), "to_ns")), END);
 	assert_true(json_is_null(json_object_get(man, "filter")));
-	assert_string_equal(json_string_value(json_object_get(json_object_get(man, "source"), "kind")),
-			    "repository");
+	assert_string_equal(
+		json_string_value(json_object_get(json_object_get(man, "source"), "kind")), "repository");
 	assert_int_equal(json_array_size(json_object_get(man, "files")), 4);
 	assert_int_equal(json_array_size(json_object_get(man, "sensors")), 2);
 
@@ -470,9 +477,10 @@ test_window_edges(void **state)
 		assert_non_null(h);
 		assert_int_equal(json_object_size(h), 2);
 		snprintf(key, sizeof(key), "%" PRIu64, T0 / NS + 3);
-		assert_string_equal(json_string_value(json_object_get(
-					    json_object_get(json_object_get(h, key), "10.0.0.1"), "FullAddress")),
-				    "db");
+		assert_string_equal(
+			json_string_value(json_object_get(
+				json_object_get(json_object_get(h, key), "10.0.0.1"), "FullAddress")),
+			"db");
 		json_decref(h);
 	}
 	entries_free(e, n);
@@ -493,7 +501,7 @@ test_filter(void **state)
 	/* "udp": s1's generated frames are no IP at all (ethertype 0xa5a5); s2 keeps the
 	 * UDP packets of both captures, as many as tcpdump finds in them. */
 	udp = cmd_number("tcpdump -nr %s/dns-udp-queries.pcap udp 2>/dev/null | wc -l", PCAPS) +
-	      cmd_number("tcpdump -nr %s/redis-benchmark-sll.pcap udp 2>/dev/null | wc -l", PCAPS);
+		cmd_number("tcpdump -nr %s/redis-benchmark-sll.pcap udp 2>/dev/null | wc -l", PCAPS);
 	assert_true(udp > 0);
 	snprintf(out, sizeof(out), "%s/udp.tar.gz", dir);
 	if (export(0, END, "udp", out, err, sizeof(err)) != 0)
@@ -536,8 +544,12 @@ test_failures_leave_nothing(void **state)
 		struct bundle_sensor s[4];
 		struct repo *r;
 		size_t n = collect(&r, 0, END, s);
-		struct bundle_opts o = {.from_ns = 0, .to_ns = END, .output = NULL, .gzip_level = 1,
-					.source_kind = "repository", .source_name = dir};
+		struct bundle_opts o = { .from_ns = 0,
+			.to_ns = END,
+			.output = NULL,
+			.gzip_level = 1,
+			.source_kind = "repository",
+			.source_name = dir };
 		char moved[1100];
 		int fd = open(at("sink"), O_WRONLY | O_CREAT | O_TRUNC, 0644);
 
@@ -565,8 +577,13 @@ test_to_descriptor(void **state)
 	struct bundle_sensor s[4];
 	struct repo *r;
 	size_t ns = collect(&r, T0, END, s);
-	struct bundle_opts o = {.from_ns = T0, .to_ns = END, .output = NULL, .out_fd = fd, .gzip_level = 9,
-				.source_kind = "snapshot", .source_name = "snap1"};
+	struct bundle_opts o = { .from_ns = T0,
+		.to_ns = END,
+		.output = NULL,
+		.out_fd = fd,
+		.gzip_level = 9,
+		.source_kind = "snapshot",
+		.source_name = "snap1" };
 	json_t *man;
 	json_error_t jerr;
 
@@ -583,9 +600,12 @@ test_to_descriptor(void **state)
 	assert_int_equal(n, 4);
 	man = json_loads((const char *)e[0].data, 0, &jerr);
 	assert_non_null(man);
-	assert_string_equal(json_string_value(json_object_get(json_object_get(man, "source"), "kind")), "snapshot");
-	assert_string_equal(json_string_value(json_object_get(json_object_get(man, "source"), "name")), "snap1");
-	assert_int_equal(json_integer_value(json_object_get(manifest_file(man, e, n, "s1/s1.pcap"), "packets")), 9);
+	assert_string_equal(
+		json_string_value(json_object_get(json_object_get(man, "source"), "kind")), "snapshot");
+	assert_string_equal(
+		json_string_value(json_object_get(json_object_get(man, "source"), "name")), "snap1");
+	assert_int_equal(
+		json_integer_value(json_object_get(manifest_file(man, e, n, "s1/s1.pcap"), "packets")), 9);
 	json_decref(man);
 	entries_free(e, n);
 	unlink(at("fd.tar.gz"));

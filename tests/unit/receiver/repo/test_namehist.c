@@ -115,12 +115,15 @@ test_load_and_jsonl(void **state)
 	/* The state at from (by time), then the changes inside the window by time. The
 	 * optional fields come out as given; b.example replaced a.example. */
 	assert_int_equal(lines, 5);
-	assert_string_equal(
-		out,
-		"{\"t\":90000000000,\"addr\":\"10.0.0.1\",\"name\":\"b.example\",\"ns\":\"\",\"src\":\"dns\"}\n"
-		"{\"t\":100000000000,\"addr\":\"10.0.0.2\",\"name\":\"svc\",\"ns\":\"prod\",\"src\":\"static\"}\n"
-		"{\"t\":150000000000,\"addr\":\"10.0.0.1\",\"name\":\"c.example\",\"ns\":\"\",\"src\":\"dns\"}\n"
-		"{\"t\":150500000000,\"addr\":\"10.0.0.2\",\"name\":\"svc\",\"ns\":\"dev\",\"src\":\"static\"}\n"
+	assert_string_equal(out,
+		"{\"t\":90000000000,\"addr\":\"10.0.0.1\",\"name\":\"b.example\",\"ns\":\"\",\"src\":\"dns\"}"
+		"\n"
+		"{\"t\":100000000000,\"addr\":\"10.0.0.2\",\"name\":\"svc\",\"ns\":\"prod\",\"src\":"
+		"\"static\"}\n"
+		"{\"t\":150000000000,\"addr\":\"10.0.0.1\",\"name\":\"c.example\",\"ns\":\"\",\"src\":"
+		"\"dns\"}\n"
+		"{\"t\":150500000000,\"addr\":\"10.0.0.2\",\"name\":\"svc\",\"ns\":\"dev\",\"src\":"
+		"\"static\"}\n"
 		"{\"t\":170000000000,\"addr\":\"10.0.0.1\",\"name\":\"\",\"ns\":\"\",\"src\":\"dns\"}\n");
 	free(out);
 	namehist_free(h);
@@ -240,16 +243,17 @@ test_malformed_lines(void **state)
 
 	(void)state;
 	/* Each of these lines is malformed for one reason. */
-	put("bad.jsonl", "[1,2]\n"
-			 "{\"addr\":\"10.0.0.1\",\"name\":\"x\"}\n"                         /* no t */
-			 "{\"t\":\"5\",\"addr\":\"10.0.0.1\",\"name\":\"x\"}\n"             /* t a string */
-			 "{\"t\":5,\"addr\":\"\",\"name\":\"x\"}\n"                         /* empty addr */
-			 "{\"t\":5,\"addr\":\"10.0.0.1\"}\n"                                /* no name */
-			 "{\"t\":5,\"addr\":\"10.0.0.1\",\"name\":7}\n"                     /* name a number */
-			 "{\"t\":5,\"addr\":\"10.0.0.1\",\"name\":\"a\\u0000b\"}\n"         /* embedded NUL */
-			 "{\"t\":5,\"addr\":\"10.0.0.1\",\"name\":\"x\",\"name\":\"y\"}\n"  /* duplicate key */
-			 "{\"t\":5,\"addr\":\"10.0.0.1\",\"name\":\"x\",\"ns\":1}\n"        /* ns a number */
-			 "{\"t\":5,\"addr\":\"10.0.0.1\",\"name\":\"ok\"}\n");              /* the good one */
+	put("bad.jsonl",
+		"[1,2]\n"
+		"{\"addr\":\"10.0.0.1\",\"name\":\"x\"}\n"                        /* no t */
+		"{\"t\":\"5\",\"addr\":\"10.0.0.1\",\"name\":\"x\"}\n"            /* t a string */
+		"{\"t\":5,\"addr\":\"\",\"name\":\"x\"}\n"                        /* empty addr */
+		"{\"t\":5,\"addr\":\"10.0.0.1\"}\n"                               /* no name */
+		"{\"t\":5,\"addr\":\"10.0.0.1\",\"name\":7}\n"                    /* name a number */
+		"{\"t\":5,\"addr\":\"10.0.0.1\",\"name\":\"a\\u0000b\"}\n"        /* embedded NUL */
+		"{\"t\":5,\"addr\":\"10.0.0.1\",\"name\":\"x\",\"name\":\"y\"}\n" /* duplicate key */
+		"{\"t\":5,\"addr\":\"10.0.0.1\",\"name\":\"x\",\"ns\":1}\n"       /* ns a number */
+		"{\"t\":5,\"addr\":\"10.0.0.1\",\"name\":\"ok\"}\n");             /* the good one */
 	h = namehist_load(at("bad.jsonl"), 10, 20, err, sizeof(err));
 	assert_non_null(h);
 	assert_int_equal(namehist_lines(h), 10);
@@ -286,21 +290,25 @@ test_from_kubeshark(void **state)
 	(void)state;
 	/* Keys out of order; the entry for 10.0.0.2 is the same at 200 (no line), the one of
 	 * 10.0.0.1 goes away at 300 (an empty name), an IPv6 address is canonicalised. */
-	put("ks.json", "{\"300\": {\"10.0.0.2:80\": {\"FullAddress\": \"web\", \"Namespace\": \"prod\"}},\n"
-		       " \"100\": {\"10.0.0.1\": {\"FullAddress\": \"db\", \"Namespace\": \"prod\"},\n"
-		       "           \"[2001:DB8::1]:443\": {\"FullAddress\": \"v6\"}},\n"
-		       " \"200\": {\"10.0.0.1\": {\"FullAddress\": \"db\", \"Namespace\": \"prod\"},\n"
-		       "           \"10.0.0.2:80\": {\"FullAddress\": \"web\", \"Namespace\": \"prod\"}}}\n");
+	put("ks.json",
+		"{\"300\": {\"10.0.0.2:80\": {\"FullAddress\": \"web\", \"Namespace\": \"prod\"}},\n"
+		" \"100\": {\"10.0.0.1\": {\"FullAddress\": \"db\", \"Namespace\": \"prod\"},\n"
+		"           \"[2001:DB8::1]:443\": {\"FullAddress\": \"v6\"}},\n"
+		" \"200\": {\"10.0.0.1\": {\"FullAddress\": \"db\", \"Namespace\": \"prod\"},\n"
+		"           \"10.0.0.2:80\": {\"FullAddress\": \"web\", \"Namespace\": \"prod\"}}}\n");
 	sink_open(&s);
 	assert_int_equal(namehist_from_kubeshark(at("ks.json"), 1 << 20, s.f, &lines, err, sizeof(err)), 0);
 	out = sink_close(&s);
 	assert_int_equal(lines, 5);
-	assert_string_equal(
-		out,
-		"{\"t\":100000000000,\"addr\":\"10.0.0.1\",\"name\":\"db\",\"ns\":\"prod\",\"src\":\"static\"}\n"
-		"{\"t\":100000000000,\"addr\":\"[2001:db8::1]:443\",\"name\":\"v6\",\"ns\":\"\",\"src\":\"static\"}\n"
-		"{\"t\":200000000000,\"addr\":\"10.0.0.2:80\",\"name\":\"web\",\"ns\":\"prod\",\"src\":\"static\"}\n"
-		"{\"t\":200000000000,\"addr\":\"[2001:db8::1]:443\",\"name\":\"\",\"ns\":\"\",\"src\":\"static\"}\n"
+	assert_string_equal(out,
+		"{\"t\":100000000000,\"addr\":\"10.0.0.1\",\"name\":\"db\",\"ns\":\"prod\",\"src\":"
+		"\"static\"}\n"
+		"{\"t\":100000000000,\"addr\":\"[2001:db8::1]:443\",\"name\":\"v6\",\"ns\":\"\",\"src\":"
+		"\"static\"}\n"
+		"{\"t\":200000000000,\"addr\":\"10.0.0.2:80\",\"name\":\"web\",\"ns\":\"prod\",\"src\":"
+		"\"static\"}\n"
+		"{\"t\":200000000000,\"addr\":\"[2001:db8::1]:443\",\"name\":\"\",\"ns\":\"\",\"src\":"
+		"\"static\"}\n"
 		"{\"t\":300000000000,\"addr\":\"10.0.0.1\",\"name\":\"\",\"ns\":\"\",\"src\":\"static\"}\n");
 	free(out);
 
@@ -311,7 +319,8 @@ test_from_kubeshark(void **state)
 		size_t keys;
 
 		sink_open(&s);
-		assert_int_equal(namehist_from_kubeshark(at("ks.json"), 1 << 20, s.f, NULL, err, sizeof(err)), 0);
+		assert_int_equal(
+			namehist_from_kubeshark(at("ks.json"), 1 << 20, s.f, NULL, err, sizeof(err)), 0);
 		out = sink_close(&s);
 		put("conv.jsonl", out);
 		free(out);
@@ -361,12 +370,12 @@ test_from_kubeshark_refused(void **state)
 	ks_refused("{\"123456789012\": {}}", 1024, "is not Unix seconds");
 	ks_refused("{\"100\": []}", 1024, "value of key 100 is not an object");
 	ks_refused("{\"100\": {\"host.example\": {\"FullAddress\": \"x\"}}}", 1024,
-		   "key 100: 'host.example' is not an address");
+		"key 100: 'host.example' is not an address");
 	ks_refused("{\"100\": {\"10.0.0.1\": {\"Namespace\": \"x\"}}}", 1024,
-		   "key 100: entry '10.0.0.1' is not {\"FullAddress\": string");
+		"key 100: entry '10.0.0.1' is not {\"FullAddress\": string");
 	ks_refused("{\"100\": {\"10.0.0.1\": {\"FullAddress\": 5}}}", 1024, "entry '10.0.0.1'");
 	ks_refused("{\"100\": {\"10.0.0.1\": {\"FullAddress\": \"a\", \"Namespace\": []}}}", 1024,
-		   "entry '10.0.0.1'");
+		"entry '10.0.0.1'");
 	ks_refused("{\"100\": {}, \"0100\": {}}", 1024, "are the same second");
 	ks_refused("{\"100\": {}, \"100\": {}}", 1024, "not valid JSON");
 	ks_refused("{\"100\": {}}", 5, "larger than 5 bytes");
@@ -386,15 +395,17 @@ test_from_kubeshark_beyond_2262(void **state)
 	 * as a line that every later reader counts as malformed (or, beyond 2^64 ns, as a
 	 * wrapped-around time). */
 	ks_refused("{\"9223372037\": {\"10.0.0.1\": {\"FullAddress\": \"x\"}}}", 1024, "is not Unix seconds");
-	ks_refused("{\"99999999999\": {\"10.0.0.1\": {\"FullAddress\": \"x\"}}}", 1024, "is not Unix seconds");
+	ks_refused(
+		"{\"99999999999\": {\"10.0.0.1\": {\"FullAddress\": \"x\"}}}", 1024, "is not Unix seconds");
 	/* The last second that fits is fine. */
 	put("edge.json", "{\"9223372036\": {\"10.0.0.1\": {\"FullAddress\": \"x\"}}}");
 	sink_open(&s);
 	rc = namehist_from_kubeshark(at("edge.json"), 1024, s.f, NULL, err, sizeof(err));
 	out = sink_close(&s);
 	assert_int_equal(rc, 0);
-	assert_string_equal(out, "{\"t\":9223372036000000000,\"addr\":\"10.0.0.1\",\"name\":\"x\",\"ns\":\"\",\"src\":"
-				 "\"static\"}\n");
+	assert_string_equal(out,
+		"{\"t\":9223372036000000000,\"addr\":\"10.0.0.1\",\"name\":\"x\",\"ns\":\"\",\"src\":"
+		"\"static\"}\n");
 	free(out);
 }
 
@@ -420,27 +431,30 @@ test_merge(void **state)
 	const char *paths[3];
 
 	(void)state;
-	put("m1.jsonl", "{\"t\":20,\"addr\":\"10.0.0.1\",\"name\":\"b\",\"ns\":\"\",\"src\":\"dns\"}\n"
-			"{\"t\":10,\"addr\":\"10.0.0.1\",\"name\":\"a\",\"ns\":\"\",\"src\":\"dns\"}\n"
-			"garbage\n"
-			"{\"t\":30,\"addr\":\"10.0.0.2\",\"name\":\"x\",\"ns\":\"\",\"src\":\"dns\"}\n");
+	put("m1.jsonl",
+		"{\"t\":20,\"addr\":\"10.0.0.1\",\"name\":\"b\",\"ns\":\"\",\"src\":\"dns\"}\n"
+		"{\"t\":10,\"addr\":\"10.0.0.1\",\"name\":\"a\",\"ns\":\"\",\"src\":\"dns\"}\n"
+		"garbage\n"
+		"{\"t\":30,\"addr\":\"10.0.0.2\",\"name\":\"x\",\"ns\":\"\",\"src\":\"dns\"}\n");
 	/* An exact repeat (t, addr, name, ns) of m1's line at 20 is dropped; the one at 30
 	 * for 10.0.0.2 follows m1's line for it at 30 with another name, so it stays, and
 	 * after it m1's value is not repeated. */
-	put("m2.jsonl", "{\"t\":20,\"addr\":\"10.0.0.1\",\"name\":\"b\",\"ns\":\"\",\"src\":\"static\"}\n"
-			"{\"t\":30,\"addr\":\"10.0.0.2\",\"name\":\"y\",\"ns\":\"\",\"src\":\"static\"}\n"
-			"{\"t\":5,\"addr\":\"10.0.0.3\",\"name\":\"z\",\"ns\":\"\",\"src\":\"static\"}\n");
+	put("m2.jsonl",
+		"{\"t\":20,\"addr\":\"10.0.0.1\",\"name\":\"b\",\"ns\":\"\",\"src\":\"static\"}\n"
+		"{\"t\":30,\"addr\":\"10.0.0.2\",\"name\":\"y\",\"ns\":\"\",\"src\":\"static\"}\n"
+		"{\"t\":5,\"addr\":\"10.0.0.3\",\"name\":\"z\",\"ns\":\"\",\"src\":\"static\"}\n");
 	paths[0] = at("m1.jsonl");
 	paths[1] = at("missing.jsonl");
 	paths[2] = at("m2.jsonl");
 	sink_open(&s);
 	assert_int_equal(namehist_merge_jsonl(paths, 3, s.f, err, sizeof(err)), 0);
 	out = sink_close(&s);
-	assert_string_equal(out, "{\"t\":5,\"addr\":\"10.0.0.3\",\"name\":\"z\",\"ns\":\"\",\"src\":\"static\"}\n"
-				 "{\"t\":10,\"addr\":\"10.0.0.1\",\"name\":\"a\",\"ns\":\"\",\"src\":\"dns\"}\n"
-				 "{\"t\":20,\"addr\":\"10.0.0.1\",\"name\":\"b\",\"ns\":\"\",\"src\":\"dns\"}\n"
-				 "{\"t\":30,\"addr\":\"10.0.0.2\",\"name\":\"x\",\"ns\":\"\",\"src\":\"dns\"}\n"
-				 "{\"t\":30,\"addr\":\"10.0.0.2\",\"name\":\"y\",\"ns\":\"\",\"src\":\"static\"}\n");
+	assert_string_equal(out,
+		"{\"t\":5,\"addr\":\"10.0.0.3\",\"name\":\"z\",\"ns\":\"\",\"src\":\"static\"}\n"
+		"{\"t\":10,\"addr\":\"10.0.0.1\",\"name\":\"a\",\"ns\":\"\",\"src\":\"dns\"}\n"
+		"{\"t\":20,\"addr\":\"10.0.0.1\",\"name\":\"b\",\"ns\":\"\",\"src\":\"dns\"}\n"
+		"{\"t\":30,\"addr\":\"10.0.0.2\",\"name\":\"x\",\"ns\":\"\",\"src\":\"dns\"}\n"
+		"{\"t\":30,\"addr\":\"10.0.0.2\",\"name\":\"y\",\"ns\":\"\",\"src\":\"static\"}\n");
 	free(out);
 	/* No files at all: nothing written. */
 	sink_open(&s);

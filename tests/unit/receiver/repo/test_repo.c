@@ -29,10 +29,10 @@
 #include "shared/fsutil.h"
 #include "shared/pcapfile.h"
 
-#define NS UINT64_C(1000000000)
-#define T0 (UINT64_C(1700000000) * NS)
+#define NS    UINT64_C(1000000000)
+#define T0    (UINT64_C(1700000000) * NS)
 /* The end of every window the command accepts (cli_window: --to before 2262). */
-#define END ((uint64_t)INT64_MAX)
+#define END   ((uint64_t)INT64_MAX)
 #define EPOCH UINT64_C(0x00000000000000ab)
 
 static char dir[] = "/tmp/pcapline-test-repo-XXXXXX";
@@ -49,9 +49,9 @@ struct segdef {
 
 /* s1: two segments of two interfaces; s2: one segment of one packet; s3: a folder only. */
 static const struct segdef defs[] = {
-	{"s1", 0, "eth0", 1, 65535, 1, 3, {0, 5 * NS, 10 * NS}},
-	{"s1", 1, "wlan0", 113, 1500, 2, 2, {20 * NS, 30 * NS}},
-	{"s2", 0, "eth0", 1, 65535, 1, 1, {15 * NS}},
+	{ "s1", 0, "eth0", 1, 65535, 1, 3, { 0, 5 * NS, 10 * NS } },
+	{ "s1", 1, "wlan0", 113, 1500, 2, 2, { 20 * NS, 30 * NS } },
+	{ "s2", 0, "eth0", 1, 65535, 1, 1, { 15 * NS } },
 };
 #define NDEFS (sizeof(defs) / sizeof(defs[0]))
 
@@ -102,8 +102,8 @@ build(void)
 		for (size_t k = 0; k < d->n; k++)
 			ts[k] = T0 + d->ts[k];
 		snprintf(rels[i], sizeof(rels[i]),
-			 "sensors/%s/segments/%020" PRIu64 "-%016" PRIx64 "-%" PRIu64 ".%u-%s.pcap", d->sensor,
-			 ts[0], EPOCH, d->seq, d->ifindex, d->ifname);
+			"sensors/%s/segments/%020" PRIu64 "-%016" PRIx64 "-%" PRIu64 ".%u-%s.pcap", d->sensor,
+			ts[0], EPOCH, d->seq, d->ifindex, d->ifname);
 		snprintf(segdir, sizeof(segdir), "sensors/%s/segments", d->sensor);
 		assert_int_equal(fsu_mkdirs(at(segdir), 0755), 0);
 		write_pcap(at(rels[i]), d->linktype, d->snaplen, ts, d->n);
@@ -119,7 +119,7 @@ make_index(void)
 {
 	char err[256] = "";
 	struct index *ix = index_open(dir, err, sizeof(err));
-	struct index_reconcile_report rep = {0};
+	struct index_reconcile_report rep = { 0 };
 
 	if (ix == NULL)
 		fail_msg("index_open: %s", err);
@@ -182,7 +182,7 @@ check_sensors(struct repo *r, uint64_t from, uint64_t to, const char *want)
 static void
 check_segments(struct repo *r, const char *sensor, uint64_t from, uint64_t to, const int *want)
 {
-	struct repo_seglist l = {0};
+	struct repo_seglist l = { 0 };
 	char err[256] = "";
 	size_t n = 0;
 
@@ -212,8 +212,8 @@ check_segments(struct repo *r, const char *sensor, uint64_t from, uint64_t to, c
 static void
 check_windows(struct repo *r)
 {
-	static const int s1_all[] = {0, 1, -1}, s1_first[] = {0, -1}, s1_second[] = {1, -1};
-	static const int s2_all[] = {2, -1}, none[] = {-1};
+	static const int s1_all[] = { 0, 1, -1 }, s1_first[] = { 0, -1 }, s1_second[] = { 1, -1 };
+	static const int s2_all[] = { 2, -1 }, none[] = { -1 };
 
 	check_sensors(r, 0, END, "s1,s2");
 	check_segments(r, "s1", 0, END, s1_all);
@@ -254,14 +254,14 @@ test_scan_source(void **state)
 {
 	char err[256] = "";
 	struct repo *r;
-	static const uint64_t ts[] = {T0 + 100 * NS};
+	static const uint64_t ts[] = { T0 + 100 * NS };
 
 	(void)state;
 	/* What a scan must leave out: a segment still being written, a file that is not a
 	 * pcap, one that ends before its first record, one of another extension, a
 	 * directory named like a segment, and a sensor folder starting with '.'. */
-	write_pcap(at("sensors/s1/segments/.open-00000000000000000001-00000000000000ab-9.0-eth0.pcap"),
-		   1, 65535, ts, 1);
+	write_pcap(at("sensors/s1/segments/.open-00000000000000000001-00000000000000ab-9.0-eth0.pcap"), 1,
+		65535, ts, 1);
 	write_pcap(at("sensors/s1/segments/x.pcap.tmp"), 1, 65535, ts, 1);
 	assert_int_equal(fsu_mkdirs(at("sensors/s1/segments/d.pcap"), 0755), 0);
 	{
@@ -313,9 +313,9 @@ test_unreadable_index_falls_back_to_scan(void **state)
 static void
 test_list_source(void **state)
 {
-	struct repo_seglist l = {0};
+	struct repo_seglist l = { 0 };
 	struct repo *r;
-	static const int s1_all[] = {0, 1, -1}, s2_all[] = {2, -1};
+	static const int s1_all[] = { 0, 1, -1 }, s2_all[] = { 2, -1 };
 	char err[256] = "";
 
 	(void)state;
@@ -383,16 +383,16 @@ test_index_path_outside_repository(void **state)
 {
 	char err[256] = "";
 	struct repo *r;
-	struct repo_seglist l = {0};
+	struct repo_seglist l = { 0 };
 	sqlite3 *db;
 
 	(void)state;
 	/* An index edited by hand (or by anything but the receiver) must not make the
 	 * command read files outside the repository. */
 	assert_int_equal(sqlite3_open(at("index.db"), &db), SQLITE_OK);
-	assert_int_equal(sqlite3_exec(db, "UPDATE segments SET path = '../../etc/passwd' WHERE sensor = 's2'", NULL,
-				      NULL, NULL),
-			 SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, "UPDATE segments SET path = '../../etc/passwd' WHERE sensor = 's2'",
+				 NULL, NULL, NULL),
+		SQLITE_OK);
 	assert_int_equal(sqlite3_changes(db), 1);
 	sqlite3_close(db);
 	r = repo_open(dir, err, sizeof(err));
@@ -429,17 +429,21 @@ test_parse_segment_name(void **state)
 	uint64_t first = 0;
 
 	(void)state;
-	assert_true(repo_parse_segment_name("01700000000000000000-00000000000000ab-7.3-eth0.pcap", &first, ifname));
+	assert_true(repo_parse_segment_name(
+		"01700000000000000000-00000000000000ab-7.3-eth0.pcap", &first, ifname));
 	assert_int_equal(first, T0);
 	assert_string_equal(ifname, "eth0");
 	/* The older form, without the interface index; a name with dots and dashes. */
-	assert_true(repo_parse_segment_name("01700000000000000001-00000000000000ab-7-br-lan.1.pcap", &first, ifname));
+	assert_true(repo_parse_segment_name(
+		"01700000000000000001-00000000000000ab-7-br-lan.1.pcap", &first, ifname));
 	assert_int_equal(first, T0 + 1);
 	assert_string_equal(ifname, "br-lan.1");
 	assert_false(repo_parse_segment_name("garbage.pcap", &first, ifname));
 	assert_false(repo_parse_segment_name("", &first, ifname));
-	assert_false(repo_parse_segment_name("01700000000000000000-00000000000000ab-7.3-eth0.pcapng", &first, ifname));
-	assert_false(repo_parse_segment_name("99999999999999999999-00000000000000ab-7.3-eth0.pcap", &first, ifname));
+	assert_false(repo_parse_segment_name(
+		"01700000000000000000-00000000000000ab-7.3-eth0.pcapng", &first, ifname));
+	assert_false(repo_parse_segment_name(
+		"99999999999999999999-00000000000000ab-7.3-eth0.pcap", &first, ifname));
 }
 
 int
