@@ -508,7 +508,11 @@ namehist_from_kubeshark(const char *path, size_t max_bytes, FILE *out, size_t *l
 	size_t n = 0, count = 0;
 	int rc = -1, e;
 
-	if (stat(path, &st) != 0 || (uint64_t)st.st_size > max_bytes) {
+	if (stat(path, &st) != 0) {
+		snprintf(err, errlen, "%s", strerror(errno));
+		return -1;
+	}
+	if ((uint64_t)st.st_size > max_bytes) {
 		snprintf(err, errlen, "larger than %zu bytes", max_bytes);
 		return -1;
 	}

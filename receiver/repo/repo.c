@@ -281,8 +281,13 @@ repo_open(const char *dir, char *err, size_t errlen)
 	struct stat st;
 	char path[4096];
 
-	if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
-		snprintf(err, errlen, "%s: %s", dir, errno ? strerror(errno) : "not a directory");
+	/* errno means something only when stat failed: a file is reported as such. */
+	if (stat(dir, &st) != 0) {
+		snprintf(err, errlen, "%s: %s", dir, strerror(errno));
+		return NULL;
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		snprintf(err, errlen, "%s: not a directory", dir);
 		return NULL;
 	}
 	r = calloc(1, sizeof(*r));
