@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * The pcapline command: one file per subcommand (cmd_*.c), dispatched from the table in
- * main.c, which also prints the usage. A subcommand gets argv starting at its own name
+ * cli.c, which also prints the usage. A subcommand gets argv starting at its own name
  * and returns the process exit status: 0, 1 for a failure, EXIT_CONFIG (2) for a usage
  * error.
  */
@@ -16,6 +16,9 @@
 #include "receiver/repo/repo.h"
 
 #define EXIT_FAIL 1
+
+/* The whole command line: global options, then one command. Returns the exit status. */
+int cli_main(int argc, char **argv);
 
 int cmd_export(int argc, char **argv);
 int cmd_snapshot(int argc, char **argv);
