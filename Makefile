@@ -87,7 +87,15 @@ $(CLI): $(BUILD)/obj/receiver/cli/main.o $(CLI_LIBS)
 	$(Q)$(link)
 
 # A unit test links every folder library; the linker takes only what the module uses.
-$(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(ALL_LIBS)
+# The pcapline command's shared helpers (cli_usage, cli_parse_size, ...) live in its
+# main.c, beside the dispatch table: tests of a cmd_*.c get them from that file
+# compiled once more with its main() renamed.
+CLI_MAIN_LIB := $(BUILD)/lib/libreceiver_cli_main.a
+$(BUILD)/obj/receiver/cli/main-lib.o: receiver/cli/main.c
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(PL_CFLAGS) $(CFLAGS) -Dmain=pcapline_cli_main -c -o $@ $<
+$(CLI_MAIN_LIB): $(BUILD)/obj/receiver/cli/main-lib.o
+$(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(ALL_LIBS) $(CLI_MAIN_LIB)
 	@mkdir -p $(dir $@)
 	@[ -n "$(Q)" ] && echo "  TEST    $@" || true
 	$(Q)$(link) -lcmocka

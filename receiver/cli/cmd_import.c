@@ -54,7 +54,10 @@
 #include "shared/fsutil.h"
 #include "shared/hash.h"
 #include "shared/log.h"
+#include "receiver/repo/bundle.h"
+#include "receiver/repo/index.h"
 #include "receiver/repo/namehist.h"
+#include "receiver/repo/segname.h"
 #include "shared/pcapfile.h"
 #include "receiver/repo/timearg.h"
 
@@ -528,12 +531,12 @@ read_archive(struct import *im)
 			rc = -1;
 			goto out;
 		}
-		if (depth == 1 && strcmp(file, "manifest.json") == 0) {
+		if (depth == 1 && strcmp(file, BUNDLE_MANIFEST) == 0) {
 			it.kind = ITEM_MANIFEST;
 		} else if (depth == 2 && (ends_with(file, ".pcap") || ends_with(file, ".pcapng") ||
 					  ends_with(file, ".cap"))) {
 			it.kind = ITEM_PCAP;
-		} else if (depth == 2 && strcmp(file, "name_resolution_history.json") == 0) {
+		} else if (depth == 2 && strcmp(file, BUNDLE_NAMES_FILE) == 0) {
 			it.kind = ITEM_NAMES;
 		} else {
 			/* Named for the first few only: an archive of many such entries must
@@ -608,59 +611,56 @@ out:
  * present once with its SHA-256 and size, and every file present is listed (an extra
  * capture slipped into a genuine export would otherwise be imported as part of it).
  */
+struct manifest_ctx {
+	struct import *im;
+	const struct item *m;
+	int rc;
+};
+
+static bool
+check_listed(void *arg, size_t i, const struct bundle_listed *l)
+{
+	struct manifest_ctx *c = arg;
+	struct import *im = c->im;
+	struct item *it = (struct item *)find_item(im, l->path);
+
+	if (it == NULL || it->kind == ITEM_MANIFEST) {
+		c->rc = refuse(im, l->path, "listed in manifest.json but not in the archive");
+		return false;
+	}
+	if (it->listed) {
+		c->rc = refuse(im, it->entry, "listed twice in manifest.json");
+		return false;
+	}
+	it->listed = true;
+	if (it->kind == ITEM_OTHER || strcmp(it->sha, l->sha256) != 0 || it->size != l->bytes) {
+		c->rc = refuse(im, it->entry, "%s", it->kind == ITEM_OTHER ?
+			       "listed in manifest.json but not a capture or name history" :
+			       "SHA-256 or size differs from manifest.json");
+		return false;
+	}
+	return true;
+}
+
 static int
 check_manifest(struct import *im, const struct item *m)
 {
-	json_error_t jerr;
-	json_t *root = json_load_file(m->raw, JSON_REJECT_DUPLICATES, &jerr), *files, *f, *fmt;
-	size_t i;
-	int rc = 0;
+	struct manifest_ctx c = {im, m, 0};
+	char err[512];
+	int rc = bundle_manifest_read(m->raw, check_listed, &c, err, sizeof(err));
 
-	if (root == NULL)
-		return refuse(im, m->entry, "not valid JSON: %s", jerr.text);
-	fmt = json_object_get(root, "format");
-	if (!json_is_string(fmt) || strcmp(json_string_value(fmt), "pcapline-export") != 0) {
+	if (rc == 1) {
 		log_warnx("import: %s is not a pcapline export manifest; not checked", m->entry);
-		json_decref(root);
 		return 0;
 	}
-	files = json_object_get(root, "files");
-	if (!json_is_array(files)) {
-		json_decref(root);
-		return refuse(im, m->entry, "no file list");
-	}
-	json_array_foreach(files, i, f) {
-		json_t *p = json_object_get(f, "path"), *sha = json_object_get(f, "sha256"),
-		       *bytes = json_object_get(f, "bytes");
-		struct item *it;
-
-		if (!json_is_string(p) || !json_is_string(sha) || !json_is_integer(bytes)) {
-			rc = refuse(im, m->entry, "file %zu: path, sha256 or bytes missing", i);
-			break;
-		}
-		it = (struct item *)find_item(im, json_string_value(p));
-		if (it == NULL || it->kind == ITEM_MANIFEST) {
-			rc = refuse(im, json_string_value(p), "listed in manifest.json but not in the archive");
-			break;
-		}
-		if (it->listed) {
-			rc = refuse(im, it->entry, "listed twice in manifest.json");
-			break;
-		}
-		it->listed = true;
-		if (it->kind == ITEM_OTHER || strcmp(it->sha, json_string_value(sha)) != 0 ||
-		    it->size != (uint64_t)json_integer_value(bytes)) {
-			rc = refuse(im, it->entry, "%s", it->kind == ITEM_OTHER ?
-				    "listed in manifest.json but not a capture or name history" :
-				    "SHA-256 or size differs from manifest.json");
-			break;
-		}
-	}
-	for (size_t k = 0; rc == 0 && k < im->n_items; k++)
+	if (rc < 0)
+		return refuse(im, m->entry, "%s", err);
+	if (rc == 2)
+		return c.rc;
+	for (size_t k = 0; k < im->n_items; k++)
 		if (im->items[k].kind != ITEM_MANIFEST && !im->items[k].listed)
-			rc = refuse(im, im->items[k].entry, "in the archive but not listed in manifest.json");
-	json_decref(root);
-	return rc;
+			return refuse(im, im->items[k].entry, "in the archive but not listed in manifest.json");
+	return 0;
 }
 
 /* Conversion into segments ------------------------------------------------------------ */
@@ -756,8 +756,9 @@ open_out(struct import *im, struct conv_out *o, const struct item *it, uint64_t 
 	}
 	s = &im->segs[im->n_segs];
 	memset(s, 0, sizeof(*s));
-	snprintf(base, sizeof(base), "%020" PRIu64 "-%016" PRIx64 "-%" PRIu64 "-%s.pcap", first_ns,
-		 im->epoch, im->seq++, o->iface);
+	/* The older form: an imported capture has no sensor interface index (segname.h). */
+	if ((rc = segname_format(base, sizeof(base), first_ns, im->epoch, im->seq++, -1, o->iface)) < 0)
+		return refuse(im, it->entry, "segment name for %s: %s", o->iface, strerror(-rc));
 	if ((rc = fsu_path(dir, sizeof(dir), "%s/sensors/%s/segments", im->staging, it->sensor)) != 0 ||
 	    (rc = fsu_mkdirs(dir, 0755)) != 0)
 		return refuse(im, it->entry, "%s/sensors/%s/segments: %s", im->staging, it->sensor,
@@ -949,15 +950,6 @@ out:
 
 /* Commit ---------------------------------------------------------------------------------- */
 
-static const char *const index_schema =
-	"CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
-	"INSERT OR IGNORE INTO meta(key, value) VALUES('schema', '1');"
-	"CREATE TABLE IF NOT EXISTS segments(id INTEGER PRIMARY KEY, sensor TEXT NOT NULL,"
-	" path TEXT NOT NULL UNIQUE, iface TEXT NOT NULL, linktype INTEGER NOT NULL,"
-	" snaplen INTEGER NOT NULL, min_ns INTEGER NOT NULL, max_ns INTEGER NOT NULL,"
-	" packets INTEGER NOT NULL, bytes INTEGER NOT NULL, closed_ns INTEGER NOT NULL);"
-	"CREATE INDEX IF NOT EXISTS segments_sensor_time ON segments(sensor, min_ns);";
-
 /* True when VIEWDIR holds segments but no index: creating one would hide them. */
 static bool
 has_unindexed_segments(const char *view)
@@ -992,9 +984,9 @@ has_unindexed_segments(const char *view)
 }
 
 static int
-index_open(struct import *im, sqlite3 **db)
+import_index_open(struct import *im, sqlite3 **db)
 {
-	char path[4096];
+	char path[4096], err[1024] = "";
 	char *msg = NULL;
 
 	*db = NULL;
@@ -1008,9 +1000,16 @@ index_open(struct import *im, sqlite3 **db)
 		goto fail;
 	sqlite3_busy_timeout(*db, 5000);
 	if (sqlite3_exec(*db, "PRAGMA journal_mode=WAL", NULL, NULL, &msg) != SQLITE_OK ||
-	    sqlite3_exec(*db, "BEGIN IMMEDIATE", NULL, NULL, &msg) != SQLITE_OK ||
-	    sqlite3_exec(*db, index_schema, NULL, NULL, &msg) != SQLITE_OK)
+	    sqlite3_exec(*db, "BEGIN IMMEDIATE", NULL, NULL, &msg) != SQLITE_OK)
 		goto fail;
+	/* The receiver's schema code: a new index is the one the receiver creates, an older
+	 * one is migrated (within this transaction), a newer one refused. */
+	if (index_schema_apply(*db, path, err, sizeof(err)) != 0) {
+		refuse(im, NULL, "%s", err);
+		sqlite3_close(*db);
+		*db = NULL;
+		return -1;
+	}
 	return 0;
 fail:
 	refuse(im, NULL, "%s: %s", path, msg ? msg : (*db ? sqlite3_errmsg(*db) : "cannot open"));
@@ -1121,7 +1120,7 @@ commit(struct import *im)
 		return rc;
 	}
 	close(sfd);
-	if (index_open(im, &db) != 0)
+	if (import_index_open(im, &db) != 0)
 		return -1;
 	rc = index_add(im, db, timearg_now());
 	for (size_t i = 0; rc == 0 && i < im->n_segs; i++) {

@@ -17,9 +17,9 @@
 
 #include <sqlite3.h>
 
-#include "shared/fsutil.h"
 #include "shared/hash.h"
 #include "receiver/repo/index.h"
+#include "receiver/repo/posfile.h"
 #include "shared/log.h"
 #include "shared/pcapfile.h"
 
@@ -361,8 +361,13 @@ struct dissect *dissect_open(const char *dir, const struct l4_limits *limits, ch
 	rc = sqlite3_open_v2(path, &d->db, SQLITE_OPEN_READWRITE, NULL);
 	if (rc == SQLITE_OK) {
 		sqlite3_busy_timeout(d->db, 5000);
-		rc = sqlite3_exec(d->db, "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA cache_size = -32768;" INDEX_L4_SQL, NULL,
+		rc = sqlite3_exec(d->db, "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA cache_size = -32768;", NULL,
 				  NULL, &msg);
+	}
+	/* The L4 tables are part of the index schema (receiver/repo/index.c owns it). */
+	if (rc == SQLITE_OK && index_schema_apply(d->db, path, err, errlen) != 0) {
+		dissect_close(d, false);
+		return NULL;
 	}
 	for (int i = 0; rc == SQLITE_OK && i < Q_COUNT; i++)
 		rc = sqlite3_prepare_v3(d->db, dissect_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &d->st[i], NULL);
@@ -512,44 +517,6 @@ fail:
 
 /* Writes <dir>/<pos> from d->pos, through a hidden file renamed into place. Returns 0
  * or -1 (d->why says why). */
-static int write_pos(struct dissect *d, const char *pos_rel)
-{
-	char full[2 * INDEX_MAX_PATH + 32], tmp[2 * INDEX_MAX_PATH + 48], *slash;
-	uint64_t hdr[2];
-	FILE *f;
-	int ok, closed, rc;
-
-	snprintf(full, sizeof(full), "%s/%s", d->dir, pos_rel);
-	slash = strrchr(full, '/');
-	*slash = '\0';
-	if ((rc = fsu_mkdirs(full, 0750)) != 0) {
-		snprintf(d->why, sizeof(d->why), "cannot create the folder of %s: %s", pos_rel, strerror(-rc));
-		return -1;
-	}
-	snprintf(tmp, sizeof(tmp), "%s/.%s.tmp", full, slash + 1);
-	*slash = '/';
-	if ((f = fopen(tmp, "wb")) == NULL) {
-		snprintf(d->why, sizeof(d->why), "cannot write %s: %s", pos_rel, strerror(errno));
-		return -1;
-	}
-	memcpy(hdr, DISSECT_POS_MAGIC, 8);
-	hdr[1] = htole64((uint64_t)d->npos);
-	/* In place, and back afterwards: a failed write is retried from d->pos. */
-	for (size_t i = 0; i < d->npos; i++)
-		d->pos[i] = htole64(d->pos[i]);
-	errno = 0;
-	ok = fwrite(hdr, 8, 2, f) == 2 && fwrite(d->pos, 8, d->npos, f) == d->npos;
-	closed = fclose(f);
-	for (size_t i = 0; i < d->npos; i++)
-		d->pos[i] = le64toh(d->pos[i]);
-	if (closed != 0 || !ok || rename(tmp, full) != 0) {
-		snprintf(d->why, sizeof(d->why), "cannot write %s: %s", pos_rel, strerror(errno ? errno : EIO));
-		unlink(tmp);
-		return -1;
-	}
-	return 0;
-}
-
 static int pos_push(struct dissect *d, uint64_t id)
 {
 	if (d->npos == d->cappos) {
@@ -674,7 +641,7 @@ static int seg_read(struct dissect *d, const struct seg_ref *g, uint64_t *in_con
 	d->cur_seg = g->id;
 	d->seg_min_ns = UINT64_MAX;
 	*in_conns = 0;
-	if (index_pos_path(g->path, pos_rel, sizeof(pos_rel)) != 0 || dom_get(d, g->sensor, g->iface, &dom) != 0) {
+	if (posfile_path(g->path, pos_rel, sizeof(pos_rel)) != 0 || dom_get(d, g->sensor, g->iface, &dom) != 0) {
 		snprintf(d->why, sizeof(d->why), "not a segment path, or too many interfaces");
 		return -1;
 	}
@@ -726,12 +693,12 @@ oom:
  * Returns 0 (done, or the segment is gone meanwhile) or -1 (d->why; can be retried). */
 static int seg_commit(struct dissect *d, const struct seg_ref *g, uint64_t in_conns)
 {
-	char full[2 * INDEX_MAX_PATH + 32], pos_rel[INDEX_MAX_PATH + 16];
+	char pos_rel[INDEX_MAX_PATH + 16];
 	uint64_t *ids = NULL, *counts = NULL;
 	size_t n_ids = 0;
 	int rc, ret = -1;
 
-	if (index_pos_path(g->path, pos_rel, sizeof(pos_rel)) != 0)
+	if (posfile_path(g->path, pos_rel, sizeof(pos_rel)) != 0)
 		return -1;
 	/* The distinct connections of this segment and their packet counts. */
 	if ((ids = malloc((d->npos + 1) * sizeof(*ids))) == NULL ||
@@ -754,13 +721,12 @@ static int seg_commit(struct dissect *d, const struct seg_ref *g, uint64_t in_co
 	}
 	if (d->oom)
 		log_warnx("dissect: out of memory: some ended connections were not written");
-	if (write_pos(d, pos_rel) != 0)
+	if (posfile_write(d->dir, pos_rel, d->pos, d->npos, d->why, sizeof(d->why)) != 0)
 		goto done;
 	rc = commit_segment(d, g->id, ids, n_ids, counts, in_conns);
 	if (rc == 0) {
 		/* Retention took the segment meanwhile: drop its position file too. */
-		snprintf(full, sizeof(full), "%s/%s", d->dir, pos_rel);
-		unlink(full);
+		posfile_unlink(d->dir, g->path);
 		ret = 0;
 	} else if (rc == 1) {
 		d->stats.segments++;

@@ -14,13 +14,9 @@
  * inserts at the end of the conns table, which a flood of short connections needs.
  *
  * After a segment is read, one transaction writes the rows of every connection it
- * touched or that ended (INDEX_L4_SQL in receiver/repo/index.h), which segments hold each
- * connection, and l4_done; the position file sensors/<id>/l4/<name>.pos is in place
- * before it:
- *
- *   offset 0   8 bytes  magic "PLPOS1\0\0"
- *   offset 8   u64 LE   number of records in the segment
- *   offset 16  u64 LE   per record, in file order: its connection's id, 0 for none
+ * touched or that ended (the L4 tables of receiver/repo/index.h), which segments hold each
+ * connection, and l4_done; the position file sensors/<id>/l4/<name>.pos
+ * (receiver/repo/posfile.h) is in place before it.
  *
  * Connections still open when a receiver stops are marked ended = 'receiver stopped'
  * at the next start; their packets after it form new connections (picked up
@@ -41,8 +37,6 @@
 #include <stdint.h>
 
 #include "receiver/l4/l4.h"
-
-#define DISSECT_POS_MAGIC "PLPOS1\0\0"
 
 struct dissect_stats {
 	uint64_t segments;   /* dissected */

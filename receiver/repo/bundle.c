@@ -25,7 +25,6 @@
 
 #define NS_PER_SEC 1000000000ull
 #define BUNDLE_MAX_FILTERS 32
-#define BUNDLE_NAMES_FILE "name_resolution_history.json"
 
 struct bundle_idb {
 	const char *iface;
@@ -466,6 +465,8 @@ pass1(struct bundle *b, struct bundle_state *st)
 
 /* Manifest ----------------------------------------------------------------------------- */
 
+#define BUNDLE_FORMAT "pcapline-export"
+
 static json_t *
 jtime(uint64_t ns)
 {
@@ -484,7 +485,7 @@ manifest(struct bundle *b, struct bundle_state *st, size_t n)
 	char sw[64], *text;
 
 	snprintf(sw, sizeof(sw), "pcapline %s", PCAPLINE_VERSION);
-	json_object_set_new(root, "format", json_string("pcapline-export"));
+	json_object_set_new(root, "format", json_string(BUNDLE_FORMAT));
 	json_object_set_new(root, "format_version", json_integer(1));
 	json_object_set_new(root, "software", json_string(sw));
 	json_object_set_new(root, "created", jtime((uint64_t)b->created * NS_PER_SEC));
@@ -548,6 +549,50 @@ manifest(struct bundle *b, struct bundle_state *st, size_t n)
 	text = json_dumps(root, JSON_INDENT(2));
 	json_decref(root);
 	return text;
+}
+
+int
+bundle_manifest_read(const char *path, bool (*fn)(void *arg, size_t i, const struct bundle_listed *f), void *arg,
+		     char *err, size_t errlen)
+{
+	json_error_t jerr;
+	json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr), *files, *f, *fmt;
+	size_t i;
+	int rc = 0;
+
+	if (root == NULL) {
+		snprintf(err, errlen, "not valid JSON: %s", jerr.text);
+		return -1;
+	}
+	fmt = json_object_get(root, "format");
+	if (!json_is_string(fmt) || strcmp(json_string_value(fmt), BUNDLE_FORMAT) != 0) {
+		json_decref(root);
+		return 1;
+	}
+	files = json_object_get(root, "files");
+	if (!json_is_array(files)) {
+		snprintf(err, errlen, "no file list");
+		json_decref(root);
+		return -1;
+	}
+	json_array_foreach(files, i, f) {
+		json_t *p = json_object_get(f, "path"), *sha = json_object_get(f, "sha256"),
+		       *bytes = json_object_get(f, "bytes");
+
+		if (!json_is_string(p) || !json_is_string(sha) || !json_is_integer(bytes)) {
+			snprintf(err, errlen, "file %zu: path, sha256 or bytes missing", i);
+			rc = -1;
+			break;
+		}
+		struct bundle_listed l = {json_string_value(p), json_string_value(sha),
+					  (uint64_t)json_integer_value(bytes)};
+		if (!fn(arg, i, &l)) {
+			rc = 2;
+			break;
+		}
+	}
+	json_decref(root);
+	return rc;
 }
 
 /* Archive ----------------------------------------------------------------------------- */
@@ -709,7 +754,7 @@ bundle_export(const struct bundle_opts *o, struct bundle_sensor *sensors, size_t
 		snprintf(err, errlen, "libarchive: %s", archive_error_string(b.ar));
 		goto out;
 	}
-	if (entry_header(&b, "manifest.json", false, strlen(man)) != 0 ||
+	if (entry_header(&b, BUNDLE_MANIFEST, false, strlen(man)) != 0 ||
 	    entry_data(&b, man, strlen(man)) != 0)
 		goto out;
 	b.pass = 2;

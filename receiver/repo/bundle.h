@@ -53,4 +53,24 @@ struct bundle_opts {
 int bundle_export(const struct bundle_opts *o, struct bundle_sensor *sensors, size_t n, char *err,
 		  size_t errlen);
 
+/* The entry names of the archive, for its readers (`pcapline import`). */
+#define BUNDLE_MANIFEST "manifest.json"
+#define BUNDLE_NAMES_FILE "name_resolution_history.json"
+
+/* One file listed by a manifest (strings borrowed for the duration of the callback). */
+struct bundle_listed {
+	const char *path, *sha256;
+	uint64_t bytes;
+};
+
+/*
+ * Reads a manifest.json that bundle_export() wrote (the only reader of its format) and
+ * calls fn for every file it lists, in order, until fn returns false. Returns 0; 1 when
+ * the file is JSON but not a pcapline export manifest (nothing to check); 2 when fn
+ * stopped; -1 with a reason in err (not valid JSON, no file list, a file without path,
+ * sha256 or bytes).
+ */
+int bundle_manifest_read(const char *path, bool (*fn)(void *arg, size_t i, const struct bundle_listed *f), void *arg,
+			 char *err, size_t errlen);
+
 #endif

@@ -16,31 +16,102 @@
 
 #include "shared/log.h"
 #include "shared/pcapfile.h"
+#include "receiver/repo/posfile.h"
+#include "receiver/repo/segname.h"
 
-/* The schema is the contract with the CLI (see index.h): change it only together with
- * INDEX_SCHEMA and the CLI. */
-static const char index_schema_sql[] =
-	"CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);\n"
-	"CREATE TABLE IF NOT EXISTS segments(\n"
-	"  id INTEGER PRIMARY KEY,\n"
-	"  sensor TEXT NOT NULL,\n"
-	"  path TEXT NOT NULL UNIQUE,     -- relative to storage.dir: 'sensors/<id>/segments/<file>.pcap'\n"
-	"  iface TEXT NOT NULL,           -- interface name as the sensor reported it\n"
-	"  linktype INTEGER NOT NULL,\n"
-	"  snaplen INTEGER NOT NULL,\n"
-	"  min_ns INTEGER NOT NULL,       -- smallest packet timestamp in the file (ns since epoch)\n"
-	"  max_ns INTEGER NOT NULL,       -- largest packet timestamp\n"
-	"  packets INTEGER NOT NULL,\n"
-	"  bytes INTEGER NOT NULL,        -- file size in bytes\n"
-	"  closed_ns INTEGER NOT NULL     -- wall clock when the segment was closed\n"
-	");\n"
-	"CREATE INDEX IF NOT EXISTS segments_sensor_time ON segments(sensor, min_ns);\n"
-	"CREATE INDEX IF NOT EXISTS segments_time ON segments(min_ns);\n"
-	/* Retention picks the segments whose last packet is oldest. */
-	"CREATE INDEX IF NOT EXISTS segments_end ON segments(max_ns);\n"
-	"CREATE TABLE IF NOT EXISTS retention(sensor TEXT PRIMARY KEY, segments INTEGER NOT NULL, "
+/*
+ * The schema, the one copy of it: the tables of version 1 as the receiver shipped them
+ * (meta, segments and its indexes, retention) and the L4 tables. Every statement is
+ * "IF NOT EXISTS", so that a migration can complete any shape an older version left.
+ * SQLite stores the statements without that clause: a migrated database and a new one
+ * hold the same schema text.
+ */
+#define INDEX_BASE_SQL                                                                                     \
+	"CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);\n"                    \
+	"CREATE TABLE IF NOT EXISTS segments(\n"                                                          \
+	"  id INTEGER PRIMARY KEY,\n"                                                                     \
+	"  sensor TEXT NOT NULL,\n"                                                                       \
+	"  path TEXT NOT NULL UNIQUE,     -- relative to storage.dir: 'sensors/<id>/segments/<file>.pcap'\n" \
+	"  iface TEXT NOT NULL,           -- interface name as the sensor reported it\n"                  \
+	"  linktype INTEGER NOT NULL,\n"                                                                  \
+	"  snaplen INTEGER NOT NULL,\n"                                                                   \
+	"  min_ns INTEGER NOT NULL,       -- smallest packet timestamp in the file (ns since epoch)\n"    \
+	"  max_ns INTEGER NOT NULL,       -- largest packet timestamp\n"                                  \
+	"  packets INTEGER NOT NULL,\n"                                                                   \
+	"  bytes INTEGER NOT NULL,        -- file size in bytes\n"                                        \
+	"  closed_ns INTEGER NOT NULL     -- wall clock when the segment was closed\n"                    \
+	");\n"                                                                                            \
+	"CREATE INDEX IF NOT EXISTS segments_sensor_time ON segments(sensor, min_ns);\n"                  \
+	"CREATE INDEX IF NOT EXISTS segments_time ON segments(min_ns);\n"                                 \
+	/* Retention picks the segments whose last packet is oldest. */                                     \
+	"CREATE INDEX IF NOT EXISTS segments_end ON segments(max_ns);\n"                                  \
+	"CREATE TABLE IF NOT EXISTS retention(sensor TEXT PRIMARY KEY, segments INTEGER NOT NULL, "        \
 	"packets INTEGER NOT NULL, bytes INTEGER NOT NULL);\n"
-	"INSERT OR IGNORE INTO meta(key, value) VALUES('schema', '" INDEX_SCHEMA "');\n" INDEX_L4_SQL;
+
+/* The L4 tables (index.h), filled by receiver/dissect. */
+#define INDEX_L4_SQL                                                                                       \
+	"CREATE TABLE IF NOT EXISTS conns(\n"                                                             \
+	"  conn_id INTEGER PRIMARY KEY,  -- numbered in order of dissection, from l4_seq\n"                   \
+	"  flow_id INTEGER NOT NULL,     -- 63-bit hash of sensor, iface and the address pair\n"              \
+	"  sensor TEXT NOT NULL, iface TEXT NOT NULL,\n"                                                  \
+	"  proto TEXT NOT NULL,          -- 'tcp' or 'udp'\n"                                               \
+	"  client TEXT NOT NULL, client_port INTEGER NOT NULL,\n"                                          \
+	"  server TEXT NOT NULL, server_port INTEGER NOT NULL,\n"                                          \
+	"  state TEXT NOT NULL,          -- SYN_SENT ESTABLISHED CLOSING CLOSED RESET\n"                    \
+	"  ended TEXT,                   -- NULL while tracked, else why it ended\n"                        \
+	"  first_ns INTEGER NOT NULL, last_ns INTEGER NOT NULL,\n"                                         \
+	"  c_pkts INTEGER NOT NULL, c_bytes INTEGER NOT NULL, s_pkts INTEGER NOT NULL, s_bytes INTEGER NOT NULL,\n" \
+	"  c_payload INTEGER NOT NULL, s_payload INTEGER NOT NULL,  -- stream bytes reassembled\n"          \
+	"  rtt_ns INTEGER NOT NULL,      -- handshake RTT, 0 when not seen\n"                               \
+	"  retrans INTEGER NOT NULL, out_of_order INTEGER NOT NULL, zero_windows INTEGER NOT NULL,\n"       \
+	"  resets INTEGER NOT NULL, gap_bytes INTEGER NOT NULL, bad_overlaps INTEGER NOT NULL,\n"           \
+	"  midstream INTEGER NOT NULL\n"                                                                   \
+	");\n"                                                                                             \
+	"CREATE INDEX IF NOT EXISTS conns_flow ON conns(flow_id);\n"                                       \
+	"CREATE INDEX IF NOT EXISTS conns_time ON conns(sensor, first_ns);\n"                              \
+	"CREATE TABLE IF NOT EXISTS conn_segs(conn_id INTEGER NOT NULL, seg_id INTEGER NOT NULL,\n"        \
+	"  packets INTEGER NOT NULL, PRIMARY KEY(conn_id, seg_id)) WITHOUT ROWID;\n"                        \
+	"CREATE INDEX IF NOT EXISTS conn_segs_seg ON conn_segs(seg_id);\n"                                 \
+	"CREATE TABLE IF NOT EXISTS l4_done(seg_id INTEGER PRIMARY KEY, done_ns INTEGER NOT NULL,\n"       \
+	"  packets INTEGER NOT NULL, in_conns INTEGER NOT NULL);\n"                                        \
+	"CREATE TABLE IF NOT EXISTS l4_stats(key TEXT PRIMARY KEY, value INTEGER NOT NULL);\n"           \
+	"CREATE TABLE IF NOT EXISTS l4_failed(seg_id INTEGER PRIMARY KEY, attempts INTEGER NOT NULL,\n"   \
+	"  last_ns INTEGER NOT NULL, error TEXT NOT NULL,\n"                                                \
+	"  permanent INTEGER NOT NULL);  -- 0: retried, 1: marked done without its rows\n"                  \
+	"CREATE TABLE IF NOT EXISTS l4_seq(id INTEGER PRIMARY KEY CHECK (id = 0), next INTEGER NOT NULL);\n" \
+	"INSERT OR IGNORE INTO l4_seq(id, next) VALUES(0, 1);\n"                                           \
+	"CREATE TRIGGER IF NOT EXISTS segments_l4_delete AFTER DELETE ON segments BEGIN\n"                 \
+	"  INSERT INTO l4_stats(key, value) SELECT 'retired_before_dissection', 1\n"                        \
+	"    WHERE NOT EXISTS (SELECT 1 FROM l4_done WHERE seg_id = old.id)\n"                              \
+	"    ON CONFLICT(key) DO UPDATE SET value = value + 1;\n"                                           \
+	"  DELETE FROM conns WHERE conn_id IN (SELECT conn_id FROM conn_segs WHERE seg_id = old.id)\n"     \
+	"    AND NOT EXISTS (SELECT 1 FROM conn_segs c WHERE c.conn_id = conns.conn_id AND c.seg_id <> old.id);\n" \
+	"  DELETE FROM conn_segs WHERE seg_id = old.id;\n"                                                 \
+	"  DELETE FROM l4_done WHERE seg_id = old.id;\n"                                                   \
+	"END;\n"                                                                                           \
+	"CREATE TRIGGER IF NOT EXISTS segments_l4_failed_delete AFTER DELETE ON segments BEGIN\n"          \
+	"  DELETE FROM l4_failed WHERE seg_id = old.id;\n"                                                 \
+	"END;\n"                                                                                           \
+	"CREATE VIEW IF NOT EXISTS flows AS SELECT flow_id, sensor, iface,\n"                              \
+	"  min(min(client, server)) AS peer_a, max(max(client, server)) AS peer_b, count(*) AS conns,\n"  \
+	"  min(first_ns) AS first_ns, max(last_ns) AS last_ns, sum(c_pkts + s_pkts) AS packets,\n"        \
+	"  sum(c_bytes + s_bytes) AS bytes FROM conns GROUP BY flow_id;\n"
+
+/*
+ * The forward migrations: index_migrations[v] takes a database from version v - 1 to v.
+ * A change to the schema adds a step here and raises INDEX_SCHEMA_VERSION; it never edits
+ * a step that shipped, nor INDEX_BASE_SQL or INDEX_L4_SQL (they are the tables of version
+ * 2: a new database runs every step, so they must stay what step 3 expects to find).
+ * index_schema_apply() runs every step above a database's version, in one transaction,
+ * and writes the new version last.
+ */
+static const char *const index_migrations[INDEX_SCHEMA_VERSION + 1] = {
+	/* 0 -> 1: an empty database (or one without meta) gets the tables of version 1. */
+	[1] = INDEX_BASE_SQL,
+	/* 1 -> 2: version 1 came in several shapes (the L4 tables were added without a new
+	 * number, pcapline import wrote only meta and segments): complete every one. */
+	[2] = INDEX_BASE_SQL INDEX_L4_SQL,
+};
 
 #define SEG_COLS "id, sensor, path, iface, linktype, snaplen, min_ns, max_ns, packets, bytes, closed_ns"
 
@@ -55,7 +126,6 @@ enum {
 	ST_TOTALS_SENSOR,
 	ST_RETENTION_ADD,
 	ST_RETENTION_GET,
-	ST_SCHEMA,
 	ST_BEGIN,
 	ST_COMMIT,
 	ST_ROLLBACK,
@@ -78,7 +148,6 @@ static const char *const index_sql[ST_COUNT] = {
 			     "ON CONFLICT(sensor) DO UPDATE SET segments = segments + 1, packets = packets + ?2, "
 			     "bytes = bytes + ?3",
 	[ST_RETENTION_GET] = "SELECT segments, packets, bytes FROM retention WHERE sensor = ?1",
-	[ST_SCHEMA] = "SELECT value FROM meta WHERE key = 'schema'",
 	[ST_BEGIN] = "BEGIN IMMEDIATE",
 	[ST_COMMIT] = "COMMIT",
 	[ST_ROLLBACK] = "ROLLBACK",
@@ -144,8 +213,6 @@ static void index_wait_end(struct index *ix, uint64_t t0)
 	ix->hit_busy = false;
 }
 
-static void index_unlink_pos(struct index *ix, const char *relpath);
-
 static void index_warn(struct index *ix, const char *what)
 {
 	/* A locked database in no-wait mode is expected (counted in index_wait): the write
@@ -190,6 +257,120 @@ static void index_finalize(struct index *ix)
 	ix->db = NULL;
 }
 
+/* Reads the schema version: 0 for a database without meta or without its 'schema' key.
+ * Returns SQLITE_OK, SQLITE_MISMATCH for a value that is not a version (err set), or the
+ * SQLite code that failed. */
+static int index_schema_version(sqlite3 *db, const char *path, long *v, char *err, size_t errlen)
+{
+	sqlite3_stmt *st = NULL;
+	int rc;
+
+	*v = 0;
+	rc = sqlite3_prepare_v2(db, "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'meta'", -1,
+				&st, NULL);
+	if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW)
+		rc = sqlite3_column_int(st, 0) ? SQLITE_DONE : SQLITE_OK;
+	sqlite3_finalize(st);
+	st = NULL;
+	if (rc == SQLITE_DONE) {
+		rc = sqlite3_prepare_v2(db, "SELECT value FROM meta WHERE key = 'schema'", -1, &st, NULL);
+		if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+			const char *t = (const char *)sqlite3_column_text(st, 0);
+			size_t n = t ? strlen(t) : 0;
+
+			/* A version is a number from 1 on; anything else is no version we know. */
+			if (n == 0 || n > 9 || strspn(t, "0123456789") != n || t[0] == '0') {
+				snprintf(err, errlen, "%s: schema version '%.32s' is not one this pcapline knows (it supports %d)",
+					 path, t ? t : "", INDEX_SCHEMA_VERSION);
+				rc = SQLITE_MISMATCH;
+			} else {
+				*v = strtol(t, NULL, 10);
+				rc = SQLITE_OK;
+			}
+		} else if (rc == SQLITE_DONE) {
+			rc = SQLITE_OK;
+		}
+		sqlite3_finalize(st);
+	}
+	if (rc != SQLITE_OK && rc != SQLITE_MISMATCH)
+		snprintf(err, errlen, "%s: %s", path, sqlite3_errmsg(db));
+	return rc;
+}
+
+static int index_schema_newer(const char *path, long v, char *err, size_t errlen)
+{
+	snprintf(err, errlen,
+		 "%s: schema version %ld is newer than this pcapline supports (%d): refused, nothing changed; "
+		 "use the pcapline that wrote it, or a newer one",
+		 path, v, INDEX_SCHEMA_VERSION);
+	return SQLITE_MISMATCH;
+}
+
+/* index_schema_apply() with SQLite codes: SQLITE_MISMATCH for a version refused. */
+static int index_schema_update(sqlite3 *db, const char *path, char *err, size_t errlen)
+{
+	bool own = sqlite3_get_autocommit(db) != 0;
+	char *msg = NULL, setv[160];
+	long v = 0, was;
+	int rc = index_schema_version(db, path, &v, err, errlen);
+
+	if (rc != SQLITE_OK || v == INDEX_SCHEMA_VERSION)
+		return rc;
+	if (v > INDEX_SCHEMA_VERSION)
+		return index_schema_newer(path, v, err, errlen);
+	/* Inside the caller's transaction (pcapline import) a savepoint; else a write lock
+	 * first, and the version read again under it: another process may have migrated
+	 * the file meanwhile. */
+	rc = sqlite3_exec(db, own ? "BEGIN IMMEDIATE" : "SAVEPOINT index_schema", NULL, NULL, &msg);
+	if (rc == SQLITE_OK && own && (rc = index_schema_version(db, path, &v, err, errlen)) != SQLITE_OK) {
+		sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+		return rc;
+	}
+	if (rc == SQLITE_OK && v > INDEX_SCHEMA_VERSION) {
+		sqlite3_exec(db, own ? "ROLLBACK" : "ROLLBACK TO index_schema; RELEASE index_schema", NULL, NULL, NULL);
+		return index_schema_newer(path, v, err, errlen);
+	}
+	was = v;
+	for (long k = v + 1; rc == SQLITE_OK && k <= INDEX_SCHEMA_VERSION; k++)
+		rc = sqlite3_exec(db, index_migrations[k], NULL, NULL, &msg);
+	snprintf(setv, sizeof(setv),
+		 "INSERT INTO meta(key, value) VALUES('schema', '%d') ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+		 INDEX_SCHEMA_VERSION);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_exec(db, setv, NULL, NULL, &msg);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_exec(db, own ? "COMMIT" : "RELEASE index_schema", NULL, NULL, &msg);
+	if (rc != SQLITE_OK) {
+		snprintf(err, errlen, "%s: schema version %ld -> %d: %s", path, was, INDEX_SCHEMA_VERSION,
+			 msg ? msg : sqlite3_errmsg(db));
+		sqlite3_free(msg);
+		if (!sqlite3_get_autocommit(db))
+			sqlite3_exec(db, own ? "ROLLBACK" : "ROLLBACK TO index_schema; RELEASE index_schema", NULL, NULL,
+				     NULL);
+		return rc;
+	}
+	if (was > 0)
+		log_info("index: %s: schema migrated in place from version %ld to %d", path, was, INDEX_SCHEMA_VERSION);
+	return SQLITE_OK;
+}
+
+int index_schema_apply(sqlite3 *db, const char *path, char *err, size_t errlen)
+{
+	int rc = index_schema_update(db, path, err, errlen);
+
+	return rc == SQLITE_OK ? 0 : rc == SQLITE_MISMATCH ? -EPROTONOSUPPORT : -EIO;
+}
+
+int index_schema_check(sqlite3 *db, const char *path, char *err, size_t errlen)
+{
+	long v = 0;
+	int rc = index_schema_version(db, path, &v, err, errlen);
+
+	if (rc == SQLITE_OK && v > INDEX_SCHEMA_VERSION)
+		rc = index_schema_newer(path, v, err, errlen);
+	return rc == SQLITE_OK ? 0 : rc == SQLITE_MISMATCH ? -EPROTONOSUPPORT : -EIO;
+}
+
 /* Opens the database and prepares everything. Returns SQLITE_OK or the failing
  * SQLite code, with err set. */
 static int index_try_open(struct index *ix, const char *path, char *err, size_t errlen)
@@ -205,27 +386,17 @@ static int index_try_open(struct index *ix, const char *path, char *err, size_t 
 	rc = sqlite3_exec(ix->db, "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;", NULL, NULL, &msg);
 	if (rc != SQLITE_OK)
 		goto fail;
-	rc = sqlite3_exec(ix->db, index_schema_sql, NULL, NULL, &msg);
-	if (rc != SQLITE_OK)
-		goto fail;
+	/* A damaged file fails here with SQLITE_NOTADB or SQLITE_CORRUPT: index_open() sets
+	 * it aside. A newer version is SQLITE_MISMATCH and is left alone. */
+	if ((rc = index_schema_update(ix->db, path, err, errlen)) != SQLITE_OK) {
+		index_finalize(ix);
+		return rc;
+	}
 	for (int i = 0; i < ST_COUNT; i++) {
 		rc = sqlite3_prepare_v3(ix->db, index_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &ix->st[i], NULL);
 		if (rc != SQLITE_OK)
 			goto fail;
 	}
-	rc = sqlite3_step(ix->st[ST_SCHEMA]);
-	if (rc != SQLITE_ROW) {
-		rc = rc == SQLITE_DONE ? SQLITE_CORRUPT : rc;
-		goto fail;
-	}
-	const char *v = (const char *)sqlite3_column_text(ix->st[ST_SCHEMA], 0);
-	if (!v || strcmp(v, INDEX_SCHEMA) != 0) {
-		snprintf(err, errlen, "%s: schema version '%s', this receiver knows '%s'", path, v ? v : "", INDEX_SCHEMA);
-		sqlite3_reset(ix->st[ST_SCHEMA]);
-		index_finalize(ix);
-		return SQLITE_MISMATCH;
-	}
-	sqlite3_reset(ix->st[ST_SCHEMA]);
 	return SQLITE_OK;
 fail:
 	snprintf(err, errlen, "%s: %s", path, msg ? msg : ix->db ? sqlite3_errmsg(ix->db) : sqlite3_errstr(rc));
@@ -369,63 +540,6 @@ bool index_seg_path_ok(const char *p)
 	return nl > 5 && index_component_ok(name, nl) && strcmp(name + nl - 5, ".pcap") == 0;
 }
 
-int index_segname_format(char *buf, size_t n, uint64_t first_ns, uint64_t epoch, uint64_t seq, unsigned ifindex,
-			 const char *ifname)
-{
-	int m = snprintf(buf, n, "%020" PRIu64 "-%016" PRIx64 "-%" PRIu64 ".%u-%s.pcap", first_ns, epoch, seq, ifindex,
-			 ifname);
-	return m < 0 || (size_t)m >= n ? -ENAMETOOLONG : m;
-}
-
-/* Reads decimal (or hex) digits into *v; returns the end, or NULL when there are none
- * or the value does not fit in 64 bits. */
-static const char *index_segname_num(const char *p, bool hex, uint64_t *v)
-{
-	const char *start = p;
-	*v = 0;
-	for (;; p++) {
-		unsigned d;
-		if (*p >= '0' && *p <= '9')
-			d = (unsigned)(*p - '0');
-		else if (hex && *p >= 'a' && *p <= 'f')
-			d = (unsigned)(*p - 'a' + 10);
-		else
-			break;
-		if (*v > (UINT64_MAX - d) / (hex ? 16 : 10))
-			return NULL;
-		*v = *v * (hex ? 16 : 10) + d;
-	}
-	return p == start ? NULL : p;
-}
-
-bool index_segname_parse(const char *name, struct index_segname *out)
-{
-	size_t n = strlen(name);
-	uint64_t idx = 0;
-	const char *p = name;
-
-	if (n < 6 || name[0] == '.' || strcmp(name + n - 5, ".pcap") != 0)
-		return false;
-	if (!(p = index_segname_num(p, false, &out->first_ns)) || *p++ != '-' ||
-	    !(p = index_segname_num(p, true, &out->epoch)) || *p++ != '-' ||
-	    !(p = index_segname_num(p, false, &out->seq)))
-		return false;
-	out->ifindex = -1;
-	if (*p == '.') {
-		if (!(p = index_segname_num(p + 1, false, &idx)) || idx > INT32_MAX)
-			return false;
-		out->ifindex = (int)idx;
-	}
-	if (*p++ != '-')
-		return false;
-	size_t iflen = (size_t)(name + n - 5 - p);
-	if (p > name + n - 5 || iflen == 0 || iflen >= sizeof(out->ifname))
-		return false;
-	memcpy(out->ifname, p, iflen);
-	out->ifname[iflen] = '\0';
-	return true;
-}
-
 int index_scan(const char *dir, const char *relpath, struct index_seg *g)
 {
 	char full[2 * INDEX_MAX_PATH + 2];
@@ -444,8 +558,8 @@ int index_scan(const char *dir, const char *relpath, struct index_seg *g)
 	/* The interface name as sanitised for the file name (the name the sensor reported
 	 * is not stored anywhere else); another name keeps what follows its third '-'. */
 	const char *name = strrchr(relpath, '/') + 1, *ifn = name;
-	struct index_segname sn;
-	if (index_segname_parse(name, &sn)) {
+	struct segname sn;
+	if (segname_parse(name, &sn)) {
 		snprintf(g->iface, sizeof(g->iface), "%s", sn.ifname);
 	} else {
 		for (int dashes = 0; dashes < 3 && ifn; dashes++) {
@@ -574,7 +688,7 @@ static int index_reconcile_rows(struct index *ix, struct index_reconcile_report 
 		}
 		ids[n++] = sqlite3_column_int64(st, 0);
 		if (rel && index_seg_path_ok(rel))
-			index_unlink_pos(ix, rel);
+			posfile_unlink(ix->dir, rel);
 		if (rep->removed++ < INDEX_LOG_FIXES)
 			log_info("index: %s is gone: row removed", rel ? rel : "(null path)");
 	}
@@ -718,29 +832,6 @@ int index_sensor_min_ns(struct index *ix, const char *sensor, int64_t *min_ns)
 	return 0;
 }
 
-int index_pos_path(const char *relpath, char *out, size_t size)
-{
-	const char *seg = strstr(relpath, "/segments/");
-	int n;
-
-	if (!index_seg_path_ok(relpath) || seg == NULL)
-		return -1;
-	n = snprintf(out, size, "%.*s/l4/%s.pos", (int)(seg - relpath), relpath, seg + strlen("/segments/"));
-	return n < 0 || (size_t)n >= size ? -1 : 0;
-}
-
-/* Deletes the position file of a segment, if any. */
-static void index_unlink_pos(struct index *ix, const char *relpath)
-{
-	char pos[INDEX_MAX_PATH + 16], full[2 * INDEX_MAX_PATH + 32];
-
-	if (index_pos_path(relpath, pos, sizeof(pos)) != 0)
-		return;
-	snprintf(full, sizeof(full), "%s/%s", ix->dir, pos);
-	if (unlink(full) != 0 && errno != ENOENT)
-		log_warn("index: cannot delete %s", full);
-}
-
 static int index_retire_now(struct index *ix, const struct index_seg *g);
 
 int index_retire(struct index *ix, const struct index_seg *g)
@@ -777,7 +868,7 @@ static int index_retire_now(struct index *ix, const struct index_seg *g)
 	if (index_commit(ix) != 0)
 		goto fail;
 	if (ok)
-		index_unlink_pos(ix, g->path);
+		posfile_unlink(ix->dir, g->path);
 	return ok ? 0 : -EINVAL;
 fail:
 	index_rollback(ix);

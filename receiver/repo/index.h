@@ -2,15 +2,17 @@
 /*
  * The repository index: <dir>/index.db, SQLite in WAL mode, one row per closed
  * segment. The receiver is the only writer; the pcapline CLI reads it concurrently
- * (busy_timeout 5000 ms on both sides). The schema is a contract with the CLI:
+ * (busy_timeout 5000 ms on both sides). The schema is a contract with the CLI, and this
+ * module is its only owner (the receiver, the dissection path and `pcapline import` all
+ * create and migrate it through index_schema_apply()):
  *
- *   meta(key, value)                      ('schema', '1')
+ *   meta(key, value)                      ('schema', '<INDEX_SCHEMA_VERSION>')
  *   segments(id, sensor, path, iface, linktype, snaplen, min_ns, max_ns, packets,
  *            bytes, closed_ns)            path relative to <dir>, unique
  *   retention(sensor, segments, packets, bytes)   totals deleted by retention
  *
  * and the L4 tables the dissection path (receiver/dissect) fills, derived from the
- * segments and rebuilt by re-dissecting them (INDEX_L4_SQL below):
+ * segments and rebuilt by re-dissecting them:
  *   conns, conn_segs (which segments hold a connection's packets), l4_done (segments
  *   dissected), l4_failed (segments whose dissection failed and is retried, or that
  *   were marked done without their rows: `pcapline conns --stats` counts them until
@@ -20,9 +22,17 @@
  * A deleted segment row takes its l4_done and conn_segs rows with it, and the
  * connections left without any segment (a trigger); one deleted before it was
  * dissected is counted in l4_stats as retired_before_dissection. Each dissected segment has a
- * position file sensors/<id>/l4/<name>.pcap.pos (index_pos_path()) naming the
+ * position file sensors/<id>/l4/<name>.pcap.pos (receiver/repo/posfile.h) naming the
  * connection of every record; retention and reconcile delete it with the segment.
- * These tables came after schema 1 and only add to it, so the version stays "1".
+ *
+ * Schema versions: every change to a table, index, trigger or view is a new version and
+ * a forward migration in index.c, applied in place when the database is opened.
+ *   1  meta, segments, retention, and (added later under the same number) the L4
+ *      tables; `pcapline import` created only meta and segments.
+ *   2  every table, index, trigger and view above, whatever shape of 1 it came from.
+ * A database of a newer version than INDEX_SCHEMA_VERSION is refused with a message
+ * naming the file, its version and the supported one (receivers of version 1 refuse a
+ * version 2 database the same way: they compare meta's 'schema').
  *
  * Rows are written when a segment is closed and renamed into place, never per packet
  * or per batch. The index is derived data: index_reconcile() brings it back in line
@@ -39,64 +49,29 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define INDEX_SCHEMA "1"
+/* The schema version this code writes and reads (meta key 'schema'); see index_schema_apply(). */
+#define INDEX_SCHEMA_VERSION 2
 #define INDEX_MAX_SENSOR 128 /* PROTO_MAX_ID */
 #define INDEX_MAX_PATH 512
 #define INDEX_MAX_IFACE 256
 
-/* The L4 tables (see above); run on every open, by the receiver and the pcapline CLI. */
-#define INDEX_L4_SQL                                                                                       \
-	"CREATE TABLE IF NOT EXISTS conns(\n"                                                             \
-	"  conn_id INTEGER PRIMARY KEY,  -- numbered in order of dissection, from l4_seq\n"                   \
-	"  flow_id INTEGER NOT NULL,     -- 63-bit hash of sensor, iface and the address pair\n"              \
-	"  sensor TEXT NOT NULL, iface TEXT NOT NULL,\n"                                                  \
-	"  proto TEXT NOT NULL,          -- 'tcp' or 'udp'\n"                                               \
-	"  client TEXT NOT NULL, client_port INTEGER NOT NULL,\n"                                          \
-	"  server TEXT NOT NULL, server_port INTEGER NOT NULL,\n"                                          \
-	"  state TEXT NOT NULL,          -- SYN_SENT ESTABLISHED CLOSING CLOSED RESET\n"                    \
-	"  ended TEXT,                   -- NULL while tracked, else why it ended\n"                        \
-	"  first_ns INTEGER NOT NULL, last_ns INTEGER NOT NULL,\n"                                         \
-	"  c_pkts INTEGER NOT NULL, c_bytes INTEGER NOT NULL, s_pkts INTEGER NOT NULL, s_bytes INTEGER NOT NULL,\n" \
-	"  c_payload INTEGER NOT NULL, s_payload INTEGER NOT NULL,  -- stream bytes reassembled\n"          \
-	"  rtt_ns INTEGER NOT NULL,      -- handshake RTT, 0 when not seen\n"                               \
-	"  retrans INTEGER NOT NULL, out_of_order INTEGER NOT NULL, zero_windows INTEGER NOT NULL,\n"       \
-	"  resets INTEGER NOT NULL, gap_bytes INTEGER NOT NULL, bad_overlaps INTEGER NOT NULL,\n"           \
-	"  midstream INTEGER NOT NULL\n"                                                                   \
-	");\n"                                                                                             \
-	"CREATE INDEX IF NOT EXISTS conns_flow ON conns(flow_id);\n"                                       \
-	"CREATE INDEX IF NOT EXISTS conns_time ON conns(sensor, first_ns);\n"                              \
-	"CREATE TABLE IF NOT EXISTS conn_segs(conn_id INTEGER NOT NULL, seg_id INTEGER NOT NULL,\n"        \
-	"  packets INTEGER NOT NULL, PRIMARY KEY(conn_id, seg_id)) WITHOUT ROWID;\n"                        \
-	"CREATE INDEX IF NOT EXISTS conn_segs_seg ON conn_segs(seg_id);\n"                                 \
-	"CREATE TABLE IF NOT EXISTS l4_done(seg_id INTEGER PRIMARY KEY, done_ns INTEGER NOT NULL,\n"       \
-	"  packets INTEGER NOT NULL, in_conns INTEGER NOT NULL);\n"                                        \
-	"CREATE TABLE IF NOT EXISTS l4_stats(key TEXT PRIMARY KEY, value INTEGER NOT NULL);\n"           \
-	"CREATE TABLE IF NOT EXISTS l4_failed(seg_id INTEGER PRIMARY KEY, attempts INTEGER NOT NULL,\n"   \
-	"  last_ns INTEGER NOT NULL, error TEXT NOT NULL,\n"                                                \
-	"  permanent INTEGER NOT NULL);  -- 0: retried, 1: marked done without its rows\n"                  \
-	"CREATE TABLE IF NOT EXISTS l4_seq(id INTEGER PRIMARY KEY CHECK (id = 0), next INTEGER NOT NULL);\n" \
-	"INSERT OR IGNORE INTO l4_seq(id, next) VALUES(0, 1);\n"                                           \
-	"CREATE TRIGGER IF NOT EXISTS segments_l4_delete AFTER DELETE ON segments BEGIN\n"                 \
-	"  INSERT INTO l4_stats(key, value) SELECT 'retired_before_dissection', 1\n"                        \
-	"    WHERE NOT EXISTS (SELECT 1 FROM l4_done WHERE seg_id = old.id)\n"                              \
-	"    ON CONFLICT(key) DO UPDATE SET value = value + 1;\n"                                           \
-	"  DELETE FROM conns WHERE conn_id IN (SELECT conn_id FROM conn_segs WHERE seg_id = old.id)\n"     \
-	"    AND NOT EXISTS (SELECT 1 FROM conn_segs c WHERE c.conn_id = conns.conn_id AND c.seg_id <> old.id);\n" \
-	"  DELETE FROM conn_segs WHERE seg_id = old.id;\n"                                                 \
-	"  DELETE FROM l4_done WHERE seg_id = old.id;\n"                                                   \
-	"END;\n"                                                                                           \
-	"CREATE TRIGGER IF NOT EXISTS segments_l4_failed_delete AFTER DELETE ON segments BEGIN\n"          \
-	"  DELETE FROM l4_failed WHERE seg_id = old.id;\n"                                                 \
-	"END;\n"                                                                                           \
-	"CREATE VIEW IF NOT EXISTS flows AS SELECT flow_id, sensor, iface,\n"                              \
-	"  min(min(client, server)) AS peer_a, max(max(client, server)) AS peer_b, count(*) AS conns,\n"  \
-	"  min(first_ns) AS first_ns, max(last_ns) AS last_ns, sum(c_pkts + s_pkts) AS packets,\n"        \
-	"  sum(c_bytes + s_bytes) AS bytes FROM conns GROUP BY flow_id;\n"
+struct sqlite3;
 
-/* The position file of a segment: "sensors/<id>/l4/<name>.pos" for
- * "sensors/<id>/segments/<name>". Returns 0, or -1 for a path index_seg_path_ok()
- * refuses or that does not fit. */
-int index_pos_path(const char *relpath, char *out, size_t size);
+/*
+ * Brings the schema of an open read-write connection to the database `path` up to
+ * INDEX_SCHEMA_VERSION: creates it in an empty database, applies the forward migrations
+ * to an older one in one transaction (its own BEGIN IMMEDIATE, or a savepoint inside the
+ * caller's transaction), and refuses a newer one. A database already at this version is
+ * only read. Returns 0; -EPROTONOSUPPORT for a newer or unreadable version, or -EIO when
+ * SQLite failed; err names the file either way.
+ */
+int index_schema_apply(struct sqlite3 *db, const char *path, char *err, size_t errlen);
+/*
+ * For read-only readers (export, the HTTP API, conns): refuses a database whose version
+ * is newer than INDEX_SCHEMA_VERSION (-EPROTONOSUPPORT, err set). An older one is read
+ * as it is: versions only add to what readers use. Returns 0, or -EIO.
+ */
+int index_schema_check(struct sqlite3 *db, const char *path, char *err, size_t errlen);
 
 /* One row of the segments table. */
 struct index_seg {
@@ -117,8 +92,8 @@ struct index;
  * Opens (creating if needed) <dir>/index.db and its schema. A file that is not a
  * database or is corrupt is moved aside to index.db.corrupt-<unix-time> and a new one
  * is created (index_reconcile() then rebuilds it from the files; the retention totals
- * of the old one are lost, which is logged). A database with another schema version
- * is refused. NULL with err set on failure.
+ * of the old one are lost, which is logged). An older schema is migrated in place, a
+ * newer one refused (index_schema_apply()). NULL with err set on failure.
  */
 struct index *index_open(const char *dir, char *err, size_t errlen);
 /* Closes the database. Rows still waiting for a retry are dropped (the next start's
@@ -158,27 +133,6 @@ void index_wait_get(const struct index *ix, struct index_wait *out);
  * Returns 0 or a PCAPF_* code / -errno (not a path index_seg_path_ok() accepts: -EINVAL).
  */
 int index_scan(const char *dir, const char *relpath, struct index_seg *seg);
-
-/*
- * Segment file names: <first-ts-ns>-<epoch-hex>-<seq>.<ifindex>-<ifname>.pcap, the
- * first timestamp 20 digits, the epoch 16 hex digits, the interface index that of the
- * sensor's HELLO and the interface name made path-safe. Two interfaces of one sensor
- * may have the same name and the same first timestamp; the index keeps them apart.
- * Repositories written before the index was part of the name hold
- * <first-ts-ns>-<epoch-hex>-<seq>-<ifname>.pcap: a '.' right after the sequence number
- * tells the two forms apart without doubt, whatever the interface is called.
- */
-struct index_segname {
-	uint64_t first_ns, epoch, seq;
-	int ifindex; /* -1 in the older form */
-	char ifname[INDEX_MAX_IFACE];
-};
-
-/* Writes the name (no directory) into buf. Returns its length, or -ENAMETOOLONG. */
-int index_segname_format(char *buf, size_t n, uint64_t first_ns, uint64_t epoch, uint64_t seq, unsigned ifindex,
-			 const char *ifname);
-/* Parses a closed segment's name (either form). Returns true when it is one. */
-bool index_segname_parse(const char *name, struct index_segname *out);
 
 /* True for "sensors/<id>/segments/<name>.pcap" with no empty, hidden, "." or ".."
  * component: the only paths the index holds and retention unlinks. */

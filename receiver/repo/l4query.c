@@ -2,13 +2,11 @@
 /* Connections, flows and per-connection captures: see l4query.h. */
 #include "receiver/repo/l4query.h"
 
-#include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -16,6 +14,7 @@
 
 #include "receiver/dissect/dissect.h"
 #include "receiver/repo/index.h"
+#include "receiver/repo/posfile.h"
 #include "shared/pcapfile.h"
 
 static sqlite3 *open_ro(const char *dir, char *err, size_t errlen)
@@ -30,6 +29,10 @@ static sqlite3 *open_ro(const char *dir, char *err, size_t errlen)
 		return NULL;
 	}
 	sqlite3_busy_timeout(db, 5000);
+	if (index_schema_check(db, path, err, errlen) == -EPROTONOSUPPORT) {
+		sqlite3_close(db);
+		return NULL;
+	}
 	return db;
 }
 
@@ -198,48 +201,6 @@ static int cmp_u64(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-/* The position file of rel, mapped and checked against the segment's record count
- * later. Returns the mapping (NULL with err set). */
-static const uint8_t *map_pos(const char *dir, const char *rel, size_t *len, char *err, size_t errlen)
-{
-	char pos[INDEX_MAX_PATH + 16], full[4096 + INDEX_MAX_PATH];
-	struct stat sb;
-	void *m;
-	int fd;
-
-	if (index_pos_path(rel, pos, sizeof(pos)) != 0) {
-		snprintf(err, errlen, "%s: not a segment path", rel);
-		return NULL;
-	}
-	snprintf(full, sizeof(full), "%s/%s", dir, pos);
-	if ((fd = open(full, O_RDONLY | O_CLOEXEC)) < 0 || fstat(fd, &sb) != 0 || sb.st_size < 16 ||
-	    (sb.st_size - 16) % 8 != 0) {
-		snprintf(err, errlen, "%s: missing or damaged position file (re-index this window: pcapline reindex)",
-			 pos);
-		if (fd >= 0)
-			close(fd);
-		return NULL;
-	}
-	m = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
-	close(fd);
-	if (m == MAP_FAILED || memcmp(m, DISSECT_POS_MAGIC, 8) != 0) {
-		if (m != MAP_FAILED)
-			munmap(m, (size_t)sb.st_size);
-		snprintf(err, errlen, "%s: not a position file (re-index this window: pcapline reindex)", pos);
-		return NULL;
-	}
-	*len = (size_t)sb.st_size;
-	return m;
-}
-
-static uint64_t get_u64le(const uint8_t *p)
-{
-	uint64_t v;
-
-	memcpy(&v, p, 8);
-	return le64toh(v);
-}
-
 int l4q_pcap(const char *dir, bool flow, uint64_t id, pcapw_sink sink, void *arg, uint64_t *packets, char *err,
 	     size_t errlen)
 {
@@ -326,47 +287,46 @@ int l4q_pcap(const char *dir, bool flow, uint64_t id, pcapw_sink sink, void *arg
 		goto out;
 	for (size_t i = 0; i < nsegs; i++) {
 		char full[4096 + INDEX_MAX_PATH];
-		const uint8_t *pos;
+		struct posfile pf;
 		struct pcapf_rec rec;
 		struct pcapr *r;
-		size_t plen, n = 0, count;
+		uint64_t n = 0;
 		int e;
 
-		if ((pos = map_pos(dir, segs[i].path, &plen, err, errlen)) == NULL) {
+		if (posfile_open(dir, segs[i].path, &pf, err, errlen) != 0) {
 			rc = -EIO;
 			goto out;
 		}
-		count = (plen - 16) / 8;
 		snprintf(full, sizeof(full), "%s/%s", dir, segs[i].path);
 		if ((r = pcapr_open(full, &e)) == NULL) {
 			snprintf(err, errlen, "%s: %s (deleted by retention meanwhile?)", segs[i].path, pcapf_strerror(e));
-			munmap((void *)pos, plen);
+			posfile_close(&pf);
 			rc = -EIO;
 			goto out;
 		}
 		if (ng && (rc = pcapw_ng_iface(out, segs[i].linktype, segs[i].snaplen, segs[i].path)) != 0) {
 			pcapr_close(r);
-			munmap((void *)pos, plen);
+			posfile_close(&pf);
 			goto out;
 		}
 		rc = 0;
 		while (rc == 0 && (e = pcapr_next(r, &rec)) == 1) {
 			uint64_t cid;
 
-			if (n >= count || get_u64le(pos + 8) != count) {
+			if (n >= pf.records || pf.header_count != pf.records) {
 				snprintf(err, errlen, "%s: the position file does not match the segment (re-index)",
 					 segs[i].path);
 				rc = -EIO;
 				break;
 			}
-			cid = get_u64le(pos + 16 + 8 * n++);
+			cid = posfile_get(&pf, n++);
 			if (cid == 0 || bsearch(&cid, ids, nids, sizeof(*ids), cmp_u64) == NULL)
 				continue;
 			rc = pcapw_write_if(out, ng ? (uint32_t)i : 0, rec.ts_ns, rec.data, rec.caplen, rec.origlen);
 			(*packets)++;
 		}
 		pcapr_close(r);
-		munmap((void *)pos, plen);
+		posfile_close(&pf);
 		if (rc != 0)
 			goto out;
 	}

@@ -47,52 +47,24 @@ line_free(struct nh_line *l)
 	free(l);
 }
 
-/* A string field: present (or optional and then ""), a string, at most the limit. */
-static bool
-str_field(json_t *o, const char *key, bool required, char **out)
-{
-	json_t *v = json_object_get(o, key);
-	const char *s;
-
-	if (v == NULL && !required) {
-		*out = strdup("");
-		return *out != NULL;
-	}
-	if (!json_is_string(v) || json_string_length(v) > NAMEHIST_MAX_FIELD)
-		return false;
-	s = json_string_value(v);
-	if (strlen(s) != json_string_length(v))
-		return false; /* an embedded NUL */
-	*out = strdup(s);
-	return *out != NULL;
-}
-
-/* Parses one names.jsonl line. NULL when malformed. */
+/* A copy of one line read by names.c, at input position seq. NULL when out of memory. */
 static struct nh_line *
-parse_line(const char *buf, size_t len, uint64_t seq)
+line_copy(const struct names_line *nl, uint64_t seq)
 {
-	json_error_t jerr;
-	json_t *o = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &jerr), *t;
-	struct nh_line *l = NULL;
+	struct nh_line *l = calloc(1, sizeof(*l));
 
-	if (!json_is_object(o))
-		goto out;
-	t = json_object_get(o, "t");
-	if (!json_is_integer(t) || json_integer_value(t) < 0)
-		goto out;
-	l = calloc(1, sizeof(*l));
 	if (l == NULL)
-		goto out;
-	l->t = (uint64_t)json_integer_value(t);
+		return NULL;
+	l->t = nl->t;
 	l->seq = seq;
-	if (!str_field(o, "addr", true, &l->addr) || l->addr[0] == '\0' ||
-	    !str_field(o, "name", true, &l->name) || !str_field(o, "ns", false, &l->ns) ||
-	    !str_field(o, "src", false, &l->src)) {
+	l->addr = strdup(nl->addr);
+	l->name = strdup(nl->name);
+	l->ns = strdup(nl->ns);
+	l->src = strdup(nl->src);
+	if (l->addr == NULL || l->name == NULL || l->ns == NULL || l->src == NULL) {
 		line_free(l);
-		l = NULL;
+		return NULL;
 	}
-out:
-	json_decref(o);
 	return l;
 }
 
@@ -176,44 +148,52 @@ cmp_addr(const void *a, const void *b)
  * Calls fn for every complete, well-formed line of a names.jsonl file. Returns 0, -1 with
  * err set, or fn's negative code. A missing file has no lines.
  */
+struct each_ctx {
+	int (*fn)(void *arg, struct nh_line *l);
+	void *arg;
+	size_t cut, first_cut;
+};
+
 static int
-each_line(const char *path, size_t *lines, size_t *bad, int (*fn)(void *arg, struct nh_line *l),
+each_one(void *arg, const struct names_line *nl, size_t lineno)
+{
+	struct each_ctx *c = arg;
+	struct nh_line *l;
+
+	/* names.c keeps an overlong string cut; here it is a malformed line. */
+	if (nl->cut) {
+		if (c->cut++ == 0)
+			c->first_cut = lineno;
+		return 0;
+	}
+	if ((l = line_copy(nl, lineno)) == NULL)
+		return -ENOMEM;
+	return c->fn(c->arg, l);
+}
+
+/* Calls fn with every well-formed line of path (read by names.c: a missing file is an
+ * empty history, a torn last line is left out, memory stays bounded), adding to the
+ * counts. Returns 0, fn's -ENOMEM, or -1 with err set. */
+static int
+each_line(const char *path, size_t *lines, size_t *bad, size_t *first_bad, int (*fn)(void *arg, struct nh_line *l),
 	  void *arg, char *err, size_t errlen)
 {
-	FILE *f = fopen(path, "re");
-	char *buf = NULL;
-	size_t cap = 0;
-	ssize_t n;
-	int rc = 0;
+	struct each_ctx c = {fn, arg, 0, 0};
+	struct names_counts n;
+	int rc = names_file_read(path, each_one, &c, &n);
 
-	if (f == NULL) {
-		if (errno == ENOENT)
-			return 0;
-		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+	*lines += n.lines;
+	*bad += n.bad + c.cut;
+	if (n.bad && c.cut)
+		*first_bad = n.first_bad < c.first_cut ? n.first_bad : c.first_cut;
+	else if (n.bad || c.cut)
+		*first_bad = n.bad ? n.first_bad : c.first_cut;
+	if (rc == -ENOENT)
+		return 0;
+	if (rc != 0 && rc != -ENOMEM) {
+		snprintf(err, errlen, "%s: %s", path, strerror(-rc));
 		return -1;
 	}
-	while ((n = getline(&buf, &cap, f)) > 0) {
-		struct nh_line *l;
-
-		if (buf[n - 1] != '\n')
-			break; /* being appended right now */
-		if (n == 1)
-			continue;
-		(*lines)++;
-		l = (size_t)n <= NAMEHIST_MAX_LINE ? parse_line(buf, (size_t)n - 1, *lines) : NULL;
-		if (l == NULL) {
-			(*bad)++;
-			continue;
-		}
-		if ((rc = fn(arg, l)) != 0)
-			break;
-	}
-	if (rc == 0 && ferror(f)) {
-		snprintf(err, errlen, "%s: %s", path, strerror(errno));
-		rc = -1;
-	}
-	free(buf);
-	fclose(f);
 	return rc;
 }
 
@@ -252,6 +232,7 @@ struct namehist *
 namehist_load(const char *path, uint64_t from_ns, uint64_t to_ns, char *err, size_t errlen)
 {
 	struct load_ctx c = {0};
+	size_t first_bad = 0;
 	int rc;
 
 	c.h = calloc(1, sizeof(*c.h));
@@ -261,7 +242,7 @@ namehist_load(const char *path, uint64_t from_ns, uint64_t to_ns, char *err, siz
 	}
 	c.h->from = from_ns;
 	c.h->to = to_ns;
-	rc = each_line(path, &c.h->lines, &c.h->bad, load_one, &c, err, errlen);
+	rc = each_line(path, &c.h->lines, &c.h->bad, &first_bad, load_one, &c, err, errlen);
 	if (rc == 0 && c.table.n > 0) {
 		c.h->initial = malloc(c.table.n * sizeof(*c.h->initial));
 		if (c.h->initial == NULL)
@@ -287,7 +268,8 @@ namehist_load(const char *path, uint64_t from_ns, uint64_t to_ns, char *err, siz
 	if (c.h->n_changes > 1)
 		qsort(c.h->changes, c.h->n_changes, sizeof(*c.h->changes), cmp_time);
 	if (c.h->bad > 0)
-		log_warnx("%s: %zu of %zu lines malformed, skipped", path, c.h->bad, c.h->lines);
+		log_warnx("%s: %zu of %zu lines malformed, skipped (the first: line %zu)", path, c.h->bad, c.h->lines,
+			  first_bad);
 	return c.h;
 }
 
@@ -315,23 +297,6 @@ size_t
 namehist_bad_lines(const struct namehist *h)
 {
 	return h->bad;
-}
-
-/* A JSON string literal; the text is valid UTF-8 already (jansson checked it). */
-static void
-put_str(FILE *f, const char *s)
-{
-	fputc('"', f);
-	for (; *s != '\0'; s++) {
-		unsigned char c = (unsigned char)*s;
-		if (c == '"' || c == '\\')
-			fprintf(f, "\\%c", c);
-		else if (c < 0x20)
-			fprintf(f, "\\u%04x", c);
-		else
-			fputc(c, f);
-	}
-	fputc('"', f);
 }
 
 /* The map in effect: lines with a non-empty name, sorted by address. */
@@ -386,21 +351,29 @@ state_apply(struct nh_state *s, const struct nh_line *l)
 	return 1;
 }
 
-static void
+/* One key of the Kubeshark file: "<key>":{"<addr>":{"FullAddress":...,"Namespace":...},...}
+ * (the strings were read by jansson, so they are UTF-8). The top-level object is streamed
+ * key by key, so that memory holds one map at a time; each map is written by jansson.
+ * Returns 0 or -errno. */
+static int
 put_map(FILE *f, uint64_t key, const struct nh_state *s, bool first)
 {
-	fprintf(f, "%s\"%" PRIu64 "\":{", first ? "\n" : ",\n", key);
-	for (size_t i = 0; i < s->n; i++) {
-		if (i > 0)
-			fputc(',', f);
-		put_str(f, s->v[i]->addr);
-		fputs(":{\"FullAddress\":", f);
-		put_str(f, s->v[i]->name);
-		fputs(",\"Namespace\":", f);
-		put_str(f, s->v[i]->ns);
-		fputc('}', f);
+	json_t *map = json_object();
+	int rc = map == NULL ? -ENOMEM : 0;
+
+	for (size_t i = 0; rc == 0 && i < s->n; i++) {
+		json_t *e = json_pack("{s:s,s:s}", "FullAddress", s->v[i]->name, "Namespace", s->v[i]->ns);
+
+		if (e == NULL || json_object_set_new(map, s->v[i]->addr, e) != 0)
+			rc = -EINVAL;
 	}
-	fputc('}', f);
+	if (rc == 0) {
+		fprintf(f, "%s\"%" PRIu64 "\":", first ? "\n" : ",\n", key);
+		if (json_dumpf(map, f, JSON_COMPACT) != 0)
+			rc = -EIO;
+	}
+	json_decref(map);
+	return rc;
 }
 
 int
@@ -410,6 +383,7 @@ namehist_write_kubeshark(const struct namehist *h, FILE *out, size_t *keys)
 	uint64_t key = h->from / NS_PER_SEC;
 	bool pending = false;
 	size_t n_keys = 0;
+	int rc = 0;
 
 	s.v = malloc((h->n_initial + h->n_changes + 1) * sizeof(*s.v));
 	if (s.v == NULL)
@@ -425,34 +399,43 @@ namehist_write_kubeshark(const struct namehist *h, FILE *out, size_t *keys)
 
 		/* A later second starts: the map of the previous one is final. */
 		if (k != key && pending) {
-			put_map(out, key, &s, n_keys++ == 0);
+			if ((rc = put_map(out, key, &s, n_keys++ == 0)) != 0)
+				break;
 			pending = false;
 		}
 		if (state_apply(&s, l))
 			pending = true;
 		key = k;
 	}
-	if (pending)
-		put_map(out, key, &s, n_keys++ == 0);
+	if (rc == 0 && pending)
+		rc = put_map(out, key, &s, n_keys++ == 0);
 	fputs(n_keys > 0 ? "\n}\n" : "}\n", out);
 	free(s.v);
 	if (keys != NULL)
 		*keys = n_keys;
-	return ferror(out) ? -EIO : 0;
+	return rc != 0 ? rc : ferror(out) ? -EIO : 0;
 }
 
-static void
+/* One names.jsonl line, written by the module that owns the format. Returns 0 or -errno
+ * (-EINVAL, -ERANGE: a line no reader could take back, not written). */
+static int
 put_line(FILE *f, const struct nh_line *l)
 {
-	fprintf(f, "{\"t\":%" PRIu64 ",\"addr\":", l->t);
-	put_str(f, l->addr);
-	fputs(",\"name\":", f);
-	put_str(f, l->name);
-	fputs(",\"ns\":", f);
-	put_str(f, l->ns);
-	fputs(",\"src\":", f);
-	put_str(f, l->src);
-	fputs("}\n", f);
+	char small[512], *buf = small;
+	int n = names_line_format(l->t, l->addr, l->name, l->ns, l->src, small, sizeof(small));
+
+	if (n < 0)
+		return n;
+	if ((size_t)n >= sizeof(small)) {
+		if ((buf = malloc((size_t)n + 1)) == NULL)
+			return -ENOMEM;
+		n = names_line_format(l->t, l->addr, l->name, l->ns, l->src, buf, (size_t)n + 1);
+	}
+	if (n > 0 && fwrite(buf, 1, (size_t)n, f) != (size_t)n)
+		n = -EIO;
+	if (buf != small)
+		free(buf);
+	return n < 0 ? n : 0;
 }
 
 int
@@ -466,14 +449,15 @@ namehist_write_jsonl(const struct namehist *h, FILE *out, size_t *lines)
 		memcpy(v, h->initial, h->n_initial * sizeof(*v));
 		qsort(v, h->n_initial, sizeof(*v), cmp_time);
 	}
-	for (size_t i = 0; i < h->n_initial; i++)
-		put_line(out, v[i]);
-	for (size_t i = 0; i < h->n_changes; i++)
-		put_line(out, h->changes[i]);
+	int rc = 0;
+	for (size_t i = 0; rc == 0 && i < h->n_initial; i++)
+		rc = put_line(out, v[i]);
+	for (size_t i = 0; rc == 0 && i < h->n_changes; i++)
+		rc = put_line(out, h->changes[i]);
 	free(v);
 	if (lines != NULL)
 		*lines = h->n_initial + h->n_changes;
-	return ferror(out) ? -EIO : 0;
+	return rc != 0 ? rc : ferror(out) ? -EIO : 0;
 }
 
 /* Kubeshark import ------------------------------------------------------------------ */
@@ -522,9 +506,13 @@ namehist_from_kubeshark(const char *path, size_t max_bytes, FILE *out, size_t *l
 	struct stat st;
 	const char *k;
 	size_t n = 0, count = 0;
-	int rc = -1;
+	int rc = -1, e;
 
-	if (stat(path, &st) != 0 || (uint64_t)st.st_size > max_bytes) {
+	if (stat(path, &st) != 0) {
+		snprintf(err, errlen, "%s", strerror(errno));
+		return -1;
+	}
+	if ((uint64_t)st.st_size > max_bytes) {
 		snprintf(err, errlen, "larger than %zu bytes", max_bytes);
 		return -1;
 	}
@@ -550,12 +538,17 @@ namehist_from_kubeshark(const char *path, size_t max_bytes, FILE *out, size_t *l
 			snprintf(err, errlen, "key '%.40s' is not Unix seconds", k);
 			goto out;
 		}
+		/* Below, sec * 10^9 must be a time names.jsonl holds (at most 2^63-1 ns). */
 		for (; *p != '\0'; p++) {
 			if (*p < '0' || *p > '9') {
 				snprintf(err, errlen, "key '%.40s' is not Unix seconds", k);
 				goto out;
 			}
 			sec = sec * 10 + (uint64_t)(*p - '0');
+		}
+		if (sec > (uint64_t)INT64_MAX / NS_PER_SEC) {
+			snprintf(err, errlen, "key '%.40s' is not Unix seconds (after the year 2262)", k);
+			goto out;
 		}
 		if (!json_is_object(val)) {
 			snprintf(err, errlen, "value of key %s is not an object", k);
@@ -596,7 +589,10 @@ namehist_from_kubeshark(const char *path, size_t max_bytes, FILE *out, size_t *l
 				continue;
 			struct nh_line l = {keys[i].sec * NS_PER_SEC, 0, canon, (char *)name,
 					    (char *)ns, (char *)"static"};
-			put_line(out, &l);
+			if ((e = put_line(out, &l)) != 0) {
+				snprintf(err, errlen, "key %s: '%.60s': %s", keys[i].text, addr, strerror(-e));
+				goto out;
+			}
 			count++;
 		}
 		if (prev == NULL)
@@ -608,7 +604,10 @@ namehist_from_kubeshark(const char *path, size_t max_bytes, FILE *out, size_t *l
 				continue; /* the second: checked with the key before, cannot happen */
 			struct nh_line l = {keys[i].sec * NS_PER_SEC, 0, canon, (char *)"",
 					    (char *)"", (char *)"static"};
-			put_line(out, &l);
+			if ((e = put_line(out, &l)) != 0) {
+				snprintf(err, errlen, "key %s: '%.60s': %s", keys[i].text, addr, strerror(-e));
+				goto out;
+			}
 			count++;
 		}
 	}
@@ -667,14 +666,14 @@ namehist_merge_jsonl(const char *const *paths, size_t n, FILE *out, char *err, s
 	int rc = 0;
 
 	for (size_t i = 0; i < n && rc == 0; i++) {
-		size_t lines = 0, bad = 0;
+		size_t lines = 0, bad = 0, first_bad = 0;
 
 		c.base = (uint64_t)i << 40;
-		rc = each_line(paths[i], &lines, &bad, collect, &c, err, errlen);
+		rc = each_line(paths[i], &lines, &bad, &first_bad, collect, &c, err, errlen);
 		if (rc == -ENOMEM)
 			snprintf(err, errlen, "out of memory");
 		if (bad > 0)
-			log_warnx("%s: %zu malformed lines dropped", paths[i], bad);
+			log_warnx("%s: %zu malformed lines dropped (the first: line %zu)", paths[i], bad, first_bad);
 	}
 	if (rc == 0) {
 		if (c.n > 1)
@@ -689,10 +688,12 @@ namehist_merge_jsonl(const char *const *paths, size_t n, FILE *out, char *err, s
 					break;
 				}
 			}
-			if (!dup)
-				put_line(out, c.v[i]);
+			if (!dup && (rc = put_line(out, c.v[i])) != 0) {
+				snprintf(err, errlen, "write: %s", strerror(-rc));
+				break;
+			}
 		}
-		if (ferror(out)) {
+		if (rc == 0 && ferror(out)) {
 			snprintf(err, errlen, "write: %s", strerror(errno));
 			rc = -1;
 		}

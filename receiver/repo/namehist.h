@@ -7,8 +7,11 @@
  * "<fqdn>", "ns": "<namespace>", "src": "dns|hosts|static"}: from time t on, addr
  * resolves to name, until a line for the same addr with a later t (equal t: the later
  * line). An empty name ends the mapping (addr resolves to nothing from t on). A last
- * line without its newline is being written and is ignored; malformed lines are
- * counted, reported once, and skipped.
+ * line without its newline is being written and is ignored; malformed lines (and here
+ * also lines with a string longer than NAMES_FIELD_MAX) are counted, reported once with
+ * the number of the first, and skipped. The file is read, and lines are parsed and
+ * written, by the module that owns the format (receiver/repo/names.h: lines up to
+ * NAMES_LINE_MAX, memory bounded); the Kubeshark file is written with jansson.
  *
  * name_resolution_history.json (Kubeshark's shape):
  *   {"<unix seconds>": {"<addr>": {"FullAddress": "<name>", "Namespace": "<ns>"}}}
@@ -25,9 +28,6 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
-
-/* Longest names.jsonl line read; longer lines count as malformed. */
-#define NAMEHIST_MAX_LINE 65536
 
 struct namehist;
 

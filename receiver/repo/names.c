@@ -11,13 +11,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
 #include "shared/fsutil.h"
 #include "shared/hash.h"
 #include "shared/log.h"
 
-#define NAMES_LINE_MAX 65536   /* longer lines are skipped as malformed */
-#define NAMES_FIELD_MAX 1024   /* longer strings are kept cut (and never match) */
-#define NAMES_JSON_DEPTH 16
 /* One line of a NAMES event: the fixed text, a 20-digit t, an address, and a name and a
  * namespace that need no escaping (their class is a subset of printable ASCII). */
 #define NAMES_LINE_BYTES (64 + 20 + NAMES_ADDR_LEN + PROTO_MAX_NAME + PROTO_MAX_NS + 8)
@@ -47,254 +46,79 @@ struct names_log {
 	size_t cur_cap, cur_n;
 	char *buf;        /* NAMES_LINE_BYTES per event of one frame */
 	struct names_log_counters c;
+	struct log_limit warn_lim;
 };
 
-/* ---- A small JSON reader for our own lines ---------------------------------------- */
+/* ---- One line ------------------------------------------------------------------- */
 
-struct jline {
-	const char *raw;  /* the line as written (no newline), for rewriting */
-	size_t raw_len;
-	uint64_t t;
-	char addr[NAMES_FIELD_MAX];
-	char name[NAMES_FIELD_MAX];
-	char ns[NAMES_FIELD_MAX];
-	bool cut; /* a string did not fit */
-};
-
-struct jcur {
-	const char *p, *end;
-	bool cut;
-};
-
-static void j_ws(struct jcur *j)
+/* A string field into out (cut, and *cut set, when longer than NAMES_FIELD_MAX). Absent
+ * and optional: "". */
+static bool names_str_field(json_t *o, const char *key, bool required, char *out, bool *cut)
 {
-	while (j->p < j->end && (*j->p == ' ' || *j->p == '\t' || *j->p == '\r' || *j->p == '\n'))
-		j->p++;
-}
+	json_t *v = json_object_get(o, key);
+	size_t n;
 
-static bool j_lit(struct jcur *j, char ch)
-{
-	j_ws(j);
-	if (j->p < j->end && *j->p == ch) {
-		j->p++;
-		return true;
-	}
-	return false;
-}
-
-static int j_hex4(struct jcur *j)
-{
-	int v = 0;
-
-	if (j->end - j->p < 4)
-		return -1;
-	for (int i = 0; i < 4; i++) {
-		char ch = *j->p++;
-
-		v <<= 4;
-		if (ch >= '0' && ch <= '9')
-			v |= ch - '0';
-		else if (ch >= 'a' && ch <= 'f')
-			v |= ch - 'a' + 10;
-		else if (ch >= 'A' && ch <= 'F')
-			v |= ch - 'A' + 10;
-		else
-			return -1;
-	}
-	return v;
-}
-
-static void j_put(struct jcur *j, char *out, size_t cap, size_t *n, const char *s, size_t len)
-{
-	if (!out)
-		return;
-	if (*n + len >= cap) {
-		j->cut = true;
-		return;
-	}
-	memcpy(out + *n, s, len);
-	*n += len;
-}
-
-/* A string (RFC 8259, section 7) into out (NULL: skipped), UTF-8, NUL-terminated. */
-static bool j_string(struct jcur *j, char *out, size_t cap)
-{
-	size_t n = 0;
-
-	j_ws(j);
-	if (j->p >= j->end || *j->p != '"')
+	out[0] = '\0';
+	if (v == NULL)
+		return !required;
+	if (!json_is_string(v))
 		return false;
-	j->p++;
-	while (j->p < j->end) {
-		unsigned char ch = (unsigned char)*j->p++;
-		char u[4];
-		long cp;
-
-		if (ch == '"') {
-			if (out)
-				out[n] = '\0';
-			return true;
-		}
-		if (ch < 0x20)
-			return false;
-		if (ch != '\\') {
-			j_put(j, out, cap, &n, (const char *)&ch, 1);
-			continue;
-		}
-		if (j->p >= j->end)
-			return false;
-		switch (*j->p++) {
-		case '"': j_put(j, out, cap, &n, "\"", 1); continue;
-		case '\\': j_put(j, out, cap, &n, "\\", 1); continue;
-		case '/': j_put(j, out, cap, &n, "/", 1); continue;
-		case 'b': j_put(j, out, cap, &n, "\b", 1); continue;
-		case 'f': j_put(j, out, cap, &n, "\f", 1); continue;
-		case 'n': j_put(j, out, cap, &n, "\n", 1); continue;
-		case 'r': j_put(j, out, cap, &n, "\r", 1); continue;
-		case 't': j_put(j, out, cap, &n, "\t", 1); continue;
-		case 'u': break;
-		default: return false;
-		}
-		if ((cp = j_hex4(j)) < 0)
-			return false;
-		if (cp >= 0xd800 && cp <= 0xdbff) {
-			long lo;
-
-			if (j->end - j->p < 6 || j->p[0] != '\\' || j->p[1] != 'u')
-				return false;
-			j->p += 2;
-			if ((lo = j_hex4(j)) < 0xdc00 || lo > 0xdfff)
-				return false;
-			cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
-		} else if (cp >= 0xdc00 && cp <= 0xdfff) {
-			return false;
-		}
-		if (cp == 0)
-			return false; /* a NUL would cut the C string */
-		if (cp < 0x80) {
-			u[0] = (char)cp;
-			j_put(j, out, cap, &n, u, 1);
-		} else if (cp < 0x800) {
-			u[0] = (char)(0xc0 | cp >> 6);
-			u[1] = (char)(0x80 | (cp & 0x3f));
-			j_put(j, out, cap, &n, u, 2);
-		} else if (cp < 0x10000) {
-			u[0] = (char)(0xe0 | cp >> 12);
-			u[1] = (char)(0x80 | ((cp >> 6) & 0x3f));
-			u[2] = (char)(0x80 | (cp & 0x3f));
-			j_put(j, out, cap, &n, u, 3);
-		} else {
-			u[0] = (char)(0xf0 | cp >> 18);
-			u[1] = (char)(0x80 | ((cp >> 12) & 0x3f));
-			u[2] = (char)(0x80 | ((cp >> 6) & 0x3f));
-			u[3] = (char)(0x80 | (cp & 0x3f));
-			j_put(j, out, cap, &n, u, 4);
-		}
+	n = json_string_length(v);
+	if (n > NAMES_FIELD_MAX) {
+		n = NAMES_FIELD_MAX;
+		*cut = true;
 	}
-	return false;
+	memcpy(out, json_string_value(v), n);
+	out[n] = '\0';
+	return true;
 }
 
-/* A non-negative integer without sign, fraction or exponent. */
-static bool j_uint(struct jcur *j, uint64_t *v)
+bool names_line_parse(const char *s, size_t n, struct names_line *l)
 {
-	const char *start;
+	json_error_t jerr;
+	json_t *o, *t;
+	bool ok = false;
 
-	j_ws(j);
-	start = j->p;
-	*v = 0;
-	while (j->p < j->end && *j->p >= '0' && *j->p <= '9') {
-		unsigned d = (unsigned)(*j->p - '0');
-
-		if (*v > (UINT64_MAX - d) / 10)
-			return false;
-		*v = *v * 10 + d;
-		j->p++;
-	}
-	if (j->p == start || (j->p - start > 1 && *start == '0'))
+	l->raw = s;
+	l->raw_len = n;
+	l->t = 0;
+	l->cut = false;
+	l->addr[0] = l->name[0] = l->ns[0] = l->src[0] = '\0';
+	/* Without JSON_ALLOW_NUL a string holding a NUL is an error: it would cut the C string. */
+	if (n > NAMES_LINE_MAX || (o = json_loadb(s, n, JSON_REJECT_DUPLICATES, &jerr)) == NULL)
 		return false;
-	return j->p >= j->end || (*j->p != '.' && *j->p != 'e' && *j->p != 'E');
+	t = json_object_get(o, "t");
+	if (json_is_object(o) && json_is_integer(t) && json_integer_value(t) >= 0) {
+		l->t = (uint64_t)json_integer_value(t);
+		ok = names_str_field(o, "addr", true, l->addr, &l->cut) && l->addr[0] != '\0' &&
+		     names_str_field(o, "name", true, l->name, &l->cut) &&
+		     names_str_field(o, "ns", false, l->ns, &l->cut) && names_str_field(o, "src", false, l->src, &l->cut);
+	}
+	json_decref(o);
+	return ok;
 }
 
-/* Skips any value (for keys we do not read), nesting bounded. */
-static bool j_skip(struct jcur *j, int depth)
+int names_line_format(uint64_t t, const char *addr, const char *name, const char *ns, const char *src, char *buf,
+		      size_t cap)
 {
-	j_ws(j);
-	if (j->p >= j->end || depth > NAMES_JSON_DEPTH)
-		return false;
-	if (*j->p == '"')
-		return j_string(j, NULL, 0);
-	if (*j->p == '{' || *j->p == '[') {
-		char close = *j->p == '{' ? '}' : ']';
-		bool obj = close == '}';
+	json_t *o;
+	size_t n;
 
-		j->p++;
-		if (j_lit(j, close))
-			return true;
-		do {
-			if (obj && (!j_string(j, NULL, 0) || !j_lit(j, ':')))
-				return false;
-			if (!j_skip(j, depth + 1))
-				return false;
-		} while (j_lit(j, ','));
-		return j_lit(j, close);
-	}
-	/* Numbers and the literals true, false, null: their characters, loosely. */
-	const char *start = j->p;
-
-	while (j->p < j->end && strchr("+-.0123456789eEtruefalsn", *j->p))
-		j->p++;
-	return j->p > start;
-}
-
-/* One names.jsonl line: needs t, addr (non-empty) and name; ns optional. */
-static bool jline_parse(const char *s, size_t n, struct jline *l)
-{
-	struct jcur j = {s, s + n, false};
-	char key[16];
-	unsigned seen = 0;
-
-	memset(l, 0, sizeof(*l));
-	if (!j_lit(&j, '{'))
-		return false;
-	if (!j_lit(&j, '}')) {
-		do {
-			unsigned bit = 0;
-			bool ok;
-
-			j.cut = false;
-			if (!j_string(&j, key, sizeof(key)) && !j.cut)
-				return false;
-			if (j.cut) {
-				key[0] = '\0'; /* a long key is none of ours */
-				j.cut = false;
-			}
-			if (!j_lit(&j, ':'))
-				return false;
-			if (strcmp(key, "t") == 0) {
-				bit = 1;
-				ok = j_uint(&j, &l->t);
-			} else if (strcmp(key, "addr") == 0) {
-				bit = 2;
-				ok = j_string(&j, l->addr, sizeof(l->addr));
-			} else if (strcmp(key, "name") == 0) {
-				bit = 4;
-				ok = j_string(&j, l->name, sizeof(l->name));
-			} else if (strcmp(key, "ns") == 0) {
-				bit = 8;
-				ok = j_string(&j, l->ns, sizeof(l->ns));
-			} else {
-				ok = j_skip(&j, 0);
-			}
-			if (!ok || (seen & bit))
-				return false;
-			seen |= bit;
-			l->cut |= j.cut;
-		} while (j_lit(&j, ','));
-		if (!j_lit(&j, '}'))
-			return false;
-	}
-	j_ws(&j);
-	return j.p == j.end && (seen & 7) == 7 && l->addr[0] != '\0';
+	if (t > INT64_MAX)
+		return -ERANGE;
+	/* json_pack checks that every string is UTF-8; the keys keep this order. */
+	o = json_pack("{s:I,s:s,s:s,s:s,s:s}", "t", (json_int_t)t, "addr", addr, "name", name, "ns", ns, "src", src);
+	if (o == NULL)
+		return -EINVAL;
+	n = json_dumpb(o, buf, cap, JSON_COMPACT);
+	json_decref(o);
+	if (n == 0)
+		return -EINVAL;
+	if (n < cap)
+		buf[n] = '\n';
+	if (n + 1 < cap)
+		buf[n + 1] = '\0';
+	return (int)(n + 1);
 }
 
 /* ---- Addresses -------------------------------------------------------------------- */
@@ -356,14 +180,14 @@ int names_addr_parse(const char *in, char out[NAMES_ADDR_LEN])
 }
 
 /* The address of a history line in canonical form, or as written if it is not one. */
-static void names_line_addr(const char *addr, char out[NAMES_FIELD_MAX])
+static void names_line_addr(const char *addr, char out[NAMES_FIELD_MAX + 1])
 {
 	char canon[NAMES_ADDR_LEN];
 
 	if (names_addr_parse(addr, canon) == 0)
-		snprintf(out, NAMES_FIELD_MAX, "%s", canon);
+		snprintf(out, NAMES_FIELD_MAX + 1, "%s", canon);
 	else
-		snprintf(out, NAMES_FIELD_MAX, "%s", addr);
+		snprintf(out, NAMES_FIELD_MAX + 1, "%s", addr);
 }
 
 static bool names_sensor_id_ok(const char *id)
@@ -373,20 +197,35 @@ static bool names_sensor_id_ok(const char *id)
 
 /* ---- Reading a history file ------------------------------------------------------- */
 
+/* A malformed line: counted as a line, and the first one's number kept. */
+static void names_count_bad(struct names_counts *n)
+{
+	if (!n)
+		return;
+	n->lines++;
+	if (n->bad++ == 0)
+		n->first_bad = n->lines;
+}
+
 /* Calls fn for every well-formed line of fd from byte `from` (a line start, or the
  * first line start after it) to the end; lines longer than NAMES_LINE_MAX and a last
- * line without its newline are skipped. Returns 0 or -errno. */
-static int names_scan(int fd, off_t from, bool (*fn)(void *arg, const struct jline *l), void *arg)
+ * line without its newline are skipped. With n, counts the lines (empty ones are none)
+ * and the malformed ones, and fn gets line numbers (from=0 only). Returns 0 or -errno. */
+static int names_scan_n(int fd, off_t from, bool (*fn)(void *arg, const struct names_line *l, size_t lineno),
+			void *arg, struct names_counts *n)
 {
 	char *buf = malloc(NAMES_LINE_MAX);
-	static struct jline line; /* about 3 KiB; the loop is single-threaded */
+	struct names_line *line = malloc(sizeof(*line)); /* about 4 KiB: not on a thread's stack */
 	size_t have = 0;
 	bool skip_first = from > 0, overlong = false;
 	off_t off = from > 0 ? from - 1 : 0; /* a newline just before `from` means it starts a line */
 	int rc = 0;
 
-	if (!buf)
+	if (!buf || !line) {
+		free(buf);
+		free(line);
 		return -ENOMEM;
+	}
 	for (;;) {
 		ssize_t r = pread(fd, buf + have, NAMES_LINE_MAX - have, off);
 		size_t start = 0;
@@ -408,12 +247,18 @@ static int names_scan(int fd, off_t from, bool (*fn)(void *arg, const struct jli
 				skip_first = false;
 			} else if (overlong) {
 				overlong = false;
-			} else if (jline_parse(buf + start, i - start, &line)) {
-				line.raw = buf + start;
-				line.raw_len = i - start;
-				if (!fn(arg, &line)) {
-					free(buf);
-					return 0;
+				names_count_bad(n);
+			} else if (i > start) { /* an empty line is none */
+				if (!names_line_parse(buf + start, i - start, line)) {
+					names_count_bad(n);
+				} else {
+					if (n)
+						n->lines++;
+					if (!fn(arg, line, n ? n->lines : 0)) {
+						free(buf);
+						free(line);
+						return 0;
+					}
 				}
 			}
 			start = i + 1;
@@ -427,7 +272,54 @@ static int names_scan(int fd, off_t from, bool (*fn)(void *arg, const struct jli
 		have -= start;
 	}
 	free(buf);
+	free(line);
 	return rc;
+}
+
+struct names_scan_plain {
+	bool (*fn)(void *arg, const struct names_line *l);
+	void *arg;
+};
+
+static bool names_scan_plain_one(void *arg, const struct names_line *l, size_t lineno)
+{
+	struct names_scan_plain *p = arg;
+
+	return p->fn(p->arg, l);
+}
+
+static int names_scan(int fd, off_t from, bool (*fn)(void *arg, const struct names_line *l), void *arg)
+{
+	struct names_scan_plain p = {fn, arg};
+
+	return names_scan_n(fd, from, names_scan_plain_one, &p, NULL);
+}
+
+struct names_read_ctx {
+	int (*fn)(void *arg, const struct names_line *l, size_t lineno);
+	void *arg;
+	int rc;
+};
+
+static bool names_read_one(void *arg, const struct names_line *l, size_t lineno)
+{
+	struct names_read_ctx *c = arg;
+
+	return (c->rc = c->fn(c->arg, l, lineno)) == 0;
+}
+
+int names_file_read(const char *path, int (*fn)(void *arg, const struct names_line *l, size_t lineno), void *arg,
+		    struct names_counts *n)
+{
+	struct names_read_ctx c = {fn, arg, 0};
+	int fd = open(path, O_RDONLY | O_CLOEXEC), rc;
+
+	memset(n, 0, sizeof(*n));
+	if (fd < 0)
+		return -errno;
+	rc = names_scan_n(fd, 0, names_read_one, &c, n);
+	close(fd);
+	return rc != 0 ? rc : c.rc;
 }
 
 /* ---- Trimming --------------------------------------------------------------------- */
@@ -486,7 +378,7 @@ static bool names_trim_grow(struct names_trim *tr)
 	return true;
 }
 
-static bool names_on_measure(void *arg, const struct jline *jl)
+static bool names_on_measure(void *arg, const struct names_line *jl)
 {
 	struct names_trim *tr = arg;
 
@@ -509,10 +401,10 @@ static bool names_on_measure(void *arg, const struct jline *jl)
 	return true;
 }
 
-static bool names_on_winner(void *arg, const struct jline *jl)
+static bool names_on_winner(void *arg, const struct names_line *jl)
 {
 	struct names_trim *tr = arg;
-	char addr[NAMES_FIELD_MAX];
+	char addr[NAMES_FIELD_MAX + 1];
 	struct names_win *w;
 	uint64_t idx = tr->idx++;
 
@@ -540,13 +432,13 @@ static bool names_on_winner(void *arg, const struct jline *jl)
 	return true;
 }
 
-static bool names_on_keep(void *arg, const struct jline *jl)
+static bool names_on_keep(void *arg, const struct names_line *jl)
 {
 	struct names_trim *tr = arg;
 	uint64_t idx = tr->idx++;
 
 	if (jl->t <= tr->cut) {
-		char addr[NAMES_FIELD_MAX];
+		char addr[NAMES_FIELD_MAX + 1];
 		const struct names_win *w;
 
 		names_line_addr(jl->addr, addr);
@@ -774,10 +666,10 @@ static void names_cur_note(struct names_log *l, const char *addr, uint64_t t, co
 	c->t = t;
 }
 
-static bool names_on_loaded(void *arg, const struct jline *jl)
+static bool names_on_loaded(void *arg, const struct names_line *jl)
 {
 	struct names_log *l = arg;
-	char addr[NAMES_FIELD_MAX];
+	char addr[NAMES_FIELD_MAX + 1];
 
 	names_line_addr(jl->addr, addr);
 	names_cur_note(l, addr, jl->t, jl->cut ? "" : jl->name, jl->ns);
@@ -884,29 +776,6 @@ static const char *names_src(uint8_t source)
 	return "other";
 }
 
-/* Appends s as a JSON string. Names and namespaces of NAMES frames never need escapes,
- * but addresses and anything else pass through here too. */
-static size_t names_json_str(char *out, const char *s)
-{
-	size_t n = 0;
-
-	out[n++] = '"';
-	for (; *s; s++) {
-		unsigned char ch = (unsigned char)*s;
-
-		if (ch == '"' || ch == '\\') {
-			out[n++] = '\\';
-			out[n++] = (char)ch;
-		} else if (ch < 0x20 || ch >= 0x7f) {
-			n += (size_t)sprintf(out + n, "\\u%04x", ch);
-		} else {
-			out[n++] = (char)ch;
-		}
-	}
-	out[n++] = '"';
-	return n;
-}
-
 int names_log_append(struct names_log *l, const struct proto_names *m, char *err, size_t errlen)
 {
 	size_t len = 0;
@@ -930,16 +799,20 @@ int names_log_append(struct names_log *l, const struct proto_names *m, char *err
 			l->c.repeats++;
 			continue;
 		}
-		/* Every piece is bounded (names and namespaces by the decoder), so the line fits
-		 * its NAMES_LINE_BYTES: at most 6 times a character for an escape, which only an
-		 * address could need, and addresses are inet_ntop output. */
-		len += (size_t)sprintf(line, "{\"t\":%llu,\"addr\":", (unsigned long long)e->ts_ns);
-		len += names_json_str(l->buf + len, addr);
-		len += (size_t)sprintf(l->buf + len, ",\"name\":");
-		len += names_json_str(l->buf + len, e->name);
-		len += (size_t)sprintf(l->buf + len, ",\"ns\":");
-		len += names_json_str(l->buf + len, e->ns);
-		len += (size_t)sprintf(l->buf + len, ",\"src\":\"%s\"}\n", names_src(e->source));
+		/* Every piece is bounded (names and namespaces by the decoder, to a class that
+		 * needs no escape; addresses are inet_ntop output), so the line fits its
+		 * NAMES_LINE_BYTES. A time no reader could take back (after 2262) is lost and
+		 * counted, never written. */
+		int n = names_line_format(e->ts_ns, addr, e->name, e->ns, names_src(e->source), line, NAMES_LINE_BYTES);
+		if (n < 0 || n >= NAMES_LINE_BYTES) {
+			l->c.lost++;
+			if (log_limit_ok(&l->warn_lim, 5, 60))
+				log_warnx("%s: NAMES event for %s at t=%llu not stored: %s", l->path, addr,
+					  (unsigned long long)e->ts_ns,
+					  n == -ERANGE ? "time after 2262" : "name or namespace not UTF-8");
+			continue;
+		}
+		len += (size_t)n;
 		names_cur_note(l, addr, e->ts_ns, e->name, e->ns);
 		lines++;
 	}
@@ -1085,14 +958,14 @@ struct names_query {
 	uint64_t t;
 	bool have[2];            /* [0] addr, [1] bare */
 	uint64_t best_t[2];
-	char name[2][NAMES_FIELD_MAX];
-	char ns[2][NAMES_FIELD_MAX];
+	char name[2][NAMES_FIELD_MAX + 1];
+	char ns[2][NAMES_FIELD_MAX + 1];
 };
 
-static bool names_on_query(void *arg, const struct jline *jl)
+static bool names_on_query(void *arg, const struct names_line *jl)
 {
 	struct names_query *q = arg;
-	char addr[NAMES_FIELD_MAX];
+	char addr[NAMES_FIELD_MAX + 1];
 
 	if (jl->t > q->t)
 		return true;

@@ -13,6 +13,9 @@
  * (lines written by an import may hold one; NAMES frames never do). Addresses are in the
  * forms of inet_ntop(3) (RFC 5952 for IPv6).
  *
+ * This module is the only one that writes and parses these lines (names_line_format(),
+ * names_line_parse(), both through jansson); receiver/repo/namehist.c builds on them.
+ *
  * One write(2) per NAMES frame, with O_APPEND; a torn last line (a crash during that
  * write) is cut off when the file is next opened. An event that repeats the mapping in
  * effect for its address is not written: a sensor sends every mapping again at the start
@@ -22,12 +25,15 @@
 #ifndef PCAPLINE_RECEIVER_NAMES_H
 #define PCAPLINE_RECEIVER_NAMES_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "proto/wire.h"
 
 #define NAMES_LOAD_MAX (64u << 20) /* bytes of history read back to find repeats */
+#define NAMES_LINE_MAX 65536       /* longest line read; a longer one is malformed */
+#define NAMES_FIELD_MAX 1024       /* longest string kept whole; a longer one is cut */
 #define NAMES_DEDUP_MAX 65536      /* addresses whose mapping in effect is remembered */
 #define NAMES_ADDR_LEN 64          /* "[" IPv6 "]:" port, NUL */
 
@@ -76,6 +82,52 @@ struct names_log_counters {
 const struct names_log_counters *names_log_counters(const struct names_log *l);
 /* Syncs (every policy syncs here), closes and frees. Accepts NULL. */
 void names_log_close(struct names_log *l);
+
+/* One line of names.jsonl as read. */
+struct names_line {
+	const char *raw; /* the line as read (no newline), for rewriting */
+	size_t raw_len;
+	uint64_t t;
+	char addr[NAMES_FIELD_MAX + 1];
+	char name[NAMES_FIELD_MAX + 1];
+	char ns[NAMES_FIELD_MAX + 1];  /* "" when absent */
+	char src[NAMES_FIELD_MAX + 1]; /* "" when absent */
+	bool cut; /* a string was longer than NAMES_FIELD_MAX and is kept cut */
+};
+
+/*
+ * Parses one line (n bytes, no newline): a JSON object with "t" (an integer from 0 to
+ * 2^63-1), "addr" (a non-empty string) and "name" (a string), optionally "ns" and "src"
+ * (strings); other keys are ignored. A key twice, a string holding a NUL, text that is not
+ * UTF-8 or not JSON, or a line longer than NAMES_LINE_MAX make it malformed. Returns true
+ * when it is well-formed. Never reads beyond s + n.
+ */
+bool names_line_parse(const char *s, size_t n, struct names_line *l);
+/*
+ * Writes one line, newline included, into buf (at most cap bytes, NUL-terminated when it
+ * fits), compact and in the key order above. Returns its length (like snprintf: a
+ * length >= cap means it did not fit), or -EINVAL for a string that is not UTF-8, or
+ * -ERANGE for t above 2^63-1, which no reader could take back.
+ */
+int names_line_format(uint64_t t, const char *addr, const char *name, const char *ns, const char *src, char *buf,
+		      size_t cap);
+
+/* What names_file_read() saw. */
+struct names_counts {
+	size_t lines;     /* complete, non-empty lines */
+	size_t bad;       /* malformed ones among them (longer than NAMES_LINE_MAX included) */
+	size_t first_bad; /* line number of the first malformed one, 0 when none */
+};
+
+/*
+ * Reads a history file, the one reader of the file's lines: calls fn with every
+ * well-formed line and its number (1 for the first line), until fn returns non-zero.
+ * A last line without its newline is being written and is left out; empty lines are no
+ * lines. Memory stays bounded (one line of NAMES_LINE_MAX) whatever the file holds.
+ * Returns 0, fn's code, or -errno (-ENOENT: no history). n is filled either way.
+ */
+int names_file_read(const char *path, int (*fn)(void *arg, const struct names_line *l, size_t lineno), void *arg,
+		    struct names_counts *n);
 
 /* The canonical addr string of an event. */
 void names_addr_format(uint8_t family, const uint8_t *addr, uint16_t port, char out[NAMES_ADDR_LEN]);

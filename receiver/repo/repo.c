@@ -12,6 +12,7 @@
 
 #include "shared/fsutil.h"
 #include "receiver/repo/index.h"
+#include "receiver/repo/segname.h"
 #include "shared/log.h"
 #include "shared/pcapfile.h"
 
@@ -98,10 +99,10 @@ repo_strv_free(char **v, size_t n)
 bool
 repo_parse_segment_name(const char *name, uint64_t *first_ns, char ifname[256])
 {
-	struct index_segname sn;
+	struct segname sn;
 
-	/* One parser for the receiver's names, both forms (index.h). */
-	if (!index_segname_parse(name, &sn))
+	/* One parser for the receiver's names, both forms (segname.h). */
+	if (!segname_parse(name, &sn))
 		return false;
 	snprintf(ifname, 256, "%s", sn.ifname);
 	*first_ns = sn.first_ns;
@@ -233,7 +234,7 @@ scan_all(struct repo *r, char *err, size_t errlen)
 }
 
 static int
-open_index(struct repo *r, const char *path)
+open_index(struct repo *r, const char *path, char *err, size_t errlen)
 {
 	static const char *const q_sensors =
 		"SELECT DISTINCT sensor FROM segments WHERE min_ns < ?1 AND max_ns >= ?2 ORDER BY sensor";
@@ -241,7 +242,7 @@ open_index(struct repo *r, const char *path)
 		"SELECT path, iface, linktype, snaplen, min_ns, max_ns, packets, bytes FROM segments "
 		"WHERE sensor = ?1 AND min_ns < ?2 AND max_ns >= ?3 ORDER BY min_ns, path";
 	static const char *const q_has = "SELECT 1 FROM segments WHERE sensor = ?1 LIMIT 1";
-	sqlite3_stmt *st = NULL;
+	int rc = -1;
 
 	if (sqlite3_open_v2(path, &r->db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
 		log_warnx("%s: %s; scanning the segment folders instead", path,
@@ -249,15 +250,10 @@ open_index(struct repo *r, const char *path)
 		goto fail;
 	}
 	sqlite3_busy_timeout(r->db, 5000);
-	if (sqlite3_prepare_v2(r->db, "SELECT value FROM meta WHERE key = 'schema'", -1, &st, NULL) ==
-	    SQLITE_OK) {
-		if (sqlite3_step(st) == SQLITE_ROW) {
-			const char *v = (const char *)sqlite3_column_text(st, 0);
-			if (v == NULL || strcmp(v, "1") != 0)
-				log_warnx("%s: schema %s, this program knows schema 1", path, v ? v : "?");
-		}
-		sqlite3_finalize(st);
-	}
+	/* A newer schema is refused (index.h); an older one holds what is read here. */
+	rc = index_schema_check(r->db, path, err, errlen);
+	if (rc == -EPROTONOSUPPORT)
+		goto fail;
 	if (sqlite3_prepare_v2(r->db, q_sensors, -1, &r->q_sensors, NULL) != SQLITE_OK ||
 	    sqlite3_prepare_v2(r->db, q_segments, -1, &r->q_segments, NULL) != SQLITE_OK ||
 	    sqlite3_prepare_v2(r->db, q_has, -1, &r->q_has, NULL) != SQLITE_OK) {
@@ -267,13 +263,15 @@ open_index(struct repo *r, const char *path)
 	r->source = REPO_INDEX;
 	return 0;
 fail:
+	if (rc != -EPROTONOSUPPORT)
+		rc = -1;
 	sqlite3_finalize(r->q_sensors);
 	sqlite3_finalize(r->q_segments);
 	sqlite3_finalize(r->q_has);
 	r->q_sensors = r->q_segments = r->q_has = NULL;
 	sqlite3_close(r->db);
 	r->db = NULL;
-	return -1;
+	return rc;
 }
 
 struct repo *
@@ -283,8 +281,13 @@ repo_open(const char *dir, char *err, size_t errlen)
 	struct stat st;
 	char path[4096];
 
-	if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
-		snprintf(err, errlen, "%s: %s", dir, errno ? strerror(errno) : "not a directory");
+	/* errno means something only when stat failed: a file is reported as such. */
+	if (stat(dir, &st) != 0) {
+		snprintf(err, errlen, "%s: %s", dir, strerror(errno));
+		return NULL;
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		snprintf(err, errlen, "%s: not a directory", dir);
 		return NULL;
 	}
 	r = calloc(1, sizeof(*r));
@@ -295,9 +298,12 @@ repo_open(const char *dir, char *err, size_t errlen)
 	}
 	r->source = REPO_SCAN;
 	fsu_path(path, sizeof(path), "%s/index.db", dir);
-	if (stat(path, &st) == 0)
-		(void)open_index(r, path);
-	else
+	if (stat(path, &st) == 0) {
+		if (open_index(r, path, err, errlen) == -EPROTONOSUPPORT) {
+			repo_free(r);
+			return NULL;
+		}
+	} else
 		log_warnx("%s: no index.db; scanning the segment folders (every segment is read once)",
 			  dir);
 	return r;

@@ -10,6 +10,7 @@
 
 #include "shared/log.h"
 #include "receiver/repo/names.h"
+#include "receiver/repo/segname.h"
 
 /* Candidates fetched from the index per query while a bound is exceeded. */
 #define RETENTION_BATCH 32
@@ -221,7 +222,7 @@ static unsigned retention_pass(struct retention *r, struct rsensor *scope, int64
  * the packets it names, not for ever. */
 /*
  * Lowers *oldest to the first packet of every segment file of the sensor, open ones and
- * those not indexed yet included, whose names start with it ("[.open-]<first ns>-...").
+ * those not indexed yet included, whose names start with it ("[.open-]<segment name>").
  * Returns false when a file's name cannot be read that way: then nothing is trimmed.
  */
 static bool retention_files_oldest(struct retention *r, const char *sensor, int64_t *oldest)
@@ -237,19 +238,17 @@ static bool retention_files_oldest(struct retention *r, const char *sensor, int6
 		return false;
 	while (ok && (de = readdir(d)) != NULL) {
 		const char *p = de->d_name;
-		char *end;
-		unsigned long long v;
+		struct segname sn;
 
 		if (strcmp(p, ".") == 0 || strcmp(p, "..") == 0 || strstr(p, ".pcap") == NULL)
 			continue;
 		if (strncmp(p, ".open-", 6) == 0)
 			p += 6;
-		errno = 0;
-		v = strtoull(p, &end, 10);
-		if (end == p || *end != '-' || errno != 0 || v > INT64_MAX)
+		/* The one parser of segment names (receiver/repo/segname.h). */
+		if (!segname_parse(p, &sn) || sn.first_ns > INT64_MAX)
 			ok = false;
-		else if ((int64_t)v < *oldest)
-			*oldest = (int64_t)v;
+		else if ((int64_t)sn.first_ns < *oldest)
+			*oldest = (int64_t)sn.first_ns;
 	}
 	closedir(d);
 	return ok;

@@ -13,9 +13,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
 #include "shared/fsutil.h"
 #include "shared/hash.h"
 #include "receiver/repo/index.h"
+#include "receiver/repo/segname.h"
 #include "shared/lathist.h"
 #include "shared/log.h"
 #include "shared/pcapfile.h"
@@ -578,8 +581,8 @@ static int store_state_read(struct store_sensor *ss, uint8_t *slot, uint32_t *n_
  * segments are only ever closed at a commit, and every whole record is kept. */
 static int64_t store_recover_unlisted(struct store_sensor *ss, const char *name, const char *path)
 {
-	struct index_segname sn;
-	if (!index_segname_parse(name + 6, &sn))
+	struct segname sn;
+	if (!segname_parse(name + 6, &sn))
 		return -1;
 	unsigned i = 0;
 	while (i < ss->n_epochs && ss->epochs[i].epoch != sn.epoch)
@@ -827,7 +830,7 @@ static int store_segment_open(struct store_sensor *ss, uint16_t iface, uint64_t 
 	 * the interface index among interfaces of one name (`-i lo,lo`, or a replayed
 	 * pcapng with two "eth0") whose first packets share a timestamp. */
 	char base[STATE_NAME_MAX], name[STATE_NAME_MAX - 6];
-	int len = index_segname_format(name, sizeof(name), first_ns, ss->epoch, seq, iface, ifname);
+	int len = segname_format(name, sizeof(name), first_ns, ss->epoch, seq, iface, ifname);
 	if (len < 0)
 		return len;
 	g->committed = 0;
@@ -1346,7 +1349,9 @@ void store_sensor_stats(struct store_sensor *ss, const struct proto_stats *st)
 }
 
 /* The ingest latency lines of stats.json, for one sensor's histogram or all. */
-static void store_latency_json(struct store *s, const struct lathist *h, FILE *f)
+/* Adds the ACK latency (a histogram's count, P50, P99, max) and the index waits to a
+ * stats.json object. Returns 0 or -1 (out of memory). */
+static int store_latency_add(struct store *s, const struct lathist *h, json_t *o)
 {
 	struct lathist copy;
 	struct index_wait iw = {0};
@@ -1355,10 +1360,30 @@ static void store_latency_json(struct store *s, const struct lathist *h, FILE *f
 	pthread_mutex_unlock(&s->lat_mu);
 	if (s->ix)
 		index_wait_get(s->ix, &iw);
-	fprintf(f, " \"ack_latency_us\": ");
-	lathist_json(&copy, f);
-	fprintf(f, ",\n \"index_wait_us_max\": %" PRIu64 ", \"index_busy_deferred\": %" PRIu64 "\n", iw.max_us,
-		iw.busy);
+	json_t *lat = json_pack("{s:I, s:I, s:I, s:I}", "count", (json_int_t)copy.count, "p50",
+				(json_int_t)lathist_quantile(&copy, 0.50), "p99", (json_int_t)lathist_quantile(&copy, 0.99),
+				"max", (json_int_t)copy.max);
+	if (!lat || json_object_set_new(o, "ack_latency_us", lat) != 0 ||
+	    json_object_set_new(o, "index_wait_us_max", json_integer((json_int_t)iw.max_us)) != 0 ||
+	    json_object_set_new(o, "index_busy_deferred", json_integer((json_int_t)iw.busy)) != 0)
+		return -1;
+	return 0;
+}
+
+/* Writes o to path through path.tmp and a rename. Returns 0 or -errno. */
+static int store_json_write(const char *path, const char *tmp, json_t *o)
+{
+	FILE *f = fopen(tmp, "w");
+	if (!f)
+		return -errno;
+	int rc = json_dumpf(o, f, JSON_INDENT(1)) != 0 || fputc('\n', f) == EOF || ferror(f) ? -EIO : 0;
+	if (fclose(f) != 0 && rc == 0)
+		rc = -errno;
+	if (rc == 0 && rename(tmp, path) != 0)
+		rc = -errno;
+	if (rc != 0)
+		unlink(tmp);
+	return rc;
 }
 
 void store_ack_latency(struct store_sensor *ss, uint64_t us)
@@ -1384,19 +1409,9 @@ int store_write_stats(struct store *s)
 	}
 	snprintf(path, sizeof(path), "%s/stats.json", s->dir);
 	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-	FILE *f = fopen(tmp, "w");
-	if (!f)
-		return -errno;
-	fprintf(f, "{\"sensors\": %u, \"connected\": %u,\n", n, up);
-	store_latency_json(s, &s->ack_lat, f);
-	fprintf(f, "}\n");
-	int rc = ferror(f) ? -EIO : 0;
-	if (fclose(f) != 0 && rc == 0)
-		rc = -errno;
-	if (rc == 0 && rename(tmp, path) != 0)
-		rc = -errno;
-	if (rc != 0)
-		unlink(tmp);
+	json_t *o = json_pack("{s:I, s:I}", "sensors", (json_int_t)n, "connected", (json_int_t)up);
+	int rc = !o || store_latency_add(s, &s->ack_lat, o) != 0 ? -ENOMEM : store_json_write(path, tmp, o);
+	json_decref(o);
 	return rc;
 }
 
@@ -1409,35 +1424,33 @@ int store_sensor_write_stats(struct store_sensor *ss, bool connected)
 	char path[512], tmp[520];
 	snprintf(path, sizeof(path), "%s/sensors/%s/stats.json", s->dir, ss->id);
 	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-	FILE *f = fopen(tmp, "w");
-	if (!f)
-		return -errno;
 	/* The sensor's own counters say what it captured and lost before the wire; ours
 	 * say what arrived and was stored. Together: captured / shipped / stored / lost. */
-	fprintf(f,
-		"{\"sensor\": \"%s\", \"connected\": %s, \"epoch\": %" PRIu64 ", \"next_batch\": %" PRIu64 ",\n"
-		" \"stored\": {\"batches\": %" PRIu64 ", \"packets\": %" PRIu64 ", \"bytes\": %" PRIu64
-		", \"segments_closed\": %" PRIu64 "},\n"
-		" \"retention\": {\"segments\": %" PRIu64 ", \"packets\": %" PRIu64 ", \"bytes\": %" PRIu64 "},\n"
-		" \"receiver\": {\"duplicate_batches\": %" PRIu64 ", \"rejected_batches\": %" PRIu64
-		", \"missing_batches\": %" PRIu64 ", \"linktype_rejects\": %" PRIu64 ", \"storage_errors\": %" PRIu64
-		",\n  \"unstorable_records\": {\"%s\": %" PRIu64 "}},\n"
-		" \"sensor_reported\": {\"captured\": %" PRIu64 ", \"kernel_drops\": %" PRIu64
-		", \"interface_drops\": %" PRIu64 ", \"queue_drops\": %" PRIu64 ", \"spool_drops\": %" PRIu64 "},\n",
-		ss->id, connected ? "true" : "false", ss->epoch, ss->next_seq, c->batches, c->packets, c->bytes,
-		c->segments_closed, c->retention_segments, c->retention_packets, c->retention_bytes, c->duplicates,
-		c->rejected_batches, c->missing_batches, c->linktype_rejects, c->storage_errors,
-		store_unstorable_name(STORE_UNSTORABLE_TS, true), c->unstorable[STORE_UNSTORABLE_TS],
-		c->s_captured, c->s_kernel_drops, c->s_if_drops, c->s_queue_drops, c->s_spool_drops);
-	store_latency_json(s, &ss->ack_lat, f);
-	fprintf(f, "}\n");
-	int rc = ferror(f) ? -EIO : 0;
-	if (fclose(f) != 0 && rc == 0)
-		rc = -errno;
-	if (rc == 0 && rename(tmp, path) != 0)
-		rc = -errno;
-	if (rc != 0)
-		unlink(tmp);
+	json_t *o = json_pack(
+		"{s:s, s:b, s:I, s:I,"
+		" s:{s:I, s:I, s:I, s:I},"
+		" s:{s:I, s:I, s:I},"
+		" s:{s:I, s:I, s:I, s:I, s:I, s:{s:I}},"
+		" s:{s:I, s:I, s:I, s:I, s:I}}",
+		"sensor", ss->id, "connected", connected, "epoch", (json_int_t)ss->epoch, "next_batch",
+		(json_int_t)ss->next_seq,
+		"stored", "batches", (json_int_t)c->batches, "packets", (json_int_t)c->packets, "bytes",
+		(json_int_t)c->bytes, "segments_closed", (json_int_t)c->segments_closed,
+		"retention", "segments", (json_int_t)c->retention_segments, "packets", (json_int_t)c->retention_packets,
+		"bytes", (json_int_t)c->retention_bytes,
+		"receiver", "duplicate_batches", (json_int_t)c->duplicates, "rejected_batches",
+		(json_int_t)c->rejected_batches, "missing_batches", (json_int_t)c->missing_batches, "linktype_rejects",
+		(json_int_t)c->linktype_rejects, "storage_errors", (json_int_t)c->storage_errors, "unstorable_records",
+		store_unstorable_name(STORE_UNSTORABLE_TS, true), (json_int_t)c->unstorable[STORE_UNSTORABLE_TS],
+		"sensor_reported", "captured", (json_int_t)c->s_captured, "kernel_drops", (json_int_t)c->s_kernel_drops,
+		"interface_drops", (json_int_t)c->s_if_drops, "queue_drops", (json_int_t)c->s_queue_drops, "spool_drops",
+		(json_int_t)c->s_spool_drops);
+	if (!o || store_latency_add(s, &ss->ack_lat, o) != 0) {
+		json_decref(o);
+		return -ENOMEM;
+	}
+	int rc = store_json_write(path, tmp, o);
+	json_decref(o);
 	return rc;
 }
 

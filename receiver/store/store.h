@@ -7,7 +7,7 @@
  *
  *   <dir>/sensors/<sensor-id>/segments/<first-ts-ns>-<epoch-hex>-<seq>.<ifindex>-<ifname>.pcap
  *   <dir>/sensors/<sensor-id>/segments/.open-<first-ts-ns>-<epoch-hex>-<seq>.<ifindex>-<ifname>.pcap
- *   (index.h: index_segname_format(), index_segname_parse())
+ *   (receiver/repo/segname.h)
  *   <dir>/index.db      one row per closed segment (index.h), reconciled at start
  *
  * Closed segments beyond the size and age bounds are deleted oldest-first

@@ -456,7 +456,7 @@ def test_export_import_export_is_identical(repo, tmp_path):
             assert SEGMENT_RE.match(f.name), f.name
             assert read_capture(f).fmt == "pcap"
     with sqlite3.connect(view / "index.db") as c:
-        assert c.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone() == ("1",)
+        assert c.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone() == ("2",)
     pcapline("export", "--dir", view, "--from", t1, "--to", t2, "-o", second)
     m1, f1 = read_export(first)
     m2, f2 = read_export(second)
@@ -569,6 +569,41 @@ def test_name_history_json_and_round_trip(repo, tmp_path):
     man, files = read_export(out2)
     empty = read_capture(files["web/web.pcap"])
     assert empty.recs == [] and man["files"][0]["packets"] == 0 and man["files"][0]["first"] is None
+
+
+def test_name_history_overlong_line_read_in_bounded_memory(repo, tmp_path):
+    """A names.jsonl line of 128 MiB (a damaged or hostile file) is one malformed line,
+    named, and never held in memory: the export's peak RSS stays that of any export."""
+    names_repo = tmp_path / "names"
+    segdir = names_repo / "sensors" / "web" / "segments"
+    segdir.mkdir(parents=True)
+    for s in stored_segments(repo, "s3"):
+        shutil.copy(repo / s.rel, segdir)
+    first = min(s.min_ns for s in stored_segments(repo, "s3"))
+    with open(names_repo / "sensors" / "web" / "names.jsonl", "wb") as f:
+        f.write(json.dumps({"t": first - NS, "addr": "198.18.9.1", "name": "a.svc", "ns": ""}).encode() + b"\n")
+        f.write(b'{"t":1,"addr":"198.18.9.1","name":"')
+        chunk = b"x" * (1 << 20)
+        for _ in range(128):
+            f.write(chunk)
+        f.write(b'"}\n')
+        f.write(json.dumps({"t": first + NS, "addr": "198.18.9.2", "name": "b.svc", "ns": ""}).encode() + b"\n")
+    out = tmp_path / "n.tar.gz"
+    p = subprocess.run(["/usr/bin/time", "-f", "maxrss_kib=%M", str(PCAPLINE), "export", "--dir", str(names_repo),
+                        "--from", ns_str(first), "--to", ns_str(first + 10 * NS), "-o", str(out)],
+                       capture_output=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    assert b"1 of 3 lines malformed, skipped (the first: line 2)" in p.stderr, p.stderr
+    _, files = read_export(out)
+    got = json.loads(files["web/name_resolution_history.json"])
+    k = first // NS
+    assert got == {str(k): {"198.18.9.1": {"FullAddress": "a.svc", "Namespace": ""}},
+                   str(k + 1): {"198.18.9.1": {"FullAddress": "a.svc", "Namespace": ""},
+                                "198.18.9.2": {"FullAddress": "b.svc", "Namespace": ""}}}
+    rss = int(re.search(rb"maxrss_kib=(\d+)", p.stderr).group(1))
+    if sanitized(PCAPLINE):
+        pytest.skip(f"peak RSS {rss} KiB not judged under ASan")
+    assert rss < RSS_LIMIT_KIB, f"peak RSS {rss} KiB with a 128 MiB history line"
 
 
 # --------------------------------------------------------------------------------

@@ -23,6 +23,7 @@
 #include <sqlite3.h>
 
 #include "receiver/repo/index.h"
+#include "receiver/repo/posfile.h"
 #include "shared/pcapfile.h"
 #include "receiver/store/retention.h"
 
@@ -153,7 +154,7 @@ static void test_schema(void **state)
 	open_index(f);
 	index_close(f->ix);
 	open_index(f); /* opening again changes nothing */
-	assert_string_equal(dump_rows(f->dir, "SELECT key, value FROM meta"), "schema|1\n");
+	assert_string_equal(dump_rows(f->dir, "SELECT key, value FROM meta"), "schema|2\n");
 	assert_string_equal(dump_rows(f->dir, "PRAGMA journal_mode"), "wal\n");
 	assert_string_equal(dump_rows(f->dir, "SELECT type, name FROM sqlite_master ORDER BY name"),
 			    "table|conn_segs\n"
@@ -207,10 +208,28 @@ static void test_schema_mismatch_and_corrupt(void **state)
 	sqlite3 *db;
 	snprintf(p, sizeof(p), "%s/index.db", f->dir);
 	assert_int_equal(sqlite3_open(p, &db), SQLITE_OK);
-	assert_int_equal(sqlite3_exec(db, "UPDATE meta SET value = '2'", NULL, NULL, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, "UPDATE meta SET value = '3'", NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+	/* A newer version: refused, named, and left as it is (not set aside as damaged). */
+	assert_null(index_open(f->dir, err, sizeof(err)));
+	char want[700];
+	snprintf(want, sizeof(want), "%s: schema version 3 is newer than this pcapline supports (2)", p);
+	if (strstr(err, want) == NULL)
+		fail_msg("%s", err);
+	assert_string_equal(dump_rows(f->dir, "SELECT value FROM meta WHERE key = 'schema'"), "3\n");
+	assert_string_equal(dump_rows(f->dir, "SELECT count(*) FROM sqlite_master"), "22\n");
+	/* Readers refuse it too; they read an older one as it is. */
+	assert_int_equal(sqlite3_open_v2(p, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+	err[0] = '\0';
+	assert_int_equal(index_schema_check(db, p, err, sizeof(err)), -EPROTONOSUPPORT);
+	assert_non_null(strstr(err, "schema version 3 is newer"));
+	sqlite3_close(db);
+	/* Something that is no version at all. */
+	assert_int_equal(sqlite3_open(p, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, "UPDATE meta SET value = '1x'", NULL, NULL, NULL), SQLITE_OK);
 	sqlite3_close(db);
 	assert_null(index_open(f->dir, err, sizeof(err)));
-	assert_non_null(strstr(err, "schema version '2'"));
+	assert_non_null(strstr(err, "schema version '1x' is not one this pcapline knows (it supports 2)"));
 
 	/* Not a database at all: set aside, a new one is made. */
 	FILE *fp = fopen(p, "w");
@@ -221,7 +240,121 @@ static void test_schema_mismatch_and_corrupt(void **state)
 	snprintf(p, sizeof(p), "%s/index.db-wal", f->dir);
 	unlink(p);
 	open_index(f);
+	assert_string_equal(dump_rows(f->dir, "SELECT value FROM meta WHERE key = 'schema'"), "2\n");
+}
+
+/* The schema as SQLite holds it, in an order that does not depend on creation order.
+ * The text of the segments table is left out: import's copy of version 1 wrote the same
+ * columns and constraints on one line; SEGMENTS_SQL compares them column by column. */
+#define SCHEMA_SQL                                                                                         \
+	"SELECT type, name, tbl_name, CASE name WHEN 'segments' THEN '' ELSE sql END FROM sqlite_master "   \
+	"ORDER BY type, name"
+#define SEGMENTS_SQL "SELECT * FROM pragma_table_info('segments') ORDER BY cid"
+
+/* Loads a dump of an index.db written by the release before schemas were versioned
+ * (tests/data/index-v1/README.md) into <dir>/index.db. */
+static void load_v1(const char *dir, const char *which)
+{
+	char p[512], *sql;
+	sqlite3 *db;
+	FILE *fp;
+	long n;
+
+	snprintf(p, sizeof(p), "%s/tests/data/index-v1/%s.sql", getenv("PLTEST_SRC") ? getenv("PLTEST_SRC") : ".",
+		 which);
+	fp = fopen(p, "r");
+	if (fp == NULL)
+		fail_msg("%s: %s (run from the top of the tree)", p, strerror(errno));
+	assert_int_equal(fseek(fp, 0, SEEK_END), 0);
+	n = ftell(fp);
+	rewind(fp);
+	sql = calloc(1, (size_t)n + 1);
+	assert_non_null(sql);
+	assert_int_equal(fread(sql, 1, (size_t)n, fp), (size_t)n);
+	fclose(fp);
+	snprintf(p, sizeof(p), "%s/index.db", dir);
+	assert_int_equal(sqlite3_open(p, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+	free(sql);
+}
+
+static void test_migrate_v1(void **state, const char *which, const char *rows, const char *retention)
+{
+	struct fixture *f = *state;
+	char fresh[64], *want;
+
+	/* The schema a new index gets. */
+	snprintf(fresh, sizeof(fresh), "/tmp/pcapline-test-index-XXXXXX");
+	assert_non_null(mkdtemp(fresh));
+	char err[512] = "";
+	struct index *ix = index_open(fresh, err, sizeof(err));
+	if (!ix)
+		fail_msg("index_open: %s", err);
+	index_close(ix);
+	want = strdup(dump_rows(fresh, SCHEMA_SQL));
+	char *want_seg = strdup(dump_rows(fresh, SEGMENTS_SQL));
+	nftw(fresh, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+
+	load_v1(f->dir, which);
 	assert_string_equal(dump_rows(f->dir, "SELECT value FROM meta WHERE key = 'schema'"), "1\n");
+	open_index(f);
+	/* In place: the rows and totals are kept, the version is the current one, and the
+	 * schema is exactly a new index's. */
+	assert_string_equal(dump_rows(f->dir, "SELECT value FROM meta WHERE key = 'schema'"), "2\n");
+	assert_string_equal(dump_rows(f->dir, "SELECT id, sensor, path, packets, bytes FROM segments ORDER BY id"), rows);
+	assert_string_equal(dump_rows(f->dir, "SELECT * FROM retention"), retention);
+	assert_string_equal(dump_rows(f->dir, SCHEMA_SQL), want);
+	assert_string_equal(dump_rows(f->dir, SEGMENTS_SQL), want_seg);
+	free(want);
+	free(want_seg);
+	/* And the migrated index works: retention, the L4 trigger, a second open. */
+	struct index_seg old[1];
+	assert_int_equal(index_oldest(f->ix, "s1", old, 1), 1);
+	assert_int_equal(index_retire(f->ix, &old[0]), 0);
+	index_close(f->ix);
+	open_index(f);
+	assert_string_equal(dump_rows(f->dir, "SELECT value FROM l4_stats WHERE key = 'retired_before_dissection'"),
+			    strcmp(which, "receiver") == 0 ? "2\n" : "1\n");
+}
+
+static void test_migrate_v1_receiver(void **state)
+{
+	test_migrate_v1(state, "receiver",
+			"2|s1|sensors/s1/segments/01700000001000000000-00000000000000aa-2.0-eth0.pcap|11|1300\n"
+			"3|s1|sensors/s1/segments/01700000002000000000-00000000000000aa-3.0-eth0.pcap|12|1416\n",
+			"s1|1|10|1184\n");
+}
+
+static void test_migrate_v1_import(void **state)
+{
+	test_migrate_v1(state, "import",
+			"1|s1|sensors/s1/segments/01700000000000000000-2d34de0ba8f7143d-0-if0.pcap|6|480\n", "");
+}
+
+/* pcapline import opens the index inside its own transaction: the schema it gets is the
+ * receiver's (the same function, through a savepoint). */
+static void test_schema_inside_transaction(void **state)
+{
+	struct fixture *f = *state;
+	char p[512], err[512] = "", *want;
+	sqlite3 *db;
+
+	open_index(f);
+	index_close(f->ix);
+	f->ix = NULL;
+	want = strdup(dump_rows(f->dir, SCHEMA_SQL));
+	snprintf(p, sizeof(p), "%s/index.db", f->dir);
+	unlink(p);
+	assert_int_equal(sqlite3_open(p, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, "PRAGMA journal_mode=WAL; BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+	assert_int_equal(index_schema_apply(db, p, err, sizeof(err)), 0);
+	assert_int_equal(sqlite3_get_autocommit(db), 0); /* still the caller's transaction */
+	assert_int_equal(sqlite3_exec(db, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+	assert_string_equal(dump_rows(f->dir, SCHEMA_SQL), want);
+	assert_string_equal(dump_rows(f->dir, "SELECT value FROM meta WHERE key = 'schema'"), "2\n");
+	free(want);
 }
 
 static void test_path_ok(void **state)
@@ -635,7 +768,7 @@ static void test_retire_takes_l4_rows(void **state)
 	open_index(f);
 	add_seg(f, NULL, "s1", 0, 9, a);
 	add_seg(f, NULL, "s1", 10, 19, b);
-	assert_int_equal(index_pos_path(a, pos, sizeof(pos)), 0);
+	assert_int_equal(posfile_path(a, pos, sizeof(pos)), 0);
 	assert_non_null(strstr(pos, "/l4/"));
 	snprintf(full, sizeof(full), "%s/sensors/s1/l4", f->dir);
 	assert_int_equal(mkdir(full, 0750), 0);
@@ -643,7 +776,7 @@ static void test_retire_takes_l4_rows(void **state)
 	FILE *pf = fopen(full, "w");
 	assert_non_null(pf);
 	fclose(pf);
-	assert_int_equal(index_pos_path("snapshots/x/a.pcap", pos, sizeof(pos)), -1);
+	assert_int_equal(posfile_path("snapshots/x/a.pcap", pos, sizeof(pos)), -1);
 	sql(f->dir, "INSERT INTO conns SELECT 1, 7, 's1', 'eth0', 'tcp', '198.18.0.1', 1, '198.18.0.2', 2, 'CLOSED', "
 		    "NULL, 0, 1, 1, 60, 1, 60, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0");
 	sql(f->dir, "INSERT INTO conns SELECT 2, 7, 's1', 'eth0', 'tcp', '198.18.0.1', 3, '198.18.0.2', 2, 'CLOSED', "
@@ -753,6 +886,9 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_schema, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_schema_mismatch_and_corrupt, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_migrate_v1_receiver, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_migrate_v1_import, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_schema_inside_transaction, setup, teardown),
 		cmocka_unit_test(test_path_ok),
 		cmocka_unit_test_setup_teardown(test_scan, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_insert, setup, teardown),

@@ -1,428 +1,263 @@
 /* SPDX-License-Identifier: BSD-2-Clause */
 /*
- * Unit tests for receiver/repo/names.c: the names.jsonl history a receiver keeps per
- * sensor (appending NAMES frames, leaving out repeats, cutting a torn last line) and
- * the names_at() lookup behind `pcapline-receiver --names-at`.
+ * Tests for the names.jsonl format (receiver/repo/names.c) and its readers: the exact
+ * bytes of a line, what the parser accepts and refuses (limits, hostile input), and a
+ * history with malformed, overlong and torn lines read by names_at() and namehist_load().
  */
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <cmocka.h>
-
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cmocka.h>
+
+#include "receiver/repo/namehist.h"
 #include "receiver/repo/names.h"
 
-static char root[256];
-
-static int setup(void **state)
+static int
+rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
 {
-	char cmd[300];
-
-	(void)state;
-	snprintf(root, sizeof(root), "/tmp/pcapline-test-namelog-XXXXXX");
-	if (!mkdtemp(root))
-		return -1;
-	snprintf(cmd, sizeof(cmd), "%s/sensors", root);
-	mkdir(cmd, 0750);
-	return 0;
+	return remove(path);
 }
 
-static int teardown(void **state)
+static bool
+parse(const char *s, struct names_line *l)
 {
-	char cmd[300];
-
-	(void)state;
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", root);
-	return system(cmd) == 0 ? 0 : -1;
+	return names_line_parse(s, strlen(s), l);
 }
 
-static char *slurp(const char *sensor)
+static void
+test_format_bytes(void **state)
 {
-	static char buf[65536];
-	char path[512];
-	FILE *f;
-	size_t n;
+	char buf[256];
 
-	snprintf(path, sizeof(path), "%s/sensors/%s/names.jsonl", root, sensor);
-	f = fopen(path, "r");
-	if (!f)
-		return NULL;
-	n = fread(buf, 1, sizeof(buf) - 1, f);
-	buf[n] = '\0';
-	fclose(f);
-	return buf;
+	/* The bytes the receiver wrote before jansson did it, key order included. */
+	assert_int_equal(names_line_format(1700000000123456789ull, "10.0.0.1:53", "db.example", "prod", "dns",
+				 buf, sizeof(buf)),
+		91);
+	assert_string_equal(buf,
+		"{\"t\":1700000000123456789,\"addr\":\"10.0.0.1:53\",\"name\":\"db.example\",\"ns\":\"prod\","
+		"\"src\":\"dns\"}\n");
+	assert_int_equal(names_line_format(0, "::1", "", "", "", buf, sizeof(buf)), 48);
+	assert_string_equal(buf, "{\"t\":0,\"addr\":\"::1\",\"name\":\"\",\"ns\":\"\",\"src\":\"\"}\n");
+	/* Escapes that read back as written. */
+	assert_true(
+		names_line_format(5, "1.2.3.4", "a\"b\\c\x01", "n\xc3\xa9", "static", buf, sizeof(buf)) > 0);
+	assert_string_equal(buf,
+		"{\"t\":5,\"addr\":\"1.2.3.4\",\"name\":\"a\\\"b\\\\c\\u0001\",\"ns\":\"n\xc3\xa9\","
+		"\"src\":\"static\"}\n");
+	struct names_line l;
+	assert_true(names_line_parse(buf, strlen(buf) - 1, &l));
+	assert_string_equal(l.name, "a\"b\\c\x01");
+	assert_string_equal(l.ns, "n\xc3\xa9");
+	/* Like snprintf: the length needed when it does not fit, never beyond cap. */
+	memset(buf, 'x', sizeof(buf));
+	assert_int_equal(names_line_format(1, "1.2.3.4", "a", "", "dns", buf, 10), 56);
+	assert_int_equal(buf[10], 'x');
+	/* What no reader could take back is refused. */
+	assert_int_equal(
+		names_line_format((uint64_t)INT64_MAX + 1, "1.2.3.4", "a", "", "dns", buf, sizeof(buf)),
+		-ERANGE);
+	assert_true(names_line_format(INT64_MAX, "1.2.3.4", "a", "", "dns", buf, sizeof(buf)) > 0);
+	assert_int_equal(names_line_format(1, "1.2.3.4", "\xff", "", "dns", buf, sizeof(buf)), -EINVAL);
 }
 
-static void put_file(const char *sensor, const char *text)
+static void
+test_parse_limits(void **state)
 {
-	char path[512];
-	FILE *f;
+	struct names_line l;
 
-	snprintf(path, sizeof(path), "%s/sensors/%s", root, sensor);
-	mkdir(path, 0750);
-	snprintf(path, sizeof(path), "%s/sensors/%s/names.jsonl", root, sensor);
-	f = fopen(path, "w");
-	assert_non_null(f);
-	fputs(text, f);
-	fclose(f);
-}
+	assert_true(parse("{\"t\":7,\"addr\":\"10.0.0.1\",\"name\":\"x\"}", &l));
+	assert_true(l.t == 7 && !l.cut);
+	assert_string_equal(l.ns, "");
+	assert_string_equal(l.src, "");
+	/* Unknown keys, nested as deep as they like, are skipped. */
+	assert_true(parse(
+		"{\"x\":[[[[{\"y\":[1,2,{}]}]]]],\"t\":1,\"addr\":\"a\",\"name\":\"\",\"ns\":\"n\"}", &l));
+	assert_true(parse(" {\"t\":9223372036854775807,\"addr\":\"a\",\"name\":\"b\"} ", &l));
+	assert_true(l.t == INT64_MAX);
 
-static void ev(struct proto_name *e, uint64_t t, uint8_t src, const char *addr4, uint16_t port, const char *name,
-	       const char *ns)
-{
-	memset(e, 0, sizeof(*e));
-	e->ts_ns = t;
-	e->source = src;
-	e->family = 4;
-	sscanf(addr4, "%hhu.%hhu.%hhu.%hhu", &e->addr[0], &e->addr[1], &e->addr[2], &e->addr[3]);
-	e->port = port;
-	snprintf(e->name, sizeof(e->name), "%s", name);
-	snprintf(e->ns, sizeof(e->ns), "%s", ns);
-}
-
-static void test_addresses(void **state)
-{
-	char out[NAMES_ADDR_LEN];
-	static const uint8_t v6[16] = {0x20, 0x01, 0x0d, 0xb8, [15] = 1};
-	static const struct {
-		const char *in, *out;
-	} ok[] = {
-		{"198.18.0.1", "198.18.0.1"},
-		{"198.18.0.1:80", "198.18.0.1:80"},
-		{"2001:DB8:0:0::1", "2001:db8::1"},
-		{"[2001:db8::1]", "2001:db8::1"},
-		{"[2001:db8::1]:443", "[2001:db8::1]:443"},
-		{"::ffff:198.18.0.1", "::ffff:198.18.0.1"},
-		{"::", "::"},
+	static const char *bad[] = {
+		"",
+		"[]",
+		"{}",
+		"null",
+		"{\"addr\":\"a\",\"name\":\"b\"}",        /* no t */
+		"{\"t\":1,\"name\":\"b\"}",               /* no addr */
+		"{\"t\":1,\"addr\":\"a\"}",               /* no name */
+		"{\"t\":1,\"addr\":\"\",\"name\":\"b\"}", /* empty addr */
+		"{\"t\":-1,\"addr\":\"a\",\"name\":\"b\"}",
+		"{\"t\":1.5,\"addr\":\"a\",\"name\":\"b\"}",
+		"{\"t\":\"1\",\"addr\":\"a\",\"name\":\"b\"}",
+		"{\"t\":9223372036854775808,\"addr\":\"a\",\"name\":\"b\"}", /* above 2^63-1 */
+		"{\"t\":1,\"t\":2,\"addr\":\"a\",\"name\":\"b\"}",           /* a key twice */
+		"{\"t\":1,\"addr\":\"a\",\"name\":\"b\\u0000c\"}",           /* a NUL */
+		"{\"t\":1,\"addr\":\"a\",\"name\":\"\xff\"}",                /* not UTF-8 */
+		"{\"t\":1,\"addr\":\"a\",\"name\":\"\\ud800\"}",             /* a lone surrogate */
+		"{\"t\":1,\"addr\":\"a\",\"name\":\"b\"} x",                 /* trailing text */
+		"{\"t\":1,\"addr\":\"a\",\"name\":\"b\"",                    /* cut short */
+		"{\"t\":1,\"addr\":\"a\",\"name\":\"b\",\"src\":5}",         /* src not a string */
+		"{\"t\":1,\"addr\":\"a\",\"name\":null}",
 	};
-	static const char *const bad[] = {"", "x", "198.18.0", "198.18.0.1:", "198.18.0.1:0", "198.18.0.1:65536",
-					  "198.18.0.1:8a", "[2001:db8::1", "[2001:db8::1]x", "[198.18.0.1]:80",
-					  "2001:db8::1:80x", "198.18.0.1:80:80"};
-
-	(void)state;
-	names_addr_format(4, (const uint8_t *)"\xc6\x12\x00\x01", 0, out);
-	assert_string_equal(out, "198.18.0.1");
-	names_addr_format(6, v6, 53, out);
-	assert_string_equal(out, "[2001:db8::1]:53");
-	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
-		if (names_addr_parse(ok[i].in, out) != 0)
-			fail_msg("'%s' refused", ok[i].in);
-		assert_string_equal(out, ok[i].out);
-	}
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
-		if (names_addr_parse(bad[i], out) == 0)
-			fail_msg("'%s' accepted as '%s'", bad[i], out);
+		if (parse(bad[i], &l))
+			fail_msg("accepted: %s", bad[i]);
+	/* Never reads beyond n: the same text cut before its closing brace is refused. */
+	const char *s = "{\"t\":1,\"addr\":\"a\",\"name\":\"b\"}";
+	assert_false(names_line_parse(s, strlen(s) - 1, &l));
+
+	/* Strings: NAMES_FIELD_MAX bytes kept whole, longer ones cut (and flagged). */
+	char *line = malloc(NAMES_LINE_MAX + 64), *p;
+	assert_non_null(line);
+	p = line + sprintf(line, "{\"t\":1,\"addr\":\"a\",\"name\":\"");
+	memset(p, 'n', NAMES_FIELD_MAX);
+	strcpy(p + NAMES_FIELD_MAX, "\"}");
+	assert_true(parse(line, &l));
+	assert_false(l.cut);
+	assert_int_equal(strlen(l.name), NAMES_FIELD_MAX);
+	memset(p, 'n', NAMES_FIELD_MAX + 1);
+	strcpy(p + NAMES_FIELD_MAX + 1, "\"}");
+	assert_true(parse(line, &l));
+	assert_true(l.cut);
+	assert_int_equal(strlen(l.name), NAMES_FIELD_MAX);
+	/* A line longer than NAMES_LINE_MAX is malformed, whatever it holds. */
+	memset(p, 'n', NAMES_LINE_MAX);
+	strcpy(p + NAMES_LINE_MAX, "\"}");
+	assert_false(parse(line, &l));
+	free(line);
 }
 
-static void test_append_and_repeats(void **state)
+static void
+write_file(const char *path, const char *text, size_t n)
 {
-	static struct proto_names m;
-	struct names_store *st = names_store_new(root, NAMES_SYNC_WRITE);
-	struct names_log *l;
-	char err[512];
-
-	(void)state;
-	assert_non_null(st);
-	l = names_log_open(st, "s1");
-	assert_non_null(l);
-	m.n = 4;
-	ev(&m.ev[0], 1000, PROTO_NSRC_DNS, "198.18.0.50", 0, "x.test", "");
-	ev(&m.ev[1], 2000, PROTO_NSRC_DNS, "198.18.0.50", 0, "x.test", ""); /* repeat */
-	ev(&m.ev[2], 3000, PROTO_NSRC_STATIC, "198.18.0.5", 5432, "db", "prod");
-	ev(&m.ev[3], 4000, 9, "198.18.0.50", 0, "y.test", ""); /* an unknown source */
-	assert_int_equal(names_log_append(l, &m, err, sizeof(err)), 3);
-	assert_string_equal(slurp("s1"),
-			    "{\"t\":1000,\"addr\":\"198.18.0.50\",\"name\":\"x.test\",\"ns\":\"\",\"src\":\"dns\"}\n"
-			    "{\"t\":3000,\"addr\":\"198.18.0.5:5432\",\"name\":\"db\",\"ns\":\"prod\",\"src\":\"static\"}\n"
-			    "{\"t\":4000,\"addr\":\"198.18.0.50\",\"name\":\"y.test\",\"ns\":\"\",\"src\":\"other\"}\n");
-	assert_int_equal(names_log_counters(l)->written, 3);
-	assert_int_equal(names_log_counters(l)->repeats, 1);
-	names_log_close(l);
-
-	/* A new session re-announces its table: the mappings in effect are repeats, read back
-	 * from the file; a namespace change is not. */
-	l = names_log_open(st, "s1");
-	m.n = 3;
-	ev(&m.ev[0], 3000, PROTO_NSRC_STATIC, "198.18.0.5", 5432, "db", "prod");
-	ev(&m.ev[1], 4000, PROTO_NSRC_DNS, "198.18.0.50", 0, "y.test", "");
-	ev(&m.ev[2], 5000, PROTO_NSRC_STATIC, "198.18.0.5", 5432, "db", "staging");
-	assert_int_equal(names_log_append(l, &m, err, sizeof(err)), 1);
-	assert_int_equal(names_log_counters(l)->repeats, 2);
-	/* An old mapping coming back (X again) is a change. */
-	m.n = 1;
-	ev(&m.ev[0], 6000, PROTO_NSRC_DNS, "198.18.0.50", 0, "x.test", "");
-	assert_int_equal(names_log_append(l, &m, err, sizeof(err)), 1);
-	assert_int_equal(names_log_sync(l), 0);
-	names_log_close(l);
-	names_store_free(st);
-
-	/* No repository: no history. */
-	st = names_store_new("", NAMES_SYNC_CLOSE);
-	assert_null(names_log_open(st, "s1"));
-	names_store_free(st);
-	st = names_store_new(root, NAMES_SYNC_CLOSE);
-	assert_null(names_log_open(st, "../s1"));
-	assert_null(names_log_open(st, ".hidden"));
-	names_store_free(st);
-	names_log_close(NULL);
+	FILE *f = fopen(path, "w");
+	assert_non_null(f);
+	assert_int_equal(fwrite(text, 1, n, f), n);
+	fclose(f);
 }
 
-static void test_torn_tail(void **state)
+/* A history with every kind of bad line: names_at() and namehist_load() skip them,
+ * count them where they report, and answer from the good ones. */
+static void
+test_history_with_bad_lines(void **state)
 {
-	static struct proto_names m;
-	struct names_store *st = names_store_new(root, NAMES_SYNC_TIMER);
-	struct names_log *l;
-	char err[512];
+	char dir[] = "/tmp/pcapline-test-names-XXXXXX", p[256], name[64], ns[64], err[256];
+	size_t big = NAMES_LINE_MAX + 10;
+	char *text = malloc(big + 1024), *w = text;
 
-	(void)state;
-	put_file("s2", "{\"t\":1,\"addr\":\"198.18.0.1\",\"name\":\"a\",\"ns\":\"\",\"src\":\"dns\"}\n"
-		       "{\"t\":2,\"addr\":\"198.18.0.2\",\"name\":\"b\",\"ns\":\"\",\"sr");
-	l = names_log_open(st, "s2");
-	m.n = 2;
-	ev(&m.ev[0], 3, PROTO_NSRC_DNS, "198.18.0.1", 0, "a", ""); /* a repeat of line 1 */
-	ev(&m.ev[1], 4, PROTO_NSRC_DNS, "198.18.0.2", 0, "b", ""); /* the torn line did not count */
-	assert_int_equal(names_log_append(l, &m, err, sizeof(err)), 1);
-	assert_string_equal(slurp("s2"), "{\"t\":1,\"addr\":\"198.18.0.1\",\"name\":\"a\",\"ns\":\"\",\"src\":\"dns\"}\n"
-					 "{\"t\":4,\"addr\":\"198.18.0.2\",\"name\":\"b\",\"ns\":\"\",\"src\":\"dns\"}\n");
-	names_log_close(l);
-	/* A file that is one torn line. */
-	put_file("s3", "{\"t\":1,\"addr\"");
-	l = names_log_open(st, "s3");
-	m.n = 1;
-	assert_int_equal(names_log_append(l, &m, err, sizeof(err)), 1);
-	assert_string_equal(slurp("s3"), "{\"t\":3,\"addr\":\"198.18.0.1\",\"name\":\"a\",\"ns\":\"\",\"src\":\"dns\"}\n");
-	names_log_close(l);
-	names_store_free(st);
+	assert_non_null(mkdtemp(dir));
+	snprintf(p, sizeof(p), "%s/sensors", dir);
+	mkdir(p, 0750);
+	snprintf(p, sizeof(p), "%s/sensors/s1", dir);
+	mkdir(p, 0750);
+	w += sprintf(w, "{\"t\":100,\"addr\":\"10.0.0.1\",\"name\":\"one\",\"ns\":\"a\",\"src\":\"dns\"}\n");
+	w += sprintf(w, "not json\n");
+	/* An overlong line that would otherwise rename the address. */
+	w += sprintf(w, "{\"t\":150,\"addr\":\"10.0.0.1\",\"name\":\"");
+	memset(w, 'x', big);
+	w += big;
+	w += sprintf(w, "\"}\n");
+	w += sprintf(w, "{\"t\":200,\"addr\":\"10.0.0.1\",\"name\":\"two\",\"t\":1}\n"); /* a key twice */
+	w += sprintf(w, "\n");
+	w += sprintf(
+		w, "{\"t\":300,\"addr\":\"10.0.0.1\",\"name\":\"three\",\"ns\":\"c\",\"src\":\"hosts\"}\n");
+	w += sprintf(w, "{\"t\":400,\"addr\":\"10.0.0.1\",\"name\":\"torn"); /* being appended */
+	snprintf(p, sizeof(p), "%s/sensors/s1/names.jsonl", dir);
+	write_file(p, text, (size_t)(w - text));
+
+	assert_int_equal(names_at(dir, "s1", "10.0.0.1", 160, name, sizeof(name), ns, sizeof(ns)), 1);
+	assert_string_equal(name, "one");
+	assert_int_equal(names_at(dir, "s1", "10.0.0.1", 250, name, sizeof(name), ns, sizeof(ns)), 1);
+	assert_string_equal(name, "one");
+	assert_int_equal(names_at(dir, "s1", "10.0.0.1:80", 500, name, sizeof(name), ns, sizeof(ns)), 1);
+	assert_string_equal(name, "three");
+	assert_string_equal(ns, "c");
+	assert_int_equal(names_at(dir, "s1", "10.0.0.1", 99, name, sizeof(name), ns, sizeof(ns)), 0);
+	assert_int_equal(names_at(dir, "s2", "10.0.0.1", 99, name, sizeof(name), ns, sizeof(ns)), -ENOENT);
+	assert_int_equal(names_at(dir, "../s1", "10.0.0.1", 99, name, sizeof(name), ns, sizeof(ns)), -EINVAL);
+
+	/* The export's reader: 5 lines (the empty one and the torn one are not lines), 3 bad. */
+	struct namehist *h = namehist_load(p, 0, 1000, err, sizeof(err));
+	assert_non_null(h);
+	assert_int_equal(namehist_lines(h), 5);
+	assert_int_equal(namehist_bad_lines(h), 3);
+	FILE *out = tmpfile();
+	size_t lines = 0;
+	assert_int_equal(namehist_write_jsonl(h, out, &lines), 0);
+	assert_int_equal(lines, 2);
+	rewind(out);
+	char got[512] = "";
+	assert_true(fread(got, 1, sizeof(got) - 1, out) > 0);
+	assert_string_equal(got,
+		"{\"t\":100,\"addr\":\"10.0.0.1\",\"name\":\"one\",\"ns\":\"a\",\"src\":\"dns\"}\n"
+		"{\"t\":300,\"addr\":\"10.0.0.1\",\"name\":\"three\",\"ns\":\"c\",\"src\":\"hosts\"}\n");
+	fclose(out);
+	out = tmpfile();
+	size_t keys = 0;
+	assert_int_equal(namehist_write_kubeshark(h, out, &keys), 0);
+	assert_int_equal(keys, 1); /* both changes fall in second 0: its state at the end */
+	rewind(out);
+	memset(got, 0, sizeof(got));
+	assert_true(fread(got, 1, sizeof(got) - 1, out) > 0);
+	assert_string_equal(
+		got, "{\n\"0\":{\"10.0.0.1\":{\"FullAddress\":\"three\",\"Namespace\":\"c\"}}\n}\n");
+	fclose(out);
+	namehist_free(h);
+	free(text);
+	nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
 }
 
-static int at(const char *sensor, const char *addr, uint64_t t, char *name)
+/* Kubeshark keys are seconds; one whose nanoseconds do not fit a names.jsonl time is
+ * refused instead of wrapping around into another time. */
+static void
+test_kubeshark_key_range(void **state)
 {
-	char ns[64];
+	char path[] = "/tmp/pcapline-test-ks-XXXXXX", err[256] = "", *out = NULL;
+	size_t outlen = 0, lines = 0;
+	int fd = mkstemp(path);
+	FILE *o;
 
-	name[0] = '\0';
-	return names_at(root, sensor, addr, t, name, 256, ns, sizeof(ns));
+	assert_true(fd >= 0);
+	static const char far[] = "{\"99999999999\":{\"10.0.0.1\":{\"FullAddress\":\"far\"}}}";
+	assert_int_equal(write(fd, far, sizeof(far) - 1), (ssize_t)sizeof(far) - 1);
+	close(fd);
+	o = open_memstream(&out, &outlen);
+	assert_int_equal(namehist_from_kubeshark(path, 1 << 20, o, &lines, err, sizeof(err)), -1);
+	fclose(o);
+	assert_string_equal(err, "key '99999999999' is not Unix seconds (after the year 2262)");
+	assert_int_equal(outlen, 0);
+	free(out);
+
+	static const char last[] = "{\"9223372036\":{\"10.0.0.1\":{\"FullAddress\":\"last\"}}}";
+	fd = open(path, O_WRONLY | O_TRUNC);
+	assert_int_equal(write(fd, last, sizeof(last) - 1), (ssize_t)sizeof(last) - 1);
+	close(fd);
+	o = open_memstream(&out, &outlen);
+	assert_int_equal(namehist_from_kubeshark(path, 1 << 20, o, &lines, err, sizeof(err)), 0);
+	fclose(o);
+	assert_string_equal(out,
+		"{\"t\":9223372036000000000,\"addr\":\"10.0.0.1\",\"name\":\"last\",\"ns\":\"\","
+		"\"src\":\"static\"}\n");
+	free(out);
+	unlink(path);
 }
 
-static void test_names_at(void **state)
-{
-	char name[256], ns[8], big[70000];
-
-	(void)state;
-	put_file("q",
-		 "{\"t\":100,\"addr\":\"198.18.0.50\",\"name\":\"x.test\",\"ns\":\"\",\"src\":\"dns\"}\n"
-		 "{\"t\":300,\"addr\":\"198.18.0.50\",\"name\":\"y.test\",\"ns\":\"\",\"src\":\"dns\"}\n"
-		 "{\"t\":200,\"addr\":\"198.18.0.50\",\"name\":\"late.test\",\"ns\":\"\",\"src\":\"dns\"}\n"
-		 "{\"t\":300,\"addr\":\"198.18.0.5:5432\",\"name\":\"db\",\"ns\":\"prod\",\"src\":\"static\"}\n"
-		 "{\"t\":100,\"addr\":\"198.18.0.5\",\"name\":\"host5\",\"ns\":\"\",\"src\":\"hosts\"}\n"
-		 "{\"t\":500,\"addr\":\"198.18.0.5:5432\",\"name\":\"\",\"ns\":\"\",\"src\":\"static\"}\n"
-		 "not json\n"
-		 "{\"t\":-1,\"addr\":\"198.18.9.9\",\"name\":\"neg\"}\n"
-		 "{\"t\":1.5,\"addr\":\"198.18.9.9\",\"name\":\"frac\"}\n"
-		 "{\"t\":1,\"t\":2,\"addr\":\"198.18.9.9\",\"name\":\"dup\"}\n"
-		 "{\"t\":1,\"addr\":\"198.18.9.9\"}\n"
-		 "{\"t\":1,\"addr\":\"\",\"name\":\"noaddr\"}\n"
-		 "  { \"x\" : [1, {\"y\": null}, true, \"s\\\"\"] , \"t\" : 1 , \"addr\" : \"2001:DB8::1\" ,"
-		 " \"name\" : \"v6\\u002etest\" }  \n"
-		 "{\"t\":400,\"addr\":\"198.18.0.50\",\"name\":\"z.test\",\"ns\":\"n\",\"src\":\"dns\"}\n"
-		 "{\"t\":400,\"addr\":\"198.18.0.50\",\"name\":\"w.test\",\"ns\":\"n\",\"src\":\"dns\"}\n"
-		 "{\"t\":900,\"addr\":\"198.18.0.50\",\"name\":\"torn\"");
-	assert_int_equal(at("q", "198.18.0.50", 99, name), 0);
-	assert_int_equal(at("q", "198.18.0.50", 100, name), 1);
-	assert_string_equal(name, "x.test");
-	assert_int_equal(at("q", "198.18.0.50", 199, name), 1);
-	assert_string_equal(name, "x.test");
-	assert_int_equal(at("q", "198.18.0.50", 250, name), 1); /* time order, not file order */
-	assert_string_equal(name, "late.test");
-	assert_int_equal(at("q", "198.18.0.50", 300, name), 1);
-	assert_string_equal(name, "y.test");
-	assert_int_equal(at("q", "198.18.0.50", 400, name), 1); /* equal t: the later line */
-	assert_string_equal(name, "w.test");
-	assert_int_equal(at("q", "198.18.0.50", UINT64_MAX, name), 1); /* a torn last line is not read */
-	assert_string_equal(name, "w.test");
-	/* A port falls back to the address; an ended mapping (empty name) too. */
-	assert_int_equal(at("q", "198.18.0.5:5432", 350, name), 1);
-	assert_string_equal(name, "db");
-	assert_int_equal(names_at(root, "q", "198.18.0.5:5432", 350, name, sizeof(name), ns, sizeof(ns)), 1);
-	assert_string_equal(ns, "prod");
-	assert_int_equal(at("q", "198.18.0.5:5432", 600, name), 1);
-	assert_string_equal(name, "host5");
-	assert_int_equal(at("q", "198.18.0.5:80", 150, name), 1);
-	assert_string_equal(name, "host5");
-	assert_int_equal(at("q", "198.18.0.5", 350, name), 1);
-	assert_string_equal(name, "host5");
-	/* Malformed lines are skipped; whitespace, unknown fields and escapes are fine. */
-	assert_int_equal(at("q", "198.18.9.9", 10, name), 0);
-	assert_int_equal(at("q", "2001:db8::1", 10, name), 1);
-	assert_string_equal(name, "v6.test");
-	assert_int_equal(at("q", "[2001:db8:0::1]:99", 10, name), 1);
-	assert_string_equal(name, "v6.test");
-	/* Cut to the caller's buffer. */
-	assert_int_equal(names_at(root, "q", "198.18.0.50", 100, name, 3, ns, sizeof(ns)), 1);
-	assert_string_equal(name, "x.");
-	/* Errors. */
-	assert_int_equal(at("none", "198.18.0.1", 1, name), -ENOENT);
-	assert_int_equal(at("../q", "198.18.0.1", 1, name), -EINVAL);
-	assert_int_equal(at("q", "not-an-ip", 1, name), -EINVAL);
-
-	/* A line longer than any we read, then a good one. */
-	memset(big, 'x', sizeof(big));
-	static const char head[] = "{\"t\":1,\"addr\":\"198.19.1.1\",\"name\":\"";
-	memcpy(big, head, sizeof(head) - 1);
-	strcpy(big + sizeof(big) - 64, "\"}\n{\"t\":2,\"addr\":\"198.19.1.1\",\"name\":\"ok\"}\n");
-	put_file("long", big);
-	assert_int_equal(at("long", "198.19.1.1", 5, name), 1);
-	assert_string_equal(name, "ok");
-	assert_int_equal(at("long", "198.19.1.1", 1, name), 0);
-}
-
-/* Retention's trim: history older than the oldest stored packet goes, the mapping in
- * effect at that time stays for every address, and every answer from then on is the
- * same; a session writing to the file goes on writing to the new one. */
-static void test_trim(void **state)
-{
-	static struct proto_names m;
-	struct names_store *st = names_store_new(root, NAMES_SYNC_WRITE);
-	struct names_log *l;
-	char err[512], name[256], ns[64];
-	uint64_t dropped = 99;
-	static const uint64_t asks[] = {5000, 5001, 6000, 6999, 7000, 9000, 100000};
-	char before[sizeof(asks) / sizeof(asks[0])][3][256];
-	static const char *const addrs[] = {"198.18.0.1", "198.18.0.2", "198.18.0.3"};
-
-	(void)state;
-	put_file("s3", "{\"t\":1000,\"addr\":\"198.18.0.1\",\"name\":\"a1\",\"ns\":\"\"}\n"
-		       "{\"t\":2000,\"addr\":\"198.18.0.1\",\"name\":\"a2\",\"ns\":\"\"}\n"
-		       "{\"t\":3000,\"addr\":\"198.18.0.2\",\"name\":\"b1\",\"ns\":\"\"}\n"
-		       "{\"t\":3500,\"addr\":\"198.18.0.3\",\"name\":\"c1\",\"ns\":\"\"}\n"
-		       "{\"t\":4000,\"addr\":\"198.18.0.3\",\"name\":\"\",\"ns\":\"\"}\n"
-		       "{\"t\":4500,\"addr\":\"198.18.0.1\",\"name\":\"a3\",\"ns\":\"\"}\n"
-		       "{\"t\":4500,\"addr\":\"198.18.0.1\",\"name\":\"a4\",\"ns\":\"\"}\n"
-		       "not json\n"
-		       "{\"t\":5000,\"addr\":\"198.18.0.2\",\"name\":\"b2\",\"ns\":\"\"}\n"
-		       "{\"t\":7000,\"addr\":\"198.18.0.1\",\"name\":\"a5\",\"ns\":\"\"}\n");
-	for (size_t i = 0; i < sizeof(asks) / sizeof(asks[0]); i++)
-		for (size_t k = 0; k < 3; k++)
-			if (names_at(root, "s3", addrs[k], asks[i], before[i][k], 256, ns, sizeof(ns)) != 1)
-				strcpy(before[i][k], "-");
-	/* A live session holds the file open. */
-	l = names_log_open(st, "s3");
-	m.n = 1;
-	ev(&m.ev[0], 8000, PROTO_NSRC_DNS, "198.18.0.9", 0, "z.test", "");
-	assert_int_equal(names_log_append(l, &m, err, sizeof(err)), 1);
-
-	assert_int_equal(names_trim(root, "s3", 5000, &dropped), 0);
-	assert_int_equal(dropped, 5); /* and the malformed line, never counted */
-	assert_string_equal(slurp("s3"),
-			    "{\"t\":3000,\"addr\":\"198.18.0.2\",\"name\":\"b1\",\"ns\":\"\"}\n"
-			    "{\"t\":4500,\"addr\":\"198.18.0.1\",\"name\":\"a4\",\"ns\":\"\"}\n"
-			    "{\"t\":5000,\"addr\":\"198.18.0.2\",\"name\":\"b2\",\"ns\":\"\"}\n"
-			    "{\"t\":7000,\"addr\":\"198.18.0.1\",\"name\":\"a5\",\"ns\":\"\"}\n"
-			    "{\"t\":8000,\"addr\":\"198.18.0.9\",\"name\":\"z.test\",\"ns\":\"\",\"src\":\"dns\"}\n");
-	for (size_t i = 0; i < sizeof(asks) / sizeof(asks[0]); i++)
-		for (size_t k = 0; k < 3; k++) {
-			int rc = names_at(root, "s3", addrs[k], asks[i], name, sizeof(name), ns, sizeof(ns));
-			assert_string_equal(rc == 1 ? name : "-", before[i][k]);
-		}
-	/* The session follows the new file, and its mappings in effect are still known. */
-	m.n = 2;
-	ev(&m.ev[0], 9000, PROTO_NSRC_DNS, "198.18.0.9", 0, "z.test", ""); /* repeat */
-	ev(&m.ev[1], 9500, PROTO_NSRC_DNS, "198.18.0.4", 0, "d.test", "");
-	assert_int_equal(names_log_append(l, &m, err, sizeof(err)), 1);
-	assert_non_null(strstr(slurp("s3"), "\"t\":9500,\"addr\":\"198.18.0.4\""));
-	assert_int_equal(names_at(root, "s3", "198.18.0.4", 9600, name, sizeof(name), ns, sizeof(ns)), 1);
-	assert_string_equal(name, "d.test");
-	names_log_close(l);
-	/* Again: nothing more to drop, and the file is left as it is. A missing history, a
-	 * bad id. */
-	struct stat s1, s2;
-	char path[512];
-	snprintf(path, sizeof(path), "%s/sensors/s3/names.jsonl", root);
-	assert_int_equal(stat(path, &s1), 0);
-	assert_int_equal(names_trim(root, "s3", 5000, &dropped), 0);
-	assert_int_equal(dropped, 0);
-	assert_int_equal(stat(path, &s2), 0);
-	assert_true(s1.st_ino == s2.st_ino);
-	assert_int_equal(names_trim(root, "nobody", 5000, &dropped), -ENOENT);
-	assert_int_equal(names_trim(root, "../s3", 5000, &dropped), -EINVAL);
-	names_store_free(st);
-}
-
-/* storage.names_max_size: the file never grows past the bound; the oldest history goes
- * first, the mapping in effect for every address stays. */
-static void test_size_bound(void **state)
-{
-	static struct proto_names m;
-	struct names_store *st = names_store_new(root, NAMES_SYNC_CLOSE);
-	struct names_log *l;
-	char err[512], name[256], ns[64], path[512], addr[32];
-	struct stat sb;
-	const uint64_t max = 64 * 1024;
-	uint64_t written = 0;
-
-	(void)state;
-	names_store_set_max(st, max);
-	l = names_log_open(st, "s4");
-	snprintf(path, sizeof(path), "%s/sensors/s4/names.jsonl", root);
-	/* 4000 changes of 20 addresses: about 300 KB unbounded. */
-	for (unsigned i = 0; i < 4000; i++) {
-		char n[64];
-
-		m.n = 1;
-		snprintf(addr, sizeof(addr), "198.18.1.%u", i % 20);
-		snprintf(n, sizeof(n), "host-%u.example.test", i);
-		ev(&m.ev[0], 1000000 + i, PROTO_NSRC_DNS, addr, 0, n, "default");
-		int rc = names_log_append(l, &m, err, sizeof(err));
-		if (rc != 1)
-			fail_msg("event %u: %d %s", i, rc, err);
-		written++;
-		assert_int_equal(stat(path, &sb), 0);
-		assert_true((uint64_t)sb.st_size <= max);
-	}
-	assert_int_equal(names_log_counters(l)->written, written);
-	assert_int_equal(names_log_counters(l)->lost, 0);
-	names_log_close(l);
-	/* The newest mapping of every address is still there, and recent history too. */
-	for (unsigned k = 0; k < 20; k++) {
-		char want[64];
-
-		snprintf(addr, sizeof(addr), "198.18.1.%u", k);
-		snprintf(want, sizeof(want), "host-%u.example.test", 3980 + k);
-		assert_int_equal(names_at(root, "s4", addr, 2000000, name, sizeof(name), ns, sizeof(ns)), 1);
-		assert_string_equal(name, want);
-	}
-	assert_int_equal(names_at(root, "s4", "198.18.1.5", 1000000 + 3965, name, sizeof(name), ns, sizeof(ns)), 1);
-	assert_string_equal(name, "host-3965.example.test");
-	assert_int_equal(names_at(root, "s4", "198.18.1.5", 1000000 + 5, name, sizeof(name), ns, sizeof(ns)), 0);
-
-	/* Mappings in effect alone above the bound: new events are lost, counted, said. */
-	names_store_set_max(st, 300);
-	l = names_log_open(st, "s4");
-	m.n = 1;
-	ev(&m.ev[0], 3000000, PROTO_NSRC_DNS, "198.18.2.1", 0, "new.test", "");
-	assert_int_equal(names_log_append(l, &m, err, sizeof(err)), -ENOSPC);
-	assert_non_null(strstr(err, "storage.names_max_size"));
-	assert_int_equal(names_log_counters(l)->lost, 1);
-	names_log_close(l);
-	names_store_free(st);
-}
-
-int main(void)
+int
+main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_addresses),
-		cmocka_unit_test(test_append_and_repeats),
-		cmocka_unit_test(test_torn_tail),
-		cmocka_unit_test(test_names_at),
-		cmocka_unit_test(test_trim),
-		cmocka_unit_test(test_size_bound),
+		cmocka_unit_test(test_format_bytes),
+		cmocka_unit_test(test_parse_limits),
+		cmocka_unit_test(test_history_with_bad_lines),
+		cmocka_unit_test(test_kubeshark_key_range),
 	};
-
-	return cmocka_run_group_tests(tests, setup, teardown);
+	return cmocka_run_group_tests(tests, NULL, NULL);
 }

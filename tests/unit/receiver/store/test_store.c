@@ -23,6 +23,7 @@
 #include <cmocka.h>
 
 #include "receiver/repo/index.h"
+#include "receiver/repo/segname.h"
 #include "shared/pcapfile.h"
 #include "receiver/store/store.h"
 #include "proto/wire.h"
@@ -189,10 +190,10 @@ static void test_record_after_2106_counted_rest_stored(void **state)
 	char name[256];
 	uint64_t ts[4];
 	uint8_t fills[4];
-	index_segname_format(name, sizeof(name), T0, EPOCH, 1, 0, "eth0");
+	segname_format(name, sizeof(name), T0, EPOCH, 1, 0, "eth0");
 	assert_int_equal(read_segment(f, name, ts, fills, 4), 2);
 	assert_true(ts[0] == T0 && fills[0] == 'a' && ts[1] == T0 + 1 && fills[1] == 'c');
-	index_segname_format(name, sizeof(name), AFTER_2106 + 5, EPOCH, 1, 1, "eth0");
+	segname_format(name, sizeof(name), AFTER_2106 + 5, EPOCH, 1, 1, "eth0");
 	char path[512];
 	snprintf(path, sizeof(path), "%s/sensors/s1/segments/%s", f->dir, name);
 	assert_int_equal(access(path, F_OK), -1);
@@ -211,7 +212,7 @@ static void test_same_name_same_timestamp(void **state)
 	store_sensor_end(f->ss); /* closes both segments */
 
 	/* A file a failure left under exactly the next open name: a suffix is taken. */
-	index_segname_format(name, sizeof(name), T0 + 7, EPOCH, 2, 0, "eth0");
+	segname_format(name, sizeof(name), T0 + 7, EPOCH, 2, 0, "eth0");
 	snprintf(path, sizeof(path), "%s/sensors/s1/segments/.open-%s", f->dir, name);
 	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0640);
 	assert_true(fd >= 0);
@@ -221,10 +222,10 @@ static void test_same_name_same_timestamp(void **state)
 	store_sensor_end(f->ss);
 	unlink(path);
 
-	index_segname_format(name, sizeof(name), T0, EPOCH, 1, 0, "eth0");
+	segname_format(name, sizeof(name), T0, EPOCH, 1, 0, "eth0");
 	assert_int_equal(read_segment(f, name, ts, fills, 4), 1);
 	assert_int_equal(fills[0], 'a');
-	index_segname_format(name, sizeof(name), T0, EPOCH, 1, 1, "eth0");
+	segname_format(name, sizeof(name), T0, EPOCH, 1, 1, "eth0");
 	assert_int_equal(read_segment(f, name, ts, fills, 4), 1);
 	assert_int_equal(fills[0], 'b');
 	snprintf(name, sizeof(name), "%020" PRIu64 "-%016" PRIx64 "-2.0-eth0.1.pcap", T0 + 7, EPOCH);
@@ -285,7 +286,7 @@ static void test_failed_close_keeps_committed_data(void **state)
 	uint64_t ts[4];
 	uint8_t fills[4];
 
-	index_segname_format(name, sizeof(name), T0, EPOCH, 1, 0, "eth0");
+	segname_format(name, sizeof(name), T0, EPOCH, 1, 0, "eth0");
 	block_names(f, name, true);
 	add_rec(f, T0, 0, 'a');
 	assert_int_equal(store(f, 1, err, sizeof(err)), STORE_STORED);
@@ -310,7 +311,7 @@ static void test_failed_close_keeps_committed_data(void **state)
 	add_rec(f, T0 + 5, 0, 'b');
 	assert_int_equal(store(f, 2, err, sizeof(err)), STORE_STORED);
 	store_sensor_end(f->ss);
-	index_segname_format(name, sizeof(name), T0 + 5, EPOCH, 2, 0, "eth0");
+	segname_format(name, sizeof(name), T0 + 5, EPOCH, 2, 0, "eth0");
 	assert_int_equal(read_segment(f, name, ts, fills, 4), 1);
 	assert_int_equal(fills[0], 'b');
 	assert_int_equal(store_sensor_counters(f->ss)->packets, 2);
@@ -347,7 +348,7 @@ static void test_recovery_keeps_unlisted_committed_segment(void **state)
 
 	/* Segment 1 as a version that forgot a segment it failed to close left it, with the
 	 * start of a record its failed flush wrote. */
-	index_segname_format(name1, sizeof(name1), T0, EPOCH, 1, 0, "eth0");
+	segname_format(name1, sizeof(name1), T0, EPOCH, 1, 0, "eth0");
 	snprintf(f1, sizeof(f1), "%s/sensors/s1/segments/%s", f->dir, name1);
 	snprintf(p1, sizeof(p1), "%s/sensors/s1/segments/.open-%s", f->dir, name1);
 	assert_int_equal(rename(f1, p1), 0);
@@ -357,8 +358,8 @@ static void test_recovery_keeps_unlisted_committed_segment(void **state)
 	close(fd);
 	/* What a crash leaves of batch 3 (never committed) and of a new epoch's first batch. */
 	char n3[256], nx[256];
-	index_segname_format(n3, sizeof(n3), T0 + 9, EPOCH, 3, 0, "eth0");
-	index_segname_format(nx, sizeof(nx), T0 + 9, EPOCH + 1, 1, 0, "eth0");
+	segname_format(n3, sizeof(n3), T0 + 9, EPOCH, 3, 0, "eth0");
+	segname_format(nx, sizeof(nx), T0 + 9, EPOCH + 1, 1, 0, "eth0");
 	snprintf(p3, sizeof(p3), "%s/sensors/s1/segments/.open-%s", f->dir, n3);
 	snprintf(px, sizeof(px), "%s/sensors/s1/segments/.open-%s", f->dir, nx);
 	copy_file(p1, p3);
@@ -371,43 +372,9 @@ static void test_recovery_keeps_unlisted_committed_segment(void **state)
 	assert_int_equal(access(px, F_OK), -1);
 	assert_int_equal(read_segment(f, name1, ts, fills, 4), 1); /* cut to its whole record */
 	assert_true(ts[0] == T0 && fills[0] == 'a');
-	index_segname_format(name2, sizeof(name2), T0 + 5, EPOCH, 2, 0, "eth0");
+	segname_format(name2, sizeof(name2), T0 + 5, EPOCH, 2, 0, "eth0");
 	assert_int_equal(read_segment(f, name2, ts, fills, 4), 1);
 	assert_int_equal(fills[0], 'b');
-}
-
-static void test_segment_names(void **state)
-{
-	struct index_segname sn;
-	char name[256];
-
-	assert_true(index_segname_format(name, sizeof(name), T0, EPOCH, 42, 3, "eth0.100") > 0);
-	assert_string_equal(name, "01700000000000000000-1122334455667788-42.3-eth0.100.pcap");
-	assert_true(index_segname_parse(name, &sn));
-	assert_true(sn.first_ns == T0 && sn.epoch == EPOCH && sn.seq == 42 && sn.ifindex == 3);
-	assert_string_equal(sn.ifname, "eth0.100");
-
-	/* The form without the index: an interface name that starts like one stays whole. */
-	assert_true(index_segname_parse("01700000000000000000-1122334455667788-42-1-x.pcap", &sn));
-	assert_true(sn.ifindex == -1 && sn.seq == 42);
-	assert_string_equal(sn.ifname, "1-x");
-	assert_true(index_segname_parse("01700000000000000000-1122334455667788-42-eth0.pcap", &sn));
-	assert_string_equal(sn.ifname, "eth0");
-
-	static const char *bad[] = {
-		".open-01700000000000000000-1122334455667788-42.0-eth0.pcap",
-		"01700000000000000000-1122334455667788-42.0-.pcap",
-		"01700000000000000000-1122334455667788-42.-eth0.pcap",
-		"01700000000000000000-1122334455667788-42.0-eth0.pcapng",
-		"x-1122334455667788-42.0-eth0.pcap",
-		"99999999999999999999-1122334455667788-42.0-eth0.pcap", /* above 2^64 */
-		"01700000000000000000-1122334455667788-42",
-		"",
-	};
-	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
-		assert_false(index_segname_parse(bad[i], &sn));
-	char small[20];
-	assert_int_equal(index_segname_format(small, sizeof(small), T0, EPOCH, 1, 0, "eth0"), -ENAMETOOLONG);
 }
 
 /* A batch of `n` 60-byte records on interface 0 filled with `fill`, at T0 + seq * 10. */
@@ -471,7 +438,7 @@ static void test_group_commit(void **state)
 	char name[256];
 	uint64_t ts[8];
 	uint8_t fills[8];
-	index_segname_format(name, sizeof(name), T0 + 10, EPOCH, 1, 0, "eth0");
+	segname_format(name, sizeof(name), T0 + 10, EPOCH, 1, 0, "eth0");
 	assert_int_equal(read_segment(f, name, ts, fills, 8), 7);
 	assert_memory_equal(fills, "aabbcce", 7);
 }
@@ -480,7 +447,6 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_errno_classification),
-		cmocka_unit_test(test_segment_names),
 		cmocka_unit_test_setup_teardown(test_record_after_2106_counted_rest_stored, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_group_commit, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_same_name_same_timestamp, setup, teardown),
