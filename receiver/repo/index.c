@@ -167,6 +167,7 @@ struct index {
 	size_t n_pending;
 	struct log_limit warn_lim;
 	bool nowait;      /* index_set_nowait() */
+	uint64_t wait_until_us; /* index_set_wait(): the one deadline of every later wait */
 	bool hit_busy;    /* the statement being stepped found the database locked */
 	struct index_wait wait;
 };
@@ -190,6 +191,26 @@ void index_set_nowait(struct index *ix)
 {
 	ix->nowait = true;
 	sqlite3_busy_handler(ix->db, index_on_busy, ix);
+}
+
+/* Waits for a lock in 10 ms steps until the deadline of index_set_wait(). */
+static int index_on_busy_until(void *arg, int tries)
+{
+	struct index *ix = arg;
+	struct timespec step = { 0, 10 * 1000 * 1000 };
+
+	(void)tries;
+	if (index_mono_us() >= ix->wait_until_us)
+		return 0;
+	nanosleep(&step, NULL);
+	return 1;
+}
+
+void index_set_wait(struct index *ix, int ms)
+{
+	ix->nowait = false;
+	ix->wait_until_us = index_mono_us() + (uint64_t)ms * 1000;
+	sqlite3_busy_handler(ix->db, index_on_busy_until, ix);
 }
 
 void index_wait_get(const struct index *ix, struct index_wait *out) { *out = ix->wait; }

@@ -54,6 +54,7 @@
 #define INDEX_MAX_SENSOR 128 /* PROTO_MAX_ID */
 #define INDEX_MAX_PATH 512
 #define INDEX_MAX_IFACE 256
+#define INDEX_SHUTDOWN_WAIT_MS 5000 /* longest wait for a lock at shutdown, in all */
 
 struct sqlite3;
 
@@ -119,6 +120,10 @@ size_t index_pending(const struct index *ix);
  * later. Storage then never waits on anyone else's transaction. Call after start-up.
  */
 void index_set_nowait(struct index *ix);
+/* Back to waiting for a lock, all waits together for at most ms from now (at shutdown:
+ * the rows still kept are written before the end, so the index is complete once the
+ * receiver has stopped, unless another writer holds it longer than that). */
+void index_set_wait(struct index *ix, int ms);
 struct index_wait {
 	uint64_t max_us;   /* longest time one ingest write spent on a locked database */
 	uint64_t busy;     /* writes that found it locked (deferred, never lost) */

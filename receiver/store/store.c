@@ -1524,6 +1524,10 @@ void store_free(struct store *s)
 {
 	if (!s)
 		return;
+	/* Shutdown: nothing waits for an ACK any more, so the last segment rows may wait
+	 * for another writer's transaction (bounded) rather than be left to the next start. */
+	if (s->ix)
+		index_set_wait(s->ix, INDEX_SHUTDOWN_WAIT_MS);
 	while (s->sensors) {
 		struct store_sensor *ss = s->sensors;
 		s->sensors = ss->next;
@@ -1537,6 +1541,8 @@ void store_free(struct store *s)
 			close(ss->state_fd);
 		free(ss);
 	}
+	if (s->ix && index_pending(s->ix))
+		index_retry(s->ix, store_on_indexed, s);
 	retention_free(s->ret);
 	index_close(s->ix);
 	if (s->single)

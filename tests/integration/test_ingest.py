@@ -87,6 +87,41 @@ def test_index_locked_by_another_writer_does_not_stall_storage(binaries, certs, 
     assert [key(r) for r in got[0]] == [key(r) for r in src.recs], f"{len(got[0])} stored of {N_RECS}"
 
 
+def test_rows_deferred_by_a_lock_are_written_at_shutdown(binaries, certs, procs, tmp_path):
+    """A receiver stopped while another writer holds index.db still leaves an index that
+    lists every segment: at shutdown it waits for the lock (bounded) instead of leaving
+    the rows to the next start, so an export right after the stop misses nothing."""
+    sensor_bin, receiver_bin = binaries
+    n = 600
+    capture = tmp_path / "src.pcapng"
+    write_pcapng(capture, [(1, "eth0")], [(0, T0 + i * 1000, ether_frame(i, 1200)) for i in range(n)])
+    data_dir = tmp_path / "data"
+    rx, port = start_receiver(procs, certs, receiver_bin, data_dir, tmp_path / "receiver.log",
+                              env={"PCAPLINE_STORAGE_SEGMENT_SIZE": SEG_SIZE, "PCAPLINE_L4_ENABLED": "false"})
+    N.wait_for(lambda: "listening on" in rx.text(), 20, "receiver started", rx.text)
+    db = sqlite3.connect(data_dir / "index.db", timeout=10, isolation_level=None)
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        sx = replay_file(procs, certs, sensor_bin, port, capture, tmp_path / "sensor.log", timeout=REPLAY_TIMEOUT,
+                         env={"PCAPLINE_BATCH_MAX_BYTES": SEG_SIZE})
+        assert re.search(rf"acknowledged (\d+) batches / {n} packets, pending 0", sx.text()), sx.text()
+        rx.p.send_signal(signal.SIGTERM)
+        # The receiver is shutting down and finds the database still locked.
+        N.wait_for(lambda: "closing sessions and segments" in rx.text(), 10, "receiver stopping", rx.text)
+        time.sleep(1.0)
+        assert rx.p.poll() is None, "the receiver waits for the lock, bounded:\n" + rx.text()
+    finally:
+        db.execute("ROLLBACK")
+        db.close()
+    assert rx.stop() == 0, rx.text()
+    seg_dir = data_dir / "sensors" / "s1" / "segments"
+    closed = sorted(p.name for p in seg_dir.iterdir())
+    with sqlite3.connect(data_dir / "index.db") as c:
+        rows = c.execute("SELECT count(*), coalesce(sum(packets), 0) FROM segments WHERE sensor = 's1'").fetchone()
+    assert rows == (len(closed), n), f"index after stop: {rows}, files: {len(closed)}\n{rx.text()}"
+    assert "not indexed yet" not in rx.text(), rx.text()
+
+
 # ---- ACK only after durable storage (storage.fsync: batch) ----------------------------
 
 FRAME_MAGIC = b"PCLN"
