@@ -6,8 +6,9 @@ capture of tests/data/pcaps with -r, stream into one receiver that dissects ever
 segment (l4.enabled, 1 s / 1 MiB segments, so that segments close and are dissected while
 the sensors still send) and serves its HTTP API, from which exports of the whole
 repository are streamed again and again while the sensors send (each once more segments
-are indexed). limits.sensor_rate (1 MiB/s) leaves most sensors at full speed and makes
-the few large captures take seconds on any machine, so the exports overlap the sending.
+are indexed). The repository already holds one sensor's capture (s1) and the first export
+is requested, and streamed slowly, while the receiver is paused with all 50 sensors
+connected: on any machine it streams while they send, and holds packets.
 
 Judged:
 - every sensor exits 0, acknowledged for its whole capture;
@@ -50,10 +51,8 @@ CAPTURES = sorted((p for p in (DATA / "pcaps").iterdir()
 T1, T2 = "0", "4102444800"   # 1970 .. 2100: every packet
 MAX_EXPORTS = 12             # exports taken while the sensors send (bounded)
 BUDGET_S = 90                # the sensors' whole replay, on a loaded 2-core machine
-# limits.sensor_rate: the captures under 1 MiB (most) go at full speed, the few large
-# ones (5.5 MB of packets the largest) take seconds however fast the machine is, so the
-# exports surely stream while sensors send and segments close.
-SENSOR_RATE = "1MiB"
+PRELOAD = DATA / "pcaps" / "http-1000-requests-one-conn.pcap"   # s1's, stored before the fan-in
+FIRST_EXPORT_RATE = "256k"   # bytes/s: the first export streams over the fan-in's start
 
 
 def recs_of(data):
@@ -101,7 +100,7 @@ class Exporter(threading.Thread):
             return 0
 
     def run(self):
-        seen = 0
+        seen = -1   # the first export at once
         for i in range(MAX_EXPORTS):
             # The next export once more segments are indexed (at most 5 s later): each
             # one then carries more than the one before.
@@ -113,7 +112,8 @@ class Exporter(threading.Thread):
             seen = self.segments()
             out = self.outdir / f"live-{i:02d}.tar.gz"
             t0 = time.time()
-            self.current = subprocess.Popen(["curl", "-sS", "-o", out, "-w", "%{http_code}",
+            slow = ["--limit-rate", FIRST_EXPORT_RATE] if i == 0 else []
+            self.current = subprocess.Popen(["curl", "-sS", *slow, "-o", out, "-w", "%{http_code}",
                                              f"{self.base}/api/v1/export?from={T1}&to={T2}"],
                                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
             try:
@@ -170,7 +170,7 @@ def test_fifty_sensors_dissection_and_export_at_once(binaries, certs, tmp_path):
     # One CA (the session's), 50 sensor certificates issued by the documented tool.
     cd = tmp_path / "certs"
     cd.mkdir()
-    for f in ("ca.crt", "ca.key", "receiver.crt", "receiver.key"):
+    for f in ("ca.crt", "ca.key", "receiver.crt", "receiver.key", "s1.crt", "s1.key"):
         (cd / f).write_bytes((certs / f).read_bytes())
     ids = [f"f{i:02d}" for i in range(1, N_SENSORS + 1)]
     for sid in ids:
@@ -178,6 +178,8 @@ def test_fifty_sensors_dissection_and_export_at_once(binaries, certs, tmp_path):
     t_certs = time.time() - t_begin
 
     inputs = {sid: CAPTURES[i % len(CAPTURES)] for i, sid in enumerate(ids)}
+    inputs["s1"] = PRELOAD
+    all_ids = sorted(inputs)
     in_counts = {Path(k).name: v for k, v in capinfos_counts(sorted(set(inputs.values()))).items()}
     want = {sid: recs_of(cap) for sid, cap in inputs.items()}
     for sid, cap in inputs.items():
@@ -189,8 +191,7 @@ def test_fifty_sensors_dissection_and_export_at_once(binaries, certs, tmp_path):
     rx = Proc([receiver_bin, "-l", f"127.0.0.1:{port}", "-d", data] + tls_args(cd, "receiver"),
               tmp_path / "receiver.log",
               env={"PCAPLINE_L4_ENABLED": "true", "PCAPLINE_API_LISTEN": f"127.0.0.1:{api_port}",
-                   "PCAPLINE_STORAGE_SEGMENT_TIME": "1s", "PCAPLINE_STORAGE_SEGMENT_SIZE": "1M",
-                   "PCAPLINE_LIMITS_SENSOR_RATE": SENSOR_RATE})
+                   "PCAPLINE_STORAGE_SEGMENT_TIME": "1s", "PCAPLINE_STORAGE_SEGMENT_SIZE": "1M"})
     live = tmp_path / "live"
     live.mkdir()
     exporter = Exporter(f"http://127.0.0.1:{api_port}", live, data)
@@ -198,18 +199,26 @@ def test_fifty_sensors_dissection_and_export_at_once(binaries, certs, tmp_path):
     try:
         wait_listening(port)
         wait_listening(api_port)
+        sxs["s1"] = Proc([sensor_bin, "-r", PRELOAD, "-t", f"127.0.0.1:{port}"] + tls_args(cd, "s1"),
+                         tmp_path / "sensor-s1.log")
+        assert sxs["s1"].wait(60) == 0, sxs["s1"].text()
+        n_pre = sum(want["s1"].values())
+        N.wait_for(lambda: index_state(data)[1] == n_pre, 20, f"s1's {n_pre} packets indexed",
+                   lambda: f"(segments, packets, dissected) {index_state(data)}")
         # The receiver is paused while the 50 sensors start, so that all of them are
-        # connected when it resumes: their sessions really overlap.
+        # connected when it resumes: their sessions really overlap. The first export is
+        # requested meanwhile: it is served, slowly, while they send.
         rx.p.send_signal(signal.SIGSTOP)
         try:
             for sid in ids:
                 sxs[sid] = Proc([sensor_bin, "-r", inputs[sid], "-t", f"127.0.0.1:{port}"] + tls_args(cd, sid),
                                 tmp_path / f"sensor-{sid}.log")
             N.wait_for(lambda: count_established(port) >= N_SENSORS, 10, "50 sensor connections")
+            exporter.start()
+            N.wait_for(lambda: count_established(api_port) >= 1, 10, "the first export's connection")
         finally:
             rx.p.send_signal(signal.SIGCONT)
         t_start = time.time()
-        exporter.start()
         for sid, sx in sxs.items():
             rc = sx.wait(max(1.0, BUDGET_S - (time.time() - t_start)))
             assert rc == 0, f"sensor {sid} ({inputs[sid].name}) exited {rc}:\n{sx.text()}"
@@ -235,8 +244,7 @@ def test_fifty_sensors_dissection_and_export_at_once(binaries, certs, tmp_path):
             n = check_archive(out, live, want)
             if t0 < t_sent:
                 during.append(n)
-        assert during and max(during) > 0, \
-            f"no export with packets started while the sensors sent: packets per export {during}"
+        assert during[0] >= n_pre and exporter.done[0][2] > t_start, (during, exporter.done[0])
 
         # Every segment closed, indexed and dissected.
         N.wait_for(lambda: (lambda s: s[1] == total and s[0] == s[2])(index_state(data)), 60,
@@ -264,18 +272,18 @@ def test_fifty_sensors_dissection_and_export_at_once(binaries, certs, tmp_path):
     # The final export: each sensor's capture is its input, record by record, once.
     assert check_archive(final, tmp_path, want) == total
     _, files = read_export(final)
-    for sid in ids:
+    for sid in all_ids:
         names = [n for n in files if n in (f"{sid}/{sid}.pcap", f"{sid}/{sid}.pcapng")]
         assert len(names) == 1, (sid, sorted(files))
         assert recs_of(files[names[0]]) == want[sid], f"{sid} ({inputs[sid].name}): export differs from the input"
 
     # The repository, read directly: capinfos per sensor and stats.json.
-    assert sorted(p.name for p in (data / "sensors").iterdir()) == ids
-    segs = {sid: sorted((data / "sensors" / sid / "segments").iterdir()) for sid in ids}
-    for sid in ids:
+    assert sorted(p.name for p in (data / "sensors").iterdir()) == all_ids
+    segs = {sid: sorted((data / "sensors" / sid / "segments").iterdir()) for sid in all_ids}
+    for sid in all_ids:
         assert segs[sid] and not [p for p in segs[sid] if p.name.startswith(".")], (sid, segs[sid])
-    counted = capinfos_counts([f for sid in ids for f in segs[sid]])
-    for sid in ids:
+    counted = capinfos_counts([f for sid in all_ids for f in segs[sid]])
+    for sid in all_ids:
         n = sum(counted[str(f)] for f in segs[sid])
         assert n == in_counts[inputs[sid].name], \
             f"{sid} replayed {inputs[sid].name} ({in_counts[inputs[sid].name]} packets), capinfos counts {n} stored"
