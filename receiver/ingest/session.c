@@ -751,21 +751,6 @@ static void session_batch_done(struct worker_job *wj)
 	for (unsigned i = 0; i < j->fail; i++) {
 		done_len += j->b[i].frame_len;
 		se->last_seq = j->b[i].seq;
-		if (srv->o.sensor_rate) {
-			double now = ev_now(srv->loop), burst = (double)srv->o.sensor_rate;
-			se->tokens += (now - se->tokens_at) * (double)srv->o.sensor_rate;
-			if (se->tokens > burst)
-				se->tokens = burst;
-			se->tokens_at = now;
-			se->tokens -= (double)j->b[i].raw_len;
-			if (se->tokens < 0 && !se->throttled) {
-				/* Stop reading: TCP pushes back, the sensor's window and spool absorb it. */
-				se->throttled = true;
-				se->throttled_count++;
-				ev_timer_set(&se->unthrottle, -se->tokens / (double)srv->o.sensor_rate, 0.);
-				ev_timer_start(srv->loop, &se->unthrottle);
-			}
-		}
 		if (j->needs_sync) {
 			if (!se->ack_pending)
 				se->ack_pending_t = j->b[i].t; /* the oldest batch the sync will ACK */
@@ -837,6 +822,30 @@ static void session_batch_done(struct worker_job *wj)
 	session_resume(se);
 }
 
+
+/* limits.sensor_rate: a token bucket of batch bytes, charged when a batch is taken
+ * from the input (before it goes to the worker, so the limit holds however much is
+ * read ahead). Once it runs dry the session stops reading until the bucket refills:
+ * TCP pushes back and the sensor's window and spool absorb it. */
+static void session_rate_charge(struct session *se, uint32_t raw_len)
+{
+	struct server *srv = se->srv;
+	if (!srv->o.sensor_rate)
+		return;
+	double now = ev_now(srv->loop), burst = (double)srv->o.sensor_rate;
+	se->tokens += (now - se->tokens_at) * (double)srv->o.sensor_rate;
+	if (se->tokens > burst)
+		se->tokens = burst;
+	se->tokens_at = now;
+	se->tokens -= (double)raw_len;
+	if (se->tokens < 0 && !se->throttled) {
+		se->throttled = true;
+		se->throttled_count++;
+		ev_timer_set(&se->unthrottle, -se->tokens / (double)srv->o.sensor_rate, 0.);
+		ev_timer_start(srv->loop, &se->unthrottle);
+	}
+}
+
 /* Checks a BATCH frame on the loop (decoding, order, decompression) and adds it to the
  * group being filled. Returns 0 (added), -1 (closed), or 1 when the frame is bad but
  * batches before it are not done yet: it is parsed again after them, and fails then,
@@ -895,6 +904,7 @@ static int session_batch(struct session *se, const struct proto_hdr *hd, const u
 	} else if (b.raw_len) {
 		memcpy(raw, b.data, b.raw_len);
 	}
+	session_rate_charge(se, b.raw_len);
 	unsigned i = g->n++;
 	g->b[i].seq = b.seq;
 	g->b[i].raw_len = b.raw_len;
