@@ -35,6 +35,7 @@
 #include "shared/fsutil.h"
 #include "shared/pcapfile.h"
 #include "shared/tls.h"
+#include "tests/unit/testutil.h"
 
 #define EPOCH UINT64_C(0x00c0ffee00c0ffee)
 #define T0    UINT64_C(1700000000000000000)
@@ -618,17 +619,10 @@ test_epoch_reused(void **state)
 static int
 group_setup(void **state)
 {
-	char cmd[512];
-
 	(void)state;
 	if (mkdtemp(certs) == NULL)
 		return -1;
-	snprintf(cmd, sizeof(cmd),
-		"scripts/pcapline-certs %s ca >/dev/null && scripts/pcapline-certs %s receiver 127.0.0.1 "
-		">/dev/null "
-		"&& scripts/pcapline-certs %s sensor s1 >/dev/null",
-		certs, certs, certs);
-	return system(cmd) == 0 ? 0 : -1;
+	return tu_certs(certs, "s1");
 }
 
 static int

@@ -13,7 +13,6 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <setjmp.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -38,6 +37,7 @@
 #include "shared/fsutil.h"
 #include "shared/pcapfile.h"
 #include "shared/tls.h"
+#include "tests/unit/testutil.h"
 
 #define PCAPS "tests/data/pcaps"
 #define MYSQL "mysql-6-conns-port20130.pcap"
@@ -54,30 +54,7 @@ static uint64_t total_packets;
 static char *
 at(const char *rel)
 {
-	static char buf[4][2048];
-	static int k;
-	char *p = buf[k++ % 4];
-
-	snprintf(p, 2048, "%s/%s", dir, rel);
-	return p;
-}
-
-static long
-cmd_number(const char *fmt, ...)
-{
-	char cmd[2048];
-	va_list ap;
-	FILE *p;
-	long v = -1;
-
-	va_start(ap, fmt);
-	vsnprintf(cmd, sizeof(cmd), fmt, ap);
-	va_end(ap);
-	p = popen(cmd, "r");
-	assert_non_null(p);
-	assert_int_equal(fscanf(p, "%ld", &v), 1);
-	pclose(p);
-	return v;
+	return tu_path(dir, rel);
 }
 
 static void
@@ -150,16 +127,7 @@ setup(void **state)
 	dissect_close(d, true);
 
 	snprintf(certs, sizeof(certs), "%s/certs", dir);
-	{
-		char cmd[4096];
-
-		snprintf(cmd, sizeof(cmd),
-			"scripts/pcapline-certs %s ca >/dev/null && scripts/pcapline-certs %s receiver "
-			"127.0.0.1 "
-			">/dev/null",
-			certs, certs);
-		assert_int_equal(system(cmd), 0);
-	}
+	assert_int_equal(tu_certs(certs, NULL), 0);
 	/* Bind can lose a race for the port with another process: try a few. */
 	for (int tries = 0; tries < 20 && api == NULL; tries++) {
 		struct api_opts o = {
@@ -361,8 +329,8 @@ static void
 test_conns_and_pcap(void **state)
 {
 	json_t *all = get_json("/api/v1/conns"), *row, *two, *flows;
-	long tcp = cmd_number("tshark -r %s/%s -q -z conv,tcp 2>/dev/null | grep -c '<->'", PCAPS, MYSQL) +
-		cmd_number("tshark -r %s/%s -q -z conv,tcp 2>/dev/null | grep -c '<->'", PCAPS, RST);
+	long tcp = tu_cmd_number("tshark -r %s/%s -q -z conv,tcp 2>/dev/null | grep -c '<->'", PCAPS, MYSQL) +
+		tu_cmd_number("tshark -r %s/%s -q -z conv,tcp 2>/dev/null | grep -c '<->'", PCAPS, RST);
 	uint64_t sum = 0;
 	size_t i;
 

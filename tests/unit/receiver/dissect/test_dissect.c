@@ -30,6 +30,7 @@
 #include "receiver/repo/posfile.h"
 #include "shared/fsutil.h"
 #include "shared/pcapfile.h"
+#include "tests/unit/testutil.h"
 
 #define PCAPS "tests/data/pcaps"
 #define ECHO  "tcp-echo-500-conns.pcap"
@@ -43,43 +44,20 @@ static uint64_t echo_a_n, echo_b_n;
 static char *
 at(const char *rel)
 {
-	static char buf[8][2048];
-	static int k;
-	char *p = buf[k++ % 8];
-
-	snprintf(p, 2048, "%s/%s", dir, rel);
-	return p;
-}
-
-static long
-cmd_number(const char *fmt, ...)
-{
-	char cmd[2048];
-	va_list ap;
-	FILE *p;
-	long v = -1;
-
-	va_start(ap, fmt);
-	vsnprintf(cmd, sizeof(cmd), fmt, ap);
-	va_end(ap);
-	p = popen(cmd, "r");
-	assert_non_null(p);
-	assert_int_equal(fscanf(p, "%ld", &v), 1);
-	pclose(p);
-	return v;
+	return tu_path(dir, rel);
 }
 
 /* Conversations tshark finds (kind "tcp" or "udp"). */
 static long
 tshark_convs(const char *capture, const char *kind)
 {
-	return cmd_number("tshark -r %s/%s -q -z conv,%s 2>/dev/null | grep -c '<->'", PCAPS, capture, kind);
+	return tu_cmd_number("tshark -r %s/%s -q -z conv,%s 2>/dev/null | grep -c '<->'", PCAPS, capture, kind);
 }
 
 static long
 tshark_packets(const char *capture, const char *filter)
 {
-	return cmd_number("tshark -r %s/%s -Y %s 2>/dev/null | wc -l", PCAPS, capture, filter);
+	return tu_cmd_number("tshark -r %s/%s -Y %s 2>/dev/null | wc -l", PCAPS, capture, filter);
 }
 
 /*
@@ -133,7 +111,7 @@ setup(void **state)
 	char rel[512], err[256] = "";
 	struct index *ix;
 	struct index_reconcile_report rep = { 0 };
-	uint64_t total = (uint64_t)cmd_number("capinfos -T -r -c %s/%s | cut -f2", PCAPS, ECHO);
+	uint64_t total = (uint64_t)tu_cmd_number("capinfos -T -r -c %s/%s | cut -f2", PCAPS, ECHO);
 
 	(void)state;
 	if (mkdtemp(dir) == NULL)
@@ -253,7 +231,7 @@ test_dissect_matches_tshark(void **state)
 	assert_int_equal(dissect_pending(d, 2), 2);
 	assert_int_equal(dissect_pending(d, 2), 0);
 	s = dissect_stats(d);
-	total_records = (uint64_t)cmd_number(
+	total_records = (uint64_t)tu_cmd_number(
 		"capinfos -T -r -c %s/%s %s/%s %s/%s | awk '{s+=$2} END {print s}'", PCAPS, ECHO, PCAPS,
 		MYSQL, PCAPS, DNS);
 	assert_int_equal(s->segments, 4);

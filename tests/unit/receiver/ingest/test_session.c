@@ -40,6 +40,7 @@
 #include "shared/fsutil.h"
 #include "shared/pcapfile.h"
 #include "shared/tls.h"
+#include "tests/unit/testutil.h"
 
 #define EPOCH        UINT64_C(0x0123456789abcdef)
 #define MAX_FRAME    (1u << 20)
@@ -781,17 +782,10 @@ rig_teardown(void **state)
 static int
 group_setup(void **state)
 {
-	char cmd[512];
-
 	(void)state;
 	if (mkdtemp(certs) == NULL)
 		return -1;
-	snprintf(cmd, sizeof(cmd),
-		"scripts/pcapline-certs %s ca >/dev/null && scripts/pcapline-certs %s receiver 127.0.0.1 "
-		">/dev/null "
-		"&& scripts/pcapline-certs %s sensor s1 >/dev/null",
-		certs, certs, certs);
-	return system(cmd) == 0 ? 0 : -1;
+	return tu_certs(certs, "s1");
 }
 
 static int

@@ -33,6 +33,7 @@
 #include "receiver/repo/repo.h"
 #include "shared/fsutil.h"
 #include "shared/pcapfile.h"
+#include "tests/unit/testutil.h"
 
 #define NS    UINT64_C(1000000000)
 #define T0    (UINT64_C(1700000000) * NS)
@@ -45,12 +46,7 @@ static char dir[] = "/tmp/pcapline-test-bundle-XXXXXX";
 static char *
 at(const char *rel)
 {
-	static char buf[8][1024];
-	static int k;
-	char *p = buf[k++ % 8];
-
-	snprintf(p, 1024, "%s/%s", dir, rel);
-	return p;
+	return tu_path(dir, rel);
 }
 
 static char *
@@ -130,22 +126,18 @@ capture_segment(const char *sensor, unsigned ifindex, const char *ifname, const 
 	return n;
 }
 
-/* Runs a shell command and reads one number from its output. */
+/* Runs a shell command and reads one number from its output; the command must succeed. */
 static long
 cmd_number(const char *fmt, ...)
 {
-	char cmd[2048];
 	va_list ap;
-	FILE *p;
-	long v = -1;
+	long v;
+	int status;
 
 	va_start(ap, fmt);
-	vsnprintf(cmd, sizeof(cmd), fmt, ap);
+	v = tu_vcmd_number(&status, fmt, ap);
 	va_end(ap);
-	p = popen(cmd, "r");
-	assert_non_null(p);
-	assert_int_equal(fscanf(p, "%ld", &v), 1);
-	assert_int_equal(pclose(p), 0);
+	assert_int_equal(status, 0);
 	return v;
 }
 

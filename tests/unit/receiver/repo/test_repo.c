@@ -28,6 +28,7 @@
 #include "receiver/repo/repo.h"
 #include "shared/fsutil.h"
 #include "shared/pcapfile.h"
+#include "tests/unit/testutil.h"
 
 #define NS    UINT64_C(1000000000)
 #define T0    (UINT64_C(1700000000) * NS)
@@ -80,12 +81,7 @@ write_pcap(const char *path, uint32_t linktype, uint32_t snaplen, const uint64_t
 static char *
 at(const char *rel)
 {
-	static char buf[4][1024];
-	static int k;
-	char *p = buf[k++ % 4];
-
-	snprintf(p, 1024, "%s/%s", dir, rel);
-	return p;
+	return tu_path(dir, rel);
 }
 
 /* The repository of defs[], without an index. */
