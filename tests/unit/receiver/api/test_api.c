@@ -57,35 +57,22 @@ at(const char *rel)
 	return tu_path(dir, rel);
 }
 
+/* Names a copied segment of sensor s1 on eth0; arg points to its sequence number. */
+static const char *
+segment_name(void *arg, uint64_t first_ns)
+{
+	char rel[512];
+
+	snprintf(rel, sizeof(rel),
+		"sensors/s1/segments/%020" PRIu64 "-0000000000000001-%" PRIu64 ".0-eth0.pcap", first_ns,
+		*(const uint64_t *)arg);
+	return at(rel);
+}
+
 static void
 copy_segment(const char *capture, uint64_t seq)
 {
-	char p[1024], rel[512];
-	struct pcapr *r;
-	struct pcapf_rec rec;
-	struct pcapw *w = NULL;
-	int rc = 0, fd = -1;
-
-	snprintf(p, sizeof(p), "%s/%s", PCAPS, capture);
-	r = pcapr_open(p, &rc);
-	assert_non_null(r);
-	while ((rc = pcapr_next(r, &rec)) == 1) {
-		if (w == NULL) {
-			snprintf(rel, sizeof(rel),
-				"sensors/s1/segments/%020" PRIu64 "-0000000000000001-%" PRIu64 ".0-eth0.pcap",
-				rec.ts_ns, seq);
-			fd = open(at(rel), O_WRONLY | O_CREAT | O_EXCL, 0644);
-			assert_true(fd >= 0);
-			w = pcapw_new(fd, pcapr_iface(r, 0)->linktype, 65535);
-			assert_int_equal(pcapw_header(w), 0);
-		}
-		assert_int_equal(pcapw_write(w, rec.ts_ns, rec.data, rec.caplen, rec.origlen), 0);
-		total_packets++;
-	}
-	assert_int_equal(rc, 0);
-	assert_int_equal(pcapw_free(w), 0);
-	close(fd);
-	pcapr_close(r);
+	total_packets += tu_copy_capture(capture, 0, UINT64_MAX, 65535, segment_name, &seq);
 }
 
 /* A port free on 127.0.0.1 now (api.listen takes 1..65535, not 0). */
@@ -107,7 +94,6 @@ static int
 setup(void **state)
 {
 	char err[512] = "";
-	struct index *ix;
 	struct index_reconcile_report rep = { 0 };
 	struct dissect *d;
 
@@ -117,10 +103,7 @@ setup(void **state)
 	assert_int_equal(fsu_mkdirs(at("sensors/s1/segments"), 0755), 0);
 	copy_segment(RST, 1);
 	copy_segment(MYSQL, 2);
-	ix = index_open(dir, err, sizeof(err));
-	assert_non_null(ix);
-	assert_int_equal(index_reconcile(ix, &rep), 0);
-	index_close(ix);
+	tu_reconcile(dir, &rep);
 	d = dissect_open(dir, NULL, err, sizeof(err));
 	assert_non_null(d);
 	assert_int_equal(dissect_pending(d, 10), 2);

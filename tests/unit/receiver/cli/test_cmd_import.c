@@ -112,8 +112,7 @@ setup(void **state)
 {
 	static const uint64_t ts[] = { T0 + 1, T0 + 2, T0 + 3, T0 + 4, T0 + 5, T0 + 6, T0 + 7, T0 + 8,
 		T0 + 9 };
-	char err[256] = "", p[1200];
-	struct index *ix;
+	char p[1200];
 	struct index_reconcile_report rep = { 0 };
 	struct pcapr *r;
 	struct pcapf_rec rec;
@@ -153,11 +152,8 @@ setup(void **state)
 		"{\"t\":%" PRIu64 ",\"addr\":\"10.0.0.1\",\"name\":\"db\",\"ns\":\"prod\",\"src\":\"dns\"}\n",
 		T0 + 2 * NS);
 	fclose(f);
-	ix = index_open(src, err, sizeof(err));
-	assert_non_null(ix);
-	assert_int_equal(index_reconcile(ix, &rep), 0);
+	tu_reconcile(src, &rep);
 	assert_int_equal(rep.added, 2);
-	index_close(ix);
 	export_repo(src, archive);
 	return 0;
 }

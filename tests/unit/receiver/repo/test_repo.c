@@ -113,16 +113,11 @@ build(void)
 static void
 make_index(void)
 {
-	char err[256] = "";
-	struct index *ix = index_open(dir, err, sizeof(err));
 	struct index_reconcile_report rep = { 0 };
 
-	if (ix == NULL)
-		fail_msg("index_open: %s", err);
-	assert_int_equal(index_reconcile(ix, &rep), 0);
+	tu_reconcile(dir, &rep);
 	assert_int_equal(rep.added, NDEFS);
 	assert_int_equal(rep.skipped, 0);
-	index_close(ix);
 }
 
 static int
