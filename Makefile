@@ -87,7 +87,7 @@ $(CLI): $(BUILD)/obj/receiver/cli/main.o $(CLI_LIBS)
 	$(Q)$(link)
 
 # A unit test links every folder library; the linker takes only what the module uses.
-$(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(ALL_LIBS)
+$(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(BUILD)/obj/tests/unit/testutil.o $(ALL_LIBS)
 	@mkdir -p $(dir $@)
 	@[ -n "$(Q)" ] && echo "  TEST    $@" || true
 	$(Q)$(link) -lcmocka

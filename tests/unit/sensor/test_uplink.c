@@ -35,11 +35,10 @@
 #include "shared/fsutil.h"
 #include "shared/pcapfile.h"
 #include "shared/tls.h"
+#include "tests/unit/testutil.h"
 
 #define EPOCH UINT64_C(0x00c0ffee00c0ffee)
 #define T0    UINT64_C(1700000000000000000)
-
-static char certs[] = "/tmp/pcapline-test-uplink-certs-XXXXXX";
 
 /* What the uplink's callbacks saw. */
 struct seen {
@@ -245,21 +244,7 @@ static void
 find_port(char out[16])
 {
 	/* The newest listening socket on 127.0.0.1 is the one just created. */
-	for (int fd = 1023; fd >= 3; fd--) {
-		struct sockaddr_in sa;
-		socklen_t len = sizeof(sa);
-		int acc = 0;
-		socklen_t alen = sizeof(acc);
-
-		if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &acc, &alen) != 0 || !acc)
-			continue;
-		if (getsockname(fd, (struct sockaddr *)&sa, &len) == 0 && sa.sin_family == AF_INET &&
-			sa.sin_addr.s_addr == htonl(INADDR_LOOPBACK)) {
-			snprintf(out, 16, "%u", ntohs(sa.sin_port));
-			return;
-		}
-	}
-	fail_msg("no listening socket");
+	snprintf(out, 16, "%u", tu_loopback_port(true));
 }
 
 static void
@@ -281,9 +266,9 @@ rx_start(struct rx *r, struct ev_loop *loop, bool tls, const char *token, uint32
 		char ca[256], crt[256], key[256];
 		struct tls_opts to = { .ca = ca, .cert = crt, .key = key, .min_version = 13 };
 
-		snprintf(ca, sizeof(ca), "%s/ca.crt", certs);
-		snprintf(crt, sizeof(crt), "%s/receiver.crt", certs);
-		snprintf(key, sizeof(key), "%s/receiver.key", certs);
+		snprintf(ca, sizeof(ca), "%s/ca.crt", tu_certs_dir);
+		snprintf(crt, sizeof(crt), "%s/receiver.crt", tu_certs_dir);
+		snprintf(key, sizeof(key), "%s/receiver.key", tu_certs_dir);
 		r->sctx = tls_ctx_server(&to, err, sizeof(err));
 		if (r->sctx == NULL)
 			fail_msg("%s", err);
@@ -305,37 +290,26 @@ rx_start(struct rx *r, struct ev_loop *loop, bool tls, const char *token, uint32
 	find_port(r->port);
 }
 
+/* Checks one record the receiver stored for sensor s1 (its first byte tells its time). */
+static void
+rx_record(const struct pcapf_rec *rec, void *arg)
+{
+	(void)arg;
+	assert_int_equal(rec->caplen, 100);
+	assert_int_equal(rec->data[0], (uint8_t)(rec->ts_ns - T0));
+}
+
 /* Stops the receiver and counts the records it stored for sensor s1. */
 static uint64_t
 rx_stop(struct rx *r)
 {
-	char cmd[256], path[1024];
-	FILE *p;
-	uint64_t n = 0;
+	uint64_t n;
 
 	server_shutdown(r->srv);
 	server_free(r->srv);
 	store_free(r->store);
 	SSL_CTX_free(r->sctx);
-	snprintf(cmd, sizeof(cmd), "ls %s/sensors/s1/segments/*.pcap 2>/dev/null", r->dir);
-	p = popen(cmd, "r");
-	while (fgets(path, sizeof(path), p) != NULL) {
-		struct pcapr *rd;
-		struct pcapf_rec rec;
-		int rc = 0;
-
-		path[strcspn(path, "\n")] = '\0';
-		rd = pcapr_open(path, &rc);
-		assert_non_null(rd);
-		while ((rc = pcapr_next(rd, &rec)) == 1) {
-			assert_int_equal(rec.caplen, 100);
-			assert_int_equal(rec.data[0], (uint8_t)(rec.ts_ns - T0));
-			n++;
-		}
-		assert_int_equal(rc, 0);
-		pcapr_close(rd);
-	}
-	pclose(p);
+	n = tu_each_record(tu_path(r->dir, "sensors/s1/segments"), rx_record, NULL);
 	fsu_rmtree(r->dir);
 	return n;
 }
@@ -412,9 +386,9 @@ client_ctx(void)
 	struct tls_opts co = { .ca = ca, .cert = crt, .key = key, .min_version = 13 };
 	SSL_CTX *c;
 
-	snprintf(ca, sizeof(ca), "%s/ca.crt", certs);
-	snprintf(crt, sizeof(crt), "%s/s1.crt", certs);
-	snprintf(key, sizeof(key), "%s/s1.key", certs);
+	snprintf(ca, sizeof(ca), "%s/ca.crt", tu_certs_dir);
+	snprintf(crt, sizeof(crt), "%s/s1.crt", tu_certs_dir);
+	snprintf(key, sizeof(key), "%s/s1.key", tu_certs_dir);
 	c = tls_ctx_client(&co, err, sizeof(err));
 	if (c == NULL)
 		fail_msg("%s", err);
@@ -615,29 +589,6 @@ test_epoch_reused(void **state)
 	ev_loop_destroy(loop);
 }
 
-static int
-group_setup(void **state)
-{
-	char cmd[512];
-
-	(void)state;
-	if (mkdtemp(certs) == NULL)
-		return -1;
-	snprintf(cmd, sizeof(cmd),
-		"scripts/pcapline-certs %s ca >/dev/null && scripts/pcapline-certs %s receiver 127.0.0.1 "
-		">/dev/null "
-		"&& scripts/pcapline-certs %s sensor s1 >/dev/null",
-		certs, certs, certs);
-	return system(cmd) == 0 ? 0 : -1;
-}
-
-static int
-group_teardown(void **state)
-{
-	(void)state;
-	return fsu_rmtree(certs);
-}
-
 int
 main(void)
 {
@@ -651,5 +602,5 @@ main(void)
 		cmocka_unit_test(test_epoch_reused),
 	};
 
-	return cmocka_run_group_tests(tests, group_setup, group_teardown);
+	return cmocka_run_group_tests(tests, tu_certs_group_setup, tu_certs_group_teardown);
 }

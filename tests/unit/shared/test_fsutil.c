@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "shared/fsutil.h"
+#include "tests/unit/testutil.h"
 
 struct tmpdir {
 	char path[PATH_MAX];
@@ -226,22 +227,7 @@ use_dir(void **state)
 static char *
 at(const char *rel)
 {
-	static char buf[8][2 * PATH_MAX];
-	static int k;
-	char *p = buf[k++ % 8];
-
-	snprintf(p, 2 * PATH_MAX, "%s/%s", dir, rel);
-	return p;
-}
-
-static void
-put(const char *path, const void *data, size_t len)
-{
-	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-
-	assert_true(fd >= 0);
-	assert_int_equal(fsu_write_all(fd, data, len), 0);
-	close(fd);
+	return tu_path(dir, rel);
 }
 
 static size_t
@@ -387,7 +373,7 @@ test_mkdirs_slashes_and_length(void **state)
 	assert_int_equal(fsu_mkdirs(at("a//b//d"), 0750), 0);
 	assert_int_equal(stat(at("a/b/d"), &st), 0);
 	/* A file in the way is an error, wherever it is in the path. */
-	put(at("file"), "x", 1);
+	tu_put(at("file"), "x", 1);
 	assert_int_equal(fsu_mkdirs(at("file/sub"), 0750), -ENOTDIR);
 	assert_int_equal(fsu_mkdirs(at("file"), 0750), -ENOTDIR);
 	/* Empty and over-long paths are refused before any mkdir. */
@@ -405,9 +391,9 @@ test_rmtree(void **state)
 	use_dir(state);
 	assert_int_equal(fsu_mkdirs(at("t/x/y"), 0755), 0);
 	assert_int_equal(fsu_mkdirs(at("keep"), 0755), 0);
-	put(at("t/f1"), "1", 1);
-	put(at("t/x/y/f2"), "22", 2);
-	put(at("keep/precious"), "p", 1);
+	tu_put(at("t/f1"), "1", 1);
+	tu_put(at("t/x/y/f2"), "22", 2);
+	tu_put(at("keep/precious"), "p", 1);
 	/* A link to a directory outside: removed as a link, never followed. */
 	assert_int_equal(symlink(at("keep"), at("t/x/link")), 0);
 	/* A read-only snapshot tree is removed too. */
@@ -435,7 +421,7 @@ test_make_readonly(void **state)
 
 	use_dir(state);
 	assert_int_equal(fsu_mkdirs(at("ro/sub"), 0755), 0);
-	put(at("ro/sub/f"), "data", 4);
+	tu_put(at("ro/sub/f"), "data", 4);
 	assert_int_equal(chmod(at("ro/sub/f"), 0640), 0);
 	assert_int_equal(fsu_make_readonly(at("ro")), 0);
 	/* Write bits cleared, the rest kept (root would ignore them, so look at modes). */
@@ -461,14 +447,14 @@ test_write_all_and_copy(void **state)
 	use_dir(state);
 	for (size_t i = 0; i < sizeof(big); i++)
 		big[i] = (uint8_t)(i * 7 + (i >> 9));
-	put(at("src"), big, sizeof(big));
+	tu_put(at("src"), big, sizeof(big));
 	assert_int_equal(fsu_copy(at("src"), at("dst"), 0600), 0);
 	assert_int_equal(get(at("dst"), back, sizeof(back)), sizeof(big));
 	assert_memory_equal(back, big, sizeof(big));
 	assert_int_equal(stat(at("dst"), &st), 0);
 	assert_int_equal(st.st_mode & 0777, 0600);
 	/* The target must not exist; it is left untouched. */
-	put(at("other"), "old", 3);
+	tu_put(at("other"), "old", 3);
 	assert_int_equal(fsu_copy(at("src"), at("other"), 0600), -EEXIST);
 	assert_int_equal(get(at("other"), back, sizeof(back)), 3);
 	assert_memory_equal(back, "old", 3);
@@ -480,7 +466,7 @@ test_write_all_and_copy(void **state)
 	assert_int_equal(fsu_copy(at("lnk"), at("dst3"), 0600), -ELOOP);
 	assert_false(exists(at("dst3")));
 	/* Empty file. */
-	put(at("empty"), "", 0);
+	tu_put(at("empty"), "", 0);
 	assert_int_equal(fsu_copy(at("empty"), at("empty2"), 0644), 0);
 	assert_int_equal(stat(at("empty2"), &st), 0);
 	assert_int_equal(st.st_size, 0);
@@ -507,7 +493,7 @@ test_sha256(void **state)
 	fsu_sha_final(&h, hex);
 	assert_string_equal(hex, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
 	assert_null(h.ctx);
-	put(at("empty"), "", 0);
+	tu_put(at("empty"), "", 0);
 	assert_int_equal(fsu_sha256_file(at("empty"), hex, &size), 0);
 	assert_string_equal(hex, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
 	assert_int_equal(size, 0);
@@ -518,7 +504,7 @@ test_sha256(void **state)
 		char hex2[FSU_SHA256_HEX];
 
 		memset(many, 'a', sizeof(many));
-		put(at("many"), many, sizeof(many));
+		tu_put(at("many"), many, sizeof(many));
 		assert_int_equal(fsu_sha256_file(at("many"), hex, &size), 0);
 		assert_int_equal(size, sizeof(many));
 		assert_int_equal(fsu_sha_init(&h), 0);
@@ -545,7 +531,7 @@ test_out_commit_and_abort(void **state)
 	char buf[64];
 
 	use_dir(state);
-	put(at("target"), "old contents", 12);
+	tu_put(at("target"), "old contents", 12);
 	assert_int_equal(fsu_out_open(&o, at("target"), 0644), 0);
 	assert_true(o.fd >= 0);
 	assert_int_equal(fsu_write_all(o.fd, "new", 3), 0);

@@ -13,7 +13,6 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <setjmp.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -38,6 +37,7 @@
 #include "shared/fsutil.h"
 #include "shared/pcapfile.h"
 #include "shared/tls.h"
+#include "tests/unit/testutil.h"
 
 #define PCAPS "tests/data/pcaps"
 #define MYSQL "mysql-6-conns-port20130.pcap"
@@ -54,61 +54,25 @@ static uint64_t total_packets;
 static char *
 at(const char *rel)
 {
-	static char buf[4][2048];
-	static int k;
-	char *p = buf[k++ % 4];
-
-	snprintf(p, 2048, "%s/%s", dir, rel);
-	return p;
+	return tu_path(dir, rel);
 }
 
-static long
-cmd_number(const char *fmt, ...)
+/* Names a copied segment of sensor s1 on eth0; arg points to its sequence number. */
+static const char *
+segment_name(void *arg, uint64_t first_ns)
 {
-	char cmd[2048];
-	va_list ap;
-	FILE *p;
-	long v = -1;
+	char rel[512];
 
-	va_start(ap, fmt);
-	vsnprintf(cmd, sizeof(cmd), fmt, ap);
-	va_end(ap);
-	p = popen(cmd, "r");
-	assert_non_null(p);
-	assert_int_equal(fscanf(p, "%ld", &v), 1);
-	pclose(p);
-	return v;
+	snprintf(rel, sizeof(rel),
+		"sensors/s1/segments/%020" PRIu64 "-0000000000000001-%" PRIu64 ".0-eth0.pcap", first_ns,
+		*(const uint64_t *)arg);
+	return at(rel);
 }
 
 static void
 copy_segment(const char *capture, uint64_t seq)
 {
-	char p[1024], rel[512];
-	struct pcapr *r;
-	struct pcapf_rec rec;
-	struct pcapw *w = NULL;
-	int rc = 0, fd = -1;
-
-	snprintf(p, sizeof(p), "%s/%s", PCAPS, capture);
-	r = pcapr_open(p, &rc);
-	assert_non_null(r);
-	while ((rc = pcapr_next(r, &rec)) == 1) {
-		if (w == NULL) {
-			snprintf(rel, sizeof(rel),
-				"sensors/s1/segments/%020" PRIu64 "-0000000000000001-%" PRIu64 ".0-eth0.pcap",
-				rec.ts_ns, seq);
-			fd = open(at(rel), O_WRONLY | O_CREAT | O_EXCL, 0644);
-			assert_true(fd >= 0);
-			w = pcapw_new(fd, pcapr_iface(r, 0)->linktype, 65535);
-			assert_int_equal(pcapw_header(w), 0);
-		}
-		assert_int_equal(pcapw_write(w, rec.ts_ns, rec.data, rec.caplen, rec.origlen), 0);
-		total_packets++;
-	}
-	assert_int_equal(rc, 0);
-	assert_int_equal(pcapw_free(w), 0);
-	close(fd);
-	pcapr_close(r);
+	total_packets += tu_copy_capture(capture, 0, UINT64_MAX, 65535, segment_name, &seq);
 }
 
 /* A port free on 127.0.0.1 now (api.listen takes 1..65535, not 0). */
@@ -130,7 +94,6 @@ static int
 setup(void **state)
 {
 	char err[512] = "";
-	struct index *ix;
 	struct index_reconcile_report rep = { 0 };
 	struct dissect *d;
 
@@ -140,26 +103,14 @@ setup(void **state)
 	assert_int_equal(fsu_mkdirs(at("sensors/s1/segments"), 0755), 0);
 	copy_segment(RST, 1);
 	copy_segment(MYSQL, 2);
-	ix = index_open(dir, err, sizeof(err));
-	assert_non_null(ix);
-	assert_int_equal(index_reconcile(ix, &rep), 0);
-	index_close(ix);
+	tu_reconcile(dir, &rep);
 	d = dissect_open(dir, NULL, err, sizeof(err));
 	assert_non_null(d);
 	assert_int_equal(dissect_pending(d, 10), 2);
 	dissect_close(d, true);
 
 	snprintf(certs, sizeof(certs), "%s/certs", dir);
-	{
-		char cmd[4096];
-
-		snprintf(cmd, sizeof(cmd),
-			"scripts/pcapline-certs %s ca >/dev/null && scripts/pcapline-certs %s receiver "
-			"127.0.0.1 "
-			">/dev/null",
-			certs, certs);
-		assert_int_equal(system(cmd), 0);
-	}
+	assert_int_equal(tu_certs(certs, NULL), 0);
 	/* Bind can lose a race for the port with another process: try a few. */
 	for (int tries = 0; tries < 20 && api == NULL; tries++) {
 		struct api_opts o = {
@@ -361,8 +312,8 @@ static void
 test_conns_and_pcap(void **state)
 {
 	json_t *all = get_json("/api/v1/conns"), *row, *two, *flows;
-	long tcp = cmd_number("tshark -r %s/%s -q -z conv,tcp 2>/dev/null | grep -c '<->'", PCAPS, MYSQL) +
-		cmd_number("tshark -r %s/%s -q -z conv,tcp 2>/dev/null | grep -c '<->'", PCAPS, RST);
+	long tcp = tu_cmd_number("tshark -r %s/%s -q -z conv,tcp 2>/dev/null | grep -c '<->'", PCAPS, MYSQL) +
+		tu_cmd_number("tshark -r %s/%s -q -z conv,tcp 2>/dev/null | grep -c '<->'", PCAPS, RST);
 	uint64_t sum = 0;
 	size_t i;
 

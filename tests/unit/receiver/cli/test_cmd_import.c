@@ -34,6 +34,7 @@
 #include "shared/fsutil.h"
 #include "shared/log.h"
 #include "shared/pcapfile.h"
+#include "tests/unit/testutil.h"
 
 #define NS    UINT64_C(1000000000)
 #define T0    (UINT64_C(1700000000) * NS)
@@ -47,12 +48,7 @@ static uint64_t dns_packets;
 static char *
 at(const char *rel)
 {
-	static char buf[8][1100];
-	static int k;
-	char *p = buf[k++ % 8];
-
-	snprintf(p, 1100, "%s/%s", dir, rel);
-	return p;
+	return tu_path(dir, rel);
 }
 
 /* A pcap file of n Ethernet records of 80 bytes at ts[i], first byte i. */
@@ -74,23 +70,6 @@ write_pcap(const char *path, const uint64_t *ts, size_t n, uint32_t origlen)
 	}
 	assert_int_equal(pcapw_free(w), 0);
 	close(fd);
-}
-
-static uint8_t *
-slurp(const char *path, size_t *len)
-{
-	struct stat st;
-	uint8_t *p;
-	int fd = open(path, O_RDONLY);
-
-	assert_true(fd >= 0);
-	assert_int_equal(fstat(fd, &st), 0);
-	p = malloc((size_t)st.st_size + 1);
-	assert_non_null(p);
-	assert_int_equal(read(fd, p, (size_t)st.st_size), st.st_size);
-	close(fd);
-	*len = (size_t)st.st_size;
-	return p;
 }
 
 /* Exports [0, END) of the repository at root into out. */
@@ -133,8 +112,7 @@ setup(void **state)
 {
 	static const uint64_t ts[] = { T0 + 1, T0 + 2, T0 + 3, T0 + 4, T0 + 5, T0 + 6, T0 + 7, T0 + 8,
 		T0 + 9 };
-	char err[256] = "", p[1200];
-	struct index *ix;
+	char p[1200];
 	struct index_reconcile_report rep = { 0 };
 	struct pcapr *r;
 	struct pcapf_rec rec;
@@ -174,11 +152,8 @@ setup(void **state)
 		"{\"t\":%" PRIu64 ",\"addr\":\"10.0.0.1\",\"name\":\"db\",\"ns\":\"prod\",\"src\":\"dns\"}\n",
 		T0 + 2 * NS);
 	fclose(f);
-	ix = index_open(src, err, sizeof(err));
-	assert_non_null(ix);
-	assert_int_equal(index_reconcile(ix, &rep), 0);
+	tu_reconcile(src, &rep);
 	assert_int_equal(rep.added, 2);
-	index_close(ix);
 	export_repo(src, archive);
 	return 0;
 }
@@ -283,7 +258,7 @@ test_roundtrip(void **state)
 	repo_seglist_free(&l);
 	repo_free(r);
 	/* The history came back as names.jsonl. */
-	a = (char *)slurp(at("view/sensors/s1/names.jsonl"), &la);
+	a = (char *)tu_slurp(at("view/sensors/s1/names.jsonl"), &la);
 	a[la] = '\0';
 	assert_string_equal(a,
 		"{\"t\":1700000002000000000,\"addr\":\"10.0.0.1\",\"name\":\"db\",\"ns\":\"prod\","
@@ -428,7 +403,7 @@ test_refused_archives(void **state)
 
 	/* A capture to put into hand-made archives. */
 	write_pcap(at("one.pcap"), (const uint64_t[]){ T0 }, 1, 80);
-	good = slurp(at("one.pcap"), &glen);
+	good = tu_slurp(at("one.pcap"), &glen);
 
 	/* Paths that leave the view, links, special files. */
 	write_tar(at("a.tar"), false, (const struct tent[]){ { "../evil/x.pcap", 'f', good, glen } }, 1);
@@ -461,7 +436,7 @@ test_refused_archives(void **state)
 
 	/* A capture whose record claims more captured than original bytes. */
 	write_pcap(at("lie.pcap"), (const uint64_t[]){ T0, T0 + 1 }, 2, 40);
-	bad = slurp(at("lie.pcap"), &blen);
+	bad = tu_slurp(at("lie.pcap"), &blen);
 	write_tar(at("a.tar"), false, (const struct tent[]){ { "s1/lie.pcap", 'f', bad, blen } }, 1);
 	refused(at("a.tar"), (const char *const[]){ "s1/lie.pcap", "record 1", NULL });
 	free(bad);
@@ -590,7 +565,7 @@ test_kubeshark_layout(void **state)
 
 	(void)state;
 	write_pcap(at("k.pcap"), (const uint64_t[]){ T0, T0 + 5, T0 + 9 }, 3, 100);
-	cap = slurp(at("k.pcap"), &clen);
+	cap = tu_slurp(at("k.pcap"), &clen);
 	write_tar(at("ks.tar.gz"), true,
 		(const struct tent[]){ { "worker-1_10.0.0.7/", 'd', NULL, 0 },
 			{ "worker-1_10.0.0.7/1700000000.pcap", 'f', cap, clen },
@@ -612,7 +587,7 @@ test_kubeshark_layout(void **state)
 	repo_seglist_free(&l);
 	repo_strv_free(names, n);
 	repo_free(r);
-	t = (char *)slurp(at("view/sensors/worker-1_10.0.0.7/names.jsonl"), &tl);
+	t = (char *)tu_slurp(at("view/sensors/worker-1_10.0.0.7/names.jsonl"), &tl);
 	t[tl] = '\0';
 	assert_string_equal(t,
 		"{\"t\":1700000000000000000,\"addr\":\"10.1.2.3\",\"name\":\"api.default\",\"ns\":"

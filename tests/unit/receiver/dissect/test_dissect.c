@@ -30,6 +30,7 @@
 #include "receiver/repo/posfile.h"
 #include "shared/fsutil.h"
 #include "shared/pcapfile.h"
+#include "tests/unit/testutil.h"
 
 #define PCAPS "tests/data/pcaps"
 #define ECHO  "tcp-echo-500-conns.pcap"
@@ -43,43 +44,40 @@ static uint64_t echo_a_n, echo_b_n;
 static char *
 at(const char *rel)
 {
-	static char buf[8][2048];
-	static int k;
-	char *p = buf[k++ % 8];
-
-	snprintf(p, 2048, "%s/%s", dir, rel);
-	return p;
-}
-
-static long
-cmd_number(const char *fmt, ...)
-{
-	char cmd[2048];
-	va_list ap;
-	FILE *p;
-	long v = -1;
-
-	va_start(ap, fmt);
-	vsnprintf(cmd, sizeof(cmd), fmt, ap);
-	va_end(ap);
-	p = popen(cmd, "r");
-	assert_non_null(p);
-	assert_int_equal(fscanf(p, "%ld", &v), 1);
-	pclose(p);
-	return v;
+	return tu_path(dir, rel);
 }
 
 /* Conversations tshark finds (kind "tcp" or "udp"). */
 static long
 tshark_convs(const char *capture, const char *kind)
 {
-	return cmd_number("tshark -r %s/%s -q -z conv,%s 2>/dev/null | grep -c '<->'", PCAPS, capture, kind);
+	return tu_cmd_number(
+		"tshark -r %s/%s -q -z conv,%s 2>/dev/null | grep -c '<->'", PCAPS, capture, kind);
 }
 
 static long
 tshark_packets(const char *capture, const char *filter)
 {
-	return cmd_number("tshark -r %s/%s -Y %s 2>/dev/null | wc -l", PCAPS, capture, filter);
+	return tu_cmd_number("tshark -r %s/%s -Y %s 2>/dev/null | wc -l", PCAPS, capture, filter);
+}
+
+/* Names a segment of sensor/iface 0 after its first record; keeps the relative path in rel. */
+struct segment_name {
+	const char *sensor;
+	uint64_t seq;
+	char *rel;
+	size_t rlen;
+};
+
+static const char *
+segment_name(void *arg, uint64_t first_ns)
+{
+	struct segment_name *s = arg;
+
+	snprintf(s->rel, s->rlen,
+		"sensors/%s/segments/%020" PRIu64 "-0000000000000001-%" PRIu64 ".0-eth0.pcap", s->sensor,
+		first_ns, s->seq);
+	return at(s->rel);
 }
 
 /*
@@ -91,49 +89,21 @@ static uint64_t
 copy_segment(const char *sensor, const char *capture, uint64_t seq, uint64_t skip, uint64_t max, char *rel,
 	size_t rlen)
 {
-	char p[1024];
-	struct pcapr *r;
-	struct pcapf_rec rec;
-	struct pcapw *w = NULL;
-	uint64_t i = 0, n = 0;
-	int rc = 0, fd = -1;
+	char p[512];
+	struct segment_name s = { .sensor = sensor, .seq = seq, .rel = rel, .rlen = rlen };
 
-	snprintf(p, sizeof(p), "%s/%s", PCAPS, capture);
-	r = pcapr_open(p, &rc);
-	assert_non_null(r);
 	snprintf(p, sizeof(p), "sensors/%s/segments", sensor);
 	assert_int_equal(fsu_mkdirs(at(p), 0755), 0);
-	while (n < max && (rc = pcapr_next(r, &rec)) == 1) {
-		if (i++ < skip)
-			continue;
-		if (w == NULL) {
-			snprintf(rel, rlen,
-				"sensors/%s/segments/%020" PRIu64 "-0000000000000001-%" PRIu64 ".0-eth0.pcap",
-				sensor, rec.ts_ns, seq);
-			fd = open(at(rel), O_WRONLY | O_CREAT | O_EXCL, 0644);
-			assert_true(fd >= 0);
-			w = pcapw_new(fd, pcapr_iface(r, 0)->linktype, 262144);
-			assert_non_null(w);
-			assert_int_equal(pcapw_header(w), 0);
-		}
-		assert_int_equal(pcapw_write(w, rec.ts_ns, rec.data, rec.caplen, rec.origlen), 0);
-		n++;
-	}
-	assert_true(rc >= 0);
-	assert_int_equal(pcapw_free(w), 0);
-	close(fd);
-	pcapr_close(r);
-	return n;
+	return tu_copy_capture(capture, skip, max, 262144, segment_name, &s);
 }
 
 /* s1: DNS (2005) then MySQL (2021) on eth0; s2: the echo capture cut in two segments. */
 static int
 setup(void **state)
 {
-	char rel[512], err[256] = "";
-	struct index *ix;
+	char rel[512];
 	struct index_reconcile_report rep = { 0 };
-	uint64_t total = (uint64_t)cmd_number("capinfos -T -r -c %s/%s | cut -f2", PCAPS, ECHO);
+	uint64_t total = (uint64_t)tu_cmd_number("capinfos -T -r -c %s/%s | cut -f2", PCAPS, ECHO);
 
 	(void)state;
 	if (mkdtemp(dir) == NULL)
@@ -143,12 +113,8 @@ setup(void **state)
 	echo_a_n = copy_segment("s2", ECHO, 1, 0, total / 2, echo_a, sizeof(echo_a));
 	echo_b_n = copy_segment("s2", ECHO, 2, total / 2, UINT64_MAX, echo_b, sizeof(echo_b));
 	assert_int_equal(echo_a_n + echo_b_n, total);
-	ix = index_open(dir, err, sizeof(err));
-	if (ix == NULL)
-		fail_msg("index_open: %s", err);
-	assert_int_equal(index_reconcile(ix, &rep), 0);
+	tu_reconcile(dir, &rep);
 	assert_int_equal(rep.added, 4);
-	index_close(ix);
 	return 0;
 }
 
@@ -253,7 +219,7 @@ test_dissect_matches_tshark(void **state)
 	assert_int_equal(dissect_pending(d, 2), 2);
 	assert_int_equal(dissect_pending(d, 2), 0);
 	s = dissect_stats(d);
-	total_records = (uint64_t)cmd_number(
+	total_records = (uint64_t)tu_cmd_number(
 		"capinfos -T -r -c %s/%s %s/%s %s/%s | awk '{s+=$2} END {print s}'", PCAPS, ECHO, PCAPS,
 		MYSQL, PCAPS, DNS);
 	assert_int_equal(s->segments, 4);

@@ -40,6 +40,7 @@
 #include "shared/fsutil.h"
 #include "shared/pcapfile.h"
 #include "shared/tls.h"
+#include "tests/unit/testutil.h"
 
 #define EPOCH        UINT64_C(0x0123456789abcdef)
 #define MAX_FRAME    (1u << 20)
@@ -56,8 +57,6 @@ struct rig {
 	SSL_CTX *sctx, *cctx; /* TLS rig only */
 	uint16_t port;
 };
-
-static char certs[] = "/tmp/pcapline-test-session-certs-XXXXXX";
 
 static void
 on_stop(struct ev_loop *loop, ev_async *w, int revents)
@@ -98,20 +97,7 @@ rig_pause(struct rig *r)
 static uint16_t
 listening_port(void)
 {
-	for (int fd = 3; fd < 1024; fd++) {
-		struct sockaddr_in sa;
-		socklen_t len = sizeof(sa);
-		int acc = 0;
-		socklen_t alen = sizeof(acc);
-
-		if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &acc, &alen) != 0 || !acc)
-			continue;
-		if (getsockname(fd, (struct sockaddr *)&sa, &len) == 0 && sa.sin_family == AF_INET &&
-			sa.sin_addr.s_addr == htonl(INADDR_LOOPBACK))
-			return ntohs(sa.sin_port);
-	}
-	fail_msg("no listening socket on 127.0.0.1");
-	return 0;
+	return tu_loopback_port(false);
 }
 
 struct limits {
@@ -140,11 +126,11 @@ rig_new_limits(bool tls, const char *token, const struct limits *lim)
 		struct tls_opts to = { .ca = ca, .cert = crt, .key = key, .min_version = 13 };
 		struct tls_opts co = { .ca = ca, .cert = scrt, .key = skey, .min_version = 13 };
 
-		snprintf(ca, sizeof(ca), "%s/ca.crt", certs);
-		snprintf(crt, sizeof(crt), "%s/receiver.crt", certs);
-		snprintf(key, sizeof(key), "%s/receiver.key", certs);
-		snprintf(scrt, sizeof(scrt), "%s/s1.crt", certs);
-		snprintf(skey, sizeof(skey), "%s/s1.key", certs);
+		snprintf(ca, sizeof(ca), "%s/ca.crt", tu_certs_dir);
+		snprintf(crt, sizeof(crt), "%s/receiver.crt", tu_certs_dir);
+		snprintf(key, sizeof(key), "%s/receiver.key", tu_certs_dir);
+		snprintf(scrt, sizeof(scrt), "%s/s1.crt", tu_certs_dir);
+		snprintf(skey, sizeof(skey), "%s/s1.key", tu_certs_dir);
 		r->sctx = tls_ctx_server(&to, err, sizeof(err));
 		if (r->sctx == NULL)
 			fail_msg("tls_ctx_server: %s", err);
@@ -423,38 +409,24 @@ send_batch(struct cl *c, struct batch *b)
 	cl_write(c, b->frame, b->len);
 }
 
+/* Checks one stored record and adds its time to the sum at arg. */
+static void
+stored_record(const struct pcapf_rec *rec, void *arg)
+{
+	assert_int_equal(rec->caplen, 64);
+	assert_int_equal(rec->origlen, 1514);
+	*(uint64_t *)arg += rec->ts_ns;
+}
+
 /* Records of every closed segment of sensor id, counted per first data byte. */
 static uint64_t
 stored_records(struct rig *r, const char *id, uint64_t *ts_sum)
 {
-	char cmd[512];
-	FILE *p;
-	char path[1024];
-	uint64_t n = 0;
+	char rel[512];
 
 	*ts_sum = 0;
-	snprintf(cmd, sizeof(cmd), "ls %s/sensors/%s/segments/*.pcap 2>/dev/null", r->dir, id);
-	p = popen(cmd, "r");
-	assert_non_null(p);
-	while (fgets(path, sizeof(path), p) != NULL) {
-		struct pcapr *rd;
-		struct pcapf_rec rec;
-		int rc = 0;
-
-		path[strcspn(path, "\n")] = '\0';
-		rd = pcapr_open(path, &rc);
-		assert_non_null(rd);
-		while ((rc = pcapr_next(rd, &rec)) == 1) {
-			assert_int_equal(rec.caplen, 64);
-			assert_int_equal(rec.origlen, 1514);
-			n++;
-			*ts_sum += rec.ts_ns;
-		}
-		assert_int_equal(rc, 0);
-		pcapr_close(rd);
-	}
-	pclose(p);
-	return n;
+	snprintf(rel, sizeof(rel), "sensors/%s/segments", id);
+	return tu_each_record(tu_path(r->dir, rel), stored_record, ts_sum);
 }
 
 #define T0 UINT64_C(1700000000000000000)
@@ -778,29 +750,6 @@ rig_teardown(void **state)
 	return 0;
 }
 
-static int
-group_setup(void **state)
-{
-	char cmd[512];
-
-	(void)state;
-	if (mkdtemp(certs) == NULL)
-		return -1;
-	snprintf(cmd, sizeof(cmd),
-		"scripts/pcapline-certs %s ca >/dev/null && scripts/pcapline-certs %s receiver 127.0.0.1 "
-		">/dev/null "
-		"&& scripts/pcapline-certs %s sensor s1 >/dev/null",
-		certs, certs, certs);
-	return system(cmd) == 0 ? 0 : -1;
-}
-
-static int
-group_teardown(void **state)
-{
-	(void)state;
-	return fsu_rmtree(certs);
-}
-
 int
 main(void)
 {
@@ -812,5 +761,5 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_limits, limits_rig, rig_teardown),
 	};
 
-	return cmocka_run_group_tests(tests, group_setup, group_teardown);
+	return cmocka_run_group_tests(tests, tu_certs_group_setup, tu_certs_group_teardown);
 }

@@ -33,6 +33,7 @@
 #include "receiver/repo/repo.h"
 #include "shared/fsutil.h"
 #include "shared/pcapfile.h"
+#include "tests/unit/testutil.h"
 
 #define NS    UINT64_C(1000000000)
 #define T0    (UINT64_C(1700000000) * NS)
@@ -45,12 +46,7 @@ static char dir[] = "/tmp/pcapline-test-bundle-XXXXXX";
 static char *
 at(const char *rel)
 {
-	static char buf[8][1024];
-	static int k;
-	char *p = buf[k++ % 8];
-
-	snprintf(p, 1024, "%s/%s", dir, rel);
-	return p;
+	return tu_path(dir, rel);
 }
 
 static char *
@@ -92,60 +88,45 @@ gen_segment(const char *sensor, unsigned ifindex, const char *ifname, const uint
 	close(fd);
 }
 
+/* Names a segment of a copied capture after its first record. */
+struct segment_name {
+	const char *sensor;
+	unsigned ifindex;
+	const char *ifname;
+};
+
+static const char *
+segment_name(void *arg, uint64_t first_ns)
+{
+	struct segment_name *s = arg;
+
+	return at(seg_rel(s->sensor, first_ns, s->ifindex + 1, s->ifindex, s->ifname));
+}
+
 /* A segment holding a public capture, rewritten as the receiver writes (nanoseconds). */
 static uint64_t
 capture_segment(const char *sensor, unsigned ifindex, const char *ifname, const char *capture)
 {
 	char d[256];
-	struct pcapr *r;
-	struct pcapf_rec rec;
-	struct pcapw *w;
-	uint64_t first = 0, n = 0;
-	int fd, rc = 0;
+	struct segment_name s = { .sensor = sensor, .ifindex = ifindex, .ifname = ifname };
 
-	snprintf(d, sizeof(d), "%s/%s", PCAPS, capture);
-	r = pcapr_open(d, &rc);
-	assert_non_null(r);
-	assert_int_equal(pcapr_next(r, &rec), 1);
-	first = rec.ts_ns;
-	pcapr_close(r);
-	r = pcapr_open(d, &rc);
-	assert_non_null(r);
 	snprintf(d, sizeof(d), "sensors/%s/segments", sensor);
 	assert_int_equal(fsu_mkdirs(at(d), 0755), 0);
-	fd = open(
-		at(seg_rel(sensor, first, ifindex + 1, ifindex, ifname)), O_WRONLY | O_CREAT | O_EXCL, 0644);
-	assert_true(fd >= 0);
-	w = pcapw_new(fd, pcapr_iface(r, 0)->linktype, pcapr_iface(r, 0)->snaplen);
-	assert_non_null(w);
-	assert_int_equal(pcapw_header(w), 0);
-	while ((rc = pcapr_next(r, &rec)) == 1) {
-		assert_int_equal(pcapw_write(w, rec.ts_ns, rec.data, rec.caplen, rec.origlen), 0);
-		n++;
-	}
-	assert_int_equal(rc, 0);
-	assert_int_equal(pcapw_free(w), 0);
-	close(fd);
-	pcapr_close(r);
-	return n;
+	return tu_copy_capture(capture, 0, UINT64_MAX, 0, segment_name, &s);
 }
 
-/* Runs a shell command and reads one number from its output. */
+/* Runs a shell command and reads one number from its output; the command must succeed. */
 static long
 cmd_number(const char *fmt, ...)
 {
-	char cmd[2048];
 	va_list ap;
-	FILE *p;
-	long v = -1;
+	long v;
+	int status;
 
 	va_start(ap, fmt);
-	vsnprintf(cmd, sizeof(cmd), fmt, ap);
+	v = tu_vcmd_number(&status, fmt, ap);
 	va_end(ap);
-	p = popen(cmd, "r");
-	assert_non_null(p);
-	assert_int_equal(fscanf(p, "%ld", &v), 1);
-	assert_int_equal(pclose(p), 0);
+	assert_int_equal(status, 0);
 	return v;
 }
 
@@ -163,8 +144,6 @@ static uint64_t s2_dns, s2_redis;
 static int
 setup(void **state)
 {
-	char err[256] = "";
-	struct index *ix;
 	struct index_reconcile_report rep = { 0 };
 	FILE *f;
 
@@ -188,12 +167,8 @@ setup(void **state)
 		",\"addr\":\"10.0.0.1\",\"name\":\"db2\",\"ns\":\"prod\",\"src\":\"dns\"}\n",
 		T0 + 4 * NS);
 	fclose(f);
-	ix = index_open(dir, err, sizeof(err));
-	if (ix == NULL)
-		fail_msg("index_open: %s", err);
-	assert_int_equal(index_reconcile(ix, &rep), 0);
+	tu_reconcile(dir, &rep);
 	assert_int_equal(rep.added, 4);
-	index_close(ix);
 	return 0;
 }
 

@@ -26,6 +26,7 @@
 #include "receiver/repo/namehist.h"
 #include "receiver/repo/names.h"
 #include "shared/fsutil.h"
+#include "tests/unit/testutil.h"
 
 #define NS UINT64_C(1000000000)
 
@@ -34,22 +35,13 @@ static char dir[] = "/tmp/pcapline-test-namehist-XXXXXX";
 static char *
 at(const char *rel)
 {
-	static char buf[4][512];
-	static int k;
-	char *p = buf[k++ % 4];
-
-	snprintf(p, 512, "%s/%s", dir, rel);
-	return p;
+	return tu_path(dir, rel);
 }
 
 static void
 put(const char *rel, const char *text)
 {
-	int fd = open(at(rel), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-
-	assert_true(fd >= 0);
-	assert_int_equal(fsu_write_all(fd, text, strlen(text)), 0);
-	close(fd);
+	tu_put(at(rel), text, strlen(text));
 }
 
 /* Runs fn into a memory stream and returns what it wrote (caller frees). */

@@ -28,6 +28,7 @@
 #include "receiver/repo/repo.h"
 #include "shared/fsutil.h"
 #include "shared/pcapfile.h"
+#include "tests/unit/testutil.h"
 
 #define NS    UINT64_C(1000000000)
 #define T0    (UINT64_C(1700000000) * NS)
@@ -80,12 +81,7 @@ write_pcap(const char *path, uint32_t linktype, uint32_t snaplen, const uint64_t
 static char *
 at(const char *rel)
 {
-	static char buf[4][1024];
-	static int k;
-	char *p = buf[k++ % 4];
-
-	snprintf(p, 1024, "%s/%s", dir, rel);
-	return p;
+	return tu_path(dir, rel);
 }
 
 /* The repository of defs[], without an index. */
@@ -117,16 +113,11 @@ build(void)
 static void
 make_index(void)
 {
-	char err[256] = "";
-	struct index *ix = index_open(dir, err, sizeof(err));
 	struct index_reconcile_report rep = { 0 };
 
-	if (ix == NULL)
-		fail_msg("index_open: %s", err);
-	assert_int_equal(index_reconcile(ix, &rep), 0);
+	tu_reconcile(dir, &rep);
 	assert_int_equal(rep.added, NDEFS);
 	assert_int_equal(rep.skipped, 0);
-	index_close(ix);
 }
 
 static int
