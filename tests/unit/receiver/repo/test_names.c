@@ -19,6 +19,7 @@
 
 #include <cmocka.h>
 
+#include "shared/fsutil.h"
 #include "receiver/repo/namehist.h"
 #include "receiver/repo/names.h"
 
@@ -213,6 +214,7 @@ test_history_with_bad_lines(void **state)
 	namehist_free(h);
 	free(text);
 	nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	assert_int_equal(fsu_rmtree(dir), 0);
 }
 
 /* Kubeshark keys are seconds; one whose nanoseconds do not fit a names.jsonl time is

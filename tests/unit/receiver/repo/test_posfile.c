@@ -15,6 +15,7 @@
 
 #include <cmocka.h>
 
+#include "shared/fsutil.h"
 #include "receiver/repo/posfile.h"
 
 #define SEG "sensors/s1/segments/01700000000000000000-00000000000000aa-1.0-eth0.pcap"
@@ -110,6 +111,7 @@ test_round_trip_and_damage(void **state)
 	assert_int_equal(posfile_write(dir, "sensors/s2/l4/x.pos", ids, 1, err, sizeof(err)), -ENOTDIR);
 	assert_non_null(strstr(err, "cannot create the folder of sensors/s2/l4/x.pos"));
 	nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	assert_int_equal(fsu_rmtree(dir), 0);
 }
 
 int
