@@ -49,6 +49,7 @@ struct receiver_conf {
 	uint64_t handshake_timeout;
 	int64_t max_sensors;
 	uint64_t sensor_rate;
+	uint64_t ingest_buffer;
 	uint64_t heartbeat;
 	int log_level;
 	uint64_t stats_interval;
@@ -94,6 +95,7 @@ static const struct cfg_key receiver_schema[] = {
 	K("limits.handshake_timeout", CFG_DURATION, handshake_timeout, 1000, 600000, NULL, "TLS handshake and HELLO must be done within this"),
 	K("limits.max_sensors", CFG_INT, max_sensors, 1, 1000000, NULL, "distinct sensors served (their folders count)"),
 	K("limits.sensor_rate", CFG_SIZE, sensor_rate, 0, 1ll << 40, NULL, "bytes per second stored per sensor, 0 = unlimited; beyond it the receiver reads slower"),
+	K("limits.ingest_buffer", CFG_SIZE, ingest_buffer, 1ll << 20, 1ll << 40, NULL, "bytes all sessions may hold read but not yet stored; beyond it sessions with a batch group being stored read no more than their share"),
 	K("session.heartbeat", CFG_DURATION, heartbeat, 100, 600000, NULL, "heartbeat interval; silent peers are dropped after three"),
 	K("log.level", CFG_ENUM, log_level, 0, 0, log_levels, "error, warn, info or debug"),
 	K("log.stats_interval", CFG_DURATION, stats_interval, 1000, 86400000, NULL, "how often per-sensor counters are logged"),
@@ -141,6 +143,7 @@ static void receiver_defaults(struct receiver_conf *c)
 	c->segment_time = 300000;
 	c->fsync_interval = 1000;
 	c->max_frame = 16u << 20;
+	c->ingest_buffer = 64u << 20;
 	c->names_max_size = 64u << 20;
 	c->max_sessions = 1024;
 	c->unauth_max = 256;
@@ -415,6 +418,7 @@ static void receiver_open_listeners(const struct store_opts *so)
 		.setup_ms = (uint32_t)R.conf.handshake_timeout,
 		.max_sensors = (uint32_t)R.conf.max_sensors,
 		.sensor_rate = R.conf.sensor_rate,
+		.ingest_buffer = R.conf.ingest_buffer,
 		.heartbeat_ms = (uint32_t)R.conf.heartbeat,
 		.sync_ms = R.conf.fsync == STORE_FSYNC_INTERVAL ? (uint32_t)R.conf.fsync_interval : 0,
 		.store = R.store,

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -1340,6 +1341,11 @@ static void *worker_main(void *arg)
 	uint64_t logged = 0;
 	time_t next_log = time(NULL) + w->log_s;
 
+	/* Dissection is derived data and can catch up later: at the lowest priority (nice
+	 * 19, for this thread only on Linux) it never takes CPU from the loop and the store
+	 * worker, which the sensors' ACKs wait for. */
+	if (setpriority(PRIO_PROCESS, (id_t)gettid(), 19) != 0)
+		log_debug("dissect: cannot lower the thread's priority: %s", strerror(errno));
 	/* In the thread: it may read many segments, and the receiver does not wait. */
 	dissect_repair(w->d);
 

@@ -24,6 +24,17 @@
 #include "receiver/store/worker.h"
 
 #define SESSION_INBUF_MIN (64 * 1024)
+/* An input buffer or batch arena larger than this is given back once a burst is
+ * stored, so that the memory a burst took does not stay with every session. */
+#define SESSION_BUF_KEEP (256u * 1024)
+/* limits.ingest_buffer: bytes all sensors' sessions may hold at once in input buffers
+ * and batch arenas not yet stored. Beyond it, a session that has a group with the
+ * worker and more than its share (the budget / sessions, at least SESSION_SHARE_MIN)
+ * stops reading until the worker gives memory back (TCP pushes back, the sensor's
+ * window and spool absorb it). A session with nothing at the worker always reads, so
+ * every sensor makes progress and none waits on another. */
+#define SERVER_INGEST_BUDGET (64u << 20) /* when not configured */
+#define SESSION_SHARE_MIN (256u * 1024)
 #define SESSION_OUTBUF 8192
 #define SESSION_SYNC_EARLY (2u << 20) /* interval policy: sync once this much waits */
 #define SESSION_MAX_HELLO 5172 /* largest valid HELLO payload, PROTOCOL.md 7 */
@@ -128,6 +139,11 @@ struct session {
 	double tokens, tokens_at;
 	bool throttled;
 	bool stalled; /* storage failing: the batch at the head of the buffer waits */
+	/* Its buffers count towards limits.ingest_buffer (from BEGIN on: a connection that
+	 * is not a sensor yet cannot make sensors wait); waiting for the budget, in the
+	 * server's list in the order the sessions stopped. */
+	bool counted, budget_queued;
+	struct session *bprev, *bnext;
 	uint64_t stall_retries;
 	uint64_t throttled_count;
 	ev_timer unthrottle;
@@ -165,6 +181,11 @@ struct server {
 	} uq;                       /* since the last summary line */
 	double uq_at;
 	struct log_limit unauth_lim;
+	/* limits.ingest_buffer: bytes the counted sessions hold, how many they are, and
+	 * those waiting for the budget, the longest waiting first. */
+	size_t held_bytes;
+	unsigned n_counted;
+	struct session *bhead, *btail;
 };
 
 /* One source in the scratch table that picks which unauthenticated connection to shed. */
@@ -215,13 +236,70 @@ static bool session_group_full(const struct batch_job *g)
 	return g->n == STORE_BATCHES_MAX || g->arena_len >= SESSION_GROUP_BYTES;
 }
 
+/* Bytes a session's buffers take (their capacities: that is what they cost). */
+static size_t session_bytes(const struct session *se)
+{
+	return se->in_cap + se->gj[0].arena_cap + se->gj[1].arena_cap;
+}
+
+/* A buffer of se grew or shrank from old_cap to new_cap bytes. */
+static void session_held(struct session *se, size_t old_cap, size_t new_cap)
+{
+	if (se->counted)
+		se->srv->held_bytes = se->srv->held_bytes - old_cap + new_cap;
+}
+
+/* Over limits.ingest_buffer and over its share of it, with a group at the worker whose
+ * return gives memory back and wakes it: reading more would only hold more. */
+static bool session_over_budget(const struct session *se)
+{
+	const struct server *srv = se->srv;
+	if (!se->group_busy || srv->held_bytes <= srv->o.ingest_buffer)
+		return false;
+	size_t share = srv->o.ingest_buffer / (srv->n_counted ? srv->n_counted : 1);
+	return session_bytes(se) > (share > SESSION_SHARE_MIN ? share : SESSION_SHARE_MIN);
+}
+
 /* Input waits: rate limit or storage failure (throttled), BEGIN with the worker
  * (busy), too many jobs there, a frame that must wait for the batches before it
- * (barrier), or both batch groups taken. */
+ * (barrier), both batch groups taken, or the server-wide read-ahead budget spent. */
 static bool session_paused(const struct session *se)
 {
 	return se->throttled || se->busy || se->inflight >= SESSION_MAX_JOBS || se->barrier ||
-	       (se->group_busy && session_group_full(&se->gj[!se->cur]));
+	       (se->group_busy && session_group_full(&se->gj[!se->cur])) || session_over_budget(se);
+}
+
+/* Queues se, which stopped reading for the budget, to be woken when memory comes back. */
+static void server_budget_wait(struct session *se)
+{
+	struct server *srv = se->srv;
+	if (se->budget_queued)
+		return;
+	se->budget_queued = true;
+	se->bnext = NULL;
+	se->bprev = srv->btail;
+	if (srv->btail)
+		srv->btail->bnext = se;
+	else
+		srv->bhead = se;
+	srv->btail = se;
+}
+
+static void server_budget_unlink(struct session *se)
+{
+	struct server *srv = se->srv;
+	if (!se->budget_queued)
+		return;
+	if (se->bprev)
+		se->bprev->bnext = se->bnext;
+	else
+		srv->bhead = se->bnext;
+	if (se->bnext)
+		se->bnext->bprev = se->bprev;
+	else
+		srv->btail = se->bprev;
+	se->bprev = se->bnext = NULL;
+	se->budget_queued = false;
 }
 
 static uint64_t session_now_ns(void)
@@ -233,11 +311,28 @@ static uint64_t session_now_ns(void)
 
 static void session_resume(struct session *se);
 
+/* Wakes, longest waiting first, the sessions the budget no longer holds back. */
+static void server_budget_wake(struct server *srv)
+{
+	struct session *se, *next;
+	for (se = srv->bhead; se; se = next) {
+		next = se->bnext;
+		if (session_over_budget(se))
+			continue;
+		server_budget_unlink(se);
+		session_resume(se);
+	}
+}
+
 /* Frees what is left of a closed session once the worker has none of its jobs. */
 static void session_release(struct session *se)
 {
 	if (!se->dead || se->inflight)
 		return;
+	if (se->counted) {
+		se->srv->held_bytes -= session_bytes(se);
+		se->srv->n_counted--;
+	}
 	free(se->in);
 	free(se->gj[0].arena);
 	free(se->gj[1].arena);
@@ -297,6 +392,7 @@ static void session_free(struct session *se)
 {
 	struct server *srv = se->srv;
 	session_unauth_unlink(se);
+	server_budget_unlink(se);
 	ev_io_stop(srv->loop, &se->io);
 	ev_timer_stop(srv->loop, &se->unthrottle);
 	if (se->begun) {
@@ -367,6 +463,10 @@ static int session_flush(struct session *se)
 	/* A throttled session, or one whose batch the worker has, is not read from:
 	 * watching EV_READ would spin. */
 	int ev = (session_paused(se) ? 0 : EV_READ) | (se->out_len ? EV_WRITE : 0);
+	if (session_over_budget(se))
+		server_budget_wait(se);
+	else
+		server_budget_unlink(se); /* its own group came back: it reads again */
 	if (ev != (se->io.events & (EV_READ | EV_WRITE)) || !ev_is_active(&se->io) != !ev) {
 		ev_io_stop(se->srv->loop, &se->io);
 		ev_io_set(&se->io, se->fd, ev ? ev : EV_READ);
@@ -537,6 +637,9 @@ static void session_begin_done(struct worker_job *wj)
 	int n = proto_welcome_encode(&w, buf, sizeof(buf));
 	se->state = S_STREAM;
 	se->epoch = j->epoch;
+	se->counted = true;
+	srv->n_counted++;
+	srv->held_bytes += session_bytes(se);
 	session_consume_head(se);
 	log_info("sensor %s connected from %s (version %s, %u interface(s), epoch %016" PRIx64 ", next batch %" PRIu64 ")",
 		 se->cert_id, se->peer, j->version, j->n_ifaces, j->epoch, w.next_seq);
@@ -721,6 +824,21 @@ static void session_group_submit(struct session *se)
 	worker_submit(se->srv->w, &j->wj);
 }
 
+/* Gives back most of a large input buffer once little of it is used (a burst is
+ * stored); the quarter keeps a buffer in steady use from shrinking and growing again. */
+static void session_in_shrink(struct session *se)
+{
+	if (se->in_cap <= SESSION_BUF_KEEP || se->in_len > se->in_cap / 4)
+		return;
+	size_t cap = se->in_len * 2 > SESSION_INBUF_MIN ? se->in_len * 2 : SESSION_INBUF_MIN;
+	uint8_t *ni = realloc(se->in, cap);
+	if (!ni)
+		return; /* keeps the larger one */
+	session_held(se, se->in_cap, cap);
+	se->in = ni;
+	se->in_cap = cap;
+}
+
 /* Drops n bytes of frames at the head of the input (batches the worker is done with). */
 static void session_consume(struct session *se, size_t n)
 {
@@ -730,13 +848,24 @@ static void session_consume(struct session *se, size_t n)
 	se->in_len -= n;
 	se->rx_consumed += n;
 	se->held -= n < se->held ? n : se->held;
+	session_in_shrink(se);
+}
+
+static void session_batch_back(struct batch_job *j);
+
+/* A group is back: memory was given back, sessions waiting for the budget may go on. */
+static void session_batch_done(struct worker_job *wj)
+{
+	struct batch_job *j = (struct batch_job *)wj;
+	struct server *srv = j->se->srv; /* j->se may be freed below */
+	session_batch_back(j);
+	server_budget_wake(srv);
 }
 
 /* A group is back from the worker: ACK what it stored, then hold, close or go on as
  * the first batch it did not store says (store_batch() results). */
-static void session_batch_done(struct worker_job *wj)
+static void session_batch_back(struct batch_job *j)
 {
-	struct batch_job *j = (struct batch_job *)wj;
 	struct session *se = j->se;
 	struct server *srv = se->srv;
 	char why[600];
@@ -771,6 +900,15 @@ static void session_batch_done(struct worker_job *wj)
 	unsigned n = j->n, fail = j->fail;
 	uint64_t fseq = fail < n ? j->b[fail].seq : 0;
 	j->n = 0;
+	/* A large arena is given back when the group used little of it (the burst is
+	 * over) or memory is short; a session in steady use keeps its own. */
+	if (j->arena_cap > SESSION_BUF_KEEP &&
+	    (j->arena_len < j->arena_cap / 4 || srv->held_bytes > srv->o.ingest_buffer)) {
+		session_held(se, j->arena_cap, 0);
+		free(j->arena);
+		j->arena = NULL;
+		j->arena_cap = 0;
+	}
 	j->arena_len = 0;
 	if (fail < n) {
 		enum store_result sr = j->in[fail].sr;
@@ -888,6 +1026,7 @@ static int session_batch(struct session *se, const struct proto_hdr *hd, const u
 			session_close(se, PROTO_ERR_LIMIT, "out of memory for a batch");
 			return -1;
 		}
+		session_held(se, g->arena_cap, cap);
 		g->arena = na;
 		g->arena_cap = cap;
 	}
@@ -1090,6 +1229,7 @@ static int session_parse(struct session *se)
 					session_close(se, PROTO_ERR_LIMIT, "out of memory for a frame");
 					return -1;
 				}
+				session_held(se, se->in_cap, off + need);
 				se->in = ni;
 				se->in_cap = off + need;
 			}
@@ -1130,6 +1270,7 @@ static int session_parse(struct session *se)
 		memmove(se->in, se->in + done, se->in_len - done);
 		se->in_len -= done;
 		se->rx_consumed += done;
+		session_in_shrink(se);
 	}
 	if (!se->group_busy && se->gj[!se->cur].n)
 		session_group_submit(se);
@@ -1180,6 +1321,7 @@ static int session_read(struct session *se)
 				session_close(se, PROTO_ERR_LIMIT, "out of memory for input");
 				return -1;
 			}
+			session_held(se, se->in_cap, cap);
 			se->in = ni;
 			se->in_cap = cap;
 		}
@@ -1500,6 +1642,7 @@ static void server_on_tick(struct ev_loop *loop, ev_timer *w, int revents)
 		session_end_unauth(se, UNAUTH_TIMED_OUT, why);
 	}
 	server_unauth_summary(srv, now, false);
+	server_budget_wake(srv); /* memory of sessions closed meanwhile came back */
 	for (se = srv->sessions; se; se = next) {
 		next = se->next;
 		if (se->state != S_STREAM)
@@ -1544,6 +1687,8 @@ struct server *server_new(struct ev_loop *loop, const struct server_opts *o)
 		srv->o.unauth_per_source = 1;
 	if (srv->o.setup_ms == 0)
 		srv->o.setup_ms = 10000;
+	if (srv->o.ingest_buffer == 0)
+		srv->o.ingest_buffer = SERVER_INGEST_BUDGET;
 	for (srv->src_cap = 4; srv->src_cap < 2 * (size_t)srv->o.unauth_max + 2; srv->src_cap *= 2)
 		;
 	srv->src_tab = calloc(srv->src_cap, sizeof(*srv->src_tab));

@@ -33,6 +33,9 @@ struct server_opts {
 	uint32_t sync_ms;   /* fsync policy "interval": period; 0 = ACK at once */
 	uint32_t max_sensors; /* distinct sensor ids served since start */
 	uint64_t sensor_rate; /* stored packet bytes per second per sensor, 0 = unlimited */
+	/* Bytes all sensors' sessions may hold in input buffers and batch groups not yet
+	 * stored before those with a group at the worker wait for it (0 = 64 MiB). */
+	uint64_t ingest_buffer;
 	struct store *store;
 	struct names_store *names; /* name-resolution histories; NULL = NAMES frames are dropped */
 };

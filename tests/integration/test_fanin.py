@@ -27,6 +27,7 @@ Judged:
 """
 import collections
 import json
+import os
 import re
 import signal
 import sqlite3
@@ -36,7 +37,9 @@ import threading
 import time
 from pathlib import Path
 
-from conftest import CERTS_TOOL, DATA, Proc, free_port, tls_args, wait_listening
+import pytest
+
+from conftest import CERTS_TOOL, DATA, Proc, free_port, sanitized, tls_args, wait_listening
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import netns as N  # noqa: E402
@@ -304,3 +307,94 @@ def test_fifty_sensors_dissection_and_export_at_once(binaries, certs, tmp_path):
           f"streaming {t_sent - t_start:.1f} s, {len(exporter.done)} exports ({len(during)} started while sending, "
           f"up to {max(during)} packets), whole test {elapsed:.1f} s")
     assert elapsed < 150, f"the test took {elapsed:.0f} s"
+
+
+MEM_CAPTURE = DATA / "pcaps" / "tcp-echo-500-conns.pcap"   # 6.8 MB, 82582 packets
+MAX_RSS_KIB = 256 * 1024   # the receiver's peak RSS: 123-171 MiB measured; without the bound 466 MiB
+
+
+# The default budget, and the smallest one: then every session is over its share all the
+# time and must still make progress, none starved.
+@pytest.mark.parametrize("ingest_buffer", [None, "1MiB"])
+def test_fifty_sensors_read_ahead_memory_bounded(binaries, certs, tmp_path, ingest_buffer):
+    """Fifty sensors (started while the receiver is stopped, so that all of them send at
+    once) replay the same 6.8 MB capture as fast as they can. What the receiver reads
+    ahead of its store worker, in input buffers and decompressed batch groups, is bounded
+    server-wide: its peak resident memory, measured by /usr/bin/time around it (its own
+    ru_maxrss; this process's would be inherited by a child's), stays under MAX_RSS_KIB,
+    and every sensor still has its whole capture stored and acknowledged (within
+    BUDGET_S: a sensor the budget starved would time out)."""
+    sensor_bin, receiver_bin = binaries
+    cd = tmp_path / "certs"
+    cd.mkdir()
+    for f in ("ca.crt", "ca.key", "receiver.crt", "receiver.key"):
+        (cd / f).write_bytes((certs / f).read_bytes())
+    ids = [f"m{i:02d}" for i in range(1, N_SENSORS + 1)]
+    for sid in ids:
+        subprocess.run([CERTS_TOOL, cd, "sensor", sid], check=True, capture_output=True, timeout=30)
+    n_pkts = capinfos_counts([MEM_CAPTURE])[str(MEM_CAPTURE)]
+
+    port = free_port()
+    data = tmp_path / "data"
+    rss_file = tmp_path / "receiver.maxrss"
+    rx = Proc(["/usr/bin/time", "-f", "%M", "-o", rss_file, receiver_bin, "-l", f"127.0.0.1:{port}", "-d", data]
+              + tls_args(cd, "receiver"), tmp_path / "receiver.log",
+              env={"PCAPLINE_LIMITS_INGEST_BUFFER": ingest_buffer} if ingest_buffer else None)
+    sxs = {}
+    rx_pid = None
+
+    def receiver_pid():
+        """The receiver itself, the child of /usr/bin/time: signals go to it."""
+        try:
+            kids = Path(f"/proc/{rx.p.pid}/task/{rx.p.pid}/children").read_text().split()
+        except OSError:
+            return None
+        return int(kids[0]) if kids else None
+
+    try:
+        N.wait_for(lambda: receiver_pid() is not None, 10, "the receiver started under /usr/bin/time")
+        rx_pid = receiver_pid()
+        wait_listening(port)
+        os.kill(rx_pid, signal.SIGSTOP)
+        try:
+            for sid in ids:
+                sxs[sid] = Proc([sensor_bin, "-r", MEM_CAPTURE, "-t", f"127.0.0.1:{port}"] + tls_args(cd, sid),
+                                tmp_path / f"sensor-{sid}.log")
+            N.wait_for(lambda: count_established(port) >= N_SENSORS, 10, "50 sensor connections")
+        finally:
+            os.kill(rx_pid, signal.SIGCONT)
+        t_start = time.time()
+        for sid, sx in sxs.items():
+            rc = sx.wait(max(1.0, BUDGET_S - (time.time() - t_start)))
+            assert rc == 0, f"sensor {sid} exited {rc}:\n{sx.text()}"
+            m = re.search(r"final: captured (\d+) packets .*acknowledged (\d+) batches / (\d+) packets, pending 0",
+                          sx.text())
+            assert m and int(m.group(1)) == int(m.group(3)) == n_pkts, f"{sid}: {n_pkts} records:\n{sx.text()}"
+        t_sent = time.time()
+        assert rx.p.poll() is None, rx.text()
+    finally:
+        for sx in sxs.values():
+            if sx.p.poll() is None:
+                sx.stop(signal.SIGKILL)
+        if rx_pid is not None and rx.p.poll() is None:
+            os.kill(rx_pid, signal.SIGTERM)
+            try:
+                rx.p.wait(30)   # /usr/bin/time exits with the receiver's status
+            except subprocess.TimeoutExpired:
+                os.kill(rx_pid, signal.SIGKILL)
+        rc = rx.stop(signal.SIGTERM, timeout=30)
+    assert rc == 0, f"receiver exited {rc}:\n{rx.text()[-3000:]}"
+    log = rx.text()
+    assert not re.search(r": (error|warn(ing)?):", log), log[-5000:]
+    for sid in ids:
+        s = json.loads((data / "sensors" / sid / "stats.json").read_text())
+        assert s["stored"]["packets"] == n_pkts, (sid, s)
+        r = s["receiver"]
+        assert r["duplicate_batches"] == r["rejected_batches"] == r["missing_batches"] == r["storage_errors"] == 0, s
+    max_rss = int(rss_file.read_text().split()[-1])
+    print(f"limits.ingest_buffer {ingest_buffer or 'default'}: {N_SENSORS} sensors x {n_pkts} packets streamed in "
+          f"{t_sent - t_start:.1f} s, "
+          f"receiver peak RSS {max_rss // 1024} MiB")
+    if sanitized(receiver_bin):
+        pytest.skip(f"peak RSS {max_rss} KiB not judged under ASan (its quarantine holds freed memory)")
+    assert max_rss < MAX_RSS_KIB, f"receiver peak RSS {max_rss // 1024} MiB, bound {MAX_RSS_KIB // 1024} MiB"
