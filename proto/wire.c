@@ -24,18 +24,19 @@
  * snaplen travel in one uncompressed batch, so a sensor never has to cut a packet to fit;
  * the ceiling stops a broken receiver from making a sensor allocate gigabytes.
  */
-#define WIRE_MIN_FRAME (PROTO_BATCH_HDR_LEN + PROTO_REC_HDR_LEN + PROTO_MAX_SNAPLEN)
-#define WIRE_MAX_FRAME (16u * 1024 * 1024)
+#define WIRE_MIN_FRAME        (PROTO_BATCH_HDR_LEN + PROTO_REC_HDR_LEN + PROTO_MAX_SNAPLEN)
+#define WIRE_MAX_FRAME        (16u * 1024 * 1024)
 #define WIRE_MIN_HEARTBEAT_MS 100u
 #define WIRE_MAX_HEARTBEAT_MS 600000u
 
-#define WELCOME_LEN 24
-#define ACK_LEN 16
-#define HEARTBEAT_LEN 8
-#define STAT_LEN 10
+#define WELCOME_LEN    24
+#define ACK_LEN        16
+#define HEARTBEAT_LEN  8
+#define STAT_LEN       10
 #define NAME_LABEL_MAX 63 /* RFC 1035, section 2.3.4 */
 
-const char *proto_strerror(int err)
+const char *
+proto_strerror(int err)
 {
 	switch (err) {
 	case PROTO_OK:
@@ -65,25 +66,33 @@ const char *proto_strerror(int err)
 }
 
 /* Big-endian loads and stores on raw bytes; the only place where byte order lives. */
-static inline uint16_t ld_u16be(const uint8_t *p) { return (uint16_t)((unsigned)p[0] << 8 | p[1]); }
+static inline uint16_t
+ld_u16be(const uint8_t *p)
+{
+	return (uint16_t)((unsigned)p[0] << 8 | p[1]);
+}
 
-static inline uint32_t ld_u32be(const uint8_t *p)
+static inline uint32_t
+ld_u32be(const uint8_t *p)
 {
 	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 }
 
-static inline uint64_t ld_u64be(const uint8_t *p)
+static inline uint64_t
+ld_u64be(const uint8_t *p)
 {
 	return (uint64_t)ld_u32be(p) << 32 | ld_u32be(p + 4);
 }
 
-static inline void st_u16be(uint8_t *p, uint16_t v)
+static inline void
+st_u16be(uint8_t *p, uint16_t v)
 {
 	p[0] = (uint8_t)(v >> 8);
 	p[1] = (uint8_t)v;
 }
 
-static inline void st_u32be(uint8_t *p, uint32_t v)
+static inline void
+st_u32be(uint8_t *p, uint32_t v)
 {
 	p[0] = (uint8_t)(v >> 24);
 	p[1] = (uint8_t)(v >> 16);
@@ -91,7 +100,8 @@ static inline void st_u32be(uint8_t *p, uint32_t v)
 	p[3] = (uint8_t)v;
 }
 
-static inline void st_u64be(uint8_t *p, uint64_t v)
+static inline void
+st_u64be(uint8_t *p, uint64_t v)
 {
 	st_u32be(p, (uint32_t)(v >> 32));
 	st_u32be(p + 4, (uint32_t)v);
@@ -101,28 +111,36 @@ static inline void st_u64be(uint8_t *p, uint64_t v)
  * Reads go through the project's one bounds-checked cursor (shared/cursor.h, pure, no
  * I/O); these adapters only turn its "false, nothing consumed" into PROTO_ETRUNC.
  */
-static inline int cur_bytes(struct cursor *c, size_t n, const uint8_t **out)
+static inline int
+cur_bytes(struct cursor *c, size_t n, const uint8_t **out)
 {
 	return cursor_bytes(c, n, out) ? 0 : PROTO_ETRUNC;
 }
 
-static inline int cur_u16be(struct cursor *c, uint16_t *v)
+static inline int
+cur_u16be(struct cursor *c, uint16_t *v)
 {
 	return cursor_u16be(c, v) ? 0 : PROTO_ETRUNC;
 }
 
-static inline int cur_u32be(struct cursor *c, uint32_t *v)
+static inline int
+cur_u32be(struct cursor *c, uint32_t *v)
 {
 	return cursor_u32be(c, v) ? 0 : PROTO_ETRUNC;
 }
 
-static inline int cur_u64be(struct cursor *c, uint64_t *v)
+static inline int
+cur_u64be(struct cursor *c, uint64_t *v)
 {
 	return cursor_u64be(c, v) ? 0 : PROTO_ETRUNC;
 }
 
 /* A decoder has consumed its last field: anything left is an error, not padding. */
-static inline int cur_done(const struct cursor *c) { return cursor_left(c) ? PROTO_ETRAILING : 0; }
+static inline int
+cur_done(const struct cursor *c)
+{
+	return cursor_left(c) ? PROTO_ETRAILING : 0;
+}
 
 /*
  * Write cursor with a sticky error: once a write would overflow, nothing more is written
@@ -135,7 +153,8 @@ struct wcur {
 	int err;
 };
 
-static inline void wcur_init(struct wcur *w, uint8_t *out, size_t cap)
+static inline void
+wcur_init(struct wcur *w, uint8_t *out, size_t cap)
 {
 	w->start = out;
 	w->p = out;
@@ -143,7 +162,8 @@ static inline void wcur_init(struct wcur *w, uint8_t *out, size_t cap)
 	w->err = 0;
 }
 
-static inline uint8_t *wcur_take(struct wcur *w, size_t n)
+static inline uint8_t *
+wcur_take(struct wcur *w, size_t n)
 {
 	uint8_t *q = w->p;
 
@@ -157,7 +177,8 @@ static inline uint8_t *wcur_take(struct wcur *w, size_t n)
 	return q;
 }
 
-static inline void put_u16be(struct wcur *w, uint16_t v)
+static inline void
+put_u16be(struct wcur *w, uint16_t v)
 {
 	uint8_t *q = wcur_take(w, 2);
 
@@ -165,7 +186,8 @@ static inline void put_u16be(struct wcur *w, uint16_t v)
 		st_u16be(q, v);
 }
 
-static inline void put_u32be(struct wcur *w, uint32_t v)
+static inline void
+put_u32be(struct wcur *w, uint32_t v)
 {
 	uint8_t *q = wcur_take(w, 4);
 
@@ -173,7 +195,8 @@ static inline void put_u32be(struct wcur *w, uint32_t v)
 		st_u32be(q, v);
 }
 
-static inline void put_u64be(struct wcur *w, uint64_t v)
+static inline void
+put_u64be(struct wcur *w, uint64_t v)
 {
 	uint8_t *q = wcur_take(w, 8);
 
@@ -181,7 +204,8 @@ static inline void put_u64be(struct wcur *w, uint64_t v)
 		st_u64be(q, v);
 }
 
-static inline void put_bytes(struct wcur *w, const void *src, size_t n)
+static inline void
+put_bytes(struct wcur *w, const void *src, size_t n)
 {
 	uint8_t *q = wcur_take(w, n);
 
@@ -191,7 +215,8 @@ static inline void put_bytes(struct wcur *w, const void *src, size_t n)
 
 /* Every v1 payload that an encoder writes is far below INT_MAX bytes (NAMES, the
  * largest, is at most 90114), so the length always fits the int return value. */
-static inline int wcur_finish(const struct wcur *w)
+static inline int
+wcur_finish(const struct wcur *w)
 {
 	return w->err ? w->err : (int)(w->p - w->start);
 }
@@ -207,13 +232,15 @@ enum str_class {
 	STR_GRAPH  /* 0x21..0x7e: token, interface name */
 };
 
-bool proto_sensor_id_char(char ch)
+bool
+proto_sensor_id_char(char ch)
 {
 	return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-	       ch == '.' || ch == '_' || ch == '-';
+		ch == '.' || ch == '_' || ch == '-';
 }
 
-bool proto_sensor_id_ok(const char *s, size_t n)
+bool
+proto_sensor_id_ok(const char *s, size_t n)
 {
 	/* The sensor id names a directory on the receiver: "." and ".." would escape or alias
 	 * it, and a leading dot would hide it, so ids may not start with a dot. */
@@ -225,7 +252,8 @@ bool proto_sensor_id_ok(const char *s, size_t n)
 	return true;
 }
 
-static int str_valid(const uint8_t *s, size_t n, enum str_class cls)
+static int
+str_valid(const uint8_t *s, size_t n, enum str_class cls)
 {
 	/* Empty ids never get here: the callers' minimum length for STR_ID is 1. */
 	if (cls == STR_ID)
@@ -242,7 +270,8 @@ static int str_valid(const uint8_t *s, size_t n, enum str_class cls)
 /* Reads a u16 length and that many bytes into a NUL-terminated field of at least max+1
  * bytes. A length outside [min, max] is EINVAL even when the bytes are missing, because
  * the length alone already proves the frame invalid. */
-static int cur_str(struct cursor *c, size_t min, size_t max, enum str_class cls, char *out)
+static int
+cur_str(struct cursor *c, size_t min, size_t max, enum str_class cls, char *out)
 {
 	uint16_t len;
 	const uint8_t *s;
@@ -264,7 +293,8 @@ static int cur_str(struct cursor *c, size_t min, size_t max, enum str_class cls,
 
 /* Length of a NUL-terminated string field of `size` bytes, checked against the same rules
  * as cur_str(); returns -1 when it is unterminated or invalid. */
-static long field_len(const char *s, size_t size, size_t min, size_t max, enum str_class cls)
+static long
+field_len(const char *s, size_t size, size_t min, size_t max, enum str_class cls)
 {
 	const char *nul = memchr(s, '\0', size);
 	size_t len;
@@ -277,7 +307,8 @@ static long field_len(const char *s, size_t size, size_t min, size_t max, enum s
 	return (long)len;
 }
 
-static inline void put_str(struct wcur *w, const char *s, long len)
+static inline void
+put_str(struct wcur *w, const char *s, long len)
 {
 	put_u16be(w, (uint16_t)len);
 	put_bytes(w, s, (size_t)len);
@@ -285,7 +316,8 @@ static inline void put_str(struct wcur *w, const char *s, long len)
 
 /* ---- Frame header ---------------------------------------------------------------- */
 
-void proto_hdr_encode(uint8_t out[PROTO_HDR_LEN], uint8_t type, uint16_t flags, uint32_t len)
+void
+proto_hdr_encode(uint8_t out[PROTO_HDR_LEN], uint8_t type, uint16_t flags, uint32_t len)
 {
 	st_u32be(out, PROTO_MAGIC);
 	out[4] = PROTO_VERSION;
@@ -297,7 +329,8 @@ void proto_hdr_encode(uint8_t out[PROTO_HDR_LEN], uint8_t type, uint16_t flags, 
 
 /* CONTROL is reserved for a later revision: a v1 peer has no codec for it and must close
  * the session, so it is as unknown here as type 0 or 200. */
-static int type_known(uint8_t type)
+static int
+type_known(uint8_t type)
 {
 	switch (type) {
 	case PROTO_HELLO:
@@ -313,7 +346,8 @@ static int type_known(uint8_t type)
 	return 0;
 }
 
-int proto_hdr_decode(const uint8_t *p, size_t n, uint32_t max_len, struct proto_hdr *h)
+int
+proto_hdr_decode(const uint8_t *p, size_t n, uint32_t max_len, struct proto_hdr *h)
 {
 	uint32_t len;
 	uint16_t flags;
@@ -347,7 +381,8 @@ int proto_hdr_decode(const uint8_t *p, size_t n, uint32_t max_len, struct proto_
 
 /* ---- HELLO ------------------------------------------------------------------------ */
 
-int proto_hello_encode(const struct proto_hello *m, uint8_t *out, size_t cap)
+int
+proto_hello_encode(const struct proto_hello *m, uint8_t *out, size_t cap)
 {
 	long id_len = field_len(m->sensor_id, sizeof(m->sensor_id), 1, PROTO_MAX_ID, STR_ID);
 	long ver_len = field_len(m->version, sizeof(m->version), 0, PROTO_MAX_VERSION, STR_PRINT);
@@ -382,7 +417,8 @@ int proto_hello_encode(const struct proto_hello *m, uint8_t *out, size_t cap)
 	return wcur_finish(&w);
 }
 
-int proto_hello_decode(const uint8_t *p, size_t n, struct proto_hello *m)
+int
+proto_hello_decode(const uint8_t *p, size_t n, struct proto_hello *m)
 {
 	struct cursor c;
 	int rc;
@@ -420,13 +456,15 @@ int proto_hello_decode(const uint8_t *p, size_t n, struct proto_hello *m)
 
 /* ---- WELCOME ---------------------------------------------------------------------- */
 
-static int welcome_valid(const struct proto_welcome *m)
+static int
+welcome_valid(const struct proto_welcome *m)
 {
 	return m->max_frame >= WIRE_MIN_FRAME && m->max_frame <= WIRE_MAX_FRAME &&
-	       m->heartbeat_ms >= WIRE_MIN_HEARTBEAT_MS && m->heartbeat_ms <= WIRE_MAX_HEARTBEAT_MS;
+		m->heartbeat_ms >= WIRE_MIN_HEARTBEAT_MS && m->heartbeat_ms <= WIRE_MAX_HEARTBEAT_MS;
 }
 
-int proto_welcome_encode(const struct proto_welcome *m, uint8_t *out, size_t cap)
+int
+proto_welcome_encode(const struct proto_welcome *m, uint8_t *out, size_t cap)
 {
 	struct wcur w;
 
@@ -440,7 +478,8 @@ int proto_welcome_encode(const struct proto_welcome *m, uint8_t *out, size_t cap
 	return wcur_finish(&w);
 }
 
-int proto_welcome_decode(const uint8_t *p, size_t n, struct proto_welcome *m)
+int
+proto_welcome_decode(const uint8_t *p, size_t n, struct proto_welcome *m)
 {
 	if (n < WELCOME_LEN)
 		return PROTO_ETRUNC;
@@ -455,8 +494,8 @@ int proto_welcome_decode(const uint8_t *p, size_t n, struct proto_welcome *m)
 
 /* ---- BATCH ------------------------------------------------------------------------ */
 
-int proto_batch_hdr_encode(uint64_t seq, uint32_t n_records, uint32_t raw_len, uint8_t *out,
-			   size_t cap)
+int
+proto_batch_hdr_encode(uint64_t seq, uint32_t n_records, uint32_t raw_len, uint8_t *out, size_t cap)
 {
 	struct wcur w;
 
@@ -469,7 +508,8 @@ int proto_batch_hdr_encode(uint64_t seq, uint32_t n_records, uint32_t raw_len, u
 	return wcur_finish(&w);
 }
 
-int proto_batch_decode(const uint8_t *p, size_t n, uint32_t max_raw, struct proto_batch *m)
+int
+proto_batch_decode(const uint8_t *p, size_t n, uint32_t max_raw, struct proto_batch *m)
 {
 	struct cursor c;
 	size_t data_len;
@@ -502,7 +542,8 @@ int proto_batch_decode(const uint8_t *p, size_t n, uint32_t max_raw, struct prot
 
 /* ---- ACK -------------------------------------------------------------------------- */
 
-int proto_ack_encode(const struct proto_ack *m, uint8_t *out, size_t cap)
+int
+proto_ack_encode(const struct proto_ack *m, uint8_t *out, size_t cap)
 {
 	struct wcur w;
 
@@ -512,7 +553,8 @@ int proto_ack_encode(const struct proto_ack *m, uint8_t *out, size_t cap)
 	return wcur_finish(&w);
 }
 
-int proto_ack_decode(const uint8_t *p, size_t n, struct proto_ack *m)
+int
+proto_ack_decode(const uint8_t *p, size_t n, struct proto_ack *m)
 {
 	if (n < ACK_LEN)
 		return PROTO_ETRUNC;
@@ -527,7 +569,8 @@ int proto_ack_decode(const uint8_t *p, size_t n, struct proto_ack *m)
 
 /* Each counter may appear once: two values for one id would leave the receiver to guess
  * which one is current. Ids it does not know are still valid and kept. */
-static int stats_unique(const struct proto_stat *s, unsigned n)
+static int
+stats_unique(const struct proto_stat *s, unsigned n)
 {
 	for (unsigned i = 1; i < n; i++)
 		for (unsigned j = 0; j < i; j++)
@@ -536,7 +579,8 @@ static int stats_unique(const struct proto_stat *s, unsigned n)
 	return 1;
 }
 
-int proto_stats_encode(const struct proto_stats *m, uint8_t *out, size_t cap)
+int
+proto_stats_encode(const struct proto_stats *m, uint8_t *out, size_t cap)
 {
 	struct wcur w;
 
@@ -552,7 +596,8 @@ int proto_stats_encode(const struct proto_stats *m, uint8_t *out, size_t cap)
 	return wcur_finish(&w);
 }
 
-int proto_stats_decode(const uint8_t *p, size_t n, struct proto_stats *m)
+int
+proto_stats_decode(const uint8_t *p, size_t n, struct proto_stats *m)
 {
 	struct cursor c;
 	int rc;
@@ -578,7 +623,8 @@ int proto_stats_decode(const uint8_t *p, size_t n, struct proto_stats *m)
 
 /* ---- HEARTBEAT -------------------------------------------------------------------- */
 
-int proto_heartbeat_encode(uint64_t ts_ns, uint8_t *out, size_t cap)
+int
+proto_heartbeat_encode(uint64_t ts_ns, uint8_t *out, size_t cap)
 {
 	struct wcur w;
 
@@ -587,7 +633,8 @@ int proto_heartbeat_encode(uint64_t ts_ns, uint8_t *out, size_t cap)
 	return wcur_finish(&w);
 }
 
-int proto_heartbeat_decode(const uint8_t *p, size_t n, uint64_t *ts_ns)
+int
+proto_heartbeat_decode(const uint8_t *p, size_t n, uint64_t *ts_ns)
 {
 	if (n < HEARTBEAT_LEN)
 		return PROTO_ETRUNC;
@@ -599,7 +646,8 @@ int proto_heartbeat_decode(const uint8_t *p, size_t n, uint64_t *ts_ns)
 
 /* ---- ERROR ------------------------------------------------------------------------ */
 
-int proto_error_encode(const struct proto_error *m, uint8_t *out, size_t cap)
+int
+proto_error_encode(const struct proto_error *m, uint8_t *out, size_t cap)
 {
 	long len = field_len(m->text, sizeof(m->text), 0, PROTO_MAX_TEXT, STR_PRINT);
 	struct wcur w;
@@ -612,7 +660,8 @@ int proto_error_encode(const struct proto_error *m, uint8_t *out, size_t cap)
 	return wcur_finish(&w);
 }
 
-int proto_error_decode(const uint8_t *p, size_t n, struct proto_error *m)
+int
+proto_error_decode(const uint8_t *p, size_t n, struct proto_error *m)
 {
 	struct cursor c;
 	int rc;
@@ -634,7 +683,8 @@ int proto_error_decode(const uint8_t *p, size_t n, struct proto_error *m)
  * and hyphens, plus '_' for SRV-style labels such as _ldap._tcp), in non-empty labels of
  * at most 63 bytes. One spelling per name also keeps the encoding canonical.
  */
-int proto_name_valid(const char *s, size_t len, size_t max)
+int
+proto_name_valid(const char *s, size_t len, size_t max)
 {
 	size_t label = 0;
 
@@ -650,7 +700,7 @@ int proto_name_valid(const char *s, size_t len, size_t max)
 			continue;
 		}
 		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-		      ch == '-' || ch == '_'))
+			    ch == '-' || ch == '_'))
 			return 0;
 		if (++label > NAME_LABEL_MAX)
 			return 0;
@@ -658,14 +708,16 @@ int proto_name_valid(const char *s, size_t len, size_t max)
 	return len == 0 || label > 0;
 }
 
-static int name_event_valid(const struct proto_name *e, long name_len, long ns_len)
+static int
+name_event_valid(const struct proto_name *e, long name_len, long ns_len)
 {
 	return e->source != 0 && (e->family == 4 || e->family == 6) && e->ttl_s <= PROTO_MAX_TTL &&
-	       name_len >= 1 && ns_len >= 0;
+		name_len >= 1 && ns_len >= 0;
 }
 
 /* Length of a NUL-terminated name field, or -1 when unterminated or outside its class. */
-static long name_field_len(const char *s, size_t size, size_t min, size_t max)
+static long
+name_field_len(const char *s, size_t size, size_t min, size_t max)
 {
 	const char *nul = memchr(s, '\0', size);
 	size_t len;
@@ -678,7 +730,8 @@ static long name_field_len(const char *s, size_t size, size_t min, size_t max)
 	return (long)len;
 }
 
-int proto_names_encode(const struct proto_names *m, uint8_t *out, size_t cap)
+int
+proto_names_encode(const struct proto_names *m, uint8_t *out, size_t cap)
 {
 	struct wcur w;
 
@@ -688,7 +741,7 @@ int proto_names_encode(const struct proto_names *m, uint8_t *out, size_t cap)
 		const struct proto_name *e = &m->ev[i];
 
 		if (!name_event_valid(e, name_field_len(e->name, sizeof(e->name), 1, PROTO_MAX_NAME),
-				      name_field_len(e->ns, sizeof(e->ns), 0, PROTO_MAX_NS)))
+			    name_field_len(e->ns, sizeof(e->ns), 0, PROTO_MAX_NS)))
 			return PROTO_EINVAL;
 	}
 	wcur_init(&w, out, cap);
@@ -713,7 +766,8 @@ int proto_names_encode(const struct proto_names *m, uint8_t *out, size_t cap)
 
 /* Reads a name or namespace: length range first (EINVAL even if the bytes are missing),
  * then the bytes, then their class. */
-static int cur_name(struct cursor *c, size_t min, size_t max, char *out)
+static int
+cur_name(struct cursor *c, size_t min, size_t max, char *out)
 {
 	uint16_t len;
 	const uint8_t *s;
@@ -733,7 +787,8 @@ static int cur_name(struct cursor *c, size_t min, size_t max, char *out)
 	return 0;
 }
 
-int proto_names_decode(const uint8_t *p, size_t n, struct proto_names *m)
+int
+proto_names_decode(const uint8_t *p, size_t n, struct proto_names *m)
 {
 	struct cursor c;
 	int rc;
@@ -777,8 +832,9 @@ int proto_names_decode(const uint8_t *p, size_t n, struct proto_names *m)
 
 /* ---- Records ---------------------------------------------------------------------- */
 
-void proto_rec_hdr_encode(uint8_t out[PROTO_REC_HDR_LEN], uint64_t ts_ns, uint16_t iface,
-			  uint32_t caplen, uint32_t origlen)
+void
+proto_rec_hdr_encode(
+	uint8_t out[PROTO_REC_HDR_LEN], uint64_t ts_ns, uint16_t iface, uint32_t caplen, uint32_t origlen)
 {
 	st_u64be(out, ts_ns);
 	st_u16be(out + 8, iface);
@@ -787,8 +843,9 @@ void proto_rec_hdr_encode(uint8_t out[PROTO_REC_HDR_LEN], uint64_t ts_ns, uint16
 	st_u32be(out + 16, origlen);
 }
 
-void proto_rec_iter_init(struct proto_rec_iter *it, const uint8_t *p, size_t n, uint16_t n_ifaces,
-			 uint32_t max_caplen)
+void
+proto_rec_iter_init(
+	struct proto_rec_iter *it, const uint8_t *p, size_t n, uint16_t n_ifaces, uint32_t max_caplen)
 {
 	it->p = p;
 	it->end = n ? p + n : p;
@@ -796,9 +853,10 @@ void proto_rec_iter_init(struct proto_rec_iter *it, const uint8_t *p, size_t n, 
 	it->max_caplen = max_caplen;
 }
 
-int proto_rec_next(struct proto_rec_iter *it, struct proto_rec *r)
+int
+proto_rec_next(struct proto_rec_iter *it, struct proto_rec *r)
 {
-	struct cursor c = {it->p, it->end};
+	struct cursor c = { it->p, it->end };
 	const uint8_t *h, *data;
 	uint32_t caplen, origlen;
 	uint16_t iface;
@@ -832,25 +890,28 @@ int proto_rec_next(struct proto_rec_iter *it, struct proto_rec *r)
 /* liblz4 takes int sizes; every size is checked against its limits before the cast.
  * The byte layout of a block is lz4's "Block Format Description" (lz4_Block_format.md). */
 
-int proto_lz4_bound(uint32_t raw_len)
+int
+proto_lz4_bound(uint32_t raw_len)
 {
 	if (raw_len > LZ4_MAX_INPUT_SIZE)
 		return PROTO_ETOOBIG;
 	return LZ4_compressBound((int)raw_len);
 }
 
-int proto_lz4_compress(const uint8_t *src, uint32_t n, uint8_t *dst, uint32_t cap)
+int
+proto_lz4_compress(const uint8_t *src, uint32_t n, uint8_t *dst, uint32_t cap)
 {
 	int out;
 
 	if (n > LZ4_MAX_INPUT_SIZE)
 		return PROTO_ETOOBIG;
-	out = LZ4_compress_default((const char *)src, (char *)dst, (int)n,
-				   cap > INT_MAX ? INT_MAX : (int)cap);
+	out = LZ4_compress_default(
+		(const char *)src, (char *)dst, (int)n, cap > INT_MAX ? INT_MAX : (int)cap);
 	return out > 0 ? out : PROTO_ENOSPC;
 }
 
-int proto_lz4_decompress(const uint8_t *src, uint32_t n, uint8_t *dst, uint32_t raw_len)
+int
+proto_lz4_decompress(const uint8_t *src, uint32_t n, uint8_t *dst, uint32_t raw_len)
 {
 	int out;
 

@@ -13,23 +13,23 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define PROTO_MAGIC 0x50434C4Eu /* "PCLN" */
-#define PROTO_VERSION 1
-#define PROTO_HDR_LEN 16
-#define PROTO_REC_HDR_LEN 20
+#define PROTO_MAGIC         0x50434C4Eu /* "PCLN" */
+#define PROTO_VERSION       1
+#define PROTO_HDR_LEN       16
+#define PROTO_REC_HDR_LEN   20
 #define PROTO_BATCH_HDR_LEN 16
 
-#define PROTO_MAX_ID 128      /* bytes of a sensor id, excluding the NUL */
-#define PROTO_MAX_VERSION 32  /* bytes of a software version string */
-#define PROTO_MAX_IFACES 64
-#define PROTO_MAX_IFNAME 64
-#define PROTO_MAX_STATS 64
-#define PROTO_MAX_TEXT 256
-#define PROTO_MAX_SNAPLEN 262144
-#define PROTO_MAX_NAMES 256     /* events per NAMES frame */
-#define PROTO_MAX_NAME 253      /* bytes of a host name, presentation form, no final dot */
-#define PROTO_MAX_NS 63         /* bytes of a namespace */
-#define PROTO_MAX_TTL 0x7fffffffu /* RFC 2181, section 8 */
+#define PROTO_MAX_ID        128 /* bytes of a sensor id, excluding the NUL */
+#define PROTO_MAX_VERSION   32  /* bytes of a software version string */
+#define PROTO_MAX_IFACES    64
+#define PROTO_MAX_IFNAME    64
+#define PROTO_MAX_STATS     64
+#define PROTO_MAX_TEXT      256
+#define PROTO_MAX_SNAPLEN   262144
+#define PROTO_MAX_NAMES     256         /* events per NAMES frame */
+#define PROTO_MAX_NAME      253         /* bytes of a host name, presentation form, no final dot */
+#define PROTO_MAX_NS        63          /* bytes of a namespace */
+#define PROTO_MAX_TTL       0x7fffffffu /* RFC 2181, section 8 */
 /* Largest NAMES payload: 256 events of 8+1+1+16+2+4 fixed bytes and two full strings. */
 #define PROTO_NAMES_MAX_LEN (2 + PROTO_MAX_NAMES * (32 + 2 + PROTO_MAX_NAME + 2 + PROTO_MAX_NS))
 
@@ -95,14 +95,14 @@ struct proto_iface {
 };
 
 /* Capability bits in HELLO. */
-#define PROTO_CAP_LZ4 0x00000001u
+#define PROTO_CAP_LZ4   0x00000001u
 #define PROTO_CAP_NAMES 0x00000002u
 
 struct proto_hello {
 	char sensor_id[PROTO_MAX_ID + 1];
 	char version[PROTO_MAX_VERSION + 1];
 	uint32_t caps;
-	uint64_t epoch; /* identifies the sensor's sequence space */
+	uint64_t epoch;                 /* identifies the sensor's sequence space */
 	char token[PROTO_MAX_TEXT + 1]; /* optional bearer token, "" if none */
 	uint16_t n_ifaces;
 	struct proto_iface ifaces[PROTO_MAX_IFACES];
@@ -134,17 +134,17 @@ struct proto_stat {
 };
 
 enum proto_stat_id {
-	PROTO_ST_CAPTURED = 1,     /* packets accepted by the capture filter */
-	PROTO_ST_KERNEL_DROPS = 2, /* pcap_stats ps_drop */
-	PROTO_ST_IF_DROPS = 3,     /* pcap_stats ps_ifdrop */
-	PROTO_ST_QUEUE_DROPS = 4,  /* packets dropped because the send window was full */
-	PROTO_ST_SPOOL_DROPS = 5,  /* packets dropped from a full spool */
-	PROTO_ST_BATCHES = 6,      /* batches built */
-	PROTO_ST_BYTES_RAW = 7,    /* record bytes before compression */
-	PROTO_ST_BYTES_SENT = 8,   /* batch bytes after compression */
-	PROTO_ST_PKT_BYTES = 9,    /* captured packet bytes (caplen sum) */
+	PROTO_ST_CAPTURED = 1,      /* packets accepted by the capture filter */
+	PROTO_ST_KERNEL_DROPS = 2,  /* pcap_stats ps_drop */
+	PROTO_ST_IF_DROPS = 3,      /* pcap_stats ps_ifdrop */
+	PROTO_ST_QUEUE_DROPS = 4,   /* packets dropped because the send window was full */
+	PROTO_ST_SPOOL_DROPS = 5,   /* packets dropped from a full spool */
+	PROTO_ST_BATCHES = 6,       /* batches built */
+	PROTO_ST_BYTES_RAW = 7,     /* record bytes before compression */
+	PROTO_ST_BYTES_SENT = 8,    /* batch bytes after compression */
+	PROTO_ST_PKT_BYTES = 9,     /* captured packet bytes (caplen sum) */
 	PROTO_ST_NAMES_EVENTS = 10, /* name-resolution events produced (mapping changes) */
-	PROTO_ST_NAMES_DROPS = 11  /* name-resolution events dropped: the queue was full */
+	PROTO_ST_NAMES_DROPS = 11   /* name-resolution events dropped: the queue was full */
 };
 
 struct proto_stats {
@@ -171,19 +171,19 @@ enum proto_error_code {
 /* Sources of a name-resolution event. Other values (4..255) are accepted and kept as
  * "other" so that sensors can add sources without a new version; 0 is invalid. */
 enum proto_name_source {
-	PROTO_NSRC_DNS = 1,    /* a DNS answer seen in the captured traffic */
-	PROTO_NSRC_HOSTS = 2,  /* the sensor's hosts file */
-	PROTO_NSRC_STATIC = 3  /* the sensor's configuration */
+	PROTO_NSRC_DNS = 1,   /* a DNS answer seen in the captured traffic */
+	PROTO_NSRC_HOSTS = 2, /* the sensor's hosts file */
+	PROTO_NSRC_STATIC = 3 /* the sensor's configuration */
 };
 
 /* One name-resolution event: from ts_ns on, addr (and port, if not 0) is called name. */
 struct proto_name {
 	uint64_t ts_ns;
-	uint8_t source;   /* enum proto_name_source */
-	uint8_t family;   /* 4 or 6 */
-	uint8_t addr[16]; /* network byte order; the first 4 bytes for family 4 */
-	uint16_t port;    /* 0: the address as a whole */
-	uint32_t ttl_s;   /* 0..PROTO_MAX_TTL; 0 = none (hosts file, configuration) */
+	uint8_t source;                /* enum proto_name_source */
+	uint8_t family;                /* 4 or 6 */
+	uint8_t addr[16];              /* network byte order; the first 4 bytes for family 4 */
+	uint16_t port;                 /* 0: the address as a whole */
+	uint32_t ttl_s;                /* 0..PROTO_MAX_TTL; 0 = none (hosts file, configuration) */
 	char name[PROTO_MAX_NAME + 1]; /* 1..253 bytes of [A-Za-z0-9_-] labels joined by '.' */
 	char ns[PROTO_MAX_NS + 1];     /* 0..63 bytes, same characters; "" = none */
 };
@@ -233,8 +233,8 @@ struct proto_rec {
 };
 
 /* Writes a 20-byte record header; the caller appends caplen data bytes. */
-void proto_rec_hdr_encode(uint8_t out[PROTO_REC_HDR_LEN], uint64_t ts_ns, uint16_t iface,
-			  uint32_t caplen, uint32_t origlen);
+void proto_rec_hdr_encode(
+	uint8_t out[PROTO_REC_HDR_LEN], uint64_t ts_ns, uint16_t iface, uint32_t caplen, uint32_t origlen);
 
 /* Walks the records of a decompressed batch. */
 struct proto_rec_iter {
@@ -242,8 +242,8 @@ struct proto_rec_iter {
 	uint16_t n_ifaces; /* records naming iface >= n_ifaces are rejected */
 	uint32_t max_caplen;
 };
-void proto_rec_iter_init(struct proto_rec_iter *it, const uint8_t *p, size_t n, uint16_t n_ifaces,
-			 uint32_t max_caplen);
+void proto_rec_iter_init(
+	struct proto_rec_iter *it, const uint8_t *p, size_t n, uint16_t n_ifaces, uint32_t max_caplen);
 /* Returns 1 with *r filled, 0 at the clean end, or an error (PROTO_ETRUNC, PROTO_EINVAL:
  * caplen > origlen, caplen > max_caplen, iface out of range). */
 int proto_rec_next(struct proto_rec_iter *it, struct proto_rec *r);

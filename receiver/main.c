@@ -62,14 +62,18 @@ struct receiver_conf {
 	uint64_t l4_tcp_timeout, l4_short_timeout, l4_closed_timeout;
 };
 
-static const char *const tls_versions[] = {"1.3", "1.2", NULL};
-static const char *const log_levels[] = {"error", "warn", "info", "debug", NULL};
-static const char *const fsync_modes[] = {"batch", "interval", "never", NULL};
+static const char *const tls_versions[] = { "1.3", "1.2", NULL };
+static const char *const log_levels[] = { "error", "warn", "info", "debug", NULL };
+static const char *const fsync_modes[] = { "batch", "interval", "never", NULL };
 
-#define K(path, type, field, ...) {path, type, offsetof(struct receiver_conf, field), __VA_ARGS__}
+#define K(path, type, field, ...)                                              \
+	{                                                                      \
+		path, type, offsetof(struct receiver_conf, field), __VA_ARGS__ \
+	}
 static const struct cfg_key receiver_schema[] = {
 	K("listen", CFG_STRLIST, listen, 0, 0, NULL, "addresses to accept sensors on, host:port"),
-	K("user", CFG_STR, user, 0, 0, NULL, "after binding, run as this user (storage.dir is given to it); \"\" = stay"),
+	K("user", CFG_STR, user, 0, 0, NULL,
+		"after binding, run as this user (storage.dir is given to it); \"\" = stay"),
 	K("tls.ca", CFG_STR, ca, 0, 0, NULL, "CA that signed the sensors' certificates"),
 	K("tls.cert", CFG_STR, cert, 0, 0, NULL, "this receiver's certificate"),
 	K("tls.key", CFG_STR, key, 0, 0, NULL, "this receiver's private key"),
@@ -78,42 +82,82 @@ static const struct cfg_key receiver_schema[] = {
 	K("auth.insecure", CFG_BOOL, insecure, 0, 0, NULL, "plain TCP, identity from HELLO (testing only)"),
 	K("auth.token", CFG_STR, token, 0, 0, NULL, "bearer token sensors must present, optional"),
 	K("storage.dir", CFG_STR, dir, 0, 0, NULL, "repository root (segments under sensors/<id>/segments)"),
-	K("storage.segment_size", CFG_SIZE, segment_size, 1 << 16, 1ll << 40, NULL, "rotate a segment at this size"),
-	K("storage.segment_time", CFG_DURATION, segment_time, 1000, 86400000, NULL, "rotate a segment at this age"),
-	K("storage.fsync", CFG_ENUM, fsync, 0, 0, fsync_modes, "batch: fdatasync before each ACK; interval: sync every storage.fsync_interval, ACK then; never: ACK once written"),
-	K("storage.fsync_interval", CFG_DURATION, fsync_interval, 10, 60000, NULL, "sync period of the interval policy"),
-	K("storage.max_size", CFG_SIZE, max_size, 0, 1ll << 60, NULL, "delete the oldest segments when all sensors' closed segments exceed this, 0 = unlimited"),
-	K("storage.max_age", CFG_DURATION, max_age, 0, 315360000000ll, NULL, "delete segments whose newest packet is older than this, 0 = unlimited"),
-	K("storage.sensor_max_size", CFG_SIZE, sensor_max_size, 0, 1ll << 60, NULL, "the same size bound for each sensor's closed segments, 0 = unlimited"),
-	K("storage.sensor_max_age", CFG_DURATION, sensor_max_age, 0, 315360000000ll, NULL, "the same age bound for each sensor, 0 = unlimited"),
-	K("storage.names_max_size", CFG_SIZE, names_max_size, 65536, 1ll << 40, NULL, "largest names.jsonl of a sensor; beyond it the oldest history goes, the names in effect stay"),
-	K("output.file", CFG_STR, out, 0, 0, NULL, "also write every packet to this one pcap file (- for stdout)"),
-	K("limits.max_frame", CFG_SIZE, max_frame, 262180, 16777216, NULL, "largest frame accepted; a decompressed batch may be 16 bytes less"),
+	K("storage.segment_size", CFG_SIZE, segment_size, 1 << 16, 1ll << 40, NULL,
+		"rotate a segment at this size"),
+	K("storage.segment_time", CFG_DURATION, segment_time, 1000, 86400000, NULL,
+		"rotate a segment at this age"),
+	K("storage.fsync", CFG_ENUM, fsync, 0, 0, fsync_modes,
+		"batch: fdatasync before each ACK; interval: sync every storage.fsync_interval, ACK then; "
+		"never: ACK once written"),
+	K("storage.fsync_interval", CFG_DURATION, fsync_interval, 10, 60000, NULL,
+		"sync period of the interval policy"),
+	K("storage.max_size", CFG_SIZE, max_size, 0, 1ll << 60, NULL,
+		"delete the oldest segments when all sensors' closed segments exceed this, 0 = unlimited"),
+	K("storage.max_age", CFG_DURATION, max_age, 0, 315360000000ll, NULL,
+		"delete segments whose newest packet is older than this, 0 = unlimited"),
+	K("storage.sensor_max_size", CFG_SIZE, sensor_max_size, 0, 1ll << 60, NULL,
+		"the same size bound for each sensor's closed segments, 0 = unlimited"),
+	K("storage.sensor_max_age", CFG_DURATION, sensor_max_age, 0, 315360000000ll, NULL,
+		"the same age bound for each sensor, 0 = unlimited"),
+	K("storage.names_max_size", CFG_SIZE, names_max_size, 65536, 1ll << 40, NULL,
+		"largest names.jsonl of a sensor; beyond it the oldest history goes, the names in effect "
+		"stay"),
+	K("output.file", CFG_STR, out, 0, 0, NULL,
+		"also write every packet to this one pcap file (- for stdout)"),
+	K("limits.max_frame", CFG_SIZE, max_frame, 262180, 16777216, NULL,
+		"largest frame accepted; a decompressed batch may be 16 bytes less"),
 	K("limits.max_sessions", CFG_INT, max_sessions, 1, 1000000, NULL, "connections open at once"),
-	K("limits.unauth_max", CFG_INT, unauth_max, 1, 1000000, NULL, "connections not yet authenticated (TLS and HELLO), at most max_sessions; beyond, the oldest is shed"),
-	K("limits.unauth_per_source", CFG_INT, unauth_per_source, 1, 1000000, NULL, "the same from one IPv4 address or IPv6 /64; beyond, its oldest is shed"),
-	K("limits.handshake_timeout", CFG_DURATION, handshake_timeout, 1000, 600000, NULL, "TLS handshake and HELLO must be done within this"),
-	K("limits.max_sensors", CFG_INT, max_sensors, 1, 1000000, NULL, "distinct sensors served (their folders count)"),
-	K("limits.sensor_rate", CFG_SIZE, sensor_rate, 0, 1ll << 40, NULL, "bytes per second stored per sensor, 0 = unlimited; beyond it the receiver reads slower"),
-	K("limits.ingest_buffer", CFG_SIZE, ingest_buffer, 1ll << 20, 1ll << 40, NULL, "bytes all sessions may hold read but not yet stored; beyond it sessions with a batch group being stored read no more than their share"),
-	K("session.heartbeat", CFG_DURATION, heartbeat, 100, 600000, NULL, "heartbeat interval; silent peers are dropped after three"),
+	K("limits.unauth_max", CFG_INT, unauth_max, 1, 1000000, NULL,
+		"connections not yet authenticated (TLS and HELLO), at most max_sessions; beyond, the oldest "
+		"is shed"),
+	K("limits.unauth_per_source", CFG_INT, unauth_per_source, 1, 1000000, NULL,
+		"the same from one IPv4 address or IPv6 /64; beyond, its oldest is shed"),
+	K("limits.handshake_timeout", CFG_DURATION, handshake_timeout, 1000, 600000, NULL,
+		"TLS handshake and HELLO must be done within this"),
+	K("limits.max_sensors", CFG_INT, max_sensors, 1, 1000000, NULL,
+		"distinct sensors served (their folders count)"),
+	K("limits.sensor_rate", CFG_SIZE, sensor_rate, 0, 1ll << 40, NULL,
+		"bytes per second stored per sensor, 0 = unlimited; beyond it the receiver reads slower"),
+	K("limits.ingest_buffer", CFG_SIZE, ingest_buffer, 1ll << 20, 1ll << 40, NULL,
+		"bytes all sessions may hold read but not yet stored; beyond it sessions with a batch group "
+		"being stored read no more than their share"),
+	K("session.heartbeat", CFG_DURATION, heartbeat, 100, 600000, NULL,
+		"heartbeat interval; silent peers are dropped after three"),
 	K("log.level", CFG_ENUM, log_level, 0, 0, log_levels, "error, warn, info or debug"),
-	K("log.stats_interval", CFG_DURATION, stats_interval, 1000, 86400000, NULL, "how often per-sensor counters are logged"),
-	K("api.listen", CFG_STR, api_listen, 0, 0, NULL, "HTTP API (exports) on host:port; \"\" = no API; off loopback api.token, api.cert and api.key are required"),
-	K("api.token", CFG_STR, api_token, 0, 0, NULL, "bearer token API clients must present, optional on loopback"),
-	K("api.cert", CFG_STR, api_cert, 0, 0, NULL, "PEM certificate: serve the API over HTTPS (with api.key)"),
+	K("log.stats_interval", CFG_DURATION, stats_interval, 1000, 86400000, NULL,
+		"how often per-sensor counters are logged"),
+	K("api.listen", CFG_STR, api_listen, 0, 0, NULL,
+		"HTTP API (exports) on host:port; \"\" = no API; off loopback api.token, api.cert and "
+		"api.key are required"),
+	K("api.token", CFG_STR, api_token, 0, 0, NULL,
+		"bearer token API clients must present, optional on loopback"),
+	K("api.cert", CFG_STR, api_cert, 0, 0, NULL,
+		"PEM certificate: serve the API over HTTPS (with api.key)"),
 	K("api.key", CFG_STR, api_key, 0, 0, NULL, "PEM private key of api.cert"),
-	K("api.max_connections", CFG_INT, api_max_conns, 1, 10000, NULL, "HTTP connections at once; beyond, the oldest one whose request is not complete yet is shed"),
-	K("api.max_connections_per_source", CFG_INT, api_max_conns_per_source, 1, 10000, NULL, "the same from one IPv4 address or IPv6 /64"),
-	K("api.header_timeout", CFG_DURATION, api_header_timeout, 1000, 600000, NULL, "a request's headers must be complete within this after the connection or the previous request"),
-	K("api.idle_timeout", CFG_DURATION, api_idle_timeout, 1000, 86400000, NULL, "a connection that moves no byte for this long is closed (a slow download that moves is never cut)"),
-	K("l4.enabled", CFG_BOOL, l4_enabled, 0, 0, NULL, "dissect stored segments into connections and flows (index.db); off: raw storage only"),
-	K("l4.max_conns", CFG_INT, l4_max_conns, 1000, 100000000, NULL, "connections tracked at once (<= 512 bytes each); beyond, the least recently active is evicted"),
-	K("l4.max_buffer", CFG_SIZE, l4_max_buffer, 1 << 20, 1ll << 40, NULL, "out-of-order TCP bytes buffered in all connections"),
-	K("l4.tcp_timeout", CFG_DURATION, l4_tcp_timeout, 1000, 86400000, NULL, "an established TCP connection ends after this idle time (capture time)"),
-	K("l4.short_timeout", CFG_DURATION, l4_short_timeout, 1000, 86400000, NULL, "the same for half-open TCP and UDP"),
-	K("l4.closed_timeout", CFG_DURATION, l4_closed_timeout, 1000, 86400000, NULL, "the same after FINs both ways or an RST"),
-	{NULL},
+	K("api.max_connections", CFG_INT, api_max_conns, 1, 10000, NULL,
+		"HTTP connections at once; beyond, the oldest one whose request is not complete yet is shed"),
+	K("api.max_connections_per_source", CFG_INT, api_max_conns_per_source, 1, 10000, NULL,
+		"the same from one IPv4 address or IPv6 /64"),
+	K("api.header_timeout", CFG_DURATION, api_header_timeout, 1000, 600000, NULL,
+		"a request's headers must be complete within this after the connection or the previous "
+		"request"),
+	K("api.idle_timeout", CFG_DURATION, api_idle_timeout, 1000, 86400000, NULL,
+		"a connection that moves no byte for this long is closed (a slow download that moves is "
+		"never cut)"),
+	K("l4.enabled", CFG_BOOL, l4_enabled, 0, 0, NULL,
+		"dissect stored segments into connections and flows (index.db); off: raw storage only"),
+	K("l4.max_conns", CFG_INT, l4_max_conns, 1000, 100000000, NULL,
+		"connections tracked at once (<= 512 bytes each); beyond, the least recently active is "
+		"evicted"),
+	K("l4.max_buffer", CFG_SIZE, l4_max_buffer, 1 << 20, 1ll << 40, NULL,
+		"out-of-order TCP bytes buffered in all connections"),
+	K("l4.tcp_timeout", CFG_DURATION, l4_tcp_timeout, 1000, 86400000, NULL,
+		"an established TCP connection ends after this idle time (capture time)"),
+	K("l4.short_timeout", CFG_DURATION, l4_short_timeout, 1000, 86400000, NULL,
+		"the same for half-open TCP and UDP"),
+	K("l4.closed_timeout", CFG_DURATION, l4_closed_timeout, 1000, 86400000, NULL,
+		"the same after FINs both ways or an RST"),
+	{ NULL },
 };
 #undef K
 
@@ -130,7 +174,8 @@ static struct {
 	ev_timer stats;
 } R;
 
-static void receiver_defaults(struct receiver_conf *c)
+static void
+receiver_defaults(struct receiver_conf *c)
 {
 	memset(c, 0, sizeof(*c));
 	c->listen.v = calloc(2, sizeof(char *));
@@ -166,7 +211,8 @@ static void receiver_defaults(struct receiver_conf *c)
 	c->l4_closed_timeout = L4_DEFAULT_TIMEOUT_CLOSED_NS / 1000000;
 }
 
-static void usage(FILE *out)
+static void
+usage(FILE *out)
 {
 	fprintf(out,
 		"usage: pcapline-receiver [-c FILE] [options]\n"
@@ -189,38 +235,43 @@ static void usage(FILE *out)
 		"Every setting can also come from PCAPLINE_<KEY> (e.g. PCAPLINE_STORAGE_DIR).\n");
 }
 
-static void receiver_log_sensor(void *arg, struct store_sensor *ss)
+static void
+receiver_log_sensor(void *arg, struct store_sensor *ss)
 {
 	const struct store_counters *c = store_sensor_counters(ss);
 	store_sensor_write_stats(ss, store_sensor_connected(ss));
 	log_info("sensor %s: stored %" PRIu64 " packets / %" PRIu64 " bytes in %" PRIu64 " batches, %" PRIu64
 		 " segments closed; retention deleted %" PRIu64 " segments / %" PRIu64 " packets / %" PRIu64
-		 " bytes; duplicates %" PRIu64 ", rejected batches %" PRIu64
-		 ", missing batches %" PRIu64 ", storage errors %" PRIu64 ", unstorable records %" PRIu64 " (%s %" PRIu64
+		 " bytes; duplicates %" PRIu64 ", rejected batches %" PRIu64 ", missing batches %" PRIu64
+		 ", storage errors %" PRIu64 ", unstorable records %" PRIu64 " (%s %" PRIu64
 		 "); sensor reports captured %" PRIu64 ", kernel drops %" PRIu64 ", interface drops %" PRIu64
 		 ", queue drops %" PRIu64 ", spool drops %" PRIu64,
-		 store_sensor_id(ss), c->packets, c->bytes, c->batches, c->segments_closed, c->retention_segments,
-		 c->retention_packets, c->retention_bytes, c->duplicates,
-		 c->rejected_batches, c->missing_batches, c->storage_errors, c->unstorable[STORE_UNSTORABLE_TS],
-		 store_unstorable_name(STORE_UNSTORABLE_TS, false), c->unstorable[STORE_UNSTORABLE_TS], c->s_captured, c->s_kernel_drops, c->s_if_drops, c->s_queue_drops,
-		 c->s_spool_drops);
+		store_sensor_id(ss), c->packets, c->bytes, c->batches, c->segments_closed,
+		c->retention_segments, c->retention_packets, c->retention_bytes, c->duplicates,
+		c->rejected_batches, c->missing_batches, c->storage_errors,
+		c->unstorable[STORE_UNSTORABLE_TS], store_unstorable_name(STORE_UNSTORABLE_TS, false),
+		c->unstorable[STORE_UNSTORABLE_TS], c->s_captured, c->s_kernel_drops, c->s_if_drops,
+		c->s_queue_drops, c->s_spool_drops);
 }
 
 /* On the store worker (stats.json files are written there, off the loop). */
-static void receiver_log_all(void *arg)
+static void
+receiver_log_all(void *arg)
 {
 	store_foreach(R.store, receiver_log_sensor, NULL);
 	store_write_stats(R.store);
 }
 
-static void receiver_on_stats(struct ev_loop *loop, ev_timer *w, int revents)
+static void
+receiver_on_stats(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	server_store_call(R.srv, receiver_log_all, NULL);
 }
 
 /* TIME for --names-at: nanoseconds since the Unix epoch ("1700000000123456789"), or
  * seconds with a fractional part ("1700000000.5", "1700000000."). */
-static int receiver_parse_time(const char *s, uint64_t *ns)
+static int
+receiver_parse_time(const char *s, uint64_t *ns)
 {
 	uint64_t sec = 0, frac = 0, scale = 1000000000ull;
 	const char *p = s;
@@ -251,17 +302,20 @@ static int receiver_parse_time(const char *s, uint64_t *ns)
 }
 
 /* --names-at: one lookup in the repository, no daemon. */
-static int receiver_names_at(const char *dir, const char *sensor, const char *addr, const char *when)
+static int
+receiver_names_at(const char *dir, const char *sensor, const char *addr, const char *when)
 {
 	char name[PROTO_MAX_NAME + 1], ns[PROTO_MAX_NS + 1];
 	uint64_t t;
 	int rc;
 
 	if (receiver_parse_time(when, &t) != 0)
-		fatalx(EXIT_CONFIG, "--names-at: '%s' is not a time (nanoseconds, or seconds with a '.')", when);
+		fatalx(EXIT_CONFIG, "--names-at: '%s' is not a time (nanoseconds, or seconds with a '.')",
+			when);
 	rc = names_at(dir, sensor, addr, t, name, sizeof(name), ns, sizeof(ns));
 	if (rc == -EINVAL)
-		fatalx(EXIT_CONFIG, "--names-at: '%s' is not a sensor id or '%s' not an address", sensor, addr);
+		fatalx(EXIT_CONFIG, "--names-at: '%s' is not a sensor id or '%s' not an address", sensor,
+			addr);
 	if (rc < 0) {
 		log_warnx("--names-at: %s/sensors/%s/names.jsonl: %s", dir, sensor, strerror(-rc));
 		return 1;
@@ -277,7 +331,8 @@ static int receiver_names_at(const char *dir, const char *sensor, const char *ad
 	return 0;
 }
 
-static void receiver_on_signal(struct ev_loop *loop, ev_signal *w, int revents)
+static void
+receiver_on_signal(struct ev_loop *loop, ev_signal *w, int revents)
 {
 	log_info("%s: closing sessions and segments", w->signum == SIGINT ? "SIGINT" : "SIGTERM");
 	server_shutdown(R.srv);
@@ -286,20 +341,37 @@ static void receiver_on_signal(struct ev_loop *loop, ev_signal *w, int revents)
 
 /* Defaults, then the config file, then the command-line flags over it. --names-at
  * SENSOR leaves the sensor id in *names_at_sensor (a query, not a daemon). */
-static void receiver_load_config(int argc, char **argv, bool *check, const char **names_at_sensor)
+static void
+receiver_load_config(int argc, char **argv, bool *check, const char **names_at_sensor)
 {
 	char err[CFG_ERRLEN];
 	const char *config_path = getenv("PCAPLINE_CONFIG");
-	enum { O_CA = 256, O_CERT, O_KEY, O_CRL, O_INSECURE, O_LOG, O_CHECK, O_NAMES_AT };
+	enum {
+		O_CA = 256,
+		O_CERT,
+		O_KEY,
+		O_CRL,
+		O_INSECURE,
+		O_LOG,
+		O_CHECK,
+		O_NAMES_AT
+	};
 	static const struct option longopts[] = {
-		{"config", required_argument, NULL, 'c'}, {"listen", required_argument, NULL, 'l'},
-		{"dir", required_argument, NULL, 'd'},    {"out", required_argument, NULL, 'o'},
-		{"ca", required_argument, NULL, O_CA},    {"cert", required_argument, NULL, O_CERT},
-		{"key", required_argument, NULL, O_KEY},  {"crl", required_argument, NULL, O_CRL},
-		{"insecure", no_argument, NULL, O_INSECURE}, {"log-level", required_argument, NULL, O_LOG},
-		{"check-config", no_argument, NULL, O_CHECK}, {"version", no_argument, NULL, 'V'},
-		{"names-at", required_argument, NULL, O_NAMES_AT},
-		{"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
+		{ "config", required_argument, NULL, 'c' },
+		{ "listen", required_argument, NULL, 'l' },
+		{ "dir", required_argument, NULL, 'd' },
+		{ "out", required_argument, NULL, 'o' },
+		{ "ca", required_argument, NULL, O_CA },
+		{ "cert", required_argument, NULL, O_CERT },
+		{ "key", required_argument, NULL, O_KEY },
+		{ "crl", required_argument, NULL, O_CRL },
+		{ "insecure", no_argument, NULL, O_INSECURE },
+		{ "log-level", required_argument, NULL, O_LOG },
+		{ "check-config", no_argument, NULL, O_CHECK },
+		{ "version", no_argument, NULL, 'V' },
+		{ "names-at", required_argument, NULL, O_NAMES_AT },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
 	};
 	struct {
 		const char *path, *value, *flag;
@@ -311,21 +383,52 @@ static void receiver_load_config(int argc, char **argv, bool *check, const char 
 	while ((ch = getopt_long(argc, argv, "c:l:d:o:Vh", longopts, NULL)) != -1) {
 		const char *path = NULL;
 		switch (ch) {
-		case 'c': config_path = optarg; continue;
-		case 'l': path = "listen"; break;
-		case 'd': path = "storage.dir"; break;
-		case 'o': path = "output.file"; break;
-		case O_CA: path = "tls.ca"; break;
-		case O_CERT: path = "tls.cert"; break;
-		case O_KEY: path = "tls.key"; break;
-		case O_CRL: path = "tls.crl"; break;
-		case O_INSECURE: path = "auth.insecure"; optarg = "true"; break;
-		case O_LOG: path = "log.level"; break;
-		case O_CHECK: *check = true; continue;
-		case O_NAMES_AT: *names_at_sensor = optarg; continue;
-		case 'V': printf("pcapline-receiver %s\n", PCAPLINE_VERSION); exit(0);
-		case 'h': usage(stdout); exit(0);
-		default: usage(stderr); exit(EXIT_CONFIG);
+		case 'c':
+			config_path = optarg;
+			continue;
+		case 'l':
+			path = "listen";
+			break;
+		case 'd':
+			path = "storage.dir";
+			break;
+		case 'o':
+			path = "output.file";
+			break;
+		case O_CA:
+			path = "tls.ca";
+			break;
+		case O_CERT:
+			path = "tls.cert";
+			break;
+		case O_KEY:
+			path = "tls.key";
+			break;
+		case O_CRL:
+			path = "tls.crl";
+			break;
+		case O_INSECURE:
+			path = "auth.insecure";
+			optarg = "true";
+			break;
+		case O_LOG:
+			path = "log.level";
+			break;
+		case O_CHECK:
+			*check = true;
+			continue;
+		case O_NAMES_AT:
+			*names_at_sensor = optarg;
+			continue;
+		case 'V':
+			printf("pcapline-receiver %s\n", PCAPLINE_VERSION);
+			exit(0);
+		case 'h':
+			usage(stdout);
+			exit(0);
+		default:
+			usage(stderr);
+			exit(EXIT_CONFIG);
 		}
 		if (n_flags == sizeof(flags) / sizeof(flags[0]))
 			fatalx(EXIT_CONFIG, "too many flags");
@@ -335,7 +438,8 @@ static void receiver_load_config(int argc, char **argv, bool *check, const char 
 		n_flags++;
 	}
 	if (*names_at_sensor && argc - optind != 2)
-		fatalx(EXIT_CONFIG, "--names-at SENSOR ADDR TIME: expected ADDR and TIME after the sensor id");
+		fatalx(EXIT_CONFIG,
+			"--names-at SENSOR ADDR TIME: expected ADDR and TIME after the sensor id");
 	if (!*names_at_sensor && optind < argc)
 		fatalx(EXIT_CONFIG, "unexpected argument '%s' (see --help)", argv[optind]);
 	if (cfg_load(receiver_schema, &R.conf, config_path, err, sizeof(err)) != 0)
@@ -343,14 +447,16 @@ static void receiver_load_config(int argc, char **argv, bool *check, const char 
 	for (size_t i = 0; i < n_flags; i++) {
 		char origin[64];
 		snprintf(origin, sizeof(origin), "flag %s", flags[i].flag);
-		if (cfg_set(receiver_schema, &R.conf, flags[i].path, flags[i].value, origin, err, sizeof(err)) != 0)
+		if (cfg_set(receiver_schema, &R.conf, flags[i].path, flags[i].value, origin, err,
+			    sizeof(err)) != 0)
 			fatalx(EXIT_CONFIG, "%s", err);
 	}
 	log_set_level((enum log_level)R.conf.log_level);
 }
 
 /* Cross-key checks that the schema cannot express, and the TLS server context. */
-static void receiver_check_config(void)
+static void
+receiver_check_config(void)
 {
 	char err[CFG_ERRLEN];
 
@@ -359,32 +465,38 @@ static void receiver_check_config(void)
 	if ((!R.conf.dir || !*R.conf.dir) && (!R.conf.out || !*R.conf.out))
 		fatalx(EXIT_CONFIG, "storage.dir and output.file are both empty: packets would go nowhere");
 	if (!R.conf.insecure) {
-		struct tls_opts to = {R.conf.ca, R.conf.cert, R.conf.key, R.conf.crl, R.conf.tls_min == 1 ? 12 : 13};
+		struct tls_opts to = { R.conf.ca, R.conf.cert, R.conf.key, R.conf.crl,
+			R.conf.tls_min == 1 ? 12 : 13 };
 		R.ssl_ctx = tls_ctx_server(&to, err, sizeof(err));
 		if (!R.ssl_ctx)
 			fatalx(EXIT_CONFIG, "%s", err);
 	}
 	/* A bad port or host is reported as such, not as "not a loopback address". */
-	if (R.conf.api_listen && *R.conf.api_listen && api_listen_check(R.conf.api_listen, err, sizeof(err)) != 0)
+	if (R.conf.api_listen && *R.conf.api_listen &&
+		api_listen_check(R.conf.api_listen, err, sizeof(err)) != 0)
 		fatalx(EXIT_CONFIG, "%s", err);
 	if (R.conf.dir && strlen(R.conf.dir) > STORE_DIR_MAX)
 		fatalx(EXIT_CONFIG, "storage.dir: %zu characters, above the limit of %d: %.80s...",
-		       strlen(R.conf.dir), STORE_DIR_MAX, R.conf.dir);
+			strlen(R.conf.dir), STORE_DIR_MAX, R.conf.dir);
 	if (R.conf.api_listen && *R.conf.api_listen && !api_listen_is_loopback(R.conf.api_listen) &&
-	    (!R.conf.api_token || !*R.conf.api_token || !R.conf.api_cert || !*R.conf.api_cert ||
-	     !R.conf.api_key || !*R.conf.api_key))
-		fatalx(EXIT_CONFIG, "api.listen: %s is not a loopback address: api.token, api.cert and api.key are required",
-		       R.conf.api_listen);
+		(!R.conf.api_token || !*R.conf.api_token || !R.conf.api_cert || !*R.conf.api_cert ||
+			!R.conf.api_key || !*R.conf.api_key))
+		fatalx(EXIT_CONFIG,
+			"api.listen: %s is not a loopback address: api.token, api.cert and api.key are "
+			"required",
+			R.conf.api_listen);
 }
 
-static int receiver_print_config(void)
+static int
+receiver_print_config(void)
 {
 	cfg_dump(receiver_schema, &R.conf, stdout);
 	printf("configuration OK\n");
 	return 0;
 }
 
-static struct store_opts receiver_store_opts(void)
+static struct store_opts
+receiver_store_opts(void)
 {
 	struct store_opts so = {
 		.dir = R.conf.dir ? R.conf.dir : "",
@@ -402,7 +514,8 @@ static struct store_opts receiver_store_opts(void)
 
 /* The event loop, the sensor listeners and the API's socket: everything that binds,
  * while we may still be root. */
-static void receiver_open_listeners(const struct store_opts *so)
+static void
+receiver_open_listeners(const struct store_opts *so)
 {
 	char err[CFG_ERRLEN];
 
@@ -424,9 +537,10 @@ static void receiver_open_listeners(const struct store_opts *so)
 		.store = R.store,
 		/* Name histories sync with the packets: per frame, on the sync timer, or at the
 		 * end of the session. */
-		.names = names_store_new(so->dir, R.conf.fsync == STORE_FSYNC_BATCH      ? NAMES_SYNC_WRITE
-						  : R.conf.fsync == STORE_FSYNC_INTERVAL ? NAMES_SYNC_TIMER
-											 : NAMES_SYNC_CLOSE),
+		.names = names_store_new(so->dir,
+			R.conf.fsync == STORE_FSYNC_BATCH              ? NAMES_SYNC_WRITE
+				: R.conf.fsync == STORE_FSYNC_INTERVAL ? NAMES_SYNC_TIMER
+								       : NAMES_SYNC_CLOSE),
 	};
 	if (!sv.names)
 		fatalx(1, "out of memory");
@@ -459,7 +573,8 @@ static void receiver_open_listeners(const struct store_opts *so)
 	}
 }
 
-static void receiver_drop_privileges(const struct store_opts *so)
+static void
+receiver_drop_privileges(const struct store_opts *so)
 {
 	char err[CFG_ERRLEN];
 
@@ -477,12 +592,13 @@ static void receiver_drop_privileges(const struct store_opts *so)
 }
 
 /* The store (repository and/or single file), then the dissection worker on it. */
-static void receiver_open_store(const struct store_opts *so)
+static void
+receiver_open_store(const struct store_opts *so)
 {
 	char err[CFG_ERRLEN];
 
 	if ((so->max_bytes && so->max_bytes < so->segment_bytes) ||
-	    (so->sensor_max_bytes && so->sensor_max_bytes < so->segment_bytes))
+		(so->sensor_max_bytes && so->sensor_max_bytes < so->segment_bytes))
 		log_warnx("storage.max_size or storage.sensor_max_size is below storage.segment_size: "
 			  "segments will be deleted as soon as they are closed");
 	R.store = store_new(so, err, sizeof(err));
@@ -498,14 +614,15 @@ static void receiver_open_store(const struct store_opts *so)
 			.timeout_short_ns = R.conf.l4_short_timeout * 1000000,
 			.timeout_closed_ns = R.conf.l4_closed_timeout * 1000000,
 		};
-		R.dissect = dissect_worker_start(so->dir, &lim, (unsigned)((R.conf.stats_interval + 999) / 1000), err,
-						 sizeof(err));
+		R.dissect = dissect_worker_start(
+			so->dir, &lim, (unsigned)((R.conf.stats_interval + 999) / 1000), err, sizeof(err));
 		if (!R.dissect)
 			fatalx(EXIT_CONFIG, "%s", err);
 	}
 }
 
-static void receiver_start_api(void)
+static void
+receiver_start_api(void)
 {
 	char err[CFG_ERRLEN];
 
@@ -516,11 +633,13 @@ static void receiver_start_api(void)
 	if (R.api && api_start(R.api, err, sizeof(err)) != 0)
 		fatalx(EXIT_CONFIG, "%s", err);
 	if (R.api)
-		log_info("HTTP API on %s%s", R.conf.api_listen, R.conf.api_cert && *R.conf.api_cert ? " (HTTPS)" : "");
+		log_info("HTTP API on %s%s", R.conf.api_listen,
+			R.conf.api_cert && *R.conf.api_cert ? " (HTTPS)" : "");
 }
 
 /* Descriptor limit, signals and the stats timer; then serves until INT or TERM. */
-static void receiver_run(void)
+static void
+receiver_run(void)
 {
 	/* Each session holds one descriptor: allow as many as the hard limit permits. */
 	struct rlimit rl;
@@ -535,13 +654,16 @@ static void receiver_run(void)
 	double si = (double)R.conf.stats_interval / 1000.0;
 	ev_timer_init(&R.stats, receiver_on_stats, si, si);
 	ev_timer_start(R.loop, &R.stats);
-	log_info("listening on %s%s; storing under %s%s%s", R.conf.listen.v[0], R.conf.listen.n > 1 ? " (and more)" : "",
-		 R.conf.dir && *R.conf.dir ? R.conf.dir : "(no repository)", R.conf.out && *R.conf.out ? ", single file " : "",
-		 R.conf.out && *R.conf.out ? R.conf.out : "");
+	log_info("listening on %s%s; storing under %s%s%s", R.conf.listen.v[0],
+		R.conf.listen.n > 1 ? " (and more)" : "",
+		R.conf.dir && *R.conf.dir ? R.conf.dir : "(no repository)",
+		R.conf.out && *R.conf.out ? ", single file " : "",
+		R.conf.out && *R.conf.out ? R.conf.out : "");
 	ev_run(R.loop, 0);
 }
 
-static void receiver_shutdown(void)
+static void
+receiver_shutdown(void)
 {
 	api_free(R.api);
 	/* The store worker stops with the server: the store is this thread's again. */
@@ -556,7 +678,8 @@ static void receiver_shutdown(void)
 	cfg_free(receiver_schema, &R.conf);
 }
 
-int main(int argc, char **argv)
+int
+main(int argc, char **argv)
 {
 	bool check = false;
 	const char *names_at_sensor = NULL;
@@ -564,7 +687,8 @@ int main(int argc, char **argv)
 	log_init("pcapline-receiver", LOG_LVL_INFO);
 	receiver_load_config(argc, argv, &check, &names_at_sensor);
 	if (names_at_sensor)
-		return receiver_names_at(R.conf.dir ? R.conf.dir : "", names_at_sensor, argv[optind], argv[optind + 1]);
+		return receiver_names_at(
+			R.conf.dir ? R.conf.dir : "", names_at_sensor, argv[optind], argv[optind + 1]);
 	receiver_check_config();
 	if (check)
 		return receiver_print_config();

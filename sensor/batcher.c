@@ -20,14 +20,16 @@ struct batcher {
 	void *arg;
 };
 
-uint64_t mono_ns(void)
+uint64_t
+mono_ns(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
-struct batcher *batcher_new(uint32_t max_raw, uint64_t first_seq, batcher_sealed_cb cb, void *arg)
+struct batcher *
+batcher_new(uint32_t max_raw, uint64_t first_seq, batcher_sealed_cb cb, void *arg)
 {
 	struct batcher *b = calloc(1, sizeof(*b));
 	if (!b)
@@ -47,7 +49,8 @@ struct batcher *batcher_new(uint32_t max_raw, uint64_t first_seq, batcher_sealed
 	return b;
 }
 
-void batcher_flush(struct batcher *b)
+void
+batcher_flush(struct batcher *b)
 {
 	if (b->n == 0)
 		return;
@@ -94,8 +97,9 @@ void batcher_flush(struct batcher *b)
 	b->cb(b->arg, bt);
 }
 
-void batcher_add(struct batcher *b, uint16_t iface, uint64_t ts_ns, const uint8_t *data,
-		 uint32_t caplen, uint32_t origlen)
+void
+batcher_add(struct batcher *b, uint16_t iface, uint64_t ts_ns, const uint8_t *data, uint32_t caplen,
+	uint32_t origlen)
 {
 	if (caplen > PROTO_MAX_SNAPLEN)
 		caplen = PROTO_MAX_SNAPLEN;
@@ -109,11 +113,24 @@ void batcher_add(struct batcher *b, uint16_t iface, uint64_t ts_ns, const uint8_
 	b->n++;
 }
 
-uint64_t batcher_open_since(const struct batcher *b) { return b->n ? b->since : 0; }
-uint64_t batcher_next_seq(const struct batcher *b) { return b->seq; }
-void batcher_set_next_seq(struct batcher *b, uint64_t seq) { b->seq = seq; }
+uint64_t
+batcher_open_since(const struct batcher *b)
+{
+	return b->n ? b->since : 0;
+}
+uint64_t
+batcher_next_seq(const struct batcher *b)
+{
+	return b->seq;
+}
+void
+batcher_set_next_seq(struct batcher *b, uint64_t seq)
+{
+	b->seq = seq;
+}
 
-void batcher_free(struct batcher *b)
+void
+batcher_free(struct batcher *b)
 {
 	if (!b)
 		return;

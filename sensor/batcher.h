@@ -28,8 +28,8 @@ struct batcher;
  * Sealed batches are handed to cb, which takes ownership. */
 struct batcher *batcher_new(uint32_t max_raw, uint64_t first_seq, batcher_sealed_cb cb, void *arg);
 /* Appends one record, sealing the current batch first if the record does not fit. */
-void batcher_add(struct batcher *b, uint16_t iface, uint64_t ts_ns, const uint8_t *data,
-		 uint32_t caplen, uint32_t origlen);
+void batcher_add(struct batcher *b, uint16_t iface, uint64_t ts_ns, const uint8_t *data, uint32_t caplen,
+	uint32_t origlen);
 /* Seals the current batch if it holds any record. */
 void batcher_flush(struct batcher *b);
 /* Monotonic ns when the oldest record of the open batch arrived, 0 if empty. */

@@ -19,7 +19,7 @@
 
 /* Records read from a file per idle callback: large enough to amortise the loop,
  * small enough to keep the loop responsive to ACKs and timers. */
-#define CAPTURE_FILE_CHUNK 2048
+#define CAPTURE_FILE_CHUNK  2048
 /* Dispatch rounds per readable event, so one busy interface cannot starve the rest. */
 #define CAPTURE_LIVE_ROUNDS 16
 
@@ -49,7 +49,8 @@ struct capture {
 	struct capture_stats st;
 };
 
-static char *capture_expr(const char *user, const char *exclude)
+static char *
+capture_expr(const char *user, const char *exclude)
 {
 	bool u = user && *user, x = exclude && *exclude;
 	size_t n = (u ? strlen(user) : 0) + (x ? strlen(exclude) : 0) + 32;
@@ -69,7 +70,8 @@ static char *capture_expr(const char *user, const char *exclude)
 
 /* ---- live interfaces ---------------------------------------------------- */
 
-static void capture_live_packet(u_char *arg, const struct pcap_pkthdr *h, const u_char *bytes)
+static void
+capture_live_packet(u_char *arg, const struct pcap_pkthdr *h, const u_char *bytes)
 {
 	struct capture_live *l = (struct capture_live *)arg;
 	struct capture *c = l->owner;
@@ -80,7 +82,8 @@ static void capture_live_packet(u_char *arg, const struct pcap_pkthdr *h, const 
 	c->o.cb(c->o.cb_arg, l->index, ts, bytes, h->caplen, h->len);
 }
 
-static void capture_live_dispatch(struct capture_live *l)
+static void
+capture_live_dispatch(struct capture_live *l)
 {
 	for (int round = 0; round < CAPTURE_LIVE_ROUNDS; round++) {
 		int n = pcap_dispatch(l->pcap, -1, capture_live_packet, (u_char *)l);
@@ -95,13 +98,15 @@ static void capture_live_dispatch(struct capture_live *l)
 	}
 }
 
-static void capture_on_readable(struct ev_loop *loop, ev_io *w, int revents)
+static void
+capture_on_readable(struct ev_loop *loop, ev_io *w, int revents)
 {
 	struct capture_live *l = w->data;
 	capture_live_dispatch(l);
 }
 
-static int capture_live_filter(struct capture_live *l, const char *expr, char *err, size_t errlen)
+static int
+capture_live_filter(struct capture_live *l, const char *expr, char *err, size_t errlen)
 {
 	struct bpf_program prog;
 	if (pcap_compile(l->pcap, &prog, expr, 1, PCAP_NETMASK_UNKNOWN) != 0) {
@@ -117,7 +122,8 @@ static int capture_live_filter(struct capture_live *l, const char *expr, char *e
 	return 0;
 }
 
-static int capture_live_open(struct capture *c, size_t i, const char *expr, char *err, size_t errlen)
+static int
+capture_live_open(struct capture *c, size_t i, const char *expr, char *err, size_t errlen)
 {
 	struct capture_live *l = &c->live[i];
 	char ebuf[PCAP_ERRBUF_SIZE] = "";
@@ -143,7 +149,7 @@ static int capture_live_open(struct capture *c, size_t i, const char *expr, char
 	}
 	if (rc == PCAP_ERROR_PERM_DENIED) {
 		snprintf(err, errlen, "capture: %s: permission denied (needs CAP_NET_RAW): %s", name,
-			 pcap_geterr(l->pcap));
+			pcap_geterr(l->pcap));
 		return -1;
 	}
 	if (rc < 0) {
@@ -175,16 +181,17 @@ static int capture_live_open(struct capture *c, size_t i, const char *expr, char
 
 /* ---- capture files ------------------------------------------------------ */
 
-static int capture_file_compile(struct capture *c, const char *expr, struct bpf_program *progs,
-				char *err, size_t errlen)
+static int
+capture_file_compile(struct capture *c, const char *expr, struct bpf_program *progs, char *err, size_t errlen)
 {
 	size_t n = pcapr_iface_count(c->file);
 	for (size_t i = 0; i < n; i++) {
 		const struct pcapf_iface *fi = pcapr_iface(c->file, i);
-		pcap_t *dead = pcap_open_dead_with_tstamp_precision((int)fi->linktype, (int)c->o.snaplen,
-								    PCAP_TSTAMP_PRECISION_NANO);
+		pcap_t *dead = pcap_open_dead_with_tstamp_precision(
+			(int)fi->linktype, (int)c->o.snaplen, PCAP_TSTAMP_PRECISION_NANO);
 		if (!dead) {
-			snprintf(err, errlen, "capture: cannot compile filter for link type %u", fi->linktype);
+			snprintf(
+				err, errlen, "capture: cannot compile filter for link type %u", fi->linktype);
 			return -1;
 		}
 		if (pcap_compile(dead, &progs[i], expr, 1, PCAP_NETMASK_UNKNOWN) != 0) {
@@ -197,7 +204,8 @@ static int capture_file_compile(struct capture *c, const char *expr, struct bpf_
 	return 0;
 }
 
-static void capture_file_free_progs(struct bpf_program *progs, size_t n)
+static void
+capture_file_free_progs(struct bpf_program *progs, size_t n)
 {
 	if (!progs)
 		return;
@@ -206,7 +214,8 @@ static void capture_file_free_progs(struct bpf_program *progs, size_t n)
 	free(progs);
 }
 
-static void capture_on_idle(struct ev_loop *loop, ev_idle *w, int revents)
+static void
+capture_on_idle(struct ev_loop *loop, ev_idle *w, int revents)
 {
 	struct capture *c = w->data;
 	struct pcapf_rec rec;
@@ -220,7 +229,7 @@ static void capture_on_idle(struct ev_loop *loop, ev_idle *w, int revents)
 		}
 		uint32_t caplen = rec.caplen > c->o.snaplen ? c->o.snaplen : rec.caplen;
 		if (c->have_filter) {
-			struct pcap_pkthdr h = {.caplen = caplen, .len = rec.origlen};
+			struct pcap_pkthdr h = { .caplen = caplen, .len = rec.origlen };
 			if (!pcap_offline_filter(&c->progs[rec.iface], &h, rec.data)) {
 				c->st.filtered_out++;
 				continue;
@@ -234,7 +243,8 @@ static void capture_on_idle(struct ev_loop *loop, ev_idle *w, int revents)
 
 /* ---- common ------------------------------------------------------------- */
 
-struct capture *capture_open(const struct capture_opts *o, char *err, size_t errlen)
+struct capture *
+capture_open(const struct capture_opts *o, char *err, size_t errlen)
 {
 	struct capture *c = calloc(1, sizeof(*c));
 	char *expr = capture_expr(o->filter, o->exclude);
@@ -248,7 +258,8 @@ struct capture *capture_open(const struct capture_opts *o, char *err, size_t err
 		pcap_t *dead = pcap_open_dead(DLT_EN10MB, PROTO_MAX_SNAPLEN);
 		struct bpf_program prog;
 		if (dead && pcap_compile(dead, &prog, o->filter, 1, PCAP_NETMASK_UNKNOWN) != 0) {
-			snprintf(err, errlen, "capture: invalid filter '%s': %s", o->filter, pcap_geterr(dead));
+			snprintf(err, errlen, "capture: invalid filter '%s': %s", o->filter,
+				pcap_geterr(dead));
 			pcap_close(dead);
 			goto fail;
 		}
@@ -267,7 +278,7 @@ struct capture *capture_open(const struct capture_opts *o, char *err, size_t err
 		size_t n = pcapr_iface_count(c->file);
 		if (n == 0 || n > PROTO_MAX_IFACES) {
 			snprintf(err, errlen, "capture: %s: %zu interfaces (1..%d supported)", o->file, n,
-				 PROTO_MAX_IFACES);
+				PROTO_MAX_IFACES);
 			goto fail;
 		}
 		if (*expr) {
@@ -281,7 +292,7 @@ struct capture *capture_open(const struct capture_opts *o, char *err, size_t err
 	} else {
 		if (o->n_ifaces == 0 || o->n_ifaces > PROTO_MAX_IFACES) {
 			snprintf(err, errlen, "capture: %zu interfaces configured (1..%d supported)",
-				 o->n_ifaces, PROTO_MAX_IFACES);
+				o->n_ifaces, PROTO_MAX_IFACES);
 			goto fail;
 		}
 		c->live = calloc(o->n_ifaces, sizeof(*c->live));
@@ -302,7 +313,8 @@ fail:
 	return NULL;
 }
 
-void capture_start(struct capture *c, struct ev_loop *loop)
+void
+capture_start(struct capture *c, struct ev_loop *loop)
 {
 	c->loop = loop;
 	c->paused = false;
@@ -314,7 +326,8 @@ void capture_start(struct capture *c, struct ev_loop *loop)
 		ev_io_start(loop, &c->live[i].io);
 }
 
-void capture_pause(struct capture *c)
+void
+capture_pause(struct capture *c)
 {
 	if (c->paused)
 		return;
@@ -327,7 +340,8 @@ void capture_pause(struct capture *c)
 		ev_io_stop(c->loop, &c->live[i].io);
 }
 
-void capture_resume(struct capture *c)
+void
+capture_resume(struct capture *c)
 {
 	if (!c->paused)
 		return;
@@ -341,21 +355,32 @@ void capture_resume(struct capture *c)
 		ev_io_start(c->loop, &c->live[i].io);
 }
 
-bool capture_done(const struct capture *c) { return c->file && c->done; }
-bool capture_is_file(const struct capture *c) { return c->file != NULL; }
+bool
+capture_done(const struct capture *c)
+{
+	return c->file && c->done;
+}
+bool
+capture_is_file(const struct capture *c)
+{
+	return c->file != NULL;
+}
 
-void capture_drain(struct capture *c)
+void
+capture_drain(struct capture *c)
 {
 	for (size_t i = 0; i < c->n_live; i++)
 		capture_live_dispatch(&c->live[i]);
 }
 
-size_t capture_iface_count(const struct capture *c)
+size_t
+capture_iface_count(const struct capture *c)
 {
 	return c->file ? pcapr_iface_count(c->file) : c->n_live;
 }
 
-void capture_iface(const struct capture *c, size_t i, struct proto_iface *out)
+void
+capture_iface(const struct capture *c, size_t i, struct proto_iface *out)
 {
 	memset(out, 0, sizeof(*out));
 	if (c->file) {
@@ -370,7 +395,8 @@ void capture_iface(const struct capture *c, size_t i, struct proto_iface *out)
 	}
 }
 
-void capture_stats(struct capture *c, struct capture_stats *out)
+void
+capture_stats(struct capture *c, struct capture_stats *out)
 {
 	uint64_t drop = 0, ifdrop = 0;
 	for (size_t i = 0; i < c->n_live; i++) {
@@ -385,7 +411,8 @@ void capture_stats(struct capture *c, struct capture_stats *out)
 	*out = c->st;
 }
 
-int capture_set_filter(struct capture *c, const char *filter, char *err, size_t errlen)
+int
+capture_set_filter(struct capture *c, const char *filter, char *err, size_t errlen)
 {
 	char *expr = capture_expr(filter, c->o.exclude);
 	if (!expr) {
@@ -417,7 +444,8 @@ int capture_set_filter(struct capture *c, const char *filter, char *err, size_t 
 	return rc;
 }
 
-int capture_file_error(const struct capture *c, char *err, size_t errlen)
+int
+capture_file_error(const struct capture *c, char *err, size_t errlen)
 {
 	if (!c->file || c->file_err == 0)
 		return 0;
@@ -425,7 +453,8 @@ int capture_file_error(const struct capture *c, char *err, size_t errlen)
 	return c->file_err;
 }
 
-void capture_close(struct capture *c)
+void
+capture_close(struct capture *c)
 {
 	if (!c)
 		return;

@@ -15,18 +15,18 @@
 #include "proto/wire.h"
 
 /* Called once per packet that passed the filter. data is borrowed for the call only. */
-typedef void (*capture_cb)(void *arg, uint16_t iface, uint64_t ts_ns, const uint8_t *data,
-			   uint32_t caplen, uint32_t origlen);
+typedef void (*capture_cb)(
+	void *arg, uint16_t iface, uint64_t ts_ns, const uint8_t *data, uint32_t caplen, uint32_t origlen);
 
 struct capture_opts {
 	const char *const *ifaces; /* live interfaces (ignored with file) */
 	size_t n_ifaces;
-	const char *file;          /* replay this file instead of live capture */
-	const char *filter;        /* user BPF expression, "" for none */
-	const char *exclude;       /* BPF expression for the uplink's own traffic, "" for none */
+	const char *file;    /* replay this file instead of live capture */
+	const char *filter;  /* user BPF expression, "" for none */
+	const char *exclude; /* BPF expression for the uplink's own traffic, "" for none */
 	uint32_t snaplen;
 	bool promisc;
-	uint64_t buffer_bytes;     /* kernel ring per interface */
+	uint64_t buffer_bytes; /* kernel ring per interface */
 	capture_cb cb;
 	void *cb_arg;
 };

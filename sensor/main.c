@@ -63,41 +63,61 @@ struct sensor_conf {
 /* In-flight bytes for file replay (see uplink_opts below). */
 #define SENSOR_REPLAY_WINDOW (16u << 20)
 
-static const char *const tls_versions[] = {"1.3", "1.2", NULL};
-static const char *const log_levels[] = {"error", "warn", "info", "debug", NULL};
+static const char *const tls_versions[] = { "1.3", "1.2", NULL };
+static const char *const log_levels[] = { "error", "warn", "info", "debug", NULL };
 
-#define K(path, type, field, ...) {path, type, offsetof(struct sensor_conf, field), __VA_ARGS__}
+#define K(path, type, field, ...)                                            \
+	{                                                                    \
+		path, type, offsetof(struct sensor_conf, field), __VA_ARGS__ \
+	}
 static const struct cfg_key sensor_schema[] = {
 	K("sensor.id", CFG_STR, id, 0, 0, NULL, "sensor identity; default: the CN of tls.cert"),
-	K("sensor.user", CFG_STR, user, 0, 0, NULL, "after opening the capture, run as this user; \"\" = stay"),
-	K("capture.interfaces", CFG_STRLIST, interfaces, 0, 0, NULL, "interfaces to capture on (any, lo, eth0, ...)"),
+	K("sensor.user", CFG_STR, user, 0, 0, NULL,
+		"after opening the capture, run as this user; \"\" = stay"),
+	K("capture.interfaces", CFG_STRLIST, interfaces, 0, 0, NULL,
+		"interfaces to capture on (any, lo, eth0, ...)"),
 	K("capture.filter", CFG_STR, filter, 0, 0, NULL, "BPF filter expression (pcap-filter(7))"),
 	K("capture.snaplen", CFG_INT, snaplen, 1, PROTO_MAX_SNAPLEN, NULL, "bytes kept per packet"),
 	K("capture.promiscuous", CFG_BOOL, promisc, 0, 0, NULL, "put interfaces in promiscuous mode"),
-	K("capture.buffer_size", CFG_SIZE, buffer_size, 1 << 20, 1ll << 31, NULL, "kernel ring buffer per interface"),
-	K("capture.file", CFG_STR, file, 0, 0, NULL, "replay this pcap/pcapng file instead of capturing live"),
-	K("capture.exclude_uplink", CFG_BOOL, exclude_uplink, 0, 0, NULL, "leave the sensor's own uplink traffic out of the capture"),
+	K("capture.buffer_size", CFG_SIZE, buffer_size, 1 << 20, 1ll << 31, NULL,
+		"kernel ring buffer per interface"),
+	K("capture.file", CFG_STR, file, 0, 0, NULL,
+		"replay this pcap/pcapng file instead of capturing live"),
+	K("capture.exclude_uplink", CFG_BOOL, exclude_uplink, 0, 0, NULL,
+		"leave the sensor's own uplink traffic out of the capture"),
 	K("uplink.receivers", CFG_STRLIST, receivers, 0, 0, NULL, "receivers as host:port, tried in order"),
-	K("uplink.server_name", CFG_STR, server_name, 0, 0, NULL, "name the receiver certificate must carry; default: the host"),
+	K("uplink.server_name", CFG_STR, server_name, 0, 0, NULL,
+		"name the receiver certificate must carry; default: the host"),
 	K("uplink.insecure", CFG_BOOL, insecure, 0, 0, NULL, "plain TCP without TLS (testing only)"),
 	K("uplink.token", CFG_STR, token, 0, 0, NULL, "optional bearer token sent in HELLO"),
-	K("uplink.window", CFG_SIZE, window, 1 << 20, 1ll << 34, NULL, "bytes of un-acknowledged batches kept in memory"),
-	K("uplink.drain_timeout", CFG_DURATION, drain_timeout, 0, 3600000, NULL, "on shutdown, wait this long for acknowledgements"),
-	K("spool.dir", CFG_STR, spool_dir, 0, 0, NULL, "keep batches that overflow the window here until ACKed; \"\" = no spool"),
-	K("spool.max_size", CFG_SIZE, spool_max, 1 << 20, 1ll << 50, NULL, "bytes of spool; when full the oldest batch is dropped and counted"),
+	K("uplink.window", CFG_SIZE, window, 1 << 20, 1ll << 34, NULL,
+		"bytes of un-acknowledged batches kept in memory"),
+	K("uplink.drain_timeout", CFG_DURATION, drain_timeout, 0, 3600000, NULL,
+		"on shutdown, wait this long for acknowledgements"),
+	K("spool.dir", CFG_STR, spool_dir, 0, 0, NULL,
+		"keep batches that overflow the window here until ACKed; \"\" = no spool"),
+	K("spool.max_size", CFG_SIZE, spool_max, 1 << 20, 1ll << 50, NULL,
+		"bytes of spool; when full the oldest batch is dropped and counted"),
 	K("tls.ca", CFG_STR, ca, 0, 0, NULL, "CA certificate that signed the receiver's certificate"),
 	K("tls.cert", CFG_STR, cert, 0, 0, NULL, "this sensor's certificate"),
 	K("tls.key", CFG_STR, key, 0, 0, NULL, "this sensor's private key"),
 	K("tls.min_version", CFG_ENUM, tls_min, 0, 0, tls_versions, "lowest TLS version accepted"),
-	K("batch.max_bytes", CFG_SIZE, batch_bytes, 4096, 16 << 20, NULL, "record bytes per batch before compression"),
-	K("batch.max_delay", CFG_DURATION, batch_delay, 1, 10000, NULL, "longest a packet waits in an open batch"),
+	K("batch.max_bytes", CFG_SIZE, batch_bytes, 4096, 16 << 20, NULL,
+		"record bytes per batch before compression"),
+	K("batch.max_delay", CFG_DURATION, batch_delay, 1, 10000, NULL,
+		"longest a packet waits in an open batch"),
 	K("log.level", CFG_ENUM, log_level, 0, 0, log_levels, "error, warn, info or debug"),
-	K("log.stats_interval", CFG_DURATION, stats_interval, 1000, 86400000, NULL, "how often counters are logged and sent"),
-	K("names.enabled", CFG_BOOL, names_enabled, 0, 0, NULL, "learn names (DNS answers, hosts file, names.static) and send them to the receiver"),
-	K("names.hosts_file", CFG_STR, names_hosts, 0, 0, NULL, "hosts file read at start and on SIGHUP; \"\" = none"),
-	K("names.static", CFG_STRLIST, names_static, 0, 0, NULL, "fixed names: IP=NAME, IP:PORT=NAME, [IPv6]:PORT=NAME, each optionally @NAMESPACE"),
-	K("names.dns_ports", CFG_STRLIST, names_ports, 0, 0, NULL, "UDP/TCP ports whose packets are read as DNS"),
-	{NULL},
+	K("log.stats_interval", CFG_DURATION, stats_interval, 1000, 86400000, NULL,
+		"how often counters are logged and sent"),
+	K("names.enabled", CFG_BOOL, names_enabled, 0, 0, NULL,
+		"learn names (DNS answers, hosts file, names.static) and send them to the receiver"),
+	K("names.hosts_file", CFG_STR, names_hosts, 0, 0, NULL,
+		"hosts file read at start and on SIGHUP; \"\" = none"),
+	K("names.static", CFG_STRLIST, names_static, 0, 0, NULL,
+		"fixed names: IP=NAME, IP:PORT=NAME, [IPv6]:PORT=NAME, each optionally @NAMESPACE"),
+	K("names.dns_ports", CFG_STRLIST, names_ports, 0, 0, NULL,
+		"UDP/TCP ports whose packets are read as DNS"),
+	{ NULL },
 };
 #undef K
 
@@ -122,10 +142,11 @@ struct sensor {
 	struct log_limit drop_lim;
 	int exit_code;
 	char id[PROTO_MAX_ID + 1];
-	char *exclude;   /* BPF excluding the uplink's own packets, or NULL */
+	char *exclude; /* BPF excluding the uplink's own packets, or NULL */
 };
 
-static void sensor_defaults(struct sensor_conf *c)
+static void
+sensor_defaults(struct sensor_conf *c)
 {
 	memset(c, 0, sizeof(*c));
 	c->snaplen = PROTO_MAX_SNAPLEN;
@@ -146,7 +167,8 @@ static void sensor_defaults(struct sensor_conf *c)
 		c->names_ports.n = 1;
 }
 
-static struct names_config sensor_names_config(const struct sensor_conf *c)
+static struct names_config
+sensor_names_config(const struct sensor_conf *c)
 {
 	struct names_config nc = {
 		.hosts_file = c->names_hosts,
@@ -158,19 +180,22 @@ static struct names_config sensor_names_config(const struct sensor_conf *c)
 	return nc;
 }
 
-static int sensor_names_send(void *arg, const uint8_t *payload, size_t len)
+static int
+sensor_names_send(void *arg, const uint8_t *payload, size_t len)
 {
 	struct sensor *s = arg;
 	return uplink_send_names(s->uplink, payload, len);
 }
 
-static uint64_t sensor_next_seq(void *arg)
+static uint64_t
+sensor_next_seq(void *arg)
 {
 	struct sensor *s = arg;
 	return batcher_next_seq(s->batcher);
 }
 
-static void sensor_renumbered(void *arg, uint64_t old, uint64_t seq)
+static void
+sensor_renumbered(void *arg, uint64_t old, uint64_t seq)
 {
 	struct sensor *s = arg;
 	if (s->spool)
@@ -179,7 +204,8 @@ static void sensor_renumbered(void *arg, uint64_t old, uint64_t seq)
 
 /* The receiver holds numbers of our epoch that we did not give to the batches it has
  * (PROTOCOL.md 6.3): continue in a new epoch, every kept batch renumbered from 1. */
-static void sensor_on_epoch_reused(void *arg)
+static void
+sensor_on_epoch_reused(void *arg)
 {
 	struct sensor *s = arg;
 	struct timespec now;
@@ -202,30 +228,35 @@ static void sensor_on_epoch_reused(void *arg)
 	batcher_set_next_seq(s->batcher, next);
 	if (s->spool)
 		spool_seq_use(s->spool, next - 1);
-	log_warnx("epoch %" PRIu64 " replaced by %" PRIu64 ": %" PRIu64 " kept batches renumbered from 1", old, epoch,
-		  next - 1);
+	log_warnx("epoch %" PRIu64 " replaced by %" PRIu64 ": %" PRIu64 " kept batches renumbered from 1",
+		old, epoch, next - 1);
 }
 
 /* Refused before any session was welcomed, for a reason retrying cannot cure: a
  * start-up error, like a bad configuration. */
-static void sensor_on_refused(void *arg, const char *why)
+static void
+sensor_on_refused(void *arg, const char *why)
 {
 	struct sensor *s = arg;
-	log_msg(LOG_LVL_ERROR, "uplink refused: %s; retrying cannot help: check sensor.id, tls.cert, tls.key, "
-		"tls.ca, uplink.server_name and uplink.token (exiting with status %d)", why, EXIT_CONFIG);
+	log_msg(LOG_LVL_ERROR,
+		"uplink refused: %s; retrying cannot help: check sensor.id, tls.cert, tls.key, "
+		"tls.ca, uplink.server_name and uplink.token (exiting with status %d)",
+		why, EXIT_CONFIG);
 	s->exit_code = EXIT_CONFIG;
 	ev_break(s->loop, EVBREAK_ALL);
 }
 
 /* NAMES frames are not acknowledged: every session starts with the full table. */
-static void sensor_on_session(void *arg)
+static void
+sensor_on_session(void *arg)
 {
 	struct sensor *s = arg;
 	if (s->names)
 		names_resync(s->names);
 }
 
-static void usage(FILE *out)
+static void
+usage(FILE *out)
 {
 	fprintf(out,
 		"usage: pcapline-sensor [-c FILE] [options]\n"
@@ -246,7 +277,8 @@ static void usage(FILE *out)
 		"Every setting can also come from PCAPLINE_<KEY> (e.g. PCAPLINE_CAPTURE_FILTER).\n");
 }
 
-static void sensor_on_sealed(void *arg, struct batch *b)
+static void
+sensor_on_sealed(void *arg, struct batch *b)
 {
 	struct sensor *s = arg;
 	s->raw_bytes += b->raw_len;
@@ -258,14 +290,14 @@ static void sensor_on_sealed(void *arg, struct batch *b)
 	/* Live capture with a spool: once anything waits on disk, new batches queue behind
 	 * it there, so that batches reach the receiver in sequence order. */
 	if (s->spool && !capture_is_file(s->cap) && !s->stopping &&
-	    (spool_has_waiting(s->spool) || !uplink_has_room(s->uplink, b->len))) {
+		(spool_has_waiting(s->spool) || !uplink_has_room(s->uplink, b->len))) {
 		int rc = spool_put(s->spool, b);
 		if (rc != 0) {
 			s->queue_drops += b->n_records;
 			s->queue_drop_batches++;
 			if (log_limit_ok(&s->drop_lim, 3, 10))
-				log_warnx("spool: cannot keep batch %" PRIu64 " (%u packets): %s", b->seq, b->n_records,
-					  strerror(-rc));
+				log_warnx("spool: cannot keep batch %" PRIu64 " (%u packets): %s", b->seq,
+					b->n_records, strerror(-rc));
 		}
 		free(b);
 		return;
@@ -283,13 +315,16 @@ static void sensor_on_sealed(void *arg, struct batch *b)
 	s->queue_drops += b->n_records;
 	s->queue_drop_batches++;
 	if (log_limit_ok(&s->drop_lim, 3, 10))
-		log_warnx("send window full (%" PRIu64 " bytes un-acknowledged): dropped a batch of %u packets "
-			  "(%" PRIu64 " dropped so far)", s->conf.window, b->n_records, s->queue_drops);
+		log_warnx("send window full (%" PRIu64
+			  " bytes un-acknowledged): dropped a batch of %u packets "
+			  "(%" PRIu64 " dropped so far)",
+			s->conf.window, b->n_records, s->queue_drops);
 	free(b);
 }
 
 /* Moves spooled batches back into the send window while it has room. */
-static void sensor_refill(struct sensor *s)
+static void
+sensor_refill(struct sensor *s)
 {
 	if (!s->spool)
 		return;
@@ -304,7 +339,8 @@ static void sensor_refill(struct sensor *s)
 
 /* Stopping ends once every batch is acknowledged and, while a session is up to carry
  * them, every name event sent (without a session they could only be lost anyway). */
-static bool sensor_drained(const struct sensor *s)
+static bool
+sensor_drained(const struct sensor *s)
 {
 	struct uplink_stats us;
 	if (!uplink_idle(s->uplink))
@@ -313,7 +349,8 @@ static bool sensor_drained(const struct sensor *s)
 	return !s->names || names_idle(s->names) || !us.connected;
 }
 
-static void sensor_on_room(void *arg)
+static void
+sensor_on_room(void *arg)
 {
 	struct sensor *s = arg;
 	sensor_refill(s);
@@ -326,8 +363,9 @@ static void sensor_on_room(void *arg)
 		ev_break(s->loop, EVBREAK_ALL);
 }
 
-static void sensor_on_packet(void *arg, uint16_t iface, uint64_t ts_ns, const uint8_t *data,
-			     uint32_t caplen, uint32_t origlen)
+static void
+sensor_on_packet(
+	void *arg, uint16_t iface, uint64_t ts_ns, const uint8_t *data, uint32_t caplen, uint32_t origlen)
 {
 	struct sensor *s = arg;
 	batcher_add(s->batcher, iface, ts_ns, data, caplen, origlen);
@@ -335,20 +373,26 @@ static void sensor_on_packet(void *arg, uint16_t iface, uint64_t ts_ns, const ui
 		names_packet(s->names, s->hello.ifaces[iface].linktype, ts_ns, data, caplen);
 }
 
-static void sensor_collect(struct sensor *s, struct proto_stats *ps, struct capture_stats *cs,
-			   struct uplink_stats *us)
+static void
+sensor_collect(struct sensor *s, struct proto_stats *ps, struct capture_stats *cs, struct uplink_stats *us)
 {
-	struct names_stats ns = {0};
+	struct names_stats ns = { 0 };
 	capture_stats(s->cap, cs);
 	uplink_stats(s->uplink, us);
 	if (s->names)
 		names_stats(s->names, &ns);
 	struct proto_stat v[] = {
-		{PROTO_ST_CAPTURED, cs->captured},       {PROTO_ST_KERNEL_DROPS, cs->kernel_drops},
-		{PROTO_ST_IF_DROPS, cs->if_drops},       {PROTO_ST_QUEUE_DROPS, s->queue_drops},
-		{PROTO_ST_SPOOL_DROPS, s->spool ? spool_dropped_packets(s->spool) : 0},               {PROTO_ST_BATCHES, batcher_next_seq(s->batcher) - 1},
-		{PROTO_ST_BYTES_RAW, s->raw_bytes},      {PROTO_ST_BYTES_SENT, s->frame_bytes},   {PROTO_ST_PKT_BYTES, cs->bytes},
-		{PROTO_ST_NAMES_EVENTS, ns.events},      {PROTO_ST_NAMES_DROPS, ns.drops},
+		{ PROTO_ST_CAPTURED, cs->captured },
+		{ PROTO_ST_KERNEL_DROPS, cs->kernel_drops },
+		{ PROTO_ST_IF_DROPS, cs->if_drops },
+		{ PROTO_ST_QUEUE_DROPS, s->queue_drops },
+		{ PROTO_ST_SPOOL_DROPS, s->spool ? spool_dropped_packets(s->spool) : 0 },
+		{ PROTO_ST_BATCHES, batcher_next_seq(s->batcher) - 1 },
+		{ PROTO_ST_BYTES_RAW, s->raw_bytes },
+		{ PROTO_ST_BYTES_SENT, s->frame_bytes },
+		{ PROTO_ST_PKT_BYTES, cs->bytes },
+		{ PROTO_ST_NAMES_EVENTS, ns.events },
+		{ PROTO_ST_NAMES_DROPS, ns.drops },
 	};
 	memset(ps, 0, sizeof(*ps));
 	ps->ts_ns = (uint64_t)(ev_now(s->loop) * 1e9);
@@ -356,7 +400,8 @@ static void sensor_collect(struct sensor *s, struct proto_stats *ps, struct capt
 	memcpy(ps->s, v, sizeof(v));
 }
 
-static void sensor_log_stats(struct sensor *s, const char *when)
+static void
+sensor_log_stats(struct sensor *s, const char *when)
 {
 	struct proto_stats ps;
 	struct capture_stats cs;
@@ -365,24 +410,29 @@ static void sensor_log_stats(struct sensor *s, const char *when)
 	if (s->names) {
 		struct names_stats ns;
 		names_stats(s->names, &ns);
-		log_info("%s: names: %" PRIu64 " mappings held, %" PRIu64 " changes (%" PRIu64 " dropped: queue full), %" PRIu64
-			 " events sent; DNS: %" PRIu64 " responses read, %" PRIu64 " malformed, %" PRIu64
-			 " TCP segments without a whole message", when, ns.entries, ns.events, ns.drops, ns.sent,
-			 ns.dns_messages, ns.dns_errors, ns.dns_tcp_split);
+		log_info("%s: names: %" PRIu64 " mappings held, %" PRIu64 " changes (%" PRIu64
+			 " dropped: queue full), %" PRIu64 " events sent; DNS: %" PRIu64
+			 " responses read, %" PRIu64 " malformed, %" PRIu64
+			 " TCP segments without a whole message",
+			when, ns.entries, ns.events, ns.drops, ns.sent, ns.dns_messages, ns.dns_errors,
+			ns.dns_tcp_split);
 	}
 	log_info("%s: captured %" PRIu64 " packets (%" PRIu64 " bytes), kernel drops %" PRIu64
 		 ", interface drops %" PRIu64 ", queue drops %" PRIu64 ", spool drops %" PRIu64
-		 " (spool holds %" PRIu64 " batches); batches sent %" PRIu64
-		 " (%" PRIu64 " resent), acknowledged %" PRIu64 " batches / %" PRIu64
-		 " packets, pending %" PRIu64 "; batch bytes %" PRIu64 " -> %" PRIu64 " compressed (ratio %.2f); %s",
-		 when, cs.captured, cs.bytes, cs.kernel_drops, cs.if_drops, s->queue_drops,
-		 s->spool ? spool_dropped_packets(s->spool) : 0, s->spool ? spool_count(s->spool) : 0, us.batches_sent,
-		 us.resent, us.batches_acked, us.packets_acked, us.pending_batches, s->raw_bytes, s->frame_bytes,
-		 s->frame_bytes ? (double)s->raw_bytes / (double)s->frame_bytes : 0.0, us.connected ? "connected" : "disconnected");
+		 " (spool holds %" PRIu64 " batches); batches sent %" PRIu64 " (%" PRIu64
+		 " resent), acknowledged %" PRIu64 " batches / %" PRIu64 " packets, pending %" PRIu64
+		 "; batch bytes %" PRIu64 " -> %" PRIu64 " compressed (ratio %.2f); %s",
+		when, cs.captured, cs.bytes, cs.kernel_drops, cs.if_drops, s->queue_drops,
+		s->spool ? spool_dropped_packets(s->spool) : 0, s->spool ? spool_count(s->spool) : 0,
+		us.batches_sent, us.resent, us.batches_acked, us.packets_acked, us.pending_batches,
+		s->raw_bytes, s->frame_bytes,
+		s->frame_bytes ? (double)s->raw_bytes / (double)s->frame_bytes : 0.0,
+		us.connected ? "connected" : "disconnected");
 	uplink_send_stats(s->uplink, &ps);
 }
 
-static void sensor_spool_one(void *arg, const struct batch *b)
+static void
+sensor_spool_one(void *arg, const struct batch *b)
 {
 	struct sensor *s = arg;
 	if (spool_contains(s->spool, b->seq))
@@ -393,7 +443,8 @@ static void sensor_spool_one(void *arg, const struct batch *b)
 }
 
 /* At exit, un-ACKed batches go to the spool so that the next run resends them. */
-static void sensor_spool_rest(struct sensor *s)
+static void
+sensor_spool_rest(struct sensor *s)
 {
 	if (!s->spool)
 		return;
@@ -401,21 +452,23 @@ static void sensor_spool_rest(struct sensor *s)
 	uplink_foreach_pending(s->uplink, sensor_spool_one, s);
 	if (spool_count(s->spool))
 		log_info("spool: %" PRIu64 " batches kept in %s for the next run", spool_count(s->spool),
-			 s->conf.spool_dir);
+			s->conf.spool_dir);
 }
 
-static void sensor_on_stats(struct ev_loop *loop, ev_timer *w, int revents)
+static void
+sensor_on_stats(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	sensor_log_stats(w->data, "stats");
 }
 
-static void sensor_begin_stop(struct sensor *s, const char *why)
+static void
+sensor_begin_stop(struct sensor *s, const char *why)
 {
 	if (s->stopping)
 		return;
 	s->stopping = true;
 	log_info("%s: flushing and waiting up to %.1f s for the receiver to acknowledge", why,
-		 (double)s->conf.drain_timeout / 1000.0);
+		(double)s->conf.drain_timeout / 1000.0);
 	capture_drain(s->cap);
 	capture_pause(s->cap);
 	/* Names first: the frame then goes out ahead of the last batch, whose ACK proves it
@@ -431,7 +484,8 @@ static void sensor_begin_stop(struct sensor *s, const char *why)
 	ev_timer_start(s->loop, &s->drain_timer);
 }
 
-static void sensor_on_batch_timer(struct ev_loop *loop, ev_timer *w, int revents)
+static void
+sensor_on_batch_timer(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	struct sensor *s = w->data;
 	uint64_t since = batcher_open_since(s->batcher);
@@ -443,7 +497,8 @@ static void sensor_on_batch_timer(struct ev_loop *loop, ev_timer *w, int revents
 		ev_break(loop, EVBREAK_ALL); /* the last name events went out after the last ACK */
 }
 
-static void sensor_on_drain_timeout(struct ev_loop *loop, ev_timer *w, int revents)
+static void
+sensor_on_drain_timeout(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	struct sensor *s = w->data;
 	struct uplink_stats us;
@@ -452,26 +507,28 @@ static void sensor_on_drain_timeout(struct ev_loop *loop, ev_timer *w, int reven
 		struct names_stats ns;
 		names_stats(s->names, &ns);
 		log_warnx("shutdown: %" PRIu64 " name events were not sent within %.1f s", ns.queued,
-			  (double)s->conf.drain_timeout / 1000.0);
+			(double)s->conf.drain_timeout / 1000.0);
 		ev_break(loop, EVBREAK_ALL);
 		return;
 	}
 	if (s->spool)
 		log_warnx("shutdown: %" PRIu64 " batches not acknowledged within %.1f s stay in the spool",
-			  us.pending_batches, (double)s->conf.drain_timeout / 1000.0);
+			us.pending_batches, (double)s->conf.drain_timeout / 1000.0);
 	else
 		log_warnx("shutdown: %" PRIu64 " batches were not acknowledged within %.1f s and are lost",
-			  us.pending_batches, (double)s->conf.drain_timeout / 1000.0);
+			us.pending_batches, (double)s->conf.drain_timeout / 1000.0);
 	s->exit_code = s->spool ? 0 : 1;
 	ev_break(loop, EVBREAK_ALL);
 }
 
-static void sensor_on_signal(struct ev_loop *loop, ev_signal *w, int revents)
+static void
+sensor_on_signal(struct ev_loop *loop, ev_signal *w, int revents)
 {
 	struct sensor *s = w->data;
 	if (s->stopping) {
 		/* A second signal: stop waiting for ACKs (the spool, if any, keeps the rest). */
-		log_warnx("%s again: exiting without waiting for acknowledgements", w->signum == SIGINT ? "SIGINT" : "SIGTERM");
+		log_warnx("%s again: exiting without waiting for acknowledgements",
+			w->signum == SIGINT ? "SIGINT" : "SIGTERM");
 		s->exit_code = s->spool ? 0 : 1;
 		ev_break(loop, EVBREAK_ALL);
 		return;
@@ -479,7 +536,8 @@ static void sensor_on_signal(struct ev_loop *loop, ev_signal *w, int revents)
 	sensor_begin_stop(s, w->signum == SIGINT ? "SIGINT" : "SIGTERM");
 }
 
-static void sensor_on_hup(struct ev_loop *loop, ev_signal *w, int revents)
+static void
+sensor_on_hup(struct ev_loop *loop, ev_signal *w, int revents)
 {
 	struct sensor *s = w->data;
 	struct sensor_conf nc;
@@ -512,7 +570,8 @@ static void sensor_on_hup(struct ev_loop *loop, ev_signal *w, int revents)
 }
 
 /* One receiver of uplink.receivers: "host:port" or "[v6]:port". */
-static int sensor_parse_target(const char *s, struct uplink_target *t, char *err, size_t errlen)
+static int
+sensor_parse_target(const char *s, struct uplink_target *t, char *err, size_t errlen)
 {
 	struct hostport hp;
 
@@ -525,21 +584,23 @@ static int sensor_parse_target(const char *s, struct uplink_target *t, char *err
 }
 
 /* BPF for the uplink's own packets: every address of every receiver on its port. */
-static char *sensor_exclusion(const struct uplink_target *t, size_t n)
+static char *
+sensor_exclusion(const struct uplink_target *t, size_t n)
 {
 	size_t cap = 64, len = 0;
 	char *s = calloc(1, cap);
 	for (size_t i = 0; s && i < n; i++) {
-		struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *ai = NULL, *a;
+		struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *ai = NULL, *a;
 		if (getaddrinfo(t[i].host, t[i].port, &hints, &ai) != 0)
 			continue;
 		for (a = ai; a; a = a->ai_next) {
 			char host[NI_MAXHOST];
-			if (getnameinfo(a->ai_addr, a->ai_addrlen, host, sizeof(host), NULL, 0, NI_NUMERICHOST))
+			if (getnameinfo(
+				    a->ai_addr, a->ai_addrlen, host, sizeof(host), NULL, 0, NI_NUMERICHOST))
 				continue;
 			char one[NI_MAXHOST + 64];
-			int m = snprintf(one, sizeof(one), "%s(host %s and tcp port %s)", len ? " or " : "", host,
-					 t[i].port);
+			int m = snprintf(one, sizeof(one), "%s(host %s and tcp port %s)", len ? " or " : "",
+				host, t[i].port);
 			if (len + (size_t)m + 1 > cap) {
 				cap = (len + (size_t)m + 1) * 2;
 				char *ns = realloc(s, cap);
@@ -558,7 +619,8 @@ static char *sensor_exclusion(const struct uplink_target *t, size_t n)
 	return s;
 }
 
-static void sensor_flag(struct sensor *s, const char *path, const char *value, const char *flag)
+static void
+sensor_flag(struct sensor *s, const char *path, const char *value, const char *flag)
 {
 	char err[CFG_ERRLEN], origin[64];
 	snprintf(origin, sizeof(origin), "flag %s", flag);
@@ -567,19 +629,36 @@ static void sensor_flag(struct sensor *s, const char *path, const char *value, c
 }
 
 /* Defaults, then the config file, then the command-line flags over it. */
-static void sensor_load_config(struct sensor *s, int argc, char **argv, bool *check)
+static void
+sensor_load_config(struct sensor *s, int argc, char **argv, bool *check)
 {
 	char err[CFG_ERRLEN];
-	enum { O_ID = 256, O_CA, O_CERT, O_KEY, O_INSECURE, O_LOG, O_CHECK };
+	enum {
+		O_ID = 256,
+		O_CA,
+		O_CERT,
+		O_KEY,
+		O_INSECURE,
+		O_LOG,
+		O_CHECK
+	};
 	static const struct option longopts[] = {
-		{"config", required_argument, NULL, 'c'}, {"iface", required_argument, NULL, 'i'},
-		{"filter", required_argument, NULL, 'f'}, {"file", required_argument, NULL, 'r'},
-		{"snaplen", required_argument, NULL, 's'}, {"to", required_argument, NULL, 't'},
-		{"id", required_argument, NULL, O_ID},   {"ca", required_argument, NULL, O_CA},
-		{"cert", required_argument, NULL, O_CERT}, {"key", required_argument, NULL, O_KEY},
-		{"insecure", no_argument, NULL, O_INSECURE}, {"log-level", required_argument, NULL, O_LOG},
-		{"check-config", no_argument, NULL, O_CHECK}, {"version", no_argument, NULL, 'V'},
-		{"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
+		{ "config", required_argument, NULL, 'c' },
+		{ "iface", required_argument, NULL, 'i' },
+		{ "filter", required_argument, NULL, 'f' },
+		{ "file", required_argument, NULL, 'r' },
+		{ "snaplen", required_argument, NULL, 's' },
+		{ "to", required_argument, NULL, 't' },
+		{ "id", required_argument, NULL, O_ID },
+		{ "ca", required_argument, NULL, O_CA },
+		{ "cert", required_argument, NULL, O_CERT },
+		{ "key", required_argument, NULL, O_KEY },
+		{ "insecure", no_argument, NULL, O_INSECURE },
+		{ "log-level", required_argument, NULL, O_LOG },
+		{ "check-config", no_argument, NULL, O_CHECK },
+		{ "version", no_argument, NULL, 'V' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
 	};
 	struct {
 		const char *path, *value, *flag;
@@ -592,22 +671,55 @@ static void sensor_load_config(struct sensor *s, int argc, char **argv, bool *ch
 	while ((ch = getopt_long(argc, argv, "c:i:f:r:s:t:Vh", longopts, NULL)) != -1) {
 		const char *path = NULL;
 		switch (ch) {
-		case 'c': s->config_path = optarg; continue;
-		case 'i': path = "capture.interfaces"; break;
-		case 'f': path = "capture.filter"; break;
-		case 'r': path = "capture.file"; break;
-		case 's': path = "capture.snaplen"; break;
-		case 't': path = "uplink.receivers"; break;
-		case O_ID: path = "sensor.id"; break;
-		case O_CA: path = "tls.ca"; break;
-		case O_CERT: path = "tls.cert"; break;
-		case O_KEY: path = "tls.key"; break;
-		case O_INSECURE: path = "uplink.insecure"; optarg = "true"; break;
-		case O_LOG: path = "log.level"; break;
-		case O_CHECK: *check = true; continue;
-		case 'V': printf("pcapline-sensor %s\n", PCAPLINE_VERSION); exit(0);
-		case 'h': usage(stdout); exit(0);
-		default: usage(stderr); exit(EXIT_CONFIG);
+		case 'c':
+			s->config_path = optarg;
+			continue;
+		case 'i':
+			path = "capture.interfaces";
+			break;
+		case 'f':
+			path = "capture.filter";
+			break;
+		case 'r':
+			path = "capture.file";
+			break;
+		case 's':
+			path = "capture.snaplen";
+			break;
+		case 't':
+			path = "uplink.receivers";
+			break;
+		case O_ID:
+			path = "sensor.id";
+			break;
+		case O_CA:
+			path = "tls.ca";
+			break;
+		case O_CERT:
+			path = "tls.cert";
+			break;
+		case O_KEY:
+			path = "tls.key";
+			break;
+		case O_INSECURE:
+			path = "uplink.insecure";
+			optarg = "true";
+			break;
+		case O_LOG:
+			path = "log.level";
+			break;
+		case O_CHECK:
+			*check = true;
+			continue;
+		case 'V':
+			printf("pcapline-sensor %s\n", PCAPLINE_VERSION);
+			exit(0);
+		case 'h':
+			usage(stdout);
+			exit(0);
+		default:
+			usage(stderr);
+			exit(EXIT_CONFIG);
 		}
 		if (n_flags == sizeof(flags) / sizeof(flags[0]))
 			fatalx(EXIT_CONFIG, "too many flags");
@@ -626,7 +738,8 @@ static void sensor_load_config(struct sensor *s, int argc, char **argv, bool *ch
 }
 
 /* Cross-key checks that the schema cannot express, and the receivers to connect to. */
-static void sensor_check_config(struct sensor *s)
+static void
+sensor_check_config(struct sensor *s)
 {
 	char err[CFG_ERRLEN];
 
@@ -643,17 +756,20 @@ static void sensor_check_config(struct sensor *s)
 		if (sensor_parse_target(s->conf.receivers.v[i], &s->targets[i], err, sizeof(err)) != 0)
 			fatalx(EXIT_CONFIG, "%s", err);
 		snprintf(s->targets[i].server_name, sizeof(s->targets[i].server_name), "%s",
-			 s->conf.server_name && *s->conf.server_name ? s->conf.server_name : s->targets[i].host);
+			s->conf.server_name && *s->conf.server_name ? s->conf.server_name
+								    : s->targets[i].host);
 	}
 }
 
 /* The TLS client context, and the sensor id: sensor.id, or else the certificate's CN. */
-static void sensor_init_identity(struct sensor *s)
+static void
+sensor_init_identity(struct sensor *s)
 {
 	char err[CFG_ERRLEN];
 
 	if (!s->conf.insecure) {
-		struct tls_opts to = {s->conf.ca, s->conf.cert, s->conf.key, NULL, s->conf.tls_min == 1 ? 12 : 13};
+		struct tls_opts to = { s->conf.ca, s->conf.cert, s->conf.key, NULL,
+			s->conf.tls_min == 1 ? 12 : 13 };
 		s->ssl_ctx = tls_ctx_client(&to, err, sizeof(err));
 		if (!s->ssl_ctx)
 			fatalx(EXIT_CONFIG, "%s", err);
@@ -663,25 +779,29 @@ static void sensor_init_identity(struct sensor *s)
 	if (!id || !*id) {
 		int idr = s->conf.insecure ? TLS_ID_NO_CERT : tls_cert_identity(s->conf.cert, cn, sizeof(cn));
 		if (idr != 0)
-			fatalx(EXIT_CONFIG, "sensor.id: not set and no identity in the certificate to take it from: %s",
-			       s->conf.insecure ? "uplink.insecure has none" : tls_identity_strerror(idr));
+			fatalx(EXIT_CONFIG,
+				"sensor.id: not set and no identity in the certificate to take it from: %s",
+				s->conf.insecure ? "uplink.insecure has none" : tls_identity_strerror(idr));
 		id = cn;
 	}
 	if (!proto_sensor_id_ok(id, strlen(id)))
-		fatalx(EXIT_CONFIG, "sensor.id: '%s' must be 1..%d characters of A-Z a-z 0-9 . _ -, not starting with '.'",
-		       id, PROTO_MAX_ID);
+		fatalx(EXIT_CONFIG,
+			"sensor.id: '%s' must be 1..%d characters of A-Z a-z 0-9 . _ -, not starting with "
+			"'.'",
+			id, PROTO_MAX_ID);
 	snprintf(s->id, sizeof(s->id), "%s", id);
 }
 
 /* Opens the interfaces (or the file to replay) and reads the hosts file, while every
  * file is still readable. */
-static void sensor_open_capture(struct sensor *s)
+static void
+sensor_open_capture(struct sensor *s)
 {
 	char err[CFG_ERRLEN];
 
 	s->exclude = s->conf.exclude_uplink && !(s->conf.file && *s->conf.file)
-			     ? sensor_exclusion(s->targets, s->conf.receivers.n)
-			     : NULL;
+		? sensor_exclusion(s->targets, s->conf.receivers.n)
+		: NULL;
 	struct capture_opts co = {
 		.ifaces = (const char *const *)s->conf.interfaces.v,
 		.n_ifaces = s->conf.interfaces.n,
@@ -708,17 +828,20 @@ static void sensor_open_capture(struct sensor *s)
 	}
 }
 
-static int sensor_print_config(const struct sensor *s)
+static int
+sensor_print_config(const struct sensor *s)
 {
 	cfg_dump(sensor_schema, &s->conf, stdout);
-	printf("# sensor id: %s; uplink exclusion: %s\n", s->id, s->exclude && *s->exclude ? s->exclude : "(none)");
+	printf("# sensor id: %s; uplink exclusion: %s\n", s->id,
+		s->exclude && *s->exclude ? s->exclude : "(none)");
 	printf("configuration OK\n");
 	return 0;
 }
 
 /* The HELLO to send, and the spool, which may continue an earlier epoch. Returns the
  * first sequence number to assign. */
-static uint64_t sensor_init_session(struct sensor *s)
+static uint64_t
+sensor_init_session(struct sensor *s)
 {
 	char err[CFG_ERRLEN];
 
@@ -732,8 +855,8 @@ static uint64_t sensor_init_session(struct sensor *s)
 	s->hello.epoch = (uint64_t)now.tv_sec * 1000000000ull + (uint64_t)now.tv_nsec;
 	uint64_t first_seq = 1;
 	if (s->conf.spool_dir && *s->conf.spool_dir) {
-		s->spool = spool_open(s->conf.spool_dir, s->conf.spool_max, s->hello.epoch, &s->hello.epoch, &first_seq,
-				      err, sizeof(err));
+		s->spool = spool_open(s->conf.spool_dir, s->conf.spool_max, s->hello.epoch, &s->hello.epoch,
+			&first_seq, err, sizeof(err));
 		if (!s->spool)
 			fatalx(EXIT_CONFIG, "%s", err);
 	}
@@ -741,14 +864,15 @@ static uint64_t sensor_init_session(struct sensor *s)
 	for (size_t i = 0; i < s->hello.n_ifaces; i++) {
 		capture_iface(s->cap, i, &s->hello.ifaces[i]);
 		log_info("interface %zu: %s, link type %u, snaplen %u", i, s->hello.ifaces[i].name,
-			 s->hello.ifaces[i].linktype, s->hello.ifaces[i].snaplen);
+			s->hello.ifaces[i].linktype, s->hello.ifaces[i].snaplen);
 	}
 	if (s->exclude && *s->exclude)
 		log_info("excluding own uplink traffic: %s", s->exclude);
 	return first_seq;
 }
 
-static void sensor_drop_privileges(struct sensor *s)
+static void
+sensor_drop_privileges(struct sensor *s)
 {
 	char err[CFG_ERRLEN];
 
@@ -763,35 +887,47 @@ static void sensor_drop_privileges(struct sensor *s)
 }
 
 /* The event loop, the batcher and the uplink. */
-static void sensor_start_pipeline(struct sensor *s, uint64_t first_seq)
+static void
+sensor_start_pipeline(struct sensor *s, uint64_t first_seq)
 {
 	s->loop = ev_default_loop(EVFLAG_AUTO);
 	s->batcher = batcher_new((uint32_t)s->conf.batch_bytes, first_seq, sensor_on_sealed, s);
 	struct uplink_opts uo = {
-		.targets = s->targets, .n_targets = s->conf.receivers.n, .ssl_ctx = s->ssl_ctx,
+		.targets = s->targets,
+		.n_targets = s->conf.receivers.n,
+		.ssl_ctx = s->ssl_ctx,
 		.hello = &s->hello,
 		/* A replay only pauses when the window is full, so it needs no more in flight
 		 * than keeps the link busy; live capture needs the whole window to ride out
 		 * receiver stalls. */
-		.window_bytes = capture_is_file(s->cap) && s->conf.window > SENSOR_REPLAY_WINDOW ? SENSOR_REPLAY_WINDOW
-											      : s->conf.window,
+		.window_bytes = capture_is_file(s->cap) && s->conf.window > SENSOR_REPLAY_WINDOW
+			? SENSOR_REPLAY_WINDOW
+			: s->conf.window,
 		/* A batch closes after the record that crosses max_bytes; sent raw if lz4 does not help. */
-		.max_batch_frame = PROTO_HDR_LEN + PROTO_BATCH_HDR_LEN + s->conf.batch_bytes + PROTO_REC_HDR_LEN + PROTO_MAX_SNAPLEN, .on_room = sensor_on_room,
-		.on_session = sensor_on_session, .next_seq = sensor_next_seq,
-		.on_epoch_reused = sensor_on_epoch_reused, .on_refused = sensor_on_refused, .arg = s,
+		.max_batch_frame = PROTO_HDR_LEN + PROTO_BATCH_HDR_LEN + s->conf.batch_bytes +
+			PROTO_REC_HDR_LEN + PROTO_MAX_SNAPLEN,
+		.on_room = sensor_on_room,
+		.on_session = sensor_on_session,
+		.next_seq = sensor_next_seq,
+		.on_epoch_reused = sensor_on_epoch_reused,
+		.on_refused = sensor_on_refused,
+		.arg = s,
 	};
 	s->uplink = uplink_new(s->loop, &uo);
 	if (!s->batcher || !s->uplink)
 		fatalx(1, "out of memory");
 	if (s->conf.insecure)
-		log_warnx("uplink.insecure is set: packets travel UNENCRYPTED and the receiver is NOT authenticated");
+		log_warnx("uplink.insecure is set: packets travel UNENCRYPTED and the receiver is NOT "
+			  "authenticated");
 }
 
 /* Batch and stats timers, and the signals that stop (INT, TERM) or reload (HUP). */
-static void sensor_init_timers(struct sensor *s)
+static void
+sensor_init_timers(struct sensor *s)
 {
 	double tick = (double)s->conf.batch_delay / 4000.0;
-	ev_timer_init(&s->batch_timer, sensor_on_batch_timer, tick < 0.005 ? 0.005 : tick, tick < 0.005 ? 0.005 : tick);
+	ev_timer_init(&s->batch_timer, sensor_on_batch_timer, tick < 0.005 ? 0.005 : tick,
+		tick < 0.005 ? 0.005 : tick);
 	s->batch_timer.data = s;
 	ev_timer_start(s->loop, &s->batch_timer);
 	double si = (double)s->conf.stats_interval / 1000.0;
@@ -811,10 +947,11 @@ static void sensor_init_timers(struct sensor *s)
 }
 
 /* Runs until capture ends or a signal stops it, then spools what is still unsent. */
-static void sensor_run(struct sensor *s)
+static void
+sensor_run(struct sensor *s)
 {
 	log_info("sensor %s starting: %zu interface(s), %zu receiver(s), filter '%s'", s->id,
-		 (size_t)s->hello.n_ifaces, s->conf.receivers.n, s->conf.filter ? s->conf.filter : "");
+		(size_t)s->hello.n_ifaces, s->conf.receivers.n, s->conf.filter ? s->conf.filter : "");
 	sensor_refill(s);
 	if (s->names)
 		names_start(s->names, s->loop);
@@ -824,7 +961,8 @@ static void sensor_run(struct sensor *s)
 	sensor_spool_rest(s);
 }
 
-static void sensor_shutdown(struct sensor *s)
+static void
+sensor_shutdown(struct sensor *s)
 {
 	char err[CFG_ERRLEN];
 
@@ -843,7 +981,8 @@ static void sensor_shutdown(struct sensor *s)
 	cfg_free(sensor_schema, &s->conf);
 }
 
-int main(int argc, char **argv)
+int
+main(int argc, char **argv)
 {
 	static struct sensor s;
 	bool check = false;

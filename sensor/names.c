@@ -16,13 +16,14 @@
 #include "shared/pkt.h"
 #include "proto/wire.h"
 
-#define NAMES_BUCKETS 16384           /* power of two */
-#define NAMES_FRAMES_PER_FLUSH 4      /* frames offered to the uplink per flush */
-#define NAMES_HOSTS_LINE 4096
-#define NAMES_HOSTS_MAX_BYTES (16u << 20)
+#define NAMES_BUCKETS          16384 /* power of two */
+#define NAMES_FRAMES_PER_FLUSH 4     /* frames offered to the uplink per flush */
+#define NAMES_HOSTS_LINE       4096
+#define NAMES_HOSTS_MAX_BYTES  (16u << 20)
 
 /* Precedence of sources: a mapping is only replaced by a source of equal or higher rank. */
-static int names_rank(uint8_t source)
+static int
+names_rank(uint8_t source)
 {
 	switch (source) {
 	case PROTO_NSRC_STATIC:
@@ -43,11 +44,11 @@ struct names_entry {
 	struct names_entry *hnext;               /* hash chain */
 	struct names_entry *lru_prev, *lru_next; /* learned entries, most recently seen first */
 	struct names_key key;
-	uint64_t ts_ns;  /* when the current mapping was learned */
+	uint64_t ts_ns; /* when the current mapping was learned */
 	uint32_t ttl_s;
 	uint8_t source;
-	bool pinned;     /* configured (hosts file, static): not evicted */
-	uint32_t gen;    /* configuration generation that last named it */
+	bool pinned;  /* configured (hosts file, static): not evicted */
+	uint32_t gen; /* configuration generation that last named it */
 	char *name;
 	char *ns;
 };
@@ -87,7 +88,8 @@ struct names {
 	uint8_t out[PROTO_NAMES_MAX_LEN];
 };
 
-static uint64_t names_now_ns(void)
+static uint64_t
+names_now_ns(void)
 {
 	struct timespec ts;
 
@@ -97,7 +99,8 @@ static uint64_t names_now_ns(void)
 
 /* A seeded mix of the key: DNS answers are chosen by whoever runs the name servers, so
  * the bucket of an address must not be predictable from outside. */
-static size_t names_hash(const struct names *n, const struct names_key *k)
+static size_t
+names_hash(const struct names *n, const struct names_key *k)
 {
 	uint64_t h = n->seed ^ ((uint64_t)k->family << 56) ^ ((uint64_t)k->port << 32);
 
@@ -114,12 +117,14 @@ static size_t names_hash(const struct names *n, const struct names_key *k)
 	return (size_t)(h & (NAMES_BUCKETS - 1));
 }
 
-static bool names_key_eq(const struct names_key *a, const struct names_key *b)
+static bool
+names_key_eq(const struct names_key *a, const struct names_key *b)
 {
 	return a->family == b->family && a->port == b->port && memcmp(a->addr, b->addr, 16) == 0;
 }
 
-static struct names_entry *names_find(struct names *n, const struct names_key *k)
+static struct names_entry *
+names_find(struct names *n, const struct names_key *k)
 {
 	for (struct names_entry *e = n->buckets[names_hash(n, k)]; e; e = e->hnext)
 		if (names_key_eq(&e->key, k))
@@ -127,7 +132,8 @@ static struct names_entry *names_find(struct names *n, const struct names_key *k
 	return NULL;
 }
 
-static void names_lru_unlink(struct names *n, struct names_entry *e)
+static void
+names_lru_unlink(struct names *n, struct names_entry *e)
 {
 	if (e->lru_prev)
 		e->lru_prev->lru_next = e->lru_next;
@@ -140,7 +146,8 @@ static void names_lru_unlink(struct names *n, struct names_entry *e)
 	e->lru_prev = e->lru_next = NULL;
 }
 
-static void names_lru_front(struct names *n, struct names_entry *e)
+static void
+names_lru_front(struct names *n, struct names_entry *e)
 {
 	names_lru_unlink(n, e);
 	e->lru_next = n->lru_head;
@@ -151,7 +158,8 @@ static void names_lru_front(struct names *n, struct names_entry *e)
 		n->lru_tail = e;
 }
 
-static void names_entry_free(struct names_entry *e)
+static void
+names_entry_free(struct names_entry *e)
 {
 	if (!e)
 		return;
@@ -160,7 +168,8 @@ static void names_entry_free(struct names_entry *e)
 	free(e);
 }
 
-static void names_remove(struct names *n, struct names_entry *e)
+static void
+names_remove(struct names *n, struct names_entry *e)
 {
 	struct names_entry **pp = &n->buckets[names_hash(n, &e->key)];
 
@@ -174,7 +183,8 @@ static void names_remove(struct names *n, struct names_entry *e)
 }
 
 /* The event announcing the current mapping of e. */
-static void names_fill_event(struct proto_name *ev, const struct names_entry *e)
+static void
+names_fill_event(struct proto_name *ev, const struct names_entry *e)
 {
 	memset(ev, 0, sizeof(*ev));
 	ev->ts_ns = e->ts_ns;
@@ -189,21 +199,25 @@ static void names_fill_event(struct proto_name *ev, const struct names_entry *e)
 
 /* Queues the event for the current mapping of e; counts a drop when the queue is full.
  * The table keeps the new mapping either way, so the next resync still carries it. */
-static void names_enqueue(struct names *n, const struct names_entry *e)
+static void
+names_enqueue(struct names *n, const struct names_entry *e)
 {
 	n->st.events++;
 	if (n->q_len == NAMES_QUEUE_MAX) {
 		n->st.drops++;
 		if (log_limit_ok(&n->lim, 3, 60))
-			log_warnx("names: event queue full (%d events not yet sent): dropped the event for %s "
-				  "(%" PRIu64 " dropped so far)", NAMES_QUEUE_MAX, e->name, n->st.drops);
+			log_warnx(
+				"names: event queue full (%d events not yet sent): dropped the event for %s "
+				"(%" PRIu64 " dropped so far)",
+				NAMES_QUEUE_MAX, e->name, n->st.drops);
 		return;
 	}
 	names_fill_event(&n->queue[(n->q_head + n->q_len) % NAMES_QUEUE_MAX], e);
 	n->q_len++;
 }
 
-static bool names_same(const struct names_entry *e, const char *name, const char *ns)
+static bool
+names_same(const struct names_entry *e, const char *name, const char *ns)
 {
 	return strcmp(e->name, name) == 0 && strcmp(e->ns, ns) == 0;
 }
@@ -213,8 +227,9 @@ static bool names_same(const struct names_entry *e, const char *name, const char
  * a change; `force` (configuration reload) ignores precedence. Returns the entry, or NULL
  * when it could not be kept (out of memory, or only configured entries to evict).
  */
-static struct names_entry *names_set(struct names *n, const struct names_key *k, const char *name, const char *ns,
-				     uint8_t source, uint64_t ts_ns, uint32_t ttl_s, bool force)
+static struct names_entry *
+names_set(struct names *n, const struct names_key *k, const char *name, const char *ns, uint8_t source,
+	uint64_t ts_ns, uint32_t ttl_s, bool force)
 {
 	struct names_entry *e = names_find(n, k);
 
@@ -247,8 +262,8 @@ static struct names_entry *names_set(struct names *n, const struct names_key *k,
 	if (n->n_entries >= NAMES_MAX_ENTRIES) {
 		if (!n->lru_tail) {
 			if (log_limit_ok(&n->lim, 3, 60))
-				log_warnx("names: %d configured names fill the table: %s not kept", NAMES_MAX_ENTRIES,
-					  name);
+				log_warnx("names: %d configured names fill the table: %s not kept",
+					NAMES_MAX_ENTRIES, name);
 			return NULL;
 		}
 		names_remove(n, n->lru_tail);
@@ -276,7 +291,8 @@ static struct names_entry *names_set(struct names *n, const struct names_key *k,
 
 /* Kubernetes service and pod names carry their namespace: <svc>.<ns>.svc.<zone> (also
  * <pod>.<svc>.<ns>.svc.<zone> for headless services) and <pod-ip>.<ns>.pod.<zone>. */
-static void names_k8s_ns(const char *name, char ns[PROTO_MAX_NS + 1])
+static void
+names_k8s_ns(const char *name, char ns[PROTO_MAX_NS + 1])
 {
 	const char *label[8];
 	size_t len[8];
@@ -306,10 +322,11 @@ static void names_k8s_ns(const char *name, char ns[PROTO_MAX_NS + 1])
 	}
 }
 
-static void names_on_dns(void *arg, const struct dns_map *m)
+static void
+names_on_dns(void *arg, const struct dns_map *m)
 {
 	struct names *n = arg;
-	struct names_key k = {.family = m->family};
+	struct names_key k = { .family = m->family };
 	char ns[PROTO_MAX_NS + 1];
 
 	memcpy(k.addr, m->addr, m->family == 4 ? 4 : 16);
@@ -317,12 +334,14 @@ static void names_on_dns(void *arg, const struct dns_map *m)
 	names_set(n, &k, m->name, ns, PROTO_NSRC_DNS, n->pkt_ts, m->ttl, false);
 }
 
-static bool names_is_dns_port(const struct names *n, uint16_t port)
+static bool
+names_is_dns_port(const struct names *n, uint16_t port)
 {
 	return n->dns_port[port >> 3] & (1u << (port & 7));
 }
 
-void names_packet(struct names *n, uint32_t linktype, uint64_t ts_ns, const uint8_t *data, uint32_t caplen)
+void
+names_packet(struct names *n, uint32_t linktype, uint64_t ts_ns, const uint8_t *data, uint32_t caplen)
 {
 	struct pkt p;
 	int rc;
@@ -352,7 +371,8 @@ void names_packet(struct names *n, uint32_t linktype, uint64_t ts_ns, const uint
 
 /* ---- Configured names ------------------------------------------------------------- */
 
-static void names_lower(char *s)
+static void
+names_lower(char *s)
 {
 	for (; *s; s++)
 		if (*s >= 'A' && *s <= 'Z')
@@ -361,7 +381,8 @@ static void names_lower(char *s)
 
 /* Parses an address with an optional port: "1.2.3.4", "1.2.3.4:80", "2001:db8::1",
  * "[2001:db8::1]", "[2001:db8::1]:443". */
-static int names_parse_addr(const char *s, size_t len, struct names_key *k)
+static int
+names_parse_addr(const char *s, size_t len, struct names_key *k)
 {
 	char buf[INET6_ADDRSTRLEN + 16];
 	const char *host = buf, *port = NULL;
@@ -407,7 +428,8 @@ static int names_parse_addr(const char *s, size_t len, struct names_key *k)
 }
 
 /* "ADDR=NAME[@NS]" into it; the reason in err on failure. */
-static int names_parse_static(const char *s, struct names_item *it, char *err, size_t errlen)
+static int
+names_parse_static(const char *s, struct names_item *it, char *err, size_t errlen)
 {
 	const char *eq = strchr(s, '='), *name, *at;
 	size_t nlen, nslen;
@@ -415,8 +437,10 @@ static int names_parse_static(const char *s, struct names_item *it, char *err, s
 	memset(it, 0, sizeof(*it));
 	it->source = PROTO_NSRC_STATIC;
 	if (!eq || names_parse_addr(s, (size_t)(eq - s), &it->key) != 0) {
-		snprintf(err, errlen, "names.static: '%s': expected IP=NAME, IP:PORT=NAME or [IPv6]:PORT=NAME, "
-			 "optionally @NAMESPACE", s);
+		snprintf(err, errlen,
+			"names.static: '%s': expected IP=NAME, IP:PORT=NAME or [IPv6]:PORT=NAME, "
+			"optionally @NAMESPACE",
+			s);
 		return -1;
 	}
 	name = eq + 1;
@@ -424,10 +448,11 @@ static int names_parse_static(const char *s, struct names_item *it, char *err, s
 	nlen = at ? (size_t)(at - name) : strlen(name);
 	nslen = at ? strlen(at + 1) : 0;
 	if (nlen < 1 || !proto_name_valid(name, nlen, PROTO_MAX_NAME) ||
-	    (at && (nslen < 1 || !proto_name_valid(at + 1, nslen, PROTO_MAX_NS)))) {
-		snprintf(err, errlen, "names.static: '%s': a name is 1..%d bytes of dot-separated labels of "
-			 "letters, digits, '-' and '_' (a namespace 1..%d bytes of the same)", s, PROTO_MAX_NAME,
-			 PROTO_MAX_NS);
+		(at && (nslen < 1 || !proto_name_valid(at + 1, nslen, PROTO_MAX_NS)))) {
+		snprintf(err, errlen,
+			"names.static: '%s': a name is 1..%d bytes of dot-separated labels of "
+			"letters, digits, '-' and '_' (a namespace 1..%d bytes of the same)",
+			s, PROTO_MAX_NAME, PROTO_MAX_NS);
 		return -1;
 	}
 	memcpy(it->name, name, nlen);
@@ -438,7 +463,8 @@ static int names_parse_static(const char *s, struct names_item *it, char *err, s
 	return 0;
 }
 
-static int names_parse_ports(const struct names_config *c, uint8_t bitmap[65536 / 8], char *err, size_t errlen)
+static int
+names_parse_ports(const struct names_config *c, uint8_t bitmap[65536 / 8], char *err, size_t errlen)
 {
 	memset(bitmap, 0, 65536 / 8);
 	for (size_t i = 0; i < c->n_dns_ports; i++) {
@@ -461,7 +487,8 @@ struct names_items {
 	uint64_t skipped; /* hosts-file lines with an unusable address or name */
 };
 
-static struct names_item *names_items_add(struct names_items *l)
+static struct names_item *
+names_items_add(struct names_items *l)
 {
 	if (l->n == l->cap) {
 		size_t cap = l->cap ? l->cap * 2 : 64;
@@ -477,7 +504,8 @@ static struct names_item *names_items_add(struct names_items *l)
 
 /* hosts(5): "ADDRESS CANONICAL_NAME [ALIASES...]", '#' to the end of a line. The
  * canonical name is the one an address maps to (as gethostbyaddr() answers). */
-static int names_read_hosts(const char *path, struct names_items *l, char *err, size_t errlen)
+static int
+names_read_hosts(const char *path, struct names_items *l, char *err, size_t errlen)
 {
 	FILE *f = fopen(path, "re");
 	char line[NAMES_HOSTS_LINE];
@@ -495,7 +523,7 @@ static int names_read_hosts(const char *path, struct names_items *l, char *err, 
 		total += strlen(line);
 		if (total > NAMES_HOSTS_MAX_BYTES) {
 			snprintf(err, errlen, "names.hosts_file: %s is larger than %u MiB", path,
-				 NAMES_HOSTS_MAX_BYTES >> 20);
+				NAMES_HOSTS_MAX_BYTES >> 20);
 			fclose(f);
 			return -1;
 		}
@@ -506,8 +534,8 @@ static int names_read_hosts(const char *path, struct names_items *l, char *err, 
 		if (!addr)
 			continue;
 		/* Zone indices ("fe80::1%eth0") and ports have no place in a hosts file. */
-		if (!name || strchr(addr, '[') || names_parse_addr(addr, strlen(addr), &k) != 0 || k.port != 0 ||
-		    !proto_name_valid(name, strlen(name), PROTO_MAX_NAME) || !*name) {
+		if (!name || strchr(addr, '[') || names_parse_addr(addr, strlen(addr), &k) != 0 ||
+			k.port != 0 || !proto_name_valid(name, strlen(name), PROTO_MAX_NAME) || !*name) {
 			l->skipped++;
 			continue;
 		}
@@ -531,7 +559,8 @@ static int names_read_hosts(const char *path, struct names_items *l, char *err, 
 	return 0;
 }
 
-int names_check(const struct names_config *c, char *err, size_t errlen)
+int
+names_check(const struct names_config *c, char *err, size_t errlen)
 {
 	uint8_t bitmap[65536 / 8];
 	struct names_item it;
@@ -545,7 +574,8 @@ int names_check(const struct names_config *c, char *err, size_t errlen)
 }
 
 /* Static names and the hosts file, static first: for one key, the first item wins. */
-static int names_collect(const struct names_config *c, struct names_items *l, char *err, size_t errlen)
+static int
+names_collect(const struct names_config *c, struct names_items *l, char *err, size_t errlen)
 {
 	for (size_t i = 0; i < c->n_statics; i++) {
 		struct names_item *it = names_items_add(l);
@@ -562,9 +592,10 @@ static int names_collect(const struct names_config *c, struct names_items *l, ch
 	return 0;
 }
 
-int names_load(struct names *n, const struct names_config *c, char *err, size_t errlen)
+int
+names_load(struct names *n, const struct names_config *c, char *err, size_t errlen)
 {
-	struct names_items l = {0};
+	struct names_items l = { 0 };
 	uint8_t bitmap[65536 / 8];
 	uint64_t now = names_now_ns();
 	size_t statics = 0, hosts = 0, demoted = 0;
@@ -606,9 +637,11 @@ int names_load(struct names *n, const struct names_config *c, char *err, size_t 
 			}
 		}
 	}
-	log_info("names: %zu static names, %zu from %s (%" PRIu64 " lines skipped), %zu no longer configured; "
-		 "DNS answers read on %zu port(s)", statics, hosts,
-		 c->hosts_file && *c->hosts_file ? c->hosts_file : "no hosts file", l.skipped, demoted, c->n_dns_ports);
+	log_info("names: %zu static names, %zu from %s (%" PRIu64
+		 " lines skipped), %zu no longer configured; "
+		 "DNS answers read on %zu port(s)",
+		statics, hosts, c->hosts_file && *c->hosts_file ? c->hosts_file : "no hosts file", l.skipped,
+		demoted, c->n_dns_ports);
 	free(l.v);
 	return 0;
 }
@@ -617,7 +650,8 @@ int names_load(struct names *n, const struct names_config *c, char *err, size_t 
 
 /* Builds one frame from the queue, then from the resync walk; returns the events taken
  * from the queue in *from_queue and the bucket the walk reached in *next_bucket. */
-static void names_build(struct names *n, size_t *from_queue, size_t *next_bucket)
+static void
+names_build(struct names *n, size_t *from_queue, size_t *next_bucket)
 {
 	struct proto_names *f = &n->frame;
 	size_t b = n->resync_bucket;
@@ -645,7 +679,8 @@ static void names_build(struct names *n, size_t *from_queue, size_t *next_bucket
 	*next_bucket = b;
 }
 
-void names_flush(struct names *n)
+void
+names_flush(struct names *n)
 {
 	for (int i = 0; i < NAMES_FRAMES_PER_FLUSH && (n->q_len || n->resync); i++) {
 		size_t from_queue, next_bucket;
@@ -659,7 +694,8 @@ void names_flush(struct names *n)
 		len = proto_names_encode(&n->frame, n->out, sizeof(n->out));
 		if (len < 0) {
 			/* Every name was validated on the way in; this is a bug, not input. */
-			log_warnx("names: cannot encode %u events: %s; dropped", n->frame.n, proto_strerror(len));
+			log_warnx("names: cannot encode %u events: %s; dropped", n->frame.n,
+				proto_strerror(len));
 			n->st.drops += from_queue;
 		} else if (n->send(n->arg, n->out, (size_t)len) != 0) {
 			return; /* not connected, or no room: offered again next time */
@@ -676,20 +712,27 @@ void names_flush(struct names *n)
 	}
 }
 
-bool names_idle(const struct names *n) { return n->q_len == 0 && !n->resync; }
+bool
+names_idle(const struct names *n)
+{
+	return n->q_len == 0 && !n->resync;
+}
 
-static void names_on_timer(struct ev_loop *loop, ev_timer *w, int revents)
+static void
+names_on_timer(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	names_flush(w->data);
 }
 
-void names_resync(struct names *n)
+void
+names_resync(struct names *n)
 {
 	n->resync = true;
 	n->resync_bucket = 0;
 }
 
-struct names *names_new(names_send_fn send, void *arg)
+struct names *
+names_new(names_send_fn send, void *arg)
 {
 	struct names *n = calloc(1, sizeof(*n));
 
@@ -709,20 +752,23 @@ struct names *names_new(names_send_fn send, void *arg)
 	return n;
 }
 
-void names_start(struct names *n, struct ev_loop *loop)
+void
+names_start(struct names *n, struct ev_loop *loop)
 {
 	n->loop = loop;
 	ev_timer_start(loop, &n->timer);
 }
 
-void names_stats(const struct names *n, struct names_stats *out)
+void
+names_stats(const struct names *n, struct names_stats *out)
 {
 	*out = n->st;
 	out->entries = n->n_entries;
 	out->queued = n->q_len;
 }
 
-void names_free(struct names *n)
+void
+names_free(struct names *n)
 {
 	if (!n)
 		return;

@@ -24,15 +24,15 @@
 
 #include <ev.h>
 
-#define NAMES_FLUSH_MS 200       /* NAMES frames go out at most this often */
-#define NAMES_QUEUE_MAX 2048     /* events waiting to be sent */
-#define NAMES_MAX_ENTRIES 65536  /* mappings kept (configured and learned) */
+#define NAMES_FLUSH_MS    200   /* NAMES frames go out at most this often */
+#define NAMES_QUEUE_MAX   2048  /* events waiting to be sent */
+#define NAMES_MAX_ENTRIES 65536 /* mappings kept (configured and learned) */
 
 struct names_config {
-	const char *hosts_file;             /* read at load; NULL or "" = none */
-	const char *const *statics;         /* "IP=NAME[@NS]", "IP:PORT=NAME[@NS]", "[IPv6]:PORT=..." */
+	const char *hosts_file;     /* read at load; NULL or "" = none */
+	const char *const *statics; /* "IP=NAME[@NS]", "IP:PORT=NAME[@NS]", "[IPv6]:PORT=..." */
 	size_t n_statics;
-	const char *const *dns_ports;       /* decimal UDP/TCP ports whose packets are parsed as DNS */
+	const char *const *dns_ports; /* decimal UDP/TCP ports whose packets are parsed as DNS */
 	size_t n_dns_ports;
 };
 

@@ -18,7 +18,7 @@
 /* A spool file is a 16-byte header {u32 magic, u32 n_records, u32 raw_len, u32 frame
  * length} in host byte order (the spool never leaves this machine), then the frame. */
 #define SPOOL_MAGIC 0x504c5350u /* "PLSP" */
-#define SPOOL_HDR 16
+#define SPOOL_HDR   16
 
 /*
  * Sequence state (the file "sequence"): the epoch, the end of the block of sequence
@@ -30,15 +30,15 @@
  * the reservation, possibly leaving a gap, but never reusing a number the receiver
  * may already hold for this epoch (PROTOCOL.md 6.2, 6.3).
  */
-#define SPOOL_SEQ_FILE "sequence"
+#define SPOOL_SEQ_FILE  "sequence"
 /* One fdatasync of a 125-byte file per 4096 batches (gigabytes of packets at full
  * batches) is cheap enough to run in the event loop; a bigger block would only widen
  * the gap a power loss leaves. */
 #define SPOOL_SEQ_BLOCK 4096
-#define SPOOL_BOOT_LEN 36
+#define SPOOL_BOOT_LEN  36
 /* Fixed width, so that every rewrite covers the previous content exactly. */
-#define SPOOL_SEQ_FMT "epoch %020" PRIu64 "\nreserved %020" PRIu64 "\nlast %020" PRIu64 "\nboot %-36.36s\n"
-#define SPOOL_SEQ_LEN (6 + 20 + 1 + 9 + 20 + 1 + 5 + 20 + 1 + 5 + SPOOL_BOOT_LEN + 1)
+#define SPOOL_SEQ_FMT   "epoch %020" PRIu64 "\nreserved %020" PRIu64 "\nlast %020" PRIu64 "\nboot %-36.36s\n"
+#define SPOOL_SEQ_LEN   (6 + 20 + 1 + 9 + 20 + 1 + 5 + 20 + 1 + 5 + SPOOL_BOOT_LEN + 1)
 
 struct spool_ent {
 	uint64_t seq;
@@ -61,18 +61,21 @@ struct spool {
 	struct log_limit seq_lim;
 };
 
-static void spool_path(const struct spool *sp, uint64_t seq, char *out, size_t n)
+static void
+spool_path(const struct spool *sp, uint64_t seq, char *out, size_t n)
 {
 	snprintf(out, n, "%s/%020" PRIu64 ".batch", sp->dir, seq);
 }
 
-static int spool_cmp(const void *a, const void *b)
+static int
+spool_cmp(const void *a, const void *b)
 {
 	const struct spool_ent *x = a, *y = b;
 	return x->seq < y->seq ? -1 : x->seq > y->seq;
 }
 
-static int spool_append(struct spool *sp, uint64_t seq, uint32_t size, uint32_t n_records)
+static int
+spool_append(struct spool *sp, uint64_t seq, uint32_t size, uint32_t n_records)
 {
 	if (sp->n == sp->cap) {
 		size_t nc = sp->cap ? sp->cap * 2 : 64;
@@ -82,12 +85,13 @@ static int spool_append(struct spool *sp, uint64_t seq, uint32_t size, uint32_t 
 		sp->e = ne;
 		sp->cap = nc;
 	}
-	sp->e[sp->n++] = (struct spool_ent){seq, size, n_records, false};
+	sp->e[sp->n++] = (struct spool_ent){ seq, size, n_records, false };
 	sp->bytes += size;
 	return 0;
 }
 
-static void spool_remove_at(struct spool *sp, size_t i)
+static void
+spool_remove_at(struct spool *sp, size_t i)
 {
 	char path[512];
 	spool_path(sp, sp->e[i].seq, path, sizeof(path));
@@ -101,25 +105,28 @@ static void spool_remove_at(struct spool *sp, size_t i)
 
 /* The kernel's id of this boot: numbers written but not synced survive a process
  * crash, not a reboot. "" if unknown (then nothing unsynced is trusted). */
-static void spool_boot_id(char *out)
+static void
+spool_boot_id(char *out)
 {
 	out[0] = '\0';
 	FILE *f = fopen("/proc/sys/kernel/random/boot_id", "r");
 	if (!f)
 		return;
 	if (!fgets(out, SPOOL_BOOT_LEN + 1, f) || strlen(out) != SPOOL_BOOT_LEN ||
-	    strspn(out, "0123456789abcdef-") != SPOOL_BOOT_LEN)
+		strspn(out, "0123456789abcdef-") != SPOOL_BOOT_LEN)
 		out[0] = '\0';
 	fclose(f);
 }
 
-static int spool_sync_dir(const struct spool *sp)
+static int
+spool_sync_dir(const struct spool *sp)
 {
 	return fsu_fsync_path(sp->dir);
 }
 
 /* Reads "<key> <20 digits>\n" at *p and advances it. Returns 0 or -1. */
-static int spool_seq_field(const char **p, const char *key, uint64_t *v)
+static int
+spool_seq_field(const char **p, const char *key, uint64_t *v)
 {
 	size_t kl = strlen(key);
 	if (strncmp(*p, key, kl) != 0 || strspn(*p + kl, "0123456789") != 20 || (*p)[kl + 20] != '\n')
@@ -131,7 +138,8 @@ static int spool_seq_field(const char **p, const char *key, uint64_t *v)
 
 /* Reads the sequence state into sp (boot: the boot it was last written in).
  * Returns 0, or -1 if it is missing or damaged. */
-static int spool_seq_read(struct spool *sp, char *boot)
+static int
+spool_seq_read(struct spool *sp, char *boot)
 {
 	char path[512], buf[SPOOL_SEQ_LEN + 2];
 	snprintf(path, sizeof(path), "%s/%s", sp->dir, SPOOL_SEQ_FILE);
@@ -144,9 +152,10 @@ static int spool_seq_read(struct spool *sp, char *boot)
 		return -1;
 	buf[n] = '\0';
 	const char *p = buf;
-	if (spool_seq_field(&p, "epoch ", &sp->epoch) != 0 || spool_seq_field(&p, "reserved ", &sp->reserved) != 0 ||
-	    spool_seq_field(&p, "last ", &sp->last) != 0 || strncmp(p, "boot ", 5) != 0 ||
-	    p[5 + SPOOL_BOOT_LEN] != '\n' || sp->last >= sp->reserved)
+	if (spool_seq_field(&p, "epoch ", &sp->epoch) != 0 ||
+		spool_seq_field(&p, "reserved ", &sp->reserved) != 0 ||
+		spool_seq_field(&p, "last ", &sp->last) != 0 || strncmp(p, "boot ", 5) != 0 ||
+		p[5 + SPOOL_BOOT_LEN] != '\n' || sp->last >= sp->reserved)
 		return -1;
 	memcpy(boot, p + 5, SPOOL_BOOT_LEN);
 	boot[SPOOL_BOOT_LEN] = '\0';
@@ -157,7 +166,8 @@ static int spool_seq_read(struct spool *sp, char *boot)
 /* Writes the sequence state; with sync, durably (file and directory). A failure
  * removes the file, so that the next start does not trust a reservation this run
  * has outgrown. Returns 0 or -errno. */
-static int spool_seq_write(struct spool *sp, bool sync)
+static int
+spool_seq_write(struct spool *sp, bool sync)
 {
 	char buf[SPOOL_SEQ_LEN + 1];
 	char path[512];
@@ -197,7 +207,8 @@ static int spool_seq_write(struct spool *sp, bool sync)
 }
 
 /* Sets the batch header's sequence number in spool file path (after a rename). */
-static int spool_file_set_seq(const char *path, uint64_t seq)
+static int
+spool_file_set_seq(const char *path, uint64_t seq)
 {
 	int fd = open(path, O_RDWR | O_CLOEXEC);
 	if (fd < 0)
@@ -206,15 +217,16 @@ static int spool_file_set_seq(const char *path, uint64_t seq)
 	uint8_t bh[PROTO_BATCH_HDR_LEN];
 	int rc = 0;
 	if (pread(fd, h, sizeof(h), 0) != (ssize_t)sizeof(h) || h[0] != SPOOL_MAGIC ||
-	    proto_batch_hdr_encode(seq, h[1], h[2], bh, sizeof(bh)) != PROTO_BATCH_HDR_LEN ||
-	    pwrite(fd, bh, sizeof(bh), SPOOL_HDR + PROTO_HDR_LEN) != (ssize_t)sizeof(bh))
+		proto_batch_hdr_encode(seq, h[1], h[2], bh, sizeof(bh)) != PROTO_BATCH_HDR_LEN ||
+		pwrite(fd, bh, sizeof(bh), SPOOL_HDR + PROTO_HDR_LEN) != (ssize_t)sizeof(bh))
 		rc = errno ? -errno : -EIO;
 	close(fd);
 	return rc;
 }
 
 /* The sequence number in the batch header of spool file fd, 0 if unreadable. */
-static uint64_t spool_file_seq(int fd)
+static uint64_t
+spool_file_seq(int fd)
 {
 	uint8_t b[8];
 	if (pread(fd, b, sizeof(b), SPOOL_HDR + PROTO_HDR_LEN) != (ssize_t)sizeof(b))
@@ -229,7 +241,8 @@ static uint64_t spool_file_seq(int fd)
  * renumbering never meets a file still to be moved): renames its file, then rewrites
  * the batch header; spool_open() repairs a header left behind by a crash in between.
  * On failure the batch is dropped and counted. Returns 0 or -errno. */
-static int spool_move(struct spool *sp, size_t i, uint64_t seq)
+static int
+spool_move(struct spool *sp, size_t i, uint64_t seq)
 {
 	char from[512], to[512];
 	spool_path(sp, sp->e[i].seq, from, sizeof(from));
@@ -241,7 +254,8 @@ static int spool_move(struct spool *sp, size_t i, uint64_t seq)
 	else if ((rc = spool_file_set_seq(to, seq)) != 0)
 		sp->e[i].seq = seq; /* renamed: removed under its new name below */
 	if (rc != 0) {
-		log_warnx("spool: cannot renumber %s as batch %" PRIu64 ": %s; dropped", from, seq, strerror(-rc));
+		log_warnx("spool: cannot renumber %s as batch %" PRIu64 ": %s; dropped", from, seq,
+			strerror(-rc));
 		sp->dropped_packets += sp->e[i].n_records;
 		sp->dropped_batches++;
 		spool_remove_at(sp, i);
@@ -251,8 +265,9 @@ static int spool_move(struct spool *sp, size_t i, uint64_t seq)
 	return 0;
 }
 
-struct spool *spool_open(const char *dir, uint64_t max_bytes, uint64_t new_epoch, uint64_t *epoch,
-			 uint64_t *next_seq, char *err, size_t errlen)
+struct spool *
+spool_open(const char *dir, uint64_t max_bytes, uint64_t new_epoch, uint64_t *epoch, uint64_t *next_seq,
+	char *err, size_t errlen)
 {
 	struct spool *sp = calloc(1, sizeof(*sp));
 	if (!sp) {
@@ -285,8 +300,8 @@ struct spool *spool_open(const char *dir, uint64_t max_bytes, uint64_t new_epoch
 		uint32_t h[4];
 		struct stat st;
 		if (fd < 0 || read(fd, h, sizeof(h)) != (ssize_t)sizeof(h) || fstat(fd, &st) != 0 ||
-		    h[0] != SPOOL_MAGIC || (uint64_t)st.st_size != SPOOL_HDR + (uint64_t)h[3] || seq == 0 ||
-		    h[3] < PROTO_HDR_LEN + PROTO_BATCH_HDR_LEN) {
+			h[0] != SPOOL_MAGIC || (uint64_t)st.st_size != SPOOL_HDR + (uint64_t)h[3] ||
+			seq == 0 || h[3] < PROTO_HDR_LEN + PROTO_BATCH_HDR_LEN) {
 			log_warnx("spool: %s is damaged, removed", path);
 			if (fd >= 0)
 				close(fd);
@@ -332,15 +347,18 @@ struct spool *spool_open(const char *dir, uint64_t max_bytes, uint64_t new_epoch
 		/* Without the sequence state the numbers this epoch used are unknown: resend the
 		 * batches under a new epoch, numbered from 1. The receiver may then store
 		 * some twice, which is better than taking new batches for duplicates. */
-		log_warnx("spool: %s has no usable sequence state: its %zu batches are sent again under a new "
-			  "epoch (any the receiver already stored are stored twice)", dir, sp->n);
+		log_warnx(
+			"spool: %s has no usable sequence state: its %zu batches are sent again under a new "
+			"epoch (any the receiver already stored are stored twice)",
+			dir, sp->n);
 		sp->epoch = new_epoch;
 		sp->last = sp->e[sp->n - 1].seq;
 		sp->reserved = sp->last + 1 + SPOOL_SEQ_BLOCK;
 		/* Durable first, so that a crash while moving leaves every number above it. */
 		int rc = spool_seq_write(sp, true);
 		if (rc != 0) {
-			snprintf(err, errlen, "spool.dir: cannot write %s/%s: %s", dir, SPOOL_SEQ_FILE, strerror(-rc));
+			snprintf(err, errlen, "spool.dir: cannot write %s/%s: %s", dir, SPOOL_SEQ_FILE,
+				strerror(-rc));
 			goto fail;
 		}
 		for (size_t i = 0; i < sp->n;)
@@ -356,7 +374,8 @@ struct spool *spool_open(const char *dir, uint64_t max_bytes, uint64_t new_epoch
 		sp->reserved = next + SPOOL_SEQ_BLOCK;
 	int rc = spool_seq_write(sp, true);
 	if (rc != 0) {
-		snprintf(err, errlen, "spool.dir: cannot write %s/%s: %s", dir, SPOOL_SEQ_FILE, strerror(-rc));
+		snprintf(
+			err, errlen, "spool.dir: cannot write %s/%s: %s", dir, SPOOL_SEQ_FILE, strerror(-rc));
 		goto fail;
 	}
 	/* The epoch alone, as earlier versions kept it, is not enough to resume safely. */
@@ -365,7 +384,8 @@ struct spool *spool_open(const char *dir, uint64_t max_bytes, uint64_t new_epoch
 	unlink(legacy);
 	if (sp->n)
 		log_info("spool: %zu batches (%" PRIu64 " bytes) pending from a previous run, epoch %" PRIu64
-			 ", new batches from %" PRIu64, sp->n, sp->bytes, *epoch, next);
+			 ", new batches from %" PRIu64,
+			sp->n, sp->bytes, *epoch, next);
 	return sp;
 fail:
 	if (sp->seq_fd >= 0)
@@ -375,7 +395,8 @@ fail:
 	return NULL;
 }
 
-int spool_seq_use(struct spool *sp, uint64_t seq)
+int
+spool_seq_use(struct spool *sp, uint64_t seq)
 {
 	bool extend = seq >= sp->reserved;
 	sp->last = seq;
@@ -385,12 +406,15 @@ int spool_seq_use(struct spool *sp, uint64_t seq)
 	 * this boot (see SPOOL_SEQ_FILE). */
 	int rc = spool_seq_write(sp, extend);
 	if (rc != 0 && log_limit_ok(&sp->seq_lim, 3, 60))
-		log_warnx("spool: cannot record sequence number %" PRIu64 " in %s/%s: %s; if the sensor restarts now, "
-			  "its spooled batches are sent under a new epoch", seq, sp->dir, SPOOL_SEQ_FILE, strerror(-rc));
+		log_warnx("spool: cannot record sequence number %" PRIu64
+			  " in %s/%s: %s; if the sensor restarts now, "
+			  "its spooled batches are sent under a new epoch",
+			seq, sp->dir, SPOOL_SEQ_FILE, strerror(-rc));
 	return rc;
 }
 
-int spool_set_epoch(struct spool *sp, uint64_t epoch, uint64_t in_use)
+int
+spool_set_epoch(struct spool *sp, uint64_t epoch, uint64_t in_use)
 {
 	uint64_t top = sp->n && sp->e[sp->n - 1].seq > in_use ? sp->e[sp->n - 1].seq : in_use;
 	sp->epoch = epoch;
@@ -399,7 +423,8 @@ int spool_set_epoch(struct spool *sp, uint64_t epoch, uint64_t in_use)
 	return spool_seq_write(sp, true);
 }
 
-int spool_renumber(struct spool *sp, uint64_t old, uint64_t seq)
+int
+spool_renumber(struct spool *sp, uint64_t old, uint64_t seq)
 {
 	size_t lo = 0, hi = sp->n;
 	while (lo < hi) {
@@ -414,7 +439,8 @@ int spool_renumber(struct spool *sp, uint64_t old, uint64_t seq)
 	return -ENOENT;
 }
 
-uint64_t spool_renumber_waiting(struct spool *sp, uint64_t first)
+uint64_t
+spool_renumber_waiting(struct spool *sp, uint64_t first)
 {
 	for (size_t i = sp->first_waiting; i < sp->n;)
 		if (spool_move(sp, i, first) == 0) {
@@ -424,7 +450,8 @@ uint64_t spool_renumber_waiting(struct spool *sp, uint64_t first)
 	return first;
 }
 
-int spool_put(struct spool *sp, const struct batch *b)
+int
+spool_put(struct spool *sp, const struct batch *b)
 {
 	uint32_t size = SPOOL_HDR + (uint32_t)b->len;
 	/* Make room: the oldest batches that are not in memory go first. */
@@ -441,7 +468,7 @@ int spool_put(struct spool *sp, const struct batch *b)
 	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (fd < 0)
 		return -errno;
-	uint32_t h[4] = {SPOOL_MAGIC, b->n_records, b->raw_len, (uint32_t)b->len};
+	uint32_t h[4] = { SPOOL_MAGIC, b->n_records, b->raw_len, (uint32_t)b->len };
 	/* A short write goes on, so a full disk shows as ENOSPC from the next write. */
 	int rc = fsu_write_all(fd, h, sizeof(h));
 	if (rc == 0)
@@ -456,9 +483,14 @@ int spool_put(struct spool *sp, const struct batch *b)
 	return spool_append(sp, b->seq, size, b->n_records);
 }
 
-bool spool_has_waiting(const struct spool *sp) { return sp->first_waiting < sp->n; }
+bool
+spool_has_waiting(const struct spool *sp)
+{
+	return sp->first_waiting < sp->n;
+}
 
-struct batch *spool_take(struct spool *sp)
+struct batch *
+spool_take(struct spool *sp)
 {
 	while (sp->first_waiting < sp->n) {
 		struct spool_ent *e = &sp->e[sp->first_waiting];
@@ -467,8 +499,9 @@ struct batch *spool_take(struct spool *sp)
 		struct batch *b = malloc(sizeof(*b) + e->size);
 		int fd = open(path, O_RDONLY | O_CLOEXEC);
 		uint32_t h[4];
-		bool ok = b && fd >= 0 && read(fd, h, sizeof(h)) == (ssize_t)sizeof(h) && h[0] == SPOOL_MAGIC &&
-			  SPOOL_HDR + h[3] == e->size && read(fd, b->frame, h[3]) == (ssize_t)h[3];
+		bool ok = b && fd >= 0 && read(fd, h, sizeof(h)) == (ssize_t)sizeof(h) &&
+			h[0] == SPOOL_MAGIC && SPOOL_HDR + h[3] == e->size &&
+			read(fd, b->frame, h[3]) == (ssize_t)h[3];
 		if (fd >= 0)
 			close(fd);
 		if (ok) {
@@ -491,13 +524,15 @@ struct batch *spool_take(struct spool *sp)
 	return NULL;
 }
 
-void spool_ack(struct spool *sp, uint64_t seq)
+void
+spool_ack(struct spool *sp, uint64_t seq)
 {
 	while (sp->n && sp->e[0].seq <= seq)
 		spool_remove_at(sp, 0);
 }
 
-bool spool_contains(const struct spool *sp, uint64_t seq)
+bool
+spool_contains(const struct spool *sp, uint64_t seq)
 {
 	size_t lo = 0, hi = sp->n;
 	while (lo < hi) {
@@ -512,12 +547,29 @@ bool spool_contains(const struct spool *sp, uint64_t seq)
 	return false;
 }
 
-uint64_t spool_bytes(const struct spool *sp) { return sp->bytes; }
-uint64_t spool_count(const struct spool *sp) { return sp->n; }
-uint64_t spool_dropped_packets(const struct spool *sp) { return sp->dropped_packets; }
-uint64_t spool_dropped_batches(const struct spool *sp) { return sp->dropped_batches; }
+uint64_t
+spool_bytes(const struct spool *sp)
+{
+	return sp->bytes;
+}
+uint64_t
+spool_count(const struct spool *sp)
+{
+	return sp->n;
+}
+uint64_t
+spool_dropped_packets(const struct spool *sp)
+{
+	return sp->dropped_packets;
+}
+uint64_t
+spool_dropped_batches(const struct spool *sp)
+{
+	return sp->dropped_batches;
+}
 
-void spool_close(struct spool *sp)
+void
+spool_close(struct spool *sp)
 {
 	if (!sp)
 		return;

@@ -23,7 +23,7 @@ struct spool;
  * every batch numbered before a crash. Spooled batches whose sequence state is lost
  * are renumbered from 1 under new_epoch. NULL with err set on failure. */
 struct spool *spool_open(const char *dir, uint64_t max_bytes, uint64_t new_epoch, uint64_t *epoch,
-			 uint64_t *next_seq, char *err, size_t errlen);
+	uint64_t *next_seq, char *err, size_t errlen);
 /* Records that batch seq, numbered in this spool's epoch, is about to leave the
  * process (sent or spooled); reserves the next block of numbers on disk first when
  * seq reaches the end of the reservation. Returns 0 or -errno (logged, rate-limited):

@@ -17,18 +17,24 @@
 #include "shared/log.h"
 #include "shared/tls.h"
 
-#define UPLINK_INBUF (64 * 1024)
+#define UPLINK_INBUF             (64 * 1024)
 /* Control frames: HELLO, STATS, HEARTBEAT and ERROR fit in the reserve, which NAMES
  * frames (up to PROTO_NAMES_MAX_LEN) may not use, so that they never crowd those out. */
-#define UPLINK_CTL_RESERVE 8192
-#define UPLINK_CTLBUF (UPLINK_CTL_RESERVE + PROTO_HDR_LEN + PROTO_NAMES_MAX_LEN)
-#define UPLINK_WRITE_CHUNK (256 * 1024)
-#define UPLINK_BACKOFF_MIN_MS 200
-#define UPLINK_BACKOFF_MAX_MS 30000
+#define UPLINK_CTL_RESERVE       8192
+#define UPLINK_CTLBUF            (UPLINK_CTL_RESERVE + PROTO_HDR_LEN + PROTO_NAMES_MAX_LEN)
+#define UPLINK_WRITE_CHUNK       (256 * 1024)
+#define UPLINK_BACKOFF_MIN_MS    200
+#define UPLINK_BACKOFF_MAX_MS    30000
 #define UPLINK_CONNECT_TIMEOUT_S 10.0
-#define UPLINK_DEFAULT_HB_MS 5000
+#define UPLINK_DEFAULT_HB_MS     5000
 
-enum uplink_state { UL_WAIT, UL_CONNECTING, UL_HANDSHAKE, UL_HELLO, UL_STREAM };
+enum uplink_state {
+	UL_WAIT,
+	UL_CONNECTING,
+	UL_HANDSHAKE,
+	UL_HELLO,
+	UL_STREAM
+};
 
 struct uplink {
 	struct uplink_opts o;
@@ -72,14 +78,16 @@ struct uplink {
 static void uplink_on_io(struct ev_loop *loop, ev_io *w, int revents);
 static void uplink_schedule(struct uplink *u);
 
-static const char *uplink_target_name(const struct uplink *u, char *buf, size_t n)
+static const char *
+uplink_target_name(const struct uplink *u, char *buf, size_t n)
 {
 	const struct uplink_target *t = &u->o.targets[u->target];
 	snprintf(buf, n, "%s:%s", t->host, t->port);
 	return buf;
 }
 
-static void uplink_disconnect(struct uplink *u, const char *why)
+static void
+uplink_disconnect(struct uplink *u, const char *why)
 {
 	char name[300];
 	bool permanent = u->permanent, refused_by_all = false;
@@ -87,18 +95,21 @@ static void uplink_disconnect(struct uplink *u, const char *why)
 	if (permanent && u->state != UL_WAIT) {
 		/* Retrying cannot cure this: say so every time (the backoff spaces it out). */
 		if (u->welcomed_once)
-			log_msg(LOG_LVL_ERROR, "uplink: %s: REFUSED: %s; this needs fixing on the sensor or the receiver, "
-				"retrying with backoff", uplink_target_name(u, name, sizeof(name)), why);
+			log_msg(LOG_LVL_ERROR,
+				"uplink: %s: REFUSED: %s; this needs fixing on the sensor or the receiver, "
+				"retrying with backoff",
+				uplink_target_name(u, name, sizeof(name)), why);
 		u->refused[u->target] = !u->welcomed_once;
 		refused_by_all = !u->welcomed_once;
 		for (size_t i = 0; i < u->o.n_targets; i++)
 			refused_by_all = refused_by_all && u->refused[i];
 		if (!u->welcomed_once && !refused_by_all)
-			log_msg(LOG_LVL_ERROR, "uplink: %s: refused: %s", uplink_target_name(u, name, sizeof(name)), why);
+			log_msg(LOG_LVL_ERROR, "uplink: %s: refused: %s",
+				uplink_target_name(u, name, sizeof(name)), why);
 	} else if (u->state != UL_WAIT) {
 		if (u->state == UL_STREAM)
 			log_warnx("uplink: %s: disconnected: %s (%" PRIu64 " batches un-ACKed, will resend)",
-				  uplink_target_name(u, name, sizeof(name)), why, u->pending_batches);
+				uplink_target_name(u, name, sizeof(name)), why, u->pending_batches);
 		else if (log_limit_ok(&u->lim, 3, 30))
 			log_warnx("uplink: %s: %s", uplink_target_name(u, name, sizeof(name)), why);
 		u->st.disconnects += u->state == UL_STREAM;
@@ -133,7 +144,8 @@ static void uplink_disconnect(struct uplink *u, const char *why)
 }
 
 /* The next disconnect is for a reason retrying cannot cure. */
-static void uplink_disconnect_permanent(struct uplink *u, const char *why)
+static void
+uplink_disconnect_permanent(struct uplink *u, const char *why)
 {
 	u->permanent = true;
 	uplink_disconnect(u, why);
@@ -141,9 +153,10 @@ static void uplink_disconnect_permanent(struct uplink *u, const char *why)
 
 /* True if the TLS errors queued say that the receiver refused our certificate (an
  * alert it sent) or the TLS version: retrying with the same certificate cannot help. */
-static bool uplink_tls_refused(void)
+static bool
+uplink_tls_refused(void)
 {
-	unsigned long e[2] = {ERR_peek_error(), ERR_peek_last_error()};
+	unsigned long e[2] = { ERR_peek_error(), ERR_peek_last_error() };
 	for (int i = 0; i < 2; i++) {
 		if (!e[i] || ERR_GET_LIB(e[i]) != ERR_LIB_SSL)
 			continue;
@@ -166,7 +179,8 @@ static bool uplink_tls_refused(void)
 }
 
 /* Returns > 0 bytes, 0 would block, -1 closed or failed (reason in why). */
-static ssize_t uplink_read(struct uplink *u, uint8_t *buf, size_t n, char *why, size_t wn)
+static ssize_t
+uplink_read(struct uplink *u, uint8_t *buf, size_t n, char *why, size_t wn)
 {
 	if (!u->ssl) {
 		ssize_t r = read(u->fd, buf, n);
@@ -196,7 +210,8 @@ static ssize_t uplink_read(struct uplink *u, uint8_t *buf, size_t n, char *why, 
 	return -1;
 }
 
-static ssize_t uplink_write(struct uplink *u, const uint8_t *buf, size_t n, char *why, size_t wn)
+static ssize_t
+uplink_write(struct uplink *u, const uint8_t *buf, size_t n, char *why, size_t wn)
 {
 	if (!u->ssl) {
 		ssize_t r = send(u->fd, buf, n, MSG_NOSIGNAL);
@@ -221,11 +236,13 @@ static ssize_t uplink_write(struct uplink *u, const uint8_t *buf, size_t n, char
 		return 0;
 	}
 	char tb[256];
-	snprintf(why, wn, "tls write: %s", e == SSL_ERROR_SYSCALL ? strerror(errno) : tls_errors(tb, sizeof(tb)));
+	snprintf(why, wn, "tls write: %s",
+		e == SSL_ERROR_SYSCALL ? strerror(errno) : tls_errors(tb, sizeof(tb)));
 	return -1;
 }
 
-static void uplink_ctl(struct uplink *u, uint8_t type, const uint8_t *payload, size_t n)
+static void
+uplink_ctl(struct uplink *u, uint8_t type, const uint8_t *payload, size_t n)
 {
 	if (u->ctl_len + PROTO_HDR_LEN + n > sizeof(u->ctl))
 		return; /* Control frames are advisory; a full buffer means one is skipped. */
@@ -234,13 +251,15 @@ static void uplink_ctl(struct uplink *u, uint8_t type, const uint8_t *payload, s
 	u->ctl_len += PROTO_HDR_LEN + n;
 }
 
-static bool uplink_wants_write(const struct uplink *u)
+static bool
+uplink_wants_write(const struct uplink *u)
 {
 	return u->ctl_off < u->ctl_len || (u->state == UL_STREAM && u->send != NULL);
 }
 
 /* Writes control frames, then batches, until the socket would block. */
-static int uplink_flush(struct uplink *u)
+static int
+uplink_flush(struct uplink *u)
 {
 	char why[300];
 	for (;;) {
@@ -250,7 +269,7 @@ static int uplink_flush(struct uplink *u)
 		/* Control frames go between batches, never inside one, nor while a batch write
 		 * waits to be retried (and the other way round). */
 		if (u->ctl_off < u->ctl_len && (u->send_off == 0 || u->state != UL_STREAM) &&
-		    !(u->retry_len && !u->retry_ctl)) {
+			!(u->retry_len && !u->retry_ctl)) {
 			p = u->ctl + u->ctl_off;
 			n = u->ctl_len - u->ctl_off;
 			ctl = true;
@@ -293,7 +312,8 @@ static int uplink_flush(struct uplink *u)
 	}
 }
 
-static void uplink_update_watch(struct uplink *u)
+static void
+uplink_update_watch(struct uplink *u)
 {
 	if (u->fd < 0)
 		return;
@@ -305,7 +325,8 @@ static void uplink_update_watch(struct uplink *u)
 	}
 }
 
-static void uplink_release_acked(struct uplink *u, uint64_t seq)
+static void
+uplink_release_acked(struct uplink *u, uint64_t seq)
 {
 	bool freed = false;
 	if (seq > u->acked_seq)
@@ -332,7 +353,8 @@ static void uplink_release_acked(struct uplink *u, uint64_t seq)
 		u->o.on_room(u->o.arg);
 }
 
-static int uplink_handle(struct uplink *u, const struct proto_hdr *h, const uint8_t *p)
+static int
+uplink_handle(struct uplink *u, const struct proto_hdr *h, const uint8_t *p)
 {
 	char why[400];
 	int rc = 0;
@@ -346,9 +368,11 @@ static int uplink_handle(struct uplink *u, const struct proto_hdr *h, const uint
 			return -1;
 		}
 		if (PROTO_HDR_LEN + (uint64_t)w.max_frame < u->o.max_batch_frame) {
-			snprintf(why, sizeof(why), "receiver accepts frames up to %u bytes, but batch.max_bytes "
-				 "needs %" PRIu64 ": lower batch.max_bytes or raise the receiver's limits.max_frame",
-				 w.max_frame, u->o.max_batch_frame - PROTO_HDR_LEN);
+			snprintf(why, sizeof(why),
+				"receiver accepts frames up to %u bytes, but batch.max_bytes "
+				"needs %" PRIu64
+				": lower batch.max_bytes or raise the receiver's limits.max_frame",
+				w.max_frame, u->o.max_batch_frame - PROTO_HDR_LEN);
 			uplink_disconnect_permanent(u, why);
 			return -1;
 		}
@@ -357,9 +381,11 @@ static int uplink_handle(struct uplink *u, const struct proto_hdr *h, const uint
 			/* The receiver holds numbers of this epoch that we never assigned: another
 			 * run used the epoch. Keeping it would make our new batches look like
 			 * duplicates (PROTOCOL.md 6.3). */
-			struct proto_error e = {.code = PROTO_ERR_PROTOCOL};
-			snprintf(e.text, sizeof(e.text), "epoch reused: receiver holds batches up to %" PRIu64
-				 ", this sensor numbered only up to %" PRIu64, w.next_seq - 1, ours - 1);
+			struct proto_error e = { .code = PROTO_ERR_PROTOCOL };
+			snprintf(e.text, sizeof(e.text),
+				"epoch reused: receiver holds batches up to %" PRIu64
+				", this sensor numbered only up to %" PRIu64,
+				w.next_seq - 1, ours - 1);
 			uint8_t buf[PROTO_MAX_TEXT + 8];
 			int n = proto_error_encode(&e, buf, sizeof(buf));
 			if (n > 0) {
@@ -386,8 +412,8 @@ static int uplink_handle(struct uplink *u, const struct proto_hdr *h, const uint
 		u->welcomed_once = true;
 		char name[300];
 		log_info("uplink: connected to %s%s, resuming at batch %" PRIu64 " (%" PRIu64 " pending)",
-			 uplink_target_name(u, name, sizeof(name)), u->ssl ? " (TLS)" : " (INSECURE plain TCP)",
-			 w.next_seq, u->pending_batches);
+			uplink_target_name(u, name, sizeof(name)),
+			u->ssl ? " (TLS)" : " (INSECURE plain TCP)", w.next_seq, u->pending_batches);
 		if (u->o.on_session)
 			u->o.on_session(u->o.arg);
 		return 0;
@@ -411,8 +437,9 @@ static int uplink_handle(struct uplink *u, const struct proto_hdr *h, const uint
 			break;
 		snprintf(why, sizeof(why), "receiver refused the session (code %u): %s", e.code, e.text);
 		if (e.code == PROTO_ERR_SEQUENCE) {
-			snprintf(why, sizeof(why), "receiver refused a batch (code %u): %s; moving to a new epoch", e.code,
-				 e.text);
+			snprintf(why, sizeof(why),
+				"receiver refused a batch (code %u): %s; moving to a new epoch", e.code,
+				e.text);
 			uplink_disconnect(u, why);
 			if (u->o.on_epoch_reused)
 				u->o.on_epoch_reused(u->o.arg);
@@ -428,12 +455,13 @@ static int uplink_handle(struct uplink *u, const struct proto_hdr *h, const uint
 		break;
 	}
 	snprintf(why, sizeof(why), "unexpected frame type %u from receiver%s%s", h->type, rc ? ": " : "",
-		 rc ? proto_strerror(rc) : "");
+		rc ? proto_strerror(rc) : "");
 	uplink_disconnect(u, why);
 	return -1;
 }
 
-static int uplink_pump_read(struct uplink *u)
+static int
+uplink_pump_read(struct uplink *u)
 {
 	char why[300];
 	for (;;) {
@@ -449,7 +477,8 @@ static int uplink_pump_read(struct uplink *u)
 		size_t off = 0;
 		for (;;) {
 			struct proto_hdr h;
-			int rc = proto_hdr_decode(u->in + off, u->in_len - off, sizeof(u->in) - PROTO_HDR_LEN, &h);
+			int rc = proto_hdr_decode(
+				u->in + off, u->in_len - off, sizeof(u->in) - PROTO_HDR_LEN, &h);
 			if (rc == PROTO_EAGAIN)
 				break;
 			if (rc != 0) {
@@ -468,7 +497,8 @@ static int uplink_pump_read(struct uplink *u)
 	}
 }
 
-static void uplink_send_hello(struct uplink *u)
+static void
+uplink_send_hello(struct uplink *u)
 {
 	uint8_t buf[PROTO_HDR_LEN + 8192];
 	int n = proto_hello_encode(u->o.hello, buf, sizeof(buf));
@@ -481,7 +511,8 @@ static void uplink_send_hello(struct uplink *u)
 	u->state_since = ev_now(u->loop);
 }
 
-static void uplink_step(struct uplink *u)
+static void
+uplink_step(struct uplink *u)
 {
 	char why[400], tb[256];
 	if (u->state == UL_CONNECTING) {
@@ -517,11 +548,11 @@ static void uplink_step(struct uplink *u)
 			u->permanent = v != X509_V_OK || (e == SSL_ERROR_SSL && uplink_tls_refused());
 			if (v != X509_V_OK)
 				snprintf(why, sizeof(why), "TLS handshake failed: receiver certificate: %s",
-					 X509_verify_cert_error_string(v));
+					X509_verify_cert_error_string(v));
 			else
 				snprintf(why, sizeof(why), "TLS handshake failed: %s",
-					 e == SSL_ERROR_SYSCALL ? "connection closed (certificate refused?)"
-								: tls_errors(tb, sizeof(tb)));
+					e == SSL_ERROR_SYSCALL ? "connection closed (certificate refused?)"
+							       : tls_errors(tb, sizeof(tb)));
 			uplink_disconnect(u, why);
 			return;
 		}
@@ -536,16 +567,18 @@ static void uplink_step(struct uplink *u)
 	}
 }
 
-static void uplink_on_io(struct ev_loop *loop, ev_io *w, int revents)
+static void
+uplink_on_io(struct ev_loop *loop, ev_io *w, int revents)
 {
 	uplink_step(w->data);
 }
 
-static void uplink_connect(struct uplink *u)
+static void
+uplink_connect(struct uplink *u)
 {
 	char why[400];
 	const struct uplink_target *t = &u->o.targets[u->target];
-	struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV}, *ai = NULL;
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV }, *ai = NULL;
 	/* Name resolution blocks; receivers are normally given as addresses or resolved
 	 * by the local stub resolver quickly, and nothing else runs while we are down. */
 	int rc = getaddrinfo(t->host, t->port, &hints, &ai);
@@ -577,7 +610,8 @@ static void uplink_connect(struct uplink *u)
 	}
 	if (u->o.ssl_ctx) {
 		u->ssl = SSL_new(u->o.ssl_ctx);
-		if (!u->ssl || SSL_set_fd(u->ssl, u->fd) != 1 || tls_client_expect(u->ssl, t->server_name) != 0) {
+		if (!u->ssl || SSL_set_fd(u->ssl, u->fd) != 1 ||
+			tls_client_expect(u->ssl, t->server_name) != 0) {
 			uplink_disconnect(u, "cannot set up TLS session");
 			return;
 		}
@@ -587,12 +621,14 @@ static void uplink_connect(struct uplink *u)
 	ev_io_start(u->loop, &u->io);
 }
 
-static void uplink_on_retry(struct ev_loop *loop, ev_timer *w, int revents)
+static void
+uplink_on_retry(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	uplink_connect(w->data);
 }
 
-static void uplink_schedule(struct uplink *u)
+static void
+uplink_schedule(struct uplink *u)
 {
 	/* Exponential backoff per full round over the receivers, with jitter in
 	 * [50%, 100%] so that many sensors do not reconnect in lockstep. */
@@ -612,7 +648,8 @@ static void uplink_schedule(struct uplink *u)
 	ev_timer_start(u->loop, &u->retry);
 }
 
-static void uplink_on_tick(struct ev_loop *loop, ev_timer *w, int revents)
+static void
+uplink_on_tick(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	struct uplink *u = w->data;
 	double now = ev_now(loop);
@@ -639,7 +676,8 @@ static void uplink_on_tick(struct ev_loop *loop, ev_timer *w, int revents)
 	}
 }
 
-struct uplink *uplink_new(struct ev_loop *loop, const struct uplink_opts *o)
+struct uplink *
+uplink_new(struct ev_loop *loop, const struct uplink_opts *o)
 {
 	struct uplink *u = calloc(1, sizeof(*u));
 	if (!u)
@@ -661,18 +699,21 @@ struct uplink *uplink_new(struct ev_loop *loop, const struct uplink_opts *o)
 	return u;
 }
 
-void uplink_start(struct uplink *u)
+void
+uplink_start(struct uplink *u)
 {
 	ev_timer_start(u->loop, &u->tick);
 	uplink_connect(u);
 }
 
-bool uplink_has_room(const struct uplink *u, size_t len)
+bool
+uplink_has_room(const struct uplink *u, size_t len)
 {
 	return u->pending_bytes == 0 || u->pending_bytes + len <= u->o.window_bytes;
 }
 
-void uplink_push(struct uplink *u, struct batch *b)
+void
+uplink_push(struct uplink *u, struct batch *b)
 {
 	b->next = NULL;
 	if (u->tail)
@@ -690,7 +731,8 @@ void uplink_push(struct uplink *u, struct batch *b)
 	}
 }
 
-void uplink_send_stats(struct uplink *u, const struct proto_stats *st)
+void
+uplink_send_stats(struct uplink *u, const struct proto_stats *st)
 {
 	if (u->state != UL_STREAM)
 		return;
@@ -703,11 +745,13 @@ void uplink_send_stats(struct uplink *u, const struct proto_stats *st)
 	}
 }
 
-int uplink_send_names(struct uplink *u, const uint8_t *payload, size_t len)
+int
+uplink_send_names(struct uplink *u, const uint8_t *payload, size_t len)
 {
 	if (u->state != UL_STREAM)
 		return -ENOTCONN;
-	if (len > PROTO_NAMES_MAX_LEN || u->ctl_len + PROTO_HDR_LEN + len > sizeof(u->ctl) - UPLINK_CTL_RESERVE)
+	if (len > PROTO_NAMES_MAX_LEN ||
+		u->ctl_len + PROTO_HDR_LEN + len > sizeof(u->ctl) - UPLINK_CTL_RESERVE)
 		return -ENOBUFS;
 	uplink_ctl(u, PROTO_NAMES, payload, len);
 	if (uplink_flush(u) == 0)
@@ -715,22 +759,29 @@ int uplink_send_names(struct uplink *u, const uint8_t *payload, size_t len)
 	return 0;
 }
 
-void uplink_stats(const struct uplink *u, struct uplink_stats *out)
+void
+uplink_stats(const struct uplink *u, struct uplink_stats *out)
 {
 	*out = u->st;
 	out->pending_batches = u->pending_batches;
 	out->pending_bytes = u->pending_bytes;
 }
 
-bool uplink_idle(const struct uplink *u) { return u->head == NULL; }
+bool
+uplink_idle(const struct uplink *u)
+{
+	return u->head == NULL;
+}
 
-uint64_t uplink_renumber(struct uplink *u, uint64_t first, void (*moved)(void *arg, uint64_t old, uint64_t seq),
-			 void *arg)
+uint64_t
+uplink_renumber(
+	struct uplink *u, uint64_t first, void (*moved)(void *arg, uint64_t old, uint64_t seq), void *arg)
 {
 	for (struct batch *b = u->head; b; b = b->next) {
 		uint64_t old = b->seq;
 		b->seq = first++;
-		proto_batch_hdr_encode(b->seq, b->n_records, b->raw_len, b->frame + PROTO_HDR_LEN, PROTO_BATCH_HDR_LEN);
+		proto_batch_hdr_encode(
+			b->seq, b->n_records, b->raw_len, b->frame + PROTO_HDR_LEN, PROTO_BATCH_HDR_LEN);
 		if (moved)
 			moved(arg, old, b->seq);
 	}
@@ -739,15 +790,21 @@ uint64_t uplink_renumber(struct uplink *u, uint64_t first, void (*moved)(void *a
 	u->written_any = false;
 	return first;
 }
-uint64_t uplink_acked_seq(const struct uplink *u) { return u->acked_seq; }
+uint64_t
+uplink_acked_seq(const struct uplink *u)
+{
+	return u->acked_seq;
+}
 
-void uplink_foreach_pending(const struct uplink *u, void (*fn)(void *arg, const struct batch *b), void *arg)
+void
+uplink_foreach_pending(const struct uplink *u, void (*fn)(void *arg, const struct batch *b), void *arg)
 {
 	for (const struct batch *b = u->head; b; b = b->next)
 		fn(arg, b);
 }
 
-void uplink_free(struct uplink *u)
+void
+uplink_free(struct uplink *u)
 {
 	if (!u)
 		return;

@@ -25,11 +25,11 @@ struct uplink_target {
 struct uplink_opts {
 	const struct uplink_target *targets;
 	size_t n_targets;
-	SSL_CTX *ssl_ctx;          /* NULL: plain TCP (insecure) */
+	SSL_CTX *ssl_ctx; /* NULL: plain TCP (insecure) */
 	const struct proto_hello *hello;
-	uint64_t window_bytes;     /* bytes of un-ACKed batches held in memory */
-	uint64_t max_batch_frame;  /* largest BATCH frame we may send */
-	void (*on_room)(void *arg); /* called when the window has room again */
+	uint64_t window_bytes;         /* bytes of un-ACKed batches held in memory */
+	uint64_t max_batch_frame;      /* largest BATCH frame we may send */
+	void (*on_room)(void *arg);    /* called when the window has room again */
 	void (*on_session)(void *arg); /* called after each WELCOME: a new session began; may be NULL */
 	/* The first sequence number not yet assigned in the epoch (PROTOCOL.md 6.3). */
 	uint64_t (*next_seq)(void *arg);
@@ -75,8 +75,8 @@ void uplink_foreach_pending(const struct uplink *u, void (*fn)(void *arg, const 
 /* Renumbers every kept batch from first on, in order, for a new epoch (only while
  * no session is up, i.e. from on_epoch_reused); calls moved(arg, old, new) for each.
  * Forgets what was ACKed in the old epoch. Returns the next free number. */
-uint64_t uplink_renumber(struct uplink *u, uint64_t first, void (*moved)(void *arg, uint64_t old, uint64_t seq),
-			 void *arg);
+uint64_t uplink_renumber(
+	struct uplink *u, uint64_t first, void (*moved)(void *arg, uint64_t old, uint64_t seq), void *arg);
 /* True when every queued batch has been ACKed. */
 bool uplink_idle(const struct uplink *u);
 void uplink_free(struct uplink *u);

@@ -24,36 +24,36 @@
 
 /* A configuration file is a few kilobytes; anything near this limit is a mistake or
  * an attack, and the limit bounds the work both parsing passes can be made to do. */
-#define CFG_FILE_MAX (1024 * 1024)
+#define CFG_FILE_MAX       (1024 * 1024)
 /* Nesting levels (mappings and sequences) allowed in a document, the top level included. */
-#define CFG_DEPTH_MAX 8
+#define CFG_DEPTH_MAX      8
 /* Longest dotted path we build; a longer one cannot be in any sane schema. */
-#define CFG_PATH_MAX 256
-#define CFG_ENV_PREFIX "PCAPLINE_"
+#define CFG_PATH_MAX       256
+#define CFG_ENV_PREFIX     "PCAPLINE_"
 #define CFG_ENV_PREFIX_LEN (sizeof(CFG_ENV_PREFIX) - 1)
-#define CFG_ENV_NAME_MAX (CFG_ENV_PREFIX_LEN + CFG_PATH_MAX)
+#define CFG_ENV_NAME_MAX   (CFG_ENV_PREFIX_LEN + CFG_PATH_MAX)
 /* The one PCAPLINE_* variable that names the file to load rather than a setting. */
-#define CFG_ENV_CONFIG "PCAPLINE_CONFIG"
+#define CFG_ENV_CONFIG     "PCAPLINE_CONFIG"
 /* How far a typo may be from a real key before we stop guessing what was meant. */
-#define CFG_SUGGEST_DIST 2
+#define CFG_SUGGEST_DIST   2
 /* How many known variables an unknown-variable message lists. */
-#define CFG_ENV_SHOWN 4
+#define CFG_ENV_SHOWN      4
 /* User text quoted in a message is cut to this many bytes so the message stays short. */
-#define CFG_SHOW_MAX 100
+#define CFG_SHOW_MAX       100
 /* Room for CFG_SHOW_MAX bytes escaped as \xNN, the "..." marker and the NUL. */
-#define CFG_SHOW_BUF (CFG_SHOW_MAX * 4 + 4)
+#define CFG_SHOW_BUF       (CFG_SHOW_MAX * 4 + 4)
 /* Room for a "what was expected" phrase; ENUM choices are cut to fit. */
-#define CFG_WANT_BUF 256
+#define CFG_WANT_BUF       256
 
 /* -------------------------------------------------------------------------------- */
 /* Messages                                                                          */
 /* -------------------------------------------------------------------------------- */
 
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+static int fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 /* Every error path returns through here so that a NULL or zero-sized err is safe. */
-static int fail(char *err, size_t errlen, const char *fmt, ...)
+static int
+fail(char *err, size_t errlen, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -70,7 +70,8 @@ static int fail(char *err, size_t errlen, const char *fmt, ...)
  * a value with a newline cannot split the message, and long text is cut (at a UTF-8
  * character boundary) so that a megabyte scalar cannot flood the log.
  */
-static const char *show(char buf[CFG_SHOW_BUF], const char *s, size_t len)
+static const char *
+show(char buf[CFG_SHOW_BUF], const char *s, size_t len)
 {
 	static const char hex[] = "0123456789abcdef";
 	size_t n = len, o = 0;
@@ -106,28 +107,34 @@ static const char *show(char buf[CFG_SHOW_BUF], const char *s, size_t len)
 }
 
 /* The "where" of a message is optional for cfg_set callers that pass no origin. */
-static const char *where_str(const char *where) { return where != NULL ? where : ""; }
-static const char *where_sep(const char *where)
+static const char *
+where_str(const char *where)
+{
+	return where != NULL ? where : "";
+}
+static const char *
+where_sep(const char *where)
 {
 	return where != NULL && where[0] != '\0' ? ": " : "";
 }
 
 /* "WHERE: PATH: expected WANT, got 'VALUE'" */
-static int fail_value(char *err, size_t errlen, const char *where, const char *path,
-		      const char *want, const char *value, size_t len)
+static int
+fail_value(char *err, size_t errlen, const char *where, const char *path, const char *want, const char *value,
+	size_t len)
 {
 	char sv[CFG_SHOW_BUF];
 
-	return fail(err, errlen, "%s%s%s: expected %s, got '%s'", where_str(where),
-		    where_sep(where), path, want, show(sv, value, len));
+	return fail(err, errlen, "%s%s%s: expected %s, got '%s'", where_str(where), where_sep(where), path,
+		want, show(sv, value, len));
 }
 
 /* "WHERE: PATH: expected WANT, got KIND" for values that are not text at all. */
-static int fail_kind(char *err, size_t errlen, const char *where, const char *path,
-		     const char *want, const char *kind)
+static int
+fail_kind(char *err, size_t errlen, const char *where, const char *path, const char *want, const char *kind)
 {
-	return fail(err, errlen, "%s%s%s: expected %s, got %s", where_str(where),
-		    where_sep(where), path, want, kind);
+	return fail(err, errlen, "%s%s%s: expected %s, got %s", where_str(where), where_sep(where), path,
+		want, kind);
 }
 
 /* -------------------------------------------------------------------------------- */
@@ -135,15 +142,29 @@ static int fail_kind(char *err, size_t errlen, const char *where, const char *pa
 /* -------------------------------------------------------------------------------- */
 
 /* ASCII-only so that a daemon's locale cannot change what "YES" means. */
-static char ascii_lower(char c) { return c >= 'A' && c <= 'Z' ? (char)(c - 'A' + 'a') : c; }
-static char ascii_upper(char c) { return c >= 'a' && c <= 'z' ? (char)(c - 'a' + 'A') : c; }
-static bool ascii_digit(char c) { return c >= '0' && c <= '9'; }
-static bool ascii_space(char c)
+static char
+ascii_lower(char c)
+{
+	return c >= 'A' && c <= 'Z' ? (char)(c - 'A' + 'a') : c;
+}
+static char
+ascii_upper(char c)
+{
+	return c >= 'a' && c <= 'z' ? (char)(c - 'a' + 'A') : c;
+}
+static bool
+ascii_digit(char c)
+{
+	return c >= '0' && c <= '9';
+}
+static bool
+ascii_space(char c)
 {
 	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f';
 }
 
-static bool ascii_caseeq(const char *a, const char *b)
+static bool
+ascii_caseeq(const char *a, const char *b)
 {
 	for (; *a != '\0' && *b != '\0'; a++, b++)
 		if (ascii_lower(*a) != ascii_lower(*b))
@@ -151,7 +172,8 @@ static bool ascii_caseeq(const char *a, const char *b)
 	return *a == *b;
 }
 
-static char *dup_mem(const char *s, size_t len)
+static char *
+dup_mem(const char *s, size_t len)
 {
 	char *p = malloc(len + 1);
 
@@ -162,14 +184,23 @@ static char *dup_mem(const char *s, size_t len)
 	return p;
 }
 
-static void *field(void *dst, const struct cfg_key *k) { return (char *)dst + k->offset; }
-static const void *cfield(const void *dst, const struct cfg_key *k)
+static void *
+field(void *dst, const struct cfg_key *k)
+{
+	return (char *)dst + k->offset;
+}
+static const void *
+cfield(const void *dst, const struct cfg_key *k)
 {
 	return (const char *)dst + k->offset;
 }
 
 /* The range in a schema entry applies unless both ends are zero (see config.h). */
-static bool has_range(const struct cfg_key *k) { return k->min != 0 || k->max != 0; }
+static bool
+has_range(const struct cfg_key *k)
+{
+	return k->min != 0 || k->max != 0;
+}
 
 /*
  * Optimal-string-alignment distance (Levenshtein plus adjacent transpositions, the
@@ -180,14 +211,16 @@ static bool has_range(const struct cfg_key *k) { return k->min != 0 || k->max !=
  */
 static size_t osa(const char *a, size_t an, const char *b, size_t bn, size_t cap);
 
-static size_t edit_distance(const char *a, size_t an, const char *b, size_t bn, size_t cap)
+static size_t
+edit_distance(const char *a, size_t an, const char *b, size_t bn, size_t cap)
 {
 	size_t d = osa(a, an, b, bn, cap);
 
 	return d == 0 && memcmp(a, b, an) != 0 ? 1 : d;
 }
 
-static size_t osa(const char *a, size_t an, const char *b, size_t bn, size_t cap)
+static size_t
+osa(const char *a, size_t an, const char *b, size_t bn, size_t cap)
 {
 	size_t rows[3][CFG_ENV_NAME_MAX + 1];
 	size_t *pp = rows[0], *prev = rows[1], *cur = rows[2];
@@ -208,7 +241,7 @@ static size_t osa(const char *a, size_t an, const char *b, size_t bn, size_t cap
 			if (cur[j - 1] + 1 < v)
 				v = cur[j - 1] + 1;
 			if (i > 1 && j > 1 && ascii_lower(a[i - 1]) == ascii_lower(b[j - 2]) &&
-			    ascii_lower(a[i - 2]) == ascii_lower(b[j - 1]) && pp[j - 2] + 1 < v)
+				ascii_lower(a[i - 2]) == ascii_lower(b[j - 1]) && pp[j - 2] + 1 < v)
 				v = pp[j - 2] + 1;
 			cur[j] = v;
 			if (v < best)
@@ -230,8 +263,8 @@ static size_t osa(const char *a, size_t an, const char *b, size_t bn, size_t cap
  * a mapping. Returns the length of the match in *len, or NULL if nothing is close
  * enough to be a plausible typo (or is the unknown path itself, a prefix).
  */
-static const char *suggest(const struct cfg_key *schema, const char *path, size_t plen,
-			   bool leaves, size_t *len)
+static const char *
+suggest(const struct cfg_key *schema, const char *path, size_t plen, bool leaves, size_t *len)
 {
 	const char *best = NULL;
 	size_t best_d = CFG_SUGGEST_DIST + 1;
@@ -254,8 +287,9 @@ static const char *suggest(const struct cfg_key *schema, const char *path, size_
 }
 
 /* "WHERE: unknown key 'PATH'" plus a hint when a schema key is within a typo or two. */
-static int fail_unknown(char *err, size_t errlen, const struct cfg_key *schema,
-			const char *where, const char *path, size_t plen, bool leaves)
+static int
+fail_unknown(char *err, size_t errlen, const struct cfg_key *schema, const char *where, const char *path,
+	size_t plen, bool leaves)
 {
 	char sp[CFG_SHOW_BUF], hint[CFG_PATH_MAX + 32] = "";
 	size_t slen = 0;
@@ -264,10 +298,11 @@ static int fail_unknown(char *err, size_t errlen, const struct cfg_key *schema,
 	if (s != NULL)
 		snprintf(hint, sizeof(hint), " (did you mean '%.*s'?)", (int)slen, s);
 	return fail(err, errlen, "%s%sunknown key '%s'%s", where_str(where), where_sep(where),
-		    show(sp, path, plen), hint);
+		show(sp, path, plen), hint);
 }
 
-static const struct cfg_key *find_key(const struct cfg_key *schema, const char *path)
+static const struct cfg_key *
+find_key(const struct cfg_key *schema, const char *path)
 {
 	for (const struct cfg_key *k = schema; k->path != NULL; k++)
 		if (strcmp(k->path, path) == 0)
@@ -276,7 +311,8 @@ static const struct cfg_key *find_key(const struct cfg_key *schema, const char *
 }
 
 /* True if `path` names a mapping in the schema, i.e. some key starts with "path.". */
-static bool is_prefix(const struct cfg_key *schema, const char *path, size_t plen)
+static bool
+is_prefix(const struct cfg_key *schema, const char *path, size_t plen)
 {
 	for (const struct cfg_key *k = schema; k->path != NULL; k++)
 		if (strncmp(k->path, path, plen) == 0 && k->path[plen] == '.')
@@ -295,50 +331,60 @@ struct unit {
 
 /* K and KB are binary on purpose, see config.h; "" is plain bytes. */
 static const struct unit size_units[] = {
-	{"", 1},
-	{"B", 1},
-	{"k", 1ULL << 10},
-	{"K", 1ULL << 10},
-	{"kB", 1ULL << 10},
-	{"KB", 1ULL << 10},
-	{"KiB", 1ULL << 10},
-	{"M", 1ULL << 20},
-	{"MB", 1ULL << 20},
-	{"MiB", 1ULL << 20},
-	{"G", 1ULL << 30},
-	{"GB", 1ULL << 30},
-	{"GiB", 1ULL << 30},
-	{"T", 1ULL << 40},
-	{"TB", 1ULL << 40},
-	{"TiB", 1ULL << 40},
-	{NULL, 0},
+	{ "", 1 },
+	{ "B", 1 },
+	{ "k", 1ULL << 10 },
+	{ "K", 1ULL << 10 },
+	{ "kB", 1ULL << 10 },
+	{ "KB", 1ULL << 10 },
+	{ "KiB", 1ULL << 10 },
+	{ "M", 1ULL << 20 },
+	{ "MB", 1ULL << 20 },
+	{ "MiB", 1ULL << 20 },
+	{ "G", 1ULL << 30 },
+	{ "GB", 1ULL << 30 },
+	{ "GiB", 1ULL << 30 },
+	{ "T", 1ULL << 40 },
+	{ "TB", 1ULL << 40 },
+	{ "TiB", 1ULL << 40 },
+	{ NULL, 0 },
 };
 
 /* A bare number is milliseconds, the unit everything is stored in. */
 static const struct unit duration_units[] = {
-	{"", 1},
-	{"ms", 1},
-	{"s", 1000},
-	{"m", 60 * 1000},
-	{"h", 60 * 60 * 1000},
-	{"d", 24 * 60 * 60 * 1000},
-	{NULL, 0},
+	{ "", 1 },
+	{ "ms", 1 },
+	{ "s", 1000 },
+	{ "m", 60 * 1000 },
+	{ "h", 60 * 60 * 1000 },
+	{ "d", 24 * 60 * 60 * 1000 },
+	{ NULL, 0 },
 };
 
 /* Largest units first, so that a range prints as "4KiB..1GiB" rather than in bytes. */
 static const struct unit size_shown[] = {
-	{"EiB", 1ULL << 60}, {"PiB", 1ULL << 50}, {"TiB", 1ULL << 40},
-	{"GiB", 1ULL << 30}, {"MiB", 1ULL << 20}, {"KiB", 1ULL << 10},
-	{"", 1},             {NULL, 0},
+	{ "EiB", 1ULL << 60 },
+	{ "PiB", 1ULL << 50 },
+	{ "TiB", 1ULL << 40 },
+	{ "GiB", 1ULL << 30 },
+	{ "MiB", 1ULL << 20 },
+	{ "KiB", 1ULL << 10 },
+	{ "", 1 },
+	{ NULL, 0 },
 };
 
 static const struct unit duration_shown[] = {
-	{"d", 24 * 60 * 60 * 1000}, {"h", 60 * 60 * 1000}, {"m", 60 * 1000},
-	{"s", 1000},                {"ms", 1},             {NULL, 0},
+	{ "d", 24 * 60 * 60 * 1000 },
+	{ "h", 60 * 60 * 1000 },
+	{ "m", 60 * 1000 },
+	{ "s", 1000 },
+	{ "ms", 1 },
+	{ NULL, 0 },
 };
 
 /* Prints v in the largest unit that divides it exactly. */
-static void fmt_unit(char *buf, size_t len, uint64_t v, const struct unit *u)
+static void
+fmt_unit(char *buf, size_t len, uint64_t v, const struct unit *u)
 {
 	for (; u->name != NULL; u++) {
 		if (v % u->mult == 0 && (v != 0 || u->mult == 1)) {
@@ -350,10 +396,19 @@ static void fmt_unit(char *buf, size_t len, uint64_t v, const struct unit *u)
 }
 
 /* Schema ranges are int64_t; unsigned types treat a negative bound as zero. */
-static uint64_t umin(const struct cfg_key *k) { return k->min < 0 ? 0 : (uint64_t)k->min; }
-static uint64_t umax(const struct cfg_key *k) { return k->max < 0 ? 0 : (uint64_t)k->max; }
+static uint64_t
+umin(const struct cfg_key *k)
+{
+	return k->min < 0 ? 0 : (uint64_t)k->min;
+}
+static uint64_t
+umax(const struct cfg_key *k)
+{
+	return k->max < 0 ? 0 : (uint64_t)k->max;
+}
 
-static void fmt_range(char *buf, size_t len, const struct cfg_key *k, const struct unit *u)
+static void
+fmt_range(char *buf, size_t len, const struct cfg_key *k, const struct unit *u)
 {
 	char lo[32], hi[32];
 
@@ -366,7 +421,8 @@ static void fmt_range(char *buf, size_t len, const struct cfg_key *k, const stru
  * The "what was expected" phrase of a key. `syntax` asks for the long form that spells
  * out accepted units, for values that are not even well-formed.
  */
-static const char *want(char buf[CFG_WANT_BUF], const struct cfg_key *k, bool syntax)
+static const char *
+want(char buf[CFG_WANT_BUF], const struct cfg_key *k, bool syntax)
 {
 	char range[80] = "";
 	size_t o;
@@ -376,8 +432,7 @@ static const char *want(char buf[CFG_WANT_BUF], const struct cfg_key *k, bool sy
 		return "a string";
 	case CFG_INT:
 		if (has_range(k))
-			snprintf(buf, CFG_WANT_BUF, "an integer in %" PRId64 "..%" PRId64, k->min,
-				 k->max);
+			snprintf(buf, CFG_WANT_BUF, "an integer in %" PRId64 "..%" PRId64, k->min, k->max);
 		else
 			snprintf(buf, CFG_WANT_BUF, "an integer");
 		return buf;
@@ -387,23 +442,22 @@ static const char *want(char buf[CFG_WANT_BUF], const struct cfg_key *k, bool sy
 		if (has_range(k))
 			fmt_range(range, sizeof(range), k, size_shown);
 		snprintf(buf, CFG_WANT_BUF, "a size%s%s", range,
-			 syntax ? " (bytes, optionally with unit B, k/K/kB/KB/KiB, M/MB/MiB, "
-				  "G/GB/GiB, T/TB/TiB)"
-				: "");
+			syntax ? " (bytes, optionally with unit B, k/K/kB/KB/KiB, M/MB/MiB, "
+				 "G/GB/GiB, T/TB/TiB)"
+			       : "");
 		return buf;
 	case CFG_DURATION:
 		if (has_range(k))
 			fmt_range(range, sizeof(range), k, duration_shown);
 		snprintf(buf, CFG_WANT_BUF, "a duration%s%s", range,
-			 syntax ? " (milliseconds, or with unit ms, s, m, h, d)" : "");
+			syntax ? " (milliseconds, or with unit ms, s, m, h, d)" : "");
 		return buf;
 	case CFG_STRLIST:
 		return "a list of strings";
 	case CFG_ENUM:
 		o = (size_t)snprintf(buf, CFG_WANT_BUF, "one of ");
 		for (size_t i = 0; k->choices != NULL && k->choices[i] != NULL; i++) {
-			int n = snprintf(buf + o, CFG_WANT_BUF - o, "%s%s", i > 0 ? "|" : "",
-					 k->choices[i]);
+			int n = snprintf(buf + o, CFG_WANT_BUF - o, "%s%s", i > 0 ? "|" : "", k->choices[i]);
 			if (n < 0 || (size_t)n >= CFG_WANT_BUF - o)
 				break;
 			o += (size_t)n;
@@ -414,7 +468,8 @@ static const char *want(char buf[CFG_WANT_BUF], const struct cfg_key *k, bool sy
 }
 
 /* Reads decimal digits; fails on no digits or on overflow of uint64_t. */
-static int parse_digits(const char **sp, uint64_t *out)
+static int
+parse_digits(const char **sp, uint64_t *out)
 {
 	const char *s = *sp;
 	uint64_t v = 0;
@@ -432,8 +487,9 @@ static int parse_digits(const char **sp, uint64_t *out)
 	return 0;
 }
 
-static int parse_int(const struct cfg_key *k, const char *s, size_t len, int64_t *out,
-		     const char *where, char *err, size_t errlen)
+static int
+parse_int(const struct cfg_key *k, const char *s, size_t len, int64_t *out, const char *where, char *err,
+	size_t errlen)
 {
 	char wb[CFG_WANT_BUF];
 	const char *p = s;
@@ -452,10 +508,10 @@ static int parse_int(const struct cfg_key *k, const char *s, size_t len, int64_t
 	if (over || mag > (neg ? (uint64_t)INT64_MAX + 1 : (uint64_t)INT64_MAX)) {
 		/* Without a schema range the only range is int64_t's, so name it. */
 		return fail_value(err, errlen, where, k->path,
-				  has_range(k) ? want(wb, k, false)
-					       : "an integer in -9223372036854775808.."
-						 "9223372036854775807",
-				  s, len);
+			has_range(k) ? want(wb, k, false)
+				     : "an integer in -9223372036854775808.."
+				       "9223372036854775807",
+			s, len);
 	}
 	/* -INT64_MIN does not exist, so that one value is spelt out. */
 	int64_t v = !neg ? (int64_t)mag : mag > (uint64_t)INT64_MAX ? INT64_MIN : -(int64_t)mag;
@@ -466,9 +522,9 @@ static int parse_int(const struct cfg_key *k, const char *s, size_t len, int64_t
 }
 
 /* Parses a number with an optional unit from `units` (CFG_SIZE, CFG_DURATION). */
-static int parse_scaled(const struct cfg_key *k, const char *s, size_t len,
-			const struct unit *units, uint64_t *out, const char *where, char *err,
-			size_t errlen)
+static int
+parse_scaled(const struct cfg_key *k, const char *s, size_t len, const struct unit *units, uint64_t *out,
+	const char *where, char *err, size_t errlen)
 {
 	char wb[CFG_WANT_BUF];
 	const char *p = s;
@@ -490,10 +546,9 @@ static int parse_scaled(const struct cfg_key *k, const char *s, size_t len,
 	if (big != 0 || v > UINT64_MAX / u->mult) {
 		if (!has_range(k))
 			return fail_value(err, errlen, where, k->path,
-					  k->type == CFG_SIZE
-						  ? "a size below 16EiB"
-						  : "a duration of at most 18446744073709551615ms",
-					  s, len);
+				k->type == CFG_SIZE ? "a size below 16EiB"
+						    : "a duration of at most 18446744073709551615ms",
+				s, len);
 		return fail_value(err, errlen, where, k->path, want(wb, k, false), s, len);
 	}
 	v *= u->mult;
@@ -503,10 +558,11 @@ static int parse_scaled(const struct cfg_key *k, const char *s, size_t len,
 	return 0;
 }
 
-static int parse_bool(const char *s, bool *out)
+static int
+parse_bool(const char *s, bool *out)
 {
-	static const char *const yes[] = {"true", "yes", "on", "1", NULL};
-	static const char *const no[] = {"false", "no", "off", "0", NULL};
+	static const char *const yes[] = { "true", "yes", "on", "1", NULL };
+	static const char *const no[] = { "false", "no", "off", "0", NULL };
 
 	for (size_t i = 0; yes[i] != NULL; i++) {
 		if (ascii_caseeq(s, yes[i])) {
@@ -521,7 +577,8 @@ static int parse_bool(const char *s, bool *out)
 	return -1;
 }
 
-static void strlist_clear(struct cfg_strlist *l)
+static void
+strlist_clear(struct cfg_strlist *l)
 {
 	for (size_t i = 0; i < l->n; i++)
 		free(l->v[i]);
@@ -531,7 +588,8 @@ static void strlist_clear(struct cfg_strlist *l)
 }
 
 /* Appends a copy of s[0..len). The array grows by doubling; n is bounded by the input. */
-static int strlist_add(struct cfg_strlist *l, size_t *cap, const char *s, size_t len)
+static int
+strlist_add(struct cfg_strlist *l, size_t *cap, const char *s, size_t len)
 {
 	if (l->n == *cap) {
 		size_t ncap = *cap ? *cap * 2 : 4;
@@ -548,7 +606,8 @@ static int strlist_add(struct cfg_strlist *l, size_t *cap, const char *s, size_t
 }
 
 /* Splits on commas, trims blanks around each item and drops the empty ones. */
-static int strlist_split(struct cfg_strlist *l, const char *s)
+static int
+strlist_split(struct cfg_strlist *l, const char *s)
 {
 	size_t cap = 0;
 
@@ -570,7 +629,8 @@ static int strlist_split(struct cfg_strlist *l, const char *s)
 }
 
 /* Replaces a list in dst; the old one is freed only once the new one is complete. */
-static void strlist_replace(struct cfg_strlist *dstl, struct cfg_strlist *nl)
+static void
+strlist_replace(struct cfg_strlist *dstl, struct cfg_strlist *nl)
 {
 	strlist_clear(dstl);
 	*dstl = *nl;
@@ -582,8 +642,9 @@ static void strlist_replace(struct cfg_strlist *dstl, struct cfg_strlist *nl)
  * Parses `s` (NUL-terminated, `len` bytes) into k's field. `null` marks a YAML null,
  * which empties strings and lists. On error the field keeps its previous value.
  */
-static int apply(const struct cfg_key *k, void *dst, const char *s, size_t len, bool null,
-		 const char *where, char *err, size_t errlen)
+static int
+apply(const struct cfg_key *k, void *dst, const char *s, size_t len, bool null, const char *where, char *err,
+	size_t errlen)
 {
 	char wb[CFG_WANT_BUF];
 	void *f = field(dst, k);
@@ -595,8 +656,8 @@ static int apply(const struct cfg_key *k, void *dst, const char *s, size_t len, 
 	case CFG_STR: {
 		char *v = dup_mem(null ? "" : s, null ? 0 : len);
 		if (v == NULL)
-			return fail(err, errlen, "%s%s%s: out of memory", where_str(where),
-				    where_sep(where), k->path);
+			return fail(err, errlen, "%s%s%s: out of memory", where_str(where), where_sep(where),
+				k->path);
 		free(*(char **)f);
 		*(char **)f = v;
 		return 0;
@@ -618,18 +679,18 @@ static int apply(const struct cfg_key *k, void *dst, const char *s, size_t len, 
 	case CFG_SIZE:
 	case CFG_DURATION: {
 		uint64_t v = 0;
-		if (parse_scaled(k, s, len, k->type == CFG_SIZE ? size_units : duration_units, &v,
-				 where, err, errlen) != 0)
+		if (parse_scaled(k, s, len, k->type == CFG_SIZE ? size_units : duration_units, &v, where, err,
+			    errlen) != 0)
 			return -1;
 		*(uint64_t *)f = v;
 		return 0;
 	}
 	case CFG_STRLIST: {
-		struct cfg_strlist nl = {NULL, 0};
+		struct cfg_strlist nl = { NULL, 0 };
 		if (!null && strlist_split(&nl, s) != 0) {
 			strlist_clear(&nl);
-			return fail(err, errlen, "%s%s%s: out of memory", where_str(where),
-				    where_sep(where), k->path);
+			return fail(err, errlen, "%s%s%s: out of memory", where_str(where), where_sep(where),
+				k->path);
 		}
 		strlist_replace(f, &nl);
 		return 0;
@@ -643,8 +704,8 @@ static int apply(const struct cfg_key *k, void *dst, const char *s, size_t len, 
 		}
 		return fail_value(err, errlen, where, k->path, want(wb, k, true), s, len);
 	}
-	return fail(err, errlen, "%s%s%s: unsupported type %d in schema", where_str(where),
-		    where_sep(where), k->path, (int)k->type);
+	return fail(err, errlen, "%s%s%s: unsupported type %d in schema", where_str(where), where_sep(where),
+		k->path, (int)k->type);
 }
 
 /* -------------------------------------------------------------------------------- */
@@ -652,15 +713,19 @@ static int apply(const struct cfg_key *k, void *dst, const char *s, size_t len, 
 /* -------------------------------------------------------------------------------- */
 
 /* 1-based line of a libyaml mark, which counts from zero. */
-static size_t mark_line(yaml_mark_t m) { return m.line + 1; }
+static size_t
+mark_line(yaml_mark_t m)
+{
+	return m.line + 1;
+}
 
 /*
  * Turns a libyaml failure into "NAME:LINE: YAML syntax error: PROBLEM (CONTEXT on line
  * N)". Reader errors (bad encoding) carry a byte offset instead of a mark, so their
  * line is counted from the buffer.
  */
-static int fail_syntax(const yaml_parser_t *p, const char *name, const char *buf, size_t len,
-		       char *err, size_t errlen)
+static int
+fail_syntax(const yaml_parser_t *p, const char *name, const char *buf, size_t len, char *err, size_t errlen)
 {
 	char ctx[128] = "";
 	size_t line;
@@ -678,10 +743,10 @@ static int fail_syntax(const yaml_parser_t *p, const char *name, const char *buf
 		line = mark_line(p->problem_mark);
 		if (p->context != NULL)
 			snprintf(ctx, sizeof(ctx), " (%s on line %zu)", p->context,
-				 mark_line(p->context_mark));
+				mark_line(p->context_mark));
 	}
 	return fail(err, errlen, "%s:%zu: YAML syntax error: %s%s", name, line,
-		    p->problem != NULL ? p->problem : "unknown problem", ctx);
+		p->problem != NULL ? p->problem : "unknown problem", ctx);
 }
 
 struct frame {
@@ -693,8 +758,8 @@ struct frame {
  * Checks one node event of the first pass: no anchors or tags, keys are plain scalars,
  * and collections do not nest deeper than CFG_DEPTH_MAX.
  */
-static int check_node(const yaml_event_t *ev, struct frame *st, int *depth, const char *name,
-		      char *err, size_t errlen)
+static int
+check_node(const yaml_event_t *ev, struct frame *st, int *depth, const char *name, char *err, size_t errlen)
 {
 	size_t line = mark_line(ev->start_mark);
 	const yaml_char_t *anchor = NULL, *tag = NULL;
@@ -712,31 +777,28 @@ static int check_node(const yaml_event_t *ev, struct frame *st, int *depth, cons
 	}
 	if (anchor != NULL)
 		return fail(err, errlen, "%s:%zu: YAML anchor '&%s' is not allowed", name, line,
-			    show(sv, (const char *)anchor, strlen((const char *)anchor)));
+			show(sv, (const char *)anchor, strlen((const char *)anchor)));
 	if (tag != NULL)
 		return fail(err, errlen, "%s:%zu: YAML tag '%s' is not allowed", name, line,
-			    show(sv, (const char *)tag, strlen((const char *)tag)));
+			show(sv, (const char *)tag, strlen((const char *)tag)));
 	if (*depth > 0 && st[*depth - 1].mapping) {
 		struct frame *f = &st[*depth - 1];
 		if (f->want_key) {
 			if (ev->type != YAML_SCALAR_EVENT)
-				return fail(err, errlen, "%s:%zu: keys must be plain scalars, got a %s",
-					    name, line,
-					    ev->type == YAML_MAPPING_START_EVENT ? "mapping"
-										 : "sequence");
+				return fail(err, errlen, "%s:%zu: keys must be plain scalars, got a %s", name,
+					line, ev->type == YAML_MAPPING_START_EVENT ? "mapping" : "sequence");
 			if (ev->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
 				return fail(err, errlen,
-					    "%s:%zu: key '%s' must be a plain scalar, without quotes",
-					    name, line,
-					    show(sv, (const char *)ev->data.scalar.value,
-						 ev->data.scalar.length));
+					"%s:%zu: key '%s' must be a plain scalar, without quotes", name, line,
+					show(sv, (const char *)ev->data.scalar.value,
+						ev->data.scalar.length));
 		}
 		f->want_key = !f->want_key;
 	}
 	if (ev->type != YAML_SCALAR_EVENT) {
 		if (*depth == CFG_DEPTH_MAX)
 			return fail(err, errlen, "%s:%zu: nesting deeper than %d levels", name, line,
-				    CFG_DEPTH_MAX);
+				CFG_DEPTH_MAX);
 		st[*depth].mapping = ev->type == YAML_MAPPING_START_EVENT;
 		st[*depth].want_key = true;
 		(*depth)++;
@@ -745,8 +807,8 @@ static int check_node(const yaml_event_t *ev, struct frame *st, int *depth, cons
 }
 
 /* First pass: refuses syntax errors and hostile constructs without touching dst. */
-static int check_shape(const char *name, const char *buf, size_t len, char *err,
-		       size_t errlen)
+static int
+check_shape(const char *name, const char *buf, size_t len, char *err, size_t errlen)
 {
 	yaml_parser_t p;
 	yaml_event_t ev;
@@ -769,13 +831,12 @@ static int check_shape(const char *name, const char *buf, size_t len, char *err,
 		switch (type) {
 		case YAML_DOCUMENT_START_EVENT:
 			if (++docs > 1)
-				bad = fail(err, errlen, "%s:%zu: only one YAML document is allowed",
-					   name, line);
+				bad = fail(
+					err, errlen, "%s:%zu: only one YAML document is allowed", name, line);
 			break;
 		case YAML_ALIAS_EVENT:
-			bad = fail(err, errlen, "%s:%zu: YAML alias '*%s' is not allowed", name,
-				   line,
-				   show(sv, (const char *)ev.data.alias.anchor,
+			bad = fail(err, errlen, "%s:%zu: YAML alias '*%s' is not allowed", name, line,
+				show(sv, (const char *)ev.data.alias.anchor,
 					strlen((const char *)ev.data.alias.anchor)));
 			break;
 		case YAML_SCALAR_EVENT:
@@ -816,7 +877,8 @@ struct loader {
 	size_t errlen;
 };
 
-static int ld_next(struct loader *l)
+static int
+ld_next(struct loader *l)
 {
 	if (l->have_ev) {
 		yaml_event_delete(&l->ev);
@@ -829,24 +891,27 @@ static int ld_next(struct loader *l)
 }
 
 /* A plain ~, null or empty scalar is YAML's null; quoting makes it a string again. */
-static bool is_null(const yaml_event_t *ev)
+static bool
+is_null(const yaml_event_t *ev)
 {
 	const char *v = (const char *)ev->data.scalar.value;
 
 	return ev->data.scalar.style == YAML_PLAIN_SCALAR_STYLE &&
-	       (v[0] == '\0' || strcmp(v, "~") == 0 || strcmp(v, "null") == 0 ||
-		strcmp(v, "Null") == 0 || strcmp(v, "NULL") == 0);
+		(v[0] == '\0' || strcmp(v, "~") == 0 || strcmp(v, "null") == 0 || strcmp(v, "Null") == 0 ||
+			strcmp(v, "NULL") == 0);
 }
 
-static const char *kind_of(const yaml_event_t *ev)
+static const char *
+kind_of(const yaml_event_t *ev)
 {
 	return ev->type == YAML_MAPPING_START_EVENT ? "a mapping" : "a sequence";
 }
 
 /* Reads a YAML sequence of scalars into a list, which replaces the old one. */
-static int load_seq(struct loader *l, const struct cfg_key *k)
+static int
+load_seq(struct loader *l, const struct cfg_key *k)
 {
-	struct cfg_strlist nl = {NULL, 0};
+	struct cfg_strlist nl = { NULL, 0 };
 	size_t cap = 0;
 	char where[CFG_ERRLEN];
 
@@ -858,17 +923,15 @@ static int load_seq(struct loader *l, const struct cfg_key *k)
 		snprintf(where, sizeof(where), "%s:%zu", l->name, mark_line(l->ev.start_mark));
 		if (l->ev.type != YAML_SCALAR_EVENT) {
 			fail_kind(l->err, l->errlen, where, k->path, "a list of strings",
-				  l->ev.type == YAML_MAPPING_START_EVENT
-					  ? "a mapping inside the list"
-					  : "a sequence inside the list");
+				l->ev.type == YAML_MAPPING_START_EVENT ? "a mapping inside the list"
+								       : "a sequence inside the list");
 			goto fail;
 		}
 		const char *v = (const char *)l->ev.data.scalar.value;
 		size_t vlen = l->ev.data.scalar.length;
 		/* An empty item is almost always a stray "-", so say so rather than drop it. */
 		if (is_null(&l->ev)) {
-			fail_kind(l->err, l->errlen, where, k->path, "a list of strings",
-				  "an empty item");
+			fail_kind(l->err, l->errlen, where, k->path, "a list of strings", "an empty item");
 			goto fail;
 		}
 		if (memchr(v, '\0', vlen) != NULL) {
@@ -888,14 +951,15 @@ fail:
 }
 
 /* Stores the value event of key k; `kline` is the key's line for collection errors. */
-static int load_value(struct loader *l, const struct cfg_key *k, size_t kline)
+static int
+load_value(struct loader *l, const struct cfg_key *k, size_t kline)
 {
 	char where[CFG_ERRLEN], wb[CFG_WANT_BUF];
 
 	if (l->ev.type == YAML_SCALAR_EVENT) {
 		snprintf(where, sizeof(where), "%s:%zu", l->name, mark_line(l->ev.start_mark));
-		return apply(k, l->dst, (const char *)l->ev.data.scalar.value,
-			     l->ev.data.scalar.length, is_null(&l->ev), where, l->err, l->errlen);
+		return apply(k, l->dst, (const char *)l->ev.data.scalar.value, l->ev.data.scalar.length,
+			is_null(&l->ev), where, l->err, l->errlen);
 	}
 	if (l->ev.type == YAML_SEQUENCE_START_EVENT && k->type == CFG_STRLIST)
 		return load_seq(l, k);
@@ -908,7 +972,8 @@ struct seen {
 	size_t line;
 };
 
-static void seen_free(struct seen *s, size_t n)
+static void
+seen_free(struct seen *s, size_t n)
 {
 	for (size_t i = 0; i < n; i++)
 		free(s[i].key);
@@ -922,7 +987,8 @@ static void seen_free(struct seen *s, size_t n)
  * and their number is bounded by the schema, not by the input. Recursion depth is
  * bounded by CFG_DEPTH_MAX, which the first pass enforced.
  */
-static int load_mapping(struct loader *l, const char *prefix)
+static int
+load_mapping(struct loader *l, const char *prefix)
 {
 	struct seen *seen = NULL;
 	size_t nseen = 0, plen = strlen(prefix);
@@ -937,7 +1003,7 @@ static int load_mapping(struct loader *l, const char *prefix)
 		if (l->ev.type != YAML_SCALAR_EVENT) {
 			/* The first pass refuses non-scalar keys, so this is a broken invariant. */
 			fail(l->err, l->errlen, "%s:%zu: keys must be plain scalars", l->name,
-			     mark_line(l->ev.start_mark));
+				mark_line(l->ev.start_mark));
 			goto out;
 		}
 		const char *key = (const char *)l->ev.data.scalar.value;
@@ -945,21 +1011,20 @@ static int load_mapping(struct loader *l, const char *prefix)
 
 		snprintf(where, sizeof(where), "%s:%zu", l->name, kline);
 		if (klen == 0) {
-			fail(l->err, l->errlen, "%s: empty key%s%s%s", where, plen ? " in '" : "",
-			     prefix, plen ? "'" : "");
+			fail(l->err, l->errlen, "%s: empty key%s%s%s", where, plen ? " in '" : "", prefix,
+				plen ? "'" : "");
 			goto out;
 		}
 		if (memchr(key, '.', klen) != NULL) {
-			fail(l->err, l->errlen,
-			     "%s: key '%s' contains a dot; write nested mappings instead", where,
-			     show(sv, key, klen));
+			fail(l->err, l->errlen, "%s: key '%s' contains a dot; write nested mappings instead",
+				where, show(sv, key, klen));
 			goto out;
 		}
 		if (plen + 1 + klen >= sizeof(path)) {
 			/* Too long for any schema key; show() cuts what we pass it. */
 			char longp[CFG_PATH_MAX + CFG_SHOW_MAX + 3];
 			snprintf(longp, sizeof(longp), "%s%s%.*s", prefix, plen ? "." : "",
-				 klen > CFG_SHOW_MAX ? CFG_SHOW_MAX + 1 : (int)klen, key);
+				klen > CFG_SHOW_MAX ? CFG_SHOW_MAX + 1 : (int)klen, key);
 			fail_unknown(l->err, l->errlen, l->schema, where, longp, strlen(longp), false);
 			goto out;
 		}
@@ -972,8 +1037,8 @@ static int load_mapping(struct loader *l, const char *prefix)
 		}
 		for (size_t i = 0; i < nseen; i++) {
 			if (strcmp(seen[i].key, key) == 0) {
-				fail(l->err, l->errlen, "%s: duplicate key '%s' (first on line %zu)",
-				     where, path, seen[i].line);
+				fail(l->err, l->errlen, "%s: duplicate key '%s' (first on line %zu)", where,
+					path, seen[i].line);
 				goto out;
 			}
 		}
@@ -1000,11 +1065,10 @@ static int load_mapping(struct loader *l, const char *prefix)
 		} else if (l->ev.type == YAML_SCALAR_EVENT) {
 			/* "capture:" with every setting commented out is a null; accept it. */
 			if (!is_null(&l->ev)) {
-				snprintf(where, sizeof(where), "%s:%zu", l->name,
-					 mark_line(l->ev.start_mark));
+				snprintf(
+					where, sizeof(where), "%s:%zu", l->name, mark_line(l->ev.start_mark));
 				fail_value(l->err, l->errlen, where, path, "a mapping",
-					   (const char *)l->ev.data.scalar.value,
-					   l->ev.data.scalar.length);
+					(const char *)l->ev.data.scalar.value, l->ev.data.scalar.length);
 				goto out;
 			}
 		} else {
@@ -1019,7 +1083,8 @@ out:
 }
 
 /* Second pass: the document is known to be well-formed, so only meaning is checked. */
-static int load_doc(struct loader *l)
+static int
+load_doc(struct loader *l)
 {
 	char sv[CFG_SHOW_BUF];
 
@@ -1036,17 +1101,18 @@ static int load_doc(struct loader *l)
 	case YAML_SCALAR_EVENT:
 		if (is_null(&l->ev))
 			return 0;
-		return fail(l->err, l->errlen,
-			    "%s:%zu: expected a mapping at the top level, got '%s'", l->name, line,
-			    show(sv, (const char *)l->ev.data.scalar.value, l->ev.data.scalar.length));
+		return fail(l->err, l->errlen, "%s:%zu: expected a mapping at the top level, got '%s'",
+			l->name, line,
+			show(sv, (const char *)l->ev.data.scalar.value, l->ev.data.scalar.length));
 	default:
-		return fail(l->err, l->errlen, "%s:%zu: expected a mapping at the top level, got %s",
-			    l->name, line, kind_of(&l->ev));
+		return fail(l->err, l->errlen, "%s:%zu: expected a mapping at the top level, got %s", l->name,
+			line, kind_of(&l->ev));
 	}
 }
 
-int cfg_load_mem(const struct cfg_key *schema, void *dst, const char *name, const char *buf,
-		 size_t len, char *err, size_t errlen)
+int
+cfg_load_mem(const struct cfg_key *schema, void *dst, const char *name, const char *buf, size_t len,
+	char *err, size_t errlen)
 {
 	struct loader l;
 	int rc;
@@ -1086,7 +1152,8 @@ int cfg_load_mem(const struct cfg_key *schema, void *dst, const char *name, cons
  * Reads a whole file of at most CFG_FILE_MAX bytes. The size is checked while reading,
  * not only with fstat, because pipes and /proc files report no useful size.
  */
-static int read_file(const char *file, char **out, size_t *outlen, char *err, size_t errlen)
+static int
+read_file(const char *file, char **out, size_t *outlen, char *err, size_t errlen)
 {
 	struct stat st;
 	char *buf = NULL;
@@ -1150,7 +1217,8 @@ oom:
 }
 
 /* PCAPLINE_ + the path in upper case, with anything but letters and digits as '_'. */
-static int env_name(const struct cfg_key *k, char buf[CFG_ENV_NAME_MAX + 1])
+static int
+env_name(const struct cfg_key *k, char buf[CFG_ENV_NAME_MAX + 1])
 {
 	size_t n = strlen(k->path);
 
@@ -1169,10 +1237,12 @@ static int env_name(const struct cfg_key *k, char buf[CFG_ENV_NAME_MAX + 1])
  * "environment PCAPLINE_X: unknown setting (known: ...)". A misspelt variable must not
  * be ignored, so this is an error; the list shows the known names nearest to it first.
  */
-static int fail_env_unknown(const struct cfg_key *schema, const char *var, size_t vlen,
-			    char *err, size_t errlen)
+static int
+fail_env_unknown(const struct cfg_key *schema, const char *var, size_t vlen, char *err, size_t errlen)
 {
-	enum { CAP = 64 };
+	enum {
+		CAP = 64
+	};
 	const struct cfg_key *pick[CFG_ENV_SHOWN];
 	size_t dist[CFG_ENV_SHOWN], npick = 0, nkeys = 0, o = 0;
 	char name[CFG_ENV_NAME_MAX + 1], list[CFG_ERRLEN] = "", sv[CFG_SHOW_BUF];
@@ -1203,8 +1273,8 @@ static int fail_env_unknown(const struct cfg_key *schema, const char *var, size_
 			break;
 		o += (size_t)n;
 	}
-	return fail(err, errlen, "environment %s: unknown setting (known: %s%s)",
-		    show(sv, var, vlen), npick ? list : "none", nkeys > npick ? ", ..." : "");
+	return fail(err, errlen, "environment %s: unknown setting (known: %s%s)", show(sv, var, vlen),
+		npick ? list : "none", nkeys > npick ? ", ..." : "");
 }
 
 /*
@@ -1213,7 +1283,8 @@ static int fail_env_unknown(const struct cfg_key *schema, const char *var, size_
  * the other one. It is an error only when it is one edit (or only letter case) away
  * from one of this program's names, which is what a misspelling looks like.
  */
-static bool env_near_known(const struct cfg_key *schema, const char *var, size_t vlen)
+static bool
+env_near_known(const struct cfg_key *schema, const char *var, size_t vlen)
 {
 	char name[CFG_ENV_NAME_MAX + 1];
 	for (const struct cfg_key *k = schema; k->path != NULL; k++)
@@ -1222,7 +1293,8 @@ static bool env_near_known(const struct cfg_key *schema, const char *var, size_t
 	return false;
 }
 
-static int load_env(const struct cfg_key *schema, void *dst, char *err, size_t errlen)
+static int
+load_env(const struct cfg_key *schema, void *dst, char *err, size_t errlen)
 {
 	char name[CFG_ENV_NAME_MAX + 1], origin[CFG_ENV_NAME_MAX + 16];
 
@@ -1236,8 +1308,7 @@ static int load_env(const struct cfg_key *schema, void *dst, char *err, size_t e
 		if (n == strlen(CFG_ENV_CONFIG) && memcmp(*e, CFG_ENV_CONFIG, n) == 0)
 			continue;
 		for (const struct cfg_key *k = schema; k->path != NULL && !known; k++)
-			known = env_name(k, name) == 0 && strlen(name) == n &&
-				memcmp(name, *e, n) == 0;
+			known = env_name(k, name) == 0 && strlen(name) == n && memcmp(name, *e, n) == 0;
 		if (!known && env_near_known(schema, *e, n))
 			return fail_env_unknown(schema, *e, n, err, errlen);
 	}
@@ -1253,8 +1324,8 @@ static int load_env(const struct cfg_key *schema, void *dst, char *err, size_t e
 	return 0;
 }
 
-int cfg_load(const struct cfg_key *schema, void *dst, const char *file, char *err,
-	     size_t errlen)
+int
+cfg_load(const struct cfg_key *schema, void *dst, const char *file, char *err, size_t errlen)
 {
 	if (file != NULL && file[0] != '\0') {
 		char *buf = NULL;
@@ -1271,8 +1342,9 @@ int cfg_load(const struct cfg_key *schema, void *dst, const char *file, char *er
 	return load_env(schema, dst, err, errlen);
 }
 
-int cfg_set(const struct cfg_key *schema, void *dst, const char *path, const char *value,
-	    const char *origin, char *err, size_t errlen)
+int
+cfg_set(const struct cfg_key *schema, void *dst, const char *path, const char *value, const char *origin,
+	char *err, size_t errlen)
 {
 	const struct cfg_key *k = find_key(schema, path);
 	char wb[CFG_WANT_BUF];
@@ -1284,7 +1356,8 @@ int cfg_set(const struct cfg_key *schema, void *dst, const char *path, const cha
 	return apply(k, dst, value, strlen(value), false, origin, err, errlen);
 }
 
-void cfg_free(const struct cfg_key *schema, void *dst)
+void
+cfg_free(const struct cfg_key *schema, void *dst)
 {
 	for (const struct cfg_key *k = schema; k->path != NULL; k++) {
 		if (k->type == CFG_STR) {
@@ -1301,7 +1374,8 @@ void cfg_free(const struct cfg_key *schema, void *dst)
 /* Dump                                                                              */
 /* -------------------------------------------------------------------------------- */
 
-static void dump_quoted(FILE *out, const char *s)
+static void
+dump_quoted(FILE *out, const char *s)
 {
 	fputc('"', out);
 	for (; *s != '\0'; s++) {
@@ -1321,7 +1395,8 @@ static void dump_quoted(FILE *out, const char *s)
 }
 
 /* List items print bare, as in "[eth0, eth1]", unless that would be ambiguous. */
-static bool needs_quotes(const char *s)
+static bool
+needs_quotes(const char *s)
 {
 	size_t n = strlen(s);
 
@@ -1333,7 +1408,8 @@ static bool needs_quotes(const char *s)
 	return false;
 }
 
-void cfg_dump(const struct cfg_key *schema, const void *dst, FILE *out)
+void
+cfg_dump(const struct cfg_key *schema, const void *dst, FILE *out)
 {
 	for (const struct cfg_key *k = schema; k->path != NULL; k++) {
 		const void *f = cfield(dst, k);

@@ -71,13 +71,13 @@ int cfg_load(const struct cfg_key *schema, void *dst, const char *file, char *er
  * without the environment step (cfg_load uses it; so does the fuzz target). `name`
  * only labels error messages ("sensor.yaml:12: ..."). Returns 0, or -1 with err set.
  */
-int cfg_load_mem(const struct cfg_key *schema, void *dst, const char *name, const char *buf,
-		 size_t len, char *err, size_t errlen);
+int cfg_load_mem(const struct cfg_key *schema, void *dst, const char *name, const char *buf, size_t len,
+	char *err, size_t errlen);
 
 /* Sets one key from a string (used for flags; the env path uses it too). `origin`
  * prefixes error messages ("flag --snaplen"). Returns 0 or -1 with err set. */
-int cfg_set(const struct cfg_key *schema, void *dst, const char *path, const char *value,
-	    const char *origin, char *err, size_t errlen);
+int cfg_set(const struct cfg_key *schema, void *dst, const char *path, const char *value, const char *origin,
+	char *err, size_t errlen);
 
 /* Frees every CFG_STR and CFG_STRLIST value in dst. */
 void cfg_free(const struct cfg_key *schema, void *dst);

@@ -20,20 +20,23 @@ struct cursor {
 	const uint8_t *end;
 };
 
-static inline void cursor_init(struct cursor *c, const uint8_t *p, size_t n)
+static inline void
+cursor_init(struct cursor *c, const uint8_t *p, size_t n)
 {
 	/* Adding 0 to a null pointer is undefined in C11, and empty inputs may be NULL. */
 	c->p = p;
 	c->end = n ? p + n : p;
 }
 
-static inline size_t cursor_left(const struct cursor *c)
+static inline size_t
+cursor_left(const struct cursor *c)
 {
 	return c->p == c->end ? 0 : (size_t)(c->end - c->p);
 }
 
 /* Skips n bytes; false (nothing consumed) if fewer are left. */
-static inline bool cursor_skip(struct cursor *c, size_t n)
+static inline bool
+cursor_skip(struct cursor *c, size_t n)
 {
 	if (cursor_left(c) < n)
 		return false;
@@ -43,7 +46,8 @@ static inline bool cursor_skip(struct cursor *c, size_t n)
 }
 
 /* Points *out at the next n bytes and consumes them. */
-static inline bool cursor_bytes(struct cursor *c, size_t n, const uint8_t **out)
+static inline bool
+cursor_bytes(struct cursor *c, size_t n, const uint8_t **out)
 {
 	if (cursor_left(c) < n)
 		return false;
@@ -53,7 +57,8 @@ static inline bool cursor_bytes(struct cursor *c, size_t n, const uint8_t **out)
 	return true;
 }
 
-static inline bool cursor_u8(struct cursor *c, uint8_t *v)
+static inline bool
+cursor_u8(struct cursor *c, uint8_t *v)
 {
 	if (cursor_left(c) < 1)
 		return false;
@@ -62,7 +67,8 @@ static inline bool cursor_u8(struct cursor *c, uint8_t *v)
 	return true;
 }
 
-static inline bool cursor_u16be(struct cursor *c, uint16_t *v)
+static inline bool
+cursor_u16be(struct cursor *c, uint16_t *v)
 {
 	if (cursor_left(c) < 2)
 		return false;
@@ -71,7 +77,8 @@ static inline bool cursor_u16be(struct cursor *c, uint16_t *v)
 	return true;
 }
 
-static inline bool cursor_u16le(struct cursor *c, uint16_t *v)
+static inline bool
+cursor_u16le(struct cursor *c, uint16_t *v)
 {
 	if (cursor_left(c) < 2)
 		return false;
@@ -80,7 +87,8 @@ static inline bool cursor_u16le(struct cursor *c, uint16_t *v)
 	return true;
 }
 
-static inline bool cursor_u32be(struct cursor *c, uint32_t *v)
+static inline bool
+cursor_u32be(struct cursor *c, uint32_t *v)
 {
 	if (cursor_left(c) < 4)
 		return false;
@@ -89,7 +97,8 @@ static inline bool cursor_u32be(struct cursor *c, uint32_t *v)
 	return true;
 }
 
-static inline bool cursor_u64be(struct cursor *c, uint64_t *v)
+static inline bool
+cursor_u64be(struct cursor *c, uint64_t *v)
 {
 	uint64_t x = 0;
 
@@ -106,7 +115,8 @@ static inline bool cursor_u64be(struct cursor *c, uint64_t *v)
  * Readers for formats whose byte order is announced by the file (pcap, pcapng): host
  * order, byte-swapped when swap is set. memcpy keeps unaligned reads defined.
  */
-static inline bool cursor_u16x(struct cursor *c, bool swap, uint16_t *v)
+static inline bool
+cursor_u16x(struct cursor *c, bool swap, uint16_t *v)
 {
 	uint16_t x;
 
@@ -118,7 +128,8 @@ static inline bool cursor_u16x(struct cursor *c, bool swap, uint16_t *v)
 	return true;
 }
 
-static inline bool cursor_u32x(struct cursor *c, bool swap, uint32_t *v)
+static inline bool
+cursor_u32x(struct cursor *c, bool swap, uint32_t *v)
 {
 	uint32_t x;
 
@@ -131,7 +142,8 @@ static inline bool cursor_u32x(struct cursor *c, bool swap, uint32_t *v)
 }
 
 /* Limits the cursor to its next n bytes (fewer if fewer are left). */
-static inline void cursor_limit(struct cursor *c, size_t n)
+static inline void
+cursor_limit(struct cursor *c, size_t n)
 {
 	if (cursor_left(c) > n)
 		c->end = c->p + n;

@@ -11,18 +11,19 @@
 
 #include "shared/cursor.h"
 
-#define DNS_HDR_LEN 12
+#define DNS_HDR_LEN       12
 #define DNS_MAX_WIRE_NAME 255 /* RFC 1035, section 3.1 */
-#define DNS_MAX_LABEL 63
-#define DNS_MAX_POINTERS 32
-#define DNS_MAX_CNAMES 16 /* names a chain may add to the question name; real chains are short */
-#define DNS_MAX_EDGES 32  /* CNAME records of one answer section considered */
-#define DNS_CLASS_IN 1
+#define DNS_MAX_LABEL     63
+#define DNS_MAX_POINTERS  32
+#define DNS_MAX_CNAMES    16 /* names a chain may add to the question name; real chains are short */
+#define DNS_MAX_EDGES     32 /* CNAME records of one answer section considered */
+#define DNS_CLASS_IN      1
 /* The top bit of the class is mDNS's cache-flush / unicast-response bit (RFC 6762,
  * sections 10.2 and 5.4); it is not part of the class. */
-#define DNS_CLASS_MASK 0x7fff
+#define DNS_CLASS_MASK    0x7fff
 
-const char *dns_strerror(int err)
+const char *
+dns_strerror(int err)
 {
 	switch (err) {
 	case DNS_ETRUNC:
@@ -42,10 +43,11 @@ struct dns_msg {
 	size_t len;
 };
 
-static bool dns_host_char(uint8_t ch)
+static bool
+dns_host_char(uint8_t ch)
 {
-	return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '-' ||
-	       ch == '_';
+	return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+		ch == '-' || ch == '_';
 }
 
 /*
@@ -55,7 +57,8 @@ static bool dns_host_char(uint8_t ch)
  * root), or a DNS_E* code. Pointers may only point backwards, at most DNS_MAX_POINTERS
  * of them, and the name may not pass 255 bytes on the wire, so decoding always ends.
  */
-static int dns_name(const struct dns_msg *m, struct cursor *c, char out[DNS_MAX_NAME + 1])
+static int
+dns_name(const struct dns_msg *m, struct cursor *c, char out[DNS_MAX_NAME + 1])
 {
 	struct cursor r = *c;
 	size_t wire = 1, olen = 0;
@@ -120,7 +123,8 @@ struct dns_rr {
 	struct cursor rdata;
 };
 
-static int dns_rr_read(const struct dns_msg *m, struct cursor *c, struct dns_rr *rr)
+static int
+dns_rr_read(const struct dns_msg *m, struct cursor *c, struct dns_rr *rr)
 {
 	uint16_t rdlen;
 	const uint8_t *rd;
@@ -129,7 +133,7 @@ static int dns_rr_read(const struct dns_msg *m, struct cursor *c, struct dns_rr 
 	if (rr->owner_ok < 0)
 		return rr->owner_ok;
 	if (!cursor_u16be(c, &rr->type) || !cursor_u16be(c, &rr->class) || !cursor_u32be(c, &rr->ttl) ||
-	    !cursor_u16be(c, &rdlen))
+		!cursor_u16be(c, &rdlen))
 		return DNS_ETRUNC;
 	if (!cursor_bytes(c, rdlen, &rd))
 		return DNS_ETRUNC;
@@ -142,7 +146,8 @@ static int dns_rr_read(const struct dns_msg *m, struct cursor *c, struct dns_rr 
 
 /* The name held by a CNAME or PTR rdata: 1 usable, 0 unusable (or not exactly filling
  * the rdata), or a DNS_E* code for a malformed name. */
-static int dns_rdata_name(const struct dns_msg *m, const struct dns_rr *rr, char out[DNS_MAX_NAME + 1])
+static int
+dns_rdata_name(const struct dns_msg *m, const struct dns_rr *rr, char out[DNS_MAX_NAME + 1])
 {
 	struct cursor c = rr->rdata;
 	int ok = dns_name(m, &c, out);
@@ -157,7 +162,8 @@ struct dns_chain {
 	int n;
 };
 
-static bool dns_chain_has(const struct dns_chain *ch, const char *name)
+static bool
+dns_chain_has(const struct dns_chain *ch, const char *name)
 {
 	for (int i = 0; i < ch->n; i++)
 		if (strcmp(ch->names[i], name) == 0)
@@ -179,8 +185,9 @@ struct dns_cnames {
  * DNS_MAX_CNAMES names: the work is bounded whatever the message holds.
  * Returns 0 or a DNS_E* code for a malformed answer section.
  */
-static int dns_follow_cnames(const struct dns_msg *m, struct cursor answers, uint16_t ancount,
-			     struct dns_chain *ch, struct dns_cnames *cn)
+static int
+dns_follow_cnames(const struct dns_msg *m, struct cursor answers, uint16_t ancount, struct dns_chain *ch,
+	struct dns_cnames *cn)
 {
 	bool grew = true;
 
@@ -191,7 +198,8 @@ static int dns_follow_cnames(const struct dns_msg *m, struct cursor answers, uin
 
 		if (rc < 0)
 			return rc;
-		if (rr.type != DNS_T_CNAME || rr.class != DNS_CLASS_IN || rr.owner_ok != 1 || cn->n == DNS_MAX_EDGES)
+		if (rr.type != DNS_T_CNAME || rr.class != DNS_CLASS_IN || rr.owner_ok != 1 ||
+			cn->n == DNS_MAX_EDGES)
 			continue;
 		if ((rc = dns_rdata_name(m, &rr, cn->target[cn->n])) < 0)
 			return rc;
@@ -212,9 +220,10 @@ static int dns_follow_cnames(const struct dns_msg *m, struct cursor answers, uin
 	return 0;
 }
 
-int dns_parse(const uint8_t *msg, size_t len, dns_map_fn fn, void *arg)
+int
+dns_parse(const uint8_t *msg, size_t len, dns_map_fn fn, void *arg)
 {
-	struct dns_msg m = {msg, len};
+	struct dns_msg m = { msg, len };
 	struct cursor c, answers;
 	uint16_t flags, qdcount, ancount;
 	struct dns_chain ch;
@@ -225,7 +234,7 @@ int dns_parse(const uint8_t *msg, size_t len, dns_map_fn fn, void *arg)
 
 	cursor_init(&c, msg, len);
 	if (!cursor_skip(&c, 2) || !cursor_u16be(&c, &flags) || !cursor_u16be(&c, &qdcount) ||
-	    !cursor_u16be(&c, &ancount) || !cursor_skip(&c, 4))
+		!cursor_u16be(&c, &ancount) || !cursor_skip(&c, 4))
 		return DNS_ETRUNC;
 	/* QR set, opcode 0 (QUERY): section 4.1.1. */
 	if (!(flags & 0x8000) || (flags & 0x7800))
@@ -258,7 +267,7 @@ int dns_parse(const uint8_t *msg, size_t len, dns_map_fn fn, void *arg)
 	c = answers;
 	for (unsigned i = 0; i < ancount; i++) {
 		struct dns_rr rr;
-		struct dns_map map = {0};
+		struct dns_map map = { 0 };
 		char target[DNS_MAX_NAME + 1];
 		size_t alen = 0;
 
@@ -309,7 +318,8 @@ int dns_parse(const uint8_t *msg, size_t len, dns_map_fn fn, void *arg)
 	return found;
 }
 
-int dns_parse_tcp(const uint8_t *p, size_t len, dns_map_fn fn, void *arg)
+int
+dns_parse_tcp(const uint8_t *p, size_t len, dns_map_fn fn, void *arg)
 {
 	struct cursor c;
 	int found = 0, msgs = 0;
@@ -331,7 +341,8 @@ int dns_parse_tcp(const uint8_t *p, size_t len, dns_map_fn fn, void *arg)
 	return found;
 }
 
-static int dns_hexval(char ch)
+static int
+dns_hexval(char ch)
 {
 	if (ch >= '0' && ch <= '9')
 		return ch - '0';
@@ -340,7 +351,8 @@ static int dns_hexval(char ch)
 	return -1;
 }
 
-int dns_reverse_addr(const char *name, uint8_t addr[16])
+int
+dns_reverse_addr(const char *name, uint8_t addr[16])
 {
 	static const char v4_suffix[] = "in-addr.arpa", v6_suffix[] = "ip6.arpa";
 	size_t n = strlen(name);
@@ -371,7 +383,8 @@ int dns_reverse_addr(const char *name, uint8_t addr[16])
 				digits++;
 			}
 			/* 1..3 digits, no leading zero, at most 255, then a dot. */
-			if (digits < 1 || digits > 3 || v > 255 || (digits > 1 && s[-digits] == '0') || *s != '.')
+			if (digits < 1 || digits > 3 || v > 255 || (digits > 1 && s[-digits] == '0') ||
+				*s != '.')
 				return 0;
 			addr[3 - i] = (uint8_t)v;
 			s++;

@@ -28,17 +28,22 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define DNS_MAX_NAME 253     /* presentation form, no final dot */
-#define DNS_MAX_TTL 0x7fffffffu /* RFC 2181, section 8: larger TTLs mean 0 */
+#define DNS_MAX_NAME 253         /* presentation form, no final dot */
+#define DNS_MAX_TTL  0x7fffffffu /* RFC 2181, section 8: larger TTLs mean 0 */
 
 enum dns_err {
-	DNS_ETRUNC = -1,    /* the message ends inside the header, question or answer section */
-	DNS_EINVAL = -2,    /* malformed: a bad label type, a pointer forwards or in a loop, a bad rdata length */
-	DNS_ENOTRESP = -3,  /* a query, or not a standard query response (opcode != 0) */
-	DNS_EUNSUP = -4     /* more than one question */
+	DNS_ETRUNC = -1, /* the message ends inside the header, question or answer section */
+	DNS_EINVAL = -2, /* malformed: a bad label type, a pointer forwards or in a loop, a bad rdata length */
+	DNS_ENOTRESP = -3, /* a query, or not a standard query response (opcode != 0) */
+	DNS_EUNSUP = -4    /* more than one question */
 };
 
-enum dns_rrtype { DNS_T_A = 1, DNS_T_CNAME = 5, DNS_T_PTR = 12, DNS_T_AAAA = 28 };
+enum dns_rrtype {
+	DNS_T_A = 1,
+	DNS_T_CNAME = 5,
+	DNS_T_PTR = 12,
+	DNS_T_AAAA = 28
+};
 
 struct dns_map {
 	uint8_t family;   /* 4 or 6 */

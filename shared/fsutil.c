@@ -137,8 +137,8 @@ rmtree_fd(int dfd)
 			continue;
 		}
 		if (S_ISDIR(st.st_mode)) {
-			int sub = openat(dirfd(d), de->d_name,
-					 O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+			int sub = openat(
+				dirfd(d), de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 			int r = sub < 0 ? -errno : rmtree_fd(sub);
 			if (r == 0 && unlinkat(dirfd(d), de->d_name, AT_REMOVEDIR) != 0)
 				r = -errno;
@@ -309,13 +309,13 @@ readonly_fd(int dfd)
 			continue;
 		}
 		if (S_ISDIR(st.st_mode)) {
-			int sub = openat(dirfd(d), de->d_name,
-					 O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+			int sub = openat(
+				dirfd(d), de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 			int r = sub < 0 ? -errno : readonly_fd(sub);
 			if (r != 0)
 				rc = r;
 		} else if (S_ISREG(st.st_mode) &&
-			   fchmodat(dirfd(d), de->d_name, st.st_mode & 07555, 0) != 0) {
+			fchmodat(dirfd(d), de->d_name, st.st_mode & 07555, 0) != 0) {
 			rc = -errno;
 		}
 	}

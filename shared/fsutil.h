@@ -16,7 +16,7 @@
 
 #include <openssl/evp.h>
 
-#define FSU_NAME_MAX 128
+#define FSU_NAME_MAX   128
 #define FSU_SHA256_HEX 65
 
 /*
@@ -75,9 +75,9 @@ int fsu_sha256_file(const char *path, char hex[FSU_SHA256_HEX], uint64_t *size);
  */
 struct fsu_out {
 	int fd;
-	char *path;     /* target */
-	char *tmp;      /* hidden temporary name, when O_TMPFILE is not available */
-	bool anon;      /* O_TMPFILE */
+	char *path; /* target */
+	char *tmp;  /* hidden temporary name, when O_TMPFILE is not available */
+	bool anon;  /* O_TMPFILE */
 	bool is_stdout;
 };
 int fsu_out_open(struct fsu_out *o, const char *path, mode_t mode);

@@ -12,7 +12,8 @@
 
 #define HASH_INIT 1469598103934665603ull
 
-static inline uint64_t hash_add(uint64_t h, const void *p, size_t n)
+static inline uint64_t
+hash_add(uint64_t h, const void *p, size_t n)
 {
 	const uint8_t *b = p;
 
@@ -21,7 +22,8 @@ static inline uint64_t hash_add(uint64_t h, const void *p, size_t n)
 	return h;
 }
 
-static inline uint64_t hash_end(uint64_t h)
+static inline uint64_t
+hash_end(uint64_t h)
 {
 	h ^= h >> 30;
 	h *= 0xbf58476d1ce4e5b9ull;

@@ -5,7 +5,8 @@
 
 /* Values 0..3 have a bucket each; from 4 on, each power of two [2^e, 2^(e+1)) has
  * four buckets of width 2^(e-2). */
-static unsigned lathist_bucket(uint64_t v)
+static unsigned
+lathist_bucket(uint64_t v)
 {
 	if (v < 4)
 		return (unsigned)v;
@@ -15,7 +16,8 @@ static unsigned lathist_bucket(uint64_t v)
 }
 
 /* The largest value that falls into bucket b. */
-static uint64_t lathist_upper(unsigned b)
+static uint64_t
+lathist_upper(unsigned b)
 {
 	if (b < 4)
 		return b;
@@ -23,7 +25,8 @@ static uint64_t lathist_upper(unsigned b)
 	return ((uint64_t)(4 + sub + 1) << (e - 2)) - 1;
 }
 
-void lathist_add(struct lathist *h, uint64_t v)
+void
+lathist_add(struct lathist *h, uint64_t v)
 {
 	h->n[lathist_bucket(v)]++;
 	h->count++;
@@ -31,7 +34,8 @@ void lathist_add(struct lathist *h, uint64_t v)
 		h->max = v;
 }
 
-uint64_t lathist_quantile(const struct lathist *h, double q)
+uint64_t
+lathist_quantile(const struct lathist *h, double q)
 {
 	if (!h->count)
 		return 0;
@@ -53,8 +57,10 @@ uint64_t lathist_quantile(const struct lathist *h, double q)
 	return h->max;
 }
 
-void lathist_json(const struct lathist *h, FILE *f)
+void
+lathist_json(const struct lathist *h, FILE *f)
 {
-	fprintf(f, "{\"count\": %" PRIu64 ", \"p50\": %" PRIu64 ", \"p99\": %" PRIu64 ", \"max\": %" PRIu64 "}",
+	fprintf(f,
+		"{\"count\": %" PRIu64 ", \"p50\": %" PRIu64 ", \"p99\": %" PRIu64 ", \"max\": %" PRIu64 "}",
 		h->count, lathist_quantile(h, 0.50), lathist_quantile(h, 0.99), h->max);
 }

@@ -10,7 +10,12 @@
 #include <stddef.h>
 #include <stdnoreturn.h>
 
-enum log_level { LOG_LVL_ERROR, LOG_LVL_WARN, LOG_LVL_INFO, LOG_LVL_DEBUG };
+enum log_level {
+	LOG_LVL_ERROR,
+	LOG_LVL_WARN,
+	LOG_LVL_INFO,
+	LOG_LVL_DEBUG
+};
 
 /* Exit status for start-up errors the user can fix (bad config, filter, interface). */
 #define EXIT_CONFIG 2

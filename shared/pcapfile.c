@@ -31,20 +31,20 @@ __extension__ typedef unsigned __int128 pcapf_u128;
 
 #define NSEC_PER_SEC 1000000000u
 
-#define PCAP_MAGIC_US 0xa1b2c3d4u
-#define PCAP_MAGIC_NS 0xa1b23c4du
-#define PCAP_HDR_LEN 24
+#define PCAP_MAGIC_US    0xa1b2c3d4u
+#define PCAP_MAGIC_NS    0xa1b23c4du
+#define PCAP_HDR_LEN     24
 #define PCAP_REC_HDR_LEN 16
 
 #define NG_BT_SHB 0x0a0d0d0au
 #define NG_BT_IDB 0x00000001u
-#define NG_BT_PB 0x00000002u  /* obsolete Packet Block (appendix A) */
+#define NG_BT_PB  0x00000002u /* obsolete Packet Block (appendix A) */
 #define NG_BT_SPB 0x00000003u
 #define NG_BT_EPB 0x00000006u
-#define NG_BOM 0x1a2b3c4du
+#define NG_BOM    0x1a2b3c4du
 
 /* Block type + total length + trailing total length. */
-#define NG_FRAME_LEN 12
+#define NG_FRAME_LEN    12
 /* Byte-order magic, version, section length. */
 #define NG_SHB_MIN_BODY 16
 
@@ -56,21 +56,26 @@ __extension__ typedef unsigned __int128 pcapf_u128;
  */
 #define NG_MAX_BLOCK (16u * 1024 * 1024)
 
-#define NG_OPT_ENDOFOPT 0
-#define NG_OPT_IF_NAME 2
-#define NG_OPT_IF_TSRESOL 9
+#define NG_OPT_ENDOFOPT    0
+#define NG_OPT_IF_NAME     2
+#define NG_OPT_IF_TSRESOL  9
 #define NG_OPT_IF_TSOFFSET 14
 
 #define PCAPW_BUF_SIZE (256u * 1024)
 
-enum ts_kind { TS_MUL, TS_DIV, TS_SHIFT, TS_ZERO };
+enum ts_kind {
+	TS_MUL,
+	TS_DIV,
+	TS_SHIFT,
+	TS_ZERO
+};
 
 /* How to turn one interface's timestamp ticks into nanoseconds since the epoch. */
 struct ts_conv {
 	enum ts_kind kind;
-	unsigned shift;      /* TS_SHIFT: ticks are 2^-shift seconds */
-	uint64_t factor;     /* TS_MUL: ns per tick; TS_DIV: ticks per ns */
-	int64_t offset_sec;  /* if_tsoffset */
+	unsigned shift;     /* TS_SHIFT: ticks are 2^-shift seconds */
+	uint64_t factor;    /* TS_MUL: ns per tick; TS_DIV: ticks per ns */
+	int64_t offset_sec; /* if_tsoffset */
 };
 
 /* Granularity of dropping already-read pages (a power of two, page-aligned). */
@@ -79,15 +84,19 @@ struct ts_conv {
 struct pcapr {
 	const uint8_t *base;
 	size_t len;
-	size_t off;          /* next block or record */
-	void *map;           /* owned mapping (pcapr_open), or NULL when borrowed */
+	size_t off; /* next block or record */
+	void *map;  /* owned mapping (pcapr_open), or NULL when borrowed */
 	size_t map_len;
-	size_t released;     /* bytes at the start of the mapping already handed back */
+	size_t released; /* bytes at the start of the mapping already handed back */
 	bool ng;
 	bool nano;
-	bool swap;           /* file (or current section) byte order differs from ours */
-	enum { LEN_AS_IS, LEN_SWAPPED, LEN_MAYBE_SWAPPED } lens; /* classic pcap, see classic_open */
-	int err;             /* sticky error, returned by every later pcapr_next() */
+	bool swap; /* file (or current section) byte order differs from ours */
+	enum {
+		LEN_AS_IS,
+		LEN_SWAPPED,
+		LEN_MAYBE_SWAPPED
+	} lens;  /* classic pcap, see classic_open */
+	int err; /* sticky error, returned by every later pcapr_next() */
 
 	/*
 	 * pcapng: the open-time scan validated every block before stop_off; at stop_off
@@ -95,8 +104,8 @@ struct pcapr {
 	 */
 	size_t stop_off;
 	int stop_err;
-	size_t sec_first;    /* global index of the current section's interface 0 */
-	size_t sec_count;    /* interfaces seen so far in the current section */
+	size_t sec_first; /* global index of the current section's interface 0 */
+	size_t sec_count; /* interfaces seen so far in the current section */
 
 	size_t n_ifaces;
 	struct pcapf_iface ifaces[PCAPF_MAX_IFACES];
@@ -104,15 +113,15 @@ struct pcapr {
 };
 
 struct pcapw {
-	int fd;              /* output, or -1 with sink */
+	int fd; /* output, or -1 with sink */
 	pcapw_sink sink;
 	void *sink_arg;
 	uint32_t linktype;
-	uint32_t snaplen;    /* classic pcap: records are clipped to it (0: never) */
-	bool ng;             /* pcapng: the stream began with pcapw_ng_section() */
-	int err;             /* sticky: once a write fails, every later call returns it */
+	uint32_t snaplen; /* classic pcap: records are clipped to it (0: never) */
+	bool ng;          /* pcapng: the stream began with pcapw_ng_section() */
+	int err;          /* sticky: once a write fails, every later call returns it */
 	size_t used;
-	uint64_t durable;    /* bytes of flushes that completed */
+	uint64_t durable; /* bytes of flushes that completed */
 	uint8_t *buf;
 };
 
@@ -342,9 +351,9 @@ classic_next(struct pcapr *r, struct pcapf_rec *rec)
 
 struct ng_block {
 	uint32_t type;
-	size_t total;        /* whole block, framing included */
-	struct cursor body;  /* between the leading and trailing lengths */
-	bool swap;           /* the section's byte order differs from ours */
+	size_t total;       /* whole block, framing included */
+	struct cursor body; /* between the leading and trailing lengths */
+	bool swap;          /* the section's byte order differs from ours */
 };
 
 /*
@@ -408,7 +417,8 @@ ng_parse_idb(struct pcapr *r, struct cursor *c, bool swap, size_t idx)
 	uint16_t link, reserved;
 	uint32_t snaplen;
 
-	if (!cursor_u16x(c, swap, &link) || !cursor_u16x(c, swap, &reserved) || !cursor_u32x(c, swap, &snaplen))
+	if (!cursor_u16x(c, swap, &link) || !cursor_u16x(c, swap, &reserved) ||
+		!cursor_u32x(c, swap, &snaplen))
 		return PCAPF_EFORMAT;
 	ifc->linktype = link;
 	ifc->snaplen = snaplen;
@@ -515,7 +525,7 @@ ng_packet(struct pcapr *r, struct ng_block *b, struct pcapf_rec *rec)
 		local = id16;
 	}
 	if (!cursor_u32x(c, swap, &hi) || !cursor_u32x(c, swap, &lo) || !cursor_u32x(c, swap, &caplen) ||
-	    !cursor_u32x(c, swap, &origlen))
+		!cursor_u32x(c, swap, &origlen))
 		return PCAPF_EFORMAT;
 	if (caplen > PCAPF_MAX_CAPLEN)
 		return PCAPF_ETOOBIG;
@@ -661,8 +671,8 @@ pcapr_open_mem(const void *buf, size_t len, int *err)
 	r->base = buf;
 	r->len = len;
 	memcpy(&magic, buf, sizeof(magic));
-	if (magic == PCAP_MAGIC_US || magic == PCAP_MAGIC_NS ||
-	    magic == bswap_32(PCAP_MAGIC_US) || magic == bswap_32(PCAP_MAGIC_NS)) {
+	if (magic == PCAP_MAGIC_US || magic == PCAP_MAGIC_NS || magic == bswap_32(PCAP_MAGIC_US) ||
+		magic == bswap_32(PCAP_MAGIC_NS)) {
 		rc = classic_open(r, magic);
 	} else if (magic == NG_BT_SHB) {
 		r->ng = true;
@@ -958,7 +968,7 @@ put_iov(struct pcapw *w, struct iovec *iov, int iovcnt)
 static int
 put_one(struct pcapw *w, const void *p, size_t n)
 {
-	struct iovec iov = {(void *)p, n};
+	struct iovec iov = { (void *)p, n };
 
 	return put_iov(w, &iov, 1);
 }
@@ -1067,7 +1077,7 @@ pcapw_ng_iface(struct pcapw *w, uint32_t linktype, uint32_t snaplen, const char 
 
 int
 pcapw_write_if(struct pcapw *w, uint32_t iface, uint64_t ts_ns, const uint8_t *data, uint32_t caplen,
-	       uint32_t origlen)
+	uint32_t origlen)
 {
 	static const uint8_t zero[4];
 	uint8_t hdr[28];
@@ -1090,7 +1100,7 @@ pcapw_write_if(struct pcapw *w, uint32_t iface, uint64_t ts_ns, const uint8_t *d
 		wr32(hdr + 4, (uint32_t)(ts_ns % NSEC_PER_SEC));
 		wr32(hdr + 8, caplen);
 		wr32(hdr + 12, origlen);
-		struct iovec iov[2] = {{hdr, PCAP_REC_HDR_LEN}, {(void *)data, caplen}};
+		struct iovec iov[2] = { { hdr, PCAP_REC_HDR_LEN }, { (void *)data, caplen } };
 		return put_iov(w, iov, 2);
 	}
 	/* Enhanced Packet Block (pcapng section 4.3), nanosecond ticks (if_tsresol 9). */
@@ -1103,13 +1113,12 @@ pcapw_write_if(struct pcapw *w, uint32_t iface, uint64_t ts_ns, const uint8_t *d
 	wr32(hdr + 16, (uint32_t)ts_ns);
 	wr32(hdr + 20, caplen);
 	wr32(hdr + 24, origlen);
-	struct iovec iov[4] = {{hdr, 28}, {(void *)data, caplen}, {(void *)zero, pad}, {&total, 4}};
+	struct iovec iov[4] = { { hdr, 28 }, { (void *)data, caplen }, { (void *)zero, pad }, { &total, 4 } };
 	return put_iov(w, iov, 4);
 }
 
 int
-pcapw_write(struct pcapw *w, uint64_t ts_ns, const uint8_t *data, uint32_t caplen,
-	    uint32_t origlen)
+pcapw_write(struct pcapw *w, uint64_t ts_ns, const uint8_t *data, uint32_t caplen, uint32_t origlen)
 {
 	return pcapw_write_if(w, 0, ts_ns, data, caplen, origlen);
 }

@@ -22,10 +22,10 @@ struct pcapf_iface {
 };
 
 struct pcapf_rec {
-	uint64_t ts_ns;   /* nanoseconds since the Unix epoch */
+	uint64_t ts_ns; /* nanoseconds since the Unix epoch */
 	uint32_t caplen;
 	uint32_t origlen;
-	uint32_t iface;   /* index into the reader's interface table */
+	uint32_t iface;      /* index into the reader's interface table */
 	const uint8_t *data; /* borrowed until the next pcapr_next() or pcapr_close() */
 };
 
@@ -117,7 +117,7 @@ int pcapw_ng_iface(struct pcapw *w, uint32_t linktype, uint32_t snaplen, const c
 int pcapw_write(struct pcapw *w, uint64_t ts_ns, const uint8_t *data, uint32_t caplen, uint32_t origlen);
 /* Same for pcapng interface iface (ignored in classic pcap): an Enhanced Packet Block. */
 int pcapw_write_if(struct pcapw *w, uint32_t iface, uint64_t ts_ns, const uint8_t *data, uint32_t caplen,
-		   uint32_t origlen);
+	uint32_t origlen);
 /* Writes out buffered bytes (handles short writes and EINTR). Returns 0 or -errno. */
 int pcapw_flush(struct pcapw *w);
 /* Bytes written out so far, plus buffered bytes. */

@@ -3,24 +3,25 @@
 
 #include "shared/cursor.h"
 
-#define PKT_MAX_VLAN 8     /* stacked 802.1Q/802.1ad tags followed */
-#define PKT_MAX_V6_EXT 8   /* IPv6 extension headers followed */
+#define PKT_MAX_VLAN   8 /* stacked 802.1Q/802.1ad tags followed */
+#define PKT_MAX_V6_EXT 8 /* IPv6 extension headers followed */
 
-#define ETH_IPV4 0x0800
-#define ETH_IPV6 0x86dd
-#define ETH_8021Q 0x8100
-#define ETH_8021AD 0x88a8
+#define ETH_IPV4     0x0800
+#define ETH_IPV6     0x86dd
+#define ETH_8021Q    0x8100
+#define ETH_8021AD   0x88a8
 #define ETH_QINQ_OLD 0x9100 /* pre-standard QinQ tag, still seen */
 
-#define IPP_HOPOPTS 0
-#define IPP_TCP 6
-#define IPP_UDP 17
-#define IPP_ROUTING 43
+#define IPP_HOPOPTS  0
+#define IPP_TCP      6
+#define IPP_UDP      17
+#define IPP_ROUTING  43
 #define IPP_FRAGMENT 44
-#define IPP_AH 51
-#define IPP_DSTOPTS 60
+#define IPP_AH       51
+#define IPP_DSTOPTS  60
 
-const char *pkt_strerror(int err)
+const char *
+pkt_strerror(int err)
 {
 	switch (err) {
 	case PKT_OK:
@@ -40,15 +41,16 @@ const char *pkt_strerror(int err)
 }
 
 /* UDP (RFC 768) and TCP (RFC 9293, section 3.1) headers; c covers the IP payload. */
-static int pkt_l4(struct cursor *c, uint8_t proto, struct pkt *out)
+static int
+pkt_l4(struct cursor *c, uint8_t proto, struct pkt *out)
 {
 	uint16_t len, skip16;
 	uint8_t off;
 
 	out->proto = proto;
 	if (proto == IPP_UDP) {
-		if (!cursor_u16be(c, &out->sport) || !cursor_u16be(c, &out->dport) || !cursor_u16be(c, &len) ||
-		    !cursor_u16be(c, &skip16))
+		if (!cursor_u16be(c, &out->sport) || !cursor_u16be(c, &out->dport) ||
+			!cursor_u16be(c, &len) || !cursor_u16be(c, &skip16))
 			return PKT_ETRUNC;
 		/* Length 0 only happens for IPv6 jumbograms (RFC 2675): take what is there. */
 		if (len != 0) {
@@ -60,8 +62,9 @@ static int pkt_l4(struct cursor *c, uint8_t proto, struct pkt *out)
 		}
 	} else if (proto == IPP_TCP) {
 		if (!cursor_u16be(c, &out->sport) || !cursor_u16be(c, &out->dport) ||
-		    !cursor_u32be(c, &out->tcp_seq) || !cursor_u32be(c, &out->tcp_ack) || !cursor_u8(c, &off) ||
-		    !cursor_u8(c, &out->tcp_flags) || !cursor_u16be(c, &out->tcp_win) || !cursor_skip(c, 4))
+			!cursor_u32be(c, &out->tcp_seq) || !cursor_u32be(c, &out->tcp_ack) ||
+			!cursor_u8(c, &off) || !cursor_u8(c, &out->tcp_flags) ||
+			!cursor_u16be(c, &out->tcp_win) || !cursor_skip(c, 4))
 			return PKT_ETRUNC;
 		if ((off >> 4) < 5)
 			return PKT_EINVAL;
@@ -76,7 +79,8 @@ static int pkt_l4(struct cursor *c, uint8_t proto, struct pkt *out)
 }
 
 /* IPv4, RFC 791. */
-static int pkt_ipv4(struct cursor *c, struct pkt *out)
+static int
+pkt_ipv4(struct cursor *c, struct pkt *out)
 {
 	const uint8_t *h;
 	uint16_t total, frag;
@@ -120,7 +124,8 @@ static int pkt_ipv4(struct cursor *c, struct pkt *out)
 }
 
 /* IPv6, RFC 8200, with the extension headers of section 4 and AH (RFC 4302). */
-static int pkt_ipv6(struct cursor *c, struct pkt *out)
+static int
+pkt_ipv6(struct cursor *c, struct pkt *out)
 {
 	const uint8_t *h;
 	uint16_t plen;
@@ -157,7 +162,8 @@ static int pkt_ipv6(struct cursor *c, struct pkt *out)
 			/* An atomic fragment (offset 0, no more fragments) is a whole datagram. */
 			if ((x[2] << 8 | x[3]) & 0xfff9) {
 				out->proto = x[0];
-				out->frag_id = (uint32_t)x[4] << 24 | (uint32_t)x[5] << 16 | (uint32_t)x[6] << 8 | x[7];
+				out->frag_id = (uint32_t)x[4] << 24 | (uint32_t)x[5] << 16 |
+					(uint32_t)x[6] << 8 | x[7];
 				out->frag_off = (uint16_t)((x[2] << 8 | x[3]) & 0xfff8);
 				out->frag_more = (x[3] & 1) != 0;
 				out->payload = c->p;
@@ -178,7 +184,8 @@ static int pkt_ipv6(struct cursor *c, struct pkt *out)
 	return PKT_EPROTO;
 }
 
-int pkt_decode_l4(uint8_t proto, const uint8_t *p, size_t n, struct pkt *out)
+int
+pkt_decode_l4(uint8_t proto, const uint8_t *p, size_t n, struct pkt *out)
 {
 	struct cursor c;
 
@@ -188,7 +195,8 @@ int pkt_decode_l4(uint8_t proto, const uint8_t *p, size_t n, struct pkt *out)
 	return pkt_l4(&c, proto, out);
 }
 
-static int pkt_ip(struct cursor *c, struct pkt *out)
+static int
+pkt_ip(struct cursor *c, struct pkt *out)
 {
 	if (cursor_left(c) < 1)
 		return PKT_ETRUNC;
@@ -202,7 +210,8 @@ static int pkt_ip(struct cursor *c, struct pkt *out)
 }
 
 /* An EtherType, after any number (up to PKT_MAX_VLAN) of VLAN tags (IEEE 802.1Q). */
-static int pkt_ethertype(struct cursor *c, uint16_t type, struct pkt *out)
+static int
+pkt_ethertype(struct cursor *c, uint16_t type, struct pkt *out)
 {
 	for (int i = 0; i <= PKT_MAX_VLAN; i++) {
 		switch (type) {
@@ -225,7 +234,8 @@ static int pkt_ethertype(struct cursor *c, uint16_t type, struct pkt *out)
 
 /* BSD loopback: the address family in the byte order of the capturing host (NULL) or in
  * network byte order (LOOP); both are accepted for either. AF_INET6 differs by OS. */
-static int pkt_null(struct cursor *c, struct pkt *out)
+static int
+pkt_null(struct cursor *c, struct pkt *out)
 {
 	const uint8_t *h;
 	uint32_t be, le;
@@ -241,12 +251,13 @@ static int pkt_null(struct cursor *c, struct pkt *out)
 	return PKT_ELINK;
 }
 
-int pkt_decode(uint32_t linktype, const uint8_t *p, size_t n, struct pkt *out)
+int
+pkt_decode(uint32_t linktype, const uint8_t *p, size_t n, struct pkt *out)
 {
 	struct cursor c;
 	uint16_t type;
 
-	*out = (struct pkt){0};
+	*out = (struct pkt){ 0 };
 	cursor_init(&c, p, n);
 	switch (linktype) {
 	case 0:   /* NULL */

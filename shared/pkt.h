@@ -28,9 +28,9 @@ enum pkt_err {
 };
 
 struct pkt {
-	uint8_t family;         /* 4 or 6 */
-	uint8_t proto;          /* 6 (TCP) or 17 (UDP) */
-	const uint8_t *src;     /* 4 or 16 bytes, borrowed from the packet */
+	uint8_t family;     /* 4 or 6 */
+	uint8_t proto;      /* 6 (TCP) or 17 (UDP) */
+	const uint8_t *src; /* 4 or 16 bytes, borrowed from the packet */
 	const uint8_t *dst;
 	uint16_t sport, dport;
 	const uint8_t *payload; /* transport payload, borrowed from the packet */
@@ -40,12 +40,12 @@ struct pkt {
 	 * its part of the datagram and proto the datagram's protocol (any, not only TCP and
 	 * UDP). IPv6 identifications are 32 bits, IPv4 ones 16. */
 	uint32_t frag_id;
-	uint16_t frag_off;      /* in bytes */
+	uint16_t frag_off; /* in bytes */
 	bool frag_more;
 	/* TCP only (RFC 9293, section 3.1): zero for UDP. */
 	uint32_t tcp_seq, tcp_ack;
-	uint16_t tcp_win;       /* the window field as sent (not scaled) */
-	uint8_t tcp_flags;      /* PKT_TCP_* bits */
+	uint16_t tcp_win;  /* the window field as sent (not scaled) */
+	uint8_t tcp_flags; /* PKT_TCP_* bits */
 };
 
 #define PKT_TCP_FIN 0x01

@@ -13,7 +13,8 @@
 static uid_t chown_uid;
 static gid_t chown_gid;
 
-static int priv_chown_one(const char *path, const struct stat *st, int type, struct FTW *ftw)
+static int
+priv_chown_one(const char *path, const struct stat *st, int type, struct FTW *ftw)
 {
 	(void)st;
 	(void)type;
@@ -21,7 +22,8 @@ static int priv_chown_one(const char *path, const struct stat *st, int type, str
 	return lchown(path, chown_uid, chown_gid) == 0 ? 0 : -1;
 }
 
-int priv_chown_tree(const char *path, const char *user, char *err, size_t errlen)
+int
+priv_chown_tree(const char *path, const char *user, char *err, size_t errlen)
 {
 	struct passwd *pw = getpwnam(user);
 	if (!pw) {
@@ -39,7 +41,8 @@ int priv_chown_tree(const char *path, const char *user, char *err, size_t errlen
 	return 0;
 }
 
-int priv_drop(const char *user, char *err, size_t errlen)
+int
+priv_drop(const char *user, char *err, size_t errlen)
 {
 	struct passwd *pw = getpwnam(user);
 	if (!pw) {

@@ -10,7 +10,8 @@
 #include <openssl/pem.h>
 #include <openssl/x509v3.h>
 
-const char *tls_errors(char *buf, size_t buflen)
+const char *
+tls_errors(char *buf, size_t buflen)
 {
 	size_t n = 0;
 	unsigned long e;
@@ -29,14 +30,15 @@ const char *tls_errors(char *buf, size_t buflen)
 	return buf;
 }
 
-const char *tls_verify_reason(SSL *ssl)
+const char *
+tls_verify_reason(SSL *ssl)
 {
 	long v = SSL_get_verify_result(ssl);
 	return X509_verify_cert_error_string(v);
 }
 
-static SSL_CTX *tls_ctx_common(const SSL_METHOD *method, const struct tls_opts *o, char *err,
-			       size_t errlen)
+static SSL_CTX *
+tls_ctx_common(const SSL_METHOD *method, const struct tls_opts *o, char *err, size_t errlen)
 {
 	char why[512];
 	SSL_CTX *ctx = SSL_CTX_new(method);
@@ -45,8 +47,9 @@ static SSL_CTX *tls_ctx_common(const SSL_METHOD *method, const struct tls_opts *
 		return NULL;
 	}
 	SSL_CTX_set_min_proto_version(ctx, o->min_version == 12 ? TLS1_2_VERSION : TLS1_3_VERSION);
-	SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
-				      SSL_MODE_RELEASE_BUFFERS);
+	SSL_CTX_set_mode(ctx,
+		SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
+			SSL_MODE_RELEASE_BUFFERS);
 	/* Renegotiation and compression are attack surface we never need. */
 	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
 
@@ -58,12 +61,13 @@ static SSL_CTX *tls_ctx_common(const SSL_METHOD *method, const struct tls_opts *
 		snprintf(err, errlen, "tls: certificate and key are required (tls.cert, tls.key)");
 		goto fail;
 	}
-	const char *files[][2] = {{"CA file", o->ca}, {"certificate", o->cert}, {"key", o->key},
-				  {"CRL", o->crl && *o->crl ? o->crl : NULL}};
+	const char *files[][2] = { { "CA file", o->ca }, { "certificate", o->cert }, { "key", o->key },
+		{ "CRL", o->crl && *o->crl ? o->crl : NULL } };
 	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
 		FILE *f = files[i][1] ? fopen(files[i][1], "r") : NULL;
 		if (files[i][1] && !f) {
-			snprintf(err, errlen, "tls: cannot read %s %s: %s", files[i][0], files[i][1], strerror(errno));
+			snprintf(err, errlen, "tls: cannot read %s %s: %s", files[i][0], files[i][1],
+				strerror(errno));
 			goto fail;
 		}
 		if (f)
@@ -75,7 +79,7 @@ static SSL_CTX *tls_ctx_common(const SSL_METHOD *method, const struct tls_opts *
 	}
 	if (SSL_CTX_use_certificate_chain_file(ctx, o->cert) != 1) {
 		snprintf(err, errlen, "tls: cannot load certificate %s: %s", o->cert,
-			 tls_errors(why, sizeof(why)));
+			tls_errors(why, sizeof(why)));
 		goto fail;
 	}
 	if (SSL_CTX_use_PrivateKey_file(ctx, o->key, SSL_FILETYPE_PEM) != 1) {
@@ -95,7 +99,8 @@ static SSL_CTX *tls_ctx_common(const SSL_METHOD *method, const struct tls_opts *
 		X509_STORE *store = SSL_CTX_get_cert_store(ctx);
 		X509_LOOKUP *lu = X509_STORE_add_lookup(store, X509_LOOKUP_file());
 		if (!lu || X509_load_crl_file(lu, o->crl, X509_FILETYPE_PEM) <= 0) {
-			snprintf(err, errlen, "tls: cannot load CRL %s: %s", o->crl, tls_errors(why, sizeof(why)));
+			snprintf(err, errlen, "tls: cannot load CRL %s: %s", o->crl,
+				tls_errors(why, sizeof(why)));
 			goto fail;
 		}
 		X509_STORE_set_flags(store, X509_V_FLAG_CRL_CHECK | X509_V_FLAG_CRL_CHECK_ALL);
@@ -106,7 +111,8 @@ fail:
 	return NULL;
 }
 
-SSL_CTX *tls_ctx_server(const struct tls_opts *o, char *err, size_t errlen)
+SSL_CTX *
+tls_ctx_server(const struct tls_opts *o, char *err, size_t errlen)
 {
 	SSL_CTX *ctx = tls_ctx_common(TLS_server_method(), o, err, errlen);
 	if (!ctx)
@@ -118,7 +124,8 @@ SSL_CTX *tls_ctx_server(const struct tls_opts *o, char *err, size_t errlen)
 	return ctx;
 }
 
-SSL_CTX *tls_ctx_client(const struct tls_opts *o, char *err, size_t errlen)
+SSL_CTX *
+tls_ctx_client(const struct tls_opts *o, char *err, size_t errlen)
 {
 	SSL_CTX *ctx = tls_ctx_common(TLS_client_method(), o, err, errlen);
 	if (!ctx)
@@ -127,7 +134,8 @@ SSL_CTX *tls_ctx_client(const struct tls_opts *o, char *err, size_t errlen)
 	return ctx;
 }
 
-int tls_client_expect(SSL *ssl, const char *name)
+int
+tls_client_expect(SSL *ssl, const char *name)
 {
 	X509_VERIFY_PARAM *vp = SSL_get0_param(ssl);
 	/* An address literal is matched against IP SANs, anything else as a DNS name. */
@@ -146,7 +154,8 @@ int tls_client_expect(SSL *ssl, const char *name)
  * IA5String): a BMPString or UniversalString would have to be converted, and any byte
  * outside printable ASCII is refused here so that no caller ever sees it.
  */
-static int tls_x509_cn(X509 *peer, char *out, size_t outlen)
+static int
+tls_x509_cn(X509 *peer, char *out, size_t outlen)
 {
 	X509_NAME *subj = X509_get_subject_name(peer);
 	int idx = X509_NAME_get_index_by_NID(subj, NID_commonName, -1);
@@ -170,19 +179,26 @@ static int tls_x509_cn(X509 *peer, char *out, size_t outlen)
 	return 0;
 }
 
-const char *tls_identity_strerror(int rc)
+const char *
+tls_identity_strerror(int rc)
 {
 	switch (rc) {
-	case TLS_ID_NO_CERT: return "no client certificate";
-	case TLS_ID_NO_CN: return "certificate subject has no CN";
-	case TLS_ID_MANY_CN: return "certificate subject has more than one CN (ambiguous identity)";
+	case TLS_ID_NO_CERT:
+		return "no client certificate";
+	case TLS_ID_NO_CN:
+		return "certificate subject has no CN";
+	case TLS_ID_MANY_CN:
+		return "certificate subject has more than one CN (ambiguous identity)";
 	case TLS_ID_BAD_CN:
-		return "certificate CN is empty, too long, not a text string, or has bytes outside printable ASCII";
-	default: return "certificate unreadable";
+		return "certificate CN is empty, too long, not a text string, or has bytes outside printable "
+		       "ASCII";
+	default:
+		return "certificate unreadable";
 	}
 }
 
-int tls_peer_identity(SSL *ssl, char *out, size_t outlen)
+int
+tls_peer_identity(SSL *ssl, char *out, size_t outlen)
 {
 	X509 *peer = SSL_get1_peer_certificate(ssl);
 	if (!peer)
@@ -192,7 +208,8 @@ int tls_peer_identity(SSL *ssl, char *out, size_t outlen)
 	return rc;
 }
 
-int tls_cert_identity(const char *path, char *out, size_t outlen)
+int
+tls_cert_identity(const char *path, char *out, size_t outlen)
 {
 	FILE *f = fopen(path, "r");
 	if (!f)

@@ -46,14 +46,14 @@
 #include "receiver/repo/repo.h"
 #include "receiver/repo/timearg.h"
 
-#define API_MAX_PEM (1 << 20)
+#define API_MAX_PEM     (1 << 20)
 #define API_MAX_SENSORS 1024
-#define API_TIMEOUT_S 60
+#define API_TIMEOUT_S   60
 /* Connections that end quietly (slow headers, shed) are summed up this often. */
-#define API_SUMMARY_S 10
+#define API_SUMMARY_S   10
 /* Rows of one conns/flows answer at most (limit=): l4query builds the whole list in
  * memory, about 6 KiB a row with its JSON text, so this bounds a request near 60 MiB. */
-#define API_MAX_ROWS 10000
+#define API_MAX_ROWS    10000
 
 /* One open connection, from libmicrohttpd's notification until its close: the guard
  * against clients that hold connections without ever finishing a request. */
@@ -67,14 +67,14 @@ struct api_conn {
 };
 
 struct api {
-	int fd;                       /* bound listening socket until the daemon owns it */
+	int fd; /* bound listening socket until the daemon owns it */
 	struct api_opts o;
-	pthread_mutex_t mu;           /* the fields below: libmicrohttpd's threads and the guard */
+	pthread_mutex_t mu; /* the fields below: libmicrohttpd's threads and the guard */
 	struct api_conn *head, *tail;
-	unsigned n_conns;             /* not shed */
+	unsigned n_conns; /* not shed */
 	struct {
 		uint64_t slow, shed_src, shed_total, refused, quiet;
-	} q;                          /* since the last summary line */
+	} q; /* since the last summary line */
 	struct log_limit mhd_lim;
 	pthread_t guard;
 	pthread_cond_t stop_cv;
@@ -91,26 +91,27 @@ struct api_export_req {
 	const char *from, *to, *filter;
 	char *sensors[API_MAX_SENSORS];
 	size_t n_sensors;
-	char err[256];                /* the first problem, naming the parameter */
+	char err[256]; /* the first problem, naming the parameter */
 };
 
 /* One export, shared by its worker (the writer) and its response (the reader); freed by
  * whichever lets go last. */
 struct api_job {
 	atomic_int refs;
-	atomic_bool ok;               /* the worker finished the archive */
-	int rfd;                      /* pipe read end, the response's */
-	struct bundle_opts o;         /* o.out_fd: the write end, the worker's */
+	atomic_bool ok;       /* the worker finished the archive */
+	int rfd;              /* pipe read end, the response's */
+	struct bundle_opts o; /* o.out_fd: the write end, the worker's */
 	struct bundle_sensor *bs;
 	size_t n;
 	char *filter;
 	char *dir;
 };
 
-static struct addrinfo *api_resolve(const char *listen, char *err, size_t errlen)
+static struct addrinfo *
+api_resolve(const char *listen, char *err, size_t errlen)
 {
 	struct hostport hp;
-	struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE | AI_NUMERICSERV}, *ai;
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE | AI_NUMERICSERV }, *ai;
 	int rc;
 
 	if (hostport_parse(listen, HOSTPORT_LISTEN, "api.listen", &hp, err, errlen) != 0)
@@ -123,7 +124,8 @@ static struct addrinfo *api_resolve(const char *listen, char *err, size_t errlen
 	return ai;
 }
 
-int api_listen_check(const char *listen, char *err, size_t errlen)
+int
+api_listen_check(const char *listen, char *err, size_t errlen)
 {
 	struct addrinfo *ai;
 
@@ -134,7 +136,8 @@ int api_listen_check(const char *listen, char *err, size_t errlen)
 	return 0;
 }
 
-bool api_listen_is_loopback(const char *listen)
+bool
+api_listen_is_loopback(const char *listen)
 {
 	char err[256];
 	struct addrinfo *ai = api_resolve(listen, err, sizeof(err)), *p;
@@ -157,7 +160,8 @@ bool api_listen_is_loopback(const char *listen)
 }
 
 /* Reads a whole PEM file (at most API_MAX_PEM bytes) as a string. */
-static char *api_read_pem(const char *key, const char *path, char *err, size_t errlen)
+static char *
+api_read_pem(const char *key, const char *path, char *err, size_t errlen)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	struct stat st;
@@ -179,7 +183,8 @@ static char *api_read_pem(const char *key, const char *path, char *err, size_t e
 	while (got < (size_t)st.st_size) {
 		ssize_t r = read(fd, buf + got, (size_t)st.st_size - got);
 		if (r <= 0) {
-			snprintf(err, errlen, "%s: %s: %s", key, path, r < 0 ? strerror(errno) : "short read");
+			snprintf(
+				err, errlen, "%s: %s: %s", key, path, r < 0 ? strerror(errno) : "short read");
 			goto fail;
 		}
 		got += (size_t)r;
@@ -194,7 +199,8 @@ fail:
 	return NULL;
 }
 
-static void api_wipe_free(char *s)
+static void
+api_wipe_free(char *s)
 {
 	if (s != NULL) {
 		OPENSSL_cleanse(s, strlen(s));
@@ -202,7 +208,8 @@ static void api_wipe_free(char *s)
 	}
 }
 
-void api_free(struct api *a)
+void
+api_free(struct api *a)
 {
 	if (a == NULL)
 		return;
@@ -214,7 +221,7 @@ void api_free(struct api *a)
 		pthread_join(a->guard, NULL);
 	}
 	if (a->d != NULL)
-		MHD_stop_daemon(a->d);     /* closes the listening socket too */
+		MHD_stop_daemon(a->d); /* closes the listening socket too */
 	else if (a->fd >= 0)
 		close(a->fd);
 	pthread_mutex_destroy(&a->mu);
@@ -226,7 +233,8 @@ void api_free(struct api *a)
 	free(a);
 }
 
-struct api *api_new(const struct api_opts *o, char *err, size_t errlen)
+struct api *
+api_new(const struct api_opts *o, char *err, size_t errlen)
 {
 	struct api *a = calloc(1, sizeof(*a));
 	struct addrinfo *ai = NULL;
@@ -255,16 +263,19 @@ struct api *api_new(const struct api_opts *o, char *err, size_t errlen)
 		goto fail;
 	}
 	if (!api_listen_is_loopback(o->listen) && (o->token[0] == '\0' || !tls)) {
-		snprintf(err, errlen, "api.listen: %s is not a loopback address: api.token, api.cert and "
-			 "api.key are required", o->listen);
+		snprintf(err, errlen,
+			"api.listen: %s is not a loopback address: api.token, api.cert and "
+			"api.key are required",
+			o->listen);
 		goto fail;
 	}
 	if (tls && !MHD_is_feature_supported(MHD_FEATURE_TLS)) {
 		snprintf(err, errlen, "api.cert: this libmicrohttpd has no TLS support");
 		goto fail;
 	}
-	if (tls && ((a->cert_pem = api_read_pem("api.cert", o->cert, err, errlen)) == NULL ||
-		    (a->key_pem = api_read_pem("api.key", o->key, err, errlen)) == NULL))
+	if (tls &&
+		((a->cert_pem = api_read_pem("api.cert", o->cert, err, errlen)) == NULL ||
+			(a->key_pem = api_read_pem("api.key", o->key, err, errlen)) == NULL))
 		goto fail;
 	if (o->token[0] != '\0') {
 		SHA256((const unsigned char *)o->token, strlen(o->token), a->token_sha);
@@ -304,12 +315,14 @@ fail:
  * a slow reader) is never cut by either. Shedding is shutdown(2) on the socket:
  * libmicrohttpd's thread sees the end and closes it as usual. */
 
-static double api_elapsed(const struct timespec *since, const struct timespec *now)
+static double
+api_elapsed(const struct timespec *since, const struct timespec *now)
 {
 	return (double)(now->tv_sec - since->tv_sec) + (double)(now->tv_nsec - since->tv_nsec) / 1e9;
 }
 
-static void api_src_key(const struct sockaddr *sa, uint8_t key[16])
+static void
+api_src_key(const struct sockaddr *sa, uint8_t key[16])
 {
 	memset(key, 0, 16);
 	if (sa != NULL && sa->sa_family == AF_INET) {
@@ -323,7 +336,8 @@ static void api_src_key(const struct sockaddr *sa, uint8_t key[16])
 }
 
 /* Called with a->mu held. */
-static void api_shed(struct api *a, struct api_conn *ac)
+static void
+api_shed(struct api *a, struct api_conn *ac)
 {
 	ac->shed = true;
 	a->n_conns--;
@@ -333,7 +347,8 @@ static void api_shed(struct api *a, struct api_conn *ac)
 /* The connection to shed for a newcomer when all slots are taken: the oldest one still
  * waiting for its headers, of the source that holds most. NULL if every one is busy.
  * The list is short (api.max_connections): quadratic is fine. Called with a->mu held. */
-static struct api_conn *api_victim(struct api *a, const struct api_conn *except)
+static struct api_conn *
+api_victim(struct api *a, const struct api_conn *except)
 {
 	struct api_conn *best = NULL;
 	unsigned best_n = 0;
@@ -353,8 +368,9 @@ static struct api_conn *api_victim(struct api *a, const struct api_conn *except)
 	return best;
 }
 
-static void api_on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
-			      enum MHD_ConnectionNotificationCode toe)
+static void
+api_on_connection(
+	void *cls, struct MHD_Connection *c, void **socket_context, enum MHD_ConnectionNotificationCode toe)
 {
 	struct api *a = cls;
 	struct api_conn *ac = *socket_context;
@@ -381,7 +397,7 @@ static void api_on_connection(void *cls, struct MHD_Connection *c, void **socket
 	const union MHD_ConnectionInfo *fi = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
 	const union MHD_ConnectionInfo *ai = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
 	if (fi == NULL || (ac = calloc(1, sizeof(*ac))) == NULL)
-		return;           /* unguarded, still bounded by libmicrohttpd's own limits */
+		return; /* unguarded, still bounded by libmicrohttpd's own limits */
 	ac->fd = fi->connect_fd;
 	api_src_key(ai != NULL ? ai->client_addr : NULL, ac->src);
 	clock_gettime(CLOCK_MONOTONIC, &ac->since);
@@ -424,7 +440,8 @@ static void api_on_connection(void *cls, struct MHD_Connection *c, void **socket
 }
 
 /* A request's headers are in: its connection is being served. */
-static void api_mark_busy(struct api *a, struct MHD_Connection *c, bool busy)
+static void
+api_mark_busy(struct api *a, struct MHD_Connection *c, bool busy)
 {
 	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
 	struct api_conn *ac = ci != NULL ? ci->socket_context : NULL;
@@ -438,14 +455,16 @@ static void api_mark_busy(struct api *a, struct MHD_Connection *c, bool busy)
 	pthread_mutex_unlock(&a->mu);
 }
 
-static void api_on_completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode toe)
+static void
+api_on_completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode toe)
 {
 	api_mark_busy(cls, c, false);
 }
 
 /* Every 200 ms: shuts down connections whose request headers are late; every
  * API_SUMMARY_S at most, one line for what ended quietly. */
-static void *api_guard(void *arg)
+static void *
+api_guard(void *arg)
 {
 	struct api *a = arg;
 	struct timespec last, now, wake;
@@ -470,12 +489,16 @@ static void *api_guard(void *arg)
 		}
 		if (api_elapsed(&last, &now) >= API_SUMMARY_S || a->stopping) {
 			if (a->q.slow || a->q.shed_src || a->q.shed_total || a->q.refused || a->q.quiet)
-				log_warnx("api: in the last %.0f s: %" PRIu64 " connections closed without a complete request "
-					  "within api.header_timeout, %" PRIu64 " shed for newer ones (%" PRIu64
-					  " over api.max_connections_per_source, %" PRIu64 " over api.max_connections), %" PRIu64
-					  " refused (every slot serving a request), %" PRIu64 " server messages not logged; %u open now",
-					  api_elapsed(&last, &now), a->q.slow, a->q.shed_src + a->q.shed_total, a->q.shed_src,
-					  a->q.shed_total, a->q.refused, a->q.quiet, a->n_conns);
+				log_warnx("api: in the last %.0f s: %" PRIu64
+					  " connections closed without a complete request "
+					  "within api.header_timeout, %" PRIu64
+					  " shed for newer ones (%" PRIu64
+					  " over api.max_connections_per_source, %" PRIu64
+					  " over api.max_connections), %" PRIu64
+					  " refused (every slot serving a request), %" PRIu64
+					  " server messages not logged; %u open now",
+					api_elapsed(&last, &now), a->q.slow, a->q.shed_src + a->q.shed_total,
+					a->q.shed_src, a->q.shed_total, a->q.refused, a->q.quiet, a->n_conns);
 			memset(&a->q, 0, sizeof(a->q));
 			last = now;
 		}
@@ -489,7 +512,8 @@ static void *api_guard(void *arg)
 static enum MHD_Result api_text(struct MHD_Connection *c, unsigned int status, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
-static enum MHD_Result api_text(struct MHD_Connection *c, unsigned int status, const char *fmt, ...)
+static enum MHD_Result
+api_text(struct MHD_Connection *c, unsigned int status, const char *fmt, ...)
 {
 	char line[512];
 	va_list ap;
@@ -520,7 +544,8 @@ static enum MHD_Result api_text(struct MHD_Connection *c, unsigned int status, c
 
 /* True when the request carries "Authorization: Bearer <token>"; both sides are hashed
  * first so that the comparison takes the same time whatever the lengths. */
-static bool api_authorized(const struct api *a, struct MHD_Connection *c)
+static bool
+api_authorized(const struct api *a, struct MHD_Connection *c)
 {
 	const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
 	unsigned char sha[SHA256_DIGEST_LENGTH];
@@ -541,17 +566,19 @@ static bool api_authorized(const struct api *a, struct MHD_Connection *c)
 
 /* The window [from, to) of a request, both required, as `pcapline export` takes them.
  * -1 with a message naming the parameter in err. */
-static int api_window(const char *from, const char *to, uint64_t *from_ns, uint64_t *to_ns, char *err,
-		      size_t errlen)
+static int
+api_window(const char *from, const char *to, uint64_t *from_ns, uint64_t *to_ns, char *err, size_t errlen)
 {
 	uint64_t now = timearg_now();
 
 	if (from == NULL || timearg_parse(from, now, from_ns) != 0) {
-		snprintf(err, errlen, "from: %s (RFC 3339, Unix seconds, or now-5m)", from ? "not a time" : "required");
+		snprintf(err, errlen, "from: %s (RFC 3339, Unix seconds, or now-5m)",
+			from ? "not a time" : "required");
 		return -1;
 	}
 	if (to == NULL || timearg_parse(to, now, to_ns) != 0) {
-		snprintf(err, errlen, "to: %s (RFC 3339, Unix seconds, or now-5m)", to ? "not a time" : "required");
+		snprintf(err, errlen, "to: %s (RFC 3339, Unix seconds, or now-5m)",
+			to ? "not a time" : "required");
 		return -1;
 	}
 	if (*from_ns >= *to_ns || *to_ns > (uint64_t)INT64_MAX) {
@@ -563,7 +590,8 @@ static int api_window(const char *from, const char *to, uint64_t *from_ns, uint6
 
 /* Export ----------------------------------------------------------------------------- */
 
-static enum MHD_Result api_on_arg(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+static enum MHD_Result
+api_on_arg(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
 {
 	struct api_export_req *q = cls;
 
@@ -572,7 +600,9 @@ static enum MHD_Result api_on_arg(void *cls, enum MHD_ValueKind kind, const char
 	if (value == NULL)
 		value = "";
 	if (strcmp(key, "from") == 0 || strcmp(key, "to") == 0 || strcmp(key, "filter") == 0) {
-		const char **slot = key[0] == 'f' && key[1] == 'r' ? &q->from : key[0] == 't' ? &q->to : &q->filter;
+		const char **slot = key[0] == 'f' && key[1] == 'r' ? &q->from
+			: key[0] == 't'                            ? &q->to
+								   : &q->filter;
 		if (*slot != NULL)
 			snprintf(q->err, sizeof(q->err), "%s: given twice", key);
 		*slot = value;
@@ -583,11 +613,14 @@ static enum MHD_Result api_on_arg(void *cls, enum MHD_ValueKind kind, const char
 			snprintf(q->err, sizeof(q->err), "out of memory");
 			return MHD_NO;
 		}
-		for (tok = strtok_r(copy, ",", &save); tok != NULL && q->err[0] == '\0'; tok = strtok_r(NULL, ",", &save)) {
+		for (tok = strtok_r(copy, ",", &save); tok != NULL && q->err[0] == '\0';
+			tok = strtok_r(NULL, ",", &save)) {
 			bool dup = false;
 
 			if (!fsu_name_ok(tok)) {
-				snprintf(q->err, sizeof(q->err), "sensor: '%.64s' is not a sensor id (letters, digits, '.', '_', '-')", tok);
+				snprintf(q->err, sizeof(q->err),
+					"sensor: '%.64s' is not a sensor id (letters, digits, '.', '_', '-')",
+					tok);
 				break;
 			}
 			for (size_t i = 0; i < q->n_sensors; i++)
@@ -613,7 +646,8 @@ static enum MHD_Result api_on_arg(void *cls, enum MHD_ValueKind kind, const char
 
 /* Checks the filter's syntax up front (for Ethernet), so that a typo is a 400 rather
  * than an archive cut short; the export compiles it again for every link type. */
-static int api_check_filter(const char *filter, char *err, size_t errlen)
+static int
+api_check_filter(const char *filter, char *err, size_t errlen)
 {
 	pcap_t *dead = pcap_open_dead(DLT_EN10MB, 262144);
 	struct bpf_program prog;
@@ -633,7 +667,8 @@ static int api_check_filter(const char *filter, char *err, size_t errlen)
 	return rc;
 }
 
-static void api_job_free(struct api_job *j)
+static void
+api_job_free(struct api_job *j)
 {
 	if (j == NULL)
 		return;
@@ -652,13 +687,15 @@ static void api_job_free(struct api_job *j)
 	free(j);
 }
 
-static void api_job_put(struct api_job *j)
+static void
+api_job_put(struct api_job *j)
 {
 	if (atomic_fetch_sub(&j->refs, 1) == 1)
 		api_job_free(j);
 }
 
-static void *api_export_worker(void *arg)
+static void *
+api_export_worker(void *arg)
 {
 	struct api_job *j = arg;
 	char err[1024];
@@ -666,7 +703,8 @@ static void *api_export_worker(void *arg)
 	if (bundle_export(&j->o, j->bs, j->n, err, sizeof(err)) == 0)
 		atomic_store(&j->ok, true);
 	else
-		log_warnx("api: export of [%" PRIu64 ", %" PRIu64 ") cut off: %s", j->o.from_ns, j->o.to_ns, err);
+		log_warnx("api: export of [%" PRIu64 ", %" PRIu64 ") cut off: %s", j->o.from_ns, j->o.to_ns,
+			err);
 	close(j->o.out_fd);
 	j->o.out_fd = -1;
 	api_job_put(j);
@@ -674,7 +712,8 @@ static void *api_export_worker(void *arg)
 }
 
 /* The response body: what the worker wrote. The connection's thread may block here. */
-static ssize_t api_export_read(void *cls, uint64_t pos, char *buf, size_t max)
+static ssize_t
+api_export_read(void *cls, uint64_t pos, char *buf, size_t max)
 {
 	struct api_job *j = cls;
 	ssize_t r;
@@ -684,10 +723,12 @@ static ssize_t api_export_read(void *cls, uint64_t pos, char *buf, size_t max)
 	while (r < 0 && errno == EINTR);
 	if (r > 0)
 		return r;
-	return r == 0 && atomic_load(&j->ok) ? MHD_CONTENT_READER_END_OF_STREAM : MHD_CONTENT_READER_END_WITH_ERROR;
+	return r == 0 && atomic_load(&j->ok) ? MHD_CONTENT_READER_END_OF_STREAM
+					     : MHD_CONTENT_READER_END_WITH_ERROR;
 }
 
-static void api_export_done(void *cls)
+static void
+api_export_done(void *cls)
 {
 	struct api_job *j = cls;
 
@@ -697,8 +738,8 @@ static void api_export_done(void *cls)
 }
 
 /* The sensors and segments of the window, into the job. 400 or 500 on failure. */
-static unsigned int api_collect(const struct api *a, struct api_export_req *q, struct api_job *j, char *err,
-				size_t errlen)
+static unsigned int
+api_collect(const struct api *a, struct api_export_req *q, struct api_job *j, char *err, size_t errlen)
 {
 	struct repo *r = repo_open(a->dir, err, errlen);
 	char **names = NULL;
@@ -747,9 +788,10 @@ out:
 	return status;
 }
 
-static enum MHD_Result api_export(struct api *a, struct MHD_Connection *c)
+static enum MHD_Result
+api_export(struct api *a, struct MHD_Connection *c)
 {
-	struct api_export_req q = {0};
+	struct api_export_req q = { 0 };
 	struct api_job *j = NULL;
 	char err[1024];
 	unsigned int status = MHD_HTTP_BAD_REQUEST;
@@ -802,7 +844,8 @@ static enum MHD_Result api_export(struct api *a, struct MHD_Connection *c)
 	j->o.out_fd = p[1];
 	atomic_init(&j->refs, 2);
 	atomic_init(&j->ok, false);
-	r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 64 * 1024, api_export_read, j, api_export_done);
+	r = MHD_create_response_from_callback(
+		MHD_SIZE_UNKNOWN, 64 * 1024, api_export_read, j, api_export_done);
 	if (r == NULL) {
 		snprintf(err, sizeof(err), "out of memory");
 		goto fail;
@@ -811,7 +854,7 @@ static enum MHD_Result api_export(struct api *a, struct MHD_Connection *c)
 	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
 	if (pthread_create(&tid, &attr, api_export_worker, j) != 0) {
 		pthread_attr_destroy(&attr);
-		close(j->o.out_fd);          /* the response's reader sees a failed end */
+		close(j->o.out_fd); /* the response's reader sees a failed end */
 		j->o.out_fd = -1;
 		api_job_put(j);
 		MHD_destroy_response(r);
@@ -819,8 +862,8 @@ static enum MHD_Result api_export(struct api *a, struct MHD_Connection *c)
 	}
 	pthread_attr_destroy(&attr);
 	MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "application/gzip");
-	MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_DISPOSITION,
-				"attachment; filename=\"pcapline-export.tar.gz\"");
+	MHD_add_response_header(
+		r, MHD_HTTP_HEADER_CONTENT_DISPOSITION, "attachment; filename=\"pcapline-export.tar.gz\"");
 	ret = MHD_queue_response(c, MHD_HTTP_OK, r);
 	MHD_destroy_response(r);
 	for (size_t i = 0; i < q.n_sensors; i++)
@@ -839,12 +882,13 @@ fail:
 
 /* The parameters of one conns or flows request, as given. */
 struct api_l4_req {
-	bool flows;                   /* GET /api/v1/flows: no conn parameter */
+	bool flows; /* GET /api/v1/flows: no conn parameter */
 	const char *sensor, *from, *to, *flow, *conn, *limit;
 	char err[256];
 };
 
-static enum MHD_Result api_on_l4_arg(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+static enum MHD_Result
+api_on_l4_arg(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
 {
 	struct api_l4_req *q = cls;
 	const char **slot = NULL;
@@ -864,8 +908,8 @@ static enum MHD_Result api_on_l4_arg(void *cls, enum MHD_ValueKind kind, const c
 	else if (strcmp(key, "limit") == 0)
 		slot = &q->limit;
 	if (slot == NULL) {
-		snprintf(q->err, sizeof(q->err), "%.64s: unknown parameter (sensor, from, to, flow, %slimit)", key,
-			 q->flows ? "" : "conn, ");
+		snprintf(q->err, sizeof(q->err), "%.64s: unknown parameter (sensor, from, to, flow, %slimit)",
+			key, q->flows ? "" : "conn, ");
 		return MHD_NO;
 	}
 	if (*slot != NULL) {
@@ -877,7 +921,8 @@ static enum MHD_Result api_on_l4_arg(void *cls, enum MHD_ValueKind kind, const c
 }
 
 /* A decimal integer in [1, max], digits only. */
-static bool api_parse_uint(const char *s, uint64_t max, uint64_t *out)
+static bool
+api_parse_uint(const char *s, uint64_t max, uint64_t *out)
 {
 	uint64_t v = 0;
 
@@ -893,13 +938,15 @@ static bool api_parse_uint(const char *s, uint64_t max, uint64_t *out)
 }
 
 /* A connection or flow id: 1 .. 2^63-1, like `pcapline pcap --conn/--flow`. */
-static bool api_parse_id(const char *s, uint64_t *out)
+static bool
+api_parse_id(const char *s, uint64_t *out)
 {
 	return api_parse_uint(s, (uint64_t)INT64_MAX, out);
 }
 
 /* Sends v (consumed) as the JSON body of a 200. */
-static enum MHD_Result api_json(struct MHD_Connection *c, json_t *v)
+static enum MHD_Result
+api_json(struct MHD_Connection *c, json_t *v)
 {
 	char *body = json_dumps(v, JSON_COMPACT | JSON_PRESERVE_ORDER), *nl;
 	struct MHD_Response *r;
@@ -927,10 +974,11 @@ static enum MHD_Result api_json(struct MHD_Connection *c, json_t *v)
 }
 
 /* GET /api/v1/conns and /api/v1/flows: what `pcapline conns|flows --json` prints. */
-static enum MHD_Result api_l4_list(struct api *a, struct MHD_Connection *c, bool flows)
+static enum MHD_Result
+api_l4_list(struct api *a, struct MHD_Connection *c, bool flows)
 {
-	struct api_l4_req q = {.flows = flows};
-	struct l4q l = {0};
+	struct api_l4_req q = { .flows = flows };
+	struct l4q l = { 0 };
 	char err[1024];
 	uint64_t v;
 	json_t *res;
@@ -939,18 +987,22 @@ static enum MHD_Result api_l4_list(struct api *a, struct MHD_Connection *c, bool
 	if (q.err[0] != '\0')
 		return api_text(c, MHD_HTTP_BAD_REQUEST, "%s", q.err);
 	if (q.sensor != NULL && !fsu_name_ok(q.sensor))
-		return api_text(c, MHD_HTTP_BAD_REQUEST, "sensor: '%.64s' is not a sensor id (letters, digits, '.', '_', '-')",
-				q.sensor);
+		return api_text(c, MHD_HTTP_BAD_REQUEST,
+			"sensor: '%.64s' is not a sensor id (letters, digits, '.', '_', '-')", q.sensor);
 	/* Both or neither: neither is any time. */
-	if ((q.from != NULL || q.to != NULL) && api_window(q.from, q.to, &l.from_ns, &l.to_ns, err, sizeof(err)) != 0)
+	if ((q.from != NULL || q.to != NULL) &&
+		api_window(q.from, q.to, &l.from_ns, &l.to_ns, err, sizeof(err)) != 0)
 		return api_text(c, MHD_HTTP_BAD_REQUEST, "%s", err);
 	if (q.flow != NULL && !api_parse_id(q.flow, &l.flow_id))
-		return api_text(c, MHD_HTTP_BAD_REQUEST, "flow: '%.64s' is not a flow id (1 .. 2^63-1)", q.flow);
+		return api_text(
+			c, MHD_HTTP_BAD_REQUEST, "flow: '%.64s' is not a flow id (1 .. 2^63-1)", q.flow);
 	if (q.conn != NULL && !api_parse_id(q.conn, &l.conn_id))
-		return api_text(c, MHD_HTTP_BAD_REQUEST, "conn: '%.64s' is not a connection id (1 .. 2^63-1)", q.conn);
+		return api_text(c, MHD_HTTP_BAD_REQUEST, "conn: '%.64s' is not a connection id (1 .. 2^63-1)",
+			q.conn);
 	if (q.limit != NULL) {
 		if (!api_parse_uint(q.limit, API_MAX_ROWS, &v))
-			return api_text(c, MHD_HTTP_BAD_REQUEST, "limit: '%.64s' is not 1 .. %d", q.limit, API_MAX_ROWS);
+			return api_text(c, MHD_HTTP_BAD_REQUEST, "limit: '%.64s' is not 1 .. %d", q.limit,
+				API_MAX_ROWS);
 		l.limit = (unsigned)v;
 	}
 	l.sensor = q.sensor;
@@ -966,17 +1018,18 @@ static enum MHD_Result api_l4_list(struct api *a, struct MHD_Connection *c, bool
  * l4q_pcap's sink) and its request (the reader); freed by whichever lets go last. */
 struct api_pcap_job {
 	atomic_int refs;
-	atomic_bool started;          /* the sink has been called: bytes are coming */
-	atomic_bool done;             /* l4q_pcap returned rc, with err set on failure */
+	atomic_bool started; /* the sink has been called: bytes are coming */
+	atomic_bool done;    /* l4q_pcap returned rc, with err set on failure */
 	atomic_int rc;
-	int rfd, wfd;                 /* pipe: the request's end, the worker's end */
+	int rfd, wfd; /* pipe: the request's end, the worker's end */
 	bool flow;
 	uint64_t id;
 	char *dir;
 	char err[1024];
 };
 
-static void api_pcap_free(struct api_pcap_job *j)
+static void
+api_pcap_free(struct api_pcap_job *j)
 {
 	if (j->rfd >= 0)
 		close(j->rfd);
@@ -986,14 +1039,16 @@ static void api_pcap_free(struct api_pcap_job *j)
 	free(j);
 }
 
-static void api_pcap_put(struct api_pcap_job *j)
+static void
+api_pcap_put(struct api_pcap_job *j)
 {
 	if (atomic_fetch_sub(&j->refs, 1) == 1)
 		api_pcap_free(j);
 }
 
 /* l4q_pcap's sink: into the pipe, blocking while the client is slower. */
-static int api_pcap_sink(void *arg, const void *buf, size_t len)
+static int
+api_pcap_sink(void *arg, const void *buf, size_t len)
 {
 	struct api_pcap_job *j = arg;
 
@@ -1001,7 +1056,8 @@ static int api_pcap_sink(void *arg, const void *buf, size_t len)
 	return fsu_write_all(j->wfd, buf, len); /* -EPIPE: the client went away */
 }
 
-static void *api_pcap_worker(void *arg)
+static void *
+api_pcap_worker(void *arg)
 {
 	struct api_pcap_job *j = arg;
 	uint64_t packets;
@@ -1012,16 +1068,18 @@ static void *api_pcap_worker(void *arg)
 	if (rc != 0 && j->err[0] == '\0')
 		snprintf(j->err, sizeof(j->err), "%s", strerror(-rc));
 	if (rc != 0 && rc != -ENOENT && atomic_load(&j->started))
-		log_warnx("api: capture of %s %" PRIu64 " cut off: %s", j->flow ? "flow" : "connection", j->id, j->err);
+		log_warnx("api: capture of %s %" PRIu64 " cut off: %s", j->flow ? "flow" : "connection",
+			j->id, j->err);
 	atomic_store(&j->rc, rc);
 	atomic_store(&j->done, true);
-	close(j->wfd);                /* after done: the reader's end of file means done */
+	close(j->wfd); /* after done: the reader's end of file means done */
 	j->wfd = -1;
 	api_pcap_put(j);
 	return NULL;
 }
 
-static ssize_t api_pcap_read(void *cls, uint64_t pos, char *buf, size_t max)
+static ssize_t
+api_pcap_read(void *cls, uint64_t pos, char *buf, size_t max)
 {
 	struct api_pcap_job *j = cls;
 	ssize_t r;
@@ -1031,21 +1089,24 @@ static ssize_t api_pcap_read(void *cls, uint64_t pos, char *buf, size_t max)
 	while (r < 0 && errno == EINTR);
 	if (r > 0)
 		return r;
-	return r == 0 && atomic_load(&j->done) && atomic_load(&j->rc) == 0 ? MHD_CONTENT_READER_END_OF_STREAM
-									    : MHD_CONTENT_READER_END_WITH_ERROR;
+	return r == 0 && atomic_load(&j->done) && atomic_load(&j->rc) == 0
+		? MHD_CONTENT_READER_END_OF_STREAM
+		: MHD_CONTENT_READER_END_WITH_ERROR;
 }
 
-static void api_pcap_done(void *cls)
+static void
+api_pcap_done(void *cls)
 {
 	struct api_pcap_job *j = cls;
 
-	close(j->rfd);                /* a worker still writing gets EPIPE */
+	close(j->rfd); /* a worker still writing gets EPIPE */
 	j->rfd = -1;
 	api_pcap_put(j);
 }
 
 /* The first query parameter of a request that takes none, as an error into cls. */
-static enum MHD_Result api_on_no_arg(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+static enum MHD_Result
+api_on_no_arg(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
 {
 	char *err = cls;
 
@@ -1054,7 +1115,8 @@ static enum MHD_Result api_on_no_arg(void *cls, enum MHD_ValueKind kind, const c
 }
 
 /* GET /api/v1/conns/<id>/pcap and /api/v1/flows/<id>/pcap: what `pcapline pcap` writes. */
-static enum MHD_Result api_pcap(struct api *a, struct MHD_Connection *c, bool flow, const char *idstr)
+static enum MHD_Result
+api_pcap(struct api *a, struct MHD_Connection *c, bool flow, const char *idstr)
 {
 	const char *what = flow ? "flow" : "connection";
 	char bad[128] = "";
@@ -1069,7 +1131,8 @@ static enum MHD_Result api_pcap(struct api *a, struct MHD_Connection *c, bool fl
 	enum MHD_Result ret;
 
 	if (!api_parse_id(idstr, &id))
-		return api_text(c, MHD_HTTP_BAD_REQUEST, "id: '%.64s' is not a %s id (1 .. 2^63-1)", idstr, what);
+		return api_text(
+			c, MHD_HTTP_BAD_REQUEST, "id: '%.64s' is not a %s id (1 .. 2^63-1)", idstr, what);
 	/* It takes no parameters: any is a mistake worth telling. */
 	MHD_get_connection_values(c, MHD_GET_ARGUMENT_KIND, api_on_no_arg, bad);
 	if (bad[0] != '\0')
@@ -1122,7 +1185,8 @@ static enum MHD_Result api_pcap(struct api *a, struct MHD_Connection *c, bool fl
 		api_pcap_done(j);
 		return MHD_NO;
 	}
-	snprintf(disp, sizeof(disp), "attachment; filename=\"%s-%" PRIu64 ".pcap\"", flow ? "flow" : "conn", id);
+	snprintf(disp, sizeof(disp), "attachment; filename=\"%s-%" PRIu64 ".pcap\"", flow ? "flow" : "conn",
+		id);
 	MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "application/vnd.tcpdump.pcap");
 	MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_DISPOSITION, disp);
 	ret = MHD_queue_response(c, MHD_HTTP_OK, r);
@@ -1132,11 +1196,19 @@ static enum MHD_Result api_pcap(struct api *a, struct MHD_Connection *c, bool fl
 
 /* Dispatch ---------------------------------------------------------------------------- */
 
-enum api_route { API_NONE, API_EXPORT, API_CONNS, API_FLOWS, API_CONN_PCAP, API_FLOW_PCAP };
+enum api_route {
+	API_NONE,
+	API_EXPORT,
+	API_CONNS,
+	API_FLOWS,
+	API_CONN_PCAP,
+	API_FLOW_PCAP
+};
 
 /* The endpoint of url; for /api/v1/{conns,flows}/<id>/pcap, <id> as given into id (one
  * too long for idlen is cut and marked with "...", so that it is refused as an id). */
-static enum api_route api_route(const char *url, char *id, size_t idlen)
+static enum api_route
+api_route(const char *url, char *id, size_t idlen)
 {
 	static const char base[] = "/api/v1/";
 	const char *rest, *slash;
@@ -1165,9 +1237,9 @@ static enum api_route api_route(const char *url, char *id, size_t idlen)
 	return flows ? API_FLOW_PCAP : API_CONN_PCAP;
 }
 
-static enum MHD_Result api_on_request(void *cls, struct MHD_Connection *c, const char *url, const char *method,
-				      const char *version, const char *upload_data, size_t *upload_data_size,
-				      void **con_cls)
+static enum MHD_Result
+api_on_request(void *cls, struct MHD_Connection *c, const char *url, const char *method, const char *version,
+	const char *upload_data, size_t *upload_data_size, void **con_cls)
 {
 	struct api *a = cls;
 
@@ -1179,8 +1251,9 @@ static enum MHD_Result api_on_request(void *cls, struct MHD_Connection *c, const
 		return api_text(c, MHD_HTTP_UNAUTHORIZED, "missing or wrong bearer token");
 	if ((route = api_route(url, id, sizeof(id))) == API_NONE)
 		return api_text(c, MHD_HTTP_NOT_FOUND,
-				"%.200s: not found (GET /api/v1/export, /api/v1/conns, /api/v1/flows, "
-				"/api/v1/conns/ID/pcap, /api/v1/flows/ID/pcap)", url);
+			"%.200s: not found (GET /api/v1/export, /api/v1/conns, /api/v1/flows, "
+			"/api/v1/conns/ID/pcap, /api/v1/flows/ID/pcap)",
+			url);
 	if (strcmp(method, MHD_HTTP_METHOD_GET) != 0)
 		return api_text(c, MHD_HTTP_METHOD_NOT_ALLOWED, "%.32s: only GET", method);
 	switch (route) {
@@ -1197,7 +1270,8 @@ static enum MHD_Result api_on_request(void *cls, struct MHD_Connection *c, const
 	}
 }
 
-static void api_on_mhd_log(void *cls, const char *fmt, va_list ap)
+static void
+api_on_mhd_log(void *cls, const char *fmt, va_list ap)
 {
 	char line[512];
 	size_t n;
@@ -1219,16 +1293,17 @@ static void api_on_mhd_log(void *cls, const char *fmt, va_list ap)
 	log_warnx("api: %s", line);
 }
 
-int api_start(struct api *a, char *err, size_t errlen)
+int
+api_start(struct api *a, char *err, size_t errlen)
 {
 	int rc;
 	unsigned int flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL |
-			     MHD_USE_ERROR_LOG;
+		MHD_USE_ERROR_LOG;
 
 	struct MHD_OptionItem tls[] = {
-		{MHD_OPTION_HTTPS_MEM_CERT, 0, a->cert_pem},
-		{MHD_OPTION_HTTPS_MEM_KEY, 0, a->key_pem},
-		{MHD_OPTION_END, 0, NULL},
+		{ MHD_OPTION_HTTPS_MEM_CERT, 0, a->cert_pem },
+		{ MHD_OPTION_HTTPS_MEM_KEY, 0, a->key_pem },
+		{ MHD_OPTION_END, 0, NULL },
 	};
 
 	if (a->cert_pem != NULL)
@@ -1237,16 +1312,12 @@ int api_start(struct api *a, char *err, size_t errlen)
 		tls[0].option = MHD_OPTION_END;
 	/* libmicrohttpd's own limits are a backstop twice ours: a shed connection holds its
 	 * slot there until its thread has gone. */
-	a->d = MHD_start_daemon(flags, 0, NULL, NULL, api_on_request, a,
-				MHD_OPTION_EXTERNAL_LOGGER, api_on_mhd_log, a,
-				MHD_OPTION_LISTEN_SOCKET, (MHD_socket)a->fd,
-				MHD_OPTION_CONNECTION_LIMIT, 2 * a->o.max_conns,
-				MHD_OPTION_PER_IP_CONNECTION_LIMIT, 2 * a->o.max_conns_per_source,
-				MHD_OPTION_CONNECTION_TIMEOUT, a->o.idle_timeout_s,
-				MHD_OPTION_NOTIFY_CONNECTION, api_on_connection, a,
-				MHD_OPTION_NOTIFY_COMPLETED, api_on_completed, a,
-				MHD_OPTION_ARRAY, tls,
-				MHD_OPTION_END);
+	a->d = MHD_start_daemon(flags, 0, NULL, NULL, api_on_request, a, MHD_OPTION_EXTERNAL_LOGGER,
+		api_on_mhd_log, a, MHD_OPTION_LISTEN_SOCKET, (MHD_socket)a->fd, MHD_OPTION_CONNECTION_LIMIT,
+		2 * a->o.max_conns, MHD_OPTION_PER_IP_CONNECTION_LIMIT, 2 * a->o.max_conns_per_source,
+		MHD_OPTION_CONNECTION_TIMEOUT, a->o.idle_timeout_s, MHD_OPTION_NOTIFY_CONNECTION,
+		api_on_connection, a, MHD_OPTION_NOTIFY_COMPLETED, api_on_completed, a, MHD_OPTION_ARRAY, tls,
+		MHD_OPTION_END);
 	if (a->d == NULL) {
 		snprintf(err, errlen, "api.listen: cannot start the HTTP server (see above)");
 		return -1;

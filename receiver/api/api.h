@@ -22,11 +22,11 @@
 #define API_MAX_CONNECTIONS 64
 
 struct api_opts {
-	const char *listen;   /* host:port */
-	const char *token;    /* bearer token, "" = none */
-	const char *cert;     /* PEM file, "" = plain HTTP */
-	const char *key;      /* PEM file, with cert */
-	const char *dir;      /* storage.dir */
+	const char *listen; /* host:port */
+	const char *token;  /* bearer token, "" = none */
+	const char *cert;   /* PEM file, "" = plain HTTP */
+	const char *key;    /* PEM file, with cert */
+	const char *dir;    /* storage.dir */
 	/* Connections (0 = the defaults below). Beyond max_conns_per_source from one IPv4
 	 * address or IPv6 /64, or max_conns in all, the oldest connection whose request
 	 * headers are not complete yet is shed; one being served never is. */

@@ -27,50 +27,48 @@ static const struct cli_cmd {
 	const char *args;
 	const char *help;
 } cli_cmds[] = {
-	{"export", cmd_export,
-	 "--from T --to T -o FILE.tar.gz [--dir DIR] [--sensor S]... [--filter BPF] [--gzip-level N]",
-	 "write the packets of [from, to) as a .tar.gz: one time-merged pcap per sensor, its\n"
-	 "name_resolution_history.json, and manifest.json; -o - writes to standard output"},
-	{"snapshot", cmd_snapshot,
-	 "create NAME --from T --to T [--dir DIR] [--sensor S]...\n"
-	 "                  | list [--dir DIR]\n"
-	 "                  | export NAME -o FILE.tar.gz [--dir DIR] [--sensor S]... [--filter BPF] [--gzip-level N]\n"
-	 "                  | verify NAME [--dir DIR] | delete NAME [--dir DIR]",
-	 "keep the segments of a window in DIR/snapshots/NAME (read-only, hard-linked when\n"
-	 "possible, manifest with SHA-256); retention never touches snapshots"},
-	{"import", cmd_import,
-	 "ARCHIVE.tar.gz --dir VIEWDIR [--max-entry-size SIZE] [--max-entries N] [--max-json-size SIZE]\n"
-	 "                  [--max-ratio N] [--max-total-size SIZE] [--segment-size SIZE]",
-	 "load an export (or a Kubeshark export) into a separate view repository that\n"
-	 "`pcapline export --dir VIEWDIR` reads; hostile or corrupt archives change nothing"},
-	{"conns", cmd_conns,
-	 "[--dir DIR] [--sensor S] [--from T --to T] [--flow ID] [--conn ID] [--limit N] [--json]\n"
-	 "                  | --stats [--dir DIR] [--json]",
-	 "the connections the receiver dissected from the stored packets, newest first: ids,\n"
-	 "endpoints, state, packets and bytes per side, handshake RTT, why they ended;\n"
-	 "--stats: the dissection's counters (evictions, gaps, fragments...) and backlog"},
-	{"flows", cmd_flows,
-	 "[--dir DIR] [--sensor S] [--from T --to T] [--flow ID] [--limit N] [--json]",
-	 "the flows (all connections between two peers on one sensor interface), with totals\n"
-	 "and packets/s and bits/s over each flow's life"},
-	{"pcap", cmd_pcap,
-	 "--conn ID | --flow ID  -o FILE [--dir DIR]",
-	 "the exact packets of one connection or of one flow, as a pcap (-o - for stdout),\n"
-	 "read from the segments through their position files"},
-	{"follow", cmd_follow,
-	 "--conn ID [--dir DIR]",
-	 "the reassembled client and server bytes of one stored TCP connection, in the format\n"
-	 "of `tshark -q -z follow,tcp,raw` (gaps marked as tshark marks them)"},
-	{"reindex", cmd_reindex,
-	 "--from T --to T [--sensor S] [--dir DIR]",
-	 "rebuild the connections and flows of a window (widened to whole connections) from\n"
-	 "the stored segments"},
-	{"l4", cmd_l4,
-	 "conns [--udp] [OPTS] FILE | follow [OPTS] FILE N | stats [OPTS] FILE\n"
-	 "                  OPTS: --max-conns N, --no-timeouts",
-	 "TCP connections (UDP conversations with --udp) of a pcap/pcapng file (N = Wireshark's\n"
-	 "tcp.stream), the reassembled byte streams of connection N in the format of\n"
-	 "`tshark -q -z follow,tcp,raw,N`, and the L4 pass's counters, CPU time and memory"},
+	{ "export", cmd_export,
+		"--from T --to T -o FILE.tar.gz [--dir DIR] [--sensor S]... [--filter BPF] [--gzip-level N]",
+		"write the packets of [from, to) as a .tar.gz: one time-merged pcap per sensor, its\n"
+		"name_resolution_history.json, and manifest.json; -o - writes to standard output" },
+	{ "snapshot", cmd_snapshot,
+		"create NAME --from T --to T [--dir DIR] [--sensor S]...\n"
+		"                  | list [--dir DIR]\n"
+		"                  | export NAME -o FILE.tar.gz [--dir DIR] [--sensor S]... [--filter BPF] "
+		"[--gzip-level N]\n"
+		"                  | verify NAME [--dir DIR] | delete NAME [--dir DIR]",
+		"keep the segments of a window in DIR/snapshots/NAME (read-only, hard-linked when\n"
+		"possible, manifest with SHA-256); retention never touches snapshots" },
+	{ "import", cmd_import,
+		"ARCHIVE.tar.gz --dir VIEWDIR [--max-entry-size SIZE] [--max-entries N] [--max-json-size "
+		"SIZE]\n"
+		"                  [--max-ratio N] [--max-total-size SIZE] [--segment-size SIZE]",
+		"load an export (or a Kubeshark export) into a separate view repository that\n"
+		"`pcapline export --dir VIEWDIR` reads; hostile or corrupt archives change nothing" },
+	{ "conns", cmd_conns,
+		"[--dir DIR] [--sensor S] [--from T --to T] [--flow ID] [--conn ID] [--limit N] [--json]\n"
+		"                  | --stats [--dir DIR] [--json]",
+		"the connections the receiver dissected from the stored packets, newest first: ids,\n"
+		"endpoints, state, packets and bytes per side, handshake RTT, why they ended;\n"
+		"--stats: the dissection's counters (evictions, gaps, fragments...) and backlog" },
+	{ "flows", cmd_flows, "[--dir DIR] [--sensor S] [--from T --to T] [--flow ID] [--limit N] [--json]",
+		"the flows (all connections between two peers on one sensor interface), with totals\n"
+		"and packets/s and bits/s over each flow's life" },
+	{ "pcap", cmd_pcap, "--conn ID | --flow ID  -o FILE [--dir DIR]",
+		"the exact packets of one connection or of one flow, as a pcap (-o - for stdout),\n"
+		"read from the segments through their position files" },
+	{ "follow", cmd_follow, "--conn ID [--dir DIR]",
+		"the reassembled client and server bytes of one stored TCP connection, in the format\n"
+		"of `tshark -q -z follow,tcp,raw` (gaps marked as tshark marks them)" },
+	{ "reindex", cmd_reindex, "--from T --to T [--sensor S] [--dir DIR]",
+		"rebuild the connections and flows of a window (widened to whole connections) from\n"
+		"the stored segments" },
+	{ "l4", cmd_l4,
+		"conns [--udp] [OPTS] FILE | follow [OPTS] FILE N | stats [OPTS] FILE\n"
+		"                  OPTS: --max-conns N, --no-timeouts",
+		"TCP connections (UDP conversations with --udp) of a pcap/pcapng file (N = Wireshark's\n"
+		"tcp.stream), the reassembled byte streams of connection N in the format of\n"
+		"`tshark -q -z follow,tcp,raw,N`, and the L4 pass's counters, CPU time and memory" },
 };
 
 #define N_CMDS (sizeof(cli_cmds) / sizeof(cli_cmds[0]))
@@ -86,7 +84,9 @@ cli_usage_to(FILE *f, const char *name)
 	bool times = name == NULL, dir = name == NULL;
 
 	if (name == NULL)
-		fprintf(f, "usage: pcapline [-v | -q] COMMAND ARGS...   (pcapline COMMAND --help: one command)\n\n");
+		fprintf(f,
+			"usage: pcapline [-v | -q] COMMAND ARGS...   (pcapline COMMAND --help: one "
+			"command)\n\n");
 	for (size_t i = 0; i < N_CMDS; i++) {
 		if (name != NULL && strcmp(name, cli_cmds[i].name) != 0)
 			continue;
@@ -96,16 +96,21 @@ cli_usage_to(FILE *f, const char *name)
 		dir |= strstr(cli_cmds[i].args, "--dir DIR") != NULL;
 	}
 	if (times)
-		fprintf(f, "Times (T): RFC 3339 (2026-11-24T22:00:00Z, 2026-11-24T22:00:00.123456789Z,\n"
-			"+01:00 offsets), Unix seconds with an optional fraction (1795558496.5), or relative\n"
-			"to now (now, now-5m, now-1h30m; units ns us ms s m h d w). The window is [from, to).\n"
+		fprintf(f,
+			"Times (T): RFC 3339 (2026-11-24T22:00:00Z, 2026-11-24T22:00:00.123456789Z,\n"
+			"+01:00 offsets), Unix seconds with an optional fraction (1795558496.5), or "
+			"relative\n"
+			"to now (now, now-5m, now-1h30m; units ns us ms s m h d w). The window is [from, "
+			"to).\n"
 			"Packets keep the time they were captured at, replayed files included: a window\n"
 			"must cover a replayed capture's own time, not the time it was replayed.\n");
 	if (dir)
 		fprintf(f, "DIR (the receiver's storage.dir) defaults to $PCAPLINE_STORAGE_DIR, else %s.\n",
 			CLI_DEFAULT_DIR);
 	if (name == NULL)
-		fprintf(f, "Global options: -v (debug messages), -q (warnings only), -V (version), -h (this help).\n");
+		fprintf(f,
+			"Global options: -v (debug messages), -q (warnings only), -V (version), -h (this "
+			"help).\n");
 }
 
 int
@@ -128,7 +133,7 @@ cli_wants_help(int argc, char **argv)
 int
 cli_repo_check(const char *dir)
 {
-	static const char *const marks[] = {"index.db", "sensors", "snapshots"};
+	static const char *const marks[] = { "index.db", "sensors", "snapshots" };
 	const char *env = getenv("PCAPLINE_STORAGE_DIR"), *from, *why = NULL;
 	char path[4096];
 	struct stat st;
@@ -136,8 +141,9 @@ cli_repo_check(const char *dir)
 	if (env != NULL && env[0] != '\0')
 		from = strcmp(dir, env) == 0 ? "from PCAPLINE_STORAGE_DIR" : "given with --dir";
 	else
-		from = strcmp(dir, CLI_DEFAULT_DIR) == 0 ? "the default: no --dir, PCAPLINE_STORAGE_DIR not set"
-							 : "given with --dir";
+		from = strcmp(dir, CLI_DEFAULT_DIR) == 0
+			? "the default: no --dir, PCAPLINE_STORAGE_DIR not set"
+			: "given with --dir";
 	if (stat(dir, &st) != 0)
 		why = strerror(errno);
 	else if (!S_ISDIR(st.st_mode))
@@ -146,7 +152,8 @@ cli_repo_check(const char *dir)
 		if (fsu_path(path, sizeof(path), "%s/%s", dir, marks[i]) == 0 && stat(path, &st) == 0)
 			return 0;
 	log_warnx("no repository in %s (%s): %s; point to the receiver's storage.dir with --dir DIR "
-		  "or PCAPLINE_STORAGE_DIR", dir, from, why ? why : "it has no index.db, sensors/ or snapshots/");
+		  "or PCAPLINE_STORAGE_DIR",
+		dir, from, why ? why : "it has no index.db, sensors/ or snapshots/");
 	return -1;
 }
 
@@ -252,7 +259,7 @@ cli_sensors_free(struct bundle_sensor *s, size_t n)
 
 int
 cli_collect(struct repo *r, uint64_t from, uint64_t to, const struct cli_strv *want,
-	    struct bundle_sensor **out, size_t *n)
+	struct bundle_sensor **out, size_t *n)
 {
 	struct bundle_sensor *s = NULL;
 	char **names = NULL, err[512];

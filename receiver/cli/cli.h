@@ -67,7 +67,7 @@ int cli_window(const char *from, const char *to, uint64_t *from_ns, uint64_t *to
  * cli_sensors_free(). Returns 0 or -1 after logging the problem.
  */
 int cli_collect(struct repo *r, uint64_t from, uint64_t to, const struct cli_strv *want,
-		struct bundle_sensor **out, size_t *n);
+	struct bundle_sensor **out, size_t *n);
 void cli_sensors_free(struct bundle_sensor *s, size_t n);
 
 /* Parses a size such as "64M", "2G", "1048576". Returns 0 or -1. */

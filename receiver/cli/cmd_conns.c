@@ -24,7 +24,15 @@
 #include "shared/log.h"
 #include "receiver/repo/timearg.h"
 
-enum { OPT_FROM = 256, OPT_TO, OPT_FLOW, OPT_CONN, OPT_LIMIT, OPT_JSON, OPT_STATS };
+enum {
+	OPT_FROM = 256,
+	OPT_TO,
+	OPT_FLOW,
+	OPT_CONN,
+	OPT_LIMIT,
+	OPT_JSON,
+	OPT_STATS
+};
 
 struct args {
 	const char *dir, *sensor, *from, *to, *output;
@@ -33,7 +41,8 @@ struct args {
 	bool json, stats;
 };
 
-static int parse_id(const char *s, uint64_t *out)
+static int
+parse_id(const char *s, uint64_t *out)
 {
 	char *end;
 
@@ -46,15 +55,21 @@ static int parse_id(const char *s, uint64_t *out)
 	return 0;
 }
 
-static int parse_args(const char *cmd, int argc, char **argv, struct args *a)
+static int
+parse_args(const char *cmd, int argc, char **argv, struct args *a)
 {
 	static const struct option opts[] = {
-		{"dir", required_argument, NULL, 'd'},   {"sensor", required_argument, NULL, 's'},
-		{"from", required_argument, NULL, OPT_FROM}, {"to", required_argument, NULL, OPT_TO},
-		{"flow", required_argument, NULL, OPT_FLOW}, {"conn", required_argument, NULL, OPT_CONN},
-		{"limit", required_argument, NULL, OPT_LIMIT}, {"json", no_argument, NULL, OPT_JSON},
-		{"output", required_argument, NULL, 'o'}, {"stats", no_argument, NULL, OPT_STATS},
-		{NULL, 0, NULL, 0},
+		{ "dir", required_argument, NULL, 'd' },
+		{ "sensor", required_argument, NULL, 's' },
+		{ "from", required_argument, NULL, OPT_FROM },
+		{ "to", required_argument, NULL, OPT_TO },
+		{ "flow", required_argument, NULL, OPT_FLOW },
+		{ "conn", required_argument, NULL, OPT_CONN },
+		{ "limit", required_argument, NULL, OPT_LIMIT },
+		{ "json", no_argument, NULL, OPT_JSON },
+		{ "output", required_argument, NULL, 'o' },
+		{ "stats", no_argument, NULL, OPT_STATS },
+		{ NULL, 0, NULL, 0 },
 	};
 	int ch;
 
@@ -63,13 +78,27 @@ static int parse_args(const char *cmd, int argc, char **argv, struct args *a)
 	optind = 0;
 	while ((ch = getopt_long(argc, argv, "d:s:o:", opts, NULL)) != -1) {
 		switch (ch) {
-		case 'd': a->dir = optarg; break;
-		case 's': a->sensor = optarg; break;
-		case 'o': a->output = optarg; break;
-		case OPT_FROM: a->from = optarg; break;
-		case OPT_TO: a->to = optarg; break;
-		case OPT_JSON: a->json = true; break;
-		case OPT_STATS: a->stats = true; break;
+		case 'd':
+			a->dir = optarg;
+			break;
+		case 's':
+			a->sensor = optarg;
+			break;
+		case 'o':
+			a->output = optarg;
+			break;
+		case OPT_FROM:
+			a->from = optarg;
+			break;
+		case OPT_TO:
+			a->to = optarg;
+			break;
+		case OPT_JSON:
+			a->json = true;
+			break;
+		case OPT_STATS:
+			a->stats = true;
+			break;
 		case OPT_FLOW:
 			if (parse_id(optarg, &a->flow) != 0)
 				return -1;
@@ -98,7 +127,8 @@ static int parse_args(const char *cmd, int argc, char **argv, struct args *a)
 }
 
 /* --from/--to: both or neither (any time). */
-static int window(const struct args *a, uint64_t *from, uint64_t *to)
+static int
+window(const struct args *a, uint64_t *from, uint64_t *to)
 {
 	*from = *to = 0;
 	if (a->from == NULL && a->to == NULL)
@@ -106,27 +136,33 @@ static int window(const struct args *a, uint64_t *from, uint64_t *to)
 	return cli_window(a->from ? a->from : "0", a->to ? a->to : "now+1000d", from, to);
 }
 
-static int print_json(json_t *v)
+static int
+print_json(json_t *v)
 {
-	int rc = json_dumpf(v, stdout, JSON_INDENT(1) | JSON_PRESERVE_ORDER) == 0 && putchar('\n') != EOF ? 0 : EXIT_FAIL;
+	int rc = json_dumpf(v, stdout, JSON_INDENT(1) | JSON_PRESERVE_ORDER) == 0 && putchar('\n') != EOF
+		? 0
+		: EXIT_FAIL;
 
 	json_decref(v);
 	return rc;
 }
 
-static const char *jstr(json_t *o, const char *k)
+static const char *
+jstr(json_t *o, const char *k)
 {
 	const char *s = json_string_value(json_object_get(o, k));
 
 	return s ? s : "-";
 }
 
-static long long jint(json_t *o, const char *k)
+static long long
+jint(json_t *o, const char *k)
 {
 	return (long long)json_integer_value(json_object_get(o, k));
 }
 
-static void fmt_time(json_t *o, const char *k, char buf[TIMEARG_LEN])
+static void
+fmt_time(json_t *o, const char *k, char buf[TIMEARG_LEN])
 {
 	timearg_format((uint64_t)jint(o, k), buf);
 }
@@ -137,7 +173,8 @@ struct printer {
 };
 
 /* One row, as the rows come (a list may be longer than memory would hold at once). */
-static int print_row(void *arg, json_t *o)
+static int
+print_row(void *arg, json_t *o)
 {
 	struct printer *p = arg;
 
@@ -147,34 +184,37 @@ static int print_row(void *arg, json_t *o)
 	}
 	if (p->n++ == 0 && !p->flows)
 		printf("%-19s %-19s %-10s %-4s %-45s %-45s %-11s %-30s %8s %10s %8s %10s %9s %s\n", "conn_id",
-		       "flow_id", "sensor", "prot", "client", "server", "state", "first", "c_pkts", "c_bytes", "s_pkts",
-		       "s_bytes", "rtt_ms", "ended");
+			"flow_id", "sensor", "prot", "client", "server", "state", "first", "c_pkts",
+			"c_bytes", "s_pkts", "s_bytes", "rtt_ms", "ended");
 	if (p->n == 1 && p->flows)
-		printf("%-19s %-10s %-39s %-39s %6s %10s %12s %-30s %10s %12s\n", "flow_id", "sensor", "peer_a",
-		       "peer_b", "conns", "packets", "bytes", "first", "pps", "bps");
+		printf("%-19s %-10s %-39s %-39s %6s %10s %12s %-30s %10s %12s\n", "flow_id", "sensor",
+			"peer_a", "peer_b", "conns", "packets", "bytes", "first", "pps", "bps");
 	char t[TIMEARG_LEN];
 
 	fmt_time(o, "first_ns", t);
 	if (p->flows) {
-		printf("%-19lld %-10s %-39s %-39s %6lld %10lld %12lld %-30s %10.1f %12.1f\n", jint(o, "flow_id"),
-		       jstr(o, "sensor"), jstr(o, "peer_a"), jstr(o, "peer_b"), jint(o, "conns"), jint(o, "packets"),
-		       jint(o, "bytes"), t, json_real_value(json_object_get(o, "pps")),
-		       json_real_value(json_object_get(o, "bps")));
+		printf("%-19lld %-10s %-39s %-39s %6lld %10lld %12lld %-30s %10.1f %12.1f\n",
+			jint(o, "flow_id"), jstr(o, "sensor"), jstr(o, "peer_a"), jstr(o, "peer_b"),
+			jint(o, "conns"), jint(o, "packets"), jint(o, "bytes"), t,
+			json_real_value(json_object_get(o, "pps")),
+			json_real_value(json_object_get(o, "bps")));
 	} else {
 		char c[64], s[64];
 
 		snprintf(c, sizeof(c), "%s:%lld", jstr(o, "client"), jint(o, "client_port"));
 		snprintf(s, sizeof(s), "%s:%lld", jstr(o, "server"), jint(o, "server_port"));
-		printf("%-19lld %-19lld %-10s %-4s %-45s %-45s %-11s %-30s %8lld %10lld %8lld %10lld %9.3f %s\n",
-		       jint(o, "conn_id"), jint(o, "flow_id"), jstr(o, "sensor"), jstr(o, "proto"), c, s,
-		       jstr(o, "state"), t, jint(o, "c_pkts"), jint(o, "c_bytes"), jint(o, "s_pkts"),
-		       jint(o, "s_bytes"), (double)jint(o, "rtt_ns") / 1e6,
-		       json_is_null(json_object_get(o, "ended")) ? "(open)" : jstr(o, "ended"));
+		printf("%-19lld %-19lld %-10s %-4s %-45s %-45s %-11s %-30s %8lld %10lld %8lld %10lld %9.3f "
+		       "%s\n",
+			jint(o, "conn_id"), jint(o, "flow_id"), jstr(o, "sensor"), jstr(o, "proto"), c, s,
+			jstr(o, "state"), t, jint(o, "c_pkts"), jint(o, "c_bytes"), jint(o, "s_pkts"),
+			jint(o, "s_bytes"), (double)jint(o, "rtt_ns") / 1e6,
+			json_is_null(json_object_get(o, "ended")) ? "(open)" : jstr(o, "ended"));
 	}
 	return ferror(stdout) ? -1 : 0;
 }
 
-static int keep_first(void *arg, json_t *row)
+static int
+keep_first(void *arg, json_t *row)
 {
 	*(uint64_t *)arg = (uint64_t)jint(row, "first_ns");
 	return 0;
@@ -185,7 +225,8 @@ static int keep_first(void *arg, json_t *row)
  * that matched nothing, when the newest row outside it began: a capture replayed from a
  * file keeps its own timestamps, so a window around the time of the replay finds nothing.
  */
-static void say_empty(const struct args *a, bool flows, const struct l4q *q)
+static void
+say_empty(const struct args *a, bool flows, const struct l4q *q)
 {
 	const char *what = flows ? "flows" : "connections";
 	struct l4q any = *q;
@@ -193,8 +234,8 @@ static void say_empty(const struct args *a, bool flows, const struct l4q *q)
 	char err[256], t[TIMEARG_LEN], f[TIMEARG_LEN], e[TIMEARG_LEN];
 
 	if (q->from_ns == 0 && q->to_ns == 0) {
-		log_info("no %s%s in %s", what, q->sensor || q->flow_id || q->conn_id ? " match" : " dissected yet",
-			 a->dir);
+		log_info("no %s%s in %s", what,
+			q->sensor || q->flow_id || q->conn_id ? " match" : " dissected yet", a->dir);
 		return;
 	}
 	any.from_ns = any.to_ns = 0;
@@ -207,12 +248,14 @@ static void say_empty(const struct args *a, bool flows, const struct l4q *q)
 	}
 	timearg_format(newest, t);
 	log_info("no %s in [%s, %s); the newest began at %s (packets keep their capture time, also "
-		 "when replayed from a file: widen --from/--to to cover it)", what, f, e, t);
+		 "when replayed from a file: widen --from/--to to cover it)",
+		what, f, e, t);
 }
 
-static int list(const struct args *a, bool flows, const struct l4q *q)
+static int
+list(const struct args *a, bool flows, const struct l4q *q)
 {
-	struct printer p = {a->json, flows, 0};
+	struct printer p = { a->json, flows, 0 };
 	char err[1024] = "";
 	int rc = l4q_each(a->dir, flows, q, print_row, &p, err, sizeof(err));
 
@@ -231,10 +274,11 @@ static int list(const struct args *a, bool flows, const struct l4q *q)
 	return 0;
 }
 
-int cmd_conns(int argc, char **argv)
+int
+cmd_conns(int argc, char **argv)
 {
 	struct args a;
-	struct l4q q = {0};
+	struct l4q q = { 0 };
 	char err[1024];
 	json_t *v, *o;
 
@@ -251,8 +295,7 @@ int cmd_conns(int argc, char **argv)
 		}
 		if (a.json)
 			return print_json(v);
-		json_object_foreach(v, k, o)
-			printf("%-26s %lld\n", k, (long long)json_integer_value(o));
+		json_object_foreach(v, k, o) printf("%-26s %lld\n", k, (long long)json_integer_value(o));
 		json_decref(v);
 		return 0;
 	}
@@ -263,10 +306,11 @@ int cmd_conns(int argc, char **argv)
 	return list(&a, false, &q);
 }
 
-int cmd_flows(int argc, char **argv)
+int
+cmd_flows(int argc, char **argv)
 {
 	struct args a;
-	struct l4q q = {0};
+	struct l4q q = { 0 };
 
 	if (parse_args("flows", argc, argv, &a) != 0 || window(&a, &q.from_ns, &q.to_ns) != 0)
 		return cli_usage("flows");
@@ -278,15 +322,17 @@ int cmd_flows(int argc, char **argv)
 	return list(&a, true, &q);
 }
 
-static int fd_sink(void *arg, const void *buf, size_t len)
+static int
+fd_sink(void *arg, const void *buf, size_t len)
 {
 	return fsu_write_all(*(int *)arg, buf, len);
 }
 
-int cmd_pcap(int argc, char **argv)
+int
+cmd_pcap(int argc, char **argv)
 {
 	struct args a;
-	struct fsu_out out = {.fd = -1};
+	struct fsu_out out = { .fd = -1 };
 	char err[1024] = "";
 	uint64_t packets;
 	int rc;
@@ -304,7 +350,8 @@ int cmd_pcap(int argc, char **argv)
 		log_warnx("%s: %s", a.output, strerror(-rc));
 		return EXIT_FAIL;
 	}
-	rc = l4q_pcap(a.dir, a.flow != 0, a.flow ? a.flow : a.conn, fd_sink, &out.fd, &packets, err, sizeof(err));
+	rc = l4q_pcap(
+		a.dir, a.flow != 0, a.flow ? a.flow : a.conn, fd_sink, &out.fd, &packets, err, sizeof(err));
 	if (rc == 0 && (rc = fsu_out_commit(&out)) != 0)
 		snprintf(err, sizeof(err), "%s: %s", a.output, strerror(-rc));
 	if (rc != 0) {
@@ -312,12 +359,14 @@ int cmd_pcap(int argc, char **argv)
 		log_warnx("%s", err[0] ? err : strerror(-rc));
 		return EXIT_FAIL;
 	}
-	log_info("%" PRIu64 " packets of %s %" PRIu64 " written to %s", packets, a.flow ? "flow" : "connection",
-		 a.flow ? a.flow : a.conn, strcmp(a.output, "-") == 0 ? "standard output" : a.output);
+	log_info("%" PRIu64 " packets of %s %" PRIu64 " written to %s", packets,
+		a.flow ? "flow" : "connection", a.flow ? a.flow : a.conn,
+		strcmp(a.output, "-") == 0 ? "standard output" : a.output);
 	return 0;
 }
 
-int cmd_reindex(int argc, char **argv)
+int
+cmd_reindex(int argc, char **argv)
 {
 	struct args a;
 	struct dissect *d;
@@ -353,13 +402,14 @@ int cmd_reindex(int argc, char **argv)
 
 /* The reassembled streams of one stored TCP connection: its capture (l4q_pcap) into an
  * unlinked temporary file, then what `pcapline l4 follow` prints for it. */
-int cmd_follow(int argc, char **argv)
+int
+cmd_follow(int argc, char **argv)
 {
 	struct args a;
 	char err[1024] = "", path[64];
 	uint64_t packets;
 	json_t *v;
-	struct l4q q = {0};
+	struct l4q q = { 0 };
 	int fd, rc;
 
 	if (parse_args("follow", argc, argv, &a) != 0 || a.conn == 0 || a.flow != 0) {
@@ -380,7 +430,7 @@ int cmd_follow(int argc, char **argv)
 	if (json_array_size(v) == 0 || proto == NULL || strcmp(proto, "tcp") != 0) {
 		log_warnx(json_array_size(v) ? "connection %" PRIu64 " is not TCP: see pcapline pcap"
 					     : "no connection %" PRIu64 " in the index",
-			  a.conn);
+			a.conn);
 		json_decref(v);
 		return EXIT_FAIL;
 	}

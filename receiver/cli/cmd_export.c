@@ -11,20 +11,29 @@
 #include "receiver/cli/cli.h"
 #include "shared/log.h"
 
-enum { OPT_FROM = 256, OPT_TO, OPT_FILTER, OPT_LEVEL };
+enum {
+	OPT_FROM = 256,
+	OPT_TO,
+	OPT_FILTER,
+	OPT_LEVEL
+};
 
 int
 cmd_export(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"dir", required_argument, NULL, 'd'},      {"from", required_argument, NULL, OPT_FROM},
-		{"to", required_argument, NULL, OPT_TO},    {"sensor", required_argument, NULL, 's'},
-		{"filter", required_argument, NULL, OPT_FILTER},
-		{"output", required_argument, NULL, 'o'},   {"gzip-level", required_argument, NULL, OPT_LEVEL},
-		{"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0},
+		{ "dir", required_argument, NULL, 'd' },
+		{ "from", required_argument, NULL, OPT_FROM },
+		{ "to", required_argument, NULL, OPT_TO },
+		{ "sensor", required_argument, NULL, 's' },
+		{ "filter", required_argument, NULL, OPT_FILTER },
+		{ "output", required_argument, NULL, 'o' },
+		{ "gzip-level", required_argument, NULL, OPT_LEVEL },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
 	};
 	const char *dir = cli_default_dir(), *from = NULL, *to = NULL, *filter = NULL, *output = NULL;
-	struct cli_strv sensors = {0};
+	struct cli_strv sensors = { 0 };
 	struct bundle_sensor *bs = NULL;
 	struct repo *r = NULL;
 	size_t n = 0;
@@ -80,9 +89,12 @@ cmd_export(int argc, char **argv)
 		goto out;
 	}
 
-	struct bundle_opts o = {.filter = filter, .output = output, .gzip_level = level,
-				.progress = cli_progress_wanted(), .source_kind = "repository",
-				.source_name = dir};
+	struct bundle_opts o = { .filter = filter,
+		.output = output,
+		.gzip_level = level,
+		.progress = cli_progress_wanted(),
+		.source_kind = "repository",
+		.source_name = dir };
 	if (cli_window(from, to, &o.from_ns, &o.to_ns) != 0)
 		goto out;
 	rc = EXIT_FAIL;
@@ -104,8 +116,8 @@ cmd_export(int argc, char **argv)
 	uint64_t segs = 0;
 	for (size_t i = 0; i < n; i++)
 		segs += bs[i].segs.n;
-	log_info("exported %zu sensor%s (%" PRIu64 " segments read) to %s", n, n == 1 ? "" : "s",
-		 segs, strcmp(output, "-") == 0 ? "standard output" : output);
+	log_info("exported %zu sensor%s (%" PRIu64 " segments read) to %s", n, n == 1 ? "" : "s", segs,
+		strcmp(output, "-") == 0 ? "standard output" : output);
 	rc = 0;
 out:
 	cli_sensors_free(bs, n);

@@ -61,39 +61,51 @@
 #include "shared/pcapfile.h"
 #include "receiver/repo/timearg.h"
 
-#define IMPORT_MAX_PATH 1024
+#define IMPORT_MAX_PATH    1024
 /* Expansion allowed to any archive however small, so that a short capture of very
  * compressible packets still loads; a gzip bomb gets this far and no further. */
 #define IMPORT_RATIO_FLOOR (16ull << 20)
 /* Left free on the file system of VIEWDIR: a receiver or the index may share it. */
-#define IMPORT_RESERVE (64ull << 20)
+#define IMPORT_RESERVE     (64ull << 20)
 
-enum { OPT_MAX_ENTRY = 256, OPT_MAX_ENTRIES, OPT_MAX_JSON, OPT_SEGMENT, OPT_MAX_RATIO, OPT_MAX_TOTAL };
+enum {
+	OPT_MAX_ENTRY = 256,
+	OPT_MAX_ENTRIES,
+	OPT_MAX_JSON,
+	OPT_SEGMENT,
+	OPT_MAX_RATIO,
+	OPT_MAX_TOTAL
+};
 
 /* ITEM_OTHER: a file that is neither read nor imported, kept so that a manifest can be
  * checked against every file of the archive. */
-enum item_kind { ITEM_PCAP, ITEM_NAMES, ITEM_MANIFEST, ITEM_OTHER };
+enum item_kind {
+	ITEM_PCAP,
+	ITEM_NAMES,
+	ITEM_MANIFEST,
+	ITEM_OTHER
+};
 
 struct item {
 	enum item_kind kind;
-	char *norm;                 /* normalized name: the key of the name table */
-	char *entry;                /* the same string, the name errors show (not owned) */
-	char *sensor;               /* ITEM_PCAP, ITEM_NAMES */
-	char *raw;                  /* JSON: extracted into this file of the staging folder */
-	uint64_t off;               /* ITEM_PCAP: where its data starts in the blob */
+	char *norm;   /* normalized name: the key of the name table */
+	char *entry;  /* the same string, the name errors show (not owned) */
+	char *sensor; /* ITEM_PCAP, ITEM_NAMES */
+	char *raw;    /* JSON: extracted into this file of the staging folder */
+	uint64_t off; /* ITEM_PCAP: where its data starts in the blob */
 	char sha[FSU_SHA256_HEX];
 	uint64_t size;
-	bool listed;                /* named by manifest.json */
+	bool listed; /* named by manifest.json */
 };
 
 struct import_seg {
 	char *sensor;
-	char *rel;                  /* final path relative to VIEWDIR */
+	char *rel; /* final path relative to VIEWDIR */
 	char *staged;
 	char *iface;
 	uint32_t linktype, snaplen;
 	uint64_t min_ns, max_ns, packets, bytes;
-	bool placed;                /* renamed into VIEWDIR */
+	bool placed; /* renamed into VIEWDIR */
 };
 
 struct import {
@@ -112,7 +124,7 @@ struct import {
 	 * data is read, and the data read is held to it). */
 	uint64_t expand_limit, declared;
 	char expand_why[160];
-	uint64_t skipped;           /* entries neither a capture nor a name history */
+	uint64_t skipped; /* entries neither a capture nor a name history */
 	/* Every capture's data, one after the other, in one staging file: one file per entry
 	 * made an archive of many small captures cost a file creation each. */
 	int blob_fd;
@@ -121,10 +133,10 @@ struct import {
 	size_t n_segs, cap_segs;
 	/* Segments being written, all of one sensor: captures that follow one another in
 	 * time go on filling them instead of opening a segment each. */
-	struct conv_out *outs;      /* PCAPF_MAX_IFACES of them */
+	struct conv_out *outs; /* PCAPF_MAX_IFACES of them */
 	size_t n_outs;
 	char *outs_sensor;
-	uint64_t conv_gen;          /* the capture being written, see conv_out.gen */
+	uint64_t conv_gen; /* the capture being written, see conv_out.gen */
 	struct cli_strv sensors;
 	uint64_t epoch, seq;
 	char err[1024];
@@ -283,12 +295,13 @@ expand_limit(struct import *im)
 
 	if (stat(im->archive, &st) != 0)
 		return refuse(im, NULL, "%s: %s", im->archive, strerror(errno));
-	ratio = (uint64_t)st.st_size > (UINT64_MAX - IMPORT_RATIO_FLOOR) / im->max_ratio ?
-		UINT64_MAX : (uint64_t)st.st_size * im->max_ratio + IMPORT_RATIO_FLOOR;
+	ratio = (uint64_t)st.st_size > (UINT64_MAX - IMPORT_RATIO_FLOOR) / im->max_ratio
+		? UINT64_MAX
+		: (uint64_t)st.st_size * im->max_ratio + IMPORT_RATIO_FLOOR;
 	im->expand_limit = ratio;
-	snprintf(im->expand_why, sizeof(im->expand_why), "%" PRIu64 " times its %" PRIu64
-		 " bytes plus %llu MiB (--max-ratio)", im->max_ratio, (uint64_t)st.st_size,
-		 IMPORT_RATIO_FLOOR >> 20);
+	snprintf(im->expand_why, sizeof(im->expand_why),
+		"%" PRIu64 " times its %" PRIu64 " bytes plus %llu MiB (--max-ratio)", im->max_ratio,
+		(uint64_t)st.st_size, IMPORT_RATIO_FLOOR >> 20);
 	if (im->max_total < im->expand_limit) {
 		im->expand_limit = im->max_total;
 		snprintf(im->expand_why, sizeof(im->expand_why), "--max-total-size");
@@ -298,8 +311,10 @@ expand_limit(struct import *im)
 		free_bytes = free_bytes > IMPORT_RESERVE ? free_bytes - IMPORT_RESERVE : 0;
 		if (free_bytes < im->expand_limit) {
 			im->expand_limit = free_bytes;
-			snprintf(im->expand_why, sizeof(im->expand_why), "the free space of %.100s less "
-				 "%llu MiB", im->view, IMPORT_RESERVE >> 20);
+			snprintf(im->expand_why, sizeof(im->expand_why),
+				"the free space of %.100s less "
+				"%llu MiB",
+				im->view, IMPORT_RESERVE >> 20);
 		}
 	}
 	return 0;
@@ -310,9 +325,10 @@ static int
 declare(struct import *im, const char *entry, uint64_t size)
 {
 	if (size > im->expand_limit - im->declared)
-		return refuse(im, entry, "the archive's entries would expand to more than %" PRIu64
-			      " bytes, the limit for this archive (%s); refused before writing them",
-			      im->expand_limit, im->expand_why);
+		return refuse(im, entry,
+			"the archive's entries would expand to more than %" PRIu64
+			" bytes, the limit for this archive (%s); refused before writing them",
+			im->expand_limit, im->expand_why);
 	im->declared += size;
 	return 0;
 }
@@ -384,7 +400,7 @@ extract(struct import *im, struct archive *a, const char *entry, uint64_t size, 
 		rc = refuse(im, entry, "%s: %s", dst, strerror(errno));
 	if (rc == 0 && total != size)
 		rc = refuse(im, entry, "archive ends inside the entry (%" PRIu64 " of %" PRIu64 " bytes)",
-			    total, size);
+			total, size);
 	if (rc != 0) {
 		fsu_sha_abort(&h);
 		return rc;
@@ -443,14 +459,16 @@ check_sensor_ids(struct import *im)
 		if (i > 0 && strcmp(v[i - 1]->sensor, v[i]->sensor) == 0 && first) {
 			size_t lp = item_folder_len(v[i - 1]);
 
-			rc = refuse(im, NULL, "folders '%.*s' and '%.*s' would both become sensor '%s'; "
-				    "rename one of them", (int)(lp > 200 ? 200 : lp), v[i - 1]->norm,
-				    (int)(l > 200 ? 200 : l), v[i]->norm, v[i]->sensor);
+			rc = refuse(im, NULL,
+				"folders '%.*s' and '%.*s' would both become sensor '%s'; "
+				"rename one of them",
+				(int)(lp > 200 ? 200 : lp), v[i - 1]->norm, (int)(l > 200 ? 200 : l),
+				v[i]->norm, v[i]->sensor);
 			break;
 		}
 		if (first && (l != strlen(v[i]->sensor) || memcmp(v[i]->norm, v[i]->sensor, l) != 0))
 			log_warnx("import: folder '%.*s' is not a valid sensor id; imported as sensor '%s'",
-				  (int)(l > 200 ? 200 : l), v[i]->norm, v[i]->sensor);
+				(int)(l > 200 ? 200 : l), v[i]->norm, v[i]->sensor);
 	}
 	free(v);
 	return rc;
@@ -472,20 +490,21 @@ read_archive(struct import *im)
 	archive_read_support_format_tar(a);
 	if (archive_read_open_filename(a, im->archive, 1 << 16) != ARCHIVE_OK) {
 		rc = refuse(im, NULL, "%s: not a tar archive, or unreadable: %s", im->archive,
-			    archive_error_string(a));
+			archive_error_string(a));
 		goto out;
 	}
 	while ((r = archive_read_next_header(a, &e)) == ARCHIVE_OK || r == ARCHIVE_WARN) {
 		const char *name = archive_entry_pathname(e);
 		char norm[IMPORT_MAX_PATH], *dir, *file;
-		struct item it = {0};
+		struct item it = { 0 };
 		mode_t type = archive_entry_filetype(e);
 		int depth;
 
 		if (name == NULL)
 			name = "(unnamed)";
 		if (++count > im->max_entries) {
-			rc = refuse(im, name, "more than %" PRIu64 " entries (--max-entries)", im->max_entries);
+			rc = refuse(
+				im, name, "more than %" PRIu64 " entries (--max-entries)", im->max_entries);
 			goto out;
 		}
 		if (archive_entry_hardlink(e) != NULL) {
@@ -498,15 +517,19 @@ read_archive(struct import *im)
 		}
 		if (type != AE_IFREG && type != AE_IFDIR) {
 			rc = refuse(im, name, "%s refused",
-				    type == AE_IFCHR || type == AE_IFBLK ? "device file" :
-				    type == AE_IFIFO ? "FIFO" : type == AE_IFSOCK ? "socket" : "special file");
+				type == AE_IFCHR || type == AE_IFBLK ? "device file"
+					: type == AE_IFIFO           ? "FIFO"
+					: type == AE_IFSOCK          ? "socket"
+								     : "special file");
 			goto out;
 		}
 		depth = split_entry(name, norm, sizeof(norm), &dir, &file);
 		if (depth < 0) {
-			rc = refuse(im, name, "%s", name[0] == '/' ? "absolute path refused" :
-				    strstr(name, "..") ? "path with '..' refused" :
-				    "unexpected path (expected <folder>/<file> or a top-level JSON file)");
+			rc = refuse(im, name, "%s",
+				name[0] == '/'               ? "absolute path refused"
+					: strstr(name, "..") ? "path with '..' refused"
+							     : "unexpected path (expected <folder>/<file> or "
+							       "a top-level JSON file)");
 			goto out;
 		}
 		if (type == AE_IFDIR) {
@@ -522,8 +545,9 @@ read_archive(struct import *im)
 		}
 		uint64_t size = (uint64_t)archive_entry_size(e);
 		if (size > im->max_entry) {
-			rc = refuse(im, name, "%" PRIu64 " bytes, above the limit of %" PRIu64
-				    " (--max-entry-size)", size, im->max_entry);
+			rc = refuse(im, name,
+				"%" PRIu64 " bytes, above the limit of %" PRIu64 " (--max-entry-size)", size,
+				im->max_entry);
 			goto out;
 		}
 		/* Skipped data is decompressed all the same: it counts against the limit too. */
@@ -533,8 +557,8 @@ read_archive(struct import *im)
 		}
 		if (depth == 1 && strcmp(file, BUNDLE_MANIFEST) == 0) {
 			it.kind = ITEM_MANIFEST;
-		} else if (depth == 2 && (ends_with(file, ".pcap") || ends_with(file, ".pcapng") ||
-					  ends_with(file, ".cap"))) {
+		} else if (depth == 2 &&
+			(ends_with(file, ".pcap") || ends_with(file, ".pcapng") || ends_with(file, ".cap"))) {
 			it.kind = ITEM_PCAP;
 		} else if (depth == 2 && strcmp(file, BUNDLE_NAMES_FILE) == 0) {
 			it.kind = ITEM_NAMES;
@@ -542,12 +566,14 @@ read_archive(struct import *im)
 			/* Named for the first few only: an archive of many such entries must
 			 * not flood the terminal. */
 			if (strcmp(file, "content.json") != 0 && ++im->skipped <= 10)
-				log_warnx("import: entry '%s' is not a capture or name history; skipped", name);
+				log_warnx(
+					"import: entry '%s' is not a capture or name history; skipped", name);
 			it.kind = ITEM_OTHER;
 		}
 		if ((it.kind == ITEM_NAMES || it.kind == ITEM_MANIFEST) && size > im->max_json) {
-			rc = refuse(im, name, "%" PRIu64 " bytes of JSON, above the limit of %" PRIu64
-				    " (--max-json-size)", size, im->max_json);
+			rc = refuse(im, name,
+				"%" PRIu64 " bytes of JSON, above the limit of %" PRIu64 " (--max-json-size)",
+				size, im->max_json);
 			goto out;
 		}
 		/* The normalized name, folder and file joined again. */
@@ -563,16 +589,18 @@ read_archive(struct import *im)
 
 			if (fl > FSU_NAME_MAX) {
 				item_free(&it);
-				rc = refuse(im, name, "folder name longer than %d characters, the longest "
-					    "sensor id; rename the folder", FSU_NAME_MAX);
+				rc = refuse(im, name,
+					"folder name longer than %d characters, the longest "
+					"sensor id; rename the folder",
+					FSU_NAME_MAX);
 				goto out;
 			}
-			snprintf(folder, sizeof(folder), "%.*s", (int)(fl < FSU_NAME_MAX ? fl : FSU_NAME_MAX), norm);
+			snprintf(folder, sizeof(folder), "%.*s", (int)(fl < FSU_NAME_MAX ? fl : FSU_NAME_MAX),
+				norm);
 			fsu_sanitize(id, folder);
 			it.sensor = strdup(id);
 		}
-		if (it.norm == NULL ||
-		    (dir != NULL && it.kind != ITEM_OTHER && it.sensor == NULL)) {
+		if (it.norm == NULL || (dir != NULL && it.kind != ITEM_OTHER && it.sensor == NULL)) {
 			item_free(&it);
 			rc = refuse(im, name, "out of memory");
 			goto out;
@@ -583,7 +611,7 @@ read_archive(struct import *im)
 			goto out;
 		}
 		if ((it.kind != ITEM_OTHER && extract(im, a, name, size, &it) != 0) ||
-		    add_item(im, &it) != 0) {
+			add_item(im, &it) != 0) {
 			if (im->err[0] == '\0')
 				refuse(im, name, "out of memory");
 			if (it.raw != NULL)
@@ -595,12 +623,12 @@ read_archive(struct import *im)
 	}
 	if (im->skipped > 10)
 		log_warnx("import: %" PRIu64 " more entries that are not a capture or name history skipped",
-			  im->skipped - 10);
+			im->skipped - 10);
 	if (rc == 0 && r == ARCHIVE_EOF)
 		rc = check_sensor_ids(im);
 	if (r != ARCHIVE_EOF)
 		rc = refuse(im, NULL, "%s: corrupt, truncated or not a tar archive: %s", im->archive,
-			    archive_error_string(a) ? archive_error_string(a) : "read error");
+			archive_error_string(a) ? archive_error_string(a) : "read error");
 out:
 	archive_read_free(a);
 	return rc;
@@ -634,9 +662,9 @@ check_listed(void *arg, size_t i, const struct bundle_listed *l)
 	}
 	it->listed = true;
 	if (it->kind == ITEM_OTHER || strcmp(it->sha, l->sha256) != 0 || it->size != l->bytes) {
-		c->rc = refuse(im, it->entry, "%s", it->kind == ITEM_OTHER ?
-			       "listed in manifest.json but not a capture or name history" :
-			       "SHA-256 or size differs from manifest.json");
+		c->rc = refuse(im, it->entry, "%s",
+			it->kind == ITEM_OTHER ? "listed in manifest.json but not a capture or name history"
+					       : "SHA-256 or size differs from manifest.json");
 		return false;
 	}
 	return true;
@@ -645,7 +673,7 @@ check_listed(void *arg, size_t i, const struct bundle_listed *l)
 static int
 check_manifest(struct import *im, const struct item *m)
 {
-	struct manifest_ctx c = {im, m, 0};
+	struct manifest_ctx c = { im, m, 0 };
 	char err[512];
 	int rc = bundle_manifest_read(m->raw, check_listed, &c, err, sizeof(err));
 
@@ -659,7 +687,8 @@ check_manifest(struct import *im, const struct item *m)
 		return c.rc;
 	for (size_t k = 0; k < im->n_items; k++)
 		if (im->items[k].kind != ITEM_MANIFEST && !im->items[k].listed)
-			return refuse(im, im->items[k].entry, "in the archive but not listed in manifest.json");
+			return refuse(
+				im, im->items[k].entry, "in the archive but not listed in manifest.json");
 	return 0;
 }
 
@@ -672,8 +701,8 @@ struct conv_out {
 	uint32_t linktype, snaplen;
 	int fd;
 	struct pcapw *w;
-	size_t seg;             /* index into im->segs (which realloc moves) */
-	uint64_t gen;           /* taken by this capture: two of its interfaces never share */
+	size_t seg;   /* index into im->segs (which realloc moves) */
+	uint64_t gen; /* taken by this capture: two of its interfaces never share */
 };
 
 /* What the validating pass learns about one interface of a capture. */
@@ -682,7 +711,7 @@ struct conv_iface {
 	uint64_t min_ns;
 	uint32_t max_caplen;
 	uint32_t snaplen;
-	struct conv_out *out;   /* during the writing pass */
+	struct conv_out *out; /* during the writing pass */
 };
 
 static int
@@ -760,9 +789,9 @@ open_out(struct import *im, struct conv_out *o, const struct item *it, uint64_t 
 	if ((rc = segname_format(base, sizeof(base), first_ns, im->epoch, im->seq++, -1, o->iface)) < 0)
 		return refuse(im, it->entry, "segment name for %s: %s", o->iface, strerror(-rc));
 	if ((rc = fsu_path(dir, sizeof(dir), "%s/sensors/%s/segments", im->staging, it->sensor)) != 0 ||
-	    (rc = fsu_mkdirs(dir, 0755)) != 0)
-		return refuse(im, it->entry, "%s/sensors/%s/segments: %s", im->staging, it->sensor,
-			      strerror(-rc));
+		(rc = fsu_mkdirs(dir, 0755)) != 0)
+		return refuse(
+			im, it->entry, "%s/sensors/%s/segments: %s", im->staging, it->sensor, strerror(-rc));
 	if (asprintf(&s->staged, "%s/%s", dir, base) < 0)
 		s->staged = NULL;
 	if (asprintf(&s->rel, "sensors/%s/segments/%s", it->sensor, base) < 0)
@@ -805,7 +834,7 @@ pick_out(struct import *im, const struct item *it, const struct pcapf_iface *ifc
 	fsu_sanitize(ifname, ifc->name);
 	for (size_t i = 0; i < im->n_outs && o == NULL; i++)
 		if (im->outs[i].gen != im->conv_gen && im->outs[i].linktype == ifc->linktype &&
-		    strcmp(im->outs[i].iface, ifname) == 0)
+			strcmp(im->outs[i].iface, ifname) == 0)
 			o = &im->outs[i];
 	if (o == NULL) {
 		/* Room was made by convert(): at most PCAPF_MAX_IFACES per capture. */
@@ -864,8 +893,10 @@ convert(struct import *im, const struct item *it)
 		 * corrupt, and would be stored with a length that every reader distrusts. */
 		if (rec.caplen > rec.origlen) {
 			pcapr_close(r);
-			rc = refuse(im, it->entry, "record %" PRIu64 ": captured length %" PRIu32
-				    " exceeds original length %" PRIu32, total + 1, rec.caplen, rec.origlen);
+			rc = refuse(im, it->entry,
+				"record %" PRIu64 ": captured length %" PRIu32
+				" exceeds original length %" PRIu32,
+				total + 1, rec.caplen, rec.origlen);
 			goto out;
 		}
 		ci[rec.iface].packets++;
@@ -878,7 +909,7 @@ convert(struct import *im, const struct item *it)
 	pcapr_close(r);
 	if (rc < 0) {
 		rc = refuse(im, it->entry, "corrupt capture after %" PRIu64 " records: %s", total,
-			    pcapf_strerror(rc));
+			pcapf_strerror(rc));
 		goto out;
 	}
 	if (add_sensor(im, it->sensor) != 0) {
@@ -898,7 +929,8 @@ convert(struct import *im, const struct item *it)
 	rc = 0;
 	if (im->outs == NULL && (im->outs = calloc(PCAPF_MAX_IFACES, sizeof(*im->outs))) == NULL)
 		rc = refuse(im, it->entry, "out of memory");
-	if (rc == 0 && (im->outs_sensor == NULL || strcmp(im->outs_sensor, it->sensor) != 0 ||
+	if (rc == 0 &&
+		(im->outs_sensor == NULL || strcmp(im->outs_sensor, it->sensor) != 0 ||
 			im->n_outs + n_if > PCAPF_MAX_IFACES)) {
 		rc = close_outs(im, it->entry);
 		if (rc == 0 && (im->outs_sensor = strdup(it->sensor)) == NULL)
@@ -944,7 +976,7 @@ out:
 	/* Converted: its staging space can go back (best effort). */
 	if (rc == 0 && it->size > 0)
 		(void)fallocate(im->blob_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)it->off,
-				(off_t)it->size);
+			(off_t)it->size);
 	return rc;
 }
 
@@ -991,8 +1023,8 @@ import_index_open(struct import *im, sqlite3 **db)
 
 	*db = NULL;
 	if (has_unindexed_segments(im->view)) {
-		log_warnx("import: %s has segments but no index.db; not creating one (export scans)",
-			  im->view);
+		log_warnx(
+			"import: %s has segments but no index.db; not creating one (export scans)", im->view);
 		return 0;
 	}
 	fsu_path(path, sizeof(path), "%s/index.db", im->view);
@@ -1000,7 +1032,7 @@ import_index_open(struct import *im, sqlite3 **db)
 		goto fail;
 	sqlite3_busy_timeout(*db, 5000);
 	if (sqlite3_exec(*db, "PRAGMA journal_mode=WAL", NULL, NULL, &msg) != SQLITE_OK ||
-	    sqlite3_exec(*db, "BEGIN IMMEDIATE", NULL, NULL, &msg) != SQLITE_OK)
+		sqlite3_exec(*db, "BEGIN IMMEDIATE", NULL, NULL, &msg) != SQLITE_OK)
 		goto fail;
 	/* The receiver's schema code: a new index is the one the receiver creates, an older
 	 * one is migrated (within this transaction), a newer one refused. */
@@ -1027,9 +1059,10 @@ index_add(struct import *im, sqlite3 *db, uint64_t now)
 
 	if (db == NULL)
 		return 0;
-	if (sqlite3_prepare_v2(db, "INSERT INTO segments(sensor, path, iface, linktype, snaplen, min_ns,"
-			       " max_ns, packets, bytes, closed_ns) VALUES(?,?,?,?,?,?,?,?,?,?)",
-			       -1, &st, NULL) != SQLITE_OK)
+	if (sqlite3_prepare_v2(db,
+		    "INSERT INTO segments(sensor, path, iface, linktype, snaplen, min_ns,"
+		    " max_ns, packets, bytes, closed_ns) VALUES(?,?,?,?,?,?,?,?,?,?)",
+		    -1, &st, NULL) != SQLITE_OK)
 		return refuse(im, NULL, "index: %s", sqlite3_errmsg(db));
 	for (size_t i = 0; i < im->n_segs && rc == 0; i++) {
 		const struct import_seg *s = &im->segs[i];
@@ -1060,7 +1093,7 @@ stage_names(struct import *im)
 	for (size_t i = 0; i < im->sensors.n; i++) {
 		const char *sensor = im->sensors.v[i];
 		char conv[4096], merged[4096], existing[4096], err[512];
-		const char *paths[2] = {existing, conv};
+		const char *paths[2] = { existing, conv };
 		bool any = false;
 		FILE *f;
 
@@ -1076,7 +1109,8 @@ stage_names(struct import *im)
 
 			if (it->kind != ITEM_NAMES || strcmp(it->sensor, sensor) != 0)
 				continue;
-			if (namehist_from_kubeshark(it->raw, im->max_json, f, &lines, err, sizeof(err)) != 0) {
+			if (namehist_from_kubeshark(it->raw, im->max_json, f, &lines, err, sizeof(err)) !=
+				0) {
 				fclose(f);
 				return refuse(im, it->entry, "%s", err);
 			}
@@ -1108,7 +1142,7 @@ static int
 commit(struct import *im)
 {
 	sqlite3 *db = NULL;
-	struct cli_strv names_done = {0};
+	struct cli_strv names_done = { 0 };
 	int rc = 0;
 
 	/* Every staged file reaches the disk before any of them is renamed into place. */
@@ -1220,20 +1254,24 @@ int
 cmd_import(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"dir", required_argument, NULL, 'd'},
-		{"max-entry-size", required_argument, NULL, OPT_MAX_ENTRY},
-		{"max-entries", required_argument, NULL, OPT_MAX_ENTRIES},
-		{"max-json-size", required_argument, NULL, OPT_MAX_JSON},
-		{"segment-size", required_argument, NULL, OPT_SEGMENT},
-		{"max-ratio", required_argument, NULL, OPT_MAX_RATIO},
-		{"max-total-size", required_argument, NULL, OPT_MAX_TOTAL},
-		{"help", no_argument, NULL, 'h'},
-		{NULL, 0, NULL, 0},
+		{ "dir", required_argument, NULL, 'd' },
+		{ "max-entry-size", required_argument, NULL, OPT_MAX_ENTRY },
+		{ "max-entries", required_argument, NULL, OPT_MAX_ENTRIES },
+		{ "max-json-size", required_argument, NULL, OPT_MAX_JSON },
+		{ "segment-size", required_argument, NULL, OPT_SEGMENT },
+		{ "max-ratio", required_argument, NULL, OPT_MAX_RATIO },
+		{ "max-total-size", required_argument, NULL, OPT_MAX_TOTAL },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
 	};
 	struct import im = {
 		.blob_fd = -1,
-		.max_entry = 64ull << 30, .max_entries = 100000, .max_json = 256u << 20,
-		.segment_size = 64u << 20, .max_ratio = 100, .max_total = 64ull << 30,
+		.max_entry = 64ull << 30,
+		.max_entries = 100000,
+		.max_json = 256u << 20,
+		.segment_size = 64u << 20,
+		.max_ratio = 100,
+		.max_total = 64ull << 30,
 	};
 	uint64_t packets = 0;
 	int ch, rc;
@@ -1323,8 +1361,8 @@ cmd_import(int argc, char **argv)
 	}
 	for (size_t i = 0; i < im.n_segs; i++)
 		packets += im.segs[i].packets;
-	log_info("imported %s into %s: %zu sensor%s, %zu segments, %" PRIu64 " packets", im.archive,
-		 im.view, im.sensors.n, im.sensors.n == 1 ? "" : "s", im.n_segs, packets);
+	log_info("imported %s into %s: %zu sensor%s, %zu segments, %" PRIu64 " packets", im.archive, im.view,
+		im.sensors.n, im.sensors.n == 1 ? "" : "s", im.n_segs, packets);
 	import_free(&im);
 	return 0;
 }

@@ -29,13 +29,14 @@ struct follow {
 	uint64_t index;
 	bool found;
 	struct l4_conn_info conn;
-	FILE *out;     /* chunks, printed after the header once the file is read */
+	FILE *out; /* chunks, printed after the header once the file is read */
 	char *buf;
 	size_t len;
 	uint64_t gaps[2];
 };
 
-static void follow_on_data(void *arg, const struct l4_conn_info *c, int dir, const uint8_t *p, size_t n)
+static void
+follow_on_data(void *arg, const struct l4_conn_info *c, int dir, const uint8_t *p, size_t n)
 {
 	struct follow *f = arg;
 
@@ -49,7 +50,8 @@ static void follow_on_data(void *arg, const struct l4_conn_info *c, int dir, con
 	fputc('\n', f->out);
 }
 
-static void follow_on_gap(void *arg, const struct l4_conn_info *c, int dir, uint64_t len)
+static void
+follow_on_gap(void *arg, const struct l4_conn_info *c, int dir, uint64_t len)
 {
 	struct follow *f = arg;
 
@@ -64,7 +66,8 @@ static void follow_on_gap(void *arg, const struct l4_conn_info *c, int dir, uint
 	follow_on_data(arg, c, dir, (const uint8_t *)text, (size_t)n + 1);
 }
 
-static void format_ep(const struct l4_conn_info *c, int side, bool brackets, char *buf, size_t size)
+static void
+format_ep(const struct l4_conn_info *c, int side, bool brackets, char *buf, size_t size)
 {
 	char a[INET6_ADDRSTRLEN];
 
@@ -83,7 +86,8 @@ struct l4_opts {
 
 /* Parses [--udp] [--max-conns N] [--no-timeouts] FILE [N]; returns the arguments left
  * after FILE, or -1. */
-static int parse_opts(int argc, char **argv, bool udp_ok, struct l4_opts *o)
+static int
+parse_opts(int argc, char **argv, bool udp_ok, struct l4_opts *o)
 {
 	int i;
 
@@ -92,7 +96,8 @@ static int parse_opts(int argc, char **argv, bool udp_ok, struct l4_opts *o)
 		if (strcmp(argv[i], "--udp") == 0 && udp_ok) {
 			o->udp = true;
 		} else if (strcmp(argv[i], "--no-timeouts") == 0) {
-			o->lim.timeout_closed_ns = o->lim.timeout_short_ns = o->lim.timeout_tcp_ns = UINT64_MAX;
+			o->lim.timeout_closed_ns = o->lim.timeout_short_ns = o->lim.timeout_tcp_ns =
+				UINT64_MAX;
 		} else if (strcmp(argv[i], "--max-conns") == 0 && i + 1 < argc) {
 			char *end;
 			unsigned long long n;
@@ -117,7 +122,8 @@ static int parse_opts(int argc, char **argv, bool udp_ok, struct l4_opts *o)
 
 /* Feeds every record of path to l (all in domain 0, as tshark sees one file), then
  * ends every connection. Returns 0 or -1 after logging the problem. */
-static int l4_read_file(struct l4 *l, const char *path, uint64_t *first_ns)
+static int
+l4_read_file(struct l4 *l, const char *path, uint64_t *first_ns)
 {
 	struct pcapf_rec rec;
 	struct pcapr *r;
@@ -132,7 +138,7 @@ static int l4_read_file(struct l4 *l, const char *path, uint64_t *first_ns)
 		if (*first_ns == 0)
 			*first_ns = rec.ts_ns;
 		if (l4_frame(l, 0, rec.ts_ns, pcapr_iface(r, rec.iface)->linktype, rec.data, rec.caplen,
-			     rec.origlen) == -ENOMEM) {
+			    rec.origlen) == -ENOMEM) {
 			log_warnx("out of memory");
 			pcapr_close(r);
 			return -1;
@@ -145,7 +151,8 @@ static int l4_read_file(struct l4 *l, const char *path, uint64_t *first_ns)
 	return 0;
 }
 
-static void print_stats(const struct l4 *l)
+static void
+print_stats(const struct l4 *l)
 {
 	const struct l4_stats *s = l4_stats(l);
 
@@ -154,8 +161,8 @@ static void print_stats(const struct l4 *l)
 			 " datagrams reassembled, %" PRIu64 " fragments dropped, %" PRIu64
 			 " blocks overlapping with other bytes), %" PRIu64 " connections evicted, %" PRIu64
 			 " buffer-limit gaps",
-			 s->pkts, s->decode_errs, s->frag_pkts, s->frag_reassembled, s->frag_dropped,
-			 s->frag_bad_overlaps, s->evicted, s->buf_flushes);
+			s->pkts, s->decode_errs, s->frag_pkts, s->frag_reassembled, s->frag_dropped,
+			s->frag_bad_overlaps, s->evicted, s->buf_flushes);
 }
 
 struct conn_list {
@@ -165,7 +172,8 @@ struct conn_list {
 	bool oom;
 };
 
-static void collect_on_end(void *arg, const struct l4_conn_info *c, enum l4_end why)
+static void
+collect_on_end(void *arg, const struct l4_conn_info *c, enum l4_end why)
 {
 	struct conn_list *cl = arg;
 
@@ -186,17 +194,19 @@ static void collect_on_end(void *arg, const struct l4_conn_info *c, enum l4_end 
 	cl->v[cl->n++] = *c;
 }
 
-static int by_conn_id(const void *a, const void *b)
+static int
+by_conn_id(const void *a, const void *b)
 {
 	const struct l4_conn_info *x = a, *y = b;
 
 	return x->conn_id < y->conn_id ? -1 : x->conn_id > y->conn_id;
 }
 
-static int l4_conns(const struct l4_opts *o)
+static int
+l4_conns(const struct l4_opts *o)
 {
-	struct conn_list cl = {.proto = o->udp ? 17 : 6};
-	struct l4_callbacks cb = {.on_end = collect_on_end, .arg = &cl};
+	struct conn_list cl = { .proto = o->udp ? 17 : 6 };
+	struct l4_callbacks cb = { .on_end = collect_on_end, .arg = &cl };
 	struct l4 *l = l4_new(&o->lim, &cb);
 	uint64_t first_ns;
 	char a[64], b[64];
@@ -211,8 +221,8 @@ static int l4_conns(const struct l4_opts *o)
 	if (cl.n > 0)
 		qsort(cl.v, cl.n, sizeof(*cl.v), by_conn_id);
 	printf("%-6s %-46s %-46s %8s %10s %8s %10s %14s %10s %-11s %s\n", "stream", "client", "server",
-	       "c>s_pkts", "c>s_bytes", "s>c_pkts", "s>c_bytes", "rel_start", "duration", "state",
-	       "retrans ooo gap_bytes bad_overlaps rtt_us zero_win resets midstream");
+		"c>s_pkts", "c>s_bytes", "s>c_pkts", "s>c_bytes", "rel_start", "duration", "state",
+		"retrans ooo gap_bytes bad_overlaps rtt_us zero_win resets midstream");
 	for (size_t i = 0; i < cl.n; i++) {
 		const struct l4_conn_info *c = &cl.v[i];
 		const struct l4_side *cs = &c->side[L4_CLIENT], *ss = &c->side[L4_SERVER];
@@ -222,11 +232,12 @@ static int l4_conns(const struct l4_opts *o)
 		printf("%-6" PRIu64 " %-46s %-46s %8" PRIu64 " %10" PRIu64 " %8" PRIu64 " %10" PRIu64
 		       " %14.9f %10.4f %-11s %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64 " %.3f %" PRIu64
 		       " %" PRIu64 " %d\n",
-		       c->proto_index, a, b, cs->pkts, cs->bytes, ss->pkts, ss->bytes,
-		       (double)(c->first_ns - first_ns) / 1e9, (double)(c->last_ns - c->first_ns) / 1e9,
-		       l4_state_name(c->state), cs->retrans + ss->retrans, cs->out_of_order + ss->out_of_order,
-		       cs->gap_bytes + ss->gap_bytes, cs->bad_overlaps + ss->bad_overlaps, (double)c->rtt_ns / 1e3,
-		       cs->zero_windows + ss->zero_windows, cs->resets + ss->resets, c->midstream);
+			c->proto_index, a, b, cs->pkts, cs->bytes, ss->pkts, ss->bytes,
+			(double)(c->first_ns - first_ns) / 1e9, (double)(c->last_ns - c->first_ns) / 1e9,
+			l4_state_name(c->state), cs->retrans + ss->retrans,
+			cs->out_of_order + ss->out_of_order, cs->gap_bytes + ss->gap_bytes,
+			cs->bad_overlaps + ss->bad_overlaps, (double)c->rtt_ns / 1e3,
+			cs->zero_windows + ss->zero_windows, cs->resets + ss->resets, c->midstream);
 	}
 	print_stats(l);
 	l4_free(l);
@@ -234,7 +245,8 @@ static int l4_conns(const struct l4_opts *o)
 	return 0;
 }
 
-static void follow_on_end(void *arg, const struct l4_conn_info *c, enum l4_end why)
+static void
+follow_on_end(void *arg, const struct l4_conn_info *c, enum l4_end why)
 {
 	struct follow *f = arg;
 
@@ -245,10 +257,11 @@ static void follow_on_end(void *arg, const struct l4_conn_info *c, enum l4_end w
 	}
 }
 
-static int l4_follow(const struct l4_opts *o, uint64_t index)
+static int
+l4_follow(const struct l4_opts *o, uint64_t index)
 {
-	struct follow f = {.index = index};
-	struct l4_callbacks cb = {follow_on_data, follow_on_gap, follow_on_end, &f};
+	struct follow f = { .index = index };
+	struct l4_callbacks cb = { follow_on_data, follow_on_gap, follow_on_end, &f };
 	struct l4 *l = NULL;
 	uint64_t first_ns;
 	char a[64] = "", b[64] = "";
@@ -268,12 +281,12 @@ static int l4_follow(const struct l4_opts *o, uint64_t index)
 	}
 	printf("\n===================================================================\n"
 	       "Follow: tcp,raw\nFilter: tcp.stream eq %" PRIu64 "\nNode 0: %s\nNode 1: %s\n",
-	       index, f.found ? a : ":0", f.found ? b : ":0");
+		index, f.found ? a : ":0", f.found ? b : ":0");
 	fwrite(f.buf, 1, f.len, stdout);
 	printf("===================================================================\n");
 	if (f.gaps[0] || f.gaps[1])
 		log_info("stream %" PRIu64 ": %" PRIu64 " client and %" PRIu64 " server bytes missing (gaps)",
-			 index, f.gaps[0], f.gaps[1]);
+			index, f.gaps[0], f.gaps[1]);
 	print_stats(l);
 	rc = 0;
 out:
@@ -284,7 +297,8 @@ out:
 	return rc;
 }
 
-int cli_follow_file(const char *path, uint64_t index)
+int
+cli_follow_file(const char *path, uint64_t index)
 {
 	struct l4_opts o;
 
@@ -294,19 +308,21 @@ int cli_follow_file(const char *path, uint64_t index)
 	return l4_follow(&o, index);
 }
 
-static double cpu_seconds(void)
+static double
+cpu_seconds(void)
 {
 	struct rusage ru;
 
 	getrusage(RUSAGE_SELF, &ru);
 	return (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec +
-	       ru.ru_stime.tv_usec / 1e6;
+		ru.ru_stime.tv_usec / 1e6;
 }
 
 /* Peak resident memory of this program, in KiB. Not ru_maxrss: Linux keeps in it the peak
  * of the address space exec() replaced, i.e. that of the parent that forked or vforked us
  * (a large test runner would show as our peak). VmHWM is our own address space's. */
-static long peak_rss_kib(void)
+static long
+peak_rss_kib(void)
 {
 	FILE *f = fopen("/proc/self/status", "r");
 	char line[256];
@@ -327,7 +343,8 @@ static long peak_rss_kib(void)
 }
 
 /* Counters of one pass, with its CPU time and peak memory: what make bench reports. */
-static int l4_stats_cmd(const struct l4_opts *o)
+static int
+l4_stats_cmd(const struct l4_opts *o)
 {
 	struct l4 *l = l4_new(&o->lim, NULL);
 	const struct l4_stats *s;
@@ -347,13 +364,14 @@ static int l4_stats_cmd(const struct l4_opts *o)
 	       "\nfragments_reassembled %" PRIu64 "\nfragments_dropped %" PRIu64 "\nconnections %" PRIu64
 	       "\nended_idle %" PRIu64 "\nevicted %" PRIu64 "\nport_reuse %" PRIu64 "\ngap_bytes %" PRIu64
 	       "\nbuffer_limit_gaps %" PRIu64 "\ncpu_seconds %.3f\nmax_rss_kib %ld\n",
-	       s->pkts, bytes, s->decode_errs, s->frag_pkts, s->frag_reassembled, s->frag_dropped, s->conns,
-	       s->ended_idle, s->evicted, s->reused, s->gap_bytes, s->buf_flushes, cpu, peak_rss_kib());
+		s->pkts, bytes, s->decode_errs, s->frag_pkts, s->frag_reassembled, s->frag_dropped, s->conns,
+		s->ended_idle, s->evicted, s->reused, s->gap_bytes, s->buf_flushes, cpu, peak_rss_kib());
 	l4_free(l);
 	return 0;
 }
 
-int cmd_l4(int argc, char **argv)
+int
+cmd_l4(int argc, char **argv)
 {
 	struct l4_opts o;
 	char *end;

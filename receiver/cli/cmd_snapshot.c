@@ -31,16 +31,21 @@
 #include "receiver/repo/namehist.h"
 #include "receiver/repo/timearg.h"
 
-#define SNAP_MANIFEST "manifest.json"
+#define SNAP_MANIFEST     "manifest.json"
 #define SNAP_MAX_MANIFEST (256u << 20)
 
-enum { OPT_FROM = 256, OPT_TO, OPT_FILTER, OPT_LEVEL };
+enum {
+	OPT_FROM = 256,
+	OPT_TO,
+	OPT_FILTER,
+	OPT_LEVEL
+};
 
 /* Which options a snapshot command takes (--dir always). */
 enum {
-	SO_WINDOW = 1 << 0,  /* --from, --to */
+	SO_WINDOW = 1 << 0, /* --from, --to */
 	SO_SENSOR = 1 << 1,
-	SO_OUTPUT = 1 << 2,  /* -o, --filter, --gzip-level */
+	SO_OUTPUT = 1 << 2, /* -o, --filter, --gzip-level */
 };
 
 struct snap_args {
@@ -53,11 +58,15 @@ static int
 snap_parse(int argc, char **argv, struct snap_args *a, unsigned allowed)
 {
 	static const struct option opts[] = {
-		{"dir", required_argument, NULL, 'd'},      {"from", required_argument, NULL, OPT_FROM},
-		{"to", required_argument, NULL, OPT_TO},    {"sensor", required_argument, NULL, 's'},
-		{"filter", required_argument, NULL, OPT_FILTER},
-		{"output", required_argument, NULL, 'o'},   {"gzip-level", required_argument, NULL, OPT_LEVEL},
-		{"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0},
+		{ "dir", required_argument, NULL, 'd' },
+		{ "from", required_argument, NULL, OPT_FROM },
+		{ "to", required_argument, NULL, OPT_TO },
+		{ "sensor", required_argument, NULL, 's' },
+		{ "filter", required_argument, NULL, OPT_FILTER },
+		{ "output", required_argument, NULL, 'o' },
+		{ "gzip-level", required_argument, NULL, OPT_LEVEL },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
 	};
 	int ch, idx;
 
@@ -65,12 +74,16 @@ snap_parse(int argc, char **argv, struct snap_args *a, unsigned allowed)
 	a->level = 1;
 	optind = 0;
 	while ((ch = getopt_long(argc, argv, "d:s:o:h", opts, &idx)) != -1) {
-		unsigned need = ch == OPT_FROM || ch == OPT_TO ? SO_WINDOW : ch == 's' ? SO_SENSOR :
-				ch == 'o' || ch == OPT_FILTER || ch == OPT_LEVEL ? SO_OUTPUT : 0;
+		unsigned need = ch == OPT_FROM || ch == OPT_TO             ? SO_WINDOW
+			: ch == 's'                                        ? SO_SENSOR
+			: ch == 'o' || ch == OPT_FILTER || ch == OPT_LEVEL ? SO_OUTPUT
+									   : 0;
 
 		if (need != 0 && !(allowed & need)) {
 			log_warnx("snapshot %s takes no %s%s", argv[0], ch == 's' || ch == 'o' ? "" : "--",
-				  ch == 's' ? "--sensor" : ch == 'o' ? "-o" : opts[idx].name);
+				ch == 's'           ? "--sensor"
+					: ch == 'o' ? "-o"
+						    : opts[idx].name);
 			return -1;
 		}
 		switch (ch) {
@@ -132,7 +145,8 @@ need_name(const struct snap_args *a)
 	}
 	if (!fsu_name_ok(a->name)) {
 		log_warnx("'%s' is not a snapshot name (letters, digits, '.', '_', '-'; not starting "
-			  "with '.')", a->name);
+			  "with '.')",
+			a->name);
 		return -1;
 	}
 	return 0;
@@ -209,15 +223,17 @@ snap_load(const char *snapdir, struct snap_info *si)
 		log_warnx("%s: window, sensors or files missing or malformed", path);
 		goto fail;
 	}
-	json_array_foreach(sensors, i, f) {
+	json_array_foreach(sensors, i, f)
+	{
 		if (!json_is_string(f) || cli_add_sensors(&si->sensors, json_string_value(f)) != 0) {
 			log_warnx("%s: bad sensor entry", path);
 			goto fail;
 		}
 	}
-	json_array_foreach(files, i, f) {
+	json_array_foreach(files, i, f)
+	{
 		char full[4096];
-		struct repo_seg s = {0};
+		struct repo_seg s = { 0 };
 
 		if (strcmp(jstr(f, "type", &ok), "segment") != 0)
 			continue;
@@ -301,7 +317,7 @@ snap_create(struct snap_args *a)
 		goto out;
 	}
 	if (asprintf(&snaps, "%s/snapshots", a->dir) < 0 || (final = snap_path(a->dir, a->name)) == NULL ||
-	    asprintf(&staging, "%s/.%s.tmp-XXXXXX", snaps, a->name) < 0) {
+		asprintf(&staging, "%s/.%s.tmp-XXXXXX", snaps, a->name) < 0) {
 		log_warnx("out of memory");
 		goto out;
 	}
@@ -351,7 +367,7 @@ snap_create(struct snap_args *a)
 				e = fsu_sha256_file(dst, sha, &size);
 			if (e != 0) {
 				log_warnx("%s: %s%s", s->path, strerror(-e),
-					  e == -ENOENT ? " (removed by retention meanwhile? try again)" : "");
+					e == -ENOENT ? " (removed by retention meanwhile? try again)" : "");
 				json_decref(f);
 				goto fail;
 			}
@@ -445,8 +461,9 @@ snap_create(struct snap_args *a)
 		fsu_path(path, sizeof(path), "%s/%s", staging, SNAP_MANIFEST);
 		mf = fopen(path, "wxe");
 		e = (text == NULL || mf == NULL) ? -EIO : 0;
-		if (e == 0 && (fputs(text, mf) < 0 || fputc('\n', mf) < 0 || fflush(mf) != 0 ||
-			       fsync(fileno(mf)) != 0))
+		if (e == 0 &&
+			(fputs(text, mf) < 0 || fputc('\n', mf) < 0 || fflush(mf) != 0 ||
+				fsync(fileno(mf)) != 0))
 			e = -errno;
 		if (mf != NULL && fclose(mf) != 0 && e == 0)
 			e = -errno;
@@ -467,8 +484,8 @@ snap_create(struct snap_args *a)
 	if ((rc = fsu_make_readonly(final)) != 0)
 		log_warnx("%s: cannot make read-only: %s", final, strerror(-rc));
 	log_info("snapshot %s: %zu sensor%s, %" PRIu64 " segments (%" PRIu64 " hard links, %" PRIu64
-		 " copies), %" PRIu64 " packets, %" PRIu64 " bytes", a->name, n, n == 1 ? "" : "s",
-		 segments, links, segments - links, packets, bytes);
+		 " copies), %" PRIu64 " packets, %" PRIu64 " bytes",
+		a->name, n, n == 1 ? "" : "s", segments, links, segments - links, packets, bytes);
 	rc = 0;
 	goto out;
 fail:
@@ -499,7 +516,7 @@ static int
 snap_list(struct snap_args *a)
 {
 	char *snaps = NULL;
-	struct cli_strv names = {0};
+	struct cli_strv names = { 0 };
 	DIR *d;
 	struct dirent *de;
 
@@ -520,7 +537,7 @@ snap_list(struct snap_args *a)
 	if (names.n > 1)
 		qsort(names.v, names.n, sizeof(*names.v), cmp_name);
 	printf("%-24s %-30s %-30s %8s %8s %12s %14s %s\n", "NAME", "FROM", "TO", "SENSORS", "SEGMENTS",
-	       "PACKETS", "BYTES", "CREATED");
+		"PACKETS", "BYTES", "CREATED");
 	for (size_t i = 0; i < names.n; i++) {
 		char dir[4096], f[TIMEARG_LEN], t[TIMEARG_LEN];
 		struct snap_info si;
@@ -534,8 +551,8 @@ snap_list(struct snap_args *a)
 		timearg_format(si.from_ns, f);
 		timearg_format(si.to_ns, t);
 		printf("%-24s %-30s %-30s %8zu %8zu %12" PRIu64 " %14" PRIu64 " %s\n", names.v[i], f, t,
-		       si.sensors.n, si.segs.n, ju64(si.root, "packets", &ok), ju64(si.root, "bytes", &ok),
-		       jstr(si.root, "created", &ok));
+			si.sensors.n, si.segs.n, ju64(si.root, "packets", &ok), ju64(si.root, "bytes", &ok),
+			jstr(si.root, "created", &ok));
 		snap_info_free(&si);
 	}
 	cli_strv_free(&names);
@@ -568,10 +585,14 @@ snap_export(struct snap_args *a)
 		free(dir);
 		return EXIT_FAIL;
 	}
-	struct bundle_opts o = {.from_ns = si.from_ns, .to_ns = si.to_ns, .filter = a->filter,
-				.output = a->output, .gzip_level = a->level,
-				.progress = cli_progress_wanted(), .source_kind = "snapshot",
-				.source_name = a->name};
+	struct bundle_opts o = { .from_ns = si.from_ns,
+		.to_ns = si.to_ns,
+		.filter = a->filter,
+		.output = a->output,
+		.gzip_level = a->level,
+		.progress = cli_progress_wanted(),
+		.source_kind = "snapshot",
+		.source_name = a->name };
 	r = repo_open_list(dir, &si.segs);
 	if (r == NULL) {
 		log_warnx("out of memory");
@@ -586,7 +607,7 @@ snap_export(struct snap_args *a)
 		goto out;
 	}
 	log_info("exported snapshot %s (%zu sensor%s) to %s", a->name, n, n == 1 ? "" : "s",
-		 strcmp(a->output, "-") == 0 ? "standard output" : a->output);
+		strcmp(a->output, "-") == 0 ? "standard output" : a->output);
 	rc = 0;
 out:
 	cli_sensors_free(bs, n);
@@ -615,7 +636,8 @@ snap_verify(struct snap_args *a)
 		return EXIT_FAIL;
 	}
 	files = json_object_get(si.root, "files");
-	json_array_foreach(files, i, f) {
+	json_array_foreach(files, i, f)
+	{
 		char path[4096], sha[FSU_SHA256_HEX];
 		bool ok = true;
 		const char *rel = jstr(f, "path", &ok), *want = jstr(f, "sha256", &ok);
@@ -635,7 +657,7 @@ snap_verify(struct snap_args *a)
 			bad++;
 		} else if (size != want_size || strcmp(sha, want) != 0) {
 			log_warnx("%s: content differs from the manifest (%" PRIu64 " bytes, sha256 %s)",
-				  path, size, sha);
+				path, size, sha);
 			bad++;
 		}
 	}
@@ -660,13 +682,14 @@ snap_delete(struct snap_args *a)
 	if (need_name(a) != 0)
 		return EXIT_CONFIG;
 	if ((dir = snap_path(a->dir, a->name)) == NULL ||
-	    asprintf(&gone, "%s/snapshots/.%s.deleting-%d", a->dir, a->name, (int)getpid()) < 0) {
+		asprintf(&gone, "%s/snapshots/.%s.deleting-%d", a->dir, a->name, (int)getpid()) < 0) {
 		free(dir);
 		return EXIT_FAIL;
 	}
 	/* The name disappears at once; the files go after. */
 	if (rename(dir, gone) != 0) {
-		log_warnx("snapshot '%s': %s", a->name, errno == ENOENT ? "no such snapshot" : strerror(errno));
+		log_warnx(
+			"snapshot '%s': %s", a->name, errno == ENOENT ? "no such snapshot" : strerror(errno));
 		free(dir);
 		free(gone);
 		return EXIT_FAIL;
@@ -689,11 +712,13 @@ cmd_snapshot(int argc, char **argv)
 		int (*run)(struct snap_args *a);
 		unsigned allowed;
 	} subs[] = {
-		{"create", snap_create, SO_WINDOW | SO_SENSOR}, {"list", snap_list, 0},
-		{"export", snap_export, SO_SENSOR | SO_OUTPUT}, {"verify", snap_verify, 0},
-		{"delete", snap_delete, 0},
+		{ "create", snap_create, SO_WINDOW | SO_SENSOR },
+		{ "list", snap_list, 0 },
+		{ "export", snap_export, SO_SENSOR | SO_OUTPUT },
+		{ "verify", snap_verify, 0 },
+		{ "delete", snap_delete, 0 },
 	};
-	struct snap_args a = {0};
+	struct snap_args a = { 0 };
 	int rc = EXIT_CONFIG;
 
 	if (argc < 2)

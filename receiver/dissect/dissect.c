@@ -46,16 +46,21 @@ enum {
 static const char *const dissect_sql[Q_COUNT] = {
 	/* Segments above ?2 only: those below were all done at the last look (see
 	 * dissect_pending()), so a poll does not walk a large index. */
-	[Q_PENDING] = "SELECT s.id, s.sensor, s.iface, s.path, s.packets, s.min_ns FROM segments s WHERE s.id > ?2 AND NOT EXISTS "
+	[Q_PENDING] = "SELECT s.id, s.sensor, s.iface, s.path, s.packets, s.min_ns FROM segments s WHERE "
+		      "s.id > ?2 AND NOT EXISTS "
 		      "(SELECT 1 FROM l4_done d WHERE d.seg_id = s.id) ORDER BY s.min_ns, s.id LIMIT ?1",
 	[Q_MAX_ID] = "SELECT coalesce(max(id), 0) FROM segments",
 	[Q_SEG_EXISTS] = "SELECT 1 FROM segments WHERE id = ?1",
-	[Q_CONN] = "INSERT OR REPLACE INTO conns(conn_id, flow_id, sensor, iface, proto, client, client_port, server, "
-		   "server_port, state, ended, first_ns, last_ns, c_pkts, c_bytes, s_pkts, s_bytes, c_payload, s_payload, "
+	[Q_CONN] = "INSERT OR REPLACE INTO conns(conn_id, flow_id, sensor, iface, proto, client, "
+		   "client_port, server, "
+		   "server_port, state, ended, first_ns, last_ns, c_pkts, c_bytes, s_pkts, s_bytes, "
+		   "c_payload, s_payload, "
 		   "rtt_ns, retrans, out_of_order, zero_windows, resets, gap_bytes, bad_overlaps, midstream) "
-		   "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, "
+		   "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, "
+		   "?19, ?20, ?21, "
 		   "?22, ?23, ?24, ?25, ?26, ?27)",
-	[Q_CONN_SEG] = "INSERT INTO conn_segs(conn_id, seg_id, packets) VALUES(?1, ?2, ?3) ON CONFLICT(conn_id, seg_id) "
+	[Q_CONN_SEG] = "INSERT INTO conn_segs(conn_id, seg_id, packets) VALUES(?1, ?2, ?3) ON "
+		       "CONFLICT(conn_id, seg_id) "
 		       "DO UPDATE SET packets = excluded.packets",
 	/* Only for a segment that still exists: a deleted one's id may be given again. */
 	[Q_DONE] = "INSERT OR REPLACE INTO l4_done(seg_id, done_ns, packets, in_conns) SELECT ?1, ?2, ?3, ?4 "
@@ -63,9 +68,10 @@ static const char *const dissect_sql[Q_COUNT] = {
 	[Q_STAT] = "INSERT OR REPLACE INTO l4_stats(key, value) VALUES(?1, ?2)",
 	[Q_RESERVE] = "UPDATE l4_seq SET next = next + ?1 WHERE id = 0 RETURNING next - ?1",
 	/* Best effort: on a full disk this fails too, and the segment is still retried. */
-	[Q_FAILED] = "INSERT INTO l4_failed(seg_id, attempts, last_ns, error, permanent) SELECT ?1, 1, ?2, ?3, ?4 "
-		     "WHERE EXISTS (SELECT 1 FROM segments WHERE id = ?1) ON CONFLICT(seg_id) DO UPDATE SET "
-		     "attempts = attempts + 1, last_ns = ?2, error = ?3, permanent = ?4",
+	[Q_FAILED] =
+		"INSERT INTO l4_failed(seg_id, attempts, last_ns, error, permanent) SELECT ?1, 1, ?2, ?3, ?4 "
+		"WHERE EXISTS (SELECT 1 FROM segments WHERE id = ?1) ON CONFLICT(seg_id) DO UPDATE SET "
+		"attempts = attempts + 1, last_ns = ?2, error = ?3, permanent = ?4",
 	[Q_UNFAIL] = "DELETE FROM l4_failed WHERE seg_id = ?1",
 	/* Links written for connections that ended before the segment was complete (see
 	 * flush_ended()), without a packet of it. */
@@ -112,7 +118,7 @@ struct seg_ref {
 /* Retries of a segment whose dissection failed for a reason that may pass (full disk,
  * I/O error, locked database): after 0.5 s, doubling up to 15 s. */
 #define RETRY_FIRST_MS 500
-#define RETRY_MAX_MS 15000
+#define RETRY_MAX_MS   15000
 
 /* Connections that ended are written in chunks of this many (see flush_ended()). */
 #define ENDED_CHUNK 4096
@@ -139,9 +145,9 @@ struct dissect {
 	/* The segment being read: position of every record, then its distinct ids. */
 	uint64_t *pos;
 	size_t npos, cappos;
-	int64_t cur_seg;    /* the segment being read */
+	int64_t cur_seg;     /* the segment being read */
 	uint64_t seg_min_ns; /* its smallest timestamp so far */
-	size_t flush_at;    /* ended connections written when this many are waiting */
+	size_t flush_at;     /* ended connections written when this many are waiting */
 	/* A segment whose dissection failed for a reason that may pass. fed: its records
 	 * are in the tracker and only its writes are retried (d->pos and d->ended hold what
 	 * they write); else it is read again. Later segments wait for it, so that every
@@ -157,14 +163,16 @@ struct dissect {
 	struct log_limit warn_lim;
 };
 
-static void db_warn(struct dissect *d, const char *what)
+static void
+db_warn(struct dissect *d, const char *what)
 {
 	snprintf(d->why, sizeof(d->why), "%s: %s", what, sqlite3_errmsg(d->db));
 	if (log_limit_ok(&d->warn_lim, 5, 10))
 		log_warnx("dissect: %s: %s", what, sqlite3_errmsg(d->db));
 }
 
-static int step_done(struct dissect *d, int q, const char *what)
+static int
+step_done(struct dissect *d, int q, const char *what)
 {
 	int rc;
 
@@ -179,7 +187,8 @@ static int step_done(struct dissect *d, int q, const char *what)
 	return 0;
 }
 
-static void rollback(struct dissect *d)
+static void
+rollback(struct dissect *d)
 {
 	if (!sqlite3_get_autocommit(d->db))
 		step_done(d, Q_ROLLBACK, "ROLLBACK");
@@ -187,27 +196,30 @@ static void rollback(struct dissect *d)
 
 /* Ids from shared/hash.h, cut to 63 bits so that SQLite and JSON readers see a positive
  * integer, and never 0. */
-static uint64_t id63(uint64_t h)
+static uint64_t
+id63(uint64_t h)
 {
 	h = hash_end(h) & INT64_MAX;
 	return h ? h : 1;
 }
 
-static uint64_t hash_dom(const struct dom *m)
+static uint64_t
+hash_dom(const struct dom *m)
 {
 	uint64_t h = hash_add(HASH_INIT, m->sensor, strlen(m->sensor) + 1);
 
 	return hash_add(h, m->iface, strlen(m->iface) + 1);
 }
 
-static uint64_t conn_hash(const struct dom *m, const struct l4_conn_info *c)
+static uint64_t
+conn_hash(const struct dom *m, const struct l4_conn_info *c)
 {
 	uint64_t h = hash_add(hash_dom(m), &c->proto, 1);
 	size_t al = c->family == 4 ? 4 : 16;
 	uint8_t t[8];
 
 	for (int s = 0; s < 2; s++) {
-		uint8_t port[2] = {(uint8_t)(c->ep[s].port >> 8), (uint8_t)c->ep[s].port};
+		uint8_t port[2] = { (uint8_t)(c->ep[s].port >> 8), (uint8_t)c->ep[s].port };
 
 		h = hash_add(h, &c->family, 1);
 		h = hash_add(h, c->ep[s].addr, al);
@@ -218,7 +230,8 @@ static uint64_t conn_hash(const struct dom *m, const struct l4_conn_info *c)
 	return id63(hash_add(h, t, 8));
 }
 
-static uint64_t flow_hash(const struct dom *m, const struct l4_conn_info *c)
+static uint64_t
+flow_hash(const struct dom *m, const struct l4_conn_info *c)
 {
 	size_t al = c->family == 4 ? 4 : 16;
 	int lo = memcmp(c->ep[0].addr, c->ep[1].addr, al) > 0;
@@ -228,7 +241,8 @@ static uint64_t flow_hash(const struct dom *m, const struct l4_conn_info *c)
 	return id63(hash_add(h, c->ep[!lo].addr, al));
 }
 
-static uint64_t *idmap_slot(const struct idmap *m, uint64_t k)
+static uint64_t *
+idmap_slot(const struct idmap *m, uint64_t k)
 {
 	size_t i = (size_t)k & (m->cap - 1);
 
@@ -237,10 +251,11 @@ static uint64_t *idmap_slot(const struct idmap *m, uint64_t k)
 	return &m->k[i];
 }
 
-static int idmap_put(struct idmap *m, uint64_t k, uint64_t v)
+static int
+idmap_put(struct idmap *m, uint64_t k, uint64_t v)
 {
 	if ((m->n + 1) * 2 > m->cap) {
-		struct idmap n = {NULL, NULL, m->cap ? m->cap * 2 : 4096, 0};
+		struct idmap n = { NULL, NULL, m->cap ? m->cap * 2 : 4096, 0 };
 
 		n.k = calloc(n.cap, sizeof(uint64_t));
 		n.v = calloc(n.cap, sizeof(uint64_t));
@@ -269,7 +284,8 @@ static int idmap_put(struct idmap *m, uint64_t k, uint64_t v)
 	return 0;
 }
 
-static void idmap_clear(struct idmap *m)
+static void
+idmap_clear(struct idmap *m)
 {
 	free(m->k);
 	free(m->v);
@@ -279,7 +295,8 @@ static void idmap_clear(struct idmap *m)
 /* Makes sure that at least need ids are reserved. Before a segment is read, with its
  * record count: a write that fails (a full disk) then fails before the tracker has seen
  * any of its records, and the segment can simply be read again. Returns 0 or -1 (logged). */
-static int reserve_ids(struct dissect *d, uint64_t need)
+static int
+reserve_ids(struct dissect *d, uint64_t need)
 {
 	sqlite3_stmt *s = d->st[Q_RESERVE];
 	uint64_t n = need > ID_BLOCK ? need : ID_BLOCK;
@@ -302,7 +319,8 @@ static int reserve_ids(struct dissect *d, uint64_t need)
 
 /* The id of a connection seen for the first time: the one it had before a reindex, or
  * the next of the reserved block. 0 when l4_seq cannot be updated (logged). */
-static uint64_t assign_id(struct dissect *d, const struct dom *m, const struct l4_conn_info *c)
+static uint64_t
+assign_id(struct dissect *d, const struct dom *m, const struct l4_conn_info *c)
 {
 	if (d->old.n > 0) {
 		uint64_t *k = idmap_slot(&d->old, conn_hash(m, c));
@@ -315,7 +333,8 @@ static uint64_t assign_id(struct dissect *d, const struct dom *m, const struct l
 	return d->id_next++;
 }
 
-static void on_end(void *arg, const struct l4_conn_info *c, enum l4_end why)
+static void
+on_end(void *arg, const struct l4_conn_info *c, enum l4_end why)
 {
 	struct dissect *d = arg;
 
@@ -337,10 +356,11 @@ static void on_end(void *arg, const struct l4_conn_info *c, enum l4_end why)
 	d->nended++;
 }
 
-struct dissect *dissect_open(const char *dir, const struct l4_limits *limits, char *err, size_t errlen)
+struct dissect *
+dissect_open(const char *dir, const struct l4_limits *limits, char *err, size_t errlen)
 {
 	struct dissect *d = calloc(1, sizeof(*d));
-	struct l4_callbacks cb = {.on_end = on_end};
+	struct l4_callbacks cb = { .on_end = on_end };
 	char path[INDEX_MAX_PATH + 16], *msg = NULL;
 	int rc;
 
@@ -362,8 +382,9 @@ struct dissect *dissect_open(const char *dir, const struct l4_limits *limits, ch
 	rc = sqlite3_open_v2(path, &d->db, SQLITE_OPEN_READWRITE, NULL);
 	if (rc == SQLITE_OK) {
 		sqlite3_busy_timeout(d->db, 5000);
-		rc = sqlite3_exec(d->db, "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA cache_size = -32768;", NULL,
-				  NULL, &msg);
+		rc = sqlite3_exec(d->db,
+			"PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA cache_size = -32768;",
+			NULL, NULL, &msg);
 	}
 	/* The L4 tables are part of the index schema (receiver/repo/index.c owns it). */
 	if (rc == SQLITE_OK && index_schema_apply(d->db, path, err, errlen) != 0) {
@@ -371,9 +392,13 @@ struct dissect *dissect_open(const char *dir, const struct l4_limits *limits, ch
 		return NULL;
 	}
 	for (int i = 0; rc == SQLITE_OK && i < Q_COUNT; i++)
-		rc = sqlite3_prepare_v3(d->db, dissect_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &d->st[i], NULL);
+		rc = sqlite3_prepare_v3(
+			d->db, dissect_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &d->st[i], NULL);
 	if (rc != SQLITE_OK) {
-		snprintf(err, errlen, "%s: %s", path, msg ? msg : d->db ? sqlite3_errmsg(d->db) : sqlite3_errstr(rc));
+		snprintf(err, errlen, "%s: %s", path,
+			msg             ? msg
+				: d->db ? sqlite3_errmsg(d->db)
+					: sqlite3_errstr(rc));
 		sqlite3_free(msg);
 		dissect_close(d, false);
 		return NULL;
@@ -381,7 +406,8 @@ struct dissect *dissect_open(const char *dir, const struct l4_limits *limits, ch
 	return d;
 }
 
-static int dom_get(struct dissect *d, const char *sensor, const char *iface, uint32_t *out)
+static int
+dom_get(struct dissect *d, const char *sensor, const char *iface, uint32_t *out)
 {
 	for (size_t i = 0; i < d->ndoms; i++)
 		if (strcmp(d->doms[i].sensor, sensor) == 0 && strcmp(d->doms[i].iface, iface) == 0) {
@@ -401,7 +427,8 @@ static int dom_get(struct dissect *d, const char *sensor, const char *iface, uin
 	return 0;
 }
 
-static int bind_conn(struct dissect *d, const struct l4_conn_info *c, const char *ended)
+static int
+bind_conn(struct dissect *d, const struct l4_conn_info *c, const char *ended)
 {
 	sqlite3_stmt *s = d->st[Q_CONN];
 	const struct dom *m = &d->doms[c->domain];
@@ -447,7 +474,8 @@ static int bind_conn(struct dissect *d, const struct l4_conn_info *c, const char
 	return 0;
 }
 
-static int cmp_u64(const void *a, const void *b)
+static int
+cmp_u64(const void *a, const void *b)
 {
 	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
 
@@ -462,7 +490,8 @@ struct touched {
 	struct dissect *d;
 };
 
-static void write_live(void *arg, const struct l4_conn_info *c)
+static void
+write_live(void *arg, const struct l4_conn_info *c)
 {
 	struct touched *t = arg;
 
@@ -472,12 +501,14 @@ static void write_live(void *arg, const struct l4_conn_info *c)
 
 /* Binds the connections waiting in d->ended. They are forgotten (nended = 0) only once
  * the transaction that writes them has committed. */
-static int write_ended(struct dissect *d)
+static int
+write_ended(struct dissect *d)
 {
 	for (size_t i = 0; i < d->nended; i++) {
 		enum l4_end why = d->ended[i].why;
 
-		if (bind_conn(d, &d->ended[i].info, why == L4_END_FINISH ? d->finish_why : l4_end_name(why)) != 0)
+		if (bind_conn(d, &d->ended[i].info,
+			    why == L4_END_FINISH ? d->finish_why : l4_end_name(why)) != 0)
 			return -1;
 	}
 	return 0;
@@ -493,7 +524,8 @@ static int write_ended(struct dissect *d)
  * unfinished segment.
  * A failure (a full disk) is not fatal: they are kept and written with the segment.
  */
-static void flush_ended(struct dissect *d)
+static void
+flush_ended(struct dissect *d)
 {
 	if (step_done(d, Q_BEGIN, "BEGIN") != 0 || write_ended(d) != 0)
 		goto fail;
@@ -518,7 +550,8 @@ fail:
 
 /* Writes <dir>/<pos> from d->pos, through a hidden file renamed into place. Returns 0
  * or -1 (d->why says why). */
-static int pos_push(struct dissect *d, uint64_t id)
+static int
+pos_push(struct dissect *d, uint64_t id)
 {
 	if (d->npos == d->cappos) {
 		size_t cap = d->cappos ? d->cappos * 2 : 4096;
@@ -535,31 +568,32 @@ static int pos_push(struct dissect *d, uint64_t id)
 
 /* The counters, in the transaction of each segment: what `pcapline conns --stats`
  * shows while the receiver runs (with failed_segments, counted from l4_failed). */
-static int write_stats(struct dissect *d)
+static int
+write_stats(struct dissect *d)
 {
 	const struct l4_stats *l = l4_stats(d->l4);
 	const struct {
 		const char *key;
 		uint64_t v;
 	} kv[] = {
-		{"segments", d->stats.segments + 1}, /* this one included */
-		{"packets", d->stats.packets + d->npos},
-		{"failed_attempts", d->stats.failed},
-		{"rows_written", d->stats.rows},
-		{"frames_not_decoded", l->decode_errs},
-		{"ip_fragments", l->frag_pkts},
-		{"ip_datagrams_reassembled", l->frag_reassembled},
-		{"ip_fragments_dropped", l->frag_dropped},
-		{"ip_fragment_bad_overlaps", l->frag_bad_overlaps},
-		{"connections", l->conns},
-		{"connections_tracked", l->live},
-		{"ended_idle", l->ended_idle},
-		{"evicted", l->evicted},
-		{"port_reuse", l->reused},
-		{"buffer_limit_gaps", l->buf_flushes},
-		{"gap_bytes", l->gap_bytes},
-		{"buffered_bytes", l->buffered},
-		{"max_conns", d->max_conns},
+		{ "segments", d->stats.segments + 1 }, /* this one included */
+		{ "packets", d->stats.packets + d->npos },
+		{ "failed_attempts", d->stats.failed },
+		{ "rows_written", d->stats.rows },
+		{ "frames_not_decoded", l->decode_errs },
+		{ "ip_fragments", l->frag_pkts },
+		{ "ip_datagrams_reassembled", l->frag_reassembled },
+		{ "ip_fragments_dropped", l->frag_dropped },
+		{ "ip_fragment_bad_overlaps", l->frag_bad_overlaps },
+		{ "connections", l->conns },
+		{ "connections_tracked", l->live },
+		{ "ended_idle", l->ended_idle },
+		{ "evicted", l->evicted },
+		{ "port_reuse", l->reused },
+		{ "buffer_limit_gaps", l->buf_flushes },
+		{ "gap_bytes", l->gap_bytes },
+		{ "buffered_bytes", l->buffered },
+		{ "max_conns", d->max_conns },
 	};
 
 	for (size_t i = 0; i < sizeof(kv) / sizeof(kv[0]); i++) {
@@ -572,10 +606,11 @@ static int write_stats(struct dissect *d)
 }
 
 /* Commits what one segment produced. 1: done, 0: the segment is gone meanwhile, -1. */
-static int commit_segment(struct dissect *d, int64_t seg_id, uint64_t *ids, size_t n_ids, uint64_t *counts,
-			  uint64_t in_conns)
+static int
+commit_segment(
+	struct dissect *d, int64_t seg_id, uint64_t *ids, size_t n_ids, uint64_t *counts, uint64_t in_conns)
 {
-	struct touched t = {ids, counts, n_ids, 0, d};
+	struct touched t = { ids, counts, n_ids, 0, d };
 	struct timespec now;
 	int rc;
 
@@ -614,7 +649,7 @@ static int commit_segment(struct dissect *d, int64_t seg_id, uint64_t *ids, size
 		goto fail;
 	sqlite3_bind_int64(d->st[Q_UNFAIL], 1, seg_id);
 	if (step_done(d, Q_UNFAIL, "l4_failed row") != 0 || write_stats(d) != 0 ||
-	    step_done(d, Q_COMMIT, "COMMIT") != 0)
+		step_done(d, Q_COMMIT, "COMMIT") != 0)
 		goto fail;
 	d->nended = 0;
 	return 1;
@@ -629,7 +664,8 @@ fail:
  * again later); 2 when the file is gone (retention took it); -1 when the tracker has
  * seen part of it or it can never be read (d->why).
  */
-static int seg_read(struct dissect *d, const struct seg_ref *g, uint64_t *in_conns)
+static int
+seg_read(struct dissect *d, const struct seg_ref *g, uint64_t *in_conns)
 {
 	char full[2 * INDEX_MAX_PATH + 32], pos_rel[INDEX_MAX_PATH + 16];
 	struct pcapf_rec rec;
@@ -642,7 +678,8 @@ static int seg_read(struct dissect *d, const struct seg_ref *g, uint64_t *in_con
 	d->cur_seg = g->id;
 	d->seg_min_ns = UINT64_MAX;
 	*in_conns = 0;
-	if (posfile_path(g->path, pos_rel, sizeof(pos_rel)) != 0 || dom_get(d, g->sensor, g->iface, &dom) != 0) {
+	if (posfile_path(g->path, pos_rel, sizeof(pos_rel)) != 0 ||
+		dom_get(d, g->sensor, g->iface, &dom) != 0) {
 		snprintf(d->why, sizeof(d->why), "not a segment path, or too many interfaces");
 		return -1;
 	}
@@ -665,7 +702,7 @@ static int seg_read(struct dissect *d, const struct seg_ref *g, uint64_t *in_con
 		if (rec.ts_ns < d->seg_min_ns)
 			d->seg_min_ns = rec.ts_ns;
 		if (l4_frame(d->l4, dom, rec.ts_ns, pcapr_iface(r, rec.iface)->linktype, rec.data, rec.caplen,
-			     rec.origlen) == -ENOMEM)
+			    rec.origlen) == -ENOMEM)
 			goto oom;
 		if ((c = l4_frame_conn(d->l4)) != NULL) {
 			if (c->user == 0 && (c->user = assign_id(d, &d->doms[dom], c)) == 0) {
@@ -692,7 +729,8 @@ oom:
 
 /* Writes what reading segment g produced: its position file, then one transaction.
  * Returns 0 (done, or the segment is gone meanwhile) or -1 (d->why; can be retried). */
-static int seg_commit(struct dissect *d, const struct seg_ref *g, uint64_t in_conns)
+static int
+seg_commit(struct dissect *d, const struct seg_ref *g, uint64_t in_conns)
 {
 	char pos_rel[INDEX_MAX_PATH + 16];
 	uint64_t *ids = NULL, *counts = NULL;
@@ -703,7 +741,7 @@ static int seg_commit(struct dissect *d, const struct seg_ref *g, uint64_t in_co
 		return -1;
 	/* The distinct connections of this segment and their packet counts. */
 	if ((ids = malloc((d->npos + 1) * sizeof(*ids))) == NULL ||
-	    (counts = malloc((d->npos + 1) * sizeof(*counts))) == NULL) {
+		(counts = malloc((d->npos + 1) * sizeof(*counts))) == NULL) {
 		snprintf(d->why, sizeof(d->why), "out of memory");
 		goto done;
 	}
@@ -743,7 +781,8 @@ done:
 
 /* Records a failure of segment seg_id in l4_failed (d->why), best effort: on a full disk
  * this fails too, and the segment is still retried. */
-static void record_failure(struct dissect *d, int64_t seg_id, bool permanent)
+static void
+record_failure(struct dissect *d, int64_t seg_id, bool permanent)
 {
 	struct timespec now;
 	char why[sizeof(d->why)];
@@ -757,7 +796,8 @@ static void record_failure(struct dissect *d, int64_t seg_id, bool permanent)
 	step_done(d, Q_FAILED, "l4_failed row");
 }
 
-static void ts_add_ms(struct timespec *t, unsigned ms)
+static void
+ts_add_ms(struct timespec *t, unsigned ms)
 {
 	t->tv_sec += ms / 1000;
 	t->tv_nsec += (long)(ms % 1000) * 1000000;
@@ -767,14 +807,16 @@ static void ts_add_ms(struct timespec *t, unsigned ms)
 	}
 }
 
-static bool before(const struct timespec *a, const struct timespec *b)
+static bool
+before(const struct timespec *a, const struct timespec *b)
 {
 	return a->tv_sec < b->tv_sec || (a->tv_sec == b->tv_sec && a->tv_nsec < b->tv_nsec);
 }
 
 /* Holds segment g for a retry with backoff after a failure that may pass (d->why).
  * fed: the tracker has seen its records, only the writes are retried. */
-static void hold(struct dissect *d, const struct seg_ref *g, bool fed, uint64_t in_conns)
+static void
+hold(struct dissect *d, const struct seg_ref *g, bool fed, uint64_t in_conns)
 {
 	unsigned ms;
 
@@ -793,15 +835,16 @@ static void hold(struct dissect *d, const struct seg_ref *g, bool fed, uint64_t 
 	clock_gettime(CLOCK_MONOTONIC, &d->retry_at);
 	ts_add_ms(&d->retry_at, ms);
 	if (log_limit_ok(&d->warn_lim, 5, 10))
-		log_warnx("dissect: %s: %s; retried in %.1f s (attempt %u), later segments wait for it", g->path,
-			  d->why, ms / 1000.0, d->attempts);
+		log_warnx("dissect: %s: %s; retried in %.1f s (attempt %u), later segments wait for it",
+			g->path, d->why, ms / 1000.0, d->attempts);
 	record_failure(d, g->id, false);
 }
 
 /* Marks segment g done without its rows after a failure that a retry cannot mend (the
  * tracker has seen part of it, or it can never be read), and records it in l4_failed:
  * counted until `pcapline reindex` rebuilds it. */
-static void give_up(struct dissect *d, const struct seg_ref *g)
+static void
+give_up(struct dissect *d, const struct seg_ref *g)
 {
 	int64_t id = g->id;
 
@@ -828,7 +871,8 @@ static void give_up(struct dissect *d, const struct seg_ref *g)
 
 /* Dissects segment g. Returns 0 (done, or gone), 1 (failed for a reason that may pass:
  * held for a retry) or -1 (given up, see give_up()). */
-static int dissect_segment(struct dissect *d, const struct seg_ref *g)
+static int
+dissect_segment(struct dissect *d, const struct seg_ref *g)
 {
 	uint64_t in_conns = 0;
 	int rc = seg_read(d, g, &in_conns);
@@ -855,7 +899,8 @@ static int dissect_segment(struct dissect *d, const struct seg_ref *g)
  * added it), so the tracker sees its packets after newer ones. The newest is looked up
  * once per interface and process, then followed in memory: a backlog of many segments
  * costs no query each. */
-static bool seg_is_late(struct dissect *d, const struct seg_ref *g)
+static bool
+seg_is_late(struct dissect *d, const struct seg_ref *g)
 {
 	sqlite3_stmt *s = d->st[Q_LATER];
 	struct dom *m;
@@ -878,28 +923,32 @@ static bool seg_is_late(struct dissect *d, const struct seg_ref *g)
 }
 
 /* After segment g is done. */
-static void seg_done(struct dissect *d, const struct seg_ref *g)
+static void
+seg_done(struct dissect *d, const struct seg_ref *g)
 {
 	uint32_t i;
 
-	if (dom_get(d, g->sensor, g->iface, &i) == 0 && d->doms[i].newest_known && g->min_ns > d->doms[i].newest)
+	if (dom_get(d, g->sensor, g->iface, &i) == 0 && d->doms[i].newest_known &&
+		g->min_ns > d->doms[i].newest)
 		d->doms[i].newest = g->min_ns;
 }
 
 /* A segment dissected after later ones: its connections may be cut or picked up
  * mid-stream. Kept in l4_failed (counted, and reindex rebuilds its interface). */
-static void flag_late(struct dissect *d, const struct seg_ref *g)
+static void
+flag_late(struct dissect *d, const struct seg_ref *g)
 {
 	snprintf(d->why, sizeof(d->why), "dissected after later segments of its interface (indexed late)");
 	log_warnx("dissect: %s: %s: its connections may be cut; pcapline reindex over its time rebuilds them",
-		  g->path, d->why);
+		g->path, d->why);
 	d->stats.failed++;
 	record_failure(d, g->id, true);
 }
 
 /* Tries the held segment again once its time has come. Returns 1 when it is done (or
  * given up) now, 0 when it is still held. */
-static int retry_held(struct dissect *d)
+static int
+retry_held(struct dissect *d)
 {
 	struct timespec now;
 
@@ -928,7 +977,8 @@ static int retry_held(struct dissect *d)
 	return 1;
 }
 
-static void seg_ref_fill(struct seg_ref *g, sqlite3_stmt *s)
+static void
+seg_ref_fill(struct seg_ref *g, sqlite3_stmt *s)
 {
 	const char *v;
 
@@ -943,7 +993,8 @@ static void seg_ref_fill(struct seg_ref *g, sqlite3_stmt *s)
 	g->min_ns = sqlite3_column_int64(s, 5);
 }
 
-int dissect_pending(struct dissect *d, int max)
+int
+dissect_pending(struct dissect *d, int max)
 {
 	struct seg_ref *v;
 	sqlite3_stmt *s = d->st[Q_PENDING];
@@ -995,12 +1046,14 @@ int dissect_pending(struct dissect *d, int max)
 	return n;
 }
 
-int dissect_mark_open_ended(struct dissect *d, const char *why)
+int
+dissect_mark_open_ended(struct dissect *d, const char *why)
 {
 	sqlite3_stmt *s;
 	int rc;
 
-	if (sqlite3_prepare_v2(d->db, "UPDATE conns SET ended = ?1 WHERE ended IS NULL", -1, &s, NULL) != SQLITE_OK) {
+	if (sqlite3_prepare_v2(d->db, "UPDATE conns SET ended = ?1 WHERE ended IS NULL", -1, &s, NULL) !=
+		SQLITE_OK) {
 		db_warn(d, "mark");
 		return -1;
 	}
@@ -1012,12 +1065,13 @@ int dissect_mark_open_ended(struct dissect *d, const char *why)
 		return -1;
 	}
 	if (sqlite3_changes(d->db) > 0)
-		log_info("dissect: %d connection(s) open when the receiver stopped marked '%s'", sqlite3_changes(d->db),
-			 why);
+		log_info("dissect: %d connection(s) open when the receiver stopped marked '%s'",
+			sqlite3_changes(d->db), why);
 	return 0;
 }
 
-static int exec_sql(struct dissect *d, const char *sql)
+static int
+exec_sql(struct dissect *d, const char *sql)
 {
 	char *msg = NULL;
 
@@ -1031,21 +1085,23 @@ static int exec_sql(struct dissect *d, const char *sql)
 }
 
 /* The ids of the connections about to be rebuilt, by what identifies them. */
-static int remember_ids(struct dissect *d)
+static int
+remember_ids(struct dissect *d)
 {
 	sqlite3_stmt *s;
 	int rc;
 
 	idmap_clear(&d->old);
 	if (sqlite3_prepare_v2(d->db,
-			       "SELECT conn_id, sensor, iface, proto, client, client_port, server, server_port, first_ns "
-			       "FROM conns WHERE conn_id IN (SELECT conn_id FROM conn_segs WHERE seg_id IN "
-			       "(SELECT seg_id FROM rx)) OR EXISTS (SELECT 1 FROM rxd WHERE rxd.sensor = conns.sensor "
-			       "AND rxd.iface = conns.iface)",
-			       -1, &s, NULL) != SQLITE_OK)
+		    "SELECT conn_id, sensor, iface, proto, client, client_port, server, server_port, "
+		    "first_ns "
+		    "FROM conns WHERE conn_id IN (SELECT conn_id FROM conn_segs WHERE seg_id IN "
+		    "(SELECT seg_id FROM rx)) OR EXISTS (SELECT 1 FROM rxd WHERE rxd.sensor = conns.sensor "
+		    "AND rxd.iface = conns.iface)",
+		    -1, &s, NULL) != SQLITE_OK)
 		return -1;
 	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-		struct l4_conn_info c = {0};
+		struct l4_conn_info c = { 0 };
 		struct dom m;
 		const char *t;
 
@@ -1076,25 +1132,31 @@ static int remember_ids(struct dissect *d)
  * than they hold, not dissected (yet, and no connection linked to them: see
  * flush_ended()) while a segment after them is to be rebuilt, or connections without any
  * segment (left by a failed dissection of an older receiver). ?1 sensor, ?2 interface. */
-#define DAMAGED_DOMAIN                                                                                          \
-	"(EXISTS (SELECT 1 FROM l4_failed f JOIN segments x ON x.id = f.seg_id WHERE x.sensor = ?1 AND "       \
-	"x.iface = ?2 AND f.permanent = 1) OR EXISTS (SELECT 1 FROM l4_done dn JOIN segments x ON x.id = dn.seg_id WHERE "          \
-	"x.sensor = ?1 AND x.iface = ?2 AND dn.packets <> x.packets) OR EXISTS (SELECT 1 FROM segments x "     \
-	"WHERE x.sensor = ?1 AND x.iface = ?2 AND NOT EXISTS (SELECT 1 FROM l4_done dn WHERE dn.seg_id = x.id) " \
-	"AND NOT EXISTS (SELECT 1 FROM conn_segs cs WHERE cs.seg_id = x.id) AND x.min_ns <= (SELECT max(y.min_ns) FROM segments y JOIN rx ON rx.seg_id = y.id WHERE y.sensor = ?1 " \
-	"AND y.iface = ?2)) OR EXISTS (SELECT 1 FROM conns c WHERE c.sensor = ?1 AND c.iface = ?2 AND "        \
+#define DAMAGED_DOMAIN                                                                                     \
+	"(EXISTS (SELECT 1 FROM l4_failed f JOIN segments x ON x.id = f.seg_id WHERE x.sensor = ?1 AND "   \
+	"x.iface = ?2 AND f.permanent = 1) OR EXISTS (SELECT 1 FROM l4_done dn JOIN segments x ON x.id = " \
+	"dn.seg_id WHERE "                                                                                 \
+	"x.sensor = ?1 AND x.iface = ?2 AND dn.packets <> x.packets) OR EXISTS (SELECT 1 FROM segments x " \
+	"WHERE x.sensor = ?1 AND x.iface = ?2 AND NOT EXISTS (SELECT 1 FROM l4_done dn WHERE dn.seg_id = " \
+	"x.id) "                                                                                           \
+	"AND NOT EXISTS (SELECT 1 FROM conn_segs cs WHERE cs.seg_id = x.id) AND x.min_ns <= (SELECT "      \
+	"max(y.min_ns) FROM segments y JOIN rx ON rx.seg_id = y.id WHERE y.sensor = ?1 "                   \
+	"AND y.iface = ?2)) OR EXISTS (SELECT 1 FROM conns c WHERE c.sensor = ?1 AND c.iface = ?2 AND "    \
 	"NOT EXISTS (SELECT 1 FROM conn_segs cs WHERE cs.conn_id = c.conn_id)))"
 
 /* Marks the domains of rx that DAMAGED_DOMAIN finds in rxd. Returns 0 or -1. */
-static int find_damaged(struct dissect *d)
+static int
+find_damaged(struct dissect *d)
 {
 	sqlite3_stmt *q = NULL, *ins = NULL;
 	int rc;
 
-	if (sqlite3_prepare_v2(d->db, "SELECT DISTINCT s.sensor, s.iface FROM segments s JOIN rx ON rx.seg_id = s.id",
-			       -1, &q, NULL) != SQLITE_OK ||
-	    sqlite3_prepare_v2(d->db, "INSERT OR IGNORE INTO rxd(sensor, iface) SELECT ?1, ?2 WHERE " DAMAGED_DOMAIN,
-			       -1, &ins, NULL) != SQLITE_OK) {
+	if (sqlite3_prepare_v2(d->db,
+		    "SELECT DISTINCT s.sensor, s.iface FROM segments s JOIN rx ON rx.seg_id = s.id", -1, &q,
+		    NULL) != SQLITE_OK ||
+		sqlite3_prepare_v2(d->db,
+			"INSERT OR IGNORE INTO rxd(sensor, iface) SELECT ?1, ?2 WHERE " DAMAGED_DOMAIN, -1,
+			&ins, NULL) != SQLITE_OK) {
 		sqlite3_finalize(q);
 		return -1;
 	}
@@ -1105,9 +1167,10 @@ static int find_damaged(struct dissect *d)
 			break;
 		sqlite3_reset(ins);
 		if (sqlite3_changes(d->db) > 0)
-			log_warnx("dissect: sensor %s interface %s: the dissection of some segments failed or is not "
+			log_warnx("dissect: sensor %s interface %s: the dissection of some segments failed "
+				  "or is not "
 				  "complete; all of its segments are dissected again",
-				  sqlite3_column_text(q, 0), sqlite3_column_text(q, 1));
+				sqlite3_column_text(q, 0), sqlite3_column_text(q, 1));
 	}
 	sqlite3_finalize(q);
 	sqlite3_finalize(ins);
@@ -1116,7 +1179,8 @@ static int find_damaged(struct dissect *d)
 
 /* Gives the held segment its retries here and now (the CLI has no later). Returns 0 when
  * it is done, 1 when it is still failing. */
-static int retry_now(struct dissect *d)
+static int
+retry_now(struct dissect *d)
 {
 	while (d->holding && d->attempts < 4) {
 		while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &d->retry_at, NULL) == EINTR)
@@ -1127,21 +1191,22 @@ static int retry_now(struct dissect *d)
 }
 
 /* The segments of a window (?1 sensor or NULL, [?2, ?3)). */
-#define SEED_WINDOW                                                                                    \
-	"INSERT OR IGNORE INTO rx SELECT id FROM segments WHERE (?1 IS NULL OR sensor = ?1) AND max_ns >= ?2 " \
+#define SEED_WINDOW                                                                                         \
+	"INSERT OR IGNORE INTO rx SELECT id FROM segments WHERE (?1 IS NULL OR sensor = ?1) AND max_ns >= " \
+	"?2 "                                                                                               \
 	"AND min_ns < ?3"
 /* Segments not dissected to the end that connections are linked to already: a process
  * that died after flush_ended() wrote some of their rows. */
-#define SEED_UNFINISHED                                                                                \
-	"INSERT OR IGNORE INTO rx SELECT s.id FROM segments s WHERE NOT EXISTS (SELECT 1 FROM l4_done dn "     \
+#define SEED_UNFINISHED                                                                                    \
+	"INSERT OR IGNORE INTO rx SELECT s.id FROM segments s WHERE NOT EXISTS (SELECT 1 FROM l4_done dn " \
 	"WHERE dn.seg_id = s.id) AND EXISTS (SELECT 1 FROM conn_segs cs WHERE cs.seg_id = s.id)"
 
 /* dissect_reindex() of the segments seed (SEED_*) finds. own: the receiver's own
  * dissection (dissect_repair()), which no other process runs beside: the segments are
  * also marked not done, in one transaction with their rows, so that what a failure
  * leaves is simply dissected (held, retried) in order by dissect_pending(). */
-static int reindex(struct dissect *d, const char *seed, bool own, const char *sensor, int64_t from_ns,
-		   int64_t to_ns)
+static int
+reindex(struct dissect *d, const char *seed, bool own, const char *sensor, int64_t from_ns, int64_t to_ns)
 {
 	sqlite3_stmt *s = NULL;
 	struct seg_ref *v = NULL;
@@ -1150,10 +1215,12 @@ static int reindex(struct dissect *d, const char *seed, bool own, const char *se
 
 	/* The window is worked out in a read transaction (rx is a temporary table), so the
 	 * receiver writing meanwhile is not held up. */
-	if (exec_sql(d, "CREATE TEMP TABLE IF NOT EXISTS rx(seg_id INTEGER PRIMARY KEY); DELETE FROM rx; "
-			"CREATE TEMP TABLE IF NOT EXISTS rxd(sensor TEXT, iface TEXT, PRIMARY KEY(sensor, iface)); "
-			"DELETE FROM rxd;") != 0 ||
-	    exec_sql(d, "BEGIN") != 0)
+	if (exec_sql(d,
+		    "CREATE TEMP TABLE IF NOT EXISTS rx(seg_id INTEGER PRIMARY KEY); DELETE FROM rx; "
+		    "CREATE TEMP TABLE IF NOT EXISTS rxd(sensor TEXT, iface TEXT, PRIMARY KEY(sensor, "
+		    "iface)); "
+		    "DELETE FROM rxd;") != 0 ||
+		exec_sql(d, "BEGIN") != 0)
 		return -1;
 	if (sqlite3_prepare_v2(d->db, seed, -1, &s, NULL) != SQLITE_OK)
 		goto fail;
@@ -1169,8 +1236,9 @@ static int reindex(struct dissect *d, const char *seed, bool own, const char *se
 		goto fail;
 	/* Widen to every segment of the connections found, until nothing is added. */
 	for (int round = 0; round < 1000; round++) {
-		if (exec_sql(d, "INSERT OR IGNORE INTO rx SELECT b.seg_id FROM conn_segs a JOIN conn_segs b "
-				"ON a.conn_id = b.conn_id WHERE a.seg_id IN (SELECT seg_id FROM rx)") != 0)
+		if (exec_sql(d,
+			    "INSERT OR IGNORE INTO rx SELECT b.seg_id FROM conn_segs a JOIN conn_segs b "
+			    "ON a.conn_id = b.conn_id WHERE a.seg_id IN (SELECT seg_id FROM rx)") != 0)
 			goto fail;
 		if (sqlite3_changes(d->db) == 0)
 			break;
@@ -1178,15 +1246,17 @@ static int reindex(struct dissect *d, const char *seed, bool own, const char *se
 	/* Where the links cannot be trusted, the whole interface: rebuilding only part of
 	 * it would count again the packets that rows outside the window already hold. */
 	if (find_damaged(d) != 0 ||
-	    exec_sql(d, "INSERT OR IGNORE INTO rx SELECT s.id FROM segments s JOIN rxd ON rxd.sensor = s.sensor "
+		exec_sql(d,
+			"INSERT OR IGNORE INTO rx SELECT s.id FROM segments s JOIN rxd ON rxd.sensor = "
+			"s.sensor "
 			"AND rxd.iface = s.iface") != 0)
 		goto fail;
 	if (remember_ids(d) != 0)
 		goto fail;
 	if (sqlite3_prepare_v2(d->db,
-			       "SELECT s.id, s.sensor, s.iface, s.path, s.packets, s.min_ns FROM segments s JOIN rx ON "
-			       "rx.seg_id = s.id ORDER BY s.min_ns, s.id",
-			       -1, &s, NULL) != SQLITE_OK)
+		    "SELECT s.id, s.sensor, s.iface, s.path, s.packets, s.min_ns FROM segments s JOIN rx ON "
+		    "rx.seg_id = s.id ORDER BY s.min_ns, s.id",
+		    -1, &s, NULL) != SQLITE_OK)
 		goto fail;
 	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
 		if (n == cap) {
@@ -1207,20 +1277,25 @@ static int reindex(struct dissect *d, const char *seed, bool own, const char *se
 	/* Every row of a damaged interface goes (those without any segment too), then the
 	 * old rows one segment per transaction: short write locks, whatever the window's
 	 * size. */
-	if (exec_sql(d, own ? "BEGIN IMMEDIATE" : "BEGIN IMMEDIATE; DELETE FROM conns WHERE EXISTS (SELECT 1 FROM "
-			"rxd WHERE rxd.sensor = conns.sensor AND rxd.iface = conns.iface); COMMIT;") != 0)
+	if (exec_sql(d,
+		    own ? "BEGIN IMMEDIATE"
+			: "BEGIN IMMEDIATE; DELETE FROM conns WHERE EXISTS (SELECT 1 FROM "
+			  "rxd WHERE rxd.sensor = conns.sensor AND rxd.iface = conns.iface); COMMIT;") != 0)
 		goto fail;
-	if (own && exec_sql(d, "DELETE FROM conns WHERE EXISTS (SELECT 1 FROM rxd WHERE rxd.sensor = conns.sensor "
-			       "AND rxd.iface = conns.iface)") != 0)
+	if (own &&
+		exec_sql(d,
+			"DELETE FROM conns WHERE EXISTS (SELECT 1 FROM rxd WHERE rxd.sensor = conns.sensor "
+			"AND rxd.iface = conns.iface)") != 0)
 		goto fail;
 	for (i = 0; i < n; i++) {
 		char sql[320];
 
 		snprintf(sql, sizeof(sql),
-			 "%sDELETE FROM conns WHERE conn_id IN (SELECT conn_id FROM conn_segs WHERE seg_id = %lld); "
-			 "DELETE FROM conn_segs WHERE seg_id = %lld; %s",
-			 own ? "" : "BEGIN IMMEDIATE; ", (long long)v[i].id, (long long)v[i].id,
-			 own ? "DELETE FROM l4_done WHERE seg_id = " : "COMMIT;");
+			"%sDELETE FROM conns WHERE conn_id IN (SELECT conn_id FROM conn_segs WHERE seg_id = "
+			"%lld); "
+			"DELETE FROM conn_segs WHERE seg_id = %lld; %s",
+			own ? "" : "BEGIN IMMEDIATE; ", (long long)v[i].id, (long long)v[i].id,
+			own ? "DELETE FROM l4_done WHERE seg_id = " : "COMMIT;");
 		if (own)
 			snprintf(sql + strlen(sql), sizeof(sql) - strlen(sql), "%lld", (long long)v[i].id);
 		if (exec_sql(d, sql) != 0)
@@ -1236,17 +1311,19 @@ static int reindex(struct dissect *d, const char *seed, bool own, const char *se
 			done++;
 	}
 	if (i < n && own) {
-		log_warnx("dissect: repair stopped at %s: %s; it and the %zu segment(s) after it are dissected as "
+		log_warnx("dissect: repair stopped at %s: %s; it and the %zu segment(s) after it are "
+			  "dissected as "
 			  "pending ones",
-			  v[i].path, d->why, n - i - 1);
+			v[i].path, d->why, n - i - 1);
 		free(v);
 		return -1;
 	}
 	if (i < n) {
 		/* Their rows are gone: kept in l4_failed, so that the next reindex rebuilds the
 		 * interfaces and conns --stats counts them meanwhile. */
-		log_warnx("dissect: reindex stopped at %s: %s; %zu segment(s) left without rows: run it again", v[i].path,
-			  d->why, n - i);
+		log_warnx(
+			"dissect: reindex stopped at %s: %s; %zu segment(s) left without rows: run it again",
+			v[i].path, d->why, n - i);
 		d->holding = false;
 		for (; i < n; i++)
 			record_failure(d, v[i].id, true);
@@ -1263,28 +1340,33 @@ fail:
 	return -1;
 }
 
-int dissect_reindex(struct dissect *d, const char *sensor, int64_t from_ns, int64_t to_ns)
+int
+dissect_reindex(struct dissect *d, const char *sensor, int64_t from_ns, int64_t to_ns)
 {
 	return reindex(d, SEED_WINDOW, false, sensor, from_ns, to_ns);
 }
 
-int dissect_repair(struct dissect *d)
+int
+dissect_repair(struct dissect *d)
 {
 	int n = reindex(d, SEED_UNFINISHED, true, NULL, 0, 0);
 
 	if (n > 0)
-		log_info("dissect: the last run stopped in the middle of a segment: %d segment(s) of the connections "
+		log_info("dissect: the last run stopped in the middle of a segment: %d segment(s) of the "
+			 "connections "
 			 "it had written dissected again",
-			 n);
+			n);
 	return n;
 }
 
-const struct dissect_stats *dissect_stats(const struct dissect *d)
+const struct dissect_stats *
+dissect_stats(const struct dissect *d)
 {
 	return &d->stats;
 }
 
-void dissect_close(struct dissect *d, bool finish)
+void
+dissect_close(struct dissect *d, bool finish)
 {
 	if (d == NULL)
 		return;
@@ -1314,12 +1396,13 @@ struct dissect_worker {
 	pthread_cond_t cv;
 	bool stop;
 	struct timespec drain_until; /* when stopping: pending segments until then */
-	unsigned log_s;               /* counters logged this often (when they changed) */
+	unsigned log_s;              /* counters logged this often (when they changed) */
 	struct dissect *d;
 };
 
 /* The counters, logged every stats interval when they changed. */
-static void log_counters(struct dissect *d, uint64_t *last_packets)
+static void
+log_counters(struct dissect *d, uint64_t *last_packets)
 {
 	const struct l4_stats *l = l4_stats(d->l4);
 
@@ -1330,12 +1413,13 @@ static void log_counters(struct dissect *d, uint64_t *last_packets)
 		 " connections (%" PRIu64 " tracked, %" PRIu64 " evicted at the table limit, %" PRIu64
 		 " ended idle), %" PRIu64 " frames not decoded, %" PRIu64 " IP fragments dropped, %" PRIu64
 		 " buffer-limit gaps, %" PRIu64 " failed attempts%s",
-		 d->stats.segments, d->stats.packets, d->stats.in_conns, l->conns, l->live, l->evicted, l->ended_idle,
-		 l->decode_errs, l->frag_dropped, l->buf_flushes, d->stats.failed,
-		 d->holding ? " (a segment waits for a retry)" : "");
+		d->stats.segments, d->stats.packets, d->stats.in_conns, l->conns, l->live, l->evicted,
+		l->ended_idle, l->decode_errs, l->frag_dropped, l->buf_flushes, d->stats.failed,
+		d->holding ? " (a segment waits for a retry)" : "");
 }
 
-static void *worker_main(void *arg)
+static void *
+worker_main(void *arg)
 {
 	struct dissect_worker *w = arg;
 	uint64_t logged = 0;
@@ -1388,8 +1472,9 @@ static void *worker_main(void *arg)
 	return NULL;
 }
 
-struct dissect_worker *dissect_worker_start(const char *dir, const struct l4_limits *limits, unsigned log_s,
-					    char *err, size_t errlen)
+struct dissect_worker *
+dissect_worker_start(
+	const char *dir, const struct l4_limits *limits, unsigned log_s, char *err, size_t errlen)
 {
 	struct dissect_worker *w = calloc(1, sizeof(*w));
 
@@ -1414,7 +1499,8 @@ struct dissect_worker *dissect_worker_start(const char *dir, const struct l4_lim
 	return w;
 }
 
-void dissect_worker_stop(struct dissect_worker *w, unsigned drain_ms)
+void
+dissect_worker_stop(struct dissect_worker *w, unsigned drain_ms)
 {
 	if (w == NULL)
 		return;

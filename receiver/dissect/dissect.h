@@ -39,11 +39,11 @@
 #include "receiver/l4/l4.h"
 
 struct dissect_stats {
-	uint64_t segments;   /* dissected */
-	uint64_t packets;    /* records read */
-	uint64_t in_conns;   /* records that belong to a connection */
-	uint64_t rows;       /* connection rows written */
-	uint64_t failed;     /* failed attempts (logged): retried, or given up (l4_failed) */
+	uint64_t segments; /* dissected */
+	uint64_t packets;  /* records read */
+	uint64_t in_conns; /* records that belong to a connection */
+	uint64_t rows;     /* connection rows written */
+	uint64_t failed;   /* failed attempts (logged): retried, or given up (l4_failed) */
 };
 
 struct dissect;
@@ -96,8 +96,8 @@ const struct dissect_stats *dissect_stats(const struct dissect *d);
 /* A thread that runs dissect_pending() on dir until dissect_worker_stop(), logging the
  * counters every log_s seconds when they changed. */
 struct dissect_worker;
-struct dissect_worker *dissect_worker_start(const char *dir, const struct l4_limits *limits, unsigned log_s,
-					    char *err, size_t errlen);
+struct dissect_worker *dissect_worker_start(
+	const char *dir, const struct l4_limits *limits, unsigned log_s, char *err, size_t errlen);
 /* Stops and joins the thread, after dissecting what is pending for up to drain_ms (the
  * segments the store closed on its way out); open connections stay open in the index
  * (the next start marks them). Accepts NULL. */

@@ -23,24 +23,24 @@
 #include "proto/wire.h"
 #include "receiver/store/worker.h"
 
-#define SESSION_INBUF_MIN (64 * 1024)
+#define SESSION_INBUF_MIN        (64 * 1024)
 /* An input buffer or batch arena larger than this is given back once a burst is
  * stored, so that the memory a burst took does not stay with every session. */
-#define SESSION_BUF_KEEP (256u * 1024)
+#define SESSION_BUF_KEEP         (256u * 1024)
 /* limits.ingest_buffer: bytes all sensors' sessions may hold at once in input buffers
  * and batch arenas not yet stored. Beyond it, a session that has a group with the
  * worker and more than its share (the budget / sessions, at least SESSION_SHARE_MIN)
  * stops reading until the worker gives memory back (TCP pushes back, the sensor's
  * window and spool absorb it). A session with nothing at the worker always reads, so
  * every sensor makes progress and none waits on another. */
-#define SERVER_INGEST_BUDGET (64u << 20) /* when not configured */
-#define SESSION_SHARE_MIN (256u * 1024)
-#define SESSION_OUTBUF 8192
-#define SESSION_SYNC_EARLY (2u << 20) /* interval policy: sync once this much waits */
-#define SESSION_MAX_HELLO 5172 /* largest valid HELLO payload, PROTOCOL.md 7 */
-#define SERVER_MAX_LISTENERS 8
+#define SERVER_INGEST_BUDGET     (64u << 20) /* when not configured */
+#define SESSION_SHARE_MIN        (256u * 1024)
+#define SESSION_OUTBUF           8192
+#define SESSION_SYNC_EARLY       (2u << 20) /* interval policy: sync once this much waits */
+#define SESSION_MAX_HELLO        5172       /* largest valid HELLO payload, PROTOCOL.md 7 */
+#define SERVER_MAX_LISTENERS     8
 /* Bytes of input handled per readable event before yielding to other sessions. */
-#define SESSION_READ_BUDGET (8u << 20)
+#define SESSION_READ_BUDGET      (8u << 20)
 /* Unauthenticated connections that end quietly (shed, timed out, closed by the peer)
  * are summed up in one line this often, so that a flood cannot flood the log. */
 #define SESSION_UNAUTH_SUMMARY_S 10.0
@@ -61,7 +61,12 @@
  * names objects (ss, names) are touched by the worker only; at_start, ss and names
  * are written by the BEGIN job and read on the loop only after it came back.
  */
-enum session_state { S_HANDSHAKE, S_HELLO, S_BEGIN, S_STREAM };
+enum session_state {
+	S_HANDSHAKE,
+	S_HELLO,
+	S_BEGIN,
+	S_STREAM
+};
 
 struct session;
 
@@ -111,21 +116,21 @@ struct session {
 	struct names_log *names; /* this sensor's names.jsonl */
 	uint64_t epoch;
 	uint64_t ack_pending;
-	uint64_t last_seq; /* last BATCH handled in this session, 0 = none yet */
+	uint64_t last_seq;              /* last BATCH handled in this session, 0 = none yet */
 	struct store_counters at_start; /* the sensor's counters when this session began */
-	uint64_t ack_pending_t; /* when the batch ack_pending names was read (ns) */
+	uint64_t ack_pending_t;         /* when the batch ack_pending names was read (ns) */
 	/* Store worker jobs of this session not yet back; a closed session (dead) is freed
 	 * when the last one returns. busy: a BEGIN or BATCH is out, input waits. */
 	unsigned inflight;
 	bool busy, dead, begun;
-	size_t head_len;   /* bytes of the HELLO at the head of `in` that the worker has */
+	size_t head_len; /* bytes of the HELLO at the head of `in` that the worker has */
 	/* Batch groups: gj[cur] is with the worker when group_busy, gj[!cur] fills up.
 	 * Their frames stay at the head of `in` (held bytes, in order) until the worker
 	 * is done with them: a batch storage could not take is parsed again from there. */
 	struct batch_job gj[2];
 	unsigned cur;
 	bool group_busy;
-	bool barrier;      /* a frame waits for every group to come back */
+	bool barrier; /* a frame waits for every group to come back */
 	size_t held;
 	uint64_t last_queued; /* last BATCH put into a group, 0 = none since last_seq */
 	/* Input bytes appended and consumed since the start, and when the last reads
@@ -178,7 +183,7 @@ struct server {
 	struct {
 		uint64_t shed_src, shed_total, timed_out, peer_closed, failed, failed_quiet;
 		char last[200];
-	} uq;                       /* since the last summary line */
+	} uq; /* since the last summary line */
 	double uq_at;
 	struct log_limit unauth_lim;
 	/* limits.ingest_buffer: bytes the counted sessions hold, how many they are, and
@@ -191,18 +196,24 @@ struct server {
 /* One source in the scratch table that picks which unauthenticated connection to shed. */
 struct server_src {
 	uint8_t key[16];
-	uint32_t gen;               /* == server.src_gen: in use */
+	uint32_t gen; /* == server.src_gen: in use */
 	unsigned n;
 	struct session *oldest;
 };
 
 /* How an unauthenticated connection ended, for the summary line. */
-enum unauth_end { UNAUTH_SHED_SRC, UNAUTH_SHED_TOTAL, UNAUTH_TIMED_OUT, UNAUTH_PEER_CLOSED };
+enum unauth_end {
+	UNAUTH_SHED_SRC,
+	UNAUTH_SHED_TOTAL,
+	UNAUTH_TIMED_OUT,
+	UNAUTH_PEER_CLOSED
+};
 
 static void session_on_io(struct ev_loop *loop, ev_io *w, int revents);
 
 /* The ERROR code that answers a decoder result (PROTOCOL.md 6.5). */
-static uint16_t session_error_code(int rc)
+static uint16_t
+session_error_code(int rc)
 {
 	if (rc == PROTO_EVERSION)
 		return PROTO_ERR_VERSION;
@@ -212,7 +223,8 @@ static uint16_t session_error_code(int rc)
 }
 
 /* Takes se off the unauthenticated list: it is authenticated now, or closing. */
-static void session_unauth_unlink(struct session *se)
+static void
+session_unauth_unlink(struct session *se)
 {
 	struct server *srv = se->srv;
 
@@ -231,19 +243,22 @@ static void session_unauth_unlink(struct session *se)
 	srv->n_unauth--;
 }
 
-static bool session_group_full(const struct batch_job *g)
+static bool
+session_group_full(const struct batch_job *g)
 {
 	return g->n == STORE_BATCHES_MAX || g->arena_len >= SESSION_GROUP_BYTES;
 }
 
 /* Bytes a session's buffers take (their capacities: that is what they cost). */
-static size_t session_bytes(const struct session *se)
+static size_t
+session_bytes(const struct session *se)
 {
 	return se->in_cap + se->gj[0].arena_cap + se->gj[1].arena_cap;
 }
 
 /* A buffer of se grew or shrank from old_cap to new_cap bytes. */
-static void session_held(struct session *se, size_t old_cap, size_t new_cap)
+static void
+session_held(struct session *se, size_t old_cap, size_t new_cap)
 {
 	if (se->counted)
 		se->srv->held_bytes = se->srv->held_bytes - old_cap + new_cap;
@@ -251,7 +266,8 @@ static void session_held(struct session *se, size_t old_cap, size_t new_cap)
 
 /* Over limits.ingest_buffer and over its share of it, with a group at the worker whose
  * return gives memory back and wakes it: reading more would only hold more. */
-static bool session_over_budget(const struct session *se)
+static bool
+session_over_budget(const struct session *se)
 {
 	const struct server *srv = se->srv;
 	if (!se->group_busy || srv->held_bytes <= srv->o.ingest_buffer)
@@ -263,14 +279,16 @@ static bool session_over_budget(const struct session *se)
 /* Input waits: rate limit or storage failure (throttled), BEGIN with the worker
  * (busy), too many jobs there, a frame that must wait for the batches before it
  * (barrier), both batch groups taken, or the server-wide read-ahead budget spent. */
-static bool session_paused(const struct session *se)
+static bool
+session_paused(const struct session *se)
 {
 	return se->throttled || se->busy || se->inflight >= SESSION_MAX_JOBS || se->barrier ||
-	       (se->group_busy && session_group_full(&se->gj[!se->cur])) || session_over_budget(se);
+		(se->group_busy && session_group_full(&se->gj[!se->cur])) || session_over_budget(se);
 }
 
 /* Queues se, which stopped reading for the budget, to be woken when memory comes back. */
-static void server_budget_wait(struct session *se)
+static void
+server_budget_wait(struct session *se)
 {
 	struct server *srv = se->srv;
 	if (se->budget_queued)
@@ -285,7 +303,8 @@ static void server_budget_wait(struct session *se)
 	srv->btail = se;
 }
 
-static void server_budget_unlink(struct session *se)
+static void
+server_budget_unlink(struct session *se)
 {
 	struct server *srv = se->srv;
 	if (!se->budget_queued)
@@ -302,7 +321,8 @@ static void server_budget_unlink(struct session *se)
 	se->budget_queued = false;
 }
 
-static uint64_t session_now_ns(void)
+static uint64_t
+session_now_ns(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -312,7 +332,8 @@ static uint64_t session_now_ns(void)
 static void session_resume(struct session *se);
 
 /* Wakes, longest waiting first, the sessions the budget no longer holds back. */
-static void server_budget_wake(struct server *srv)
+static void
+server_budget_wake(struct server *srv)
 {
 	struct session *se, *next;
 	for (se = srv->bhead; se; se = next) {
@@ -325,7 +346,8 @@ static void server_budget_wake(struct server *srv)
 }
 
 /* Frees what is left of a closed session once the worker has none of its jobs. */
-static void session_release(struct session *se)
+static void
+session_release(struct session *se)
 {
 	if (!se->dead || se->inflight)
 		return;
@@ -350,7 +372,8 @@ struct end_job {
 	struct session_job h;
 };
 
-static void session_end_run(struct worker_job *wj)
+static void
+session_end_run(struct worker_job *wj)
 {
 	struct session *se = ((struct session_job *)wj)->se;
 	struct store *store = se->srv->o.store;
@@ -362,14 +385,15 @@ static void session_end_run(struct worker_job *wj)
 
 			if (nc->written || nc->repeats || nc->lost)
 				log_info("sensor %s: names: %" PRIu64 " events stored, %" PRIu64
-					 " repeats of the mapping in effect skipped, %" PRIu64 " lost to storage errors",
-					 se->cert_id, nc->written, nc->repeats, nc->lost);
+					 " repeats of the mapping in effect skipped, %" PRIu64
+					 " lost to storage errors",
+					se->cert_id, nc->written, nc->repeats, nc->lost);
 		}
 		const struct store_counters *c = store_sensor_counters(se->ss), *b = &se->at_start;
-		log_info("sensor %s: session from %s ended: stored %" PRIu64 " batches, %" PRIu64 " packets, %" PRIu64
-			 " bytes; %" PRIu64 " duplicate batches dropped",
-			 se->cert_id, se->peer, c->batches - b->batches, c->packets - b->packets, c->bytes - b->bytes,
-			 c->duplicates - b->duplicates);
+		log_info("sensor %s: session from %s ended: stored %" PRIu64 " batches, %" PRIu64
+			 " packets, %" PRIu64 " bytes; %" PRIu64 " duplicate batches dropped",
+			se->cert_id, se->peer, c->batches - b->batches, c->packets - b->packets,
+			c->bytes - b->bytes, c->duplicates - b->duplicates);
 		store_write_stats(store);
 	}
 	names_log_close(se->names);
@@ -377,7 +401,8 @@ static void session_end_run(struct worker_job *wj)
 }
 
 /* Done for jobs whose only result is that they ran. */
-static void session_job_free_done(struct worker_job *wj)
+static void
+session_job_free_done(struct worker_job *wj)
 {
 	struct session *se = ((struct session_job *)wj)->se;
 	free(wj);
@@ -388,7 +413,8 @@ static void session_job_free_done(struct worker_job *wj)
 		session_resume(se);
 }
 
-static void session_free(struct session *se)
+static void
+session_free(struct session *se)
 {
 	struct server *srv = se->srv;
 	session_unauth_unlink(se);
@@ -402,7 +428,7 @@ static void session_free(struct session *se)
 		if (!j) {
 			/* Cannot hand it over: wait for the worker (rare; a daemon out of memory). */
 			worker_drain(srv->w);
-			struct end_job tmp = {.h.se = se};
+			struct end_job tmp = { .h.se = se };
 			session_end_run(&tmp.h.wj);
 		} else {
 			j->h.se = se;
@@ -429,7 +455,8 @@ static void session_free(struct session *se)
 }
 
 /* Writes buffered output; returns 0 or -1 (session must close). */
-static int session_flush(struct session *se)
+static int
+session_flush(struct session *se)
 {
 	while (se->out_off < se->out_len) {
 		size_t n = se->retry_len ? se->retry_len : se->out_len - se->out_off;
@@ -476,7 +503,8 @@ static int session_flush(struct session *se)
 	return 0;
 }
 
-static int session_send(struct session *se, uint8_t type, const uint8_t *payload, size_t n)
+static int
+session_send(struct session *se, uint8_t type, const uint8_t *payload, size_t n)
 {
 	if (se->out_len + PROTO_HDR_LEN + n > sizeof(se->out)) {
 		/* Compact first; if the peer still does not read its ACKs, it is stuck. */
@@ -495,10 +523,11 @@ static int session_send(struct session *se, uint8_t type, const uint8_t *payload
 }
 
 /* Logs why, tells the peer (best effort) and frees the session. */
-static void session_close(struct session *se, uint16_t code, const char *why)
+static void
+session_close(struct session *se, uint16_t code, const char *why)
 {
 	if (code) {
-		struct proto_error e = {.code = code};
+		struct proto_error e = { .code = code };
 		snprintf(e.text, sizeof(e.text), "%s", why);
 		uint8_t buf[PROTO_MAX_TEXT + 8];
 		int n = proto_error_encode(&e, buf, sizeof(buf));
@@ -509,7 +538,8 @@ static void session_close(struct session *se, uint16_t code, const char *why)
 		/* Anyone can open these: a line each would let a flood flood the log. */
 		struct server *srv = se->srv;
 		if (log_limit_ok(&srv->unauth_lim, 10, 10))
-			log_warnx("session %s%s%s: closed: %s", se->peer, se->cert_id[0] ? " sensor " : "", se->cert_id, why);
+			log_warnx("session %s%s%s: closed: %s", se->peer, se->cert_id[0] ? " sensor " : "",
+				se->cert_id, why);
 		else
 			srv->uq.failed_quiet++;
 		srv->uq.failed++;
@@ -525,7 +555,8 @@ static void session_close(struct session *se, uint16_t code, const char *why)
 
 /* Ends an unauthenticated connection that was shed, timed out or closed by its peer:
  * counted for the summary line, not logged one by one. */
-static void session_end_unauth(struct session *se, enum unauth_end how, const char *why)
+static void
+session_end_unauth(struct session *se, enum unauth_end how, const char *why)
 {
 	struct server *srv = se->srv;
 
@@ -540,7 +571,8 @@ static void session_end_unauth(struct session *se, enum unauth_end how, const ch
 	snprintf(srv->uq.last, sizeof(srv->uq.last), "%s: %s", se->peer, why);
 	log_debug("session %s: closed: %s", se->peer, why);
 	if (se->state == S_HELLO && how != UNAUTH_PEER_CLOSED) {
-		struct proto_error e = {.code = how == UNAUTH_TIMED_OUT ? PROTO_ERR_PROTOCOL : PROTO_ERR_LIMIT};
+		struct proto_error e = { .code = how == UNAUTH_TIMED_OUT ? PROTO_ERR_PROTOCOL
+									 : PROTO_ERR_LIMIT };
 		uint8_t buf[PROTO_MAX_TEXT + 8];
 		snprintf(e.text, sizeof(e.text), "%s", why);
 		int n = proto_error_encode(&e, buf, sizeof(buf));
@@ -552,7 +584,8 @@ static void session_end_unauth(struct session *se, enum unauth_end how, const ch
 
 /* One line per SESSION_UNAUTH_SUMMARY_S at most for what session_end_unauth counted
  * and for the failures whose own line the rate limit held back. */
-static void server_unauth_summary(struct server *srv, double now, bool force)
+static void
+server_unauth_summary(struct server *srv, double now, bool force)
 {
 	uint64_t quiet = srv->uq.shed_src + srv->uq.shed_total + srv->uq.timed_out + srv->uq.peer_closed;
 
@@ -561,12 +594,13 @@ static void server_unauth_summary(struct server *srv, double now, bool force)
 	if (quiet || srv->uq.failed_quiet)
 		log_msg(quiet == srv->uq.peer_closed && !srv->uq.failed_quiet ? LOG_LVL_INFO : LOG_LVL_WARN,
 			"unauthenticated connections in the last %.0f s: %" PRIu64 " shed (%" PRIu64
-			" over limits.unauth_per_source, %" PRIu64 " over limits.unauth_max or limits.max_sessions), %" PRIu64
-			" timed out, %" PRIu64 " closed by the peer, %" PRIu64 " failed (%" PRIu64
+			" over limits.unauth_per_source, %" PRIu64
+			" over limits.unauth_max or limits.max_sessions), %" PRIu64 " timed out, %" PRIu64
+			" closed by the peer, %" PRIu64 " failed (%" PRIu64
 			" not logged singly); %u open now; last: %s",
-			now - srv->uq_at, srv->uq.shed_src + srv->uq.shed_total, srv->uq.shed_src, srv->uq.shed_total,
-			srv->uq.timed_out, srv->uq.peer_closed, srv->uq.failed, srv->uq.failed_quiet, srv->n_unauth,
-			srv->uq.last);
+			now - srv->uq_at, srv->uq.shed_src + srv->uq.shed_total, srv->uq.shed_src,
+			srv->uq.shed_total, srv->uq.timed_out, srv->uq.peer_closed, srv->uq.failed,
+			srv->uq.failed_quiet, srv->n_unauth, srv->uq.last);
 	memset(&srv->uq, 0, sizeof(srv->uq));
 	srv->uq_at = now;
 }
@@ -585,16 +619,17 @@ struct begin_job {
 	uint64_t next_seq;
 };
 
-static void session_begin_run(struct worker_job *wj)
+static void
+session_begin_run(struct worker_job *wj)
 {
 	struct begin_job *j = (struct begin_job *)wj;
 	struct session *se = j->se;
 	struct server *srv = se->srv;
 	struct store *store = srv->o.store;
 	if (srv->o.max_sensors && !store_sensor_known(store, se->cert_id) &&
-	    store_sensor_count(store) >= srv->o.max_sensors) {
+		store_sensor_count(store) >= srv->o.max_sensors) {
 		snprintf(j->why, sizeof(j->why), "refused: %u sensors already known (limits.max_sensors)",
-			 srv->o.max_sensors);
+			srv->o.max_sensors);
 		j->code = PROTO_ERR_LIMIT;
 		return;
 	}
@@ -610,7 +645,8 @@ static void session_begin_run(struct worker_job *wj)
 
 static void session_consume_head(struct session *se);
 
-static void session_begin_done(struct worker_job *wj)
+static void
+session_begin_done(struct worker_job *wj)
 {
 	struct begin_job *j = (struct begin_job *)wj;
 	struct session *se = j->se;
@@ -641,8 +677,9 @@ static void session_begin_done(struct worker_job *wj)
 	srv->n_counted++;
 	srv->held_bytes += session_bytes(se);
 	session_consume_head(se);
-	log_info("sensor %s connected from %s (version %s, %u interface(s), epoch %016" PRIx64 ", next batch %" PRIu64 ")",
-		 se->cert_id, se->peer, j->version, j->n_ifaces, j->epoch, w.next_seq);
+	log_info("sensor %s connected from %s (version %s, %u interface(s), epoch %016" PRIx64
+		 ", next batch %" PRIu64 ")",
+		se->cert_id, se->peer, j->version, j->n_ifaces, j->epoch, w.next_seq);
 	free(j);
 	if (n < 0 || session_send(se, PROTO_WELCOME, buf, (size_t)n) != 0) {
 		session_close(se, 0, "cannot send WELCOME");
@@ -653,7 +690,8 @@ static void session_begin_done(struct worker_job *wj)
 
 /* Checks HELLO and hands the sensor's start to the worker. Returns 1 (input waits for
  * the BEGIN job) or -1 (closed). */
-static int session_hello(struct session *se, const uint8_t *p, uint32_t len)
+static int
+session_hello(struct session *se, const uint8_t *p, uint32_t len)
 {
 	struct server *srv = se->srv;
 	struct proto_hello h;
@@ -665,8 +703,8 @@ static int session_hello(struct session *se, const uint8_t *p, uint32_t len)
 		return -1;
 	}
 	if (se->ssl && strcmp(h.sensor_id, se->cert_id) != 0) {
-		snprintf(why, sizeof(why), "HELLO claims sensor id '%s' but the certificate says '%s'", h.sensor_id,
-			 se->cert_id);
+		snprintf(why, sizeof(why), "HELLO claims sensor id '%s' but the certificate says '%s'",
+			h.sensor_id, se->cert_id);
 		session_close(se, PROTO_ERR_AUTH, why);
 		return -1;
 	}
@@ -681,7 +719,8 @@ static int session_hello(struct session *se, const uint8_t *p, uint32_t len)
 	/* One live session per sensor: a reconnecting sensor replaces its stale one (whose
 	 * end the worker then handles before this one's start). */
 	for (struct session *o = srv->sessions; o; o = o->next) {
-		if (o != se && (o->state == S_STREAM || o->state == S_BEGIN) && strcmp(o->cert_id, se->cert_id) == 0) {
+		if (o != se && (o->state == S_STREAM || o->state == S_BEGIN) &&
+			strcmp(o->cert_id, se->cert_id) == 0) {
 			session_close(o, PROTO_ERR_SHUTDOWN, "replaced by a new session of the same sensor");
 			break;
 		}
@@ -707,9 +746,10 @@ static int session_hello(struct session *se, const uint8_t *p, uint32_t len)
 }
 
 /* Queues an ACK (cumulative: every batch up to seq). */
-static int session_ack(struct session *se, uint64_t seq)
+static int
+session_ack(struct session *se, uint64_t seq)
 {
-	struct proto_ack a = {.epoch = se->epoch, .seq = seq};
+	struct proto_ack a = { .epoch = se->epoch, .seq = seq };
 	uint8_t buf[32];
 	int n = proto_ack_encode(&a, buf, sizeof(buf));
 	if (n < 0 || session_send(se, PROTO_ACK, buf, (size_t)n) != 0) {
@@ -730,14 +770,16 @@ struct sync_job {
 	const struct store_sensor **failed; /* still unsynced after it: their ACKs wait */
 };
 
-static void server_sync_collect(void *arg, struct store_sensor *ss)
+static void
+server_sync_collect(void *arg, struct store_sensor *ss)
 {
 	struct sync_job *j = arg;
 	if (store_sensor_needs_sync(ss) && j->failed)
 		j->failed[j->n_failed++] = ss;
 }
 
-static void server_sync_run(struct worker_job *wj)
+static void
+server_sync_run(struct worker_job *wj)
 {
 	struct sync_job *j = (struct sync_job *)wj;
 	struct store *store = j->srv->o.store;
@@ -748,7 +790,8 @@ static void server_sync_run(struct worker_job *wj)
 	store_foreach(store, server_sync_collect, j);
 }
 
-static void server_sync_done(struct worker_job *wj)
+static void
+server_sync_done(struct worker_job *wj)
 {
 	struct sync_job *j = (struct sync_job *)wj;
 	struct server *srv = j->srv;
@@ -777,7 +820,8 @@ static void server_sync_done(struct worker_job *wj)
 }
 
 /* Asks the worker for the interval sync, unless one is already out. */
-static void server_sync_start(struct server *srv)
+static void
+server_sync_start(struct server *srv)
 {
 	if (srv->sync_busy)
 		return;
@@ -795,15 +839,16 @@ static void server_sync_start(struct server *srv)
 	worker_submit(srv->w, &j->wj);
 }
 
-static void session_batch_run(struct worker_job *wj)
+static void
+session_batch_run(struct worker_job *wj)
 {
 	struct batch_job *j = (struct batch_job *)wj;
 	struct session *se = j->se;
 	for (unsigned i = 0; i < j->n; i++)
-		j->in[i] = (struct store_batch_in){.seq = j->b[i].seq,
-						    .raw = j->arena + j->b[i].raw_off,
-						    .raw_len = j->b[i].raw_len,
-						    .n_records = j->b[i].n_records};
+		j->in[i] = (struct store_batch_in){ .seq = j->b[i].seq,
+			.raw = j->arena + j->b[i].raw_off,
+			.raw_len = j->b[i].raw_len,
+			.n_records = j->b[i].n_records };
 	j->fail = store_batches(se->ss, j->in, j->n, j->err, sizeof(j->err));
 	j->needs_sync = store_sensor_needs_sync(se->ss);
 	j->unsynced = store_unsynced_bytes(se->srv->o.store);
@@ -812,7 +857,8 @@ static void session_batch_run(struct worker_job *wj)
 static void session_batch_done(struct worker_job *wj);
 
 /* Hands the filling group to the worker. */
-static void session_group_submit(struct session *se)
+static void
+session_group_submit(struct session *se)
 {
 	struct batch_job *j = &se->gj[!se->cur];
 	se->cur = !se->cur;
@@ -826,7 +872,8 @@ static void session_group_submit(struct session *se)
 
 /* Gives back most of a large input buffer once little of it is used (a burst is
  * stored); the quarter keeps a buffer in steady use from shrinking and growing again. */
-static void session_in_shrink(struct session *se)
+static void
+session_in_shrink(struct session *se)
 {
 	if (se->in_cap <= SESSION_BUF_KEEP || se->in_len > se->in_cap / 4)
 		return;
@@ -840,7 +887,8 @@ static void session_in_shrink(struct session *se)
 }
 
 /* Drops n bytes of frames at the head of the input (batches the worker is done with). */
-static void session_consume(struct session *se, size_t n)
+static void
+session_consume(struct session *se, size_t n)
 {
 	if (n > se->in_len)
 		n = se->in_len;
@@ -854,7 +902,8 @@ static void session_consume(struct session *se, size_t n)
 static void session_batch_back(struct batch_job *j);
 
 /* A group is back: memory was given back, sessions waiting for the budget may go on. */
-static void session_batch_done(struct worker_job *wj)
+static void
+session_batch_done(struct worker_job *wj)
 {
 	struct batch_job *j = (struct batch_job *)wj;
 	struct server *srv = j->se->srv; /* j->se may be freed below */
@@ -864,7 +913,8 @@ static void session_batch_done(struct worker_job *wj)
 
 /* A group is back from the worker: ACK what it stored, then hold, close or go on as
  * the first batch it did not store says (store_batch() results). */
-static void session_batch_back(struct batch_job *j)
+static void
+session_batch_back(struct batch_job *j)
 {
 	struct session *se = j->se;
 	struct server *srv = se->srv;
@@ -883,7 +933,7 @@ static void session_batch_back(struct batch_job *j)
 		if (j->needs_sync) {
 			if (!se->ack_pending)
 				se->ack_pending_t = j->b[i].t; /* the oldest batch the sync will ACK */
-			se->ack_pending = j->b[i].seq;     /* the sync ACKs it */
+			se->ack_pending = j->b[i].seq;         /* the sync ACKs it */
 		} else {
 			/* ACKs are cumulative: one frame for the group, a latency sample for each. */
 			store_ack_latency(se->ss, (session_now_ns() - j->b[i].t) / 1000);
@@ -903,7 +953,7 @@ static void session_batch_back(struct batch_job *j)
 	/* A large arena is given back when the group used little of it (the burst is
 	 * over) or memory is short; a session in steady use keeps its own. */
 	if (j->arena_cap > SESSION_BUF_KEEP &&
-	    (j->arena_len < j->arena_cap / 4 || srv->held_bytes > srv->o.ingest_buffer)) {
+		(j->arena_len < j->arena_cap / 4 || srv->held_bytes > srv->o.ingest_buffer)) {
 		session_held(se, j->arena_cap, 0);
 		free(j->arena);
 		j->arena = NULL;
@@ -921,7 +971,8 @@ static void session_batch_back(struct batch_job *j)
 		se->last_queued = 0;
 		if (sr == STORE_SEQ_REUSED || sr == STORE_REJECTED) {
 			snprintf(why, sizeof(why), "rejected batch: %s", j->err);
-			session_close(se, sr == STORE_SEQ_REUSED ? PROTO_ERR_SEQUENCE : PROTO_ERR_PROTOCOL, why);
+			session_close(
+				se, sr == STORE_SEQ_REUSED ? PROTO_ERR_SEQUENCE : PROTO_ERR_PROTOCOL, why);
 			return;
 		}
 		if (sr != STORE_RETRY) {
@@ -935,8 +986,8 @@ static void session_batch_back(struct batch_job *j)
 		 * the input), ACK nothing more, stop reading (the sensor's window and spool
 		 * absorb it) and try again in a second. */
 		if (!se->stalled)
-			log_warnx("sensor %s: storage failed: %s; not acknowledging, retrying every second", se->cert_id,
-				  j->err);
+			log_warnx("sensor %s: storage failed: %s; not acknowledging, retrying every second",
+				se->cert_id, j->err);
 		se->stalled = true;
 		se->stall_retries++;
 		se->throttled = true;
@@ -949,7 +1000,8 @@ static void session_batch_back(struct batch_job *j)
 		return;
 	}
 	if (se->stalled) {
-		log_info("sensor %s: storage works again after %" PRIu64 " retries", se->cert_id, se->stall_retries);
+		log_info("sensor %s: storage works again after %" PRIu64 " retries", se->cert_id,
+			se->stall_retries);
 		se->stalled = false;
 		se->stall_retries = 0;
 	}
@@ -960,12 +1012,12 @@ static void session_batch_back(struct batch_job *j)
 	session_resume(se);
 }
 
-
 /* limits.sensor_rate: a token bucket of batch bytes, charged when a batch is taken
  * from the input (before it goes to the worker, so the limit holds however much is
  * read ahead). Once it runs dry the session stops reading until the bucket refills:
  * TCP pushes back and the sensor's window and spool absorb it. */
-static void session_rate_charge(struct session *se, uint32_t raw_len)
+static void
+session_rate_charge(struct session *se, uint32_t raw_len)
 {
 	struct server *srv = se->srv;
 	if (!srv->o.sensor_rate)
@@ -988,8 +1040,8 @@ static void session_rate_charge(struct session *se, uint32_t raw_len)
  * group being filled. Returns 0 (added), -1 (closed), or 1 when the frame is bad but
  * batches before it are not done yet: it is parsed again after them, and fails then,
  * so that everything before it is stored and ACKed first, as it always was. */
-static int session_batch(struct session *se, const struct proto_hdr *hd, const uint8_t *p, size_t frame_len,
-			 uint64_t t)
+static int
+session_batch(struct session *se, const struct proto_hdr *hd, const uint8_t *p, size_t frame_len, uint64_t t)
 {
 	struct server *srv = se->srv;
 	struct proto_batch b;
@@ -1011,14 +1063,16 @@ static int session_batch(struct session *se, const struct proto_hdr *hd, const u
 		if (later)
 			return 1;
 		/* Within one session sequence numbers strictly increase (PROTOCOL.md 6.3). */
-		snprintf(why, sizeof(why), "replayed sequence: BATCH %" PRIu64 " after %" PRIu64, b.seq, se->last_seq);
+		snprintf(why, sizeof(why), "replayed sequence: BATCH %" PRIu64 " after %" PRIu64, b.seq,
+			se->last_seq);
 		session_close(se, PROTO_ERR_PROTOCOL, why);
 		return -1;
 	}
 	/* The worker reads the batch from the group's arena: `in` moves as frames before
 	 * it are consumed. */
 	if (g->arena_cap - g->arena_len < b.raw_len) {
-		size_t cap = g->arena_cap * 2 > g->arena_len + b.raw_len ? g->arena_cap * 2 : g->arena_len + b.raw_len;
+		size_t cap = g->arena_cap * 2 > g->arena_len + b.raw_len ? g->arena_cap * 2
+									 : g->arena_len + b.raw_len;
 		uint8_t *na = realloc(g->arena, cap ? cap : 1);
 		if (!na) {
 			if (later)
@@ -1062,7 +1116,8 @@ struct stats_job {
 	struct proto_stats st;
 };
 
-static void session_stats_run(struct worker_job *wj)
+static void
+session_stats_run(struct worker_job *wj)
 {
 	struct stats_job *j = (struct stats_job *)wj;
 	store_sensor_stats(j->h.se->ss, &j->st);
@@ -1074,7 +1129,8 @@ struct names_job {
 	struct proto_names m; /* 90 KiB, so the job is allocated per frame */
 };
 
-static void session_names_run(struct worker_job *wj)
+static void
+session_names_run(struct worker_job *wj)
 {
 	struct names_job *j = (struct names_job *)wj;
 	struct session *se = j->h.se;
@@ -1085,13 +1141,15 @@ static void session_names_run(struct worker_job *wj)
 	if (!se->names) {
 		if (log_limit_ok(&nodir_lim, 1, 3600))
 			log_info("sensor %s: name events not kept: no storage.dir", se->cert_id);
-	} else if (names_log_append(se->names, &j->m, err, sizeof(err)) < 0 && log_limit_ok(&names_lim, 3, 10)) {
+	} else if (names_log_append(se->names, &j->m, err, sizeof(err)) < 0 &&
+		log_limit_ok(&names_lim, 3, 10)) {
 		log_warnx("sensor %s: cannot store %u name events: %s", se->cert_id, j->m.n, err);
 	}
 }
 
 /* Hands a session job to the worker. */
-static void session_submit(struct session *se, struct session_job *h, void (*run)(struct worker_job *))
+static void
+session_submit(struct session *se, struct session_job *h, void (*run)(struct worker_job *))
 {
 	h->se = se;
 	h->wj.run = run;
@@ -1100,7 +1158,8 @@ static void session_submit(struct session *se, struct session_job *h, void (*run
 	worker_submit(se->srv->w, &h->wj);
 }
 
-static int session_frame(struct session *se, const struct proto_hdr *h, const uint8_t *p)
+static int
+session_frame(struct session *se, const struct proto_hdr *h, const uint8_t *p)
 {
 	char why[300];
 	if (se->state == S_HELLO) {
@@ -1171,7 +1230,8 @@ static int session_frame(struct session *se, const struct proto_hdr *h, const ui
 }
 
 /* Remembers that input up to rx_total was in at time t (ns). */
-static void session_rx_mark(struct session *se, uint64_t t)
+static void
+session_rx_mark(struct session *se, uint64_t t)
 {
 	unsigned i = se->rx_mark_n++ % SESSION_RX_MARKS;
 	se->rx_mark[i].end = se->rx_total;
@@ -1180,7 +1240,8 @@ static void session_rx_mark(struct session *se, uint64_t t)
 
 /* When the input up to byte `end` (counted since the start) was in: the time of the
  * first remembered read that reached it (of the oldest remembered, if it is older). */
-static uint64_t session_rx_time(const struct session *se, uint64_t end)
+static uint64_t
+session_rx_time(const struct session *se, uint64_t end)
 {
 	unsigned n = se->rx_mark_n < SESSION_RX_MARKS ? se->rx_mark_n : SESSION_RX_MARKS;
 	uint64_t t = 0;
@@ -1196,7 +1257,8 @@ static uint64_t session_rx_time(const struct session *se, uint64_t end)
 /* Handles every complete frame in the input buffer. Returns -1 if the session was
  * closed, 1 if it must pause (throttled, or storage failing: the frame that failed
  * stays in the buffer for the retry), 0 otherwise. */
-static int session_parse(struct session *se)
+static int
+session_parse(struct session *se)
 {
 	struct server *srv = se->srv;
 	char why[300];
@@ -1278,7 +1340,8 @@ static int session_parse(struct session *se)
 }
 
 /* Drops the frame the worker was given, now that it is done with it. */
-static void session_consume_head(struct session *se)
+static void
+session_consume_head(struct session *se)
 {
 	size_t n = se->head_len <= se->in_len ? se->head_len : se->in_len;
 	memmove(se->in, se->in + n, se->in_len - n);
@@ -1288,7 +1351,8 @@ static void session_consume_head(struct session *se)
 }
 
 /* Input may go on: frames already buffered (ours or OpenSSL's) come first. */
-static void session_resume(struct session *se)
+static void
+session_resume(struct session *se)
 {
 	if (se->srv->stopping || se->dead)
 		return;
@@ -1301,7 +1365,8 @@ static void session_resume(struct session *se)
 }
 
 /* Reads and handles frames. Returns -1 if the session was closed. */
-static int session_read(struct session *se)
+static int
+session_read(struct session *se)
 {
 	struct server *srv = se->srv;
 	char why[300], tb[256];
@@ -1314,8 +1379,9 @@ static int session_read(struct session *se)
 		ssize_t r;
 		if (se->in_cap - se->in_len < SESSION_INBUF_MIN / 4) {
 			/* Frames with a batch group stay in the buffer: make room to read on. */
-			size_t cap = se->in_cap * 2 > se->in_len + SESSION_INBUF_MIN ? se->in_cap * 2
-										 : se->in_len + SESSION_INBUF_MIN;
+			size_t cap = se->in_cap * 2 > se->in_len + SESSION_INBUF_MIN
+				? se->in_cap * 2
+				: se->in_len + SESSION_INBUF_MIN;
 			uint8_t *ni = realloc(se->in, cap);
 			if (!ni) {
 				session_close(se, PROTO_ERR_LIMIT, "out of memory for input");
@@ -1335,7 +1401,8 @@ static int session_read(struct session *se)
 				if (e == SSL_ERROR_ZERO_RETURN)
 					snprintf(why, sizeof(why), "sensor closed the connection");
 				else if (e == SSL_ERROR_SYSCALL)
-					snprintf(why, sizeof(why), "connection lost: %s", errno ? strerror(errno) : "EOF");
+					snprintf(why, sizeof(why), "connection lost: %s",
+						errno ? strerror(errno) : "EOF");
 				else
 					snprintf(why, sizeof(why), "tls: %s", tls_errors(tb, sizeof(tb)));
 				session_close(se, 0, why);
@@ -1347,7 +1414,8 @@ static int session_read(struct session *se)
 			if (r <= 0) {
 				if (r < 0 && (errno == EAGAIN || errno == EINTR))
 					return 0;
-				session_close(se, 0, r == 0 ? "sensor closed the connection" : strerror(errno));
+				session_close(
+					se, 0, r == 0 ? "sensor closed the connection" : strerror(errno));
 				return -1;
 			}
 		}
@@ -1367,7 +1435,8 @@ static int session_read(struct session *se)
 	return 0;
 }
 
-static void session_handshake(struct session *se)
+static void
+session_handshake(struct session *se)
 {
 	char why[400], tb[256];
 	ERR_clear_error();
@@ -1375,21 +1444,23 @@ static void session_handshake(struct session *se)
 	if (r == 1) {
 		int idr = tls_peer_identity(se->ssl, se->cert_id, sizeof(se->cert_id));
 		if (idr != 0) {
-			snprintf(why, sizeof(why), "client certificate refused: %s", tls_identity_strerror(idr));
+			snprintf(why, sizeof(why), "client certificate refused: %s",
+				tls_identity_strerror(idr));
 			se->cert_id[0] = '\0';
 			session_close(se, 0, why);
 			return;
 		}
 		if (!proto_sensor_id_ok(se->cert_id, strlen(se->cert_id))) {
-			snprintf(why, sizeof(why), "certificate CN '%s' is not a valid sensor id", se->cert_id);
+			snprintf(why, sizeof(why), "certificate CN '%s' is not a valid sensor id",
+				se->cert_id);
 			se->cert_id[0] = '\0';
 			session_close(se, 0, why);
 			return;
 		}
 		se->state = S_HELLO;
 		se->since = ev_now(se->srv->loop);
-		log_debug("session %s: TLS established (%s, %s), sensor %s", se->peer, SSL_get_version(se->ssl),
-			  SSL_get_cipher(se->ssl), se->cert_id);
+		log_debug("session %s: TLS established (%s, %s), sensor %s", se->peer,
+			SSL_get_version(se->ssl), SSL_get_cipher(se->ssl), se->cert_id);
 		return;
 	}
 	int e = SSL_get_error(se->ssl, r);
@@ -1409,14 +1480,16 @@ static void session_handshake(struct session *se)
 	}
 	if (v != X509_V_OK)
 		snprintf(why, sizeof(why), "TLS handshake failed: client certificate refused: %s",
-			 X509_verify_cert_error_string(v));
+			X509_verify_cert_error_string(v));
 	else
 		snprintf(why, sizeof(why), "TLS handshake failed: %s",
-			 *errs ? errs : (e == SSL_ERROR_SYSCALL ? "connection closed by peer" : "unknown error"));
+			*errs ? errs
+			      : (e == SSL_ERROR_SYSCALL ? "connection closed by peer" : "unknown error"));
 	session_close(se, 0, why);
 }
 
-static void session_on_unthrottle(struct ev_loop *loop, ev_timer *w, int revents)
+static void
+session_on_unthrottle(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	struct session *se = w->data;
 	se->throttled = false;
@@ -1428,7 +1501,8 @@ static void session_on_unthrottle(struct ev_loop *loop, ev_timer *w, int revents
 	ev_feed_event(loop, &se->io, EV_READ);
 }
 
-static void session_on_io(struct ev_loop *loop, ev_io *w, int revents)
+static void
+session_on_io(struct ev_loop *loop, ev_io *w, int revents)
 {
 	struct session *se = w->data;
 	if (!se->in) {
@@ -1437,7 +1511,8 @@ static void session_on_io(struct ev_loop *loop, ev_io *w, int revents)
 		struct server *srv = se->srv;
 		se->in = malloc(SESSION_INBUF_MIN);
 		se->in_cap = se->in ? SESSION_INBUF_MIN : 0;
-		if (se->in && srv->o.ssl_ctx && (!(se->ssl = SSL_new(srv->o.ssl_ctx)) || SSL_set_fd(se->ssl, se->fd) != 1)) {
+		if (se->in && srv->o.ssl_ctx &&
+			(!(se->ssl = SSL_new(srv->o.ssl_ctx)) || SSL_set_fd(se->ssl, se->fd) != 1)) {
 			free(se->in);
 			se->in = NULL;
 		}
@@ -1458,7 +1533,8 @@ static void session_on_io(struct ev_loop *loop, ev_io *w, int revents)
 
 /* The source key of an address: IPv4 (also when mapped into IPv6) whole, IPv6 by its
  * /64, since one host commonly holds a whole /64. */
-static void server_src_key(const struct sockaddr_storage *sa, uint8_t key[16])
+static void
+server_src_key(const struct sockaddr_storage *sa, uint8_t key[16])
 {
 	memset(key, 0, 16);
 	if (sa->ss_family == AF_INET) {
@@ -1475,7 +1551,8 @@ static void server_src_key(const struct sockaddr_storage *sa, uint8_t key[16])
  * source that holds the most, so that a flood from a few sources pays for itself and a
  * sensor's single connection from elsewhere stays. One pass over the list (at most
  * limits.unauth_max) with a scratch table sized for it. */
-static struct session *server_unauth_victim(struct server *srv)
+static struct session *
+server_unauth_victim(struct server *srv)
 {
 	struct server_src *best = NULL;
 
@@ -1488,7 +1565,7 @@ static struct session *server_unauth_victim(struct server *srv)
 		struct server_src *t;
 		/* The table has twice the room the list can need: a free slot is always found. */
 		for (t = &srv->src_tab[i]; t->gen == srv->src_gen && memcmp(t->key, u->src, 16) != 0;
-		     t = &srv->src_tab[i = (i + 1) & (srv->src_cap - 1)])
+			t = &srv->src_tab[i = (i + 1) & (srv->src_cap - 1)])
 			;
 		if (t->gen != srv->src_gen) {
 			t->gen = srv->src_gen;
@@ -1508,7 +1585,8 @@ static struct session *server_unauth_victim(struct server *srv)
  * one chosen by server_unauth_victim when unauthenticated connections are at
  * limits.unauth_max or all sessions at limits.max_sessions. Authenticated sessions are
  * never shed. False when there is no room (every session is a sensor's). */
-static bool server_make_room(struct server *srv, const uint8_t src[16])
+static bool
+server_make_room(struct server *srv, const uint8_t src[16])
 {
 	struct session *same = NULL;
 	unsigned n_same = 0;
@@ -1518,7 +1596,8 @@ static bool server_make_room(struct server *srv, const uint8_t src[16])
 			same = u;
 	}
 	if (same && n_same >= srv->o.unauth_per_source) {
-		session_end_unauth(same, UNAUTH_SHED_SRC, "shed: too many unauthenticated connections from its source");
+		session_end_unauth(
+			same, UNAUTH_SHED_SRC, "shed: too many unauthenticated connections from its source");
 		return true;
 	}
 	if (srv->n_unauth < srv->o.unauth_max && srv->n_sessions < srv->o.max_sessions)
@@ -1530,7 +1609,8 @@ static bool server_make_room(struct server *srv, const uint8_t src[16])
 	return true;
 }
 
-static void server_on_accept(struct ev_loop *loop, ev_io *w, int revents)
+static void
+server_on_accept(struct ev_loop *loop, ev_io *w, int revents)
 {
 	struct server *srv = w->data;
 	for (int i = 0; i < 64; i++) {
@@ -1543,11 +1623,12 @@ static void server_on_accept(struct ev_loop *loop, ev_io *w, int revents)
 				 * the loop would spin. Existing sessions keep streaming meanwhile. */
 				if (log_limit_ok(&srv->accept_lim, 3, 10))
 					log_warn("accept: pausing new connections for 1 s (%u sessions open)",
-						 srv->n_sessions);
+						srv->n_sessions);
 				for (int k = 0; k < srv->n_listeners; k++)
 					ev_io_stop(loop, &srv->lio[k]);
 				ev_timer_start(loop, &srv->accept_pause);
-			} else if (errno != EAGAIN && errno != EINTR && log_limit_ok(&srv->accept_lim, 3, 10)) {
+			} else if (errno != EAGAIN && errno != EINTR &&
+				log_limit_ok(&srv->accept_lim, 3, 10)) {
 				log_warn("accept");
 			}
 			return;
@@ -1556,11 +1637,11 @@ static void server_on_accept(struct ev_loop *loop, ev_io *w, int revents)
 		uint8_t src[16];
 		server_src_key(&sa, src);
 		getnameinfo((struct sockaddr *)&sa, salen, host, sizeof(host), port, sizeof(port),
-			    NI_NUMERICHOST | NI_NUMERICSERV);
+			NI_NUMERICHOST | NI_NUMERICSERV);
 		if (!server_make_room(srv, src)) {
 			if (log_limit_ok(&srv->refuse_lim, 3, 10))
-				log_warnx("session %s:%s: refused: %u sessions open (limits.max_sessions)", host, port,
-					  srv->n_sessions);
+				log_warnx("session %s:%s: refused: %u sessions open (limits.max_sessions)",
+					host, port, srv->n_sessions);
 			close(fd);
 			continue;
 		}
@@ -1573,7 +1654,8 @@ static void server_on_accept(struct ev_loop *loop, ev_io *w, int revents)
 		se->fd = fd;
 		snprintf(se->peer, sizeof(se->peer), "%s:%s", host, port);
 		se->since = se->last_rx = se->last_tx = ev_now(loop);
-		se->state = srv->o.ssl_ctx ? S_HANDSHAKE : S_HELLO; /* buffer and TLS state: on the first event */
+		se->state = srv->o.ssl_ctx ? S_HANDSHAKE
+					   : S_HELLO; /* buffer and TLS state: on the first event */
 		se->next = srv->sessions;
 		if (srv->sessions)
 			srv->sessions->prev = se;
@@ -1598,7 +1680,8 @@ static void server_on_accept(struct ev_loop *loop, ev_io *w, int revents)
 	}
 }
 
-static void server_on_sync(struct ev_loop *loop, ev_timer *w, int revents)
+static void
+server_on_sync(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	server_sync_start(w->data);
 }
@@ -1609,25 +1692,29 @@ struct tick_job {
 	struct server *srv;
 };
 
-static void server_tick_run(struct worker_job *wj)
+static void
+server_tick_run(struct worker_job *wj)
 {
 	store_tick(((struct tick_job *)wj)->srv->o.store);
 }
 
-static void server_tick_done(struct worker_job *wj)
+static void
+server_tick_done(struct worker_job *wj)
 {
 	((struct tick_job *)wj)->srv->tick_busy = false;
 	free(wj);
 }
 
-static void server_on_accept_pause(struct ev_loop *loop, ev_timer *w, int revents)
+static void
+server_on_accept_pause(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	struct server *srv = w->data;
 	for (int k = 0; k < srv->n_listeners; k++)
 		ev_io_start(loop, &srv->lio[k]);
 }
 
-static void server_on_tick(struct ev_loop *loop, ev_timer *w, int revents)
+static void
+server_on_tick(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	struct server *srv = w->data;
 	double now = ev_now(loop), hb = srv->o.heartbeat_ms / 1000.0, setup = srv->o.setup_ms / 1000.0;
@@ -1637,8 +1724,10 @@ static void server_on_tick(struct ev_loop *loop, ev_timer *w, int revents)
 		if (now - se->since <= setup)
 			continue;
 		char why[64];
-		snprintf(why, sizeof(why), se->state == S_HELLO ? "no HELLO within %.0f s" : "TLS handshake timed out after %.0f s",
-			 setup);
+		snprintf(why, sizeof(why),
+			se->state == S_HELLO ? "no HELLO within %.0f s"
+					     : "TLS handshake timed out after %.0f s",
+			setup);
 		session_end_unauth(se, UNAUTH_TIMED_OUT, why);
 	}
 	server_unauth_summary(srv, now, false);
@@ -1672,7 +1761,8 @@ static void server_on_tick(struct ev_loop *loop, ev_timer *w, int revents)
 	}
 }
 
-struct server *server_new(struct ev_loop *loop, const struct server_opts *o)
+struct server *
+server_new(struct ev_loop *loop, const struct server_opts *o)
 {
 	struct server *srv = calloc(1, sizeof(*srv));
 	if (!srv)
@@ -1712,7 +1802,8 @@ struct server *server_new(struct ev_loop *loop, const struct server_opts *o)
 	return srv;
 }
 
-int server_listen(struct server *srv, const char *addr, char *err, size_t errlen)
+int
+server_listen(struct server *srv, const char *addr, char *err, size_t errlen)
 {
 	struct hostport hp;
 	if (srv->n_listeners == SERVER_MAX_LISTENERS) {
@@ -1722,7 +1813,7 @@ int server_listen(struct server *srv, const char *addr, char *err, size_t errlen
 	/* Port 0 lets the kernel pick one (tests read it back from the log). */
 	if (hostport_parse(addr, HOSTPORT_LISTEN | HOSTPORT_PORT0, "listen", &hp, err, errlen) != 0)
 		return -1;
-	struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE | AI_NUMERICSERV}, *ai;
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE | AI_NUMERICSERV }, *ai;
 	int rc = getaddrinfo(*hp.host ? hp.host : NULL, hp.port, &hints, &ai);
 	if (rc != 0) {
 		snprintf(err, errlen, "listen: %s: %s", addr, gai_strerror(rc));
@@ -1751,7 +1842,8 @@ int server_listen(struct server *srv, const char *addr, char *err, size_t errlen
 	return 0;
 }
 
-void server_shutdown(struct server *srv)
+void
+server_shutdown(struct server *srv)
 {
 	for (int i = 0; i < srv->n_listeners; i++) {
 		ev_io_stop(srv->loop, &srv->lio[i]);
@@ -1785,15 +1877,21 @@ struct call_job {
 	void *arg;
 };
 
-static void server_call_run(struct worker_job *wj)
+static void
+server_call_run(struct worker_job *wj)
 {
 	struct call_job *j = (struct call_job *)wj;
 	j->fn(j->arg);
 }
 
-static void server_call_done(struct worker_job *wj) { free(wj); }
+static void
+server_call_done(struct worker_job *wj)
+{
+	free(wj);
+}
 
-int server_store_call(struct server *srv, void (*fn)(void *arg), void *arg)
+int
+server_store_call(struct server *srv, void (*fn)(void *arg), void *arg)
 {
 	struct call_job *j = calloc(1, sizeof(*j));
 	if (!j)
@@ -1806,7 +1904,8 @@ int server_store_call(struct server *srv, void (*fn)(void *arg), void *arg)
 	return 0;
 }
 
-bool server_sensor_connected(const struct server *srv, const char *id)
+bool
+server_sensor_connected(const struct server *srv, const char *id)
 {
 	for (const struct session *se = srv->sessions; se; se = se->next)
 		if (se->state == S_STREAM && strcmp(se->cert_id, id) == 0)
@@ -1814,11 +1913,20 @@ bool server_sensor_connected(const struct server *srv, const char *id)
 	return false;
 }
 
-void server_set_store(struct server *srv, struct store *store) { srv->o.store = store; }
+void
+server_set_store(struct server *srv, struct store *store)
+{
+	srv->o.store = store;
+}
 
-unsigned server_session_count(const struct server *srv) { return srv->n_sessions; }
+unsigned
+server_session_count(const struct server *srv)
+{
+	return srv->n_sessions;
+}
 
-void server_free(struct server *srv)
+void
+server_free(struct server *srv)
 {
 	if (!srv)
 		return;

@@ -30,7 +30,7 @@ struct server_opts {
 	uint32_t unauth_per_source; /* from one IPv4 address or IPv6 /64 */
 	uint32_t setup_ms;          /* TLS handshake and HELLO must be done within this */
 	uint32_t heartbeat_ms;
-	uint32_t sync_ms;   /* fsync policy "interval": period; 0 = ACK at once */
+	uint32_t sync_ms;     /* fsync policy "interval": period; 0 = ACK at once */
 	uint32_t max_sensors; /* distinct sensor ids served since start */
 	uint64_t sensor_rate; /* stored packet bytes per second per sensor, 0 = unlimited */
 	/* Bytes all sensors' sessions may hold in input buffers and batch groups not yet

@@ -19,26 +19,31 @@ struct seg {
 };
 
 struct half {
-	bool started;   /* next is valid */
-	bool fin;       /* fin_seq is valid */
-	bool isn_set;   /* isn is valid: the first sequence number this side sent */
+	bool started; /* next is valid */
+	bool fin;     /* fin_seq is valid */
+	bool isn_set; /* isn is valid: the first sequence number this side sent */
 	uint32_t isn;
-	uint32_t next;  /* next stream byte expected */
+	uint32_t next; /* next stream byte expected */
 	uint32_t fin_seq;
 	struct seg *segs; /* sorted by sequence number, relative to next */
 	size_t buffered;
 };
 
 /* Idle-timeout classes; each domain keeps one list per class, least recent first. */
-enum { CLS_CLOSED, CLS_SHORT, CLS_TCP, NCLS };
+enum {
+	CLS_CLOSED,
+	CLS_SHORT,
+	CLS_TCP,
+	NCLS
+};
 
 struct conn {
 	struct l4_conn_info info;
 	struct half half[2];
 	struct conn *prev, *next; /* in its domain's list of its class */
 	uint64_t hash;
-	uint64_t syn_ns;  /* the client's SYN, for the handshake RTT */
-	bool synack;      /* a SYN+ACK was seen */
+	uint64_t syn_ns; /* the client's SYN, for the handshake RTT */
+	bool synack;     /* a SYN+ACK was seen */
 	bool saw_fin_rst;
 	uint8_t cls;
 	uint8_t key[KEY_MAX];
@@ -93,12 +98,14 @@ struct l4 {
 	size_t nfrags, capfrags, frag_bytes;
 };
 
-static uint64_t hash_bytes(const uint8_t *k, size_t n)
+static uint64_t
+hash_bytes(const uint8_t *k, size_t n)
 {
 	return hash_end(hash_add(HASH_INIT, k, n));
 }
 
-static struct hent *htab_find(const struct htab *t, uint64_t hash, const uint8_t *key)
+static struct hent *
+htab_find(const struct htab *t, uint64_t hash, const uint8_t *key)
 {
 	size_t i;
 
@@ -110,7 +117,8 @@ static struct hent *htab_find(const struct htab *t, uint64_t hash, const uint8_t
 	return NULL;
 }
 
-static void htab_put(struct htab *t, uint64_t hash, struct conn *c)
+static void
+htab_put(struct htab *t, uint64_t hash, struct conn *c)
 {
 	size_t i = (size_t)hash & (t->cap - 1);
 
@@ -121,7 +129,8 @@ static void htab_put(struct htab *t, uint64_t hash, struct conn *c)
 	t->n++;
 }
 
-static int htab_reserve(struct htab *t)
+static int
+htab_reserve(struct htab *t)
 {
 	struct htab n;
 
@@ -140,7 +149,8 @@ static int htab_reserve(struct htab *t)
 }
 
 /* Knuth's algorithm R (TAOCP 6.4): shifts later entries of the probe run back. */
-static void htab_del(struct htab *t, struct hent *e)
+static void
+htab_del(struct htab *t, struct hent *e)
 {
 	size_t i = (size_t)(e - t->e), j = i, k;
 
@@ -160,7 +170,8 @@ static void htab_del(struct htab *t, struct hent *e)
 	}
 }
 
-static void list_del(struct list *ls, struct conn *c)
+static void
+list_del(struct list *ls, struct conn *c)
 {
 	if (c->prev != NULL)
 		c->prev->next = c->next;
@@ -173,7 +184,8 @@ static void list_del(struct list *ls, struct conn *c)
 	c->prev = c->next = NULL;
 }
 
-static void list_add(struct list *ls, struct conn *c)
+static void
+list_add(struct list *ls, struct conn *c)
 {
 	c->prev = ls->tail;
 	c->next = NULL;
@@ -186,12 +198,14 @@ static void list_add(struct list *ls, struct conn *c)
 
 /* Sequence-number arithmetic modulo 2^32 (RFC 9293, section 3.4): the signed distance
  * from b to a. */
-static int64_t seq_diff(uint32_t a, uint32_t b)
+static int64_t
+seq_diff(uint32_t a, uint32_t b)
 {
 	return (int64_t)(int32_t)(a - b);
 }
 
-struct l4 *l4_new(const struct l4_limits *lim, const struct l4_callbacks *cb)
+struct l4 *
+l4_new(const struct l4_limits *lim, const struct l4_callbacks *cb)
 {
 	struct l4 *l = calloc(1, sizeof(*l));
 
@@ -225,7 +239,8 @@ struct l4 *l4_new(const struct l4_limits *lim, const struct l4_callbacks *cb)
 	return l;
 }
 
-static void half_clear(struct l4 *l, struct half *h)
+static void
+half_clear(struct l4 *l, struct half *h)
 {
 	struct seg *s, *n;
 
@@ -239,7 +254,8 @@ static void half_clear(struct l4 *l, struct half *h)
 }
 
 /* Forgets datagram i (its fragments counted as dropped unless it was reassembled). */
-static void frag_remove(struct l4 *l, size_t i, bool dropped)
+static void
+frag_remove(struct l4 *l, size_t i, bool dropped)
 {
 	struct frag *f = &l->frags[i];
 
@@ -250,14 +266,16 @@ static void frag_remove(struct l4 *l, size_t i, bool dropped)
 	l->frags[i] = l->frags[--l->nfrags];
 }
 
-static void deliver(struct l4 *l, struct conn *c, int dir, const uint8_t *p, size_t n)
+static void
+deliver(struct l4 *l, struct conn *c, int dir, const uint8_t *p, size_t n)
 {
 	c->info.side[dir].delivered += n;
 	if (l->cb.on_data != NULL && n > 0)
 		l->cb.on_data(l->cb.arg, &c->info, dir, p, n);
 }
 
-static void gap(struct l4 *l, struct conn *c, int dir, uint64_t n)
+static void
+gap(struct l4 *l, struct conn *c, int dir, uint64_t n)
 {
 	c->info.side[dir].gap_bytes += n;
 	l->st.gap_bytes += n;
@@ -266,7 +284,8 @@ static void gap(struct l4 *l, struct conn *c, int dir, uint64_t n)
 }
 
 /* Delivers the buffered pieces that start at or before h->next. */
-static void drain(struct l4 *l, struct conn *c, int dir)
+static void
+drain(struct l4 *l, struct conn *c, int dir)
 {
 	struct half *h = &c->half[dir];
 	struct seg *s;
@@ -286,7 +305,8 @@ static void drain(struct l4 *l, struct conn *c, int dir)
 }
 
 /* Skips the hole before the first buffered piece and delivers what follows it. */
-static void skip_hole(struct l4 *l, struct conn *c, int dir)
+static void
+skip_hole(struct l4 *l, struct conn *c, int dir)
 {
 	struct half *h = &c->half[dir];
 
@@ -297,7 +317,8 @@ static void skip_hole(struct l4 *l, struct conn *c, int dir)
 	drain(l, c, dir);
 }
 
-static int seg_add(struct l4 *l, struct half *h, struct seg **at, uint32_t seq, const uint8_t *p, size_t n)
+static int
+seg_add(struct l4 *l, struct half *h, struct seg **at, uint32_t seq, const uint8_t *p, size_t n)
 {
 	struct seg *s = malloc(sizeof(*s) + n);
 
@@ -317,7 +338,8 @@ static int seg_add(struct l4 *l, struct half *h, struct seg **at, uint32_t seq, 
  * Buffers the bytes of [seq, seq + n) that no buffered piece holds yet (first copy
  * wins), comparing the overlapped bytes. The caller has trimmed everything below next.
  */
-static int insert(struct l4 *l, struct conn *c, int dir, uint32_t seq, const uint8_t *p, size_t n)
+static int
+insert(struct l4 *l, struct conn *c, int dir, uint32_t seq, const uint8_t *p, size_t n)
 {
 	struct half *h = &c->half[dir];
 	struct l4_side *sd = &c->info.side[dir];
@@ -334,7 +356,8 @@ static int insert(struct l4 *l, struct conn *c, int dir, uint32_t seq, const uin
 		if (ss >= e)
 			break;
 		if (ss > s) {
-			if ((rc = seg_add(l, h, at, h->next + (uint32_t)s, p + (s - base), (size_t)(ss - s))) != 0)
+			if ((rc = seg_add(
+				     l, h, at, h->next + (uint32_t)s, p + (s - base), (size_t)(ss - s))) != 0)
 				return rc;
 			at = &(*at)->next;
 			s = ss;
@@ -353,7 +376,8 @@ static int insert(struct l4 *l, struct conn *c, int dir, uint32_t seq, const uin
 	return 0;
 }
 
-static void half_end(struct l4 *l, struct conn *c, int dir)
+static void
+half_end(struct l4 *l, struct conn *c, int dir)
 {
 	struct half *h = &c->half[dir];
 
@@ -367,7 +391,8 @@ static void half_end(struct l4 *l, struct conn *c, int dir)
 
 /* The handshake RTT is Wireshark's tcp.analysis.initial_rtt: from the client's first SYN
  * to its first ACK after a SYN+ACK. */
-static int tcp_segment(struct l4 *l, struct conn *c, int dir, uint64_t ts_ns, const struct pkt *p)
+static int
+tcp_segment(struct l4 *l, struct conn *c, int dir, uint64_t ts_ns, const struct pkt *p)
 {
 	struct half *h = &c->half[dir];
 	struct l4_side *sd = &c->info.side[dir];
@@ -408,7 +433,8 @@ static int tcp_segment(struct l4 *l, struct conn *c, int dir, uint64_t ts_ns, co
 			h->started = true;
 			h->next = seq; /* mid-stream pick-up */
 		}
-		if (dir == L4_CLIENT && (fl & PKT_TCP_ACK) && c->synack && c->syn_ns != 0 && c->info.rtt_ns == 0)
+		if (dir == L4_CLIENT && (fl & PKT_TCP_ACK) && c->synack && c->syn_ns != 0 &&
+			c->info.rtt_ns == 0)
 			c->info.rtt_ns = ts_ns > c->syn_ns ? ts_ns - c->syn_ns : 1;
 	}
 	if (fl & PKT_TCP_FIN) {
@@ -443,13 +469,13 @@ static int tcp_segment(struct l4 *l, struct conn *c, int dir, uint64_t ts_ns, co
 	return 0;
 }
 
-
 /* The key of a packet's 5-tuple in its domain, smaller endpoint first; *swapped when
  * the source is the larger one. */
-static void make_key(uint32_t domain, const struct pkt *p, uint8_t *key, bool *swapped)
+static void
+make_key(uint32_t domain, const struct pkt *p, uint8_t *key, bool *swapped)
 {
 	size_t al = p->family == 4 ? 4 : 16;
-	uint8_t a[18] = {0}, b[18] = {0};
+	uint8_t a[18] = { 0 }, b[18] = { 0 };
 
 	memcpy(a, p->src, al);
 	a[16] = (uint8_t)(p->sport >> 8);
@@ -465,7 +491,8 @@ static void make_key(uint32_t domain, const struct pkt *p, uint8_t *key, bool *s
 	memcpy(key + 24, *swapped ? a : b, 18);
 }
 
-static uint64_t flow_hash(uint32_t domain, const struct l4_conn_info *ci)
+static uint64_t
+flow_hash(uint32_t domain, const struct l4_conn_info *ci)
 {
 	uint8_t k[37];
 	size_t al = ci->family == 4 ? 4 : 16;
@@ -479,7 +506,8 @@ static uint64_t flow_hash(uint32_t domain, const struct l4_conn_info *ci)
 	return hash_bytes(k, sizeof(k)) & INT64_MAX;
 }
 
-static uint8_t conn_class(const struct conn *c)
+static uint8_t
+conn_class(const struct conn *c)
 {
 	if (c->info.state == L4_ST_CLOSED || c->info.state == L4_ST_RESET)
 		return CLS_CLOSED;
@@ -488,7 +516,8 @@ static uint8_t conn_class(const struct conn *c)
 	return CLS_TCP;
 }
 
-static void end_conn(struct l4 *l, struct conn *c, enum l4_end why)
+static void
+end_conn(struct l4 *l, struct conn *c, enum l4_end why)
 {
 	struct hent *e = htab_find(&l->tab, c->hash, c->key);
 
@@ -510,7 +539,8 @@ static void end_conn(struct l4 *l, struct conn *c, enum l4_end why)
 	l->st.reused += why == L4_END_REUSED;
 }
 
-static void expire(struct l4 *l, struct domain *d)
+static void
+expire(struct l4 *l, struct domain *d)
 {
 	for (int k = 0; k < NCLS; k++) {
 		struct conn *c;
@@ -518,14 +548,15 @@ static void expire(struct l4 *l, struct domain *d)
 		if (l->timeout[k] == UINT64_MAX)
 			continue;
 		while ((c = d->lists[k].head) != NULL && d->clock > c->info.last_ns &&
-		       d->clock - c->info.last_ns > l->timeout[k])
+			d->clock - c->info.last_ns > l->timeout[k])
 			end_conn(l, c, L4_END_IDLE);
 	}
 }
 
 /* Makes room for one connection: the least recently active of the domain, closed ones
  * first, then half-open and UDP, then established; else of any domain. */
-static void evict_one(struct l4 *l, uint32_t domain)
+static void
+evict_one(struct l4 *l, uint32_t domain)
 {
 	for (int k = 0; k < NCLS; k++)
 		if (l->doms[domain].lists[k].head != NULL) {
@@ -540,8 +571,9 @@ static void evict_one(struct l4 *l, uint32_t domain)
 			}
 }
 
-static int conn_new(struct l4 *l, uint32_t domain, const struct pkt *p, uint64_t ts_ns, const uint8_t *key,
-		    uint64_t hash, struct conn **out)
+static int
+conn_new(struct l4 *l, uint32_t domain, const struct pkt *p, uint64_t ts_ns, const uint8_t *key,
+	uint64_t hash, struct conn **out)
 {
 	struct l4_conn_info *ci;
 	struct conn *c;
@@ -561,13 +593,15 @@ static int conn_new(struct l4 *l, uint32_t domain, const struct pkt *p, uint64_t
 	ci->first_ns = ts_ns;
 	ci->midstream = p->proto == 6 && !(p->tcp_flags & PKT_TCP_SYN);
 	/* The receiver of a lone SYN+ACK is the client. */
-	client_is_dst = p->proto == 6 && (p->tcp_flags & (PKT_TCP_SYN | PKT_TCP_ACK)) == (PKT_TCP_SYN | PKT_TCP_ACK);
+	client_is_dst = p->proto == 6 &&
+		(p->tcp_flags & (PKT_TCP_SYN | PKT_TCP_ACK)) == (PKT_TCP_SYN | PKT_TCP_ACK);
 	memcpy(ci->ep[client_is_dst].addr, p->src, al);
 	ci->ep[client_is_dst].port = p->sport;
 	memcpy(ci->ep[!client_is_dst].addr, p->dst, al);
 	ci->ep[!client_is_dst].port = p->dport;
-	ci->state = p->proto == 6 && (p->tcp_flags & (PKT_TCP_SYN | PKT_TCP_ACK)) == PKT_TCP_SYN ?
-			    L4_ST_SYN_SENT : L4_ST_ESTABLISHED;
+	ci->state = p->proto == 6 && (p->tcp_flags & (PKT_TCP_SYN | PKT_TCP_ACK)) == PKT_TCP_SYN
+		? L4_ST_SYN_SENT
+		: L4_ST_ESTABLISHED;
 	ci->flow_id = flow_hash(domain, ci);
 	memcpy(c->key, key, KEY_MAX);
 	c->hash = hash;
@@ -580,7 +614,8 @@ static int conn_new(struct l4 *l, uint32_t domain, const struct pkt *p, uint64_t
 	return 0;
 }
 
-static int domain_get(struct l4 *l, uint32_t domain)
+static int
+domain_get(struct l4 *l, uint32_t domain)
 {
 	if (domain >= L4_MAX_DOMAINS)
 		return -EINVAL;
@@ -596,7 +631,8 @@ static int domain_get(struct l4 *l, uint32_t domain)
 	return 0;
 }
 
-int l4_packet(struct l4 *l, uint32_t domain, uint64_t ts_ns, const struct pkt *p, size_t origlen)
+int
+l4_packet(struct l4 *l, uint32_t domain, uint64_t ts_ns, const struct pkt *p, size_t origlen)
 {
 	uint8_t key[KEY_MAX];
 	struct hent *e;
@@ -622,8 +658,10 @@ int l4_packet(struct l4 *l, uint32_t domain, uint64_t ts_ns, const struct pkt *p
 		c = e->c;
 		/* A new SYN on a used 5-tuple (see l4.h). */
 		if (p->proto == 6 && (p->tcp_flags & (PKT_TCP_SYN | PKT_TCP_ACK)) == PKT_TCP_SYN) {
-			dir = memcmp(c->info.ep[L4_CLIENT].addr, p->src, al) == 0 && c->info.ep[L4_CLIENT].port == p->sport ?
-				      L4_CLIENT : L4_SERVER;
+			dir = memcmp(c->info.ep[L4_CLIENT].addr, p->src, al) == 0 &&
+					c->info.ep[L4_CLIENT].port == p->sport
+				? L4_CLIENT
+				: L4_SERVER;
 			if (c->saw_fin_rst || (c->half[dir].isn_set && c->half[dir].isn != p->tcp_seq)) {
 				end_conn(l, c, L4_END_REUSED);
 				c = NULL;
@@ -632,8 +670,9 @@ int l4_packet(struct l4 *l, uint32_t domain, uint64_t ts_ns, const struct pkt *p
 	}
 	if (c == NULL && (rc = conn_new(l, domain, p, ts_ns, key, hash, &c)) != 0)
 		return rc;
-	dir = memcmp(c->info.ep[L4_CLIENT].addr, p->src, al) == 0 && c->info.ep[L4_CLIENT].port == p->sport ?
-		      L4_CLIENT : L4_SERVER;
+	dir = memcmp(c->info.ep[L4_CLIENT].addr, p->src, al) == 0 && c->info.ep[L4_CLIENT].port == p->sport
+		? L4_CLIENT
+		: L4_SERVER;
 	c->info.side[dir].pkts++;
 	c->info.side[dir].bytes += origlen;
 	c->info.last_ns = ts_ns;
@@ -650,7 +689,8 @@ int l4_packet(struct l4 *l, uint32_t domain, uint64_t ts_ns, const struct pkt *p
 	return 0;
 }
 
-static bool frag_complete(const struct frag *f)
+static bool
+frag_complete(const struct frag *f)
 {
 	size_t blocks = (f->total + 7) / 8;
 
@@ -664,7 +704,8 @@ static bool frag_complete(const struct frag *f)
 
 /* RFC 791, section 3.2 (reassembly; RFC 8200, section 4.5 for IPv6), with RFC 815's observation that holes can be kept
  * as a bitmap of 8-byte blocks: fragment offsets count in those. */
-static int fragment(struct l4 *l, uint32_t domain, uint64_t ts_ns, const struct pkt *pk, size_t origlen)
+static int
+fragment(struct l4 *l, uint32_t domain, uint64_t ts_ns, const struct pkt *pk, size_t origlen)
 {
 	size_t off = pk->frag_off, n = pk->payload_len, end = off + n, al = pk->family == 4 ? 4 : 16, i;
 	struct frag *f = NULL;
@@ -680,9 +721,10 @@ static int fragment(struct l4 *l, uint32_t domain, uint64_t ts_ns, const struct 
 		return 0;
 	}
 	for (i = 0; i < l->nfrags && f == NULL; i++)
-		if (l->frags[i].id == pk->frag_id && l->frags[i].proto == pk->proto && l->frags[i].domain == domain &&
-		    l->frags[i].family == pk->family && memcmp(l->frags[i].src, pk->src, al) == 0 &&
-		    memcmp(l->frags[i].dst, pk->dst, al) == 0)
+		if (l->frags[i].id == pk->frag_id && l->frags[i].proto == pk->proto &&
+			l->frags[i].domain == domain && l->frags[i].family == pk->family &&
+			memcmp(l->frags[i].src, pk->src, al) == 0 &&
+			memcmp(l->frags[i].dst, pk->dst, al) == 0)
 			f = &l->frags[i];
 	if (f == NULL) {
 		if (l->nfrags >= l->lim.max_frag_datagrams) {
@@ -737,7 +779,8 @@ static int fragment(struct l4 *l, uint32_t domain, uint64_t ts_ns, const struct 
 		size_t from = b * 8, to = from + 8 < end ? from + 8 : end;
 
 		if (f->seen[b / 8] & (1u << (b % 8))) {
-			l->st.frag_bad_overlaps += memcmp(f->data + from, pk->payload + (from - off), to - from) != 0;
+			l->st.frag_bad_overlaps += memcmp(f->data + from, pk->payload + (from - off),
+							   to - from) != 0;
 			continue;
 		}
 		f->seen[b / 8] |= (uint8_t)(1u << (b % 8));
@@ -759,8 +802,9 @@ static int fragment(struct l4 *l, uint32_t domain, uint64_t ts_ns, const struct 
 	return rc;
 }
 
-int l4_frame(struct l4 *l, uint32_t domain, uint64_t ts_ns, uint32_t linktype, const uint8_t *p, size_t len,
-	     size_t origlen)
+int
+l4_frame(struct l4 *l, uint32_t domain, uint64_t ts_ns, uint32_t linktype, const uint8_t *p, size_t len,
+	size_t origlen)
 {
 	struct pkt pk;
 	int rc;
@@ -781,12 +825,14 @@ int l4_frame(struct l4 *l, uint32_t domain, uint64_t ts_ns, uint32_t linktype, c
 	return l4_packet(l, domain, ts_ns, &pk, origlen);
 }
 
-struct l4_conn_info *l4_frame_conn(struct l4 *l)
+struct l4_conn_info *
+l4_frame_conn(struct l4 *l)
 {
 	return l->cur != NULL ? &l->cur->info : NULL;
 }
 
-void l4_finish(struct l4 *l)
+void
+l4_finish(struct l4 *l)
 {
 	while (l->nfrags > 0)
 		frag_remove(l, l->nfrags - 1, true);
@@ -796,7 +842,8 @@ void l4_finish(struct l4 *l)
 				end_conn(l, l->doms[d].lists[k].head, L4_END_FINISH);
 }
 
-void l4_free(struct l4 *l)
+void
+l4_free(struct l4 *l)
 {
 	if (l == NULL)
 		return;
@@ -819,7 +866,8 @@ void l4_free(struct l4 *l)
 	free(l);
 }
 
-void l4_each(const struct l4 *l, void (*fn)(void *arg, const struct l4_conn_info *conn), void *arg)
+void
+l4_each(const struct l4 *l, void (*fn)(void *arg, const struct l4_conn_info *conn), void *arg)
 {
 	for (size_t d = 0; d < l->ndoms; d++)
 		for (int k = 0; k < NCLS; k++)
@@ -827,12 +875,14 @@ void l4_each(const struct l4 *l, void (*fn)(void *arg, const struct l4_conn_info
 				fn(arg, &c->info);
 }
 
-const struct l4_stats *l4_stats(const struct l4 *l)
+const struct l4_stats *
+l4_stats(const struct l4 *l)
 {
 	return &l->st;
 }
 
-const char *l4_state_name(enum l4_state s)
+const char *
+l4_state_name(enum l4_state s)
 {
 	switch (s) {
 	case L4_ST_SYN_SENT:
@@ -849,7 +899,8 @@ const char *l4_state_name(enum l4_state s)
 	return "?";
 }
 
-const char *l4_end_name(enum l4_end why)
+const char *
+l4_end_name(enum l4_end why)
 {
 	switch (why) {
 	case L4_END_FINISH:

@@ -51,7 +51,10 @@
 
 #include "shared/pkt.h"
 
-enum { L4_CLIENT = 0, L4_SERVER = 1 };
+enum {
+	L4_CLIENT = 0,
+	L4_SERVER = 1
+};
 
 enum l4_state {
 	L4_ST_SYN_SENT = 0, /* SYN seen, no SYN+ACK yet */
@@ -62,9 +65,9 @@ enum l4_state {
 };
 
 struct l4_limits {
-	size_t max_conns;    /* connections tracked; packets of others are counted, skipped */
-	size_t max_conn_buf; /* out-of-order bytes buffered per direction */
-	size_t max_buf;      /* out-of-order bytes buffered in all connections */
+	size_t max_conns;          /* connections tracked; packets of others are counted, skipped */
+	size_t max_conn_buf;       /* out-of-order bytes buffered per direction */
+	size_t max_buf;            /* out-of-order bytes buffered in all connections */
 	size_t max_frag_datagrams; /* IPv4 datagrams being reassembled */
 	size_t max_frag_bytes;     /* bytes held for them */
 	uint64_t frag_timeout_ns;
@@ -72,17 +75,17 @@ struct l4_limits {
 	uint64_t timeout_short_ns;
 	uint64_t timeout_tcp_ns;
 };
-#define L4_DEFAULT_MAX_CONNS 262144
-#define L4_DEFAULT_MAX_CONN_BUF (1u << 20)
-#define L4_DEFAULT_MAX_BUF (256u << 20)
+#define L4_DEFAULT_MAX_CONNS          262144
+#define L4_DEFAULT_MAX_CONN_BUF       (1u << 20)
+#define L4_DEFAULT_MAX_BUF            (256u << 20)
 #define L4_DEFAULT_MAX_FRAG_DATAGRAMS 1024
-#define L4_DEFAULT_MAX_FRAG_BYTES (4u << 20)
-#define L4_DEFAULT_FRAG_TIMEOUT_NS (30ull * 1000000000) /* Linux ipfrag_time */
-#define L4_DEFAULT_TIMEOUT_CLOSED_NS (10ull * 1000000000)
-#define L4_DEFAULT_TIMEOUT_SHORT_NS (120ull * 1000000000)
-#define L4_DEFAULT_TIMEOUT_TCP_NS (3600ull * 1000000000)
+#define L4_DEFAULT_MAX_FRAG_BYTES     (4u << 20)
+#define L4_DEFAULT_FRAG_TIMEOUT_NS    (30ull * 1000000000) /* Linux ipfrag_time */
+#define L4_DEFAULT_TIMEOUT_CLOSED_NS  (10ull * 1000000000)
+#define L4_DEFAULT_TIMEOUT_SHORT_NS   (120ull * 1000000000)
+#define L4_DEFAULT_TIMEOUT_TCP_NS     (3600ull * 1000000000)
 /* Upper bound of the memory one tracked connection takes, table slot included. */
-#define L4_CONN_BYTES 512
+#define L4_CONN_BYTES                 512
 
 struct l4_endpoint {
 	uint8_t addr[16]; /* 4 bytes used for IPv4 */
@@ -92,14 +95,14 @@ struct l4_endpoint {
 /* Per direction, indexed by L4_CLIENT (client to server) and L4_SERVER. */
 struct l4_side {
 	uint64_t pkts;
-	uint64_t bytes;       /* captured frame lengths (original length) */
-	uint64_t delivered;   /* stream bytes handed to on_data() */
-	uint64_t gap_bytes;   /* stream bytes reported missing with on_gap() */
-	uint64_t retrans;     /* segments carrying only bytes already delivered */
+	uint64_t bytes;        /* captured frame lengths (original length) */
+	uint64_t delivered;    /* stream bytes handed to on_data() */
+	uint64_t gap_bytes;    /* stream bytes reported missing with on_gap() */
+	uint64_t retrans;      /* segments carrying only bytes already delivered */
 	uint64_t out_of_order; /* segments that arrived ahead of the next expected byte */
 	uint64_t zero_windows; /* segments advertising a zero window (no SYN, FIN or RST) */
-	uint64_t resets;      /* RST segments */
-	uint64_t overlaps;    /* segments overlapping buffered or delivered bytes */
+	uint64_t resets;       /* RST segments */
+	uint64_t overlaps;     /* segments overlapping buffered or delivered bytes */
 	uint64_t bad_overlaps; /* overlaps with buffered bytes that differ */
 };
 
@@ -116,9 +119,9 @@ struct l4_conn_info {
 	uint64_t flow_id;
 	uint64_t user; /* the caller's, 0 at first (see l4_frame_conn()) */
 	uint32_t domain;
-	uint8_t family; /* 4 or 6 */
-	uint8_t proto;  /* 6 or 17 */
-	bool midstream; /* TCP picked up without the client's SYN */
+	uint8_t family;           /* 4 or 6 */
+	uint8_t proto;            /* 6 or 17 */
+	bool midstream;           /* TCP picked up without the client's SYN */
 	struct l4_endpoint ep[2]; /* [L4_CLIENT], [L4_SERVER] */
 	struct l4_side side[2];
 	uint64_t first_ns, last_ns;
@@ -127,18 +130,18 @@ struct l4_conn_info {
 };
 
 struct l4_stats {
-	uint64_t pkts;        /* frames given to l4_frame()/l4_packet() */
-	uint64_t decode_errs; /* frames pkt_decode() refused, fragments excepted */
-	uint64_t frag_pkts;   /* IP fragments seen */
-	uint64_t frag_reassembled; /* IPv4 datagrams rebuilt from them */
-	uint64_t frag_dropped; /* fragments discarded (see above), IPv6 ones included */
-	uint64_t frag_bad_overlaps; /* 8-byte blocks received again with other bytes */
-	uint64_t conns;       /* connections started */
-	uint64_t live;        /* connections tracked now */
+	uint64_t pkts;                        /* frames given to l4_frame()/l4_packet() */
+	uint64_t decode_errs;                 /* frames pkt_decode() refused, fragments excepted */
+	uint64_t frag_pkts;                   /* IP fragments seen */
+	uint64_t frag_reassembled;            /* IPv4 datagrams rebuilt from them */
+	uint64_t frag_dropped;                /* fragments discarded (see above), IPv6 ones included */
+	uint64_t frag_bad_overlaps;           /* 8-byte blocks received again with other bytes */
+	uint64_t conns;                       /* connections started */
+	uint64_t live;                        /* connections tracked now */
 	uint64_t ended_idle, evicted, reused; /* connections ended for these reasons */
-	uint64_t buf_flushes; /* times a buffer limit forced a gap */
+	uint64_t buf_flushes;                 /* times a buffer limit forced a gap */
 	uint64_t gap_bytes;
-	size_t buffered;      /* out-of-order bytes held now */
+	size_t buffered; /* out-of-order bytes held now */
 };
 
 /*
@@ -167,7 +170,7 @@ void l4_free(struct l4 *l);
  * included), a PKT_E* code for a frame counted and skipped, -EINVAL for a domain out
  * of range, or -ENOMEM. */
 int l4_frame(struct l4 *l, uint32_t domain, uint64_t ts_ns, uint32_t linktype, const uint8_t *p, size_t len,
-	     size_t origlen);
+	size_t origlen);
 /* Processes one already decoded packet. Returns 0, -EINVAL or -ENOMEM. */
 int l4_packet(struct l4 *l, uint32_t domain, uint64_t ts_ns, const struct pkt *p, size_t origlen);
 /* The connection the last l4_frame() or l4_packet() counted the packet in, or NULL (not

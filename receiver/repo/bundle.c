@@ -23,7 +23,7 @@
 #include "shared/pcapfile.h"
 #include "receiver/repo/timearg.h"
 
-#define NS_PER_SEC 1000000000ull
+#define NS_PER_SEC         1000000000ull
 #define BUNDLE_MAX_FILTERS 32
 
 struct bundle_idb {
@@ -49,15 +49,15 @@ struct bundle_state {
 	char (*fdpath)[40];
 	struct merge_input *mi;
 	bool ng;
-	uint32_t linktype, snaplen;          /* classic pcap */
-	struct bundle_idb *idb;              /* pcapng */
+	uint32_t linktype, snaplen; /* classic pcap */
+	struct bundle_idb *idb;     /* pcapng */
 	size_t n_idb;
-	uint32_t *seg_idb;                   /* segment -> IDB */
+	uint32_t *seg_idb; /* segment -> IDB */
 	char pcap_name[FSU_NAME_MAX + 16];
 	/* Pass 1 results. */
 	struct bundle_digest pcap;
 	uint64_t packets, first_ns, last_ns, disorder;
-	FILE *names;                         /* the JSON, in a temporary file */
+	FILE *names; /* the JSON, in a temporary file */
 	struct bundle_digest names_dig;
 	size_t names_keys, names_lines;
 };
@@ -88,8 +88,9 @@ progress(struct bundle *b, const char *sensor, uint64_t sensor_bytes, uint64_t p
 	if (!b->o->progress)
 		return;
 	clock_gettime(CLOCK_MONOTONIC, &now);
-	if (!force && (now.tv_sec - b->last_tick.tv_sec) * 1000000000L +
-			      (now.tv_nsec - b->last_tick.tv_nsec) < 200000000L)
+	if (!force &&
+		(now.tv_sec - b->last_tick.tv_sec) * 1000000000L + (now.tv_nsec - b->last_tick.tv_nsec) <
+			200000000L)
 		return;
 	b->last_tick = now;
 	uint64_t done = b->done_bytes + sensor_bytes;
@@ -135,8 +136,8 @@ filter_for(struct bundle *b, uint32_t linktype, const char *sensor)
 		const char *name = pcap_datalink_val_to_name((int)linktype);
 		snprintf(perr, sizeof(perr), "%s", pcap_geterr(dead));
 		pcap_close(dead);
-		snprintf(b->err, b->errlen, "filter '%s' on sensor %s, link type %u (%s): %s",
-			 b->o->filter, sensor, linktype, name ? name : "unknown", perr);
+		snprintf(b->err, b->errlen, "filter '%s' on sensor %s, link type %u (%s): %s", b->o->filter,
+			sensor, linktype, name ? name : "unknown", perr);
 		return NULL;
 	}
 	pcap_close(dead);
@@ -201,7 +202,7 @@ state_init(struct bundle *b, struct bundle_state *st, struct bundle_sensor *in)
 	st->idb = calloc(n + 1, sizeof(*st->idb));
 	st->seg_idb = calloc(n + 1, sizeof(*st->seg_idb));
 	if (st->fds == NULL || st->fdpath == NULL || st->mi == NULL || st->idb == NULL ||
-	    st->seg_idb == NULL) {
+		st->seg_idb == NULL) {
 		snprintf(b->err, b->errlen, "out of memory");
 		return -1;
 	}
@@ -216,12 +217,15 @@ state_init(struct bundle *b, struct bundle_state *st, struct bundle_sensor *in)
 		st->fds[i] = open(s->path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 		if (st->fds[i] < 0) {
 			if (errno == EMFILE || errno == ENFILE)
-				snprintf(b->err, b->errlen, "%s: too many open files: the window spans more "
-					 "segments than the descriptor limit (ulimit -n)", s->path);
+				snprintf(b->err, b->errlen,
+					"%s: too many open files: the window spans more "
+					"segments than the descriptor limit (ulimit -n)",
+					s->path);
 			else
 				snprintf(b->err, b->errlen, "%s: %s%s", s->path, strerror(errno),
-					 errno == ENOENT ? " (deleted by retention since the index was read? "
-					 "export again, or snapshot the window first)" : "");
+					errno == ENOENT ? " (deleted by retention since the index was read? "
+							  "export again, or snapshot the window first)"
+							: "");
 			return -1;
 		}
 		snprintf(st->fdpath[i], sizeof(st->fdpath[i]), "/proc/self/fd/%d", st->fds[i]);
@@ -235,7 +239,7 @@ state_init(struct bundle *b, struct bundle_state *st, struct bundle_sensor *in)
 			if (st->idb[k].linktype == s->linktype && strcmp(st->idb[k].iface, s->iface) == 0)
 				break;
 		if (k == st->n_idb)
-			st->idb[st->n_idb++] = (struct bundle_idb){s->iface, s->linktype, 0};
+			st->idb[st->n_idb++] = (struct bundle_idb){ s->iface, s->linktype, 0 };
 		if (s->snaplen > st->idb[k].snaplen)
 			st->idb[k].snaplen = s->snaplen;
 		st->seg_idb[i] = (uint32_t)k;
@@ -260,7 +264,7 @@ struct sink_ctx {
 	struct bundle *b;
 	struct fsu_sha sha;
 	uint64_t bytes;
-	uint64_t limit;        /* pass 2: the size announced in the tar header */
+	uint64_t limit; /* pass 2: the size announced in the tar header */
 };
 
 static int
@@ -298,8 +302,10 @@ static void
 output_error(struct bundle *b, const struct bundle_sensor *in, int rc)
 {
 	if (rc == -EBADE)
-		snprintf(b->err, b->errlen, "sensor %s: the data changed between the two passes "
-			 "(a segment was modified); nothing written", in->name);
+		snprintf(b->err, b->errlen,
+			"sensor %s: the data changed between the two passes "
+			"(a segment was modified); nothing written",
+			in->name);
 	else if (b->ar != NULL && archive_error_string(b->ar) != NULL)
 		snprintf(b->err, b->errlen, "writing the archive: %s", archive_error_string(b->ar));
 	else
@@ -341,25 +347,28 @@ run_pcap(struct bundle *b, struct bundle_state *st, pcapw_sink sink, void *arg)
 		const struct repo_seg *s = &in->segs.v[mr.input];
 
 		if (mr.rec.iface != 0 || mr.ifc == NULL || mr.ifc->linktype != s->linktype) {
-			snprintf(b->err, b->errlen, "%s: link type %u on interface %u, the index says "
-				 "link type %u on one interface", s->path, mr.ifc ? mr.ifc->linktype : 0,
-				 mr.rec.iface, s->linktype);
+			snprintf(b->err, b->errlen,
+				"%s: link type %u on interface %u, the index says "
+				"link type %u on one interface",
+				s->path, mr.ifc ? mr.ifc->linktype : 0, mr.rec.iface, s->linktype);
 			goto out;
 		}
 		if (filtering) {
 			struct bpf_program *prog = filter_for(b, s->linktype, in->name);
-			struct pcap_pkthdr h = {.caplen = mr.rec.caplen, .len = mr.rec.origlen};
+			struct pcap_pkthdr h = { .caplen = mr.rec.caplen, .len = mr.rec.origlen };
 
 			if (prog == NULL)
 				goto out;
 			if (pcap_offline_filter(prog, &h, mr.rec.data) == 0)
 				continue;
 		}
-		orc = pcapw_write_if(out, st->seg_idb[mr.input], mr.rec.ts_ns, mr.rec.data,
-				     mr.rec.caplen, mr.rec.origlen);
+		orc = pcapw_write_if(
+			out, st->seg_idb[mr.input], mr.rec.ts_ns, mr.rec.data, mr.rec.caplen, mr.rec.origlen);
 		if (orc == -EOVERFLOW) {
-			snprintf(b->err, b->errlen, "%s: timestamp %" PRIu64 " ns is after 2106, beyond "
-				 "classic pcap", s->path, mr.rec.ts_ns);
+			snprintf(b->err, b->errlen,
+				"%s: timestamp %" PRIu64 " ns is after 2106, beyond "
+				"classic pcap",
+				s->path, mr.rec.ts_ns);
 			goto out;
 		}
 		if (orc != 0) {
@@ -373,8 +382,7 @@ run_pcap(struct bundle *b, struct bundle_state *st, pcapw_sink sink, void *arg)
 			progress(b, in->name, merge_bytes_read(m), packets, false);
 	}
 	if (mrc < 0) {
-		snprintf(b->err, b->errlen, "%s: %s", in->segs.v[merge_failed(m)].path,
-			 pcapf_strerror(mrc));
+		snprintf(b->err, b->errlen, "%s: %s", in->segs.v[merge_failed(m)].path, pcapf_strerror(mrc));
 		goto out;
 	}
 	if ((orc = pcapw_flush(out)) != 0) {
@@ -385,8 +393,8 @@ run_pcap(struct bundle *b, struct bundle_state *st, pcapw_sink sink, void *arg)
 	st->first_ns = first;
 	st->last_ns = last;
 	st->disorder = merge_disorder(m);
-	log_debug("export: %s: %" PRIu64 " packets, at most %zu segments open at once", in->name,
-		  packets, merge_max_open(m));
+	log_debug("export: %s: %" PRIu64 " packets, at most %zu segments open at once", in->name, packets,
+		merge_max_open(m));
 	rc = 0;
 out:
 	merge_free(m);
@@ -407,7 +415,7 @@ segs_bytes(const struct bundle_state *st)
 static int
 pass1(struct bundle *b, struct bundle_state *st)
 {
-	struct sink_ctx c = {.b = b};
+	struct sink_ctx c = { .b = b };
 	struct namehist *h;
 	char buf[1 << 16];
 	size_t n;
@@ -480,8 +488,8 @@ static char *
 manifest(struct bundle *b, struct bundle_state *st, size_t n)
 {
 	const struct bundle_opts *o = b->o;
-	json_t *root = json_object(), *win = json_object(), *sensors = json_array(),
-	       *files = json_array(), *src = json_object();
+	json_t *root = json_object(), *win = json_object(), *sensors = json_array(), *files = json_array(),
+	       *src = json_object();
 	char sw[64], *text;
 
 	snprintf(sw, sizeof(sw), "pcapline %s", PCAPLINE_VERSION);
@@ -552,8 +560,8 @@ manifest(struct bundle *b, struct bundle_state *st, size_t n)
 }
 
 int
-bundle_manifest_read(const char *path, bool (*fn)(void *arg, size_t i, const struct bundle_listed *f), void *arg,
-		     char *err, size_t errlen)
+bundle_manifest_read(const char *path, bool (*fn)(void *arg, size_t i, const struct bundle_listed *f),
+	void *arg, char *err, size_t errlen)
 {
 	json_error_t jerr;
 	json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr), *files, *f, *fmt;
@@ -575,7 +583,8 @@ bundle_manifest_read(const char *path, bool (*fn)(void *arg, size_t i, const str
 		json_decref(root);
 		return -1;
 	}
-	json_array_foreach(files, i, f) {
+	json_array_foreach(files, i, f)
+	{
 		json_t *p = json_object_get(f, "path"), *sha = json_object_get(f, "sha256"),
 		       *bytes = json_object_get(f, "bytes");
 
@@ -584,8 +593,8 @@ bundle_manifest_read(const char *path, bool (*fn)(void *arg, size_t i, const str
 			rc = -1;
 			break;
 		}
-		struct bundle_listed l = {json_string_value(p), json_string_value(sha),
-					  (uint64_t)json_integer_value(bytes)};
+		struct bundle_listed l = { json_string_value(p), json_string_value(sha),
+			(uint64_t)json_integer_value(bytes) };
 		if (!fn(arg, i, &l)) {
 			rc = 2;
 			break;
@@ -630,7 +639,7 @@ entry_data(struct bundle *b, const void *p, size_t len)
 		la_ssize_t w = archive_write_data(b->ar, c, len);
 		if (w <= 0) {
 			snprintf(b->err, b->errlen, "writing the archive: %s",
-				 archive_error_string(b->ar) ? archive_error_string(b->ar) : "short write");
+				archive_error_string(b->ar) ? archive_error_string(b->ar) : "short write");
 			return -1;
 		}
 		c += w;
@@ -642,7 +651,7 @@ entry_data(struct bundle *b, const void *p, size_t len)
 static int
 pass2(struct bundle *b, struct bundle_state *st)
 {
-	struct sink_ctx c = {.b = b, .limit = st->pcap.bytes};
+	struct sink_ctx c = { .b = b, .limit = st->pcap.bytes };
 	char path[2 * FSU_NAME_MAX + 64], sha[FSU_SHA256_HEX], buf[1 << 16];
 	uint64_t names = 0;
 	size_t n;
@@ -665,8 +674,10 @@ pass2(struct bundle *b, struct bundle_state *st)
 	}
 	fsu_sha_final(&c.sha, sha);
 	if (c.bytes != st->pcap.bytes || strcmp(sha, st->pcap.sha) != 0) {
-		snprintf(b->err, b->errlen, "sensor %s: the data changed between the two passes "
-			 "(a segment was modified); nothing written", st->in->name);
+		snprintf(b->err, b->errlen,
+			"sensor %s: the data changed between the two passes "
+			"(a segment was modified); nothing written",
+			st->in->name);
 		return -1;
 	}
 	b->done_bytes += segs_bytes(st);
@@ -691,12 +702,11 @@ pass2(struct bundle *b, struct bundle_state *st)
 }
 
 int
-bundle_export(const struct bundle_opts *o, struct bundle_sensor *sensors, size_t n, char *err,
-	      size_t errlen)
+bundle_export(const struct bundle_opts *o, struct bundle_sensor *sensors, size_t n, char *err, size_t errlen)
 {
-	struct bundle b = {.o = o, .err = err, .errlen = errlen};
+	struct bundle b = { .o = o, .err = err, .errlen = errlen };
 	struct bundle_state *st = calloc(n + 1, sizeof(*st));
-	struct fsu_out out = {.fd = -1};
+	struct fsu_out out = { .fd = -1 };
 	char level[8], *man = NULL;
 	size_t inited = 0;
 	int rc = -1;
@@ -746,16 +756,16 @@ bundle_export(const struct bundle_opts *o, struct bundle_sensor *sensors, size_t
 	}
 	snprintf(level, sizeof(level), "%d", o->gzip_level);
 	if (archive_write_add_filter_gzip(b.ar) != ARCHIVE_OK ||
-	    archive_write_set_filter_option(b.ar, "gzip", "compression-level", level) != ARCHIVE_OK ||
-	    archive_write_set_format_pax_restricted(b.ar) != ARCHIVE_OK ||
-	    /* libarchive pads the last block of a pipe; a file is not padded. */
-	    archive_write_set_bytes_in_last_block(b.ar, o->output == NULL ? 1 : -1) != ARCHIVE_OK ||
-	    archive_write_open_fd(b.ar, out.fd) != ARCHIVE_OK) {
+		archive_write_set_filter_option(b.ar, "gzip", "compression-level", level) != ARCHIVE_OK ||
+		archive_write_set_format_pax_restricted(b.ar) != ARCHIVE_OK ||
+		/* libarchive pads the last block of a pipe; a file is not padded. */
+		archive_write_set_bytes_in_last_block(b.ar, o->output == NULL ? 1 : -1) != ARCHIVE_OK ||
+		archive_write_open_fd(b.ar, out.fd) != ARCHIVE_OK) {
 		snprintf(err, errlen, "libarchive: %s", archive_error_string(b.ar));
 		goto out;
 	}
 	if (entry_header(&b, BUNDLE_MANIFEST, false, strlen(man)) != 0 ||
-	    entry_data(&b, man, strlen(man)) != 0)
+		entry_data(&b, man, strlen(man)) != 0)
 		goto out;
 	b.pass = 2;
 	b.done_bytes = 0;

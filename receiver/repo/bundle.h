@@ -32,29 +32,29 @@
 
 struct bundle_sensor {
 	const char *name;
-	struct repo_seglist segs;   /* overlapping the window, sorted by (min_ns, rel) */
-	const char *names_path;     /* names.jsonl (may not exist) */
+	struct repo_seglist segs; /* overlapping the window, sorted by (min_ns, rel) */
+	const char *names_path;   /* names.jsonl (may not exist) */
 };
 
 struct bundle_opts {
 	uint64_t from_ns, to_ns;
-	const char *filter;         /* BPF expression, NULL or "" for none */
-	const char *output;         /* file, or "-" for standard output, or NULL: out_fd */
-	int out_fd;                 /* with output NULL: write here (borrowed, not closed); the
+	const char *filter;      /* BPF expression, NULL or "" for none */
+	const char *output;      /* file, or "-" for standard output, or NULL: out_fd */
+	int out_fd;              /* with output NULL: write here (borrowed, not closed); the
 				     * bytes are those a file would get (last block unpadded) */
-	int gzip_level;             /* 1..9 */
-	bool progress;              /* progress lines on stderr */
-	const char *source_kind;    /* "repository" or "snapshot", for the manifest */
-	const char *source_name;    /* the repository dir or the snapshot name */
+	int gzip_level;          /* 1..9 */
+	bool progress;           /* progress lines on stderr */
+	const char *source_kind; /* "repository" or "snapshot", for the manifest */
+	const char *source_name; /* the repository dir or the snapshot name */
 };
 
 /* Writes the archive. Returns 0, or -1 with a message in err; on failure nothing is
  * left under the output name. */
-int bundle_export(const struct bundle_opts *o, struct bundle_sensor *sensors, size_t n, char *err,
-		  size_t errlen);
+int
+bundle_export(const struct bundle_opts *o, struct bundle_sensor *sensors, size_t n, char *err, size_t errlen);
 
 /* The entry names of the archive, for its readers (`pcapline import`). */
-#define BUNDLE_MANIFEST "manifest.json"
+#define BUNDLE_MANIFEST   "manifest.json"
 #define BUNDLE_NAMES_FILE "name_resolution_history.json"
 
 /* One file listed by a manifest (strings borrowed for the duration of the callback). */
@@ -70,7 +70,7 @@ struct bundle_listed {
  * stopped; -1 with a reason in err (not valid JSON, no file list, a file without path,
  * sha256 or bytes).
  */
-int bundle_manifest_read(const char *path, bool (*fn)(void *arg, size_t i, const struct bundle_listed *f), void *arg,
-			 char *err, size_t errlen);
+int bundle_manifest_read(const char *path, bool (*fn)(void *arg, size_t i, const struct bundle_listed *f),
+	void *arg, char *err, size_t errlen);
 
 #endif

@@ -26,75 +26,76 @@
  * SQLite stores the statements without that clause: a migrated database and a new one
  * hold the same schema text.
  */
-#define INDEX_BASE_SQL                                                                                     \
-	"CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);\n"                    \
-	"CREATE TABLE IF NOT EXISTS segments(\n"                                                          \
-	"  id INTEGER PRIMARY KEY,\n"                                                                     \
-	"  sensor TEXT NOT NULL,\n"                                                                       \
-	"  path TEXT NOT NULL UNIQUE,     -- relative to storage.dir: 'sensors/<id>/segments/<file>.pcap'\n" \
-	"  iface TEXT NOT NULL,           -- interface name as the sensor reported it\n"                  \
-	"  linktype INTEGER NOT NULL,\n"                                                                  \
-	"  snaplen INTEGER NOT NULL,\n"                                                                   \
-	"  min_ns INTEGER NOT NULL,       -- smallest packet timestamp in the file (ns since epoch)\n"    \
-	"  max_ns INTEGER NOT NULL,       -- largest packet timestamp\n"                                  \
-	"  packets INTEGER NOT NULL,\n"                                                                   \
-	"  bytes INTEGER NOT NULL,        -- file size in bytes\n"                                        \
-	"  closed_ns INTEGER NOT NULL     -- wall clock when the segment was closed\n"                    \
-	");\n"                                                                                            \
-	"CREATE INDEX IF NOT EXISTS segments_sensor_time ON segments(sensor, min_ns);\n"                  \
-	"CREATE INDEX IF NOT EXISTS segments_time ON segments(min_ns);\n"                                 \
-	/* Retention picks the segments whose last packet is oldest. */                                     \
-	"CREATE INDEX IF NOT EXISTS segments_end ON segments(max_ns);\n"                                  \
-	"CREATE TABLE IF NOT EXISTS retention(sensor TEXT PRIMARY KEY, segments INTEGER NOT NULL, "        \
+#define INDEX_BASE_SQL                                                                                                                    \
+	"CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);\n"                                                   \
+	"CREATE TABLE IF NOT EXISTS segments(\n"                                                                                          \
+	"  id INTEGER PRIMARY KEY,\n"                                                                                                     \
+	"  sensor TEXT NOT NULL,\n"                                                                                                       \
+	"  path TEXT NOT NULL UNIQUE,     -- relative to storage.dir: 'sensors/<id>/segments/<file>.pcap'\n"                              \
+	"  iface TEXT NOT NULL,           -- interface name as the sensor reported it\n"                                                  \
+	"  linktype INTEGER NOT NULL,\n"                                                                                                  \
+	"  snaplen INTEGER NOT NULL,\n"                                                                                                   \
+	"  min_ns INTEGER NOT NULL,       -- smallest packet timestamp in the file (ns since epoch)\n"                                    \
+	"  max_ns INTEGER NOT NULL,       -- largest packet timestamp\n"                                                                  \
+	"  packets INTEGER NOT NULL,\n"                                                                                                   \
+	"  bytes INTEGER NOT NULL,        -- file size in bytes\n"                                                                        \
+	"  closed_ns INTEGER NOT NULL     -- wall clock when the segment was closed\n"                                                    \
+	");\n"                                                                                                                            \
+	"CREATE INDEX IF NOT EXISTS segments_sensor_time ON segments(sensor, min_ns);\n"                                                  \
+	"CREATE INDEX IF NOT EXISTS segments_time ON segments(min_ns);\n" /* Retention picks the segments whose last packet is oldest. */ \
+	"CREATE INDEX IF NOT EXISTS segments_end ON segments(max_ns);\n"                                                                  \
+	"CREATE TABLE IF NOT EXISTS retention(sensor TEXT PRIMARY KEY, segments INTEGER NOT NULL, "                                       \
 	"packets INTEGER NOT NULL, bytes INTEGER NOT NULL);\n"
 
 /* The L4 tables (index.h), filled by receiver/dissect. */
-#define INDEX_L4_SQL                                                                                       \
-	"CREATE TABLE IF NOT EXISTS conns(\n"                                                             \
-	"  conn_id INTEGER PRIMARY KEY,  -- numbered in order of dissection, from l4_seq\n"                   \
-	"  flow_id INTEGER NOT NULL,     -- 63-bit hash of sensor, iface and the address pair\n"              \
-	"  sensor TEXT NOT NULL, iface TEXT NOT NULL,\n"                                                  \
-	"  proto TEXT NOT NULL,          -- 'tcp' or 'udp'\n"                                               \
-	"  client TEXT NOT NULL, client_port INTEGER NOT NULL,\n"                                          \
-	"  server TEXT NOT NULL, server_port INTEGER NOT NULL,\n"                                          \
-	"  state TEXT NOT NULL,          -- SYN_SENT ESTABLISHED CLOSING CLOSED RESET\n"                    \
-	"  ended TEXT,                   -- NULL while tracked, else why it ended\n"                        \
-	"  first_ns INTEGER NOT NULL, last_ns INTEGER NOT NULL,\n"                                         \
-	"  c_pkts INTEGER NOT NULL, c_bytes INTEGER NOT NULL, s_pkts INTEGER NOT NULL, s_bytes INTEGER NOT NULL,\n" \
-	"  c_payload INTEGER NOT NULL, s_payload INTEGER NOT NULL,  -- stream bytes reassembled\n"          \
-	"  rtt_ns INTEGER NOT NULL,      -- handshake RTT, 0 when not seen\n"                               \
-	"  retrans INTEGER NOT NULL, out_of_order INTEGER NOT NULL, zero_windows INTEGER NOT NULL,\n"       \
-	"  resets INTEGER NOT NULL, gap_bytes INTEGER NOT NULL, bad_overlaps INTEGER NOT NULL,\n"           \
-	"  midstream INTEGER NOT NULL\n"                                                                   \
-	");\n"                                                                                             \
-	"CREATE INDEX IF NOT EXISTS conns_flow ON conns(flow_id);\n"                                       \
-	"CREATE INDEX IF NOT EXISTS conns_time ON conns(sensor, first_ns);\n"                              \
-	"CREATE TABLE IF NOT EXISTS conn_segs(conn_id INTEGER NOT NULL, seg_id INTEGER NOT NULL,\n"        \
-	"  packets INTEGER NOT NULL, PRIMARY KEY(conn_id, seg_id)) WITHOUT ROWID;\n"                        \
-	"CREATE INDEX IF NOT EXISTS conn_segs_seg ON conn_segs(seg_id);\n"                                 \
-	"CREATE TABLE IF NOT EXISTS l4_done(seg_id INTEGER PRIMARY KEY, done_ns INTEGER NOT NULL,\n"       \
-	"  packets INTEGER NOT NULL, in_conns INTEGER NOT NULL);\n"                                        \
-	"CREATE TABLE IF NOT EXISTS l4_stats(key TEXT PRIMARY KEY, value INTEGER NOT NULL);\n"           \
-	"CREATE TABLE IF NOT EXISTS l4_failed(seg_id INTEGER PRIMARY KEY, attempts INTEGER NOT NULL,\n"   \
-	"  last_ns INTEGER NOT NULL, error TEXT NOT NULL,\n"                                                \
-	"  permanent INTEGER NOT NULL);  -- 0: retried, 1: marked done without its rows\n"                  \
+#define INDEX_L4_SQL                                                                                         \
+	"CREATE TABLE IF NOT EXISTS conns(\n"                                                                \
+	"  conn_id INTEGER PRIMARY KEY,  -- numbered in order of dissection, from l4_seq\n"                  \
+	"  flow_id INTEGER NOT NULL,     -- 63-bit hash of sensor, iface and the address pair\n"             \
+	"  sensor TEXT NOT NULL, iface TEXT NOT NULL,\n"                                                     \
+	"  proto TEXT NOT NULL,          -- 'tcp' or 'udp'\n"                                                \
+	"  client TEXT NOT NULL, client_port INTEGER NOT NULL,\n"                                            \
+	"  server TEXT NOT NULL, server_port INTEGER NOT NULL,\n"                                            \
+	"  state TEXT NOT NULL,          -- SYN_SENT ESTABLISHED CLOSING CLOSED RESET\n"                     \
+	"  ended TEXT,                   -- NULL while tracked, else why it ended\n"                         \
+	"  first_ns INTEGER NOT NULL, last_ns INTEGER NOT NULL,\n"                                           \
+	"  c_pkts INTEGER NOT NULL, c_bytes INTEGER NOT NULL, s_pkts INTEGER NOT NULL, s_bytes INTEGER NOT " \
+	"NULL,\n"                                                                                            \
+	"  c_payload INTEGER NOT NULL, s_payload INTEGER NOT NULL,  -- stream bytes reassembled\n"           \
+	"  rtt_ns INTEGER NOT NULL,      -- handshake RTT, 0 when not seen\n"                                \
+	"  retrans INTEGER NOT NULL, out_of_order INTEGER NOT NULL, zero_windows INTEGER NOT NULL,\n"        \
+	"  resets INTEGER NOT NULL, gap_bytes INTEGER NOT NULL, bad_overlaps INTEGER NOT NULL,\n"            \
+	"  midstream INTEGER NOT NULL\n"                                                                     \
+	");\n"                                                                                               \
+	"CREATE INDEX IF NOT EXISTS conns_flow ON conns(flow_id);\n"                                         \
+	"CREATE INDEX IF NOT EXISTS conns_time ON conns(sensor, first_ns);\n"                                \
+	"CREATE TABLE IF NOT EXISTS conn_segs(conn_id INTEGER NOT NULL, seg_id INTEGER NOT NULL,\n"          \
+	"  packets INTEGER NOT NULL, PRIMARY KEY(conn_id, seg_id)) WITHOUT ROWID;\n"                         \
+	"CREATE INDEX IF NOT EXISTS conn_segs_seg ON conn_segs(seg_id);\n"                                   \
+	"CREATE TABLE IF NOT EXISTS l4_done(seg_id INTEGER PRIMARY KEY, done_ns INTEGER NOT NULL,\n"         \
+	"  packets INTEGER NOT NULL, in_conns INTEGER NOT NULL);\n"                                          \
+	"CREATE TABLE IF NOT EXISTS l4_stats(key TEXT PRIMARY KEY, value INTEGER NOT NULL);\n"               \
+	"CREATE TABLE IF NOT EXISTS l4_failed(seg_id INTEGER PRIMARY KEY, attempts INTEGER NOT NULL,\n"      \
+	"  last_ns INTEGER NOT NULL, error TEXT NOT NULL,\n"                                                 \
+	"  permanent INTEGER NOT NULL);  -- 0: retried, 1: marked done without its rows\n"                   \
 	"CREATE TABLE IF NOT EXISTS l4_seq(id INTEGER PRIMARY KEY CHECK (id = 0), next INTEGER NOT NULL);\n" \
-	"INSERT OR IGNORE INTO l4_seq(id, next) VALUES(0, 1);\n"                                           \
-	"CREATE TRIGGER IF NOT EXISTS segments_l4_delete AFTER DELETE ON segments BEGIN\n"                 \
-	"  INSERT INTO l4_stats(key, value) SELECT 'retired_before_dissection', 1\n"                        \
-	"    WHERE NOT EXISTS (SELECT 1 FROM l4_done WHERE seg_id = old.id)\n"                              \
-	"    ON CONFLICT(key) DO UPDATE SET value = value + 1;\n"                                           \
-	"  DELETE FROM conns WHERE conn_id IN (SELECT conn_id FROM conn_segs WHERE seg_id = old.id)\n"     \
-	"    AND NOT EXISTS (SELECT 1 FROM conn_segs c WHERE c.conn_id = conns.conn_id AND c.seg_id <> old.id);\n" \
-	"  DELETE FROM conn_segs WHERE seg_id = old.id;\n"                                                 \
-	"  DELETE FROM l4_done WHERE seg_id = old.id;\n"                                                   \
-	"END;\n"                                                                                           \
-	"CREATE TRIGGER IF NOT EXISTS segments_l4_failed_delete AFTER DELETE ON segments BEGIN\n"          \
-	"  DELETE FROM l4_failed WHERE seg_id = old.id;\n"                                                 \
-	"END;\n"                                                                                           \
-	"CREATE VIEW IF NOT EXISTS flows AS SELECT flow_id, sensor, iface,\n"                              \
-	"  min(min(client, server)) AS peer_a, max(max(client, server)) AS peer_b, count(*) AS conns,\n"  \
-	"  min(first_ns) AS first_ns, max(last_ns) AS last_ns, sum(c_pkts + s_pkts) AS packets,\n"        \
+	"INSERT OR IGNORE INTO l4_seq(id, next) VALUES(0, 1);\n"                                             \
+	"CREATE TRIGGER IF NOT EXISTS segments_l4_delete AFTER DELETE ON segments BEGIN\n"                   \
+	"  INSERT INTO l4_stats(key, value) SELECT 'retired_before_dissection', 1\n"                         \
+	"    WHERE NOT EXISTS (SELECT 1 FROM l4_done WHERE seg_id = old.id)\n"                               \
+	"    ON CONFLICT(key) DO UPDATE SET value = value + 1;\n"                                            \
+	"  DELETE FROM conns WHERE conn_id IN (SELECT conn_id FROM conn_segs WHERE seg_id = old.id)\n"       \
+	"    AND NOT EXISTS (SELECT 1 FROM conn_segs c WHERE c.conn_id = conns.conn_id AND c.seg_id <> "     \
+	"old.id);\n"                                                                                         \
+	"  DELETE FROM conn_segs WHERE seg_id = old.id;\n"                                                   \
+	"  DELETE FROM l4_done WHERE seg_id = old.id;\n"                                                     \
+	"END;\n"                                                                                             \
+	"CREATE TRIGGER IF NOT EXISTS segments_l4_failed_delete AFTER DELETE ON segments BEGIN\n"            \
+	"  DELETE FROM l4_failed WHERE seg_id = old.id;\n"                                                   \
+	"END;\n"                                                                                             \
+	"CREATE VIEW IF NOT EXISTS flows AS SELECT flow_id, sensor, iface,\n"                                \
+	"  min(min(client, server)) AS peer_a, max(max(client, server)) AS peer_b, count(*) AS conns,\n"     \
+	"  min(first_ns) AS first_ns, max(last_ns) AS last_ns, sum(c_pkts + s_pkts) AS packets,\n"           \
 	"  sum(c_bytes + s_bytes) AS bytes FROM conns GROUP BY flow_id;\n"
 
 /*
@@ -133,20 +134,26 @@ enum {
 };
 
 static const char *const index_sql[ST_COUNT] = {
-	[ST_INSERT] = "INSERT INTO segments(sensor, path, iface, linktype, snaplen, min_ns, max_ns, packets, bytes, "
-		      "closed_ns) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) ON CONFLICT(path) DO UPDATE SET "
-		      "sensor = ?1, iface = ?3, linktype = ?4, snaplen = ?5, min_ns = ?6, max_ns = ?7, packets = ?8, "
-		      "bytes = ?9, closed_ns = ?10",
+	[ST_INSERT] =
+		"INSERT INTO segments(sensor, path, iface, linktype, snaplen, min_ns, max_ns, packets, "
+		"bytes, "
+		"closed_ns) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) ON CONFLICT(path) DO UPDATE SET "
+		"sensor = ?1, iface = ?3, linktype = ?4, snaplen = ?5, min_ns = ?6, max_ns = ?7, packets = "
+		"?8, "
+		"bytes = ?9, closed_ns = ?10",
 	[ST_HAS_PATH] = "SELECT 1 FROM segments WHERE path = ?1",
 	[ST_ALL_PATHS] = "SELECT id, path FROM segments",
 	[ST_DELETE_ID] = "DELETE FROM segments WHERE id = ?1",
 	[ST_OLDEST_ALL] = "SELECT " SEG_COLS " FROM segments ORDER BY max_ns, id LIMIT ?1",
-	[ST_OLDEST_SENSOR] = "SELECT " SEG_COLS " FROM segments WHERE sensor = ?1 ORDER BY max_ns, id LIMIT ?2",
+	[ST_OLDEST_SENSOR] = "SELECT " SEG_COLS
+			     " FROM segments WHERE sensor = ?1 ORDER BY max_ns, id LIMIT ?2",
 	[ST_TOTALS_ALL] = "SELECT sensor, count(*), sum(bytes), min(max_ns) FROM segments GROUP BY sensor",
-	[ST_TOTALS_SENSOR] = "SELECT count(*), coalesce(sum(bytes), 0), min(max_ns) FROM segments WHERE sensor = ?1",
-	[ST_RETENTION_ADD] = "INSERT INTO retention(sensor, segments, packets, bytes) VALUES(?1, 1, ?2, ?3) "
-			     "ON CONFLICT(sensor) DO UPDATE SET segments = segments + 1, packets = packets + ?2, "
-			     "bytes = bytes + ?3",
+	[ST_TOTALS_SENSOR] =
+		"SELECT count(*), coalesce(sum(bytes), 0), min(max_ns) FROM segments WHERE sensor = ?1",
+	[ST_RETENTION_ADD] =
+		"INSERT INTO retention(sensor, segments, packets, bytes) VALUES(?1, 1, ?2, ?3) "
+		"ON CONFLICT(sensor) DO UPDATE SET segments = segments + 1, packets = packets + ?2, "
+		"bytes = bytes + ?3",
 	[ST_RETENTION_GET] = "SELECT segments, packets, bytes FROM retention WHERE sensor = ?1",
 	[ST_BEGIN] = "BEGIN IMMEDIATE",
 	[ST_COMMIT] = "COMMIT",
@@ -157,7 +164,7 @@ static const char *const index_sql[ST_COUNT] = {
  * reconcile is what adds them. */
 #define INDEX_PENDING_MAX 4096
 /* Fixes named one by one in the log by index_reconcile(); the rest are counted. */
-#define INDEX_LOG_FIXES 10
+#define INDEX_LOG_FIXES   10
 
 struct index {
 	sqlite3 *db;
@@ -166,13 +173,14 @@ struct index {
 	struct index_seg *pending;
 	size_t n_pending;
 	struct log_limit warn_lim;
-	bool nowait;      /* index_set_nowait() */
+	bool nowait;            /* index_set_nowait() */
 	uint64_t wait_until_us; /* index_set_wait(): the one deadline of every later wait */
-	bool hit_busy;    /* the statement being stepped found the database locked */
+	bool hit_busy;          /* the statement being stepped found the database locked */
 	struct index_wait wait;
 };
 
-static uint64_t index_mono_us(void)
+static uint64_t
+index_mono_us(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -180,21 +188,24 @@ static uint64_t index_mono_us(void)
 }
 
 /* No-wait mode: give up at the first sign of a lock (the caller defers the write). */
-static int index_on_busy(void *arg, int tries)
+static int
+index_on_busy(void *arg, int tries)
 {
 	struct index *ix = arg;
 	ix->hit_busy = true;
 	return 0;
 }
 
-void index_set_nowait(struct index *ix)
+void
+index_set_nowait(struct index *ix)
 {
 	ix->nowait = true;
 	sqlite3_busy_handler(ix->db, index_on_busy, ix);
 }
 
 /* Waits for a lock in 10 ms steps until the deadline of index_set_wait(). */
-static int index_on_busy_until(void *arg, int tries)
+static int
+index_on_busy_until(void *arg, int tries)
 {
 	struct index *ix = arg;
 	struct timespec step = { 0, 10 * 1000 * 1000 };
@@ -206,24 +217,31 @@ static int index_on_busy_until(void *arg, int tries)
 	return 1;
 }
 
-void index_set_wait(struct index *ix, int ms)
+void
+index_set_wait(struct index *ix, int ms)
 {
 	ix->nowait = false;
 	ix->wait_until_us = index_mono_us() + (uint64_t)ms * 1000;
 	sqlite3_busy_handler(ix->db, index_on_busy_until, ix);
 }
 
-void index_wait_get(const struct index *ix, struct index_wait *out) { *out = ix->wait; }
+void
+index_wait_get(const struct index *ix, struct index_wait *out)
+{
+	*out = ix->wait;
+}
 
 /* Starts timing one ingest write, for index_wait_us_max. */
-static uint64_t index_wait_start(struct index *ix)
+static uint64_t
+index_wait_start(struct index *ix)
 {
 	ix->hit_busy = false;
 	return index_mono_us();
 }
 
 /* Ends it: the whole call counts as waiting when it met a lock. */
-static void index_wait_end(struct index *ix, uint64_t t0)
+static void
+index_wait_end(struct index *ix, uint64_t t0)
 {
 	if (!ix->hit_busy)
 		return;
@@ -234,18 +252,21 @@ static void index_wait_end(struct index *ix, uint64_t t0)
 	ix->hit_busy = false;
 }
 
-static void index_warn(struct index *ix, const char *what)
+static void
+index_warn(struct index *ix, const char *what)
 {
 	/* A locked database in no-wait mode is expected (counted in index_wait): the write
 	 * is simply tried again. */
-	if (ix->nowait && (sqlite3_errcode(ix->db) == SQLITE_BUSY || sqlite3_errcode(ix->db) == SQLITE_LOCKED))
+	if (ix->nowait &&
+		(sqlite3_errcode(ix->db) == SQLITE_BUSY || sqlite3_errcode(ix->db) == SQLITE_LOCKED))
 		return;
 	if (log_limit_ok(&ix->warn_lim, 5, 10))
 		log_warnx("index: %s: %s", what, sqlite3_errmsg(ix->db));
 }
 
 /* Steps a statement that returns no row (or whose rows are ignored) and resets it. */
-static int index_exec(struct index *ix, int which, const char *what)
+static int
+index_exec(struct index *ix, int which, const char *what)
 {
 	sqlite3_stmt *st = ix->st[which];
 	int rc;
@@ -260,15 +281,25 @@ static int index_exec(struct index *ix, int which, const char *what)
 	return 0;
 }
 
-static int index_begin(struct index *ix) { return index_exec(ix, ST_BEGIN, "BEGIN"); }
-static int index_commit(struct index *ix) { return index_exec(ix, ST_COMMIT, "COMMIT"); }
-static void index_rollback(struct index *ix)
+static int
+index_begin(struct index *ix)
+{
+	return index_exec(ix, ST_BEGIN, "BEGIN");
+}
+static int
+index_commit(struct index *ix)
+{
+	return index_exec(ix, ST_COMMIT, "COMMIT");
+}
+static void
+index_rollback(struct index *ix)
 {
 	if (!sqlite3_get_autocommit(ix->db))
 		index_exec(ix, ST_ROLLBACK, "ROLLBACK");
 }
 
-static void index_finalize(struct index *ix)
+static void
+index_finalize(struct index *ix)
 {
 	for (int i = 0; i < ST_COUNT; i++) {
 		sqlite3_finalize(ix->st[i]);
@@ -281,14 +312,15 @@ static void index_finalize(struct index *ix)
 /* Reads the schema version: 0 for a database without meta or without its 'schema' key.
  * Returns SQLITE_OK, SQLITE_MISMATCH for a value that is not a version (err set), or the
  * SQLite code that failed. */
-static int index_schema_version(sqlite3 *db, const char *path, long *v, char *err, size_t errlen)
+static int
+index_schema_version(sqlite3 *db, const char *path, long *v, char *err, size_t errlen)
 {
 	sqlite3_stmt *st = NULL;
 	int rc;
 
 	*v = 0;
-	rc = sqlite3_prepare_v2(db, "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'meta'", -1,
-				&st, NULL);
+	rc = sqlite3_prepare_v2(db,
+		"SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'meta'", -1, &st, NULL);
 	if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW)
 		rc = sqlite3_column_int(st, 0) ? SQLITE_DONE : SQLITE_OK;
 	sqlite3_finalize(st);
@@ -301,8 +333,10 @@ static int index_schema_version(sqlite3 *db, const char *path, long *v, char *er
 
 			/* A version is a number from 1 on; anything else is no version we know. */
 			if (n == 0 || n > 9 || strspn(t, "0123456789") != n || t[0] == '0') {
-				snprintf(err, errlen, "%s: schema version '%.32s' is not one this pcapline knows (it supports %d)",
-					 path, t ? t : "", INDEX_SCHEMA_VERSION);
+				snprintf(err, errlen,
+					"%s: schema version '%.32s' is not one this pcapline knows (it "
+					"supports %d)",
+					path, t ? t : "", INDEX_SCHEMA_VERSION);
 				rc = SQLITE_MISMATCH;
 			} else {
 				*v = strtol(t, NULL, 10);
@@ -318,17 +352,19 @@ static int index_schema_version(sqlite3 *db, const char *path, long *v, char *er
 	return rc;
 }
 
-static int index_schema_newer(const char *path, long v, char *err, size_t errlen)
+static int
+index_schema_newer(const char *path, long v, char *err, size_t errlen)
 {
 	snprintf(err, errlen,
-		 "%s: schema version %ld is newer than this pcapline supports (%d): refused, nothing changed; "
-		 "use the pcapline that wrote it, or a newer one",
-		 path, v, INDEX_SCHEMA_VERSION);
+		"%s: schema version %ld is newer than this pcapline supports (%d): refused, nothing changed; "
+		"use the pcapline that wrote it, or a newer one",
+		path, v, INDEX_SCHEMA_VERSION);
 	return SQLITE_MISMATCH;
 }
 
 /* index_schema_apply() with SQLite codes: SQLITE_MISMATCH for a version refused. */
-static int index_schema_update(sqlite3 *db, const char *path, char *err, size_t errlen)
+static int
+index_schema_update(sqlite3 *db, const char *path, char *err, size_t errlen)
 {
 	bool own = sqlite3_get_autocommit(db) != 0;
 	char *msg = NULL, setv[160];
@@ -348,41 +384,46 @@ static int index_schema_update(sqlite3 *db, const char *path, char *err, size_t 
 		return rc;
 	}
 	if (rc == SQLITE_OK && v > INDEX_SCHEMA_VERSION) {
-		sqlite3_exec(db, own ? "ROLLBACK" : "ROLLBACK TO index_schema; RELEASE index_schema", NULL, NULL, NULL);
+		sqlite3_exec(db, own ? "ROLLBACK" : "ROLLBACK TO index_schema; RELEASE index_schema", NULL,
+			NULL, NULL);
 		return index_schema_newer(path, v, err, errlen);
 	}
 	was = v;
 	for (long k = v + 1; rc == SQLITE_OK && k <= INDEX_SCHEMA_VERSION; k++)
 		rc = sqlite3_exec(db, index_migrations[k], NULL, NULL, &msg);
 	snprintf(setv, sizeof(setv),
-		 "INSERT INTO meta(key, value) VALUES('schema', '%d') ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-		 INDEX_SCHEMA_VERSION);
+		"INSERT INTO meta(key, value) VALUES('schema', '%d') ON CONFLICT(key) DO UPDATE SET value = "
+		"excluded.value",
+		INDEX_SCHEMA_VERSION);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_exec(db, setv, NULL, NULL, &msg);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_exec(db, own ? "COMMIT" : "RELEASE index_schema", NULL, NULL, &msg);
 	if (rc != SQLITE_OK) {
 		snprintf(err, errlen, "%s: schema version %ld -> %d: %s", path, was, INDEX_SCHEMA_VERSION,
-			 msg ? msg : sqlite3_errmsg(db));
+			msg ? msg : sqlite3_errmsg(db));
 		sqlite3_free(msg);
 		if (!sqlite3_get_autocommit(db))
-			sqlite3_exec(db, own ? "ROLLBACK" : "ROLLBACK TO index_schema; RELEASE index_schema", NULL, NULL,
-				     NULL);
+			sqlite3_exec(db, own ? "ROLLBACK" : "ROLLBACK TO index_schema; RELEASE index_schema",
+				NULL, NULL, NULL);
 		return rc;
 	}
 	if (was > 0)
-		log_info("index: %s: schema migrated in place from version %ld to %d", path, was, INDEX_SCHEMA_VERSION);
+		log_info("index: %s: schema migrated in place from version %ld to %d", path, was,
+			INDEX_SCHEMA_VERSION);
 	return SQLITE_OK;
 }
 
-int index_schema_apply(sqlite3 *db, const char *path, char *err, size_t errlen)
+int
+index_schema_apply(sqlite3 *db, const char *path, char *err, size_t errlen)
 {
 	int rc = index_schema_update(db, path, err, errlen);
 
 	return rc == SQLITE_OK ? 0 : rc == SQLITE_MISMATCH ? -EPROTONOSUPPORT : -EIO;
 }
 
-int index_schema_check(sqlite3 *db, const char *path, char *err, size_t errlen)
+int
+index_schema_check(sqlite3 *db, const char *path, char *err, size_t errlen)
 {
 	long v = 0;
 	int rc = index_schema_version(db, path, &v, err, errlen);
@@ -394,7 +435,8 @@ int index_schema_check(sqlite3 *db, const char *path, char *err, size_t errlen)
 
 /* Opens the database and prepares everything. Returns SQLITE_OK or the failing
  * SQLite code, with err set. */
-static int index_try_open(struct index *ix, const char *path, char *err, size_t errlen)
+static int
+index_try_open(struct index *ix, const char *path, char *err, size_t errlen)
 {
 	char *msg = NULL;
 	int rc = sqlite3_open_v2(path, &ix->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
@@ -404,7 +446,8 @@ static int index_try_open(struct index *ix, const char *path, char *err, size_t 
 	/* WAL lets the CLI read while we write; NORMAL syncs at checkpoints only, which
 	 * cannot corrupt the database, and a commit lost to a power cut is what the
 	 * start-up reconcile repairs anyway. */
-	rc = sqlite3_exec(ix->db, "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;", NULL, NULL, &msg);
+	rc = sqlite3_exec(
+		ix->db, "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;", NULL, NULL, &msg);
 	if (rc != SQLITE_OK)
 		goto fail;
 	/* A damaged file fails here with SQLITE_NOTADB or SQLITE_CORRUPT: index_open() sets
@@ -414,19 +457,24 @@ static int index_try_open(struct index *ix, const char *path, char *err, size_t 
 		return rc;
 	}
 	for (int i = 0; i < ST_COUNT; i++) {
-		rc = sqlite3_prepare_v3(ix->db, index_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &ix->st[i], NULL);
+		rc = sqlite3_prepare_v3(
+			ix->db, index_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &ix->st[i], NULL);
 		if (rc != SQLITE_OK)
 			goto fail;
 	}
 	return SQLITE_OK;
 fail:
-	snprintf(err, errlen, "%s: %s", path, msg ? msg : ix->db ? sqlite3_errmsg(ix->db) : sqlite3_errstr(rc));
+	snprintf(err, errlen, "%s: %s", path,
+		msg              ? msg
+			: ix->db ? sqlite3_errmsg(ix->db)
+				 : sqlite3_errstr(rc));
 	sqlite3_free(msg);
 	index_finalize(ix);
 	return rc;
 }
 
-struct index *index_open(const char *dir, char *err, size_t errlen)
+struct index *
+index_open(const char *dir, char *err, size_t errlen)
 {
 	struct index *ix = calloc(1, sizeof(*ix));
 	char path[INDEX_MAX_PATH + 16];
@@ -446,14 +494,15 @@ struct index *index_open(const char *dir, char *err, size_t errlen)
 		/* The index is derived from the files: set the damaged one aside, start over. */
 		char aside[INDEX_MAX_PATH + 64], side[INDEX_MAX_PATH + 80];
 		snprintf(aside, sizeof(aside), "%s.corrupt-%lld", path, (long long)time(NULL));
-		log_warnx("index: %s; moved to %s and rebuilt from the segment files (retention totals restart at 0)",
-			  err, aside);
+		log_warnx("index: %s; moved to %s and rebuilt from the segment files (retention totals "
+			  "restart at 0)",
+			err, aside);
 		if (rename(path, aside) != 0) {
 			snprintf(err, errlen, "index: cannot move %s aside: %s", path, strerror(errno));
 			free(ix);
 			return NULL;
 		}
-		static const char *const sfx[] = {"-wal", "-shm"};
+		static const char *const sfx[] = { "-wal", "-shm" };
 		for (int i = 0; i < 2; i++) {
 			char from[INDEX_MAX_PATH + 24];
 			snprintf(from, sizeof(from), "%s%s", path, sfx[i]);
@@ -470,7 +519,8 @@ struct index *index_open(const char *dir, char *err, size_t errlen)
 	return ix;
 }
 
-void index_close(struct index *ix)
+void
+index_close(struct index *ix)
 {
 	if (!ix)
 		return;
@@ -481,7 +531,8 @@ void index_close(struct index *ix)
 	free(ix);
 }
 
-static int index_insert_now(struct index *ix, const struct index_seg *g)
+static int
+index_insert_now(struct index *ix, const struct index_seg *g)
 {
 	sqlite3_stmt *st = ix->st[ST_INSERT];
 	sqlite3_bind_text(st, 1, g->sensor, -1, SQLITE_STATIC);
@@ -497,7 +548,8 @@ static int index_insert_now(struct index *ix, const struct index_seg *g)
 	return index_exec(ix, ST_INSERT, g->path);
 }
 
-int index_insert(struct index *ix, const struct index_seg *seg)
+int
+index_insert(struct index *ix, const struct index_seg *seg)
 {
 	if (!index_seg_path_ok(seg->path)) {
 		log_warnx("index: '%s' is not a segment path: not indexed", seg->path);
@@ -518,7 +570,8 @@ int index_insert(struct index *ix, const struct index_seg *seg)
 	return -1;
 }
 
-size_t index_retry(struct index *ix, void (*fn)(void *arg, const struct index_seg *seg), void *arg)
+size_t
+index_retry(struct index *ix, void (*fn)(void *arg, const struct index_seg *seg), void *arg)
 {
 	size_t k = 0;
 	for (size_t i = 0; i < ix->n_pending; i++) {
@@ -533,20 +586,27 @@ size_t index_retry(struct index *ix, void (*fn)(void *arg, const struct index_se
 		}
 	}
 	if (k < ix->n_pending)
-		log_info("index: %zu delayed segment row(s) written, %zu still waiting", ix->n_pending - k, k);
+		log_info(
+			"index: %zu delayed segment row(s) written, %zu still waiting", ix->n_pending - k, k);
 	ix->n_pending = k;
 	return k;
 }
 
-size_t index_pending(const struct index *ix) { return ix->n_pending; }
+size_t
+index_pending(const struct index *ix)
+{
+	return ix->n_pending;
+}
 
 /* A path component: not empty, not hidden (".", "..", ".open-*"), no '/'. */
-static bool index_component_ok(const char *s, size_t n)
+static bool
+index_component_ok(const char *s, size_t n)
 {
 	return n > 0 && s[0] != '.' && memchr(s, '/', n) == NULL;
 }
 
-bool index_seg_path_ok(const char *p)
+bool
+index_seg_path_ok(const char *p)
 {
 	static const char pre[] = "sensors/", mid[] = "/segments/";
 	size_t n = strlen(p);
@@ -554,14 +614,16 @@ bool index_seg_path_ok(const char *p)
 		return false;
 	const char *id = p + sizeof(pre) - 1;
 	const char *slash = strchr(id, '/');
-	if (!slash || !index_component_ok(id, (size_t)(slash - id)) || strncmp(slash, mid, sizeof(mid) - 1) != 0)
+	if (!slash || !index_component_ok(id, (size_t)(slash - id)) ||
+		strncmp(slash, mid, sizeof(mid) - 1) != 0)
 		return false;
 	const char *name = slash + sizeof(mid) - 1;
 	size_t nl = strlen(name);
 	return nl > 5 && index_component_ok(name, nl) && strcmp(name + nl - 5, ".pcap") == 0;
 }
 
-int index_scan(const char *dir, const char *relpath, struct index_seg *g)
+int
+index_scan(const char *dir, const char *relpath, struct index_seg *g)
 {
 	char full[2 * INDEX_MAX_PATH + 2];
 	struct stat st;
@@ -624,7 +686,8 @@ int index_scan(const char *dir, const char *relpath, struct index_seg *g)
 }
 
 /* Adds a row for every segment file that has none. */
-static int index_reconcile_files(struct index *ix, struct index_reconcile_report *rep)
+static int
+index_reconcile_files(struct index *ix, struct index_reconcile_report *rep)
 {
 	char sd[INDEX_MAX_PATH + 16];
 	snprintf(sd, sizeof(sd), "%s/sensors", ix->dir);
@@ -682,7 +745,8 @@ static int index_reconcile_files(struct index *ix, struct index_reconcile_report
 }
 
 /* Deletes every row whose file is gone (or whose path could never be a segment). */
-static int index_reconcile_rows(struct index *ix, struct index_reconcile_report *rep)
+static int
+index_reconcile_rows(struct index *ix, struct index_reconcile_report *rep)
 {
 	int64_t *ids = NULL;
 	size_t n = 0, cap = 0;
@@ -726,24 +790,28 @@ static int index_reconcile_rows(struct index *ix, struct index_reconcile_report 
 	return ret;
 }
 
-int index_reconcile(struct index *ix, struct index_reconcile_report *rep)
+int
+index_reconcile(struct index *ix, struct index_reconcile_report *rep)
 {
 	memset(rep, 0, sizeof(*rep));
 	if (index_begin(ix) != 0)
 		return -1;
-	if (index_reconcile_files(ix, rep) != 0 || index_reconcile_rows(ix, rep) != 0 || index_commit(ix) != 0) {
+	if (index_reconcile_files(ix, rep) != 0 || index_reconcile_rows(ix, rep) != 0 ||
+		index_commit(ix) != 0) {
 		index_rollback(ix);
 		log_warnx("index: reconcile failed; the index may miss segments until the next start");
 		return -1;
 	}
 	if (rep->added || rep->removed || rep->skipped)
-		log_info("index: reconciled with the files: %u segment(s) added, %u row(s) of missing files removed, "
+		log_info("index: reconciled with the files: %u segment(s) added, %u row(s) of missing files "
+			 "removed, "
 			 "%u unreadable file(s) left out",
-			 rep->added, rep->removed, rep->skipped);
+			rep->added, rep->removed, rep->skipped);
 	return 0;
 }
 
-static void index_row(sqlite3_stmt *st, struct index_seg *g)
+static void
+index_row(sqlite3_stmt *st, struct index_seg *g)
 {
 	const char *s;
 	memset(g, 0, sizeof(*g));
@@ -763,7 +831,8 @@ static void index_row(sqlite3_stmt *st, struct index_seg *g)
 	g->closed_ns = sqlite3_column_int64(st, 10);
 }
 
-int index_oldest(struct index *ix, const char *sensor, struct index_seg *out, int n)
+int
+index_oldest(struct index *ix, const char *sensor, struct index_seg *out, int n)
 {
 	sqlite3_stmt *st = ix->st[sensor ? ST_OLDEST_SENSOR : ST_OLDEST_ALL];
 	if (sensor) {
@@ -784,7 +853,8 @@ int index_oldest(struct index *ix, const char *sensor, struct index_seg *out, in
 	return k;
 }
 
-int index_totals(struct index *ix, void (*fn)(void *arg, const struct index_totals *t), void *arg)
+int
+index_totals(struct index *ix, void (*fn)(void *arg, const struct index_totals *t), void *arg)
 {
 	sqlite3_stmt *st = ix->st[ST_TOTALS_ALL];
 	int rc;
@@ -805,7 +875,8 @@ int index_totals(struct index *ix, void (*fn)(void *arg, const struct index_tota
 	return 0;
 }
 
-int index_sensor_totals(struct index *ix, const char *sensor, struct index_totals *t)
+int
+index_sensor_totals(struct index *ix, const char *sensor, struct index_totals *t)
 {
 	sqlite3_stmt *st = ix->st[ST_TOTALS_SENSOR];
 	memset(t, 0, sizeof(*t));
@@ -828,23 +899,28 @@ int index_sensor_totals(struct index *ix, const char *sensor, struct index_total
 	return 0;
 }
 
-const char *index_dir(const struct index *ix) { return ix->dir; }
+const char *
+index_dir(const struct index *ix)
+{
+	return ix->dir;
+}
 
-int index_sensor_min_ns(struct index *ix, const char *sensor, int64_t *min_ns)
+int
+index_sensor_min_ns(struct index *ix, const char *sensor, int64_t *min_ns)
 {
 	sqlite3_stmt *st = NULL;
 	int rc;
 
 	/* Rare (after retention deleted something): prepared on the spot. */
 	if (sqlite3_prepare_v2(ix->db, "SELECT MIN(min_ns) FROM segments WHERE sensor = ?", -1, &st, NULL) !=
-	    SQLITE_OK) {
+		SQLITE_OK) {
 		index_warn(ix, "oldest packet");
 		return -1;
 	}
 	sqlite3_bind_text(st, 1, sensor, -1, SQLITE_STATIC);
 	rc = sqlite3_step(st);
 	*min_ns = rc == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL ? sqlite3_column_int64(st, 0)
-									      : INT64_MAX;
+										: INT64_MAX;
 	sqlite3_finalize(st);
 	if (rc != SQLITE_ROW) {
 		index_warn(ix, "oldest packet");
@@ -855,7 +931,8 @@ int index_sensor_min_ns(struct index *ix, const char *sensor, int64_t *min_ns)
 
 static int index_retire_now(struct index *ix, const struct index_seg *g);
 
-int index_retire(struct index *ix, const struct index_seg *g)
+int
+index_retire(struct index *ix, const struct index_seg *g)
 {
 	uint64_t t0 = index_wait_start(ix);
 	int rc = index_retire_now(ix, g);
@@ -863,7 +940,8 @@ int index_retire(struct index *ix, const struct index_seg *g)
 	return rc;
 }
 
-static int index_retire_now(struct index *ix, const struct index_seg *g)
+static int
+index_retire_now(struct index *ix, const struct index_seg *g)
 {
 	bool ok = index_seg_path_ok(g->path);
 	if (index_begin(ix) != 0)
@@ -896,8 +974,9 @@ fail:
 	return -EIO;
 }
 
-int index_retention_get(struct index *ix, const char *sensor, uint64_t *segments, uint64_t *packets,
-			uint64_t *bytes)
+int
+index_retention_get(
+	struct index *ix, const char *sensor, uint64_t *segments, uint64_t *packets, uint64_t *bytes)
 {
 	sqlite3_stmt *st = ix->st[ST_RETENTION_GET];
 	*segments = *packets = *bytes = 0;

@@ -50,10 +50,10 @@
 #include <stdint.h>
 
 /* The schema version this code writes and reads (meta key 'schema'); see index_schema_apply(). */
-#define INDEX_SCHEMA_VERSION 2
-#define INDEX_MAX_SENSOR 128 /* PROTO_MAX_ID */
-#define INDEX_MAX_PATH 512
-#define INDEX_MAX_IFACE 256
+#define INDEX_SCHEMA_VERSION   2
+#define INDEX_MAX_SENSOR       128 /* PROTO_MAX_ID */
+#define INDEX_MAX_PATH         512
+#define INDEX_MAX_IFACE        256
 #define INDEX_SHUTDOWN_WAIT_MS 5000 /* longest wait for a lock at shutdown, in all */
 
 struct sqlite3;
@@ -125,8 +125,8 @@ void index_set_nowait(struct index *ix);
  * receiver has stopped, unless another writer holds it longer than that). */
 void index_set_wait(struct index *ix, int ms);
 struct index_wait {
-	uint64_t max_us;   /* longest time one ingest write spent on a locked database */
-	uint64_t busy;     /* writes that found it locked (deferred, never lost) */
+	uint64_t max_us; /* longest time one ingest write spent on a locked database */
+	uint64_t busy;   /* writes that found it locked (deferred, never lost) */
 };
 void index_wait_get(const struct index *ix, struct index_wait *out);
 
@@ -189,7 +189,7 @@ int index_oldest(struct index *ix, const char *sensor, struct index_seg *out, in
 int index_retire(struct index *ix, const struct index_seg *seg);
 
 /* Totals of the retention table for one sensor (zeros when none). Returns 0 or -1. */
-int index_retention_get(struct index *ix, const char *sensor, uint64_t *segments, uint64_t *packets,
-			uint64_t *bytes);
+int index_retention_get(
+	struct index *ix, const char *sensor, uint64_t *segments, uint64_t *packets, uint64_t *bytes);
 
 #endif

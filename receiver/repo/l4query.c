@@ -17,7 +17,8 @@
 #include "receiver/repo/posfile.h"
 #include "shared/pcapfile.h"
 
-static sqlite3 *open_ro(const char *dir, char *err, size_t errlen)
+static sqlite3 *
+open_ro(const char *dir, char *err, size_t errlen)
 {
 	char path[4096];
 	sqlite3 *db = NULL;
@@ -38,8 +39,9 @@ static sqlite3 *open_ro(const char *dir, char *err, size_t errlen)
 
 /* Calls fn with every row of st as an object keyed by column name (borrowed). Returns
  * 0, fn's non-zero code, or -1 with err set. */
-static int rows_each(sqlite3 *db, sqlite3_stmt *st, bool rates, int (*fn)(void *arg, json_t *row), void *arg,
-		     char *err, size_t errlen)
+static int
+rows_each(sqlite3 *db, sqlite3_stmt *st, bool rates, int (*fn)(void *arg, json_t *row), void *arg, char *err,
+	size_t errlen)
 {
 	int rc, ret = 0;
 
@@ -57,7 +59,8 @@ static int rows_each(sqlite3 *db, sqlite3_stmt *st, bool rates, int (*fn)(void *
 				json_object_set_new(o, name, json_real(sqlite3_column_double(st, i)));
 				break;
 			case SQLITE_TEXT:
-				json_object_set_new(o, name, json_string((const char *)sqlite3_column_text(st, i)));
+				json_object_set_new(
+					o, name, json_string((const char *)sqlite3_column_text(st, i)));
 				break;
 			default:
 				json_object_set_new(o, name, json_null());
@@ -65,7 +68,8 @@ static int rows_each(sqlite3 *db, sqlite3_stmt *st, bool rates, int (*fn)(void *
 		}
 		if (rates) {
 			double secs = (double)(json_integer_value(json_object_get(o, "last_ns")) -
-					       json_integer_value(json_object_get(o, "first_ns"))) / 1e9;
+					      json_integer_value(json_object_get(o, "first_ns"))) /
+				1e9;
 			double pk = (double)json_integer_value(json_object_get(o, "packets"));
 			double by = (double)json_integer_value(json_object_get(o, "bytes"));
 
@@ -94,8 +98,9 @@ static const char flows_sql[] =
 	"AND (?3 = 0 OR first_ns < ?3) AND (?4 = 0 OR flow_id = ?4) AND ?5 = ?5 "
 	"ORDER BY first_ns DESC, flow_id LIMIT ?6";
 
-int l4q_each(const char *dir, bool flows, const struct l4q *q, int (*fn)(void *arg, json_t *row), void *arg,
-	     char *err, size_t errlen)
+int
+l4q_each(const char *dir, bool flows, const struct l4q *q, int (*fn)(void *arg, json_t *row), void *arg,
+	char *err, size_t errlen)
 {
 	sqlite3 *db = open_ro(dir, err, errlen);
 	sqlite3_stmt *st = NULL;
@@ -106,7 +111,7 @@ int l4q_each(const char *dir, bool flows, const struct l4q *q, int (*fn)(void *a
 	if (sqlite3_prepare_v2(db, flows ? flows_sql : conns_sql, -1, &st, NULL) != SQLITE_OK) {
 		/* No L4 tables: a repository no receiver with l4 enabled has dissected. */
 		snprintf(err, errlen, "index: %s (has the repository been dissected? see pcapline reindex)",
-			 sqlite3_errmsg(db));
+			sqlite3_errmsg(db));
 		goto out;
 	}
 	if (q->sensor != NULL)
@@ -123,12 +128,14 @@ out:
 	return rc;
 }
 
-static int append(void *arg, json_t *row)
+static int
+append(void *arg, json_t *row)
 {
 	return json_array_append(arg, row) == 0 ? 0 : -1;
 }
 
-static json_t *collect(const char *dir, bool flows, const struct l4q *q, char *err, size_t errlen)
+static json_t *
+collect(const char *dir, bool flows, const struct l4q *q, char *err, size_t errlen)
 {
 	json_t *arr = json_array();
 
@@ -139,17 +146,20 @@ static json_t *collect(const char *dir, bool flows, const struct l4q *q, char *e
 	return arr;
 }
 
-json_t *l4q_conns(const char *dir, const struct l4q *q, char *err, size_t errlen)
+json_t *
+l4q_conns(const char *dir, const struct l4q *q, char *err, size_t errlen)
 {
 	return collect(dir, false, q, err, errlen);
 }
 
-json_t *l4q_flows(const char *dir, const struct l4q *q, char *err, size_t errlen)
+json_t *
+l4q_flows(const char *dir, const struct l4q *q, char *err, size_t errlen)
 {
 	return collect(dir, true, q, err, errlen);
 }
 
-json_t *l4q_stats(const char *dir, char *err, size_t errlen)
+json_t *
+l4q_stats(const char *dir, char *err, size_t errlen)
 {
 	sqlite3 *db = open_ro(dir, err, errlen);
 	sqlite3_stmt *st = NULL;
@@ -162,22 +172,24 @@ json_t *l4q_stats(const char *dir, char *err, size_t errlen)
 	 * a failure stays visible until it is mended (a repository no receiver of this
 	 * version has opened yet has no l4_failed: none is known). */
 	if (sqlite3_prepare_v2(db,
-			       "SELECT key, value FROM l4_stats WHERE key <> 'failed_segments' UNION ALL SELECT "
-			       "'pending_segments', count(*) FROM segments s WHERE NOT EXISTS (SELECT 1 FROM l4_done d "
-			       "WHERE d.seg_id = s.id) UNION ALL SELECT 'failed_segments', count(*) FROM l4_failed",
-			       -1, &st, NULL) != SQLITE_OK &&
-	    sqlite3_prepare_v2(db,
-			       "SELECT key, value FROM l4_stats WHERE key <> 'failed_segments' UNION ALL SELECT "
-			       "'pending_segments', count(*) FROM segments s WHERE NOT EXISTS (SELECT 1 FROM l4_done d "
-			       "WHERE d.seg_id = s.id) UNION ALL SELECT 'failed_segments', 0",
-			       -1, &st, NULL) != SQLITE_OK) {
+		    "SELECT key, value FROM l4_stats WHERE key <> 'failed_segments' UNION ALL SELECT "
+		    "'pending_segments', count(*) FROM segments s WHERE NOT EXISTS (SELECT 1 FROM l4_done d "
+		    "WHERE d.seg_id = s.id) UNION ALL SELECT 'failed_segments', count(*) FROM l4_failed",
+		    -1, &st, NULL) != SQLITE_OK &&
+		sqlite3_prepare_v2(db,
+			"SELECT key, value FROM l4_stats WHERE key <> 'failed_segments' UNION ALL SELECT "
+			"'pending_segments', count(*) FROM segments s WHERE NOT EXISTS (SELECT 1 FROM "
+			"l4_done d "
+			"WHERE d.seg_id = s.id) UNION ALL SELECT 'failed_segments', 0",
+			-1, &st, NULL) != SQLITE_OK) {
 		snprintf(err, errlen, "index: %s (has the repository been dissected? see pcapline reindex)",
-			 sqlite3_errmsg(db));
+			sqlite3_errmsg(db));
 		goto out;
 	}
 	o = json_object();
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW)
-		json_object_set_new(o, (const char *)sqlite3_column_text(st, 0), json_integer(sqlite3_column_int64(st, 1)));
+		json_object_set_new(o, (const char *)sqlite3_column_text(st, 0),
+			json_integer(sqlite3_column_int64(st, 1)));
 	if (rc != SQLITE_DONE) {
 		snprintf(err, errlen, "index: %s", sqlite3_errmsg(db));
 		json_decref(o);
@@ -194,15 +206,17 @@ struct xseg {
 	uint32_t linktype, snaplen;
 };
 
-static int cmp_u64(const void *a, const void *b)
+static int
+cmp_u64(const void *a, const void *b)
 {
 	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
 
 	return x < y ? -1 : x > y;
 }
 
-int l4q_pcap(const char *dir, bool flow, uint64_t id, pcapw_sink sink, void *arg, uint64_t *packets, char *err,
-	     size_t errlen)
+int
+l4q_pcap(const char *dir, bool flow, uint64_t id, pcapw_sink sink, void *arg, uint64_t *packets, char *err,
+	size_t errlen)
 {
 	sqlite3 *db = open_ro(dir, err, errlen);
 	sqlite3_stmt *st = NULL;
@@ -218,9 +232,10 @@ int l4q_pcap(const char *dir, bool flow, uint64_t id, pcapw_sink sink, void *arg
 	if (db == NULL)
 		return -EIO;
 	/* The connections. */
-	if (sqlite3_prepare_v2(db, flow ? "SELECT conn_id FROM conns WHERE flow_id = ?1 ORDER BY conn_id"
-					: "SELECT conn_id FROM conns WHERE conn_id = ?1",
-			       -1, &st, NULL) != SQLITE_OK)
+	if (sqlite3_prepare_v2(db,
+		    flow ? "SELECT conn_id FROM conns WHERE flow_id = ?1 ORDER BY conn_id"
+			 : "SELECT conn_id FROM conns WHERE conn_id = ?1",
+		    -1, &st, NULL) != SQLITE_OK)
 		goto dberr;
 	sqlite3_bind_int64(st, 1, (sqlite3_int64)id);
 	while (sqlite3_step(st) == SQLITE_ROW) {
@@ -238,19 +253,21 @@ int l4q_pcap(const char *dir, bool flow, uint64_t id, pcapw_sink sink, void *arg
 	sqlite3_finalize(st);
 	st = NULL;
 	if (nids == 0) {
-		snprintf(err, errlen, "no %s %llu in the index", flow ? "flow" : "connection", (unsigned long long)id);
+		snprintf(err, errlen, "no %s %llu in the index", flow ? "flow" : "connection",
+			(unsigned long long)id);
 		rc = -ENOENT;
 		goto out;
 	}
 	qsort(ids, nids, sizeof(*ids), cmp_u64);
 	/* Their segments, in time order (one sensor interface: they follow each other). */
 	if (sqlite3_prepare_v2(db,
-			       flow ? "SELECT DISTINCT s.path, s.linktype, s.snaplen, s.min_ns, s.id FROM conns c JOIN "
-				      "conn_segs cs ON cs.conn_id = c.conn_id JOIN segments s ON s.id = cs.seg_id "
-				      "WHERE c.flow_id = ?1 ORDER BY s.min_ns, s.id"
-				    : "SELECT s.path, s.linktype, s.snaplen, s.min_ns, s.id FROM conn_segs cs JOIN segments s "
-				      "ON s.id = cs.seg_id WHERE cs.conn_id = ?1 ORDER BY s.min_ns, s.id",
-			       -1, &st, NULL) != SQLITE_OK)
+		    flow ? "SELECT DISTINCT s.path, s.linktype, s.snaplen, s.min_ns, s.id FROM conns c JOIN "
+			   "conn_segs cs ON cs.conn_id = c.conn_id JOIN segments s ON s.id = cs.seg_id "
+			   "WHERE c.flow_id = ?1 ORDER BY s.min_ns, s.id"
+			 : "SELECT s.path, s.linktype, s.snaplen, s.min_ns, s.id FROM conn_segs cs JOIN "
+			   "segments s "
+			   "ON s.id = cs.seg_id WHERE cs.conn_id = ?1 ORDER BY s.min_ns, s.id",
+		    -1, &st, NULL) != SQLITE_OK)
 		goto dberr;
 	sqlite3_bind_int64(st, 1, (sqlite3_int64)id);
 	cap = 0;
@@ -264,7 +281,8 @@ int l4q_pcap(const char *dir, bool flow, uint64_t id, pcapw_sink sink, void *arg
 			segs = v;
 			cap = nc;
 		}
-		snprintf(segs[nsegs].path, sizeof(segs->path), "%s", (const char *)sqlite3_column_text(st, 0));
+		snprintf(
+			segs[nsegs].path, sizeof(segs->path), "%s", (const char *)sqlite3_column_text(st, 0));
 		segs[nsegs].linktype = (uint32_t)sqlite3_column_int64(st, 1);
 		segs[nsegs].snaplen = (uint32_t)sqlite3_column_int64(st, 2);
 		if (segs[nsegs].snaplen > snaplen)
@@ -299,7 +317,8 @@ int l4q_pcap(const char *dir, bool flow, uint64_t id, pcapw_sink sink, void *arg
 		}
 		snprintf(full, sizeof(full), "%s/%s", dir, segs[i].path);
 		if ((r = pcapr_open(full, &e)) == NULL) {
-			snprintf(err, errlen, "%s: %s (deleted by retention meanwhile?)", segs[i].path, pcapf_strerror(e));
+			snprintf(err, errlen, "%s: %s (deleted by retention meanwhile?)", segs[i].path,
+				pcapf_strerror(e));
 			posfile_close(&pf);
 			rc = -EIO;
 			goto out;
@@ -314,15 +333,17 @@ int l4q_pcap(const char *dir, bool flow, uint64_t id, pcapw_sink sink, void *arg
 			uint64_t cid;
 
 			if (n >= pf.records || pf.header_count != pf.records) {
-				snprintf(err, errlen, "%s: the position file does not match the segment (re-index)",
-					 segs[i].path);
+				snprintf(err, errlen,
+					"%s: the position file does not match the segment (re-index)",
+					segs[i].path);
 				rc = -EIO;
 				break;
 			}
 			cid = posfile_get(&pf, n++);
 			if (cid == 0 || bsearch(&cid, ids, nids, sizeof(*ids), cmp_u64) == NULL)
 				continue;
-			rc = pcapw_write_if(out, ng ? (uint32_t)i : 0, rec.ts_ns, rec.data, rec.caplen, rec.origlen);
+			rc = pcapw_write_if(
+				out, ng ? (uint32_t)i : 0, rec.ts_ns, rec.data, rec.caplen, rec.origlen);
 			(*packets)++;
 		}
 		pcapr_close(r);
@@ -334,7 +355,7 @@ int l4q_pcap(const char *dir, bool flow, uint64_t id, pcapw_sink sink, void *arg
 	goto out;
 dberr:
 	snprintf(err, errlen, "index: %s (has the repository been dissected? see pcapline reindex)",
-		 sqlite3_errmsg(db));
+		sqlite3_errmsg(db));
 	rc = -EIO;
 	goto out;
 nomem:

@@ -17,11 +17,11 @@
 #include "shared/pcapfile.h"
 
 struct l4q {
-	const char *sensor;   /* NULL: every sensor */
+	const char *sensor;      /* NULL: every sensor */
 	uint64_t from_ns, to_ns; /* connections active in [from, to); 0, 0: any time */
-	uint64_t flow_id;     /* 0: any flow */
-	uint64_t conn_id;     /* 0: any connection */
-	unsigned limit;       /* rows at most, 0: 1000 */
+	uint64_t flow_id;        /* 0: any flow */
+	uint64_t conn_id;        /* 0: any connection */
+	unsigned limit;          /* rows at most, 0: 1000 */
 };
 
 /*
@@ -34,7 +34,7 @@ json_t *l4q_flows(const char *dir, const struct l4q *q, char *err, size_t errlen
 /* The same rows one at a time (borrowed by fn, which returns 0 to go on): for lists too
  * long to hold. Returns 0, fn's non-zero code, or -1 with err set. */
 int l4q_each(const char *dir, bool flows, const struct l4q *q, int (*fn)(void *arg, json_t *row), void *arg,
-	     char *err, size_t errlen);
+	char *err, size_t errlen);
 
 /* An object with the dissection's counters (l4_stats) and pending_segments, the
  * segments not dissected yet; NULL with err set. */
@@ -47,7 +47,7 @@ json_t *l4q_stats(const char *dir, char *err, size_t errlen);
  * unknown id; another negative code with err set (a segment or position file missing
  * or damaged: re-index the window; the sink's code).
  */
-int l4q_pcap(const char *dir, bool flow, uint64_t id, pcapw_sink sink, void *arg, uint64_t *packets, char *err,
-	     size_t errlen);
+int l4q_pcap(const char *dir, bool flow, uint64_t id, pcapw_sink sink, void *arg, uint64_t *packets,
+	char *err, size_t errlen);
 
 #endif

@@ -13,24 +13,24 @@
 
 struct merge_src {
 	struct pcapr *r;
-	struct pcapf_rec cur;   /* head record, valid while the input is in the heap */
-	uint64_t last_ts;       /* previous in-window record, for merge_disorder() */
-	bool seen;              /* last_ts is set */
+	struct pcapf_rec cur; /* head record, valid while the input is in the heap */
+	uint64_t last_ts;     /* previous in-window record, for merge_disorder() */
+	bool seen;            /* last_ts is set */
 };
 
 struct merge {
 	struct merge_input *in;
 	struct merge_src *src;
 	size_t n;
-	size_t *order;          /* inputs by (min_ns, index): the order they are opened in */
-	size_t next_open;       /* position in order[] of the next input to open */
+	size_t *order;    /* inputs by (min_ns, index): the order they are opened in */
+	size_t next_open; /* position in order[] of the next input to open */
 	size_t *heap;
 	size_t heap_n;
-	bool top_pending;       /* heap[0] was handed out and must be advanced first */
+	bool top_pending; /* heap[0] was handed out and must be advanced first */
 	uint64_t from, to;
 	int err;
 	size_t failed;
-	uint64_t bytes_done;    /* of closed inputs */
+	uint64_t bytes_done; /* of closed inputs */
 	uint64_t disorder;
 	size_t open_now, max_open;
 };

@@ -22,8 +22,8 @@
 #include "shared/pcapfile.h"
 
 struct merge_input {
-	const char *path;   /* borrowed until merge_free() */
-	uint64_t min_ns;    /* no record in the file is earlier; 0 when unknown */
+	const char *path; /* borrowed until merge_free() */
+	uint64_t min_ns;  /* no record in the file is earlier; 0 when unknown */
 };
 
 struct merge_rec {

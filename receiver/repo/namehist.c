@@ -14,12 +14,12 @@
 #include "shared/log.h"
 #include "receiver/repo/names.h"
 
-#define NS_PER_SEC 1000000000ull
+#define NS_PER_SEC         1000000000ull
 #define NAMEHIST_MAX_FIELD 1024
 
 struct nh_line {
 	uint64_t t;
-	uint64_t seq;   /* position in the input, for stable ordering */
+	uint64_t seq; /* position in the input, for stable ordering */
 	char *addr;
 	char *name;
 	char *ns;
@@ -28,9 +28,9 @@ struct nh_line {
 
 struct namehist {
 	uint64_t from, to;
-	struct nh_line **initial;  /* the line in effect at `from`, one per address */
+	struct nh_line **initial; /* the line in effect at `from`, one per address */
 	size_t n_initial;
-	struct nh_line **changes;  /* from < t < to, sorted by (t, seq) */
+	struct nh_line **changes; /* from < t < to, sorted by (t, seq) */
 	size_t n_changes, cap_changes;
 	size_t lines, bad;
 };
@@ -175,10 +175,10 @@ each_one(void *arg, const struct names_line *nl, size_t lineno)
  * empty history, a torn last line is left out, memory stays bounded), adding to the
  * counts. Returns 0, fn's -ENOMEM, or -1 with err set. */
 static int
-each_line(const char *path, size_t *lines, size_t *bad, size_t *first_bad, int (*fn)(void *arg, struct nh_line *l),
-	  void *arg, char *err, size_t errlen)
+each_line(const char *path, size_t *lines, size_t *bad, size_t *first_bad,
+	int (*fn)(void *arg, struct nh_line *l), void *arg, char *err, size_t errlen)
 {
-	struct each_ctx c = {fn, arg, 0, 0};
+	struct each_ctx c = { fn, arg, 0, 0 };
 	struct names_counts n;
 	int rc = names_file_read(path, each_one, &c, &n);
 
@@ -231,7 +231,7 @@ load_one(void *arg, struct nh_line *l)
 struct namehist *
 namehist_load(const char *path, uint64_t from_ns, uint64_t to_ns, char *err, size_t errlen)
 {
-	struct load_ctx c = {0};
+	struct load_ctx c = { 0 };
 	size_t first_bad = 0;
 	int rc;
 
@@ -268,8 +268,8 @@ namehist_load(const char *path, uint64_t from_ns, uint64_t to_ns, char *err, siz
 	if (c.h->n_changes > 1)
 		qsort(c.h->changes, c.h->n_changes, sizeof(*c.h->changes), cmp_time);
 	if (c.h->bad > 0)
-		log_warnx("%s: %zu of %zu lines malformed, skipped (the first: line %zu)", path, c.h->bad, c.h->lines,
-			  first_bad);
+		log_warnx("%s: %zu of %zu lines malformed, skipped (the first: line %zu)", path, c.h->bad,
+			c.h->lines, first_bad);
 	return c.h;
 }
 
@@ -379,7 +379,7 @@ put_map(FILE *f, uint64_t key, const struct nh_state *s, bool first)
 int
 namehist_write_kubeshark(const struct namehist *h, FILE *out, size_t *keys)
 {
-	struct nh_state s = {0};
+	struct nh_state s = { 0 };
 	uint64_t key = h->from / NS_PER_SEC;
 	bool pending = false;
 	size_t n_keys = 0;
@@ -486,10 +486,11 @@ ks_entry(json_t *v, const char **name, const char **ns)
 	fa = json_object_get(v, "FullAddress");
 	nsv = json_object_get(v, "Namespace");
 	if (!json_is_string(fa) || json_string_length(fa) > NAMEHIST_MAX_FIELD ||
-	    strlen(json_string_value(fa)) != json_string_length(fa))
+		strlen(json_string_value(fa)) != json_string_length(fa))
 		return false;
-	if (nsv != NULL && (!json_is_string(nsv) || json_string_length(nsv) > NAMEHIST_MAX_FIELD ||
-			    strlen(json_string_value(nsv)) != json_string_length(nsv)))
+	if (nsv != NULL &&
+		(!json_is_string(nsv) || json_string_length(nsv) > NAMEHIST_MAX_FIELD ||
+			strlen(json_string_value(nsv)) != json_string_length(nsv)))
 		return false;
 	*name = json_string_value(fa);
 	*ns = nsv != NULL ? json_string_value(nsv) : "";
@@ -497,8 +498,8 @@ ks_entry(json_t *v, const char **name, const char **ns)
 }
 
 int
-namehist_from_kubeshark(const char *path, size_t max_bytes, FILE *out, size_t *lines, char *err,
-			size_t errlen)
+namehist_from_kubeshark(
+	const char *path, size_t max_bytes, FILE *out, size_t *lines, char *err, size_t errlen)
 {
 	json_error_t jerr;
 	json_t *root = NULL, *val;
@@ -530,7 +531,8 @@ namehist_from_kubeshark(const char *path, size_t max_bytes, FILE *out, size_t *l
 		snprintf(err, errlen, "out of memory");
 		goto out;
 	}
-	json_object_foreach(root, k, val) {
+	json_object_foreach(root, k, val)
+	{
 		uint64_t sec = 0;
 		const char *p = k;
 
@@ -554,7 +556,7 @@ namehist_from_kubeshark(const char *path, size_t max_bytes, FILE *out, size_t *l
 			snprintf(err, errlen, "value of key %s is not an object", k);
 			goto out;
 		}
-		keys[n++] = (struct ks_key){sec, k, val};
+		keys[n++] = (struct ks_key){ sec, k, val };
 	}
 	if (n > 1)
 		qsort(keys, n, sizeof(*keys), cmp_key);
@@ -565,47 +567,55 @@ namehist_from_kubeshark(const char *path, size_t max_bytes, FILE *out, size_t *l
 
 		if (i > 0 && keys[i].sec == keys[i - 1].sec) {
 			snprintf(err, errlen, "keys %s and %s are the same second", keys[i - 1].text,
-				 keys[i].text);
+				keys[i].text);
 			goto out;
 		}
-		json_object_foreach(keys[i].map, addr, v) {
+		json_object_foreach(keys[i].map, addr, v)
+		{
 			json_t *pv = prev != NULL ? json_object_get(prev, addr) : NULL;
 			char canon[NAMES_ADDR_LEN];
 
 			/* The history names addresses; anything else (a host name, free text with
 			 * control characters) is malformed, like a wrong shape. */
 			if (names_addr_parse(addr, canon) != 0) {
-				snprintf(err, errlen, "key %s: '%.60s' is not an address (IP, IP:PORT or "
-					 "[IPv6]:PORT)", keys[i].text, addr);
+				snprintf(err, errlen,
+					"key %s: '%.60s' is not an address (IP, IP:PORT or "
+					"[IPv6]:PORT)",
+					keys[i].text, addr);
 				goto out;
 			}
 			if (!ks_entry(v, &name, &ns)) {
-				snprintf(err, errlen, "key %s: entry '%.60s' is not {\"FullAddress\": string, "
-					 "\"Namespace\": string}", keys[i].text, addr);
+				snprintf(err, errlen,
+					"key %s: entry '%.60s' is not {\"FullAddress\": string, "
+					"\"Namespace\": string}",
+					keys[i].text, addr);
 				goto out;
 			}
 			if (pv != NULL && ks_entry(pv, &pname, &pns) && strcmp(name, pname) == 0 &&
-			    strcmp(ns, pns) == 0)
+				strcmp(ns, pns) == 0)
 				continue;
-			struct nh_line l = {keys[i].sec * NS_PER_SEC, 0, canon, (char *)name,
-					    (char *)ns, (char *)"static"};
+			struct nh_line l = { keys[i].sec * NS_PER_SEC, 0, canon, (char *)name, (char *)ns,
+				(char *)"static" };
 			if ((e = put_line(out, &l)) != 0) {
-				snprintf(err, errlen, "key %s: '%.60s': %s", keys[i].text, addr, strerror(-e));
+				snprintf(
+					err, errlen, "key %s: '%.60s': %s", keys[i].text, addr, strerror(-e));
 				goto out;
 			}
 			count++;
 		}
 		if (prev == NULL)
 			continue;
-		json_object_foreach(prev, addr, v) {
+		json_object_foreach(prev, addr, v)
+		{
 			char canon[NAMES_ADDR_LEN];
 
 			if (json_object_get(keys[i].map, addr) != NULL || names_addr_parse(addr, canon) != 0)
 				continue; /* the second: checked with the key before, cannot happen */
-			struct nh_line l = {keys[i].sec * NS_PER_SEC, 0, canon, (char *)"",
-					    (char *)"", (char *)"static"};
+			struct nh_line l = { keys[i].sec * NS_PER_SEC, 0, canon, (char *)"", (char *)"",
+				(char *)"static" };
 			if ((e = put_line(out, &l)) != 0) {
-				snprintf(err, errlen, "key %s: '%.60s': %s", keys[i].text, addr, strerror(-e));
+				snprintf(
+					err, errlen, "key %s: '%.60s': %s", keys[i].text, addr, strerror(-e));
 				goto out;
 			}
 			count++;
@@ -629,7 +639,7 @@ out:
 struct merge_ctx {
 	struct nh_line **v;
 	size_t n, cap;
-	uint64_t base;   /* sequence offset of the current file */
+	uint64_t base; /* sequence offset of the current file */
 };
 
 static int
@@ -656,13 +666,13 @@ static bool
 same_line(const struct nh_line *a, const struct nh_line *b)
 {
 	return a->t == b->t && strcmp(a->addr, b->addr) == 0 && strcmp(a->name, b->name) == 0 &&
-	       strcmp(a->ns, b->ns) == 0;
+		strcmp(a->ns, b->ns) == 0;
 }
 
 int
 namehist_merge_jsonl(const char *const *paths, size_t n, FILE *out, char *err, size_t errlen)
 {
-	struct merge_ctx c = {0};
+	struct merge_ctx c = { 0 };
 	int rc = 0;
 
 	for (size_t i = 0; i < n && rc == 0; i++) {
@@ -673,7 +683,8 @@ namehist_merge_jsonl(const char *const *paths, size_t n, FILE *out, char *err, s
 		if (rc == -ENOMEM)
 			snprintf(err, errlen, "out of memory");
 		if (bad > 0)
-			log_warnx("%s: %zu malformed lines dropped (the first: line %zu)", paths[i], bad, first_bad);
+			log_warnx("%s: %zu malformed lines dropped (the first: line %zu)", paths[i], bad,
+				first_bad);
 	}
 	if (rc == 0) {
 		if (c.n > 1)

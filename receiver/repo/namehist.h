@@ -37,8 +37,7 @@ struct namehist;
  * from < t < to. Memory is proportional to that, not to the file.
  * NULL with a message in err.
  */
-struct namehist *namehist_load(const char *path, uint64_t from_ns, uint64_t to_ns, char *err,
-			       size_t errlen);
+struct namehist *namehist_load(const char *path, uint64_t from_ns, uint64_t to_ns, char *err, size_t errlen);
 /* Writes the Kubeshark JSON. *keys receives the number of top-level keys. Returns 0 or
  * -errno. */
 int namehist_write_kubeshark(const struct namehist *h, FILE *out, size_t *keys);
@@ -57,8 +56,8 @@ void namehist_free(struct namehist *h);
  * empty name), with t = key * 10^9 and src "static". Anything that is not that shape
  * is an error. Returns 0 or -1 with err set.
  */
-int namehist_from_kubeshark(const char *path, size_t max_bytes, FILE *out, size_t *lines, char *err,
-			    size_t errlen);
+int namehist_from_kubeshark(
+	const char *path, size_t max_bytes, FILE *out, size_t *lines, char *err, size_t errlen);
 /*
  * Merges names.jsonl files (missing ones are empty) into out, sorted by t (stable: file
  * order, then line order), dropping exact repeats. Used when an import adds to a sensor

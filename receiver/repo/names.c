@@ -24,7 +24,7 @@
 struct names_store {
 	char *dir;
 	enum names_sync sync;
-	uint64_t max_bytes;        /* storage.names_max_size, 0 = unbounded */
+	uint64_t max_bytes; /* storage.names_max_size, 0 = unbounded */
 };
 
 /* The mapping in effect for one address, as far as this session knows. */
@@ -38,13 +38,13 @@ struct names_cur {
 struct names_log {
 	struct names_store *st;
 	char path[4096];
-	int fd;           /* -1 until the first append */
-	bool failed_open; /* retried at the next frame */
-	off_t size;       /* bytes in the file that are whole lines */
-	bool dirty;       /* written since the last sync */
+	int fd;                /* -1 until the first append */
+	bool failed_open;      /* retried at the next frame */
+	off_t size;            /* bytes in the file that are whole lines */
+	bool dirty;            /* written since the last sync */
 	struct names_cur *cur; /* open addressing on addr */
 	size_t cur_cap, cur_n;
-	char *buf;        /* NAMES_LINE_BYTES per event of one frame */
+	char *buf; /* NAMES_LINE_BYTES per event of one frame */
 	struct names_log_counters c;
 	struct log_limit warn_lim;
 };
@@ -53,7 +53,8 @@ struct names_log {
 
 /* A string field into out (cut, and *cut set, when longer than NAMES_FIELD_MAX). Absent
  * and optional: "". */
-static bool names_str_field(json_t *o, const char *key, bool required, char *out, bool *cut)
+static bool
+names_str_field(json_t *o, const char *key, bool required, char *out, bool *cut)
 {
 	json_t *v = json_object_get(o, key);
 	size_t n;
@@ -73,7 +74,8 @@ static bool names_str_field(json_t *o, const char *key, bool required, char *out
 	return true;
 }
 
-bool names_line_parse(const char *s, size_t n, struct names_line *l)
+bool
+names_line_parse(const char *s, size_t n, struct names_line *l)
 {
 	json_error_t jerr;
 	json_t *o, *t;
@@ -91,15 +93,17 @@ bool names_line_parse(const char *s, size_t n, struct names_line *l)
 	if (json_is_object(o) && json_is_integer(t) && json_integer_value(t) >= 0) {
 		l->t = (uint64_t)json_integer_value(t);
 		ok = names_str_field(o, "addr", true, l->addr, &l->cut) && l->addr[0] != '\0' &&
-		     names_str_field(o, "name", true, l->name, &l->cut) &&
-		     names_str_field(o, "ns", false, l->ns, &l->cut) && names_str_field(o, "src", false, l->src, &l->cut);
+			names_str_field(o, "name", true, l->name, &l->cut) &&
+			names_str_field(o, "ns", false, l->ns, &l->cut) &&
+			names_str_field(o, "src", false, l->src, &l->cut);
 	}
 	json_decref(o);
 	return ok;
 }
 
-int names_line_format(uint64_t t, const char *addr, const char *name, const char *ns, const char *src, char *buf,
-		      size_t cap)
+int
+names_line_format(uint64_t t, const char *addr, const char *name, const char *ns, const char *src, char *buf,
+	size_t cap)
 {
 	json_t *o;
 	size_t n;
@@ -107,7 +111,8 @@ int names_line_format(uint64_t t, const char *addr, const char *name, const char
 	if (t > INT64_MAX)
 		return -ERANGE;
 	/* json_pack checks that every string is UTF-8; the keys keep this order. */
-	o = json_pack("{s:I,s:s,s:s,s:s,s:s}", "t", (json_int_t)t, "addr", addr, "name", name, "ns", ns, "src", src);
+	o = json_pack("{s:I,s:s,s:s,s:s,s:s}", "t", (json_int_t)t, "addr", addr, "name", name, "ns", ns,
+		"src", src);
 	if (o == NULL)
 		return -EINVAL;
 	n = json_dumpb(o, buf, cap, JSON_COMPACT);
@@ -123,7 +128,8 @@ int names_line_format(uint64_t t, const char *addr, const char *name, const char
 
 /* ---- Addresses -------------------------------------------------------------------- */
 
-void names_addr_format(uint8_t family, const uint8_t *addr, uint16_t port, char out[NAMES_ADDR_LEN])
+void
+names_addr_format(uint8_t family, const uint8_t *addr, uint16_t port, char out[NAMES_ADDR_LEN])
 {
 	char ip[INET6_ADDRSTRLEN];
 
@@ -137,7 +143,8 @@ void names_addr_format(uint8_t family, const uint8_t *addr, uint16_t port, char 
 		snprintf(out, NAMES_ADDR_LEN, "[%s]:%u", ip, (unsigned)port);
 }
 
-int names_addr_parse(const char *in, char out[NAMES_ADDR_LEN])
+int
+names_addr_parse(const char *in, char out[NAMES_ADDR_LEN])
 {
 	char buf[NAMES_ADDR_LEN + 16];
 	uint8_t a[16];
@@ -180,7 +187,8 @@ int names_addr_parse(const char *in, char out[NAMES_ADDR_LEN])
 }
 
 /* The address of a history line in canonical form, or as written if it is not one. */
-static void names_line_addr(const char *addr, char out[NAMES_FIELD_MAX + 1])
+static void
+names_line_addr(const char *addr, char out[NAMES_FIELD_MAX + 1])
 {
 	char canon[NAMES_ADDR_LEN];
 
@@ -190,7 +198,8 @@ static void names_line_addr(const char *addr, char out[NAMES_FIELD_MAX + 1])
 		snprintf(out, NAMES_FIELD_MAX + 1, "%s", addr);
 }
 
-static bool names_sensor_id_ok(const char *id)
+static bool
+names_sensor_id_ok(const char *id)
 {
 	return id && proto_sensor_id_ok(id, strlen(id));
 }
@@ -198,7 +207,8 @@ static bool names_sensor_id_ok(const char *id)
 /* ---- Reading a history file ------------------------------------------------------- */
 
 /* A malformed line: counted as a line, and the first one's number kept. */
-static void names_count_bad(struct names_counts *n)
+static void
+names_count_bad(struct names_counts *n)
 {
 	if (!n)
 		return;
@@ -211,8 +221,9 @@ static void names_count_bad(struct names_counts *n)
  * first line start after it) to the end; lines longer than NAMES_LINE_MAX and a last
  * line without its newline are skipped. With n, counts the lines (empty ones are none)
  * and the malformed ones, and fn gets line numbers (from=0 only). Returns 0 or -errno. */
-static int names_scan_n(int fd, off_t from, bool (*fn)(void *arg, const struct names_line *l, size_t lineno),
-			void *arg, struct names_counts *n)
+static int
+names_scan_n(int fd, off_t from, bool (*fn)(void *arg, const struct names_line *l, size_t lineno), void *arg,
+	struct names_counts *n)
 {
 	char *buf = malloc(NAMES_LINE_MAX);
 	struct names_line *line = malloc(sizeof(*line)); /* about 4 KiB: not on a thread's stack */
@@ -281,16 +292,18 @@ struct names_scan_plain {
 	void *arg;
 };
 
-static bool names_scan_plain_one(void *arg, const struct names_line *l, size_t lineno)
+static bool
+names_scan_plain_one(void *arg, const struct names_line *l, size_t lineno)
 {
 	struct names_scan_plain *p = arg;
 
 	return p->fn(p->arg, l);
 }
 
-static int names_scan(int fd, off_t from, bool (*fn)(void *arg, const struct names_line *l), void *arg)
+static int
+names_scan(int fd, off_t from, bool (*fn)(void *arg, const struct names_line *l), void *arg)
 {
-	struct names_scan_plain p = {fn, arg};
+	struct names_scan_plain p = { fn, arg };
 
 	return names_scan_n(fd, from, names_scan_plain_one, &p, NULL);
 }
@@ -301,17 +314,19 @@ struct names_read_ctx {
 	int rc;
 };
 
-static bool names_read_one(void *arg, const struct names_line *l, size_t lineno)
+static bool
+names_read_one(void *arg, const struct names_line *l, size_t lineno)
 {
 	struct names_read_ctx *c = arg;
 
 	return (c->rc = c->fn(c->arg, l, lineno)) == 0;
 }
 
-int names_file_read(const char *path, int (*fn)(void *arg, const struct names_line *l, size_t lineno), void *arg,
-		    struct names_counts *n)
+int
+names_file_read(const char *path, int (*fn)(void *arg, const struct names_line *l, size_t lineno), void *arg,
+	struct names_counts *n)
 {
-	struct names_read_ctx c = {fn, arg, 0};
+	struct names_read_ctx c = { fn, arg, 0 };
 	int fd = open(path, O_RDONLY | O_CLOEXEC), rc;
 
 	memset(n, 0, sizeof(*n));
@@ -335,14 +350,14 @@ struct names_win {
 
 struct names_trim {
 	uint64_t cut;
-	uint64_t idx;                /* ordinal of the current line */
-	uint64_t upto_cut;           /* lines with t <= cut */
-	struct names_win *w;         /* open addressing on addr */
+	uint64_t idx;        /* ordinal of the current line */
+	uint64_t upto_cut;   /* lines with t <= cut */
+	struct names_win *w; /* open addressing on addr */
 	size_t cap, n;
 	bool oom;
 	/* Choosing the cut for a size budget. */
-	uint64_t *t;                 /* t of every line */
-	uint32_t *len;               /* bytes of every line, newline included */
+	uint64_t *t;   /* t of every line */
+	uint32_t *len; /* bytes of every line, newline included */
 	size_t lines, lines_cap;
 	/* Writing. */
 	FILE *out;
@@ -352,7 +367,8 @@ struct names_trim {
 
 static uint64_t names_str_hash(const char *s);
 
-static struct names_win *names_win_find(struct names_trim *tr, const char *addr)
+static struct names_win *
+names_win_find(struct names_trim *tr, const char *addr)
 {
 	size_t i = names_str_hash(addr) & (tr->cap - 1);
 
@@ -361,7 +377,8 @@ static struct names_win *names_win_find(struct names_trim *tr, const char *addr)
 	return &tr->w[i];
 }
 
-static bool names_trim_grow(struct names_trim *tr)
+static bool
+names_trim_grow(struct names_trim *tr)
 {
 	struct names_win *old = tr->w;
 	size_t ocap = tr->cap, cap = ocap ? ocap * 2 : 1024;
@@ -378,7 +395,8 @@ static bool names_trim_grow(struct names_trim *tr)
 	return true;
 }
 
-static bool names_on_measure(void *arg, const struct names_line *jl)
+static bool
+names_on_measure(void *arg, const struct names_line *jl)
 {
 	struct names_trim *tr = arg;
 
@@ -401,7 +419,8 @@ static bool names_on_measure(void *arg, const struct names_line *jl)
 	return true;
 }
 
-static bool names_on_winner(void *arg, const struct names_line *jl)
+static bool
+names_on_winner(void *arg, const struct names_line *jl)
 {
 	struct names_trim *tr = arg;
 	char addr[NAMES_FIELD_MAX + 1];
@@ -432,7 +451,8 @@ static bool names_on_winner(void *arg, const struct names_line *jl)
 	return true;
 }
 
-static bool names_on_keep(void *arg, const struct names_line *jl)
+static bool
+names_on_keep(void *arg, const struct names_line *jl)
 {
 	struct names_trim *tr = arg;
 	uint64_t idx = tr->idx++;
@@ -456,7 +476,8 @@ static bool names_on_keep(void *arg, const struct names_line *jl)
 	return true;
 }
 
-static int names_cmp_desc(const void *a, const void *b)
+static int
+names_cmp_desc(const void *a, const void *b)
 {
 	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
 
@@ -472,14 +493,16 @@ static int names_cmp_desc(const void *a, const void *b)
  * (*kept: bytes of the new file, *dropped: lines left out) or -errno; -ENOENT when there
  * is no history.
  */
-static int names_rewrite(const char *path, uint64_t cut, uint64_t budget, uint64_t *kept, uint64_t *dropped)
+static int
+names_rewrite(const char *path, uint64_t cut, uint64_t budget, uint64_t *kept, uint64_t *dropped)
 {
-	struct names_trim tr = {.cut = cut};
+	struct names_trim tr = { .cut = cut };
 	char tmp[4096], dir[4096];
 	int fd, ofd = -1, rc;
 
 	if ((size_t)snprintf(tmp, sizeof(tmp), "%s.trim", path) >= sizeof(tmp) ||
-	    (size_t)snprintf(dir, sizeof(dir), "%.*s", (int)(strrchr(path, '/') - path), path) >= sizeof(dir))
+		(size_t)snprintf(dir, sizeof(dir), "%.*s", (int)(strrchr(path, '/') - path), path) >=
+			sizeof(dir))
 		return -ENAMETOOLONG;
 	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
 		return -errno;
@@ -568,7 +591,8 @@ out:
 	return rc;
 }
 
-int names_trim(const char *dir, const char *sensor_id, uint64_t before_ns, uint64_t *dropped)
+int
+names_trim(const char *dir, const char *sensor_id, uint64_t before_ns, uint64_t *dropped)
 {
 	char path[4096];
 	uint64_t kept = 0, d = 0;
@@ -589,12 +613,14 @@ int names_trim(const char *dir, const char *sensor_id, uint64_t before_ns, uint6
 
 /* ---- Appending -------------------------------------------------------------------- */
 
-static uint64_t names_str_hash(const char *s)
+static uint64_t
+names_str_hash(const char *s)
 {
 	return hash_end(hash_add(HASH_INIT, s, strlen(s)));
 }
 
-static struct names_cur *names_cur_find(struct names_log *l, const char *addr, bool *found)
+static struct names_cur *
+names_cur_find(struct names_log *l, const char *addr, bool *found)
 {
 	size_t i;
 
@@ -610,7 +636,8 @@ static struct names_cur *names_cur_find(struct names_log *l, const char *addr, b
 	return &l->cur[i];
 }
 
-static bool names_cur_grow(struct names_log *l)
+static bool
+names_cur_grow(struct names_log *l)
 {
 	size_t cap = l->cur_cap ? l->cur_cap * 2 : 256;
 	struct names_cur *old = l->cur, *nc = calloc(cap, sizeof(*nc));
@@ -631,7 +658,8 @@ static bool names_cur_grow(struct names_log *l)
 }
 
 /* Remembers the line if it is the newest for its address (t ties: the later one). */
-static void names_cur_note(struct names_log *l, const char *addr, uint64_t t, const char *name, const char *ns)
+static void
+names_cur_note(struct names_log *l, const char *addr, uint64_t t, const char *name, const char *ns)
 {
 	bool found;
 	struct names_cur *c = names_cur_find(l, addr, &found);
@@ -666,7 +694,8 @@ static void names_cur_note(struct names_log *l, const char *addr, uint64_t t, co
 	c->t = t;
 }
 
-static bool names_on_loaded(void *arg, const struct names_line *jl)
+static bool
+names_on_loaded(void *arg, const struct names_line *jl)
 {
 	struct names_log *l = arg;
 	char addr[NAMES_FIELD_MAX + 1];
@@ -677,7 +706,8 @@ static bool names_on_loaded(void *arg, const struct names_line *jl)
 }
 
 /* Cuts a torn last line, then reads the mapping in effect from the file's tail. */
-static int names_log_prepare(struct names_log *l)
+static int
+names_log_prepare(struct names_log *l)
 {
 	struct stat sb;
 	char ch;
@@ -709,10 +739,11 @@ static int names_log_prepare(struct names_log *l)
 		l->size = cut;
 	}
 	return names_scan(l->fd, l->size > (off_t)NAMES_LOAD_MAX ? l->size - (off_t)NAMES_LOAD_MAX : 0,
-			  names_on_loaded, l);
+		names_on_loaded, l);
 }
 
-static int names_log_ensure_open(struct names_log *l)
+static int
+names_log_ensure_open(struct names_log *l)
 {
 	char dir[4096];
 	struct stat a, b;
@@ -720,15 +751,17 @@ static int names_log_ensure_open(struct names_log *l)
 
 	/* Retention may have rewritten the file (names_trim, a rename over it): writes to
 	 * the old one would be lost, so follow the name. */
-	if (l->fd >= 0 && (stat(l->path, &a) != 0 || fstat(l->fd, &b) != 0 || a.st_ino != b.st_ino ||
-			   a.st_dev != b.st_dev)) {
+	if (l->fd >= 0 &&
+		(stat(l->path, &a) != 0 || fstat(l->fd, &b) != 0 || a.st_ino != b.st_ino ||
+			a.st_dev != b.st_dev)) {
 		close(l->fd);
 		l->fd = -1;
 	}
 	if (l->fd >= 0)
 		return 0;
 	/* The store creates the sensor's folder; make sure of it anyway. */
-	if ((size_t)snprintf(dir, sizeof(dir), "%.*s", (int)(strrchr(l->path, '/') - l->path), l->path) >= sizeof(dir))
+	if ((size_t)snprintf(dir, sizeof(dir), "%.*s", (int)(strrchr(l->path, '/') - l->path), l->path) >=
+		sizeof(dir))
 		return -ENAMETOOLONG;
 	if ((rc = fsu_mkdirs(dir, 0750)) != 0)
 		return rc;
@@ -748,7 +781,8 @@ static int names_log_ensure_open(struct names_log *l)
 
 /* Forgets the mappings remembered as in effect (they may be ahead of the file) and
  * closes the file: the next frame opens it again and reads them back from it. */
-static void names_cur_forget(struct names_log *l)
+static void
+names_cur_forget(struct names_log *l)
 {
 	for (size_t i = 0; i < l->cur_cap; i++) {
 		free(l->cur[i].addr);
@@ -763,7 +797,8 @@ static void names_cur_forget(struct names_log *l)
 	l->fd = -1;
 }
 
-static const char *names_src(uint8_t source)
+static const char *
+names_src(uint8_t source)
 {
 	switch (source) {
 	case PROTO_NSRC_DNS:
@@ -776,7 +811,8 @@ static const char *names_src(uint8_t source)
 	return "other";
 }
 
-int names_log_append(struct names_log *l, const struct proto_names *m, char *err, size_t errlen)
+int
+names_log_append(struct names_log *l, const struct proto_names *m, char *err, size_t errlen)
 {
 	size_t len = 0;
 	int rc, lines = 0;
@@ -803,13 +839,14 @@ int names_log_append(struct names_log *l, const struct proto_names *m, char *err
 		 * needs no escape; addresses are inet_ntop output), so the line fits its
 		 * NAMES_LINE_BYTES. A time no reader could take back (after 2262) is lost and
 		 * counted, never written. */
-		int n = names_line_format(e->ts_ns, addr, e->name, e->ns, names_src(e->source), line, NAMES_LINE_BYTES);
+		int n = names_line_format(
+			e->ts_ns, addr, e->name, e->ns, names_src(e->source), line, NAMES_LINE_BYTES);
 		if (n < 0 || n >= NAMES_LINE_BYTES) {
 			l->c.lost++;
 			if (log_limit_ok(&l->warn_lim, 5, 60))
 				log_warnx("%s: NAMES event for %s at t=%llu not stored: %s", l->path, addr,
-					  (unsigned long long)e->ts_ns,
-					  n == -ERANGE ? "time after 2262" : "name or namespace not UTF-8");
+					(unsigned long long)e->ts_ns,
+					n == -ERANGE ? "time after 2262" : "name or namespace not UTF-8");
 			continue;
 		}
 		len += (size_t)n;
@@ -824,15 +861,18 @@ int names_log_append(struct names_log *l, const struct proto_names *m, char *err
 	if (l->st->max_bytes && (uint64_t)l->size + len > l->st->max_bytes) {
 		uint64_t kept = 0, dropped = 0, max = l->st->max_bytes;
 		/* Half the bound, and room for this frame whatever its size. */
-		uint64_t budget = max / 2 < max - (len < max ? len : max) ? max / 2 : len < max ? max - len : 1;
+		uint64_t budget = max / 2 < max - (len < max ? len : max) ? max / 2
+			: len < max                                       ? max - len
+									  : 1;
 
 		close(l->fd);
 		l->fd = -1;
 		rc = names_rewrite(l->path, 0, budget, &kept, &dropped);
 		if (rc == 0 && dropped > 0)
 			log_info("%s: storage.names_max_size (%llu bytes) reached: %llu older lines "
-				 "dropped, %llu bytes kept", l->path, (unsigned long long)l->st->max_bytes,
-				 (unsigned long long)dropped, (unsigned long long)kept);
+				 "dropped, %llu bytes kept",
+				l->path, (unsigned long long)l->st->max_bytes, (unsigned long long)dropped,
+				(unsigned long long)kept);
 		if (rc == 0)
 			rc = names_log_ensure_open(l);
 		if (rc == 0 && (uint64_t)l->size + len > max) {
@@ -848,9 +888,10 @@ int names_log_append(struct names_log *l, const struct proto_names *m, char *err
 			rc = -ENOSPC;
 		if (rc != 0) {
 			l->c.lost += (uint64_t)lines;
-			snprintf(err, errlen, "%s: %s", l->path, rc == -ENOSPC ?
-				 "storage.names_max_size reached by the mappings in effect alone" :
-				 strerror(-rc));
+			snprintf(err, errlen, "%s: %s", l->path,
+				rc == -ENOSPC
+					? "storage.names_max_size reached by the mappings in effect alone"
+					: strerror(-rc));
 			names_cur_forget(l);
 			return rc;
 		}
@@ -874,7 +915,8 @@ int names_log_append(struct names_log *l, const struct proto_names *m, char *err
 	return lines;
 }
 
-int names_log_sync(struct names_log *l)
+int
+names_log_sync(struct names_log *l)
 {
 	if (!l || l->fd < 0 || !l->dirty)
 		return 0;
@@ -884,9 +926,14 @@ int names_log_sync(struct names_log *l)
 	return 0;
 }
 
-const struct names_log_counters *names_log_counters(const struct names_log *l) { return &l->c; }
+const struct names_log_counters *
+names_log_counters(const struct names_log *l)
+{
+	return &l->c;
+}
 
-struct names_log *names_log_open(struct names_store *st, const char *sensor_id)
+struct names_log *
+names_log_open(struct names_store *st, const char *sensor_id)
 {
 	struct names_log *l;
 
@@ -897,7 +944,7 @@ struct names_log *names_log_open(struct names_store *st, const char *sensor_id)
 	l->st = st;
 	l->fd = -1;
 	if ((size_t)snprintf(l->path, sizeof(l->path), "%s/sensors/%s/names.jsonl", st->dir, sensor_id) >=
-	    sizeof(l->path)) {
+		sizeof(l->path)) {
 		free(l);
 		errno = ENAMETOOLONG;
 		return NULL;
@@ -905,7 +952,8 @@ struct names_log *names_log_open(struct names_store *st, const char *sensor_id)
 	return l;
 }
 
-void names_log_close(struct names_log *l)
+void
+names_log_close(struct names_log *l)
 {
 	if (!l)
 		return;
@@ -923,7 +971,8 @@ void names_log_close(struct names_log *l)
 	free(l);
 }
 
-struct names_store *names_store_new(const char *dir, enum names_sync sync)
+struct names_store *
+names_store_new(const char *dir, enum names_sync sync)
 {
 	struct names_store *st = calloc(1, sizeof(*st));
 
@@ -937,13 +986,15 @@ struct names_store *names_store_new(const char *dir, enum names_sync sync)
 	return st;
 }
 
-void names_store_set_max(struct names_store *st, uint64_t max_bytes)
+void
+names_store_set_max(struct names_store *st, uint64_t max_bytes)
 {
 	if (st)
 		st->max_bytes = max_bytes;
 }
 
-void names_store_free(struct names_store *st)
+void
+names_store_free(struct names_store *st)
 {
 	if (!st)
 		return;
@@ -956,13 +1007,14 @@ void names_store_free(struct names_store *st)
 struct names_query {
 	const char *addr, *bare; /* bare: the address without its port, or NULL */
 	uint64_t t;
-	bool have[2];            /* [0] addr, [1] bare */
+	bool have[2]; /* [0] addr, [1] bare */
 	uint64_t best_t[2];
 	char name[2][NAMES_FIELD_MAX + 1];
 	char ns[2][NAMES_FIELD_MAX + 1];
 };
 
-static bool names_on_query(void *arg, const struct names_line *jl)
+static bool
+names_on_query(void *arg, const struct names_line *jl)
 {
 	struct names_query *q = arg;
 	char addr[NAMES_FIELD_MAX + 1];
@@ -983,8 +1035,9 @@ static bool names_on_query(void *arg, const struct names_line *jl)
 	return true;
 }
 
-int names_at(const char *dir, const char *sensor_id, const char *addr, uint64_t t_ns, char *name, size_t namelen,
-	     char *ns, size_t nslen)
+int
+names_at(const char *dir, const char *sensor_id, const char *addr, uint64_t t_ns, char *name, size_t namelen,
+	char *ns, size_t nslen)
 {
 	static struct names_query q;
 	char canon[NAMES_ADDR_LEN], bare[NAMES_ADDR_LEN], path[4096];

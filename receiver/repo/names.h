@@ -31,11 +31,11 @@
 
 #include "proto/wire.h"
 
-#define NAMES_LOAD_MAX (64u << 20) /* bytes of history read back to find repeats */
-#define NAMES_LINE_MAX 65536       /* longest line read; a longer one is malformed */
-#define NAMES_FIELD_MAX 1024       /* longest string kept whole; a longer one is cut */
-#define NAMES_DEDUP_MAX 65536      /* addresses whose mapping in effect is remembered */
-#define NAMES_ADDR_LEN 64          /* "[" IPv6 "]:" port, NUL */
+#define NAMES_LOAD_MAX  (64u << 20) /* bytes of history read back to find repeats */
+#define NAMES_LINE_MAX  65536       /* longest line read; a longer one is malformed */
+#define NAMES_FIELD_MAX 1024        /* longest string kept whole; a longer one is cut */
+#define NAMES_DEDUP_MAX 65536       /* addresses whose mapping in effect is remembered */
+#define NAMES_ADDR_LEN  64          /* "[" IPv6 "]:" port, NUL */
 
 enum names_sync {
 	NAMES_SYNC_WRITE, /* fdatasync after every frame (storage.fsync: batch) */
@@ -75,9 +75,9 @@ int names_log_append(struct names_log *l, const struct proto_names *m, char *err
 /* fdatasync if anything was written since the last sync. Returns 0 or -errno. */
 int names_log_sync(struct names_log *l);
 struct names_log_counters {
-	uint64_t written;  /* lines appended */
-	uint64_t repeats;  /* events that repeated the mapping in effect */
-	uint64_t lost;     /* events not written: storage failed */
+	uint64_t written; /* lines appended */
+	uint64_t repeats; /* events that repeated the mapping in effect */
+	uint64_t lost;    /* events not written: storage failed */
 };
 const struct names_log_counters *names_log_counters(const struct names_log *l);
 /* Syncs (every policy syncs here), closes and frees. Accepts NULL. */
@@ -92,7 +92,7 @@ struct names_line {
 	char name[NAMES_FIELD_MAX + 1];
 	char ns[NAMES_FIELD_MAX + 1];  /* "" when absent */
 	char src[NAMES_FIELD_MAX + 1]; /* "" when absent */
-	bool cut; /* a string was longer than NAMES_FIELD_MAX and is kept cut */
+	bool cut;                      /* a string was longer than NAMES_FIELD_MAX and is kept cut */
 };
 
 /*
@@ -109,8 +109,8 @@ bool names_line_parse(const char *s, size_t n, struct names_line *l);
  * length >= cap means it did not fit), or -EINVAL for a string that is not UTF-8, or
  * -ERANGE for t above 2^63-1, which no reader could take back.
  */
-int names_line_format(uint64_t t, const char *addr, const char *name, const char *ns, const char *src, char *buf,
-		      size_t cap);
+int names_line_format(uint64_t t, const char *addr, const char *name, const char *ns, const char *src,
+	char *buf, size_t cap);
 
 /* What names_file_read() saw. */
 struct names_counts {
@@ -126,8 +126,8 @@ struct names_counts {
  * lines. Memory stays bounded (one line of NAMES_LINE_MAX) whatever the file holds.
  * Returns 0, fn's code, or -errno (-ENOENT: no history). n is filled either way.
  */
-int names_file_read(const char *path, int (*fn)(void *arg, const struct names_line *l, size_t lineno), void *arg,
-		    struct names_counts *n);
+int names_file_read(const char *path, int (*fn)(void *arg, const struct names_line *l, size_t lineno),
+	void *arg, struct names_counts *n);
 
 /* The canonical addr string of an event. */
 void names_addr_format(uint8_t family, const uint8_t *addr, uint16_t port, char out[NAMES_ADDR_LEN]);
@@ -143,7 +143,7 @@ int names_addr_parse(const char *in, char out[NAMES_ADDR_LEN]);
  * has no name at t_ns, or -errno (-ENOENT: no history for that sensor; -EINVAL: a bad
  * sensor id or address).
  */
-int names_at(const char *dir, const char *sensor_id, const char *addr, uint64_t t_ns, char *name, size_t namelen,
-	     char *ns, size_t nslen);
+int names_at(const char *dir, const char *sensor_id, const char *addr, uint64_t t_ns, char *name,
+	size_t namelen, char *ns, size_t nslen);
 
 #endif

@@ -21,8 +21,8 @@ struct repo {
 	enum repo_source source;
 	sqlite3 *db;
 	sqlite3_stmt *q_sensors, *q_segments, *q_has;
-	bool loaded;               /* scan: done */
-	struct repo_seglist all;   /* scan and list sources */
+	bool loaded;             /* scan: done */
+	struct repo_seglist all; /* scan and list sources */
 };
 
 const char *
@@ -132,7 +132,7 @@ cmp_str(const void *a, const void *b)
 static int
 scan_file(struct repo *r, const char *sensor, const char *name)
 {
-	struct repo_seg s = {0};
+	struct repo_seg s = { 0 };
 	struct pcapf_rec rec;
 	struct pcapr *rd;
 	struct stat st;
@@ -152,8 +152,8 @@ scan_file(struct repo *r, const char *sensor, const char *name)
 		return 0;
 	}
 	if (pcapr_iface_count(rd) != 1) {
-		log_warnx("scan: %s: %zu interfaces, a segment has one; skipped", path,
-			  pcapr_iface_count(rd));
+		log_warnx(
+			"scan: %s: %zu interfaces, a segment has one; skipped", path, pcapr_iface_count(rd));
 		pcapr_close(rd);
 		return 0;
 	}
@@ -170,7 +170,7 @@ scan_file(struct repo *r, const char *sensor, const char *name)
 	pcapr_close(rd);
 	if (rc < 0) {
 		log_warnx("scan: %s: %s after %llu records; skipped", path, pcapf_strerror(rc),
-			  (unsigned long long)s.packets);
+			(unsigned long long)s.packets);
 		return 0;
 	}
 	if (s.packets == 0)
@@ -246,7 +246,7 @@ open_index(struct repo *r, const char *path, char *err, size_t errlen)
 
 	if (sqlite3_open_v2(path, &r->db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
 		log_warnx("%s: %s; scanning the segment folders instead", path,
-			  r->db ? sqlite3_errmsg(r->db) : "cannot open");
+			r->db ? sqlite3_errmsg(r->db) : "cannot open");
 		goto fail;
 	}
 	sqlite3_busy_timeout(r->db, 5000);
@@ -255,8 +255,8 @@ open_index(struct repo *r, const char *path, char *err, size_t errlen)
 	if (rc == -EPROTONOSUPPORT)
 		goto fail;
 	if (sqlite3_prepare_v2(r->db, q_sensors, -1, &r->q_sensors, NULL) != SQLITE_OK ||
-	    sqlite3_prepare_v2(r->db, q_segments, -1, &r->q_segments, NULL) != SQLITE_OK ||
-	    sqlite3_prepare_v2(r->db, q_has, -1, &r->q_has, NULL) != SQLITE_OK) {
+		sqlite3_prepare_v2(r->db, q_segments, -1, &r->q_segments, NULL) != SQLITE_OK ||
+		sqlite3_prepare_v2(r->db, q_has, -1, &r->q_has, NULL) != SQLITE_OK) {
 		log_warnx("%s: %s; scanning the segment folders instead", path, sqlite3_errmsg(r->db));
 		goto fail;
 	}
@@ -304,8 +304,7 @@ repo_open(const char *dir, char *err, size_t errlen)
 			return NULL;
 		}
 	} else
-		log_warnx("%s: no index.db; scanning the segment folders (every segment is read once)",
-			  dir);
+		log_warnx("%s: no index.db; scanning the segment folders (every segment is read once)", dir);
 	return r;
 }
 
@@ -343,8 +342,7 @@ strv_add(char ***v, size_t *n, const char *s)
 }
 
 int
-repo_sensors(struct repo *r, uint64_t from, uint64_t to, char ***out, size_t *n, char *err,
-	     size_t errlen)
+repo_sensors(struct repo *r, uint64_t from, uint64_t to, char ***out, size_t *n, char *err, size_t errlen)
 {
 	char **v = NULL;
 	size_t k = 0;
@@ -435,8 +433,8 @@ add_checked(struct repo *r, struct repo_seglist *out, struct repo_seg *s, char *
 }
 
 int
-repo_segments(struct repo *r, const char *sensor, uint64_t from, uint64_t to,
-	      struct repo_seglist *out, char *err, size_t errlen)
+repo_segments(struct repo *r, const char *sensor, uint64_t from, uint64_t to, struct repo_seglist *out,
+	char *err, size_t errlen)
 {
 	if (r->source == REPO_INDEX) {
 		sqlite3_stmt *q = r->q_segments;

@@ -17,8 +17,8 @@
 
 struct repo_seg {
 	char *sensor;
-	char *rel;          /* path relative to the repository root */
-	char *path;         /* root + "/" + rel */
+	char *rel;  /* path relative to the repository root */
+	char *path; /* root + "/" + rel */
 	char *iface;
 	uint32_t linktype;
 	uint32_t snaplen;
@@ -30,7 +30,11 @@ struct repo_seglist {
 	size_t n, cap;
 };
 
-enum repo_source { REPO_INDEX, REPO_SCAN, REPO_LIST };
+enum repo_source {
+	REPO_INDEX,
+	REPO_SCAN,
+	REPO_LIST
+};
 
 struct repo;
 
@@ -44,14 +48,14 @@ enum repo_source repo_source(const struct repo *r);
 
 /* Sensors (sorted, unique) with a segment overlapping [from, to). The caller frees the
  * array with repo_strv_free(). Returns 0 or -1 with err set. */
-int repo_sensors(struct repo *r, uint64_t from, uint64_t to, char ***out, size_t *n, char *err,
-		 size_t errlen);
+int
+repo_sensors(struct repo *r, uint64_t from, uint64_t to, char ***out, size_t *n, char *err, size_t errlen);
 /* True when the repository knows the sensor (a folder or an index row). */
 bool repo_has_sensor(struct repo *r, const char *sensor);
 /* Segments of one sensor overlapping [from, to), sorted by (min_ns, rel). Appends to
  * *out. Returns 0 or -1 with err set. */
-int repo_segments(struct repo *r, const char *sensor, uint64_t from, uint64_t to,
-		  struct repo_seglist *out, char *err, size_t errlen);
+int repo_segments(struct repo *r, const char *sensor, uint64_t from, uint64_t to, struct repo_seglist *out,
+	char *err, size_t errlen);
 /* <dir>/sensors/<sensor>/names.jsonl (which may not exist). Caller frees. */
 char *repo_names_path(const struct repo *r, const char *sensor);
 void repo_free(struct repo *r);

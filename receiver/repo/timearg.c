@@ -58,7 +58,7 @@ civil_from_days(int64_t z, int64_t *y, unsigned *m, unsigned *d)
 static unsigned
 days_in_month(unsigned y, unsigned m)
 {
-	static const unsigned dm[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+	static const unsigned dm[] = { 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
 
 	if (m == 2 && ((y % 4 == 0 && y % 100 != 0) || y % 400 == 0))
 		return 29;
@@ -98,14 +98,13 @@ parse_rfc3339(const char *s, uint64_t *out)
 	uint64_t frac;
 	int sign = 0;
 
-	if (!digits(&p, 4, &y) || *p++ != '-' || !digits(&p, 2, &mo) || *p++ != '-' ||
-	    !digits(&p, 2, &d))
+	if (!digits(&p, 4, &y) || *p++ != '-' || !digits(&p, 2, &mo) || *p++ != '-' || !digits(&p, 2, &d))
 		return -EINVAL;
 	if (*p != 'T' && *p != 't' && *p != ' ')
 		return -EINVAL;
 	p++;
-	if (!digits(&p, 2, &h) || *p++ != ':' || !digits(&p, 2, &mi) || *p++ != ':' ||
-	    !digits(&p, 2, &sec) || !fraction(&p, &frac))
+	if (!digits(&p, 2, &h) || *p++ != ':' || !digits(&p, 2, &mi) || *p++ != ':' || !digits(&p, 2, &sec) ||
+		!fraction(&p, &frac))
 		return -EINVAL;
 	if (*p == 'Z' || *p == 'z') {
 		p++;
@@ -117,8 +116,8 @@ parse_rfc3339(const char *s, uint64_t *out)
 		return -EINVAL;
 	}
 	/* A leap second (60) counts as the first second of the next minute. */
-	if (*p != '\0' || y < 1970 || mo < 1 || mo > 12 || d < 1 || d > days_in_month(y, mo) ||
-	    h > 23 || mi > 59 || sec > 60)
+	if (*p != '\0' || y < 1970 || mo < 1 || mo > 12 || d < 1 || d > days_in_month(y, mo) || h > 23 ||
+		mi > 59 || sec > 60)
 		return -EINVAL;
 	int64_t t = days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec;
 	t -= sign * (int64_t)(oh * 3600 + om * 60);
@@ -157,8 +156,14 @@ parse_duration(const char *p, uint64_t *out)
 		const char *name;
 		uint64_t ns;
 	} units[] = {
-		{"ns", 1}, {"us", 1000}, {"ms", 1000000}, {"s", NS_PER_SEC}, {"m", 60 * NS_PER_SEC},
-		{"h", 3600 * NS_PER_SEC}, {"d", 86400 * NS_PER_SEC}, {"w", 7 * 86400 * NS_PER_SEC},
+		{ "ns", 1 },
+		{ "us", 1000 },
+		{ "ms", 1000000 },
+		{ "s", NS_PER_SEC },
+		{ "m", 60 * NS_PER_SEC },
+		{ "h", 3600 * NS_PER_SEC },
+		{ "d", 86400 * NS_PER_SEC },
+		{ "w", 7 * 86400 * NS_PER_SEC },
 	};
 	uint64_t total = 0;
 
@@ -179,7 +184,7 @@ parse_duration(const char *p, uint64_t *out)
 		for (u = 0; u < sizeof(units) / sizeof(units[0]); u++) {
 			size_t n = strlen(units[u].name);
 			if (strncmp(p, units[u].name, n) == 0 &&
-			    (best == sizeof(units) / sizeof(units[0]) || n > strlen(units[best].name)))
+				(best == sizeof(units) / sizeof(units[0]) || n > strlen(units[best].name)))
 				best = u;
 		}
 		if (best == sizeof(units) / sizeof(units[0]))
@@ -236,8 +241,8 @@ timearg_format(uint64_t ns, char buf[TIMEARG_LEN])
 
 	civil_from_days((int64_t)days, &y, &m, &d);
 	snprintf(buf, TIMEARG_LEN, "%04lld-%02u-%02uT%02u:%02u:%02u.%09uZ", (long long)y, m, d,
-		 (unsigned)(rem / 3600), (unsigned)(rem / 60 % 60), (unsigned)(rem % 60),
-		 (unsigned)(ns % NS_PER_SEC));
+		(unsigned)(rem / 3600), (unsigned)(rem / 60 % 60), (unsigned)(rem % 60),
+		(unsigned)(ns % NS_PER_SEC));
 }
 
 uint64_t

@@ -31,13 +31,15 @@ struct retention {
 	struct log_limit warn_lim;
 };
 
-static int retention_cmp(const void *key, const void *elem)
+static int
+retention_cmp(const void *key, const void *elem)
 {
 	return strcmp(key, ((const struct rsensor *)elem)->t.sensor);
 }
 
 /* Finds a sensor's totals, adding an empty entry when create is set. */
-static struct rsensor *retention_sensor(struct retention *r, const char *id, bool create)
+static struct rsensor *
+retention_sensor(struct retention *r, const char *id, bool create)
 {
 	size_t lo = 0, hi = r->n;
 	while (lo < hi) {
@@ -69,7 +71,8 @@ static struct rsensor *retention_sensor(struct retention *r, const char *id, boo
 	return e;
 }
 
-static void retention_on_totals(void *arg, const struct index_totals *t)
+static void
+retention_on_totals(void *arg, const struct index_totals *t)
 {
 	struct retention *r = arg;
 	struct rsensor *e = retention_sensor(r, t->sensor, true);
@@ -79,7 +82,8 @@ static void retention_on_totals(void *arg, const struct index_totals *t)
 	r->total_bytes += t->bytes;
 }
 
-struct retention *retention_new(struct index *ix, const struct retention_opts *o, char *err, size_t errlen)
+struct retention *
+retention_new(struct index *ix, const struct retention_opts *o, char *err, size_t errlen)
 {
 	struct retention *r = calloc(1, sizeof(*r));
 	if (!r) {
@@ -96,7 +100,8 @@ struct retention *retention_new(struct index *ix, const struct retention_opts *o
 	return r;
 }
 
-void retention_free(struct retention *r)
+void
+retention_free(struct retention *r)
 {
 	if (!r)
 		return;
@@ -104,12 +109,14 @@ void retention_free(struct retention *r)
 	free(r);
 }
 
-bool retention_enabled(const struct retention *r)
+bool
+retention_enabled(const struct retention *r)
 {
 	return r->o.max_bytes || r->o.max_age_ms || r->o.sensor_max_bytes || r->o.sensor_max_age_ms;
 }
 
-void retention_added(struct retention *r, const struct index_seg *seg)
+void
+retention_added(struct retention *r, const struct index_seg *seg)
 {
 	struct rsensor *e = retention_sensor(r, seg->sensor, true);
 	if (!e)
@@ -121,7 +128,8 @@ void retention_added(struct retention *r, const struct index_seg *seg)
 	r->total_bytes += seg->bytes;
 }
 
-uint64_t retention_bytes(const struct retention *r, const char *sensor)
+uint64_t
+retention_bytes(const struct retention *r, const char *sensor)
 {
 	if (!sensor)
 		return r->total_bytes;
@@ -130,7 +138,8 @@ uint64_t retention_bytes(const struct retention *r, const char *sensor)
 }
 
 /* Reads a sensor's totals from the index again (after deletions). */
-static void retention_resync(struct retention *r, struct rsensor *e)
+static void
+retention_resync(struct retention *r, struct rsensor *e)
 {
 	struct index_totals t;
 	if (index_sensor_totals(r->ix, e->t.sensor, &t) != 0)
@@ -142,8 +151,8 @@ static void retention_resync(struct retention *r, struct rsensor *e)
 
 /* Why a segment whose newest packet is max_ns must go under the bounds of scope (one
  * sensor, or NULL for all), or NULL when the bounds hold. */
-static const char *retention_why(const struct retention *r, const struct rsensor *scope, int64_t max_ns,
-				 int64_t now_ns)
+static const char *
+retention_why(const struct retention *r, const struct rsensor *scope, int64_t max_ns, int64_t now_ns)
 {
 	uint64_t bytes = scope ? scope->t.bytes : r->total_bytes;
 	uint64_t max_bytes = scope ? r->o.sensor_max_bytes : r->o.max_bytes;
@@ -155,7 +164,8 @@ static const char *retention_why(const struct retention *r, const struct rsensor
 	return NULL;
 }
 
-static int64_t retention_oldest(const struct retention *r, const struct rsensor *scope)
+static int64_t
+retention_oldest(const struct retention *r, const struct rsensor *scope)
 {
 	if (scope)
 		return scope->t.oldest_max_ns;
@@ -168,8 +178,9 @@ static int64_t retention_oldest(const struct retention *r, const struct rsensor 
 
 /* Deletes oldest-first within scope until its bounds hold. Returns how many were
  * deleted; *failed is set when a deletion failed. */
-static unsigned retention_pass(struct retention *r, struct rsensor *scope, int64_t now_ns, retention_fn *fn,
-			       void *arg, bool *failed)
+static unsigned
+retention_pass(
+	struct retention *r, struct rsensor *scope, int64_t now_ns, retention_fn *fn, void *arg, bool *failed)
 {
 	unsigned deleted = 0;
 	while (!*failed && retention_why(r, scope, retention_oldest(r, scope), now_ns)) {
@@ -184,8 +195,9 @@ static unsigned retention_pass(struct retention *r, struct rsensor *scope, int64
 			int rc = index_retire(r->ix, g);
 			if (rc != 0 && rc != -EINVAL) {
 				if (log_limit_ok(&r->warn_lim, 3, 60))
-					log_warnx("retention: %s: cannot delete %s: %s; retrying later", g->sensor, g->path,
-						  rc == -EIO ? "index update failed" : strerror(-rc));
+					log_warnx("retention: %s: cannot delete %s: %s; retrying later",
+						g->sensor, g->path,
+						rc == -EIO ? "index update failed" : strerror(-rc));
 				*failed = true;
 				break;
 			}
@@ -197,12 +209,13 @@ static unsigned retention_pass(struct retention *r, struct rsensor *scope, int64
 			}
 			r->total_bytes -= r->total_bytes < g->bytes ? r->total_bytes : g->bytes;
 			if (rc == -EINVAL) {
-				log_warnx("retention: %s: index row '%s' is not a segment path: row dropped, no file touched",
-					  g->sensor, g->path);
+				log_warnx("retention: %s: index row '%s' is not a segment path: row dropped, "
+					  "no file touched",
+					g->sensor, g->path);
 				continue;
 			}
-			log_info("retention: %s: deleted %s (%" PRIu64 " packets, %" PRIu64 " bytes): %s", g->sensor,
-				 g->path, g->packets, g->bytes, why);
+			log_info("retention: %s: deleted %s (%" PRIu64 " packets, %" PRIu64 " bytes): %s",
+				g->sensor, g->path, g->packets, g->bytes, why);
 			deleted++;
 			if (fn)
 				fn(arg, g, why);
@@ -225,14 +238,16 @@ static unsigned retention_pass(struct retention *r, struct rsensor *scope, int64
  * those not indexed yet included, whose names start with it ("[.open-]<segment name>").
  * Returns false when a file's name cannot be read that way: then nothing is trimmed.
  */
-static bool retention_files_oldest(struct retention *r, const char *sensor, int64_t *oldest)
+static bool
+retention_files_oldest(struct retention *r, const char *sensor, int64_t *oldest)
 {
 	char path[1024];
 	struct dirent *de;
 	DIR *d;
 	bool ok = true;
 
-	if ((size_t)snprintf(path, sizeof(path), "%s/sensors/%s/segments", index_dir(r->ix), sensor) >= sizeof(path))
+	if ((size_t)snprintf(path, sizeof(path), "%s/sensors/%s/segments", index_dir(r->ix), sensor) >=
+		sizeof(path))
 		return false;
 	if (!(d = opendir(path)))
 		return false;
@@ -254,7 +269,8 @@ static bool retention_files_oldest(struct retention *r, const char *sensor, int6
 	return ok;
 }
 
-static void retention_trim_names(struct retention *r, struct rsensor *e)
+static void
+retention_trim_names(struct retention *r, struct rsensor *e)
 {
 	int64_t oldest;
 	uint64_t dropped = 0;
@@ -264,20 +280,22 @@ static void retention_trim_names(struct retention *r, struct rsensor *e)
 	/* The oldest packet of the index, and of the segments being written: a replay of
 	 * an older capture may be under way. */
 	if (index_sensor_min_ns(r->ix, e->t.sensor, &oldest) != 0 ||
-	    !retention_files_oldest(r, e->t.sensor, &oldest) || oldest == INT64_MAX || oldest <= 0)
+		!retention_files_oldest(r, e->t.sensor, &oldest) || oldest == INT64_MAX || oldest <= 0)
 		return;
 	rc = names_trim(index_dir(r->ix), e->t.sensor, (uint64_t)oldest, &dropped);
 	if (rc == 0 && dropped > 0)
 		log_info("retention: %s: %" PRIu64 " name history lines older than the oldest stored packet "
-			 "dropped", e->t.sensor, dropped);
+			 "dropped",
+			e->t.sensor, dropped);
 	else if (rc != 0 && rc != -ENOENT && log_limit_ok(&r->warn_lim, 3, 60))
 		log_warnx("retention: %s: cannot trim the name history: %s; retrying after the next deletion",
-			  e->t.sensor, strerror(-rc));
+			e->t.sensor, strerror(-rc));
 	if (rc != 0 && rc != -ENOENT)
 		e->trim = true;
 }
 
-unsigned retention_run(struct retention *r, int64_t now_ns, retention_fn *fn, void *arg)
+unsigned
+retention_run(struct retention *r, int64_t now_ns, retention_fn *fn, void *arg)
 {
 	unsigned deleted = 0;
 	bool failed = false;

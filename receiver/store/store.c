@@ -44,14 +44,14 @@
  * file back). A crash between the rename and the row, or a row whose file retention
  * had just unlinked, is repaired by the reconcile at the next start.
  */
-#define STATE_SLOT 16384
+#define STATE_SLOT       16384
 #define CFG_ERRLEN_STORE 512
-#define STATE_MAGIC 0x504c5332u /* "PLS2" */
-#define STATE_NAME_MAX 200
+#define STATE_MAGIC      0x504c5332u /* "PLS2" */
+#define STATE_NAME_MAX   200
 #define STATE_MAX_EPOCHS 16
-#define STATE_COUNTERS 8
+#define STATE_COUNTERS   8
 /* Batches remembered per sensor to tell a resend from a reused number (a power of 2). */
-#define STORE_RECENT 256
+#define STORE_RECENT     256
 
 /*
  * A segment is free (fd < 0), open for writing (fd >= 0, w set), or finished (fd >= 0,
@@ -63,12 +63,12 @@
  */
 struct segment {
 	int fd;
-	uint64_t committed; /* bytes known to be in the file as of the last state write */
+	uint64_t committed;        /* bytes known to be in the file as of the last state write */
 	char base[STATE_NAME_MAX]; /* basename of open_path */
 	struct pcapw *w;
-	bool adopted; /* taken over by recovery: counts unknown, read back for the index */
-	uint64_t synced; /* bytes known on disk (fdatasync succeeded after they were written) */
-	bool sync_lost;  /* a sync failed: bytes from `synced` on must be written again */
+	bool adopted;       /* taken over by recovery: counts unknown, read back for the index */
+	uint64_t synced;    /* bytes known on disk (fdatasync succeeded after they were written) */
+	bool sync_lost;     /* a sync failed: bytes from `synced` on must be written again */
 	uint64_t opened_ms; /* monotonic */
 	uint64_t packets;
 	int64_t min_ns, max_ns; /* packet timestamps, for the index */
@@ -94,7 +94,7 @@ struct store_sensor {
 	unsigned n_epochs;
 	int state_fd;
 	uint64_t state_counter;
-	bool unsynced; /* interval policy: written and committed, not yet synced */
+	bool unsynced;   /* interval policy: written and committed, not yet synced */
 	bool state_lost; /* a sync of the state file failed: write it again before the next */
 	uint64_t unsynced_bytes;
 	uint16_t n_ifaces;
@@ -118,7 +118,7 @@ struct store {
 	struct store_opts o;
 	char dir[300];
 	struct store_sensor *sensors;
-	struct index *ix;       /* NULL without a repository */
+	struct index *ix; /* NULL without a repository */
 	struct retention *ret;
 	/* Single-file output. */
 	int single_fd;
@@ -131,31 +131,39 @@ struct store {
 	struct lathist ack_lat;
 };
 
-static uint64_t store_mono_ms(void)
+static uint64_t
+store_mono_ms(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-static uint64_t store_mono_us(void)
+static uint64_t
+store_mono_us(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
 }
 
-static int64_t store_wall_ns(void)
+static int64_t
+store_wall_ns(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-static int store_mkdirs(const char *path) { return fsu_mkdirs(path, 0750); }
+static int
+store_mkdirs(const char *path)
+{
+	return fsu_mkdirs(path, 0750);
+}
 
 /* Credits a sensor with a segment retention deleted. */
-static void store_on_retired(void *arg, const struct index_seg *g, const char *why)
+static void
+store_on_retired(void *arg, const struct index_seg *g, const char *why)
 {
 	struct store *s = arg;
 	for (struct store_sensor *ss = s->sensors; ss; ss = ss->next) {
@@ -168,13 +176,15 @@ static void store_on_retired(void *arg, const struct index_seg *g, const char *w
 	}
 }
 
-static void store_retention(struct store *s)
+static void
+store_retention(struct store *s)
 {
 	if (s->ret)
 		retention_run(s->ret, store_wall_ns(), store_on_retired, s);
 }
 
-static void store_on_indexed(void *arg, const struct index_seg *g)
+static void
+store_on_indexed(void *arg, const struct index_seg *g)
 {
 	struct store *s = arg;
 	if (s->ret)
@@ -183,7 +193,8 @@ static void store_on_indexed(void *arg, const struct index_seg *g)
 
 /* Indexes a segment just renamed into place. A failed insert is retried by the tick;
  * its bytes count toward the bounds once the row exists. */
-static void store_index_add(struct store *s, const struct index_seg *g)
+static void
+store_index_add(struct store *s, const struct index_seg *g)
 {
 	/* Rows deferred by a locked database go first, so that they keep their order. */
 	if (s->ix && index_pending(s->ix))
@@ -193,7 +204,8 @@ static void store_index_add(struct store *s, const struct index_seg *g)
 }
 
 /* Indexes a segment renamed into place by recovery or rollback, reading it back. */
-static void store_index_scan(struct store_sensor *ss, const char *final_path)
+static void
+store_index_scan(struct store_sensor *ss, const char *final_path)
 {
 	struct index_seg g;
 	char rel[INDEX_MAX_PATH];
@@ -201,14 +213,16 @@ static void store_index_scan(struct store_sensor *ss, const char *final_path)
 	snprintf(rel, sizeof(rel), "sensors/%s/segments/%s", ss->id, name ? name + 1 : final_path);
 	int rc = index_scan(ss->store->dir, rel, &g);
 	if (rc != 0) {
-		log_warnx("store: %s: cannot read back %s for the index: %s", ss->id, rel, pcapf_strerror(rc));
+		log_warnx(
+			"store: %s: cannot read back %s for the index: %s", ss->id, rel, pcapf_strerror(rc));
 		return;
 	}
 	g.closed_ns = store_wall_ns();
 	store_index_add(ss->store, &g);
 }
 
-struct store *store_new(const struct store_opts *o, char *err, size_t errlen)
+struct store *
+store_new(const struct store_opts *o, char *err, size_t errlen)
 {
 	struct store *s = calloc(1, sizeof(*s));
 	if (!s) {
@@ -219,12 +233,12 @@ struct store *store_new(const struct store_opts *o, char *err, size_t errlen)
 	s->single_fd = -1;
 	pthread_mutex_init(&s->lat_mu, NULL);
 	_Static_assert(sizeof(((struct store *)0)->dir) > STORE_DIR_MAX &&
-			       sizeof(((struct store_sensor *)0)->seg_dir) >
-				       STORE_DIR_MAX + sizeof("/sensors//segments") - 1 + PROTO_MAX_ID,
-		       "STORE_DIR_MAX does not fit the store's path buffers");
+			sizeof(((struct store_sensor *)0)->seg_dir) >
+				STORE_DIR_MAX + sizeof("/sensors//segments") - 1 + PROTO_MAX_ID,
+		"STORE_DIR_MAX does not fit the store's path buffers");
 	if (o->dir && strlen(o->dir) > STORE_DIR_MAX) {
 		snprintf(err, errlen, "storage.dir: %zu characters, above the limit of %d: %.80s...",
-			 strlen(o->dir), STORE_DIR_MAX, o->dir);
+			strlen(o->dir), STORE_DIR_MAX, o->dir);
 		free(s);
 		return NULL;
 	}
@@ -233,7 +247,7 @@ struct store *store_new(const struct store_opts *o, char *err, size_t errlen)
 		int rc = store_mkdirs(s->dir);
 		if (rc != 0 || access(s->dir, W_OK) != 0) {
 			snprintf(err, errlen, "storage.dir: cannot create or write %s: %s", s->dir,
-				 strerror(rc ? -rc : errno));
+				strerror(rc ? -rc : errno));
 			free(s);
 			return NULL;
 		}
@@ -285,7 +299,8 @@ struct store *store_new(const struct store_opts *o, char *err, size_t errlen)
 			s->single_owned = true;
 		}
 		if (s->single_fd < 0) {
-			snprintf(err, errlen, "output.file: cannot open %s: %s", o->single_file, strerror(errno));
+			snprintf(err, errlen, "output.file: cannot open %s: %s", o->single_file,
+				strerror(errno));
 			store_free(s);
 			return NULL;
 		}
@@ -293,10 +308,10 @@ struct store *store_new(const struct store_opts *o, char *err, size_t errlen)
 	return s;
 }
 
-
 /* Renames without ever replacing a stored file: if the name is taken (a sensor that
  * reused an epoch), a numeric suffix is added, and `to` (of size tolen) updated. */
-static int store_rename(const char *from, char *to, size_t tolen)
+static int
+store_rename(const char *from, char *to, size_t tolen)
 {
 	if (renameat2(AT_FDCWD, from, AT_FDCWD, to, RENAME_NOREPLACE) == 0)
 		return 0;
@@ -329,7 +344,8 @@ static int store_rename(const char *from, char *to, size_t tolen)
  * bytes not known synced are therefore written again, from the page cache that still
  * holds them, before the next try. Returns 0 or -errno.
  */
-static int store_seg_sync(struct segment *g, uint64_t upto)
+static int
+store_seg_sync(struct segment *g, uint64_t upto)
 {
 	if (g->synced > upto)
 		g->synced = upto;
@@ -373,7 +389,8 @@ static struct log_limit store_finish_lim;
  * keeps its fd and its state entry, and the caller retries later. A segment that
  * never had a batch committed is removed. Returns 0 or -errno.
  */
-static int store_segment_finish(struct store_sensor *ss, struct segment *g)
+static int
+store_segment_finish(struct store_sensor *ss, struct segment *g)
 {
 	struct store *s = ss->store;
 	struct stat st;
@@ -384,8 +401,8 @@ static int store_segment_finish(struct store_sensor *ss, struct segment *g)
 		if (unlink(g->open_path) != 0 && errno != ENOENT) {
 			rc = -errno;
 			if (log_limit_ok(&store_finish_lim, 10, 1))
-				log_warnx("store: %s: cannot remove %s (nothing of it committed): %s", ss->id, g->open_path,
-					  strerror(-rc));
+				log_warnx("store: %s: cannot remove %s (nothing of it committed): %s", ss->id,
+					g->open_path, strerror(-rc));
 			return rc;
 		}
 		close(g->fd);
@@ -405,7 +422,8 @@ static int store_segment_finish(struct store_sensor *ss, struct segment *g)
 	if (rc != 0) {
 		if (log_limit_ok(&store_finish_lim, 10, 1))
 			log_warnx("store: %s: cannot put %s into place: %s; kept open with its %" PRIu64
-				  " committed bytes, retrying", ss->id, g->open_path, strerror(-rc), g->committed);
+				  " committed bytes, retrying",
+				ss->id, g->open_path, strerror(-rc), g->committed);
 		return rc;
 	}
 	close(g->fd);
@@ -427,7 +445,7 @@ static int store_segment_finish(struct store_sensor *ss, struct segment *g)
 		};
 		snprintf(row.sensor, sizeof(row.sensor), "%s", ss->id);
 		snprintf(row.path, sizeof(row.path), "sensors/%s/segments/%s", ss->id,
-			 strrchr(g->final_path, '/') + 1);
+			strrchr(g->final_path, '/') + 1);
 		snprintf(row.iface, sizeof(row.iface), "%s", g->ifname);
 		store_index_add(s, &row);
 	}
@@ -437,7 +455,8 @@ static int store_segment_finish(struct store_sensor *ss, struct segment *g)
 
 /* Retries every finished segment of the sensor. Returns 0 when none is left, else the
  * first error (with the segment's name in err). */
-static int store_finish_pending(struct store_sensor *ss, char *err, size_t errlen)
+static int
+store_finish_pending(struct store_sensor *ss, char *err, size_t errlen)
 {
 	int ret = 0;
 	for (int i = 0; i < PROTO_MAX_IFACES; i++) {
@@ -448,7 +467,8 @@ static int store_finish_pending(struct store_sensor *ss, char *err, size_t errle
 		if (rc != 0 && ret == 0) {
 			ret = rc;
 			if (err)
-				snprintf(err, errlen, "cannot put segment %s into place: %s", g->open_path, strerror(-rc));
+				snprintf(err, errlen, "cannot put segment %s into place: %s", g->open_path,
+					strerror(-rc));
 		}
 	}
 	return ret;
@@ -456,10 +476,19 @@ static int store_finish_pending(struct store_sensor *ss, char *err, size_t errle
 
 /* The state file's checksum is plain FNV-1a (no finalizer): files written by earlier
  * releases must still verify. */
-static uint64_t store_fnv64(const uint8_t *p, size_t n) { return hash_add(HASH_INIT, p, n); }
+static uint64_t
+store_fnv64(const uint8_t *p, size_t n)
+{
+	return hash_add(HASH_INIT, p, n);
+}
 
-static void put64(uint8_t *p, uint64_t v) { memcpy(p, &v, 8); }
-static uint64_t get64(const uint8_t *p)
+static void
+put64(uint8_t *p, uint64_t v)
+{
+	memcpy(p, &v, 8);
+}
+static uint64_t
+get64(const uint8_t *p)
 {
 	uint64_t v;
 	memcpy(&v, p, 8);
@@ -473,16 +502,16 @@ static uint64_t get64(const uint8_t *p)
  *   48 epochs: STATE_MAX_EPOCHS x {epoch u64, next_seq u64}, most recent first,
  *   then STATE_COUNTERS stored counters u64 (they describe exactly what is committed),
  *   then n entries of {u64 committed, char name[STATE_NAME_MAX]}. */
-#define STATE_EPOCHS_OFF 48
+#define STATE_EPOCHS_OFF   48
 #define STATE_COUNTERS_OFF (STATE_EPOCHS_OFF + STATE_MAX_EPOCHS * 16)
-#define STATE_HDR (STATE_COUNTERS_OFF + STATE_COUNTERS * 8)
-#define STATE_ENTRY (8 + STATE_NAME_MAX)
+#define STATE_HDR          (STATE_COUNTERS_OFF + STATE_COUNTERS * 8)
+#define STATE_ENTRY        (8 + STATE_NAME_MAX)
 
-static void store_counters_io(struct store_sensor *ss, uint8_t *p, bool save)
+static void
+store_counters_io(struct store_sensor *ss, uint8_t *p, bool save)
 {
-	uint64_t *v[STATE_COUNTERS] = {&ss->c.batches,         &ss->c.packets,         &ss->c.bytes,
-				       &ss->c.segments_closed, &ss->c.duplicates,      &ss->c.rejected_batches,
-				       &ss->c.missing_batches, &ss->c.storage_errors};
+	uint64_t *v[STATE_COUNTERS] = { &ss->c.batches, &ss->c.packets, &ss->c.bytes, &ss->c.segments_closed,
+		&ss->c.duplicates, &ss->c.rejected_batches, &ss->c.missing_batches, &ss->c.storage_errors };
 	for (int i = 0; i < STATE_COUNTERS; i++) {
 		if (save)
 			put64(p + 8 * i, *v[i]);
@@ -491,7 +520,8 @@ static void store_counters_io(struct store_sensor *ss, uint8_t *p, bool save)
 	}
 }
 
-static int store_state_write(struct store_sensor *ss)
+static int
+store_state_write(struct store_sensor *ss)
 {
 	static uint8_t slot[STATE_SLOT];
 	uint32_t n = 0;
@@ -534,7 +564,8 @@ static int store_state_write(struct store_sensor *ss)
 }
 
 /* Loads the newest valid slot into ss and returns it in slot (n entries), or -1. */
-static int store_state_read(struct store_sensor *ss, uint8_t *slot, uint32_t *n_out)
+static int
+store_state_read(struct store_sensor *ss, uint8_t *slot, uint32_t *n_out)
 {
 	static uint8_t buf[STATE_SLOT];
 	int best = -1;
@@ -546,7 +577,7 @@ static int store_state_read(struct store_sensor *ss, uint8_t *slot, uint32_t *n_
 		memcpy(&magic, buf, 4);
 		memcpy(&n, buf + 4, 4);
 		if (magic != STATE_MAGIC || STATE_HDR + (uint64_t)n * STATE_ENTRY > STATE_SLOT ||
-		    get64(buf + 16) != store_fnv64(buf + 24, STATE_HDR + (size_t)n * STATE_ENTRY - 24))
+			get64(buf + 16) != store_fnv64(buf + 24, STATE_HDR + (size_t)n * STATE_ENTRY - 24))
 			continue;
 		if (best < 0 || get64(buf + 8) > best_counter) {
 			best = i;
@@ -579,7 +610,8 @@ static int store_state_read(struct store_sensor *ss, uint8_t *slot, uint32_t *n_
  * it held committed data (a version that forgot a segment it failed to put into place,
  * or a rename the disk lost in a power cut): then everything in it was committed, as
  * segments are only ever closed at a commit, and every whole record is kept. */
-static int64_t store_recover_unlisted(struct store_sensor *ss, const char *name, const char *path)
+static int64_t
+store_recover_unlisted(struct store_sensor *ss, const char *name, const char *path)
 {
 	struct segname sn;
 	if (!segname_parse(name + 6, &sn))
@@ -598,16 +630,18 @@ static int64_t store_recover_unlisted(struct store_sensor *ss, const char *name,
 	while (pcapr_next(r, &rec) == 1)
 		end = pcapr_offset(r);
 	pcapr_close(r);
-	log_warnx("store: %s: %s is not in the state file but its first batch was committed: keeping its %" PRIu64
-		  " bytes of whole records", ss->id, name, end);
+	log_warnx("store: %s: %s is not in the state file but its first batch was committed: keeping its "
+		  "%" PRIu64 " bytes of whole records",
+		ss->id, name, end);
 	return (int64_t)end;
 }
 
 /* Takes over an open segment found at start with `committed` bytes to keep: it is
  * tracked like one this process finished, and put into place now or, if the storage
  * fails, by store_tick(). Returns 0 when in place, 1 when held, -1 when not taken. */
-static int store_recover_adopt(struct store_sensor *ss, const char *base, const char *path, const char *final,
-			       uint64_t committed)
+static int
+store_recover_adopt(
+	struct store_sensor *ss, const char *base, const char *path, const char *final, uint64_t committed)
 {
 	struct segment *g = NULL;
 	for (int i = 0; i < PROTO_MAX_IFACES && !g; i++)
@@ -616,7 +650,8 @@ static int store_recover_adopt(struct store_sensor *ss, const char *base, const 
 	int fd = g ? open(path, O_RDWR | O_CLOEXEC) : -1;
 	if (fd < 0) {
 		/* Left as it is (never removed): the next start tries again. */
-		log_warnx("store: %s: cannot take over %s: %s", ss->id, path, g ? strerror(errno) : "too many");
+		log_warnx(
+			"store: %s: cannot take over %s: %s", ss->id, path, g ? strerror(errno) : "too many");
 		return -1;
 	}
 	memset(g, 0, sizeof(*g));
@@ -638,7 +673,8 @@ static int store_recover_adopt(struct store_sensor *ss, const char *base, const 
 
 /* Brings the sensor's segment folder back to its last committed state (see above).
  * Nothing that holds committed data is ever removed here. */
-static void store_recover(struct store_sensor *ss)
+static void
+store_recover(struct store_sensor *ss)
 {
 	static uint8_t slot[STATE_SLOT];
 	uint32_t n = 0;
@@ -679,24 +715,26 @@ static void store_recover(struct store_sensor *ss)
 	closedir(d);
 	if (have || kept || removed || held)
 		log_info("store: %s: state loaded (epoch %016" PRIx64 ", next batch %" PRIu64
-			 "); %u open segment(s) recovered, %u holding only unacknowledged data removed", ss->id,
-			 ss->epoch, ss->next_seq, kept, removed);
+			 "); %u open segment(s) recovered, %u holding only unacknowledged data removed",
+			ss->id, ss->epoch, ss->next_seq, kept, removed);
 	if (held) {
 		/* Listed in the state from now on; the sensor is held until they are in place. */
-		log_warnx("store: %s: %u open segment(s) with committed data cannot be put into place yet; retrying",
-			  ss->id, held);
+		log_warnx("store: %s: %u open segment(s) with committed data cannot be put into place yet; "
+			  "retrying",
+			ss->id, held);
 		if (store_state_write(ss) != 0)
 			log_warnx("store: %s: cannot update state", ss->id);
 	}
 }
 
-static void store_sanitize(char *dst, size_t n, const char *src)
+static void
+store_sanitize(char *dst, size_t n, const char *src)
 {
 	size_t i = 0;
 	for (; src[i] && i + 1 < n; i++) {
 		char ch = src[i];
 		int ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-			 ch == '.' || ch == '_' || ch == '-';
+			ch == '.' || ch == '_' || ch == '-';
 		dst[i] = ok ? ch : '_';
 	}
 	dst[i] = '\0';
@@ -706,7 +744,8 @@ static void store_sanitize(char *dst, size_t n, const char *src)
 		dst[1] = '\0';
 }
 
-bool store_sensor_known(const struct store *s, const char *id)
+bool
+store_sensor_known(const struct store *s, const char *id)
 {
 	for (const struct store_sensor *ss = s->sensors; ss; ss = ss->next)
 		if (strcmp(ss->id, id) == 0)
@@ -714,7 +753,8 @@ bool store_sensor_known(const struct store *s, const char *id)
 	return false;
 }
 
-unsigned store_sensor_count(const struct store *s)
+unsigned
+store_sensor_count(const struct store *s)
 {
 	unsigned n = 0;
 	for (const struct store_sensor *ss = s->sensors; ss; ss = ss->next)
@@ -722,7 +762,8 @@ unsigned store_sensor_count(const struct store *s)
 	return n;
 }
 
-struct store_sensor *store_sensor_get(struct store *s, const char *id, char *err, size_t errlen)
+struct store_sensor *
+store_sensor_get(struct store *s, const char *id, char *err, size_t errlen)
 {
 	for (struct store_sensor *ss = s->sensors; ss; ss = ss->next)
 		if (strcmp(ss->id, id) == 0)
@@ -762,7 +803,7 @@ struct store_sensor *store_sensor_get(struct store *s, const char *id, char *err
 		/* Retention totals are kept across restarts in the index. */
 		if (s->ix)
 			index_retention_get(s->ix, id, &ss->c.retention_segments, &ss->c.retention_packets,
-					    &ss->c.retention_bytes);
+				&ss->c.retention_bytes);
 	} else {
 		ss->state_fd = -1;
 	}
@@ -775,7 +816,8 @@ struct store_sensor *store_sensor_get(struct store *s, const char *id, char *err
  * commit (or a rollback to one), so what the writer still holds is never needed: the
  * file is cut to `committed` anyway. On failure the segment stays finished and
  * tracked (store_segment_finish()). */
-static int store_segment_close(struct store_sensor *ss, struct segment *g)
+static int
+store_segment_close(struct store_sensor *ss, struct segment *g)
 {
 	if (g->fd < 0)
 		return 0;
@@ -786,8 +828,9 @@ static int store_segment_close(struct store_sensor *ss, struct segment *g)
 	return store_segment_finish(ss, g);
 }
 
-uint64_t store_sensor_begin(struct store_sensor *ss, uint64_t epoch, const struct proto_iface *ifaces,
-			    uint16_t n_ifaces)
+uint64_t
+store_sensor_begin(
+	struct store_sensor *ss, uint64_t epoch, const struct proto_iface *ifaces, uint16_t n_ifaces)
 {
 	store_sensor_end(ss);
 	ss->n_ifaces = n_ifaces;
@@ -814,14 +857,16 @@ uint64_t store_sensor_begin(struct store_sensor *ss, uint64_t epoch, const struc
 	return ss->next_seq;
 }
 
-void store_sensor_end(struct store_sensor *ss)
+void
+store_sensor_end(struct store_sensor *ss)
 {
 	ss->connected = false;
 	for (int i = 0; i < PROTO_MAX_IFACES; i++)
 		store_segment_close(ss, &ss->seg[i]);
 }
 
-static int store_segment_open(struct store_sensor *ss, uint16_t iface, uint64_t first_ns, uint64_t seq)
+static int
+store_segment_open(struct store_sensor *ss, uint16_t iface, uint64_t first_ns, uint64_t seq)
 {
 	struct segment *g = &ss->seg[iface];
 	char ifname[PROTO_MAX_IFNAME + 1];
@@ -882,7 +927,8 @@ static int store_segment_open(struct store_sensor *ss, uint16_t iface, uint64_t 
 	return 0;
 }
 
-static int store_single_write(struct store *s, struct store_sensor *ss, const struct proto_rec *r)
+static int
+store_single_write(struct store *s, struct store_sensor *ss, const struct proto_rec *r)
 {
 	uint32_t lt = ss->ifaces[r->iface].linktype;
 	if (!s->single) {
@@ -904,7 +950,8 @@ static int store_single_write(struct store *s, struct store_sensor *ss, const st
 /* Undoes a batch that failed half-way: every open segment is cut back to what the
  * last state write committed and put into place (or, if that fails too, kept
  * finished and tracked); the sensor will send the batch again. */
-static void store_rollback(struct store_sensor *ss)
+static void
+store_rollback(struct store_sensor *ss)
 {
 	for (int i = 0; i < PROTO_MAX_IFACES; i++) {
 		ss->seg[i].touched = false;
@@ -914,7 +961,8 @@ static void store_rollback(struct store_sensor *ss)
 		log_warnx("store: %s: cannot update state after a failed batch", ss->id);
 }
 
-enum store_result store_errno_result(int neg_errno)
+enum store_result
+store_errno_result(int neg_errno)
 {
 	switch (-neg_errno) {
 	/* The storage is full, failing or unavailable for now; all of these can pass
@@ -944,7 +992,8 @@ enum store_result store_errno_result(int neg_errno)
 	}
 }
 
-const char *store_unstorable_name(enum store_unstorable why, bool key)
+const char *
+store_unstorable_name(enum store_unstorable why, bool key)
 {
 	switch (why) {
 	case STORE_UNSTORABLE_TS:
@@ -960,7 +1009,8 @@ _Static_assert(STORE_UNSTORABLE_N == 1, "a new unstorable reason needs its count
 /* Why the record can never be stored, or -1 when it can. The segments and the
  * single file are classic pcap: 32-bit unsigned seconds, so nothing after
  * 2106-02-07T06:28:15Z (pcapw_write() would refuse it with EOVERFLOW every time). */
-static int store_unstorable_why(const struct proto_rec *r)
+static int
+store_unstorable_why(const struct proto_rec *r)
 {
 	if (r->ts_ns / 1000000000u > UINT32_MAX)
 		return STORE_UNSTORABLE_TS;
@@ -969,7 +1019,8 @@ static int store_unstorable_why(const struct proto_rec *r)
 
 /* A digest of a batch's record bytes, eight at a time (every byte counts; the byte-wise
  * FNV of store_fnv64 would cost a millisecond per MiB on the ingest path). */
-static uint64_t store_batch_digest(const uint8_t *p, uint32_t n)
+static uint64_t
+store_batch_digest(const uint8_t *p, uint32_t n)
 {
 	uint64_t h = 0x9e3779b97f4a7c15ull ^ n;
 	uint32_t i = 0;
@@ -986,10 +1037,10 @@ static uint64_t store_batch_digest(const uint8_t *p, uint32_t n)
 
 /* What store_batch_check() learnt about a batch that the later steps need. */
 struct store_scan {
-	uint32_t n;                          /* records */
-	uint32_t n_bad, first_bad;           /* unstorable ones, and the first of them */
-	uint32_t bad[STORE_UNSTORABLE_N];    /* by reason */
-	uint64_t digest;                     /* of the record bytes, for the recent ring */
+	uint32_t n;                       /* records */
+	uint32_t n_bad, first_bad;        /* unstorable ones, and the first of them */
+	uint32_t bad[STORE_UNSTORABLE_N]; /* by reason */
+	uint64_t digest;                  /* of the record bytes, for the recent ring */
 };
 
 /*
@@ -998,9 +1049,9 @@ struct store_scan {
  * validates every record before anything is written, so that a malformed batch
  * changes nothing (STORE_REJECTED). STORE_STORED means: go on and store it.
  */
-static enum store_result store_batch_check(struct store_sensor *ss, uint64_t seq, const uint8_t *raw,
-					   uint32_t raw_len, uint32_t n_records, struct store_scan *v, char *err,
-					   size_t errlen)
+static enum store_result
+store_batch_check(struct store_sensor *ss, uint64_t seq, const uint8_t *raw, uint32_t raw_len,
+	uint32_t n_records, struct store_scan *v, char *err, size_t errlen)
 {
 	struct proto_rec_iter it;
 	struct proto_rec r;
@@ -1017,11 +1068,15 @@ static enum store_result store_batch_check(struct store_sensor *ss, uint64_t seq
 	if (seq < ss->next_seq) {
 		/* A duplicate is a batch we have, not a new one under a number already used
 		 * (PROTOCOL.md 6.3): dropping that would lose it silently. */
-		if (ss->recent[seq % STORE_RECENT].seq == seq && ss->recent[seq % STORE_RECENT].epoch == ss->epoch &&
-		    ss->recent[seq % STORE_RECENT].digest != v->digest) {
+		if (ss->recent[seq % STORE_RECENT].seq == seq &&
+			ss->recent[seq % STORE_RECENT].epoch == ss->epoch &&
+			ss->recent[seq % STORE_RECENT].digest != v->digest) {
 			ss->c.rejected_batches++;
-			snprintf(err, errlen, "batch %" PRIu64 " of epoch %016" PRIx64 " is not the batch stored under that "
-				 "number: the sensor reused it and must take a new epoch", seq, ss->epoch);
+			snprintf(err, errlen,
+				"batch %" PRIu64 " of epoch %016" PRIx64
+				" is not the batch stored under that "
+				"number: the sensor reused it and must take a new epoch",
+				seq, ss->epoch);
 			return STORE_SEQ_REUSED;
 		}
 		ss->c.duplicates++;
@@ -1044,7 +1099,8 @@ static enum store_result store_batch_check(struct store_sensor *ss, uint64_t seq
 	if (rc == 0 && v->n != n_records)
 		rc = PROTO_EINVAL;
 	if (rc != 0) {
-		snprintf(err, errlen, "batch %" PRIu64 ": malformed record %u: %s", seq, v->n, proto_strerror(rc));
+		snprintf(err, errlen, "batch %" PRIu64 ": malformed record %u: %s", seq, v->n,
+			proto_strerror(rc));
 		ss->c.rejected_batches++;
 		return STORE_REJECTED;
 	}
@@ -1054,8 +1110,9 @@ static enum store_result store_batch_check(struct store_sensor *ss, uint64_t seq
 /* Step 2: writes every storable record to its interface's segment (opened on first
  * use) and to the single file. Returns 0 or -errno with err set; *bytes gets the
  * packet bytes written. */
-static int store_batch_write(struct store_sensor *ss, uint64_t seq, const uint8_t *raw, uint32_t raw_len,
-			     const struct store_scan *v, uint64_t *bytes, char *err, size_t errlen)
+static int
+store_batch_write(struct store_sensor *ss, uint64_t seq, const uint8_t *raw, uint32_t raw_len,
+	const struct store_scan *v, uint64_t *bytes, char *err, size_t errlen)
 {
 	struct store *s = ss->store;
 	struct proto_rec_iter it;
@@ -1070,7 +1127,8 @@ static int store_batch_write(struct store_sensor *ss, uint64_t seq, const uint8_
 		if (*s->dir) {
 			struct segment *g = &ss->seg[r.iface];
 			if (g->fd < 0 && (rc = store_segment_open(ss, r.iface, r.ts_ns, seq)) != 0) {
-				snprintf(err, errlen, "cannot create segment %s: %s", g->open_path, strerror(-rc));
+				snprintf(err, errlen, "cannot create segment %s: %s", g->open_path,
+					strerror(-rc));
 				return rc;
 			}
 			if ((rc = pcapw_write(g->w, r.ts_ns, r.data, r.caplen, r.origlen)) != 0) {
@@ -1104,8 +1162,9 @@ struct store_run_item {
  * one sync per segment for the whole run), then commits them, with the counters that
  * describe them, in one state write: after this they may be ACKed. Returns 0 or -errno
  * with err set and nothing committed. */
-static int store_batch_commit(struct store_sensor *ss, const struct store_run_item *run, unsigned n, char *err,
-			      size_t errlen)
+static int
+store_batch_commit(
+	struct store_sensor *ss, const struct store_run_item *run, unsigned n, char *err, size_t errlen)
 {
 	struct store *s = ss->store;
 	int rc;
@@ -1116,7 +1175,8 @@ static int store_batch_commit(struct store_sensor *ss, const struct store_run_it
 		if (!g->touched)
 			continue;
 		if ((rc = pcapw_flush(g->w)) != 0 ||
-		    (s->o.fsync == STORE_FSYNC_BATCH && (rc = store_seg_sync(g, pcapw_durable_bytes(g->w))) != 0)) {
+			(s->o.fsync == STORE_FSYNC_BATCH &&
+				(rc = store_seg_sync(g, pcapw_durable_bytes(g->w))) != 0)) {
 			snprintf(err, errlen, "cannot write %s: %s", g->open_path, strerror(-rc));
 			return rc;
 		}
@@ -1156,7 +1216,8 @@ static int store_batch_commit(struct store_sensor *ss, const struct store_run_it
 				ss->seg[i].committed = was[i];
 			ss->next_seq = prev_next;
 			ss->c = before;
-			snprintf(err, errlen, "cannot write the state of sensor %s: %s", ss->id, strerror(-rc));
+			snprintf(err, errlen, "cannot write the state of sensor %s: %s", ss->id,
+				strerror(-rc));
 			return rc;
 		}
 	}
@@ -1166,16 +1227,19 @@ static int store_batch_commit(struct store_sensor *ss, const struct store_run_it
 		if (it->seq > next)
 			/* The sensor lost these batches (its spool overflowed) or they went to
 			 * another receiver; either way they are not here, and that is counted. */
-			log_warnx("store: %s: batches %" PRIu64 "..%" PRIu64 " never arrived", ss->id, next, it->seq - 1);
+			log_warnx("store: %s: batches %" PRIu64 "..%" PRIu64 " never arrived", ss->id, next,
+				it->seq - 1);
 		next = it->seq + 1;
 		if (it->v.n_bad) {
 			/* Acknowledged like the rest of the batch: retrying could never store them. */
 			static struct log_limit lim;
 			for (int i = 0; i < STORE_UNSTORABLE_N; i++)
 				if (it->v.bad[i] && log_limit_ok(&lim, 10, 1))
-					log_warnx("sensor %s: batch %" PRIu64 ": %" PRIu32 " record(s) not stored: %s (first: record %" PRIu32
+					log_warnx("sensor %s: batch %" PRIu64 ": %" PRIu32
+						  " record(s) not stored: %s (first: record %" PRIu32
 						  "); counted as unstorable, the rest of the batch stored",
-						  ss->id, it->seq, it->v.bad[i], store_unstorable_name(i, false), it->v.first_bad);
+						ss->id, it->seq, it->v.bad[i],
+						store_unstorable_name(i, false), it->v.first_bad);
 		}
 	}
 	return 0;
@@ -1183,7 +1247,8 @@ static int store_batch_commit(struct store_sensor *ss, const struct store_run_it
 
 /* Step 4: closes the segments the run filled (renamed into place, indexed) and
  * remembers its batches for telling resends from reused numbers. */
-static void store_batch_rotate(struct store_sensor *ss, const struct store_run_item *run, unsigned n)
+static void
+store_batch_rotate(struct store_sensor *ss, const struct store_run_item *run, unsigned n)
 {
 	struct store *s = ss->store;
 	uint64_t t0 = store_mono_us();
@@ -1209,7 +1274,8 @@ static void store_batch_rotate(struct store_sensor *ss, const struct store_run_i
 
 /* True when a segment the run wrote is full: the run is committed there, so that
  * segments end where they would if every batch were stored on its own. */
-static bool store_run_full(const struct store_sensor *ss)
+static bool
+store_run_full(const struct store_sensor *ss)
 {
 	for (int i = 0; i < ss->n_ifaces; i++) {
 		const struct segment *g = &ss->seg[i];
@@ -1219,13 +1285,14 @@ static bool store_run_full(const struct store_sensor *ss)
 	return false;
 }
 
-static unsigned store_batches_run(struct store_sensor *ss, struct store_batch_in *b, unsigned n, char *err,
-				  size_t errlen);
+static unsigned
+store_batches_run(struct store_sensor *ss, struct store_batch_in *b, unsigned n, char *err, size_t errlen);
 
 /* A group that takes longer than this is logged with where its time went. */
 #define STORE_SLOW_US 500000
 
-unsigned store_batches(struct store_sensor *ss, struct store_batch_in *b, unsigned n, char *err, size_t errlen)
+unsigned
+store_batches(struct store_sensor *ss, struct store_batch_in *b, unsigned n, char *err, size_t errlen)
 {
 	memset(&ss->took, 0, sizeof(ss->took));
 	uint64_t t0 = store_mono_us();
@@ -1240,16 +1307,16 @@ unsigned store_batches(struct store_sensor *ss, struct store_batch_in *b, unsign
 		uint64_t other = us - (ss->took.seg_sync + ss->took.state + ss->took.rotate);
 		if (log_limit_ok(&lim, 5, 60))
 			log_warnx("store: %s: slow storage: %u batch(es), %" PRIu64 " KiB, took %" PRIu64
-				  " ms (segment flush and sync %" PRIu64 " ms, state %" PRIu64 " ms, segment close %" PRIu64
-				  " ms, checks and writes %" PRIu64 " ms)",
-				  ss->id, n, raw >> 10, us / 1000, ss->took.seg_sync / 1000, ss->took.state / 1000,
-				  ss->took.rotate / 1000, other / 1000);
+				  " ms (segment flush and sync %" PRIu64 " ms, state %" PRIu64
+				  " ms, segment close %" PRIu64 " ms, checks and writes %" PRIu64 " ms)",
+				ss->id, n, raw >> 10, us / 1000, ss->took.seg_sync / 1000,
+				ss->took.state / 1000, ss->took.rotate / 1000, other / 1000);
 	}
 	return r;
 }
 
-static unsigned store_batches_run(struct store_sensor *ss, struct store_batch_in *b, unsigned n, char *err,
-				  size_t errlen)
+static unsigned
+store_batches_run(struct store_sensor *ss, struct store_batch_in *b, unsigned n, char *err, size_t errlen)
 {
 	struct store *s = ss->store;
 	struct store_run_item run[STORE_BATCHES_MAX];
@@ -1265,7 +1332,8 @@ static unsigned store_batches_run(struct store_sensor *ss, struct store_batch_in
 		enum store_result sr = STORE_STORED;
 		if (i < n) {
 			struct store_run_item *it = &run[nrun];
-			sr = store_batch_check(ss, b[i].seq, b[i].raw, b[i].raw_len, b[i].n_records, &it->v, err, errlen);
+			sr = store_batch_check(
+				ss, b[i].seq, b[i].raw, b[i].raw_len, b[i].n_records, &it->v, err, errlen);
 			if (sr == STORE_DUPLICATE) {
 				b[i].sr = sr;
 				continue;
@@ -1282,8 +1350,8 @@ static unsigned store_batches_run(struct store_sensor *ss, struct store_batch_in
 			}
 			if (sr == STORE_STORED) {
 				it->seq = b[i].seq;
-				if ((rc = store_batch_write(ss, b[i].seq, b[i].raw, b[i].raw_len, &it->v, &it->bytes, err,
-							    errlen)) != 0) {
+				if ((rc = store_batch_write(ss, b[i].seq, b[i].raw, b[i].raw_len, &it->v,
+					     &it->bytes, err, errlen)) != 0) {
 					/* Undoes this batch and the uncommitted ones before it. */
 					ss->c.storage_errors++;
 					if (*s->dir)
@@ -1325,25 +1393,38 @@ static unsigned store_batches_run(struct store_sensor *ss, struct store_batch_in
 	return n;
 }
 
-enum store_result store_batch(struct store_sensor *ss, uint64_t seq, const uint8_t *raw, uint32_t raw_len,
-			      uint32_t n_records, char *err, size_t errlen)
+enum store_result
+store_batch(struct store_sensor *ss, uint64_t seq, const uint8_t *raw, uint32_t raw_len, uint32_t n_records,
+	char *err, size_t errlen)
 {
-	struct store_batch_in b = {.seq = seq, .raw = raw, .raw_len = raw_len, .n_records = n_records};
+	struct store_batch_in b = { .seq = seq, .raw = raw, .raw_len = raw_len, .n_records = n_records };
 	store_batches(ss, &b, 1, err, errlen);
 	return b.sr;
 }
 
-void store_sensor_stats(struct store_sensor *ss, const struct proto_stats *st)
+void
+store_sensor_stats(struct store_sensor *ss, const struct proto_stats *st)
 {
 	for (int i = 0; i < st->n; i++) {
 		uint64_t v = st->s[i].value;
 		switch (st->s[i].id) {
-		case PROTO_ST_CAPTURED: ss->c.s_captured = v; break;
-		case PROTO_ST_KERNEL_DROPS: ss->c.s_kernel_drops = v; break;
-		case PROTO_ST_IF_DROPS: ss->c.s_if_drops = v; break;
-		case PROTO_ST_QUEUE_DROPS: ss->c.s_queue_drops = v; break;
-		case PROTO_ST_SPOOL_DROPS: ss->c.s_spool_drops = v; break;
-		default: break;
+		case PROTO_ST_CAPTURED:
+			ss->c.s_captured = v;
+			break;
+		case PROTO_ST_KERNEL_DROPS:
+			ss->c.s_kernel_drops = v;
+			break;
+		case PROTO_ST_IF_DROPS:
+			ss->c.s_if_drops = v;
+			break;
+		case PROTO_ST_QUEUE_DROPS:
+			ss->c.s_queue_drops = v;
+			break;
+		case PROTO_ST_SPOOL_DROPS:
+			ss->c.s_spool_drops = v;
+			break;
+		default:
+			break;
 		}
 	}
 }
@@ -1351,27 +1432,29 @@ void store_sensor_stats(struct store_sensor *ss, const struct proto_stats *st)
 /* The ingest latency lines of stats.json, for one sensor's histogram or all. */
 /* Adds the ACK latency (a histogram's count, P50, P99, max) and the index waits to a
  * stats.json object. Returns 0 or -1 (out of memory). */
-static int store_latency_add(struct store *s, const struct lathist *h, json_t *o)
+static int
+store_latency_add(struct store *s, const struct lathist *h, json_t *o)
 {
 	struct lathist copy;
-	struct index_wait iw = {0};
+	struct index_wait iw = { 0 };
 	pthread_mutex_lock(&s->lat_mu);
 	copy = *h;
 	pthread_mutex_unlock(&s->lat_mu);
 	if (s->ix)
 		index_wait_get(s->ix, &iw);
 	json_t *lat = json_pack("{s:I, s:I, s:I, s:I}", "count", (json_int_t)copy.count, "p50",
-				(json_int_t)lathist_quantile(&copy, 0.50), "p99", (json_int_t)lathist_quantile(&copy, 0.99),
-				"max", (json_int_t)copy.max);
+		(json_int_t)lathist_quantile(&copy, 0.50), "p99", (json_int_t)lathist_quantile(&copy, 0.99),
+		"max", (json_int_t)copy.max);
 	if (!lat || json_object_set_new(o, "ack_latency_us", lat) != 0 ||
-	    json_object_set_new(o, "index_wait_us_max", json_integer((json_int_t)iw.max_us)) != 0 ||
-	    json_object_set_new(o, "index_busy_deferred", json_integer((json_int_t)iw.busy)) != 0)
+		json_object_set_new(o, "index_wait_us_max", json_integer((json_int_t)iw.max_us)) != 0 ||
+		json_object_set_new(o, "index_busy_deferred", json_integer((json_int_t)iw.busy)) != 0)
 		return -1;
 	return 0;
 }
 
 /* Writes o to path through path.tmp and a rename. Returns 0 or -errno. */
-static int store_json_write(const char *path, const char *tmp, json_t *o)
+static int
+store_json_write(const char *path, const char *tmp, json_t *o)
 {
 	FILE *f = fopen(tmp, "w");
 	if (!f)
@@ -1386,7 +1469,8 @@ static int store_json_write(const char *path, const char *tmp, json_t *o)
 	return rc;
 }
 
-void store_ack_latency(struct store_sensor *ss, uint64_t us)
+void
+store_ack_latency(struct store_sensor *ss, uint64_t us)
 {
 	struct store *s = ss->store;
 	pthread_mutex_lock(&s->lat_mu);
@@ -1395,9 +1479,14 @@ void store_ack_latency(struct store_sensor *ss, uint64_t us)
 	pthread_mutex_unlock(&s->lat_mu);
 }
 
-bool store_sensor_connected(const struct store_sensor *ss) { return ss->connected; }
+bool
+store_sensor_connected(const struct store_sensor *ss)
+{
+	return ss->connected;
+}
 
-int store_write_stats(struct store *s)
+int
+store_write_stats(struct store *s)
 {
 	if (!*s->dir)
 		return 0;
@@ -1415,7 +1504,8 @@ int store_write_stats(struct store *s)
 	return rc;
 }
 
-int store_sensor_write_stats(struct store_sensor *ss, bool connected)
+int
+store_sensor_write_stats(struct store_sensor *ss, bool connected)
 {
 	struct store *s = ss->store;
 	if (!*s->dir)
@@ -1426,24 +1516,24 @@ int store_sensor_write_stats(struct store_sensor *ss, bool connected)
 	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
 	/* The sensor's own counters say what it captured and lost before the wire; ours
 	 * say what arrived and was stored. Together: captured / shipped / stored / lost. */
-	json_t *o = json_pack(
-		"{s:s, s:b, s:I, s:I,"
-		" s:{s:I, s:I, s:I, s:I},"
-		" s:{s:I, s:I, s:I},"
-		" s:{s:I, s:I, s:I, s:I, s:I, s:{s:I}},"
-		" s:{s:I, s:I, s:I, s:I, s:I}}",
+	json_t *o = json_pack("{s:s, s:b, s:I, s:I,"
+			      " s:{s:I, s:I, s:I, s:I},"
+			      " s:{s:I, s:I, s:I},"
+			      " s:{s:I, s:I, s:I, s:I, s:I, s:{s:I}},"
+			      " s:{s:I, s:I, s:I, s:I, s:I}}",
 		"sensor", ss->id, "connected", connected, "epoch", (json_int_t)ss->epoch, "next_batch",
-		(json_int_t)ss->next_seq,
-		"stored", "batches", (json_int_t)c->batches, "packets", (json_int_t)c->packets, "bytes",
-		(json_int_t)c->bytes, "segments_closed", (json_int_t)c->segments_closed,
-		"retention", "segments", (json_int_t)c->retention_segments, "packets", (json_int_t)c->retention_packets,
-		"bytes", (json_int_t)c->retention_bytes,
+		(json_int_t)ss->next_seq, "stored", "batches", (json_int_t)c->batches, "packets",
+		(json_int_t)c->packets, "bytes", (json_int_t)c->bytes, "segments_closed",
+		(json_int_t)c->segments_closed, "retention", "segments", (json_int_t)c->retention_segments,
+		"packets", (json_int_t)c->retention_packets, "bytes", (json_int_t)c->retention_bytes,
 		"receiver", "duplicate_batches", (json_int_t)c->duplicates, "rejected_batches",
-		(json_int_t)c->rejected_batches, "missing_batches", (json_int_t)c->missing_batches, "linktype_rejects",
-		(json_int_t)c->linktype_rejects, "storage_errors", (json_int_t)c->storage_errors, "unstorable_records",
-		store_unstorable_name(STORE_UNSTORABLE_TS, true), (json_int_t)c->unstorable[STORE_UNSTORABLE_TS],
-		"sensor_reported", "captured", (json_int_t)c->s_captured, "kernel_drops", (json_int_t)c->s_kernel_drops,
-		"interface_drops", (json_int_t)c->s_if_drops, "queue_drops", (json_int_t)c->s_queue_drops, "spool_drops",
+		(json_int_t)c->rejected_batches, "missing_batches", (json_int_t)c->missing_batches,
+		"linktype_rejects", (json_int_t)c->linktype_rejects, "storage_errors",
+		(json_int_t)c->storage_errors, "unstorable_records",
+		store_unstorable_name(STORE_UNSTORABLE_TS, true),
+		(json_int_t)c->unstorable[STORE_UNSTORABLE_TS], "sensor_reported", "captured",
+		(json_int_t)c->s_captured, "kernel_drops", (json_int_t)c->s_kernel_drops, "interface_drops",
+		(json_int_t)c->s_if_drops, "queue_drops", (json_int_t)c->s_queue_drops, "spool_drops",
 		(json_int_t)c->s_spool_drops);
 	if (!o || store_latency_add(s, &ss->ack_lat, o) != 0) {
 		json_decref(o);
@@ -1454,18 +1544,32 @@ int store_sensor_write_stats(struct store_sensor *ss, bool connected)
 	return rc;
 }
 
-const struct store_counters *store_sensor_counters(const struct store_sensor *ss) { return &ss->c; }
-const char *store_sensor_id(const struct store_sensor *ss) { return ss->id; }
+const struct store_counters *
+store_sensor_counters(const struct store_sensor *ss)
+{
+	return &ss->c;
+}
+const char *
+store_sensor_id(const struct store_sensor *ss)
+{
+	return ss->id;
+}
 
-void store_foreach(struct store *s, void (*fn)(void *arg, struct store_sensor *ss), void *arg)
+void
+store_foreach(struct store *s, void (*fn)(void *arg, struct store_sensor *ss), void *arg)
 {
 	for (struct store_sensor *ss = s->sensors; ss; ss = ss->next)
 		fn(arg, ss);
 }
 
-int store_sensor_needs_sync(const struct store_sensor *ss) { return ss->unsynced; }
+int
+store_sensor_needs_sync(const struct store_sensor *ss)
+{
+	return ss->unsynced;
+}
 
-uint64_t store_unsynced_bytes(const struct store *s)
+uint64_t
+store_unsynced_bytes(const struct store *s)
 {
 	uint64_t n = 0;
 	for (const struct store_sensor *ss = s->sensors; ss; ss = ss->next)
@@ -1473,7 +1577,8 @@ uint64_t store_unsynced_bytes(const struct store *s)
 	return n;
 }
 
-int store_sync(struct store *s)
+int
+store_sync(struct store *s)
 {
 	int ret = 0;
 	for (struct store_sensor *ss = s->sensors; ss; ss = ss->next) {
@@ -1504,7 +1609,8 @@ int store_sync(struct store *s)
 	return ret;
 }
 
-void store_tick(struct store *s)
+void
+store_tick(struct store *s)
 {
 	uint64_t now = store_mono_ms();
 	for (struct store_sensor *ss = s->sensors; ss; ss = ss->next) {
@@ -1520,7 +1626,8 @@ void store_tick(struct store *s)
 	store_retention(s);
 }
 
-void store_free(struct store *s)
+void
+store_free(struct store *s)
 {
 	if (!s)
 		return;

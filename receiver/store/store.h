@@ -30,7 +30,11 @@
  * one is a configuration error, never cut. */
 #define STORE_DIR_MAX 253
 
-enum store_fsync { STORE_FSYNC_BATCH, STORE_FSYNC_INTERVAL, STORE_FSYNC_NEVER };
+enum store_fsync {
+	STORE_FSYNC_BATCH,
+	STORE_FSYNC_INTERVAL,
+	STORE_FSYNC_NEVER
+};
 
 struct store_opts {
 	const char *dir;         /* repository root, "" for none */
@@ -45,13 +49,13 @@ struct store_opts {
 
 /* What store_batch() did with a batch: the caller's next step depends only on this. */
 enum store_result {
-	STORE_STORED,    /* stored and durable per the fsync policy (records the pcap format
+	STORE_STORED,     /* stored and durable per the fsync policy (records the pcap format
 			  * cannot hold counted as unstorable, not stored): ACK it */
-	STORE_DUPLICATE, /* stored before (a resend): ACK it again */
-	STORE_REJECTED,  /* malformed: nothing changed; a protocol error, close the session */
-	STORE_RETRY,     /* transient storage failure (disk full, I/O error): nothing kept;
+	STORE_DUPLICATE,  /* stored before (a resend): ACK it again */
+	STORE_REJECTED,   /* malformed: nothing changed; a protocol error, close the session */
+	STORE_RETRY,      /* transient storage failure (disk full, I/O error): nothing kept;
 			  * hold the batch, ACK nothing and try again later */
-	STORE_FAILED,    /* storage failure that retrying the batch cannot cure: nothing
+	STORE_FAILED,     /* storage failure that retrying the batch cannot cure: nothing
 			  * kept; close the session with the error */
 	STORE_SEQ_REUSED, /* a number recently stored with other bytes: nothing kept, counted
 			   * as rejected; the sensor must take a new epoch (ERROR SEQUENCE) */
@@ -65,13 +69,13 @@ enum store_unstorable {
 };
 
 struct store_counters {
-	uint64_t batches, packets, bytes;  /* stored */
-	uint64_t duplicates;               /* batches received again, dropped */
-	uint64_t missing_batches;          /* sequence numbers skipped by the sensor */
-	uint64_t rejected_batches;         /* malformed */
-	uint64_t storage_errors;           /* attempts that failed to write (and were retried) */
+	uint64_t batches, packets, bytes;        /* stored */
+	uint64_t duplicates;                     /* batches received again, dropped */
+	uint64_t missing_batches;                /* sequence numbers skipped by the sensor */
+	uint64_t rejected_batches;               /* malformed */
+	uint64_t storage_errors;                 /* attempts that failed to write (and were retried) */
 	uint64_t unstorable[STORE_UNSTORABLE_N]; /* well-formed records dropped, by reason; ACKed */
-	uint64_t linktype_rejects;         /* single-file output: other link type */
+	uint64_t linktype_rejects;               /* single-file output: other link type */
 	uint64_t segments_closed;
 	/* Deleted by retention, all time: loaded from the index, not reset by a restart. */
 	uint64_t retention_segments, retention_packets, retention_bytes;
@@ -90,8 +94,8 @@ bool store_sensor_known(const struct store *s, const char *id);
 unsigned store_sensor_count(const struct store *s);
 /* Starts a session: remembers its interface table and returns the first sequence
  * number not yet stored for `epoch` (0 for a new epoch). */
-uint64_t store_sensor_begin(struct store_sensor *ss, uint64_t epoch, const struct proto_iface *ifaces,
-			    uint16_t n_ifaces);
+uint64_t store_sensor_begin(
+	struct store_sensor *ss, uint64_t epoch, const struct proto_iface *ifaces, uint16_t n_ifaces);
 /* Ends a session: closes (and renames into place) the sensor's open segments. */
 void store_sensor_end(struct store_sensor *ss);
 /*
@@ -101,7 +105,7 @@ void store_sensor_end(struct store_sensor *ss);
  * anything but STORE_STORED and STORE_DUPLICATE err says what went wrong.
  */
 enum store_result store_batch(struct store_sensor *ss, uint64_t seq, const uint8_t *raw, uint32_t raw_len,
-			      uint32_t n_records, char *err, size_t errlen);
+	uint32_t n_records, char *err, size_t errlen);
 /* Most batches store_batches() takes at once. */
 #define STORE_BATCHES_MAX 16
 struct store_batch_in {
@@ -120,7 +124,8 @@ struct store_batch_in {
  * failed write also undoes the uncommitted batches before it, which then carry the
  * failure). Returns the index of the first such batch (err says why), n if none.
  */
-unsigned store_batches(struct store_sensor *ss, struct store_batch_in *b, unsigned n, char *err, size_t errlen);
+unsigned
+store_batches(struct store_sensor *ss, struct store_batch_in *b, unsigned n, char *err, size_t errlen);
 /* How a storage failure (-errno) is handled: STORE_RETRY when the same batch may be
  * stored later without any change to it (disk full, I/O error, a storage.dir an
  * operator can repair), else STORE_FAILED. */

@@ -11,15 +11,16 @@ struct worker {
 	ev_async wake; /* the worker's "done" signal to the loop */
 	pthread_t th;
 	pthread_mutex_t mu;
-	pthread_cond_t cv;      /* new work, or stop */
-	pthread_cond_t idle_cv; /* the queue ran empty */
-	struct worker_job *head, *tail;          /* to run */
+	pthread_cond_t cv;                        /* new work, or stop */
+	pthread_cond_t idle_cv;                   /* the queue ran empty */
+	struct worker_job *head, *tail;           /* to run */
 	struct worker_job *done_head, *done_tail; /* run, for the loop */
-	bool running;     /* a job is being run */
+	bool running;                             /* a job is being run */
 	bool stop;
 };
 
-static void *worker_main(void *arg)
+static void *
+worker_main(void *arg)
 {
 	struct worker *w = arg;
 	pthread_mutex_lock(&w->mu);
@@ -53,7 +54,8 @@ static void *worker_main(void *arg)
 }
 
 /* Hands back every job that has run, in order. */
-static void worker_dispatch(struct worker *w)
+static void
+worker_dispatch(struct worker *w)
 {
 	pthread_mutex_lock(&w->mu);
 	struct worker_job *j = w->done_head;
@@ -66,12 +68,14 @@ static void worker_dispatch(struct worker *w)
 	}
 }
 
-static void worker_on_wake(struct ev_loop *loop, ev_async *a, int revents)
+static void
+worker_on_wake(struct ev_loop *loop, ev_async *a, int revents)
 {
 	worker_dispatch(a->data);
 }
 
-struct worker *worker_new(struct ev_loop *loop)
+struct worker *
+worker_new(struct ev_loop *loop)
 {
 	struct worker *w = calloc(1, sizeof(*w));
 	if (!w)
@@ -97,7 +101,8 @@ struct worker *worker_new(struct ev_loop *loop)
 	return w;
 }
 
-void worker_submit(struct worker *w, struct worker_job *j)
+void
+worker_submit(struct worker *w, struct worker_job *j)
 {
 	j->next = NULL;
 	pthread_mutex_lock(&w->mu);
@@ -110,7 +115,8 @@ void worker_submit(struct worker *w, struct worker_job *j)
 	pthread_mutex_unlock(&w->mu);
 }
 
-void worker_drain(struct worker *w)
+void
+worker_drain(struct worker *w)
 {
 	for (;;) {
 		pthread_mutex_lock(&w->mu);
@@ -124,7 +130,8 @@ void worker_drain(struct worker *w)
 	}
 }
 
-void worker_free(struct worker *w)
+void
+worker_free(struct worker *w)
 {
 	if (!w)
 		return;

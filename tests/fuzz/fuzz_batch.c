@@ -18,7 +18,8 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static void must(int cond, const char *what)
+static void
+must(int cond, const char *what)
 {
 	if (!cond) {
 		fprintf(stderr, "fuzz_batch: %s\n", what);
@@ -28,7 +29,8 @@ static void must(int cond, const char *what)
 
 /* Returns 1 when the records fill raw exactly and number n_records, as a receiver
  * requires before storing a batch. */
-static int walk_records(const uint8_t *raw, uint32_t raw_len, uint32_t n_records, uint16_t n_ifaces)
+static int
+walk_records(const uint8_t *raw, uint32_t raw_len, uint32_t n_records, uint16_t n_ifaces)
 {
 	struct proto_rec_iter it;
 	struct proto_rec r;
@@ -39,12 +41,12 @@ static int walk_records(const uint8_t *raw, uint32_t raw_len, uint32_t n_records
 	proto_rec_iter_init(&it, raw, raw_len, n_ifaces, PROTO_MAX_SNAPLEN);
 	while ((rc = proto_rec_next(&it, &r)) == 1) {
 		must(r.caplen <= r.origlen && r.iface < n_ifaces && r.caplen <= PROTO_MAX_SNAPLEN,
-		     "record limits not enforced");
+			"record limits not enforced");
 		must(r.data >= raw + PROTO_REC_HDR_LEN && r.data + r.caplen <= raw + raw_len,
-		     "record data outside the batch");
+			"record data outside the batch");
 		proto_rec_hdr_encode(hdr, r.ts_ns, r.iface, r.caplen, r.origlen);
 		must(memcmp(hdr, r.data - PROTO_REC_HDR_LEN, PROTO_REC_HDR_LEN) == 0,
-		     "record header differs");
+			"record header differs");
 		count++;
 	}
 	if (rc < 0) {
@@ -55,7 +57,8 @@ static int walk_records(const uint8_t *raw, uint32_t raw_len, uint32_t n_records
 }
 
 /* Valid record bytes must come back unchanged through our own compressor. */
-static void lz4_round_trip(const uint8_t *raw, uint32_t raw_len)
+static void
+lz4_round_trip(const uint8_t *raw, uint32_t raw_len)
 {
 	int bound = proto_lz4_bound(raw_len);
 	uint8_t *z, *back;
@@ -67,15 +70,15 @@ static void lz4_round_trip(const uint8_t *raw, uint32_t raw_len)
 	if (z && back) {
 		zn = proto_lz4_compress(raw, raw_len, z, (uint32_t)bound);
 		must(zn > 0 && zn <= bound, "compression into the bound failed");
-		must(proto_lz4_decompress(z, (uint32_t)zn, back, raw_len) == 0,
-		     "own block rejected");
+		must(proto_lz4_decompress(z, (uint32_t)zn, back, raw_len) == 0, "own block rejected");
 		must(memcmp(back, raw, raw_len) == 0, "lz4 round trip differs");
 	}
 	free(back);
 	free(z);
 }
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct proto_batch b;
 	uint8_t out[PROTO_BATCH_HDR_LEN];
@@ -88,10 +91,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	must(b.raw_len <= FUZZ_MAX_RAW && b.n_records > 0, "batch limits not enforced");
 	must((uint64_t)b.n_records * PROTO_REC_HDR_LEN <= b.raw_len, "record count not checked");
 	must(b.data == data + PROTO_BATCH_HDR_LEN && b.data_len == size - PROTO_BATCH_HDR_LEN,
-	     "batch data misplaced");
+		"batch data misplaced");
 	rc = proto_batch_hdr_encode(b.seq, b.n_records, b.raw_len, out, sizeof(out));
 	must(rc == PROTO_BATCH_HDR_LEN && memcmp(out, data, PROTO_BATCH_HDR_LEN) == 0,
-	     "batch header differs");
+		"batch header differs");
 
 	/* Let the input choose the interface count too, so the iface check gets exercised
 	 * against every limit from 1 to 64. */
@@ -101,7 +104,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	raw = malloc(b.raw_len);
 	if (raw) {
 		if (proto_lz4_decompress(b.data, b.data_len, raw, b.raw_len) == 0 &&
-		    walk_records(raw, b.raw_len, b.n_records, n_ifaces))
+			walk_records(raw, b.raw_len, b.n_records, n_ifaces))
 			lz4_round_trip(raw, b.raw_len);
 		free(raw);
 	}

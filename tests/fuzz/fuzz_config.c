@@ -29,29 +29,30 @@ struct fcfg {
 	char *deep;
 };
 
-static const char *const modes[] = {"fast", "safe", "auto", NULL};
+static const char *const modes[] = { "fast", "safe", "auto", NULL };
 
 #define F(m) offsetof(struct fcfg, m)
 static const struct cfg_key schema[] = {
-	{"name", CFG_STR, F(name), 0, 0, NULL, "name"},
-	{"capture.filter", CFG_STR, F(filter), 0, 0, NULL, "filter"},
-	{"capture.snaplen", CFG_INT, F(snaplen), 1, 262144, NULL, "snaplen"},
-	{"capture.promisc", CFG_BOOL, F(promisc), 0, 0, NULL, "promisc"},
-	{"capture.buffer", CFG_SIZE, F(buffer), 4096, 1 << 30, NULL, "buffer"},
-	{"capture.timeout", CFG_DURATION, F(timeout), 1, 3600000, NULL, "timeout"},
-	{"capture.interfaces", CFG_STRLIST, F(ifaces), 0, 0, NULL, "interfaces"},
-	{"spool.max_bytes", CFG_SIZE, F(max_bytes), 0, 0, NULL, "max bytes"},
-	{"spool.linger", CFG_DURATION, F(linger), 0, 0, NULL, "linger"},
-	{"spool.mode", CFG_ENUM, F(mode), 0, 0, modes, "mode"},
-	{"tune.offset", CFG_INT, F(offset), 0, 0, NULL, "offset"},
-	{"a.b.c.d.e.f.g.h", CFG_STR, F(deep), 0, 0, NULL, "deep"},
-	{NULL, 0, 0, 0, 0, NULL, NULL},
+	{ "name", CFG_STR, F(name), 0, 0, NULL, "name" },
+	{ "capture.filter", CFG_STR, F(filter), 0, 0, NULL, "filter" },
+	{ "capture.snaplen", CFG_INT, F(snaplen), 1, 262144, NULL, "snaplen" },
+	{ "capture.promisc", CFG_BOOL, F(promisc), 0, 0, NULL, "promisc" },
+	{ "capture.buffer", CFG_SIZE, F(buffer), 4096, 1 << 30, NULL, "buffer" },
+	{ "capture.timeout", CFG_DURATION, F(timeout), 1, 3600000, NULL, "timeout" },
+	{ "capture.interfaces", CFG_STRLIST, F(ifaces), 0, 0, NULL, "interfaces" },
+	{ "spool.max_bytes", CFG_SIZE, F(max_bytes), 0, 0, NULL, "max bytes" },
+	{ "spool.linger", CFG_DURATION, F(linger), 0, 0, NULL, "linger" },
+	{ "spool.mode", CFG_ENUM, F(mode), 0, 0, modes, "mode" },
+	{ "tune.offset", CFG_INT, F(offset), 0, 0, NULL, "offset" },
+	{ "a.b.c.d.e.f.g.h", CFG_STR, F(deep), 0, 0, NULL, "deep" },
+	{ NULL, 0, 0, 0, 0, NULL, NULL },
 };
 #undef F
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static FILE *sink;
 	struct fcfg c;

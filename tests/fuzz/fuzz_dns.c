@@ -25,9 +25,10 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static const uint32_t linktypes[] = {0, 1, 101, 12, 228, 229, 108, 113, 276};
+static const uint32_t linktypes[] = { 0, 1, 101, 12, 228, 229, 108, 113, 276 };
 
-static void must(int cond, const char *what)
+static void
+must(int cond, const char *what)
 {
 	if (!cond) {
 		fprintf(stderr, "fuzz_dns: %s\n", what);
@@ -35,7 +36,8 @@ static void must(int cond, const char *what)
 	}
 }
 
-static void on_map(void *arg, const struct dns_map *m)
+static void
+on_map(void *arg, const struct dns_map *m)
 {
 	size_t *count = arg;
 	size_t len = strlen(m->name);
@@ -44,7 +46,7 @@ static void on_map(void *arg, const struct dns_map *m)
 	(*count)++;
 	must(m->family == 4 || m->family == 6, "bad family");
 	must(len >= 1 && len <= DNS_MAX_NAME && proto_name_valid(m->name, len, PROTO_MAX_NAME),
-	     "a name NAMES cannot carry");
+		"a name NAMES cannot carry");
 	for (size_t i = 0; i < len; i++)
 		must(!(m->name[i] >= 'A' && m->name[i] <= 'Z'), "a name not in lower case");
 	must(m->ttl <= DNS_MAX_TTL, "TTL above 2^31 - 1");
@@ -54,7 +56,8 @@ static void on_map(void *arg, const struct dns_map *m)
 	(void)dns_reverse_addr(m->name, back);
 }
 
-static void parse(const uint8_t *p, size_t n, int tcp)
+static void
+parse(const uint8_t *p, size_t n, int tcp)
 {
 	size_t count = 0;
 	int rc = tcp ? dns_parse_tcp(p, n, on_map, &count) : dns_parse(p, n, on_map, &count);
@@ -65,7 +68,8 @@ static void parse(const uint8_t *p, size_t n, int tcp)
 		must(count == 0, "mappings reported for a failed message");
 }
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	uint8_t *copy;
 	size_t n;
@@ -85,11 +89,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (pkt_decode(linktypes[data[0] - 2], copy, n, &p) == PKT_OK) {
 			must(p.family == 4 || p.family == 6, "bad family");
 			must(p.proto == 6 || p.proto == 17, "bad transport");
-			must(p.payload >= copy && p.payload_len <= n && (size_t)(p.payload - copy) <= n - p.payload_len,
-			     "payload outside the packet");
+			must(p.payload >= copy && p.payload_len <= n &&
+					(size_t)(p.payload - copy) <= n - p.payload_len,
+				"payload outside the packet");
 			must(p.src >= copy && p.dst >= copy && p.src + (p.family == 4 ? 4 : 16) <= copy + n &&
-				     p.dst + (p.family == 4 ? 4 : 16) <= copy + n,
-			     "address outside the packet");
+					p.dst + (p.family == 4 ? 4 : 16) <= copy + n,
+				"address outside the packet");
 			parse(p.payload, p.payload_len, p.proto == 6);
 		}
 	}

@@ -21,7 +21,8 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static void must(int cond, const char *what)
+static void
+must(int cond, const char *what)
 {
 	if (!cond) {
 		fprintf(stderr, "fuzz_frame: %s\n", what);
@@ -30,13 +31,15 @@ static void must(int cond, const char *what)
 }
 
 /* Re-encodes a decoded message and compares it with the bytes it came from. */
-static void same_bytes(int enc_rc, const uint8_t *out, const uint8_t *p, size_t n, const char *what)
+static void
+same_bytes(int enc_rc, const uint8_t *out, const uint8_t *p, size_t n, const char *what)
 {
 	must(enc_rc >= 0 && (size_t)enc_rc == n && memcmp(out, p, n) == 0, what);
 }
 
 /* Walks the records of one batch; each record header must re-encode to its own bytes. */
-static void walk_records(const uint8_t *raw, uint32_t raw_len, uint16_t n_ifaces)
+static void
+walk_records(const uint8_t *raw, uint32_t raw_len, uint16_t n_ifaces)
 {
 	struct proto_rec_iter it;
 	struct proto_rec r;
@@ -48,14 +51,15 @@ static void walk_records(const uint8_t *raw, uint32_t raw_len, uint16_t n_ifaces
 		must(r.caplen <= r.origlen && r.iface < n_ifaces, "record limits not enforced");
 		proto_rec_hdr_encode(hdr, r.ts_ns, r.iface, r.caplen, r.origlen);
 		must(memcmp(hdr, r.data - PROTO_REC_HDR_LEN, PROTO_REC_HDR_LEN) == 0,
-		     "record header differs");
+			"record header differs");
 	}
 	/* A failed step must leave the iterator where it was. */
 	if (rc < 0)
 		must(proto_rec_next(&it, &r) == rc, "record error is not sticky");
 }
 
-static void on_batch(const uint8_t *p, size_t n, uint16_t flags, uint16_t n_ifaces)
+static void
+on_batch(const uint8_t *p, size_t n, uint16_t flags, uint16_t n_ifaces)
 {
 	struct proto_batch b;
 	uint8_t out[PROTO_BATCH_HDR_LEN];
@@ -64,9 +68,9 @@ static void on_batch(const uint8_t *p, size_t n, uint16_t flags, uint16_t n_ifac
 		return;
 	must(b.raw_len <= FUZZ_MAX_RAW, "raw_len above max_raw accepted");
 	same_bytes(proto_batch_hdr_encode(b.seq, b.n_records, b.raw_len, out, sizeof(out)), out, p,
-		   PROTO_BATCH_HDR_LEN, "batch header differs");
+		PROTO_BATCH_HDR_LEN, "batch header differs");
 	must(b.data == p + PROTO_BATCH_HDR_LEN && b.data_len == n - PROTO_BATCH_HDR_LEN,
-	     "batch data misplaced");
+		"batch data misplaced");
 
 	if (flags & PROTO_F_LZ4) {
 		/* Exactly raw_len bytes, so that ASan sees any write past it. */
@@ -83,8 +87,8 @@ static void on_batch(const uint8_t *p, size_t n, uint16_t flags, uint16_t n_ifac
 }
 
 /* Decodes one payload of the given type; returns the interface count of a HELLO, else 0. */
-static uint16_t on_payload(uint8_t type, uint16_t flags, const uint8_t *p, size_t n,
-			   uint16_t n_ifaces)
+static uint16_t
+on_payload(uint8_t type, uint16_t flags, const uint8_t *p, size_t n, uint16_t n_ifaces)
 {
 	/* Large enough for the largest payload any encoder can produce (NAMES, 90114 bytes). */
 	static uint8_t out[PROTO_NAMES_MAX_LEN];
@@ -94,8 +98,7 @@ static uint16_t on_payload(uint8_t type, uint16_t flags, const uint8_t *p, size_
 		static struct proto_hello m;
 
 		if (proto_hello_decode(p, n, &m) == 0) {
-			same_bytes(proto_hello_encode(&m, out, sizeof(out)), out, p, n,
-				   "HELLO differs");
+			same_bytes(proto_hello_encode(&m, out, sizeof(out)), out, p, n, "HELLO differs");
 			return m.n_ifaces;
 		}
 		break;
@@ -104,8 +107,7 @@ static uint16_t on_payload(uint8_t type, uint16_t flags, const uint8_t *p, size_
 		struct proto_welcome m;
 
 		if (proto_welcome_decode(p, n, &m) == 0)
-			same_bytes(proto_welcome_encode(&m, out, sizeof(out)), out, p, n,
-				   "WELCOME differs");
+			same_bytes(proto_welcome_encode(&m, out, sizeof(out)), out, p, n, "WELCOME differs");
 		break;
 	}
 	case PROTO_BATCH:
@@ -115,16 +117,14 @@ static uint16_t on_payload(uint8_t type, uint16_t flags, const uint8_t *p, size_
 		struct proto_ack m;
 
 		if (proto_ack_decode(p, n, &m) == 0)
-			same_bytes(proto_ack_encode(&m, out, sizeof(out)), out, p, n,
-				   "ACK differs");
+			same_bytes(proto_ack_encode(&m, out, sizeof(out)), out, p, n, "ACK differs");
 		break;
 	}
 	case PROTO_STATS: {
 		static struct proto_stats m;
 
 		if (proto_stats_decode(p, n, &m) == 0)
-			same_bytes(proto_stats_encode(&m, out, sizeof(out)), out, p, n,
-				   "STATS differs");
+			same_bytes(proto_stats_encode(&m, out, sizeof(out)), out, p, n, "STATS differs");
 		break;
 	}
 	case PROTO_NAMES: {
@@ -133,9 +133,8 @@ static uint16_t on_payload(uint8_t type, uint16_t flags, const uint8_t *p, size_
 		if (proto_names_decode(p, n, &m) == 0) {
 			for (unsigned i = 0; i < m.n; i++)
 				must(m.ev[i].name[0] != '\0' && (m.ev[i].family == 4 || m.ev[i].family == 6),
-				     "NAMES limits not enforced");
-			same_bytes(proto_names_encode(&m, out, sizeof(out)), out, p, n,
-				   "NAMES differs");
+					"NAMES limits not enforced");
+			same_bytes(proto_names_encode(&m, out, sizeof(out)), out, p, n, "NAMES differs");
 		}
 		break;
 	}
@@ -143,16 +142,15 @@ static uint16_t on_payload(uint8_t type, uint16_t flags, const uint8_t *p, size_
 		uint64_t ts;
 
 		if (proto_heartbeat_decode(p, n, &ts) == 0)
-			same_bytes(proto_heartbeat_encode(ts, out, sizeof(out)), out, p, n,
-				   "HEARTBEAT differs");
+			same_bytes(
+				proto_heartbeat_encode(ts, out, sizeof(out)), out, p, n, "HEARTBEAT differs");
 		break;
 	}
 	case PROTO_ERROR: {
 		static struct proto_error m;
 
 		if (proto_error_decode(p, n, &m) == 0)
-			same_bytes(proto_error_encode(&m, out, sizeof(out)), out, p, n,
-				   "ERROR differs");
+			same_bytes(proto_error_encode(&m, out, sizeof(out)), out, p, n, "ERROR differs");
 		break;
 	}
 	default:
@@ -161,7 +159,8 @@ static uint16_t on_payload(uint8_t type, uint16_t flags, const uint8_t *p, size_
 	return 0;
 }
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	/* Records are checked against the interface count of the last HELLO in the stream,
 	 * as a receiver would; before any HELLO, against the largest count allowed. */
@@ -176,8 +175,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 		if (proto_hdr_decode(data + off, size - off, FUZZ_MAX_LEN, &h) < 0)
 			break;
-		must(h.len <= FUZZ_MAX_LEN && h.version == PROTO_VERSION,
-		     "header limits not enforced");
+		must(h.len <= FUZZ_MAX_LEN && h.version == PROTO_VERSION, "header limits not enforced");
 		proto_hdr_encode(hdr, h.type, h.flags, h.len);
 		must(memcmp(hdr, data + off, PROTO_HDR_LEN) == 0, "frame header differs");
 		off += PROTO_HDR_LEN;

@@ -19,7 +19,7 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static const uint32_t link_types[] = {1, 0, 101, 113, 276, 228, 229, 108};
+static const uint32_t link_types[] = { 1, 0, 101, 113, 276, 228, 229, 108 };
 
 struct totals {
 	uint64_t data, gap;
@@ -27,7 +27,8 @@ struct totals {
 	uint8_t seen[4096]; /* ended conn_ids, one bit each */
 };
 
-static void must(int cond, const char *what)
+static void
+must(int cond, const char *what)
 {
 	if (!cond) {
 		fprintf(stderr, "fuzz_l4: %s\n", what);
@@ -35,7 +36,8 @@ static void must(int cond, const char *what)
 	}
 }
 
-static void on_data(void *arg, const struct l4_conn_info *c, int dir, const uint8_t *p, size_t n)
+static void
+on_data(void *arg, const struct l4_conn_info *c, int dir, const uint8_t *p, size_t n)
 {
 	struct totals *t = arg;
 	volatile uint8_t sink = 0;
@@ -47,7 +49,8 @@ static void on_data(void *arg, const struct l4_conn_info *c, int dir, const uint
 	t->data += n;
 }
 
-static void on_gap(void *arg, const struct l4_conn_info *c, int dir, uint64_t len)
+static void
+on_gap(void *arg, const struct l4_conn_info *c, int dir, uint64_t len)
 {
 	struct totals *t = arg;
 
@@ -55,7 +58,8 @@ static void on_gap(void *arg, const struct l4_conn_info *c, int dir, uint64_t le
 	t->gap += len;
 }
 
-static void on_end(void *arg, const struct l4_conn_info *c, enum l4_end why)
+static void
+on_end(void *arg, const struct l4_conn_info *c, enum l4_end why)
 {
 	struct totals *t = arg;
 
@@ -71,11 +75,12 @@ static void on_end(void *arg, const struct l4_conn_info *c, enum l4_end why)
 	t->ended++;
 }
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static struct totals t;
-	struct l4_callbacks cb = {on_data, on_gap, on_end, &t};
-	struct l4_limits lim = {0, 0, 0};
+	struct l4_callbacks cb = { on_data, on_gap, on_end, &t };
+	struct l4_limits lim = { 0, 0, 0 };
 	struct l4 *l;
 	uint64_t ts = 0;
 	size_t off = 1;

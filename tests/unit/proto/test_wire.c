@@ -24,57 +24,58 @@
 #define HDR_EXAMPLE "50434c4e 01 03 0001 0000012c 00000000"
 
 #define HELLO_HDR "50434c4e 01 01 0000 0000003b 00000000"
-#define HELLO_PAYLOAD                                                                      \
-	"0002 7331"                                                                        \
-	"0005 302e312e30"                                                                  \
-	"00000001"                                                                         \
-	"0102030405060708"                                                                 \
-	"0005 74306b336e"                                                                  \
-	"0002"                                                                             \
-	"00000001 0000ffff 0004 65746830"                                                  \
+#define HELLO_PAYLOAD                     \
+	"0002 7331"                       \
+	"0005 302e312e30"                 \
+	"00000001"                        \
+	"0102030405060708"                \
+	"0005 74306b336e"                 \
+	"0002"                            \
+	"00000001 0000ffff 0004 65746830" \
 	"00000114 00040000 0003 616e79"
 
-#define WELCOME_HDR "50434c4e 01 02 0000 00000018 00000000"
+#define WELCOME_HDR     "50434c4e 01 02 0000 00000018 00000000"
 #define WELCOME_PAYLOAD "0102030405060708 000000000000002a 00100000 00001388"
 
-#define BATCH_HDR "50434c4e 01 03 0000 0000003e 00000000"
+#define BATCH_HDR         "50434c4e 01 03 0000 0000003e 00000000"
 #define BATCH_PAYLOAD_HDR "000000000000002a 00000002 0000002e"
-#define REC1 "17979cfe3d85cd15 0000 0000 00000004 0000003c deadbeef"
-#define REC2 "17979cfe3d85d0fd 0001 0000 00000002 00000002 0102"
-#define BATCH_PAYLOAD BATCH_PAYLOAD_HDR REC1 REC2
+#define REC1              "17979cfe3d85cd15 0000 0000 00000004 0000003c deadbeef"
+#define REC2              "17979cfe3d85d0fd 0001 0000 00000002 00000002 0102"
+#define BATCH_PAYLOAD     BATCH_PAYLOAD_HDR REC1 REC2
 
 /* One record (ts 0, iface 0, caplen = origlen = 32, 32 zero bytes) as a hand-made lz4
  * block with three matches, so the vector does not depend on liblz4's compressor. */
-#define LZ4_HDR "50434c4e 01 03 0001 00000026 00000000"
+#define LZ4_HDR         "50434c4e 01 03 0001 00000026 00000000"
 #define LZ4_PAYLOAD_HDR "0000000000000007 00000001 00000034"
-#define LZ4_BLOCK "17 00 0100 40 00000020 0400 1f 00 0100 07 50 0000000000"
-#define LZ4_RAW                                                                            \
-	"0000000000000000 0000 0000 00000020 00000020"                                     \
+#define LZ4_BLOCK       "17 00 0100 40 00000020 0400 1f 00 0100 07 50 0000000000"
+#define LZ4_RAW                                        \
+	"0000000000000000 0000 0000 00000020 00000020" \
 	"0000000000000000000000000000000000000000000000000000000000000000"
 
-#define ACK_HDR "50434c4e 01 04 0000 00000010 00000000"
+#define ACK_HDR     "50434c4e 01 04 0000 00000010 00000000"
 #define ACK_PAYLOAD "0102030405060708 0000000000000029"
 
-#define STATS_HDR "50434c4e 01 05 0000 0000001e 00000000"
+#define STATS_HDR     "50434c4e 01 05 0000 0000001e 00000000"
 #define STATS_PAYLOAD "17979cfe362a0000 0002 0001 00000000000003e8 1234 0000000000000007"
 
-#define HEARTBEAT_HDR "50434c4e 01 07 0000 00000008 00000000"
+#define HEARTBEAT_HDR     "50434c4e 01 07 0000 00000008 00000000"
 #define HEARTBEAT_PAYLOAD "0102030405060708"
 
-#define ERROR_HDR "50434c4e 01 09 0000 0000000d 00000000"
+#define ERROR_HDR     "50434c4e 01 09 0000 0000000d 00000000"
 #define ERROR_PAYLOAD "0003 0009 62616420746f6b656e"
 
-#define NAMES_HDR "50434c4e 01 06 0000 00000054 00000000"
+#define NAMES_HDR       "50434c4e 01 06 0000 00000054 00000000"
 #define NAMES_EV0_FIXED "17979cfe3d85cd15 01 04 c6120032 0000 0000003c"
-#define NAMES_EV0_STRS "000f 7777772e6578616d706c652e636f6d 0000"
-#define NAMES_EV1                                                                          \
-	"17979cfe3d85d0fd 03 06 20010db8000000000000000000000001 01bb 00000000"            \
+#define NAMES_EV0_STRS  "000f 7777772e6578616d706c652e636f6d 0000"
+#define NAMES_EV1                                                               \
+	"17979cfe3d85d0fd 03 06 20010db8000000000000000000000001 01bb 00000000" \
 	"0003 617069 0004 70726f64"
 #define NAMES_PAYLOAD "0002" NAMES_EV0_FIXED NAMES_EV0_STRS NAMES_EV1
 
 /* ---- Helpers ------------------------------------------------------------------------ */
 
-static int hexval(char c)
+static int
+hexval(char c)
 {
 	if (c >= '0' && c <= '9')
 		return c - '0';
@@ -86,7 +87,8 @@ static int hexval(char c)
 }
 
 /* Parses hex digits, ignoring spaces, into out; returns the byte count. */
-static size_t unhex(const char *s, uint8_t *out, size_t cap)
+static size_t
+unhex(const char *s, uint8_t *out, size_t cap)
 {
 	size_t n = 0;
 	int hi = -1;
@@ -113,7 +115,8 @@ static size_t unhex(const char *s, uint8_t *out, size_t cap)
 	return n;
 }
 
-static void assert_bytes_hex(const uint8_t *got, size_t n, const char *hex)
+static void
+assert_bytes_hex(const uint8_t *got, size_t n, const char *hex)
 {
 	uint8_t want[8192];
 	size_t wn = unhex(hex, want, sizeof(want));
@@ -123,7 +126,8 @@ static void assert_bytes_hex(const uint8_t *got, size_t n, const char *hex)
 }
 
 /* A heap copy of exactly n bytes (NULL for n == 0) so that ASan catches over-reads. */
-static uint8_t *dup_exact(const uint8_t *p, size_t n)
+static uint8_t *
+dup_exact(const uint8_t *p, size_t n)
 {
 	uint8_t *q;
 
@@ -141,7 +145,8 @@ typedef int (*encode_fn)(uint8_t *out, size_t cap);
 
 /* Every strict prefix of a valid payload must be reported as truncated, and the full
  * payload plus one byte as trailing. */
-static void sweep_cuts(decode_fn dec, const char *hex)
+static void
+sweep_cuts(decode_fn dec, const char *hex)
 {
 	uint8_t buf[8192];
 	size_t n = unhex(hex, buf, sizeof(buf) - 1);
@@ -152,7 +157,7 @@ static void sweep_cuts(decode_fn dec, const char *hex)
 
 		if (rc != PROTO_ETRUNC)
 			fail_msg("cut at %zu of %zu: got %d (%s), want PROTO_ETRUNC", k, n, rc,
-				 proto_strerror(rc));
+				proto_strerror(rc));
 		free(q);
 	}
 	{
@@ -172,7 +177,8 @@ static void sweep_cuts(decode_fn dec, const char *hex)
 
 /* An encoder given less room than its output must fail with ENOSPC, never write past the
  * capacity, and succeed with exactly the right capacity. */
-static void sweep_caps(encode_fn enc, const char *hex)
+static void
+sweep_caps(encode_fn enc, const char *hex)
 {
 	uint8_t want[8192];
 	size_t n = unhex(hex, want, sizeof(want));
@@ -195,7 +201,8 @@ static void sweep_caps(encode_fn enc, const char *hex)
 	}
 }
 
-static void ref_hello(struct proto_hello *m)
+static void
+ref_hello(struct proto_hello *m)
 {
 	memset(m, 0, sizeof(*m));
 	strcpy(m->sensor_id, "s1");
@@ -212,7 +219,8 @@ static void ref_hello(struct proto_hello *m)
 	strcpy(m->ifaces[1].name, "any");
 }
 
-static void assert_hello_equal(const struct proto_hello *a, const struct proto_hello *b)
+static void
+assert_hello_equal(const struct proto_hello *a, const struct proto_hello *b)
 {
 	assert_string_equal(a->sensor_id, b->sensor_id);
 	assert_string_equal(a->version, b->version);
@@ -228,39 +236,49 @@ static void assert_hello_equal(const struct proto_hello *a, const struct proto_h
 }
 
 static struct proto_hello hello_enc_src;
-static int enc_hello(uint8_t *out, size_t cap)
+static int
+enc_hello(uint8_t *out, size_t cap)
 {
 	return proto_hello_encode(&hello_enc_src, out, cap);
 }
-static int dec_hello(const uint8_t *p, size_t n)
+static int
+dec_hello(const uint8_t *p, size_t n)
 {
 	static struct proto_hello m;
 
 	return proto_hello_decode(p, n, &m);
 }
 
-static const struct proto_welcome ref_welcome = {0x0102030405060708ull, 42, 1048576, 5000};
-static int enc_welcome(uint8_t *out, size_t cap)
+static const struct proto_welcome ref_welcome = { 0x0102030405060708ull, 42, 1048576, 5000 };
+static int
+enc_welcome(uint8_t *out, size_t cap)
 {
 	return proto_welcome_encode(&ref_welcome, out, cap);
 }
-static int dec_welcome(const uint8_t *p, size_t n)
+static int
+dec_welcome(const uint8_t *p, size_t n)
 {
 	struct proto_welcome m;
 
 	return proto_welcome_decode(p, n, &m);
 }
 
-static const struct proto_ack ref_ack = {0x0102030405060708ull, 41};
-static int enc_ack(uint8_t *out, size_t cap) { return proto_ack_encode(&ref_ack, out, cap); }
-static int dec_ack(const uint8_t *p, size_t n)
+static const struct proto_ack ref_ack = { 0x0102030405060708ull, 41 };
+static int
+enc_ack(uint8_t *out, size_t cap)
+{
+	return proto_ack_encode(&ref_ack, out, cap);
+}
+static int
+dec_ack(const uint8_t *p, size_t n)
 {
 	struct proto_ack m;
 
 	return proto_ack_decode(p, n, &m);
 }
 
-static void ref_stats(struct proto_stats *m)
+static void
+ref_stats(struct proto_stats *m)
 {
 	memset(m, 0, sizeof(*m));
 	m->ts_ns = 1700000000000000000ull;
@@ -272,43 +290,50 @@ static void ref_stats(struct proto_stats *m)
 }
 
 static struct proto_stats stats_enc_src;
-static int enc_stats(uint8_t *out, size_t cap)
+static int
+enc_stats(uint8_t *out, size_t cap)
 {
 	return proto_stats_encode(&stats_enc_src, out, cap);
 }
-static int dec_stats(const uint8_t *p, size_t n)
+static int
+dec_stats(const uint8_t *p, size_t n)
 {
 	static struct proto_stats m;
 
 	return proto_stats_decode(p, n, &m);
 }
 
-static int enc_heartbeat(uint8_t *out, size_t cap)
+static int
+enc_heartbeat(uint8_t *out, size_t cap)
 {
 	return proto_heartbeat_encode(0x0102030405060708ull, out, cap);
 }
-static int dec_heartbeat(const uint8_t *p, size_t n)
+static int
+dec_heartbeat(const uint8_t *p, size_t n)
 {
 	uint64_t ts;
 
 	return proto_heartbeat_decode(p, n, &ts);
 }
 
-static struct proto_error error_enc_src = {PROTO_ERR_AUTH, "bad token"};
-static int enc_error(uint8_t *out, size_t cap)
+static struct proto_error error_enc_src = { PROTO_ERR_AUTH, "bad token" };
+static int
+enc_error(uint8_t *out, size_t cap)
 {
 	return proto_error_encode(&error_enc_src, out, cap);
 }
-static int dec_error(const uint8_t *p, size_t n)
+static int
+dec_error(const uint8_t *p, size_t n)
 {
 	static struct proto_error m;
 
 	return proto_error_decode(p, n, &m);
 }
 
-static void ref_names(struct proto_names *m)
+static void
+ref_names(struct proto_names *m)
 {
-	static const uint8_t v6[16] = {0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
+	static const uint8_t v6[16] = { 0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1 };
 
 	memset(m, 0, sizeof(*m));
 	m->n = 2;
@@ -328,24 +353,28 @@ static void ref_names(struct proto_names *m)
 }
 
 static struct proto_names names_enc_src;
-static int enc_names(uint8_t *out, size_t cap)
+static int
+enc_names(uint8_t *out, size_t cap)
 {
 	return proto_names_encode(&names_enc_src, out, cap);
 }
-static int dec_names(const uint8_t *p, size_t n)
+static int
+dec_names(const uint8_t *p, size_t n)
 {
 	static struct proto_names m;
 
 	return proto_names_decode(p, n, &m);
 }
 
-static int enc_batch_hdr(uint8_t *out, size_t cap)
+static int
+enc_batch_hdr(uint8_t *out, size_t cap)
 {
 	return proto_batch_hdr_encode(42, 2, 46, out, cap);
 }
 
 /* Decodes a hex payload into a fresh heap buffer with the given decoder. */
-static int dec_hex(decode_fn dec, const char *hex)
+static int
+dec_hex(decode_fn dec, const char *hex)
 {
 	uint8_t buf[8192];
 	size_t n = unhex(hex, buf, sizeof(buf));
@@ -358,7 +387,8 @@ static int dec_hex(decode_fn dec, const char *hex)
 
 /* ---- proto_strerror ----------------------------------------------------------------- */
 
-static void test_strerror(void **state)
+static void
+test_strerror(void **state)
 {
 	(void)state;
 	/* Every code has its own message, distinct from the fallback for unknown codes. */
@@ -375,7 +405,8 @@ static void test_strerror(void **state)
 
 /* ---- Frame header ------------------------------------------------------------------- */
 
-static void test_hdr_encode_vector(void **state)
+static void
+test_hdr_encode_vector(void **state)
 {
 	uint8_t out[PROTO_HDR_LEN];
 
@@ -388,13 +419,14 @@ static void test_hdr_encode_vector(void **state)
 	assert_bytes_hex(out, sizeof(out), ERROR_HDR);
 }
 
-static void test_hdr_decode_ok(void **state)
+static void
+test_hdr_decode_ok(void **state)
 {
 	uint8_t buf[32];
 	struct proto_hdr h;
 	size_t n = unhex(HDR_EXAMPLE, buf, sizeof(buf));
-	static const uint8_t types[] = {PROTO_HELLO, PROTO_WELCOME, PROTO_BATCH, PROTO_ACK,
-					PROTO_STATS, PROTO_NAMES, PROTO_HEARTBEAT, PROTO_ERROR};
+	static const uint8_t types[] = { PROTO_HELLO, PROTO_WELCOME, PROTO_BATCH, PROTO_ACK, PROTO_STATS,
+		PROTO_NAMES, PROTO_HEARTBEAT, PROTO_ERROR };
 
 	(void)state;
 	assert_int_equal(proto_hdr_decode(buf, n, 300, &h), 0);
@@ -417,7 +449,8 @@ static void test_hdr_decode_ok(void **state)
 	}
 }
 
-static void test_hdr_eagain(void **state)
+static void
+test_hdr_eagain(void **state)
 {
 	uint8_t buf[PROTO_HDR_LEN];
 	struct proto_hdr h;
@@ -432,40 +465,41 @@ static void test_hdr_eagain(void **state)
 	}
 }
 
-static void test_hdr_errors(void **state)
+static void
+test_hdr_errors(void **state)
 {
 	static const struct {
 		const char *hex;
 		uint32_t max_len;
 		int want;
 	} cases[] = {
-		{"50434c4f 01 03 0000 00000010 00000000", 1u << 20, PROTO_EMAGIC},
-		{"4e4c4350 01 03 0000 00000010 00000000", 1u << 20, PROTO_EMAGIC}, /* swapped */
-		{"00000000 00 00 0000 00000000 00000000", 1u << 20, PROTO_EMAGIC},
-		{"50434c4e 02 03 0000 00000010 00000000", 1u << 20, PROTO_EVERSION},
-		{"50434c4e 00 03 0000 00000010 00000000", 1u << 20, PROTO_EVERSION},
-		{"50434c4e ff 03 0000 00000010 00000000", 1u << 20, PROTO_EVERSION},
-		{"50434c4e 01 00 0000 00000010 00000000", 1u << 20, PROTO_ETYPE},
-		{"50434c4e 01 0a 0000 00000010 00000000", 1u << 20, PROTO_ETYPE},
-		{"50434c4e 01 08 0000 00000010 00000000", 1u << 20, PROTO_ETYPE}, /* CONTROL */
-		{"50434c4e 01 ff 0000 00000010 00000000", 1u << 20, PROTO_ETYPE},
-		{"50434c4e 01 03 0000 00000010 00000001", 1u << 20, PROTO_EINVAL},
-		{"50434c4e 01 03 0000 00000010 00000100", 1u << 20, PROTO_EINVAL},
-		{"50434c4e 01 03 0000 00000010 00010000", 1u << 20, PROTO_EINVAL},
-		{"50434c4e 01 03 0000 00000010 80000000", 1u << 20, PROTO_EINVAL},
-		{"50434c4e 01 03 0002 00000010 00000000", 1u << 20, PROTO_EINVAL}, /* flag 1 */
-		{"50434c4e 01 03 8001 00000010 00000000", 1u << 20, PROTO_EINVAL},
-		{"50434c4e 01 01 0001 00000010 00000000", 1u << 20, PROTO_EINVAL}, /* HELLO+LZ4 */
-		{"50434c4e 01 07 0001 00000008 00000000", 1u << 20, PROTO_EINVAL},
-		{"50434c4e 01 03 0000 00100001 00000000", 1u << 20, PROTO_ETOOBIG},
-		{"50434c4e 01 03 0000 ffffffff 00000000", 1u << 20, PROTO_ETOOBIG},
-		{"50434c4e 01 03 0000 00000001 00000000", 0, PROTO_ETOOBIG},
-		{"50434c4e 01 03 0000 00100000 00000000", 1u << 20, 0}, /* len == max passes */
+		{ "50434c4f 01 03 0000 00000010 00000000", 1u << 20, PROTO_EMAGIC },
+		{ "4e4c4350 01 03 0000 00000010 00000000", 1u << 20, PROTO_EMAGIC }, /* swapped */
+		{ "00000000 00 00 0000 00000000 00000000", 1u << 20, PROTO_EMAGIC },
+		{ "50434c4e 02 03 0000 00000010 00000000", 1u << 20, PROTO_EVERSION },
+		{ "50434c4e 00 03 0000 00000010 00000000", 1u << 20, PROTO_EVERSION },
+		{ "50434c4e ff 03 0000 00000010 00000000", 1u << 20, PROTO_EVERSION },
+		{ "50434c4e 01 00 0000 00000010 00000000", 1u << 20, PROTO_ETYPE },
+		{ "50434c4e 01 0a 0000 00000010 00000000", 1u << 20, PROTO_ETYPE },
+		{ "50434c4e 01 08 0000 00000010 00000000", 1u << 20, PROTO_ETYPE }, /* CONTROL */
+		{ "50434c4e 01 ff 0000 00000010 00000000", 1u << 20, PROTO_ETYPE },
+		{ "50434c4e 01 03 0000 00000010 00000001", 1u << 20, PROTO_EINVAL },
+		{ "50434c4e 01 03 0000 00000010 00000100", 1u << 20, PROTO_EINVAL },
+		{ "50434c4e 01 03 0000 00000010 00010000", 1u << 20, PROTO_EINVAL },
+		{ "50434c4e 01 03 0000 00000010 80000000", 1u << 20, PROTO_EINVAL },
+		{ "50434c4e 01 03 0002 00000010 00000000", 1u << 20, PROTO_EINVAL }, /* flag 1 */
+		{ "50434c4e 01 03 8001 00000010 00000000", 1u << 20, PROTO_EINVAL },
+		{ "50434c4e 01 01 0001 00000010 00000000", 1u << 20, PROTO_EINVAL }, /* HELLO+LZ4 */
+		{ "50434c4e 01 07 0001 00000008 00000000", 1u << 20, PROTO_EINVAL },
+		{ "50434c4e 01 03 0000 00100001 00000000", 1u << 20, PROTO_ETOOBIG },
+		{ "50434c4e 01 03 0000 ffffffff 00000000", 1u << 20, PROTO_ETOOBIG },
+		{ "50434c4e 01 03 0000 00000001 00000000", 0, PROTO_ETOOBIG },
+		{ "50434c4e 01 03 0000 00100000 00000000", 1u << 20, 0 }, /* len == max passes */
 		/* The first failing check decides the error, in the documented order. */
-		{"50434c4f 02 00 0002 ffffffff 00000001", 0, PROTO_EMAGIC},
-		{"50434c4e 02 00 0002 ffffffff 00000001", 0, PROTO_EVERSION},
-		{"50434c4e 01 00 0002 ffffffff 00000001", 0, PROTO_ETYPE},
-		{"50434c4e 01 03 0002 ffffffff 00000001", 0, PROTO_EINVAL},
+		{ "50434c4f 02 00 0002 ffffffff 00000001", 0, PROTO_EMAGIC },
+		{ "50434c4e 02 00 0002 ffffffff 00000001", 0, PROTO_EVERSION },
+		{ "50434c4e 01 00 0002 ffffffff 00000001", 0, PROTO_ETYPE },
+		{ "50434c4e 01 03 0002 ffffffff 00000001", 0, PROTO_EINVAL },
 	};
 
 	(void)state;
@@ -479,14 +513,14 @@ static void test_hdr_errors(void **state)
 		rc = proto_hdr_decode(q, sizeof(buf), cases[i].max_len, &h);
 		free(q);
 		if (rc != cases[i].want)
-			fail_msg("case %zu (%s): got %d, want %d", i, cases[i].hex, rc,
-				 cases[i].want);
+			fail_msg("case %zu (%s): got %d, want %d", i, cases[i].hex, rc, cases[i].want);
 	}
 }
 
 /* ---- HELLO -------------------------------------------------------------------------- */
 
-static void test_hello_vector(void **state)
+static void
+test_hello_vector(void **state)
 {
 	struct proto_hello m, d;
 	uint8_t out[8192];
@@ -507,7 +541,8 @@ static void test_hello_vector(void **state)
 	sweep_cuts(dec_hello, HELLO_PAYLOAD);
 }
 
-static void test_hello_limits(void **state)
+static void
+test_hello_limits(void **state)
 {
 	static struct proto_hello m, d;
 	static uint8_t out[8192];
@@ -540,8 +575,8 @@ static void test_hello_limits(void **state)
 	n = proto_hello_encode(&m, out, sizeof(out));
 	assert_int_equal(n, 37);
 	assert_bytes_hex(out, (size_t)n,
-			 "0007 412d7a5f302e39 0000 00000000 0000000000000000 0000 0001 "
-			 "00000000 00000001 0000");
+		"0007 412d7a5f302e39 0000 00000000 0000000000000000 0000 0001 "
+		"00000000 00000001 0000");
 	assert_int_equal(proto_hello_decode(out, (size_t)n, &d), 0);
 	assert_hello_equal(&d, &m);
 }
@@ -554,14 +589,15 @@ struct raw_hello {
 	int version_len;
 	const char *token;
 	int token_len;
-	int n_ifaces; /* announced count */
+	int n_ifaces;  /* announced count */
 	int n_written; /* iface entries actually written, -1: n_ifaces */
 	uint32_t snaplen;
 	const char *name;
 	int name_len;
 };
 
-static size_t put_raw_str(uint8_t *p, const char *s, int len)
+static size_t
+put_raw_str(uint8_t *p, const char *s, int len)
 {
 	size_t n = len < 0 ? strlen(s) : (size_t)len;
 
@@ -571,7 +607,8 @@ static size_t put_raw_str(uint8_t *p, const char *s, int len)
 	return 2 + n;
 }
 
-static size_t build_hello(uint8_t *out, const struct raw_hello *r)
+static size_t
+build_hello(uint8_t *out, const struct raw_hello *r)
 {
 	size_t n = 0;
 	int written = r->n_written < 0 ? r->n_ifaces : r->n_written;
@@ -595,57 +632,58 @@ static size_t build_hello(uint8_t *out, const struct raw_hello *r)
 	return n;
 }
 
-static void test_hello_invalid(void **state)
+static void
+test_hello_invalid(void **state)
 {
 	/* Filled with 300 bytes of 'a' before use; long enough for every over-long field. */
 	static char long_str[301];
 	/* The first row is valid; each later row changes one field of it. The macros are the
 	 * base row's fields: (string, length or -1 for strlen) and, for IF1, the announced and
 	 * written interface counts and the snaplen. */
-#define ID "s1", -1
-#define VER "1.0", -1
-#define TOK "", -1
-#define IF1 1, -1, 65535
+#define ID   "s1", -1
+#define VER  "1.0", -1
+#define TOK  "", -1
+#define IF1  1, -1, 65535
 #define NAME "eth0", -1
 	static const struct {
 		struct raw_hello r;
 		int want;
 		const char *what;
 	} cases[] = {
-		{{ID, VER, TOK, IF1, NAME}, 0, "base case"},
-		{{"A-z_0.9", -1, "1.0 (x)", -1, "!~", -1, 1, -1, 1, "", -1}, 0, "edge values"},
-		{{"a..b", -1, "", -1, TOK, 1, -1, 262144, "!", -1}, 0, "inner dots"},
-		{{long_str, 128, "", -1, long_str, 256, 1, -1, 1, long_str, 64}, 0, "max lengths"},
-		{{"", -1, VER, TOK, IF1, NAME}, PROTO_EINVAL, "empty id"},
-		{{long_str, 129, VER, TOK, IF1, NAME}, PROTO_EINVAL, "id 129"},
-		{{"a b", -1, VER, TOK, IF1, NAME}, PROTO_EINVAL, "id space"},
-		{{"a/b", -1, VER, TOK, IF1, NAME}, PROTO_EINVAL, "id slash"},
-		{{"a:b", -1, VER, TOK, IF1, NAME}, PROTO_EINVAL, "id colon"},
-		{{"a\0b", 3, VER, TOK, IF1, NAME}, PROTO_EINVAL, "id NUL"},
-		{{"a\xc3\xa9", -1, VER, TOK, IF1, NAME}, PROTO_EINVAL, "id UTF-8"},
-		{{"..", -1, VER, TOK, IF1, NAME}, PROTO_EINVAL, "id dot-dot"},
-		{{".", -1, VER, TOK, IF1, NAME}, PROTO_EINVAL, "id dot"},
-		{{".s1", -1, VER, TOK, IF1, NAME}, PROTO_EINVAL, "id leading dot"},
-		{{ID, long_str, 33, TOK, IF1, NAME}, PROTO_EINVAL, "version 33"},
-		{{ID, "1.0\n", -1, TOK, IF1, NAME}, PROTO_EINVAL, "version LF"},
-		{{ID, "1.\x7f", -1, TOK, IF1, NAME}, PROTO_EINVAL, "version DEL"},
-		{{ID, VER, long_str, 257, IF1, NAME}, PROTO_EINVAL, "token 257"},
-		{{ID, VER, "a b", -1, IF1, NAME}, PROTO_EINVAL, "token space"},
-		{{ID, VER, "a\0", 2, IF1, NAME}, PROTO_EINVAL, "token NUL"},
-		{{ID, VER, TOK, 0, -1, 65535, NAME}, PROTO_EINVAL, "0 ifaces"},
-		{{ID, VER, TOK, 65, -1, 65535, NAME}, PROTO_EINVAL, "65 ifaces"},
-		{{ID, VER, TOK, 64, -1, 65535, NAME}, 0, "64 ifaces"},
-		{{ID, VER, TOK, 0xffff, 0, 65535, NAME}, PROTO_EINVAL, "65535 ifaces"},
-		{{ID, VER, TOK, 1, -1, 0, NAME}, PROTO_EINVAL, "snaplen 0"},
-		{{ID, VER, TOK, 1, -1, 262145, NAME}, PROTO_EINVAL, "snaplen 262145"},
-		{{ID, VER, TOK, 1, -1, 0xffffffffu, NAME}, PROTO_EINVAL, "snaplen max"},
-		{{ID, VER, TOK, IF1, long_str, 65}, PROTO_EINVAL, "name 65"},
-		{{ID, VER, TOK, IF1, "eth 0", -1}, PROTO_EINVAL, "name space"},
-		{{ID, VER, TOK, IF1, "eth\x7f", -1}, PROTO_EINVAL, "name DEL"},
-		{{ID, VER, TOK, IF1, "eth\0", 4}, PROTO_EINVAL, "name NUL"},
-		{{ID, VER, TOK, IF1, "eth\x80", -1}, PROTO_EINVAL, "name 0x80"},
+		{ { ID, VER, TOK, IF1, NAME }, 0, "base case" },
+		{ { "A-z_0.9", -1, "1.0 (x)", -1, "!~", -1, 1, -1, 1, "", -1 }, 0, "edge values" },
+		{ { "a..b", -1, "", -1, TOK, 1, -1, 262144, "!", -1 }, 0, "inner dots" },
+		{ { long_str, 128, "", -1, long_str, 256, 1, -1, 1, long_str, 64 }, 0, "max lengths" },
+		{ { "", -1, VER, TOK, IF1, NAME }, PROTO_EINVAL, "empty id" },
+		{ { long_str, 129, VER, TOK, IF1, NAME }, PROTO_EINVAL, "id 129" },
+		{ { "a b", -1, VER, TOK, IF1, NAME }, PROTO_EINVAL, "id space" },
+		{ { "a/b", -1, VER, TOK, IF1, NAME }, PROTO_EINVAL, "id slash" },
+		{ { "a:b", -1, VER, TOK, IF1, NAME }, PROTO_EINVAL, "id colon" },
+		{ { "a\0b", 3, VER, TOK, IF1, NAME }, PROTO_EINVAL, "id NUL" },
+		{ { "a\xc3\xa9", -1, VER, TOK, IF1, NAME }, PROTO_EINVAL, "id UTF-8" },
+		{ { "..", -1, VER, TOK, IF1, NAME }, PROTO_EINVAL, "id dot-dot" },
+		{ { ".", -1, VER, TOK, IF1, NAME }, PROTO_EINVAL, "id dot" },
+		{ { ".s1", -1, VER, TOK, IF1, NAME }, PROTO_EINVAL, "id leading dot" },
+		{ { ID, long_str, 33, TOK, IF1, NAME }, PROTO_EINVAL, "version 33" },
+		{ { ID, "1.0\n", -1, TOK, IF1, NAME }, PROTO_EINVAL, "version LF" },
+		{ { ID, "1.\x7f", -1, TOK, IF1, NAME }, PROTO_EINVAL, "version DEL" },
+		{ { ID, VER, long_str, 257, IF1, NAME }, PROTO_EINVAL, "token 257" },
+		{ { ID, VER, "a b", -1, IF1, NAME }, PROTO_EINVAL, "token space" },
+		{ { ID, VER, "a\0", 2, IF1, NAME }, PROTO_EINVAL, "token NUL" },
+		{ { ID, VER, TOK, 0, -1, 65535, NAME }, PROTO_EINVAL, "0 ifaces" },
+		{ { ID, VER, TOK, 65, -1, 65535, NAME }, PROTO_EINVAL, "65 ifaces" },
+		{ { ID, VER, TOK, 64, -1, 65535, NAME }, 0, "64 ifaces" },
+		{ { ID, VER, TOK, 0xffff, 0, 65535, NAME }, PROTO_EINVAL, "65535 ifaces" },
+		{ { ID, VER, TOK, 1, -1, 0, NAME }, PROTO_EINVAL, "snaplen 0" },
+		{ { ID, VER, TOK, 1, -1, 262145, NAME }, PROTO_EINVAL, "snaplen 262145" },
+		{ { ID, VER, TOK, 1, -1, 0xffffffffu, NAME }, PROTO_EINVAL, "snaplen max" },
+		{ { ID, VER, TOK, IF1, long_str, 65 }, PROTO_EINVAL, "name 65" },
+		{ { ID, VER, TOK, IF1, "eth 0", -1 }, PROTO_EINVAL, "name space" },
+		{ { ID, VER, TOK, IF1, "eth\x7f", -1 }, PROTO_EINVAL, "name DEL" },
+		{ { ID, VER, TOK, IF1, "eth\0", 4 }, PROTO_EINVAL, "name NUL" },
+		{ { ID, VER, TOK, IF1, "eth\x80", -1 }, PROTO_EINVAL, "name 0x80" },
 		/* Two interfaces announced, one present. */
-		{{ID, VER, TOK, 2, 1, 65535, NAME}, PROTO_ETRUNC, "missing iface"},
+		{ { ID, VER, TOK, 2, 1, 65535, NAME }, PROTO_ETRUNC, "missing iface" },
 	};
 #undef ID
 #undef VER
@@ -665,7 +703,7 @@ static void test_hello_invalid(void **state)
 		free(q);
 		if (rc != cases[i].want)
 			fail_msg("case %zu (%s): got %d (%s), want %d", i, cases[i].what, rc,
-				 proto_strerror(rc), cases[i].want);
+				proto_strerror(rc), cases[i].want);
 	}
 
 	/* An over-long id is refused from its length field alone. */
@@ -678,7 +716,8 @@ static void test_hello_invalid(void **state)
 	}
 }
 
-static void test_hello_encode_invalid(void **state)
+static void
+test_hello_encode_invalid(void **state)
 {
 	static struct proto_hello m;
 	uint8_t out[8192];
@@ -731,7 +770,8 @@ static void test_hello_encode_invalid(void **state)
 
 /* ---- WELCOME ------------------------------------------------------------------------ */
 
-static void test_welcome(void **state)
+static void
+test_welcome(void **state)
 {
 	uint8_t out[64];
 	struct proto_welcome d;
@@ -749,27 +789,28 @@ static void test_welcome(void **state)
 	sweep_cuts(dec_welcome, WELCOME_PAYLOAD);
 }
 
-static void test_welcome_limits(void **state)
+static void
+test_welcome_limits(void **state)
 {
 	static const struct {
 		uint32_t max_frame, heartbeat_ms;
 		int want;
 	} cases[] = {
-		{262180, 5000, 0},
-		{262179, 5000, PROTO_EINVAL},
-		{16777216, 5000, 0},
-		{16777217, 5000, PROTO_EINVAL},
-		{0, 5000, PROTO_EINVAL},
-		{1048576, 100, 0},
-		{1048576, 99, PROTO_EINVAL},
-		{1048576, 0, PROTO_EINVAL},
-		{1048576, 600000, 0},
-		{1048576, 600001, PROTO_EINVAL},
+		{ 262180, 5000, 0 },
+		{ 262179, 5000, PROTO_EINVAL },
+		{ 16777216, 5000, 0 },
+		{ 16777217, 5000, PROTO_EINVAL },
+		{ 0, 5000, PROTO_EINVAL },
+		{ 1048576, 100, 0 },
+		{ 1048576, 99, PROTO_EINVAL },
+		{ 1048576, 0, PROTO_EINVAL },
+		{ 1048576, 600000, 0 },
+		{ 1048576, 600001, PROTO_EINVAL },
 	};
 
 	(void)state;
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		struct proto_welcome m = {1, 1, cases[i].max_frame, cases[i].heartbeat_ms};
+		struct proto_welcome m = { 1, 1, cases[i].max_frame, cases[i].heartbeat_ms };
 		uint8_t buf[24];
 		int rc;
 
@@ -794,7 +835,8 @@ static void test_welcome_limits(void **state)
 
 /* ---- BATCH and records -------------------------------------------------------------- */
 
-static void test_batch_vector(void **state)
+static void
+test_batch_vector(void **state)
 {
 	uint8_t buf[256], out[PROTO_BATCH_HDR_LEN], rh[PROTO_REC_HDR_LEN];
 	size_t n = unhex(BATCH_PAYLOAD, buf, sizeof(buf));
@@ -840,25 +882,26 @@ static void test_batch_vector(void **state)
 	free(q);
 }
 
-static void test_batch_errors(void **state)
+static void
+test_batch_errors(void **state)
 {
 	static const struct {
 		const char *hex;
 		uint32_t max_raw;
 		int want;
 	} cases[] = {
-		{"0000000000000001 00000001 00000014 00", 20, 0},
-		{"0000000000000001 00000001 00000015 00", 20, PROTO_ETOOBIG},
-		{"0000000000000001 00000001 ffffffff 00", 1u << 20, PROTO_ETOOBIG},
-		{"0000000000000001 00000000 00000014 00", 20, PROTO_EINVAL}, /* no records */
-		{"0000000000000001 00000002 00000027 00", 1u << 20, PROTO_EINVAL}, /* 2 x 20 > 39 */
-		{"0000000000000001 00000002 00000028 00", 1u << 20, 0},
+		{ "0000000000000001 00000001 00000014 00", 20, 0 },
+		{ "0000000000000001 00000001 00000015 00", 20, PROTO_ETOOBIG },
+		{ "0000000000000001 00000001 ffffffff 00", 1u << 20, PROTO_ETOOBIG },
+		{ "0000000000000001 00000000 00000014 00", 20, PROTO_EINVAL },       /* no records */
+		{ "0000000000000001 00000002 00000027 00", 1u << 20, PROTO_EINVAL }, /* 2 x 20 > 39 */
+		{ "0000000000000001 00000002 00000028 00", 1u << 20, 0 },
 		/* 0x0ccccccd * 20 wraps to 4 in 32 bits: the product must be computed wider. */
-		{"0000000000000001 0ccccccd 00000014 00", 1u << 20, PROTO_EINVAL},
-		{"0000000000000001 ffffffff ffffffff 00", UINT32_MAX, PROTO_EINVAL},
-		{"0000000000000001 00000001 00000014", 20, PROTO_ETRUNC}, /* no data at all */
+		{ "0000000000000001 0ccccccd 00000014 00", 1u << 20, PROTO_EINVAL },
+		{ "0000000000000001 ffffffff ffffffff 00", UINT32_MAX, PROTO_EINVAL },
+		{ "0000000000000001 00000001 00000014", 20, PROTO_ETRUNC }, /* no data at all */
 		/* raw_len is bounded before anything else is looked at. */
-		{"0000000000000001 00000000 00000015", 20, PROTO_ETOOBIG},
+		{ "0000000000000001 00000000 00000015", 20, PROTO_ETOOBIG },
 	};
 
 	(void)state;
@@ -871,8 +914,7 @@ static void test_batch_errors(void **state)
 
 		free(q);
 		if (rc != cases[i].want)
-			fail_msg("case %zu (%s): got %d, want %d", i, cases[i].hex, rc,
-				 cases[i].want);
+			fail_msg("case %zu (%s): got %d, want %d", i, cases[i].hex, rc, cases[i].want);
 	}
 
 	/* Every cut inside the 16-byte batch header. */
@@ -896,13 +938,13 @@ static void test_batch_errors(void **state)
 
 		assert_int_equal(proto_batch_hdr_encode(1, 0, 20, out, sizeof(out)), PROTO_EINVAL);
 		assert_int_equal(proto_batch_hdr_encode(1, 2, 39, out, sizeof(out)), PROTO_EINVAL);
-		assert_int_equal(proto_batch_hdr_encode(1, 0x0ccccccdu, 20, out, sizeof(out)),
-				 PROTO_EINVAL);
+		assert_int_equal(proto_batch_hdr_encode(1, 0x0ccccccdu, 20, out, sizeof(out)), PROTO_EINVAL);
 		assert_int_equal(proto_batch_hdr_encode(1, 2, 40, out, sizeof(out)), 16);
 	}
 }
 
-static void test_rec_errors(void **state)
+static void
+test_rec_errors(void **state)
 {
 	static const struct {
 		const char *hex;
@@ -910,18 +952,18 @@ static void test_rec_errors(void **state)
 		uint32_t max_caplen;
 		int want; /* result of the first proto_rec_next() */
 	} cases[] = {
-		{"0000000000000001 0001 0000 00000002 00000003 aabb", 2, 100, 1},
-		{"0000000000000001 0001 0000 00000000 00000000", 2, 100, 1}, /* caplen 0 */
-		{"0000000000000001 0001 0000 00000003 00000002 aabbcc", 2, 100, PROTO_EINVAL},
-		{"0000000000000001 0002 0000 00000002 00000002 aabb", 2, 100, PROTO_EINVAL},
-		{"0000000000000001 ffff 0000 00000002 00000002 aabb", 2, 100, PROTO_EINVAL},
-		{"0000000000000001 0000 0000 00000002 00000002 aabb", 0, 100, PROTO_EINVAL},
-		{"0000000000000001 0000 0001 00000002 00000002 aabb", 2, 100, PROTO_EINVAL},
-		{"0000000000000001 0000 8000 00000002 00000002 aabb", 2, 100, PROTO_EINVAL},
-		{"0000000000000001 0000 0000 00000065 00000065", 2, 100, PROTO_EINVAL},
-		{"0000000000000001 0000 0000 00000003 00000003 aabb", 2, 100, PROTO_ETRUNC},
-		{"0000000000000001 0000 0000 ffffffff ffffffff aabb", 2, UINT32_MAX, PROTO_ETRUNC},
-		{"0000000000000001 0000 0000 00000002 00000002", 2, 100, PROTO_ETRUNC},
+		{ "0000000000000001 0001 0000 00000002 00000003 aabb", 2, 100, 1 },
+		{ "0000000000000001 0001 0000 00000000 00000000", 2, 100, 1 }, /* caplen 0 */
+		{ "0000000000000001 0001 0000 00000003 00000002 aabbcc", 2, 100, PROTO_EINVAL },
+		{ "0000000000000001 0002 0000 00000002 00000002 aabb", 2, 100, PROTO_EINVAL },
+		{ "0000000000000001 ffff 0000 00000002 00000002 aabb", 2, 100, PROTO_EINVAL },
+		{ "0000000000000001 0000 0000 00000002 00000002 aabb", 0, 100, PROTO_EINVAL },
+		{ "0000000000000001 0000 0001 00000002 00000002 aabb", 2, 100, PROTO_EINVAL },
+		{ "0000000000000001 0000 8000 00000002 00000002 aabb", 2, 100, PROTO_EINVAL },
+		{ "0000000000000001 0000 0000 00000065 00000065", 2, 100, PROTO_EINVAL },
+		{ "0000000000000001 0000 0000 00000003 00000003 aabb", 2, 100, PROTO_ETRUNC },
+		{ "0000000000000001 0000 0000 ffffffff ffffffff aabb", 2, UINT32_MAX, PROTO_ETRUNC },
+		{ "0000000000000001 0000 0000 00000002 00000002", 2, 100, PROTO_ETRUNC },
 	};
 
 	(void)state;
@@ -936,8 +978,7 @@ static void test_rec_errors(void **state)
 		proto_rec_iter_init(&it, q, n, cases[i].n_ifaces, cases[i].max_caplen);
 		rc = proto_rec_next(&it, &r);
 		if (rc != cases[i].want)
-			fail_msg("case %zu (%s): got %d, want %d", i, cases[i].hex, rc,
-				 cases[i].want);
+			fail_msg("case %zu (%s): got %d, want %d", i, cases[i].hex, rc, cases[i].want);
 		if (rc < 0) {
 			/* Errors are sticky: the iterator does not move past a bad record. */
 			assert_int_equal(proto_rec_next(&it, &r), rc);
@@ -948,7 +989,8 @@ static void test_rec_errors(void **state)
 	}
 }
 
-static void test_rec_cuts(void **state)
+static void
+test_rec_cuts(void **state)
 {
 	uint8_t buf[256];
 	size_t n = unhex(REC1 REC2, buf, sizeof(buf));
@@ -989,7 +1031,8 @@ static void test_rec_cuts(void **state)
 
 /* ---- lz4 ---------------------------------------------------------------------------- */
 
-static void test_lz4_vector(void **state)
+static void
+test_lz4_vector(void **state)
 {
 	uint8_t payload[128], block[64], raw[64];
 	size_t pn = unhex(LZ4_PAYLOAD_HDR LZ4_BLOCK, payload, sizeof(payload));
@@ -1024,9 +1067,12 @@ static void test_lz4_vector(void **state)
 	free(dst);
 }
 
-static void test_lz4_roundtrip(void **state)
+static void
+test_lz4_roundtrip(void **state)
 {
-	enum { N = 70000 };
+	enum {
+		N = 70000
+	};
 	uint8_t *src = malloc(N), *dst = malloc(N);
 	int bound = proto_lz4_bound(N);
 	uint8_t *z = malloc((size_t)bound);
@@ -1062,23 +1108,24 @@ static void test_lz4_roundtrip(void **state)
 	free(src);
 }
 
-static void test_lz4_errors(void **state)
+static void
+test_lz4_errors(void **state)
 {
 	static const struct {
 		const char *hex;
 		uint32_t raw_len;
 		const char *what;
 	} cases[] = {
-		{LZ4_BLOCK, 51, "block longer than raw_len"},
-		{LZ4_BLOCK, 53, "block shorter than raw_len"},
-		{LZ4_BLOCK, 0, "raw_len 0"},
-		{LZ4_BLOCK " 00", 52, "trailing byte after the last sequence"},
-		{"17 00 0100 40 00000020 0400 1f 00 0100 07 50 00000000", 52, "last literals cut"},
-		{"17 00 0200 40 00000020 0400 1f 00 0100 07 50 0000000000", 52, "offset < start"},
-		{"ff ff ff ff ff ff ff ff", 52, "garbage"},
-		{"f0 ffffffffffffffffff", 52, "literal run past the input"},
-		{"00", 52, "empty block for a non-empty batch"},
-		{"", 52, "no input"},
+		{ LZ4_BLOCK, 51, "block longer than raw_len" },
+		{ LZ4_BLOCK, 53, "block shorter than raw_len" },
+		{ LZ4_BLOCK, 0, "raw_len 0" },
+		{ LZ4_BLOCK " 00", 52, "trailing byte after the last sequence" },
+		{ "17 00 0100 40 00000020 0400 1f 00 0100 07 50 00000000", 52, "last literals cut" },
+		{ "17 00 0200 40 00000020 0400 1f 00 0100 07 50 0000000000", 52, "offset < start" },
+		{ "ff ff ff ff ff ff ff ff", 52, "garbage" },
+		{ "f0 ffffffffffffffffff", 52, "literal run past the input" },
+		{ "00", 52, "empty block for a non-empty batch" },
+		{ "", 52, "no input" },
 	};
 
 	(void)state;
@@ -1097,8 +1144,7 @@ static void test_lz4_errors(void **state)
 			fail_msg("case %zu (%s): got %d, want PROTO_ELZ4", i, cases[i].what, rc);
 		for (size_t j = cases[i].raw_len; j < cases[i].raw_len + 16u; j++)
 			if (dst[j] != 0x5a)
-				fail_msg("case %zu (%s): wrote past raw_len at %zu", i,
-					 cases[i].what, j);
+				fail_msg("case %zu (%s): wrote past raw_len at %zu", i, cases[i].what, j);
 		free(dst);
 		free(q);
 	}
@@ -1106,7 +1152,8 @@ static void test_lz4_errors(void **state)
 
 /* ---- ACK, STATS, HEARTBEAT, ERROR --------------------------------------------------- */
 
-static void test_ack(void **state)
+static void
+test_ack(void **state)
 {
 	uint8_t out[16];
 	struct proto_ack d;
@@ -1121,7 +1168,8 @@ static void test_ack(void **state)
 	sweep_cuts(dec_ack, ACK_PAYLOAD);
 }
 
-static void test_stats(void **state)
+static void
+test_stats(void **state)
 {
 	static struct proto_stats m, d;
 	uint8_t out[1024];
@@ -1175,9 +1223,10 @@ static void test_stats(void **state)
 	}
 
 	/* Duplicate ids, on either side. */
-	assert_int_equal(dec_hex(dec_stats, "0000000000000000 0002 "
-						"0001 0000000000000001 0001 0000000000000002"),
-			 PROTO_EINVAL);
+	assert_int_equal(dec_hex(dec_stats,
+				 "0000000000000000 0002 "
+				 "0001 0000000000000001 0001 0000000000000002"),
+		PROTO_EINVAL);
 	ref_stats(&m);
 	m.s[1].id = m.s[0].id;
 	assert_int_equal(proto_stats_encode(&m, out, sizeof(out)), PROTO_EINVAL);
@@ -1186,7 +1235,8 @@ static void test_stats(void **state)
 	assert_int_equal(proto_stats_encode(&m, out, sizeof(out)), PROTO_EINVAL);
 }
 
-static void test_heartbeat(void **state)
+static void
+test_heartbeat(void **state)
 {
 	uint8_t out[8];
 	uint64_t ts = 0;
@@ -1200,7 +1250,8 @@ static void test_heartbeat(void **state)
 	sweep_cuts(dec_heartbeat, HEARTBEAT_PAYLOAD);
 }
 
-static void test_error(void **state)
+static void
+test_error(void **state)
 {
 	static struct proto_error m, d;
 	uint8_t out[512];
@@ -1254,7 +1305,8 @@ static void test_error(void **state)
 
 /* ---- NAMES -------------------------------------------------------------------------- */
 
-static void test_names_vector(void **state)
+static void
+test_names_vector(void **state)
 {
 	static struct proto_names m, d;
 	uint8_t out[512], hdr[PROTO_HDR_LEN];
@@ -1284,7 +1336,8 @@ static void test_names_vector(void **state)
 	sweep_cuts(dec_names, NAMES_PAYLOAD);
 }
 
-static void test_names_limits(void **state)
+static void
+test_names_limits(void **state)
 {
 	static struct proto_names m, d;
 	static uint8_t out[PROTO_NAMES_MAX_LEN + 16];
@@ -1320,8 +1373,10 @@ static void test_names_limits(void **state)
 	assert_int_equal(proto_names_encode(&m, out, PROTO_NAMES_MAX_LEN - 1), PROTO_ENOSPC);
 
 	/* The smallest payload: one IPv4 event with a 1-byte name. */
-	assert_int_equal(dec_hex(dec_names, "0001 0000000000000000 01 04 00000000 0000 00000000 0001 61 0000"), 0);
-	assert_int_equal(dec_hex(dec_names, "0001 0000000000000000 01 04 00000000 0000 00000000 0001 5f 0000"), 0);
+	assert_int_equal(
+		dec_hex(dec_names, "0001 0000000000000000 01 04 00000000 0000 00000000 0001 61 0000"), 0);
+	assert_int_equal(
+		dec_hex(dec_names, "0001 0000000000000000 01 04 00000000 0000 00000000 0001 5f 0000"), 0);
 
 	/* Encoder refusals mirror the decoder's. */
 	ref_names(&m);
@@ -1356,40 +1411,46 @@ static void test_names_limits(void **state)
 }
 
 /* The refusals listed in PROTOCOL.md, each a change to event 0 of the vector. */
-static void test_names_invalid(void **state)
+static void
+test_names_invalid(void **state)
 {
 	static const struct {
 		const char *hex;
 		int want;
 	} cases[] = {
-		{"0001" NAMES_EV0_FIXED NAMES_EV0_STRS, 0},
-		{"0000", PROTO_EINVAL},
-		{"0000" NAMES_EV0_FIXED NAMES_EV0_STRS, PROTO_EINVAL},
-		{"0101" NAMES_EV0_FIXED NAMES_EV0_STRS, PROTO_EINVAL}, /* 257 */
-		{"0101", PROTO_EINVAL},
-		{"0001 17979cfe3d85cd15 00 04 c6120032 0000 0000003c" NAMES_EV0_STRS, PROTO_EINVAL},
-		{"0001 17979cfe3d85cd15 01 05 c6120032 0000 0000003c" NAMES_EV0_STRS, PROTO_EINVAL},
-		{"0001 17979cfe3d85cd15 01 00 c6120032 0000 0000003c" NAMES_EV0_STRS, PROTO_EINVAL},
-		{"0001 17979cfe3d85cd15 01 05", PROTO_EINVAL}, /* family before the address */
-		{"0001 17979cfe3d85cd15 01 04 c6120032 0000 80000000" NAMES_EV0_STRS, PROTO_EINVAL},
-		{"0001 17979cfe3d85cd15 01 04 c6120032 0000 ffffffff" NAMES_EV0_STRS, PROTO_EINVAL},
-		{"0001" NAMES_EV0_FIXED "0000 0000", PROTO_EINVAL},
-		{"0001" NAMES_EV0_FIXED "00fe", PROTO_EINVAL},
-		{"0001" NAMES_EV0_FIXED "000f 7777772e2e78616d706c652e636f6d 0000", PROTO_EINVAL}, /* www..xample.com */
-		{"0001" NAMES_EV0_FIXED "000f 2e77772e6578616d706c652e636f6d 0000", PROTO_EINVAL}, /* .ww.example.com */
-		{"0001" NAMES_EV0_FIXED "000f 7777772e6578616d706c652e636f2e 0000", PROTO_EINVAL}, /* www.example.co. */
-		{"0001" NAMES_EV0_FIXED "000f 7777772065786d706c652e636f6d 0000", PROTO_EINVAL}, /* space */
-		{"0001" NAMES_EV0_FIXED "000f 7777772e6578612a6d706c652e636f6d 0000", PROTO_EINVAL}, /* '*' */
-		{"0001" NAMES_EV0_FIXED "000f 7777772e6578616d706c650a636f6d 0000", PROTO_EINVAL}, /* LF */
-		{"0001" NAMES_EV0_FIXED "000f 7777772e6578616d706c65006f6d 0000", PROTO_EINVAL}, /* NUL */
-		{"0001" NAMES_EV0_FIXED "000f 7777772ee578616d706c652e636f6d 0000", PROTO_EINVAL}, /* 0xe5 */
-		{"0001" NAMES_EV0_FIXED "0001 2e 0000", PROTO_EINVAL},
-		{"0001" NAMES_EV0_FIXED NAMES_EV0_STRS "00", PROTO_ETRAILING},
-		{"0001" NAMES_EV0_FIXED "000f 7777772e6578616d706c652e636f6d 0040", PROTO_EINVAL},
-		{"0001" NAMES_EV0_FIXED "000f 7777772e6578616d706c652e636f6d 0001 2d", 0},
-		{"0001" NAMES_EV0_FIXED "000f 7777772e6578616d706c652e636f6d 0001 2e", PROTO_EINVAL},
-		{"0001" NAMES_EV0_FIXED "000f 7777772e6578616d706c652e636f6d 0001", PROTO_ETRUNC},
-		{"0002" NAMES_EV0_FIXED NAMES_EV0_STRS, PROTO_ETRUNC},
+		{ "0001" NAMES_EV0_FIXED NAMES_EV0_STRS, 0 },
+		{ "0000", PROTO_EINVAL },
+		{ "0000" NAMES_EV0_FIXED NAMES_EV0_STRS, PROTO_EINVAL },
+		{ "0101" NAMES_EV0_FIXED NAMES_EV0_STRS, PROTO_EINVAL }, /* 257 */
+		{ "0101", PROTO_EINVAL },
+		{ "0001 17979cfe3d85cd15 00 04 c6120032 0000 0000003c" NAMES_EV0_STRS, PROTO_EINVAL },
+		{ "0001 17979cfe3d85cd15 01 05 c6120032 0000 0000003c" NAMES_EV0_STRS, PROTO_EINVAL },
+		{ "0001 17979cfe3d85cd15 01 00 c6120032 0000 0000003c" NAMES_EV0_STRS, PROTO_EINVAL },
+		{ "0001 17979cfe3d85cd15 01 05", PROTO_EINVAL }, /* family before the address */
+		{ "0001 17979cfe3d85cd15 01 04 c6120032 0000 80000000" NAMES_EV0_STRS, PROTO_EINVAL },
+		{ "0001 17979cfe3d85cd15 01 04 c6120032 0000 ffffffff" NAMES_EV0_STRS, PROTO_EINVAL },
+		{ "0001" NAMES_EV0_FIXED "0000 0000", PROTO_EINVAL },
+		{ "0001" NAMES_EV0_FIXED "00fe", PROTO_EINVAL },
+		{ "0001" NAMES_EV0_FIXED "000f 7777772e2e78616d706c652e636f6d 0000",
+			PROTO_EINVAL }, /* www..xample.com */
+		{ "0001" NAMES_EV0_FIXED "000f 2e77772e6578616d706c652e636f6d 0000",
+			PROTO_EINVAL }, /* .ww.example.com */
+		{ "0001" NAMES_EV0_FIXED "000f 7777772e6578616d706c652e636f2e 0000",
+			PROTO_EINVAL }, /* www.example.co. */
+		{ "0001" NAMES_EV0_FIXED "000f 7777772065786d706c652e636f6d 0000", PROTO_EINVAL }, /* space */
+		{ "0001" NAMES_EV0_FIXED "000f 7777772e6578612a6d706c652e636f6d 0000",
+			PROTO_EINVAL },                                                              /* '*' */
+		{ "0001" NAMES_EV0_FIXED "000f 7777772e6578616d706c650a636f6d 0000", PROTO_EINVAL }, /* LF */
+		{ "0001" NAMES_EV0_FIXED "000f 7777772e6578616d706c65006f6d 0000", PROTO_EINVAL },   /* NUL */
+		{ "0001" NAMES_EV0_FIXED "000f 7777772ee578616d706c652e636f6d 0000",
+			PROTO_EINVAL }, /* 0xe5 */
+		{ "0001" NAMES_EV0_FIXED "0001 2e 0000", PROTO_EINVAL },
+		{ "0001" NAMES_EV0_FIXED NAMES_EV0_STRS "00", PROTO_ETRAILING },
+		{ "0001" NAMES_EV0_FIXED "000f 7777772e6578616d706c652e636f6d 0040", PROTO_EINVAL },
+		{ "0001" NAMES_EV0_FIXED "000f 7777772e6578616d706c652e636f6d 0001 2d", 0 },
+		{ "0001" NAMES_EV0_FIXED "000f 7777772e6578616d706c652e636f6d 0001 2e", PROTO_EINVAL },
+		{ "0001" NAMES_EV0_FIXED "000f 7777772e6578616d706c652e636f6d 0001", PROTO_ETRUNC },
+		{ "0002" NAMES_EV0_FIXED NAMES_EV0_STRS, PROTO_ETRUNC },
 	};
 
 	(void)state;
@@ -1441,15 +1502,22 @@ static void test_names_invalid(void **state)
 /* ---- A whole stream ----------------------------------------------------------------- */
 
 /* Every frame vector back to back, read the way a session reads its socket buffer. */
-static void test_frame_stream(void **state)
+static void
+test_frame_stream(void **state)
 {
 	static const char *const stream[] = {
-		HELLO_HDR HELLO_PAYLOAD, WELCOME_HDR WELCOME_PAYLOAD, BATCH_HDR BATCH_PAYLOAD,
-		LZ4_HDR LZ4_PAYLOAD_HDR LZ4_BLOCK, ACK_HDR ACK_PAYLOAD, STATS_HDR STATS_PAYLOAD,
-		NAMES_HDR NAMES_PAYLOAD, HEARTBEAT_HDR HEARTBEAT_PAYLOAD, ERROR_HDR ERROR_PAYLOAD,
+		HELLO_HDR HELLO_PAYLOAD,
+		WELCOME_HDR WELCOME_PAYLOAD,
+		BATCH_HDR BATCH_PAYLOAD,
+		LZ4_HDR LZ4_PAYLOAD_HDR LZ4_BLOCK,
+		ACK_HDR ACK_PAYLOAD,
+		STATS_HDR STATS_PAYLOAD,
+		NAMES_HDR NAMES_PAYLOAD,
+		HEARTBEAT_HDR HEARTBEAT_PAYLOAD,
+		ERROR_HDR ERROR_PAYLOAD,
 	};
-	static const uint8_t want_types[] = {PROTO_HELLO, PROTO_WELCOME, PROTO_BATCH, PROTO_BATCH, PROTO_ACK,
-					     PROTO_STATS, PROTO_NAMES, PROTO_HEARTBEAT, PROTO_ERROR};
+	static const uint8_t want_types[] = { PROTO_HELLO, PROTO_WELCOME, PROTO_BATCH, PROTO_BATCH, PROTO_ACK,
+		PROTO_STATS, PROTO_NAMES, PROTO_HEARTBEAT, PROTO_ERROR };
 	static uint8_t buf[4096];
 	size_t n = 0, off = 0;
 	unsigned seen = 0, records = 0;
@@ -1552,11 +1620,12 @@ static void test_frame_stream(void **state)
 }
 
 /* The one sensor id rule, used by HELLO, certificates, configs, requests and folders. */
-static void test_sensor_id_rule(void **state)
+static void
+test_sensor_id_rule(void **state)
 {
-	static const char *good[] = {"a", "sensor-1", "edge_01.dc2", "A.B-C_D", "0", "x.."};
-	static const char *bad[] = {"", ".", "..", ".hidden", "a/b", "a b", "a:b", "\xc3\xa9",
-				    "a\nb", "a\\b", "*"};
+	static const char *good[] = { "a", "sensor-1", "edge_01.dc2", "A.B-C_D", "0", "x.." };
+	static const char *bad[] = { "", ".", "..", ".hidden", "a/b", "a b", "a:b", "\xc3\xa9", "a\nb",
+		"a\\b", "*" };
 	char big[PROTO_MAX_ID + 2];
 
 	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++)
@@ -1575,7 +1644,8 @@ static void test_sensor_id_rule(void **state)
 	assert_false(proto_sensor_id_char('\0'));
 }
 
-int main(void)
+int
+main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_strerror),

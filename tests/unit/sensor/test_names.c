@@ -26,13 +26,14 @@
 #define MAX_SEEN 8192
 
 static struct {
-	bool refuse;   /* not connected */
+	bool refuse; /* not connected */
 	unsigned frames;
 	size_t n;
 	char lines[MAX_SEEN][320];
 } rx;
 
-static int rx_send(void *arg, const uint8_t *payload, size_t len)
+static int
+rx_send(void *arg, const uint8_t *payload, size_t len)
 {
 	static struct proto_names m;
 
@@ -47,15 +48,20 @@ static int rx_send(void *arg, const uint8_t *payload, size_t len)
 
 		assert_true(rx.n < MAX_SEEN);
 		inet_ntop(e->family == 4 ? AF_INET : AF_INET6, e->addr, a, sizeof(a));
-		snprintf(rx.lines[rx.n++], sizeof(rx.lines[0]), "%u %s:%u %s@%s ttl=%u", e->source, a, e->port, e->name,
-			 e->ns, e->ttl_s);
+		snprintf(rx.lines[rx.n++], sizeof(rx.lines[0]), "%u %s:%u %s@%s ttl=%u", e->source, a,
+			e->port, e->name, e->ns, e->ttl_s);
 	}
 	return 0;
 }
 
-static void rx_reset(void) { memset(&rx, 0, sizeof(rx)); }
+static void
+rx_reset(void)
+{
+	memset(&rx, 0, sizeof(rx));
+}
 
-static bool rx_has(const char *line)
+static bool
+rx_has(const char *line)
 {
 	for (size_t i = 0; i < rx.n; i++)
 		if (strcmp(rx.lines[i], line) == 0)
@@ -64,7 +70,8 @@ static bool rx_has(const char *line)
 }
 
 /* Sends everything queued, whatever the frame count per flush. */
-static void flush_all(struct names *n)
+static void
+flush_all(struct names *n)
 {
 	struct names_stats st;
 
@@ -86,18 +93,25 @@ struct buf {
 	size_t n;
 };
 
-static void b_u8(struct buf *b, unsigned v) { b->b[b->n++] = (uint8_t)v; }
-static void b_u16(struct buf *b, unsigned v)
+static void
+b_u8(struct buf *b, unsigned v)
+{
+	b->b[b->n++] = (uint8_t)v;
+}
+static void
+b_u16(struct buf *b, unsigned v)
 {
 	b_u8(b, v >> 8);
 	b_u8(b, v & 0xff);
 }
-static void b_bytes(struct buf *b, const void *p, size_t n)
+static void
+b_bytes(struct buf *b, const void *p, size_t n)
 {
 	memcpy(b->b + b->n, p, n);
 	b->n += n;
 }
-static void b_name(struct buf *b, const char *name)
+static void
+b_name(struct buf *b, const char *name)
 {
 	while (*name) {
 		const char *dot = strchr(name, '.');
@@ -111,7 +125,8 @@ static void b_name(struct buf *b, const char *name)
 }
 
 /* A DNS response: name A addr (TTL 60). */
-static void dns_answer(struct buf *d, const char *name, const char *addr4)
+static void
+dns_answer(struct buf *d, const char *name, const char *addr4)
 {
 	uint8_t a[4];
 
@@ -136,7 +151,8 @@ static void dns_answer(struct buf *d, const char *name, const char *addr4)
 }
 
 /* Ethernet + IPv4 + UDP (or TCP with the 2-byte length prefix) from sport to dport. */
-static void frame(struct buf *f, const struct buf *dns, int tcp, unsigned sport, unsigned dport)
+static void
+frame(struct buf *f, const struct buf *dns, int tcp, unsigned sport, unsigned dport)
 {
 	size_t l4 = tcp ? 20 + 2 + dns->n : 8 + dns->n;
 
@@ -163,7 +179,8 @@ static void frame(struct buf *f, const struct buf *dns, int tcp, unsigned sport,
 	b_bytes(f, dns->b, dns->n);
 }
 
-static void answer(struct names *n, uint64_t ts, const char *name, const char *addr, int tcp, unsigned sport)
+static void
+answer(struct names *n, uint64_t ts, const char *name, const char *addr, int tcp, unsigned sport)
 {
 	struct buf d, f;
 	uint8_t *copy;
@@ -178,49 +195,71 @@ static void answer(struct names *n, uint64_t ts, const char *name, const char *a
 
 /* ---- Tests -------------------------------------------------------------------------- */
 
-static const char *const port53[] = {"53"};
+static const char *const port53[] = { "53" };
 
-static void test_check(void **state)
+static void
+test_check(void **state)
 {
 	char err[512];
 	static const char *const bad_static[] = {
-		"198.18.0.1",           "x=y",           "198.18.0.1=",       "198.18.0.1=a..b",  "198.18.0.1:0=a",
-		"[::1]:70000=a",      "198.18.0.1=a@",   "198.18.0.1=a@b@c",  "198.18.0.1=a b",   "[::1=a",
-		"198.18.0.1:80:80=a",   "1.2.3=a",       "=a",              "[198.18.0.1]:80=a", "198.18.0.1=-x.",
+		"198.18.0.1",
+		"x=y",
+		"198.18.0.1=",
+		"198.18.0.1=a..b",
+		"198.18.0.1:0=a",
+		"[::1]:70000=a",
+		"198.18.0.1=a@",
+		"198.18.0.1=a@b@c",
+		"198.18.0.1=a b",
+		"[::1=a",
+		"198.18.0.1:80:80=a",
+		"1.2.3=a",
+		"=a",
+		"[198.18.0.1]:80=a",
+		"198.18.0.1=-x.",
 	};
 	static const char *const good_static[] = {
-		"198.18.0.1=a", "198.18.0.1:80=Web.Example@Prod", "2001:db8::1=v6", "[2001:db8::1]:443=api@ns-1",
-		"[2001:db8::2]=x", "192.0.2.1=_svc._tcp.local",
+		"198.18.0.1=a",
+		"198.18.0.1:80=Web.Example@Prod",
+		"2001:db8::1=v6",
+		"[2001:db8::1]:443=api@ns-1",
+		"[2001:db8::2]=x",
+		"192.0.2.1=_svc._tcp.local",
 	};
-	static const char *const bad_ports[] = {"0", "65536", "x", "", "53x", "-1"};
+	static const char *const bad_ports[] = { "0", "65536", "x", "", "53x", "-1" };
 
 	(void)state;
 	for (size_t i = 0; i < sizeof(bad_static) / sizeof(bad_static[0]); i++) {
-		struct names_config c = {.statics = &bad_static[i], .n_statics = 1, .dns_ports = port53, .n_dns_ports = 1};
+		struct names_config c = {
+			.statics = &bad_static[i], .n_statics = 1, .dns_ports = port53, .n_dns_ports = 1
+		};
 
 		if (names_check(&c, err, sizeof(err)) == 0)
 			fail_msg("'%s' accepted", bad_static[i]);
 		assert_non_null(strstr(err, "names.static"));
 	}
 	{
-		struct names_config c = {.statics = good_static, .n_statics = 6, .dns_ports = port53, .n_dns_ports = 1};
+		struct names_config c = {
+			.statics = good_static, .n_statics = 6, .dns_ports = port53, .n_dns_ports = 1
+		};
 
 		if (names_check(&c, err, sizeof(err)) != 0)
 			fail_msg("refused: %s", err);
 	}
 	for (size_t i = 0; i < sizeof(bad_ports) / sizeof(bad_ports[0]); i++) {
-		struct names_config c = {.dns_ports = &bad_ports[i], .n_dns_ports = 1};
+		struct names_config c = { .dns_ports = &bad_ports[i], .n_dns_ports = 1 };
 
 		assert_int_equal(names_check(&c, err, sizeof(err)), -1);
 		assert_non_null(strstr(err, "names.dns_ports"));
 	}
 }
 
-static void test_configured(void **state)
+static void
+test_configured(void **state)
 {
 	char hosts[] = "/tmp/pcapline-test-hosts-XXXXXX", err[512];
-	static const char *const statics[] = {"198.18.0.1:80=Web.Example@Prod", "[2001:db8::1]:443=api@ns-1",
-					      "198.18.0.9=static9"};
+	static const char *const statics[] = { "198.18.0.1:80=Web.Example@Prod", "[2001:db8::1]:443=api@ns-1",
+		"198.18.0.9=static9" };
 	int fd = mkstemp(hosts);
 	FILE *f = fdopen(fd, "w");
 	struct names *n = names_new(rx_send, NULL);
@@ -229,13 +268,17 @@ static void test_configured(void **state)
 	(void)state;
 	rx_reset();
 	fputs("# comment\n127.0.0.1\tlocalhost LOCALHOST.localdomain\n::1 ip6-localhost ip6-loopback\n"
-	      "198.18.0.9 hosts9\n198.18.0.7 First\n198.18.0.7 second\nfe80::1%eth0 zoned\n198.18.0.8 bad*name\n"
+	      "198.18.0.9 hosts9\n198.18.0.7 First\n198.18.0.7 second\nfe80::1%eth0 zoned\n198.18.0.8 "
+	      "bad*name\n"
 	      "not-an-ip x\n198.18.0.10\n   \n",
-	      f);
+		f);
 	fclose(f);
 	{
-		struct names_config c = {.hosts_file = hosts, .statics = statics, .n_statics = 3,
-					 .dns_ports = port53, .n_dns_ports = 1};
+		struct names_config c = { .hosts_file = hosts,
+			.statics = statics,
+			.n_statics = 3,
+			.dns_ports = port53,
+			.n_dns_ports = 1 };
 
 		assert_int_equal(names_load(n, &c, err, sizeof(err)), 0);
 	}
@@ -261,8 +304,11 @@ static void test_configured(void **state)
 	 * its mapping to be replaced by DNS, and the hosts file's name for that address comes
 	 * back as a change. */
 	{
-		struct names_config c = {.hosts_file = hosts, .statics = statics, .n_statics = 3,
-					 .dns_ports = port53, .n_dns_ports = 1};
+		struct names_config c = { .hosts_file = hosts,
+			.statics = statics,
+			.n_statics = 3,
+			.dns_ports = port53,
+			.n_dns_ports = 1 };
 
 		assert_int_equal(names_load(n, &c, err, sizeof(err)), 0);
 		flush_all(n);
@@ -291,10 +337,11 @@ static void test_configured(void **state)
 	unlink(hosts);
 }
 
-static void test_dns_changes(void **state)
+static void
+test_dns_changes(void **state)
 {
-	static const char *const ports[] = {"53", "15353"};
-	struct names_config c = {.dns_ports = ports, .n_dns_ports = 2};
+	static const char *const ports[] = { "53", "15353" };
+	struct names_config c = { .dns_ports = ports, .n_dns_ports = 2 };
 	struct names *n = names_new(rx_send, NULL);
 	struct names_stats st;
 	char err[256];
@@ -303,10 +350,10 @@ static void test_dns_changes(void **state)
 	rx_reset();
 	assert_int_equal(names_load(n, &c, err, sizeof(err)), 0);
 	answer(n, 100, "X.Test", "198.18.0.50", 0, 53);
-	answer(n, 200, "x.test", "198.18.0.50", 0, 53);       /* same mapping: no event */
-	answer(n, 300, "y.test", "198.18.0.50", 0, 15353);    /* another configured port */
-	answer(n, 400, "z.test", "198.18.0.50", 0, 5353);     /* not a DNS port here */
-	answer(n, 500, "x.test", "198.18.0.50", 1, 53);       /* over TCP: back to x */
+	answer(n, 200, "x.test", "198.18.0.50", 0, 53);    /* same mapping: no event */
+	answer(n, 300, "y.test", "198.18.0.50", 0, 15353); /* another configured port */
+	answer(n, 400, "z.test", "198.18.0.50", 0, 5353);  /* not a DNS port here */
+	answer(n, 500, "x.test", "198.18.0.50", 1, 53);    /* over TCP: back to x */
 	answer(n, 600, "api.prod.svc.cluster.local", "198.18.96.10", 0, 53);
 	flush_all(n);
 	assert_int_equal(rx.n, 4);
@@ -329,7 +376,7 @@ static void test_dns_changes(void **state)
 
 	/* Garbage on a DNS port is counted, not fatal. */
 	{
-		struct buf d = {.n = 0}, f;
+		struct buf d = { .n = 0 }, f;
 
 		b_bytes(&d, "\x12\x34\x81\x80\x00\x01\x00\x01\x00\x00\x00\x00\xc0\x0c", 14);
 		frame(&f, &d, 0, 53, 40000);
@@ -344,9 +391,10 @@ static void test_dns_changes(void **state)
 	names_free(n);
 }
 
-static void test_queue_bound(void **state)
+static void
+test_queue_bound(void **state)
 {
-	struct names_config c = {.dns_ports = port53, .n_dns_ports = 1};
+	struct names_config c = { .dns_ports = port53, .n_dns_ports = 1 };
 	struct names *n = names_new(rx_send, NULL);
 	struct names_stats st;
 	char err[256], addr[32];
@@ -380,7 +428,8 @@ static void test_queue_bound(void **state)
 	names_free(NULL);
 }
 
-int main(void)
+int
+main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_check),

@@ -26,14 +26,16 @@
 
 static char dir[256];
 
-static int setup(void **state)
+static int
+setup(void **state)
 {
 	(void)state;
 	snprintf(dir, sizeof(dir), "/tmp/pcapline-test-spool-XXXXXX");
 	return mkdtemp(dir) ? 0 : -1;
 }
 
-static int teardown(void **state)
+static int
+teardown(void **state)
 {
 	(void)state;
 	DIR *d = opendir(dir);
@@ -52,7 +54,8 @@ static int teardown(void **state)
 }
 
 /* A sealed batch with seq and one 4-byte record, as the batcher makes it. */
-static struct batch *mkbatch(uint64_t seq)
+static struct batch *
+mkbatch(uint64_t seq)
 {
 	size_t raw = PROTO_REC_HDR_LEN + 4, len = PROTO_HDR_LEN + PROTO_BATCH_HDR_LEN + raw;
 	struct batch *b = calloc(1, sizeof(*b) + len);
@@ -67,7 +70,8 @@ static struct batch *mkbatch(uint64_t seq)
 	return b;
 }
 
-static struct spool *open_spool(uint64_t new_epoch, uint64_t *epoch, uint64_t *next)
+static struct spool *
+open_spool(uint64_t new_epoch, uint64_t *epoch, uint64_t *next)
 {
 	char err[256] = "";
 	struct spool *sp = spool_open(dir, 1 << 20, new_epoch, epoch, next, err, sizeof(err));
@@ -77,7 +81,8 @@ static struct spool *open_spool(uint64_t new_epoch, uint64_t *epoch, uint64_t *n
 }
 
 /* Uses seqs first..last: each numbered, the ones in `spooled` also written. */
-static void use(struct spool *sp, uint64_t first, uint64_t last, uint64_t spooled_from)
+static void
+use(struct spool *sp, uint64_t first, uint64_t last, uint64_t spooled_from)
 {
 	for (uint64_t s = first; s <= last; s++) {
 		assert_int_equal(spool_seq_use(sp, s), 0);
@@ -89,7 +94,8 @@ static void use(struct spool *sp, uint64_t first, uint64_t last, uint64_t spoole
 	}
 }
 
-static void set_field(const char *key, const char *value)
+static void
+set_field(const char *key, const char *value)
 {
 	char path[300], buf[256];
 	snprintf(path, sizeof(path), "%s/sequence", dir);
@@ -105,7 +111,8 @@ static void set_field(const char *key, const char *value)
 	fclose(f);
 }
 
-static uint64_t frame_seq(uint64_t seq)
+static uint64_t
+frame_seq(uint64_t seq)
 {
 	char path[300];
 	uint8_t b[8];
@@ -122,7 +129,8 @@ static uint64_t frame_seq(uint64_t seq)
 }
 
 /* Empty spool at start: a new epoch from 1 (nothing to resume). */
-static void test_empty_spool_takes_new_epoch(void **state)
+static void
+test_empty_spool_takes_new_epoch(void **state)
 {
 	uint64_t epoch, next;
 	(void)state;
@@ -139,7 +147,8 @@ static void test_empty_spool_takes_new_epoch(void **state)
 
 /* The issue's case: 1..3 spooled, 4..9 sent from memory, then kill -9. The restart
  * keeps the epoch and goes on at 10, not at 4. */
-static void test_restart_resumes_after_last_used(void **state)
+static void
+test_restart_resumes_after_last_used(void **state)
 {
 	uint64_t epoch, next;
 	(void)state;
@@ -156,7 +165,8 @@ static void test_restart_resumes_after_last_used(void **state)
 
 /* After a reboot the unsynced last number is not trusted: the restart goes on at the
  * end of the synced reservation, above anything used. */
-static void test_other_boot_resumes_after_reservation(void **state)
+static void
+test_other_boot_resumes_after_reservation(void **state)
 {
 	uint64_t epoch, next;
 	(void)state;
@@ -176,7 +186,8 @@ static void test_other_boot_resumes_after_reservation(void **state)
 
 /* Reaching the end of a reservation reserves the next block first: a restart in
  * another boot is still above every number used. */
-static void test_reservation_grows_before_use(void **state)
+static void
+test_reservation_grows_before_use(void **state)
 {
 	uint64_t epoch, next, first;
 	(void)state;
@@ -197,7 +208,8 @@ static void test_reservation_grows_before_use(void **state)
 
 /* Without the sequence state, spooled batches go out under a new epoch, renumbered
  * from 1 in their order, names and batch headers alike. */
-static void test_lost_state_renumbers_under_new_epoch(void **state)
+static void
+test_lost_state_renumbers_under_new_epoch(void **state)
 {
 	uint64_t epoch, next;
 	char path[300];
@@ -225,7 +237,8 @@ static void test_lost_state_renumbers_under_new_epoch(void **state)
 
 /* A renumbering cut short between the rename and the header rewrite: the file name
  * wins, the header is repaired at open. */
-static void test_header_repaired_from_name(void **state)
+static void
+test_header_repaired_from_name(void **state)
 {
 	uint64_t epoch, next;
 	char from[300], to[300];
@@ -245,7 +258,8 @@ static void test_header_repaired_from_name(void **state)
 }
 
 /* Moving to a new epoch (6.3): kept batches renumbered from 1, the state says so. */
-static void test_new_epoch_renumbers_waiting(void **state)
+static void
+test_new_epoch_renumbers_waiting(void **state)
 {
 	uint64_t epoch, next;
 	(void)state;
@@ -263,7 +277,8 @@ static void test_new_epoch_renumbers_waiting(void **state)
 	spool_close(sp);
 }
 
-int main(void)
+int
+main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_empty_spool_takes_new_epoch, setup, teardown),

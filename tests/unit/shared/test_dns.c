@@ -37,7 +37,8 @@ struct collect {
 	size_t n;
 };
 
-static void on_map(void *arg, const struct dns_map *m)
+static void
+on_map(void *arg, const struct dns_map *m)
 {
 	struct collect *c = arg;
 	char a[INET6_ADDRSTRLEN];
@@ -54,11 +55,16 @@ struct walk {
 	unsigned packets, decoded, frags, truncated, dns_ok, dns_err;
 };
 
-static int is_port(uint16_t p, const uint16_t *ports) { return p == ports[0] || p == ports[1]; }
+static int
+is_port(uint16_t p, const uint16_t *ports)
+{
+	return p == ports[0] || p == ports[1];
+}
 
 /* Reads a capture the way the sensor does: link layer to transport, then DNS on the
  * given ports (UDP: one message; TCP: whole messages in the segment). */
-static void walk_capture(const char *path, const uint16_t ports[2], struct collect *c, struct walk *w)
+static void
+walk_capture(const char *path, const uint16_t ports[2], struct collect *c, struct walk *w)
 {
 	struct pcapr *r;
 	struct pcapf_rec rec;
@@ -99,7 +105,8 @@ static void walk_capture(const char *path, const uint16_t ports[2], struct colle
 	pcapr_close(r);
 }
 
-static void assert_lines(const struct collect *c, const char *const *want, size_t n)
+static void
+assert_lines(const struct collect *c, const char *const *want, size_t n)
 {
 	for (size_t i = 0; i < n && i < c->n; i++)
 		if (strcmp(c->lines[i], want[i]) != 0)
@@ -110,9 +117,10 @@ static void assert_lines(const struct collect *c, const char *const *want, size_
 
 /* ---- Captures ----------------------------------------------------------------------- */
 
-static const uint16_t PORT53[2] = {53, 53};
+static const uint16_t PORT53[2] = { 53, 53 };
 
-static void test_udp_queries(void **state)
+static void
+test_udp_queries(void **state)
 {
 	static struct collect c;
 	struct walk w;
@@ -137,7 +145,8 @@ static void test_udp_queries(void **state)
 	assert_int_equal(w.dns_err, 0);
 }
 
-static void test_tcp_multi(void **state)
+static void
+test_tcp_multi(void **state)
 {
 	static struct collect c;
 	struct walk w;
@@ -152,7 +161,8 @@ static void test_tcp_multi(void **state)
 	assert_int_equal(w.dns_err, 0);
 }
 
-static void test_tls13_lookup(void **state)
+static void
+test_tls13_lookup(void **state)
 {
 	static struct collect c;
 	struct walk w;
@@ -169,11 +179,12 @@ static void test_tls13_lookup(void **state)
 	assert_int_equal(w.decoded, 35);
 }
 
-static void test_mdns_ipv6(void **state)
+static void
+test_mdns_ipv6(void **state)
 {
 	static struct collect c;
 	struct walk w;
-	static const uint16_t mdns[2] = {53, 5353};
+	static const uint16_t mdns[2] = { 53, 5353 };
 	/* Multicast DNS announcements: no question, so owner names map directly; frame 11's
 	 * first mapping comes from a PTR record for 1.e.6.0...ip6.arpa. */
 	static const char *const want[] = {
@@ -205,17 +216,23 @@ static void test_mdns_ipv6(void **state)
 	assert_int_equal(c.n, 0);
 }
 
-static void test_pcapng_lookups(void **state)
+static void
+test_pcapng_lookups(void **state)
 {
 	static struct collect c;
 	struct walk w;
 	static const char *const want[] = {
 		"2 23.194.101.24 www.apple.com",
-		"4 142.251.181.138 google.com", "4 142.251.181.139 google.com",
-		"4 142.251.181.113 google.com", "4 142.251.181.100 google.com",
-		"4 142.251.181.101 google.com", "4 142.251.181.102 google.com",
-		"6 2607:f8b0:4023:2007::66 google.com", "6 2607:f8b0:4023:2007::8b google.com",
-		"6 2607:f8b0:4023:2007::71 google.com", "6 2607:f8b0:4023:2007::8a google.com",
+		"4 142.251.181.138 google.com",
+		"4 142.251.181.139 google.com",
+		"4 142.251.181.113 google.com",
+		"4 142.251.181.100 google.com",
+		"4 142.251.181.101 google.com",
+		"4 142.251.181.102 google.com",
+		"6 2607:f8b0:4023:2007::66 google.com",
+		"6 2607:f8b0:4023:2007::8b google.com",
+		"6 2607:f8b0:4023:2007::71 google.com",
+		"6 2607:f8b0:4023:2007::8a google.com",
 	};
 
 	(void)state;
@@ -225,7 +242,8 @@ static void test_pcapng_lookups(void **state)
 
 /* 93 first fragments that claim 1500 bytes: the decoder refuses them all as fragments,
  * and the DNS parser, fed the bytes anyway, stays in bounds and agrees with tshark. */
-static void test_malformed_fragments(void **state)
+static void
+test_malformed_fragments(void **state)
 {
 	static struct collect c;
 	struct walk w;
@@ -283,20 +301,21 @@ static void test_malformed_fragments(void **state)
 
 /* ---- Link layers -------------------------------------------------------------------- */
 
-static void test_link_types(void **state)
+static void
+test_link_types(void **state)
 {
 	static const struct {
 		const char *file;
 		unsigned packets, decoded;
 		uint16_t port;
 	} cases[] = {
-		{PCAPS "http-vlan-qinq.pcap", 14, 14, 80},                 /* Ethernet, two 802.1Q tags */
-		{PCAPS "tcp-overlap-partial-vlan.pcap", 7, 7, 0},          /* one 802.1Q tag */
-		{PCAPS "redis-benchmark-sll.pcap", 150, 150, 6379},        /* Linux SLL */
-		{PCAPS "http-sll2-large-segments.pcap", 159, 159, 0},      /* Linux SLL2 */
-		{PCAPS "http-upgrade-h2c-and-http1.pcap", 116, 116, 0},    /* NULL */
-		{PCAPS "redis-large-bulk-loopback.pcap", 58, 58, 6379},    /* NULL */
-		{PCAPS "http2-h2c-prior-knowledge-ipv6.pcap", 0, 0, 0},    /* IPv6 */
+		{ PCAPS "http-vlan-qinq.pcap", 14, 14, 80 },              /* Ethernet, two 802.1Q tags */
+		{ PCAPS "tcp-overlap-partial-vlan.pcap", 7, 7, 0 },       /* one 802.1Q tag */
+		{ PCAPS "redis-benchmark-sll.pcap", 150, 150, 6379 },     /* Linux SLL */
+		{ PCAPS "http-sll2-large-segments.pcap", 159, 159, 0 },   /* Linux SLL2 */
+		{ PCAPS "http-upgrade-h2c-and-http1.pcap", 116, 116, 0 }, /* NULL */
+		{ PCAPS "redis-large-bulk-loopback.pcap", 58, 58, 6379 }, /* NULL */
+		{ PCAPS "http2-h2c-prior-knowledge-ipv6.pcap", 0, 0, 0 }, /* IPv6 */
 	};
 
 	(void)state;
@@ -334,7 +353,8 @@ static void test_link_types(void **state)
 	}
 }
 
-static void test_fragments_and_cuts(void **state)
+static void
+test_fragments_and_cuts(void **state)
 {
 	static struct collect c;
 	struct walk w;
@@ -350,7 +370,8 @@ static void test_fragments_and_cuts(void **state)
 	assert_int_equal(w.truncated + w.decoded, w.packets);
 }
 
-static int decode_hex(uint32_t linktype, const char *hex, struct pkt *p)
+static int
+decode_hex(uint32_t linktype, const char *hex, struct pkt *p)
 {
 	uint8_t buf[512], *copy;
 	size_t n = 0;
@@ -380,16 +401,18 @@ static int decode_hex(uint32_t linktype, const char *hex, struct pkt *p)
 }
 
 #define IP4_UDP "45000022 0000 0000 4011 0000 0a000001 0a000002 0035 3039 000e 0000 616263646566"
-#define IP6_HDR(next, plen) "60000000 " plen " " next "40 20010db8000000000000000000000001 20010db8000000000000000000000002"
+#define IP6_HDR(next, plen) \
+	"60000000 " plen " " next "40 20010db8000000000000000000000001 20010db8000000000000000000000002"
 
-static void test_handmade_packets(void **state)
+static void
+test_handmade_packets(void **state)
 {
 	struct pkt p;
 
 	(void)state;
 	/* Raw IPv4 (LINKTYPE_RAW, and DLT_RAW 12 and 14), UDP 53 -> 12345, 6 payload bytes. */
 	for (uint32_t lt = 0; lt < 3; lt++) {
-		static const uint32_t lts[] = {101, 12, 228};
+		static const uint32_t lts[] = { 101, 12, 228 };
 
 		assert_int_equal(decode_hex(lts[lt], IP4_UDP, &p), PKT_OK);
 		assert_int_equal(p.family, 4);
@@ -406,28 +429,38 @@ static void test_handmade_packets(void **state)
 	assert_int_equal(decode_hex(108, "00000002 " IP4_UDP, &p), PKT_OK);
 	assert_int_equal(decode_hex(0, "07000000 " IP4_UDP, &p), PKT_ELINK);
 	/* IPv6 with hop-by-hop, destination options and an atomic fragment header. */
-	assert_int_equal(decode_hex(229, IP6_HDR("00", "0026") " 3c00 000000000000  2c00 000000000000"
-						 "11000000 00000000  0035 0035 000e 0000 616263646566", &p),
-			 PKT_OK);
+	assert_int_equal(decode_hex(229,
+				 IP6_HDR("00", "0026") " 3c00 000000000000  2c00 000000000000"
+						       "11000000 00000000  0035 0035 000e 0000 616263646566",
+				 &p),
+		PKT_OK);
 	assert_int_equal(p.family, 6);
 	assert_int_equal(p.proto, 17);
 	assert_int_equal(p.payload_len, 6);
 	/* A real fragment (offset 8), and a first fragment (M set). */
-	assert_int_equal(decode_hex(229, IP6_HDR("2c", "0016") " 11000040 00000000 0035 0035 000e 0000 616263646566",
-				    &p), PKT_EFRAG);
-	assert_int_equal(decode_hex(229, IP6_HDR("2c", "0016") " 11000001 00000000 0035 0035 000e 0000 616263646566",
-				    &p), PKT_EFRAG);
+	assert_int_equal(
+		decode_hex(
+			229, IP6_HDR("2c", "0016") " 11000040 00000000 0035 0035 000e 0000 616263646566", &p),
+		PKT_EFRAG);
+	assert_int_equal(
+		decode_hex(
+			229, IP6_HDR("2c", "0016") " 11000001 00000000 0035 0035 000e 0000 616263646566", &p),
+		PKT_EFRAG);
 	/* ICMPv6, and no next header. */
 	assert_int_equal(decode_hex(229, IP6_HDR("3a", "0004") " 80000000", &p), PKT_EPROTO);
 	assert_int_equal(decode_hex(229, IP6_HDR("3b", "0000"), &p), PKT_EPROTO);
 	/* Broken headers: IHL 4, UDP length 7, TCP data offset 4, an IP version 5. */
-	assert_int_equal(decode_hex(101, "44000022 0000 0000 4011 0000 0a000001 0a000002 0035 3039 000e 0000", &p),
-			 PKT_EINVAL);
-	assert_int_equal(decode_hex(101, "45000022 0000 0000 4011 0000 0a000001 0a000002 0035 3039 0007 0000", &p),
-			 PKT_EINVAL);
-	assert_int_equal(decode_hex(101, "45000028 0000 0000 4006 0000 0a000001 0a000002 0035 3039 00000000 "
-					 "00000000 4000 0000 00000000", &p),
-			 PKT_EINVAL);
+	assert_int_equal(
+		decode_hex(101, "44000022 0000 0000 4011 0000 0a000001 0a000002 0035 3039 000e 0000", &p),
+		PKT_EINVAL);
+	assert_int_equal(
+		decode_hex(101, "45000022 0000 0000 4011 0000 0a000001 0a000002 0035 3039 0007 0000", &p),
+		PKT_EINVAL);
+	assert_int_equal(decode_hex(101,
+				 "45000028 0000 0000 4006 0000 0a000001 0a000002 0035 3039 00000000 "
+				 "00000000 4000 0000 00000000",
+				 &p),
+		PKT_EINVAL);
 	assert_int_equal(decode_hex(101, "55000022", &p), PKT_ELINK);
 	assert_int_equal(decode_hex(228, "65000022 0000 0000 4011 0000 0a000001 0a000002", &p), PKT_EINVAL);
 	/* ARP, an 802.3 length field, an unknown link type, empty input. */
@@ -437,16 +470,23 @@ static void test_handmade_packets(void **state)
 	assert_int_equal(pkt_decode(1, NULL, 0, &p), PKT_ETRUNC);
 	assert_int_equal(pkt_decode(101, NULL, 0, &p), PKT_ETRUNC);
 	/* Nine VLAN tags are more than we follow. */
-	assert_int_equal(decode_hex(1, "ffffffffffff 000000000001 8100 0001 8100 0001 8100 0001 8100 0001 8100 0001 "
-				       "8100 0001 8100 0001 8100 0001 8100 0001 0800 " IP4_UDP, &p),
-			 PKT_ELINK);
-	assert_int_equal(decode_hex(1, "ffffffffffff 000000000001 88a8 0001 8100 0002 0800 " IP4_UDP, &p), PKT_OK);
+	assert_int_equal(
+		decode_hex(1,
+			"ffffffffffff 000000000001 8100 0001 8100 0001 8100 0001 8100 0001 8100 0001 "
+			"8100 0001 8100 0001 8100 0001 8100 0001 0800 " IP4_UDP,
+			&p),
+		PKT_ELINK);
+	assert_int_equal(
+		decode_hex(1, "ffffffffffff 000000000001 88a8 0001 8100 0002 0800 " IP4_UDP, &p), PKT_OK);
 	/* Linux SLL and SLL2 headers. */
 	assert_int_equal(decode_hex(113, "0000 0001 0006 000000000001 0000 0800 " IP4_UDP, &p), PKT_OK);
-	assert_int_equal(decode_hex(276, "0800 0000 00000001 0001 00 06 000000000001 0000 " IP4_UDP, &p), PKT_OK);
+	assert_int_equal(
+		decode_hex(276, "0800 0000 00000001 0001 00 06 000000000001 0000 " IP4_UDP, &p), PKT_OK);
 	/* A UDP length beyond what was captured: payload is what is there, marked cut. */
-	assert_int_equal(decode_hex(101, "45000022 0000 0000 4011 0000 0a000001 0a000002 0035 3039 0020 0000 6162", &p),
-			 PKT_OK);
+	assert_int_equal(
+		decode_hex(
+			101, "45000022 0000 0000 4011 0000 0a000001 0a000002 0035 3039 0020 0000 6162", &p),
+		PKT_OK);
 	assert_true(p.cut);
 	assert_int_equal(p.payload_len, 2);
 	assert_string_equal(pkt_strerror(PKT_EFRAG), "IP fragment");
@@ -459,24 +499,32 @@ struct msg {
 	size_t n;
 };
 
-static void m_u8(struct msg *m, unsigned v) { m->b[m->n++] = (uint8_t)v; }
-static void m_u16(struct msg *m, unsigned v)
+static void
+m_u8(struct msg *m, unsigned v)
+{
+	m->b[m->n++] = (uint8_t)v;
+}
+static void
+m_u16(struct msg *m, unsigned v)
 {
 	m_u8(m, v >> 8);
 	m_u8(m, v & 0xff);
 }
-static void m_u32(struct msg *m, uint32_t v)
+static void
+m_u32(struct msg *m, uint32_t v)
 {
 	m_u16(m, v >> 16);
 	m_u16(m, v & 0xffff);
 }
-static void m_bytes(struct msg *m, const void *p, size_t n)
+static void
+m_bytes(struct msg *m, const void *p, size_t n)
 {
 	memcpy(m->b + m->n, p, n);
 	m->n += n;
 }
 /* An uncompressed name, "" for the root. */
-static void m_name(struct msg *m, const char *name)
+static void
+m_name(struct msg *m, const char *name)
 {
 	while (*name) {
 		const char *dot = strchr(name, '.');
@@ -488,7 +536,8 @@ static void m_name(struct msg *m, const char *name)
 	}
 	m_u8(m, 0);
 }
-static void m_hdr(struct msg *m, unsigned flags, unsigned qd, unsigned an)
+static void
+m_hdr(struct msg *m, unsigned flags, unsigned qd, unsigned an)
 {
 	m->n = 0;
 	m_u16(m, 0x1234);
@@ -498,15 +547,17 @@ static void m_hdr(struct msg *m, unsigned flags, unsigned qd, unsigned an)
 	m_u16(m, 0);
 	m_u16(m, 0);
 }
-static void m_question(struct msg *m, const char *name, unsigned type)
+static void
+m_question(struct msg *m, const char *name, unsigned type)
 {
 	m_name(m, name);
 	m_u16(m, type);
 	m_u16(m, 1);
 }
 /* A record with an uncompressed owner name. */
-static void m_rr(struct msg *m, const char *owner, unsigned type, unsigned cls, uint32_t ttl, const void *rdata,
-		 size_t rdlen)
+static void
+m_rr(struct msg *m, const char *owner, unsigned type, unsigned cls, uint32_t ttl, const void *rdata,
+	size_t rdlen)
 {
 	m_name(m, owner);
 	m_u16(m, type);
@@ -515,18 +566,20 @@ static void m_rr(struct msg *m, const char *owner, unsigned type, unsigned cls, 
 	m_u16(m, (unsigned)rdlen);
 	m_bytes(m, rdata, rdlen);
 }
-static void m_rr_name(struct msg *m, const char *owner, unsigned type, const char *target)
+static void
+m_rr_name(struct msg *m, const char *owner, unsigned type, const char *target)
 {
-	struct msg t = {.n = 0};
+	struct msg t = { .n = 0 };
 
 	m_name(&t, target);
 	m_rr(m, owner, type, 1, 300, t.b, t.n);
 }
 
-static const uint8_t A1[4] = {192, 0, 2, 1}, A2[4] = {192, 0, 2, 2};
+static const uint8_t A1[4] = { 192, 0, 2, 1 }, A2[4] = { 192, 0, 2, 2 };
 
 /* Parses a copy of exactly m->n bytes; the lines go to c. */
-static int parse(const struct msg *m, struct collect *c)
+static int
+parse(const struct msg *m, struct collect *c)
 {
 	uint8_t *copy = malloc(m->n ? m->n : 1);
 	int rc;
@@ -543,7 +596,8 @@ static int parse(const struct msg *m, struct collect *c)
 	return rc;
 }
 
-static void test_cname_chains(void **state)
+static void
+test_cname_chains(void **state)
 {
 	static struct collect c;
 	struct msg m;
@@ -587,10 +641,11 @@ static void test_cname_chains(void **state)
 	assert_string_equal(c.lines[0], "0 192.0.2.1 n0.test");
 }
 
-static void test_records(void **state)
+static void
+test_records(void **state)
 {
 	static struct collect c;
-	static const uint8_t v6[16] = {0x20, 0x01, 0x0d, 0xb8, [15] = 1};
+	static const uint8_t v6[16] = { 0x20, 0x01, 0x0d, 0xb8, [15] = 1 };
 	struct msg m;
 
 	(void)state;
@@ -651,7 +706,8 @@ static void test_records(void **state)
 	assert_int_equal(parse(&m, &c), 1);
 }
 
-static void test_ptr(void **state)
+static void
+test_ptr(void **state)
 {
 	static struct collect c;
 	struct msg m;
@@ -685,7 +741,8 @@ static void test_ptr(void **state)
 	assert_string_equal(c.lines[0], "0 198.18.0.9 nine.local");
 }
 
-static void test_reverse_names(void **state)
+static void
+test_reverse_names(void **state)
 {
 	uint8_t a[16];
 	static const struct {
@@ -693,24 +750,25 @@ static void test_reverse_names(void **state)
 		int family;
 		const char *addr;
 	} cases[] = {
-		{"4.3.2.1.in-addr.arpa", 4, "1.2.3.4"},
-		{"0.0.0.0.in-addr.arpa", 4, "0.0.0.0"},
-		{"255.255.255.255.in-addr.arpa", 4, "255.255.255.255"},
-		{"256.1.1.1.in-addr.arpa", 0, NULL},
-		{"01.1.1.1.in-addr.arpa", 0, NULL},
-		{"1.1.1.in-addr.arpa", 0, NULL},
-		{"1.1.1.1.1.in-addr.arpa", 0, NULL},
-		{"1..1.1.in-addr.arpa", 0, NULL},
-		{"a.1.1.1.in-addr.arpa", 0, NULL},
-		{"1234.1.1.1.in-addr.arpa", 0, NULL},
-		{"in-addr.arpa", 0, NULL},
-		{"1.1.1.1.in-addr.arpa.x", 0, NULL},
-		{"b.a.9.8.7.6.5.4.3.2.1.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa", 6, "2001:db8::123:4567:89ab"},
-		{"b.a.9.8.7.6.5.4.3.2.1.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.ip6.arpa", 0, NULL},
-		{"g.a.9.8.7.6.5.4.3.2.1.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa", 0, NULL},
-		{"ba.9.8.7.6.5.4.3.2.1.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.x.ip6.arpa", 0, NULL},
-		{"example.com", 0, NULL},
-		{"", 0, NULL},
+		{ "4.3.2.1.in-addr.arpa", 4, "1.2.3.4" },
+		{ "0.0.0.0.in-addr.arpa", 4, "0.0.0.0" },
+		{ "255.255.255.255.in-addr.arpa", 4, "255.255.255.255" },
+		{ "256.1.1.1.in-addr.arpa", 0, NULL },
+		{ "01.1.1.1.in-addr.arpa", 0, NULL },
+		{ "1.1.1.in-addr.arpa", 0, NULL },
+		{ "1.1.1.1.1.in-addr.arpa", 0, NULL },
+		{ "1..1.1.in-addr.arpa", 0, NULL },
+		{ "a.1.1.1.in-addr.arpa", 0, NULL },
+		{ "1234.1.1.1.in-addr.arpa", 0, NULL },
+		{ "in-addr.arpa", 0, NULL },
+		{ "1.1.1.1.in-addr.arpa.x", 0, NULL },
+		{ "b.a.9.8.7.6.5.4.3.2.1.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa", 6,
+			"2001:db8::123:4567:89ab" },
+		{ "b.a.9.8.7.6.5.4.3.2.1.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.ip6.arpa", 0, NULL },
+		{ "g.a.9.8.7.6.5.4.3.2.1.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa", 0, NULL },
+		{ "ba.9.8.7.6.5.4.3.2.1.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.x.ip6.arpa", 0, NULL },
+		{ "example.com", 0, NULL },
+		{ "", 0, NULL },
 	};
 
 	(void)state;
@@ -727,7 +785,8 @@ static void test_reverse_names(void **state)
 	}
 }
 
-static void test_compression(void **state)
+static void
+test_compression(void **state)
 {
 	static struct collect c;
 	struct msg m;
@@ -758,7 +817,7 @@ static void test_compression(void **state)
 	/* Pointers to the pointer itself, forwards, past the end, and into the header (whose
 	 * bytes then read as a label of 18 and a label type 0x40): all malformed. */
 	for (unsigned i = 0; i < 4; i++) {
-		static const unsigned targets[] = {33, 40, 1000, 0};
+		static const unsigned targets[] = { 33, 40, 1000, 0 };
 
 		m_hdr(&m, 0x8180, 1, 1);
 		m_question(&m, "www.example.com", 1);
@@ -824,7 +883,8 @@ static void test_compression(void **state)
 
 /* A name reached through a chain of pointers: 32 are followed, 33 are refused. The chain
  * sits in the opaque rdata of a first record; a CNAME's target points at its end. */
-static void test_pointer_limit(void **state)
+static void
+test_pointer_limit(void **state)
 {
 	static struct collect c;
 
@@ -865,7 +925,8 @@ static void test_pointer_limit(void **state)
 }
 
 /* Every strict prefix of a valid response is cut short; nothing is reported for it. */
-static void test_cuts(void **state)
+static void
+test_cuts(void **state)
 {
 	static struct collect c;
 	struct msg m, cut;
@@ -888,7 +949,8 @@ static void test_cuts(void **state)
 	assert_string_equal(dns_strerror(2), "success");
 }
 
-static void test_tcp(void **state)
+static void
+test_tcp(void **state)
 {
 	static struct collect c;
 	struct msg m, s;
@@ -923,7 +985,8 @@ static void test_tcp(void **state)
 	free(copy);
 }
 
-int main(void)
+int
+main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_udp_queries),

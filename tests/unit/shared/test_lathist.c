@@ -16,16 +16,18 @@
 
 #include "shared/lathist.h"
 
-static void test_empty(void **state)
+static void
+test_empty(void **state)
 {
-	struct lathist h = {0};
+	struct lathist h = { 0 };
 	assert_int_equal(lathist_quantile(&h, 0.5), 0);
 	assert_int_equal(lathist_quantile(&h, 0.99), 0);
 }
 
-static void test_small_values_exact(void **state)
+static void
+test_small_values_exact(void **state)
 {
-	struct lathist h = {0};
+	struct lathist h = { 0 };
 	for (uint64_t v = 0; v < 4; v++)
 		lathist_add(&h, v);
 	assert_int_equal(h.count, 4);
@@ -36,14 +38,15 @@ static void test_small_values_exact(void **state)
 }
 
 /* 1..100000 once each: the exact quantile q is ceil(q * n). */
-static void test_uniform_bounded_error(void **state)
+static void
+test_uniform_bounded_error(void **state)
 {
 	static struct lathist h;
 	memset(&h, 0, sizeof(h));
 	const uint64_t n = 100000;
 	for (uint64_t v = 1; v <= n; v++)
 		lathist_add(&h, v);
-	static const double qs[] = {0.01, 0.25, 0.5, 0.9, 0.99, 0.999, 1.0};
+	static const double qs[] = { 0.01, 0.25, 0.5, 0.9, 0.99, 0.999, 1.0 };
 	for (size_t i = 0; i < sizeof(qs) / sizeof(qs[0]); i++) {
 		uint64_t exact = (uint64_t)(qs[i] * (double)n + 0.999999);
 		uint64_t got = lathist_quantile(&h, qs[i]);
@@ -54,9 +57,10 @@ static void test_uniform_bounded_error(void **state)
 }
 
 /* One slow outlier among fast samples: P50 stays fast, P99 too, max shows it. */
-static void test_outlier(void **state)
+static void
+test_outlier(void **state)
 {
-	struct lathist h = {0};
+	struct lathist h = { 0 };
 	for (int i = 0; i < 999; i++)
 		lathist_add(&h, 100);
 	lathist_add(&h, 5000000);
@@ -67,20 +71,22 @@ static void test_outlier(void **state)
 }
 
 /* Values beyond the last bucket are kept (in it) and the maximum is exact. */
-static void test_huge(void **state)
+static void
+test_huge(void **state)
 {
-	struct lathist h = {0};
+	struct lathist h = { 0 };
 	lathist_add(&h, UINT64_MAX);
 	assert_int_equal(h.count, 1);
 	assert_true(lathist_quantile(&h, 0.5) == UINT64_MAX);
 }
 
-static void test_json(void **state)
+static void
+test_json(void **state)
 {
-	struct lathist h = {0};
+	struct lathist h = { 0 };
 	lathist_add(&h, 10);
 	lathist_add(&h, 20);
-	char buf[256] = {0};
+	char buf[256] = { 0 };
 	FILE *f = fmemopen(buf, sizeof(buf) - 1, "w");
 	assert_non_null(f);
 	lathist_json(&h, f);
@@ -88,7 +94,8 @@ static void test_json(void **state)
 	assert_string_equal(buf, "{\"count\": 2, \"p50\": 11, \"p99\": 20, \"max\": 20}");
 }
 
-int main(void)
+int
+main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_empty),

@@ -58,10 +58,10 @@ fill(uint8_t *p, size_t n, unsigned seed)
  */
 
 struct golden_rec {
-	size_t num;          /* tshark frame.number, from 1 */
+	size_t num; /* tshark frame.number, from 1 */
 	uint64_t ts_ns;
-	uint32_t origlen;    /* frame.len */
-	uint32_t caplen;     /* frame.cap_len */
+	uint32_t origlen; /* frame.len */
+	uint32_t caplen;  /* frame.cap_len */
 	uint32_t iface;
 };
 
@@ -75,7 +75,7 @@ struct golden {
 	const char *name[2];
 	size_t count;
 	size_t per_iface[2];
-	int end_rc;          /* what pcapr_next() returns after the last record */
+	int end_rc; /* what pcapr_next() returns after the last record */
 	uint64_t first_ns;
 	uint64_t last_ns;
 	uint64_t fnv;
@@ -85,64 +85,94 @@ struct golden {
 static const struct golden goldens[] = {
 	{
 		.path = "tests/data/nanosecond-multi-proto.pcap",
-		.nano = true, .n_ifaces = 1, .linktype = { 1 }, .snaplen = { 262144 },
-		.name = { "if0" }, .count = 179, .per_iface = { 179 },
-		.first_ns = 1278472579466743000ull, .last_ns = 1278472582723492386ull,
+		.nano = true,
+		.n_ifaces = 1,
+		.linktype = { 1 },
+		.snaplen = { 262144 },
+		.name = { "if0" },
+		.count = 179,
+		.per_iface = { 179 },
+		.first_ns = 1278472579466743000ull,
+		.last_ns = 1278472582723492386ull,
 		.fnv = 0x3d27ad629d626415ull,
 		.rec = { { 2, 1278472579467465137ull, 66, 66, 0 },
-			 { 99, 1278472581323233426ull, 1514, 1514, 0 },
-			 { 100, 1278472581323280563ull, 66, 66, 0 } },
+			{ 99, 1278472581323233426ull, 1514, 1514, 0 },
+			{ 100, 1278472581323280563ull, 66, 66, 0 } },
 	},
 	{
 		.path = "tests/data/pcapng-multi-interface-dns.pcapng",
-		.ng = true, .n_ifaces = 2, .linktype = { 1, 1 }, .snaplen = { 262144, 262144 },
+		.ng = true,
+		.n_ifaces = 2,
+		.linktype = { 1, 1 },
+		.snaplen = { 262144, 262144 },
 		.name = { "eth0", "\\Device\\NPF_{5AE6EDB4-EFF9-46B3-A3C2-EE50C688A9E6}" },
-		.count = 6, .per_iface = { 2, 4 },
-		.first_ns = 1767663089500330493ull, .last_ns = 1767663437140942000ull,
+		.count = 6,
+		.per_iface = { 2, 4 },
+		.first_ns = 1767663089500330493ull,
+		.last_ns = 1767663437140942000ull,
 		.fnv = 0x51d3fdd0c9934815ull,
-		.rec = { { 2, 1767663089514291940ull, 214, 214, 0 },
-			 { 3, 1767663437111897000ull, 70, 70, 1 },
-			 { 4, 1767663437126460000ull, 166, 166, 1 } },
+		.rec = { { 2, 1767663089514291940ull, 214, 214, 0 }, { 3, 1767663437111897000ull, 70, 70, 1 },
+			{ 4, 1767663437126460000ull, 166, 166, 1 } },
 	},
 	{
 		.path = "tests/data/kafka-multi-interface.pcapng",
-		.ng = true, .n_ifaces = 2, .linktype = { 1, 1 }, .snaplen = { 262144, 262144 },
-		.name = { "if0", "lo" }, .count = 41, .per_iface = { 22, 19 },
-		.first_ns = 1681844706292198000ull, .last_ns = 1703132769960435569ull,
+		.ng = true,
+		.n_ifaces = 2,
+		.linktype = { 1, 1 },
+		.snaplen = { 262144, 262144 },
+		.name = { "if0", "lo" },
+		.count = 41,
+		.per_iface = { 22, 19 },
+		.first_ns = 1681844706292198000ull,
+		.last_ns = 1703132769960435569ull,
 		.fnv = 0x7a25d6cfdd2565ceull,
 		.rec = { { 15, 1681878308076966000ull, 514, 514, 0 },
-			 { 22, 1681883408373461000ull, 91, 91, 0 },
-			 { 23, 1703132756328165530ull, 74, 74, 1 } },
+			{ 22, 1681883408373461000ull, 91, 91, 0 },
+			{ 23, 1703132756328165530ull, 74, 74, 1 } },
 	},
 	{
 		.path = "tests/data/redis-benchmark-sll.pcap",
-		.n_ifaces = 1, .linktype = { 113 }, .snaplen = { 262144 },
-		.name = { "if0" }, .count = 150, .per_iface = { 150 },
-		.first_ns = 1424744580757048000ull, .last_ns = 1424744580763263000ull,
+		.n_ifaces = 1,
+		.linktype = { 113 },
+		.snaplen = { 262144 },
+		.name = { "if0" },
+		.count = 150,
+		.per_iface = { 150 },
+		.first_ns = 1424744580757048000ull,
+		.last_ns = 1424744580763263000ull,
 		.fnv = 0xe0b7b3c4c11ca5e9ull,
 		.rec = { { 2, 1424744580757078000ull, 76, 76, 0 },
-			 { 136, 1424744580762673000ull, 5474, 5474, 0 },
-			 { 150, 1424744580763263000ull, 68, 68, 0 } },
+			{ 136, 1424744580762673000ull, 5474, 5474, 0 },
+			{ 150, 1424744580763263000ull, 68, 68, 0 } },
 	},
 	{
 		.path = "tests/data/redis-large-bulk-loopback.pcap",
-		.n_ifaces = 1, .linktype = { 0 }, .snaplen = { 65535 },
-		.name = { "if0" }, .count = 58, .per_iface = { 58 },
-		.first_ns = 1776777854353235000ull, .last_ns = 1776777881821984000ull,
+		.n_ifaces = 1,
+		.linktype = { 0 },
+		.snaplen = { 65535 },
+		.name = { "if0" },
+		.count = 58,
+		.per_iface = { 58 },
+		.first_ns = 1776777854353235000ull,
+		.last_ns = 1776777881821984000ull,
 		.fnv = 0xeda0a360e8c98236ull,
 		.rec = { { 2, 1776777854353378000ull, 68, 68, 0 },
-			 { 9, 1776777854354504000ull, 16388, 16388, 0 },
-			 { 58, 1776777881821984000ull, 56, 56, 0 } },
+			{ 9, 1776777854354504000ull, 16388, 16388, 0 },
+			{ 58, 1776777881821984000ull, 56, 56, 0 } },
 	},
 	{
 		.path = "tests/data/malformed-truncated-tcp-headers.pcap",
-		.n_ifaces = 1, .linktype = { 1 }, .snaplen = { 68 },
-		.name = { "if0" }, .count = 24, .per_iface = { 24 },
-		.first_ns = 1103139821634774000ull, .last_ns = 1103139823145958000ull,
+		.n_ifaces = 1,
+		.linktype = { 1 },
+		.snaplen = { 68 },
+		.name = { "if0" },
+		.count = 24,
+		.per_iface = { 24 },
+		.first_ns = 1103139821634774000ull,
+		.last_ns = 1103139823145958000ull,
 		.fnv = 0xd5e4d98cf5749f6eull,
-		.rec = { { 1, 1103139821634774000ull, 74, 68, 0 },
-			 { 2, 1103139821635001000ull, 60, 58, 0 },
-			 { 24, 1103139823145958000ull, 60, 54, 0 } },
+		.rec = { { 1, 1103139821634774000ull, 74, 68, 0 }, { 2, 1103139821635001000ull, 60, 58, 0 },
+			{ 24, 1103139823145958000ull, 60, 54, 0 } },
 	},
 	{
 		/*
@@ -151,13 +181,18 @@ static const struct golden goldens[] = {
 		 * file "cut short in the middle of a packet".
 		 */
 		.path = "tests/data/cut-mid-record.pcap",
-		.n_ifaces = 1, .linktype = { 1 }, .snaplen = { 65535 },
-		.name = { "if0" }, .count = 37, .per_iface = { 37 }, .end_rc = PCAPF_ETRUNC,
-		.first_ns = 1112172466496046000ull, .last_ns = 1112172745357346000ull,
+		.n_ifaces = 1,
+		.linktype = { 1 },
+		.snaplen = { 65535 },
+		.name = { "if0" },
+		.count = 37,
+		.per_iface = { 37 },
+		.end_rc = PCAPF_ETRUNC,
+		.first_ns = 1112172466496046000ull,
+		.last_ns = 1112172745357346000ull,
 		.fnv = 0x27952a197ccfdaafull,
-		.rec = { { 2, 1112172466496576000ull, 98, 98, 0 },
-			 { 4, 1112172471333401000ull, 298, 298, 0 },
-			 { 37, 1112172745357346000ull, 83, 83, 0 } },
+		.rec = { { 2, 1112172466496576000ull, 98, 98, 0 }, { 4, 1112172471333401000ull, 298, 298, 0 },
+			{ 37, 1112172745357346000ull, 83, 83, 0 } },
 	},
 };
 
@@ -378,8 +413,7 @@ ng_shb(struct fbuf *b, bool be)
 #define NO_TSRESOL (-1)
 
 static void
-ng_idb(struct fbuf *b, uint16_t link, uint32_t snaplen, int tsresol, int64_t tsoffset,
-       const char *name)
+ng_idb(struct fbuf *b, uint16_t link, uint32_t snaplen, int tsresol, int64_t tsoffset, const char *name)
 {
 	size_t at = ng_begin(b, 1);
 
@@ -403,8 +437,7 @@ ng_idb(struct fbuf *b, uint16_t link, uint32_t snaplen, int tsresol, int64_t tso
 }
 
 static void
-ng_epb(struct fbuf *b, uint32_t id, uint64_t ticks, const uint8_t *data, uint32_t caplen,
-       uint32_t origlen)
+ng_epb(struct fbuf *b, uint32_t id, uint64_t ticks, const uint8_t *data, uint32_t caplen, uint32_t origlen)
 {
 	size_t at = ng_begin(b, 6);
 
@@ -419,9 +452,45 @@ ng_epb(struct fbuf *b, uint32_t id, uint64_t ticks, const uint8_t *data, uint32_
 }
 
 static const uint8_t payload[64] = {
-	0x00, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88, 0x99, 0xaa, 0xbb, 0xcc,
-	0xdd, 0xee, 0xff, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08, 0x09, 0x0a,
-	0x0b, 0x0c, 0x0d, 0x0e, 0x0f, 0x10, 0x20, 0x30, 0x40, 0x50, 0x60, 0x70, 0x80,
+	0x00,
+	0x11,
+	0x22,
+	0x33,
+	0x44,
+	0x55,
+	0x66,
+	0x77,
+	0x88,
+	0x99,
+	0xaa,
+	0xbb,
+	0xcc,
+	0xdd,
+	0xee,
+	0xff,
+	0x01,
+	0x02,
+	0x03,
+	0x04,
+	0x05,
+	0x06,
+	0x07,
+	0x08,
+	0x09,
+	0x0a,
+	0x0b,
+	0x0c,
+	0x0d,
+	0x0e,
+	0x0f,
+	0x10,
+	0x20,
+	0x30,
+	0x40,
+	0x50,
+	0x60,
+	0x70,
+	0x80,
 };
 
 static struct pcapr *
@@ -457,7 +526,9 @@ test_pcapng_sections_and_blocks(void **state)
 
 	/* Section 1, big-endian: milliseconds with a +100 s offset, and 2^-10 s. */
 	ng_shb(&b, true);
-	ng_idb(&b, 1, 1500, 3, 100, "eth\x01" "0");
+	ng_idb(&b, 1, 1500, 3, 100,
+		"eth\x01"
+		"0");
 	ng_idb(&b, 101, 0, 0x8a, 0, NULL);
 	/* A Name Resolution Block, an Interface Statistics Block, a custom block. */
 	at = ng_begin(&b, 4);
@@ -633,22 +704,18 @@ test_pcapng_timestamp_extremes(void **state)
 		uint64_t ticks;
 		uint64_t ns;
 	} cases[] = {
-		{ 0, 0, 1700000000ull, 1700000000000000000ull },  /* seconds */
-		{ 0, 0, UINT64_MAX, UINT64_MAX },                 /* clamped */
-		{ 6, INT64_MIN, UINT64_MAX, 0 },                  /* clamped at 0 */
-		{ 6, INT64_MAX, 0, UINT64_MAX },
-		{ 9, 0, UINT64_MAX, UINT64_MAX },
-		{ 10, 0, 15, 1 },                                 /* 1.5 ns -> 1 */
-		{ 28, 0, UINT64_MAX, 1 },                         /* 10^-28 s ticks */
-		{ 29, 0, UINT64_MAX, 0 },
-		{ 127, 0, UINT64_MAX, 0 },
-		{ 0x80, 0, 3, 3000000000ull },                    /* 2^0 */
-		{ 0x80 | 30, 0, 1ull << 30, 1000000000ull },
-		{ 0x80 | 30, 0, 1, 0 },                           /* 0.93 ns */
-		{ 0x80 | 30, 0, 2, 1 },                           /* 1.86 ns */
-		{ 0x80 | 64, 0, UINT64_MAX, 999999999ull },       /* just under 1 s */
+		{ 0, 0, 1700000000ull, 1700000000000000000ull }, /* seconds */
+		{ 0, 0, UINT64_MAX, UINT64_MAX },                /* clamped */
+		{ 6, INT64_MIN, UINT64_MAX, 0 },                 /* clamped at 0 */
+		{ 6, INT64_MAX, 0, UINT64_MAX }, { 9, 0, UINT64_MAX, UINT64_MAX },
+		{ 10, 0, 15, 1 },         /* 1.5 ns -> 1 */
+		{ 28, 0, UINT64_MAX, 1 }, /* 10^-28 s ticks */
+		{ 29, 0, UINT64_MAX, 0 }, { 127, 0, UINT64_MAX, 0 }, { 0x80, 0, 3, 3000000000ull }, /* 2^0 */
+		{ 0x80 | 30, 0, 1ull << 30, 1000000000ull }, { 0x80 | 30, 0, 1, 0 }, /* 0.93 ns */
+		{ 0x80 | 30, 0, 2, 1 },                                              /* 1.86 ns */
+		{ 0x80 | 64, 0, UINT64_MAX, 999999999ull },                          /* just under 1 s */
 		{ 0x80 | 127, 0, UINT64_MAX, 0 },
-		{ NO_TSRESOL, 0, 1500000, 1500000000ull },        /* default: microseconds */
+		{ NO_TSRESOL, 0, 1500000, 1500000000ull }, /* default: microseconds */
 	};
 
 	(void)state;
@@ -665,7 +732,7 @@ test_pcapng_timestamp_extremes(void **state)
 		assert_int_equal(pcapr_next(r, &rec), 1);
 		if (rec.ts_ns != cases[i].ns)
 			fail_msg("case %zu: got %llu want %llu", i, (unsigned long long)rec.ts_ns,
-				 (unsigned long long)cases[i].ns);
+				(unsigned long long)cases[i].ns);
 		pcapr_close(r);
 		free(b.d);
 	}
@@ -676,8 +743,7 @@ test_pcapng_timestamp_extremes(void **state)
  */
 
 static void
-pcap_hdr(struct fbuf *b, bool be, uint32_t magic, uint16_t major, uint32_t snaplen,
-	 uint32_t link)
+pcap_hdr(struct fbuf *b, bool be, uint32_t magic, uint16_t major, uint32_t snaplen, uint32_t link)
 {
 	b->be = be;
 	fb_u32(b, magic);
@@ -690,8 +756,7 @@ pcap_hdr(struct fbuf *b, bool be, uint32_t magic, uint16_t major, uint32_t snapl
 }
 
 static void
-pcap_rec(struct fbuf *b, uint32_t sec, uint32_t sub, uint32_t caplen, uint32_t origlen,
-	 const uint8_t *data)
+pcap_rec(struct fbuf *b, uint32_t sec, uint32_t sub, uint32_t caplen, uint32_t origlen, const uint8_t *data)
 {
 	fb_u32(b, sec);
 	fb_u32(b, sub);
@@ -732,8 +797,8 @@ test_classic_byte_orders(void **state)
 		assert_int_equal(pcapr_iface(r, 0)->linktype, 105);
 		assert_int_equal(pcapr_iface(r, 0)->snaplen, 96);
 		assert_int_equal(pcapr_next(r, &rec), 1);
-		assert_int_equal(rec.ts_ns, UINT32_MAX * 1000000000ull +
-						    (v[i].nano ? 999999ull : 999999000ull));
+		assert_int_equal(
+			rec.ts_ns, UINT32_MAX * 1000000000ull + (v[i].nano ? 999999ull : 999999000ull));
 		assert_int_equal(rec.caplen, 40);
 		assert_int_equal(rec.origlen, 1000);
 		assert_memory_equal(rec.data, payload, 40);
@@ -853,7 +918,7 @@ test_classic_old_versions_swapped_lengths(void **state)
 {
 	static const struct {
 		uint16_t minor;
-		uint32_t f1, f2;        /* the two length fields as written */
+		uint32_t f1, f2; /* the two length fields as written */
 		uint32_t caplen, origlen;
 	} v[] = {
 		{ 0, 100, 30, 30, 100 },
@@ -861,7 +926,7 @@ test_classic_old_versions_swapped_lengths(void **state)
 		{ 2, 100, 30, 30, 100 },
 		{ 2, 30, 30, 30, 30 },
 		{ 3, 100, 30, 30, 100 },
-		{ 3, 30, 100, 30, 100 },  /* 2.3 in the 2.4 order: kept */
+		{ 3, 30, 100, 30, 100 }, /* 2.3 in the 2.4 order: kept */
 		{ 4, 30, 100, 30, 100 },
 	};
 	struct fbuf b;
@@ -1256,8 +1321,8 @@ test_pcapng_cut_everywhere(void **state)
 			assert_int_equal(rec.caplen, 10 + k);
 		}
 		rc = pcapr_next(r, &rec);
-		assert_int_equal(rc, (whole > 0 && ends[whole - 1] == cut) ||
-					     cut == first_rec ? 0 : PCAPF_ETRUNC);
+		assert_int_equal(
+			rc, (whole > 0 && ends[whole - 1] == cut) || cut == first_rec ? 0 : PCAPF_ETRUNC);
 		pcapr_close(r);
 	}
 	free(b.d);
@@ -1320,13 +1385,11 @@ test_writer_header_bytes(void **state)
 	/* What capinfos reports for such a file: nsecpcap, version 2.4, snaplen 1514,
 	 * encapsulation 1 (Ethernet); in host byte order, which is little-endian here. */
 #if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-	static const uint8_t want[24] = { 0x4d, 0x3c, 0xb2, 0xa1, 0x02, 0x00, 0x04, 0x00,
-					  0, 0, 0, 0, 0, 0, 0, 0,
-					  0xea, 0x05, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00 };
+	static const uint8_t want[24] = { 0x4d, 0x3c, 0xb2, 0xa1, 0x02, 0x00, 0x04, 0x00, 0, 0, 0, 0, 0, 0, 0,
+		0, 0xea, 0x05, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00 };
 #else
-	static const uint8_t want[24] = { 0xa1, 0xb2, 0x3c, 0x4d, 0x00, 0x02, 0x00, 0x04,
-					  0, 0, 0, 0, 0, 0, 0, 0,
-					  0x00, 0x00, 0x05, 0xea, 0x00, 0x00, 0x00, 0x01 };
+	static const uint8_t want[24] = { 0xa1, 0xb2, 0x3c, 0x4d, 0x00, 0x02, 0x00, 0x04, 0, 0, 0, 0, 0, 0, 0,
+		0, 0x00, 0x00, 0x05, 0xea, 0x00, 0x00, 0x00, 0x01 };
 #endif
 	char path[] = "/tmp/test_pcapfile.XXXXXX";
 	uint8_t got[64];
@@ -1372,8 +1435,7 @@ test_writer_round_trip(void **state)
 		 * and some mid-size ones to force flushes of a partly full buffer. */
 		uint32_t len = i % 1000 == 500 ? PCAPF_MAX_CAPLEN : i % 97 == 0 ? 60000 : i % 1500;
 		fill(big, len, i);
-		assert_int_equal(pcapw_write(w, 1700000000000000000ull + i * 1001ull, big, len,
-					     len + 4), 0);
+		assert_int_equal(pcapw_write(w, 1700000000000000000ull + i * 1001ull, big, len, len + 4), 0);
 		expect_bytes += 16 + len;
 		assert_int_equal(pcapw_bytes(w), expect_bytes);
 		assert_true(pcapw_durable_bytes(w) <= expect_bytes);
@@ -1426,8 +1488,7 @@ test_writer_snaplen_and_args(void **state)
 	assert_non_null(w);
 	assert_int_equal(pcapw_header(w), 0);
 	/* Caller mistakes are refused without poisoning the writer. */
-	assert_int_equal(pcapw_write(w, 5000000000ull * 1000000000ull, payload, 4, 4),
-			 -EOVERFLOW);
+	assert_int_equal(pcapw_write(w, 5000000000ull * 1000000000ull, payload, 4, 4), -EOVERFLOW);
 	assert_int_equal(pcapw_write(w, 0, NULL, 4, 4), -EINVAL);
 	/* Clipped to the snaplen, origlen kept. */
 	assert_int_equal(pcapw_write(w, 4294967295999999999ull, payload, 64, 1500), 0);
@@ -1477,8 +1538,7 @@ test_writer_full_disk(void **state)
 	{
 		uint8_t *big = calloc(1, PCAPF_MAX_CAPLEN);
 		assert_non_null(big);
-		assert_int_equal(pcapw_write(w, 1, big, PCAPF_MAX_CAPLEN, PCAPF_MAX_CAPLEN),
-				 -ENOSPC);
+		assert_int_equal(pcapw_write(w, 1, big, PCAPF_MAX_CAPLEN, PCAPF_MAX_CAPLEN), -ENOSPC);
 		free(big);
 	}
 	assert_int_equal(pcapw_write(w, 1, payload, 1, 1), -ENOSPC);
@@ -1576,7 +1636,7 @@ struct membuf {
 	size_t len, cap;
 	unsigned calls;
 	size_t max_chunk;
-	unsigned fail_at;    /* call number that fails with -EPIPE (0: never) */
+	unsigned fail_at; /* call number that fails with -EPIPE (0: never) */
 };
 
 static int
@@ -1612,7 +1672,7 @@ test_writer_sink_matches_fd(void **state)
 	char path[] = "/tmp/test_pcapfile.XXXXXX";
 	int fd = tmpfile_fd(path);
 	uint8_t *big = malloc(PCAPF_MAX_CAPLEN), *file;
-	struct membuf m = {0};
+	struct membuf m = { 0 };
 	struct pcapw *wf, *ws;
 	struct stat st;
 	const unsigned n = 2500;
@@ -1634,8 +1694,8 @@ test_writer_sink_matches_fd(void **state)
 		assert_int_equal(pcapw_write(ws, 1700000000000000000ull + i * 7ull, big, len, len + 1), 0);
 		assert_int_equal(pcapw_bytes(ws), pcapw_bytes(wf));
 	}
-	assert_int_equal(pcapw_write(ws, (uint64_t)UINT32_MAX * 1000000000ull + 1000000000ull, big, 1, 1),
-			 -EOVERFLOW);
+	assert_int_equal(
+		pcapw_write(ws, (uint64_t)UINT32_MAX * 1000000000ull + 1000000000ull, big, 1, 1), -EOVERFLOW);
 	assert_int_equal(pcapw_free(wf), 0);
 	assert_int_equal(pcapw_flush(ws), 0);
 	assert_int_equal(pcapw_durable_bytes(ws), m.len);
@@ -1667,21 +1727,16 @@ test_writer_sink_pcapng(void **state)
 #if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
 	/* 8 + 16 (byte-order magic, version 1.0, section length unknown) + 8
 	 * (shb_userappl "pl1", padded) + 4 (opt_endofopt) + 4 = 40 bytes. */
-	static const uint8_t shb[40] = {
-		0x0a, 0x0d, 0x0d, 0x0a, 40, 0, 0, 0, 0x4d, 0x3c, 0x2b, 0x1a, 1, 0, 0, 0,
-		0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
-		4, 0, 3, 0, 'p', 'l', '1', 0,
-		0, 0, 0, 0, 40, 0, 0, 0 };
+	static const uint8_t shb[40] = { 0x0a, 0x0d, 0x0d, 0x0a, 40, 0, 0, 0, 0x4d, 0x3c, 0x2b, 0x1a, 1, 0, 0,
+		0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 4, 0, 3, 0, 'p', 'l', '1', 0, 0, 0, 0, 0,
+		40, 0, 0, 0 };
 	/* The end-of-options marker ends the block: 8 + 8 + 8 (if_name "eth0") +
 	 * 8 (if_tsresol 9) + 4 (opt_endofopt) + 4 = 40 bytes. */
-	static const uint8_t idb[40] = {
-		1, 0, 0, 0, 40, 0, 0, 0, 113, 0, 0, 0, 0xdc, 0x05, 0, 0,
-		2, 0, 4, 0, 'e', 't', 'h', '0',
-		9, 0, 1, 0, 9, 0, 0, 0,
-		0, 0, 0, 0, 40, 0, 0, 0 };
+	static const uint8_t idb[40] = { 1, 0, 0, 0, 40, 0, 0, 0, 113, 0, 0, 0, 0xdc, 0x05, 0, 0, 2, 0, 4, 0,
+		'e', 't', 'h', '0', 9, 0, 1, 0, 9, 0, 0, 0, 0, 0, 0, 0, 40, 0, 0, 0 };
 #endif
 	uint8_t *big = malloc(PCAPF_MAX_CAPLEN);
-	struct membuf m = {0};
+	struct membuf m = { 0 };
 	struct pcapw *w = pcapw_new_sink(mem_sink, &m);
 	struct pcapr *r;
 	struct pcapf_rec rec;
@@ -1708,7 +1763,8 @@ test_writer_sink_pcapng(void **state)
 
 		fill(big, len, i);
 		/* pcapng holds 64-bit timestamps: no end in 2106. */
-		assert_int_equal(pcapw_write_if(w, len > 1500 ? 1 : i & 1, (1ull << 62) + i, big, len, len + 2), 0);
+		assert_int_equal(
+			pcapw_write_if(w, len > 1500 ? 1 : i & 1, (1ull << 62) + i, big, len, len + 2), 0);
 		expect += 28 + ((len + 3) & ~3u) + 4;
 		assert_int_equal(pcapw_bytes(w), expect);
 	}
@@ -1745,7 +1801,7 @@ static void
 test_writer_sink_error_sticky(void **state)
 {
 	uint8_t rec[1000];
-	struct membuf m = {.fail_at = 3};
+	struct membuf m = { .fail_at = 3 };
 	struct pcapw *w = pcapw_new_sink(mem_sink, &m);
 	unsigned calls;
 	int rc = 0;

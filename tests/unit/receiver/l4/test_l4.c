@@ -17,7 +17,7 @@
 
 #include "receiver/l4/l4.h"
 
-static const uint8_t ip_a[4] = {198, 18, 0, 1}, ip_b[4] = {198, 18, 0, 2}, ip_c[4] = {198, 18, 0, 3};
+static const uint8_t ip_a[4] = { 198, 18, 0, 1 }, ip_b[4] = { 198, 18, 0, 2 }, ip_c[4] = { 198, 18, 0, 3 };
 
 struct rec {
 	char out[2][4096];
@@ -27,7 +27,8 @@ struct rec {
 	size_t nended;
 };
 
-static void rec_add(struct rec *r, int dir, const char *p, size_t n)
+static void
+rec_add(struct rec *r, int dir, const char *p, size_t n)
 {
 	assert_true(r->len[dir] + n < sizeof(r->out[dir]));
 	memcpy(r->out[dir] + r->len[dir], p, n);
@@ -35,12 +36,14 @@ static void rec_add(struct rec *r, int dir, const char *p, size_t n)
 	r->out[dir][r->len[dir]] = '\0';
 }
 
-static void on_data(void *arg, const struct l4_conn_info *c, int dir, const uint8_t *p, size_t n)
+static void
+on_data(void *arg, const struct l4_conn_info *c, int dir, const uint8_t *p, size_t n)
 {
 	rec_add(arg, dir, (const char *)p, n);
 }
 
-static void on_gap(void *arg, const struct l4_conn_info *c, int dir, uint64_t len)
+static void
+on_gap(void *arg, const struct l4_conn_info *c, int dir, uint64_t len)
 {
 	char t[32];
 	int n = snprintf(t, sizeof(t), "<gap%llu>", (unsigned long long)len);
@@ -48,7 +51,8 @@ static void on_gap(void *arg, const struct l4_conn_info *c, int dir, uint64_t le
 	rec_add(arg, dir, t, (size_t)n);
 }
 
-static void on_end(void *arg, const struct l4_conn_info *c, enum l4_end why)
+static void
+on_end(void *arg, const struct l4_conn_info *c, enum l4_end why)
 {
 	struct rec *r = arg;
 
@@ -64,7 +68,8 @@ struct find {
 	const struct l4_conn_info *c;
 };
 
-static void find_one(void *arg, const struct l4_conn_info *c)
+static void
+find_one(void *arg, const struct l4_conn_info *c)
 {
 	struct find *f = arg;
 
@@ -73,9 +78,10 @@ static void find_one(void *arg, const struct l4_conn_info *c)
 }
 
 /* Connection id, live or ended; NULL when unknown. */
-static const struct l4_conn_info *conn(struct l4 *l, struct rec *r, uint64_t id)
+static const struct l4_conn_info *
+conn(struct l4 *l, struct rec *r, uint64_t id)
 {
-	struct find f = {id, NULL};
+	struct find f = { id, NULL };
 
 	l4_each(l, find_one, &f);
 	for (size_t i = 0; f.c == NULL && i < r->nended && i < 16; i++)
@@ -84,9 +90,10 @@ static const struct l4_conn_info *conn(struct l4 *l, struct rec *r, uint64_t id)
 	return f.c;
 }
 
-static struct l4 *mk(struct rec *r, const struct l4_limits *lim)
+static struct l4 *
+mk(struct rec *r, const struct l4_limits *lim)
 {
-	struct l4_callbacks cb = {on_data, on_gap, on_end, r};
+	struct l4_callbacks cb = { on_data, on_gap, on_end, r };
 	struct l4 *l;
 
 	memset(r, 0, sizeof(*r));
@@ -96,9 +103,10 @@ static struct l4 *mk(struct rec *r, const struct l4_limits *lim)
 }
 
 /* One TCP segment from a:1000 to b:80 (to_server) or back. */
-static void seg(struct l4 *l, bool to_server, uint8_t flags, uint32_t seq, const char *data)
+static void
+seg(struct l4 *l, bool to_server, uint8_t flags, uint32_t seq, const char *data)
 {
-	struct pkt p = {.family = 4, .proto = 6, .tcp_seq = seq, .tcp_flags = flags};
+	struct pkt p = { .family = 4, .proto = 6, .tcp_seq = seq, .tcp_flags = flags };
 
 	p.src = to_server ? ip_a : ip_b;
 	p.dst = to_server ? ip_b : ip_a;
@@ -113,17 +121,18 @@ static void seg(struct l4 *l, bool to_server, uint8_t flags, uint32_t seq, const
 #define ACK PKT_TCP_ACK
 #define FIN PKT_TCP_FIN
 
-static void test_wraparound(void **state)
+static void
+test_wraparound(void **state)
 {
 	struct rec r;
 	struct l4 *l = mk(&r, NULL);
 
 	seg(l, true, SYN, 0xfffffff8u, NULL);
 	seg(l, false, SYN | ACK, 5, NULL);
-	seg(l, true, ACK, 0xfffffff9u, "0123456");   /* ends at 2^32 */
-	seg(l, true, ACK, 0x00000004u, "BCD");       /* out of order past the wrap */
-	seg(l, true, ACK, 0x00000000u, "789A");      /* fills the hole */
-	seg(l, true, ACK, 0xfffffffcu, "3456789A");  /* retransmission across the wrap */
+	seg(l, true, ACK, 0xfffffff9u, "0123456");  /* ends at 2^32 */
+	seg(l, true, ACK, 0x00000004u, "BCD");      /* out of order past the wrap */
+	seg(l, true, ACK, 0x00000000u, "789A");     /* fills the hole */
+	seg(l, true, ACK, 0xfffffffcu, "3456789A"); /* retransmission across the wrap */
 	l4_finish(l);
 	assert_string_equal(r.out[L4_CLIENT], "0123456789ABCD");
 	assert_int_equal(conn(l, &r, 0)->side[L4_CLIENT].retrans, 1);
@@ -132,7 +141,8 @@ static void test_wraparound(void **state)
 	l4_free(l);
 }
 
-static void test_out_of_order(void **state)
+static void
+test_out_of_order(void **state)
 {
 	struct rec r;
 	struct l4 *l = mk(&r, NULL);
@@ -151,21 +161,22 @@ static void test_out_of_order(void **state)
 
 /* The first copy of a byte wins: buffered bytes over a later in-order copy, delivered
  * bytes over any retransmission; differing buffered bytes count as bad overlaps. */
-static void test_overlap_first_wins(void **state)
+static void
+test_overlap_first_wins(void **state)
 {
 	struct rec r;
 	struct l4 *l = mk(&r, NULL);
 	const struct l4_side *s;
 
 	seg(l, true, SYN, 0, NULL);
-	seg(l, true, ACK, 5, "EFGH");        /* buffered: bytes 5..8 */
-	seg(l, true, ACK, 1, "abcdefghij");  /* in order, overlaps 5..8 with other bytes */
+	seg(l, true, ACK, 5, "EFGH");       /* buffered: bytes 5..8 */
+	seg(l, true, ACK, 1, "abcdefghij"); /* in order, overlaps 5..8 with other bytes */
 	assert_string_equal(r.out[L4_CLIENT], "abcdEFGHij");
-	seg(l, true, ACK, 9, "XYk");         /* partial overlap with delivered bytes */
+	seg(l, true, ACK, 9, "XYk"); /* partial overlap with delivered bytes */
 	assert_string_equal(r.out[L4_CLIENT], "abcdEFGHijk");
 	seg(l, true, ACK, 21, "uvw");
-	seg(l, true, ACK, 21, "uvw");        /* same bytes again: an overlap, consistent */
-	seg(l, true, ACK, 20, "tUVWx");      /* differs from the buffered copy */
+	seg(l, true, ACK, 21, "uvw");   /* same bytes again: an overlap, consistent */
+	seg(l, true, ACK, 20, "tUVWx"); /* differs from the buffered copy */
 	seg(l, true, ACK, 12, "lmnopqrs");
 	s = &conn(l, &r, 0)->side[L4_CLIENT];
 	assert_string_equal(r.out[L4_CLIENT], "abcdEFGHijklmnopqrstuvwx");
@@ -174,16 +185,17 @@ static void test_overlap_first_wins(void **state)
 	l4_free(l);
 }
 
-static void test_gap_at_finish(void **state)
+static void
+test_gap_at_finish(void **state)
 {
 	struct rec r;
 	struct l4 *l = mk(&r, NULL);
 
 	seg(l, true, SYN, 0, NULL);
 	seg(l, true, ACK, 1, "ab");
-	seg(l, true, ACK, 8, "hi");          /* 3..7 never arrives */
-	seg(l, true, FIN | ACK, 15, NULL);   /* 10..14 never arrives either */
-	seg(l, false, ACK, 500, "srv");      /* mid-stream pick-up on the server side */
+	seg(l, true, ACK, 8, "hi");        /* 3..7 never arrives */
+	seg(l, true, FIN | ACK, 15, NULL); /* 10..14 never arrives either */
+	seg(l, false, ACK, 500, "srv");    /* mid-stream pick-up on the server side */
 	assert_string_equal(r.out[L4_CLIENT], "ab");
 	l4_finish(l);
 	assert_string_equal(r.out[L4_CLIENT], "ab<gap5>hi<gap5>");
@@ -193,9 +205,10 @@ static void test_gap_at_finish(void **state)
 	l4_free(l);
 }
 
-static void test_buffer_limits(void **state)
+static void
+test_buffer_limits(void **state)
 {
-	struct l4_limits lim = {.max_conn_buf = 8, .max_buf = 11};
+	struct l4_limits lim = { .max_conn_buf = 8, .max_buf = 11 };
 	struct rec r;
 	struct l4 *l = mk(&r, &lim);
 
@@ -217,18 +230,24 @@ static void test_buffer_limits(void **state)
 	l4_free(l);
 }
 
-static void test_conn_table(void **state)
+static void
+test_conn_table(void **state)
 {
-	struct l4_limits lim = {.max_conns = 3};
+	struct l4_limits lim = { .max_conns = 3 };
 	struct rec r;
 	struct l4 *l = mk(&r, &lim);
-	struct pkt p = {.family = 4, .proto = 6, .tcp_flags = SYN | ACK, .src = ip_b, .dst = ip_a,
-			.sport = 80, .dport = 1000};
+	struct pkt p = { .family = 4,
+		.proto = 6,
+		.tcp_flags = SYN | ACK,
+		.src = ip_b,
+		.dst = ip_a,
+		.sport = 80,
+		.dport = 1000 };
 
 	/* A SYN+ACK first: its receiver is the client. */
 	assert_int_equal(l4_packet(l, 0, 1, &p, 60), 0);
 	seg(l, true, ACK, 1, "x");
-	p = (struct pkt){.family = 4, .proto = 17, .src = ip_a, .dst = ip_c, .sport = 53, .dport = 53};
+	p = (struct pkt){ .family = 4, .proto = 17, .src = ip_a, .dst = ip_c, .sport = 53, .dport = 53 };
 	assert_int_equal(l4_packet(l, 0, 2, &p, 60), 0);
 	p.sport = 54;
 	assert_int_equal(l4_packet(l, 0, 3, &p, 60), 0);
@@ -245,7 +264,7 @@ static void test_conn_table(void **state)
 	assert_int_equal(conn(l, &r, 0)->ep[L4_CLIENT].port, 1000);
 	assert_int_equal(conn(l, &r, 0)->side[L4_CLIENT].pkts, 1);
 	assert_int_equal(conn(l, &r, 0)->side[L4_SERVER].pkts, 1);
-	assert_int_equal(conn(l, &r, 2)->proto_index, 1); /* second UDP connection */
+	assert_int_equal(conn(l, &r, 2)->proto_index, 1);                   /* second UDP connection */
 	assert_int_equal(conn(l, &r, 3)->flow_id, conn(l, &r, 2)->flow_id); /* same address pair */
 	assert_int_equal(conn(l, &r, 1)->flow_id, conn(l, &r, 2)->flow_id);
 	assert_true(conn(l, &r, 0)->flow_id != conn(l, &r, 2)->flow_id);
@@ -263,13 +282,14 @@ static void test_conn_table(void **state)
 
 /* 200,000 connections through a table of 1,000: evictions keep the hash table
  * consistent (every later packet finds its connection or starts a new one). */
-static void test_eviction_churn(void **state)
+static void
+test_eviction_churn(void **state)
 {
-	struct l4_limits lim = {.max_conns = 1000};
+	struct l4_limits lim = { .max_conns = 1000 };
 	struct rec r;
 	struct l4 *l = mk(&r, &lim);
-	uint8_t src[4] = {198, 18, 0, 0}, dst[4] = {198, 19, 0, 1};
-	struct pkt p = {.family = 4, .proto = 6, .tcp_flags = SYN, .src = src, .dst = dst, .dport = 80};
+	uint8_t src[4] = { 198, 18, 0, 0 }, dst[4] = { 198, 19, 0, 1 };
+	struct pkt p = { .family = 4, .proto = 6, .tcp_flags = SYN, .src = src, .dst = dst, .dport = 80 };
 
 	for (uint32_t i = 0; i < 200000; i++) {
 		src[2] = (uint8_t)(i >> 16);
@@ -298,7 +318,8 @@ static void test_eviction_churn(void **state)
 
 /* A new SYN on a 5-tuple: a retransmission keeps the connection, another initial
  * sequence number or a SYN after FIN or RST starts a new one (Wireshark's rule). */
-static void test_port_reuse(void **state)
+static void
+test_port_reuse(void **state)
 {
 	struct rec r;
 	struct l4 *l = mk(&r, NULL);
@@ -327,22 +348,23 @@ static void test_port_reuse(void **state)
 }
 
 /* Idle timeouts in domain time, by class: closed, half-open/UDP, established. */
-static void test_idle_timeouts(void **state)
+static void
+test_idle_timeouts(void **state)
 {
-	struct l4_limits lim = {.timeout_closed_ns = 10, .timeout_short_ns = 100, .timeout_tcp_ns = 1000};
+	struct l4_limits lim = { .timeout_closed_ns = 10, .timeout_short_ns = 100, .timeout_tcp_ns = 1000 };
 	struct rec r;
 	struct l4 *l = mk(&r, &lim);
-	struct pkt p = {.family = 4, .proto = 6, .src = ip_a, .dst = ip_c, .sport = 1, .dport = 2};
+	struct pkt p = { .family = 4, .proto = 6, .src = ip_a, .dst = ip_c, .sport = 1, .dport = 2 };
 
-	seg(l, true, SYN, 0, NULL);     /* established below, at time 0 */
+	seg(l, true, SYN, 0, NULL); /* established below, at time 0 */
 	seg(l, false, SYN | ACK, 0, NULL);
-	p.tcp_flags = SYN;              /* half-open, time 5 */
+	p.tcp_flags = SYN; /* half-open, time 5 */
 	assert_int_equal(l4_packet(l, 0, 5, &p, 60), 0);
 	p.sport = 3;
-	p.tcp_flags = PKT_TCP_RST;      /* reset, time 6 */
+	p.tcp_flags = PKT_TCP_RST; /* reset, time 6 */
 	assert_int_equal(l4_packet(l, 0, 6, &p, 60), 0);
 	p.sport = 4;
-	p.tcp_flags = ACK;              /* another domain's clock does not count */
+	p.tcp_flags = ACK; /* another domain's clock does not count */
 	assert_int_equal(l4_packet(l, 1, 5000, &p, 60), 0);
 	assert_int_equal(r.nended, 0);
 	p.sport = 5;
@@ -361,24 +383,38 @@ static void test_idle_timeouts(void **state)
 }
 
 /* Handshake RTT, zero windows and resets per side. */
-static void test_conn_stats(void **state)
+static void
+test_conn_stats(void **state)
 {
 	struct rec r;
 	struct l4 *l = mk(&r, NULL);
-	struct pkt p = {.family = 4, .proto = 6, .src = ip_a, .dst = ip_b, .sport = 1000, .dport = 80};
+	struct pkt p = { .family = 4, .proto = 6, .src = ip_a, .dst = ip_b, .sport = 1000, .dport = 80 };
 
 	p.tcp_flags = SYN;
 	p.tcp_win = 0; /* a SYN's window does not count */
 	assert_int_equal(l4_packet(l, 0, 1000, &p, 60), 0);
-	p = (struct pkt){.family = 4, .proto = 6, .src = ip_b, .dst = ip_a, .sport = 80, .dport = 1000,
-			 .tcp_flags = SYN | ACK, .tcp_win = 100};
+	p = (struct pkt){ .family = 4,
+		.proto = 6,
+		.src = ip_b,
+		.dst = ip_a,
+		.sport = 80,
+		.dport = 1000,
+		.tcp_flags = SYN | ACK,
+		.tcp_win = 100 };
 	assert_int_equal(l4_packet(l, 0, 1400, &p, 60), 0);
 	p.tcp_flags = ACK;
 	p.tcp_seq = 1;
 	p.tcp_win = 0; /* the server's window is full */
 	assert_int_equal(l4_packet(l, 0, 1500, &p, 60), 0);
-	p = (struct pkt){.family = 4, .proto = 6, .src = ip_a, .dst = ip_b, .sport = 1000, .dport = 80,
-			 .tcp_flags = ACK, .tcp_seq = 1, .tcp_win = 50};
+	p = (struct pkt){ .family = 4,
+		.proto = 6,
+		.src = ip_a,
+		.dst = ip_b,
+		.sport = 1000,
+		.dport = 80,
+		.tcp_flags = ACK,
+		.tcp_seq = 1,
+		.tcp_win = 50 };
 	assert_int_equal(l4_packet(l, 0, 1600, &p, 60), 0);
 	assert_int_equal(l4_frame_conn(l)->rtt_ns, 600);
 	assert_false(l4_frame_conn(l)->midstream);
@@ -397,7 +433,8 @@ static void test_conn_stats(void **state)
 	l4_free(l);
 }
 
-static void test_rst(void **state)
+static void
+test_rst(void **state)
 {
 	struct rec r;
 	struct l4 *l = mk(&r, NULL);
@@ -411,9 +448,10 @@ static void test_rst(void **state)
 }
 
 /* An IPv4 fragment (linktype 228): 20-byte header, protocol UDP, then the bytes. */
-static int frag(struct l4 *l, uint64_t ts, uint16_t id, size_t off, bool more, const uint8_t *p, size_t n)
+static int
+frag(struct l4 *l, uint64_t ts, uint16_t id, size_t off, bool more, const uint8_t *p, size_t n)
 {
-	uint8_t b[128] = {0x45, 0, 0, 0, 0, 0, 0, 0, 64, 17};
+	uint8_t b[128] = { 0x45, 0, 0, 0, 0, 0, 0, 0, 64, 17 };
 	uint16_t fo = (uint16_t)(off / 8) | (more ? 0x2000 : 0);
 
 	assert_true(n + 20 <= sizeof(b));
@@ -430,10 +468,11 @@ static int frag(struct l4 *l, uint64_t ts, uint16_t id, size_t off, bool more, c
 }
 
 /* A UDP datagram of 8 + 24 bytes, cut into 8-byte fragments. */
-static const uint8_t dgram[32] = {0x04, 0x00, 0x00, 0x35, 0x00, 32, 0, 0, 'a', 'b', 'c', 'd', 'e', 'f', 'g', 'h',
-				  'i', 'j', 'k', 'l', 'm', 'n', 'o', 'p', 'q', 'r', 's', 't', 'u', 'v', 'w', 'x'};
+static const uint8_t dgram[32] = { 0x04, 0x00, 0x00, 0x35, 0x00, 32, 0, 0, 'a', 'b', 'c', 'd', 'e', 'f', 'g',
+	'h', 'i', 'j', 'k', 'l', 'm', 'n', 'o', 'p', 'q', 'r', 's', 't', 'u', 'v', 'w', 'x' };
 
-static void test_fragments(void **state)
+static void
+test_fragments(void **state)
 {
 	struct rec r;
 	struct l4 *l = mk(&r, NULL);
@@ -462,9 +501,10 @@ static void test_fragments(void **state)
 	l4_free(l);
 }
 
-static void test_fragment_limits(void **state)
+static void
+test_fragment_limits(void **state)
 {
-	struct l4_limits lim = {.max_frag_datagrams = 2, .max_frag_bytes = 40, .frag_timeout_ns = 100};
+	struct l4_limits lim = { .max_frag_datagrams = 2, .max_frag_bytes = 40, .frag_timeout_ns = 100 };
 	struct rec r;
 	struct l4 *l = mk(&r, &lim);
 
@@ -483,9 +523,10 @@ static void test_fragment_limits(void **state)
 }
 
 /* An IPv6 fragment (linktype 229): 40-byte header, a fragment header, then the bytes. */
-static int frag6(struct l4 *l, uint64_t ts, uint32_t id, size_t off, bool more, const uint8_t *p, size_t n)
+static int
+frag6(struct l4 *l, uint64_t ts, uint32_t id, size_t off, bool more, const uint8_t *p, size_t n)
 {
-	uint8_t b[160] = {0x60, 0, 0, 0, 0, 0, 44, 64};
+	uint8_t b[160] = { 0x60, 0, 0, 0, 0, 0, 44, 64 };
 	uint16_t fo = (uint16_t)off | (more ? 1 : 0);
 
 	assert_true(n + 48 <= sizeof(b));
@@ -504,7 +545,8 @@ static int frag6(struct l4 *l, uint64_t ts, uint32_t id, size_t off, bool more, 
 	return l4_frame(l, 0, ts, 229, b, n + 48, n + 48);
 }
 
-static void test_fragments_v6(void **state)
+static void
+test_fragments_v6(void **state)
 {
 	struct rec r;
 	struct l4 *l = mk(&r, NULL);
@@ -525,7 +567,8 @@ static void test_fragments_v6(void **state)
 	l4_free(l);
 }
 
-int main(void)
+int
+main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_wraparound),

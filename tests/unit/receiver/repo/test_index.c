@@ -35,12 +35,14 @@ struct fixture {
 	struct index *ix;
 };
 
-static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+static int
+rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
 {
 	return remove(path);
 }
 
-static int setup(void **state)
+static int
+setup(void **state)
 {
 	struct fixture *f = calloc(1, sizeof(*f));
 	assert_non_null(f);
@@ -50,7 +52,8 @@ static int setup(void **state)
 	return 0;
 }
 
-static int teardown(void **state)
+static int
+teardown(void **state)
 {
 	struct fixture *f = *state;
 	index_close(f->ix);
@@ -59,7 +62,8 @@ static int teardown(void **state)
 	return 0;
 }
 
-static void mkdirs(const char *dir, const char *sensor)
+static void
+mkdirs(const char *dir, const char *sensor)
 {
 	char p[512];
 	snprintf(p, sizeof(p), "%s/sensors", dir);
@@ -71,8 +75,9 @@ static void mkdirs(const char *dir, const char *sensor)
 }
 
 /* Writes <dir>/<rel>: n records of caplen bytes at timestamps ts[0..n). Returns its size. */
-static uint64_t write_pcap(const char *dir, const char *rel, uint32_t linktype, uint32_t snaplen, const int64_t *ts,
-			   int n, uint32_t caplen)
+static uint64_t
+write_pcap(const char *dir, const char *rel, uint32_t linktype, uint32_t snaplen, const int64_t *ts, int n,
+	uint32_t caplen)
 {
 	char p[512];
 	uint8_t data[2048];
@@ -93,8 +98,9 @@ static uint64_t write_pcap(const char *dir, const char *rel, uint32_t linktype, 
 
 /* A segment of sensor `sensor` named after its first timestamp, holding one packet
  * per second from first_s to last_s (seconds after T0 - 1000 s). */
-static uint64_t make_seg(const char *dir, const char *sensor, int first_s, int last_s, uint32_t caplen, char *rel,
-			 size_t rellen)
+static uint64_t
+make_seg(const char *dir, const char *sensor, int first_s, int last_s, uint32_t caplen, char *rel,
+	size_t rellen)
 {
 	int64_t ts[64];
 	int n = 0;
@@ -102,11 +108,12 @@ static uint64_t make_seg(const char *dir, const char *sensor, int first_s, int l
 		ts[n++] = T0 - 1000 * NS + s * NS;
 	mkdirs(dir, sensor);
 	snprintf(rel, rellen, "sensors/%s/segments/%020lld-00000000000000aa-%d-eth0.pcap", sensor,
-		 (long long)ts[0], first_s);
+		(long long)ts[0], first_s);
 	return write_pcap(dir, rel, 1, 65535, ts, n, caplen);
 }
 
-static bool exists(const char *dir, const char *rel)
+static bool
+exists(const char *dir, const char *rel)
 {
 	char p[512];
 	snprintf(p, sizeof(p), "%s/%s", dir, rel);
@@ -114,7 +121,8 @@ static bool exists(const char *dir, const char *rel)
 }
 
 /* The rows as the CLI sees them, one line each, ordered by path. */
-static char *dump_rows(const char *dir, const char *sql)
+static char *
+dump_rows(const char *dir, const char *sql)
 {
 	char p[512];
 	sqlite3 *db;
@@ -138,7 +146,8 @@ static char *dump_rows(const char *dir, const char *sql)
 	return out;
 }
 
-static void open_index(struct fixture *f)
+static void
+open_index(struct fixture *f)
 {
 	char err[512] = "";
 	f->ix = index_open(f->dir, err, sizeof(err));
@@ -148,7 +157,8 @@ static void open_index(struct fixture *f)
 
 /* ------------------------------------------------------------------------------ */
 
-static void test_schema(void **state)
+static void
+test_schema(void **state)
 {
 	struct fixture *f = *state;
 	open_index(f);
@@ -157,48 +167,51 @@ static void test_schema(void **state)
 	assert_string_equal(dump_rows(f->dir, "SELECT key, value FROM meta"), "schema|2\n");
 	assert_string_equal(dump_rows(f->dir, "PRAGMA journal_mode"), "wal\n");
 	assert_string_equal(dump_rows(f->dir, "SELECT type, name FROM sqlite_master ORDER BY name"),
-			    "table|conn_segs\n"
-			    "index|conn_segs_seg\n"
-			    "table|conns\n"
-			    "index|conns_flow\n"
-			    "index|conns_time\n"
-			    "view|flows\n"
-			    "table|l4_done\n"
-			    "table|l4_failed\n"
-			    "table|l4_seq\n"
-			    "table|l4_stats\n"
-			    "table|meta\n"
-			    "table|retention\n"
-			    "table|segments\n"
-			    "index|segments_end\n"
-			    "trigger|segments_l4_delete\n"
-			    "trigger|segments_l4_failed_delete\n"
-			    "index|segments_sensor_time\n"
-			    "index|segments_time\n"
-			    "index|sqlite_autoindex_l4_stats_1\n"
-			    "index|sqlite_autoindex_meta_1\n"
-			    "index|sqlite_autoindex_retention_1\n"
-			    "index|sqlite_autoindex_segments_1\n");
-	assert_string_equal(dump_rows(f->dir, "SELECT name, type, \"notnull\", pk FROM pragma_table_info('segments')"),
-			    "id|INTEGER|0|1\n"
-			    "sensor|TEXT|1|0\n"
-			    "path|TEXT|1|0\n"
-			    "iface|TEXT|1|0\n"
-			    "linktype|INTEGER|1|0\n"
-			    "snaplen|INTEGER|1|0\n"
-			    "min_ns|INTEGER|1|0\n"
-			    "max_ns|INTEGER|1|0\n"
-			    "packets|INTEGER|1|0\n"
-			    "bytes|INTEGER|1|0\n"
-			    "closed_ns|INTEGER|1|0\n");
-	assert_string_equal(dump_rows(f->dir, "SELECT name, type, \"notnull\", pk FROM pragma_table_info('retention')"),
-			    "sensor|TEXT|0|1\n"
-			    "segments|INTEGER|1|0\n"
-			    "packets|INTEGER|1|0\n"
-			    "bytes|INTEGER|1|0\n");
+		"table|conn_segs\n"
+		"index|conn_segs_seg\n"
+		"table|conns\n"
+		"index|conns_flow\n"
+		"index|conns_time\n"
+		"view|flows\n"
+		"table|l4_done\n"
+		"table|l4_failed\n"
+		"table|l4_seq\n"
+		"table|l4_stats\n"
+		"table|meta\n"
+		"table|retention\n"
+		"table|segments\n"
+		"index|segments_end\n"
+		"trigger|segments_l4_delete\n"
+		"trigger|segments_l4_failed_delete\n"
+		"index|segments_sensor_time\n"
+		"index|segments_time\n"
+		"index|sqlite_autoindex_l4_stats_1\n"
+		"index|sqlite_autoindex_meta_1\n"
+		"index|sqlite_autoindex_retention_1\n"
+		"index|sqlite_autoindex_segments_1\n");
+	assert_string_equal(
+		dump_rows(f->dir, "SELECT name, type, \"notnull\", pk FROM pragma_table_info('segments')"),
+		"id|INTEGER|0|1\n"
+		"sensor|TEXT|1|0\n"
+		"path|TEXT|1|0\n"
+		"iface|TEXT|1|0\n"
+		"linktype|INTEGER|1|0\n"
+		"snaplen|INTEGER|1|0\n"
+		"min_ns|INTEGER|1|0\n"
+		"max_ns|INTEGER|1|0\n"
+		"packets|INTEGER|1|0\n"
+		"bytes|INTEGER|1|0\n"
+		"closed_ns|INTEGER|1|0\n");
+	assert_string_equal(
+		dump_rows(f->dir, "SELECT name, type, \"notnull\", pk FROM pragma_table_info('retention')"),
+		"sensor|TEXT|0|1\n"
+		"segments|INTEGER|1|0\n"
+		"packets|INTEGER|1|0\n"
+		"bytes|INTEGER|1|0\n");
 }
 
-static void test_schema_mismatch_and_corrupt(void **state)
+static void
+test_schema_mismatch_and_corrupt(void **state)
 {
 	struct fixture *f = *state;
 	char p[512], err[512] = "";
@@ -246,22 +259,23 @@ static void test_schema_mismatch_and_corrupt(void **state)
 /* The schema as SQLite holds it, in an order that does not depend on creation order.
  * The text of the segments table is left out: import's copy of version 1 wrote the same
  * columns and constraints on one line; SEGMENTS_SQL compares them column by column. */
-#define SCHEMA_SQL                                                                                         \
-	"SELECT type, name, tbl_name, CASE name WHEN 'segments' THEN '' ELSE sql END FROM sqlite_master "   \
+#define SCHEMA_SQL                                                                                        \
+	"SELECT type, name, tbl_name, CASE name WHEN 'segments' THEN '' ELSE sql END FROM sqlite_master " \
 	"ORDER BY type, name"
 #define SEGMENTS_SQL "SELECT * FROM pragma_table_info('segments') ORDER BY cid"
 
 /* Loads a dump of an index.db written by the release before schemas were versioned
  * (tests/data/index-v1/README.md) into <dir>/index.db. */
-static void load_v1(const char *dir, const char *which)
+static void
+load_v1(const char *dir, const char *which)
 {
 	char p[512], *sql;
 	sqlite3 *db;
 	FILE *fp;
 	long n;
 
-	snprintf(p, sizeof(p), "%s/tests/data/index-v1/%s.sql", getenv("PLTEST_SRC") ? getenv("PLTEST_SRC") : ".",
-		 which);
+	snprintf(p, sizeof(p), "%s/tests/data/index-v1/%s.sql",
+		getenv("PLTEST_SRC") ? getenv("PLTEST_SRC") : ".", which);
 	fp = fopen(p, "r");
 	if (fp == NULL)
 		fail_msg("%s: %s (run from the top of the tree)", p, strerror(errno));
@@ -279,7 +293,8 @@ static void load_v1(const char *dir, const char *which)
 	free(sql);
 }
 
-static void test_migrate_v1(void **state, const char *which, const char *rows, const char *retention)
+static void
+test_migrate_v1(void **state, const char *which, const char *rows, const char *retention)
 {
 	struct fixture *f = *state;
 	char fresh[64], *want;
@@ -302,7 +317,8 @@ static void test_migrate_v1(void **state, const char *which, const char *rows, c
 	/* In place: the rows and totals are kept, the version is the current one, and the
 	 * schema is exactly a new index's. */
 	assert_string_equal(dump_rows(f->dir, "SELECT value FROM meta WHERE key = 'schema'"), "2\n");
-	assert_string_equal(dump_rows(f->dir, "SELECT id, sensor, path, packets, bytes FROM segments ORDER BY id"), rows);
+	assert_string_equal(
+		dump_rows(f->dir, "SELECT id, sensor, path, packets, bytes FROM segments ORDER BY id"), rows);
 	assert_string_equal(dump_rows(f->dir, "SELECT * FROM retention"), retention);
 	assert_string_equal(dump_rows(f->dir, SCHEMA_SQL), want);
 	assert_string_equal(dump_rows(f->dir, SEGMENTS_SQL), want_seg);
@@ -314,27 +330,31 @@ static void test_migrate_v1(void **state, const char *which, const char *rows, c
 	assert_int_equal(index_retire(f->ix, &old[0]), 0);
 	index_close(f->ix);
 	open_index(f);
-	assert_string_equal(dump_rows(f->dir, "SELECT value FROM l4_stats WHERE key = 'retired_before_dissection'"),
-			    strcmp(which, "receiver") == 0 ? "2\n" : "1\n");
+	assert_string_equal(
+		dump_rows(f->dir, "SELECT value FROM l4_stats WHERE key = 'retired_before_dissection'"),
+		strcmp(which, "receiver") == 0 ? "2\n" : "1\n");
 }
 
-static void test_migrate_v1_receiver(void **state)
+static void
+test_migrate_v1_receiver(void **state)
 {
 	test_migrate_v1(state, "receiver",
-			"2|s1|sensors/s1/segments/01700000001000000000-00000000000000aa-2.0-eth0.pcap|11|1300\n"
-			"3|s1|sensors/s1/segments/01700000002000000000-00000000000000aa-3.0-eth0.pcap|12|1416\n",
-			"s1|1|10|1184\n");
+		"2|s1|sensors/s1/segments/01700000001000000000-00000000000000aa-2.0-eth0.pcap|11|1300\n"
+		"3|s1|sensors/s1/segments/01700000002000000000-00000000000000aa-3.0-eth0.pcap|12|1416\n",
+		"s1|1|10|1184\n");
 }
 
-static void test_migrate_v1_import(void **state)
+static void
+test_migrate_v1_import(void **state)
 {
 	test_migrate_v1(state, "import",
-			"1|s1|sensors/s1/segments/01700000000000000000-2d34de0ba8f7143d-0-if0.pcap|6|480\n", "");
+		"1|s1|sensors/s1/segments/01700000000000000000-2d34de0ba8f7143d-0-if0.pcap|6|480\n", "");
 }
 
 /* pcapline import opens the index inside its own transaction: the schema it gets is the
  * receiver's (the same function, through a savepoint). */
-static void test_schema_inside_transaction(void **state)
+static void
+test_schema_inside_transaction(void **state)
 {
 	struct fixture *f = *state;
 	char p[512], err[512] = "", *want;
@@ -347,7 +367,8 @@ static void test_schema_inside_transaction(void **state)
 	snprintf(p, sizeof(p), "%s/index.db", f->dir);
 	unlink(p);
 	assert_int_equal(sqlite3_open(p, &db), SQLITE_OK);
-	assert_int_equal(sqlite3_exec(db, "PRAGMA journal_mode=WAL; BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+	assert_int_equal(
+		sqlite3_exec(db, "PRAGMA journal_mode=WAL; BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
 	assert_int_equal(index_schema_apply(db, p, err, sizeof(err)), 0);
 	assert_int_equal(sqlite3_get_autocommit(db), 0); /* still the caller's transaction */
 	assert_int_equal(sqlite3_exec(db, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
@@ -357,39 +378,41 @@ static void test_schema_inside_transaction(void **state)
 	free(want);
 }
 
-static void test_path_ok(void **state)
+static void
+test_path_ok(void **state)
 {
 	static const struct {
 		const char *path;
 		bool ok;
 	} cases[] = {
-		{"sensors/s1/segments/0001-aa-1-eth0.pcap", true},
-		{"sensors/web-01.dc/segments/x.pcap", true},
-		{"sensors/s1/segments/.open-0001-aa-1-eth0.pcap", false},
-		{"sensors/s1/segments/.pcap", false},
-		{"sensors/s1/segments/x.pcapng", false},
-		{"sensors/s1/segments/x.pcap/y.pcap", false},
-		{"sensors/../segments/x.pcap", false},
-		{"sensors/./segments/x.pcap", false},
-		{"sensors//segments/x.pcap", false},
-		{"sensors/s1/segments/../../../etc/x.pcap", false},
-		{"sensors/s1/other/x.pcap", false},
-		{"snapshots/s1/segments/x.pcap", false},
-		{"/sensors/s1/segments/x.pcap", false},
-		{"sensors/s1/segments/", false},
-		{"", false},
+		{ "sensors/s1/segments/0001-aa-1-eth0.pcap", true },
+		{ "sensors/web-01.dc/segments/x.pcap", true },
+		{ "sensors/s1/segments/.open-0001-aa-1-eth0.pcap", false },
+		{ "sensors/s1/segments/.pcap", false },
+		{ "sensors/s1/segments/x.pcapng", false },
+		{ "sensors/s1/segments/x.pcap/y.pcap", false },
+		{ "sensors/../segments/x.pcap", false },
+		{ "sensors/./segments/x.pcap", false },
+		{ "sensors//segments/x.pcap", false },
+		{ "sensors/s1/segments/../../../etc/x.pcap", false },
+		{ "sensors/s1/other/x.pcap", false },
+		{ "snapshots/s1/segments/x.pcap", false },
+		{ "/sensors/s1/segments/x.pcap", false },
+		{ "sensors/s1/segments/", false },
+		{ "", false },
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
 		if (index_seg_path_ok(cases[i].path) != cases[i].ok)
 			fail_msg("index_seg_path_ok(\"%s\") != %d", cases[i].path, cases[i].ok);
 }
 
-static void test_scan(void **state)
+static void
+test_scan(void **state)
 {
 	struct fixture *f = *state;
 	struct index_seg g;
 	/* Out-of-order timestamps: min and max are not simply the first and last. */
-	int64_t ts[] = {T0 + 5, T0 + 2, T0 + 9, T0 + 7};
+	int64_t ts[] = { T0 + 5, T0 + 2, T0 + 9, T0 + 7 };
 	mkdirs(f->dir, "s1");
 	const char *rel = "sensors/s1/segments/01700000000000000005-00000000000000aa-1-br-lan.1.pcap";
 	uint64_t size = write_pcap(f->dir, rel, 113, 4096, ts, 4, 100);
@@ -425,7 +448,8 @@ static void test_scan(void **state)
 	assert_true(index_scan(f->dir, rel, &g) < 0);
 }
 
-static void test_insert(void **state)
+static void
+test_insert(void **state)
 {
 	struct fixture *f = *state;
 	open_index(f);
@@ -448,11 +472,13 @@ static void test_insert(void **state)
 	assert_int_equal(index_insert(f->ix, &g), -1);
 	assert_int_equal(index_pending(f->ix), 0);
 	assert_string_equal(dump_rows(f->dir, "SELECT * FROM segments"),
-			    "1|s1|sensors/s1/segments/a.pcap|eth0|1|262144|1700000000000000000|1700000000000000005|8|1000|"
-			    "1700000000000000006\n");
+		"1|s1|sensors/s1/segments/"
+		"a.pcap|eth0|1|262144|1700000000000000000|1700000000000000005|8|1000|"
+		"1700000000000000006\n");
 }
 
-static void sql(const char *dir, const char *stmt)
+static void
+sql(const char *dir, const char *stmt)
 {
 	char p[512];
 	sqlite3 *db;
@@ -462,13 +488,15 @@ static void sql(const char *dir, const char *stmt)
 	sqlite3_close(db);
 }
 
-static void on_indexed(void *arg, const struct index_seg *g)
+static void
+on_indexed(void *arg, const struct index_seg *g)
 {
 	int *n = arg;
 	(*n)++;
 }
 
-static void test_insert_retry(void **state)
+static void
+test_insert_retry(void **state)
 {
 	struct fixture *f = *state;
 	char a[256], b[256];
@@ -480,7 +508,8 @@ static void test_insert_retry(void **state)
 	assert_int_equal(index_scan(f->dir, b, &gb), 0);
 	open_index(f);
 	/* Make every insert fail, as a full disk would. */
-	sql(f->dir, "CREATE TRIGGER fail BEFORE INSERT ON segments BEGIN SELECT RAISE(ABORT, 'injected'); END");
+	sql(f->dir,
+		"CREATE TRIGGER fail BEFORE INSERT ON segments BEGIN SELECT RAISE(ABORT, 'injected'); END");
 	assert_int_equal(index_insert(f->ix, &ga), -1);
 	assert_int_equal(index_insert(f->ix, &gb), -1);
 	assert_int_equal(index_pending(f->ix), 2);
@@ -496,7 +525,8 @@ static void test_insert_retry(void **state)
 	assert_string_equal(dump_rows(f->dir, "SELECT path FROM segments ORDER BY path"), want);
 }
 
-static void test_reconcile(void **state)
+static void
+test_reconcile(void **state)
 {
 	struct fixture *f = *state;
 	char a[256], b[256], c[256], p[512];
@@ -532,14 +562,15 @@ static void test_reconcile(void **state)
 	assert_int_equal(rep.skipped, 1);
 	char want[2048];
 	snprintf(want, sizeof(want),
-		 "%s|s1|eth0|1|65535|%lld|%lld|10|%llu\n"
-		 "%s|s1|eth0|1|65535|%lld|%lld|5|%llu\n"
-		 "%s|s2|eth0|1|65535|%lld|%lld|2|%llu\n",
-		 a, T0 - 1000 * NS, T0 - 991 * NS, (unsigned long long)sa, b, T0 - 990 * NS, T0 - 986 * NS,
-		 (unsigned long long)sb, c, T0 - 997 * NS, T0 - 996 * NS, (unsigned long long)sc);
-	assert_string_equal(dump_rows(f->dir, "SELECT path, sensor, iface, linktype, snaplen, min_ns, max_ns, packets, "
-					      "bytes FROM segments ORDER BY path"),
-			    want);
+		"%s|s1|eth0|1|65535|%lld|%lld|10|%llu\n"
+		"%s|s1|eth0|1|65535|%lld|%lld|5|%llu\n"
+		"%s|s2|eth0|1|65535|%lld|%lld|2|%llu\n",
+		a, T0 - 1000 * NS, T0 - 991 * NS, (unsigned long long)sa, b, T0 - 990 * NS, T0 - 986 * NS,
+		(unsigned long long)sb, c, T0 - 997 * NS, T0 - 996 * NS, (unsigned long long)sc);
+	assert_string_equal(dump_rows(f->dir,
+				    "SELECT path, sensor, iface, linktype, snaplen, min_ns, max_ns, packets, "
+				    "bytes FROM segments ORDER BY path"),
+		want);
 	/* A second reconcile finds nothing to fix. */
 	assert_int_equal(index_reconcile(f->ix, &rep), 0);
 	assert_int_equal(rep.added + rep.removed, 0);
@@ -554,7 +585,8 @@ struct deleted {
 	char why[16][16];
 };
 
-static void on_deleted(void *arg, const struct index_seg *g, const char *why)
+static void
+on_deleted(void *arg, const struct index_seg *g, const char *why)
 {
 	struct deleted *d = arg;
 	assert_true(d->n < 16);
@@ -564,8 +596,8 @@ static void on_deleted(void *arg, const struct index_seg *g, const char *why)
 }
 
 /* Indexes a fresh segment and tells retention, as the store does on close. */
-static uint64_t add_seg(struct fixture *f, struct retention *r, const char *sensor, int first_s, int last_s,
-			char *rel)
+static uint64_t
+add_seg(struct fixture *f, struct retention *r, const char *sensor, int first_s, int last_s, char *rel)
 {
 	struct index_seg g;
 	uint64_t size = make_seg(f->dir, sensor, first_s, last_s, 100, rel, 256);
@@ -576,22 +608,24 @@ static uint64_t add_seg(struct fixture *f, struct retention *r, const char *sens
 	return size;
 }
 
-static struct retention *new_retention(struct fixture *f, uint64_t max_bytes, uint64_t max_age_ms,
-				       uint64_t sensor_max_bytes, uint64_t sensor_max_age_ms)
+static struct retention *
+new_retention(struct fixture *f, uint64_t max_bytes, uint64_t max_age_ms, uint64_t sensor_max_bytes,
+	uint64_t sensor_max_age_ms)
 {
 	char err[256];
-	struct retention_opts o = {max_bytes, max_age_ms, sensor_max_bytes, sensor_max_age_ms};
+	struct retention_opts o = { max_bytes, max_age_ms, sensor_max_bytes, sensor_max_age_ms };
 	struct retention *r = retention_new(f->ix, &o, err, sizeof(err));
 	if (!r)
 		fail_msg("retention_new: %s", err);
 	return r;
 }
 
-static void test_retention_global_size(void **state)
+static void
+test_retention_global_size(void **state)
 {
 	struct fixture *f = *state;
 	char s1a[256], s1b[256], s2a[256], s2b[256], s1c[256];
-	struct deleted d = {0};
+	struct deleted d = { 0 };
 	open_index(f);
 	/* Sizes: 24 + n * 116. Oldest by max_ns: s2a (5), s1a (9), s2b (20), s1b (30). */
 	uint64_t z1a = add_seg(f, NULL, "s1", 0, 9, s1a);   /* 10 packets, 1184 bytes */
@@ -620,8 +654,8 @@ static void test_retention_global_size(void **state)
 	snprintf(want, sizeof(want), "%s\n%s\n", s1b, s2b);
 	assert_string_equal(dump_rows(f->dir, "SELECT path FROM segments ORDER BY path"), want);
 	assert_string_equal(dump_rows(f->dir, "SELECT * FROM retention ORDER BY sensor"),
-			    "s1|1|10|1184\n"
-			    "s2|1|5|604\n");
+		"s1|1|10|1184\n"
+		"s2|1|5|604\n");
 	uint64_t segs, pkts, bytes;
 	assert_int_equal(index_retention_get(f->ix, "s1", &segs, &pkts, &bytes), 0);
 	assert_true(segs == 1 && pkts == 10 && bytes == 1184);
@@ -638,11 +672,12 @@ static void test_retention_global_size(void **state)
 	retention_free(r);
 }
 
-static void test_retention_age(void **state)
+static void
+test_retention_age(void **state)
 {
 	struct fixture *f = *state;
 	char a[256], b[256], c[256];
-	struct deleted d = {0};
+	struct deleted d = { 0 };
 	open_index(f);
 	/* max_ns: a = T0-991 s, b = T0-500 s (a long segment), c = T0-10 s. */
 	add_seg(f, NULL, "s1", 0, 9, a);
@@ -662,11 +697,12 @@ static void test_retention_age(void **state)
 	retention_free(r);
 }
 
-static void test_retention_per_sensor(void **state)
+static void
+test_retention_per_sensor(void **state)
 {
 	struct fixture *f = *state;
 	char a1[256], a2[256], a3[256], b1[256], b2[256];
-	struct deleted d = {0};
+	struct deleted d = { 0 };
 	open_index(f);
 	/* Sensor s1 has three segments of 1184 bytes, s2 two; s2's are older than all of s1's. */
 	add_seg(f, NULL, "s1", 100, 109, a1);
@@ -697,16 +733,17 @@ static void test_retention_per_sensor(void **state)
 	snprintf(want, sizeof(want), "%s\n", a3);
 	assert_string_equal(dump_rows(f->dir, "SELECT path FROM segments"), want);
 	assert_string_equal(dump_rows(f->dir, "SELECT * FROM retention ORDER BY sensor"),
-			    "s1|2|20|2368\n"
-			    "s2|2|20|2368\n");
+		"s1|2|20|2368\n"
+		"s2|2|20|2368\n");
 	retention_free(r);
 }
 
-static void test_retention_unbounded_and_guard(void **state)
+static void
+test_retention_unbounded_and_guard(void **state)
 {
 	struct fixture *f = *state;
 	char a[256], b[256], p[512];
-	struct deleted d = {0};
+	struct deleted d = { 0 };
 	open_index(f);
 	add_seg(f, NULL, "s1", 0, 9, a);
 	add_seg(f, NULL, "s1", 10, 19, b);
@@ -719,17 +756,18 @@ static void test_retention_unbounded_and_guard(void **state)
 	 * edited) is dropped without touching its file, and is not counted. */
 	snprintf(p, sizeof(p), "%s/snapshots", f->dir);
 	mkdir(p, 0750);
-	int64_t ts[] = {T0 - 5000 * NS};
+	int64_t ts[] = { T0 - 5000 * NS };
 	write_pcap(f->dir, "snapshots/keep.pcap", 1, 65535, ts, 1, 10);
 	sqlite3 *db;
 	snprintf(p, sizeof(p), "%s/index.db", f->dir);
 	assert_int_equal(sqlite3_open(p, &db), SQLITE_OK);
-	assert_int_equal(sqlite3_exec(db,
-				      "INSERT INTO segments(sensor, path, iface, linktype, snaplen, min_ns, max_ns, "
-				      "packets, bytes, closed_ns) VALUES('s1', 'snapshots/keep.pcap', 'eth0', 1, 65535, "
-				      "0, 0, 1, 50, 0)",
-				      NULL, NULL, NULL),
-			 SQLITE_OK);
+	assert_int_equal(
+		sqlite3_exec(db,
+			"INSERT INTO segments(sensor, path, iface, linktype, snaplen, min_ns, max_ns, "
+			"packets, bytes, closed_ns) VALUES('s1', 'snapshots/keep.pcap', 'eth0', 1, 65535, "
+			"0, 0, 1, 50, 0)",
+			NULL, NULL, NULL),
+		SQLITE_OK);
 	sqlite3_close(db);
 	r = new_retention(f, 2400, 0, 0, 0); /* 1184 + 1184 + 50: 18 bytes over */
 	assert_int_equal(retention_run(r, T0, on_deleted, &d), 0);
@@ -742,11 +780,12 @@ static void test_retention_unbounded_and_guard(void **state)
 	retention_free(r);
 }
 
-static void test_retention_file_already_gone(void **state)
+static void
+test_retention_file_already_gone(void **state)
 {
 	struct fixture *f = *state;
 	char a[256], b[256], p[512];
-	struct deleted d = {0};
+	struct deleted d = { 0 };
 	open_index(f);
 	add_seg(f, NULL, "s1", 0, 9, a);
 	add_seg(f, NULL, "s1", 10, 19, b);
@@ -761,7 +800,8 @@ static void test_retention_file_already_gone(void **state)
 
 /* Retiring a segment takes its L4 rows and position file along: a connection only in
  * that segment goes, one that also has packets in a kept segment stays. */
-static void test_retire_takes_l4_rows(void **state)
+static void
+test_retire_takes_l4_rows(void **state)
 {
 	struct fixture *f = *state;
 	char a[256], b[256], pos[600], full[1024];
@@ -777,15 +817,19 @@ static void test_retire_takes_l4_rows(void **state)
 	assert_non_null(pf);
 	fclose(pf);
 	assert_int_equal(posfile_path("snapshots/x/a.pcap", pos, sizeof(pos)), -1);
-	sql(f->dir, "INSERT INTO conns SELECT 1, 7, 's1', 'eth0', 'tcp', '198.18.0.1', 1, '198.18.0.2', 2, 'CLOSED', "
-		    "NULL, 0, 1, 1, 60, 1, 60, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0");
-	sql(f->dir, "INSERT INTO conns SELECT 2, 7, 's1', 'eth0', 'tcp', '198.18.0.1', 3, '198.18.0.2', 2, 'CLOSED', "
-		    "NULL, 0, 1, 1, 60, 1, 60, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0");
+	sql(f->dir,
+		"INSERT INTO conns SELECT 1, 7, 's1', 'eth0', 'tcp', '198.18.0.1', 1, '198.18.0.2', 2, "
+		"'CLOSED', "
+		"NULL, 0, 1, 1, 60, 1, 60, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0");
+	sql(f->dir,
+		"INSERT INTO conns SELECT 2, 7, 's1', 'eth0', 'tcp', '198.18.0.1', 3, '198.18.0.2', 2, "
+		"'CLOSED', "
+		"NULL, 0, 1, 1, 60, 1, 60, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0");
 	sql(f->dir, "INSERT INTO conn_segs SELECT 1, id, 2 FROM segments ORDER BY min_ns LIMIT 1");
 	sql(f->dir, "INSERT INTO conn_segs SELECT 2, id, 1 FROM segments");
 	sql(f->dir, "INSERT INTO l4_done SELECT id, 1, 3, 3 FROM segments");
 	struct retention *r = new_retention(f, 1184, 0, 0, 0);
-	struct deleted d = {0};
+	struct deleted d = { 0 };
 	assert_int_equal(retention_run(r, T0, on_deleted, &d), 1);
 	assert_string_equal(d.path[0], a);
 	assert_false(access(full, F_OK) == 0);
@@ -801,7 +845,8 @@ static void test_retire_takes_l4_rows(void **state)
 	retention_free(r);
 }
 
-static void put_names(const char *dir, const char *sensor, const char *text)
+static void
+put_names(const char *dir, const char *sensor, const char *text)
 {
 	char p[512];
 	snprintf(p, sizeof(p), "%s/sensors/%s/names.jsonl", dir, sensor);
@@ -811,7 +856,8 @@ static void put_names(const char *dir, const char *sensor, const char *text)
 	fclose(fp);
 }
 
-static char *get_names(const char *dir, const char *sensor)
+static char *
+get_names(const char *dir, const char *sensor)
 {
 	static char buf[4096];
 	char p[512];
@@ -827,22 +873,24 @@ static char *get_names(const char *dir, const char *sensor)
 /* When retention deletes a sensor's segments, its name history loses the lines older
  * than the oldest packet left (in the index, and in segments still being written), the
  * mapping in effect then staying. */
-static void test_retention_trims_names(void **state)
+static void
+test_retention_trims_names(void **state)
 {
 	struct fixture *f = *state;
 	char a[256], b[256], c[256], line[4096] = "";
-	struct deleted d = {0};
+	struct deleted d = { 0 };
 	open_index(f);
 	add_seg(f, NULL, "s1", 0, 9, a);
 	add_seg(f, NULL, "s1", 100, 109, b);
 	add_seg(f, NULL, "s1", 200, 209, c);
 	/* Seconds after T0 - 1000 s: 5 and 50 (before b), 150 (inside), 205 (in c). */
 	for (int i = 0; i < 4; i++) {
-		static const int at[] = {5, 50, 150, 205};
-		static const char *const nm[] = {"x1", "x2", "x3", "x4"};
+		static const int at[] = { 5, 50, 150, 205 };
+		static const char *const nm[] = { "x1", "x2", "x3", "x4" };
 		size_t n = strlen(line);
-		snprintf(line + n, sizeof(line) - n, "{\"t\":%lld,\"addr\":\"198.18.0.1\",\"name\":\"%s\",\"ns\":\"\"}\n",
-			 (long long)(T0 - 1000 * NS + at[i] * NS), nm[i]);
+		snprintf(line + n, sizeof(line) - n,
+			"{\"t\":%lld,\"addr\":\"198.18.0.1\",\"name\":\"%s\",\"ns\":\"\"}\n",
+			(long long)(T0 - 1000 * NS + at[i] * NS), nm[i]);
 	}
 	put_names(f->dir, "s1", line);
 	struct retention *r = new_retention(f, 0, 0, 2 * 1184, 0);
@@ -851,16 +899,16 @@ static void test_retention_trims_names(void **state)
 	/* Oldest packet left: second 100. x2 was in effect then and stays; x1 goes. */
 	char want[4096];
 	snprintf(want, sizeof(want),
-		 "{\"t\":%lld,\"addr\":\"198.18.0.1\",\"name\":\"x2\",\"ns\":\"\"}\n"
-		 "{\"t\":%lld,\"addr\":\"198.18.0.1\",\"name\":\"x3\",\"ns\":\"\"}\n"
-		 "{\"t\":%lld,\"addr\":\"198.18.0.1\",\"name\":\"x4\",\"ns\":\"\"}\n",
-		 (long long)(T0 - 950 * NS), (long long)(T0 - 850 * NS), (long long)(T0 - 795 * NS));
+		"{\"t\":%lld,\"addr\":\"198.18.0.1\",\"name\":\"x2\",\"ns\":\"\"}\n"
+		"{\"t\":%lld,\"addr\":\"198.18.0.1\",\"name\":\"x3\",\"ns\":\"\"}\n"
+		"{\"t\":%lld,\"addr\":\"198.18.0.1\",\"name\":\"x4\",\"ns\":\"\"}\n",
+		(long long)(T0 - 950 * NS), (long long)(T0 - 850 * NS), (long long)(T0 - 795 * NS));
 	assert_string_equal(get_names(f->dir, "s1"), want);
 	/* A segment being written that starts before every stored one (an older capture
 	 * replayed): its packets need their names, nothing before it is dropped. */
 	char p[512];
 	snprintf(p, sizeof(p), "%s/sensors/s1/segments/.open-%020lld-00000000000000aa-9-eth0.pcap", f->dir,
-		 (long long)(T0 - 1000 * NS + 60 * NS));
+		(long long)(T0 - 1000 * NS + 60 * NS));
 	int fd = open(p, O_WRONLY | O_CREAT, 0640);
 	assert_true(fd >= 0);
 	close(fd);
@@ -876,12 +924,13 @@ static void test_retention_trims_names(void **state)
 	assert_int_equal(retention_run(r, T0, on_deleted, &d), 1);
 	assert_string_equal(d.path[2], c);
 	snprintf(want, sizeof(want), "{\"t\":%lld,\"addr\":\"198.18.0.1\",\"name\":\"x4\",\"ns\":\"\"}\n",
-		 (long long)(T0 - 795 * NS));
+		(long long)(T0 - 795 * NS));
 	assert_string_equal(get_names(f->dir, "s1"), want);
 	retention_free(r);
 }
 
-int main(void)
+int
+main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_schema, setup, teardown),

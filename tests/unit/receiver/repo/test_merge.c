@@ -45,7 +45,7 @@ write_seg(const char *path, uint32_t linktype, uint32_t input, const uint64_t *t
 	assert_int_equal(pcapw_header(w), 0);
 	for (size_t i = 0; i < n; i++) {
 		uint8_t data[64];
-		struct tag t = {input, (uint32_t)i};
+		struct tag t = { input, (uint32_t)i };
 
 		memset(data, 0xa5, sizeof(data));
 		memcpy(data, &t, sizeof(t));
@@ -71,8 +71,8 @@ struct got {
 
 /* Runs the merge; returns the count of records, fills out[] (up to max). */
 static size_t
-run(struct merge_input *in, size_t n, uint64_t from, uint64_t to, struct got *out, size_t max,
-    int *last_rc, struct merge **keep)
+run(struct merge_input *in, size_t n, uint64_t from, uint64_t to, struct got *out, size_t max, int *last_rc,
+	struct merge **keep)
 {
 	struct merge *m = merge_new(in, n, from, to);
 	struct merge_rec r;
@@ -90,7 +90,7 @@ run(struct merge_input *in, size_t n, uint64_t from, uint64_t to, struct got *ou
 		memcpy(&t, r.rec.data, sizeof(t));
 		assert_int_equal(t.input, r.input);
 		if (k < max)
-			out[k] = (struct got){r.rec.ts_ns, t.input, t.pos};
+			out[k] = (struct got){ r.rec.ts_ns, t.input, t.pos };
 		k++;
 	}
 	if (last_rc != NULL)
@@ -105,8 +105,7 @@ run(struct merge_input *in, size_t n, uint64_t from, uint64_t to, struct got *ou
 }
 
 static void
-make_inputs(struct merge_input *in, char **paths, const uint64_t *const *ts, const size_t *lens,
-	    size_t n)
+make_inputs(struct merge_input *in, char **paths, const uint64_t *const *ts, const size_t *lens, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
 		paths[i] = seg_path((uint32_t)i);
@@ -130,9 +129,9 @@ free_paths(char **paths, size_t n)
 static void
 test_three_segments_interleaved(void **state)
 {
-	static const uint64_t a[] = {1, 4, 7, 10}, b[] = {2, 5, 8}, c[] = {3, 6, 9, 11, 12};
-	const uint64_t *ts[] = {a, b, c};
-	const size_t lens[] = {4, 3, 5};
+	static const uint64_t a[] = { 1, 4, 7, 10 }, b[] = { 2, 5, 8 }, c[] = { 3, 6, 9, 11, 12 };
+	const uint64_t *ts[] = { a, b, c };
+	const size_t lens[] = { 4, 3, 5 };
 	struct merge_input in[3];
 	char *paths[3];
 	struct got g[16];
@@ -154,12 +153,19 @@ test_three_segments_interleaved(void **state)
 static void
 test_equal_timestamps_by_input_then_position(void **state)
 {
-	static const uint64_t a[] = {10, 20, 20, 30}, b[] = {20, 20, 25}, c[] = {5, 20};
-	const uint64_t *ts[] = {a, b, c};
-	const size_t lens[] = {4, 3, 2};
+	static const uint64_t a[] = { 10, 20, 20, 30 }, b[] = { 20, 20, 25 }, c[] = { 5, 20 };
+	const uint64_t *ts[] = { a, b, c };
+	const size_t lens[] = { 4, 3, 2 };
 	static const struct got want[] = {
-		{5, 2, 0}, {10, 0, 0}, {20, 0, 1}, {20, 0, 2}, {20, 1, 0},
-		{20, 1, 1}, {20, 2, 1}, {25, 1, 2}, {30, 0, 3},
+		{ 5, 2, 0 },
+		{ 10, 0, 0 },
+		{ 20, 0, 1 },
+		{ 20, 0, 2 },
+		{ 20, 1, 0 },
+		{ 20, 1, 1 },
+		{ 20, 2, 1 },
+		{ 25, 1, 2 },
+		{ 30, 0, 3 },
 	};
 	struct merge_input in[3];
 	char *paths[3];
@@ -174,10 +180,10 @@ test_equal_timestamps_by_input_then_position(void **state)
 		assert_int_equal(g[i].pos, want[i].pos);
 	}
 	/* The same with the inputs given in another order: ties follow the new order. */
-	struct merge_input rev[3] = {in[2], in[1], in[0]};
+	struct merge_input rev[3] = { in[2], in[1], in[0] };
 	struct merge *m = merge_new(rev, 3, 0, UINT64_MAX);
 	struct merge_rec r;
-	static const size_t want_idx[] = {0, 2, 0, 1, 1, 2, 2, 1, 2};
+	static const size_t want_idx[] = { 0, 2, 0, 1, 1, 2, 2, 1, 2 };
 	for (size_t i = 0; i < 9; i++) {
 		assert_int_equal(merge_next(m, &r), 1);
 		assert_int_equal(r.rec.ts_ns, want[i].ts);
@@ -192,9 +198,9 @@ test_equal_timestamps_by_input_then_position(void **state)
 static void
 test_window_edges(void **state)
 {
-	static const uint64_t a[] = {10, 20, 20, 30}, b[] = {20, 20, 25}, c[] = {5, 20, 29, 31};
-	const uint64_t *ts[] = {a, b, c};
-	const size_t lens[] = {4, 3, 4};
+	static const uint64_t a[] = { 10, 20, 20, 30 }, b[] = { 20, 20, 25 }, c[] = { 5, 20, 29, 31 };
+	const uint64_t *ts[] = { a, b, c };
+	const size_t lens[] = { 4, 3, 4 };
 	struct merge_input in[3];
 	char *paths[3];
 	struct got g[16];
@@ -272,9 +278,9 @@ test_opens_inputs_only_when_reached(void **state)
 static void
 test_out_of_order_input_keeps_its_order(void **state)
 {
-	static const uint64_t a[] = {10, 30, 20}, b[] = {25};
-	const uint64_t *ts[] = {a, b};
-	const size_t lens[] = {3, 1};
+	static const uint64_t a[] = { 10, 30, 20 }, b[] = { 25 };
+	const uint64_t *ts[] = { a, b };
+	const size_t lens[] = { 3, 1 };
 	struct merge_input in[2];
 	char *paths[2];
 	struct got g[8];
@@ -296,9 +302,9 @@ test_out_of_order_input_keeps_its_order(void **state)
 static void
 test_corrupt_and_missing_inputs(void **state)
 {
-	static const uint64_t a[] = {10, 20, 30}, b[] = {15, 25, 35};
-	const uint64_t *ts[] = {a, b};
-	const size_t lens[] = {3, 3};
+	static const uint64_t a[] = { 10, 20, 30 }, b[] = { 15, 25, 35 };
+	const uint64_t *ts[] = { a, b };
+	const size_t lens[] = { 3, 3 };
 	struct merge_input in[3];
 	char *paths[3];
 	struct got g[8];
@@ -346,9 +352,9 @@ test_corrupt_and_missing_inputs(void **state)
 static void
 test_no_inputs_and_empty_inputs(void **state)
 {
-	static const uint64_t a[] = {7};
-	const uint64_t *ts[] = {a, a};
-	const size_t lens[] = {0, 1};
+	static const uint64_t a[] = { 7 };
+	const uint64_t *ts[] = { a, a };
+	const size_t lens[] = { 0, 1 };
 	struct merge_input in[2];
 	char *paths[2];
 	struct merge_rec r;
@@ -425,7 +431,7 @@ test_random_against_stable_sort(void **state)
 				in[i].min_ns = 0; /* unknown */
 			for (size_t k = 0; k < lens[i]; k++) {
 				if (ts[i][k] >= from && ts[i][k] < to)
-					ref[want++] = (struct got){ts[i][k], (uint32_t)i, (uint32_t)k};
+					ref[want++] = (struct got){ ts[i][k], (uint32_t)i, (uint32_t)k };
 				total++;
 			}
 		}
@@ -466,13 +472,14 @@ mem_sink(void *arg, const void *buf, size_t len)
 static void
 check_stream(bool ng)
 {
-	static const uint64_t a[] = {1000000001, 1000000003}, b[] = {1000000002, 4000000000ull * 1000000000ull};
+	static const uint64_t a[] = { 1000000001, 1000000003 },
+			      b[] = { 1000000002, 4000000000ull * 1000000000ull };
 	const uint64_t late = 4300000000ull * 1000000000ull; /* 2106-04, past 32-bit seconds */
-	const uint64_t *ts[] = {a, b};
-	const size_t lens[] = {2, 2};
+	const uint64_t *ts[] = { a, b };
+	const size_t lens[] = { 2, 2 };
 	struct merge_input in[2];
 	char *paths[2];
-	struct membuf mb = {0};
+	struct membuf mb = { 0 };
 	struct pcapw *o = pcapw_new_sink(mem_sink, &mb);
 	struct merge *m;
 	struct merge_rec r;
@@ -490,8 +497,9 @@ check_stream(bool ng)
 	}
 	m = merge_new(in, 2, 0, UINT64_MAX);
 	while ((rc = merge_next(m, &r)) == 1) {
-		assert_int_equal(pcapw_write_if(o, (uint32_t)r.input, r.rec.ts_ns, r.rec.data,
-						r.rec.caplen, r.rec.origlen), 0);
+		assert_int_equal(pcapw_write_if(o, (uint32_t)r.input, r.rec.ts_ns, r.rec.data, r.rec.caplen,
+					 r.rec.origlen),
+			0);
 	}
 	assert_int_equal(rc, 0);
 	merge_free(m);
@@ -507,8 +515,8 @@ check_stream(bool ng)
 	assert_int_equal(pcapr_iface_count(rd), ng ? 2 : 1);
 	if (ng)
 		assert_string_equal(pcapr_iface(rd, 1)->name, "a-rather-long-interface-name");
-	const uint64_t want[] = {1000000001, 1000000002, 1000000003, 4000000000ull * 1000000000ull, late};
-	static const uint32_t want_if[] = {0, 1, 0, 1, 1};
+	const uint64_t want[] = { 1000000001, 1000000002, 1000000003, 4000000000ull * 1000000000ull, late };
+	static const uint32_t want_if[] = { 0, 1, 0, 1, 1 };
 	while ((rc = pcapr_next(rd, &rec)) == 1) {
 		assert_int_equal(rec.ts_ns, want[n]);
 		assert_int_equal(rec.caplen, n < 4 ? 64 : 0);
@@ -547,40 +555,40 @@ test_time_arguments(void **state)
 		int rc;
 		uint64_t ns;
 	} cases[] = {
-		{"2026-11-24T22:00:00Z", 0, 1795557600000000000ull},
-		{"2026-11-24T22:00:00.123456789Z", 0, 1795557600123456789ull},
-		{"2026-11-24T22:00:00.5Z", 0, 1795557600500000000ull},
-		{"2026-11-24t22:00:00z", 0, 1795557600000000000ull},
-		{"2026-11-24 22:00:00Z", 0, 1795557600000000000ull},
-		{"2026-11-24T23:30:00+01:30", 0, 1795557600000000000ull},
-		{"2026-11-24T20:00:00-02:00", 0, 1795557600000000000ull},
-		{"1970-01-01T00:00:00Z", 0, 0},
-		{"2024-02-29T00:00:00Z", 0, 1709164800000000000ull},
-		{"2016-12-31T23:59:60Z", 0, 1483228800000000000ull},
-		{"1795557600", 0, 1795557600000000000ull},
-		{"1795557600.000000001", 0, 1795557600000000001ull},
-		{"0", 0, 0},
-		{"now", 0, 1000 * 1000000000ull},
-		{"now-5m", 0, 700 * 1000000000ull},
-		{"now-1h", -EINVAL, 0},
-		{"now-2m30s", 0, 850 * 1000000000ull},
-		{"now+250ms", 0, 1000250000000ull},
-		{"now-1000s", 0, 0},
-		{"now-1001s", -EINVAL, 0},
-		{"2023-02-29T00:00:00Z", -EINVAL, 0},
-		{"2026-13-01T00:00:00Z", -EINVAL, 0},
-		{"2026-11-24T24:00:00Z", -EINVAL, 0},
-		{"2026-11-24T22:00:00", -EINVAL, 0},
-		{"2026-11-24T22:00:00.Z", -EINVAL, 0},
-		{"2026-11-24T22:00:00.1234567891Z", -EINVAL, 0},
-		{"1969-12-31T23:59:59Z", -EINVAL, 0},
-		{"1970-01-01T00:30:00+01:00", -EINVAL, 0},
-		{"12x", -EINVAL, 0},
-		{"", -EINVAL, 0},
-		{"now-", -EINVAL, 0},
-		{"now-5", -EINVAL, 0},
-		{"now-5y", -EINVAL, 0},
-		{"99999999999999999999", -EINVAL, 0},
+		{ "2026-11-24T22:00:00Z", 0, 1795557600000000000ull },
+		{ "2026-11-24T22:00:00.123456789Z", 0, 1795557600123456789ull },
+		{ "2026-11-24T22:00:00.5Z", 0, 1795557600500000000ull },
+		{ "2026-11-24t22:00:00z", 0, 1795557600000000000ull },
+		{ "2026-11-24 22:00:00Z", 0, 1795557600000000000ull },
+		{ "2026-11-24T23:30:00+01:30", 0, 1795557600000000000ull },
+		{ "2026-11-24T20:00:00-02:00", 0, 1795557600000000000ull },
+		{ "1970-01-01T00:00:00Z", 0, 0 },
+		{ "2024-02-29T00:00:00Z", 0, 1709164800000000000ull },
+		{ "2016-12-31T23:59:60Z", 0, 1483228800000000000ull },
+		{ "1795557600", 0, 1795557600000000000ull },
+		{ "1795557600.000000001", 0, 1795557600000000001ull },
+		{ "0", 0, 0 },
+		{ "now", 0, 1000 * 1000000000ull },
+		{ "now-5m", 0, 700 * 1000000000ull },
+		{ "now-1h", -EINVAL, 0 },
+		{ "now-2m30s", 0, 850 * 1000000000ull },
+		{ "now+250ms", 0, 1000250000000ull },
+		{ "now-1000s", 0, 0 },
+		{ "now-1001s", -EINVAL, 0 },
+		{ "2023-02-29T00:00:00Z", -EINVAL, 0 },
+		{ "2026-13-01T00:00:00Z", -EINVAL, 0 },
+		{ "2026-11-24T24:00:00Z", -EINVAL, 0 },
+		{ "2026-11-24T22:00:00", -EINVAL, 0 },
+		{ "2026-11-24T22:00:00.Z", -EINVAL, 0 },
+		{ "2026-11-24T22:00:00.1234567891Z", -EINVAL, 0 },
+		{ "1969-12-31T23:59:59Z", -EINVAL, 0 },
+		{ "1970-01-01T00:30:00+01:00", -EINVAL, 0 },
+		{ "12x", -EINVAL, 0 },
+		{ "", -EINVAL, 0 },
+		{ "now-", -EINVAL, 0 },
+		{ "now-5", -EINVAL, 0 },
+		{ "now-5y", -EINVAL, 0 },
+		{ "99999999999999999999", -EINVAL, 0 },
 	};
 	char buf[TIMEARG_LEN];
 
@@ -590,7 +598,7 @@ test_time_arguments(void **state)
 		int rc = timearg_parse(cases[i].s, 1000 * 1000000000ull, &got);
 		if (rc != cases[i].rc || (rc == 0 && got != cases[i].ns))
 			fail_msg("'%s': rc %d ns %llu, want rc %d ns %llu", cases[i].s, rc,
-				 (unsigned long long)got, cases[i].rc, (unsigned long long)cases[i].ns);
+				(unsigned long long)got, cases[i].rc, (unsigned long long)cases[i].ns);
 	}
 	timearg_format(1795557600123456789ull, buf);
 	assert_string_equal(buf, "2026-11-24T22:00:00.123456789Z");

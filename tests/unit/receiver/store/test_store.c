@@ -28,10 +28,10 @@
 #include "receiver/store/store.h"
 #include "proto/wire.h"
 
-#define NS UINT64_C(1000000000)
-#define T0 (UINT64_C(1700000000) * NS)
+#define NS         UINT64_C(1000000000)
+#define T0         (UINT64_C(1700000000) * NS)
 #define AFTER_2106 (UINT64_C(7258118400) * NS) /* 2200-01-01: seconds above UINT32_MAX */
-#define EPOCH UINT64_C(0x1122334455667788)
+#define EPOCH      UINT64_C(0x1122334455667788)
 
 struct fixture {
 	char dir[64];
@@ -41,12 +41,14 @@ struct fixture {
 	uint32_t len, n;
 };
 
-static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+static int
+rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
 {
 	return remove(path);
 }
 
-static struct store *open_store(struct fixture *f, const char *dir, const char *single)
+static struct store *
+open_store(struct fixture *f, const char *dir, const char *single)
 {
 	struct store_opts o = {
 		.dir = dir,
@@ -63,9 +65,11 @@ static struct store *open_store(struct fixture *f, const char *dir, const char *
 }
 
 /* A sensor "s1" with two interfaces, both called eth0 (Ethernet, snaplen 65535). */
-static void begin(struct fixture *f, uint64_t next_seq)
+static void
+begin(struct fixture *f, uint64_t next_seq)
 {
-	struct proto_iface ifs[2] = {{.linktype = 1, .snaplen = 65535}, {.linktype = 1, .snaplen = 65535}};
+	struct proto_iface ifs[2] = { { .linktype = 1, .snaplen = 65535 },
+		{ .linktype = 1, .snaplen = 65535 } };
 	char err[512] = "";
 	snprintf(ifs[0].name, sizeof(ifs[0].name), "eth0");
 	snprintf(ifs[1].name, sizeof(ifs[1].name), "eth0");
@@ -74,7 +78,8 @@ static void begin(struct fixture *f, uint64_t next_seq)
 	assert_int_equal(store_sensor_begin(f->ss, EPOCH, ifs, 2), next_seq);
 }
 
-static int setup(void **state)
+static int
+setup(void **state)
 {
 	struct fixture *f = calloc(1, sizeof(*f));
 	assert_non_null(f);
@@ -86,7 +91,8 @@ static int setup(void **state)
 	return 0;
 }
 
-static int teardown(void **state)
+static int
+teardown(void **state)
 {
 	struct fixture *f = *state;
 	store_free(f->st);
@@ -95,7 +101,8 @@ static int teardown(void **state)
 	return 0;
 }
 
-static void add_rec(struct fixture *f, uint64_t ts, uint16_t iface, uint8_t fill)
+static void
+add_rec(struct fixture *f, uint64_t ts, uint16_t iface, uint8_t fill)
 {
 	uint8_t data[60];
 	memset(data, fill, sizeof(data));
@@ -106,7 +113,8 @@ static void add_rec(struct fixture *f, uint64_t ts, uint16_t iface, uint8_t fill
 	f->n++;
 }
 
-static enum store_result store(struct fixture *f, uint64_t seq, char *err, size_t errlen)
+static enum store_result
+store(struct fixture *f, uint64_t seq, char *err, size_t errlen)
 {
 	enum store_result r = store_batch(f->ss, seq, f->raw, f->len, f->n, err, errlen);
 	f->len = f->n = 0;
@@ -114,7 +122,8 @@ static enum store_result store(struct fixture *f, uint64_t seq, char *err, size_
 }
 
 /* Records of <dir>/sensors/s1/segments/<name>, their first bytes in fills[]. */
-static int read_segment(const struct fixture *f, const char *name, uint64_t *ts, uint8_t *fills, int max)
+static int
+read_segment(const struct fixture *f, const char *name, uint64_t *ts, uint8_t *fills, int max)
 {
 	char path[512];
 	int rc = 0, n = 0;
@@ -132,13 +141,15 @@ static int read_segment(const struct fixture *f, const char *name, uint64_t *ts,
 	return n;
 }
 
-static void test_errno_classification(void **state)
+static void
+test_errno_classification(void **state)
 {
 	/* Transient: the same batch may be stored later. -EIO is numerically
 	 * PROTO_ETOOBIG, -EPERM PROTO_EAGAIN and -ENOENT PROTO_EMAGIC: none of them is a
 	 * protocol error. */
-	static const int retry[] = {ENOSPC, EDQUOT, EIO, ENOMEM, EAGAIN, EINTR, EMFILE, ENFILE, EROFS, EACCES, EPERM, ENOENT};
-	static const int fatal[] = {EOVERFLOW, EINVAL, EFBIG, ENAMETOOLONG, EEXIST, EPIPE, EBADF, ENOTDIR};
+	static const int retry[] = { ENOSPC, EDQUOT, EIO, ENOMEM, EAGAIN, EINTR, EMFILE, ENFILE, EROFS,
+		EACCES, EPERM, ENOENT };
+	static const int fatal[] = { EOVERFLOW, EINVAL, EFBIG, ENAMETOOLONG, EEXIST, EPIPE, EBADF, ENOTDIR };
 	for (size_t i = 0; i < sizeof(retry) / sizeof(retry[0]); i++)
 		assert_int_equal(store_errno_result(-retry[i]), STORE_RETRY);
 	for (size_t i = 0; i < sizeof(fatal) / sizeof(fatal[0]); i++)
@@ -147,7 +158,8 @@ static void test_errno_classification(void **state)
 	assert_string_equal(store_unstorable_name(STORE_UNSTORABLE_TS, false), "timestamp beyond pcap range");
 }
 
-static void test_record_after_2106_counted_rest_stored(void **state)
+static void
+test_record_after_2106_counted_rest_stored(void **state)
 {
 	struct fixture *f = *state;
 	char err[512] = "";
@@ -199,7 +211,8 @@ static void test_record_after_2106_counted_rest_stored(void **state)
 	assert_int_equal(access(path, F_OK), -1);
 }
 
-static void test_same_name_same_timestamp(void **state)
+static void
+test_same_name_same_timestamp(void **state)
 {
 	struct fixture *f = *state;
 	char err[512] = "", name[256], path[512];
@@ -234,7 +247,8 @@ static void test_same_name_same_timestamp(void **state)
 	assert_int_equal(store_sensor_counters(f->ss)->packets, 3);
 }
 
-static void test_full_disk_is_retried(void **state)
+static void
+test_full_disk_is_retried(void **state)
 {
 	struct fixture *f = *state;
 	char err[512] = "";
@@ -257,7 +271,8 @@ static void test_full_disk_is_retried(void **state)
 
 /* Takes (make) or frees every name store_rename() may give <name>'s segment: the name
  * itself and its 999 numbered variants. */
-static void block_names(const struct fixture *f, const char *name, bool make)
+static void
+block_names(const struct fixture *f, const char *name, bool make)
 {
 	char path[600];
 	size_t n = strlen(name);
@@ -265,7 +280,8 @@ static void block_names(const struct fixture *f, const char *name, bool make)
 		if (i == 0)
 			snprintf(path, sizeof(path), "%s/sensors/s1/segments/%s", f->dir, name);
 		else
-			snprintf(path, sizeof(path), "%s/sensors/s1/segments/%.*s.%d.pcap", f->dir, (int)(n - 5), name, i);
+			snprintf(path, sizeof(path), "%s/sensors/s1/segments/%.*s.%d.pcap", f->dir,
+				(int)(n - 5), name, i);
 		if (make) {
 			int fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0640);
 			assert_true(fd >= 0);
@@ -279,7 +295,8 @@ static void block_names(const struct fixture *f, const char *name, bool make)
 /* A segment whose close fails holds committed (acknowledged) batches: it stays
  * tracked, nothing new is stored until it is in place, and the tick retries it. Before,
  * it was forgotten and the next start removed it as uncommitted. */
-static void test_failed_close_keeps_committed_data(void **state)
+static void
+test_failed_close_keeps_committed_data(void **state)
 {
 	struct fixture *f = *state;
 	char err[512] = "", name[256], path[600];
@@ -317,7 +334,8 @@ static void test_failed_close_keeps_committed_data(void **state)
 	assert_int_equal(store_sensor_counters(f->ss)->packets, 2);
 }
 
-static void copy_file(const char *from, const char *to)
+static void
+copy_file(const char *from, const char *to)
 {
 	uint8_t buf[4096];
 	int in = open(from, O_RDONLY), out = open(to, O_WRONLY | O_CREAT | O_EXCL, 0640);
@@ -332,7 +350,8 @@ static void copy_file(const char *from, const char *to)
 /* The recovery removes an open segment only when it holds no committed batch: one that
  * the state file does not list but whose first batch was committed is kept (its whole
  * records), one opened by an uncommitted batch or an unknown epoch is removed. */
-static void test_recovery_keeps_unlisted_committed_segment(void **state)
+static void
+test_recovery_keeps_unlisted_committed_segment(void **state)
 {
 	struct fixture *f = *state;
 	char err[512] = "", name1[256], name2[256], p1[600], f1[600], p3[600], px[600];
@@ -378,7 +397,8 @@ static void test_recovery_keeps_unlisted_committed_segment(void **state)
 }
 
 /* A batch of `n` 60-byte records on interface 0 filled with `fill`, at T0 + seq * 10. */
-static uint32_t make_batch(uint8_t *raw, size_t cap, uint64_t seq, uint32_t n, uint8_t fill)
+static uint32_t
+make_batch(uint8_t *raw, size_t cap, uint64_t seq, uint32_t n, uint8_t fill)
 {
 	uint32_t len = 0;
 	for (uint32_t i = 0; i < n; i++) {
@@ -394,14 +414,15 @@ static uint32_t make_batch(uint8_t *raw, size_t cap, uint64_t seq, uint32_t n, u
 
 /* A group commit answers batch by batch what store_batch() would have, stops at the
  * first batch it does not store, and commits everything before it. */
-static void test_group_commit(void **state)
+static void
+test_group_commit(void **state)
 {
 	struct fixture *f = *state;
 	static uint8_t raw[5][1024];
 	char err[512] = "";
 	struct store_batch_in b[5];
 	for (int i = 0; i < 3; i++) {
-		b[i] = (struct store_batch_in){.seq = (uint64_t)i + 1, .raw = raw[i], .n_records = 2};
+		b[i] = (struct store_batch_in){ .seq = (uint64_t)i + 1, .raw = raw[i], .n_records = 2 };
 		b[i].raw_len = make_batch(raw[i], sizeof(raw[i]), b[i].seq, 2, (uint8_t)('a' + i));
 	}
 	assert_int_equal(store_batches(f->ss, b, 3, err, sizeof(err)), 3);
@@ -413,12 +434,12 @@ static void test_group_commit(void **state)
 
 	/* A resend of batch 2 (duplicate), batch 5 (4 never came), a malformed batch 6, and
 	 * batch 7 that must not be touched. */
-	b[0] = (struct store_batch_in){.seq = 2, .raw = raw[1], .raw_len = b[1].raw_len, .n_records = 2};
-	b[1] = (struct store_batch_in){.seq = 5, .raw = raw[3], .n_records = 1};
+	b[0] = (struct store_batch_in){ .seq = 2, .raw = raw[1], .raw_len = b[1].raw_len, .n_records = 2 };
+	b[1] = (struct store_batch_in){ .seq = 5, .raw = raw[3], .n_records = 1 };
 	b[1].raw_len = make_batch(raw[3], sizeof(raw[3]), 5, 1, 'e');
-	b[2] = (struct store_batch_in){.seq = 6, .raw = raw[4], .n_records = 3}; /* holds 2 */
+	b[2] = (struct store_batch_in){ .seq = 6, .raw = raw[4], .n_records = 3 }; /* holds 2 */
 	b[2].raw_len = make_batch(raw[4], sizeof(raw[4]), 6, 2, 'f');
-	b[3] = (struct store_batch_in){.seq = 7, .raw = raw[0], .raw_len = b[0].raw_len, .n_records = 2};
+	b[3] = (struct store_batch_in){ .seq = 7, .raw = raw[0], .raw_len = b[0].raw_len, .n_records = 2 };
 	assert_int_equal(store_batches(f->ss, b, 4, err, sizeof(err)), 2);
 	assert_int_equal(b[0].sr, STORE_DUPLICATE);
 	assert_int_equal(b[1].sr, STORE_STORED);
@@ -443,7 +464,8 @@ static void test_group_commit(void **state)
 	assert_memory_equal(fills, "aabbcce", 7);
 }
 
-int main(void)
+int
+main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_errno_classification),
@@ -452,7 +474,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_same_name_same_timestamp, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_full_disk_is_retried, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_failed_close_keeps_committed_data, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_recovery_keeps_unlisted_committed_segment, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+			test_recovery_keeps_unlisted_committed_segment, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
