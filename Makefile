@@ -130,7 +130,7 @@ integration: all
 	@scripts/run-pytest.sh $(BUILD)
 
 test: deps
-	@$(MAKE) --no-print-directory all unit fuzz-seeds
+	@$(MAKE) --no-print-directory format-check all unit fuzz-seeds
 	@$(MAKE) --no-print-directory integration
 
 bench: deps
