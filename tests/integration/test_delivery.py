@@ -207,7 +207,8 @@ def test_receiver_killed_and_restarted_mid_stream(binaries, certs, procs, lab, t
     assert left_open, "SIGKILL left no open segment: the crash did not hit a segment being written"
     time.sleep(2)
     rx = start_receiver(procs, binaries, certs, b, [f"{rx_addr}:{RX_PORT}"], datadir, tmp_path / "rx2.log")
-    log2 = rx.text()
+    # The port opens while the store worker still recovers: the recovery's line follows.
+    log2 = N.wait_for(lambda: "state loaded" in rx.text() and rx.text(), 20, "the recovery", rx.text)
     # The open segment is recovered up to its last commit, or removed if the crash came
     # before its first commit (it then held only unacknowledged data, sent again).
     m = re.search(r"store: s1: state loaded .*; (\d+) open segment\(s\) recovered, (\d+) holding only "
