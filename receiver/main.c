@@ -520,6 +520,12 @@ receiver_open_listeners(const struct store_opts *so)
 	char err[CFG_ERRLEN];
 
 	R.loop = ev_default_loop(EVFLAG_AUTO);
+	/* INT and TERM are caught from here on: one that comes during the start-up work
+	 * (index reconcile, recovery) is handled once the loop runs, a clean stop. */
+	ev_signal_init(&R.sigint, receiver_on_signal, SIGINT);
+	ev_signal_init(&R.sigterm, receiver_on_signal, SIGTERM);
+	ev_signal_start(R.loop, &R.sigint);
+	ev_signal_start(R.loop, &R.sigterm);
 	struct server_opts sv = {
 		.ssl_ctx = R.ssl_ctx,
 		.token = R.conf.token ? R.conf.token : "",
@@ -637,7 +643,7 @@ receiver_start_api(void)
 			R.conf.api_cert && *R.conf.api_cert ? " (HTTPS)" : "");
 }
 
-/* Descriptor limit, signals and the stats timer; then serves until INT or TERM. */
+/* Descriptor limit and the stats timer; then serves until INT or TERM. */
 static void
 receiver_run(void)
 {
@@ -647,10 +653,6 @@ receiver_run(void)
 		rl.rlim_cur = rl.rlim_max;
 		setrlimit(RLIMIT_NOFILE, &rl);
 	}
-	ev_signal_init(&R.sigint, receiver_on_signal, SIGINT);
-	ev_signal_init(&R.sigterm, receiver_on_signal, SIGTERM);
-	ev_signal_start(R.loop, &R.sigint);
-	ev_signal_start(R.loop, &R.sigterm);
 	double si = (double)R.conf.stats_interval / 1000.0;
 	ev_timer_init(&R.stats, receiver_on_stats, si, si);
 	ev_timer_start(R.loop, &R.stats);

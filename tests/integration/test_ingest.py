@@ -23,7 +23,7 @@ from pathlib import Path
 
 import netns as N
 import test_replay as replay
-from conftest import Proc, free_port, wait_listening
+from conftest import Proc, free_port, tls_args, wait_listening
 from test_store import T0, ether_frame, key, replay_file, start_receiver, stored_by_ifindex, write_pcapng
 
 N_RECS = 3000          # ~3.7 MB of 1200-byte frames: about 30 segments
@@ -143,6 +143,36 @@ def test_sensor_rate_holds_with_read_ahead(binaries, certs, procs, tmp_path):
     # bucket below zero: a lower bound that load can only raise.
     least = (total - rate - (1 << 20)) / rate
     assert took >= least, f"{total} bytes stored in {took:.2f} s at {rate} B/s (at least {least:.2f} s)"
+    assert rx.stop() == 0, rx.text()
+
+
+def test_stop_during_start_up_is_clean(binaries, certs, procs, tmp_path):
+    """SIGTERM while the receiver still opens its store at start (its port is already
+    open; index.db is locked by another writer) stops it cleanly (exit 0), not by the
+    signal's default action."""
+    sensor_bin, receiver_bin = binaries
+    n = 600
+    capture = tmp_path / "src.pcapng"
+    write_pcapng(capture, [(1, "eth0")], [(0, T0 + i * 1000, ether_frame(i, 1200)) for i in range(n)])
+    data_dir = tmp_path / "data"
+    env = {"PCAPLINE_STORAGE_SEGMENT_SIZE": SEG_SIZE, "PCAPLINE_L4_ENABLED": "false"}
+    rx, port = start_receiver(procs, certs, receiver_bin, data_dir, tmp_path / "rx1.log", env=env)
+    replay_file(procs, certs, sensor_bin, port, capture, tmp_path / "sensor.log", timeout=60,
+                env={"PCAPLINE_BATCH_MAX_BYTES": SEG_SIZE})
+    assert rx.stop() == 0, rx.text()
+    # Another writer holds index.db: the start-up reconcile waits for it (bounded).
+    db = sqlite3.connect(data_dir / "index.db", timeout=10, isolation_level=None)
+    db.execute("BEGIN IMMEDIATE")
+    rx = Proc([receiver_bin, "-l", f"127.0.0.1:{port}", "-d", data_dir] + tls_args(certs, "receiver"),
+              tmp_path / "rx2.log", env=env)
+    procs.append(rx)
+    try:
+        wait_listening(port)
+        rx.p.send_signal(signal.SIGTERM)
+        time.sleep(0.3)
+    finally:
+        db.execute("ROLLBACK")
+        db.close()
     assert rx.stop() == 0, rx.text()
 
 
