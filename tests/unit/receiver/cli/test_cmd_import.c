@@ -149,7 +149,8 @@ setup(void **state)
 	f = fopen(at("src/sensors/s1/names.jsonl"), "w");
 	assert_non_null(f);
 	fprintf(f,
-		"{\"t\":%" PRIu64 ",\"addr\":\"10.0.0.1\",\"name\":\"db\",\"ns\":\"prod\",\"src\":\"dns\"}\n",
+		"{\"t\":%" PRIu64
+		",\"addr\":\"198.18.0.1\",\"name\":\"db\",\"ns\":\"prod\",\"src\":\"dns\"}\n",
 		T0 + 2 * NS);
 	fclose(f);
 	tu_reconcile(src, &rep);
@@ -261,7 +262,7 @@ test_roundtrip(void **state)
 	a = (char *)tu_slurp(at("view/sensors/s1/names.jsonl"), &la);
 	a[la] = '\0';
 	assert_string_equal(a,
-		"{\"t\":1700000002000000000,\"addr\":\"10.0.0.1\",\"name\":\"db\",\"ns\":\"prod\","
+		"{\"t\":1700000002000000000,\"addr\":\"198.18.0.1\",\"name\":\"db\",\"ns\":\"prod\","
 		"\"src\":\"static\"}\n");
 	free(a);
 
@@ -560,7 +561,7 @@ test_kubeshark_layout(void **state)
 	size_t clen, n = 0, tl;
 	struct repo *r;
 	struct repo_seglist l = { 0 };
-	static const char hist[] = "{\"1700000000\": {\"10.1.2.3\": {\"FullAddress\": \"api.default\", "
+	static const char hist[] = "{\"1700000000\": {\"198.18.2.3\": {\"FullAddress\": \"api.default\", "
 				   "\"Namespace\": \"default\"}}}";
 
 	(void)state;
@@ -590,7 +591,7 @@ test_kubeshark_layout(void **state)
 	t = (char *)tu_slurp(at("view/sensors/worker-1_10.0.0.7/names.jsonl"), &tl);
 	t[tl] = '\0';
 	assert_string_equal(t,
-		"{\"t\":1700000000000000000,\"addr\":\"10.1.2.3\",\"name\":\"api.default\",\"ns\":"
+		"{\"t\":1700000000000000000,\"addr\":\"198.18.2.3\",\"name\":\"api.default\",\"ns\":"
 		"\"default\",\"src\":\"static\"}\n");
 	free(t);
 	free(cap);

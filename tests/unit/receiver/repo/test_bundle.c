@@ -160,11 +160,12 @@ setup(void **state)
 	f = fopen(at("sensors/s1/names.jsonl"), "w");
 	assert_non_null(f);
 	fprintf(f,
-		"{\"t\":%" PRIu64 ",\"addr\":\"10.0.0.1\",\"name\":\"db\",\"ns\":\"prod\",\"src\":\"dns\"}\n",
+		"{\"t\":%" PRIu64
+		",\"addr\":\"198.18.0.1\",\"name\":\"db\",\"ns\":\"prod\",\"src\":\"dns\"}\n",
 		T0);
 	fprintf(f,
 		"{\"t\":%" PRIu64
-		",\"addr\":\"10.0.0.1\",\"name\":\"db2\",\"ns\":\"prod\",\"src\":\"dns\"}\n",
+		",\"addr\":\"198.18.0.1\",\"name\":\"db2\",\"ns\":\"prod\",\"src\":\"dns\"}\n",
 		T0 + 4 * NS);
 	fclose(f);
 	tu_reconcile(dir, &rep);
@@ -401,7 +402,7 @@ test_full_export(void **state)
 		assert_non_null(h);
 		assert_int_equal(json_object_size(h), 2);
 		snprintf(key, sizeof(key), "%" PRIu64, T0 / NS + 4);
-		m = json_object_get(json_object_get(h, key), "10.0.0.1");
+		m = json_object_get(json_object_get(h, key), "198.18.0.1");
 		assert_string_equal(json_string_value(json_object_get(m, "FullAddress")), "db2");
 		json_decref(h);
 		h = json_loads((const char *)e[6].data, 0, &jerr);
@@ -454,7 +455,7 @@ test_window_edges(void **state)
 		snprintf(key, sizeof(key), "%" PRIu64, T0 / NS + 3);
 		assert_string_equal(
 			json_string_value(json_object_get(
-				json_object_get(json_object_get(h, key), "10.0.0.1"), "FullAddress")),
+				json_object_get(json_object_get(h, key), "198.18.0.1"), "FullAddress")),
 			"db");
 		json_decref(h);
 	}

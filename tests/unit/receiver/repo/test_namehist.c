@@ -69,23 +69,23 @@ sink_close(struct sink *s)
 
 /*
  * A history of two addresses around a window [100 s, 200 s):
- *   10.0.0.1 is a.example at 50 s, b.example at 90 s (in effect at from), c.example at
- *   150 s, and ends (empty name) at 170 s; 10.0.0.2 appears at 100 s exactly (in effect
- *   at from) and changes namespace at 150.5 s; 10.0.0.3 appears at 200 s (= to: out).
+ *   198.18.0.1 is a.example at 50 s, b.example at 90 s (in effect at from), c.example at
+ *   150 s, and ends (empty name) at 170 s; 198.18.0.2 appears at 100 s exactly (in effect
+ *   at from) and changes namespace at 150.5 s; 198.18.0.3 appears at 200 s (= to: out).
  * Plus two malformed lines, an empty line, and a last line without its newline.
  */
 static const char history[] =
-	"{\"t\":50000000000,\"addr\":\"10.0.0.1\",\"name\":\"a.example\",\"ns\":\"\",\"src\":\"dns\"}\n"
-	"{\"t\":150000000000,\"addr\":\"10.0.0.1\",\"name\":\"c.example\",\"ns\":\"\",\"src\":\"dns\"}\n"
-	"{\"t\":90000000000,\"addr\":\"10.0.0.1\",\"name\":\"b.example\",\"ns\":\"\",\"src\":\"dns\"}\n"
+	"{\"t\":50000000000,\"addr\":\"198.18.0.1\",\"name\":\"a.example\",\"ns\":\"\",\"src\":\"dns\"}\n"
+	"{\"t\":150000000000,\"addr\":\"198.18.0.1\",\"name\":\"c.example\",\"ns\":\"\",\"src\":\"dns\"}\n"
+	"{\"t\":90000000000,\"addr\":\"198.18.0.1\",\"name\":\"b.example\",\"ns\":\"\",\"src\":\"dns\"}\n"
 	"not json at all\n"
 	"\n"
-	"{\"t\":100000000000,\"addr\":\"10.0.0.2\",\"name\":\"svc\",\"ns\":\"prod\",\"src\":\"static\"}\n"
-	"{\"t\":-1,\"addr\":\"10.0.0.9\",\"name\":\"neg\"}\n"
-	"{\"t\":150500000000,\"addr\":\"10.0.0.2\",\"name\":\"svc\",\"ns\":\"dev\",\"src\":\"static\"}\n"
-	"{\"t\":170000000000,\"addr\":\"10.0.0.1\",\"name\":\"\",\"ns\":\"\",\"src\":\"dns\"}\n"
-	"{\"t\":200000000000,\"addr\":\"10.0.0.3\",\"name\":\"late\",\"ns\":\"\",\"src\":\"dns\"}\n"
-	"{\"t\":120000000000,\"addr\":\"10.0.0.4\",\"name\":\"being-writ";
+	"{\"t\":100000000000,\"addr\":\"198.18.0.2\",\"name\":\"svc\",\"ns\":\"prod\",\"src\":\"static\"}\n"
+	"{\"t\":-1,\"addr\":\"198.18.0.9\",\"name\":\"neg\"}\n"
+	"{\"t\":150500000000,\"addr\":\"198.18.0.2\",\"name\":\"svc\",\"ns\":\"dev\",\"src\":\"static\"}\n"
+	"{\"t\":170000000000,\"addr\":\"198.18.0.1\",\"name\":\"\",\"ns\":\"\",\"src\":\"dns\"}\n"
+	"{\"t\":200000000000,\"addr\":\"198.18.0.3\",\"name\":\"late\",\"ns\":\"\",\"src\":\"dns\"}\n"
+	"{\"t\":120000000000,\"addr\":\"198.18.0.4\",\"name\":\"being-writ";
 
 static void
 test_load_and_jsonl(void **state)
@@ -109,15 +109,16 @@ test_load_and_jsonl(void **state)
 	 * optional fields come out as given; b.example replaced a.example. */
 	assert_int_equal(lines, 5);
 	assert_string_equal(out,
-		"{\"t\":90000000000,\"addr\":\"10.0.0.1\",\"name\":\"b.example\",\"ns\":\"\",\"src\":\"dns\"}"
+		"{\"t\":90000000000,\"addr\":\"198.18.0.1\",\"name\":\"b.example\",\"ns\":\"\",\"src\":"
+		"\"dns\"}"
 		"\n"
-		"{\"t\":100000000000,\"addr\":\"10.0.0.2\",\"name\":\"svc\",\"ns\":\"prod\",\"src\":"
+		"{\"t\":100000000000,\"addr\":\"198.18.0.2\",\"name\":\"svc\",\"ns\":\"prod\",\"src\":"
 		"\"static\"}\n"
-		"{\"t\":150000000000,\"addr\":\"10.0.0.1\",\"name\":\"c.example\",\"ns\":\"\",\"src\":"
+		"{\"t\":150000000000,\"addr\":\"198.18.0.1\",\"name\":\"c.example\",\"ns\":\"\",\"src\":"
 		"\"dns\"}\n"
-		"{\"t\":150500000000,\"addr\":\"10.0.0.2\",\"name\":\"svc\",\"ns\":\"dev\",\"src\":"
+		"{\"t\":150500000000,\"addr\":\"198.18.0.2\",\"name\":\"svc\",\"ns\":\"dev\",\"src\":"
 		"\"static\"}\n"
-		"{\"t\":170000000000,\"addr\":\"10.0.0.1\",\"name\":\"\",\"ns\":\"\",\"src\":\"dns\"}\n");
+		"{\"t\":170000000000,\"addr\":\"198.18.0.1\",\"name\":\"\",\"ns\":\"\",\"src\":\"dns\"}\n");
 	free(out);
 	namehist_free(h);
 }
@@ -171,17 +172,17 @@ test_kubeshark_window(void **state)
 	assert_non_null(h);
 	root = kubeshark_of(h, &keys);
 	/* Key 100: the state at from. Key 150: both changes of that second collapsed into the
-	 * state at its end. Key 170: 10.0.0.1 gone. Every key holds the full map. */
+	 * state at its end. Key 170: 198.18.0.1 gone. Every key holds the full map. */
 	assert_int_equal(keys, 3);
 	assert_int_equal(json_object_size(root), 3);
 	assert_int_equal(json_object_size(json_object_get(root, "100")), 2);
-	expect_entry(root, "100", "10.0.0.1", "b.example", "");
-	expect_entry(root, "100", "10.0.0.2", "svc", "prod");
+	expect_entry(root, "100", "198.18.0.1", "b.example", "");
+	expect_entry(root, "100", "198.18.0.2", "svc", "prod");
 	assert_int_equal(json_object_size(json_object_get(root, "150")), 2);
-	expect_entry(root, "150", "10.0.0.1", "c.example", "");
-	expect_entry(root, "150", "10.0.0.2", "svc", "dev");
+	expect_entry(root, "150", "198.18.0.1", "c.example", "");
+	expect_entry(root, "150", "198.18.0.2", "svc", "dev");
 	assert_int_equal(json_object_size(json_object_get(root, "170")), 1);
-	expect_entry(root, "170", "10.0.0.2", "svc", "dev");
+	expect_entry(root, "170", "198.18.0.2", "svc", "dev");
 	json_decref(root);
 	namehist_free(h);
 
@@ -238,15 +239,15 @@ test_malformed_lines(void **state)
 	/* Each of these lines is malformed for one reason. */
 	put("bad.jsonl",
 		"[1,2]\n"
-		"{\"addr\":\"10.0.0.1\",\"name\":\"x\"}\n"                        /* no t */
-		"{\"t\":\"5\",\"addr\":\"10.0.0.1\",\"name\":\"x\"}\n"            /* t a string */
-		"{\"t\":5,\"addr\":\"\",\"name\":\"x\"}\n"                        /* empty addr */
-		"{\"t\":5,\"addr\":\"10.0.0.1\"}\n"                               /* no name */
-		"{\"t\":5,\"addr\":\"10.0.0.1\",\"name\":7}\n"                    /* name a number */
-		"{\"t\":5,\"addr\":\"10.0.0.1\",\"name\":\"a\\u0000b\"}\n"        /* embedded NUL */
-		"{\"t\":5,\"addr\":\"10.0.0.1\",\"name\":\"x\",\"name\":\"y\"}\n" /* duplicate key */
-		"{\"t\":5,\"addr\":\"10.0.0.1\",\"name\":\"x\",\"ns\":1}\n"       /* ns a number */
-		"{\"t\":5,\"addr\":\"10.0.0.1\",\"name\":\"ok\"}\n");             /* the good one */
+		"{\"addr\":\"198.18.0.1\",\"name\":\"x\"}\n"                        /* no t */
+		"{\"t\":\"5\",\"addr\":\"198.18.0.1\",\"name\":\"x\"}\n"            /* t a string */
+		"{\"t\":5,\"addr\":\"\",\"name\":\"x\"}\n"                          /* empty addr */
+		"{\"t\":5,\"addr\":\"198.18.0.1\"}\n"                               /* no name */
+		"{\"t\":5,\"addr\":\"198.18.0.1\",\"name\":7}\n"                    /* name a number */
+		"{\"t\":5,\"addr\":\"198.18.0.1\",\"name\":\"a\\u0000b\"}\n"        /* embedded NUL */
+		"{\"t\":5,\"addr\":\"198.18.0.1\",\"name\":\"x\",\"name\":\"y\"}\n" /* duplicate key */
+		"{\"t\":5,\"addr\":\"198.18.0.1\",\"name\":\"x\",\"ns\":1}\n"       /* ns a number */
+		"{\"t\":5,\"addr\":\"198.18.0.1\",\"name\":\"ok\"}\n");             /* the good one */
 	h = namehist_load(at("bad.jsonl"), 10, 20, err, sizeof(err));
 	assert_non_null(h);
 	assert_int_equal(namehist_lines(h), 10);
@@ -257,7 +258,7 @@ test_malformed_lines(void **state)
 	big = malloc(n + 1);
 	assert_non_null(big);
 	memset(big, ' ', n);
-	memcpy(big, "{\"t\":5,\"addr\":\"10.0.0.1\",\"name\":\"x\"", 35);
+	memcpy(big, "{\"t\":5,\"addr\":\"198.18.0.1\",\"name\":\"x\"", 35);
 	big[n - 2] = '}';
 	big[n - 1] = '\n';
 	big[n] = '\0';
@@ -281,28 +282,29 @@ test_from_kubeshark(void **state)
 	size_t lines = 0;
 
 	(void)state;
-	/* Keys out of order; the entry for 10.0.0.2 is the same at 200 (no line), the one of
-	 * 10.0.0.1 goes away at 300 (an empty name), an IPv6 address is canonicalised. */
+	/* Keys out of order; the entry for 198.18.0.2 is the same at 200 (no line), the one of
+	 * 198.18.0.1 goes away at 300 (an empty name), an IPv6 address is canonicalised. */
 	put("ks.json",
-		"{\"300\": {\"10.0.0.2:80\": {\"FullAddress\": \"web\", \"Namespace\": \"prod\"}},\n"
-		" \"100\": {\"10.0.0.1\": {\"FullAddress\": \"db\", \"Namespace\": \"prod\"},\n"
+		"{\"300\": {\"198.18.0.2:80\": {\"FullAddress\": \"web\", \"Namespace\": \"prod\"}},\n"
+		" \"100\": {\"198.18.0.1\": {\"FullAddress\": \"db\", \"Namespace\": \"prod\"},\n"
 		"           \"[2001:DB8::1]:443\": {\"FullAddress\": \"v6\"}},\n"
-		" \"200\": {\"10.0.0.1\": {\"FullAddress\": \"db\", \"Namespace\": \"prod\"},\n"
-		"           \"10.0.0.2:80\": {\"FullAddress\": \"web\", \"Namespace\": \"prod\"}}}\n");
+		" \"200\": {\"198.18.0.1\": {\"FullAddress\": \"db\", \"Namespace\": \"prod\"},\n"
+		"           \"198.18.0.2:80\": {\"FullAddress\": \"web\", \"Namespace\": \"prod\"}}}\n");
 	sink_open(&s);
 	assert_int_equal(namehist_from_kubeshark(at("ks.json"), 1 << 20, s.f, &lines, err, sizeof(err)), 0);
 	out = sink_close(&s);
 	assert_int_equal(lines, 5);
 	assert_string_equal(out,
-		"{\"t\":100000000000,\"addr\":\"10.0.0.1\",\"name\":\"db\",\"ns\":\"prod\",\"src\":"
+		"{\"t\":100000000000,\"addr\":\"198.18.0.1\",\"name\":\"db\",\"ns\":\"prod\",\"src\":"
 		"\"static\"}\n"
 		"{\"t\":100000000000,\"addr\":\"[2001:db8::1]:443\",\"name\":\"v6\",\"ns\":\"\",\"src\":"
 		"\"static\"}\n"
-		"{\"t\":200000000000,\"addr\":\"10.0.0.2:80\",\"name\":\"web\",\"ns\":\"prod\",\"src\":"
+		"{\"t\":200000000000,\"addr\":\"198.18.0.2:80\",\"name\":\"web\",\"ns\":\"prod\",\"src\":"
 		"\"static\"}\n"
 		"{\"t\":200000000000,\"addr\":\"[2001:db8::1]:443\",\"name\":\"\",\"ns\":\"\",\"src\":"
 		"\"static\"}\n"
-		"{\"t\":300000000000,\"addr\":\"10.0.0.1\",\"name\":\"\",\"ns\":\"\",\"src\":\"static\"}\n");
+		"{\"t\":300000000000,\"addr\":\"198.18.0.1\",\"name\":\"\",\"ns\":\"\",\"src\":\"static\"}"
+		"\n");
 	free(out);
 
 	/* What the conversion writes reads back as a history with the same state. */
@@ -325,7 +327,7 @@ test_from_kubeshark(void **state)
 		assert_int_equal(json_object_size(json_object_get(root, "100")), 2);
 		expect_entry(root, "100", "[2001:db8::1]:443", "v6", "");
 		assert_int_equal(json_object_size(json_object_get(root, "200")), 2);
-		expect_entry(root, "200", "10.0.0.2:80", "web", "prod");
+		expect_entry(root, "200", "198.18.0.2:80", "web", "prod");
 		assert_int_equal(json_object_size(json_object_get(root, "300")), 1);
 		json_decref(root);
 		namehist_free(h);
@@ -364,11 +366,11 @@ test_from_kubeshark_refused(void **state)
 	ks_refused("{\"100\": []}", 1024, "value of key 100 is not an object");
 	ks_refused("{\"100\": {\"host.example\": {\"FullAddress\": \"x\"}}}", 1024,
 		"key 100: 'host.example' is not an address");
-	ks_refused("{\"100\": {\"10.0.0.1\": {\"Namespace\": \"x\"}}}", 1024,
-		"key 100: entry '10.0.0.1' is not {\"FullAddress\": string");
-	ks_refused("{\"100\": {\"10.0.0.1\": {\"FullAddress\": 5}}}", 1024, "entry '10.0.0.1'");
-	ks_refused("{\"100\": {\"10.0.0.1\": {\"FullAddress\": \"a\", \"Namespace\": []}}}", 1024,
-		"entry '10.0.0.1'");
+	ks_refused("{\"100\": {\"198.18.0.1\": {\"Namespace\": \"x\"}}}", 1024,
+		"key 100: entry '198.18.0.1' is not {\"FullAddress\": string");
+	ks_refused("{\"100\": {\"198.18.0.1\": {\"FullAddress\": 5}}}", 1024, "entry '198.18.0.1'");
+	ks_refused("{\"100\": {\"198.18.0.1\": {\"FullAddress\": \"a\", \"Namespace\": []}}}", 1024,
+		"entry '198.18.0.1'");
 	ks_refused("{\"100\": {}, \"0100\": {}}", 1024, "are the same second");
 	ks_refused("{\"100\": {}, \"100\": {}}", 1024, "not valid JSON");
 	ks_refused("{\"100\": {}}", 5, "larger than 5 bytes");
@@ -387,17 +389,18 @@ test_from_kubeshark_beyond_2262(void **state)
 	 * whose nanoseconds do not fit (after 2262-04-11) must be refused here, not written
 	 * as a line that every later reader counts as malformed (or, beyond 2^64 ns, as a
 	 * wrapped-around time). */
-	ks_refused("{\"9223372037\": {\"10.0.0.1\": {\"FullAddress\": \"x\"}}}", 1024, "is not Unix seconds");
 	ks_refused(
-		"{\"99999999999\": {\"10.0.0.1\": {\"FullAddress\": \"x\"}}}", 1024, "is not Unix seconds");
+		"{\"9223372037\": {\"198.18.0.1\": {\"FullAddress\": \"x\"}}}", 1024, "is not Unix seconds");
+	ks_refused(
+		"{\"99999999999\": {\"198.18.0.1\": {\"FullAddress\": \"x\"}}}", 1024, "is not Unix seconds");
 	/* The last second that fits is fine. */
-	put("edge.json", "{\"9223372036\": {\"10.0.0.1\": {\"FullAddress\": \"x\"}}}");
+	put("edge.json", "{\"9223372036\": {\"198.18.0.1\": {\"FullAddress\": \"x\"}}}");
 	sink_open(&s);
 	rc = namehist_from_kubeshark(at("edge.json"), 1024, s.f, NULL, err, sizeof(err));
 	out = sink_close(&s);
 	assert_int_equal(rc, 0);
 	assert_string_equal(out,
-		"{\"t\":9223372036000000000,\"addr\":\"10.0.0.1\",\"name\":\"x\",\"ns\":\"\",\"src\":"
+		"{\"t\":9223372036000000000,\"addr\":\"198.18.0.1\",\"name\":\"x\",\"ns\":\"\",\"src\":"
 		"\"static\"}\n");
 	free(out);
 }
@@ -425,17 +428,17 @@ test_merge(void **state)
 
 	(void)state;
 	put("m1.jsonl",
-		"{\"t\":20,\"addr\":\"10.0.0.1\",\"name\":\"b\",\"ns\":\"\",\"src\":\"dns\"}\n"
-		"{\"t\":10,\"addr\":\"10.0.0.1\",\"name\":\"a\",\"ns\":\"\",\"src\":\"dns\"}\n"
+		"{\"t\":20,\"addr\":\"198.18.0.1\",\"name\":\"b\",\"ns\":\"\",\"src\":\"dns\"}\n"
+		"{\"t\":10,\"addr\":\"198.18.0.1\",\"name\":\"a\",\"ns\":\"\",\"src\":\"dns\"}\n"
 		"garbage\n"
-		"{\"t\":30,\"addr\":\"10.0.0.2\",\"name\":\"x\",\"ns\":\"\",\"src\":\"dns\"}\n");
+		"{\"t\":30,\"addr\":\"198.18.0.2\",\"name\":\"x\",\"ns\":\"\",\"src\":\"dns\"}\n");
 	/* An exact repeat (t, addr, name, ns) of m1's line at 20 is dropped; the one at 30
-	 * for 10.0.0.2 follows m1's line for it at 30 with another name, so it stays, and
+	 * for 198.18.0.2 follows m1's line for it at 30 with another name, so it stays, and
 	 * after it m1's value is not repeated. */
 	put("m2.jsonl",
-		"{\"t\":20,\"addr\":\"10.0.0.1\",\"name\":\"b\",\"ns\":\"\",\"src\":\"static\"}\n"
-		"{\"t\":30,\"addr\":\"10.0.0.2\",\"name\":\"y\",\"ns\":\"\",\"src\":\"static\"}\n"
-		"{\"t\":5,\"addr\":\"10.0.0.3\",\"name\":\"z\",\"ns\":\"\",\"src\":\"static\"}\n");
+		"{\"t\":20,\"addr\":\"198.18.0.1\",\"name\":\"b\",\"ns\":\"\",\"src\":\"static\"}\n"
+		"{\"t\":30,\"addr\":\"198.18.0.2\",\"name\":\"y\",\"ns\":\"\",\"src\":\"static\"}\n"
+		"{\"t\":5,\"addr\":\"198.18.0.3\",\"name\":\"z\",\"ns\":\"\",\"src\":\"static\"}\n");
 	paths[0] = at("m1.jsonl");
 	paths[1] = at("missing.jsonl");
 	paths[2] = at("m2.jsonl");
@@ -443,11 +446,11 @@ test_merge(void **state)
 	assert_int_equal(namehist_merge_jsonl(paths, 3, s.f, err, sizeof(err)), 0);
 	out = sink_close(&s);
 	assert_string_equal(out,
-		"{\"t\":5,\"addr\":\"10.0.0.3\",\"name\":\"z\",\"ns\":\"\",\"src\":\"static\"}\n"
-		"{\"t\":10,\"addr\":\"10.0.0.1\",\"name\":\"a\",\"ns\":\"\",\"src\":\"dns\"}\n"
-		"{\"t\":20,\"addr\":\"10.0.0.1\",\"name\":\"b\",\"ns\":\"\",\"src\":\"dns\"}\n"
-		"{\"t\":30,\"addr\":\"10.0.0.2\",\"name\":\"x\",\"ns\":\"\",\"src\":\"dns\"}\n"
-		"{\"t\":30,\"addr\":\"10.0.0.2\",\"name\":\"y\",\"ns\":\"\",\"src\":\"static\"}\n");
+		"{\"t\":5,\"addr\":\"198.18.0.3\",\"name\":\"z\",\"ns\":\"\",\"src\":\"static\"}\n"
+		"{\"t\":10,\"addr\":\"198.18.0.1\",\"name\":\"a\",\"ns\":\"\",\"src\":\"dns\"}\n"
+		"{\"t\":20,\"addr\":\"198.18.0.1\",\"name\":\"b\",\"ns\":\"\",\"src\":\"dns\"}\n"
+		"{\"t\":30,\"addr\":\"198.18.0.2\",\"name\":\"x\",\"ns\":\"\",\"src\":\"dns\"}\n"
+		"{\"t\":30,\"addr\":\"198.18.0.2\",\"name\":\"y\",\"ns\":\"\",\"src\":\"static\"}\n");
 	free(out);
 	/* No files at all: nothing written. */
 	sink_open(&s);

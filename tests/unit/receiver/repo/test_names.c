@@ -41,11 +41,12 @@ test_format_bytes(void **state)
 	char buf[256];
 
 	/* The bytes the receiver wrote before jansson did it, key order included. */
-	assert_int_equal(names_line_format(1700000000123456789ull, "10.0.0.1:53", "db.example", "prod", "dns",
-				 buf, sizeof(buf)),
-		91);
+	assert_int_equal(names_line_format(1700000000123456789ull, "198.18.0.1:53", "db.example", "prod",
+				 "dns", buf, sizeof(buf)),
+		93);
 	assert_string_equal(buf,
-		"{\"t\":1700000000123456789,\"addr\":\"10.0.0.1:53\",\"name\":\"db.example\",\"ns\":\"prod\","
+		"{\"t\":1700000000123456789,\"addr\":\"198.18.0.1:53\",\"name\":\"db.example\",\"ns\":"
+		"\"prod\","
 		"\"src\":\"dns\"}\n");
 	assert_int_equal(names_line_format(0, "::1", "", "", "", buf, sizeof(buf)), 48);
 	assert_string_equal(buf, "{\"t\":0,\"addr\":\"::1\",\"name\":\"\",\"ns\":\"\",\"src\":\"\"}\n");
@@ -76,7 +77,7 @@ test_parse_limits(void **state)
 {
 	struct names_line l;
 
-	assert_true(parse("{\"t\":7,\"addr\":\"10.0.0.1\",\"name\":\"x\"}", &l));
+	assert_true(parse("{\"t\":7,\"addr\":\"198.18.0.1\",\"name\":\"x\"}", &l));
 	assert_true(l.t == 7 && !l.cut);
 	assert_string_equal(l.ns, "");
 	assert_string_equal(l.src, "");
@@ -159,31 +160,33 @@ test_history_with_bad_lines(void **state)
 	mkdir(p, 0750);
 	snprintf(p, sizeof(p), "%s/sensors/s1", dir);
 	mkdir(p, 0750);
-	w += sprintf(w, "{\"t\":100,\"addr\":\"10.0.0.1\",\"name\":\"one\",\"ns\":\"a\",\"src\":\"dns\"}\n");
+	w += sprintf(
+		w, "{\"t\":100,\"addr\":\"198.18.0.1\",\"name\":\"one\",\"ns\":\"a\",\"src\":\"dns\"}\n");
 	w += sprintf(w, "not json\n");
 	/* An overlong line that would otherwise rename the address. */
-	w += sprintf(w, "{\"t\":150,\"addr\":\"10.0.0.1\",\"name\":\"");
+	w += sprintf(w, "{\"t\":150,\"addr\":\"198.18.0.1\",\"name\":\"");
 	memset(w, 'x', big);
 	w += big;
 	w += sprintf(w, "\"}\n");
-	w += sprintf(w, "{\"t\":200,\"addr\":\"10.0.0.1\",\"name\":\"two\",\"t\":1}\n"); /* a key twice */
+	w += sprintf(w, "{\"t\":200,\"addr\":\"198.18.0.1\",\"name\":\"two\",\"t\":1}\n"); /* a key twice */
 	w += sprintf(w, "\n");
 	w += sprintf(
-		w, "{\"t\":300,\"addr\":\"10.0.0.1\",\"name\":\"three\",\"ns\":\"c\",\"src\":\"hosts\"}\n");
-	w += sprintf(w, "{\"t\":400,\"addr\":\"10.0.0.1\",\"name\":\"torn"); /* being appended */
+		w, "{\"t\":300,\"addr\":\"198.18.0.1\",\"name\":\"three\",\"ns\":\"c\",\"src\":\"hosts\"}\n");
+	w += sprintf(w, "{\"t\":400,\"addr\":\"198.18.0.1\",\"name\":\"torn"); /* being appended */
 	snprintf(p, sizeof(p), "%s/sensors/s1/names.jsonl", dir);
 	write_file(p, text, (size_t)(w - text));
 
-	assert_int_equal(names_at(dir, "s1", "10.0.0.1", 160, name, sizeof(name), ns, sizeof(ns)), 1);
+	assert_int_equal(names_at(dir, "s1", "198.18.0.1", 160, name, sizeof(name), ns, sizeof(ns)), 1);
 	assert_string_equal(name, "one");
-	assert_int_equal(names_at(dir, "s1", "10.0.0.1", 250, name, sizeof(name), ns, sizeof(ns)), 1);
+	assert_int_equal(names_at(dir, "s1", "198.18.0.1", 250, name, sizeof(name), ns, sizeof(ns)), 1);
 	assert_string_equal(name, "one");
-	assert_int_equal(names_at(dir, "s1", "10.0.0.1:80", 500, name, sizeof(name), ns, sizeof(ns)), 1);
+	assert_int_equal(names_at(dir, "s1", "198.18.0.1:80", 500, name, sizeof(name), ns, sizeof(ns)), 1);
 	assert_string_equal(name, "three");
 	assert_string_equal(ns, "c");
-	assert_int_equal(names_at(dir, "s1", "10.0.0.1", 99, name, sizeof(name), ns, sizeof(ns)), 0);
-	assert_int_equal(names_at(dir, "s2", "10.0.0.1", 99, name, sizeof(name), ns, sizeof(ns)), -ENOENT);
-	assert_int_equal(names_at(dir, "../s1", "10.0.0.1", 99, name, sizeof(name), ns, sizeof(ns)), -EINVAL);
+	assert_int_equal(names_at(dir, "s1", "198.18.0.1", 99, name, sizeof(name), ns, sizeof(ns)), 0);
+	assert_int_equal(names_at(dir, "s2", "198.18.0.1", 99, name, sizeof(name), ns, sizeof(ns)), -ENOENT);
+	assert_int_equal(
+		names_at(dir, "../s1", "198.18.0.1", 99, name, sizeof(name), ns, sizeof(ns)), -EINVAL);
 
 	/* The export's reader: 5 lines (the empty one and the torn one are not lines), 3 bad. */
 	struct namehist *h = namehist_load(p, 0, 1000, err, sizeof(err));
@@ -198,8 +201,8 @@ test_history_with_bad_lines(void **state)
 	char got[512] = "";
 	assert_true(fread(got, 1, sizeof(got) - 1, out) > 0);
 	assert_string_equal(got,
-		"{\"t\":100,\"addr\":\"10.0.0.1\",\"name\":\"one\",\"ns\":\"a\",\"src\":\"dns\"}\n"
-		"{\"t\":300,\"addr\":\"10.0.0.1\",\"name\":\"three\",\"ns\":\"c\",\"src\":\"hosts\"}\n");
+		"{\"t\":100,\"addr\":\"198.18.0.1\",\"name\":\"one\",\"ns\":\"a\",\"src\":\"dns\"}\n"
+		"{\"t\":300,\"addr\":\"198.18.0.1\",\"name\":\"three\",\"ns\":\"c\",\"src\":\"hosts\"}\n");
 	fclose(out);
 	out = tmpfile();
 	size_t keys = 0;
@@ -209,7 +212,7 @@ test_history_with_bad_lines(void **state)
 	memset(got, 0, sizeof(got));
 	assert_true(fread(got, 1, sizeof(got) - 1, out) > 0);
 	assert_string_equal(
-		got, "{\n\"0\":{\"10.0.0.1\":{\"FullAddress\":\"three\",\"Namespace\":\"c\"}}\n}\n");
+		got, "{\n\"0\":{\"198.18.0.1\":{\"FullAddress\":\"three\",\"Namespace\":\"c\"}}\n}\n");
 	fclose(out);
 	namehist_free(h);
 	free(text);
@@ -228,7 +231,7 @@ test_kubeshark_key_range(void **state)
 	FILE *o;
 
 	assert_true(fd >= 0);
-	static const char far[] = "{\"99999999999\":{\"10.0.0.1\":{\"FullAddress\":\"far\"}}}";
+	static const char far[] = "{\"99999999999\":{\"198.18.0.1\":{\"FullAddress\":\"far\"}}}";
 	assert_int_equal(write(fd, far, sizeof(far) - 1), (ssize_t)sizeof(far) - 1);
 	close(fd);
 	o = open_memstream(&out, &outlen);
@@ -238,7 +241,7 @@ test_kubeshark_key_range(void **state)
 	assert_int_equal(outlen, 0);
 	free(out);
 
-	static const char last[] = "{\"9223372036\":{\"10.0.0.1\":{\"FullAddress\":\"last\"}}}";
+	static const char last[] = "{\"9223372036\":{\"198.18.0.1\":{\"FullAddress\":\"last\"}}}";
 	fd = open(path, O_WRONLY | O_TRUNC);
 	assert_int_equal(write(fd, last, sizeof(last) - 1), (ssize_t)sizeof(last) - 1);
 	close(fd);
@@ -246,7 +249,7 @@ test_kubeshark_key_range(void **state)
 	assert_int_equal(namehist_from_kubeshark(path, 1 << 20, o, &lines, err, sizeof(err)), 0);
 	fclose(o);
 	assert_string_equal(out,
-		"{\"t\":9223372036000000000,\"addr\":\"10.0.0.1\",\"name\":\"last\",\"ns\":\"\","
+		"{\"t\":9223372036000000000,\"addr\":\"198.18.0.1\",\"name\":\"last\",\"ns\":\"\","
 		"\"src\":\"static\"}\n");
 	free(out);
 	unlink(path);
