@@ -185,9 +185,12 @@ def stop_all(sensors, tcpdumps, receiver):
 
 
 def tcpdump_check(td):
-    """tcpdump's own counters: nothing dropped by the kernel, and everything the
-    kernel queued to its ring was read before it stopped; otherwise the ground truth
-    itself is incomplete and the comparison would blame the sensor."""
+    """tcpdump's own counters: nothing dropped by the kernel. "received by filter" may
+    exceed "captured" by packets that reached tcpdump's ring after its last read (it is
+    stopped after the sensors, so a late ARP or neighbour probe lands there): those came
+    after the sensors stopped too. A packet tcpdump left unread inside the sensors'
+    window would show up in the exact comparison as a stored record the ground truth
+    lacks, so the comparison, not this check, decides."""
     text = td.text()
     counts = {}
     for what in ("captured", "received by filter", "dropped by kernel"):
@@ -195,8 +198,10 @@ def tcpdump_check(td):
         assert m, f"no '{what}' count in tcpdump's output:\n{text}"
         counts[what] = int(m.group(1))
     assert counts["dropped by kernel"] == 0, f"tcpdump dropped packets, the ground truth is incomplete:\n{text}"
-    assert counts["captured"] == counts["received by filter"], \
-        f"tcpdump stopped before reading all of its ring, the ground truth is incomplete:\n{text}"
+    assert counts["captured"] <= counts["received by filter"], text
+    if counts["captured"] < counts["received by filter"]:
+        print(f"tcpdump: {counts['received by filter'] - counts['captured']} packet(s) reached its ring "
+              f"after its last read")
 
 
 def sensor_final(sx):
