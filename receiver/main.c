@@ -60,6 +60,7 @@ struct receiver_conf {
 	int64_t l4_max_conns;
 	uint64_t l4_max_buffer;
 	uint64_t l4_tcp_timeout, l4_short_timeout, l4_closed_timeout;
+	uint64_t l4_defer_max;
 };
 
 static const char *const tls_versions[] = { "1.3", "1.2", NULL };
@@ -157,6 +158,9 @@ static const struct cfg_key receiver_schema[] = {
 		"the same for half-open TCP and UDP"),
 	K("l4.closed_timeout", CFG_DURATION, l4_closed_timeout, 1000, 86400000, NULL,
 		"the same after FINs both ways or an RST"),
+	K("l4.defer_max", CFG_DURATION, l4_defer_max, 0, 3600000, NULL,
+		"while the CPUs are saturated, dissection waits up to this long in a row before it "
+		"works its backlog off anyway; 0 = never wait"),
 	{ NULL },
 };
 #undef K
@@ -209,6 +213,7 @@ receiver_defaults(struct receiver_conf *c)
 	c->l4_tcp_timeout = L4_DEFAULT_TIMEOUT_TCP_NS / 1000000;
 	c->l4_short_timeout = L4_DEFAULT_TIMEOUT_SHORT_NS / 1000000;
 	c->l4_closed_timeout = L4_DEFAULT_TIMEOUT_CLOSED_NS / 1000000;
+	c->l4_defer_max = 10000;
 }
 
 static void
@@ -620,8 +625,9 @@ receiver_open_store(const struct store_opts *so)
 			.timeout_short_ns = R.conf.l4_short_timeout * 1000000,
 			.timeout_closed_ns = R.conf.l4_closed_timeout * 1000000,
 		};
-		R.dissect = dissect_worker_start(
-			so->dir, &lim, (unsigned)((R.conf.stats_interval + 999) / 1000), err, sizeof(err));
+		R.dissect = dissect_worker_start(so->dir, &lim,
+			(unsigned)((R.conf.stats_interval + 999) / 1000), (unsigned)R.conf.l4_defer_max, err,
+			sizeof(err));
 		if (!R.dissect)
 			fatalx(EXIT_CONFIG, "%s", err);
 	}

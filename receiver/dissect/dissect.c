@@ -1046,6 +1046,19 @@ dissect_pending(struct dissect *d, int max)
 	return n;
 }
 
+bool
+dissect_has_pending(struct dissect *d)
+{
+	int64_t top = 0;
+
+	if (d->holding)
+		return true;
+	if (sqlite3_step(d->st[Q_MAX_ID]) == SQLITE_ROW)
+		top = sqlite3_column_int64(d->st[Q_MAX_ID], 0);
+	sqlite3_reset(d->st[Q_MAX_ID]);
+	return top > d->done_below;
+}
+
 int
 dissect_mark_open_ended(struct dissect *d, const char *why)
 {
@@ -1390,6 +1403,9 @@ dissect_close(struct dissect *d, bool finish)
 	free(d);
 }
 
+/* How long one wait for the CPUs lasts. */
+#define DEFER_NAP_MS 100
+
 struct dissect_worker {
 	pthread_t th;
 	pthread_mutex_t mu;
@@ -1397,8 +1413,98 @@ struct dissect_worker {
 	bool stop;
 	struct timespec drain_until; /* when stopping: pending segments until then */
 	unsigned log_s;              /* counters logged this often (when they changed) */
+	unsigned defer_max_ms;       /* 0: never defer to CPU pressure */
+	/* CPU pressure (PSI): /proc/pressure/cpu, its "some" total at the last look. */
+	int psi_fd;
+	uint64_t psi_total_us;
+	uint64_t psi_at_us;
 	struct dissect *d;
 };
+
+static uint64_t
+mono_us(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (uint64_t)t.tv_sec * 1000000u + (uint64_t)t.tv_nsec / 1000u;
+}
+
+/* The "some" stall total (microseconds) from PSI text ("some avg10=.. total=N\n..."),
+ * or -1 when the text does not hold one. */
+int64_t
+dissect_psi_some_total(const char *text)
+{
+	const char *t;
+	char *end;
+	unsigned long long v;
+
+	if (strncmp(text, "some ", 5) != 0 || (t = strstr(text, " total=")) == NULL)
+		return -1;
+	if (memchr(text, '\n', (size_t)(t - text)) != NULL)
+		return -1; /* the total of another line */
+	t += 7;
+	if (*t < '0' || *t > '9')
+		return -1;
+	errno = 0;
+	v = strtoull(t, &end, 10);
+	if (errno != 0 || (*end != '\n' && *end != '\0') || v > INT64_MAX)
+		return -1;
+	return (int64_t)v;
+}
+
+/* Whether the CPU was saturated since the last look: some runnable task waited for a
+ * CPU for more than a tenth of the time. False when the kernel does not report
+ * pressure (no PSI: dissection then runs at its low priority only). */
+static bool
+cpu_saturated(struct dissect_worker *w)
+{
+	char buf[256];
+	ssize_t n;
+	int64_t total;
+	uint64_t now = mono_us(), stalled, span;
+	bool sat = false;
+
+	if (w->psi_fd < 0)
+		return false;
+	if ((n = pread(w->psi_fd, buf, sizeof(buf) - 1, 0)) <= 0) {
+		close(w->psi_fd);
+		w->psi_fd = -1;
+		return false;
+	}
+	buf[n] = '\0';
+	if ((total = dissect_psi_some_total(buf)) < 0)
+		return false;
+	if (w->psi_at_us != 0 && now > w->psi_at_us && (uint64_t)total >= w->psi_total_us) {
+		stalled = (uint64_t)total - w->psi_total_us;
+		span = now - w->psi_at_us;
+		sat = stalled * 10 > span;
+	}
+	w->psi_total_us = (uint64_t)total;
+	w->psi_at_us = now;
+	return sat;
+}
+
+/* Sleeps up to ms unless stopped; true when stopped. */
+static bool
+worker_nap(struct dissect_worker *w, unsigned ms)
+{
+	struct timespec until;
+	bool stop;
+
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_nsec += (long)ms * 1000000;
+	while (until.tv_nsec >= 1000000000) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000;
+	}
+	pthread_mutex_lock(&w->mu);
+	if (!w->stop)
+		pthread_cond_timedwait(&w->cv, &w->mu, &until);
+	stop = w->stop;
+	pthread_mutex_unlock(&w->mu);
+	return stop;
+}
 
 /* The counters, logged every stats interval when they changed. */
 static void
@@ -1412,9 +1518,11 @@ log_counters(struct dissect *d, uint64_t *last_packets)
 	log_info("dissect: %" PRIu64 " segments, %" PRIu64 " packets (%" PRIu64 " in connections), %" PRIu64
 		 " connections (%" PRIu64 " tracked, %" PRIu64 " evicted at the table limit, %" PRIu64
 		 " ended idle), %" PRIu64 " frames not decoded, %" PRIu64 " IP fragments dropped, %" PRIu64
-		 " buffer-limit gaps, %" PRIu64 " failed attempts%s",
+		 " buffer-limit gaps, %" PRIu64 " failed attempts, %" PRIu64 ".%01" PRIu64
+		 " s deferred to saturated CPUs (%" PRIu64 " times for too long)%s",
 		d->stats.segments, d->stats.packets, d->stats.in_conns, l->conns, l->live, l->evicted,
 		l->ended_idle, l->decode_errs, l->frag_dropped, l->buf_flushes, d->stats.failed,
+		d->stats.deferred_ms / 1000, d->stats.deferred_ms % 1000 / 100, d->stats.forced,
 		d->holding ? " (a segment waits for a retry)" : "");
 }
 
@@ -1424,6 +1532,8 @@ worker_main(void *arg)
 	struct dissect_worker *w = arg;
 	uint64_t logged = 0;
 	time_t next_log = time(NULL) + w->log_s;
+	uint64_t defer_from = 0;
+	bool catching_up = false;
 
 	/* Dissection is derived data and can catch up later: at the lowest priority (nice
 	 * 19, for this thread only on Linux) it never takes CPU from the loop and the store
@@ -1432,9 +1542,9 @@ worker_main(void *arg)
 		log_debug("dissect: cannot lower the thread's priority: %s", strerror(errno));
 	/* In the thread: it may read many segments, and the receiver does not wait. */
 	dissect_repair(w->d);
+	cpu_saturated(w); /* the first figures: the next look measures from here */
 
 	for (;;) {
-		struct timespec until;
 		int n;
 
 		pthread_mutex_lock(&w->mu);
@@ -1450,31 +1560,46 @@ worker_main(void *arg)
 				break;
 			continue;
 		}
+		/* While the CPUs are saturated, whatever dissection takes is taken from the
+		 * sensors and the ingest path (a nice 19 thread still gets the receiver's
+		 * share when the loop waits): segments wait, up to defer_max_ms in a row;
+		 * then the backlog is worked off whole, and the clock starts again. */
+		/* Looked at every round, so that a decision rests on the last fraction of a
+		 * second, not on the time since segments were last pending. */
+		bool sat = w->defer_max_ms && cpu_saturated(w);
+		if (!catching_up && sat && dissect_has_pending(w->d)) {
+			uint64_t now = mono_us();
+
+			if (defer_from == 0)
+				defer_from = now;
+			if (now - defer_from < (uint64_t)w->defer_max_ms * 1000u) {
+				w->d->stats.deferred_ms += DEFER_NAP_MS;
+				worker_nap(w, DEFER_NAP_MS);
+				continue;
+			}
+			w->d->stats.forced++;
+			catching_up = true;
+		}
 		n = dissect_pending(w->d, 4);
 		if (time(NULL) >= next_log) {
 			log_counters(w->d, &logged);
 			next_log = time(NULL) + w->log_s;
 		}
+		if (n >= 4)
+			continue;
+		catching_up = false;
+		defer_from = 0;
 		if (n > 0)
 			continue;
 		/* Nothing pending: look again in a quarter of a second. */
-		clock_gettime(CLOCK_REALTIME, &until);
-		until.tv_nsec += 250000000;
-		if (until.tv_nsec >= 1000000000) {
-			until.tv_sec++;
-			until.tv_nsec -= 1000000000;
-		}
-		pthread_mutex_lock(&w->mu);
-		if (!w->stop)
-			pthread_cond_timedwait(&w->cv, &w->mu, &until);
-		pthread_mutex_unlock(&w->mu);
+		worker_nap(w, 250);
 	}
 	return NULL;
 }
 
 struct dissect_worker *
-dissect_worker_start(
-	const char *dir, const struct l4_limits *limits, unsigned log_s, char *err, size_t errlen)
+dissect_worker_start(const char *dir, const struct l4_limits *limits, unsigned log_s, unsigned defer_max_ms,
+	char *err, size_t errlen)
 {
 	struct dissect_worker *w = calloc(1, sizeof(*w));
 
@@ -1488,6 +1613,12 @@ dissect_worker_start(
 	}
 	dissect_mark_open_ended(w->d, "receiver stopped");
 	w->log_s = log_s ? log_s : 30;
+	w->defer_max_ms = defer_max_ms;
+	w->psi_fd = defer_max_ms ? open("/proc/pressure/cpu", O_RDONLY | O_CLOEXEC) : -1;
+	if (defer_max_ms && w->psi_fd < 0)
+		log_info("dissect: no CPU pressure figures (/proc/pressure/cpu: %s): dissection does not "
+			 "defer to saturated CPUs",
+			strerror(errno));
 	pthread_mutex_init(&w->mu, NULL);
 	pthread_cond_init(&w->cv, NULL);
 	if ((errno = pthread_create(&w->th, NULL, worker_main, w)) != 0) {
@@ -1520,6 +1651,8 @@ dissect_worker_stop(struct dissect_worker *w, unsigned drain_ms)
 
 	log_counters(w->d, &never); /* once more, changed or not */
 	dissect_close(w->d, false);
+	if (w->psi_fd >= 0)
+		close(w->psi_fd);
 	pthread_mutex_destroy(&w->mu);
 	pthread_cond_destroy(&w->cv);
 	free(w);

@@ -44,6 +44,10 @@ struct dissect_stats {
 	uint64_t in_conns; /* records that belong to a connection */
 	uint64_t rows;     /* connection rows written */
 	uint64_t failed;   /* failed attempts (logged): retried, or given up (l4_failed) */
+	/* The worker's waits while the CPUs were saturated (dissect_worker_start()), and
+	 * how often a wait reached its bound and the backlog was worked off anyway. */
+	uint64_t deferred_ms;
+	uint64_t forced;
 };
 
 struct dissect;
@@ -93,11 +97,26 @@ int dissect_reindex(struct dissect *d, const char *sensor, int64_t from_ns, int6
 int dissect_repair(struct dissect *d);
 const struct dissect_stats *dissect_stats(const struct dissect *d);
 
-/* A thread that runs dissect_pending() on dir until dissect_worker_stop(), logging the
- * counters every log_s seconds when they changed. */
+/* Whether a segment may wait for dissection (a cheap look: the newest segment id
+ * against the mark below which all were done; a held one counts). */
+bool dissect_has_pending(struct dissect *d);
+
+/* The "some" total (microseconds) of /proc/pressure/cpu text, -1 when absent. */
+int64_t dissect_psi_some_total(const char *text);
+
+/*
+ * A thread that runs dissect_pending() on dir until dissect_worker_stop(), logging the
+ * counters every log_s seconds when they changed.
+ *
+ * Dissection never takes CPU from storage: the thread runs at nice 19 and, while the
+ * kernel's CPU pressure figures (PSI) say runnable tasks wait for a CPU more than a
+ * tenth of the time, it lets segments wait, up to defer_max_ms in a row (0: never);
+ * when a wait reaches that bound it works the backlog off before it waits again, so
+ * that the lag stays bounded under a load that never ends.
+ */
 struct dissect_worker;
-struct dissect_worker *dissect_worker_start(
-	const char *dir, const struct l4_limits *limits, unsigned log_s, char *err, size_t errlen);
+struct dissect_worker *dissect_worker_start(const char *dir, const struct l4_limits *limits, unsigned log_s,
+	unsigned defer_max_ms, char *err, size_t errlen);
 /* Stops and joins the thread, after dissecting what is pending for up to drain_ms (the
  * segments the store closed on its way out); open connections stay open in the index
  * (the next start marks them). Accepts NULL. */

@@ -25,6 +25,10 @@ DATA = ROOT / "tests" / "data"
 # receivers at once would collide on it, so it is off unless a test turns it on
 # (test_api.py).
 os.environ.setdefault("PCAPLINE_API_LISTEN", "")
+# Dissection waits while the CPUs are saturated (l4.defer_max), which on a test machine
+# they often are: the tests that wait for dissection would wait on the machine's load.
+# test_dissect.py::test_dissection_defers_to_saturated_cpus turns it on and tests it.
+os.environ.setdefault("PCAPLINE_L4_DEFER_MAX", "0")
 
 
 def sanitized(binary):

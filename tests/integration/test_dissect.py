@@ -9,6 +9,7 @@ and `-z conv,udp`, and each extracted capture, record for record, against tshark
 `tcp.stream == N` / `udp.stream == N` and address-pair filters.
 """
 import json
+import re
 import sqlite3
 import struct
 import subprocess
@@ -474,3 +475,79 @@ def test_half_open_flood_stays_within_the_connection_cap(binaries, certs, tmp_pa
     if sanitized(receiver_bin):
         pytest.skip(f"peak RSS {hwm_kib} KiB not judged under ASan (its quarantine holds freed memory)")
     assert hwm_kib * 1024 < cap * 512 + 160 * 2**20, hwm_kib
+
+
+def cpu_some_total_us():
+    with open("/proc/pressure/cpu") as f:
+        return int(f.readline().split("total=")[1])
+
+
+def test_dissection_defers_to_saturated_cpus(binaries, certs, tmp_path):
+    """While runnable tasks wait for the CPUs, closed segments wait for dissection (the
+    sensors and storage keep every cycle), up to l4.defer_max in a row; then the backlog
+    is worked off although the CPUs stay saturated, and every stored packet is dissected.
+
+    Busy loops at nice 19 saturate both CPUs: they take no CPU from the sensor and the
+    receiver's loop, but without the deferral the dissection thread (nice 19 too) gets
+    its share next to them and dissects while the sensor sends."""
+    if not Path("/proc/pressure/cpu").exists():
+        pytest.skip("the kernel reports no CPU pressure (/proc/pressure/cpu)")
+    sensor_bin, receiver_bin = binaries
+    data = tmp_path / "data"
+    defer_s = 10
+    hogs = [subprocess.Popen(["nice", "-n", "19", "python3", "-c",
+                              "import time\nt = time.time() + 90\nwhile time.time() < t: pass"])
+            for _ in range(3)]
+    rx = None
+    try:
+        # The busy loops must saturate the CPUs, or the test proves nothing.
+        t0, p0 = time.monotonic(), cpu_some_total_us()
+        time.sleep(1)
+        share = (cpu_some_total_us() - p0) / 1e6 / (time.monotonic() - t0)
+        assert share > 0.5, f"busy loops did not saturate the CPUs: tasks waited {share:.0%} of the time"
+        port = free_port()
+        env = {"PCAPLINE_STORAGE_SEGMENT_SIZE": "64k", "PCAPLINE_L4_DEFER_MAX": f"{defer_s}s"}
+        rx = Proc([receiver_bin, "-l", f"127.0.0.1:{port}", "-d", data] + tls_args(certs, "receiver"),
+                  tmp_path / "receiver.log", env=env)
+        wait_listening(port)
+        t_start = time.monotonic()
+        sx = Proc([sensor_bin, "-r", TCP_CAP, "-t", f"127.0.0.1:{port}"] + tls_args(certs, "s1"),
+                  tmp_path / "sensor.log")
+        assert sx.wait(timeout=120) == 0, sx.text()
+        sent_s = time.monotonic() - t_start
+
+        def counts():
+            db = sqlite3.connect(f"file:{data}/index.db?mode=ro", uri=True)
+            try:
+                return tuple(db.execute(q).fetchone()[0] for q in ("SELECT count(*) FROM segments",
+                                                                   "SELECT count(*) FROM l4_done"))
+            finally:
+                db.close()
+        # Index rows follow the ACKs; two seconds in, all are there and none dissected.
+        time.sleep(2)
+        segs, done = counts()
+        assert segs >= 5, f"only {segs} segments indexed: the test proves little"
+        if time.monotonic() - t_start < defer_s - 1:
+            assert done == 0, (f"{done} of {segs} segments dissected while the CPUs were saturated, "
+                               f"{time.monotonic() - t_start:.1f} s after the sensor started "
+                               f"(l4.defer_max {defer_s} s)")
+        else:
+            print(f"the sensor took {sent_s:.1f} s: too long to see the deferral")
+        # The deferral is bounded: the backlog goes although the busy loops still run.
+        wait_dissected(data, timeout=defer_s + 45)
+        assert all(h.poll() is None for h in hogs), "busy loops ended before the backlog was dissected"
+    finally:
+        for h in hogs:
+            h.kill()
+            h.wait()
+        if rx is not None:
+            assert rx.stop() == 0, rx.text()
+    m = re.findall(r"dissect: \d+ segments, (\d+) packets .* ([\d.]+) s deferred to saturated CPUs "
+                   r"\((\d+) times for too long\)", rx.text())
+    assert m, rx.text()
+    packets, deferred_s, forced = int(m[-1][0]), float(m[-1][1]), int(m[-1][2])
+    assert forced >= 1 and deferred_s >= defer_s - 1, m[-1]
+    stored = sum(int(subprocess.run(["capinfos", "-c", "-M", "-T", "-r", p], capture_output=True, text=True,
+                                    check=True).stdout.split("\t")[1])
+                 for p in sorted((data / "sensors" / "s1" / "segments").glob("[!.]*.pcap")))
+    assert packets == stored == len(read_records(TCP_CAP)), (packets, stored)

@@ -364,6 +364,25 @@ test_open_errors(void **state)
 	dissect_close(NULL, true);
 }
 
+/* The CPU pressure text the worker decides on: the "some" line's total only. */
+static void
+test_psi_some_total(void **state)
+{
+	(void)state;
+	assert_int_equal(dissect_psi_some_total("some avg10=48.72 avg60=26.83 avg300=8.59 total=4041037887\n"
+						"full avg10=0.00 avg60=0.00 avg300=0.00 total=0\n"),
+		4041037887);
+	assert_int_equal(dissect_psi_some_total("some avg10=0.00 avg60=0.00 avg300=0.00 total=0"), 0);
+	/* No total on the "some" line: the "full" line's must not be taken. */
+	assert_int_equal(dissect_psi_some_total("some avg10=0.00\nfull avg10=0.00 total=7\n"), -1);
+	assert_int_equal(dissect_psi_some_total("full avg10=0.00 total=7\n"), -1);
+	assert_int_equal(dissect_psi_some_total("some avg10=1 total=\n"), -1);
+	assert_int_equal(dissect_psi_some_total("some avg10=1 total=-5\n"), -1);
+	assert_int_equal(dissect_psi_some_total("some avg10=1 total=12x\n"), -1);
+	assert_int_equal(dissect_psi_some_total("some avg10=1 total=99999999999999999999999\n"), -1);
+	assert_int_equal(dissect_psi_some_total(""), -1);
+}
+
 int
 main(void)
 {
@@ -372,6 +391,7 @@ main(void)
 		cmocka_unit_test(test_reindex_same_rows),
 		cmocka_unit_test(test_restart_marks_open),
 		cmocka_unit_test(test_open_errors),
+		cmocka_unit_test(test_psi_some_total),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
