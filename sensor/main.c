@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <ev.h>
 
@@ -898,8 +899,13 @@ sensor_drop_privileges(struct sensor *s)
 {
 	char err[CFG_ERRLEN];
 
-	if (!s->conf.user || !*s->conf.user)
+	if (!s->conf.user || !*s->conf.user) {
+		/* Started as an ordinary user with CAP_NET_RAW (systemd's AmbientCapabilities=,
+		 * a container): the capture is open, so the capability goes too. */
+		if (geteuid() != 0 && priv_drop_caps(err, sizeof(err)) != 0)
+			fatalx(EXIT_CONFIG, "%s", err);
 		return;
+	}
 	/* Capture sockets are open and the spool exists: nothing below needs root. */
 	if (s->spool && priv_chown_tree(s->conf.spool_dir, s->conf.user, err, sizeof(err)) != 0)
 		fatalx(EXIT_CONFIG, "sensor.user: %s", err);
