@@ -43,8 +43,8 @@ sdn_set_address(const char *name, char *err, size_t errlen)
 	sdn.addr.sun_family = AF_UNIX;
 	/* An abstract name has no terminating NUL: its length is the address length. */
 	if (name[0] != '/' && name[0] != '@') {
-		snprintf(err, errlen, "NOTIFY_SOCKET: '%.64s' is neither a path nor an abstract name ('@...')",
-			name);
+		snprintf(err, errlen,
+			"NOTIFY_SOCKET: '%.64s' is neither a path nor an abstract name ('@...')", name);
 		return -1;
 	}
 	if (len < 2 || len > sizeof(sdn.addr.sun_path) - (name[0] == '/')) {
@@ -76,9 +76,11 @@ sdn_init(char *err, size_t errlen)
 		uint64_t us, p;
 		if (sdn_parse_u64(usec, UINT64_MAX, &us) != 0 || us == 0) {
 			if (rc == 0)
-				snprintf(err, errlen, "WATCHDOG_USEC: '%.32s' is not a positive number", usec);
+				snprintf(
+					err, errlen, "WATCHDOG_USEC: '%.32s' is not a positive number", usec);
 			rc = -1;
-		} else if (pid && *pid && (sdn_parse_u64(pid, INT32_MAX, &p) != 0 || p != (uint64_t)getpid())) {
+		} else if (pid && *pid &&
+			(sdn_parse_u64(pid, INT32_MAX, &p) != 0 || p != (uint64_t)getpid())) {
 			/* Meant for another process (we were started by the supervised one). */
 		} else {
 			sdn.watchdog_usec = us;
