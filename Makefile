@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: BSD-2-Clause
 # pcapline: one non-recursive build. Every output goes under build/ (build/san with SAN=1).
-#   make deps | all | test | unit | fuzz | bench | demo | install | format | clean  (V=1: verbose)
+#   make deps | all | test | unit | fuzz | bench | demo | install | uninstall | format | clean  (V=1: verbose)
 
 VERSION := 0.1.0
 PREFIX ?= /usr/local
@@ -60,7 +60,7 @@ FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/fuzz/%)
 
 .SECONDARY:
-.PHONY: all deps test unit fuzz fuzz-seeds integration bench demo install clean format format-check
+.PHONY: all deps test unit fuzz fuzz-seeds integration bench demo install uninstall clean format format-check
 all: $(SENSOR) $(RECEIVER) $(CLI)
 
 $(BUILD)/obj/%.o: %.c
@@ -141,11 +141,39 @@ demo: deps
 	@$(MAKE) --no-print-directory all
 	@scripts/demo.sh $(BUILD)
 
+# Programs under PREFIX, configuration in SYSCONFDIR (existing files are kept), systemd
+# units, sysusers.d and tmpfiles.d entries where systemd looks for PREFIX's (the units'
+# ExecStart= follows PREFIX). Then: systemd-sysusers; systemd-tmpfiles --create;
+# systemctl daemon-reload (README: "Running as a service").
+SYSCONFDIR ?= /etc
+UNITDIR ?= $(PREFIX)/lib/systemd/system
+SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
+TMPFILESDIR ?= $(PREFIX)/lib/tmpfiles.d
+EXAMPLEDIR ?= $(PREFIX)/share/doc/pcapline/examples
+UNITS := systemd/pcapline-sensor.service systemd/pcapline-receiver.service
 install: all
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)/etc/pcapline
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSUSERSDIR) \
+		$(DESTDIR)$(TMPFILESDIR) $(DESTDIR)$(EXAMPLEDIR)
+	install -d -m 750 $(DESTDIR)$(SYSCONFDIR)/pcapline
 	install -m 755 $(SENSOR) $(RECEIVER) $(CLI) $(DESTDIR)$(PREFIX)/bin/
 	install -m 755 scripts/pcapline-certs $(DESTDIR)$(PREFIX)/bin/
-	install -m 644 config/sensor.yaml config/receiver.yaml $(DESTDIR)/etc/pcapline/
+	install -m 644 config/sensor.yaml config/receiver.yaml $(DESTDIR)$(EXAMPLEDIR)/
+	for f in sensor.yaml receiver.yaml; do [ -e $(DESTDIR)$(SYSCONFDIR)/pcapline/$$f ] || \
+		install -m 640 config/$$f $(DESTDIR)$(SYSCONFDIR)/pcapline/$$f; done
+	for u in $(UNITS); do sed -e 's|/usr/local/bin/|$(PREFIX)/bin/|g' \
+		-e 's|/etc/pcapline/|$(SYSCONFDIR)/pcapline/|g' $$u > $(DESTDIR)$(UNITDIR)/$${u#systemd/}.tmp && \
+		chmod 644 $(DESTDIR)$(UNITDIR)/$${u#systemd/}.tmp && \
+		mv $(DESTDIR)$(UNITDIR)/$${u#systemd/}.tmp $(DESTDIR)$(UNITDIR)/$${u#systemd/}; done
+	install -m 644 systemd/pcapline.sysusers $(DESTDIR)$(SYSUSERSDIR)/pcapline.conf
+	sed -e 's|/etc/pcapline|$(SYSCONFDIR)/pcapline|g' systemd/pcapline.tmpfiles \
+		> $(DESTDIR)$(TMPFILESDIR)/pcapline.conf && chmod 644 $(DESTDIR)$(TMPFILESDIR)/pcapline.conf
+
+# Removes what install put down, except the configuration in SYSCONFDIR/pcapline.
+uninstall:
+	rm -f $(addprefix $(DESTDIR)$(PREFIX)/bin/,pcapline-sensor pcapline-receiver pcapline pcapline-certs)
+	rm -f $(addprefix $(DESTDIR)$(UNITDIR)/,pcapline-sensor.service pcapline-receiver.service)
+	rm -f $(DESTDIR)$(SYSUSERSDIR)/pcapline.conf $(DESTDIR)$(TMPFILESDIR)/pcapline.conf
+	rm -rf $(DESTDIR)$(EXAMPLEDIR)
 
 # The tree is formatted with .clang-format; format-check lists files that are not.
 FORMAT_SRC = $(shell git ls-files '*.c' '*.h' 2>/dev/null || find proto shared sensor receiver tests -name '*.[ch]')

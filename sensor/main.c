@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <ev.h>
 
@@ -25,6 +26,7 @@
 #include "shared/log.h"
 #include "sensor/names.h"
 #include "shared/privdrop.h"
+#include "shared/sdnotify.h"
 #include "shared/tls.h"
 #include "sensor/spool.h"
 #include "sensor/uplink.h"
@@ -135,6 +137,7 @@ struct sensor {
 	struct proto_hello hello;
 	ev_timer batch_timer, stats_timer, drain_timer;
 	ev_signal sigint, sigterm, sighup;
+	struct sdn_loop notify; /* systemd: READY=1, WATCHDOG=1, STATUS=, STOPPING=1 */
 	bool stopping;
 	bool paused_for_room;
 	uint64_t queue_drops, queue_drop_batches;
@@ -461,12 +464,32 @@ sensor_on_stats(struct ev_loop *loop, ev_timer *w, int revents)
 	sensor_log_stats(w->data, "stats");
 }
 
+/* STATUS= for systemctl status: the counters an operator checks first. */
+static void
+sensor_status(void *arg, char *buf, size_t len)
+{
+	struct sensor *s = arg;
+	struct capture_stats cs;
+	struct uplink_stats us;
+	capture_stats(s->cap, &cs);
+	uplink_stats(s->uplink, &us);
+	uint64_t spool_drops = s->spool ? spool_dropped_packets(s->spool) : 0;
+	snprintf(buf, len,
+		"captured %" PRIu64 " packets, shipped %" PRIu64 " batches, acknowledged %" PRIu64
+		" packets, dropped %" PRIu64 " (kernel %" PRIu64 ", interface %" PRIu64 ", queue %" PRIu64
+		", spool %" PRIu64 "); %s",
+		cs.captured, us.batches_sent, us.packets_acked,
+		cs.kernel_drops + cs.if_drops + s->queue_drops + spool_drops, cs.kernel_drops, cs.if_drops,
+		s->queue_drops, spool_drops, us.connected ? "connected" : "disconnected");
+}
+
 static void
 sensor_begin_stop(struct sensor *s, const char *why)
 {
 	if (s->stopping)
 		return;
 	s->stopping = true;
+	sdn_loop_stopping(&s->notify, why);
 	log_info("%s: flushing and waiting up to %.1f s for the receiver to acknowledge", why,
 		(double)s->conf.drain_timeout / 1000.0);
 	capture_drain(s->cap);
@@ -876,8 +899,13 @@ sensor_drop_privileges(struct sensor *s)
 {
 	char err[CFG_ERRLEN];
 
-	if (!s->conf.user || !*s->conf.user)
+	if (!s->conf.user || !*s->conf.user) {
+		/* Started as an ordinary user with CAP_NET_RAW (systemd's AmbientCapabilities=,
+		 * a container): the capture is open, so the capability goes too. */
+		if (geteuid() != 0 && priv_drop_caps(err, sizeof(err)) != 0)
+			fatalx(EXIT_CONFIG, "%s", err);
 		return;
+	}
 	/* Capture sockets are open and the spool exists: nothing below needs root. */
 	if (s->spool && priv_chown_tree(s->conf.spool_dir, s->conf.user, err, sizeof(err)) != 0)
 		fatalx(EXIT_CONFIG, "sensor.user: %s", err);
@@ -946,6 +974,17 @@ sensor_init_timers(struct sensor *s)
 	signal(SIGPIPE, SIG_IGN);
 }
 
+/* The systemd notify socket and watchdog, read from the environment (no thread runs
+ * yet). A malformed one is reported and ignored: the sensor captures all the same. */
+static void
+sensor_init_notify(void)
+{
+	char err[CFG_ERRLEN];
+
+	if (sdn_init(err, sizeof(err)) != 0)
+		log_warnx("%s: systemd notification is off", err);
+}
+
 /* Runs until capture ends or a signal stops it, then spools what is still unsent. */
 static void
 sensor_run(struct sensor *s)
@@ -957,7 +996,12 @@ sensor_run(struct sensor *s)
 		names_start(s->names, s->loop);
 	uplink_start(s->uplink);
 	capture_start(s->cap, s->loop);
+	/* Capturing now: READY=1, then STATUS= at most every 5 s (or log.stats_interval). */
+	double status_s = (double)s->conf.stats_interval / 1000.0;
+	sdn_loop_ready(&s->notify, s->loop, status_s < 5. ? status_s : 5., sensor_status, s);
 	ev_run(s->loop, 0);
+	sdn_loop_stopping(&s->notify, s->exit_code ? "error" : "exiting");
+	sdn_loop_stop(&s->notify);
 	sensor_spool_rest(s);
 }
 
@@ -992,6 +1036,7 @@ main(int argc, char **argv)
 	 * reuse instead of a fresh, page-faulting mmap per batch. */
 	mallopt(M_MMAP_THRESHOLD, 32 << 20);
 	mallopt(M_TRIM_THRESHOLD, 64 << 20);
+	sensor_init_notify();
 	sensor_load_config(&s, argc, argv, &check);
 	sensor_check_config(&s);
 	sensor_init_identity(&s);

@@ -1419,6 +1419,9 @@ cfg_dump(const struct cfg_key *schema, const void *dst, FILE *out)
 		case CFG_STR:
 			if (*(char *const *)f == NULL)
 				fputs("(unset)", out);
+			else if (strncmp(*(char *const *)f, "-----BEGIN ", 11) == 0)
+				/* A certificate or key given as text (tls.*): it may be a secret. */
+				fprintf(out, "(PEM text, %zu bytes)", strlen(*(char *const *)f));
 			else
 				dump_quoted(out, *(char *const *)f);
 			break;

@@ -3,6 +3,7 @@
 #include "shared/log.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -37,6 +38,78 @@ tls_verify_reason(SSL *ssl)
 	return X509_verify_cert_error_string(v);
 }
 
+/* tls.ca, tls.cert and tls.key may hold the PEM text itself instead of a path: a
+ * container configured only by environment variables gets its certificates from a
+ * secret store that way (an ECS "secrets" entry, a Kubernetes secretKeyRef). */
+static bool
+tls_is_inline(const char *v)
+{
+	return strncmp(v, "-----BEGIN ", 11) == 0;
+}
+
+/* How a setting is named in messages: its path, or "(PEM text)" for inline PEM, which
+ * may hold a private key and never goes into a log. */
+static const char *
+tls_label(const char *v)
+{
+	return tls_is_inline(v) ? "(PEM text)" : v;
+}
+
+static BIO *
+tls_bio(const char *v)
+{
+	return tls_is_inline(v) ? BIO_new_mem_buf(v, -1) : BIO_new_file(v, "r");
+}
+
+/* Every certificate of the PEM text `v` into the context's trust store. */
+static int
+tls_load_ca_inline(SSL_CTX *ctx, const char *v)
+{
+	BIO *b = tls_bio(v);
+	STACK_OF(X509_INFO) *infos = b ? PEM_X509_INFO_read_bio(b, NULL, NULL, NULL) : NULL;
+	X509_STORE *store = SSL_CTX_get_cert_store(ctx);
+	int n = 0;
+	for (int i = 0; infos && i < sk_X509_INFO_num(infos); i++) {
+		X509_INFO *xi = sk_X509_INFO_value(infos, i);
+		if (xi->x509 && X509_STORE_add_cert(store, xi->x509) == 1)
+			n++;
+	}
+	sk_X509_INFO_pop_free(infos, X509_INFO_free);
+	BIO_free(b);
+	return n > 0 ? 1 : 0;
+}
+
+/* The certificate, then any intermediates after it, from the PEM text `v`. */
+static int
+tls_load_chain_inline(SSL_CTX *ctx, const char *v)
+{
+	BIO *b = tls_bio(v);
+	X509 *x = b ? PEM_read_bio_X509_AUX(b, NULL, NULL, NULL) : NULL;
+	int ok = x && SSL_CTX_use_certificate(ctx, x) == 1;
+	X509_free(x);
+	while (ok && (x = PEM_read_bio_X509(b, NULL, NULL, NULL)) != NULL) {
+		if (SSL_CTX_add0_chain_cert(ctx, x) != 1) {
+			X509_free(x);
+			ok = 0;
+		}
+	}
+	/* The end of the text ends the chain; it is no error. */
+	ERR_clear_error();
+	BIO_free(b);
+	return ok ? 1 : 0;
+}
+
+static int
+tls_load_key_inline(SSL_CTX *ctx, const char *v)
+{
+	BIO *b = tls_bio(v);
+	EVP_PKEY *k = b ? PEM_read_bio_PrivateKey(b, NULL, NULL, NULL) : NULL;
+	int ok = k && SSL_CTX_use_PrivateKey(ctx, k) == 1;
+	EVP_PKEY_free(k);
+	BIO_free(b);
+	return ok ? 1 : 0;
+}
+
 static SSL_CTX *
 tls_ctx_common(const SSL_METHOD *method, const struct tls_opts *o, char *err, size_t errlen)
 {
@@ -64,6 +137,8 @@ tls_ctx_common(const SSL_METHOD *method, const struct tls_opts *o, char *err, si
 	const char *files[][2] = { { "CA file", o->ca }, { "certificate", o->cert }, { "key", o->key },
 		{ "CRL", o->crl && *o->crl ? o->crl : NULL } };
 	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+		if (files[i][1] && tls_is_inline(files[i][1]) && i < 3)
+			continue;
 		FILE *f = files[i][1] ? fopen(files[i][1], "r") : NULL;
 		if (files[i][1] && !f) {
 			snprintf(err, errlen, "tls: cannot read %s %s: %s", files[i][0], files[i][1],
@@ -73,26 +148,32 @@ tls_ctx_common(const SSL_METHOD *method, const struct tls_opts *o, char *err, si
 		if (f)
 			fclose(f);
 	}
-	if (SSL_CTX_load_verify_locations(ctx, o->ca, NULL) != 1) {
-		snprintf(err, errlen, "tls: cannot load CA file %s: %s", o->ca, tls_errors(why, sizeof(why)));
-		goto fail;
-	}
-	if (SSL_CTX_use_certificate_chain_file(ctx, o->cert) != 1) {
-		snprintf(err, errlen, "tls: cannot load certificate %s: %s", o->cert,
+	if ((tls_is_inline(o->ca) ? tls_load_ca_inline(ctx, o->ca)
+				  : SSL_CTX_load_verify_locations(ctx, o->ca, NULL)) != 1) {
+		snprintf(err, errlen, "tls: cannot load CA file %s: %s", tls_label(o->ca),
 			tls_errors(why, sizeof(why)));
 		goto fail;
 	}
-	if (SSL_CTX_use_PrivateKey_file(ctx, o->key, SSL_FILETYPE_PEM) != 1) {
-		snprintf(err, errlen, "tls: cannot load key %s: %s", o->key, tls_errors(why, sizeof(why)));
+	if ((tls_is_inline(o->cert) ? tls_load_chain_inline(ctx, o->cert)
+				    : SSL_CTX_use_certificate_chain_file(ctx, o->cert)) != 1) {
+		snprintf(err, errlen, "tls: cannot load certificate %s: %s", tls_label(o->cert),
+			tls_errors(why, sizeof(why)));
+		goto fail;
+	}
+	if ((tls_is_inline(o->key) ? tls_load_key_inline(ctx, o->key)
+				   : SSL_CTX_use_PrivateKey_file(ctx, o->key, SSL_FILETYPE_PEM)) != 1) {
+		snprintf(err, errlen, "tls: cannot load key %s: %s", tls_label(o->key),
+			tls_errors(why, sizeof(why)));
 		goto fail;
 	}
 	X509 *own = SSL_CTX_get0_certificate(ctx);
 	if (own && X509_cmp_current_time(X509_get0_notAfter(own)) < 0)
-		log_warnx("tls: certificate %s has expired: peers will refuse it", o->cert);
+		log_warnx("tls: certificate %s has expired: peers will refuse it", tls_label(o->cert));
 	else if (own && X509_cmp_current_time(X509_get0_notBefore(own)) > 0)
-		log_warnx("tls: certificate %s is not valid yet: peers will refuse it", o->cert);
+		log_warnx("tls: certificate %s is not valid yet: peers will refuse it", tls_label(o->cert));
 	if (SSL_CTX_check_private_key(ctx) != 1) {
-		snprintf(err, errlen, "tls: key %s does not match certificate %s", o->key, o->cert);
+		snprintf(err, errlen, "tls: key %s does not match certificate %s", tls_label(o->key),
+			tls_label(o->cert));
 		goto fail;
 	}
 	if (o->crl && *o->crl) {
@@ -211,11 +292,11 @@ tls_peer_identity(SSL *ssl, char *out, size_t outlen)
 int
 tls_cert_identity(const char *path, char *out, size_t outlen)
 {
-	FILE *f = fopen(path, "r");
-	if (!f)
+	BIO *b = tls_bio(path);
+	if (!b)
 		return TLS_ID_UNREADABLE;
-	X509 *x = PEM_read_X509(f, NULL, NULL, NULL);
-	fclose(f);
+	X509 *x = PEM_read_bio_X509(b, NULL, NULL, NULL);
+	BIO_free(b);
 	if (!x)
 		return TLS_ID_UNREADABLE;
 	int rc = tls_x509_cn(x, out, outlen);

@@ -9,6 +9,8 @@
 #include <stddef.h>
 #include <openssl/ssl.h>
 
+/* ca, cert and key are paths, or the PEM text itself when it starts with
+ * "-----BEGIN " (certificates from a secret passed as an environment variable). */
 struct tls_opts {
 	const char *ca;   /* CA bundle that peers' certificates must chain to */
 	const char *cert; /* our certificate (chain) */
@@ -38,7 +40,7 @@ enum {
  * Returns 0 or a TLS_ID_* code. */
 int tls_peer_identity(SSL *ssl, char *out, size_t outlen);
 
-/* Copies the one subject CN of the certificate in PEM file `path` into out (a sensor
+/* Copies the one subject CN of the certificate in PEM file `path` (or PEM text) into out (a sensor
  * uses it as its default identity). Returns 0 or a TLS_ID_* code. */
 int tls_cert_identity(const char *path, char *out, size_t outlen);
 
