@@ -37,6 +37,7 @@ enum {
 	Q_UNFAIL,
 	Q_SEG_CLEAN,
 	Q_LATER,
+	Q_BACKLOG,
 	Q_BEGIN,
 	Q_COMMIT,
 	Q_ROLLBACK,
@@ -79,6 +80,10 @@ static const char *const dissect_sql[Q_COUNT] = {
 	/* The newest dissected segment of an interface (see seg_is_late()). */
 	[Q_LATER] = "SELECT max(s.min_ns) FROM segments s WHERE s.sensor = ?1 AND s.iface = ?2 AND EXISTS "
 		    "(SELECT 1 FROM l4_done d WHERE d.seg_id = s.id)",
+	/* The backlog for the metrics endpoint: like Q_PENDING, from the same mark. */
+	[Q_BACKLOG] =
+		"SELECT count(*), coalesce(sum(s.packets), 0), coalesce(min(s.closed_ns), 0) FROM "
+		"segments s WHERE s.id > ?1 AND NOT EXISTS (SELECT 1 FROM l4_done d WHERE d.seg_id = s.id)",
 	[Q_BEGIN] = "BEGIN IMMEDIATE",
 	[Q_COMMIT] = "COMMIT",
 	[Q_ROLLBACK] = "ROLLBACK",
@@ -1395,6 +1400,8 @@ struct dissect_worker {
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	bool stop;
+	struct dissect_metrics pub; /* under mu: what dissect_worker_metrics() copies */
+	time_t pub_at;
 	struct timespec drain_until; /* when stopping: pending segments until then */
 	unsigned log_s;              /* counters logged this often (when they changed) */
 	struct dissect *d;
@@ -1416,6 +1423,47 @@ log_counters(struct dissect *d, uint64_t *last_packets)
 		d->stats.segments, d->stats.packets, d->stats.in_conns, l->conns, l->live, l->evicted,
 		l->ended_idle, l->decode_errs, l->frag_dropped, l->buf_flushes, d->stats.failed,
 		d->holding ? " (a segment waits for a retry)" : "");
+}
+
+/* Counts the segments not dissected yet and publishes the counters, at most once a
+ * second: one query from the mark below which everything was done (dissect_pending()). */
+static void
+worker_publish(struct dissect_worker *w, bool force)
+{
+	struct dissect *d = w->d;
+	sqlite3_stmt *s = d->st[Q_BACKLOG];
+	struct dissect_metrics m = { 0 };
+	time_t now = time(NULL);
+
+	if (!force && now == w->pub_at)
+		return;
+	w->pub_at = now;
+	m.segments = d->stats.segments;
+	m.packets = d->stats.packets;
+	m.in_conns = d->stats.in_conns;
+	m.rows = d->stats.rows;
+	m.failed = d->stats.failed;
+	m.holding = d->holding;
+	sqlite3_bind_int64(s, 1, d->done_below);
+	if (sqlite3_step(s) == SQLITE_ROW) {
+		m.backlog_segments = (uint64_t)sqlite3_column_int64(s, 0);
+		m.backlog_packets = (uint64_t)sqlite3_column_int64(s, 1);
+		m.oldest_closed_ns = sqlite3_column_int64(s, 2);
+		m.backlog_known = true;
+	}
+	sqlite3_reset(s);
+	sqlite3_clear_bindings(s);
+	pthread_mutex_lock(&w->mu);
+	w->pub = m;
+	pthread_mutex_unlock(&w->mu);
+}
+
+void
+dissect_worker_metrics(struct dissect_worker *w, struct dissect_metrics *out)
+{
+	pthread_mutex_lock(&w->mu);
+	*out = w->pub;
+	pthread_mutex_unlock(&w->mu);
 }
 
 static void *
@@ -1451,6 +1499,7 @@ worker_main(void *arg)
 			continue;
 		}
 		n = dissect_pending(w->d, 4);
+		worker_publish(w, false);
 		if (time(NULL) >= next_log) {
 			log_counters(w->d, &logged);
 			next_log = time(NULL) + w->log_s;
