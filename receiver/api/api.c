@@ -1280,7 +1280,7 @@ api_metrics(struct api *a, struct MHD_Connection *c)
 {
 	struct metrics_snap m;
 	struct metrics_src src = { 0 };
-	struct metrics_buf b = { 0 };
+	struct promtext b = { 0 };
 	struct MHD_Response *r;
 	enum MHD_Result ret;
 	int rc;
@@ -1294,16 +1294,16 @@ api_metrics(struct api *a, struct MHD_Connection *c)
 		rc = metrics_render(&m, &src, &b);
 	metrics_snap_fini(&m);
 	if (rc != 0) {
-		metrics_buf_fini(&b);
+		promtext_fini(&b);
 		log_warnx("api: out of memory for /metrics");
 		return api_text(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
 	}
 	r = MHD_create_response_from_buffer(b.len, b.p, MHD_RESPMEM_MUST_FREE);
 	if (r == NULL) {
-		metrics_buf_fini(&b);
+		promtext_fini(&b);
 		return MHD_NO;
 	}
-	MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, METRICS_CONTENT_TYPE);
+	MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, PROMTEXT_CONTENT_TYPE);
 	ret = MHD_queue_response(c, MHD_HTTP_OK, r);
 	MHD_destroy_response(r);
 	return ret;

@@ -15,142 +15,12 @@
 #include <time.h>
 
 #include "proto/wire.h"
-
-/* Labels one sample may carry (key and value each). */
-#define METRICS_MAX_LABELS 4
+#include "shared/promtext.h"
 
 /* ACK latency histogram edges: 2^k - 1 microseconds, where the histogram's buckets end
  * exactly (shared/lathist.h), from 63 us to about 16.8 s. */
 #define METRICS_LAT_K_MIN 6
 #define METRICS_LAT_K_MAX 24
-
-static void
-metrics_reserve(struct metrics_buf *b, size_t more)
-{
-	size_t cap;
-	char *p;
-
-	if (b->oom || b->len + more + 1 <= b->cap)
-		return;
-	cap = b->cap ? b->cap : 16384;
-	while (cap < b->len + more + 1)
-		cap *= 2;
-	if ((p = realloc(b->p, cap)) == NULL) {
-		b->oom = true;
-		return;
-	}
-	b->p = p;
-	b->cap = cap;
-}
-
-static void
-metrics_put(struct metrics_buf *b, const char *s, size_t n)
-{
-	metrics_reserve(b, n);
-	if (b->oom)
-		return;
-	memcpy(b->p + b->len, s, n);
-	b->len += n;
-	b->p[b->len] = '\0';
-}
-
-static void
-metrics_puts(struct metrics_buf *b, const char *s)
-{
-	metrics_put(b, s, strlen(s));
-}
-
-void
-metrics_buf_fini(struct metrics_buf *b)
-{
-	free(b->p);
-	memset(b, 0, sizeof(*b));
-}
-
-/* Escapes backslash and newline, and the double quote too when quote is set (label
- * values; HELP text leaves it alone). */
-static void
-metrics_escape(struct metrics_buf *b, const char *s, bool quote)
-{
-	for (; *s != '\0'; s++) {
-		if (*s == '\\')
-			metrics_put(b, "\\\\", 2);
-		else if (*s == '\n')
-			metrics_put(b, "\\n", 2);
-		else if (*s == '"' && quote)
-			metrics_put(b, "\\\"", 2);
-		else
-			metrics_put(b, s, 1);
-	}
-}
-
-void
-metrics_escape_label(struct metrics_buf *b, const char *s)
-{
-	metrics_escape(b, s, true);
-}
-
-void
-metrics_family(struct metrics_buf *b, const char *name, const char *type, const char *help)
-{
-	metrics_puts(b, "# HELP ");
-	metrics_puts(b, name);
-	metrics_puts(b, " ");
-	metrics_escape(b, help, false);
-	metrics_puts(b, "\n# TYPE ");
-	metrics_puts(b, name);
-	metrics_puts(b, " ");
-	metrics_puts(b, type);
-	metrics_puts(b, "\n");
-}
-
-/* name{k="v",...} followed by a space; the pairs come from ap up to a NULL key. */
-static void
-metrics_head(struct metrics_buf *b, const char *name, va_list ap)
-{
-	const char *k;
-	int n = 0;
-
-	metrics_puts(b, name);
-	while ((k = va_arg(ap, const char *)) != NULL) {
-		const char *v = va_arg(ap, const char *);
-
-		if (n++ == METRICS_MAX_LABELS)
-			break; /* a caller's mistake: the rest would not be read right anyway */
-		metrics_puts(b, n == 1 ? "{" : ",");
-		metrics_puts(b, k);
-		metrics_puts(b, "=\"");
-		metrics_escape(b, v != NULL ? v : "", true);
-		metrics_puts(b, "\"");
-	}
-	metrics_puts(b, n > 0 ? "} " : " ");
-}
-
-void
-metrics_sample(struct metrics_buf *b, const char *name, uint64_t value, ...)
-{
-	char num[24];
-	va_list ap;
-
-	va_start(ap, value);
-	metrics_head(b, name, ap);
-	va_end(ap);
-	snprintf(num, sizeof(num), "%" PRIu64 "\n", value);
-	metrics_puts(b, num);
-}
-
-void
-metrics_sample_f(struct metrics_buf *b, const char *name, double value, ...)
-{
-	char num[48];
-	va_list ap;
-
-	va_start(ap, value);
-	metrics_head(b, name, ap);
-	va_end(ap);
-	snprintf(num, sizeof(num), "%.9g\n", value);
-	metrics_puts(b, num);
-}
 
 /* Per-sensor families -------------------------------------------------------------- */
 
@@ -162,7 +32,7 @@ struct metrics_pub_family {
 	uint16_t stat;
 };
 
-#define PUB(f) offsetof(struct store_pub, f)
+#define PUB(f)   offsetof(struct store_pub, f)
 #define STAT(id) (PUB(s_stat) + (id) * sizeof(uint64_t)), (id)
 
 static const struct metrics_pub_family metrics_sensor_families[] = {
@@ -185,13 +55,16 @@ static const struct metrics_pub_family metrics_sensor_families[] = {
 		"Name-resolution events the sensor produced (the sensor's count since it started).",
 		STAT(PROTO_ST_NAMES_EVENTS) },
 	{ "pcapline_sensor_name_events_dropped_total", "counter",
-		"Name-resolution events the sensor dropped: its queue was full.", STAT(PROTO_ST_NAMES_DROPS) },
-	{ "pcapline_stored_packets_total", "counter", "Packets stored in the repository.", PUB(c.packets), 0 },
+		"Name-resolution events the sensor dropped: its queue was full.",
+		STAT(PROTO_ST_NAMES_DROPS) },
+	{ "pcapline_stored_packets_total", "counter", "Packets stored in the repository.", PUB(c.packets),
+		0 },
 	{ "pcapline_stored_bytes_total", "counter", "Packet bytes (caplen) stored in the repository.",
 		PUB(c.bytes), 0 },
 	{ "pcapline_stored_batches_total", "counter", "Batches stored and acknowledged.", PUB(c.batches), 0 },
 	{ "pcapline_duplicate_batches_total", "counter",
-		"Batches received again after a reconnect, dropped as duplicates and acknowledged (not a loss).",
+		"Batches received again after a reconnect, dropped as duplicates and acknowledged (not a "
+		"loss).",
 		PUB(c.duplicates), 0 },
 	{ "pcapline_missing_batches_total", "counter",
 		"Batch sequence numbers the sensor skipped: batches lost before the receiver.",
@@ -259,28 +132,29 @@ metrics_known_stat(unsigned id)
 }
 
 static void
-metrics_sensors(const struct metrics_snap *m, struct metrics_buf *b)
+metrics_sensors(const struct metrics_snap *m, struct promtext *b)
 {
 	char id[8];
 	bool any;
 
-	metrics_family(b, "pcapline_sensor_connected", "gauge",
+	promtext_family(b, "pcapline_sensor_connected", "gauge",
 		"1 while the sensor has a streaming session with this receiver.");
 	for (size_t i = 0; i < m->n_sensors; i++)
-		metrics_sample(b, "pcapline_sensor_connected", m->sensors[i].connected ? 1 : 0, "sensor",
+		promtext_sample(b, "pcapline_sensor_connected", m->sensors[i].connected ? 1 : 0, "sensor",
 			m->sensors[i].id, NULL);
 	for (size_t f = 0; f < sizeof(metrics_sensor_families) / sizeof(metrics_sensor_families[0]); f++) {
 		const struct metrics_pub_family *mf = &metrics_sensor_families[f];
 
-		metrics_family(b, mf->name, mf->type, mf->help);
+		promtext_family(b, mf->name, mf->type, mf->help);
 		for (size_t i = 0; i < m->n_sensors; i++) {
 			const struct store_pub *p = &m->sensors[i];
 
 			if (mf->stat == 0 || metrics_seen(p, mf->stat))
-				metrics_sample(b, mf->name, metrics_pub_u64(p, mf->off), "sensor", p->id, NULL);
+				promtext_sample(
+					b, mf->name, metrics_pub_u64(p, mf->off), "sensor", p->id, NULL);
 		}
 	}
-	metrics_family(b, "pcapline_lost_packets_total", "counter",
+	promtext_family(b, "pcapline_lost_packets_total", "counter",
 		"Packets lost, by reason: kernel, interface (counted by the sensor's capture), "
 		"sensor_queue (its send window was full), spool (its disk spool was full), "
 		"timestamp_range (stored records the pcap format cannot date, counted by the receiver).");
@@ -294,7 +168,7 @@ metrics_sensors(const struct metrics_snap *m, struct metrics_buf *b)
 				continue;
 			v = metrics_loss[r].stat != 0 ? p->s_stat[metrics_loss[r].stat]
 						      : p->c.unstorable[STORE_UNSTORABLE_TS];
-			metrics_sample(b, "pcapline_lost_packets_total", v, "sensor", p->id, "reason",
+			promtext_sample(b, "pcapline_lost_packets_total", v, "sensor", p->id, "reason",
 				metrics_loss[r].reason, NULL);
 		}
 	}
@@ -307,12 +181,14 @@ metrics_sensors(const struct metrics_snap *m, struct metrics_buf *b)
 			if (metrics_known_stat(s) || !metrics_seen(p, (uint16_t)s))
 				continue;
 			if (!any)
-				metrics_family(b, "pcapline_sensor_stat", "untyped",
-					"A STATS counter this receiver has no name for, by its id, as the sensor "
+				promtext_family(b, "pcapline_sensor_stat", "untyped",
+					"A STATS counter this receiver has no name for, by its id, as the "
+					"sensor "
 					"last sent it.");
 			any = true;
 			snprintf(id, sizeof(id), "%u", s);
-			metrics_sample(b, "pcapline_sensor_stat", p->s_stat[s], "sensor", p->id, "id", id, NULL);
+			promtext_sample(
+				b, "pcapline_sensor_stat", p->s_stat[s], "sensor", p->id, "id", id, NULL);
 		}
 	}
 }
@@ -320,99 +196,103 @@ metrics_sensors(const struct metrics_snap *m, struct metrics_buf *b)
 /* Receiver-wide families --------------------------------------------------------------- */
 
 static void
-metrics_latency(const struct store_pub_all *a, struct metrics_buf *b)
+metrics_latency(const struct store_pub_all *a, struct promtext *b)
 {
 	static const char name[] = "pcapline_ack_latency_seconds";
 	char le[32];
 
-	metrics_family(b, name, "histogram",
+	promtext_family(b, name, "histogram",
 		"Time from a batch frame read whole to its ACK queued (storage and its sync included).");
 	for (unsigned k = METRICS_LAT_K_MIN; k <= METRICS_LAT_K_MAX; k++) {
 		uint64_t us = (UINT64_C(1) << k) - 1;
 
 		snprintf(le, sizeof(le), "%" PRIu64 ".%06" PRIu64, us / 1000000, us % 1000000);
-		metrics_sample(b, "pcapline_ack_latency_seconds_bucket", lathist_count_le(&a->ack_lat, us), "le",
-			le, NULL);
+		promtext_sample(b, "pcapline_ack_latency_seconds_bucket", lathist_count_le(&a->ack_lat, us),
+			"le", le, NULL);
 	}
-	metrics_sample(b, "pcapline_ack_latency_seconds_bucket", a->ack_lat.count, "le", "+Inf", NULL);
-	metrics_sample_f(b, "pcapline_ack_latency_seconds_sum", (double)a->ack_lat.sum / 1e6, NULL);
-	metrics_sample(b, "pcapline_ack_latency_seconds_count", a->ack_lat.count, NULL);
+	promtext_sample(b, "pcapline_ack_latency_seconds_bucket", a->ack_lat.count, "le", "+Inf", NULL);
+	promtext_sample_f(b, "pcapline_ack_latency_seconds_sum", (double)a->ack_lat.sum / 1e6, NULL);
+	promtext_sample(b, "pcapline_ack_latency_seconds_count", a->ack_lat.count, NULL);
 }
 
 static void
-metrics_store_all(const struct store_pub_all *a, struct metrics_buf *b)
+metrics_store_all(const struct store_pub_all *a, struct promtext *b)
 {
 	metrics_latency(a, b);
-	metrics_family(b, "pcapline_index_busy_total", "counter",
+	promtext_family(b, "pcapline_index_busy_total", "counter",
 		"Segment index writes of the ingest path that found the database locked by another "
 		"writer and were deferred (never lost).");
-	metrics_sample(b, "pcapline_index_busy_total", a->index_busy, NULL);
-	metrics_family(b, "pcapline_index_wait_max_seconds", "gauge",
+	promtext_sample(b, "pcapline_index_busy_total", a->index_busy, NULL);
+	promtext_family(b, "pcapline_index_wait_max_seconds", "gauge",
 		"Longest time one ingest write spent on a locked index since the start.");
-	metrics_sample_f(b, "pcapline_index_wait_max_seconds", (double)a->index_wait_max_us / 1e6, NULL);
+	promtext_sample_f(b, "pcapline_index_wait_max_seconds", (double)a->index_wait_max_us / 1e6, NULL);
 }
 
 static void
-metrics_server(const struct server_metrics *s, struct metrics_buf *b)
+metrics_server(const struct server_metrics *s, struct promtext *b)
 {
-	metrics_family(b, "pcapline_sessions", "gauge",
+	promtext_family(b, "pcapline_sessions", "gauge",
 		"Connections open: state=sensor once TLS and HELLO are done, else unauthenticated.");
-	metrics_sample(b, "pcapline_sessions", s->sessions - (s->unauth < s->sessions ? s->unauth : s->sessions),
-		"state", "sensor", NULL);
-	metrics_sample(b, "pcapline_sessions", s->unauth, "state", "unauthenticated", NULL);
-	metrics_family(b, "pcapline_connections_accepted_total", "counter", "Sensor connections accepted.");
-	metrics_sample(b, "pcapline_connections_accepted_total", s->accepted, NULL);
-	metrics_family(b, "pcapline_connections_refused_total", "counter",
+	promtext_sample(b, "pcapline_sessions",
+		s->sessions - (s->unauth < s->sessions ? s->unauth : s->sessions), "state", "sensor", NULL);
+	promtext_sample(b, "pcapline_sessions", s->unauth, "state", "unauthenticated", NULL);
+	promtext_family(b, "pcapline_connections_accepted_total", "counter", "Sensor connections accepted.");
+	promtext_sample(b, "pcapline_connections_accepted_total", s->accepted, NULL);
+	promtext_family(b, "pcapline_connections_refused_total", "counter",
 		"Connections closed at once, by reason: max_sessions (every slot held by a sensor), "
 		"shed (unauthenticated, for a newer one: limits.unauth_*), handshake_timeout, "
 		"auth_failed (TLS, certificate, token or HELLO refused), peer_closed (before HELLO).");
-	metrics_sample(b, "pcapline_connections_refused_total", s->refused, "reason", "max_sessions", NULL);
-	metrics_sample(b, "pcapline_connections_refused_total", s->shed, "reason", "shed", NULL);
-	metrics_sample(b, "pcapline_connections_refused_total", s->timed_out, "reason", "handshake_timeout", NULL);
-	metrics_sample(b, "pcapline_connections_refused_total", s->failed, "reason", "auth_failed", NULL);
-	metrics_sample(b, "pcapline_connections_refused_total", s->peer_closed, "reason", "peer_closed", NULL);
-	metrics_family(b, "pcapline_rate_limit_pauses_total", "counter",
+	promtext_sample(b, "pcapline_connections_refused_total", s->refused, "reason", "max_sessions", NULL);
+	promtext_sample(b, "pcapline_connections_refused_total", s->shed, "reason", "shed", NULL);
+	promtext_sample(
+		b, "pcapline_connections_refused_total", s->timed_out, "reason", "handshake_timeout", NULL);
+	promtext_sample(b, "pcapline_connections_refused_total", s->failed, "reason", "auth_failed", NULL);
+	promtext_sample(
+		b, "pcapline_connections_refused_total", s->peer_closed, "reason", "peer_closed", NULL);
+	promtext_family(b, "pcapline_rate_limit_pauses_total", "counter",
 		"Times a session stopped reading for limits.sensor_rate (TCP pushes back; nothing is lost).");
-	metrics_sample(b, "pcapline_rate_limit_pauses_total", s->throttled, NULL);
-	metrics_family(b, "pcapline_ingest_held_bytes", "gauge",
+	promtext_sample(b, "pcapline_rate_limit_pauses_total", s->throttled, NULL);
+	promtext_family(b, "pcapline_ingest_held_bytes", "gauge",
 		"Bytes read from sensors and not yet stored (bounded by limits.ingest_buffer).");
-	metrics_sample(b, "pcapline_ingest_held_bytes", s->held_bytes, NULL);
+	promtext_sample(b, "pcapline_ingest_held_bytes", s->held_bytes, NULL);
 }
 
 static void
-metrics_dissect(const struct metrics_snap *m, struct metrics_buf *b)
+metrics_dissect(const struct metrics_snap *m, struct promtext *b)
 {
 	const struct dissect_metrics *d = &m->dis;
 	double lag = 0;
 
-	metrics_family(b, "pcapline_dissect_segments_total", "counter", "Segments dissected into connections.");
-	metrics_sample(b, "pcapline_dissect_segments_total", d->segments, NULL);
-	metrics_family(b, "pcapline_dissect_packets_total", "counter", "Packets the dissection path read.");
-	metrics_sample(b, "pcapline_dissect_packets_total", d->packets, NULL);
-	metrics_family(b, "pcapline_dissect_failed_total", "counter",
+	promtext_family(
+		b, "pcapline_dissect_segments_total", "counter", "Segments dissected into connections.");
+	promtext_sample(b, "pcapline_dissect_segments_total", d->segments, NULL);
+	promtext_family(b, "pcapline_dissect_packets_total", "counter", "Packets the dissection path read.");
+	promtext_sample(b, "pcapline_dissect_packets_total", d->packets, NULL);
+	promtext_family(b, "pcapline_dissect_failed_total", "counter",
 		"Failed dissection attempts (retried, or recorded for pcapline reindex).");
-	metrics_sample(b, "pcapline_dissect_failed_total", d->failed, NULL);
+	promtext_sample(b, "pcapline_dissect_failed_total", d->failed, NULL);
 	if (!d->backlog_known)
 		return; /* not counted yet (the worker is still repairing at start) */
-	metrics_family(b, "pcapline_dissect_backlog_segments", "gauge", "Closed segments not dissected yet.");
-	metrics_sample(b, "pcapline_dissect_backlog_segments", d->backlog_segments, NULL);
-	metrics_family(b, "pcapline_dissect_backlog_packets", "gauge", "Packets in those segments.");
-	metrics_sample(b, "pcapline_dissect_backlog_packets", d->backlog_packets, NULL);
+	promtext_family(
+		b, "pcapline_dissect_backlog_segments", "gauge", "Closed segments not dissected yet.");
+	promtext_sample(b, "pcapline_dissect_backlog_segments", d->backlog_segments, NULL);
+	promtext_family(b, "pcapline_dissect_backlog_packets", "gauge", "Packets in those segments.");
+	promtext_sample(b, "pcapline_dissect_backlog_packets", d->backlog_packets, NULL);
 	if (d->backlog_segments > 0 && d->oldest_closed_ns > 0 && m->now_ns > d->oldest_closed_ns)
 		lag = (double)(m->now_ns - d->oldest_closed_ns) / 1e9;
-	metrics_family(b, "pcapline_dissect_lag_seconds", "gauge",
+	promtext_family(b, "pcapline_dissect_lag_seconds", "gauge",
 		"How long the oldest segment not dissected yet has been closed; 0 when none waits.");
-	metrics_sample_f(b, "pcapline_dissect_lag_seconds", lag, NULL);
+	promtext_sample_f(b, "pcapline_dissect_lag_seconds", lag, NULL);
 }
 
 int
-metrics_render(const struct metrics_snap *m, const struct metrics_src *src, struct metrics_buf *b)
+metrics_render(const struct metrics_snap *m, const struct metrics_src *src, struct promtext *b)
 {
-	metrics_family(b, "pcapline_build_info", "gauge", "The receiver's version; always 1.");
-	metrics_sample(b, "pcapline_build_info", 1, "version", PCAPLINE_VERSION, NULL);
-	metrics_family(b, "pcapline_ready", "gauge",
+	promtext_family(b, "pcapline_build_info", "gauge", "The receiver's version; always 1.");
+	promtext_sample(b, "pcapline_build_info", 1, "version", PCAPLINE_VERSION, NULL);
+	promtext_family(b, "pcapline_ready", "gauge",
 		"1 once the store is loaded and the listeners are up, 0 before and while shutting down.");
-	metrics_sample(b, "pcapline_ready", m->ready ? 1 : 0, NULL);
+	promtext_sample(b, "pcapline_ready", m->ready ? 1 : 0, NULL);
 	if (m->have_store) {
 		metrics_sensors(m, b);
 		metrics_store_all(&m->all, b);

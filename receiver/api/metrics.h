@@ -23,17 +23,7 @@
 #include "receiver/dissect/dissect.h"
 #include "receiver/ingest/session.h"
 #include "receiver/store/store.h"
-
-/* The Content-Type of the text format. */
-#define METRICS_CONTENT_TYPE "text/plain; version=0.0.4; charset=utf-8"
-
-/* A growing text buffer. Once an allocation failed, oom is set and nothing more is
- * added. */
-struct metrics_buf {
-	char *p;
-	size_t len, cap;
-	bool oom;
-};
+#include "shared/promtext.h"
 
 /* The parts metrics_collect() reads; any may be NULL (that part is left out). */
 struct metrics_src {
@@ -43,13 +33,13 @@ struct metrics_src {
 	/*
 	 * Live-output consumers (pcapline live, PCAP-over-IP, rotated files): called on the
 	 * API thread at the end of every scrape to append their own families with
-	 * metrics_family() and metrics_sample(). It must only read, from counters that are
+	 * promtext_family() and promtext_sample(). It must only read, from counters that are
 	 * safe to read from another thread, and must not block. NULL: no live outputs.
 	 * Names to use: pcapline_live_consumers (gauge), and per consumer
 	 * pcapline_live_sent_packets_total and pcapline_live_dropped_packets_total with
-	 * labels consumer and reason (see the README's table).
+	 * labels consumer and reason.
 	 */
-	void (*live)(void *arg, struct metrics_buf *b);
+	void (*live)(void *arg, struct promtext *b);
 	void *live_arg;
 };
 
@@ -71,18 +61,6 @@ void metrics_snap_fini(struct metrics_snap *m);
 
 /* The whole exposition of m, then src->live's families (src may be NULL), into b.
  * Returns 0 or -ENOMEM (b->oom). */
-int metrics_render(const struct metrics_snap *m, const struct metrics_src *src, struct metrics_buf *b);
-void metrics_buf_fini(struct metrics_buf *b);
-
-/* The HELP and TYPE lines of a family (type: counter, gauge, histogram, untyped). The
- * help text is escaped (backslash, newline) as the format requires. */
-void metrics_family(struct metrics_buf *b, const char *name, const char *type, const char *help);
-/* One sample line: name, then label pairs (key, value, ..., NULL), then the value. Label
- * values are escaped (backslash, double quote, newline). */
-void metrics_sample(struct metrics_buf *b, const char *name, uint64_t value, ...) __attribute__((sentinel));
-/* The same with a floating-point value. */
-void metrics_sample_f(struct metrics_buf *b, const char *name, double value, ...) __attribute__((sentinel));
-/* Appends s escaped as a label value (without the quotes). */
-void metrics_escape_label(struct metrics_buf *b, const char *s);
+int metrics_render(const struct metrics_snap *m, const struct metrics_src *src, struct promtext *b);
 
 #endif

@@ -22,7 +22,7 @@
 static char *
 render(const struct metrics_snap *m, const struct metrics_src *src)
 {
-	struct metrics_buf b = { 0 };
+	struct promtext b = { 0 };
 
 	assert_int_equal(metrics_render(m, src, &b), 0);
 	assert_non_null(b.p);
@@ -99,12 +99,12 @@ test_nothing_but_the_process(void **state)
 static void
 test_label_and_help_escaping(void **state)
 {
-	struct metrics_buf b = { 0 };
+	struct promtext b = { 0 };
 
-	metrics_family(&b, "x_total", "counter", "a \\ back\nslash \"quoted\"");
-	metrics_sample(&b, "x_total", 7, "consumer", "say \"hi\"\\n\nnext", "reason", "", NULL);
-	metrics_sample(&b, "x_total", UINT64_MAX, NULL);
-	metrics_sample_f(&b, "x_seconds", 0.25, "le", "+Inf", NULL);
+	promtext_family(&b, "x_total", "counter", "a \\ back\nslash \"quoted\"");
+	promtext_sample(&b, "x_total", 7, "consumer", "say \"hi\"\\n\nnext", "reason", "", NULL);
+	promtext_sample(&b, "x_total", UINT64_MAX, NULL);
+	promtext_sample_f(&b, "x_seconds", 0.25, "le", "+Inf", NULL);
 	assert_false(b.oom);
 	/* HELP: backslash and newline escaped, the double quote left alone; label values:
 	 * all three escaped. */
@@ -114,11 +114,11 @@ test_label_and_help_escaping(void **state)
 		"x_total{consumer=\"say \\\"hi\\\"\\\\n\\nnext\",reason=\"\"} 7\n"
 		"x_total 18446744073709551615\n"
 		"x_seconds{le=\"+Inf\"} 0.25\n");
-	metrics_buf_fini(&b);
+	promtext_fini(&b);
 
-	metrics_escape_label(&b, "\\\"\n");
+	promtext_escape_label(&b, "\\\"\n");
 	assert_string_equal(b.p, "\\\\\\\"\\n");
-	metrics_buf_fini(&b);
+	promtext_fini(&b);
 }
 
 static void
@@ -215,10 +215,20 @@ test_server_and_dissect(void **state)
 		.have_server = true,
 		.have_dissect = true,
 		.now_ns = 1700000010000000000,
-		.srv = { .accepted = 9, .refused = 1, .shed = 2, .timed_out = 3, .failed = 4, .sessions = 5,
-			.unauth = 2, .held_bytes = 77 },
-		.dis = { .segments = 4, .packets = 400, .backlog_known = true, .backlog_segments = 2,
-			.backlog_packets = 30, .oldest_closed_ns = 1700000007500000000 },
+		.srv = { .accepted = 9,
+			.refused = 1,
+			.shed = 2,
+			.timed_out = 3,
+			.failed = 4,
+			.sessions = 5,
+			.unauth = 2,
+			.held_bytes = 77 },
+		.dis = { .segments = 4,
+			.packets = 400,
+			.backlog_known = true,
+			.backlog_segments = 2,
+			.backlog_packets = 30,
+			.oldest_closed_ns = 1700000007500000000 },
 	};
 	char *t = render(&m, NULL);
 
@@ -247,11 +257,11 @@ test_server_and_dissect(void **state)
 }
 
 static void
-live_hook(void *arg, struct metrics_buf *b)
+live_hook(void *arg, struct promtext *b)
 {
-	metrics_family(b, "pcapline_live_dropped_packets_total", "counter", "Dropped for a slow consumer.");
-	metrics_sample(b, "pcapline_live_dropped_packets_total", *(uint64_t *)arg, "consumer", "tshark \"1\"",
-		"reason", "queue_full", NULL);
+	promtext_family(b, "pcapline_live_dropped_packets_total", "counter", "Dropped for a slow consumer.");
+	promtext_sample(b, "pcapline_live_dropped_packets_total", *(uint64_t *)arg, "consumer",
+		"tshark \"1\"", "reason", "queue_full", NULL);
 }
 
 static void
@@ -264,7 +274,8 @@ test_live_hook(void **state)
 
 	assert_grouped(t);
 	assert_true(has_line(t,
-		"pcapline_live_dropped_packets_total{consumer=\"tshark \\\"1\\\"\",reason=\"queue_full\"} 12"));
+		"pcapline_live_dropped_packets_total{consumer=\"tshark \\\"1\\\"\",reason=\"queue_full\"} "
+		"12"));
 	free(t);
 }
 
