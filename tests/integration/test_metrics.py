@@ -102,6 +102,13 @@ def sample(text, line_start):
     raise AssertionError(f"no sample {line_start} in:\n{text[:4000]}")
 
 
+def sample_or_none(text, line_start):
+    try:
+        return sample(text, line_start)
+    except AssertionError:
+        return None
+
+
 def prom_query(port, q):
     url = f"http://127.0.0.1:{port}/api/v1/query?" + urllib.parse.urlencode({"query": q})
     with urllib.request.urlopen(url, timeout=10) as r:
@@ -295,3 +302,116 @@ def test_hostile_scrapers_do_not_stall_ingest(binaries, certs, procs, tmp_path):
     # Slower with the scrapers on two cores, never stalled.
     assert hostile < max(4 * alone, alone + 20), (alone, hostile)
     assert rx.stop() == 0, rx.text()
+
+
+# The hostile client of the sensor's endpoint, run inside the namespace: holds 8 idle
+# connections (every slot), opens a 9th (refused: closed at once), sends a request
+# larger than the 4 KiB bound (closed unanswered), then holds the slots for hold seconds.
+HOSTILE = """
+import socket, sys, time
+port, hold = int(sys.argv[1]), float(sys.argv[2])
+idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(8)]
+for s in idle:
+    s.sendall(b"GET /metr")
+time.sleep(0.3)
+extra = socket.create_connection(("127.0.0.1", port))
+extra.settimeout(5)
+print("refused" if extra.recv(100) == b"" else "answered", flush=True)
+time.sleep(hold)
+for s in idle:
+    s.close()
+time.sleep(0.3)
+big = socket.create_connection(("127.0.0.1", port))
+big.settimeout(5)
+try:
+    big.sendall(b"GET /metrics HTTP/1.1\\r\\nX: " + b"a" * 8000)
+    print("big:", big.recv(100), flush=True)
+except OSError as e:
+    print("big: closed", e, flush=True)
+"""
+
+
+def ns_get(ns, port, path):
+    """(status, body) of GET http://127.0.0.1:port/path inside ns, with curl."""
+    r = N.nsrun(ns, ["curl", "-sS", "-m", "5", "-o", "-", "-w", "\n%{http_code}",
+                     f"http://127.0.0.1:{port}{path}"], check=False)
+    body, _, code = r.stdout.rpartition("\n")
+    return int(code or 0), body
+
+
+def test_sensor_counters_through_the_receiver_and_its_own_endpoint(binaries, certs, procs, tmp_path):
+    """A live sensor on lo in a namespace of its own with metrics.listen: its endpoint
+    and the receiver's /metrics (through STATS frames) both show exactly the packets
+    sent; a client holding every slot of the sensor's endpoint and one sending an
+    oversized request do not stop capture."""
+    sensor_bin, receiver_bin = binaries
+    nss = N.Namespaces()
+    ns = nss.add("metrics")
+    sent = 300
+    send = ("import socket,sys\n"
+            "s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n"
+            "for i in range(int(sys.argv[1])):\n"
+            "    s.sendto(i.to_bytes(4,'big')*32,('198.18.7.1',5999))\n")
+    try:
+        N.run(["ip", "-n", ns, "addr", "add", "198.18.7.1/32", "dev", "lo"])
+        data = tmp_path / "data"
+        rx = Proc([receiver_bin, "-l", "127.0.0.1:47800", "-d", data] + tls_args(certs, "receiver"),
+                  tmp_path / "receiver.log", netns=ns, env={"PCAPLINE_API_LISTEN": "127.0.0.1:47801"})
+        procs.append(rx)
+        N.wait_for(lambda: N.listening(ns, "tcp", 47800) and N.listening(ns, "tcp", 47801), 20, "receiver")
+        sx = Proc([sensor_bin, "-i", "lo", "-f", "udp and dst port 5999", "-t", "127.0.0.1:47800"]
+                  + tls_args(certs, "s1"), tmp_path / "sensor.log", netns=ns,
+                  env={"PCAPLINE_METRICS_LISTEN": "127.0.0.1:9101", "PCAPLINE_LOG_STATS_INTERVAL": "1s"})
+        procs.append(sx)
+        N.wait_for(lambda: "uplink: connected to" in sx.text() and N.listening(ns, "tcp", 9101), 15,
+                   "sensor connected", sx.text)
+        assert ns_get(ns, 9101, "/healthz") == (200, "ok\n")
+        assert ns_get(ns, 9101, "/nothing")[0] == 404
+        N.nsrun(ns, [N.PY, "-c", send, str(sent)], timeout=60)
+
+        def sensor_says(name, want):
+            status, text = ns_get(ns, 9101, "/metrics")
+            return status == 200 and sample_or_none(text, f'{name}{{sensor="s1"}}') == want
+
+        N.wait_for(lambda: sensor_says("pcapline_sensor_captured_packets_total", sent), 15,
+                   "the sensor's endpoint to count every packet", lambda: ns_get(ns, 9101, "/metrics")[1])
+        N.wait_for(lambda: sensor_says("pcapline_sensor_acked_packets_total", sent), 15, "every packet acked")
+        text = ns_get(ns, 9101, "/metrics")[1]
+        check_metrics(text)
+        for reason in ("kernel", "interface", "sensor_queue", "spool"):
+            assert sample(text, f'pcapline_lost_packets_total{{sensor="s1",reason="{reason}"}}') == 0
+
+        def receiver_says(want):
+            status, t = ns_get(ns, 47801, "/metrics")
+            return (status == 200
+                    and sample_or_none(t, 'pcapline_sensor_captured_packets_total{sensor="s1"}') == want
+                    and sample_or_none(t, 'pcapline_stored_packets_total{sensor="s1"}') == want)
+
+        # The sensor's own count reaches the receiver in its STATS frames (every second).
+        N.wait_for(lambda: receiver_says(sent), 15, "the receiver to show the sensor's count",
+                   lambda: ns_get(ns, 47801, "/metrics")[1][:3000])
+
+        hostile = Proc(["ip", "netns", "exec", ns, N.PY, "-c", HOSTILE, "9101", "3"], tmp_path / "hostile.log")
+        procs.append(hostile)
+        N.wait_for(lambda: "refused" in hostile.text() or "answered" in hostile.text(), 10, "the 9th connection",
+                   hostile.text)
+        assert "refused" in hostile.text(), hostile.text()
+        # Every slot is held: capture goes on regardless.
+        N.nsrun(ns, [N.PY, "-c", send, str(sent)], timeout=60)
+        N.wait_for(lambda: receiver_says(2 * sent), 20, "the second burst stored",
+                   lambda: ns_get(ns, 47801, "/metrics")[1][:3000])
+        assert hostile.wait(timeout=30) == 0, hostile.text()
+        assert "big: closed" in hostile.text() or "big: b''" in hostile.text(), hostile.text()
+        N.wait_for(lambda: ns_get(ns, 9101, "/metrics")[0] == 200, 10, "the endpoint to serve again")
+        text = ns_get(ns, 9101, "/metrics")[1]
+        assert sample(text, 'pcapline_sensor_metrics_requests_total{result="refused"}') >= 1
+        assert sample(text, 'pcapline_sensor_metrics_requests_total{result="dropped"}') >= 9
+        assert sample(text, 'pcapline_sensor_captured_packets_total{sensor="s1"}') == 2 * sent
+        assert sx.stop() == 0, sx.text()
+        assert rx.stop() == 0, rx.text()
+        assert capinfos_packets(segments(data, "s1")) == 2 * sent
+    finally:
+        for p in procs:
+            if p.p.poll() is None:
+                p.stop()
+        assert not nss.cleanup()
