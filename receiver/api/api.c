@@ -229,6 +229,8 @@ api_free(struct api *a)
 		pthread_mutex_unlock(&a->mu);
 		pthread_join(a->guard, NULL);
 	}
+	/* Requests waiting for ready give up now, rather than hold up the stop. */
+	api_set_ready(a, false, "shutting down");
 	if (a->d != NULL)
 		MHD_stop_daemon(a->d); /* closes the listening socket too */
 	else if (a->fd >= 0)
