@@ -38,7 +38,8 @@ struct promhttp;
 
 /* Binds and listens on addr (host:port) now, so that it can be done before
  * privileges are dropped. NULL with a one-line message naming metrics.listen in err. */
-struct promhttp *promhttp_new(const char *addr, promhttp_render_fn *render, void *arg, char *err, size_t errlen);
+struct promhttp *
+promhttp_new(const char *addr, promhttp_render_fn *render, void *arg, char *err, size_t errlen);
 /* True when the socket is bound to a loopback address (127.0.0.0/8, ::1). */
 bool promhttp_is_loopback(const struct promhttp *h);
 /* Starts serving on loop. */

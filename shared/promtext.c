@@ -140,4 +140,3 @@ promtext_sample_f(struct promtext *b, const char *name, double value, ...)
 	snprintf(num, sizeof(num), "%.9g\n", value);
 	promtext_puts(b, num);
 }
-
