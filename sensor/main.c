@@ -754,6 +754,12 @@ sensor_check_config(struct sensor *s)
 		log_warnx("capture.file is set: replaying %s, capture.interfaces is not used", s->conf.file);
 	if ((!s->conf.file || !*s->conf.file) && s->conf.interfaces.n == 0)
 		fatalx(EXIT_CONFIG, "capture.interfaces: no interface configured (or set capture.file)");
+	/* Checked here too, so that --check-config finds a bad metrics.listen. */
+	struct hostport mhp;
+	if (s->conf.metrics_listen && *s->conf.metrics_listen &&
+		hostport_parse(s->conf.metrics_listen, HOSTPORT_LISTEN, "metrics.listen", &mhp, err,
+			sizeof(err)) != 0)
+		fatalx(EXIT_CONFIG, "%s", err);
 	s->targets = calloc(s->conf.receivers.n, sizeof(*s->targets));
 	if (!s->targets)
 		fatalx(1, "out of memory");
