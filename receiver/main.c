@@ -19,6 +19,7 @@
 #include <ev.h>
 
 #include "receiver/api/api.h"
+#include "receiver/api/metrics.h"
 #include "shared/config.h"
 #include "shared/fsutil.h"
 #include "shared/log.h"
@@ -183,6 +184,7 @@ static struct {
 	/* Totals over all sensors for STATUS=, summed on the store worker (which owns the
 	 * counters) and read on the loop. */
 	_Atomic uint64_t stored_packets, stored_bytes, stored_sensors;
+	ev_timer ready; /* fires once the loop runs: /readyz says ready from then on */
 } R;
 
 static void
@@ -380,6 +382,8 @@ receiver_on_signal(struct ev_loop *loop, ev_signal *w, int revents)
 {
 	sdn_loop_stopping(&R.notify, w->signum == SIGINT ? "SIGINT" : "SIGTERM");
 	log_info("%s: closing sessions and segments", w->signum == SIGINT ? "SIGINT" : "SIGTERM");
+	if (R.api)
+		api_set_ready(R.api, false, "shutting down");
 	server_shutdown(R.srv);
 	ev_break(loop, EVBREAK_ALL);
 }
@@ -632,6 +636,9 @@ receiver_open_listeners(const struct store_opts *so)
 		R.api = api_new(&ao, err, sizeof(err));
 		if (!R.api)
 			fatalx(EXIT_CONFIG, "%s", err);
+		/* Served from before the store is loaded (start-up may take a while): /healthz,
+		 * /readyz and /metrics answer at once, the rest waits for ready. */
+		api_set_ready(R.api, false, "loading the store");
 	}
 }
 
@@ -684,6 +691,24 @@ receiver_open_store(const struct store_opts *so)
 	}
 }
 
+/* What /metrics reads, once the store and the dissection worker exist. Live outputs
+ * hook in through metrics_src.live (receiver/api/metrics.h). */
+static void
+receiver_set_metrics(void)
+{
+	struct metrics_src ms = { .store = R.store, .srv = R.srv, .dissect = R.dissect };
+
+	if (R.api)
+		api_set_metrics(R.api, &ms);
+}
+
+static void
+receiver_on_ready(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	if (R.api)
+		api_set_ready(R.api, true, "");
+}
+
 static void
 receiver_start_api(void)
 {
@@ -716,6 +741,8 @@ receiver_run(void)
 	/* Listening, the store open and the API served: READY=1, then STATUS= every
 	 * 5 s (or log.stats_interval when shorter). */
 	sdn_loop_ready(&R.notify, R.loop, si < 5. ? si : 5., receiver_status, NULL);
+	ev_timer_init(&R.ready, receiver_on_ready, 0., 0.);
+	ev_timer_start(R.loop, &R.ready);
 	log_info("listening on %s%s; storing under %s%s%s", R.conf.listen.v[0],
 		R.conf.listen.n > 1 ? " (and more)" : "",
 		R.conf.dir && *R.conf.dir ? R.conf.dir : "(no repository)",
@@ -771,8 +798,9 @@ main(int argc, char **argv)
 	struct store_opts so = receiver_store_opts();
 	receiver_open_listeners(&so);
 	receiver_drop_privileges(&so);
-	receiver_open_store(&so);
 	receiver_start_api();
+	receiver_open_store(&so);
+	receiver_set_metrics();
 	receiver_run();
 	receiver_shutdown();
 	return 0;

@@ -10,7 +10,8 @@ PKGS="build-essential pkg-config clang libclang-rt-14-dev clang-format
 libpcap-dev libssl-dev liblz4-dev libev-dev libyaml-dev libarchive-dev libsqlite3-dev
 libjansson-dev libmicrohttpd-dev libcmocka-dev
 openssl lz4 tcpdump tshark wireshark-common tcpreplay curl dnsutils
-python3 python3-pytest python3-scapy iproute2 procps time netcat-openbsd systemd util-linux"
+python3 python3-pytest python3-scapy iproute2 procps time netcat-openbsd systemd util-linux
+prometheus"
 TIMEOUT=${DEPS_LOCK_TIMEOUT:-600}
 START=$(date +%s)
 # apt-get update takes the lists lock, install the dpkg locks and the archives lock.

@@ -25,6 +25,7 @@
 #include "shared/hostport.h"
 #include "shared/log.h"
 #include "sensor/names.h"
+#include "sensor/promhttp.h"
 #include "shared/privdrop.h"
 #include "shared/sdnotify.h"
 #include "shared/tls.h"
@@ -60,6 +61,7 @@ struct sensor_conf {
 	char *names_hosts;
 	struct cfg_strlist names_static;
 	struct cfg_strlist names_ports;
+	char *metrics_listen;
 };
 
 /* In-flight bytes for file replay (see uplink_opts below). */
@@ -119,6 +121,8 @@ static const struct cfg_key sensor_schema[] = {
 		"fixed names: IP=NAME, IP:PORT=NAME, [IPv6]:PORT=NAME, each optionally @NAMESPACE"),
 	K("names.dns_ports", CFG_STRLIST, names_ports, 0, 0, NULL,
 		"UDP/TCP ports whose packets are read as DNS"),
+	K("metrics.listen", CFG_STR, metrics_listen, 0, 0, NULL,
+		"serve GET /metrics (Prometheus text, plain HTTP, no token) on host:port; \"\" = off"),
 	{ NULL },
 };
 #undef K
@@ -131,7 +135,8 @@ struct sensor {
 	struct batcher *batcher;
 	struct uplink *uplink;
 	struct spool *spool;
-	struct names *names; /* NULL: names.enabled is false */
+	struct names *names;      /* NULL: names.enabled is false */
+	struct promhttp *metrics; /* NULL: metrics.listen is empty */
 	SSL_CTX *ssl_ctx;
 	struct uplink_target *targets;
 	struct proto_hello hello;
@@ -772,6 +777,12 @@ sensor_check_config(struct sensor *s)
 		log_warnx("capture.file is set: replaying %s, capture.interfaces is not used", s->conf.file);
 	if ((!s->conf.file || !*s->conf.file) && s->conf.interfaces.n == 0)
 		fatalx(EXIT_CONFIG, "capture.interfaces: no interface configured (or set capture.file)");
+	/* Checked here too, so that --check-config finds a bad metrics.listen. */
+	struct hostport mhp;
+	if (s->conf.metrics_listen && *s->conf.metrics_listen &&
+		hostport_parse(s->conf.metrics_listen, HOSTPORT_LISTEN, "metrics.listen", &mhp, err,
+			sizeof(err)) != 0)
+		fatalx(EXIT_CONFIG, "%s", err);
 	s->targets = calloc(s->conf.receivers.n, sizeof(*s->targets));
 	if (!s->targets)
 		fatalx(1, "out of memory");
@@ -914,6 +925,106 @@ sensor_drop_privileges(struct sensor *s)
 	log_info("running as user %s", s->conf.user);
 }
 
+/* metrics.listen: the counters of sensor_collect() and the uplink, in the names the
+ * receiver's /metrics uses for what this sensor reports in STATS frames. On the loop. */
+static void
+sensor_render_metrics(void *arg, struct promtext *b)
+{
+	struct sensor *s = arg;
+	struct proto_stats ps;
+	struct capture_stats cs;
+	struct uplink_stats us;
+	struct promhttp_stats hs;
+	static const struct {
+		uint16_t id;
+		const char *name, *help;
+	} fam[] = {
+		{ PROTO_ST_CAPTURED, "pcapline_sensor_captured_packets_total",
+			"Packets the capture filter accepted." },
+		{ PROTO_ST_PKT_BYTES, "pcapline_sensor_captured_bytes_total",
+			"Captured packet bytes (caplen)." },
+		{ PROTO_ST_BATCHES, "pcapline_sensor_shipped_batches_total", "Batches built and shipped." },
+		{ PROTO_ST_BYTES_SENT, "pcapline_sensor_shipped_bytes_total",
+			"Batch bytes after lz4 compression." },
+		{ PROTO_ST_BYTES_RAW, "pcapline_sensor_shipped_raw_bytes_total",
+			"Batch record bytes before compression." },
+		{ PROTO_ST_NAMES_EVENTS, "pcapline_sensor_name_events_total",
+			"Name-resolution events produced." },
+		{ PROTO_ST_NAMES_DROPS, "pcapline_sensor_name_events_dropped_total",
+			"Name-resolution events dropped: the queue was full." },
+	};
+	static const struct {
+		uint16_t id;
+		const char *reason;
+	} loss[] = {
+		{ PROTO_ST_KERNEL_DROPS, "kernel" },
+		{ PROTO_ST_IF_DROPS, "interface" },
+		{ PROTO_ST_QUEUE_DROPS, "sensor_queue" },
+		{ PROTO_ST_SPOOL_DROPS, "spool" },
+	};
+
+	sensor_collect(s, &ps, &cs, &us);
+	promhttp_stats(s->metrics, &hs);
+	promtext_family(b, "pcapline_build_info", "gauge", "The sensor's version; always 1.");
+	promtext_sample(b, "pcapline_build_info", 1, "version", PCAPLINE_VERSION, "sensor", s->id, NULL);
+	for (size_t f = 0; f < sizeof(fam) / sizeof(fam[0]); f++) {
+		promtext_family(b, fam[f].name, "counter", fam[f].help);
+		for (int i = 0; i < ps.n; i++)
+			if (ps.s[i].id == fam[f].id)
+				promtext_sample(b, fam[f].name, ps.s[i].value, "sensor", s->id, NULL);
+	}
+	promtext_family(b, "pcapline_lost_packets_total", "counter",
+		"Packets lost, by reason: kernel, interface (capture drops), sensor_queue (send window "
+		"full), spool (spool full).");
+	for (size_t r = 0; r < sizeof(loss) / sizeof(loss[0]); r++)
+		for (int i = 0; i < ps.n; i++)
+			if (ps.s[i].id == loss[r].id)
+				promtext_sample(b, "pcapline_lost_packets_total", ps.s[i].value, "sensor",
+					s->id, "reason", loss[r].reason, NULL);
+	promtext_family(b, "pcapline_sensor_uplink_connected", "gauge", "1 while a receiver session is up.");
+	promtext_sample(b, "pcapline_sensor_uplink_connected", us.connected ? 1 : 0, "sensor", s->id, NULL);
+	promtext_family(
+		b, "pcapline_sensor_acked_batches_total", "counter", "Batches the receiver acknowledged.");
+	promtext_sample(b, "pcapline_sensor_acked_batches_total", us.batches_acked, "sensor", s->id, NULL);
+	promtext_family(b, "pcapline_sensor_acked_packets_total", "counter",
+		"Packets in the batches the receiver acknowledged (stored).");
+	promtext_sample(b, "pcapline_sensor_acked_packets_total", us.packets_acked, "sensor", s->id, NULL);
+	promtext_family(b, "pcapline_sensor_resent_batches_total", "counter",
+		"Batches sent again after a reconnect.");
+	promtext_sample(b, "pcapline_sensor_resent_batches_total", us.resent, "sensor", s->id, NULL);
+	promtext_family(b, "pcapline_sensor_pending_batches", "gauge",
+		"Batches sent or queued, not acknowledged yet.");
+	promtext_sample(b, "pcapline_sensor_pending_batches", us.pending_batches, "sensor", s->id, NULL);
+	promtext_family(b, "pcapline_sensor_spool_batches", "gauge", "Batches held in the disk spool.");
+	promtext_sample(b, "pcapline_sensor_spool_batches", s->spool ? spool_count(s->spool) : 0, "sensor",
+		s->id, NULL);
+	promtext_family(b, "pcapline_sensor_metrics_requests_total", "counter",
+		"Requests to this endpoint: served, refused (too many at once), dropped (too large, too "
+		"slow or broken).");
+	promtext_sample(b, "pcapline_sensor_metrics_requests_total", hs.served, "result", "served", NULL);
+	promtext_sample(b, "pcapline_sensor_metrics_requests_total", hs.refused, "result", "refused", NULL);
+	promtext_sample(b, "pcapline_sensor_metrics_requests_total", hs.dropped, "result", "dropped", NULL);
+}
+
+/* metrics.listen: bound now, while the sensor may still be root; served from the loop. */
+static void
+sensor_open_metrics(struct sensor *s)
+{
+	char err[CFG_ERRLEN];
+
+	if (!s->conf.metrics_listen || !*s->conf.metrics_listen)
+		return;
+	s->metrics = promhttp_new(s->conf.metrics_listen, sensor_render_metrics, s, err, sizeof(err));
+	if (!s->metrics)
+		fatalx(EXIT_CONFIG, "%s", err);
+	if (!promhttp_is_loopback(s->metrics))
+		log_warnx(
+			"metrics.listen: %s is not a loopback address: the counters are served to anyone who "
+			"can reach it (plain HTTP, no token)",
+			s->conf.metrics_listen);
+	log_info("metrics on http://%s/metrics", s->conf.metrics_listen);
+}
+
 /* The event loop, the batcher and the uplink. */
 static void
 sensor_start_pipeline(struct sensor *s, uint64_t first_seq)
@@ -995,6 +1106,8 @@ sensor_run(struct sensor *s)
 	if (s->names)
 		names_start(s->names, s->loop);
 	uplink_start(s->uplink);
+	if (s->metrics)
+		promhttp_start(s->metrics, s->loop);
 	capture_start(s->cap, s->loop);
 	/* Capturing now: READY=1, then STATUS= at most every 5 s (or log.stats_interval). */
 	double status_s = (double)s->conf.stats_interval / 1000.0;
@@ -1013,6 +1126,7 @@ sensor_shutdown(struct sensor *s)
 	if (capture_file_error(s->cap, err, sizeof(err)) != 0)
 		log_warnx("%s (every complete record before it was sent)", err);
 	sensor_log_stats(s, "final");
+	promhttp_free(s->metrics);
 	uplink_free(s->uplink);
 	names_free(s->names);
 	batcher_free(s->batcher);
@@ -1044,6 +1158,7 @@ main(int argc, char **argv)
 	if (check)
 		return sensor_print_config(&s);
 	uint64_t first_seq = sensor_init_session(&s);
+	sensor_open_metrics(&s);
 	sensor_drop_privileges(&s);
 	sensor_start_pipeline(&s, first_seq);
 	sensor_init_timers(&s);

@@ -30,6 +30,7 @@ lathist_add(struct lathist *h, uint64_t v)
 {
 	h->n[lathist_bucket(v)]++;
 	h->count++;
+	h->sum += v;
 	if (v > h->max)
 		h->max = v;
 }
@@ -55,6 +56,18 @@ lathist_quantile(const struct lathist *h, double q)
 		}
 	}
 	return h->max;
+}
+
+uint64_t
+lathist_count_le(const struct lathist *h, uint64_t v)
+{
+	uint64_t n = 0;
+
+	/* The last bucket also holds everything above its range: counted only when v is
+	 * past the largest value seen. */
+	for (unsigned b = 0; b < LATHIST_BUCKETS - 1 && lathist_upper(b) <= v; b++)
+		n += h->n[b];
+	return v >= h->max ? h->count : n;
 }
 
 void

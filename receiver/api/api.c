@@ -38,6 +38,7 @@
 #include <openssl/sha.h>
 #include <pcap/pcap.h>
 
+#include "receiver/api/metrics.h"
 #include "receiver/repo/bundle.h"
 #include "shared/fsutil.h"
 #include "receiver/repo/l4query.h"
@@ -84,6 +85,14 @@ struct api {
 	unsigned char token_sha[SHA256_DIGEST_LENGTH];
 	bool has_token;
 	char *cert_pem, *key_pem;
+	/* Readiness (/readyz) and the parts /metrics reads: under ready_mu, which a scrape
+	 * holds while it copies the parts' counters, so that a part is never taken away
+	 * in the middle (api_set_metrics() waits for that copy, never for storage). */
+	pthread_mutex_t ready_mu;
+	pthread_cond_t ready_cv;
+	bool ready;
+	char why[64];
+	struct metrics_src *msrc;
 };
 
 /* The parameters of one export request. */
@@ -220,12 +229,17 @@ api_free(struct api *a)
 		pthread_mutex_unlock(&a->mu);
 		pthread_join(a->guard, NULL);
 	}
+	/* Requests waiting for ready give up now, rather than hold up the stop. */
+	api_set_ready(a, false, "shutting down");
 	if (a->d != NULL)
 		MHD_stop_daemon(a->d); /* closes the listening socket too */
 	else if (a->fd >= 0)
 		close(a->fd);
 	pthread_mutex_destroy(&a->mu);
 	pthread_cond_destroy(&a->stop_cv);
+	pthread_mutex_destroy(&a->ready_mu);
+	pthread_cond_destroy(&a->ready_cv);
+	free(a->msrc);
 	api_wipe_free(a->key_pem);
 	free(a->cert_pem);
 	free(a->dir);
@@ -248,6 +262,11 @@ api_new(const struct api_opts *o, char *err, size_t errlen)
 	a->fd = -1;
 	pthread_mutex_init(&a->mu, NULL);
 	pthread_cond_init(&a->stop_cv, NULL);
+	pthread_mutex_init(&a->ready_mu, NULL);
+	pthread_cond_init(&a->ready_cv, NULL);
+	/* Ready unless the owner says otherwise: the repository alone is enough to serve
+	 * (the receiver calls api_set_ready() while it loads its store). */
+	a->ready = true;
 	a->o = *o;
 	a->o.listen = a->o.token = a->o.cert = a->o.key = a->o.dir = NULL; /* not kept */
 	if (a->o.max_conns == 0)
@@ -1194,6 +1213,104 @@ api_pcap(struct api *a, struct MHD_Connection *c, bool flow, const char *idstr)
 	return ret;
 }
 
+/* Health and metrics ------------------------------------------------------------------ */
+
+void
+api_set_metrics(struct api *a, const struct metrics_src *src)
+{
+	struct metrics_src *copy = NULL;
+
+	if (src != NULL && (copy = malloc(sizeof(*copy))) != NULL)
+		*copy = *src;
+	if (src != NULL && copy == NULL)
+		log_warnx("api: out of memory: /metrics shows no counters");
+	pthread_mutex_lock(&a->ready_mu);
+	free(a->msrc);
+	a->msrc = copy;
+	pthread_mutex_unlock(&a->ready_mu);
+}
+
+void
+api_set_ready(struct api *a, bool ready, const char *why)
+{
+	pthread_mutex_lock(&a->ready_mu);
+	a->ready = ready;
+	snprintf(a->why, sizeof(a->why), "%s", why != NULL ? why : "");
+	pthread_cond_broadcast(&a->ready_cv);
+	pthread_mutex_unlock(&a->ready_mu);
+}
+
+/* Waits until ready, for at most API_READY_WAIT_S. False with why when it is not. */
+static bool
+api_wait_ready(struct api *a, char *why, size_t whylen)
+{
+	struct timespec until;
+	bool ok;
+
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += API_READY_WAIT_S;
+	pthread_mutex_lock(&a->ready_mu);
+	/* Shutting down is final: nothing to wait for then. */
+	while (!a->ready && strcmp(a->why, "shutting down") != 0 &&
+		pthread_cond_timedwait(&a->ready_cv, &a->ready_mu, &until) == 0)
+		;
+	ok = a->ready;
+	snprintf(why, whylen, "%s", a->why);
+	pthread_mutex_unlock(&a->ready_mu);
+	return ok;
+}
+
+static enum MHD_Result
+api_readyz(struct api *a, struct MHD_Connection *c)
+{
+	char why[64];
+	bool ok;
+
+	pthread_mutex_lock(&a->ready_mu);
+	ok = a->ready;
+	snprintf(why, sizeof(why), "%s", a->why);
+	pthread_mutex_unlock(&a->ready_mu);
+	if (ok)
+		return api_text(c, MHD_HTTP_OK, "ready");
+	return api_text(c, MHD_HTTP_SERVICE_UNAVAILABLE, "not ready: %s", why);
+}
+
+/* GET /metrics: the snapshot is copied under ready_mu (the parts' own locks are held
+ * only for their copies), then rendered outside it. */
+static enum MHD_Result
+api_metrics(struct api *a, struct MHD_Connection *c)
+{
+	struct metrics_snap m;
+	struct metrics_src src = { 0 };
+	struct promtext b = { 0 };
+	struct MHD_Response *r;
+	enum MHD_Result ret;
+	int rc;
+
+	pthread_mutex_lock(&a->ready_mu);
+	if (a->msrc != NULL)
+		src = *a->msrc;
+	rc = metrics_collect(&src, a->ready, &m);
+	pthread_mutex_unlock(&a->ready_mu);
+	if (rc == 0)
+		rc = metrics_render(&m, &src, &b);
+	metrics_snap_fini(&m);
+	if (rc != 0) {
+		promtext_fini(&b);
+		log_warnx("api: out of memory for /metrics");
+		return api_text(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
+	}
+	r = MHD_create_response_from_buffer(b.len, b.p, MHD_RESPMEM_MUST_FREE);
+	if (r == NULL) {
+		promtext_fini(&b);
+		return MHD_NO;
+	}
+	MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, PROMTEXT_CONTENT_TYPE);
+	ret = MHD_queue_response(c, MHD_HTTP_OK, r);
+	MHD_destroy_response(r);
+	return ret;
+}
+
 /* Dispatch ---------------------------------------------------------------------------- */
 
 enum api_route {
@@ -1202,7 +1319,10 @@ enum api_route {
 	API_CONNS,
 	API_FLOWS,
 	API_CONN_PCAP,
-	API_FLOW_PCAP
+	API_FLOW_PCAP,
+	API_METRICS,
+	API_HEALTHZ,
+	API_READYZ
 };
 
 /* The endpoint of url; for /api/v1/{conns,flows}/<id>/pcap, <id> as given into id (one
@@ -1214,6 +1334,12 @@ api_route(const char *url, char *id, size_t idlen)
 	const char *rest, *slash;
 	bool flows;
 
+	if (strcmp(url, "/metrics") == 0)
+		return API_METRICS;
+	if (strcmp(url, "/healthz") == 0)
+		return API_HEALTHZ;
+	if (strcmp(url, "/readyz") == 0)
+		return API_READYZ;
 	if (strncmp(url, base, sizeof(base) - 1) != 0)
 		return API_NONE;
 	rest = url + sizeof(base) - 1;
@@ -1244,18 +1370,29 @@ api_on_request(void *cls, struct MHD_Connection *c, const char *url, const char 
 	struct api *a = cls;
 
 	enum api_route route;
-	char id[32];
+	char id[32], why[64];
 
 	api_mark_busy(a, c, true);
+	route = api_route(url, id, sizeof(id));
+	/* Probes carry no secret: liveness and readiness tell nothing else. */
+	if (route == API_HEALTHZ || route == API_READYZ) {
+		if (strcmp(method, MHD_HTTP_METHOD_GET) != 0 && strcmp(method, MHD_HTTP_METHOD_HEAD) != 0)
+			return api_text(c, MHD_HTTP_METHOD_NOT_ALLOWED, "%.32s: only GET", method);
+		return route == API_HEALTHZ ? api_text(c, MHD_HTTP_OK, "ok") : api_readyz(a, c);
+	}
 	if (!api_authorized(a, c))
 		return api_text(c, MHD_HTTP_UNAUTHORIZED, "missing or wrong bearer token");
-	if ((route = api_route(url, id, sizeof(id))) == API_NONE)
+	if (route == API_NONE)
 		return api_text(c, MHD_HTTP_NOT_FOUND,
 			"%.200s: not found (GET /api/v1/export, /api/v1/conns, /api/v1/flows, "
-			"/api/v1/conns/ID/pcap, /api/v1/flows/ID/pcap)",
+			"/api/v1/conns/ID/pcap, /api/v1/flows/ID/pcap, /metrics, /healthz, /readyz)",
 			url);
 	if (strcmp(method, MHD_HTTP_METHOD_GET) != 0)
 		return api_text(c, MHD_HTTP_METHOD_NOT_ALLOWED, "%.32s: only GET", method);
+	if (route == API_METRICS)
+		return api_metrics(a, c);
+	if (!api_wait_ready(a, why, sizeof(why)))
+		return api_text(c, MHD_HTTP_SERVICE_UNAVAILABLE, "not ready: %s", why);
 	switch (route) {
 	case API_CONNS:
 		return api_l4_list(a, c, false);

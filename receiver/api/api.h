@@ -48,6 +48,22 @@ bool api_listen_is_loopback(const char *listen);
  * and binds the socket, so that this can run before privileges are dropped. Serves
  * nothing until api_start(). NULL with a one-line message in err. */
 struct api *api_new(const struct api_opts *o, char *err, size_t errlen);
+/*
+ * Health and metrics. GET /healthz answers 200 while the process serves HTTP at all;
+ * GET /readyz 200 once api_set_ready(a, true, ..) was called, else 503 with the reason;
+ * both without the bearer token (they tell nothing but that), so that probes need no
+ * secret. GET /metrics (receiver/api/metrics.h) needs the token like every other
+ * endpoint. Requests to /api/v1/ that arrive before the receiver is ready wait for it
+ * (up to API_READY_WAIT_S, then 503), as they would have waited in the listen queue.
+ */
+#define API_READY_WAIT_S 60
+struct metrics_src;
+/* The parts /metrics reads (copied; NULL: none yet). The objects it names must stay
+ * alive until api_free() or the next call. Any thread. */
+void api_set_metrics(struct api *a, const struct metrics_src *src);
+/* Ready or not, with why ("loading the store", "shutting down"; copied). Any thread.
+ * A new API is ready. */
+void api_set_ready(struct api *a, bool ready, const char *why);
 /* Starts the daemon's threads. Returns 0 or -1 with a message in err. */
 int api_start(struct api *a, char *err, size_t errlen);
 /* Stops the daemon (running exports are cut off) and frees. Accepts NULL. */

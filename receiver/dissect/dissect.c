@@ -37,6 +37,7 @@ enum {
 	Q_UNFAIL,
 	Q_SEG_CLEAN,
 	Q_LATER,
+	Q_BACKLOG,
 	Q_BEGIN,
 	Q_COMMIT,
 	Q_ROLLBACK,
@@ -79,6 +80,10 @@ static const char *const dissect_sql[Q_COUNT] = {
 	/* The newest dissected segment of an interface (see seg_is_late()). */
 	[Q_LATER] = "SELECT max(s.min_ns) FROM segments s WHERE s.sensor = ?1 AND s.iface = ?2 AND EXISTS "
 		    "(SELECT 1 FROM l4_done d WHERE d.seg_id = s.id)",
+	/* The backlog for the metrics endpoint: like Q_PENDING, from the same mark. */
+	[Q_BACKLOG] =
+		"SELECT count(*), coalesce(sum(s.packets), 0), coalesce(min(s.closed_ns), 0) FROM "
+		"segments s WHERE s.id > ?1 AND NOT EXISTS (SELECT 1 FROM l4_done d WHERE d.seg_id = s.id)",
 	[Q_BEGIN] = "BEGIN IMMEDIATE",
 	[Q_COMMIT] = "COMMIT",
 	[Q_ROLLBACK] = "ROLLBACK",
@@ -1411,6 +1416,8 @@ struct dissect_worker {
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	bool stop;
+	struct dissect_metrics pub; /* under mu: what dissect_worker_metrics() copies */
+	time_t pub_at;
 	struct timespec drain_until; /* when stopping: pending segments until then */
 	unsigned log_s;              /* counters logged this often (when they changed) */
 	unsigned defer_max_ms;       /* 0: never defer to CPU pressure */
@@ -1526,6 +1533,49 @@ log_counters(struct dissect *d, uint64_t *last_packets)
 		d->holding ? " (a segment waits for a retry)" : "");
 }
 
+/* Counts the segments not dissected yet and publishes the counters, at most once a
+ * second: one query from the mark below which everything was done (dissect_pending()). */
+static void
+worker_publish(struct dissect_worker *w, bool force)
+{
+	struct dissect *d = w->d;
+	sqlite3_stmt *s = d->st[Q_BACKLOG];
+	struct dissect_metrics m = { 0 };
+	time_t now = time(NULL);
+
+	if (!force && now == w->pub_at)
+		return;
+	w->pub_at = now;
+	m.segments = d->stats.segments;
+	m.packets = d->stats.packets;
+	m.in_conns = d->stats.in_conns;
+	m.rows = d->stats.rows;
+	m.failed = d->stats.failed;
+	m.deferred_ms = d->stats.deferred_ms;
+	m.forced = d->stats.forced;
+	m.holding = d->holding;
+	sqlite3_bind_int64(s, 1, d->done_below);
+	if (sqlite3_step(s) == SQLITE_ROW) {
+		m.backlog_segments = (uint64_t)sqlite3_column_int64(s, 0);
+		m.backlog_packets = (uint64_t)sqlite3_column_int64(s, 1);
+		m.oldest_closed_ns = sqlite3_column_int64(s, 2);
+		m.backlog_known = true;
+	}
+	sqlite3_reset(s);
+	sqlite3_clear_bindings(s);
+	pthread_mutex_lock(&w->mu);
+	w->pub = m;
+	pthread_mutex_unlock(&w->mu);
+}
+
+void
+dissect_worker_metrics(struct dissect_worker *w, struct dissect_metrics *out)
+{
+	pthread_mutex_lock(&w->mu);
+	*out = w->pub;
+	pthread_mutex_unlock(&w->mu);
+}
+
 static void *
 worker_main(void *arg)
 {
@@ -1563,9 +1613,9 @@ worker_main(void *arg)
 		/* While the CPUs are saturated, whatever dissection takes is taken from the
 		 * sensors and the ingest path (a nice 19 thread still gets the receiver's
 		 * share when the loop waits): segments wait, up to defer_max_ms in a row;
-		 * then the backlog is worked off whole, and the clock starts again. */
-		/* Looked at every round, so that a decision rests on the last fraction of a
-		 * second, not on the time since segments were last pending. */
+		 * then the backlog is worked off whole, and the clock starts again. Looked
+		 * at every round, so that a decision rests on the last fraction of a second,
+		 * not on the time since segments were last pending. */
 		bool sat = w->defer_max_ms && cpu_saturated(w);
 		if (!catching_up && sat && dissect_has_pending(w->d)) {
 			uint64_t now = mono_us();
@@ -1574,6 +1624,7 @@ worker_main(void *arg)
 				defer_from = now;
 			if (now - defer_from < (uint64_t)w->defer_max_ms * 1000u) {
 				w->d->stats.deferred_ms += DEFER_NAP_MS;
+				worker_publish(w, false); /* the backlog grows meanwhile */
 				worker_nap(w, DEFER_NAP_MS);
 				continue;
 			}
@@ -1581,6 +1632,7 @@ worker_main(void *arg)
 			catching_up = true;
 		}
 		n = dissect_pending(w->d, 4);
+		worker_publish(w, false);
 		if (time(NULL) >= next_log) {
 			log_counters(w->d, &logged);
 			next_log = time(NULL) + w->log_s;

@@ -117,6 +117,17 @@ int64_t dissect_psi_some_total(const char *text);
 struct dissect_worker;
 struct dissect_worker *dissect_worker_start(const char *dir, const struct l4_limits *limits, unsigned log_s,
 	unsigned defer_max_ms, char *err, size_t errlen);
+/* The dissection worker's counters for the metrics endpoint, as of the last second. */
+struct dissect_metrics {
+	uint64_t segments, packets, in_conns, rows, failed; /* struct dissect_stats */
+	uint64_t deferred_ms, forced;                       /* likewise */
+	bool backlog_known;                                 /* the backlog below was read */
+	uint64_t backlog_segments, backlog_packets;         /* indexed, not dissected yet */
+	int64_t oldest_closed_ns; /* closed_ns of the oldest of them (ns since epoch), 0 = none */
+	bool holding;             /* a segment that failed waits for its retry */
+};
+/* Safe from any thread: a copy under a lock the worker holds only to publish. */
+void dissect_worker_metrics(struct dissect_worker *w, struct dissect_metrics *out);
 /* Stops and joins the thread, after dissecting what is pending for up to drain_ms (the
  * segments the store closed on its way out); open connections stay open in the index
  * (the next start marks them). Accepts NULL. */

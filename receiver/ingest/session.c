@@ -6,6 +6,7 @@
 #include <inttypes.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -191,7 +192,15 @@ struct server {
 	size_t held_bytes;
 	unsigned n_counted;
 	struct session *bhead, *btail;
+	/* server_metrics_get() reads these from another thread: the loop only stores. */
+	struct {
+		atomic_uint_fast64_t accepted, refused, shed, timed_out, failed, peer_closed, throttled;
+		atomic_uint_fast64_t sessions, unauth, held_bytes;
+	} m;
 };
+
+#define SERVER_M_ADD(srv, f)    atomic_fetch_add_explicit(&(srv)->m.f, 1, memory_order_relaxed)
+#define SERVER_M_SET(srv, f, v) atomic_store_explicit(&(srv)->m.f, (v), memory_order_relaxed)
 
 /* One source in the scratch table that picks which unauthenticated connection to shed. */
 struct server_src {
@@ -543,6 +552,7 @@ session_close(struct session *se, uint16_t code, const char *why)
 		else
 			srv->uq.failed_quiet++;
 		srv->uq.failed++;
+		SERVER_M_ADD(srv, failed);
 		snprintf(srv->uq.last, sizeof(srv->uq.last), "%s: %s", se->peer, why);
 		session_free(se);
 		return;
@@ -568,6 +578,12 @@ session_end_unauth(struct session *se, enum unauth_end how, const char *why)
 		srv->uq.timed_out++;
 	else
 		srv->uq.peer_closed++;
+	if (how == UNAUTH_SHED_SRC || how == UNAUTH_SHED_TOTAL)
+		SERVER_M_ADD(srv, shed);
+	else if (how == UNAUTH_TIMED_OUT)
+		SERVER_M_ADD(srv, timed_out);
+	else
+		SERVER_M_ADD(srv, peer_closed);
 	snprintf(srv->uq.last, sizeof(srv->uq.last), "%s: %s", se->peer, why);
 	log_debug("session %s: closed: %s", se->peer, why);
 	if (se->state == S_HELLO && how != UNAUTH_PEER_CLOSED) {
@@ -1031,6 +1047,7 @@ session_rate_charge(struct session *se, uint32_t raw_len)
 	if (se->tokens < 0 && !se->throttled) {
 		se->throttled = true;
 		se->throttled_count++;
+		SERVER_M_ADD(srv, throttled);
 		ev_timer_set(&se->unthrottle, -se->tokens / (double)srv->o.sensor_rate, 0.);
 		ev_timer_start(srv->loop, &se->unthrottle);
 	}
@@ -1639,6 +1656,7 @@ server_on_accept(struct ev_loop *loop, ev_io *w, int revents)
 		getnameinfo((struct sockaddr *)&sa, salen, host, sizeof(host), port, sizeof(port),
 			NI_NUMERICHOST | NI_NUMERICSERV);
 		if (!server_make_room(srv, src)) {
+			SERVER_M_ADD(srv, refused);
 			if (log_limit_ok(&srv->refuse_lim, 3, 10))
 				log_warnx("session %s:%s: refused: %u sessions open (limits.max_sessions)",
 					host, port, srv->n_sessions);
@@ -1670,6 +1688,7 @@ server_on_accept(struct ev_loop *loop, ev_io *w, int revents)
 			srv->uhead = se;
 		srv->utail = se;
 		srv->n_unauth++;
+		SERVER_M_ADD(srv, accepted);
 		ev_io_init(&se->io, session_on_io, fd, EV_READ);
 		se->io.data = se;
 		ev_timer_init(&se->unthrottle, session_on_unthrottle, 1., 0.);
@@ -1732,6 +1751,9 @@ server_on_tick(struct ev_loop *loop, ev_timer *w, int revents)
 	}
 	server_unauth_summary(srv, now, false);
 	server_budget_wake(srv); /* memory of sessions closed meanwhile came back */
+	SERVER_M_SET(srv, sessions, srv->n_sessions);
+	SERVER_M_SET(srv, unauth, srv->n_unauth);
+	SERVER_M_SET(srv, held_bytes, srv->held_bytes);
 	for (se = srv->sessions; se; se = next) {
 		next = se->next;
 		if (se->state != S_STREAM)
@@ -1759,6 +1781,25 @@ server_on_tick(struct ev_loop *loop, ev_timer *w, int revents)
 		srv->tick_busy = true;
 		worker_submit(srv->w, &j->wj);
 	}
+}
+
+void
+server_metrics_get(const struct server *srv, struct server_metrics *out)
+{
+	struct server *m = (struct server *)srv; /* atomic loads take non-const pointers */
+
+#define SERVER_M_GET(f) out->f = atomic_load_explicit(&m->m.f, memory_order_relaxed)
+	SERVER_M_GET(accepted);
+	SERVER_M_GET(refused);
+	SERVER_M_GET(shed);
+	SERVER_M_GET(timed_out);
+	SERVER_M_GET(failed);
+	SERVER_M_GET(peer_closed);
+	SERVER_M_GET(throttled);
+	SERVER_M_GET(sessions);
+	SERVER_M_GET(unauth);
+	SERVER_M_GET(held_bytes);
+#undef SERVER_M_GET
 }
 
 struct server *

@@ -56,6 +56,21 @@ unsigned server_session_count(const struct server *srv);
  * where the store may be used from outside the sessions while the loop runs (for
  * stats). Returns 0 or -ENOMEM. */
 int server_store_call(struct server *srv, void (*fn)(void *arg), void *arg);
+/* Connection counts for the metrics endpoint: totals since start, and gauges as of the
+ * last second. */
+struct server_metrics {
+	uint64_t accepted;         /* connections accepted */
+	uint64_t refused;          /* closed at once: limits.max_sessions, all held by sensors */
+	uint64_t shed;             /* unauthenticated, shed for newer ones (limits.unauth_*) */
+	uint64_t timed_out;        /* no TLS handshake or HELLO within limits.handshake_timeout */
+	uint64_t failed;           /* TLS, certificate, token or HELLO refused */
+	uint64_t peer_closed;      /* unauthenticated, closed by the peer */
+	uint64_t throttled;        /* times a session stopped reading for limits.sensor_rate */
+	uint64_t sessions, unauth; /* open now: all, and those not authenticated yet */
+	uint64_t held_bytes;       /* input held, not yet stored (limits.ingest_buffer) */
+};
+/* Safe from any thread (relaxed atomic loads; the loop never waits for a reader). */
+void server_metrics_get(const struct server *srv, struct server_metrics *out);
 void server_free(struct server *srv);
 
 #endif

@@ -128,6 +128,14 @@ retention_added(struct retention *r, const struct index_seg *seg)
 	r->total_bytes += seg->bytes;
 }
 
+void
+retention_totals(const struct retention *r, const char *sensor, uint64_t *segments, uint64_t *bytes)
+{
+	const struct rsensor *e = retention_sensor((struct retention *)r, sensor, false);
+	*segments = e ? e->t.segments : 0;
+	*bytes = e ? e->t.bytes : 0;
+}
+
 uint64_t
 retention_bytes(const struct retention *r, const char *sensor)
 {

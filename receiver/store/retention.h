@@ -50,6 +50,8 @@ void retention_added(struct retention *r, const struct index_seg *seg);
  * were deleted.
  */
 unsigned retention_run(struct retention *r, int64_t now_ns, retention_fn *fn, void *arg);
+/* Closed segments in the index and their bytes, of one sensor (zeros when it has none). */
+void retention_totals(const struct retention *r, const char *sensor, uint64_t *segments, uint64_t *bytes);
 /* Bytes of closed segments in the index, all sensors (sensor NULL) or one. */
 uint64_t retention_bytes(const struct retention *r, const char *sensor);
 

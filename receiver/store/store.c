@@ -107,6 +107,9 @@ struct store_sensor {
 		uint64_t write, seg_sync, state, rotate;
 	} took;
 	struct lathist ack_lat; /* under store.lat_mu */
+	/* STATS values by id as the sensor last sent them (bit i of s_seen: id i came). */
+	uint64_t s_stat[STORE_SENSOR_STATS], s_seen;
+	struct store_pub pub; /* under store.pub_mu: what store_pub_read() copies */
 	/* Digest of each recently stored batch, at seq % STORE_RECENT (in memory only:
 	 * resends follow a reconnect within seconds). */
 	struct {
@@ -129,6 +132,10 @@ struct store {
 	 * lock guards only the histograms, never any I/O. */
 	pthread_mutex_t lat_mu;
 	struct lathist ack_lat;
+	/* The published copies (store_pub_read()): the sensors list is only ever added to
+	 * under this lock too, so a reader may walk it while holding it. */
+	pthread_mutex_t pub_mu;
+	struct store_pub_all pub_all; /* but ack_lat, which lat_mu guards */
 };
 
 static uint64_t
@@ -153,6 +160,78 @@ store_wall_ns(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* Publishes one sensor's counters for store_pub_read(): a copy under pub_mu, nothing
+ * slower, so that a metrics scrape never holds up storage. */
+static void
+store_publish(struct store_sensor *ss)
+{
+	struct store *s = ss->store;
+	struct store_pub *p = &ss->pub;
+	uint64_t segs = 0, bytes = 0;
+
+	if (s->ret)
+		retention_totals(s->ret, ss->id, &segs, &bytes);
+	pthread_mutex_lock(&s->pub_mu);
+	snprintf(p->id, sizeof(p->id), "%s", ss->id);
+	p->connected = ss->connected;
+	p->c = ss->c;
+	p->seen = ss->s_seen;
+	memcpy(p->s_stat, ss->s_stat, sizeof(p->s_stat));
+	p->segments = segs;
+	p->segment_bytes = bytes;
+	pthread_mutex_unlock(&s->pub_mu);
+}
+
+/* Every sensor, and the receiver-wide values (each tick). */
+static void
+store_publish_all(struct store *s)
+{
+	struct index_wait iw = { 0 };
+	uint64_t segs = 0;
+
+	for (struct store_sensor *ss = s->sensors; ss; ss = ss->next) {
+		store_publish(ss);
+		segs += ss->pub.segments; /* written by this thread only */
+	}
+	if (s->ix)
+		index_wait_get(s->ix, &iw);
+	pthread_mutex_lock(&s->pub_mu);
+	s->pub_all.index_busy = iw.busy;
+	s->pub_all.index_wait_max_us = iw.max_us;
+	s->pub_all.repo_segments = segs;
+	s->pub_all.repo_bytes = s->ret ? retention_bytes(s->ret, NULL) : 0;
+	pthread_mutex_unlock(&s->pub_mu);
+}
+
+int
+store_pub_read(struct store *s, struct store_pub **out, size_t *n, struct store_pub_all *all)
+{
+	size_t k = 0, i = 0;
+
+	*out = NULL;
+	*n = 0;
+	pthread_mutex_lock(&s->pub_mu);
+	for (const struct store_sensor *ss = s->sensors; ss; ss = ss->next)
+		k++;
+	if (k > 0 && (*out = malloc(k * sizeof(**out))) == NULL) {
+		pthread_mutex_unlock(&s->pub_mu);
+		return -ENOMEM;
+	}
+	/* Newest first in the list: reversed, so that sensors keep the order they came in. */
+	for (const struct store_sensor *ss = s->sensors; ss; ss = ss->next)
+		(*out)[k - 1 - i++] = ss->pub;
+	if (all)
+		*all = s->pub_all;
+	pthread_mutex_unlock(&s->pub_mu);
+	*n = k;
+	if (all) {
+		pthread_mutex_lock(&s->lat_mu);
+		all->ack_lat = s->ack_lat;
+		pthread_mutex_unlock(&s->lat_mu);
+	}
+	return 0;
 }
 
 static int
@@ -232,6 +311,7 @@ store_new(const struct store_opts *o, char *err, size_t errlen)
 	s->o = *o;
 	s->single_fd = -1;
 	pthread_mutex_init(&s->lat_mu, NULL);
+	pthread_mutex_init(&s->pub_mu, NULL);
 	_Static_assert(sizeof(((struct store *)0)->dir) > STORE_DIR_MAX &&
 			sizeof(((struct store_sensor *)0)->seg_dir) >
 				STORE_DIR_MAX + sizeof("/sensors//segments") - 1 + PROTO_MAX_ID,
@@ -287,6 +367,7 @@ store_new(const struct store_opts *o, char *err, size_t errlen)
 			return NULL;
 		}
 		store_retention(s);
+		store_publish_all(s);
 		/* Start-up is done: from now on no ingest write waits on another writer's
 		 * transaction (the dissection path's): it is deferred instead. */
 		index_set_nowait(s->ix);
@@ -807,8 +888,11 @@ store_sensor_get(struct store *s, const char *id, char *err, size_t errlen)
 	} else {
 		ss->state_fd = -1;
 	}
+	pthread_mutex_lock(&s->pub_mu);
 	ss->next = s->sensors;
 	s->sensors = ss;
+	pthread_mutex_unlock(&s->pub_mu);
+	store_publish(ss);
 	return ss;
 }
 
@@ -854,6 +938,7 @@ store_sensor_begin(
 	ss->epoch = epoch;
 	ss->next_seq = next;
 	ss->connected = true;
+	store_publish(ss);
 	return ss->next_seq;
 }
 
@@ -863,6 +948,7 @@ store_sensor_end(struct store_sensor *ss)
 	ss->connected = false;
 	for (int i = 0; i < PROTO_MAX_IFACES; i++)
 		store_segment_close(ss, &ss->seg[i]);
+	store_publish(ss);
 }
 
 static int
@@ -1297,6 +1383,7 @@ store_batches(struct store_sensor *ss, struct store_batch_in *b, unsigned n, cha
 	memset(&ss->took, 0, sizeof(ss->took));
 	uint64_t t0 = store_mono_us();
 	unsigned r = store_batches_run(ss, b, n, err, errlen);
+	store_publish(ss);
 	uint64_t us = store_mono_us() - t0;
 	if (us >= STORE_SLOW_US) {
 		/* The sensor's window fills while its ACKs wait: say what the disk did. */
@@ -1407,6 +1494,10 @@ store_sensor_stats(struct store_sensor *ss, const struct proto_stats *st)
 {
 	for (int i = 0; i < st->n; i++) {
 		uint64_t v = st->s[i].value;
+		if (st->s[i].id < STORE_SENSOR_STATS) {
+			ss->s_stat[st->s[i].id] = v;
+			ss->s_seen |= 1ull << st->s[i].id;
+		}
 		switch (st->s[i].id) {
 		case PROTO_ST_CAPTURED:
 			ss->c.s_captured = v;
@@ -1427,6 +1518,7 @@ store_sensor_stats(struct store_sensor *ss, const struct proto_stats *st)
 			break;
 		}
 	}
+	store_publish(ss);
 }
 
 /* The ingest latency lines of stats.json, for one sensor's histogram or all. */
@@ -1624,6 +1716,7 @@ store_tick(struct store *s)
 	if (s->ix && index_pending(s->ix))
 		index_retry(s->ix, store_on_indexed, s);
 	store_retention(s);
+	store_publish_all(s);
 }
 
 void
@@ -1657,5 +1750,6 @@ store_free(struct store *s)
 	if (s->single_owned && s->single_fd >= 0)
 		close(s->single_fd);
 	pthread_mutex_destroy(&s->lat_mu);
+	pthread_mutex_destroy(&s->pub_mu);
 	free(s);
 }

@@ -21,9 +21,11 @@
 #define PCAPLINE_RECEIVER_STORE_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "proto/wire.h"
+#include "shared/lathist.h"
 
 /* Longest storage.dir, in bytes: the deepest path the store builds,
  * <dir>/sensors/<id of PROTO_MAX_ID bytes>/segments, must fit its 400-byte buffer. A longer
@@ -81,6 +83,30 @@ struct store_counters {
 	uint64_t retention_segments, retention_packets, retention_bytes;
 	/* As last reported by the sensor. */
 	uint64_t s_captured, s_kernel_drops, s_if_drops, s_queue_drops, s_spool_drops;
+};
+
+/* STATS counter ids below this are kept as the sensor last sent them (store_pub). */
+#define STORE_SENSOR_STATS 64
+
+/* What the metrics endpoint shows of one sensor: a copy the store worker publishes
+ * after every change it makes (a batch group, a STATS frame, begin and end, and each
+ * store_tick() for retention and the index totals), so that another thread reads it
+ * without ever waiting on storage. */
+struct store_pub {
+	char id[PROTO_MAX_ID + 1];
+	bool connected;
+	struct store_counters c;
+	uint64_t seen;                       /* bit i: STATS id i was received */
+	uint64_t s_stat[STORE_SENSOR_STATS]; /* STATS values by id, as last sent */
+	uint64_t segments, segment_bytes;    /* closed segments in the index, their bytes */
+};
+
+/* Receiver-wide values for the metrics endpoint. */
+struct store_pub_all {
+	struct lathist ack_lat;             /* frame read whole -> ACK queued, microseconds */
+	uint64_t index_busy;                /* index writes deferred: another writer held the lock */
+	uint64_t index_wait_max_us;         /* longest an ingest write waited on the index */
+	uint64_t repo_segments, repo_bytes; /* all closed segments in the index */
 };
 
 struct store;
@@ -141,6 +167,13 @@ int store_write_stats(struct store *s);
  * The only store call that is safe from another thread than the store's: it takes
  * a lock that guards the histograms alone. */
 void store_ack_latency(struct store_sensor *ss, uint64_t us);
+/*
+ * Copies what the store published (see struct store_pub): *out gets a malloc'd array of
+ * *n sensors (free() it; NULL when there are none) and all, when not NULL, the
+ * receiver-wide values. Safe from any thread: it takes a lock that the store worker
+ * holds only to copy counters, never across I/O. Returns 0 or -ENOMEM.
+ */
+int store_pub_read(struct store *s, struct store_pub **out, size_t *n, struct store_pub_all *all);
 /* Between store_sensor_begin() and store_sensor_end(). */
 bool store_sensor_connected(const struct store_sensor *ss);
 const struct store_counters *store_sensor_counters(const struct store_sensor *ss);

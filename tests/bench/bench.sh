@@ -455,7 +455,7 @@ fanin_input() {
 
 # run_fanin off|on REP: one line to $FANIN_TSV (columns: see fanin.py)
 run_fanin() {
-	local mode=$1 rep=$2 l4=false port t0 t1 tpid rpid i p sid rc=0 r alive left cnt st dis rt spread pids=()
+	local mode=$1 rep=$2 l4=false port t0 t1 tpid rpid i p sid rc=0 r alive left cnt st dis rt spread catch dd ds pids=()
 	local -A fin=()
 	[ "$mode" = on ] && l4=true
 	port=$(free_port)
@@ -506,6 +506,19 @@ run_fanin() {
 	spread=$(printf '%s\n' "${fin[@]}" | sort -n | awk -v t0="$t0" '{v[NR] = $1 - t0}
 		END {if (NR) printf "%.3f %.3f", v[1], v[int((NR + 1) / 2)]; else print "- -"}')
 	dis=$(python3 "$HERE/fanin.py" dissected "$FREPO")
+	# Dissection may have waited while the CPUs were saturated (l4.defer_max): how long
+	# after the last sensor's exit every segment was dissected (at most 120 s).
+	catch=-
+	if [ "$mode" = on ]; then
+		for i in $(seq 600); do
+			read -r dd ds < <(python3 "$HERE/fanin.py" dissected "$FREPO")
+			if [ "$dd" != - ] && [ "$dd" = "$ds" ]; then
+				catch=$(awk -v a="$t1" -v b="$(now)" 'BEGIN {printf "%.2f", b - a}')
+				break
+			fi
+			sleep 0.2
+		done
+	fi
 	for p in "${pids[@]}"; do
 		kill -0 "$p" 2>/dev/null && { kill -KILL -- "-$p" 2>/dev/null; rc=124; }
 		wait "$p"; r=$?
@@ -519,7 +532,7 @@ run_fanin() {
 	rt=$(time_fields "$RUN/fr.time")
 	read -r -a cnt <<< "$cnt"
 	[ "${cnt[2]:-}" = ok ] && [ $rc -eq 0 ] || { log "fanin $mode: ${cnt[*]}"; cnt[2]=FAIL; }
-	printf '%s\n' "$mode $rep $FANIN_SENSORS $(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.3f", b - a}') $spread ${cnt[0]:--} ${cnt[1]:--} ${rt:-- -} $st $dis ${cnt[2]}" >> "$FANIN_TSV"
+	printf '%s\n' "$mode $rep $FANIN_SENSORS $(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.3f", b - a}') $spread ${cnt[0]:--} ${cnt[1]:--} ${rt:-- -} $st $dis $catch ${cnt[2]}" >> "$FANIN_TSV"
 	cp "$RUN/fr.err" "$B/last-fanin-$mode-receiver.log"
 	cp "$RUN/fs-fan01.err" "$B/last-fanin-$mode-sensor.log"
 	rm -f "$RUN"/fs-*.err

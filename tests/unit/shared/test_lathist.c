@@ -94,6 +94,25 @@ test_json(void **state)
 	assert_string_equal(buf, "{\"count\": 2, \"p50\": 11, \"p99\": 20, \"max\": 20}");
 }
 
+/* Cumulative counts at the 2^k - 1 edges are exact, whatever lies next to them; the sum
+ * is kept. */
+static void
+test_count_le(void **state)
+{
+	struct lathist h = { 0 };
+	uint64_t vals[] = { 0, 3, 4, 7, 8, 1023, 1024, 1025, 65535, 65536, UINT64_C(1) << 50 };
+	for (size_t i = 0; i < sizeof(vals) / sizeof(vals[0]); i++)
+		lathist_add(&h, vals[i]);
+	assert_int_equal(lathist_count_le(&h, 3), 2);
+	assert_int_equal(lathist_count_le(&h, 7), 4);
+	assert_int_equal(lathist_count_le(&h, 1023), 6);
+	assert_int_equal(lathist_count_le(&h, 65535), 9);
+	assert_int_equal(lathist_count_le(&h, (UINT64_C(1) << 40) - 1), 10);
+	/* Past the largest value seen: everything, the overflow bucket included. */
+	assert_int_equal(lathist_count_le(&h, UINT64_MAX), 11);
+	assert_int_equal(h.sum, 0 + 3 + 4 + 7 + 8 + 1023 + 1024 + 1025 + 65535 + 65536 + (UINT64_C(1) << 50));
+}
+
 int
 main(void)
 {
@@ -104,6 +123,7 @@ main(void)
 		cmocka_unit_test(test_outlier),
 		cmocka_unit_test(test_huge),
 		cmocka_unit_test(test_json),
+		cmocka_unit_test(test_count_le),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

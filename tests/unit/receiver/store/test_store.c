@@ -211,6 +211,57 @@ test_record_after_2106_counted_rest_stored(void **state)
 	assert_int_equal(access(path, F_OK), -1);
 }
 
+/* What the metrics endpoint copies (store_pub_read()) follows every batch, STATS frame,
+ * begin and end at once, and the index totals after a segment closes and a tick. */
+static void
+test_published_copy(void **state)
+{
+	struct fixture *f = *state;
+	struct store_pub *p;
+	struct store_pub_all all;
+	size_t n;
+	char err[512] = "";
+	struct proto_stats st = { .n = 2,
+		.s = { { PROTO_ST_CAPTURED, 7 }, { 40, 99 } } }; /* 40: an id of a later sensor */
+
+	assert_int_equal(store_pub_read(f->st, &p, &n, &all), 0);
+	assert_int_equal(n, 1);
+	assert_string_equal(p[0].id, "s1");
+	assert_true(p[0].connected);
+	assert_int_equal(p[0].c.packets, 0);
+	assert_int_equal(p[0].seen, 0);
+	free(p);
+
+	add_rec(f, T0, 0, 'a');
+	add_rec(f, T0 + 1, 1, 'b');
+	add_rec(f, AFTER_2106, 0, 'c');
+	assert_int_equal(store(f, 1, err, sizeof(err)), STORE_STORED);
+	store_sensor_stats(f->ss, &st);
+	store_ack_latency(f->ss, 1000);
+	assert_int_equal(store_pub_read(f->st, &p, &n, &all), 0);
+	assert_int_equal(p[0].c.packets, 2);
+	assert_int_equal(p[0].c.batches, 1);
+	assert_int_equal(p[0].c.unstorable[STORE_UNSTORABLE_TS], 1);
+	assert_int_equal(p[0].s_stat[PROTO_ST_CAPTURED], 7);
+	assert_int_equal(p[0].s_stat[40], 99);
+	assert_int_equal(p[0].seen, 1ull << PROTO_ST_CAPTURED | 1ull << 40);
+	assert_int_equal(p[0].segments, 0); /* both segments still open */
+	assert_int_equal(all.ack_lat.count, 1);
+	assert_int_equal(all.ack_lat.sum, 1000);
+	free(p);
+
+	/* The end closes both segments into the index: two rows, their bytes. */
+	store_sensor_end(f->ss);
+	store_tick(f->st);
+	assert_int_equal(store_pub_read(f->st, &p, &n, &all), 0);
+	assert_false(p[0].connected);
+	assert_int_equal(p[0].segments, 2);
+	assert_int_equal(p[0].segment_bytes, 2 * (24 + 16 + 60));
+	assert_int_equal(all.repo_segments, 2);
+	assert_int_equal(all.repo_bytes, 2 * (24 + 16 + 60));
+	free(p);
+}
+
 static void
 test_same_name_same_timestamp(void **state)
 {
@@ -473,6 +524,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_group_commit, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_same_name_same_timestamp, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_full_disk_is_retried, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_published_copy, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_failed_close_keeps_committed_data, setup, teardown),
 		cmocka_unit_test_setup_teardown(
 			test_recovery_keeps_unlisted_committed_segment, setup, teardown),
