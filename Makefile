@@ -38,7 +38,7 @@ endif
 # main.c files stay out of them. A program links the libraries it needs as one group,
 # so their order does not matter.
 LIB_DIRS := proto shared sensor receiver/ingest receiver/store receiver/repo receiver/l4 \
-	receiver/dissect receiver/api receiver/cli
+	receiver/dissect receiver/api receiver/cli receiver/outputs
 libname = $(BUILD)/lib/lib$(subst /,_,$(1)).a
 dir_src = $(filter-out $(1)/main.c,$(wildcard $(1)/*.c))
 $(foreach d,$(LIB_DIRS),$(eval $(call libname,$(d)): $(patsubst %.c,$(BUILD)/obj/%.o,$(call dir_src,$(d)))))
@@ -49,7 +49,7 @@ RECEIVER := $(BUILD)/pcapline-receiver
 CLI := $(BUILD)/pcapline
 SENSOR_LIBS := $(call LIBS_OF,sensor proto shared)
 RECEIVER_LIBS := $(call LIBS_OF,receiver/ingest receiver/store receiver/dissect receiver/l4 \
-	receiver/api receiver/repo proto shared)
+	receiver/api receiver/outputs receiver/repo proto shared)
 CLI_LIBS := $(call LIBS_OF,receiver/cli receiver/repo receiver/dissect receiver/l4 proto shared)
 ALL_LIBS := $(call LIBS_OF,$(LIB_DIRS))
 
