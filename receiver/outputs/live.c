@@ -81,8 +81,8 @@ struct live_consumer {
 static struct {
 	bool inited;
 	struct live_opts o;
-	atomic_uint n_cons;    /* consumers now: live_feed()'s fast check */
-	atomic_bool stopping;  /* live_shutdown() */
+	atomic_uint n_cons;   /* consumers now: live_feed()'s fast check */
+	atomic_bool stopping; /* live_shutdown() */
 	pthread_t th;
 	/* Backlog, under bmu. */
 	pthread_mutex_t bmu;
@@ -107,9 +107,8 @@ static struct {
 const char *
 live_drop_name(enum live_drop d)
 {
-	static const char *const names[LIVE_DROP_N] = {
-		"queue_full", "backlog", "linktype", "filter_linktype", "format"
-	};
+	static const char *const names[LIVE_DROP_N] = { "queue_full", "backlog", "linktype",
+		"filter_linktype", "format" };
 	return (unsigned)d < LIVE_DROP_N ? names[d] : "?";
 }
 
@@ -218,6 +217,25 @@ live_wants(const struct live_consumer *c, const char *sensor)
 	return false;
 }
 
+/* libpcap's DLT_ value for a LINKTYPE_ value (what travels in HELLO and files): the same
+ * number but for the few the registry renumbered (tcpdump.org linktypes). */
+static int
+live_dlt(uint32_t linktype)
+{
+	switch (linktype) {
+	case 100:
+		return DLT_ATM_RFC1483;
+	case 101:
+		return DLT_RAW;
+	case 102:
+		return DLT_SLIP_BSDOS;
+	case 103:
+		return DLT_PPP_BSDOS;
+	default:
+		return (int)linktype;
+	}
+}
+
 /* The consumer's filter for a link type, compiled on first use; NULL: no filter. */
 static struct live_prog *
 live_prog(struct live_consumer *c, uint32_t linktype)
@@ -232,7 +250,7 @@ live_prog(struct live_consumer *c, uint32_t linktype)
 		pcap_freecode(&p->prog); /* more link types than slots: the last one is reused */
 	p->linktype = linktype;
 	p->ok = false;
-	pcap_t *dead = pcap_open_dead((int)linktype, LIVE_SNAPLEN);
+	pcap_t *dead = pcap_open_dead(live_dlt(linktype), LIVE_SNAPLEN);
 	if (dead) {
 		p->ok = pcap_compile(dead, &p->prog, c->filter, 1, PCAP_NETMASK_UNKNOWN) == 0;
 		if (!p->ok && !c->filter_warned) {
@@ -439,6 +457,8 @@ live_init(const struct live_opts *o)
 		hub.o.max_consumers = LIVE_MAX_CONSUMERS;
 	hub.stop = false;
 	atomic_store(&hub.stopping, false);
+	hub.consumers_total = hub.cut_off = hub.refused = hub.packets = 0;
+	memset(hub.drops, 0, sizeof(hub.drops));
 	sigset_t all, old;
 	sigfillset(&all);
 	pthread_sigmask(SIG_BLOCK, &all, &old);
@@ -522,7 +542,8 @@ live_consumer_new(const struct live_consumer_opts *o, char *err, size_t errlen)
 	}
 	for (size_t i = 0; i < o->n_sensors; i++) {
 		if (!fsu_name_ok(o->sensors[i]) || strlen(o->sensors[i]) > PROTO_MAX_ID) {
-			snprintf(err, errlen, "sensor: '%.64s' is not a sensor id (letters, digits, '.', '_', '-')",
+			snprintf(err, errlen,
+				"sensor: '%.64s' is not a sensor id (letters, digits, '.', '_', '-')",
 				o->sensors[i]);
 			errno = EINVAL;
 			return NULL;
