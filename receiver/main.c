@@ -19,6 +19,7 @@
 #include "receiver/api/api.h"
 #include "receiver/outputs/live.h"
 #include "receiver/outputs/pcapoip.h"
+#include "receiver/outputs/rotate.h"
 #include "shared/config.h"
 #include "shared/fsutil.h"
 #include "shared/log.h"
@@ -61,6 +62,11 @@ struct receiver_conf {
 	uint64_t live_queue_size, live_stall_timeout;
 	int64_t live_max_consumers;
 	char *pcapoip_listen;
+	char *files_dir, *files_filter;
+	struct cfg_strlist files_sensors;
+	uint64_t files_rotate_size, files_rotate_time, files_max_size;
+	int64_t files_max_files;
+	bool files_fsync;
 	bool l4_enabled;
 	int64_t l4_max_conns;
 	uint64_t l4_max_buffer;
@@ -158,6 +164,22 @@ static const struct cfg_key receiver_schema[] = {
 		"live consumers at once (API clients and PCAP-over-IP clients together)"),
 	K("outputs.pcap_over_ip.listen", CFG_STR, pcapoip_listen, 0, 0, NULL,
 		"PCAP-over-IP listener, loopback host:port (e.g. 127.0.0.1:57012); \"\" = off"),
+	K("outputs.files.dir", CFG_STR, files_dir, 0, 0, NULL,
+		"directory of rotated pcap files for Suricata/Zeek (renamed into place when complete); "
+		"\"\" = off"),
+	K("outputs.files.sensors", CFG_STRLIST, files_sensors, 0, 0, NULL,
+		"sensors whose packets go into the files; empty = all"),
+	K("outputs.files.filter", CFG_STR, files_filter, 0, 0, NULL, "BPF filter of the files; \"\" = all"),
+	K("outputs.files.rotate_size", CFG_SIZE, files_rotate_size, 0, 1ll << 40, NULL,
+		"start a new file before this size; 0 = no size bound"),
+	K("outputs.files.rotate_time", CFG_DURATION, files_rotate_time, 0, 86400000, NULL,
+		"start a new file after this age; 0 = no time bound"),
+	K("outputs.files.max_files", CFG_INT, files_max_files, 0, 100000000, NULL,
+		"keep at most this many files, the oldest deleted first; 0 = unlimited"),
+	K("outputs.files.max_size", CFG_SIZE, files_max_size, 0, 1ll << 60, NULL,
+		"keep at most this many bytes of files, the oldest deleted first; 0 = unlimited"),
+	K("outputs.files.fsync", CFG_BOOL, files_fsync, 0, 0, NULL,
+		"fsync each file before its rename and the directory after"),
 	K("l4.enabled", CFG_BOOL, l4_enabled, 0, 0, NULL,
 		"dissect stored segments into connections and flows (index.db); off: raw storage only"),
 	K("l4.max_conns", CFG_INT, l4_max_conns, 1000, 100000000, NULL,
@@ -182,6 +204,7 @@ static struct {
 	struct server *srv;
 	struct api *api;
 	struct pcapoip *pcapoip;
+	struct rotate *files;
 	struct dissect_worker *dissect;
 	SSL_CTX *ssl_ctx;
 	struct names_store *names;
@@ -222,6 +245,10 @@ receiver_defaults(struct receiver_conf *c)
 	c->live_stall_timeout = LIVE_STALL_DEFAULT_MS;
 	c->live_max_consumers = LIVE_MAX_CONSUMERS;
 	c->pcapoip_listen = strdup("");
+	c->files_dir = strdup("");
+	c->files_filter = strdup("");
+	c->files_rotate_size = 64u << 20;
+	c->files_rotate_time = 60000;
 	c->l4_enabled = true;
 	c->l4_max_conns = L4_DEFAULT_MAX_CONNS;
 	c->l4_max_buffer = L4_DEFAULT_MAX_BUF;
@@ -667,6 +694,21 @@ receiver_start_api(void)
 		fatalx(1, "live outputs: cannot start: %s", strerror(-lrc));
 	if (R.pcapoip && pcapoip_start(R.pcapoip, err, sizeof(err)) != 0)
 		fatalx(1, "%s", err);
+	if (R.conf.files_dir && *R.conf.files_dir) {
+		struct rotate_opts fo = {
+			.dir = R.conf.files_dir,
+			.sensors = (const char *const *)R.conf.files_sensors.v,
+			.n_sensors = R.conf.files_sensors.n,
+			.filter = R.conf.files_filter,
+			.rotate_size = R.conf.files_rotate_size,
+			.rotate_ms = R.conf.files_rotate_time,
+			.max_files = (uint64_t)R.conf.files_max_files,
+			.max_size = R.conf.files_max_size,
+			.fsync = R.conf.files_fsync,
+		};
+		if (!(R.files = rotate_start(&fo, err, sizeof(err))))
+			fatalx(EXIT_CONFIG, "%s", err);
+	}
 	if (R.pcapoip)
 		log_info("PCAP-over-IP on %s (port %u)", R.conf.pcapoip_listen, pcapoip_port(R.pcapoip));
 	/* After SIGPIPE is ignored: an export worker writes into a pipe a client may close. */
@@ -703,6 +745,7 @@ receiver_shutdown(void)
 {
 	/* Live consumers' reads fail from here, so that their threads end at once. */
 	live_shutdown();
+	rotate_stop(R.files); /* completes and renames its current file */
 	api_free(R.api);
 	pcapoip_free(R.pcapoip);
 	/* The store worker stops with the server: the store is this thread's again. */
