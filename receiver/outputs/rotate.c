@@ -19,15 +19,15 @@
 #include "shared/fsutil.h"
 #include "shared/log.h"
 
-#define ROT_PCAP_HDR    24
-#define ROT_REC_HDR     16
-#define ROT_MAX_CAPLEN  262144
+#define ROT_PCAP_HDR   24
+#define ROT_REC_HDR    16
+#define ROT_MAX_CAPLEN 262144
 /* Stream bytes held while a record is incomplete: the largest record and one read. */
-#define ROT_READ        (256u << 10)
-#define ROT_BUF         (ROT_READ + ROT_REC_HDR + ROT_MAX_CAPLEN)
-#define ROT_TICK_MS     200
-#define ROT_RETRY_NS    1000000000LL
-#define ROT_DROPLOG_NS  10000000000LL
+#define ROT_READ       (256u << 10)
+#define ROT_BUF        (ROT_READ + ROT_REC_HDR + ROT_MAX_CAPLEN)
+#define ROT_TICK_MS    200
+#define ROT_RETRY_NS   1000000000LL
+#define ROT_DROPLOG_NS 10000000000LL
 
 struct rot_file {
 	uint64_t seq, size;
@@ -160,8 +160,9 @@ static void
 rot_bound(struct rotate *r)
 {
 	size_t del = 0;
-	while (r->n_files - del > 1 && ((r->o.max_files && r->n_files - del > r->o.max_files) ||
-					       (r->o.max_size && r->total > r->o.max_size))) {
+	while (r->n_files - del > 1 &&
+		((r->o.max_files && r->n_files - del > r->o.max_files) ||
+			(r->o.max_size && r->total > r->o.max_size))) {
 		char path[PATH_MAX];
 		struct rot_file *f = &r->files[del++];
 		r->total -= f->size;
@@ -327,8 +328,8 @@ rot_record(struct rotate *r, const uint8_t *rec, size_t len)
 			return;
 		}
 		char path[PATH_MAX];
-		snprintf(r->tmp, sizeof(r->tmp), "." ROTATE_PREFIX "%0*" PRIu64 ".pcap.part", ROTATE_SEQ_DIGITS,
-			r->seq);
+		snprintf(r->tmp, sizeof(r->tmp), "." ROTATE_PREFIX "%0*" PRIu64 ".pcap.part",
+			ROTATE_SEQ_DIGITS, r->seq);
 		if (fsu_path(path, sizeof(path), "%s/%s", r->dir, r->tmp) != 0 ||
 			(r->fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644)) < 0) {
 			r->fpackets = 1; /* this record */

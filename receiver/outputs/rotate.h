@@ -50,14 +50,14 @@ struct rotate_opts {
 };
 
 struct rotate_stats {
-	uint64_t files;           /* renamed into place since start */
-	uint64_t packets, bytes;  /* in those files (bytes: whole file sizes) */
-	uint64_t deleted_files;   /* by max_files/max_size */
+	uint64_t files;          /* renamed into place since start */
+	uint64_t packets, bytes; /* in those files (bytes: whole file sizes) */
+	uint64_t deleted_files;  /* by max_files/max_size */
 	uint64_t deleted_bytes;
-	uint64_t write_errors;    /* failed write, fsync or rename */
-	uint64_t lost_packets;    /* in files removed after a write error */
+	uint64_t write_errors;       /* failed write, fsync or rename */
+	uint64_t lost_packets;       /* in files removed after a write error */
 	uint64_t drops[LIVE_DROP_N]; /* the hub's drops for this consumer */
-	uint64_t restarts;        /* consumer cut off by the hub and joined again */
+	uint64_t restarts;           /* consumer cut off by the hub and joined again */
 };
 
 struct rotate;

@@ -45,8 +45,9 @@ test_names_parse_and_sort(void **state)
 	assert_int_equal(rotate_name(a, 10, 1, 0), -ENOSPC);
 	/* Anything else is not ours: hidden partial files, other tools' files, near misses. */
 	const char *bad[] = { ".pcapline-000000000009.pcap.part", "pcapline-9-20231114T221320Z.pcap",
-		"pcapline-000000000009-20231114T221320Z.pcap.part", "pcapline-000000000009-20231114X221320Z.pcap",
-		"pcapline-00000000000a-20231114T221320Z.pcap", "other.pcap", "pcapline-", "" };
+		"pcapline-000000000009-20231114T221320Z.pcap.part",
+		"pcapline-000000000009-20231114X221320Z.pcap", "pcapline-00000000000a-20231114T221320Z.pcap",
+		"other.pcap", "pcapline-", "" };
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
 		assert_int_equal(rotate_parse_name(bad[i], &seq), -EINVAL);
 }
@@ -99,7 +100,8 @@ scan(const char *dir, struct seen *s)
 		uint64_t seq;
 		if (e->d_name[0] == '.' && strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
 			s->hidden++;
-		if (rotate_parse_name(e->d_name, &seq) == 0 && s->n < 64 && strlen(e->d_name) < ROTATE_NAME_MAX)
+		if (rotate_parse_name(e->d_name, &seq) == 0 && s->n < 64 &&
+			strlen(e->d_name) < ROTATE_NAME_MAX)
 			memcpy(s->names[s->n++], e->d_name, strlen(e->d_name) + 1);
 	}
 	closedir(d);
@@ -190,7 +192,7 @@ test_hub_to_files_bounds_and_restart(void **state)
 	assert_int_equal(s.hidden, 0);
 	assert_true(strncmp(s.names[0] + 9, "000000000015", 12) == 0);
 	assert_true(strncmp(s.names[19] + 9, "000000000034", 12) == 0);
-	assert_true(s.mtime[3] > last); /* the first file of the second run */
+	assert_true(s.mtime[3] > last);                  /* the first file of the second run */
 	assert_int_equal(s.packets, 18 + 18 + 12 + 300); /* files 15..17 and the new ones */
 	assert_int_equal(s.next, 600);
 	fsu_rmtree(dir);
