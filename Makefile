@@ -4,6 +4,10 @@
 
 VERSION := 0.1.0
 PREFIX ?= /usr/local
+# Wireshark's global extcap folder (its pkg-config file names it; else Debian's path).
+# For one user only: make install EXTCAP_DIR=$$HOME/.local/lib/wireshark/extcap
+EXTCAP_DIR ?= $(or $(shell pkg-config --variable=extcap_dir wireshark 2>/dev/null),\
+	/usr/lib/$(or $(shell gcc -print-multiarch 2>/dev/null),x86_64-linux-gnu)/wireshark/extcap)
 BUILD ?= build
 CC ?= cc
 FUZZ_CC ?= clang
@@ -47,6 +51,7 @@ LIBS_OF = $(foreach d,$(1),$(call libname,$(d)))
 SENSOR := $(BUILD)/pcapline-sensor
 RECEIVER := $(BUILD)/pcapline-receiver
 CLI := $(BUILD)/pcapline
+EXTCAP := $(BUILD)/pcapline-extcap
 SENSOR_LIBS := $(call LIBS_OF,sensor proto shared)
 RECEIVER_LIBS := $(call LIBS_OF,receiver/ingest receiver/store receiver/dissect receiver/l4 \
 	receiver/api receiver/outputs receiver/repo proto shared)
@@ -61,7 +66,7 @@ FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/fuzz/%)
 
 .SECONDARY:
 .PHONY: all deps test unit fuzz fuzz-seeds integration bench demo install clean format format-check
-all: $(SENSOR) $(RECEIVER) $(CLI)
+all: $(SENSOR) $(RECEIVER) $(CLI) $(EXTCAP)
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -83,6 +88,11 @@ $(RECEIVER): $(BUILD)/obj/receiver/main.o $(RECEIVER_LIBS)
 	$(Q)$(link)
 
 $(CLI): $(BUILD)/obj/receiver/cli/main.o $(CLI_LIBS)
+	@[ -n "$(Q)" ] && echo "  LD      $@" || true
+	$(Q)$(link)
+
+# Wireshark's extcap program: the HTTP client of shared/ and nothing of the receiver.
+$(EXTCAP): $(BUILD)/obj/extcap/main.o $(call LIBS_OF,shared)
 	@[ -n "$(Q)" ] && echo "  LD      $@" || true
 	$(Q)$(link)
 
@@ -146,6 +156,8 @@ install: all
 	install -m 755 $(SENSOR) $(RECEIVER) $(CLI) $(DESTDIR)$(PREFIX)/bin/
 	install -m 755 scripts/pcapline-certs $(DESTDIR)$(PREFIX)/bin/
 	install -m 644 config/sensor.yaml config/receiver.yaml $(DESTDIR)/etc/pcapline/
+	install -d $(DESTDIR)$(EXTCAP_DIR)
+	install -m 755 $(EXTCAP) $(DESTDIR)$(EXTCAP_DIR)/
 
 # The tree is formatted with .clang-format; format-check lists files that are not.
 FORMAT_SRC = $(shell git ls-files '*.c' '*.h' 2>/dev/null || find proto shared sensor receiver tests -name '*.[ch]')

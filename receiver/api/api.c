@@ -38,6 +38,7 @@
 #include <openssl/sha.h>
 #include <pcap/pcap.h>
 
+#include "receiver/api/sensors.h"
 #include "receiver/repo/bundle.h"
 #include "shared/fsutil.h"
 #include "receiver/repo/l4query.h"
@@ -1369,8 +1370,22 @@ enum api_route {
 	API_FLOWS,
 	API_CONN_PCAP,
 	API_FLOW_PCAP,
-	API_LIVE
+	API_LIVE,
+	API_SENSORS
 };
+
+/* GET /api/v1/sensors: the repository's sensors and their interfaces (sensors.h). */
+static enum MHD_Result
+api_sensors(struct api *a, struct MHD_Connection *c)
+{
+	char err[512];
+	json_t *res = api_sensors_json(a->dir, err, sizeof(err));
+	if (res == NULL) {
+		log_warnx("api: sensors: %s", err);
+		return api_text(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "%s", err);
+	}
+	return api_json(c, res);
+}
 
 /* The endpoint of url; for /api/v1/{conns,flows}/<id>/pcap, <id> as given into id (one
  * too long for idlen is cut and marked with "...", so that it is refused as an id). */
@@ -1392,6 +1407,8 @@ api_route(const char *url, char *id, size_t idlen)
 		return API_FLOWS;
 	if (strcmp(rest, "live") == 0)
 		return API_LIVE;
+	if (strcmp(rest, "sensors") == 0)
+		return API_SENSORS;
 	if (strncmp(rest, "conns/", 6) != 0 && strncmp(rest, "flows/", 6) != 0)
 		return API_NONE;
 	flows = rest[0] == 'f';
@@ -1421,7 +1438,7 @@ api_on_request(void *cls, struct MHD_Connection *c, const char *url, const char 
 	if ((route = api_route(url, id, sizeof(id))) == API_NONE)
 		return api_text(c, MHD_HTTP_NOT_FOUND,
 			"%.200s: not found (GET /api/v1/export, /api/v1/conns, /api/v1/flows, "
-			"/api/v1/conns/ID/pcap, /api/v1/flows/ID/pcap, /api/v1/live)",
+			"/api/v1/conns/ID/pcap, /api/v1/flows/ID/pcap, /api/v1/live, /api/v1/sensors)",
 			url);
 	if (strcmp(method, MHD_HTTP_METHOD_GET) != 0)
 		return api_text(c, MHD_HTTP_METHOD_NOT_ALLOWED, "%.32s: only GET", method);
@@ -1436,6 +1453,8 @@ api_on_request(void *cls, struct MHD_Connection *c, const char *url, const char 
 		return api_pcap(a, c, true, id);
 	case API_LIVE:
 		return api_live(a, c);
+	case API_SENSORS:
+		return api_sensors(a, c);
 	default:
 		return api_export(a, c);
 	}
