@@ -149,8 +149,8 @@ httpc_connect(struct httpc *h, const struct httpc_opts *o, const struct hostport
 		if (cr != 0 && errno == EINPROGRESS) {
 			struct pollfd p = { .fd = fd, .events = POLLOUT };
 			socklen_t sl = sizeof(last);
-			if (poll(&p, 1, timeout_ms) == 1 && getsockopt(fd, SOL_SOCKET, SO_ERROR, &last, &sl) == 0 &&
-				last == 0)
+			if (poll(&p, 1, timeout_ms) == 1 &&
+				getsockopt(fd, SOL_SOCKET, SO_ERROR, &last, &sl) == 0 && last == 0)
 				h->fd = fd;
 			else if (last == 0)
 				last = ETIMEDOUT;
@@ -189,16 +189,18 @@ httpc_tls(struct httpc *h, const struct httpc_opts *o, const char *host)
 	}
 	if (o->cert && *o->cert &&
 		(SSL_CTX_use_certificate_chain_file(h->ctx, o->cert) != 1 ||
-			SSL_CTX_use_PrivateKey_file(h->ctx, o->key && *o->key ? o->key : o->cert, SSL_FILETYPE_PEM) !=
-				1)) {
-		snprintf(h->err, sizeof(h->err), "client certificate %s: %s", o->cert, tls_errors(tmp, sizeof(tmp)));
+			SSL_CTX_use_PrivateKey_file(
+				h->ctx, o->key && *o->key ? o->key : o->cert, SSL_FILETYPE_PEM) != 1)) {
+		snprintf(h->err, sizeof(h->err), "client certificate %s: %s", o->cert,
+			tls_errors(tmp, sizeof(tmp)));
 		return -EINVAL;
 	}
-	if (!(h->ssl = SSL_new(h->ctx)) || SSL_set_fd(h->ssl, h->fd) != 1 || tls_client_expect(h->ssl, host) != 0)
+	if (!(h->ssl = SSL_new(h->ctx)) || SSL_set_fd(h->ssl, h->fd) != 1 ||
+		tls_client_expect(h->ssl, host) != 0)
 		return httpc_fail(h, -ENOMEM, "TLS: %s", tls_errors(tmp, sizeof(tmp)));
 	if (SSL_connect(h->ssl) != 1) {
 		const char *why = SSL_get_verify_result(h->ssl) != X509_V_OK ? tls_verify_reason(h->ssl)
-									   : tls_errors(tmp, sizeof(tmp));
+									     : tls_errors(tmp, sizeof(tmp));
 		return httpc_fail(h, -ECONNREFUSED, "TLS handshake: %s", why);
 	}
 	return 0;
@@ -224,9 +226,12 @@ httpc_read_head(struct httpc *h, int timeout_ms)
 			break;
 		ssize_t r = httpc_fill(h, timeout_ms);
 		if (r < 0)
-			return r == -ETIMEDOUT ? r : httpc_fail(h, (int)r, "reading the response: %s", strerror((int)-r));
+			return r == -ETIMEDOUT
+				? r
+				: httpc_fail(h, (int)r, "reading the response: %s", strerror((int)-r));
 		if (r == 0)
-			return httpc_fail(h, -EPROTO, "%s", "connection closed before a complete response head");
+			return httpc_fail(
+				h, -EPROTO, "%s", "connection closed before a complete response head");
 	}
 	return httpc_fail(h, -EPROTO, "response head larger than %d bytes", HTTPC_MAX_HEAD);
 }
@@ -308,7 +313,8 @@ httpc_get(const struct httpc_opts *o, const char *path, int *status, char *err, 
 		snprintf(err, errlen, "request longer than %zu bytes (a filter that long?)", sizeof(req));
 		goto fail;
 	}
-	if ((rc = httpc_connect(h, o, &hp, timeout)) != 0 || (o->tls && (rc = httpc_tls(h, o, hp.host)) != 0) ||
+	if ((rc = httpc_connect(h, o, &hp, timeout)) != 0 ||
+		(o->tls && (rc = httpc_tls(h, o, hp.host)) != 0) ||
 		(rc = httpc_send(h, req, (size_t)n)) != 0 || (rc = httpc_read_head(h, timeout)) != 0 ||
 		(rc = httpc_parse_head(h, status)) != 0) {
 		snprintf(err, errlen, "%s", h->err);

@@ -1270,8 +1270,10 @@ api_live_read(void *cls, uint64_t pos, char *buf, size_t max)
 
 		if (n > 0)
 			return n;
+		if (n == -ESHUTDOWN)
+			return MHD_CONTENT_READER_END_OF_STREAM; /* the receiver stops: a clean end */
 		if (n < 0)
-			return MHD_CONTENT_READER_END_WITH_ERROR;
+			return MHD_CONTENT_READER_END_WITH_ERROR; /* cut off: a broken transfer */
 		if (l->fd >= 0 && poll(&pfd, 1, 0) > 0 && (pfd.revents & (POLLRDHUP | POLLHUP | POLLERR)))
 			return MHD_CONTENT_READER_END_WITH_ERROR;
 	}
@@ -1344,7 +1346,9 @@ api_live(struct api *a, struct MHD_Connection *c)
 		ret = api_text(c, status, "%s", err);
 		goto out;
 	}
-	r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 64 * 1024, api_live_read, l, api_live_done);
+	/* Small blocks: the stall clock (outputs.live.stall_timeout) restarts at every read,
+	 * and a client reading 10 KB/s must read a block well within it. */
+	r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 8 * 1024, api_live_read, l, api_live_done);
 	if (r == NULL) {
 		api_live_done(l);
 		ret = MHD_NO;

@@ -92,8 +92,8 @@ cmd_live(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	const char *api = NULL, *filter = NULL, *format = NULL, *out = "-", *ca = NULL, *cert = NULL, *key = NULL,
-		   *token = getenv("PCAPLINE_API_TOKEN");
+	const char *api = NULL, *filter = NULL, *format = NULL, *out = "-", *ca = NULL, *cert = NULL,
+		   *key = NULL, *token = getenv("PCAPLINE_API_TOKEN");
 	struct cli_strv sensors = { 0 };
 	struct httpc *h = NULL;
 	char path[8192] = "/api/v1/live", err[512];
@@ -213,20 +213,22 @@ cmd_live(int argc, char **argv)
 		if (live_stop || n == -EINTR) {
 			if (!live_stop)
 				continue;
-			log_info("live: %s: stopped after %llu bytes", live_stop == SIGINT ? "SIGINT" : "SIGTERM",
-				(unsigned long long)bytes);
+			log_info("live: %s: stopped after %llu bytes",
+				live_stop == SIGINT ? "SIGINT" : "SIGTERM", (unsigned long long)bytes);
 			rc = 0;
 			break;
 		}
 		if (n == 0) {
-			log_info("live: the receiver ended the stream after %llu bytes", (unsigned long long)bytes);
+			log_info("live: the receiver ended the stream after %llu bytes",
+				(unsigned long long)bytes);
 			rc = 0;
 			break;
 		}
 		if (n < 0) {
 			log_warnx("live: the stream broke off after %llu bytes: %s (a consumer that reads "
 				  "nothing for outputs.live.stall_timeout is cut off)",
-				(unsigned long long)bytes, httpc_error(h)[0] ? httpc_error(h) : strerror((int)-n));
+				(unsigned long long)bytes,
+				httpc_error(h)[0] ? httpc_error(h) : strerror((int)-n));
 			break;
 		}
 		if (first) {
@@ -246,7 +248,8 @@ cmd_live(int argc, char **argv)
 		}
 		int wr = live_write(fd, buf, (size_t)n);
 		if (wr == -EPIPE) {
-			log_info("live: the reader closed its end after %llu bytes", (unsigned long long)bytes);
+			log_info("live: the reader closed its end after %llu bytes",
+				(unsigned long long)bytes);
 			rc = 0;
 			break;
 		}

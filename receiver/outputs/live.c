@@ -9,9 +9,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <time.h>
 
+#include <linux/sockios.h>
 #include <pcap/pcap.h>
 
 #include "shared/fsutil.h"
@@ -73,6 +75,7 @@ struct live_consumer {
 	uint8_t *ring;
 	size_t cap, head, used;
 	struct timespec waiting_since; /* when unread bytes last started to wait, or last read */
+	int last_outq;                 /* bytes in fd's send queue when last looked at */
 	bool cut;
 	/* Counters, under mu. */
 	uint64_t packets, bytes, drops[LIVE_DROP_N];
@@ -384,7 +387,17 @@ live_check_stalls(void)
 {
 	double limit = hub.o.stall_ms / 1000.0;
 	for (struct live_consumer *c = hub.cons; c; c = c->next) {
+		int outq = -1;
+		/* A slow reader's server thread may wait long on a full socket before it reads
+		 * its queue again: bytes leaving the socket's send queue are progress too. Only a
+		 * reader that moves nothing at all is stuck. */
+		if (c->fd >= 0 && ioctl(c->fd, SIOCOUTQ, &outq) != 0)
+			outq = -1;
 		pthread_mutex_lock(&c->mu);
+		if (outq >= 0 && outq != c->last_outq) {
+			c->last_outq = outq;
+			clock_gettime(CLOCK_MONOTONIC, &c->waiting_since);
+		}
 		bool cut = !c->cut && c->used > 0 && live_since(&c->waiting_since) > limit;
 		if (cut) {
 			c->cut = true;
@@ -393,8 +406,9 @@ live_check_stalls(void)
 		pthread_mutex_unlock(&c->mu);
 		if (!cut)
 			continue;
-		log_warnx("live %s: read nothing of its queue for %.1f s (live.stall_timeout): cut off",
-			c->name, limit);
+		log_warnx("live %s: read nothing of its queue for %.1f s (live.stall_timeout): cut off "
+			  "(%zu bytes queued, %d unsent in its socket)",
+			c->name, limit, c->used, outq);
 		pthread_mutex_lock(&hub.smu);
 		hub.cut_off++;
 		pthread_mutex_unlock(&hub.smu);
@@ -573,6 +587,7 @@ live_consumer_new(const struct live_consumer_opts *o, char *err, size_t errlen)
 	pthread_mutex_init(&c->mu, NULL);
 	pthread_cond_init(&c->cv, NULL);
 	c->fd = o->fd;
+	c->last_outq = -1;
 	c->format = o->format;
 	snprintf(c->name, sizeof(c->name), "%s", o->name ? o->name : "consumer");
 	if (o->filter && *o->filter && !(c->filter = strdup(o->filter)))
@@ -645,12 +660,12 @@ live_consumer_read(struct live_consumer *c, void *buf, size_t max, unsigned time
 			pthread_mutex_unlock(&c->mu);
 			return -ECONNABORTED;
 		}
+		if (c->used > 0)
+			break; /* what is queued goes out, even when stopping */
 		if (atomic_load(&hub.stopping)) {
 			pthread_mutex_unlock(&c->mu);
 			return -ESHUTDOWN;
 		}
-		if (c->used > 0)
-			break;
 		if (pthread_cond_timedwait(&c->cv, &c->mu, &until) == ETIMEDOUT && c->used == 0) {
 			pthread_mutex_unlock(&c->mu);
 			return 0;

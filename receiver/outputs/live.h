@@ -35,7 +35,7 @@
 
 #define LIVE_QUEUE_DEFAULT    (8u << 20)
 #define LIVE_QUEUE_MIN        (1u << 20) /* holds the largest record (262144 bytes) */
-#define LIVE_STALL_DEFAULT_MS 10000
+#define LIVE_STALL_DEFAULT_MS 30000
 #define LIVE_MAX_CONSUMERS    16
 /* Bytes of stored batches waiting for the hub thread; beyond, a batch is counted as
  * dropped (LIVE_DROP_BACKLOG) for every consumer that wanted it. */
@@ -103,7 +103,7 @@ struct live_consumer *live_consumer_new(const struct live_consumer_opts *o, char
 /*
  * Takes up to max bytes of the consumer's stream, waiting up to timeout_ms for some.
  * Returns the count, 0 after the timeout, -ECONNABORTED once cut off (stalled),
- * -ESHUTDOWN once the hub stops. Call from one thread at a time.
+ * -ESHUTDOWN once the hub stops and the queue is empty. Call from one thread at a time.
  */
 ssize_t live_consumer_read(struct live_consumer *c, void *buf, size_t max, unsigned timeout_ms);
 /* Drops the consumer (logging what it got and lost). Accepts NULL. */

@@ -55,7 +55,8 @@ pcapoip_loopback(const struct addrinfo *ai)
 			if ((ntohl(s4->sin_addr.s_addr) >> 24) != 127)
 				return false;
 		} else if (ai->ai_family != AF_INET6 ||
-			!IN6_IS_ADDR_LOOPBACK(&((const struct sockaddr_in6 *)(const void *)ai->ai_addr)->sin6_addr)) {
+			!IN6_IS_ADDR_LOOPBACK(
+				&((const struct sockaddr_in6 *)(const void *)ai->ai_addr)->sin6_addr)) {
 			return false;
 		}
 	}
@@ -66,7 +67,8 @@ struct pcapoip *
 pcapoip_new(const char *addr, char *err, size_t errlen)
 {
 	struct hostport hp;
-	struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE | AI_NUMERICSERV }, *ai = NULL;
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE | AI_NUMERICSERV },
+			*ai = NULL;
 	struct pcapoip *p = NULL;
 	int rc, one = 1;
 
@@ -189,7 +191,8 @@ static void *
 pcapoip_accept_main(void *arg)
 {
 	struct pcapoip *p = arg;
-	struct pollfd pfd[2] = { { .fd = p->fd, .events = POLLIN }, { .fd = p->stop_pipe[0], .events = POLLIN } };
+	struct pollfd pfd[2] = { { .fd = p->fd, .events = POLLIN },
+		{ .fd = p->stop_pipe[0], .events = POLLIN } };
 
 	for (;;) {
 		if (poll(pfd, 2, -1) < 0) {

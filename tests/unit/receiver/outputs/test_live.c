@@ -64,7 +64,8 @@ batch(uint8_t *buf, uint32_t first, uint32_t n, size_t len, uint16_t iface)
 {
 	size_t off = 0;
 	for (uint32_t i = 0; i < n; i++) {
-		proto_rec_hdr_encode(buf + off, T0 + (first + i) * 1000ull, iface, (uint32_t)len, (uint32_t)len);
+		proto_rec_hdr_encode(
+			buf + off, T0 + (first + i) * 1000ull, iface, (uint32_t)len, (uint32_t)len);
 		off += PROTO_REC_HDR_LEN;
 		if (iface == 1) { /* raw IP: the frame without its Ethernet header */
 			uint8_t tmp[2048];
@@ -113,7 +114,8 @@ wait_handled(uint64_t want_delivered_plus_dropped)
 			return;
 		nanosleep(&(struct timespec){ 0, 10000000 }, NULL);
 	}
-	fail_msg("the hub did not handle %llu records in 5 s", (unsigned long long)want_delivered_plus_dropped);
+	fail_msg("the hub did not handle %llu records in 5 s",
+		(unsigned long long)want_delivered_plus_dropped);
 }
 
 /* Reads the consumer's stream until `min` bytes came and 200 ms pass with no more. */
@@ -224,7 +226,9 @@ test_sensors_and_filter(void **state)
 	assert_int_equal(errno, EINVAL);
 	if (strncmp(err, "filter: ", 8) != 0 || !strstr(err, "syntax error"))
 		fail_msg("got '%s'", err);
-	struct live_consumer_opts badid = { .sensors = (const char *const[]){ "../x" }, .n_sensors = 1, .fd = -1 };
+	struct live_consumer_opts badid = {
+		.sensors = (const char *const[]){ "../x" }, .n_sensors = 1, .fd = -1
+	};
 	assert_null(live_consumer_new(&badid, err, sizeof(err)));
 	assert_non_null(strstr(err, "not a sensor id"));
 
