@@ -160,7 +160,8 @@ api_sensors_json(const char *dir, char *err, size_t errlen)
 		json_decref(list);
 		return NULL;
 	}
-	qsort(ids, n, sizeof(*ids), sensors_cmp);
+	if (n > 1)
+		qsort(ids, n, sizeof(*ids), sensors_cmp);
 	for (size_t i = 0; i < n; i++) {
 		json_array_append_new(list,
 			json_pack("{s:s,s:o}", "id", ids[i], "interfaces", sensors_ifaces(dir, ids[i])));

@@ -227,7 +227,8 @@ rot_scan(struct rotate *r, char *err, size_t errlen)
 		}
 	}
 	closedir(d);
-	qsort(r->files, r->n_files, sizeof(*r->files), rot_file_cmp);
+	if (r->n_files > 1)
+		qsort(r->files, r->n_files, sizeof(*r->files), rot_file_cmp);
 	r->seq = any ? max_seq + 1 : 1;
 	if (r->n_files)
 		log_info("files: %zu file(s) already in %s; the next is number %" PRIu64, r->n_files, r->dir,
