@@ -260,13 +260,17 @@ xc_capture(const struct xc *x)
 		snprintf(filter, sizeof(filter), "(%s) and (%s)", f1, f2);
 	else if (f1 || f2)
 		snprintf(filter, sizeof(filter), "%s", f1 ? f1 : f2);
-	char sep = '?';
+	char sep;
 	if (strcmp(x->iface, XC_ALL) != 0) {
 		strcat(path, "?sensor=");
-		sep = '&';
 		if (httpc_query_escape(path, sizeof(path), x->iface + strlen(XC_PREFIX)) != 0)
 			return 1;
+	} else {
+		/* Sensors may differ in link type: pcapng keeps every packet, one interface
+		 * per sensor interface named "<sensor>/<interface>". */
+		strcat(path, "?format=pcapng");
 	}
+	sep = '&';
 	if (filter[0]) {
 		size_t n = strlen(path);
 		snprintf(path + n, sizeof(path) - n, "%cfilter=", sep);

@@ -143,11 +143,39 @@ def test_tshark_captures_exactly_what_the_sensor_sent(setup, binaries, certs):
     assert stored == sorted([r.digest for r in want] * 2)
     # The extcap ended with tshark (no process of it is left) and, at the next packet
     # the receiver sends to its closed connection, its consumer leaves the hub.
-    left = [pid for pid in os.listdir("/proc") if pid.isdigit() and
-            str(extcap) in Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")]
-    assert not left
+    def cmdline(pid):
+        try:
+            return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            return ""   # ended meanwhile
+    assert not [pid for pid in os.listdir("/proc") if pid.isdigit() and str(extcap) in cmdline(pid)]
     replay(binaries, certs, port, "s1", CAP, tmp / "s1c.log")
     deadline = time.time() + 20
     while not re.search(r"live .*consumer \d+ ended", rx.text()) and time.time() < deadline:
         time.sleep(0.05)
     assert re.search(r"live .*consumer \d+ ended", rx.text()), rx.text()[-2000:]
+
+
+def test_all_interface_merges_link_types(setup, binaries, certs):
+    """pcapline-all carries every sensor, Ethernet and Linux SLL alike (pcapng)."""
+    extcap, env, rx, port, data, tmp = setup
+    a, b = read_capture(CAP).recs, read_capture(PCAPS / "redis-benchmark-sll.pcap").recs
+    out = tmp / "all.pcapng"
+    joined = rx.text().count("joined")
+    ts = subprocess.Popen(NOBODY + ["tshark", "-i", "pcapline-all", "-a", f"packets:{len(a) + len(b)}", "-w", out],
+                          env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 30
+        while rx.text().count("joined") == joined and time.time() < deadline:
+            time.sleep(0.05)
+        replay(binaries, certs, port, "s1", CAP, tmp / "s1d.log")
+        replay(binaries, certs, port, "s2", PCAPS / "redis-benchmark-sll.pcap", tmp / "s2d.log")
+        _, err = ts.communicate(timeout=60)
+    finally:
+        if ts.poll() is None:
+            ts.kill()
+            ts.wait()
+    assert ts.returncode == 0, err
+    cap = read_capture(out)
+    assert sorted(lt for lt, _, _ in cap.ifaces) == [1, 113], cap.ifaces
+    assert [r.digest for r in cap.recs] == [r.digest for r in a + b]
