@@ -61,6 +61,10 @@ struct rotate {
 	uint64_t gone_drops[LIVE_DROP_N], logged_drops;
 };
 
+/* The running output, for rotate_stats_current(). */
+static pthread_mutex_t rot_cur_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct rotate *rot_cur;
+
 /* Naming --------------------------------------------------------------------------------- */
 
 int
@@ -379,12 +383,15 @@ rot_parse(struct rotate *r)
 	r->used -= off;
 }
 
-/* The hub's drops of the current consumer, plus those of consumers before it. */
+/* The hub's drops of the current consumer, plus those of consumers before it. Room for
+ * every consumer the hub allows (outputs.live.max_consumers is at most 1024): this one
+ * joined early and is listed last. */
+#define ROT_STATS_MAX 1024
 static void
 rot_drops(struct rotate *r, uint64_t out[LIVE_DROP_N])
 {
-	struct live_consumer_stats each[LIVE_MAX_CONSUMERS * 4];
-	struct live_stats ls = { .each = each, .max = sizeof(each) / sizeof(each[0]) };
+	struct live_consumer_stats *each = calloc(ROT_STATS_MAX, sizeof(*each));
+	struct live_stats ls = { .each = each, .max = each ? ROT_STATS_MAX : 0 };
 	pthread_mutex_lock(&r->mu);
 	memcpy(out, r->gone_drops, sizeof(r->gone_drops));
 	pthread_mutex_unlock(&r->mu);
@@ -393,6 +400,7 @@ rot_drops(struct rotate *r, uint64_t out[LIVE_DROP_N])
 		if (strcmp(each[i].name, r->name) == 0)
 			for (int k = 0; k < LIVE_DROP_N; k++)
 				out[k] += each[i].drops[k];
+	free(each);
 }
 
 static void
@@ -551,6 +559,9 @@ rotate_start(const struct rotate_opts *o, char *err, size_t errlen)
 		snprintf(err, errlen, "outputs.files: cannot start a thread: %s", strerror(rc));
 		goto fail;
 	}
+	pthread_mutex_lock(&rot_cur_mu);
+	rot_cur = r;
+	pthread_mutex_unlock(&rot_cur_mu);
 	log_info("files: pcap files into %s (rotate at %" PRIu64 " bytes / %" PRIu64 " ms, keep %" PRIu64
 		 " files / %" PRIu64 " bytes, 0 = no bound)",
 		r->dir, o->rotate_size, o->rotate_ms, o->max_files, o->max_size);
@@ -567,6 +578,10 @@ rotate_stop(struct rotate *r)
 {
 	if (!r)
 		return;
+	pthread_mutex_lock(&rot_cur_mu);
+	if (rot_cur == r)
+		rot_cur = NULL;
+	pthread_mutex_unlock(&rot_cur_mu);
 	atomic_store(&r->stop, true);
 	pthread_join(r->th, NULL);
 	struct rotate_stats st;
@@ -586,4 +601,15 @@ rotate_stats_get(struct rotate *r, struct rotate_stats *st)
 	*st = r->st;
 	pthread_mutex_unlock(&r->mu);
 	memcpy(st->drops, d, sizeof(d));
+}
+
+bool
+rotate_stats_current(struct rotate_stats *st)
+{
+	pthread_mutex_lock(&rot_cur_mu);
+	bool on = rot_cur != NULL;
+	if (on)
+		rotate_stats_get(rot_cur, st);
+	pthread_mutex_unlock(&rot_cur_mu);
+	return on;
 }

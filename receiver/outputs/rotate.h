@@ -70,6 +70,9 @@ struct rotate *rotate_start(const struct rotate_opts *o, char *err, size_t errle
 void rotate_stop(struct rotate *r);
 /* Safe from any thread (for /metrics). */
 void rotate_stats_get(struct rotate *r, struct rotate_stats *st);
+/* The same for the running output (the receiver has at most one), for code that does
+ * not hold it (the metrics endpoint). False, st untouched, when outputs.files is off. */
+bool rotate_stats_current(struct rotate_stats *st);
 
 /* The naming rules, exposed for tests. */
 /* "pcapline-<seq>-<yyyymmddThhmmss>Z.pcap" for a wall time in seconds. 0 or -ENOSPC. */

@@ -150,13 +150,14 @@ run(const char *dir, uint32_t first, uint64_t max_files, struct rotate_stats *st
 	for (uint32_t b = 0; b < 3; b++)
 		live_feed("s1", &eth, 1, buf, batch(buf, first + b * 100, 100), 100);
 	for (int i = 0; i < 500; i++) {
-		rotate_stats_get(r, st);
+		assert_true(rotate_stats_current(st));
 		if (st->packets == 300)
 			break;
 		usleep(10000);
 	}
 	live_shutdown();
 	rotate_stop(r);
+	assert_false(rotate_stats_current(&(struct rotate_stats){ 0 }));
 	live_fini();
 	assert_int_equal(st->packets, 300);
 	assert_int_equal(st->write_errors, 0);
