@@ -415,3 +415,63 @@ def test_https_token_and_sigint(binaries, certs, procs, tmp_path):
                        capture_output=True, text=True, timeout=20,
                        env=dict(os.environ, PCAPLINE_OUTPUTS_PCAP_OVER_IP_LISTEN="0.0.0.0:57012"))
     assert p.returncode == 2 and "outputs.pcap_over_ip.listen: 0.0.0.0:57012 is not a loopback address" in p.stderr, p
+
+
+# ---- a real sensor on a real interface, against tcpdump --------------------------------
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root: creates network namespaces and captures packets")
+def test_live_stream_matches_tcpdump_in_netns(binaries, certs, procs, tmp_path):
+    """A sensor captures real HTTP and DNS traffic on a veth in a namespace; tcpdump
+    captures the same interface. `pcapline live -w FILE` and `tshark -i TCP@` (PCAP-over-IP)
+    in the receiver's namespace must hold exactly tcpdump's packets (the timestamp rules
+    of test_live_netns: exact but for received TCP, whose stamps two sockets take)."""
+    import netns as N
+    import test_live_netns as L
+    lab = N.Namespaces()
+    try:
+        a, b = lab.add("a"), lab.add("b")
+        mac_a, _ = lab.veth(a, "va", "198.18.0.1", b, "vb", "198.18.0.2")
+        rx_addr, api, poip = "198.18.0.2", "127.0.0.1:47801", "127.0.0.1:57012"
+        rx = Proc([binaries[1], "-l", f"{rx_addr}:{L.RX_PORT}", "-d", tmp_path / "data"] + tls_args(certs, "receiver"),
+                  tmp_path / "rx.log", netns=b,
+                  env={"PCAPLINE_API_LISTEN": api, "PCAPLINE_OUTPUTS_PCAP_OVER_IP_LISTEN": poip})
+        procs.append(rx)
+        N.wait_for(lambda: N.listening(b, "tcp", L.RX_PORT) and N.listening(b, "tcp", 47801)
+                   and N.listening(b, "tcp", 57012), 10, "receiver, API and PCAP-over-IP")
+        live = Proc([PCAPLINE, "live", "--api", api, "-w", tmp_path / "live.pcap"], tmp_path / "live.log", netns=b)
+        ts = Proc(["tshark", "-i", f"TCP@{poip}", "-w", tmp_path / "poip.pcapng"], tmp_path / "tshark.log", netns=b)
+        procs += [live, ts]
+        N.wait_for(lambda: len(re.findall(r"consumer \d+ joined", rx.text())) >= 2, 15, "two live consumers")
+        files = L.make_www(tmp_path / "www", {"index.html": 120, "medium.bin": 300_000, "big.bin": 1_500_000})
+        L.start_servers(procs, tmp_path, b, rx_addr, tmp_path / "www")
+        td = L.start_tcpdump(procs, a, "va", rx_addr, tmp_path / "gt.pcap", tmp_path / "tcpdump.log")
+        sx = L.start_sensor(procs, binaries, certs, a, "va", rx_addr, "s1", tmp_path / "sx.log")
+        L.http_traffic(a, rx_addr, files, rounds=2)
+        L.dns_traffic(a, rx_addr, [f"live{i}.example.test" for i in range(4)])
+        time.sleep(L.QUIET_S)
+        assert sx.stop(signal.SIGTERM, timeout=20) == 0, sx.text()
+        assert td.stop(signal.SIGINT, timeout=10) == 0, td.text()
+        captured = L.sensor_final(sx)[0]
+        # Both readers have everything the sensor captured (every batch was stored).
+        wait_for(lambda: (tmp_path / "live.pcap").exists() and n_records(tmp_path / "live.pcap") == captured, 20,
+                 "pcapline live's file")
+        wait_for(lambda: (tmp_path / "poip.pcapng").exists() and N.capinfos_count(tmp_path / "poip.pcapng")
+                 == captured, 20, "tshark's PCAP-over-IP capture")
+        assert live.stop(signal.SIGINT, timeout=10) == 0, live.text()
+        assert ts.stop(signal.SIGINT, timeout=10) == 0, ts.text()
+        assert rx.stop(signal.SIGTERM, timeout=20) == 0, rx.text()
+        gt = N.read_pcap(tmp_path / "gt.pcap")
+        N.run(["editcap", "-F", "nsecpcap", tmp_path / "poip.pcapng", tmp_path / "poip.pcap"])
+        for name in ("live.pcap", "poip.pcap"):
+            got = N.read_pcap(tmp_path / name)
+            assert got.nano and got.linktype == N.LINKTYPE_ETHERNET, name
+            stats = N.compare_records(got.records, gt.records, N.LINKTYPE_ETHERNET, mac_a, L.TCP_INGRESS_BOUND_NS,
+                                      L.REORDER_BOUND_NS, label=name, truth="tcpdump")
+            print(f"{name}: {len(got.records)} records equal to tcpdump's; timestamps {stats}")
+        assert len(gt.records) == captured > 100
+    finally:
+        for p in procs:
+            if p.p.poll() is None:
+                p.stop(signal.SIGKILL)
+        assert not lab.cleanup()
