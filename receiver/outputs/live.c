@@ -323,15 +323,17 @@ live_deliver(struct live_consumer *c, const struct live_batch *b)
 	proto_rec_iter_init(&it, b->raw, b->raw_len, b->n_ifaces, b->max_snaplen);
 	while (rc == 0 && proto_rec_next(&it, &r) == 1) {
 		uint32_t lt = b->ifaces[r.iface].linktype;
+		/* Past 2106 the repository keeps nothing (classic pcap), so neither stream
+		 * format gets it: the stream is what was stored. */
+		if (r.ts_ns / 1000000000u > UINT32_MAX) {
+			drops[LIVE_DROP_FORMAT]++;
+			continue;
+		}
 		size_t used = (size_t)(pcapw_bytes(c->w) - start), need, extra = 0;
 		int ngi = 0;
 		if (c->format == LIVE_PCAP) {
 			if (c->header_done && lt != c->linktype) {
 				drops[LIVE_DROP_LINKTYPE]++;
-				continue;
-			}
-			if (r.ts_ns / 1000000000u > UINT32_MAX) {
-				drops[LIVE_DROP_FORMAT]++;
 				continue;
 			}
 			if (!c->header_done)
