@@ -284,6 +284,19 @@ live_ng_iface(struct live_consumer *c, const struct live_batch *b, uint16_t ifac
 	return -2;
 }
 
+/* True when every record of b would be written but for room: no filter to apply, and
+ * a format that takes every interface of b as it is. */
+static bool
+live_all_fit(const struct live_consumer *c, const struct live_batch *b)
+{
+	if (c->filter || (c->format == LIVE_PCAP && !c->header_done))
+		return false;
+	for (uint16_t i = 0; i < b->n_ifaces; i++)
+		if (c->format == LIVE_PCAP && b->ifaces[i].linktype != c->linktype)
+			return false;
+	return c->format == LIVE_PCAP; /* pcapng: interfaces may still need describing */
+}
+
 /* Writes the records of one batch that consumer c wants into its queue. */
 static void
 live_deliver(struct live_consumer *c, const struct live_batch *b)
@@ -297,6 +310,12 @@ live_deliver(struct live_consumer *c, const struct live_batch *b)
 	pthread_mutex_lock(&c->mu);
 	size_t room = c->cap - c->used;
 	pthread_mutex_unlock(&c->mu);
+	if (room < 16 && live_all_fit(c, b)) {
+		/* A full queue (a stuck or slow reader): every record is a queue_full drop, as
+		 * the loop below would find one by one; a stuck consumer costs next to nothing. */
+		live_count(c, LIVE_DROP_QUEUE, b->n_records);
+		return;
+	}
 	uint64_t start = pcapw_bytes(c->w), drops[LIVE_DROP_N] = { 0 }, packets = 0, bytes = 0;
 	struct proto_rec_iter it;
 	struct proto_rec r;
@@ -304,15 +323,17 @@ live_deliver(struct live_consumer *c, const struct live_batch *b)
 	proto_rec_iter_init(&it, b->raw, b->raw_len, b->n_ifaces, b->max_snaplen);
 	while (rc == 0 && proto_rec_next(&it, &r) == 1) {
 		uint32_t lt = b->ifaces[r.iface].linktype;
+		/* Past 2106 the repository keeps nothing (classic pcap), so neither stream
+		 * format gets it: the stream is what was stored. */
+		if (r.ts_ns / 1000000000u > UINT32_MAX) {
+			drops[LIVE_DROP_FORMAT]++;
+			continue;
+		}
 		size_t used = (size_t)(pcapw_bytes(c->w) - start), need, extra = 0;
 		int ngi = 0;
 		if (c->format == LIVE_PCAP) {
 			if (c->header_done && lt != c->linktype) {
 				drops[LIVE_DROP_LINKTYPE]++;
-				continue;
-			}
-			if (r.ts_ns / 1000000000u > UINT32_MAX) {
-				drops[LIVE_DROP_FORMAT]++;
 				continue;
 			}
 			if (!c->header_done)

@@ -57,8 +57,8 @@ enum live_drop {
 	LIVE_DROP_BACKLOG,  /* the hub thread was behind (LIVE_BACKLOG_BYTES) */
 	LIVE_DROP_LINKTYPE, /* pcap stream: a link type other than the stream header's */
 	LIVE_DROP_FILTER,   /* its filter does not compile for the record's link type */
-	LIVE_DROP_FORMAT,   /* the format cannot hold it (pcap time after 2106, too many
-			     * pcapng interfaces) */
+	LIVE_DROP_FORMAT,   /* the stream cannot hold it: a time after 2106 (which the
+			     * repository cannot store either), too many pcapng interfaces */
 	LIVE_DROP_N
 };
 /* "queue_full", "backlog", "linktype", "filter_linktype", "format": metric labels. */

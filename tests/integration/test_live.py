@@ -320,3 +320,158 @@ def test_slow_and_stuck_consumers_cost_ingest_nothing(binaries, certs, procs, tm
     it = iter(stored)
     assert all(any(k == s for s in it) for k in (key(r) for r in got.recs)), "fast reader: not a subsequence"
     print(f"fast reader got {len(got.recs)} of {n_big}")
+
+
+# ---- bad requests and hostile clients ------------------------------------------------
+
+
+def test_bad_requests_and_hostile_clients_stall_nothing(binaries, certs, procs, tmp_path):
+    rx = Receiver(procs, binaries, certs, tmp_path, env={"PCAPLINE_OUTPUTS_LIVE_MAX_CONSUMERS": "4"})
+    for query, status, msg in (
+            ("?filter=tcp%20port%20(", 400, "filter: can't parse filter expression: syntax error"),
+            ("?filter=ether%20proto%20nonsense", 400, "filter: "),
+            ("?bogus=1", 400, "bogus: unknown parameter (sensor, filter, format)"),
+            ("?format=json", 400, "format: 'json' is not pcap or pcapng"),
+            ("?sensor=..%2Fetc", 400, "sensor: '../etc' is not a sensor id"),
+            ("?filter=a&filter=b", 400, "filter: given twice"),
+            ("?" + "&".join(f"sensor=s{i}" for i in range(65)), 400, "sensor: more than 64")):
+        got = http_get(rx, query)
+        assert got[0] == status and msg in got[1], (query, got)
+    # `pcapline live` says the same and exits 2.
+    p = subprocess.run([PCAPLINE, "live", "--api", f"127.0.0.1:{rx.api_port}", "--filter", "tcp port ("],
+                       capture_output=True, text=True, timeout=20)
+    assert p.returncode == 2 and "HTTP 400: filter: can't parse filter expression: syntax error" in p.stderr, p
+
+    # Hostile clients: requests that never read their stream, garbage, connection floods.
+    hostile = []
+    for _ in range(3):
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.connect(("127.0.0.1", rx.api_port))
+        s.sendall(b"GET /api/v1/live HTTP/1.1\r\nHost: x\r\n\r\n")
+        hostile.append(s)
+    for _ in range(3):
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.connect(("127.0.0.1", rx.poip_port))
+        s.sendall(os.urandom(4096))   # PCAP-over-IP clients send nothing; this one sends junk
+        hostile.append(s)
+    for _ in range(50):               # open and close at once
+        socket.create_connection(("127.0.0.1", rx.poip_port)).close()
+    junk = socket.create_connection(("127.0.0.1", rx.api_port))
+    junk.sendall(b"\x16\x03\x01garbage\r\n\r\n" + os.urandom(2000))
+    hostile.append(junk)
+    rx.joined(4)
+    # Beyond outputs.live.max_consumers: 503 saying so (PCAP-over-IP ones are closed).
+    got = http_get(rx, "")
+    assert got[0] == 503 and "4 live consumers already (live.max_consumers)" in got[1], got
+
+    n_big, _ = big_capture(tmp_path / "big.pcap", 20 * 10**6)
+    took = rx.replay(tmp_path / "big.pcap", "s1", timeout=60)
+    print(f"{n_big} packets replayed in {took:.2f} s with 4 hostile consumers")
+    for s in hostile:
+        s.close()
+    # Their slots come back: a normal consumer joins and gets the next replay.
+    wait_for(lambda: len(re.findall(r"consumer \d+ ended", rx.log())) >= 4, 40, "hostile consumers ended")
+    c = curl_live(rx, tmp_path / "after.pcap")
+    rx.joined(5)
+    rx.replay(HTTP_CAP, "s1")
+    wait_for(lambda: (tmp_path / "after.pcap").exists() and n_records(tmp_path / "after.pcap") == n_records(HTTP_CAP),
+             20, "the stream after the hostile clients")
+    c.terminate()
+    c.wait(timeout=10)
+    rx.stop()
+    assert len(rx.stored("s1")) == n_big + n_records(HTTP_CAP)
+
+
+# ---- HTTPS and a token; PCAP-over-IP off loopback; SIGINT -------------------------------
+
+
+def test_https_token_and_sigint(binaries, certs, procs, tmp_path):
+    rx = Receiver(procs, binaries, certs, tmp_path, api_tls=True, pcapoip=False)
+    api = f"https://127.0.0.1:{rx.api_port}"
+    base = [PCAPLINE, "live", "--api", api, "--ca", certs / "ca.crt"]
+    env = dict(os.environ)
+    env.pop("PCAPLINE_API_TOKEN", None)
+    p = subprocess.run(base + ["--token", "wrong"], capture_output=True, text=True, timeout=20, env=env)
+    assert p.returncode == 1 and "HTTP 401: missing or wrong bearer token" in p.stderr, p
+    p = subprocess.run([PCAPLINE, "live", "--api", api, "--token", TOKEN], capture_output=True, text=True,
+                       timeout=20, env=env)   # the system's CAs do not know this one
+    assert p.returncode == 1 and "TLS handshake" in p.stderr, p
+    out = tmp_path / "tls.pcap"
+    live = subprocess.Popen(base + ["-w", out], stderr=open(tmp_path / "live.err", "wb"),
+                            env=dict(env, PCAPLINE_API_TOKEN=TOKEN))
+    rx.joined(1)
+    rx.replay(HTTP_CAP, "s1")
+    wait_for(lambda: out.exists() and n_records(out) == n_records(HTTP_CAP), 20, "the stream over HTTPS")
+    live.send_signal(signal.SIGINT)
+    assert live.wait(timeout=10) == 0, (tmp_path / "live.err").read_text()
+    assert "SIGINT: stopped after" in (tmp_path / "live.err").read_text()
+    rx.stop()
+    assert [key(r) for r in read_capture(out).recs] == [key(r) for r in rx.stored("s1")]
+
+    # PCAP-over-IP has no token and no TLS: refused off loopback at start-up.
+    p = subprocess.run([binaries[1], "-l", f"127.0.0.1:{free_port()}", "-d", tmp_path / "d2", "--insecure"],
+                       capture_output=True, text=True, timeout=20,
+                       env=dict(os.environ, PCAPLINE_OUTPUTS_PCAP_OVER_IP_LISTEN="0.0.0.0:57012"))
+    assert p.returncode == 2 and "outputs.pcap_over_ip.listen: 0.0.0.0:57012 is not a loopback address" in p.stderr, p
+
+
+# ---- a real sensor on a real interface, against tcpdump --------------------------------
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root: creates network namespaces and captures packets")
+def test_live_stream_matches_tcpdump_in_netns(binaries, certs, procs, tmp_path):
+    """A sensor captures real HTTP and DNS traffic on a veth in a namespace; tcpdump
+    captures the same interface. `pcapline live -w FILE` and `tshark -i TCP@` (PCAP-over-IP)
+    in the receiver's namespace must hold exactly tcpdump's packets (the timestamp rules
+    of test_live_netns: exact but for received TCP, whose stamps two sockets take)."""
+    import netns as N
+    import test_live_netns as L
+    lab = N.Namespaces()
+    try:
+        a, b = lab.add("a"), lab.add("b")
+        mac_a, _ = lab.veth(a, "va", "198.18.0.1", b, "vb", "198.18.0.2")
+        rx_addr, api, poip = "198.18.0.2", "127.0.0.1:47801", "127.0.0.1:57012"
+        rx = Proc([binaries[1], "-l", f"{rx_addr}:{L.RX_PORT}", "-d", tmp_path / "data"] + tls_args(certs, "receiver"),
+                  tmp_path / "rx.log", netns=b,
+                  env={"PCAPLINE_API_LISTEN": api, "PCAPLINE_OUTPUTS_PCAP_OVER_IP_LISTEN": poip})
+        procs.append(rx)
+        N.wait_for(lambda: N.listening(b, "tcp", L.RX_PORT) and N.listening(b, "tcp", 47801)
+                   and N.listening(b, "tcp", 57012), 10, "receiver, API and PCAP-over-IP")
+        live = Proc([PCAPLINE, "live", "--api", api, "-w", tmp_path / "live.pcap"], tmp_path / "live.log", netns=b)
+        ts = Proc(["tshark", "-i", f"TCP@{poip}", "-w", tmp_path / "poip.pcapng"], tmp_path / "tshark.log", netns=b)
+        procs += [live, ts]
+        N.wait_for(lambda: len(re.findall(r"consumer \d+ joined", rx.text())) >= 2, 15, "two live consumers")
+        files = L.make_www(tmp_path / "www", {"index.html": 120, "medium.bin": 300_000, "big.bin": 1_500_000})
+        L.start_servers(procs, tmp_path, b, rx_addr, tmp_path / "www")
+        td = L.start_tcpdump(procs, a, "va", rx_addr, tmp_path / "gt.pcap", tmp_path / "tcpdump.log")
+        sx = L.start_sensor(procs, binaries, certs, a, "va", rx_addr, "s1", tmp_path / "sx.log")
+        L.http_traffic(a, rx_addr, files, rounds=2)
+        L.dns_traffic(a, rx_addr, [f"live{i}.example.test" for i in range(4)])
+        time.sleep(L.QUIET_S)
+        assert sx.stop(signal.SIGTERM, timeout=20) == 0, sx.text()
+        assert td.stop(signal.SIGINT, timeout=10) == 0, td.text()
+        captured = L.sensor_final(sx)[0]
+        # Both readers have everything the sensor captured (every batch was stored).
+        wait_for(lambda: (tmp_path / "live.pcap").exists() and n_records(tmp_path / "live.pcap") == captured, 20,
+                 "pcapline live's file")
+        wait_for(lambda: (tmp_path / "poip.pcapng").exists() and N.capinfos_count(tmp_path / "poip.pcapng")
+                 == captured, 20, "tshark's PCAP-over-IP capture")
+        assert live.stop(signal.SIGINT, timeout=10) == 0, live.text()
+        assert ts.stop(signal.SIGINT, timeout=10) == 0, ts.text()
+        assert rx.stop(signal.SIGTERM, timeout=20) == 0, rx.text()
+        gt = N.read_pcap(tmp_path / "gt.pcap")
+        N.run(["editcap", "-F", "nsecpcap", tmp_path / "poip.pcapng", tmp_path / "poip.pcap"])
+        for name in ("live.pcap", "poip.pcap"):
+            got = N.read_pcap(tmp_path / name)
+            assert got.nano and got.linktype == N.LINKTYPE_ETHERNET, name
+            stats = N.compare_records(got.records, gt.records, N.LINKTYPE_ETHERNET, mac_a, L.TCP_INGRESS_BOUND_NS,
+                                      L.REORDER_BOUND_NS, label=name, truth="tcpdump")
+            print(f"{name}: {len(got.records)} records equal to tcpdump's; timestamps {stats}")
+        assert len(gt.records) == captured > 100
+    finally:
+        for p in procs:
+            if p.p.poll() is None:
+                p.stop(signal.SIGKILL)
+        assert not lab.cleanup()
