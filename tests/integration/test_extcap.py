@@ -179,3 +179,34 @@ def test_all_interface_merges_link_types(setup, binaries, certs):
     cap = read_capture(out)
     assert sorted(lt for lt, _, _ in cap.ifaces) == [1, 113], cap.ifaces
     assert [r.digest for r in cap.recs] == [r.digest for r in a + b]
+
+
+def test_capture_filter_and_dialog_filter(setup, binaries, certs):
+    """Wireshark's capture filter (--extcap-capture-filter) and the dialog's --filter are
+    both applied at the receiver: exactly the packets tcpdump selects with both."""
+    extcap, env, rx, port, data, tmp = setup
+    f_capture, f_dialog = "tcp[tcpflags] & tcp-syn != 0", "tcp port 53"
+    sel = tmp / "sel.pcap"
+    subprocess.run(["tcpdump", "-r", str(CAP), "-w", str(sel), f"({f_capture}) and ({f_dialog})"],
+                   check=True, capture_output=True)
+    want = read_capture(sel).recs
+    assert 0 < len(want) < len(read_capture(CAP).recs)
+    out = tmp / "f.pcapng"
+    joined = rx.text().count("joined")
+    ts = subprocess.Popen(NOBODY + ["tshark", "-i", "pcapline-s1", "-f", f_capture,
+                                    "-o", f"extcap.pcapline_s1.filter:{f_dialog}",
+                                    "-a", f"packets:{len(want)}", "-w", out],
+                          env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 30
+        while rx.text().count("joined") == joined and time.time() < deadline:
+            time.sleep(0.05)
+        assert f"filter ({f_dialog}) and ({f_capture})" in rx.text(), rx.text()[-1500:]
+        replay(binaries, certs, port, "s1", CAP, tmp / "s1f.log")
+        _, err = ts.communicate(timeout=60)
+    finally:
+        if ts.poll() is None:
+            ts.kill()
+            ts.wait()
+    assert ts.returncode == 0, err
+    assert [r.digest for r in read_capture(out).recs] == [r.digest for r in want]
