@@ -43,6 +43,8 @@ class ContinuousReader(threading.Thread):
 
     def poll(self):
         entries = []
+        if not self.d.is_dir():
+            return   # the receiver creates it once it has started
         for n in os.listdir(self.d):
             if n.startswith("."):
                 continue
