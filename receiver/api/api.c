@@ -1346,9 +1346,9 @@ api_live(struct api *a, struct MHD_Connection *c)
 		ret = api_text(c, status, "%s", err);
 		goto out;
 	}
-	/* Small blocks: the stall clock (outputs.live.stall_timeout) restarts at every read,
-	 * and a client reading 10 KB/s must read a block well within it. */
-	r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 8 * 1024, api_live_read, l, api_live_done);
+	/* A slow reader is told from a stuck one by the bytes leaving its socket (live.c), so
+	 * the block can be large: fewer calls and sends for a fast reader. */
+	r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 64 * 1024, api_live_read, l, api_live_done);
 	if (r == NULL) {
 		api_live_done(l);
 		ret = MHD_NO;

@@ -33,6 +33,7 @@ struct live_batch {
 	uint32_t raw_len, n_records, gap;
 	uint16_t n_ifaces;
 	uint32_t max_snaplen;
+	uint32_t min_caplen; /* of its records (set by the hub thread) */
 	char sensor[PROTO_MAX_ID + 1];
 	struct proto_iface *ifaces;
 	uint8_t *raw;
@@ -310,9 +311,10 @@ live_deliver(struct live_consumer *c, const struct live_batch *b)
 	pthread_mutex_lock(&c->mu);
 	size_t room = c->cap - c->used;
 	pthread_mutex_unlock(&c->mu);
-	if (room < 16 && live_all_fit(c, b)) {
-		/* A full queue (a stuck or slow reader): every record is a queue_full drop, as
-		 * the loop below would find one by one; a stuck consumer costs next to nothing. */
+	if (room < 16 + (size_t)b->min_caplen && live_all_fit(c, b)) {
+		/* A full queue (a stuck or slow reader): not even the smallest record fits, so
+		 * every one is a queue_full drop, as the loop below would find one by one; a
+		 * stuck consumer costs next to nothing. */
 		live_count(c, LIVE_DROP_QUEUE, b->n_records);
 		return;
 	}
@@ -438,6 +440,19 @@ live_check_stalls(void)
 	}
 }
 
+/* The smallest caplen of b's records: below 16 bytes more of room, no record fits. */
+static void
+live_min_caplen(struct live_batch *b)
+{
+	struct proto_rec_iter it;
+	struct proto_rec r;
+	b->min_caplen = UINT32_MAX;
+	proto_rec_iter_init(&it, b->raw, b->raw_len, b->n_ifaces, b->max_snaplen);
+	while (proto_rec_next(&it, &r) == 1)
+		if (r.caplen < b->min_caplen)
+			b->min_caplen = r.caplen;
+}
+
 static void *
 live_main(void *arg)
 {
@@ -461,6 +476,8 @@ live_main(void *arg)
 		}
 		pthread_mutex_unlock(&hub.bmu);
 		pthread_mutex_lock(&hub.cmu);
+		if (b && !b->gap)
+			live_min_caplen(b);
 		if (b)
 			for (struct live_consumer *c = hub.cons; c; c = c->next)
 				live_deliver(c, b);
