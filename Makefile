@@ -4,6 +4,10 @@
 
 VERSION := 0.1.0
 PREFIX ?= /usr/local
+# Wireshark's global extcap folder (its pkg-config file names it; else Debian's path).
+# For one user only: make install EXTCAP_DIR=$$HOME/.local/lib/wireshark/extcap
+EXTCAP_DIR ?= $(or $(shell pkg-config --variable=extcap_dir wireshark 2>/dev/null),\
+	/usr/lib/$(or $(shell gcc -print-multiarch 2>/dev/null),x86_64-linux-gnu)/wireshark/extcap)
 BUILD ?= build
 CC ?= cc
 FUZZ_CC ?= clang
@@ -38,7 +42,7 @@ endif
 # main.c files stay out of them. A program links the libraries it needs as one group,
 # so their order does not matter.
 LIB_DIRS := proto shared sensor receiver/ingest receiver/store receiver/repo receiver/l4 \
-	receiver/dissect receiver/api receiver/cli
+	receiver/dissect receiver/api receiver/cli receiver/outputs
 libname = $(BUILD)/lib/lib$(subst /,_,$(1)).a
 dir_src = $(filter-out $(1)/main.c,$(wildcard $(1)/*.c))
 $(foreach d,$(LIB_DIRS),$(eval $(call libname,$(d)): $(patsubst %.c,$(BUILD)/obj/%.o,$(call dir_src,$(d)))))
@@ -47,9 +51,10 @@ LIBS_OF = $(foreach d,$(1),$(call libname,$(d)))
 SENSOR := $(BUILD)/pcapline-sensor
 RECEIVER := $(BUILD)/pcapline-receiver
 CLI := $(BUILD)/pcapline
+EXTCAP := $(BUILD)/pcapline-extcap
 SENSOR_LIBS := $(call LIBS_OF,sensor proto shared)
 RECEIVER_LIBS := $(call LIBS_OF,receiver/ingest receiver/store receiver/dissect receiver/l4 \
-	receiver/api receiver/repo proto shared)
+	receiver/api receiver/outputs receiver/repo proto shared)
 CLI_LIBS := $(call LIBS_OF,receiver/cli receiver/repo receiver/dissect receiver/l4 proto shared)
 ALL_LIBS := $(call LIBS_OF,$(LIB_DIRS))
 
@@ -61,7 +66,7 @@ FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/fuzz/%)
 
 .SECONDARY:
 .PHONY: all deps test unit fuzz fuzz-seeds integration bench demo install uninstall clean format format-check
-all: $(SENSOR) $(RECEIVER) $(CLI)
+all: $(SENSOR) $(RECEIVER) $(CLI) $(EXTCAP)
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -83,6 +88,11 @@ $(RECEIVER): $(BUILD)/obj/receiver/main.o $(RECEIVER_LIBS)
 	$(Q)$(link)
 
 $(CLI): $(BUILD)/obj/receiver/cli/main.o $(CLI_LIBS)
+	@[ -n "$(Q)" ] && echo "  LD      $@" || true
+	$(Q)$(link)
+
+# Wireshark's extcap program: the HTTP client of shared/ and nothing of the receiver.
+$(EXTCAP): $(BUILD)/obj/extcap/main.o $(call LIBS_OF,shared)
 	@[ -n "$(Q)" ] && echo "  LD      $@" || true
 	$(Q)$(link)
 
@@ -167,6 +177,8 @@ install: all
 	install -m 644 systemd/pcapline.sysusers $(DESTDIR)$(SYSUSERSDIR)/pcapline.conf
 	sed -e 's|/etc/pcapline|$(SYSCONFDIR)/pcapline|g' systemd/pcapline.tmpfiles \
 		> $(DESTDIR)$(TMPFILESDIR)/pcapline.conf && chmod 644 $(DESTDIR)$(TMPFILESDIR)/pcapline.conf
+	install -d $(DESTDIR)$(EXTCAP_DIR)
+	install -m 755 $(EXTCAP) $(DESTDIR)$(EXTCAP_DIR)/
 
 # Removes what install put down, except the configuration in SYSCONFDIR/pcapline.
 uninstall:
@@ -174,6 +186,7 @@ uninstall:
 	rm -f $(addprefix $(DESTDIR)$(UNITDIR)/,pcapline-sensor.service pcapline-receiver.service)
 	rm -f $(DESTDIR)$(SYSUSERSDIR)/pcapline.conf $(DESTDIR)$(TMPFILESDIR)/pcapline.conf
 	rm -rf $(DESTDIR)$(EXAMPLEDIR)
+	rm -f $(DESTDIR)$(EXTCAP_DIR)/pcapline-extcap
 
 # The tree is formatted with .clang-format; format-check lists files that are not.
 FORMAT_SRC = $(shell git ls-files '*.c' '*.h' 2>/dev/null || find proto shared sensor receiver tests -name '*.[ch]')

@@ -20,6 +20,10 @@
 
 #include "receiver/api/api.h"
 #include "receiver/api/metrics.h"
+#include "receiver/outputs/live.h"
+#include "receiver/outputs/outstats.h"
+#include "receiver/outputs/pcapoip.h"
+#include "receiver/outputs/rotate.h"
 #include "shared/config.h"
 #include "shared/fsutil.h"
 #include "shared/log.h"
@@ -60,6 +64,14 @@ struct receiver_conf {
 	char *api_listen, *api_token, *api_cert, *api_key;
 	int64_t api_max_conns, api_max_conns_per_source;
 	uint64_t api_header_timeout, api_idle_timeout;
+	uint64_t live_queue_size, live_stall_timeout;
+	int64_t live_max_consumers;
+	char *pcapoip_listen;
+	char *files_dir, *files_filter;
+	struct cfg_strlist files_sensors;
+	uint64_t files_rotate_size, files_rotate_time, files_max_size;
+	int64_t files_max_files;
+	bool files_fsync;
 	bool l4_enabled;
 	int64_t l4_max_conns;
 	uint64_t l4_max_buffer;
@@ -149,6 +161,31 @@ static const struct cfg_key receiver_schema[] = {
 	K("api.idle_timeout", CFG_DURATION, api_idle_timeout, 1000, 86400000, NULL,
 		"a connection that moves no byte for this long is closed (a slow download that moves is "
 		"never cut)"),
+	K("outputs.live.queue_size", CFG_SIZE, live_queue_size, LIVE_QUEUE_MIN, 1ll << 30, NULL,
+		"bytes of live stream waiting for each live consumer; beyond, its packets are dropped "
+		"and counted"),
+	K("outputs.live.stall_timeout", CFG_DURATION, live_stall_timeout, 1000, 3600000, NULL,
+		"a live consumer that reads nothing of its waiting bytes this long is cut off"),
+	K("outputs.live.max_consumers", CFG_INT, live_max_consumers, 1, 1024, NULL,
+		"live consumers at once (API clients and PCAP-over-IP clients together)"),
+	K("outputs.pcap_over_ip.listen", CFG_STR, pcapoip_listen, 0, 0, NULL,
+		"PCAP-over-IP listener, loopback host:port (e.g. 127.0.0.1:57012); \"\" = off"),
+	K("outputs.files.dir", CFG_STR, files_dir, 0, 0, NULL,
+		"directory of rotated pcap files for Suricata/Zeek (renamed into place when complete); "
+		"\"\" = off"),
+	K("outputs.files.sensors", CFG_STRLIST, files_sensors, 0, 0, NULL,
+		"sensors whose packets go into the files; empty = all"),
+	K("outputs.files.filter", CFG_STR, files_filter, 0, 0, NULL, "BPF filter of the files; \"\" = all"),
+	K("outputs.files.rotate_size", CFG_SIZE, files_rotate_size, 0, 1ll << 40, NULL,
+		"start a new file before this size; 0 = no size bound"),
+	K("outputs.files.rotate_time", CFG_DURATION, files_rotate_time, 0, 86400000, NULL,
+		"start a new file after this age; 0 = no time bound"),
+	K("outputs.files.max_files", CFG_INT, files_max_files, 0, 100000000, NULL,
+		"keep at most this many files, the oldest deleted first; 0 = unlimited"),
+	K("outputs.files.max_size", CFG_SIZE, files_max_size, 0, 1ll << 60, NULL,
+		"keep at most this many bytes of files, the oldest deleted first; 0 = unlimited"),
+	K("outputs.files.fsync", CFG_BOOL, files_fsync, 0, 0, NULL,
+		"fsync each file before its rename and the directory after"),
 	K("l4.enabled", CFG_BOOL, l4_enabled, 0, 0, NULL,
 		"dissect stored segments into connections and flows (index.db); off: raw storage only"),
 	K("l4.max_conns", CFG_INT, l4_max_conns, 1000, 100000000, NULL,
@@ -175,6 +212,8 @@ static struct {
 	struct store *store;
 	struct server *srv;
 	struct api *api;
+	struct pcapoip *pcapoip;
+	struct rotate *files;
 	struct dissect_worker *dissect;
 	SSL_CTX *ssl_ctx;
 	struct names_store *names;
@@ -216,6 +255,14 @@ receiver_defaults(struct receiver_conf *c)
 	c->api_max_conns_per_source = 32;
 	c->api_header_timeout = 10000;
 	c->api_idle_timeout = 60000;
+	c->live_queue_size = LIVE_QUEUE_DEFAULT;
+	c->live_stall_timeout = LIVE_STALL_DEFAULT_MS;
+	c->live_max_consumers = LIVE_MAX_CONSUMERS;
+	c->pcapoip_listen = strdup("");
+	c->files_dir = strdup("");
+	c->files_filter = strdup("");
+	c->files_rotate_size = 64u << 20;
+	c->files_rotate_time = 60000;
 	c->l4_enabled = true;
 	c->l4_max_conns = L4_DEFAULT_MAX_CONNS;
 	c->l4_max_buffer = L4_DEFAULT_MAX_BUF;
@@ -640,6 +687,9 @@ receiver_open_listeners(const struct store_opts *so)
 		 * /readyz and /metrics answer at once, the rest waits for ready. */
 		api_set_ready(R.api, false, "loading the store");
 	}
+	if (R.conf.pcapoip_listen && *R.conf.pcapoip_listen &&
+		!(R.pcapoip = pcapoip_new(R.conf.pcapoip_listen, err, sizeof(err))))
+		fatalx(EXIT_CONFIG, "%s", err);
 }
 
 static void
@@ -696,7 +746,11 @@ receiver_open_store(const struct store_opts *so)
 static void
 receiver_set_metrics(void)
 {
-	struct metrics_src ms = { .store = R.store, .srv = R.srv, .dissect = R.dissect };
+	struct metrics_src ms = { .store = R.store,
+		.srv = R.srv,
+		.dissect = R.dissect,
+		.live = outstats_render,
+		.live_arg = NULL };
 
 	if (R.api)
 		api_set_metrics(R.api, &ms);
@@ -717,6 +771,33 @@ receiver_start_api(void)
 	if (R.conf.insecure)
 		log_warnx("auth.insecure is set: sensors are NOT authenticated and traffic is NOT encrypted");
 	signal(SIGPIPE, SIG_IGN);
+	struct live_opts lo = {
+		.queue_bytes = R.conf.live_queue_size,
+		.stall_ms = (uint32_t)R.conf.live_stall_timeout,
+		.max_consumers = (unsigned)R.conf.live_max_consumers,
+	};
+	int lrc = live_init(&lo);
+	if (lrc != 0)
+		fatalx(1, "live outputs: cannot start: %s", strerror(-lrc));
+	if (R.pcapoip && pcapoip_start(R.pcapoip, err, sizeof(err)) != 0)
+		fatalx(1, "%s", err);
+	if (R.conf.files_dir && *R.conf.files_dir) {
+		struct rotate_opts fo = {
+			.dir = R.conf.files_dir,
+			.sensors = (const char *const *)R.conf.files_sensors.v,
+			.n_sensors = R.conf.files_sensors.n,
+			.filter = R.conf.files_filter,
+			.rotate_size = R.conf.files_rotate_size,
+			.rotate_ms = R.conf.files_rotate_time,
+			.max_files = (uint64_t)R.conf.files_max_files,
+			.max_size = R.conf.files_max_size,
+			.fsync = R.conf.files_fsync,
+		};
+		if (!(R.files = rotate_start(&fo, err, sizeof(err))))
+			fatalx(EXIT_CONFIG, "%s", err);
+	}
+	if (R.pcapoip)
+		log_info("PCAP-over-IP on %s (port %u)", R.conf.pcapoip_listen, pcapoip_port(R.pcapoip));
 	/* After SIGPIPE is ignored: an export worker writes into a pipe a client may close. */
 	if (R.api && api_start(R.api, err, sizeof(err)) != 0)
 		fatalx(EXIT_CONFIG, "%s", err);
@@ -755,9 +836,14 @@ receiver_run(void)
 static void
 receiver_shutdown(void)
 {
+	/* Live consumers' reads fail from here, so that their threads end at once. */
+	live_shutdown();
+	rotate_stop(R.files); /* completes and renames its current file */
 	api_free(R.api);
+	pcapoip_free(R.pcapoip);
 	/* The store worker stops with the server: the store is this thread's again. */
 	server_free(R.srv);
+	live_fini(); /* after the server: no batch is fed any more */
 	receiver_log_all(NULL);
 	store_free(R.store);
 	/* After the store closed its segments: they are dissected before the end. */

@@ -39,6 +39,7 @@
 #include <pcap/pcap.h>
 
 #include "receiver/api/metrics.h"
+#include "receiver/api/sensors.h"
 #include "receiver/repo/bundle.h"
 #include "shared/fsutil.h"
 #include "receiver/repo/l4query.h"
@@ -46,6 +47,7 @@
 #include "shared/log.h"
 #include "receiver/repo/repo.h"
 #include "receiver/repo/timearg.h"
+#include "receiver/outputs/live.h"
 
 #define API_MAX_PEM     (1 << 20)
 #define API_MAX_SENSORS 1024
@@ -1311,6 +1313,175 @@ api_metrics(struct api *a, struct MHD_Connection *c)
 	return ret;
 }
 
+/* Live stream ------------------------------------------------------------------------- */
+
+struct api_live_req {
+	const char *filter, *format;
+	char *sensors[LIVE_MAX_SENSORS];
+	size_t n_sensors;
+	char err[256];
+};
+
+static enum MHD_Result
+api_on_live_arg(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+{
+	struct api_live_req *q = cls;
+
+	if (q->err[0] != '\0')
+		return MHD_NO;
+	if (value == NULL)
+		value = "";
+	if (strcmp(key, "filter") == 0 || strcmp(key, "format") == 0) {
+		const char **slot = key[1] == 'i' ? &q->filter : &q->format;
+		if (*slot != NULL)
+			snprintf(q->err, sizeof(q->err), "%s: given twice", key);
+		*slot = value;
+	} else if (strcmp(key, "sensor") == 0) {
+		char *copy = strdup(value), *save = NULL, *tok;
+
+		if (copy == NULL) {
+			snprintf(q->err, sizeof(q->err), "out of memory");
+			return MHD_NO;
+		}
+		for (tok = strtok_r(copy, ",", &save); tok != NULL && q->err[0] == '\0';
+			tok = strtok_r(NULL, ",", &save)) {
+			if (!fsu_name_ok(tok)) {
+				snprintf(q->err, sizeof(q->err),
+					"sensor: '%.64s' is not a sensor id (letters, digits, '.', '_', '-')",
+					tok);
+				break;
+			}
+			if (q->n_sensors == LIVE_MAX_SENSORS) {
+				snprintf(q->err, sizeof(q->err), "sensor: more than %d", LIVE_MAX_SENSORS);
+				break;
+			}
+			if ((q->sensors[q->n_sensors] = strdup(tok)) == NULL) {
+				snprintf(q->err, sizeof(q->err), "out of memory");
+				break;
+			}
+			q->n_sensors++;
+		}
+		free(copy);
+	} else {
+		snprintf(q->err, sizeof(q->err), "%.64s: unknown parameter (sensor, filter, format)", key);
+	}
+	return q->err[0] == '\0' ? MHD_YES : MHD_NO;
+}
+
+struct api_live {
+	struct live_consumer *lc;
+	int fd; /* the connection's, to notice a client that went away while nothing flows */
+};
+
+/* Waits for the next bytes of the stream; while none come, checks once a second that
+ * the client is still there, so that one that left does not hold its slot until the
+ * next packet. */
+static ssize_t
+api_live_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+	struct api_live *l = cls;
+
+	for (;;) {
+		ssize_t n = live_consumer_read(l->lc, buf, max, 1000);
+		struct pollfd pfd = { .fd = l->fd, .events = POLLRDHUP };
+
+		if (n > 0)
+			return n;
+		if (n == -ESHUTDOWN)
+			return MHD_CONTENT_READER_END_OF_STREAM; /* the receiver stops: a clean end */
+		if (n < 0)
+			return MHD_CONTENT_READER_END_WITH_ERROR; /* cut off: a broken transfer */
+		if (l->fd >= 0 && poll(&pfd, 1, 0) > 0 && (pfd.revents & (POLLRDHUP | POLLHUP | POLLERR)))
+			return MHD_CONTENT_READER_END_WITH_ERROR;
+	}
+}
+
+static void
+api_live_done(void *cls)
+{
+	struct api_live *l = cls;
+
+	live_consumer_free(l->lc);
+	free(l);
+}
+
+/* GET /api/v1/live?sensor=ID&filter=BPF&format=pcap|pcapng: the live stream. */
+static enum MHD_Result
+api_live(struct api *a, struct MHD_Connection *c)
+{
+	struct api_live_req q = { 0 };
+	const union MHD_ConnectionInfo *ci;
+	struct live_consumer_opts lo = { 0 };
+	struct MHD_Response *r;
+	struct api_live *l = NULL;
+	char err[512], peer[INET6_ADDRSTRLEN + 32] = "http";
+	enum MHD_Result ret;
+
+	MHD_get_connection_values(c, MHD_GET_ARGUMENT_KIND, api_on_live_arg, &q);
+	if (q.err[0] != '\0') {
+		ret = api_text(c, MHD_HTTP_BAD_REQUEST, "%s", q.err);
+		goto out;
+	}
+	if (q.format != NULL && strcmp(q.format, "pcap") != 0 && strcmp(q.format, "pcapng") != 0) {
+		ret = api_text(c, MHD_HTTP_BAD_REQUEST, "format: '%.32s' is not pcap or pcapng", q.format);
+		goto out;
+	}
+	ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+	if (ci != NULL && ci->client_addr != NULL) {
+		char host[INET6_ADDRSTRLEN] = "?";
+		const struct sockaddr *sa = ci->client_addr;
+		unsigned port = 0;
+
+		if (sa->sa_family == AF_INET) {
+			const struct sockaddr_in *s4 = (const void *)sa;
+			inet_ntop(AF_INET, &s4->sin_addr, host, sizeof(host));
+			port = ntohs(s4->sin_port);
+		} else if (sa->sa_family == AF_INET6) {
+			const struct sockaddr_in6 *s6 = (const void *)sa;
+			inet_ntop(AF_INET6, &s6->sin6_addr, host, sizeof(host));
+			port = ntohs(s6->sin6_port);
+		}
+		snprintf(peer, sizeof(peer), "http %s:%u", host, port);
+	}
+	ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+	if ((l = calloc(1, sizeof(*l))) == NULL) {
+		ret = api_text(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
+		goto out;
+	}
+	l->fd = ci != NULL ? (int)ci->connect_fd : -1;
+	lo.sensors = (const char *const *)q.sensors;
+	lo.n_sensors = q.n_sensors;
+	lo.filter = q.filter;
+	lo.format = q.format != NULL && strcmp(q.format, "pcapng") == 0 ? LIVE_PCAPNG : LIVE_PCAP;
+	lo.name = peer;
+	lo.fd = l->fd;
+	if ((l->lc = live_consumer_new(&lo, err, sizeof(err))) == NULL) {
+		unsigned int status = errno == EINVAL ? MHD_HTTP_BAD_REQUEST
+			: errno == ENOMEM             ? MHD_HTTP_INTERNAL_SERVER_ERROR
+						      : MHD_HTTP_SERVICE_UNAVAILABLE;
+		free(l);
+		ret = api_text(c, status, "%s", err);
+		goto out;
+	}
+	/* A slow reader is told from a stuck one by the bytes leaving its socket (live.c), so
+	 * the block can be large: fewer calls and sends for a fast reader. */
+	r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 64 * 1024, api_live_read, l, api_live_done);
+	if (r == NULL) {
+		api_live_done(l);
+		ret = MHD_NO;
+		goto out;
+	}
+	MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE,
+		lo.format == LIVE_PCAPNG ? "application/x-pcapng" : "application/vnd.tcpdump.pcap");
+	MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+	ret = MHD_queue_response(c, MHD_HTTP_OK, r);
+	MHD_destroy_response(r);
+out:
+	for (size_t i = 0; i < q.n_sensors; i++)
+		free(q.sensors[i]);
+	return ret;
+}
+
 /* Dispatch ---------------------------------------------------------------------------- */
 
 enum api_route {
@@ -1322,8 +1493,23 @@ enum api_route {
 	API_FLOW_PCAP,
 	API_METRICS,
 	API_HEALTHZ,
-	API_READYZ
+	API_READYZ,
+	API_LIVE,
+	API_SENSORS
 };
+
+/* GET /api/v1/sensors: the repository's sensors and their interfaces (sensors.h). */
+static enum MHD_Result
+api_sensors(struct api *a, struct MHD_Connection *c)
+{
+	char err[512];
+	json_t *res = api_sensors_json(a->dir, err, sizeof(err));
+	if (res == NULL) {
+		log_warnx("api: sensors: %s", err);
+		return api_text(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "%s", err);
+	}
+	return api_json(c, res);
+}
 
 /* The endpoint of url; for /api/v1/{conns,flows}/<id>/pcap, <id> as given into id (one
  * too long for idlen is cut and marked with "...", so that it is refused as an id). */
@@ -1349,6 +1535,10 @@ api_route(const char *url, char *id, size_t idlen)
 		return API_CONNS;
 	if (strcmp(rest, "flows") == 0)
 		return API_FLOWS;
+	if (strcmp(rest, "live") == 0)
+		return API_LIVE;
+	if (strcmp(rest, "sensors") == 0)
+		return API_SENSORS;
 	if (strncmp(rest, "conns/", 6) != 0 && strncmp(rest, "flows/", 6) != 0)
 		return API_NONE;
 	flows = rest[0] == 'f';
@@ -1385,7 +1575,9 @@ api_on_request(void *cls, struct MHD_Connection *c, const char *url, const char 
 	if (route == API_NONE)
 		return api_text(c, MHD_HTTP_NOT_FOUND,
 			"%.200s: not found (GET /api/v1/export, /api/v1/conns, /api/v1/flows, "
-			"/api/v1/conns/ID/pcap, /api/v1/flows/ID/pcap, /metrics, /healthz, /readyz)",
+			"/api/v1/conns/ID/pcap, /api/v1/flows/ID/pcap, /api/v1/live, /api/v1/sensors, "
+			"/metrics, "
+			"/healthz, /readyz)",
 			url);
 	if (strcmp(method, MHD_HTTP_METHOD_GET) != 0)
 		return api_text(c, MHD_HTTP_METHOD_NOT_ALLOWED, "%.32s: only GET", method);
@@ -1402,6 +1594,10 @@ api_on_request(void *cls, struct MHD_Connection *c, const char *url, const char 
 		return api_pcap(a, c, false, id);
 	case API_FLOW_PCAP:
 		return api_pcap(a, c, true, id);
+	case API_LIVE:
+		return api_live(a, c);
+	case API_SENSORS:
+		return api_sensors(a, c);
 	default:
 		return api_export(a, c);
 	}

@@ -4,7 +4,8 @@
  * `pcapline export` writes for the same window (receiver/repo/bundle.h); GET
  * /api/v1/conns and /api/v1/flows answer what `pcapline conns|flows --json` prints, and
  * GET /api/v1/conns/<id>/pcap and /api/v1/flows/<id>/pcap stream what `pcapline pcap`
- * writes (receiver/repo/l4query.h).
+ * writes (receiver/repo/l4query.h). GET /api/v1/live streams the live stream (one live
+ * consumer per request, receiver/outputs/live.h).
  *
  * It runs on libmicrohttpd's own threads (one per connection, api.max_connections at
  * once, plus one worker per running export or capture, plus a guard that ends slow

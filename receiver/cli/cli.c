@@ -60,6 +60,14 @@ static const struct cli_cmd {
 	{ "follow", cmd_follow, "--conn ID [--dir DIR]",
 		"the reassembled client and server bytes of one stored TCP connection, in the format\n"
 		"of `tshark -q -z follow,tcp,raw` (gaps marked as tshark marks them)" },
+	{ "live", cmd_live,
+		"[--api [https://]HOST:PORT] [--sensor S]... [--filter BPF] [--format pcap|pcapng]\n"
+		"                  [-w FILE|-] [--ca FILE] [--cert FILE --key FILE] [--token T]",
+		"the receiver's live stream (GET /api/v1/live: packets as they are stored) to standard\n"
+		"output or FILE (a FIFO too), flushed per chunk; e.g. `pcapline live | wireshark -k -i -`.\n"
+		"--api defaults to $PCAPLINE_API_LISTEN, else 127.0.0.1:47801; --ca means HTTPS; the\n"
+		"token defaults to $PCAPLINE_API_TOKEN. Ends with status 0 on SIGINT or when the reader\n"
+		"closes its end" },
 	{ "reindex", cmd_reindex, "--from T --to T [--sensor S] [--dir DIR]",
 		"rebuild the connections and flows of a window (widened to whole connections) from\n"
 		"the stored segments" },

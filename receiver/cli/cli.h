@@ -29,6 +29,7 @@ int cmd_flows(int argc, char **argv);
 int cmd_pcap(int argc, char **argv);
 int cmd_reindex(int argc, char **argv);
 int cmd_follow(int argc, char **argv);
+int cmd_live(int argc, char **argv);
 
 /* `pcapline l4 follow --no-timeouts PATH INDEX`: for cmd_follow. Returns an exit code. */
 int cli_follow_file(const char *path, uint64_t index);

@@ -23,6 +23,7 @@
 #include "shared/tls.h"
 #include "proto/wire.h"
 #include "receiver/store/worker.h"
+#include "receiver/outputs/live.h"
 
 #define SESSION_INBUF_MIN        (64 * 1024)
 /* An input buffer or batch arena larger than this is given back once a burst is
@@ -115,6 +116,9 @@ struct session {
 	char cert_id[PROTO_MAX_ID + 1];
 	struct store_sensor *ss;
 	struct names_log *names; /* this sensor's names.jsonl */
+	/* The HELLO's interface table, for the live outputs (set with the BEGIN's reply). */
+	struct proto_iface *ifaces;
+	uint16_t n_ifaces;
 	uint64_t epoch;
 	uint64_t ack_pending;
 	uint64_t last_seq;              /* last BATCH handled in this session, 0 = none yet */
@@ -367,6 +371,7 @@ session_release(struct session *se)
 	free(se->in);
 	free(se->gj[0].arena);
 	free(se->gj[1].arena);
+	free(se->ifaces);
 	free(se);
 }
 
@@ -689,6 +694,13 @@ session_begin_done(struct worker_job *wj)
 	int n = proto_welcome_encode(&w, buf, sizeof(buf));
 	se->state = S_STREAM;
 	se->epoch = j->epoch;
+	free(se->ifaces);
+	if ((se->ifaces = malloc(j->n_ifaces * sizeof(j->ifaces[0]))) != NULL) {
+		memcpy(se->ifaces, j->ifaces, j->n_ifaces * sizeof(j->ifaces[0]));
+		se->n_ifaces = j->n_ifaces;
+	} else {
+		se->n_ifaces = 0; /* no live output for this session, storage goes on */
+	}
 	se->counted = true;
 	srv->n_counted++;
 	srv->held_bytes += session_bytes(se);
@@ -943,6 +955,13 @@ session_batch_back(struct batch_job *j)
 	}
 	uint64_t acked = 0;
 	size_t done_len = 0;
+	/* Live outputs get a batch only once it is stored (never a duplicate, never one
+	 * that failed); with no consumer this is one atomic load. */
+	if (live_active())
+		for (unsigned i = 0; i < j->fail; i++)
+			if (j->in[i].sr == STORE_STORED)
+				live_feed(se->cert_id, se->ifaces, se->n_ifaces, j->arena + j->b[i].raw_off,
+					j->b[i].raw_len, j->b[i].n_records);
 	for (unsigned i = 0; i < j->fail; i++) {
 		done_len += j->b[i].frame_len;
 		se->last_seq = j->b[i].seq;

@@ -23,6 +23,9 @@
 #                        nothing else
 #   BENCH_FANIN_SENSORS=50  sensors (each its own certificate, CN fan01..)
 #   BENCH_FANIN_PKTS=100000 packets each sensor replays (the first ones of the input)
+#   BENCH_LIVE=1         the live-stream scenario (tests/bench/live.py: storage throughput with no
+#                        live consumer and with 4, one stuck, alternating, BENCH_REPS times each;
+#                        bar 0.95x) at the end of a full run; 0 = skip it
 # PCAPLINE_* variables inherited from the caller are removed, so that the figures do not
 # depend on a stray setting; the pcapline-nofsync variant runs the receiver with
 # PCAPLINE_STORAGE_FSYNC=never.
@@ -627,5 +630,9 @@ grep -q ' FAIL$' "$TSV" && { log "some runs did not store every packet (see $TSV
 grep -q ' FAIL$' "$L4TSV" && { log "some L4 runs failed (see $L4TSV)"; rc=1; }
 if [ "$FANIN" != 0 ]; then
 	python3 "$HERE/fanin.py" report "$FANIN_TSV" "$RESULTS" || { log "fan-in: a run or a bar failed (see $FANIN_TSV)"; rc=1; }
+fi
+if [ -z "$ONLY" ] && [ "${BENCH_LIVE:-1}" != 0 ]; then
+	python3 "$HERE/live.py" "$BUILD" "$IN" "$CERTS" "$B/live.md" || { log "live: a run lost packets or the bar failed"; rc=1; }
+	[ -s "$B/live.md" ] && { echo; cat "$B/live.md"; } >> "$RESULTS"
 fi
 exit $rc
