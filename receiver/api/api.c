@@ -609,6 +609,42 @@ api_window(const char *from, const char *to, uint64_t *from_ns, uint64_t *to_ns,
 	return 0;
 }
 
+/* Adds the sensor ids of one sensor= value (comma-separated) to v, once each, at most
+ * max in all. Sets err (a 400's text) on a bad id, too many, or no memory. */
+static void
+api_add_sensors(const char *value, char **v, size_t *n, size_t max, char *err, size_t errlen)
+{
+	char *copy = strdup(value), *save = NULL, *tok;
+
+	if (copy == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return;
+	}
+	for (tok = strtok_r(copy, ",", &save); tok != NULL; tok = strtok_r(NULL, ",", &save)) {
+		bool dup = false;
+
+		if (!fsu_name_ok(tok)) {
+			snprintf(err, errlen,
+				"sensor: '%.64s' is not a sensor id (letters, digits, '.', '_', '-')", tok);
+			break;
+		}
+		for (size_t i = 0; i < *n; i++)
+			dup |= strcmp(v[i], tok) == 0;
+		if (dup)
+			continue;
+		if (*n == max) {
+			snprintf(err, errlen, "sensor: more than %zu", max);
+			break;
+		}
+		if ((v[*n] = strdup(tok)) == NULL) {
+			snprintf(err, errlen, "out of memory");
+			break;
+		}
+		(*n)++;
+	}
+	free(copy);
+}
+
 /* Export ----------------------------------------------------------------------------- */
 
 static enum MHD_Result
@@ -628,37 +664,7 @@ api_on_arg(void *cls, enum MHD_ValueKind kind, const char *key, const char *valu
 			snprintf(q->err, sizeof(q->err), "%s: given twice", key);
 		*slot = value;
 	} else if (strcmp(key, "sensor") == 0) {
-		char *copy = strdup(value), *save = NULL, *tok;
-
-		if (copy == NULL) {
-			snprintf(q->err, sizeof(q->err), "out of memory");
-			return MHD_NO;
-		}
-		for (tok = strtok_r(copy, ",", &save); tok != NULL && q->err[0] == '\0';
-			tok = strtok_r(NULL, ",", &save)) {
-			bool dup = false;
-
-			if (!fsu_name_ok(tok)) {
-				snprintf(q->err, sizeof(q->err),
-					"sensor: '%.64s' is not a sensor id (letters, digits, '.', '_', '-')",
-					tok);
-				break;
-			}
-			for (size_t i = 0; i < q->n_sensors; i++)
-				dup |= strcmp(q->sensors[i], tok) == 0;
-			if (dup)
-				continue;
-			if (q->n_sensors == API_MAX_SENSORS) {
-				snprintf(q->err, sizeof(q->err), "sensor: more than %d", API_MAX_SENSORS);
-				break;
-			}
-			if ((q->sensors[q->n_sensors] = strdup(tok)) == NULL) {
-				snprintf(q->err, sizeof(q->err), "out of memory");
-				break;
-			}
-			q->n_sensors++;
-		}
-		free(copy);
+		api_add_sensors(value, q->sensors, &q->n_sensors, API_MAX_SENSORS, q->err, sizeof(q->err));
 	} else {
 		snprintf(q->err, sizeof(q->err), "%.64s: unknown parameter (from, to, sensor, filter)", key);
 	}
@@ -1337,31 +1343,7 @@ api_on_live_arg(void *cls, enum MHD_ValueKind kind, const char *key, const char 
 			snprintf(q->err, sizeof(q->err), "%s: given twice", key);
 		*slot = value;
 	} else if (strcmp(key, "sensor") == 0) {
-		char *copy = strdup(value), *save = NULL, *tok;
-
-		if (copy == NULL) {
-			snprintf(q->err, sizeof(q->err), "out of memory");
-			return MHD_NO;
-		}
-		for (tok = strtok_r(copy, ",", &save); tok != NULL && q->err[0] == '\0';
-			tok = strtok_r(NULL, ",", &save)) {
-			if (!fsu_name_ok(tok)) {
-				snprintf(q->err, sizeof(q->err),
-					"sensor: '%.64s' is not a sensor id (letters, digits, '.', '_', '-')",
-					tok);
-				break;
-			}
-			if (q->n_sensors == LIVE_MAX_SENSORS) {
-				snprintf(q->err, sizeof(q->err), "sensor: more than %d", LIVE_MAX_SENSORS);
-				break;
-			}
-			if ((q->sensors[q->n_sensors] = strdup(tok)) == NULL) {
-				snprintf(q->err, sizeof(q->err), "out of memory");
-				break;
-			}
-			q->n_sensors++;
-		}
-		free(copy);
+		api_add_sensors(value, q->sensors, &q->n_sensors, LIVE_MAX_SENSORS, q->err, sizeof(q->err));
 	} else {
 		snprintf(q->err, sizeof(q->err), "%.64s: unknown parameter (sensor, filter, format)", key);
 	}

@@ -35,22 +35,24 @@ outstats_render(void *arg, struct promtext *b)
 	promtext_family(b, "pcapline_live_dropped_total", "counter",
 		"Packets a consumer did not get, all consumers since start (gone ones included), by reason.");
 	for (int r = 0; r < LIVE_DROP_N; r++)
-		promtext_sample(b, "pcapline_live_dropped_total", st.drops[r], "reason", live_drop_name(r), NULL);
+		promtext_sample(
+			b, "pcapline_live_dropped_total", st.drops[r], "reason", live_drop_name(r), NULL);
 
 	/* Per consumer of now: the id tells two consumers of the same peer apart. */
-	promtext_family(b, "pcapline_live_sent_packets_total", "counter", "Packets delivered to this consumer.");
+	promtext_family(
+		b, "pcapline_live_sent_packets_total", "counter", "Packets delivered to this consumer.");
 	for (size_t i = 0; i < st.n; i++) {
 		snprintf(id, sizeof(id), "%" PRIu64, each[i].id);
-		promtext_sample(b, "pcapline_live_sent_packets_total", each[i].packets, "consumer", id, "peer",
-			each[i].name, NULL);
+		promtext_sample(b, "pcapline_live_sent_packets_total", each[i].packets, "consumer", id,
+			"peer", each[i].name, NULL);
 	}
 	promtext_family(b, "pcapline_live_dropped_packets_total", "counter",
 		"Packets this consumer did not get, by reason.");
 	for (size_t i = 0; i < st.n; i++) {
 		snprintf(id, sizeof(id), "%" PRIu64, each[i].id);
 		for (int r = 0; r < LIVE_DROP_N; r++)
-			promtext_sample(b, "pcapline_live_dropped_packets_total", each[i].drops[r], "consumer", id,
-				"peer", each[i].name, "reason", live_drop_name(r), NULL);
+			promtext_sample(b, "pcapline_live_dropped_packets_total", each[i].drops[r],
+				"consumer", id, "peer", each[i].name, "reason", live_drop_name(r), NULL);
 	}
 
 	if (!rotate_stats_current(&rs))
@@ -72,5 +74,6 @@ outstats_render(void *arg, struct promtext *b)
 	promtext_family(b, "pcapline_files_dropped_packets_total", "counter",
 		"Packets the live hub could not queue for the files, by reason.");
 	for (int r = 0; r < LIVE_DROP_N; r++)
-		promtext_sample(b, "pcapline_files_dropped_packets_total", rs.drops[r], "reason", live_drop_name(r), NULL);
+		promtext_sample(b, "pcapline_files_dropped_packets_total", rs.drops[r], "reason",
+			live_drop_name(r), NULL);
 }
