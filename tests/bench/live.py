@@ -106,7 +106,8 @@ def run(build, inp, certs, with_consumers, work):
         rx.terminate()
         rx.wait()
         rlog.close()
-    segs = [str(p) for p in (repo / "sensors" / "s1" / "segments").iterdir()]
+    sid = "sensor1" if (certs / "sensor1.crt").exists() else "s1"   # the certificate's CN, as tls() picks it
+    segs = [str(p) for p in (repo / "sensors" / sid / "segments").iterdir()]
     pk, by = capinfos(segs)
     drops = sum(int(m) for m in re.findall(rb"(\d+) dropped \(queue_full", (work / "receiver.log").read_bytes()))
     return wall, pk, by, drops
