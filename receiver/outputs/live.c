@@ -20,20 +20,22 @@
 #include "shared/log.h"
 #include "shared/pcapfile.h"
 
-#define LIVE_SNAPLEN   262144
+#define LIVE_SNAPLEN     262144
 /* Link types one consumer compiles its filter for (each sensor interface brings one). */
-#define LIVE_MAX_PROGS 8
-#define LIVE_TICK_MS   200
+#define LIVE_MAX_PROGS   8
+#define LIVE_TICK_MS     200
+#define LIVE_COALESCE_MS 10 /* the hub looks at most this often while batches come */
 
 /* One stored batch waiting for the hub thread; a gap (raw_len 0, gap records) stands for
  * a batch the backlog had no room for. Followed by its interfaces and its records. */
 struct live_batch {
 	struct live_batch *next;
 	size_t size;
-	uint32_t raw_len, n_records, gap;
+	uint32_t raw_len, n_records;
+	uint32_t gap; /* records not copied (a gap): all dropped as gap_why */
+	enum live_drop gap_why;
 	uint16_t n_ifaces;
 	uint32_t max_snaplen;
-	uint32_t min_caplen; /* of its records (set by the hub thread) */
 	char sensor[PROTO_MAX_ID + 1];
 	struct proto_iface *ifaces;
 	uint8_t *raw;
@@ -78,6 +80,7 @@ struct live_consumer {
 	struct timespec waiting_since; /* when unread bytes last started to wait, or last read */
 	int last_outq;                 /* bytes in fd's send queue when last looked at */
 	bool cut;
+	bool hungry; /* counted in hub.n_hungry: see live_hungry_update() */
 	/* Counters, under mu. */
 	uint64_t packets, bytes, drops[LIVE_DROP_N];
 };
@@ -86,6 +89,7 @@ static struct {
 	bool inited;
 	struct live_opts o;
 	atomic_uint n_cons;   /* consumers now: live_feed()'s fast check */
+	atomic_uint n_hungry; /* consumers that may take a batch now: else it is not copied */
 	atomic_bool stopping; /* live_shutdown() */
 	pthread_t th;
 	/* Backlog, under bmu. */
@@ -124,6 +128,25 @@ live_since(const struct timespec *t)
 	return (double)(now.tv_sec - t->tv_sec) + (double)(now.tv_nsec - t->tv_nsec) / 1e9;
 }
 
+/* Whether a consumer may take records now: its queue has LIVE_HUNGRY_ROOM free, or it
+ * has a filter (what a batch holds for it is known only by filtering it). A batch no
+ * consumer may take is not copied: each that wants it counts its records as queue_full,
+ * as it would have one by one, at the cost of a counter. Under c->mu. */
+#define LIVE_HUNGRY_ROOM (64u * 1024)
+static void
+live_hungry_update(struct live_consumer *c)
+{
+	bool h = !c->cut && (c->filter != NULL || c->cap - c->used >= LIVE_HUNGRY_ROOM);
+
+	if (h == c->hungry)
+		return;
+	c->hungry = h;
+	if (h)
+		atomic_fetch_add(&hub.n_hungry, 1);
+	else
+		atomic_fetch_sub(&hub.n_hungry, 1);
+}
+
 /* Backlog ------------------------------------------------------------------------------ */
 
 bool
@@ -139,11 +162,24 @@ live_feed(const char *sensor, const struct proto_iface *ifaces, uint16_t n_iface
 	if (!live_active() || !hub.inited || n_ifaces == 0 || n_ifaces > PROTO_MAX_IFACES)
 		return;
 	size_t ifs = n_ifaces * sizeof(*ifaces);
+	bool hungry = atomic_load_explicit(&hub.n_hungry, memory_order_relaxed) != 0;
 	pthread_mutex_lock(&hub.bmu);
-	bool room = hub.backlog + raw_len <= LIVE_BACKLOG_BYTES && !hub.stop;
+	bool backlog_room = hub.backlog + raw_len <= LIVE_BACKLOG_BYTES && !hub.stop;
+	bool room = backlog_room && hungry;
+	enum live_drop why = backlog_room ? LIVE_DROP_QUEUE : LIVE_DROP_BACKLOG;
+	struct live_batch *t = hub.tail;
+	if (!room && t && t->gap && t->gap_why == why && strcmp(t->sensor, sensor) == 0 &&
+		t->gap <= UINT32_MAX - n_records) {
+		/* A gap after a gap of the same sensor: the hub counts both at once when it
+		 * next looks (at its tick), without a wake-up per batch; waking it for every
+		 * batch nobody can take cost storage a tenth of its speed on two CPUs. */
+		t->gap += n_records;
+		pthread_mutex_unlock(&hub.bmu);
+		return;
+	}
 	pthread_mutex_unlock(&hub.bmu);
-	/* Without room only the gap itself is queued, so that the consumers that wanted
-	 * the batch count it as theirs. */
+	/* Without room (the hub is behind, or every consumer's queue is full) only the gap
+	 * itself is queued, so that the consumers that wanted the batch count it as theirs. */
 	size_t size = sizeof(struct live_batch) + ifs + (room ? raw_len : 0);
 	struct live_batch *b = malloc(size);
 	if (!b)
@@ -164,6 +200,7 @@ live_feed(const char *sensor, const struct proto_iface *ifaces, uint16_t n_iface
 		b->raw_len = raw_len;
 	} else {
 		b->gap = n_records;
+		b->gap_why = why;
 	}
 	pthread_mutex_lock(&hub.bmu);
 	hub.backlog += b->size;
@@ -172,7 +209,8 @@ live_feed(const char *sensor, const struct proto_iface *ifaces, uint16_t n_iface
 	else
 		hub.head = b;
 	hub.tail = b;
-	pthread_cond_signal(&hub.bcv);
+	if (room)
+		pthread_cond_signal(&hub.bcv); /* records to deliver now; a gap waits for the tick */
 	pthread_mutex_unlock(&hub.bmu);
 }
 
@@ -205,6 +243,7 @@ live_sink(void *arg, const void *buf, size_t len)
 	memcpy(c->ring + tail, p, first);
 	memcpy(c->ring, p + first, len - first);
 	c->used += len;
+	live_hungry_update(c);
 	pthread_cond_signal(&c->cv);
 	pthread_mutex_unlock(&c->mu);
 	return 0;
@@ -305,26 +344,25 @@ live_deliver(struct live_consumer *c, const struct live_batch *b)
 	if (c->cut || !live_wants(c, b->sensor))
 		return;
 	if (b->gap) {
-		live_count(c, LIVE_DROP_BACKLOG, b->gap);
+		live_count(c, b->gap_why, b->gap);
 		return;
 	}
 	pthread_mutex_lock(&c->mu);
 	size_t room = c->cap - c->used;
 	pthread_mutex_unlock(&c->mu);
-	if (room < 16 + (size_t)b->min_caplen && live_all_fit(c, b)) {
-		/* A full queue (a stuck or slow reader): not even the smallest record fits, so
-		 * every one is a queue_full drop, as the loop below would find one by one; a
-		 * stuck consumer costs next to nothing. */
-		live_count(c, LIVE_DROP_QUEUE, b->n_records);
-		return;
-	}
 	uint64_t start = pcapw_bytes(c->w), drops[LIVE_DROP_N] = { 0 }, packets = 0, bytes = 0;
 	struct proto_rec_iter it;
 	struct proto_rec r;
 	int rc = 0;
+	uint32_t seen = 0;
+	/* Every record is written but for room: once one does not fit, the queue is full
+	 * for this batch, and the rest are queue_full drops without being looked at (a
+	 * stuck or slow reader costs next to nothing). */
+	bool all_fit = live_all_fit(c, b);
 	proto_rec_iter_init(&it, b->raw, b->raw_len, b->n_ifaces, b->max_snaplen);
 	while (rc == 0 && proto_rec_next(&it, &r) == 1) {
 		uint32_t lt = b->ifaces[r.iface].linktype;
+		seen++;
 		/* Past 2106 the repository keeps nothing (classic pcap), so neither stream
 		 * format gets it: the stream is what was stored. */
 		if (r.ts_ns / 1000000000u > UINT32_MAX) {
@@ -359,6 +397,10 @@ live_deliver(struct live_consumer *c, const struct live_batch *b)
 				continue; /* not wanted: not a drop */
 		}
 		if (used + extra + need > room) {
+			if (all_fit) {
+				drops[LIVE_DROP_QUEUE] += b->n_records - seen + 1;
+				break;
+			}
 			drops[LIVE_DROP_QUEUE]++;
 			continue;
 		}
@@ -399,6 +441,7 @@ live_deliver(struct live_consumer *c, const struct live_batch *b)
 		log_warnx("live %s: cannot write its stream: %s; cutting it off", c->name, strerror(-rc));
 		pthread_mutex_lock(&c->mu);
 		c->cut = true;
+		live_hungry_update(c);
 		pthread_cond_broadcast(&c->cv);
 		pthread_mutex_unlock(&c->mu);
 	}
@@ -424,6 +467,7 @@ live_check_stalls(void)
 		bool cut = !c->cut && c->used > 0 && live_since(&c->waiting_since) > limit;
 		if (cut) {
 			c->cut = true;
+			live_hungry_update(c);
 			pthread_cond_broadcast(&c->cv);
 		}
 		pthread_mutex_unlock(&c->mu);
@@ -440,24 +484,24 @@ live_check_stalls(void)
 	}
 }
 
-/* The smallest caplen of b's records: below 16 bytes more of room, no record fits. */
-static void
-live_min_caplen(struct live_batch *b)
-{
-	struct proto_rec_iter it;
-	struct proto_rec r;
-	b->min_caplen = UINT32_MAX;
-	proto_rec_iter_init(&it, b->raw, b->raw_len, b->n_ifaces, b->max_snaplen);
-	while (proto_rec_next(&it, &r) == 1)
-		if (r.caplen < b->min_caplen)
-			b->min_caplen = r.caplen;
-}
-
 static void *
 live_main(void *arg)
 {
+	bool worked = false;
+
 	pthread_mutex_lock(&hub.bmu);
 	while (!hub.stop) {
+		if (!hub.head && worked) {
+			/* Look again a little later rather than be woken for every batch: a
+			 * wake-up per batch takes the CPUs from the sensors and storage; the
+			 * stream is a few milliseconds later. */
+			struct timespec nap = { 0, LIVE_COALESCE_MS * 1000000L };
+			pthread_mutex_unlock(&hub.bmu);
+			nanosleep(&nap, NULL);
+			pthread_mutex_lock(&hub.bmu);
+			worked = false;
+			continue;
+		}
 		if (!hub.head) {
 			struct timespec t;
 			clock_gettime(CLOCK_REALTIME, &t);
@@ -476,8 +520,6 @@ live_main(void *arg)
 		}
 		pthread_mutex_unlock(&hub.bmu);
 		pthread_mutex_lock(&hub.cmu);
-		if (b && !b->gap)
-			live_min_caplen(b);
 		if (b)
 			for (struct live_consumer *c = hub.cons; c; c = c->next)
 				live_deliver(c, b);
@@ -487,6 +529,7 @@ live_main(void *arg)
 		if (b) {
 			hub.backlog -= b->size;
 			free(b);
+			worked = true;
 		}
 	}
 	pthread_mutex_unlock(&hub.bmu);
@@ -664,6 +707,9 @@ live_consumer_new(const struct live_consumer_opts *o, char *err, size_t errlen)
 		hub.cons->prev = c;
 	hub.cons = c;
 	atomic_fetch_add(&hub.n_cons, 1);
+	pthread_mutex_lock(&c->mu);
+	live_hungry_update(c);
+	pthread_mutex_unlock(&c->mu);
 	pthread_mutex_unlock(&hub.cmu);
 	pthread_mutex_lock(&hub.smu);
 	hub.consumers_total++;
@@ -717,6 +763,7 @@ live_consumer_read(struct live_consumer *c, void *buf, size_t max, unsigned time
 	memcpy(p + first, c->ring, n - first);
 	c->head = (c->head + n) % c->cap;
 	c->used -= n;
+	live_hungry_update(c);
 	/* Progress: the stall clock starts again for what is still waiting. */
 	clock_gettime(CLOCK_MONOTONIC, &c->waiting_since);
 	pthread_mutex_unlock(&c->mu);
@@ -736,6 +783,12 @@ live_consumer_free(struct live_consumer *c)
 	if (c->next)
 		c->next->prev = c->prev;
 	atomic_fetch_sub(&hub.n_cons, 1);
+	pthread_mutex_lock(&c->mu);
+	if (c->hungry) { /* gone: it takes nothing more */
+		c->hungry = false;
+		atomic_fetch_sub(&hub.n_hungry, 1);
+	}
+	pthread_mutex_unlock(&c->mu);
 	pthread_mutex_unlock(&hub.cmu);
 	uint64_t total = 0;
 	pthread_mutex_lock(&hub.smu);

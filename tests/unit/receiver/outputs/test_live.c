@@ -321,6 +321,43 @@ test_full_queue_drops_are_counted(void **state)
 	live_fini();
 }
 
+/* A consumer whose queue is full takes no copy of later batches: they are counted as
+ * queue_full drops (merged into one gap, counted at the hub's next look), exactly; once
+ * it has read its queue it gets records again. */
+static void
+test_full_consumer_batches_are_counted_not_copied(void **state)
+{
+	static uint8_t buf[1 << 20];
+	start(LIVE_QUEUE_MIN, 60000, 0);
+	struct live_consumer *c = consumer(NULL, 0, NULL, LIVE_PCAP);
+	for (uint32_t b = 0; b < 40; b++) {
+		uint32_t raw = batch(buf, b * 1000, 1000, 200, 0);
+		live_feed("s1", &eth, 1, buf, raw, 1000);
+	}
+	wait_handled(40000);
+	struct live_consumer_stats each[2];
+	struct live_stats st = { .each = each, .max = 2 };
+	live_stats_get(&st);
+	assert_int_equal(st.n, 1);
+	uint64_t fit = (LIVE_QUEUE_MIN - 24) / 216;
+	assert_int_equal(each[0].packets, fit);
+	assert_int_equal(each[0].drops[LIVE_DROP_QUEUE], 40000 - fit);
+	assert_int_equal(each[0].drops[LIVE_DROP_BACKLOG], 0);
+	/* Read: room again, and the next batch arrives whole. */
+	size_t len;
+	uint8_t *s = drain(c, &len, 24 + fit * 216);
+	assert_int_equal(len, 24 + fit * 216);
+	free(s);
+	uint32_t raw = batch(buf, 40000, 1000, 200, 0);
+	live_feed("s1", &eth, 1, buf, raw, 1000);
+	wait_handled(41000);
+	live_stats_get(&st);
+	assert_int_equal(each[0].packets, fit + 1000);
+	assert_int_equal(each[0].drops[LIVE_DROP_QUEUE], 40000 - fit);
+	live_consumer_free(c);
+	live_fini();
+}
+
 static void
 test_stalled_consumer_is_cut_off(void **state)
 {
@@ -437,6 +474,7 @@ main(void)
 		cmocka_unit_test(test_stream_is_exact),
 		cmocka_unit_test(test_sensors_and_filter),
 		cmocka_unit_test(test_full_queue_drops_are_counted),
+		cmocka_unit_test(test_full_consumer_batches_are_counted_not_copied),
 		cmocka_unit_test(test_stalled_consumer_is_cut_off),
 		cmocka_unit_test(test_link_types),
 		cmocka_unit_test(test_bounds_and_shutdown),
