@@ -9,11 +9,14 @@ double as a second, independent reading of the specification: fuzz_frame aborts 
 payload that decodes does not re-encode to the same bytes. The DNS seeds (fuzz_dns) are
 the DNS packets of the shared captures in tests/data/pcaps, whole frames and bare
 messages, plus hand-made messages for each rule of shared/dns.h. The L4 seeds (fuzz_l4)
-are the first frames of the TCP captures with reassembly anomalies. Output is
-deterministic, so re-running it leaves the checked-in corpora unchanged.
+are the first frames of the TCP captures with reassembly anomalies, their private IPv4
+addresses (in the headers and as text, such as an HTTP Host line) moved into the test
+range 198.18.0.0/15 with the header checksums made right again. Output is deterministic,
+so re-running it leaves the checked-in corpora unchanged.
 """
 
 import os
+import re
 import struct
 import sys
 
@@ -382,6 +385,87 @@ L4_LINKS = {1: 0, 0: 1, 101: 2, 113: 3, 276: 4, 228: 5, 229: 6, 108: 7}
 L4_MAX_FRAMES = 120
 
 
+# Private IPv4 addresses of the shared captures, moved into 198.18.0.0/15 (the low two
+# bytes kept); the seeds are only parsed, but no test names an address outside it.
+PRIVATE_TEXT = re.compile(rb"(?<![0-9.])(10|172|192)\.([0-9]{1,3})\.([0-9]{1,3})\.([0-9]{1,3})(?![0-9])")
+
+
+def test_addr(a):
+    """The 198.18.0.0/15 address for a private one (4 bytes), else a itself."""
+    if a[0] == 192 and a[1] == 168:
+        return bytes([198, 18, a[2], a[3]])
+    if a[0] == 10 or (a[0] == 172 and 16 <= a[1] <= 31):
+        return bytes([198, 19, a[2], a[3]])
+    return a
+
+
+def test_addr_text(m):
+    """A private dotted quad in text, as its test address padded with spaces to the same
+    length (the packet's length and the TCP sequence numbers stay as they were)."""
+    a = bytes(int(x) for x in m.groups()) if all(int(x) < 256 for x in m.groups()) else None
+    if a is None or test_addr(a) == a:
+        return m.group(0)
+    t = ".".join(str(x) for x in test_addr(a)).encode()
+    assert len(t) <= len(m.group(0)), m.group(0)
+    return t + b" " * (len(m.group(0)) - len(t))
+
+
+def csum(b):
+    if len(b) % 2:
+        b += b"\0"
+    s = sum(struct.unpack(">%dH" % (len(b) // 2), b))
+    while s >> 16:
+        s = (s & 0xFFFF) + (s >> 16)
+    return ~s & 0xFFFF
+
+
+def ipv4_offset(linktype, f):
+    """Where an IPv4 header starts in a frame of this link type, or None."""
+    if linktype == 1:
+        off, etype = 14, struct.unpack(">H", f[12:14])[0] if len(f) >= 14 else 0
+        while etype in (0x8100, 0x88A8) and len(f) >= off + 4:
+            etype = struct.unpack(">H", f[off + 2:off + 4])[0]
+            off += 4
+        return off if etype == 0x0800 else None
+    if linktype == 113:
+        return 16 if f[14:16] == b"\x08\x00" else None
+    if linktype == 276:
+        return 20 if f[0:2] == b"\x08\x00" else None
+    if linktype in (0, 108):
+        return 4 if len(f) >= 4 and 2 in (f[0], f[3]) else None
+    if linktype in (101, 228):
+        return 0 if f[:1] and f[0] >> 4 == 4 else None
+    return None
+
+
+def test_addresses(linktype, f):
+    """The frame with its private IPv4 addresses moved into 198.18.0.0/15: in the IPv4
+    header (its checksum recomputed; the TCP/UDP checksum too when the segment is whole)
+    and wherever they stand as text."""
+    f = bytearray(PRIVATE_TEXT.sub(test_addr_text, bytes(f)))
+    off = ipv4_offset(linktype, f)
+    if off is None or len(f) < off + 20:
+        return bytes(f)
+    ihl = (f[off] & 0x0F) * 4
+    f[off + 12:off + 16] = test_addr(bytes(f[off + 12:off + 16]))
+    f[off + 16:off + 20] = test_addr(bytes(f[off + 16:off + 20]))
+    if len(f) >= off + ihl:
+        f[off + 10:off + 12] = b"\0\0"
+        f[off + 10:off + 12] = struct.pack(">H", csum(bytes(f[off:off + ihl])))
+    total, proto = struct.unpack(">H", f[off + 2:off + 4])[0], f[off + 9]
+    whole = len(f) >= off + total and struct.unpack(">H", f[off + 6:off + 8])[0] & 0x3FFF == 0
+    ck = {6: 16, 17: 6}.get(proto)
+    if whole and ck is not None and total >= ihl + ck + 2:
+        seg = bytearray(f[off + ihl:off + total])
+        if proto == 17 and seg[6:8] == b"\0\0":
+            return bytes(f)  # UDP without a checksum
+        seg[ck:ck + 2] = b"\0\0"
+        pseudo = bytes(f[off + 12:off + 20]) + struct.pack(">BBH", 0, proto, len(seg))
+        c = csum(pseudo + bytes(seg))
+        f[off + ihl + ck:off + ihl + ck + 2] = struct.pack(">H", c if c or proto == 6 else 0xFFFF)
+    return bytes(f)
+
+
 def l4_seeds():
     seeds = {}
     for fname in L4_CAPTURES:
@@ -391,7 +475,7 @@ def l4_seeds():
         linktype, frames = read_pcap(path)
         body = b""
         for f in frames[:L4_MAX_FRAMES]:
-            f = f[:0xFFFF]
+            f = test_addresses(linktype, f[:0xFFFF])
             if len(body) + 3 + len(f) > L4_MAX_BYTES:
                 break
             body += bytes([L4_LINKS[linktype]]) + struct.pack(">H", len(f)) + f
