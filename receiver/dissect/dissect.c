@@ -998,6 +998,18 @@ seg_ref_fill(struct seg_ref *g, sqlite3_stmt *s)
 	g->min_ns = sqlite3_column_int64(s, 5);
 }
 
+/* The newest segment's id, 0 when there is none (or the query fails). */
+static int64_t
+max_segment_id(struct dissect *d)
+{
+	int64_t top = 0;
+
+	if (sqlite3_step(d->st[Q_MAX_ID]) == SQLITE_ROW)
+		top = sqlite3_column_int64(d->st[Q_MAX_ID], 0);
+	sqlite3_reset(d->st[Q_MAX_ID]);
+	return top;
+}
+
 int
 dissect_pending(struct dissect *d, int max)
 {
@@ -1019,9 +1031,7 @@ dissect_pending(struct dissect *d, int max)
 		d->done_below = 0;
 		d->full_look = now + 60;
 	}
-	if (sqlite3_step(d->st[Q_MAX_ID]) == SQLITE_ROW)
-		top = sqlite3_column_int64(d->st[Q_MAX_ID], 0);
-	sqlite3_reset(d->st[Q_MAX_ID]);
+	top = max_segment_id(d);
 	sqlite3_bind_int(s, 1, max);
 	sqlite3_bind_int64(s, 2, d->done_below);
 	while (n < max && (rc = sqlite3_step(s)) == SQLITE_ROW)
@@ -1054,14 +1064,7 @@ dissect_pending(struct dissect *d, int max)
 bool
 dissect_has_pending(struct dissect *d)
 {
-	int64_t top = 0;
-
-	if (d->holding)
-		return true;
-	if (sqlite3_step(d->st[Q_MAX_ID]) == SQLITE_ROW)
-		top = sqlite3_column_int64(d->st[Q_MAX_ID], 0);
-	sqlite3_reset(d->st[Q_MAX_ID]);
-	return top > d->done_below;
+	return d->holding || max_segment_id(d) > d->done_below;
 }
 
 int
@@ -1500,11 +1503,7 @@ worker_nap(struct dissect_worker *w, unsigned ms)
 	bool stop;
 
 	clock_gettime(CLOCK_REALTIME, &until);
-	until.tv_nsec += (long)ms * 1000000;
-	while (until.tv_nsec >= 1000000000) {
-		until.tv_sec++;
-		until.tv_nsec -= 1000000000;
-	}
+	ts_add_ms(&until, ms);
 	pthread_mutex_lock(&w->mu);
 	if (!w->stop)
 		pthread_cond_timedwait(&w->cv, &w->mu, &until);
@@ -1689,12 +1688,7 @@ dissect_worker_stop(struct dissect_worker *w, unsigned drain_ms)
 		return;
 	pthread_mutex_lock(&w->mu);
 	clock_gettime(CLOCK_MONOTONIC, &w->drain_until);
-	w->drain_until.tv_sec += drain_ms / 1000;
-	w->drain_until.tv_nsec += (long)(drain_ms % 1000) * 1000000;
-	if (w->drain_until.tv_nsec >= 1000000000) {
-		w->drain_until.tv_sec++;
-		w->drain_until.tv_nsec -= 1000000000;
-	}
+	ts_add_ms(&w->drain_until, drain_ms);
 	w->stop = true;
 	pthread_cond_signal(&w->cv);
 	pthread_mutex_unlock(&w->mu);
