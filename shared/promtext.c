@@ -140,3 +140,10 @@ promtext_sample_f(struct promtext *b, const char *name, double value, ...)
 	snprintf(num, sizeof(num), "%.9g\n", value);
 	promtext_puts(b, num);
 }
+
+void
+promtext_single(struct promtext *b, const char *name, const char *type, const char *help, uint64_t value)
+{
+	promtext_family(b, name, type, help);
+	promtext_sample(b, name, value, NULL);
+}

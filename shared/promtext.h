@@ -31,6 +31,9 @@ void promtext_family(struct promtext *b, const char *name, const char *type, con
 void promtext_sample(struct promtext *b, const char *name, uint64_t value, ...) __attribute__((sentinel));
 /* The same with a floating-point value. */
 void promtext_sample_f(struct promtext *b, const char *name, double value, ...) __attribute__((sentinel));
+/* A family of one sample without labels: its HELP and TYPE lines, then the sample. */
+void
+promtext_single(struct promtext *b, const char *name, const char *type, const char *help, uint64_t value);
 /* Appends s escaped as a label value (without the quotes). */
 void promtext_escape_label(struct promtext *b, const char *s);
 

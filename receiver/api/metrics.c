@@ -219,10 +219,10 @@ static void
 metrics_store_all(const struct store_pub_all *a, struct promtext *b)
 {
 	metrics_latency(a, b);
-	promtext_family(b, "pcapline_index_busy_total", "counter",
+	promtext_single(b, "pcapline_index_busy_total", "counter",
 		"Segment index writes of the ingest path that found the database locked by another "
-		"writer and were deferred (never lost).");
-	promtext_sample(b, "pcapline_index_busy_total", a->index_busy, NULL);
+		"writer and were deferred (never lost).",
+		a->index_busy);
 	promtext_family(b, "pcapline_index_wait_max_seconds", "gauge",
 		"Longest time one ingest write spent on a locked index since the start.");
 	promtext_sample_f(b, "pcapline_index_wait_max_seconds", (double)a->index_wait_max_us / 1e6, NULL);
@@ -236,8 +236,8 @@ metrics_server(const struct server_metrics *s, struct promtext *b)
 	promtext_sample(b, "pcapline_sessions",
 		s->sessions - (s->unauth < s->sessions ? s->unauth : s->sessions), "state", "sensor", NULL);
 	promtext_sample(b, "pcapline_sessions", s->unauth, "state", "unauthenticated", NULL);
-	promtext_family(b, "pcapline_connections_accepted_total", "counter", "Sensor connections accepted.");
-	promtext_sample(b, "pcapline_connections_accepted_total", s->accepted, NULL);
+	promtext_single(b, "pcapline_connections_accepted_total", "counter", "Sensor connections accepted.",
+		s->accepted);
 	promtext_family(b, "pcapline_connections_refused_total", "counter",
 		"Connections closed at once, by reason: max_sessions (every slot held by a sensor), "
 		"shed (unauthenticated, for a newer one: limits.unauth_*), handshake_timeout, "
@@ -249,12 +249,12 @@ metrics_server(const struct server_metrics *s, struct promtext *b)
 	promtext_sample(b, "pcapline_connections_refused_total", s->failed, "reason", "auth_failed", NULL);
 	promtext_sample(
 		b, "pcapline_connections_refused_total", s->peer_closed, "reason", "peer_closed", NULL);
-	promtext_family(b, "pcapline_rate_limit_pauses_total", "counter",
-		"Times a session stopped reading for limits.sensor_rate (TCP pushes back; nothing is lost).");
-	promtext_sample(b, "pcapline_rate_limit_pauses_total", s->throttled, NULL);
-	promtext_family(b, "pcapline_ingest_held_bytes", "gauge",
-		"Bytes read from sensors and not yet stored (bounded by limits.ingest_buffer).");
-	promtext_sample(b, "pcapline_ingest_held_bytes", s->held_bytes, NULL);
+	promtext_single(b, "pcapline_rate_limit_pauses_total", "counter",
+		"Times a session stopped reading for limits.sensor_rate (TCP pushes back; nothing is lost).",
+		s->throttled);
+	promtext_single(b, "pcapline_ingest_held_bytes", "gauge",
+		"Bytes read from sensors and not yet stored (bounded by limits.ingest_buffer).",
+		s->held_bytes);
 }
 
 static void
@@ -263,28 +263,25 @@ metrics_dissect(const struct metrics_snap *m, struct promtext *b)
 	const struct dissect_metrics *d = &m->dis;
 	double lag = 0;
 
-	promtext_family(
-		b, "pcapline_dissect_segments_total", "counter", "Segments dissected into connections.");
-	promtext_sample(b, "pcapline_dissect_segments_total", d->segments, NULL);
-	promtext_family(b, "pcapline_dissect_packets_total", "counter", "Packets the dissection path read.");
-	promtext_sample(b, "pcapline_dissect_packets_total", d->packets, NULL);
-	promtext_family(b, "pcapline_dissect_failed_total", "counter",
-		"Failed dissection attempts (retried, or recorded for pcapline reindex).");
-	promtext_sample(b, "pcapline_dissect_failed_total", d->failed, NULL);
+	promtext_single(b, "pcapline_dissect_segments_total", "counter",
+		"Segments dissected into connections.", d->segments);
+	promtext_single(b, "pcapline_dissect_packets_total", "counter", "Packets the dissection path read.",
+		d->packets);
+	promtext_single(b, "pcapline_dissect_failed_total", "counter",
+		"Failed dissection attempts (retried, or recorded for pcapline reindex).", d->failed);
 	promtext_family(b, "pcapline_dissect_deferred_seconds_total", "counter",
 		"Time dissection let closed segments wait while the CPUs were saturated (l4.defer_max).");
 	promtext_sample_f(
 		b, "pcapline_dissect_deferred_seconds_total", (double)d->deferred_ms / 1000.0, NULL);
-	promtext_family(b, "pcapline_dissect_deferral_bound_total", "counter",
-		"Times a wait reached l4.defer_max and the backlog was worked off on saturated CPUs.");
-	promtext_sample(b, "pcapline_dissect_deferral_bound_total", d->forced, NULL);
+	promtext_single(b, "pcapline_dissect_deferral_bound_total", "counter",
+		"Times a wait reached l4.defer_max and the backlog was worked off on saturated CPUs.",
+		d->forced);
 	if (!d->backlog_known)
 		return; /* not counted yet (the worker is still repairing at start) */
-	promtext_family(
-		b, "pcapline_dissect_backlog_segments", "gauge", "Closed segments not dissected yet.");
-	promtext_sample(b, "pcapline_dissect_backlog_segments", d->backlog_segments, NULL);
-	promtext_family(b, "pcapline_dissect_backlog_packets", "gauge", "Packets in those segments.");
-	promtext_sample(b, "pcapline_dissect_backlog_packets", d->backlog_packets, NULL);
+	promtext_single(b, "pcapline_dissect_backlog_segments", "gauge", "Closed segments not dissected yet.",
+		d->backlog_segments);
+	promtext_single(b, "pcapline_dissect_backlog_packets", "gauge", "Packets in those segments.",
+		d->backlog_packets);
 	if (d->backlog_segments > 0 && d->oldest_closed_ns > 0 && m->now_ns > d->oldest_closed_ns)
 		lag = (double)(m->now_ns - d->oldest_closed_ns) / 1e9;
 	promtext_family(b, "pcapline_dissect_lag_seconds", "gauge",
@@ -297,9 +294,9 @@ metrics_render(const struct metrics_snap *m, const struct metrics_src *src, stru
 {
 	promtext_family(b, "pcapline_build_info", "gauge", "The receiver's version; always 1.");
 	promtext_sample(b, "pcapline_build_info", 1, "version", PCAPLINE_VERSION, NULL);
-	promtext_family(b, "pcapline_ready", "gauge",
-		"1 once the store is loaded and the listeners are up, 0 before and while shutting down.");
-	promtext_sample(b, "pcapline_ready", m->ready ? 1 : 0, NULL);
+	promtext_single(b, "pcapline_ready", "gauge",
+		"1 once the store is loaded and the listeners are up, 0 before and while shutting down.",
+		m->ready ? 1 : 0);
 	if (m->have_store) {
 		metrics_sensors(m, b);
 		metrics_store_all(&m->all, b);

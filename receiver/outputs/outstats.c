@@ -8,6 +8,15 @@
 #include "receiver/outputs/live.h"
 #include "receiver/outputs/rotate.h"
 
+/* One counter family with a sample per drop reason. */
+static void
+drops_family(struct promtext *b, const char *name, const char *help, const uint64_t *drops)
+{
+	promtext_family(b, name, "counter", help);
+	for (int r = 0; r < LIVE_DROP_N; r++)
+		promtext_sample(b, name, drops[r], "reason", live_drop_name(r), NULL);
+}
+
 void
 outstats_render(void *arg, struct promtext *b)
 {
@@ -18,25 +27,19 @@ outstats_render(void *arg, struct promtext *b)
 
 	(void)arg;
 	live_stats_get(&st);
-	promtext_family(b, "pcapline_live_consumers", "gauge",
-		"Live-stream consumers now (GET /api/v1/live, PCAP-over-IP, rotated files).");
-	promtext_sample(b, "pcapline_live_consumers", st.consumers, NULL);
-	promtext_family(b, "pcapline_live_consumers_total", "counter", "Live-stream consumers since start.");
-	promtext_sample(b, "pcapline_live_consumers_total", st.consumers_total, NULL);
-	promtext_family(b, "pcapline_live_cut_off_total", "counter",
-		"Consumers cut off for reading nothing for outputs.live.stall_timeout.");
-	promtext_sample(b, "pcapline_live_cut_off_total", st.cut_off, NULL);
-	promtext_family(b, "pcapline_live_refused_total", "counter",
-		"Consumers refused over outputs.live.max_consumers.");
-	promtext_sample(b, "pcapline_live_refused_total", st.refused, NULL);
-	promtext_family(b, "pcapline_live_packets_total", "counter",
-		"Packets delivered into consumers' queues, all consumers since start.");
-	promtext_sample(b, "pcapline_live_packets_total", st.packets, NULL);
-	promtext_family(b, "pcapline_live_dropped_total", "counter",
-		"Packets a consumer did not get, all consumers since start (gone ones included), by reason.");
-	for (int r = 0; r < LIVE_DROP_N; r++)
-		promtext_sample(
-			b, "pcapline_live_dropped_total", st.drops[r], "reason", live_drop_name(r), NULL);
+	promtext_single(b, "pcapline_live_consumers", "gauge",
+		"Live-stream consumers now (GET /api/v1/live, PCAP-over-IP, rotated files).", st.consumers);
+	promtext_single(b, "pcapline_live_consumers_total", "counter", "Live-stream consumers since start.",
+		st.consumers_total);
+	promtext_single(b, "pcapline_live_cut_off_total", "counter",
+		"Consumers cut off for reading nothing for outputs.live.stall_timeout.", st.cut_off);
+	promtext_single(b, "pcapline_live_refused_total", "counter",
+		"Consumers refused over outputs.live.max_consumers.", st.refused);
+	promtext_single(b, "pcapline_live_packets_total", "counter",
+		"Packets delivered into consumers' queues, all consumers since start.", st.packets);
+	drops_family(b, "pcapline_live_dropped_total",
+		"Packets a consumer did not get, all consumers since start (gone ones included), by reason.",
+		st.drops);
 
 	/* Per consumer of now: the id tells two consumers of the same peer apart. */
 	promtext_family(
@@ -57,23 +60,15 @@ outstats_render(void *arg, struct promtext *b)
 
 	if (!rotate_stats_current(&rs))
 		return;
-	promtext_family(b, "pcapline_files_written_total", "counter",
-		"Rotated pcap files renamed into place (outputs.files).");
-	promtext_sample(b, "pcapline_files_written_total", rs.files, NULL);
-	promtext_family(b, "pcapline_files_packets_total", "counter", "Packets in those files.");
-	promtext_sample(b, "pcapline_files_packets_total", rs.packets, NULL);
-	promtext_family(b, "pcapline_files_deleted_total", "counter",
-		"Files deleted by outputs.files.max_files / max_size.");
-	promtext_sample(b, "pcapline_files_deleted_total", rs.deleted_files, NULL);
-	promtext_family(b, "pcapline_files_write_errors_total", "counter",
-		"Failed writes, fsyncs or renames of a file (it is removed).");
-	promtext_sample(b, "pcapline_files_write_errors_total", rs.write_errors, NULL);
-	promtext_family(b, "pcapline_files_lost_packets_total", "counter",
-		"Packets lost with files removed after a write error.");
-	promtext_sample(b, "pcapline_files_lost_packets_total", rs.lost_packets, NULL);
-	promtext_family(b, "pcapline_files_dropped_packets_total", "counter",
-		"Packets the live hub could not queue for the files, by reason.");
-	for (int r = 0; r < LIVE_DROP_N; r++)
-		promtext_sample(b, "pcapline_files_dropped_packets_total", rs.drops[r], "reason",
-			live_drop_name(r), NULL);
+	promtext_single(b, "pcapline_files_written_total", "counter",
+		"Rotated pcap files renamed into place (outputs.files).", rs.files);
+	promtext_single(b, "pcapline_files_packets_total", "counter", "Packets in those files.", rs.packets);
+	promtext_single(b, "pcapline_files_deleted_total", "counter",
+		"Files deleted by outputs.files.max_files / max_size.", rs.deleted_files);
+	promtext_single(b, "pcapline_files_write_errors_total", "counter",
+		"Failed writes, fsyncs or renames of a file (it is removed).", rs.write_errors);
+	promtext_single(b, "pcapline_files_lost_packets_total", "counter",
+		"Packets lost with files removed after a write error.", rs.lost_packets);
+	drops_family(b, "pcapline_files_dropped_packets_total",
+		"Packets the live hub could not queue for the files, by reason.", rs.drops);
 }
